@@ -1,0 +1,72 @@
+"""elliptio: files in data lakes, with automatic layout, metadata, search and lineage.
+
+Import it as ``import elliptio as eio``; everything public is listed in
+``__all__``. Importing has no side effects: settings are read, folders created
+and connections opened only when a handler needs them.
+"""
+
+from __future__ import annotations
+
+from ._artifact import Artifact, File
+from ._catalog.base import Catalog
+from ._config import Settings
+from ._errors import (
+    ArtifactExistsError,
+    ArtifactNotFoundError,
+    CatalogError,
+    CatalogUnavailableError,
+    CommitError,
+    ConfigError,
+    ElliptioError,
+    InputFileNotFoundError,
+    IntegrityError,
+    InvalidLabelsError,
+    InvalidPathError,
+    OfflineError,
+    QueryError,
+    SchemaVersionError,
+    StorageError,
+)
+from ._handler import AsyncHandler
+from ._models import SCHEMA_VERSION, FileRecord, GitInfo, Labels, Metadata
+from ._new import NewArtifact, NewFile
+from ._provenance import current_username, mock_username
+from ._runs import Run
+from ._sync_handler import Handler
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Artifact",
+    "ArtifactExistsError",
+    "ArtifactNotFoundError",
+    "AsyncHandler",
+    "Catalog",
+    "CatalogError",
+    "CatalogUnavailableError",
+    "CommitError",
+    "ConfigError",
+    "ElliptioError",
+    "File",
+    "FileRecord",
+    "GitInfo",
+    "Handler",
+    "InputFileNotFoundError",
+    "IntegrityError",
+    "InvalidLabelsError",
+    "InvalidPathError",
+    "Labels",
+    "Metadata",
+    "NewArtifact",
+    "NewFile",
+    "OfflineError",
+    "QueryError",
+    "Run",
+    "SchemaVersionError",
+    "Settings",
+    "StorageError",
+    "__version__",
+    "current_username",
+    "mock_username",
+]

@@ -1,0 +1,111 @@
+"""The exceptions elliptio raises.
+
+Every exception derives from `ElliptioError`; where a built-in exception fits, the
+subclass inherits it too, so existing ``except KeyError`` / ``except ValueError``
+code keeps working::
+
+    ElliptioError
+    ├── ConfigError(ValueError)            a setting or constructor argument is invalid
+    ├── InvalidPathError(ValueError)       a relpath or local path cannot be used
+    ├── InputFileNotFoundError(FileNotFoundError)
+    │                                      a local file to upload does not exist
+    ├── InvalidLabelsError(ValueError)     labels cannot be stored or queried
+    ├── QueryError(ValueError)             a filter document is malformed or unsupported
+    ├── ArtifactNotFoundError(KeyError)    no committed artifact has that id
+    ├── ArtifactExistsError(FileExistsError)
+    │                                      an id or a file of an artifact exists already
+    ├── CommitError                        a `new()` artifact cannot be committed
+    ├── IntegrityError                     bytes do not match their recorded sha256
+    ├── SchemaVersionError                 a record has a schema version this release cannot read
+    ├── StorageError(OSError)              the storage backend failed
+    ├── CatalogError                       the catalog backend failed
+    │   └── CatalogUnavailableError(ConnectionError)
+    └── OfflineError(ConnectionError)      the operation needs a network that is not there
+
+Messages name the artifact, path or URL involved and the next step; they never
+contain a password or token (see `elliptio._redact`).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArtifactExistsError",
+    "ArtifactNotFoundError",
+    "CatalogError",
+    "CatalogUnavailableError",
+    "CommitError",
+    "ConfigError",
+    "ElliptioError",
+    "InputFileNotFoundError",
+    "IntegrityError",
+    "InvalidLabelsError",
+    "InvalidPathError",
+    "OfflineError",
+    "QueryError",
+    "SchemaVersionError",
+    "StorageError",
+]
+
+
+class ElliptioError(Exception):
+    """Root of every error elliptio raises."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; keep every message readable as written.
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class ConfigError(ElliptioError, ValueError):
+    """A setting or constructor argument is invalid."""
+
+
+class InvalidPathError(ElliptioError, ValueError):
+    """A relpath or a local path cannot be used for an artifact file."""
+
+
+class InputFileNotFoundError(ElliptioError, FileNotFoundError):
+    """A local file or directory given for upload does not exist."""
+
+
+class InvalidLabelsError(ElliptioError, ValueError):
+    """Labels hold a value or key that cannot be stored or queried."""
+
+
+class QueryError(ElliptioError, ValueError):
+    """A filter document is malformed or uses an unsupported operator."""
+
+
+class ArtifactNotFoundError(ElliptioError, KeyError):
+    """No committed artifact has the requested id."""
+
+
+class ArtifactExistsError(ElliptioError, FileExistsError):
+    """An artifact id, or a file at an artifact's path, exists already."""
+
+
+class CommitError(ElliptioError):
+    """An artifact opened with `new()` cannot be committed."""
+
+
+class IntegrityError(ElliptioError):
+    """Bytes read back do not match the sha256 recorded for them."""
+
+
+class SchemaVersionError(ElliptioError):
+    """A stored record has a schema version this release cannot read."""
+
+
+class StorageError(ElliptioError, OSError):
+    """The storage backend failed."""
+
+
+class CatalogError(ElliptioError):
+    """The catalog backend failed."""
+
+
+class CatalogUnavailableError(CatalogError, ConnectionError):
+    """The catalog cannot be reached."""
+
+
+class OfflineError(ElliptioError, ConnectionError):
+    """The operation needs storage or a catalog that cannot be reached."""

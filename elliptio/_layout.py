@@ -1,0 +1,172 @@
+"""Where things go: ids, the storage layout and relpath rules. Pure functions."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ._errors import ArtifactNotFoundError, InputFileNotFoundError, InvalidPathError
+
+__all__ = [
+    "ARTIFACT_ID_RE",
+    "METADATA_RELPATH",
+    "RESERVED_DIR",
+    "artifact_prefix",
+    "collect_local_files",
+    "join",
+    "new_artifact_id",
+    "new_run_id",
+    "validate_artifact_id",
+    "validate_relpath",
+    "validate_relpaths",
+]
+
+RESERVED_DIR = ".elliptio"
+METADATA_RELPATH = f"{RESERVED_DIR}/metadata.json"
+LOGS_DIR = f"{RESERVED_DIR}/logs"
+ARTIFACT_ID_RE = re.compile(
+    r"artifact_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_MAX_RELPATH = 1024
+_MAX_SEGMENT = 255
+
+
+def new_artifact_id() -> str:
+    """A fresh ``artifact_<uuid4>``."""
+    return f"artifact_{uuid.uuid4()}"
+
+
+def new_run_id() -> str:
+    """A fresh ``run_<uuid4>``."""
+    return f"run_{uuid.uuid4()}"
+
+
+def validate_artifact_id(artifact_id: object) -> str:
+    """Return ``artifact_id`` if it has the form ``artifact_<uuid4>``.
+
+    Raises:
+        ArtifactNotFoundError: it has another form, so no artifact can have it.
+    """
+    if not isinstance(artifact_id, str) or not ARTIFACT_ID_RE.fullmatch(artifact_id):
+        raise ArtifactNotFoundError(
+            f"{artifact_id!r} is not an artifact id; ids look like "
+            "'artifact_<uuid4>', as in the index of find()'s DataFrame"
+        )
+    return artifact_id
+
+
+def validate_relpath(relpath: object, *, allow_reserved: bool = False) -> str:
+    """Return ``relpath`` normalised, or raise `InvalidPathError` naming it.
+
+    A relpath is POSIX and relative. ``.`` segments are dropped; absolute paths,
+    drive letters, ``..``, empty segments, backslashes, control characters and
+    (unless ``allow_reserved``) the reserved ``.elliptio/`` folder are refused.
+    """
+    if isinstance(relpath, os.PathLike):
+        relpath = os.fspath(relpath)
+    if not isinstance(relpath, str):
+        raise InvalidPathError(f"relpath {relpath!r} must be a str, not {type(relpath).__name__}")
+    problem = None
+    if not relpath:
+        problem = "is empty"
+    elif _CONTROL.search(relpath):
+        problem = "contains a control character"
+    elif "\\" in relpath:
+        problem = "contains a backslash; use '/' as separator"
+    elif relpath.startswith("/"):
+        problem = "is absolute; give a path relative to the artifact"
+    elif _DRIVE.match(relpath):
+        problem = "starts with a drive letter; give a path relative to the artifact"
+    elif len(relpath.encode()) > _MAX_RELPATH:
+        problem = f"is longer than {_MAX_RELPATH} bytes"
+    if problem is None:
+        segments = [s for s in relpath.split("/") if s != "."]
+        if not segments:
+            problem = "names no file"
+        elif "" in segments:
+            problem = "has an empty segment ('//' or a trailing '/')"
+        elif ".." in segments:
+            problem = "contains '..'"
+        elif any(len(s.encode()) > _MAX_SEGMENT for s in segments):
+            problem = f"has a segment longer than {_MAX_SEGMENT} bytes"
+        elif segments[0] == RESERVED_DIR and not allow_reserved:
+            problem = f"is inside the reserved folder '{RESERVED_DIR}/'"
+        else:
+            return "/".join(segments)
+    raise InvalidPathError(f"relpath {relpath!r} {problem}")
+
+
+def validate_relpaths(relpaths: Iterable[object]) -> list[str]:
+    """Validate several relpaths; refuse duplicates and file/folder clashes."""
+    result = [validate_relpath(r) for r in relpaths]
+    if not result:
+        raise InvalidPathError("an artifact needs at least one file; no relpath was given")
+    seen: set[str] = set()
+    for relpath in result:
+        if relpath in seen:
+            raise InvalidPathError(f"relpath {relpath!r} is given twice")
+        seen.add(relpath)
+    for relpath in result:
+        parts = relpath.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in seen:
+                raise InvalidPathError(
+                    f"relpath {relpath!r} lies inside {'/'.join(parts[:i])!r}, "
+                    "which is a file of the same artifact"
+                )
+    return result
+
+
+def artifact_prefix(root: str, creation_time: datetime, username: str, artifact_id: str) -> str:
+    """``{root}/{YYYY}/{MM}/{DD}/{username}/{HHMMSS}_{artifact_id}`` (UTC)."""
+    t = creation_time.astimezone(UTC)
+    return join(root, f"{t:%Y/%m/%d}/{username}/{t:%H%M%S}_{artifact_id}")
+
+
+def join(root: str, relpath: str) -> str:
+    """Join a storage path and a relpath with exactly one '/'."""
+    return f"{root.rstrip('/')}/{relpath}" if root.rstrip("/") else f"/{relpath}"
+
+
+def collect_local_files(
+    local_paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> tuple[Path, list[tuple[Path, str]]]:
+    """Resolve local files and folders to ``(common_parent, [(file, relpath), ...])``.
+
+    A folder contributes every file of its tree. Relpaths are relative to the
+    common parent of the given paths, so ``["docs/train.txt", "docs/test.txt"]``
+    gives ``train.txt`` and ``test.txt`` and ``["data"]`` gives ``data/...``.
+
+    Raises:
+        InputFileNotFoundError: a path does not exist.
+        InvalidPathError: nothing to upload, a folder without files, the same
+            relpath twice, or a name that is not a valid relpath.
+    """
+    if isinstance(local_paths, str | os.PathLike):
+        local_paths = [local_paths]
+    given = [Path(os.path.abspath(os.fspath(p))) for p in local_paths]
+    if not given:
+        raise InvalidPathError("local_paths is empty; give at least one file or folder")
+    for path in given:
+        if not path.exists():
+            raise InputFileNotFoundError(f"local path {str(path)!r} does not exist")
+        if not (path.is_file() or path.is_dir()):
+            raise InvalidPathError(f"local path {str(path)!r} is neither a file nor a folder")
+    parent = Path(os.path.commonpath([str(p.parent) for p in given]))
+    files: list[tuple[Path, str]] = []
+    for path in given:
+        if path.is_file():
+            found = [path]
+        else:
+            found = sorted(p for p in path.rglob("*") if p.is_file())
+            if not found:
+                raise InvalidPathError(f"folder {str(path)!r} contains no files")
+        files.extend((p, p.relative_to(parent).as_posix()) for p in found)
+    relpaths = validate_relpaths(relpath for _, relpath in files)
+    return parent, [(p, r) for (p, _), r in zip(files, relpaths, strict=True)]

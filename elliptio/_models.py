@@ -1,0 +1,182 @@
+"""The metadata record and its parts: pydantic models, versioned, frozen values."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ._errors import InvalidLabelsError, SchemaVersionError
+from ._provenance import GitInfo
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FileRecord",
+    "GitInfo",
+    "Labels",
+    "Metadata",
+    "check_storable",
+    "upgrade_record",
+]
+
+SCHEMA_VERSION = 1
+_MAX_DEPTH = 32
+
+
+def check_storable(value: Any, where: str, depth: int = 0) -> Any:
+    """Return ``value`` as a catalog-storable value, or raise `InvalidLabelsError`.
+
+    Storable means what both MongoDB and the embedded catalog keep and query
+    unchanged: ``str``, ``int``, finite ``float``, ``bool``, ``None``, tz-aware
+    ``datetime`` (converted to UTC), lists/tuples of those and mappings with ``str``
+    keys that neither contain ``.`` nor start with ``$``.
+    """
+    if depth > _MAX_DEPTH:
+        raise InvalidLabelsError(f"{where} is nested deeper than {_MAX_DEPTH} levels")
+    if value is None or isinstance(value, bool | str | int):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+            raise InvalidLabelsError(f"{where} = {value} does not fit in 64 bits; store it as str")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidLabelsError(f"{where} is {value}; store NaN/inf as None or str")
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidLabelsError(
+                f"{where} is a naive datetime; give it a timezone, e.g. datetime.now(tz=UTC)"
+            )
+        return value.astimezone(UTC)
+    if isinstance(value, list | tuple):
+        return [check_storable(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidLabelsError(f"{where} has the non-str key {key!r}; use str keys")
+            if not key or "." in key or key.startswith("$") or "\x00" in key:
+                raise InvalidLabelsError(
+                    f"{where} has the key {key!r}, which cannot be queried: keys must be "
+                    "non-empty, without '.', not starting with '$'; nest a dict instead"
+                )
+            result[key] = check_storable(item, f"{where}.{key}", depth + 1)
+        return result
+    raise InvalidLabelsError(
+        f"{where} has a value of type {type(value).__name__}, which cannot be stored; "
+        "use str, int, float, bool, None, tz-aware datetime, list or dict"
+    )
+
+
+class Labels(BaseModel):
+    """The user's own labels of an artifact; every field is optional."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ticket: str = ""
+    project: str = ""
+    datatype: str = ""
+    dataset: str = ""
+    description: str = ""
+    infos: dict[str, Any] = Field(default_factory=dict)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'labels'}: "
+                f"{e['msg'].removeprefix('Value error, ')}"
+                for e in err.errors(include_input=False, include_url=False)
+            )
+            raise InvalidLabelsError(f"invalid labels: {problems}") from None
+
+    @field_validator("infos", mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise InvalidLabelsError(f"labels.infos must be a dict, got {type(value).__name__}")
+        return check_storable(value, "labels.infos")
+
+
+class FileRecord(BaseModel):
+    """One committed file of an artifact."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    relpath: str
+    url: str
+    size: int
+    sha256: str
+
+
+class Metadata(BaseModel):
+    """The immutable record of one artifact, as stored in the catalog and sidecar."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: int = SCHEMA_VERSION
+    artifact_id: str
+    run_id: str
+    creation_time: AwareDatetime
+    username: str
+    hostname: str
+    argv: list[str]
+    python_version: str
+    platform: str
+    python_packages: dict[str, str]
+    git: GitInfo | None
+    labels: Labels
+    files: list[FileRecord]
+    file_relpaths: list[str]
+    logs: list[FileRecord] = Field(default_factory=list)
+    log_relpaths: list[str] = Field(default_factory=list)
+    based_on: list[str] = Field(default_factory=list)
+    remote_root: str
+    local_root: str = ""
+
+    @field_validator("creation_time")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    def to_document(self) -> dict[str, Any]:
+        """The record as a catalog document (plain Python data, datetimes in UTC)."""
+        return self.model_dump(mode="python")
+
+
+_Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
+
+# version n -> function turning a version-n document into a version-(n+1) document.
+UPGRADES: dict[int, _Upgrade] = {}
+
+
+def upgrade_record(doc: Mapping[str, Any]) -> Metadata:
+    """Load a stored document of any known schema version as a current `Metadata`.
+
+    Raises:
+        SchemaVersionError: the version is newer than this release, or unknown.
+    """
+    data = dict(doc)
+    data.pop("_id", None)
+    version = data.get("version")
+    artifact_id = data.get("artifact_id", "<unknown id>")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SchemaVersionError(f"record of {artifact_id} has no integer schema version")
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"record of {artifact_id} has schema version {version}, newer than this "
+            f"elliptio reads ({SCHEMA_VERSION}); upgrade elliptio"
+        )
+    while version < SCHEMA_VERSION:
+        upgrade = UPGRADES.get(version)
+        if upgrade is None:
+            raise SchemaVersionError(
+                f"record of {artifact_id} has schema version {version}, which no "
+                "upgrade function reads"
+            )
+        data = upgrade(data)
+        version = data["version"]
+    return Metadata.model_validate(data)

@@ -1,0 +1,226 @@
+"""Artifacts being written with ``handler.new()``: files you write, committed on exit.
+
+A file of a new artifact can be written three ways, all committed by the same
+protocol when the ``with`` block ends without an exception:
+
+* any fsspec-aware writer (or, on local disk, any path writer) at ``file.url``;
+  the bytes are hashed at commit by reading them back;
+* ``file.open("wb")`` / ``file.write_bytes(...)``: hashed while writing;
+* ``file.local_path``: a staging file for libraries that only write local
+  paths; uploaded and hashed in one pass at commit.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
+
+from ._errors import CommitError, ElliptioError
+from ._storage import HashingWriter, Storage
+from ._sync import sync
+
+if TYPE_CHECKING:
+    from ._artifact import Artifact
+
+__all__ = ["NewArtifact", "NewFile"]
+
+
+class NewFile:
+    """A file of an artifact that is being written.
+
+    Attributes:
+        relpath: the path inside the artifact.
+        url: where to write it with any fsspec-aware writer (a plain absolute path
+            on local disk); also as ``remote_url``.
+    """
+
+    def __init__(self, owner: NewArtifact, relpath: str, path: str) -> None:
+        self._owner = owner
+        self.relpath = relpath
+        self._path = path
+        self.url: str = owner._storage.url(path)
+        self.remote_url = self.url
+        self._written: tuple[int, str] | None = None
+        self._open_writer = False
+        self._staging: Path | None = None
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The fsspec options of the store, for writers such as ``df.to_csv``."""
+        return dict(self._owner._storage.options)
+
+    @property
+    def local_path(self) -> Path:
+        """A local staging file to write; it is uploaded when the artifact commits."""
+        self._owner._check_open()
+        if self._staging is None:
+            self._staging = self._owner._staging_dir() / self.relpath
+            self._staging.parent.mkdir(parents=True, exist_ok=True)
+        return self._staging
+
+    def open(self, mode: str = "wb", encoding: str = "utf-8") -> IO[Any]:
+        """Open the file for writing (``"wb"`` or ``"w"``); bytes are hashed as written."""
+        self._owner._check_open()
+        if mode not in ("wb", "w"):
+            raise ElliptioError(
+                f"{self.relpath!r} can be opened for writing with mode 'wb' or 'w', not {mode!r}"
+            )
+        if self._written is not None or self._open_writer:
+            raise ElliptioError(f"{self.relpath!r} was opened for writing already")
+        target = self._owner._storage.open_exclusive_sync(self._path)
+        self._open_writer = True
+
+        def done(size: int, sha256: str) -> None:
+            self._written = (size, sha256)
+            self._open_writer = False
+
+        raw = HashingWriter(target, done)
+        if mode == "wb":
+            return io.BufferedWriter(raw)
+        return io.TextIOWrapper(io.BufferedWriter(raw), encoding=encoding)
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write the whole file from ``data``."""
+        with self.open("wb") as f:
+            f.write(data)
+
+    def write_text(self, text: str, encoding: str = "utf-8") -> None:
+        """Write the whole file from ``text``."""
+        with self.open("w", encoding=encoding) as f:
+            f.write(text)
+
+    async def _finish(self) -> tuple[int, str]:
+        storage = self._owner._storage
+        where = f"{self.relpath!r} of {self._owner.artifact_id}"
+        if self._open_writer:
+            raise CommitError(f"{where} is still open for writing; close it inside the block")
+        if self._written is not None:
+            return self._written
+        staged = self._staging is not None and self._staging.is_file()
+        found = await storage.hash_file(self._path)
+        if staged and found is not None:
+            raise CommitError(
+                f"{where} was written both at its url and at its local_path; write one"
+            )
+        if staged and self._staging is not None:
+            return await storage.put_file(self._staging, self._path)
+        if found is None:
+            raise CommitError(
+                f"{where} was never written; write it at .url, with .open('wb') "
+                "or at .local_path before the block ends"
+            )
+        return found
+
+
+class NewArtifact:
+    """An artifact being written; use it as ``with`` (sync) or ``async with``.
+
+    On a clean exit the artifact commits (files, then sidecar, then catalog
+    record); `artifact` then holds it. On an exception nothing becomes visible,
+    the files written so far are removed and the exception propagates.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        artifact_id: str,
+        prefix: str,
+        relpaths: list[str],
+        commit: Callable[[NewArtifact, dict[str, tuple[int, str]]], Awaitable[Artifact]],
+        discard: Callable[[NewArtifact], Awaitable[None]],
+    ) -> None:
+        self._storage = storage
+        self.artifact_id = artifact_id
+        self.prefix = prefix
+        self.files: Mapping[str, NewFile] = {r: NewFile(self, r, f"{prefix}/{r}") for r in relpaths}
+        self._commit = commit
+        self._discard = discard
+        self._state = "new"
+        self._tmp: Path | None = None
+        self._artifact: Artifact | None = None
+
+    @property
+    def file(self) -> NewFile:
+        """The only file of the artifact (error if there are several)."""
+        if len(self.files) != 1:
+            raise ElliptioError(
+                f"{self.artifact_id} has {len(self.files)} files, so .file is ambiguous; "
+                f"use .files[relpath] with one of {sorted(self.files)}"
+            )
+        return next(iter(self.files.values()))
+
+    @property
+    def artifact(self) -> Artifact:
+        """The committed artifact (after the ``with`` block ended cleanly)."""
+        if self._artifact is None:
+            raise ElliptioError(f"{self.artifact_id} is not committed (state: {self._state})")
+        return self._artifact
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise ElliptioError(
+                f"{self.artifact_id} is {self._state}; write its files inside the with block"
+            )
+
+    def _staging_dir(self) -> Path:
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix=f"elliptio-{self.artifact_id}-"))
+        return self._tmp
+
+    async def _enter(self) -> NewArtifact:
+        if self._state != "new":
+            raise ElliptioError(f"{self.artifact_id} was opened already; call new() again")
+        if self._storage.is_local:
+            # Path-only writers (Path(url).write_text) need the folders to exist.
+            for path in {f._path.rsplit("/", 1)[0] for f in self.files.values()}:
+                await self._storage.makedirs(path)
+        self._state = "open"
+        return self
+
+    async def _exit(self, failed: bool) -> None:
+        try:
+            if failed:
+                self._state = "discarded"
+                await self._discard(self)
+                return
+            try:
+                written = {r: await f._finish() for r, f in self.files.items()}
+                self._artifact = await self._commit(self, written)
+            except BaseException:
+                self._state = "discarded"
+                await self._discard(self)
+                raise
+            self._state = "committed"
+        finally:
+            if self._tmp is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> NewArtifact:
+        return sync(self._enter())
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        sync(self._exit(exc_type is not None))
+
+    async def __aenter__(self) -> NewArtifact:
+        return await self._enter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._exit(exc_type is not None)
+
+    def __repr__(self) -> str:
+        return f"NewArtifact(artifact_id={self.artifact_id!r}, files={sorted(self.files)!r})"

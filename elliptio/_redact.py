@@ -1,0 +1,208 @@
+"""Secret redaction for command lines, URLs and messages.
+
+Everything elliptio writes into a record or an error message passes through here
+first, so that no password, token or signed-URL credential is ever stored:
+
+- `redact_argv` masks the values of secret-looking options (``--password x``,
+  ``--api-key=x``), ``KEY=value`` pairs (``PASSWORD=x``, ``db.password=x``), HTTP
+  header arguments (``"Authorization: Bearer x"``) and credentials inside any URL in
+  any element.
+- `redact_url` masks the password in a URL's userinfo and secret query or fragment
+  parameters (``?token=x``, ``X-Amz-Signature=x``, ``sig=x``).
+- `redact_text` masks known secret strings, for messages built from backend errors.
+
+A name is secret when it *contains* one of `SECRET_NAME_PARTS` (case-insensitive),
+so the rules err on the side of masking: ``--keyboard-layout`` is masked as well,
+because it contains "key". The deliberate exceptions are "author" (``--author``,
+``author_email``) and MongoDB's ``authSource`` / ``authMechanism``, which are not
+treated as "auth"; "authorization" and ``authMechanismProperties`` still are.
+Plain positional arguments and ordinary options such as ``--epochs 10`` are kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from urllib.parse import unquote
+
+__all__ = [
+    "MASK",
+    "SECRET_NAME_PARTS",
+    "is_secret_name",
+    "redact_argv",
+    "redact_text",
+    "redact_url",
+]
+
+MASK = "***"
+"""What every redacted value is replaced by."""
+
+SECRET_NAME_PARTS: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "credential",
+    "auth",
+    "apikey",
+    "api_key",
+    "access_key",
+    "private",
+)
+"""Substrings that make an option, variable or parameter name secret."""
+
+# Query parameters that carry a signature rather than a named secret (S3 / GCS
+# presigned URLs, Azure SAS tokens).
+_SECRET_QUERY_NAMES = frozenset({"sig", "signature"})
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+# Names that contain "auth" without being credentials: "author", "authored",
+# "authority", and MongoDB's `authSource` / `authMechanism`. "authorization",
+# "authorize" and `authMechanismProperties` (it can hold a session token) still are.
+_NOT_SECRET_AUTH = re.compile(r"author(?!i[sz])|auth_?source|auth_?mechanism(?!_?prop)")
+
+# `--name=value`, `--name`, `-name` (no short single-letter options: too ambiguous).
+_OPTION = re.compile(r"(?P<prefix>--?)(?P<name>[A-Za-z][\w.\-]*)(?:(?P<eq>=)(?P<value>.*))?", re.S)
+# `NAME=value`, also Hydra-style `+name=value` / `++name=value`.
+_ASSIGNMENT = re.compile(r"(?P<prefix>\+{0,2})(?P<name>[A-Za-z_][\w.\-]*)=(?P<value>.*)", re.S)
+# `Header-Name: value`, as passed to curl-like tools with -H.
+_HEADER = re.compile(r"(?P<name>[A-Za-z][\w\-]*):(?P<space>\s*)(?P<value>\S.*)", re.S)
+
+# A URL inside free text: scheme://... up to whitespace, quotes or angle brackets.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
+# `scheme://user:password@` -- the password may contain an unescaped "@" (the last
+# "@" before the path ends the userinfo) but never "/", "?" or "#".
+_USERINFO_PASSWORD = re.compile(r"(?P<head>://[^/?#@:\s]*:)(?P<password>[^/?#\s]*)@")
+# `http(s)://token@host`: a bare user name over HTTP is almost always a token
+# (GitHub / GitLab personal access tokens in remote URLs).
+_HTTP_BARE_USER = re.compile(r"(?P<head>\bhttps?://)(?P<user>[^/?#@:\s]+)@", re.I)
+_PARAM = re.compile(r"(?P<name>[^=&#;?\s]+)=(?P<value>[^&#;\s]*)")
+
+
+def is_secret_name(name: str) -> bool:
+    """Tell whether an option, variable or parameter name denotes a secret.
+
+    The name is lower-cased and every run of non-alphanumeric characters becomes
+    ``_`` (so ``--API-Key``, ``api.key`` and ``API_KEY`` are all alike); it is secret
+    when it contains any of `SECRET_NAME_PARTS`.
+
+    Args:
+        name: The name, with or without leading dashes.
+
+    Returns:
+        True when values under this name must be masked.
+    """
+    normalised = _NOT_SECRET_AUTH.sub("", _NON_ALNUM.sub("_", name.lower()))
+    return any(part in normalised for part in SECRET_NAME_PARTS)
+
+
+def _is_secret_param(name: str) -> bool:
+    decoded = unquote(name)
+    lowered = decoded.lower()
+    return is_secret_name(decoded) or lowered in _SECRET_QUERY_NAMES or "signature" in lowered
+
+
+def _mask_params(params: str) -> str:
+    def repl(match: re.Match[str]) -> str:
+        if match["value"] and _is_secret_param(match["name"]):
+            return f"{match['name']}={MASK}"
+        return match[0]
+
+    return _PARAM.sub(repl, params)
+
+
+def redact_url(url: str) -> str:
+    """Remove credentials from one URL.
+
+    The password in the userinfo is masked (``mongodb://u:p@h/db`` becomes
+    ``mongodb://u:***@h/db``), as is a bare user name in an ``http(s)`` URL, which
+    is how access tokens are usually embedded (``https://***@github.com/o/r``).
+    Query and fragment parameters whose name is secret (see `is_secret_name`) or a
+    signature (``sig``, ``signature``, ``X-Amz-Signature``) get their value masked.
+    Everything else, including the user name of other schemes, is kept.
+
+    Args:
+        url: Any string holding one URL; need not be valid.
+
+    Returns:
+        The URL with its secrets replaced by ``***``.
+    """
+    url = _USERINFO_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", url)
+    url = _HTTP_BARE_USER.sub(lambda m: f"{m['head']}{MASK}@", url)
+    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
+    if cut < 0:
+        return url
+    return url[:cut] + _mask_params(url[cut:])
+
+
+def _redact_urls_in(text: str) -> str:
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m[0]), text)
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """Mask the secrets in a command line.
+
+    Handles ``--password=x``, ``--password x`` (the next element is masked unless
+    it starts with ``--``), ``-password x``, ``PASSWORD=x``, ``+db.password=x``,
+    ``"Authorization: Bearer x"`` and credentials in URLs anywhere in an element
+    (``--uri=mongodb://u:p@h`` becomes ``--uri=mongodb://u:***@h``). Single-letter
+    options such as ``-p x`` are not masked: their meaning is unknown.
+
+    Args:
+        argv: The command line, for instance ``sys.orig_argv``.
+
+    Returns:
+        A new list of the same length with secret values replaced by ``***``.
+    """
+    result: list[str] = []
+    mask_next = False
+    for arg in argv:
+        if mask_next:
+            mask_next = False
+            if not arg.startswith("--"):
+                result.append(MASK)
+                continue
+        result.append(_redact_element(arg))
+        option = _OPTION.fullmatch(arg)
+        if option and not option["eq"] and is_secret_name(option["name"]):
+            mask_next = True
+    return result
+
+
+def _redact_element(arg: str) -> str:
+    for pattern in (_OPTION, _ASSIGNMENT):
+        match = pattern.fullmatch(arg)
+        if match and match["value"] is not None:
+            head = arg[: match.start("value")]
+            if match["value"] and is_secret_name(match["name"]):
+                return head + MASK
+            return head + _redact_urls_in(match["value"])
+    header = _HEADER.fullmatch(arg)
+    if header and is_secret_name(header["name"]):
+        return f"{header['name']}:{header['space']}{MASK}"
+    return _redact_urls_in(arg)
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of known secret strings in a text by ``***``.
+
+    Secrets shorter than 4 characters are ignored: masking them would garble the
+    text without protecting anything. Longer secrets are replaced first, so a
+    secret that contains another is masked whole.
+
+    Args:
+        text: A message, for instance the text of a backend exception.
+        secrets: The secret values in use (passwords, tokens, keys).
+
+    Returns:
+        The text with each secret replaced.
+    """
+    candidates = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+    if not candidates:
+        return text
+    pattern = re.compile("|".join(re.escape(s) for s in candidates))
+    return pattern.sub(MASK, text)

@@ -1,0 +1,71 @@
+"""Run the async core from sync code on one dedicated IO-loop thread.
+
+The pattern of ``fsspec.asyn`` and zarr's ``core/sync.py``: one named daemon
+thread runs an event loop for the whole process; sync calls submit coroutines to
+it and wait. Because the caller's own loop (Jupyter's, say) is never used, the
+sync API works inside a running event loop too. The caller's context variables
+(current run, mocked username) travel with each call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["get_loop", "sync"]
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def get_loop() -> asyncio.AbstractEventLoop:
+    """Return elliptio's IO loop, starting its thread on first use."""
+    global _loop, _thread
+    if _loop is None:
+        with _lock:
+            if _loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="elliptio-io", daemon=True)
+                thread.start()
+                _thread = thread
+                _loop = loop
+    return _loop
+
+
+def _reset_after_fork() -> None:
+    global _loop, _thread, _lock
+    _loop = None
+    _thread = None
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run ``coro`` on the IO loop and return its result (or raise its error).
+
+    Raises:
+        RuntimeError: called from the IO loop's own thread, where waiting would
+            deadlock; use the `AsyncHandler` there.
+    """
+    loop = get_loop()
+    if threading.current_thread() is _thread:
+        coro.close()
+        raise RuntimeError(
+            "elliptio's sync API was called from elliptio's own IO loop; "
+            "await the AsyncHandler's methods instead"
+        )
+    # run_coroutine_threadsafe copies this thread's contextvars into the task.
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    try:
+        return future.result(timeout)
+    except BaseException:
+        future.cancel()
+        raise

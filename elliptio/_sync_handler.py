@@ -1,0 +1,124 @@
+"""`Handler`: the sync API, a thin layer running `AsyncHandler` on the IO-loop thread."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import pandas as pd
+
+from ._artifact import Artifact
+from ._catalog import Catalog
+from ._handler import AsyncHandler, LabelsLike, LocalPaths, SortLike
+from ._new import NewArtifact
+from ._runs import RunScope
+from ._sync import sync
+
+__all__ = ["Handler"]
+
+
+class Handler:
+    """Save, find and read artifacts; the blocking twin of `AsyncHandler`.
+
+    It works in scripts and inside running event loops such as Jupyter's: calls
+    run on elliptio's own IO-loop thread. Arguments are those of `AsyncHandler`.
+
+    Example:
+        >>> h = eio.Handler()  # doctest: +SKIP
+        >>> art = h.upload(["train.txt", "test.txt"], labels=eio.Labels(project="x"))
+        >>> df = h.find({"labels.project": "x"}, max_docs=10)
+    """
+
+    def __init__(
+        self,
+        storage: str | os.PathLike[str] | None = None,
+        catalog: str | Catalog | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        max_concurrency: int | None = None,
+    ) -> None:
+        self.aio = AsyncHandler(storage, catalog, storage_options, max_concurrency=max_concurrency)
+
+    @property
+    def storage(self) -> Any:
+        """The `Storage` (fsspec filesystem ``.fs`` and ``.root``)."""
+        return self.aio.storage
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog backend."""
+        return self.aio.catalog
+
+    def run(self, name: str | None = None) -> RunScope:
+        """Open a new run for a ``with`` block; see `AsyncHandler.run`."""
+        return self.aio.run(name)
+
+    @property
+    def based_on(self) -> list[str]:
+        """The artifact ids read so far in the current run."""
+        return self.aio.based_on
+
+    @property
+    def run_id(self) -> str:
+        """The id of the current run."""
+        return self.aio.run_id
+
+    def upload(
+        self, local_paths: LocalPaths, labels: LabelsLike = None, logs: LocalPaths | None = None
+    ) -> Artifact:
+        """Save local files and folders as a new artifact; see `AsyncHandler.upload`."""
+        return sync(self.aio.upload(local_paths, labels, logs))
+
+    def new(self, relpaths: str | Sequence[str], labels: LabelsLike = None) -> NewArtifact:
+        """Open a new artifact for a ``with`` block; see `AsyncHandler.new`."""
+        return self.aio.new(relpaths, labels)
+
+    def get(self, artifact_id: str) -> Artifact:
+        """Return a committed artifact, recording lineage; see `AsyncHandler.get`."""
+        return sync(self.aio.get(artifact_id))
+
+    def find(
+        self,
+        query: Mapping[str, Any] | None = None,
+        max_docs: int | None = None,
+        *,
+        sort: SortLike = None,
+        skip: int = 0,
+        columns: Sequence[str] | None = None,
+        include_packages: bool = False,
+    ) -> pd.DataFrame:
+        """Find artifacts with a MongoDB filter; see `AsyncHandler.find`."""
+        return sync(
+            self.aio.find(
+                query,
+                max_docs,
+                sort=sort,
+                skip=skip,
+                columns=columns,
+                include_packages=include_packages,
+            )
+        )
+
+    def count(self, query: Mapping[str, Any] | None = None) -> int:
+        """How many artifacts match ``query``."""
+        return sync(self.aio.count(query))
+
+    def close(self) -> None:
+        """Release the catalog and storage workers; idempotent."""
+        sync(self.aio.close())
+
+    def __enter__(self) -> Handler:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return repr(self.aio).replace("AsyncHandler", "Handler", 1)

@@ -1,0 +1,204 @@
+"""Bad input gets a typed error naming it, and storage and catalog stay unchanged."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import elliptio as eio
+from tests.conftest import snapshot
+
+
+@pytest.fixture
+def seeded(handler: eio.Handler, data_files: dict[str, Path]) -> eio.Handler:
+    """A store that already holds one artifact, so 'unchanged' is not trivially empty."""
+    handler.upload(data_files["test"], labels=eio.Labels(datatype="annotation_file"))
+    return handler
+
+
+def _expect(h: eio.Handler, call: Callable[[], Any], error: type[Exception], names: str) -> None:
+    before = snapshot(h)
+    with pytest.raises(error) as info:
+        call()
+    assert isinstance(info.value, eio.ElliptioError)
+    assert names in str(info.value), f"{names!r} not named in: {info.value}"
+    assert snapshot(h) == before
+
+
+def test_missing_local_file(seeded: eio.Handler, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.csv"
+    _expect(seeded, lambda: seeded.upload([missing]), eio.InputFileNotFoundError, "nope.csv")
+    assert issubclass(eio.InputFileNotFoundError, FileNotFoundError)
+
+
+def test_one_missing_among_existing_writes_nothing(
+    seeded: eio.Handler, data_files: dict[str, Path], tmp_path: Path
+) -> None:
+    missing = tmp_path / "gone.txt"
+    _expect(
+        seeded,
+        lambda: seeded.upload([data_files["train"], missing]),
+        eio.InputFileNotFoundError,
+        "gone.txt",
+    )
+
+
+def test_empty_directory(seeded: eio.Handler, tmp_path: Path) -> None:
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    _expect(seeded, lambda: seeded.upload(empty), eio.InvalidPathError, "empty_dir")
+
+
+def test_empty_local_paths(seeded: eio.Handler) -> None:
+    _expect(seeded, lambda: seeded.upload([]), eio.InvalidPathError, "local_paths")
+
+
+def test_duplicate_relpaths_in_upload(seeded: eio.Handler, data_files: dict[str, Path]) -> None:
+    _expect(
+        seeded,
+        lambda: seeded.upload([data_files["test"], data_files["test"]]),
+        eio.InvalidPathError,
+        "test.txt",
+    )
+
+
+def test_duplicate_relpaths_in_new(seeded: eio.Handler) -> None:
+    _expect(seeded, lambda: seeded.new(["a.txt", "a.txt"]), eio.InvalidPathError, "a.txt")
+    _expect(seeded, lambda: seeded.new(["a.txt", "./a.txt"]), eio.InvalidPathError, "a.txt")
+    _expect(seeded, lambda: seeded.new(["a", "a/b"]), eio.InvalidPathError, "a/b")
+
+
+@pytest.mark.parametrize(
+    ("relpath", "named"),
+    [
+        ("/etc/passwd", "absolute"),
+        ("../escape.txt", ".."),
+        ("a/../../b", ".."),
+        ("a//b", "empty segment"),
+        ("a/", "empty segment"),
+        ("", "empty"),
+        ("a\\b.txt", "backslash"),
+        ("bad\x00name", "control"),
+        ("bad\nname", "control"),
+        (".elliptio/metadata.json", "reserved"),
+        ("C:/windows", "drive"),
+        (".", "names no file"),
+        ("x" * 300, "longer"),
+    ],
+)
+def test_rejected_relpaths(seeded: eio.Handler, relpath: str, named: str) -> None:
+    before = snapshot(seeded)
+    with pytest.raises(eio.InvalidPathError, match=re.escape(named)) as info:
+        with seeded.new([relpath]):
+            pass
+    assert repr(relpath)[1:-1][:50] in str(info.value) or relpath == ""
+    assert snapshot(seeded) == before
+
+
+def test_relpath_of_wrong_type(seeded: eio.Handler) -> None:
+    _expect(seeded, lambda: seeded.new([3]), eio.InvalidPathError, "3")  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    "artifact_id",
+    [
+        "artifact_00000000-0000-4000-8000-000000000000",  # well formed, unknown
+        "not-an-id",
+        "artifact_../../etc",
+        "",
+    ],
+)
+def test_unknown_artifact_id(seeded: eio.Handler, artifact_id: str) -> None:
+    before = snapshot(seeded)
+    with pytest.raises(eio.ArtifactNotFoundError) as info:
+        seeded.get(artifact_id)
+    assert isinstance(info.value, KeyError)
+    assert repr(artifact_id) in str(info.value) or artifact_id in str(info.value)
+    assert snapshot(seeded) == before
+    assert seeded.based_on == [] or artifact_id not in seeded.based_on
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ({"$where": "this.a == 1"}, "$where"),
+        ({"a": {"$where": "1"}}, "$where"),
+        ({"$expr": {"$eq": ["$a", 1]}}, "$expr"),
+        ({"$function": {}}, "$function"),
+        ({"a": {"$accumulator": {}}}, "$accumulator"),
+        ({"a": {"$foo": 1}}, "$foo"),
+        ({"a": {"$in": 5}}, "$in"),
+        ({"$and": []}, "$and"),
+        ({"$or": {"a": 1}}, "$or"),
+        ({"a": {"$regex": 5}}, "$regex"),
+        ({"a": {"$exists": "maybe"}}, "$exists"),
+    ],
+)
+def test_malformed_and_unsupported_queries(
+    seeded: eio.Handler, query: dict[str, Any], named: str
+) -> None:
+    _expect(seeded, lambda: seeded.find(query), eio.QueryError, named)
+
+
+def test_query_of_wrong_type(seeded: eio.Handler) -> None:
+    _expect(seeded, lambda: seeded.find("username == andy"), eio.QueryError, "dict")  # type: ignore[arg-type]
+    _expect(seeded, lambda: seeded.find({}, max_docs=-1), eio.QueryError, "max_docs")
+    _expect(seeded, lambda: seeded.find({}, columns=["nope"]), eio.QueryError, "nope")
+
+
+@pytest.mark.parametrize(
+    ("infos", "named"),
+    [
+        ({"a.b": 1}, "'a.b'"),
+        ({"$set": 1}, "'$set'"),
+        ({"x": {1, 2}}, "set"),
+        ({"x": object()}, "object"),
+        ({"x": float("nan")}, "nan"),
+        ({"x": b"bytes"}, "bytes"),
+        ({3: "x"}, "3"),
+        ({"deep": {"er": {"k.ey": 1}}}, "'k.ey'"),
+        ({"n": 2**70}, "64 bits"),
+    ],
+)
+def test_label_infos_that_cannot_be_stored(
+    seeded: eio.Handler, data_files: dict[str, Path], infos: dict[Any, Any], named: str
+) -> None:
+    _expect(
+        seeded,
+        lambda: seeded.upload(data_files["train"], labels={"infos": infos}),
+        eio.InvalidLabelsError,
+        named,
+    )
+
+
+def test_labels_of_wrong_shape(seeded: eio.Handler, data_files: dict[str, Path]) -> None:
+    _expect(
+        seeded,
+        lambda: seeded.upload(data_files["train"], labels={"colour": "red"}),
+        eio.InvalidLabelsError,
+        "colour",
+    )
+    _expect(
+        seeded,
+        lambda: seeded.upload(data_files["train"], labels="red"),  # type: ignore[arg-type]
+        eio.InvalidLabelsError,
+        "str",
+    )
+
+
+def test_bad_settings_are_named_without_values(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", '{"secret": "hunter2"')
+    with pytest.raises(eio.ConfigError, match="storage_options") as info:
+        eio.Handler(storage=tmp_path, catalog="memory://")
+    assert "hunter2" not in str(info.value)
+    monkeypatch.delenv("ELLIPTIO_STORAGE_OPTIONS")
+    with pytest.raises(eio.ConfigError, match="gopher"):
+        eio.Handler(storage=tmp_path, catalog="gopher://x")
+    with pytest.raises(eio.ConfigError, match=r"unknown protocol|install|cannot open"):
+        eio.Handler(storage="nosuchfs://bucket", catalog="memory://")

@@ -1,0 +1,66 @@
+"""Settings come from ELLIPTIO_* and .env when a handler is built; arguments win."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import elliptio as eio
+from elliptio._config import load_settings, user_data_dir
+
+
+def test_defaults_live_in_the_user_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    s = load_settings()
+    assert user_data_dir() == tmp_path / "xdg" / "elliptio"
+    assert s.resolved_storage_url() == str(tmp_path / "xdg" / "elliptio" / "store")
+    assert s.resolved_catalog_url() == f"sqlite:///{tmp_path / 'xdg' / 'elliptio' / 'catalog.db'}"
+
+
+def test_env_dotenv_and_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        "ELLIPTIO_STORAGE_URL=/from/dotenv\nELLIPTIO_CATALOG_URL=memory://dotenv\n"
+    )
+    s = load_settings()
+    assert s.storage_url == "/from/dotenv"
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", "/from/env")
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", '{"anon": true}')
+    s = load_settings()
+    assert s.storage_url == "/from/env"
+    assert s.catalog_url == "memory://dotenv"
+    assert s.storage_options == {"anon": True}
+    s = load_settings(storage_url="/from/arg", storage_options={"a": 1})
+    assert s.storage_url == "/from/arg"
+    assert s.storage_options == {"a": 1}
+
+
+def test_handler_uses_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "lake"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path / 'c.db'}")
+    with eio.Handler() as h:
+        assert h.storage.root == str(tmp_path / "lake")
+        (tmp_path / "f.txt").write_text("x")
+        art = h.upload(tmp_path / "f.txt")
+    assert art.file.url.startswith(str(tmp_path / "lake"))
+    assert (tmp_path / "c.db").exists()
+
+
+def test_storage_options_never_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings(storage_options={"secret": "hunter2"})
+    assert "hunter2" not in repr(s)
+
+
+def test_import_has_no_side_effects(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / ".env").write_text("ELLIPTIO_MAX_CONCURRENCY=not-a-number\n")
+    code = "import elliptio, threading; assert threading.active_count() == 1"
+    env = {"HOME": str(home), "XDG_DATA_HOME": str(home / "data"), "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True)
+    assert list(home.iterdir()) == []  # no data dir created, the bad .env not read

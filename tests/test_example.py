@@ -1,0 +1,29 @@
+"""The README's first command: the user story runs on the embedded default."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_user_story_example_runs_on_the_default(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELLIPTIO_")}
+    env.update(HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "data"))
+    for _ in range(2):  # a second run finds the newest artifacts, not the first ones
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "user_story.py")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "The user story works." in result.stdout
+    assert (tmp_path / "data" / "elliptio" / "catalog.db").is_file()
+    stored = list((tmp_path / "data" / "elliptio" / "store").rglob("model.pt"))
+    assert len(stored) == 2

@@ -1,0 +1,201 @@
+"""Tests for `elliptio._redact`: argv, URL and text redaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from elliptio._redact import MASK, is_secret_name, redact_argv, redact_text, redact_url
+
+SECRET_NAMES = [
+    "password",
+    "PASSWORD",
+    "db_password",
+    "passwd",
+    "pwd",
+    "secret",
+    "client-secret",
+    "token",
+    "GITHUB_TOKEN",
+    "key",
+    "api-key",
+    "apikey",
+    "api_key",
+    "API.Key",
+    "access_key",
+    "aws-secret-access-key",
+    "credential",
+    "credentials",
+    "auth",
+    "authorization",
+    "private",
+    "private_key",
+    "keyboard",  # contains "key": masked on purpose, see the module docstring
+    "authMechanismProperties",
+]
+
+PUBLIC_NAMES = [
+    "epochs",
+    "lr",
+    "batch-size",
+    "output",
+    "uri",
+    "url",
+    "user",
+    "username",
+    "author",
+    "authority",
+    "authSource",
+    "authMechanism",
+    "p",
+]
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES)
+def test_secret_names(name: str) -> None:
+    assert is_secret_name(name)
+    assert is_secret_name(f"--{name}")
+
+
+@pytest.mark.parametrize("name", PUBLIC_NAMES)
+def test_public_names(name: str) -> None:
+    assert not is_secret_name(name)
+
+
+ARGV_CASES: list[tuple[list[str], list[str]]] = [
+    # option=value
+    (["--password=hunter2"], ["--password=***"]),
+    (["--api-key=abc123"], ["--api-key=***"]),
+    (["--apikey=abc123"], ["--apikey=***"]),
+    (["--API_KEY=abc123"], ["--API_KEY=***"]),
+    (["--db-passwd=x"], ["--db-passwd=***"]),
+    (["--pwd=x"], ["--pwd=***"]),
+    (["--client-secret=x"], ["--client-secret=***"]),
+    (["--hf-token=x"], ["--hf-token=***"]),
+    (["--credentials=x"], ["--credentials=***"]),
+    (["--auth=x"], ["--auth=***"]),
+    (["--private-key=x"], ["--private-key=***"]),
+    (["--access_key=x"], ["--access_key=***"]),
+    (["-password=x"], ["-password=***"]),
+    (["-Ddb.password=x"], ["-Ddb.password=***"]),
+    (["--password="], ["--password="]),
+    # option value
+    (["--password", "hunter2"], ["--password", MASK]),
+    (["--aws-secret-access-key", "abc/def+"], ["--aws-secret-access-key", MASK]),
+    (["--token", "-starts-with-dash"], ["--token", MASK]),
+    (["-password", "x"], ["-password", MASK]),
+    (["--keyboard-layout", "us"], ["--keyboard-layout", MASK]),
+    # a secret-named flag followed by another option masks nothing
+    (["--use-auth", "--epochs", "10"], ["--use-auth", "--epochs", "10"]),
+    (["--token", "--password", "x"], ["--token", "--password", MASK]),
+    (["train.py", "--password"], ["train.py", "--password"]),
+    # NAME=value
+    (["PASSWORD=x"], ["PASSWORD=***"]),
+    (["AWS_SECRET_ACCESS_KEY=abc"], ["AWS_SECRET_ACCESS_KEY=***"]),
+    (["db.password=x"], ["db.password=***"]),
+    (["+db.password=x"], ["+db.password=***"]),
+    (["++trainer.api_key=x"], ["++trainer.api_key=***"]),
+    (["docker", "run", "-e", "TOKEN=abc", "img"], ["docker", "run", "-e", "TOKEN=***", "img"]),
+    # header arguments
+    (["-H", "Authorization: Bearer abc"], ["-H", "Authorization: ***"]),
+    (["-H", "X-API-Key:abc"], ["-H", "X-API-Key:***"]),
+    (["-H", "Accept: text/plain"], ["-H", "Accept: text/plain"]),
+    # URLs anywhere in an element
+    (["mongodb://u:p@h/db"], ["mongodb://u:***@h/db"]),
+    (["--uri=mongodb://u:p@h"], ["--uri=mongodb://u:***@h"]),
+    (
+        ["--uri", "mongodb+srv://u:p@cluster.example.net/db"],
+        ["--uri", "mongodb+srv://u:***@cluster.example.net/db"],
+    ),
+    (["CATALOG=mongodb://u:p@h/db"], ["CATALOG=mongodb://u:***@h/db"]),
+    (["see=postgresql://u:p@h/db,x"], ["see=postgresql://u:***@h/db,x"]),
+    (["copy s3://b/k?token=abc to x"], ["copy s3://b/k?token=*** to x"]),
+    (["https://h/x?a=1&access_token=abc"], ["https://h/x?a=1&access_token=***"]),
+    # ordinary arguments stay as they are
+    (["python", "train.py", "--epochs", "10"], ["python", "train.py", "--epochs", "10"]),
+    (["-p", "8080", "-k", "x"], ["-p", "8080", "-k", "x"]),
+    (["data/keys.csv", "secret_dir/file.txt"], ["data/keys.csv", "secret_dir/file.txt"]),
+    (["--author", "andy", "--lr=0.1"], ["--author", "andy", "--lr=0.1"]),
+    (["--url=https://example.com/a?b=c"], ["--url=https://example.com/a?b=c"]),
+    (["ssh://git@github.com/o/r.git"], ["ssh://git@github.com/o/r.git"]),
+    (["-1", "--", "x=1"], ["-1", "--", "x=1"]),
+    ([], []),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), ARGV_CASES)
+def test_redact_argv(argv: list[str], expected: list[str]) -> None:
+    assert redact_argv(argv) == expected
+
+
+def test_redact_argv_returns_new_list() -> None:
+    argv = ["--password", "x"]
+    assert redact_argv(tuple(argv)) == ["--password", MASK]
+    assert argv == ["--password", "x"]
+
+
+URL_CASES: list[tuple[str, str]] = [
+    ("mongodb://u:p@h/db", "mongodb://u:***@h/db"),
+    (
+        "mongodb://u:p@ss@h1:27017,h2/db?replicaSet=rs",
+        "mongodb://u:***@h1:27017,h2/db?replicaSet=rs",
+    ),
+    ("mongodb://u:p@h/db?authSource=admin", "mongodb://u:***@h/db?authSource=admin"),
+    (
+        "mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:abc",
+        "mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=***",
+    ),
+    ("https://user:pa%40ss@host/path", "https://user:***@host/path"),
+    ("https://ghp_abcdef@github.com/o/r.git", "https://***@github.com/o/r.git"),
+    ("https://x-access-token:ghs_abc@github.com/o/r", "https://x-access-token:***@github.com/o/r"),
+    ("https://h/x?token=abc", "https://h/x?token=***"),
+    ("https://h/x?a=1&TOKEN=abc&b=2", "https://h/x?a=1&TOKEN=***&b=2"),
+    (
+        "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=AKIA%2F20240101%2Fus-east-1&X-Amz-Signature=abcd"
+        "&X-Amz-Security-Token=tok&X-Amz-Expires=3600",
+        "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=***&X-Amz-Signature=***"
+        "&X-Amz-Security-Token=***&X-Amz-Expires=3600",
+    ),
+    (
+        "https://a.blob.core.windows.net/c/b?sv=2022&sig=abc%3D",
+        "https://a.blob.core.windows.net/c/b?sv=2022&sig=***",
+    ),
+    ("https://h/x?Signature=abc&Expires=1", "https://h/x?Signature=***&Expires=1"),
+    ("https://h/cb#access_token=abc&state=1", "https://h/cb#access_token=***&state=1"),
+    ("https://h/x?api_key=abc#frag", "https://h/x?api_key=***#frag"),
+    ("bucket/key?token=abc", "bucket/key?token=***"),
+    # unchanged
+    ("https://example.com/a/b?x=1&page=2", "https://example.com/a/b?x=1&page=2"),
+    ("https://host:8080/x?email=a@b.com", "https://host:8080/x?email=a@b.com"),
+    ("ssh://git@github.com/o/r.git", "ssh://git@github.com/o/r.git"),
+    ("mongodb://user@h/db", "mongodb://user@h/db"),
+    ("s3://bucket/2024/01/02/andy/x.csv", "s3://bucket/2024/01/02/andy/x.csv"),
+    ("git@github.com:o/r.git", "git@github.com:o/r.git"),
+    ("https://h/x?token=", "https://h/x?token="),
+    ("", ""),
+]
+
+
+@pytest.mark.parametrize(("url", "expected"), URL_CASES)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+@pytest.mark.parametrize(("url", "expected"), URL_CASES)
+def test_redact_url_is_idempotent(url: str, expected: str) -> None:
+    assert redact_url(expected) == expected
+
+
+def test_redact_text_masks_known_secrets() -> None:
+    text = "auth failed for user andy with password hunter2 (token hunter2-long)"
+    assert redact_text(text, ["hunter2", "hunter2-long", "abc", ""]) == (
+        "auth failed for user andy with password *** (token ***)"
+    )
+
+
+def test_redact_text_ignores_short_secrets_and_regex_characters() -> None:
+    assert redact_text("a b c", ["a", "ab"]) == "a b c"
+    assert redact_text("x p.s+ y p_s+", ["p.s+"]) == "x *** y p_s+"
+    assert redact_text("nothing", []) == "nothing"
+    assert redact_text("once ONCE", iter(["once"])) == "*** ONCE"
