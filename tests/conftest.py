@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -9,15 +10,20 @@ from typing import Any
 
 import fsspec
 import pytest
+from hypothesis import settings
 
 import elliptio as eio
+
+# CI replays the same generated cases on every run, so a red build is reproducible;
+# local runs keep exploring new ones.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No ELLIPTIO_* variable, no .env and no user data dir of the real user."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("ELLIPTIO_"):
             monkeypatch.delenv(name)

@@ -1,0 +1,520 @@
+"""MongoDB filter semantics of the SQLite translator, checked on a real catalog."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from elliptio._catalog import codec, query
+from elliptio._catalog.sqlite import SQLiteCatalog
+from elliptio._errors import QueryError
+
+UTC = dt.UTC
+T0 = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+PLUS2 = dt.timezone(dt.timedelta(hours=2))
+WEIRD_KEY = "we\"ird'key ]$"
+
+DOCS: list[dict[str, Any]] = [
+    {
+        "artifact_id": "story",
+        "username": "andy",
+        "labels": {"datatype": "annotation_file", "project": "p1", "infos": {"n": 3}},
+        "creation_time": T0,
+        "file_relpaths": ["notes.txt", "data.csv"],
+        "files": [{"relpath": "notes.txt", "size": 10}, {"relpath": "data.csv", "size": 2000}],
+        "based_on": ["artifact_x", "artifact_y"],
+    },
+    {
+        "artifact_id": "old",
+        "username": "andy",
+        "labels": {"datatype": "annotation_file", "project": "p2"},
+        "creation_time": T0 - dt.timedelta(days=30),
+        "file_relpaths": ["a.TXT"],
+        "files": [{"relpath": "a.TXT", "size": 5}],
+        "based_on": [],
+    },
+    {
+        "artifact_id": "bob",
+        "username": "bob",
+        "labels": {"datatype": "model"},
+        # the same kind of instant in another zone: compared in UTC
+        "creation_time": (T0 + dt.timedelta(days=1)).astimezone(PLUS2),
+        "file_relpaths": ["model.pt"],
+        "files": [{"relpath": "model.pt", "size": 1}],
+        "based_on": ["story"],
+    },
+    {
+        "artifact_id": "types",
+        "n": 1,
+        "s": "1",
+        "b": True,
+        "f": 1.5,
+        "z": None,
+        "nested": {"a": {"b": 1}},
+        "arr": [[1, 2], 3],
+        "mixed": [1, "1", True, None],
+        "text": "a\nb",
+        WEIRD_KEY: 1,
+    },
+    {
+        "artifact_id": "types2",
+        "n": 1.0,
+        "s": "10",
+        "b": False,
+        "f": 2,
+        "nested": {"a": [{"b": 2}, {"c": 3}]},
+        "arr": [],
+        "mixed": "x",
+        "dict": {"k": 1, "j": [1, 2]},
+    },
+    {
+        "artifact_id": "types3",
+        "n": "1",
+        "s": "é",
+        "b": 1,
+        "nested": 5,
+        "mixed": [[1]],
+        "str_date": "2024-05-01",
+    },
+]
+ALL = {doc["artifact_id"] for doc in DOCS}
+TYPES = {"types", "types2", "types3"}
+
+CASES: list[tuple[str, dict[str, Any], set[str]]] = [
+    ("empty filter", {}, ALL),
+    (
+        "user story",
+        {
+            "username": "andy",
+            "labels.datatype": "annotation_file",
+            "creation_time": {"$gte": T0 - dt.timedelta(days=1)},
+            "file_relpaths": {"$regex": r"\.txt"},
+        },
+        {"story"},
+    ),
+    ("lineage: based_on", {"based_on": "story"}, {"bob"}),
+    ("array membership", {"based_on": "artifact_x"}, {"story"}),
+    ("array index miss", {"based_on.0": "artifact_y"}, set()),
+    ("array index hit", {"based_on.1": "artifact_y"}, {"story"}),
+    ("through array of docs", {"files.relpath": "notes.txt"}, {"story"}),
+    ("through array of docs, $gt", {"files.size": {"$gt": 1000}}, {"story"}),
+    ("index then field", {"files.0.size": {"$lt": 6}}, {"old", "bob"}),
+    ("ops on one path are separate", {"files.size": {"$gt": 1000, "$lt": 15}}, {"story"}),
+    ("nested field", {"labels.datatype": "annotation_file"}, {"story", "old"}),
+    ("deeper nested field", {"labels.infos.n": {"$gte": 3}}, {"story"}),
+    ("int equals float", {"n": 1}, {"types", "types2"}),
+    ("float equals int", {"n": 1.0}, {"types", "types2"}),
+    ("string is not a number", {"n": "1"}, {"types3"}),
+    ("bool is not an int", {"b": True}, {"types"}),
+    ("int is not a bool", {"b": 1}, {"types3"}),
+    ("bool order", {"b": {"$gt": False}}, {"types"}),
+    ("bool $lte", {"b": {"$lte": True}}, {"types", "types2"}),
+    ("string order", {"s": {"$gt": "1"}}, {"types2", "types3"}),
+    ("string order below", {"s": {"$lt": "2"}}, {"types", "types2"}),
+    ("code point order", {"s": {"$gt": "z"}}, {"types3"}),
+    ("numbers mix", {"f": {"$gt": 1}}, {"types", "types2"}),
+    ("numbers $gte", {"f": {"$gte": 2.0}}, {"types2"}),
+    ("number vs string never", {"s": {"$gt": 0}}, set()),
+    ("null or missing", {"z": None}, ALL),
+    ("$eq null", {"z": {"$eq": None}}, ALL),
+    ("$exists true", {"z": {"$exists": True}}, {"types"}),
+    ("$exists false", {"z": {"$exists": False}}, ALL - {"types"}),
+    ("$exists 1", {"z": {"$exists": 1}}, {"types"}),
+    ("$ne null", {"z": {"$ne": None}}, set()),
+    ("$gte null", {"z": {"$gte": None}}, ALL),
+    ("$gt null", {"z": {"$gt": None}}, set()),
+    ("$ne matches missing", {"n": {"$ne": 1}}, ALL - {"types", "types2"}),
+    ("array contains int", {"mixed": 1}, {"types"}),
+    ("array contains bool", {"mixed": True}, {"types"}),
+    ("array contains string", {"mixed": "1"}, {"types"}),
+    ("array contains null or missing", {"mixed": None}, {"types", "story", "old", "bob"}),
+    ("array contains array", {"mixed": [1]}, {"types3"}),
+    ("whole array", {"mixed": [[1]]}, {"types3"}),
+    ("scalar field", {"mixed": "x"}, {"types2"}),
+    ("equal array", {"arr": [1, 2]}, {"types"}),
+    ("empty array", {"arr": []}, {"types2"}),
+    ("element of array", {"arr": 3}, {"types"}),
+    ("nested arrays are not flattened", {"arr": 1}, set()),
+    ("$size", {"arr": {"$size": 2}}, {"types"}),
+    ("$size 0", {"arr": {"$size": 0}}, {"types2"}),
+    ("$size on a non-array", {"n": {"$size": 1}}, set()),
+    ("equal document", {"dict": {"k": 1, "j": [1, 2]}}, {"types2"}),
+    ("document key order matters", {"dict": {"j": [1, 2], "k": 1}}, set()),
+    ("nested through doc", {"nested.a.b": 1}, {"types"}),
+    ("nested through array", {"nested.a.b": 2}, {"types2"}),
+    ("nested other doc in array", {"nested.a.c": 3}, {"types2"}),
+    (
+        "null: missing in some array element",
+        {"nested.a.b": None},
+        {"story", "old", "bob", "types2", "types3"},
+    ),
+    (
+        "$exists false through arrays",
+        {"nested.a.b": {"$exists": False}},
+        {"story", "old", "bob", "types3"},
+    ),
+    ("$or", {"$or": [{"n": "1"}, {"b": True}]}, {"types3", "types"}),
+    ("$and", {"$and": [{"username": "andy"}, {"labels.project": "p2"}]}, {"old"}),
+    ("$nor", {"$nor": [{"username": "andy"}, {"n": {"$exists": True}}]}, {"bob"}),
+    ("$in", {"username": {"$in": ["bob", "nobody"]}}, {"bob"}),
+    ("$in empty", {"username": {"$in": []}}, set()),
+    ("$in with null", {"username": {"$in": [None]}}, TYPES),
+    ("$in with regex", {"username": {"$in": [re.compile("^b")]}}, {"bob"}),
+    ("$in with array element", {"based_on": {"$in": ["story", "zzz"]}}, {"bob"}),
+    ("$nin", {"username": {"$nin": ["andy"]}}, {"bob"} | TYPES),
+    ("$nin empty", {"username": {"$nin": []}}, ALL),
+    ("$not $eq", {"username": {"$not": {"$eq": "andy"}}}, {"bob"} | TYPES),
+    ("$not regex", {"username": {"$not": re.compile("^a")}}, {"bob"} | TYPES),
+    ("$not $gt", {"f": {"$not": {"$gt": 1.5}}}, ALL - {"types2"}),
+    (
+        "$regex with options i",
+        {"file_relpaths": {"$regex": r"\.txt$", "$options": "i"}},
+        {"story", "old"},
+    ),
+    ("compiled regex", {"file_relpaths": re.compile(r"\.TXT$")}, {"old"}),
+    ("compiled regex with flag", {"file_relpaths": re.compile(r"\.txt$", re.I)}, {"story", "old"}),
+    (
+        "$regex with a compiled pattern",
+        {"file_relpaths": {"$regex": re.compile("^NOTES", re.I)}},
+        {"story"},
+    ),
+    (
+        "$regex on nested",
+        {"labels.datatype": {"$regex": "^ANN", "$options": "i"}},
+        {"story", "old"},
+    ),
+    ("regex only matches strings", {"n": {"$regex": "1"}}, {"types3"}),
+    ("regex through array of docs", {"files.relpath": {"$regex": "csv$"}}, {"story"}),
+    ("regex without m", {"text": {"$regex": "^b"}}, set()),
+    ("regex option m", {"text": {"$regex": "^b", "$options": "m"}}, {"types"}),
+    ("regex without s", {"text": {"$regex": "a.b"}}, set()),
+    ("regex option s", {"text": {"$regex": "a.b", "$options": "s"}}, {"types"}),
+    ("regex option x", {"text": {"$regex": "a # a comment", "$options": "x"}}, {"types"}),
+    ("$all", {"file_relpaths": {"$all": ["notes.txt", "data.csv"]}}, {"story"}),
+    ("$all miss", {"file_relpaths": {"$all": ["notes.txt", "zzz"]}}, set()),
+    ("$all empty", {"file_relpaths": {"$all": []}}, set()),
+    ("$all scalar field", {"username": {"$all": ["bob"]}}, {"bob"}),
+    (
+        "$all with $elemMatch",
+        {"files": {"$all": [{"$elemMatch": {"size": {"$gt": 100}}}]}},
+        {"story"},
+    ),
+    (
+        "$elemMatch documents",
+        {"files": {"$elemMatch": {"relpath": "data.csv", "size": {"$gt": 1000}}}},
+        {"story"},
+    ),
+    (
+        "$elemMatch needs one element",
+        {"files": {"$elemMatch": {"relpath": "notes.txt", "size": {"$gt": 1000}}}},
+        set(),
+    ),
+    ("$elemMatch values", {"based_on": {"$elemMatch": {"$eq": "story"}}}, {"bob"}),
+    ("$elemMatch value range", {"files.size": {"$elemMatch": {"$gt": 1, "$lt": 6}}}, set()),
+    (
+        "$elemMatch with $or",
+        {"files": {"$elemMatch": {"$or": [{"size": 1}, {"size": 5}]}}},
+        {"old", "bob"},
+    ),
+    ("$elemMatch on a non-array", {"labels": {"$elemMatch": {"project": "p1"}}}, set()),
+    ("datetime equal", {"creation_time": T0}, {"story"}),
+    ("datetime equal in other zone", {"creation_time": T0.astimezone(PLUS2)}, {"story"}),
+    ("datetime $gt", {"creation_time": {"$gt": T0}}, {"bob"}),
+    ("datetime $lt", {"creation_time": {"$lt": T0}}, {"old"}),
+    (
+        "datetime range",
+        {"creation_time": {"$gte": T0 - dt.timedelta(days=31), "$lt": T0}},
+        {"old"},
+    ),
+    (
+        "datetime $in",
+        {"creation_time": {"$in": [T0, dt.datetime(2000, 1, 1, tzinfo=UTC)]}},
+        {"story"},
+    ),
+    ("datetime vs string never", {"creation_time": {"$gt": "2000"}}, set()),
+    ("string vs datetime never", {"str_date": {"$gt": dt.datetime(2000, 1, 1, tzinfo=UTC)}}, set()),
+    ("datetime $ne", {"creation_time": {"$ne": T0}}, ALL - {"story"}),
+    ("awkward key bound safely", {WEIRD_KEY: 1}, {"types"}),
+    ("awkward key no match", {WEIRD_KEY: 2}, set()),
+    ("$comment is ignored", {"$comment": "why", "username": "bob"}, {"bob"}),
+    ("scalar mid-path counts as missing", {"nested.x": None}, ALL),
+    ("scalar mid-path does not exist", {"n.x": {"$exists": True}}, set()),
+]
+
+
+@pytest.fixture
+async def catalog() -> AsyncIterator[SQLiteCatalog]:
+    cat = SQLiteCatalog(None)
+    await cat.insert_many(DOCS)
+    yield cat
+    await cat.close()
+
+
+@pytest.mark.parametrize(("flt", "expected"), [pytest.param(f, e, id=name) for name, f, e in CASES])
+async def test_filter_matches_like_mongodb(
+    catalog: SQLiteCatalog, flt: dict[str, Any], expected: set[str]
+) -> None:
+    found = {doc["artifact_id"] for doc in await catalog.find(flt)}
+    assert found == expected
+    assert await catalog.count(flt) == len(expected)
+
+
+async def test_found_documents_round_trip_with_aware_datetimes(catalog: SQLiteCatalog) -> None:
+    [doc] = await catalog.find({"creation_time": {"$gt": T0}})
+    assert doc == DOCS[2]
+    assert doc["creation_time"].tzinfo == UTC
+
+
+REFUSED: list[tuple[str, Any, str]] = [
+    ("$where", {"$where": "this.a == 1"}, "$where"),
+    ("$function", {"$function": {"body": "x", "args": [], "lang": "js"}}, "$function"),
+    ("$accumulator", {"$accumulator": {}}, "$accumulator"),
+    ("$expr", {"$expr": {"$eq": ["$a", 1]}}, "$expr"),
+    ("$where in a field", {"a": {"$where": "1"}}, "$where"),
+    ("$expr nested in $or", {"$or": [{"$expr": {}}]}, "$expr"),
+]
+
+
+@pytest.mark.parametrize(("flt", "operator"), [pytest.param(f, o, id=n) for n, f, o in REFUSED])
+def test_server_side_code_is_always_refused(flt: Any, operator: str) -> None:
+    with pytest.raises(QueryError, match="server-side code") as info:
+        query.translate(flt)
+    assert operator in str(info.value)
+
+
+MALFORMED: list[tuple[str, Any, str]] = [
+    ("$text", {"$text": {"$search": "x"}}, "$text"),
+    ("$jsonSchema", {"$jsonSchema": {}}, "$jsonSchema"),
+    ("unknown top-level", {"$foo": 1}, "$foo"),
+    ("$mod", {"a": {"$mod": [2, 0]}}, "$mod"),
+    ("unknown operator", {"a": {"$foo": 1}}, "$foo"),
+    ("$type", {"a": {"$type": "string"}}, "$type"),
+    ("$in non-list", {"a": {"$in": 1}}, "$in"),
+    ("$nin non-list", {"a": {"$nin": "ab"}}, "$nin"),
+    ("$all non-list", {"a": {"$all": 3}}, "$all"),
+    ("$and empty", {"$and": []}, "$and"),
+    ("$or not a list", {"$or": {"a": 1}}, "$or"),
+    ("$nor entry not a document", {"$nor": [1]}, "$nor"),
+    ("$exists non-bool", {"a": {"$exists": "yes"}}, "$exists"),
+    ("$size non-int", {"a": {"$size": "2"}}, "$size"),
+    ("$size negative", {"a": {"$size": -1}}, "$size"),
+    ("$size bool", {"a": {"$size": True}}, "$size"),
+    ("empty field name", {"": 1}, "empty"),
+    ("empty path part", {"a..b": 1}, "a..b"),
+    ("$ inside a path", {"a.$b": 1}, "a.$b"),
+    ("operators mixed with fields", {"a": {"$gt": 1, "b": 2}}, "'b'"),
+    ("set value", {"a": {1, 2}}, "'a'"),
+    ("object value", {"a": object()}, "'a'"),
+    ("naive datetime", {"a": dt.datetime(2020, 1, 1)}, "a"),
+    ("nan", {"a": float("nan")}, "a"),
+    ("huge int", {"a": 2**70}, "a"),
+    ("set inside $in", {"a": {"$in": [{1}]}}, "a.$in"),
+    ("not a mapping", ["a"], "mapping"),
+    ("$options alone", {"a": {"$options": "i"}}, "$options"),
+    ("bad $options", {"a": {"$regex": "x", "$options": "q"}}, "$options"),
+    ("bad regex", {"a": {"$regex": "("}}, "a.$regex"),
+    ("$regex non-string", {"a": {"$regex": 5}}, "$regex"),
+    ("$not non-document", {"a": {"$not": 5}}, "$not"),
+    ("$elemMatch non-document", {"a": {"$elemMatch": 3}}, "$elemMatch"),
+    ("$gt with a list", {"a": {"$gt": [1]}}, "$gt"),
+    ("$eq with a regex", {"a": {"$eq": re.compile("x")}}, "$eq"),
+    ("non-string key", {1: 2}, "1"),
+]
+
+
+@pytest.mark.parametrize(("flt", "needle"), [pytest.param(f, n, id=i) for i, f, n in MALFORMED])
+def test_malformed_or_unsupported_filter_names_the_culprit(flt: Any, needle: str) -> None:
+    with pytest.raises(QueryError) as info:
+        query.translate(flt)
+    assert needle in str(info.value)
+
+
+async def test_catalog_find_raises_query_error(catalog: SQLiteCatalog) -> None:
+    with pytest.raises(QueryError, match=r"\$mod"):
+        await catalog.find({"a": {"$mod": [2, 0]}})
+    with pytest.raises(QueryError, match=r"\$where"):
+        await catalog.count({"$where": "1"})
+
+
+def test_values_are_bound_not_interpolated() -> None:
+    sql, params = query.translate({"a'; DROP TABLE artifacts; --": "x'); --"})
+    assert "DROP" not in sql
+    assert "x'); --" in params
+    assert "a'; DROP TABLE artifacts; --" in params
+
+
+def test_common_paths_use_the_indexed_expressions() -> None:
+    sql, _ = query.translate({"username": "andy", "labels.datatype": "annotation_file"})
+    assert "json_extract(doc, '$.username')" in sql
+    assert "json_extract(doc, '$.labels.datatype')" in sql
+    sql, params = query.translate(
+        {"creation_time": {"$gte": T0}}, date_columns={"creation_time": "creation_time"}
+    )
+    assert "creation_time >=" in sql
+    assert codec.date_text(T0) in params
+
+
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ([("creation_time", 1)], ["old", "story", "bob"]),
+        ([("creation_time", -1)], ["bob", "story", "old"]),
+        ([("username", 1), ("creation_time", -1)], ["story", "old", "bob"]),
+        ([("labels.project", -1), ("artifact_id", 1)], ["old", "story", "bob"]),
+    ],
+)
+async def test_sort(
+    catalog: SQLiteCatalog, sort: list[tuple[str, int]], expected: list[str]
+) -> None:
+    docs = await catalog.find({"username": {"$exists": True}}, sort=sort)
+    assert [d["artifact_id"] for d in docs] == expected
+
+
+async def test_sort_orders_types_like_mongodb() -> None:
+    cat = SQLiteCatalog(None)
+    values: list[Any] = [True, T0, "b", 2.5, None, [1], {"k": 1}, 1, "a"]
+    await cat.insert_many([{"artifact_id": f"id{i}", "v": v} for i, v in enumerate(values)])
+    await cat.insert({"artifact_id": "missing"})
+    docs = await cat.find(sort=[("v", 1)])
+    got = [d.get("v", "<missing>") for d in docs]
+    assert got == [None, "<missing>", 1, 2.5, "a", "b", {"k": 1}, [1], True, T0]
+    await cat.close()
+
+
+@pytest.mark.parametrize(
+    ("sort", "needle"),
+    [
+        ([("a", 2)], "1 or -1"),
+        ([("a", True)], "1 or -1"),
+        ([("", 1)], "empty"),
+        ([('a"b', 1)], "quote"),
+        ([("a.$b", 1)], "a.$b"),
+        ("a", "pairs"),
+        ([("a",)], "pair"),
+    ],
+)
+def test_bad_sort_is_refused(sort: Any, needle: str) -> None:
+    with pytest.raises(QueryError) as info:
+        query.translate_sort(sort)
+    assert needle in str(info.value)
+
+
+def test_regexp_function() -> None:
+    assert query.regexp_sql("a.b", "s", "a\nb") == 1
+    assert query.regexp_sql("A", "i", "xa") == 1
+    assert query.regexp_sql("A", "", "xa") == 0
+    assert query.regexp_sql("1", "", 1) == 0
+    assert query.regexp_sql("x", "", None) == 0
+
+
+# -- differential test against mongomock's matcher ----
+
+
+_KEYS = ["a", "b", "c"]
+# Known mongomock deviations from MongoDB kept out of the generated cases:
+# - it compares with Python ``==``, where ``True == 1`` and ``False == 0``: no 0 or 1;
+# - ``$size`` counts the keys of a document and treats a scalar as size 1: sizes 0
+#   and 4 only, and no empty embedded documents;
+# - a dotted path that meets a scalar midway yields nothing rather than "missing",
+#   and ``$not`` fails when a path yields nothing: dotted paths only get operators
+#   for which "missing" and "nothing" agree (no null, $exists, $ne, $nin, $not);
+# - ``$gte``/``$lte`` with null never match a missing field (MongoDB treats them
+#   like ``$eq: null``): left out.
+# - ``$elemMatch`` with operators descends into nested arrays (``{"a": [[True]]}``
+#   matches ``{"$elemMatch": {"$gte": True}}``); MongoDB compares the inner array
+#   as a whole, of another type, so no match: such pairs are left out.
+# Floats stay out of containers (documents compare containers by their JSON text).
+_SCALARS = st.sampled_from([-1, 2, 3, 2.0, 2.5, "", "x", "xy", "Y", None, True, False])
+_NON_NULL = st.sampled_from([-1, 2, 3, 2.0, 2.5, "", "x", "xy", "Y", True, False])
+_CONTAINER_ITEMS = st.sampled_from([-1, 2, 3, "", "x", "xy", "Y", None, True, False])
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner | _CONTAINER_ITEMS, max_size=3)
+        | st.dictionaries(st.sampled_from(_KEYS), inner | _CONTAINER_ITEMS, min_size=1, max_size=3)
+    ),
+    max_leaves=8,
+)
+_DOC_BODIES = st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=3)
+_POSITIVE = st.one_of(
+    _NON_NULL,
+    st.lists(st.sampled_from([2, 3, "x"]), max_size=2),
+    st.builds(lambda v: {"$eq": v}, _NON_NULL),
+    st.builds(lambda op, v: {op: v}, st.sampled_from(["$gt", "$gte", "$lt", "$lte"]), _NON_NULL),
+    st.builds(lambda vs: {"$in": vs}, st.lists(_NON_NULL, max_size=3)),
+    st.builds(
+        lambda p, o: {"$regex": p, "$options": o} if o else {"$regex": p},
+        st.sampled_from(["x", "^x", "y$", "X", "."]),
+        st.sampled_from(["", "i"]),
+    ),
+    st.builds(lambda n: {"$size": n}, st.sampled_from([0, 4])),
+    st.builds(lambda vs: {"$all": vs}, st.lists(_NON_NULL, min_size=1, max_size=2)),
+    st.builds(lambda v: {"$elemMatch": {"b": v}}, _NON_NULL),
+    st.builds(lambda v: {"$elemMatch": {"$gte": v}}, _NON_NULL),
+    st.builds(
+        lambda lo, hi: {"$gt": lo, "$lt": hi}, st.sampled_from([-1, 2]), st.sampled_from([3, 2.5])
+    ),
+)
+_ANY = st.one_of(
+    _POSITIVE,
+    _SCALARS,
+    st.builds(lambda v: {"$eq": v}, _SCALARS),
+    st.builds(lambda v: {"$ne": v}, _SCALARS),
+    st.builds(lambda op: {op: None}, st.sampled_from(["$gt", "$lt"])),
+    st.builds(lambda vs: {"$in": vs}, st.lists(_SCALARS, max_size=3)),
+    st.builds(lambda vs: {"$nin": vs}, st.lists(_SCALARS, max_size=3)),
+    st.builds(lambda b: {"$exists": b}, st.booleans()),
+    st.builds(lambda v: {"$not": {"$gt": v}}, _NON_NULL),
+    st.builds(lambda: {"$not": re.compile("^x")}),
+)
+_CLAUSES = st.tuples(st.sampled_from(["a", "b"]), _ANY) | st.tuples(
+    st.sampled_from(["a.b", "a.c", "a.b.c", "a.0", "a.1.b", "b.0", "a.b.0"]), _POSITIVE
+)
+_FIELD_FILTERS = st.lists(_CLAUSES, min_size=1, max_size=2).map(dict)
+_FILTERS = _FIELD_FILTERS | st.builds(
+    lambda op, subs: {op: subs},
+    st.sampled_from(["$and", "$or", "$nor"]),
+    st.lists(_FIELD_FILTERS, min_size=1, max_size=2),
+)
+
+
+def _has_nested_list(value: Any, in_list: bool = False) -> bool:
+    if isinstance(value, list):
+        return in_list or any(_has_nested_list(v, True) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nested_list(v) for v in value.values())
+    return False
+
+
+def _sqlite_ids(docs: list[dict[str, Any]], flt: dict[str, Any]) -> set[str]:
+    import sqlite3
+
+    conn = sqlite3.connect(":memory:")
+    conn.create_function(query.REGEXP_FUNCTION, 3, query.regexp_sql, deterministic=True)
+    conn.execute("CREATE TABLE artifacts (artifact_id TEXT PRIMARY KEY, doc TEXT)")
+    conn.executemany(
+        "INSERT INTO artifacts VALUES (?, ?)", [(d["artifact_id"], codec.dumps(d)) for d in docs]
+    )
+    sql, params = query.translate(flt)
+    ids = {row[0] for row in conn.execute(f"SELECT artifact_id FROM artifacts WHERE {sql}", params)}
+    conn.close()
+    return ids
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bodies=st.lists(_DOC_BODIES, min_size=1, max_size=4), flt=_FILTERS)
+def test_same_results_as_mongomock(bodies: list[dict[str, Any]], flt: dict[str, Any]) -> None:
+    import mongomock  # a test dependency (through mongomock-motor)
+
+    assume(not ("$elemMatch" in repr(flt) and _has_nested_list(bodies)))
+    docs = [{"artifact_id": f"d{i}", **body} for i, body in enumerate(bodies)]
+    collection = mongomock.MongoClient().db.c
+    collection.insert_many([{"_id": d["artifact_id"], **d} for d in docs])
+    expected = {d["_id"] for d in collection.find(flt)}
+    assert _sqlite_ids(docs, flt) == expected
