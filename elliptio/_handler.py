@@ -89,8 +89,9 @@ class AsyncHandler:
     Args:
         storage: fsspec URL or local path of the store's root
             (default ``ELLIPTIO_STORAGE_URL``, else a folder in the user data dir).
-        catalog: ``sqlite:///path.db``, ``memory://[name]`` or a `Catalog`
-            (default ``ELLIPTIO_CATALOG_URL``, else SQLite in the user data dir).
+        catalog: ``sqlite:////abs/path.db``, ``memory://[name]``, or a `Catalog`
+            instance (default ``ELLIPTIO_CATALOG_URL``, else SQLite in the user
+            data dir).
         storage_options: fsspec options for the storage (default
             ``ELLIPTIO_STORAGE_OPTIONS``); never written to records.
         max_concurrency: files of one artifact in flight at once.
@@ -103,7 +104,7 @@ class AsyncHandler:
     def __init__(
         self,
         storage: str | os.PathLike[str] | None = None,
-        catalog: str | Catalog | None = None,
+        catalog: str | Catalog | Any = None,
         storage_options: Mapping[str, Any] | None = None,
         *,
         max_concurrency: int | None = None,
@@ -118,8 +119,10 @@ class AsyncHandler:
         self.storage = Storage(
             s.resolved_storage_url(), s.storage_options, max_workers=s.max_concurrency
         )
+        # A URL goes through the settings; any object (a Catalog, or a driver's
+        # client, database or collection) goes to open_catalog as it is.
         self.catalog: Catalog = open_catalog(
-            catalog if isinstance(catalog, Catalog) else s.resolved_catalog_url()
+            s.resolved_catalog_url() if catalog is None or isinstance(catalog, str) else catalog
         )
         self._closed = False
 

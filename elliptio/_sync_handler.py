@@ -34,7 +34,7 @@ class Handler:
     def __init__(
         self,
         storage: str | os.PathLike[str] | None = None,
-        catalog: str | Catalog | None = None,
+        catalog: str | Catalog | Any = None,
         storage_options: Mapping[str, Any] | None = None,
         *,
         max_concurrency: int | None = None,

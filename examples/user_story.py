@@ -38,8 +38,9 @@ class DummyModel:
 
 
 def main() -> None:
-    pd.set_option("display.max_colwidth", 60)
-    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", None)
+    pd.set_option("display.max_colwidth", 48)
+    pd.set_option("display.width", 250)
     h = eio.Handler()  # embedded default: local store + SQLite catalog, user data dir
     print(h)
 

@@ -20,7 +20,7 @@ _BACKENDS: dict[str, tuple[str, str]] = {
 _PLANNED = ("mongodb", "mongodb+srv")
 
 
-def open_catalog(spec: str | Catalog) -> Catalog:
+def open_catalog(spec: str | Catalog | Any) -> Catalog:
     """Return the catalog for a URL (``sqlite:///path.db``, ``memory://``) or instance.
 
     Raises:
