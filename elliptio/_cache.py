@@ -1,0 +1,292 @@
+"""A local, content-addressed cache of file bytes, keyed by sha256.
+
+Artifacts are immutable, so an entry found here never needs a network round trip.
+Layout under the cache root::
+
+    sha256/ab/cd/<sha256>          the bytes (mode ``file_mode``)
+    sha256/ab/cd/<sha256>.meta     size and mtime at insert; its mtime = last use
+    locks/<sha256>.lock            one writer per key, across processes
+    tmp/                           partial downloads, renamed into place when whole
+
+Entries are written to ``tmp/`` and renamed into place only once their sha256 is
+verified, so readers never see a partial file. A hit checks the entry's size and
+mtime against those recorded at insert and re-hashes it when they differ: a
+corrupted entry is dropped and fetched again. Several processes may share one
+cache: writers of the same key take a file lock, and eviction tolerates entries
+that vanish under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ._errors import IntegrityError
+
+__all__ = ["Cache", "CacheEntry", "user_cache_dir"]
+
+_CHUNK = 4 * 2**20
+_HEX = frozenset("0123456789abcdef")
+
+
+def user_cache_dir(appname: str = "elliptio") -> Path:
+    """The platform's per-user cache directory for ``appname`` (not created)."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / appname / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / appname
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base_path = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base_path / appname
+
+
+def _check_key(sha256: str) -> str:
+    if len(sha256) != 64 or not set(sha256) <= _HEX:
+        raise ValueError(f"cache key {sha256!r} is not a lowercase sha256 hex digest")
+    return sha256
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` shared by threads and processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+            import msvcrt
+
+            handle.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached file: its key, path, size and last use (epoch seconds)."""
+
+    sha256: str
+    path: Path
+    size: int
+    last_used: float
+
+
+class Cache:
+    """A content-addressed file cache in one local folder.
+
+    Args:
+        root: the cache folder (created on first write, not before).
+        file_mode: permissions of cached files, ``0o600`` by default.
+        max_bytes: evict least-recently-used entries beyond this total; ``None``
+            or ``0`` keeps everything.
+    """
+
+    def __init__(self, root: Path, file_mode: int = 0o600, max_bytes: int | None = None) -> None:
+        self.root = Path(root)
+        self.file_mode = file_mode
+        self.max_bytes = max_bytes or None
+
+    # -- paths ----------------------------------------------------------------
+    def path_for(self, sha256: str) -> Path:
+        """Where the entry for ``sha256`` lives (whether or not it exists)."""
+        key = _check_key(sha256)
+        return self.root / "sha256" / key[:2] / key[2:4] / key
+
+    def _meta(self, path: Path) -> Path:
+        return path.with_name(path.name + ".meta")
+
+    # -- reading --------------------------------------------------------------
+    def lookup(self, sha256: str) -> Path | None:
+        """The path of a valid entry for ``sha256``, or ``None`` on a miss.
+
+        A hit is marked as used now. An entry whose size or mtime changed since
+        it was written is re-hashed; if its bytes no longer match it is removed
+        and this is a miss.
+        """
+        path = self.path_for(sha256)
+        try:
+            stat = path.stat()
+            recorded = json.loads(self._meta(path).read_text())
+        except (OSError, ValueError):
+            return None
+        if (stat.st_size, stat.st_mtime_ns) != (recorded.get("size"), recorded.get("mtime_ns")):
+            if _hash_file(path) != sha256:
+                self._remove(path)
+                return None
+            self._write_meta(path)
+        with contextlib.suppress(OSError):
+            os.utime(self._meta(path))
+        return path
+
+    # -- writing --------------------------------------------------------------
+    def fetch(self, sha256: str, write: Callable[[IO[bytes]], None], what: str = "") -> Path:
+        """Return the entry for ``sha256``, calling ``write(f)`` to fill it on a miss.
+
+        ``write`` receives a binary file to write the bytes into; they are hashed
+        as they pass, and the entry only appears if they match ``sha256``. Only one
+        process fetches a key at a time; the others then find it.
+
+        Raises:
+            IntegrityError: the written bytes do not match ``sha256``; nothing is
+                cached. ``what`` names the source in the message.
+        """
+        found = self.lookup(sha256)
+        if found is not None:
+            return found
+        with _locked(self.root / "locks" / f"{_check_key(sha256)}.lock"):
+            found = self.lookup(sha256)
+            if found is not None:
+                return found
+            path = self._store(sha256, write, what)
+        self._evict_if_needed(keep=path)
+        return path
+
+    def add_file(self, src: Path, sha256: str) -> Path:
+        """Copy a local file whose sha256 is known into the cache (verified)."""
+
+        def copy(dst: IO[bytes]) -> None:
+            with open(src, "rb") as f:
+                shutil.copyfileobj(f, dst, _CHUNK)
+
+        return self.fetch(sha256, copy, str(src))
+
+    def _store(self, sha256: str, write: Callable[[IO[bytes]], None], what: str) -> Path:
+        tmp_dir = self.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=sha256[:16], suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as raw:
+                hashing = _HashingFile(raw)
+                write(hashing)  # type: ignore[arg-type]
+            if hashing.hexdigest() != sha256:
+                raise IntegrityError(
+                    f"{what or 'downloaded bytes'} do not match the recorded sha256 {sha256}; "
+                    "the stored file was changed or damaged, nothing was cached"
+                )
+            os.chmod(tmp, self.file_mode)
+            path = self.path_for(sha256)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, path)
+            self._write_meta(path)
+            return path
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+
+    def _write_meta(self, path: Path) -> None:
+        stat = path.stat()
+        meta = self._meta(path)
+        tmp = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
+        os.replace(tmp, meta)
+
+    def _remove(self, path: Path) -> int:
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            size = 0  # another process removed it first
+        with contextlib.suppress(FileNotFoundError):
+            self._meta(path).unlink()
+        return size
+
+    # -- housekeeping ---------------------------------------------------------
+    def entries(self) -> list[CacheEntry]:
+        """Every complete entry, least recently used first."""
+        found: list[CacheEntry] = []
+        base = self.root / "sha256"
+        if not base.is_dir():
+            return found
+        for meta in base.glob("*/*/*.meta"):
+            path = meta.with_name(meta.name[: -len(".meta")])
+            try:
+                found.append(CacheEntry(path.name, path, path.stat().st_size, meta.stat().st_mtime))
+            except FileNotFoundError:
+                continue  # removed by another process meanwhile
+        found.sort(key=lambda e: e.last_used)
+        return found
+
+    def size(self) -> int:
+        """Bytes held by complete entries."""
+        return sum(e.size for e in self.entries())
+
+    def prune(self, older_than: float) -> int:
+        """Remove entries last used before ``older_than`` (epoch seconds); bytes freed."""
+        with _locked(self.root / "locks" / "evict.lock"):
+            return sum(self._remove(e.path) for e in self.entries() if e.last_used < older_than)
+
+    def clear(self) -> int:
+        """Remove every entry; bytes freed."""
+        with _locked(self.root / "locks" / "evict.lock"):
+            freed = sum(self._remove(e.path) for e in self.entries())
+            shutil.rmtree(self.root / "tmp", ignore_errors=True)
+            return freed
+
+    def _evict_if_needed(self, keep: Path) -> None:
+        if self.max_bytes is None:
+            return
+        with _locked(self.root / "locks" / "evict.lock"):
+            entries = self.entries()
+            total = sum(e.size for e in entries)
+            for entry in entries:
+                if total <= self.max_bytes:
+                    break
+                if entry.path != keep:
+                    total -= self._remove(entry.path)
+
+
+class _HashingFile:
+    """Write-through wrapper that hashes the bytes on their way to ``target``."""
+
+    def __init__(self, target: IO[bytes]) -> None:
+        self._target = target
+        self._hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        return self._target.write(data)
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

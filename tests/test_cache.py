@@ -1,0 +1,130 @@
+"""The content-addressed cache: hits, misses, corruption, eviction, processes."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import stat
+import time
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from elliptio._cache import Cache
+from elliptio._errors import IntegrityError
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _writer(data: bytes, calls: list[int] | None = None):  # type: ignore[no-untyped-def]
+    def write(f: IO[bytes]) -> None:
+        if calls is not None:
+            calls.append(1)
+        f.write(data[: len(data) // 2])
+        f.write(data[len(data) // 2 :])
+
+    return write
+
+
+def test_miss_then_hit_without_fetching(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+    data = b"hello cache"
+    calls: list[int] = []
+    assert cache.lookup(_sha(data)) is None
+    path = cache.fetch(_sha(data), _writer(data, calls))
+    assert path.read_bytes() == data
+    assert cache.fetch(_sha(data), _writer(data, calls)) == path
+    assert calls == [1]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert cache.size() == len(data)
+
+
+def test_file_mode_setting(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c", file_mode=0o640)
+    path = cache.fetch(_sha(b"x"), _writer(b"x"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_wrong_bytes_are_never_cached(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+    with pytest.raises(IntegrityError, match=r"s3://b/x\.csv"):
+        cache.fetch(_sha(b"expected"), _writer(b"tampered"), "s3://b/x.csv")
+    assert cache.lookup(_sha(b"expected")) is None
+    assert list((tmp_path / "c" / "tmp").iterdir()) == []
+
+
+def test_corrupted_entry_is_detected_and_fetched_again(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+    data = b"precious bytes"
+    path = cache.fetch(_sha(data), _writer(data))
+    os.chmod(path, 0o600)
+    path.write_bytes(b"bit rot!!!!!!!")
+    assert cache.lookup(_sha(data)) is None
+    calls: list[int] = []
+    again = cache.fetch(_sha(data), _writer(data, calls))
+    assert again.read_bytes() == data
+    assert calls == [1]
+
+
+def test_touched_but_intact_entry_stays_valid(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+    path = cache.fetch(_sha(b"same"), _writer(b"same"))
+    os.utime(path, (1, 1))  # mtime changed, bytes not: re-hashed once, kept
+    assert cache.lookup(_sha(b"same")) == path
+
+
+def test_lru_eviction_keeps_the_recently_used(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c", max_bytes=25)
+    blobs = [bytes([65 + i]) * 10 for i in range(3)]
+    paths = []
+    for i, blob in enumerate(blobs[:2]):
+        paths.append(cache.fetch(_sha(blob), _writer(blob)))
+        os.utime(cache._meta(paths[-1]), (100 + i, 100 + i))
+    assert cache.lookup(_sha(blobs[0])) is not None  # A is now the most recent
+    cache.fetch(_sha(blobs[2]), _writer(blobs[2]))  # 30 bytes > 25: evict B
+    assert cache.lookup(_sha(blobs[1])) is None
+    assert cache.lookup(_sha(blobs[0])) is not None
+    assert cache.lookup(_sha(blobs[2])) is not None
+    assert cache.size() == 20
+
+
+def test_prune_and_clear(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+    old = cache.fetch(_sha(b"old"), _writer(b"old"))
+    cache.fetch(_sha(b"new"), _writer(b"new"))
+    os.utime(cache._meta(old), (1000, 1000))
+    assert cache.prune(older_than=time.time() - 3600) == 3
+    assert cache.lookup(_sha(b"old")) is None
+    assert cache.lookup(_sha(b"new")) is not None
+    assert cache.clear() == 3
+    assert cache.size() == 0
+
+
+def test_bad_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="sha256"):
+        Cache(tmp_path).path_for("../../etc/passwd")
+
+
+def _fetch_in_child(root: str, data: bytes, marker_dir: str) -> str:
+    def write(f: IO[bytes]) -> None:
+        Path(marker_dir, f"{os.getpid()}-{time.monotonic_ns()}").touch()
+        time.sleep(0.2)  # hold the key long enough for the others to queue up
+        f.write(data)
+
+    return str(Cache(Path(root)).fetch(_sha(data), write))
+
+
+def test_processes_share_one_cache(tmp_path: Path) -> None:
+    data = os.urandom(100_000)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        paths = pool.starmap(_fetch_in_child, [(str(tmp_path / "c"), data, str(markers))] * 4)
+    assert len(set(paths)) == 1
+    assert Path(paths[0]).read_bytes() == data
+    assert len(list(markers.iterdir())) == 1  # one process fetched, three found it
