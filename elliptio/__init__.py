@@ -33,6 +33,19 @@ from ._new import NewArtifact, NewFile
 from ._provenance import current_username, mock_username
 from ._runs import Run
 from ._sync_handler import Handler
+from ._urls import (
+    cache_size,
+    clear_cache,
+    cp,
+    exists,
+    local_copy,
+    ls,
+    mv,
+    open,
+    prune_cache,
+    rm,
+    write,
+)
 
 __version__ = "0.1.0"
 
@@ -67,6 +80,17 @@ __all__ = [
     "Settings",
     "StorageError",
     "__version__",
+    "cache_size",
+    "clear_cache",
+    "cp",
     "current_username",
+    "exists",
+    "local_copy",
+    "ls",
     "mock_username",
+    "mv",
+    "open",
+    "prune_cache",
+    "rm",
+    "write",
 ]

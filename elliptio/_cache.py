@@ -163,7 +163,7 @@ class Cache:
             found = self.lookup(sha256)
             if found is not None:
                 return found
-            path = self._store(sha256, write, what)
+            path = self._store(sha256, write, what)[1]
         self._evict_if_needed(keep=path)
         return path
 
@@ -176,26 +176,35 @@ class Cache:
 
         return self.fetch(sha256, copy, str(src))
 
-    def _store(self, sha256: str, write: Callable[[IO[bytes]], None], what: str) -> Path:
+    def put(self, write: Callable[[IO[bytes]], None]) -> tuple[str, Path]:
+        """Cache bytes whose sha256 is not known yet; return ``(sha256, path)``."""
+        sha256, path = self._store(None, write, "")
+        self._evict_if_needed(keep=path)
+        return sha256, path
+
+    def _store(
+        self, expected: str | None, write: Callable[[IO[bytes]], None], what: str
+    ) -> tuple[str, Path]:
         tmp_dir = self.root / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=sha256[:16], suffix=".part")
+        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as raw:
                 hashing = _HashingFile(raw)
                 write(hashing)  # type: ignore[arg-type]
-            if hashing.hexdigest() != sha256:
+            sha256 = hashing.hexdigest()
+            if expected is not None and sha256 != expected:
                 raise IntegrityError(
-                    f"{what or 'downloaded bytes'} do not match the recorded sha256 {sha256}; "
-                    "the stored file was changed or damaged, nothing was cached"
+                    f"{what or 'downloaded bytes'} do not match the recorded sha256 "
+                    f"{expected}; the stored file was changed or damaged, nothing was cached"
                 )
             os.chmod(tmp, self.file_mode)
             path = self.path_for(sha256)
             path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, path)
             self._write_meta(path)
-            return path
+            return sha256, path
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()

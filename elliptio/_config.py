@@ -60,6 +60,30 @@ class Settings(BaseSettings):
     storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)
     catalog_url: str = ""
     max_concurrency: int = Field(default=16, ge=1, le=1024)
+    # Cache and offline mode (issue 6): see elliptio._cache and elliptio._urls.
+    cache_dir: str = ""
+    file_mode: int = Field(default=0o600, ge=0, le=0o777)
+    cache_max_bytes: int = Field(default=0, ge=0)
+    offline: bool = False
+    revalidate_seconds: float = Field(default=60.0, ge=0)
+
+    @field_validator("file_mode", mode="before")
+    @classmethod
+    def _octal(cls, value: Any) -> Any:
+        # ELLIPTIO_FILE_MODE=0o640 or 640 (octal, as chmod takes it).
+        if isinstance(value, str):
+            text = value.strip().lower().removeprefix("0o")
+            try:
+                return int(text, 8)
+            except ValueError:
+                return value
+        return value
+
+    def resolved_cache_dir(self) -> Path:
+        """The cache folder, or the platform's user cache dir."""
+        from ._cache import user_cache_dir
+
+        return Path(self.cache_dir).expanduser() if self.cache_dir else user_cache_dir()
 
     @field_validator("storage_url", "catalog_url")
     @classmethod

@@ -1,0 +1,162 @@
+"""URL tools on any fsspec URL: cached reads, revalidation, offline, ls/cp/mv/rm."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import fsspec
+import pytest
+
+import elliptio as eio
+from elliptio._config import load_settings
+from elliptio._urls import UrlTools
+
+
+@pytest.fixture
+def root() -> Iterator[str]:
+    url = f"memory:///urls-{uuid.uuid4().hex}"
+    yield url
+    fs = fsspec.filesystem("memory")
+    if fs.exists(url.removeprefix("memory://")):
+        fs.rm(url.removeprefix("memory://"), recursive=True)
+
+
+def _tools(tmp_path: Path, **settings: object) -> UrlTools:
+    return UrlTools(load_settings(cache_dir=str(tmp_path / "cache"), **settings))
+
+
+def _put(url: str, data: bytes) -> None:
+    with fsspec.open(url, "wb") as f:
+        f.write(data)
+
+
+def test_local_copy_caches_and_warm_reads_skip_the_store(tmp_path: Path, root: str) -> None:
+    tools = _tools(tmp_path, revalidate_seconds=3600)
+    url = f"{root}/data.csv"
+    _put(url, b"a,b\n1,2\n")
+    with tools.local_copy(url) as path:
+        assert path.read_bytes() == b"a,b\n1,2\n"
+        assert str(path).startswith(str(tmp_path / "cache"))
+    _put(url, b"changed behind our back")
+    # Within the revalidation interval no request is made: the cached bytes come back.
+    with tools.open(url) as f:
+        assert f.read() == b"a,b\n1,2\n"
+    assert tools.cache_size() == len(b"a,b\n1,2\n")
+
+
+def test_revalidation_notices_a_new_version(tmp_path: Path, root: str) -> None:
+    tools = _tools(tmp_path, revalidate_seconds=0)
+    url = f"{root}/data.csv"
+    _put(url, b"v1")
+    assert tools.cached_path(url).read_bytes() == b"v1"
+    _put(url, b"version 2")
+    assert tools.cached_path(url).read_bytes() == b"version 2"
+
+
+def test_forced_offline_serves_cached_and_names_what_is_missing(tmp_path: Path, root: str) -> None:
+    online = _tools(tmp_path)
+    _put(f"{root}/cached.txt", b"kept")
+    online.cached_path(f"{root}/cached.txt")
+    _put(f"{root}/never-read.txt", b"x")
+    offline = _tools(tmp_path, offline=True, revalidate_seconds=0)
+    assert offline.cached_path(f"{root}/cached.txt").read_bytes() == b"kept"
+    assert offline.exists(f"{root}/cached.txt")
+    with pytest.raises(eio.OfflineError, match=r"never-read\.txt.*ELLIPTIO_OFFLINE"):
+        offline.cached_path(f"{root}/never-read.txt")
+    with pytest.raises(eio.OfflineError):
+        offline.ls(root)
+    with pytest.raises(eio.OfflineError):
+        offline.rm(f"{root}/cached.txt")
+    assert fsspec.filesystem("memory").exists(f"{root}/cached.txt".removeprefix("memory://"))
+
+
+def test_write_uploads_on_exit_and_is_cached(tmp_path: Path, root: str) -> None:
+    tools = _tools(tmp_path, revalidate_seconds=3600)
+    url = f"{root}/out/model.bin"
+    with tools.write(url) as path:
+        path.write_bytes(b"weights")
+    with fsspec.open(url, "rb") as f:
+        assert f.read() == b"weights"
+    assert tools.cache_size() == len(b"weights")
+    with pytest.raises(RuntimeError), tools.write(f"{root}/failed.bin") as path:
+        path.write_bytes(b"half")
+        raise RuntimeError
+    assert not tools.exists(f"{root}/failed.bin")
+
+
+def test_ls_exists_cp_mv_rm(tmp_path: Path, root: str) -> None:
+    tools = _tools(tmp_path)
+    _put(f"{root}/a/1.txt", b"1")
+    _put(f"{root}/a/2.txt", b"2")
+    assert sorted(tools.ls(f"{root}/a")) == [f"{root}/a/1.txt", f"{root}/a/2.txt"]
+    assert tools.exists(f"{root}/a/1.txt")
+    assert not tools.exists(f"{root}/a/3.txt")
+    tools.cp(f"{root}/a/1.txt", f"{root}/b/1.txt")
+    tools.cp(f"{root}/a/2.txt", str(tmp_path / "local" / "2.txt"))  # across filesystems
+    assert (tmp_path / "local" / "2.txt").read_bytes() == b"2"
+    tools.mv(f"{root}/b/1.txt", f"{root}/c/1.txt")
+    assert not tools.exists(f"{root}/b/1.txt")
+    assert tools.cached_path(f"{root}/c/1.txt").read_bytes() == b"1"
+    tools.rm(f"{root}/a", recursive=True)
+    assert not tools.exists(f"{root}/a/1.txt")
+
+
+def test_rm_and_cp_invalidate_cached_versions(tmp_path: Path, root: str) -> None:
+    tools = _tools(tmp_path, revalidate_seconds=3600)
+    url = f"{root}/x.txt"
+    _put(url, b"old")
+    assert tools.cached_path(url).read_bytes() == b"old"
+    _put(f"{root}/y.txt", b"new!")
+    tools.cp(f"{root}/y.txt", url)
+    assert tools.cached_path(url).read_bytes() == b"new!"
+    tools.rm(url)
+    with pytest.raises(FileNotFoundError):
+        tools.cached_path(url)
+
+
+def test_local_paths_are_used_in_place(tmp_path: Path) -> None:
+    tools = _tools(tmp_path)
+    f = tmp_path / "plain.txt"
+    f.write_text("plain")
+    with tools.local_copy(str(f)) as path:
+        assert path == f
+    assert tools.cache_size() == 0
+
+
+def test_prune_and_clear(tmp_path: Path, root: str) -> None:
+    tools = _tools(tmp_path)
+    _put(f"{root}/x", b"12345")
+    tools.cached_path(f"{root}/x")
+    assert tools.prune_cache(timedelta(hours=1)) == 0
+    assert tools.prune_cache(older_than=timedelta(seconds=-60)) == 5
+    tools.cached_path(f"{root}/x")
+    assert tools.clear_cache() == 5
+    assert tools.cache_size() == 0
+
+
+def test_module_level_functions_use_the_settings(
+    tmp_path: Path, root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import elliptio._urls as urls
+
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "env-cache"))
+    monkeypatch.setattr(urls, "_default", None)
+    _put(f"{root}/m.txt", b"module")
+    with eio.local_copy(f"{root}/m.txt") as path:
+        assert path.read_bytes() == b"module"
+        assert str(path).startswith(str(tmp_path / "env-cache"))
+    with eio.open(f"{root}/m.txt", "rb") as f:
+        assert f.read() == b"module"
+    assert eio.exists(f"{root}/m.txt")
+    assert eio.ls(root) == [f"{root}/m.txt"]
+    eio.cp(f"{root}/m.txt", f"{root}/n.txt")
+    eio.mv(f"{root}/n.txt", f"{root}/o.txt")
+    eio.rm(f"{root}/o.txt")
+    with eio.write(f"{root}/w.txt") as path:
+        path.write_text("w")
+    assert eio.cache_size() > 0
+    assert eio.prune_cache(timedelta(days=1)) == 0
+    assert eio.clear_cache() > 0
