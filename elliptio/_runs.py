@@ -3,16 +3,25 @@
 Every process has one default run. ``handler.run()`` opens a nested run for a
 ``with`` / ``async with`` block; asyncio tasks copy the context when they are
 created, so concurrent tasks that each open a run keep separate lineage.
+
+Across processes: while a run is open its id is exported as ``ELLIPTIO_RUN_ID``,
+so subprocesses started inside it (a pipeline step, a script) inherit it; a
+process started with ``ELLIPTIO_RUN_ID`` set makes that its default run, so its
+artifacts join the parent's run.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from contextvars import ContextVar, Token
 from types import TracebackType
 
 from ._layout import new_run_id
+
+RUN_ID_ENV = "ELLIPTIO_RUN_ID"
+_RUN_ID_RE = re.compile(r"run_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 __all__ = ["Run", "RunScope", "current_run"]
 
@@ -55,7 +64,9 @@ def current_run() -> Run:
     if _process_run is None:
         with _process_lock:
             if _process_run is None:
-                _process_run = Run()
+                inherited = os.environ.get(RUN_ID_ENV, "")
+                # A malformed value is ignored rather than trusted into records.
+                _process_run = Run(inherited if _RUN_ID_RE.fullmatch(inherited) else None)
     return _process_run
 
 
@@ -74,11 +85,14 @@ class RunScope:
     def __init__(self, name: str | None = None) -> None:
         self.run = Run(name=name)
         self._token: Token[Run | None] | None = None
+        self._previous_env: str | None = None
 
     def __enter__(self) -> Run:
         if self._token is not None:
             raise RuntimeError("this run scope is open already; call handler.run() again")
         self._token = _current.set(self.run)
+        self._previous_env = os.environ.get(RUN_ID_ENV)
+        os.environ[RUN_ID_ENV] = self.run.run_id  # subprocesses join this run
         return self.run
 
     def __exit__(
@@ -90,6 +104,10 @@ class RunScope:
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
+            if self._previous_env is None:
+                os.environ.pop(RUN_ID_ENV, None)
+            else:
+                os.environ[RUN_ID_ENV] = self._previous_env
 
     async def __aenter__(self) -> Run:
         return self.__enter__()

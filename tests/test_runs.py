@@ -1,0 +1,61 @@
+"""Runs: the process default, nested scopes, and subprocesses joining their parent."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import elliptio as eio
+from elliptio._runs import RUN_ID_ENV, current_run
+
+
+def test_nested_runs_restore_the_outer_one(handler: eio.Handler) -> None:
+    outer = current_run()
+    with handler.run() as first:
+        assert current_run() is first
+        with handler.run() as second:
+            assert current_run() is second
+            assert handler.run_id == second.run_id
+        assert current_run() is first
+    assert current_run() is outer
+
+
+def test_subprocess_joins_the_run(tmp_path: Path, data_files: dict[str, Path]) -> None:
+    # On local disk: a child process cannot see this process's memory filesystem.
+    storage_url = str(tmp_path / "store")
+    catalog_url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    handler = eio.Handler(storage=storage_url, catalog=catalog_url)
+    source = handler.upload(data_files["test"])
+    script = (
+        "import sys, elliptio as eio\n"
+        "h = eio.Handler(storage=sys.argv[1], catalog=sys.argv[2])\n"
+        "with h.new('child.txt') as new:\n"
+        "    new.file.write_text('from the child')\n"
+        "print(new.artifact.metadata.run_id)\n"
+    )
+    with handler.run() as run:
+        assert os.environ[RUN_ID_ENV] == run.run_id
+        handler.get(source.artifact_id)
+        child = subprocess.run(
+            [sys.executable, "-c", script, storage_url, catalog_url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    assert child.stdout.strip() == run.run_id
+    assert RUN_ID_ENV not in os.environ
+    found = handler.find({"run_id": run.run_id, "file_relpaths": "child.txt"})
+    assert len(found) == 1
+    handler.close()
+
+
+def test_malformed_inherited_run_id_is_ignored(tmp_path: Path) -> None:
+    code = "from elliptio._runs import current_run; print(current_run().run_id)"
+    env = {**os.environ, RUN_ID_ENV: "run_'; DROP TABLE artifacts; --"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("run_")
+    assert "DROP" not in out.stdout
