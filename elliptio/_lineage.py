@@ -1,0 +1,204 @@
+"""Lineage graphs: which artifacts an artifact was built from, and what was built on it.
+
+`build_lineage` walks the catalog breadth-first, one query per level, in either
+direction; cycles end the walk, ids that ``based_on`` names but the catalog does
+not hold become nodes marked missing. The graph renders as a text tree, Mermaid
+and Graphviz DOT. Rendering is pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from ._catalog.base import Catalog
+from ._errors import QueryError
+
+__all__ = ["Direction", "LineageGraph", "LineageNode", "build_lineage"]
+
+Direction = Literal["up", "down", "both"]
+
+
+@dataclass(frozen=True)
+class LineageNode:
+    """One artifact in a lineage graph, with the metadata worth showing."""
+
+    artifact_id: str
+    username: str = ""
+    creation_time: datetime | None = None
+    file_relpaths: tuple[str, ...] = ()
+    datatype: str = ""
+    missing: bool = False
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> LineageNode:
+        """Take the displayed fields from a catalog document."""
+        labels = doc.get("labels") or {}
+        return cls(
+            artifact_id=doc["artifact_id"],
+            username=str(doc.get("username", "")),
+            creation_time=doc.get("creation_time"),
+            file_relpaths=tuple(doc.get("file_relpaths") or ()),
+            datatype=str(labels.get("datatype", "")) if isinstance(labels, dict) else "",
+        )
+
+    @property
+    def label(self) -> str:
+        """A one-line description: short id, user, files, datatype."""
+        if self.missing:
+            return f"{self.artifact_id} (not in the catalog)"
+        files = ", ".join(self.file_relpaths[:3]) + (" ..." if len(self.file_relpaths) > 3 else "")
+        parts = [self.artifact_id, self.username, f"[{files}]"]
+        if self.datatype:
+            parts.append(self.datatype)
+        return " ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class LineageGraph:
+    """Artifacts and ``input -> output`` edges around one root artifact."""
+
+    root: str
+    nodes: dict[str, LineageNode] = field(default_factory=dict)
+    edges: tuple[tuple[str, str], ...] = ()
+
+    def parents(self, artifact_id: str) -> list[str]:
+        """Inputs of ``artifact_id`` within the graph."""
+        return [a for a, b in self.edges if b == artifact_id]
+
+    def children(self, artifact_id: str) -> list[str]:
+        """Artifacts in the graph built on ``artifact_id``."""
+        return [b for a, b in self.edges if a == artifact_id]
+
+    def to_text(self) -> str:
+        """A tree: the root, its inputs above (``<-``) and its outputs below (``->``)."""
+        lines = [self.nodes[self.root].label]
+
+        def walk(node: str, step: str, neighbours: Any, prefix: str, seen: set[str]) -> None:
+            items = neighbours(node)
+            for i, other in enumerate(items):
+                last = i == len(items) - 1
+                branch = "└── " if last else "├── "
+                repeat = " (see above)" if other in seen else ""
+                lines.append(f"{prefix}{branch}{step} {self.nodes[other].label}{repeat}")
+                if not repeat:
+                    walk(
+                        other,
+                        step,
+                        neighbours,
+                        prefix + ("    " if last else "│   "),
+                        seen | {other},
+                    )
+
+        walk(self.root, "<-", self.parents, "", {self.root})
+        walk(self.root, "->", self.children, "", {self.root})
+        return "\n".join(lines)
+
+    def _ids(self) -> dict[str, str]:
+        return {a: f"n{i}" for i, a in enumerate(sorted(self.nodes))}
+
+    def to_mermaid(self) -> str:
+        """A Mermaid ``flowchart`` (inputs point to what was built from them)."""
+        ids = self._ids()
+        lines = ["flowchart LR"]
+        for artifact_id in sorted(self.nodes):
+            node = self.nodes[artifact_id]
+            text = _escape_mermaid(node.label)
+            shape = f'{ids[artifact_id]}["{text}"]'
+            lines.append(f"    {shape}")
+        lines.extend(f"    {ids[a]} --> {ids[b]}" for a, b in self.edges)
+        lines.append(f"    style {ids[self.root]} stroke-width:3px")
+        return "\n".join(lines)
+
+    def to_dot(self) -> str:
+        """Graphviz DOT source (inputs point to what was built from them)."""
+        ids = self._ids()
+        lines = ["digraph lineage {", "    rankdir=LR;", "    node [shape=box];"]
+        for artifact_id in sorted(self.nodes):
+            node = self.nodes[artifact_id]
+            style = ', style="dashed"' if node.missing else ""
+            style += ", penwidth=3" if artifact_id == self.root else ""
+            lines.append(f'    {ids[artifact_id]} [label="{_escape_dot(node.label)}"{style}];')
+        lines.extend(f"    {ids[a]} -> {ids[b]};" for a, b in self.edges)
+        lines.append("}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def _escape_mermaid(text: str) -> str:
+    return text.replace('"', "#quot;").replace("[", "#91;").replace("]", "#93;")
+
+
+def _escape_dot(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+async def build_lineage(
+    catalog: Catalog, artifact_id: str, direction: Direction = "both", depth: int | None = None
+) -> LineageGraph:
+    """Walk the catalog from ``artifact_id`` up (inputs), down (outputs) or both.
+
+    Args:
+        catalog: where the records are.
+        artifact_id: the root artifact.
+        direction: ``"up"``, ``"down"`` or ``"both"``.
+        depth: levels to walk in each direction; ``None`` walks to the end.
+
+    Raises:
+        ArtifactNotFoundError: the root is not in the catalog.
+        QueryError: ``direction`` or ``depth`` is invalid.
+    """
+    if direction not in ("up", "down", "both"):
+        raise QueryError(f"direction must be 'up', 'down' or 'both', not {direction!r}")
+    if depth is not None and (not isinstance(depth, int) or depth < 0):
+        raise QueryError(f"depth must be a non-negative int or None, not {depth!r}")
+    root = await catalog.get(artifact_id)
+    nodes = {artifact_id: LineageNode.from_document(root)}
+    docs = {artifact_id: root}
+    edges: set[tuple[str, str]] = set()
+
+    if direction in ("up", "both"):
+        frontier = {artifact_id}
+        level = 0
+        while frontier and (depth is None or level < depth):
+            wanted = {p for a in frontier for p in docs[a].get("based_on") or [] if p != a}
+            edges.update((p, a) for a in frontier for p in docs[a].get("based_on") or [] if p != a)
+            new = wanted - nodes.keys()
+            found = await _by_ids(catalog, new)
+            for missing in new - found.keys():
+                nodes[missing] = LineageNode(missing, missing=True)
+            for doc in found.values():
+                nodes[doc["artifact_id"]] = LineageNode.from_document(doc)
+                docs[doc["artifact_id"]] = doc
+            frontier = set(found)
+            level += 1
+
+    if direction in ("down", "both"):
+        frontier = {artifact_id}
+        seen = {artifact_id}
+        level = 0
+        while frontier and (depth is None or level < depth):
+            children = await catalog.find({"based_on": {"$in": sorted(frontier)}})
+            next_frontier: set[str] = set()
+            for doc in children:
+                child = doc["artifact_id"]
+                edges.update((p, child) for p in doc.get("based_on") or [] if p in frontier)
+                nodes.setdefault(child, LineageNode.from_document(doc))
+                if child not in seen:
+                    seen.add(child)
+                    next_frontier.add(child)
+            frontier = next_frontier
+            level += 1
+
+    return LineageGraph(artifact_id, nodes, tuple(sorted(edges)))
+
+
+async def _by_ids(catalog: Catalog, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    wanted = sorted(ids)
+    if not wanted:
+        return {}
+    return {d["artifact_id"]: d for d in await catalog.find({"artifact_id": {"$in": wanted}})}

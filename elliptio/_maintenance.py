@@ -1,0 +1,180 @@
+"""Catalog maintenance: rebuild it from the sidecars, collect garbage, verify files.
+
+The store is self-describing: every committed artifact has a sidecar
+``.elliptio/metadata.json`` with its full record, written before its catalog
+record. So:
+
+* `reindex` restores catalog records from sidecars (idempotent; reports records
+  added, unchanged and conflicting);
+* `gc` finds prefixes that never committed (no catalog record) and are older
+  than a grace period; it deletes them only when asked, dry run by default;
+* `verify` re-hashes an artifact's files against its record.
+
+Prefix ages come from the layout itself (``YYYY/MM/DD/user/HHMMSS_<id>``), so a
+scan needs no per-object stat call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from ._catalog.base import Catalog
+from ._errors import ArtifactExistsError, ArtifactNotFoundError, ElliptioError, SchemaVersionError
+from ._layout import ARTIFACT_ID_RE, METADATA_RELPATH
+from ._models import Metadata, upgrade_record
+from ._storage import Storage
+
+__all__ = ["GcReport", "ReindexReport", "VerifyReport", "gc", "reindex", "verify"]
+
+_PREFIX_RE = re.compile(
+    r"(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/[^/]+/(?P<t>\d{6})_(?P<id>"
+    + ARTIFACT_ID_RE.pattern
+    + ")$"
+)
+
+
+@dataclass
+class ReindexReport:
+    """What `reindex` did, by artifact id."""
+
+    added: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    conflicting: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GcReport:
+    """Prefixes without a catalog record, older than the grace period."""
+
+    orphans: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    dry_run: bool = True
+
+
+@dataclass
+class VerifyReport:
+    """Files of one artifact whose bytes no longer match their record."""
+
+    artifact_id: str
+    checked: int = 0
+    damaged: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every file is present and matches its sha256."""
+        return not self.damaged and not self.missing
+
+
+def _relative(storage: Storage, path: str) -> str:
+    root = storage.fs._strip_protocol(storage.root).rstrip("/")
+    return path[len(root) + 1 :] if path.startswith(root + "/") else path
+
+
+def _prefix_time(relative: str) -> datetime | None:
+    match = _PREFIX_RE.search(relative)
+    if match is None:
+        return None
+    t = match["t"]
+    try:
+        return datetime(
+            int(match["y"]), int(match["m"]), int(match["d"]),
+            int(t[:2]), int(t[2:4]), int(t[4:]), tzinfo=UTC,
+        )  # fmt: skip
+    except ValueError:
+        return None
+
+
+async def _prefixes(storage: Storage) -> list[str]:
+    pattern = f"{storage.root.rstrip('/')}/*/*/*/*/*_artifact_*"
+    found: list[str] = await asyncio.to_thread(storage.fs.glob, pattern)
+    return sorted(p for p in found if _PREFIX_RE.search(_relative(storage, p)))
+
+
+async def reindex(storage: Storage, catalog: Catalog) -> ReindexReport:
+    """Restore catalog records from the sidecars in storage; safe to repeat."""
+    report = ReindexReport()
+    for prefix in await _prefixes(storage):
+        sidecar = f"{prefix}/{METADATA_RELPATH}"
+        artifact_id = _PREFIX_RE.search(_relative(storage, prefix))["id"]  # type: ignore[index]
+        try:
+            raw = await asyncio.to_thread(storage.fs.cat_file, sidecar)
+        except FileNotFoundError:
+            continue  # never committed: a matter for gc
+        try:
+            record = upgrade_record(json.loads(raw))
+        except (ValueError, SchemaVersionError):
+            report.unreadable.append(artifact_id)
+            continue
+        if record.artifact_id != artifact_id:
+            report.conflicting.append(artifact_id)
+            continue
+        try:
+            existing = await catalog.get(artifact_id)
+        except ArtifactNotFoundError:
+            try:
+                await catalog.insert(record.to_document())
+                report.added.append(artifact_id)
+            except ArtifactExistsError:  # another reindex won the race
+                report.unchanged.append(artifact_id)
+            continue
+        same = upgrade_record(existing) == record
+        (report.unchanged if same else report.conflicting).append(artifact_id)
+    return report
+
+
+async def gc(
+    storage: Storage,
+    catalog: Catalog,
+    *,
+    grace: timedelta = timedelta(hours=24),
+    delete: bool = False,
+    now: datetime | None = None,
+) -> GcReport:
+    """Find (and with ``delete=True`` remove) prefixes that never committed.
+
+    A prefix is an orphan when the catalog has no record of its artifact and it
+    is older than ``grace`` (by the time in its path). An artifact whose sidecar
+    exists but whose record is missing is left alone: `reindex` restores it.
+    """
+    if grace < timedelta(0):
+        raise ElliptioError(f"grace must not be negative, got {grace}")
+    now = now or datetime.now(tz=UTC)
+    report = GcReport(dry_run=not delete)
+    for prefix in await _prefixes(storage):
+        relative = _relative(storage, prefix)
+        created = _prefix_time(relative)
+        if created is None or now - created < grace:
+            continue
+        artifact_id = _PREFIX_RE.search(relative)["id"]  # type: ignore[index]
+        if await catalog.count({"artifact_id": artifact_id}):
+            continue
+        if await asyncio.to_thread(storage.fs.exists, f"{prefix}/{METADATA_RELPATH}"):
+            continue  # complete on storage: reindex restores its record
+        report.orphans.append(storage.url(prefix))
+        if delete:
+            # Re-check right before removing: a commit may have landed meanwhile.
+            if await catalog.count({"artifact_id": artifact_id}):
+                continue
+            await storage.remove_tree(prefix)
+            report.removed.append(storage.url(prefix))
+    return report
+
+
+async def verify(storage: Storage, record: Metadata) -> VerifyReport:
+    """Re-hash every file (and log) of an artifact against its record."""
+    report = VerifyReport(record.artifact_id)
+    for file in [*record.files, *record.logs]:
+        path = storage.fs._strip_protocol(file.url)
+        found = await storage.hash_file(path)
+        report.checked += 1
+        if found is None:
+            report.missing.append(file.relpath)
+        elif found != (file.size, file.sha256):
+            report.damaged.append(file.relpath)
+    return report
