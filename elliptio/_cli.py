@@ -1,0 +1,438 @@
+"""The ``elliptio`` command line: a thin layer over the library.
+
+Parsing, printing and exit codes only: 0 on success, 1 on an error (one line on
+stderr, a traceback only with ``--debug``), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from ._errors import ElliptioError
+from ._redact import is_secret_name, redact_url
+
+__all__ = ["main"]
+
+_EPILOG = "Settings come from ELLIPTIO_* variables and .env; see 'elliptio config'."
+
+
+def _handler(args: argparse.Namespace) -> Any:
+    from ._sync_handler import Handler
+
+    return Handler(storage=args.storage, catalog=args.catalog)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _pairs(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ElliptioError(f"{what} {item!r} must look like key=value")
+        result[key] = _parse_value(value)
+    return result
+
+
+def _print_frame(frame: Any, fmt: str) -> None:
+    if fmt == "json":
+        for artifact_id, row in frame.iterrows():
+            record = {"artifact_id": artifact_id, **row.to_dict()}
+            print(json.dumps(record, default=str, ensure_ascii=False))
+    elif fmt == "csv":
+        frame.to_csv(sys.stdout)
+    elif frame.empty:
+        print("no artifacts match")
+    else:
+        print(frame.to_string(max_colwidth=60))
+
+
+def _summary(frame: Any) -> Any:
+    """The table view: one short line per artifact, the id never cut."""
+
+    def files(relpaths: list[str]) -> str:
+        return ", ".join(relpaths[:3]) + (f" (+{len(relpaths) - 3})" if len(relpaths) > 3 else "")
+
+    return frame.assign(
+        created=frame["creation_time"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+        files=frame["file_relpaths"].map(files),
+        datatype=frame["labels"].map(lambda labels: labels.get("datatype", "")),
+        inputs=frame["based_on"].map(len),
+    )[["created", "username", "datatype", "files", "inputs"]]
+
+
+# -- commands ------------------------------------------------------------------------
+def cmd_upload(args: argparse.Namespace) -> int:
+    labels = _pairs(args.label, "--label")
+    if args.infos:
+        infos = _parse_value(args.infos)
+        if not isinstance(infos, dict):
+            raise ElliptioError("--infos must be a JSON object such as '{\"seed\": 1}'")
+        labels["infos"] = infos
+    with _handler(args) as h:
+        art = h.upload(args.paths, labels=labels, logs=args.log or None)
+    print(art.artifact_id)
+    for relpath, file in sorted(art.files.items()):
+        print(f"  {relpath}  {file.size} bytes  {file.url}", file=sys.stderr)
+    return 0
+
+
+def cmd_find(args: argparse.Namespace) -> int:
+    query: dict[str, Any] = _parse_value(args.filter) if args.filter else {}
+    if not isinstance(query, dict):
+        raise ElliptioError(
+            f'the filter {args.filter!r} is not a JSON object; use e.g. \'{{"username": "andy"}}\''
+        )
+    query.update(_pairs(args.where, "--where"))
+    columns = args.columns.split(",") if args.columns else None
+    with _handler(args) as h:
+        frame = h.find(query, max_docs=args.limit, columns=columns)
+    if columns is None and args.format == "table":
+        frame = _summary(frame)
+    _print_frame(frame, args.format)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _handler(args) as h:
+        record = h.get(args.artifact_id).metadata
+    data = record.model_dump(mode="json", exclude=None if args.packages else {"python_packages"})
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    with _handler(args) as h:
+        art = h.get(args.artifact_id)
+        wanted = args.relpaths or sorted(art.files)
+        for relpath in wanted:
+            if relpath not in art.files:
+                raise ElliptioError(
+                    f"{relpath!r} is not a file of {art.artifact_id}; it has {sorted(art.files)}"
+                )
+            print(art.files[relpath].download(Path(args.output) / relpath))
+    return 0
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    if args.relpath is None:
+        from ._urls import default_tools
+
+        with default_tools().open(args.target, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer)
+        return 0
+    with _handler(args) as h:
+        art = h.get(args.target)
+        if args.relpath not in art.files:
+            raise ElliptioError(f"{args.relpath!r} is not a file of {art.artifact_id}")
+        sys.stdout.buffer.write(art.files[args.relpath].read_bytes())
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from ._lineage import build_lineage
+    from ._sync import sync
+
+    with _handler(args) as h:
+        graph = sync(build_lineage(h.catalog, args.artifact_id, args.direction, args.depth))
+    render = {"tree": graph.to_text, "mermaid": graph.to_mermaid, "dot": graph.to_dot}
+    print(render[args.format]())
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from ._urls import default_tools
+
+    for name in default_tools().ls(args.url):
+        print(name)
+    return 0
+
+
+def cmd_exists(args: argparse.Namespace) -> int:
+    from ._urls import default_tools
+
+    found = default_tools().exists(args.url)
+    print("true" if found else "false")
+    return 0 if found else 1
+
+
+def cmd_cp(args: argparse.Namespace) -> int:
+    from ._urls import default_tools
+
+    default_tools().cp(args.src, args.dst, recursive=args.recursive)
+    return 0
+
+
+def cmd_mv(args: argparse.Namespace) -> int:
+    from ._urls import default_tools
+
+    default_tools().mv(args.src, args.dst, recursive=args.recursive)
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from ._urls import default_tools
+
+    default_tools().rm(args.url, recursive=args.recursive)
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from ._urls import default_tools
+
+    tools = default_tools()
+    if args.action == "size":
+        print(tools.cache_size())
+    elif args.action == "prune":
+        print(f"freed {tools.prune_cache(timedelta(days=args.days))} bytes")
+    else:
+        print(f"freed {tools.clear_cache()} bytes")
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from ._maintenance import reindex
+    from ._sync import sync
+
+    with _handler(args) as h:
+        report = sync(reindex(h.storage, h.catalog))
+    print(
+        f"added {len(report.added)}, unchanged {len(report.unchanged)}, "
+        f"conflicting {len(report.conflicting)}, unreadable {len(report.unreadable)}"
+    )
+    for artifact_id in report.conflicting + report.unreadable:
+        print(f"  check {artifact_id}", file=sys.stderr)
+    return 1 if report.conflicting or report.unreadable else 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from ._maintenance import gc
+    from ._sync import sync
+
+    delete = args.delete and args.yes
+    if args.delete and not args.yes:
+        print("a dry run: add --yes to --delete to remove what is listed", file=sys.stderr)
+    with _handler(args) as h:
+        report = sync(
+            gc(h.storage, h.catalog, grace=timedelta(hours=args.grace_hours), delete=delete)
+        )
+    for url in report.orphans:
+        print(("removed " if url in report.removed else "orphan ") + url)
+    print(f"{len(report.orphans)} orphaned prefixes, {len(report.removed)} removed")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ._maintenance import verify
+    from ._sync import sync
+
+    bad = 0
+    with _handler(args) as h:
+        for artifact_id in args.artifact_ids:
+            report = sync(verify(h.storage, h.get(artifact_id).metadata))
+            state = "ok" if report.ok else "DAMAGED"
+            print(f"{artifact_id} {state} ({report.checked} files)")
+            for relpath in report.damaged:
+                print(f"  sha256 mismatch: {relpath}")
+            for relpath in report.missing:
+                print(f"  missing: {relpath}")
+            bad += not report.ok
+    return 1 if bad else 0
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _mask(v, k) for k, v in value.items()}
+    if is_secret_name(key):
+        return "***"
+    return redact_url(value) if isinstance(value, str) else value
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from ._config import load_settings
+
+    settings = load_settings(storage_url=args.storage, catalog_url=args.catalog)
+    effective = {
+        "storage_url": settings.resolved_storage_url(),
+        "storage_options": settings.storage_options,
+        "catalog_url": settings.resolved_catalog_url(),
+        "cache_dir": str(settings.resolved_cache_dir()),
+        **settings.model_dump(
+            exclude={"storage_url", "storage_options", "catalog_url", "cache_dir"}
+        ),
+    }
+    effective["file_mode"] = oct(settings.file_mode)
+    for key, value in effective.items():
+        shown = _mask(value, key)
+        print(f"{key} = {json.dumps(shown) if not isinstance(shown, str) else shown}")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    # Sub-commands accept the options too; SUPPRESS keeps them from overwriting
+    # a value given before the sub-command with their default.
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--storage", help="storage URL (default: ELLIPTIO_STORAGE_URL)", **default)
+    common.add_argument("--catalog", help="catalog URL (default: ELLIPTIO_CATALOG_URL)", **default)
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors", **default)
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common(suppress=True)
+    parser = argparse.ArgumentParser(
+        prog="elliptio",
+        description="Save, find and read artifacts in a data lake.",
+        epilog=_EPILOG,
+        parents=[_common(suppress=False)],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help_: str, example: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            epilog=f"example:\n  {example}",
+            parents=[common],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.set_defaults(func=func)
+        return p
+
+    p = add(
+        "upload",
+        cmd_upload,
+        "save files and folders as a new artifact; prints its id",
+        "elliptio upload docs/train.txt docs/test.txt --label datatype=annotation_file",
+    )
+    p.add_argument("paths", nargs="+", help="local files or folders")
+    p.add_argument("--label", action="append", help="label as key=value (repeatable)")
+    p.add_argument("--infos", help="labels.infos as a JSON object")
+    p.add_argument("--log", action="append", help="a log file to keep (repeatable)")
+
+    p = add(
+        "find",
+        cmd_find,
+        "find artifacts with a MongoDB filter",
+        'elliptio find \'{"labels.datatype": "annotation_file"}\' --where username=andy',
+    )
+    p.add_argument("filter", nargs="?", help="a MongoDB filter as JSON")
+    p.add_argument("--where", action="append", help="field=value equality (repeatable)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many")
+    p.add_argument("--columns", help="comma-separated record fields to show")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+
+    p = add("show", cmd_show, "print an artifact's record as JSON", "elliptio show artifact_...")
+    p.add_argument("artifact_id")
+    p.add_argument("--packages", action="store_true", help="include python_packages")
+
+    p = add(
+        "download",
+        cmd_download,
+        "download an artifact's files (verified against their sha256)",
+        "elliptio download artifact_... test.txt -o data/",
+    )
+    p.add_argument("artifact_id")
+    p.add_argument("relpaths", nargs="*", help="files to download (default: all)")
+    p.add_argument("-o", "--output", default=".", help="target folder (default: .)")
+
+    p = add(
+        "cat",
+        cmd_cat,
+        "write a file of an artifact, or any URL, to stdout",
+        "elliptio cat artifact_... test.txt",
+    )
+    p.add_argument("target", help="an artifact id, or a URL")
+    p.add_argument("relpath", nargs="?", help="the file of the artifact")
+
+    p = add(
+        "lineage",
+        cmd_lineage,
+        "show what an artifact was built from and what was built on it",
+        "elliptio lineage artifact_... --format mermaid",
+    )
+    p.add_argument("artifact_id")
+    p.add_argument("--direction", choices=["up", "down", "both"], default="both")
+    p.add_argument("--depth", type=int, default=None)
+    p.add_argument("--format", choices=["tree", "mermaid", "dot"], default="tree")
+
+    p = add("ls", cmd_ls, "list a folder of any fsspec URL", "elliptio ls s3://bucket/lake/")
+    p.add_argument("url")
+    p = add("exists", cmd_exists, "exit 0 if a URL exists, else 1", "elliptio exists s3://b/x.csv")
+    p.add_argument("url")
+    for name, func, text in (("cp", cmd_cp, "copy"), ("mv", cmd_mv, "move")):
+        p = add(name, func, f"{text} between any fsspec URLs", f"elliptio {name} s3://b/x ./x")
+        p.add_argument("src")
+        p.add_argument("dst")
+        p.add_argument("-r", "--recursive", action="store_true")
+    p = add("rm", cmd_rm, "remove a URL", "elliptio rm s3://bucket/tmp/x.csv")
+    p.add_argument("url")
+    p.add_argument("-r", "--recursive", action="store_true")
+
+    p = add("cache", cmd_cache, "the local cache: size, prune or clear", "elliptio cache prune")
+    p.add_argument("action", choices=["size", "prune", "clear"])
+    p.add_argument("--days", type=float, default=30.0, help="prune: unused for this long")
+
+    add(
+        "reindex",
+        cmd_reindex,
+        "restore catalog records from the sidecars in storage",
+        "elliptio reindex",
+    )
+    p = add(
+        "gc",
+        cmd_gc,
+        "list (or remove) storage prefixes that never committed",
+        "elliptio gc --delete --yes",
+    )
+    p.add_argument("--grace-hours", type=float, default=24.0)
+    p.add_argument("--delete", action="store_true", help="remove what is listed")
+    p.add_argument("--yes", action="store_true", help="confirm --delete")
+    p = add(
+        "verify",
+        cmd_verify,
+        "re-hash artifacts' files against their records",
+        "elliptio verify artifact_...",
+    )
+    p.add_argument("artifact_ids", nargs="+")
+    add("config", cmd_config, "print the effective settings, secrets masked", "elliptio config")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except (ElliptioError, OSError, ValueError, KeyError) as err:
+        if args.debug:
+            raise
+        message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        print(f"elliptio: error: {type(err).__name__}: {redact_url(message)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The command line: every command through main() and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from elliptio._cli import main
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    import elliptio._urls as urls
+
+    settings = {
+        "ELLIPTIO_STORAGE_URL": str(tmp_path / "store"),
+        "ELLIPTIO_CATALOG_URL": f"sqlite:///{tmp_path / 'catalog.db'}",
+        "ELLIPTIO_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(urls, "_default", None)
+    return settings
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> list[Path]:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "train.txt").write_text("path,class\na.png,0\n")
+    (docs / "test.txt").write_text("path,class\nb.png,1\n")
+    return [docs / "train.txt", docs / "test.txt"]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_story_through_the_cli(
+    env: dict[str, str], files: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(
+        capsys,
+        "upload",
+        *map(str, files),
+        "--label",
+        "datatype=annotation_file",
+        "--infos",
+        '{"seed": 1}',
+    )
+    assert code == 0
+    andy = out.strip()
+    assert andy.startswith("artifact_")
+
+    code, out, _ = _run(capsys, "find", "--where", "labels.datatype=annotation_file")
+    assert code == 0
+    assert andy in out
+    code, out, _ = _run(capsys, "find", '{"labels.infos.seed": 1}', "--format", "json")
+    assert json.loads(out.splitlines()[0])["artifact_id"] == andy
+    code, out, _ = _run(capsys, "find", "--where", "username=nobody", "--format", "csv")
+    assert out.splitlines()[0].startswith("artifact_id")
+
+    code, out, _ = _run(capsys, "show", andy)
+    record = json.loads(out)
+    assert record["file_relpaths"] == ["train.txt", "test.txt"]
+    assert "python_packages" not in record
+
+    code, out, _ = _run(capsys, "cat", andy, "test.txt")
+    assert out == "path,class\nb.png,1\n"
+    code, out, _ = _run(capsys, "download", andy, "-o", str(tmp_path / "dl"))
+    assert (tmp_path / "dl" / "train.txt").read_text() == "path,class\na.png,0\n"
+
+    code, out, _ = _run(capsys, "verify", andy)
+    assert code == 0
+    assert f"{andy} ok (2 files)" in out
+
+    code, out, _ = _run(capsys, "lineage", andy, "--format", "mermaid")
+    assert out.startswith("flowchart LR")
+    code, out, _ = _run(capsys, "lineage", andy, "--format", "dot")
+    assert out.startswith("digraph")
+    code, out, _ = _run(capsys, "lineage", andy)
+    assert out.startswith(andy)
+
+
+def test_url_commands(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("hello")
+    assert _run(capsys, "cp", str(src), "memory:///cli/a.txt")[0] == 0
+    assert _run(capsys, "exists", "memory:///cli/a.txt") == (0, "true\n", "")
+    assert _run(capsys, "ls", "memory:///cli")[1] == "memory:///cli/a.txt\n"
+    assert _run(capsys, "cat", "memory:///cli/a.txt")[1] == "hello"
+    assert _run(capsys, "mv", "memory:///cli/a.txt", "memory:///cli/b.txt")[0] == 0
+    assert _run(capsys, "exists", "memory:///cli/a.txt") == (1, "false\n", "")
+    assert _run(capsys, "rm", "memory:///cli/b.txt")[0] == 0
+    _code, out, _ = _run(capsys, "cache", "size")
+    assert int(out) > 0
+    assert _run(capsys, "cache", "prune")[0] == 0
+    assert _run(capsys, "cache", "clear")[0] == 0
+    assert _run(capsys, "cache", "size")[1] == "0\n"
+
+
+def test_maintenance_commands(
+    env: dict[str, str], files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    art = _run(capsys, "upload", str(files[0]))[1].strip()
+    assert _run(capsys, "reindex")[1].startswith("added 0, unchanged 1")
+    _code, out, err = _run(capsys, "gc", "--delete")
+    assert "dry run" in err
+    assert "0 orphaned prefixes" in out
+    assert _run(capsys, "verify", art)[0] == 0
+
+
+def test_config_masks_secrets(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(
+        "ELLIPTIO_STORAGE_OPTIONS", '{"key": "AKIAPLANTED", "secret": "s3cr3t-planted"}'
+    )
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", "sqlite:////tmp/x.db")
+    code, out, _ = _run(capsys, "config")
+    assert code == 0
+    assert "storage_url" in out
+    assert "planted" not in out.lower()
+
+
+def test_errors_are_one_line_and_exit_1(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _out, err = _run(capsys, "show", "artifact_00000000-0000-4000-8000-000000000000")
+    assert code == 1
+    assert err.count("\n") == 1
+    assert err.startswith("elliptio: error: ArtifactNotFoundError")
+    code, _, err = _run(capsys, "find", '{"$where": "1"}')
+    assert code == 1
+    assert "$where" in err
+    code, _, err = _run(capsys, "find", "--where", "novalue")
+    assert code == 1
+    with pytest.raises(KeyError):  # --debug re-raises with the traceback
+        main(["--debug", "show", "nope"])
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["no-such-command"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["upload"])
+    assert info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "upload", "find", "show", "download", "cat", "lineage", "ls", "exists", "cp",
+        "mv", "rm", "cache", "reindex", "gc", "verify", "config",
+    ],
+)  # fmt: skip
+def test_every_command_has_help_with_an_example(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert "example:" in capsys.readouterr().out
+
+
+def test_every_command_as_a_real_subprocess(
+    env: dict[str, str], files: list[Path], tmp_path: Path
+) -> None:
+    environ = {**os.environ, **env}
+
+    def cli(*argv: str, ok: bool = True) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "elliptio", *argv],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert (result.returncode == 0) is ok, result.stderr
+        return result.stdout
+
+    art = cli("upload", str(files[1])).strip()
+    assert art in cli("find", "--where", f"artifact_id={art}")
+    assert json.loads(cli("show", art))["artifact_id"] == art
+    assert cli("cat", art, "test.txt") == "path,class\nb.png,1\n"
+    cli("download", art, "-o", str(tmp_path / "sub"))
+    assert (tmp_path / "sub" / "test.txt").exists()
+    assert cli("lineage", art, "--format", "dot").startswith("digraph")
+    local = tmp_path / "x.txt"
+    local.write_text("x")
+    cli("cp", str(local), str(tmp_path / "y.txt"))
+    cli("mv", str(tmp_path / "y.txt"), str(tmp_path / "z.txt"))
+    assert cli("exists", str(tmp_path / "z.txt")) == "true\n"
+    assert str(tmp_path / "z.txt") in cli("ls", str(tmp_path))
+    cli("rm", str(tmp_path / "z.txt"))
+    cli("exists", str(tmp_path / "z.txt"), ok=False)
+    assert cli("cache", "size").strip().isdigit()
+    assert cli("reindex").startswith("added 0")
+    assert "orphaned" in cli("gc")
+    assert "ok" in cli("verify", art)
+    assert "catalog_url" in cli("config")
