@@ -11,7 +11,7 @@ import json
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,20 @@ def _handler(args: argparse.Namespace) -> Any:
     return Handler(storage=args.storage, catalog=args.catalog)
 
 
+def _extended_json(obj: dict[str, Any]) -> Any:
+    # MongoDB Extended JSON dates, as mongosh prints them: {"$date": "2026-01-01T00:00:00Z"}.
+    if set(obj) == {"$date"} and isinstance(obj["$date"], str):
+        try:
+            when = datetime.fromisoformat(obj["$date"].replace("Z", "+00:00"))
+        except ValueError:
+            raise ElliptioError(f"{obj['$date']!r} is not an ISO 8601 date") from None
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return obj
+
+
 def _parse_value(text: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, object_hook=_extended_json)
     except ValueError:
         return text
 

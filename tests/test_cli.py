@@ -64,6 +64,10 @@ def test_story_through_the_cli(
     assert andy in out
     code, out, _ = _run(capsys, "find", '{"labels.infos.seed": 1}', "--format", "json")
     assert json.loads(out.splitlines()[0])["artifact_id"] == andy
+    since = '{"creation_time": {"$gte": {"$date": "2020-01-01T00:00:00Z"}}}'
+    assert andy in _run(capsys, "find", since)[1]
+    until = '{"creation_time": {"$lt": {"$date": "2020-01-01T00:00:00Z"}}}'
+    assert _run(capsys, "find", until)[1] == "no artifacts match\n"
     code, out, _ = _run(capsys, "find", "--where", "username=nobody", "--format", "csv")
     assert out.splitlines()[0].startswith("artifact_id")
 
