@@ -7,17 +7,25 @@ IO-loop thread. Every read records the artifact as an input of the current run.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ._errors import ElliptioError
+from fsspec.callbacks import DEFAULT_CALLBACK
+
+from ._errors import ElliptioError, OfflineError
 from ._models import FileRecord, Metadata
+from ._protocol import artifact_url
 from ._runs import current_run
 from ._storage import Storage
 from ._sync import sync
+from ._urls import is_unreachable
 
 __all__ = ["Artifact", "File"]
 
@@ -56,10 +64,62 @@ class File:
         current_run().record_input(self.artifact_id)
 
     async def aread_bytes(self) -> bytes:
-        """The file's bytes, checked against the recorded sha256."""
+        """The file's bytes, checked against the recorded sha256.
+
+        From a remote store they come through the local cache: a cached file is
+        read without any request to storage. Otherwise they are read in memory.
+
+        Raises:
+            IntegrityError: the stored bytes do not match the recorded sha256.
+            OfflineError: offline and the file is not cached.
+        """
+        if self._storage.cache_reads:
+            path = await self.alocal_path()
+            return await asyncio.to_thread(path.read_bytes)
         data = await self._storage.read_bytes(self._path, self.sha256)
         self._record_read()
         return data
+
+    async def alocal_path(self) -> Path:
+        """A local path with the file's bytes, for libraries that only take paths.
+
+        On local disk it is the stored file itself (read-only); otherwise a
+        verified copy in the local cache, fetched on first use. Treat it as
+        read-only: the cache shares it between artifacts with the same bytes.
+
+        Raises:
+            OfflineError: offline (or storage unreachable) and not cached.
+        """
+        return await self._cached(DEFAULT_CALLBACK)
+
+    async def _cached(self, progress: Any) -> Path:
+        if self._storage.is_local:
+            self._record_read()
+            return Path(self._path)
+        cache = self._storage.cache
+        if cache is None:
+            raise ElliptioError(f"{self.url} has no local path: this handler has no cache")
+        found = await asyncio.to_thread(cache.lookup, self.sha256)
+        if found is None:
+            where = f"{self.relpath!r} of {self.artifact_id}"
+            if self._storage.offline:
+                raise OfflineError(
+                    f"{where} is not in the local cache and ELLIPTIO_OFFLINE is set; "
+                    "read it once while online"
+                )
+            target = cache.path_for(self.sha256)
+            try:
+                await self._storage.download(self._path, target, self.sha256, progress)
+            except ElliptioError as err:
+                if is_unreachable(err):
+                    raise OfflineError(
+                        f"{where} is not in the local cache and the storage cannot be "
+                        f"reached ({type(err).__name__}); retry when online"
+                    ) from err
+                raise
+            found = await asyncio.to_thread(cache.adopt, target)
+        self._record_read()
+        return found
 
     async def aread_text(self, encoding: str = "utf-8") -> str:
         """The file's text, checked against the recorded sha256."""
@@ -71,6 +131,11 @@ class File:
         The copy is written to a temporary file beside ``path``, verified against
         the recorded sha256 and renamed into place, so a damaged download never
         leaves a file at ``path``. A folder as ``path`` receives the file by name.
+        A progress bar shows for long downloads (see the ``progress`` setting).
+
+        Raises:
+            IntegrityError: the stored bytes do not match the recorded sha256;
+                nothing is left at ``path``.
 
         Returns:
             The local path written.
@@ -78,7 +143,15 @@ class File:
         target = Path(path) if path is not None else Path.cwd() / Path(self.relpath).name
         if target.is_dir():
             target = target / Path(self.relpath).name
-        await self._storage.download(self._path, target, self.sha256)
+        progress = self._storage.progress_for(f"download {self.relpath}", files=1, nbytes=self.size)
+        try:
+            if self._storage.cache_reads:
+                cached = await self._cached(progress)
+                await asyncio.to_thread(_copy_atomically, cached, target)
+                return target.resolve()
+            await self._storage.download(self._path, target, self.sha256, progress)
+        finally:
+            progress.close()
         self._record_read()
         return target.resolve()
 
@@ -94,6 +167,15 @@ class File:
         """Sync twin of `adownload`."""
         return sync(self.adownload(path))
 
+    def local_path(self) -> Path:
+        """Sync twin of `alocal_path`."""
+        return sync(self.alocal_path())
+
+    @property
+    def eio_url(self) -> str:
+        """``elliptio://<artifact_id>/<relpath>``: opening it anywhere records lineage."""
+        return artifact_url(self.artifact_id, self.relpath)
+
     def open(self, mode: str = "rb", **kwargs: Any) -> IO[Any]:
         """Open the file for reading (``"rb"`` or ``"r"``) as a file object."""
         if mode not in ("rb", "r"):
@@ -101,12 +183,27 @@ class File:
                 f"{self.relpath!r} of {self.artifact_id} is committed and immutable; "
                 f"open it with mode 'rb' or 'r', not {mode!r}"
             )
+        if self._storage.cache_reads:
+            return open(self.local_path(), mode, **kwargs)
         handle = self._storage.open_sync(self._path, mode, **kwargs)
         self._record_read()
         return handle
 
     def __repr__(self) -> str:
         return f"File(relpath={self.relpath!r}, url={self.url!r}, size={self.size})"
+
+
+def _copy_atomically(src: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with open(src, "rb") as f_in, os.fdopen(fd, "wb") as f_out:
+            shutil.copyfileobj(f_in, f_out, 4 * 2**20)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 @dataclass(frozen=True, repr=False)
@@ -132,6 +229,17 @@ class Artifact:
             files={r.relpath: File(r, aid, storage) for r in metadata.files},
             logs={r.relpath: File(r, aid, storage) for r in metadata.logs},
         )
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The fsspec options of the store its files live in, for other readers.
+
+        Example:
+            >>> pd.read_csv(art.files["a.csv"].url, storage_options=art.storage_options)
+            ... # doctest: +SKIP
+        """
+        first = next(iter(self.files.values()), None) or next(iter(self.logs.values()), None)
+        return first.storage_options if first is not None else {}
 
     @property
     def artifact_id(self) -> str:

@@ -167,6 +167,18 @@ class Cache:
         self._evict_if_needed(keep=path)
         return path
 
+    def adopt(self, path: Path) -> Path:
+        """Register a file that a verified download just renamed to `path_for`.
+
+        The writer must have checked the bytes against the key already (as
+        `Storage.download` does); this sets the mode, records size and mtime for
+        later checks, and evicts if the cache is over its limit.
+        """
+        os.chmod(path, self.file_mode)
+        self._write_meta(path)
+        self._evict_if_needed(keep=path)
+        return path
+
     def add_file(self, src: Path, sha256: str) -> Path:
         """Copy a local file whose sha256 is known into the cache (verified)."""
 

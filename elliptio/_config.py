@@ -43,9 +43,19 @@ class Settings(BaseSettings):
         storage_options: keyword arguments for the fsspec filesystem, given as JSON
             in ``ELLIPTIO_STORAGE_OPTIONS`` (for instance credentials or
             ``endpoint_url``); never written to records or logs.
-        catalog_url: ``sqlite:///path.db``, ``memory://[name]``; default
+        catalog_url: ``sqlite:///path.db``, ``memory://[name]``,
+            ``mongodb://...`` or ``mongodb+srv://...``; default
             ``sqlite:///<user data dir>/catalog.db``.
-        max_concurrency: files of one artifact in flight at once.
+        mongodb_database: the MongoDB database of the catalog when the URL names
+            none (default ``elliptio``).
+        mongodb_collection: the MongoDB collection of the catalog.
+        max_concurrency: transfers in flight at once (files of an artifact, or
+            parts of a large file).
+        progress: progress bars for uploads and downloads: ``true`` / ``false``;
+            unset, they show when interactive (a terminal or Jupyter) and the
+            transfer takes longer than a second.
+        part_size: bytes per part of multipart uploads (and the largest single
+            PUT), 5 MiB to 5 GiB.
     """
 
     model_config = SettingsConfigDict(
@@ -59,7 +69,11 @@ class Settings(BaseSettings):
     storage_url: str = ""
     storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)
     catalog_url: str = ""
+    mongodb_database: str = ""
+    mongodb_collection: str = "artifacts"
     max_concurrency: int = Field(default=16, ge=1, le=1024)
+    progress: bool | None = None
+    part_size: int = Field(default=8 * 2**20, ge=5 * 2**20, le=5 * 2**30)
     # Cache and offline mode (issue 6): see elliptio._cache and elliptio._urls.
     cache_dir: str = ""
     file_mode: int = Field(default=0o600, ge=0, le=0o777)

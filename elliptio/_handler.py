@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,9 +16,16 @@ from typing import Any
 import pandas as pd
 
 from ._artifact import Artifact
+from ._cache import Cache
 from ._catalog import Catalog, open_catalog
 from ._config import Settings, load_settings
-from ._errors import ElliptioError, InvalidLabelsError, QueryError
+from ._errors import (
+    CatalogUnavailableError,
+    ElliptioError,
+    InvalidLabelsError,
+    OfflineError,
+    QueryError,
+)
 from ._frame import to_frame
 from ._layout import (
     LOGS_DIR,
@@ -64,6 +72,21 @@ def _sort(sort: SortLike) -> list[tuple[str, int]]:
         if not (isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str)):
             raise QueryError(f"sort item {item!r} must be a (key, 1 | -1) pair")
     return [(str(k), d) for k, d in items]
+
+
+def _record_path(cache_root: Path, artifact_id: str) -> Path:
+    return cache_root / "records" / f"{artifact_id}.json"
+
+
+def _keep_record(cache_root: Path, artifact_id: str, doc: Mapping[str, Any]) -> None:
+    # Records are immutable: written once, atomically, never updated.
+    path = _record_path(cache_root, artifact_id)
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(upgrade_record(doc).model_dump_json())
+    os.replace(tmp, path)
 
 
 def _now_ms() -> datetime:
@@ -117,7 +140,13 @@ class AsyncHandler:
         )
         s = self.settings
         self.storage = Storage(
-            s.resolved_storage_url(), s.storage_options, max_workers=s.max_concurrency
+            s.resolved_storage_url(),
+            s.storage_options,
+            max_workers=s.max_concurrency,
+            part_size=s.part_size,
+            progress=s.progress,
+            cache=Cache(s.resolved_cache_dir(), s.file_mode, s.cache_max_bytes or None),
+            offline=s.offline,
         )
         # A URL goes through the settings; any object (a Catalog, or a driver's
         # client, database or collection) goes to open_catalog as it is.
@@ -180,7 +209,14 @@ class AsyncHandler:
             local_root=draft.local_root,
         )
         sidecar = record.model_dump_json(indent=2).encode()
-        await self.storage.write_bytes(f"{draft.prefix}/{METADATA_RELPATH}", sidecar)
+        sidecar_path = f"{draft.prefix}/{METADATA_RELPATH}"
+        await self.storage.write_bytes(sidecar_path, sidecar)
+        prefix = draft.prefix
+        await self.storage.seal(
+            [f"{prefix}/{f.relpath}" for f in files]
+            + [f"{prefix}/{LOGS_DIR}/{f.relpath}" for f in logs]
+            + [sidecar_path]
+        )
         await self.catalog.insert(record.to_document())
         return Artifact.from_metadata(record, self.storage)
 
@@ -189,20 +225,17 @@ class AsyncHandler:
         with contextlib.suppress(ElliptioError):
             await self.storage.remove_tree(prefix)
 
-    async def _put_all(self, prefix: str, items: list[tuple[Path, str]]) -> list[FileRecord]:
-        gate = asyncio.Semaphore(self.settings.max_concurrency)
-
-        async def put(local: Path, relpath: str) -> FileRecord:
-            path = f"{prefix}/{relpath}"
-            async with gate:
-                size, sha256 = await self.storage.put_file(local, path)
-            return FileRecord(relpath=relpath, url=self.storage.url(path), size=size, sha256=sha256)
-
-        results = await asyncio.gather(*(put(p, r) for p, r in items), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return [r for r in results if isinstance(r, FileRecord)]
+    async def _put_all(
+        self, prefix: str, items: list[tuple[Path, str]], progress: Any
+    ) -> list[FileRecord]:
+        paths = [f"{prefix}/{relpath}" for _, relpath in items]
+        results = await self.storage.put_files(
+            [(local, path) for (local, _), path in zip(items, paths, strict=True)], progress
+        )
+        return [
+            FileRecord(relpath=relpath, url=self.storage.url(path), size=size, sha256=sha256)
+            for (_, relpath), path, (size, sha256) in zip(items, paths, results, strict=True)
+        ]
 
     async def upload(
         self,
@@ -227,13 +260,20 @@ class AsyncHandler:
         parent, items = collect_local_files(local_paths)
         log_items = collect_local_files(logs)[1] if logs is not None else []
         draft = self._draft(labels, local_root=str(parent))
+        progress = self.storage.progress_for(
+            f"upload {draft.artifact_id}",
+            files=len(items) + len(log_items),
+            nbytes=lambda: sum(local.stat().st_size for local, _ in items + log_items),
+        )
         try:
-            files = await self._put_all(draft.prefix, items)
-            log_files = await self._put_all(f"{draft.prefix}/{LOGS_DIR}", log_items)
+            files = await self._put_all(draft.prefix, items, progress)
+            log_files = await self._put_all(f"{draft.prefix}/{LOGS_DIR}", log_items, progress)
             return await self._commit(draft, files, log_files)
         except BaseException:
             await self._discard(draft.prefix)
             raise
+        finally:
+            progress.close()
 
     def new(self, relpaths: str | Sequence[str], labels: LabelsLike = None) -> NewArtifact:
         """Open a new artifact to write files into; it commits when the block ends.
@@ -263,13 +303,43 @@ class AsyncHandler:
     async def get(self, artifact_id: str) -> Artifact:
         """Return a committed artifact and record it as an input of the current run.
 
+        Records read once are kept in the local cache (they never change), so
+        offline, or when the catalog cannot be reached, `get` still returns
+        artifacts read before.
+
         Raises:
             ArtifactNotFoundError: no artifact has this id.
+            OfflineError: offline or catalog unreachable, and not read before.
         """
         validate_artifact_id(artifact_id)
-        record = upgrade_record(await self.catalog.get(artifact_id))
+        cache = self.storage.cache
+        if self.settings.offline:
+            doc = self._cached_record(artifact_id)
+        else:
+            try:
+                doc = await self.catalog.get(artifact_id)
+            except CatalogUnavailableError as err:
+                doc = self._cached_record(artifact_id, err)
+            else:
+                if cache is not None:
+                    await asyncio.to_thread(_keep_record, cache.root, artifact_id, doc)
+        record = upgrade_record(doc)
         current_run().record_input(artifact_id)
         return Artifact.from_metadata(record, self.storage)
+
+    def _cached_record(self, artifact_id: str, err: BaseException | None = None) -> dict[str, Any]:
+        cache = self.storage.cache
+        path = _record_path(cache.root, artifact_id) if cache is not None else None
+        try:
+            if path is None:
+                raise FileNotFoundError
+            return upgrade_record(json.loads(path.read_text())).to_document()
+        except (OSError, ValueError):
+            reason = f"the catalog is unreachable ({err})" if err else "ELLIPTIO_OFFLINE is set"
+            raise OfflineError(
+                f"{artifact_id} was not read before on this machine and {reason}; "
+                "get it once while online"
+            ) from err
 
     async def find(
         self,

@@ -71,7 +71,7 @@ class NewFile:
                 f"{self.relpath!r} can be opened for writing with mode 'wb' or 'w', not {mode!r}"
             )
         if self._written is not None or self._open_writer:
-            raise ElliptioError(f"{self.relpath!r} was opened for writing already")
+            raise ElliptioError(f"{self.relpath!r} was written already; write each file once")
         target = self._owner._storage.open_exclusive_sync(self._path)
         self._open_writer = True
 
@@ -84,15 +84,32 @@ class NewFile:
             return io.BufferedWriter(raw)
         return io.TextIOWrapper(io.BufferedWriter(raw), encoding=encoding)
 
-    def write_bytes(self, data: bytes) -> None:
-        """Write the whole file from ``data``."""
-        with self.open("wb") as f:
-            f.write(data)
+    async def awrite_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        """Write the whole file from ``data`` in memory, with no temporary file.
+
+        The bytes go straight to the store (on S3 one PUT, or parallel multipart
+        parts when larger than ``part_size``), hashed on the way.
+        """
+        self._owner._check_open()
+        if self._written is not None or self._open_writer:
+            raise ElliptioError(f"{self.relpath!r} was written already; write each file once")
+        self._open_writer = True
+        try:
+            self._written = await self._owner._storage.write_bytes(self._path, data)
+        finally:
+            self._open_writer = False
+
+    async def awrite_text(self, text: str, encoding: str = "utf-8") -> None:
+        """Write the whole file from ``text``."""
+        await self.awrite_bytes(text.encode(encoding))
+
+    def write_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        """Sync twin of `awrite_bytes`."""
+        sync(self.awrite_bytes(data))
 
     def write_text(self, text: str, encoding: str = "utf-8") -> None:
-        """Write the whole file from ``text``."""
-        with self.open("w", encoding=encoding) as f:
-            f.write(text)
+        """Sync twin of `awrite_text`."""
+        sync(self.awrite_text(text, encoding))
 
     async def _finish(self) -> tuple[int, str]:
         storage = self._owner._storage
@@ -108,7 +125,13 @@ class NewFile:
                 f"{where} was written both at its url and at its local_path; write one"
             )
         if staged and self._staging is not None:
-            return await storage.put_file(self._staging, self._path)
+            progress = storage.progress_for(
+                f"upload {self.relpath}", files=1, nbytes=self._staging.stat().st_size
+            )
+            try:
+                return (await storage.put_files([(self._staging, self._path)], progress))[0]
+            finally:
+                progress.close()
         if found is None:
             raise CommitError(
                 f"{where} was never written; write it at .url, with .open('wb') "

@@ -1,4 +1,9 @@
-"""The core through the public API only, sync and async, on file:// and memory://."""
+"""The core through the public API only, sync and async, on file://, memory:// and s3://.
+
+The ``s3`` case talks HTTP to a moto server through s3fs; every reader other than
+elliptio gets the store's options from ``storage_options`` (an empty dict on
+local disk and memory), exactly as a user would pass them.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +57,7 @@ def test_user_story(handler: eio.Handler, data_files: dict[str, Path]) -> None:
         assert artifact.metadata.python_packages["pandas"] == pd.__version__
 
         with eio.mock_username("brenda"), handler.new(["model.pt"]) as new:
-            with fsspec.open(new.file.remote_url, "w") as f:
+            with fsspec.open(new.file.remote_url, "w", **new.file.storage_options) as f:
                 f.write("dummy_model")
         assert handler.based_on == [andy.artifact_id]
 
@@ -87,7 +92,7 @@ def test_layout_and_sidecar(handler: eio.Handler, data_files: dict[str, Path]) -
     expected = f"{root}/{t:%Y/%m/%d}/andy/{t:%H%M%S}_{m.artifact_id}"
     assert m.remote_root == expected
     assert art.file.url == f"{expected}/train.txt"
-    with fsspec.open(f"{expected}/.elliptio/metadata.json", "r") as f:
+    with fsspec.open(f"{expected}/.elliptio/metadata.json", "r", **art.storage_options) as f:
         sidecar = json.load(f)
     assert eio.Metadata.model_validate(sidecar) == m
 
@@ -144,12 +149,13 @@ def test_new_three_ways_to_write(handler: eio.Handler) -> None:
             f.write(b"bytes-a")
         new.files["b.txt"].write_text("text-b")
         pd.DataFrame({"x": [1, 2]}).to_csv(new.files["c.csv"].local_path, index=False)
-        with fsspec.open(new.files["d.txt"].url, "w") as f:
+        with fsspec.open(new.files["d.txt"].url, "w", **new.files["d.txt"].storage_options) as f:
             f.write("url-d")
     art = handler.get(new.artifact_id)
     assert art.files["a.bin"].read_bytes() == b"bytes-a"
     assert art.files["b.txt"].read_text() == "text-b"
-    assert pd.read_csv(art.files["c.csv"].url).to_dict("list") == {"x": [1, 2]}
+    csv = pd.read_csv(art.files["c.csv"].url, storage_options=art.storage_options or None)
+    assert csv.to_dict("list") == {"x": [1, 2]}
     assert art.files["d.txt"].read_text() == "url-d"
     import hashlib
 

@@ -1,0 +1,278 @@
+"""Storage behaviour on every filesystem (file://, memory://, s3:// over HTTP to moto).
+
+The conformance suite of `elliptio._storage`: transfers hash in the same pass,
+large files go multipart, downloads are verified, committed files are never
+overwritten, bytes go in and out without temporary files, progress is drawn on
+request only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+
+import elliptio as eio
+from elliptio._storage import Storage
+
+MiB = 2**20
+PART = 5 * MiB  # the smallest part S3 accepts, so a few MiB exercise multipart
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setenv("ELLIPTIO_PART_SIZE", str(PART))
+    return PART
+
+
+@pytest.fixture
+def blob() -> bytes:
+    """Larger than two parts, not a multiple of the part size."""
+    return os.urandom(2 * PART + 12345)
+
+
+def _tamper(h: eio.Handler, url: str, data: bytes) -> None:
+    """Replace a stored file behind elliptio's back, as a faulty disk or user would."""
+    fs, path = fsspec.core.url_to_fs(url, **h.storage.options)
+    if h.storage.is_local:
+        os.chmod(path, stat.S_IWUSR | stat.S_IRUSR)
+    fs.pipe_file(path, data)
+
+
+def test_many_files_and_one_large_in_one_artifact(
+    small_parts: int, handler: eio.Handler, tmp_path: Path, blob: bytes
+) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    contents = {f"data/f{i:03d}.bin": os.urandom(100 + i) for i in range(40)}
+    for relpath, data in contents.items():
+        (tmp_path / relpath).write_bytes(data)
+    (folder / "large.bin").write_bytes(blob)
+    contents["data/large.bin"] = blob
+    art = handler.upload(folder)
+    assert sorted(art.files) == sorted(contents)
+    for relpath, data in contents.items():
+        file = art.files[relpath]
+        assert (file.size, file.sha256) == (len(data), _sha(data))
+    assert art.files["data/large.bin"].read_bytes() == blob
+    out = art.files["data/large.bin"].download(tmp_path / "copy.bin")
+    assert out.read_bytes() == blob
+    assert art.files["data/f007.bin"].read_bytes() == contents["data/f007.bin"]
+
+
+def test_bytes_in_and_out_without_temporary_files(
+    small_parts: int,
+    handler: eio.Handler,
+    blob: bytes,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spy = tmp_path / "tmp"
+    spy.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spy))
+    with handler.new(["model.bin", "small.json"]) as new:
+        new.files["model.bin"].write_bytes(blob)  # multipart on S3
+        new.files["small.json"].write_bytes(b'{"a": 1}')
+    art = handler.get(new.artifact_id)
+    assert art.files["model.bin"].sha256 == _sha(blob)
+    assert art.files["model.bin"].read_bytes() == blob
+    assert art.files["small.json"].read_text() == '{"a": 1}'
+    assert list(spy.iterdir()) == []
+
+
+async def test_async_bytes_in_and_out(ahandler: eio.AsyncHandler) -> None:
+    async with ahandler.new("a.bin") as new:
+        await new.file.awrite_bytes(bytearray(b"abc"))
+    art = await ahandler.get(new.artifact_id)
+    assert await art.file.aread_bytes() == b"abc"
+
+
+def test_a_file_is_written_once(handler: eio.Handler) -> None:
+    with handler.new("a.txt") as new:
+        new.file.write_text("one")
+        with pytest.raises(eio.ElliptioError, match="written already"):
+            new.file.write_text("two")
+    assert handler.get(new.artifact_id).file.read_text() == "one"
+
+
+def test_download_detects_corruption_and_leaves_nothing(
+    handler: eio.Handler, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    art = handler.upload(data_files["test"])
+    _tamper(handler, art.file.url, b"path,class\nevil,1\n")
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(eio.IntegrityError, match=r"does not match its recorded sha256") as err:
+        art.file.download(target / "test.txt")
+    assert "test.txt" in str(err.value)
+    assert list(target.iterdir()) == []  # neither the file nor a temporary .part
+    with pytest.raises(eio.IntegrityError):
+        art.file.read_bytes()
+
+
+def test_large_download_detects_corruption(
+    small_parts: int, handler: eio.Handler, tmp_path: Path, blob: bytes
+) -> None:
+    source = tmp_path / "large.bin"
+    source.write_bytes(blob)
+    art = handler.upload(source)
+    _tamper(handler, art.file.url, blob[:-1] + b"\x00")
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(eio.IntegrityError):
+        art.file.download(target)
+    assert list(target.iterdir()) == []
+
+
+def _storage(handler: eio.Handler, part_size: int = PART) -> Storage:
+    s = handler.storage
+    return Storage(s.root_url, s.options, max_workers=4, part_size=part_size)
+
+
+async def test_existing_paths_are_never_overwritten(
+    storage_url: str, handler: eio.Handler, tmp_path: Path, blob: bytes
+) -> None:
+    storage = _storage(handler)
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"first")
+    large = tmp_path / "large.bin"
+    large.write_bytes(blob)
+    base = f"{storage.root}/exists"
+    assert await storage.put_file(small, f"{base}/a") == (5, _sha(b"first"))
+    assert await storage.write_bytes(f"{base}/b", b"first") == (5, _sha(b"first"))
+    await storage.put_file(large, f"{base}/c")
+    for attempt in (
+        storage.put_file(small, f"{base}/a"),
+        storage.put_file(large, f"{base}/a"),  # multipart on S3
+        storage.write_bytes(f"{base}/b", b"second"),
+        storage.write_bytes(f"{base}/c", blob),
+    ):
+        with pytest.raises(eio.ArtifactExistsError, match="exists already") as err:
+            await attempt
+        assert storage.url(base) in str(err.value)
+    assert await storage.read_bytes(f"{base}/a") == b"first"
+    assert await storage.read_bytes(f"{base}/b") == b"first"
+    assert await storage.hash_file(f"{base}/c") == (len(blob), _sha(blob))
+    storage.close()
+
+
+def test_committed_local_files_are_read_only(
+    tmp_path: Path, catalog_url: str, data_files: dict[str, Path]
+) -> None:
+    with eio.Handler(storage=tmp_path / "store", catalog=catalog_url) as h:
+        art = h.upload(data_files["test"], logs=[data_files["train"]])
+        with h.new("model.pt") as new:
+            Path(new.file.url).write_text("written at the url")
+    sidecar = Path(art.metadata.remote_root) / ".elliptio" / "metadata.json"
+    for path in (Path(art.file.url), Path(art.logs["train.txt"].url), sidecar):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o222 == 0, path
+    assert stat.S_IMODE(Path(new.artifact.file.url).stat().st_mode) & 0o222 == 0
+    # (Writing to them would raise PermissionError, except for root, who runs CI here.)
+
+
+async def test_s3_without_conditional_writes_still_refuses(
+    s3_options: dict[str, Any], tmp_path: Path
+) -> None:
+    """Stores that answer 501 to If-None-Match get the HEAD-check fallback."""
+    storage = Storage("s3://elliptio-test/fallback", s3_options, part_size=PART)
+    assert storage._s3 is not None
+    storage._s3.conditional_writes = False
+    local = tmp_path / "a.txt"
+    local.write_bytes(b"first")
+    await storage.put_file(local, "elliptio-test/fallback/a.txt")
+    with pytest.raises(eio.ArtifactExistsError):
+        await storage.put_file(local, "elliptio-test/fallback/a.txt")
+    with pytest.raises(eio.ArtifactExistsError):
+        await storage.write_bytes("elliptio-test/fallback/a.txt", b"second")
+    assert await storage.read_bytes("elliptio-test/fallback/a.txt") == b"first"
+    storage.close()
+
+
+def test_s3_errors_name_the_url_without_credentials(
+    s3_endpoint: str, tmp_path: Path, catalog_url: str
+) -> None:
+    options = {"key": "AKIDSECRETKEY", "secret": "hunter2", "endpoint_url": s3_endpoint}
+    with eio.Handler(
+        storage="s3://no-such-bucket/lake", catalog=catalog_url, storage_options=options
+    ) as h:
+        local = tmp_path / "a.txt"
+        local.write_text("a")
+        with pytest.raises(eio.StorageError) as err:
+            h.upload(local)
+    message = str(err.value)
+    assert "s3://no-such-bucket/lake/" in message
+    assert "hunter2" not in message
+    assert "AKIDSECRETKEY" not in message
+
+
+def test_storage_options_reach_other_readers(
+    s3_options: dict[str, Any], catalog_url: str, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    with eio.Handler(
+        storage="s3://elliptio-test/lake", catalog=catalog_url, storage_options=s3_options
+    ) as h:
+        csv = tmp_path / "t.csv"
+        csv.write_text("a,b\n1,2\n")
+        art = h.upload(csv)
+        assert art.storage_options == s3_options
+        frame = pd.read_csv(art.file.url, storage_options=art.storage_options)
+        assert frame.to_dict("list") == {"a": [1], "b": [2]}
+        with fsspec.open(art.file.url, "rb", **art.file.storage_options) as f:
+            assert f.read() == b"a,b\n1,2\n"
+
+
+def test_progress_bars_when_asked(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    storage_url: str,
+    catalog_url: str,
+    data_files: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("ELLIPTIO_PROGRESS", "true")
+    with eio.Handler(storage=storage_url, catalog=catalog_url) as h:
+        art = h.upload([data_files["train"], data_files["test"]])
+        art.files["test.txt"].download(tmp_path / "copy.txt")
+    err = capsys.readouterr().err
+    assert f"upload {art.artifact_id}" in err
+    assert "files" in err
+    assert "2/2" in err
+    assert "download test.txt" in err
+
+
+def test_no_progress_bars_when_not_interactive_or_off(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    handler: eio.Handler,
+    data_files: dict[str, Path],
+) -> None:
+    handler.upload([data_files["train"], data_files["test"]])  # stderr is not a tty here
+    monkeypatch.setenv("ELLIPTIO_PROGRESS", "false")
+    with eio.Handler(storage=handler.storage.root_url, catalog="memory://") as h:
+        h.upload(data_files["test"])
+    assert capsys.readouterr().err == ""
+
+
+def test_is_interactive_follows_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from elliptio._progress import is_interactive
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stderr", Tty())
+    assert is_interactive()
+    monkeypatch.setattr("sys.stderr", None)
+    assert not is_interactive()
