@@ -12,6 +12,8 @@ are refused.
 from __future__ import annotations
 
 import builtins
+import json
+import os
 import shutil
 import threading
 from typing import IO, TYPE_CHECKING, Any
@@ -29,6 +31,17 @@ __all__ = ["ElliptioFileSystem", "artifact_url"]
 PROTOCOL = "elliptio"
 
 
+_handlers: dict[str, Handler] = {}
+_handlers_lock = threading.Lock()
+
+
+def _forget_handlers() -> None:
+    _handlers.clear()
+
+
+os.register_at_fork(after_in_child=_forget_handlers)
+
+
 def artifact_url(artifact_id: str, relpath: str) -> str:
     """The ``elliptio://`` URL of one artifact file."""
     return f"{PROTOCOL}://{artifact_id}/{relpath}"
@@ -44,6 +57,9 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     protocol = PROTOCOL
     root_marker = ""
+    # Settings may change between opens (env, .env): handlers are cached per
+    # effective settings below instead of fsspec caching one instance forever.
+    cachable = False
 
     def __init__(
         self,
@@ -54,8 +70,6 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
     ) -> None:
         super().__init__(**kwargs)
         self._handler_args = (storage, catalog, storage_options)
-        self._handler: Handler | None = None
-        self._lock = threading.Lock()
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
@@ -68,15 +82,29 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     @property
     def handler(self) -> Handler:
-        """The handler resolving artifacts (built from the settings on first use)."""
-        if self._handler is None:
-            with self._lock:
-                if self._handler is None:
-                    from ._sync_handler import Handler
+        """The handler resolving artifacts, shared by every open with the same settings."""
+        from ._config import load_settings
 
-                    storage, catalog, options = self._handler_args
-                    self._handler = Handler(storage, catalog, options)
-        return self._handler
+        storage, catalog, options = self._handler_args
+        settings = load_settings(storage_url=storage, catalog_url=catalog, storage_options=options)
+        key = json.dumps(
+            [
+                settings.resolved_storage_url(),
+                settings.storage_options,
+                settings.resolved_catalog_url(),
+                str(settings.resolved_cache_dir()),
+                settings.offline,
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        with _handlers_lock:
+            handler = _handlers.get(key)
+            if handler is None:
+                from ._sync_handler import Handler
+
+                handler = _handlers[key] = Handler(storage, catalog, options)
+        return handler
 
     def _split(self, path: str) -> tuple[str, str]:
         artifact_id, _, relpath = self._strip_protocol(path).partition("/")

@@ -39,7 +39,7 @@ from ._cache import Cache
 from ._errors import ArtifactExistsError, ConfigError, ElliptioError, IntegrityError, StorageError
 from ._progress import is_interactive, make_progress
 from ._redact import redact_url
-from ._s3 import S3Transfers, is_s3
+from ._s3 import S3Transfers, is_s3, with_s3_defaults
 from ._transfer import CHUNK, HashResult, copy_hashing, gather_all, write_all
 
 __all__ = ["DEFAULT_PART_SIZE", "HashingWriter", "Storage"]
@@ -121,7 +121,7 @@ class Storage:
         options = dict(options or {})
         self.safe_url = redact_url(url)
         try:
-            fs, root = fsspec.core.url_to_fs(url, **options)
+            fs, root = fsspec.core.url_to_fs(url, **with_s3_defaults(url, options))
         except (ImportError, ValueError) as err:
             raise ConfigError(
                 f"cannot open storage {self.safe_url!r}: {err}; install the filesystem's "

@@ -30,6 +30,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
             monkeypatch.delenv(name)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
@@ -40,19 +41,24 @@ S3_CREDENTIALS = {"key": "testing", "secret": "testing"}
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[str]:
+def moto() -> Iterator[Any]:
     """One moto S3 server on loopback for the session (as s3fs's own tests run it).
 
     Tests reach it over real HTTP through s3fs; `s3_endpoint` resets it before
-    each test that uses it.
+    each test that uses it. It counts the S3 requests it serves.
     """
-    from moto.server import ThreadedMotoServer
+    from tests.moto_server import CountingMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = CountingMotoServer()
     server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(moto: Any) -> str:
+    host, port = moto.get_host_and_port()
+    return f"http://{host}:{port}"
 
 
 @pytest.fixture

@@ -1,0 +1,124 @@
+"""Artifact reads through the local cache: zero requests on a hit, offline mode."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import elliptio as eio
+from tests.conftest import S3_BUCKET
+
+
+@pytest.fixture
+def s3_handler(s3_options: dict[str, Any], tmp_path: Path) -> eio.Handler:
+    return eio.Handler(
+        storage=f"s3://{S3_BUCKET}/lake",
+        catalog=f"sqlite:///{tmp_path / 'catalog.db'}",
+        storage_options=s3_options,
+    )
+
+
+def test_cache_hit_sends_no_request_to_storage(
+    s3_handler: eio.Handler, data_files: dict[str, Path], moto: Any, tmp_path: Path
+) -> None:
+    art = s3_handler.upload([data_files["test"], data_files["train"]])
+    file = s3_handler.get(art.artifact_id).files["test.txt"]
+    expected = data_files["test"].read_bytes()
+    moto.reset_count()
+    assert file.read_bytes() == expected  # cold: fetched once
+    assert moto.requests > 0
+    moto.reset_count()
+    for _ in range(5):
+        assert file.read_bytes() == expected
+    assert file.local_path().read_bytes() == expected
+    with file.open("rb") as f:
+        assert f.read() == expected
+    assert file.download(tmp_path / "copy.txt").read_bytes() == expected
+    assert pd.read_csv(file.local_path()).shape == (2, 2)
+    assert moto.requests == 0
+
+
+def test_same_bytes_in_two_artifacts_are_cached_once(
+    s3_handler: eio.Handler, data_files: dict[str, Path], moto: Any
+) -> None:
+    first = s3_handler.upload(data_files["test"])
+    second = s3_handler.upload(data_files["test"])
+    first.file.read_bytes()
+    moto.reset_count()
+    assert second.file.local_path() == first.file.local_path()
+    assert moto.requests == 0
+
+
+def test_corrupted_cache_entry_is_fetched_again(
+    s3_handler: eio.Handler, data_files: dict[str, Path], moto: Any
+) -> None:
+    art = s3_handler.upload(data_files["test"])
+    path = art.file.local_path()
+    os.chmod(path, 0o600)
+    path.write_bytes(b"bit rot, same length? no: different bytes")
+    moto.reset_count()
+    assert art.file.read_bytes() == data_files["test"].read_bytes()
+    assert moto.requests > 0
+
+
+def test_offline_serves_what_was_read_and_names_what_is_missing(
+    s3_handler: eio.Handler,
+    data_files: dict[str, Path],
+    s3_options: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    moto: Any,
+) -> None:
+    read = s3_handler.upload([data_files["test"], data_files["train"]])
+    s3_handler.get(read.artifact_id).files["test.txt"].read_bytes()
+    never = s3_handler.upload(data_files["train"])
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    moto.reset_count()
+    with eio.Handler(
+        storage=f"s3://{S3_BUCKET}/lake",
+        catalog="sqlite:////nonexistent/dir/catalog.db",  # no catalog either
+        storage_options=s3_options,
+    ) as offline:
+        art = offline.get(read.artifact_id)
+        assert art.metadata == read.metadata
+        assert art.files["test.txt"].read_text() == data_files["test"].read_text()
+        with pytest.raises(eio.OfflineError, match=r"'train\.txt'.*ELLIPTIO_OFFLINE"):
+            art.files["train.txt"].read_bytes()
+        with pytest.raises(eio.OfflineError, match=never.artifact_id):
+            offline.get(never.artifact_id)
+        with eio.mock_username("offline"), offline.run():
+            offline.get(read.artifact_id)
+            assert offline.based_on == [read.artifact_id]
+    assert moto.requests == 0
+
+
+def test_unreachable_storage_is_detected(
+    s3_handler: eio.Handler, data_files: dict[str, Path], tmp_path: Path
+) -> None:
+    art = s3_handler.upload([data_files["test"], data_files["train"]])
+    art.files["test.txt"].read_bytes()
+    # Nothing listens there; elliptio's fail-fast defaults give up within seconds.
+    down = {"endpoint_url": "http://127.0.0.1:9", "key": "testing", "secret": "testing"}
+    with eio.Handler(
+        storage=f"s3://{S3_BUCKET}/lake",
+        catalog=f"sqlite:///{tmp_path / 'catalog.db'}",
+        storage_options=down,
+    ) as h:
+        again = h.get(art.artifact_id)
+        assert again.files["test.txt"].read_bytes() == data_files["test"].read_bytes()
+        with pytest.raises(eio.OfflineError, match="cannot be reached"):
+            again.files["train.txt"].read_bytes()
+
+
+def test_records_are_kept_for_offline_use(
+    s3_handler: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    art = s3_handler.upload(data_files["test"])
+    s3_handler.get(art.artifact_id)
+    kept = s3_handler.storage.cache.root / "records" / f"{art.artifact_id}.json"
+    assert eio.Metadata.model_validate(json.loads(kept.read_text())) == art.metadata
