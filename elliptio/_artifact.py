@@ -29,6 +29,9 @@ from ._urls import is_unreachable
 
 __all__ = ["Artifact", "File"]
 
+# Cached files up to this size are read on the loop; larger ones on a thread.
+_INLINE_READ = 4 * 2**20
+
 
 class File:
     """One committed file of an artifact.
@@ -75,6 +78,8 @@ class File:
         """
         if self._storage.cache_reads:
             path = await self.alocal_path()
+            if self.size <= _INLINE_READ:
+                return path.read_bytes()
             return await asyncio.to_thread(path.read_bytes)
         data = await self._storage.read_bytes(self._path, self.sha256)
         self._record_read()
@@ -92,34 +97,45 @@ class File:
         """
         return await self._cached(DEFAULT_CALLBACK)
 
-    async def _cached(self, progress: Any) -> Path:
+    def _hit(self) -> Path | None:
+        """The cached copy, or the stored file on local disk; ``None`` on a miss.
+
+        A stat and a tiny read: cheap enough for any thread, so the sync API
+        serves hits without a hop to the IO loop.
+        """
         if self._storage.is_local:
-            self._record_read()
             return Path(self._path)
+        cache = self._storage.cache
+        return cache.lookup(self.sha256) if cache is not None else None
+
+    async def _cached(self, progress: Any) -> Path:
+        found = self._hit()
+        if found is None:
+            found = await self._fetch(progress)
+        self._record_read()
+        return found
+
+    async def _fetch(self, progress: Any) -> Path:
         cache = self._storage.cache
         if cache is None:
             raise ElliptioError(f"{self.url} has no local path: this handler has no cache")
-        found = await asyncio.to_thread(cache.lookup, self.sha256)
-        if found is None:
-            where = f"{self.relpath!r} of {self.artifact_id}"
-            if self._storage.offline:
+        where = f"{self.relpath!r} of {self.artifact_id}"
+        if self._storage.offline:
+            raise OfflineError(
+                f"{where} is not in the local cache and ELLIPTIO_OFFLINE is set; "
+                "read it once while online"
+            )
+        target = cache.path_for(self.sha256)
+        try:
+            await self._storage.download(self._path, target, self.sha256, progress)
+        except ElliptioError as err:
+            if is_unreachable(err):
                 raise OfflineError(
-                    f"{where} is not in the local cache and ELLIPTIO_OFFLINE is set; "
-                    "read it once while online"
-                )
-            target = cache.path_for(self.sha256)
-            try:
-                await self._storage.download(self._path, target, self.sha256, progress)
-            except ElliptioError as err:
-                if is_unreachable(err):
-                    raise OfflineError(
-                        f"{where} is not in the local cache and the storage cannot be "
-                        f"reached ({type(err).__name__}); retry when online"
-                    ) from err
-                raise
-            found = await asyncio.to_thread(cache.adopt, target)
-        self._record_read()
-        return found
+                    f"{where} is not in the local cache and the storage cannot be "
+                    f"reached ({type(err).__name__}); retry when online"
+                ) from err
+            raise
+        return await asyncio.to_thread(cache.adopt, target)
 
     async def aread_text(self, encoding: str = "utf-8") -> str:
         """The file's text, checked against the recorded sha256."""
@@ -157,6 +173,9 @@ class File:
 
     def read_bytes(self) -> bytes:
         """Sync twin of `aread_bytes`."""
+        if self._storage.cache_reads and (hit := self._hit()) is not None:
+            self._record_read()
+            return hit.read_bytes()
         return sync(self.aread_bytes())
 
     def read_text(self, encoding: str = "utf-8") -> str:
@@ -169,6 +188,9 @@ class File:
 
     def local_path(self) -> Path:
         """Sync twin of `alocal_path`."""
+        if (hit := self._hit()) is not None:
+            self._record_read()
+            return hit
         return sync(self.alocal_path())
 
     @property
