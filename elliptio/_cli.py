@@ -153,11 +153,8 @@ def cmd_cat(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from ._lineage import build_lineage
-    from ._sync import sync
-
     with _handler(args) as h:
-        graph = sync(build_lineage(h.catalog, args.artifact_id, args.direction, args.depth))
+        graph = h.lineage(args.artifact_id, args.direction, args.depth)
     render = {"tree": graph.to_text, "mermaid": graph.to_mermaid, "dot": graph.to_dot}
     print(render[args.format]())
     return 0
@@ -214,11 +211,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    from ._maintenance import reindex
-    from ._sync import sync
-
     with _handler(args) as h:
-        report = sync(reindex(h.storage, h.catalog))
+        report = h.reindex()
     print(
         f"added {len(report.added)}, unchanged {len(report.unchanged)}, "
         f"conflicting {len(report.conflicting)}, unreadable {len(report.unreadable)}"
@@ -229,16 +223,11 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from ._maintenance import gc
-    from ._sync import sync
-
     delete = args.delete and args.yes
     if args.delete and not args.yes:
         print("a dry run: add --yes to --delete to remove what is listed", file=sys.stderr)
     with _handler(args) as h:
-        report = sync(
-            gc(h.storage, h.catalog, grace=timedelta(hours=args.grace_hours), delete=delete)
-        )
+        report = h.gc(grace=timedelta(hours=args.grace_hours), delete=delete)
     for url in report.orphans:
         print(("removed " if url in report.removed else "orphan ") + url)
     print(f"{len(report.orphans)} orphaned prefixes, {len(report.removed)} removed")
@@ -246,13 +235,10 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ._maintenance import verify
-    from ._sync import sync
-
     bad = 0
     with _handler(args) as h:
         for artifact_id in args.artifact_ids:
-            report = sync(verify(h.storage, h.get(artifact_id).metadata))
+            report = h.verify(artifact_id)
             state = "ok" if report.ok else "DAMAGED"
             print(f"{artifact_id} {state} ({report.checked} files)")
             for relpath in report.damaged:

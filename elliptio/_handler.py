@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,11 +36,14 @@ from ._layout import (
     validate_artifact_id,
     validate_relpaths,
 )
+from ._lineage import Direction, LineageGraph, build_lineage
+from ._maintenance import GcReport, ReindexReport, VerifyReport, gc, reindex, verify
 from ._models import FileRecord, Labels, Metadata, upgrade_record
 from ._new import NewArtifact
 from ._provenance import current_username, git_info, process_info
 from ._runs import Run, RunScope, current_run
 from ._storage import Storage
+from ._urls import UrlTools
 
 __all__ = ["AsyncHandler", "LabelsLike", "LocalPaths"]
 
@@ -153,6 +156,8 @@ class AsyncHandler:
         self.catalog: Catalog = open_catalog(
             s.resolved_catalog_url() if catalog is None or isinstance(catalog, str) else catalog
         )
+        self.urls = UrlTools(s)
+        """URL tools (open, local_copy, write, ls, exists, cp, mv, rm, cache) on these settings."""
         self._closed = False
 
     # -- runs and lineage ---------------------------------------------------
@@ -380,6 +385,32 @@ class AsyncHandler:
         if query is not None and not isinstance(query, Mapping):
             raise QueryError(f"query must be a dict (a MongoDB filter), not {type(query).__name__}")
         return await self.catalog.count(query or {})
+
+    # -- lineage and maintenance --------------------------------------------
+    async def lineage(
+        self, artifact_id: str, direction: Direction = "both", depth: int | None = None
+    ) -> LineageGraph:
+        """What ``artifact_id`` was built from (``"up"``), what was built on it
+        (``"down"``), or both, as a graph that renders as text, Mermaid or DOT.
+
+        Reading lineage does not count as reading the artifact.
+        """
+        validate_artifact_id(artifact_id)
+        return await build_lineage(self.catalog, artifact_id, direction, depth)
+
+    async def reindex(self) -> ReindexReport:
+        """Restore catalog records from the sidecars in storage; safe to repeat."""
+        return await reindex(self.storage, self.catalog)
+
+    async def gc(self, grace: timedelta = timedelta(hours=24), delete: bool = False) -> GcReport:
+        """List (``delete=True``: remove) storage prefixes that never committed."""
+        return await gc(self.storage, self.catalog, grace=grace, delete=delete)
+
+    async def verify(self, artifact_id: str) -> VerifyReport:
+        """Re-hash an artifact's stored files against its record."""
+        validate_artifact_id(artifact_id)
+        record = upgrade_record(await self.catalog.get(artifact_id))
+        return await verify(self.storage, record)
 
     # -- lifecycle ----------------------------------------------------------
     async def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -12,9 +13,12 @@ import pandas as pd
 from ._artifact import Artifact
 from ._catalog import Catalog
 from ._handler import AsyncHandler, LabelsLike, LocalPaths, SortLike
+from ._lineage import Direction, LineageGraph
+from ._maintenance import GcReport, ReindexReport, VerifyReport
 from ._new import NewArtifact
 from ._runs import RunScope
 from ._sync import sync
+from ._urls import UrlTools
 
 __all__ = ["Handler"]
 
@@ -104,6 +108,29 @@ class Handler:
     def count(self, query: Mapping[str, Any] | None = None) -> int:
         """How many artifacts match ``query``."""
         return sync(self.aio.count(query))
+
+    @property
+    def urls(self) -> UrlTools:
+        """URL tools (open, local_copy, write, ls, exists, cp, mv, rm, cache)."""
+        return self.aio.urls
+
+    def lineage(
+        self, artifact_id: str, direction: Direction = "both", depth: int | None = None
+    ) -> LineageGraph:
+        """The lineage graph around an artifact; see `AsyncHandler.lineage`."""
+        return sync(self.aio.lineage(artifact_id, direction, depth))
+
+    def reindex(self) -> ReindexReport:
+        """Restore catalog records from the sidecars in storage."""
+        return sync(self.aio.reindex())
+
+    def gc(self, grace: timedelta = timedelta(hours=24), delete: bool = False) -> GcReport:
+        """List (``delete=True``: remove) storage prefixes that never committed."""
+        return sync(self.aio.gc(grace, delete))
+
+    def verify(self, artifact_id: str) -> VerifyReport:
+        """Re-hash an artifact's stored files against its record."""
+        return sync(self.aio.verify(artifact_id))
 
     def close(self) -> None:
         """Release the catalog and storage workers; idempotent."""

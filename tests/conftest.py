@@ -33,6 +33,10 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    # Each test starts a fresh default run, as a new process would.
+    import elliptio._runs as runs
+
+    monkeypatch.setattr(runs, "_process_run", None)
 
 
 S3_BUCKET = "elliptio-test"

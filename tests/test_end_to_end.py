@@ -301,3 +301,20 @@ async def test_mock_username_is_task_local(
         return art.metadata.username
 
     assert await asyncio.gather(save("andy"), save("brenda")) == ["andy", "brenda"]
+
+
+def test_lineage_and_maintenance_on_the_handler(
+    handler: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    raw = handler.upload(data_files["train"])
+    with handler.run():
+        handler.get(raw.artifact_id)
+        with handler.new("model.pt") as new:
+            new.file.write_bytes(b"model")
+    graph = handler.lineage(new.artifact_id, "up")
+    assert graph.edges == ((raw.artifact_id, new.artifact_id),)
+    assert "-> " + new.artifact_id in handler.lineage(raw.artifact_id).to_text()
+    assert handler.verify(new.artifact_id).ok
+    assert handler.reindex().added == []
+    assert handler.gc().orphans == []
+    assert handler.urls.exists(new.artifact.file.url)
