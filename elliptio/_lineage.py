@@ -44,6 +44,14 @@ class LineageNode:
             datatype=str(labels.get("datatype", "")) if isinstance(labels, dict) else "",
         )
 
+    def lines(self) -> list[str]:
+        """Short lines for diagrams: id prefix, user, files, datatype."""
+        short = self.artifact_id[:17] + ("…" if len(self.artifact_id) > 17 else "")
+        if self.missing:
+            return [short, "(not in the catalog)"]
+        files = ", ".join(self.file_relpaths[:3]) + (" …" if len(self.file_relpaths) > 3 else "")
+        return [line for line in (short, self.username, files, self.datatype) if line]
+
     @property
     def label(self) -> str:
         """A one-line description: short id, user, files, datatype."""
@@ -105,9 +113,8 @@ class LineageGraph:
         lines = ["flowchart LR"]
         for artifact_id in sorted(self.nodes):
             node = self.nodes[artifact_id]
-            text = _escape_mermaid(node.label)
-            shape = f'{ids[artifact_id]}["{text}"]'
-            lines.append(f"    {shape}")
+            text = "<br/>".join(_escape_mermaid(line) for line in node.lines())
+            lines.append(f'    {ids[artifact_id]}["{text}"]')
         lines.extend(f"    {ids[a]} --> {ids[b]}" for a, b in self.edges)
         lines.append(f"    style {ids[self.root]} stroke-width:3px")
         return "\n".join(lines)
@@ -120,7 +127,8 @@ class LineageGraph:
             node = self.nodes[artifact_id]
             style = ', style="dashed"' if node.missing else ""
             style += ", penwidth=3" if artifact_id == self.root else ""
-            lines.append(f'    {ids[artifact_id]} [label="{_escape_dot(node.label)}"{style}];')
+            text = "\\n".join(_escape_dot(line) for line in node.lines())
+            lines.append(f'    {ids[artifact_id]} [label="{text}"{style}];')
         lines.extend(f"    {ids[a]} -> {ids[b]};" for a, b in self.edges)
         lines.append("}")
         return "\n".join(lines)

@@ -314,6 +314,13 @@ def test_lineage_and_maintenance_on_the_handler(
     graph = handler.lineage(new.artifact_id, "up")
     assert graph.edges == ((raw.artifact_id, new.artifact_id),)
     assert "-> " + new.artifact_id in handler.lineage(raw.artifact_id).to_text()
+    mermaid, dot = graph.to_mermaid(), graph.to_dot()
+    assert mermaid.count(" --> ") == 1
+    assert dot.count(" -> ") == 1
+    for text in (mermaid, dot):
+        assert raw.artifact_id[:17] in text
+        assert new.artifact_id[:17] in text
+        assert "model.pt" in text
     assert handler.verify(new.artifact_id).ok
     assert handler.reindex().added == []
     assert handler.gc().orphans == []
