@@ -23,7 +23,7 @@ from elliptio._errors import (
 )
 
 UTC = dt.UTC
-T0 = dt.datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+T0 = dt.datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
 
 def record(i: int, **extra: Any) -> dict[str, Any]:
@@ -224,22 +224,25 @@ async def test_unusable_path_is_a_catalog_error(tmp_path: Path) -> None:
 
 
 async def test_common_filters_use_indexes(catalog: SQLiteCatalog) -> None:
-    await catalog.insert(record(1))
-    from elliptio._catalog.sqlite import _DATE_COLUMNS
+    await catalog.insert(record(1, based_on=["artifact_0000"]))
+    await catalog.insert(record(2, username=["x", "y"]))  # an array on an indexed path
 
-    def plan(conn: Any, sql: str, params: list[Any]) -> str:
-        rows = conn.execute(f"EXPLAIN QUERY PLAN SELECT doc FROM artifacts WHERE {sql}", params)
-        return " | ".join(row[3] for row in rows)
+    def plan(conn: Any, flt: dict[str, Any], sort: Any) -> str:
+        where, order, params = query.translate_query(flt, sort, layout=catalog._layout(conn))
+        sql = f"EXPLAIN QUERY PLAN SELECT id FROM artifacts WHERE {where} {order}"
+        return " | ".join(row[3] for row in conn.execute(sql, params))
 
-    for flt, index in [
-        ({"username": "andy"}, "artifacts_username"),
-        ({"labels.datatype": "model"}, "artifacts_datatype"),
-        ({"labels.project": "p"}, "artifacts_project"),
-        ({"creation_time": {"$gte": T0}}, "artifacts_creation_time"),
+    for flt, sort, index in [
+        ({"username": "andy"}, None, "artifacts_username"),
+        ({"labels.datatype": "model"}, None, "artifacts_datatype"),
+        ({"labels.project": "p"}, None, "artifacts_project"),
+        ({"creation_time": {"$gte": T0}}, None, "artifacts_creation_time"),
+        ({}, [("creation_time", -1)], "artifacts_creation_time"),
+        ({"based_on": "artifact_0000"}, None, "side_values USING PRIMARY KEY"),
+        ({"file_relpaths": {"$in": ["a", "b"]}}, None, "side_values USING PRIMARY KEY"),
     ]:
-        sql, params = query.translate(flt, date_columns=_DATE_COLUMNS)
-        text = await catalog._run(plan, sql, params)
-        assert index in text, text
+        text = await catalog._run(plan, flt, sort)
+        assert index in text, (flt, text)
 
 
 def _writer(path: str, worker: int, n: int) -> None:
@@ -266,3 +269,65 @@ async def test_several_processes_write_one_file(tmp_path: Path) -> None:
     for w in range(4):
         assert await cat.count({"worker": w}) == 25
     await cat.close()
+
+
+async def test_version_1_files_are_carried_over(tmp_path: Path) -> None:
+    import sqlite3
+
+    from elliptio._catalog import codec
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE artifacts (artifact_id TEXT PRIMARY KEY, creation_time TEXT, doc TEXT)"
+    )
+    conn.execute("CREATE INDEX artifacts_username ON artifacts (json_extract(doc,'$.username'))")
+    for i in (1, 2):
+        conn.execute(
+            "INSERT INTO artifacts VALUES (?, NULL, ?)",
+            (f"artifact_{i:04d}", codec.dumps(record(i, based_on=["artifact_0000"]))),
+        )
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    cat = SQLiteCatalog(path)
+    assert await cat.get("artifact_0002") == record(2, based_on=["artifact_0000"])
+    assert await cat.count({"based_on": "artifact_0000", "username": "andy"}) == 1
+    await cat.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"artifacts", "artifact_docs", "artifact_extras", "side_values"}
+    conn.close()
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "new.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version=99")
+    conn.close()
+    cat = SQLiteCatalog(path)
+    with pytest.raises(CatalogError, match="upgrade elliptio"):
+        await cat.count()
+    await cat.close()
+
+
+async def test_large_fields_are_stored_apart(catalog: SQLiteCatalog) -> None:
+    """Scans of the artifacts table never read python_packages or git."""
+    packages = {f"p{i}": "1.0" for i in range(500)}
+    await catalog.insert(record(1, python_packages=packages, git={"diff": "x" * 10_000}))
+
+    def sizes(conn: Any) -> tuple[int, int]:
+        narrow = conn.execute("SELECT length(labels_json) + length(arrays) FROM artifacts")
+        extras = conn.execute(
+            "SELECT length(packages_json) + length(git_json) FROM artifact_extras"
+        )
+        return narrow.fetchone()[0], extras.fetchone()[0]
+
+    narrow, extras = await catalog._run(sizes)
+    assert narrow < 500 < 10_000 < extras
+    assert await catalog.count({"python_packages.p7": "1.0", "git.diff": {"$regex": "^x+$"}}) == 1
+    [doc] = await catalog.find({"labels.infos.i": 1}, fields=["python_packages"])
+    assert doc == {"artifact_id": "artifact_0001", "python_packages": packages}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from elliptio._errors import ConfigError
 from elliptio._redact import redact_url
 
 from .base import Catalog
+
+if TYPE_CHECKING:
+    from elliptio._config import Settings
 
 __all__ = ["Catalog", "open_catalog"]
 
@@ -16,35 +19,59 @@ __all__ = ["Catalog", "open_catalog"]
 _BACKENDS: dict[str, tuple[str, str]] = {
     "sqlite": ("elliptio._catalog.sqlite", "open_sqlite_catalog"),
     "memory": ("elliptio._catalog.sqlite", "open_sqlite_catalog"),
+    "mongodb": ("elliptio._catalog.mongo", "open_mongo_catalog"),
+    "mongodb+srv": ("elliptio._catalog.mongo", "open_mongo_catalog"),
 }
-_PLANNED = ("mongodb", "mongodb+srv")
+_MONGO = "elliptio._catalog.mongo"
+_ACCEPTED = (
+    "'sqlite:///path/to/catalog.db', 'memory://', 'mongodb://host/db' or 'mongodb+srv://cluster/db'"
+)
 
 
-def open_catalog(spec: str | Catalog | Any) -> Catalog:
-    """Return the catalog for a URL (``sqlite:///path.db``, ``memory://``) or instance.
+def open_catalog(spec: str | Catalog | Any, settings: Settings | None = None) -> Catalog:
+    """Return the catalog for a URL, a `Catalog`, or a MongoDB driver object.
+
+    Args:
+        spec: ``sqlite:///path.db``, ``memory://[name]``, ``mongodb://...``,
+            ``mongodb+srv://...``, a `Catalog` (returned as it is), or a client,
+            database or collection of PyMongo's async API, Motor or mongomock-motor.
+        settings: where ``mongodb_database`` and ``mongodb_collection`` come from;
+            read from the environment when needed and not given.
 
     Raises:
-        ConfigError: the URL's scheme is unknown or its backend is unavailable.
+        ConfigError: the URL's scheme is unknown, or the URL or object cannot be used.
     """
     if isinstance(spec, Catalog):
         return spec
-    if not isinstance(spec, str) or "://" not in spec:
+    if isinstance(spec, str) and "://" in spec:
+        scheme = spec.split("://", 1)[0].lower()
+        if scheme not in _BACKENDS:
+            raise ConfigError(
+                f"catalog {redact_url(spec)!r} has the unknown scheme {scheme!r}; use {_ACCEPTED}"
+            )
+        module_name, factory_name = _BACKENDS[scheme]
+        factory: Any = getattr(importlib.import_module(module_name), factory_name)
+        if module_name == _MONGO:
+            return _open_mongo(factory, spec, settings)
+        catalog: Catalog = factory(spec)
+        return catalog
+    if not isinstance(spec, str):
+        mongo: Any = importlib.import_module(_MONGO)
+        if mongo.is_mongo_object(spec):
+            return _open_mongo(mongo.open_mongo_catalog, spec, settings)
         raise ConfigError(
-            f"catalog {redact_url(str(spec))!r} is not a catalog URL; use "
-            "'sqlite:///path/to/catalog.db' or 'memory://'"
+            f"catalog of type {type(spec).__name__} is neither a catalog URL, a Catalog nor "
+            f"a MongoDB async client, database or collection; use {_ACCEPTED}"
         )
-    scheme = spec.split("://", 1)[0].lower()
-    if scheme in _PLANNED:
-        raise ConfigError(
-            f"catalog {redact_url(spec)!r}: the MongoDB backend is not part of this "
-            "release yet; use 'sqlite:///path/to/catalog.db' for now"
-        )
-    if scheme not in _BACKENDS:
-        raise ConfigError(
-            f"catalog {redact_url(spec)!r} has the unknown scheme {scheme!r}; "
-            f"use one of {sorted(_BACKENDS)}"
-        )
-    module_name, factory_name = _BACKENDS[scheme]
-    factory: Any = getattr(importlib.import_module(module_name), factory_name)
-    catalog: Catalog = factory(spec)
+    raise ConfigError(f"catalog {redact_url(str(spec))!r} is not a catalog URL; use {_ACCEPTED}")
+
+
+def _open_mongo(factory: Any, spec: Any, settings: Settings | None) -> Catalog:
+    if settings is None:
+        from elliptio._config import load_settings
+
+        settings = load_settings()
+    catalog: Catalog = factory(
+        spec, database=settings.mongodb_database, collection=settings.mongodb_collection
+    )
     return catalog

@@ -3,7 +3,10 @@
 A catalog stores one document per committed artifact, keyed by its
 ``artifact_id`` field. Documents are plain Python data: ``dict`` with ``str`` keys,
 ``list``, ``str``, ``int``, ``float``, ``bool``, ``None`` and tz-aware
-``datetime`` (returned in UTC). Filters are MongoDB filter documents.
+``datetime`` (returned in UTC, truncated to milliseconds as BSON stores them); keys
+never start with ``$`` (see `elliptio._catalog.codec.encode`). Filters are MongoDB
+filter documents; every backend accepts and refuses the same ones
+(`elliptio._catalog.filters`) and answers them alike.
 """
 
 from __future__ import annotations
@@ -50,23 +53,33 @@ class Catalog(abc.ABC):
         sort: SortSpec | None = None,
         skip: int = 0,
         limit: int = 0,
+        fields: Sequence[str] | None = None,
     ) -> list[Document]:
         """Return the documents matching ``filter``.
 
         Args:
             filter: a MongoDB filter document; ``None`` or ``{}`` matches all.
             sort: ``(key, direction)`` pairs, direction ``1`` or ``-1``, as
-                PyMongo takes them. Without it the order is unspecified.
+                PyMongo takes them; ties come in insertion order, as does
+                everything without a sort.
             skip: number of matching documents to leave out first.
             limit: maximum number of documents; ``0`` means no limit.
+            fields: top-level fields to return (``artifact_id`` always is), so
+                that large fields need not be read; ``None`` returns whole
+                documents.
 
         Raises:
-            QueryError: the filter is malformed or uses an unsupported operator.
+            QueryError: the filter, sort, skip, limit or fields are malformed or
+                unsupported (see `elliptio._catalog.filters`).
         """
 
     @abc.abstractmethod
     async def count(self, filter: Filter | None = None) -> int:
-        """Return how many documents match ``filter``."""
+        """Return how many documents match ``filter``.
+
+        Raises:
+            QueryError: the filter is malformed or unsupported.
+        """
 
     @abc.abstractmethod
     async def delete(self, artifact_id: str) -> None:

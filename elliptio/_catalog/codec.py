@@ -2,8 +2,9 @@
 
 Documents hold ``dict`` (``str`` keys), ``list``, ``str``, ``int``, finite ``float``,
 ``bool``, ``None`` and tz-aware ``datetime``. Datetimes are stored in UTC as
-``{"$date": "YYYY-MM-DDTHH:MM:SS.ffffffZ"}``; the string has a fixed width, so
-comparing two encoded dates as strings compares them in time.
+``{"$date": "YYYY-MM-DDTHH:MM:SS.ffffffZ"}``, truncated to milliseconds like BSON
+dates; the string has a fixed width, so comparing two encoded dates as strings
+compares them in time.
 """
 
 from __future__ import annotations
@@ -13,12 +14,23 @@ import json
 import math
 from typing import Any
 
-__all__ = ["DATE_KEY", "INT64_MAX", "INT64_MIN", "date_text", "dumps", "loads", "parse_date"]
+__all__ = [
+    "DATE_KEY",
+    "INT64_MAX",
+    "INT64_MIN",
+    "date_text",
+    "dumps",
+    "encode",
+    "loads",
+    "normalize",
+    "parse_date",
+    "storable",
+    "to_text",
+]
 
 DATE_KEY = "$date"
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
-_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def date_text(value: dt.datetime) -> str:
@@ -29,19 +41,104 @@ def date_text(value: dt.datetime) -> str:
     """
     if value.tzinfo is None or value.utcoffset() is None:
         raise TypeError(f"naive datetime {value.isoformat()} cannot be stored; give it a tzinfo")
-    text = value.astimezone(dt.UTC).strftime(_DATE_FORMAT)
-    # strftime does not zero-pad years below 1000 on every platform.
-    return text.rjust(len("0001-01-01T00:00:00.000000Z"), "0")
+    # BSON dates hold milliseconds; every catalog truncates to them, as PyMongo does.
+    value = value.replace(microsecond=value.microsecond // 1000 * 1000)
+    v = value.astimezone(dt.UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:"
+        f"{v.second:02d}.{v.microsecond:06d}Z"
+    )
 
 
 def parse_date(text: str) -> dt.datetime:
     """Parse the text written by `date_text` into a tz-aware UTC datetime."""
-    return dt.datetime.strptime(text, _DATE_FORMAT).replace(tzinfo=dt.UTC)
+    return dt.datetime.fromisoformat(text)  # the trailing "Z" means UTC
+
+
+def _storable_str(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_STR_ONLY = {str}
+
+
+def storable(value: Any) -> bool:
+    """Tell, quickly, whether a value is stored exactly as it is.
+
+    True for ``dict`` (``str`` keys not starting with ``$``, without NUL), ``list``,
+    ``str``, 64-bit ``int``, finite ``float``, ``bool``, ``None`` and tz-aware
+    ``datetime`` of exactly these types; anything else goes through `encode`,
+    which converts (tuples, subclasses) or explains what cannot be stored.
+    """
+    kind = type(value)
+    if kind is str:
+        return _storable_str(value)
+    if kind is int:
+        return bool(INT64_MIN <= value <= INT64_MAX)
+    if kind is float:
+        return bool(value - value == 0.0)  # finite
+    if kind is bool or value is None:
+        return True
+    if kind is dict:
+        if not value:
+            return True
+        keys = "\n" + "\n".join(value) if set(map(type, value)) == _STR_ONLY else None
+        if (
+            keys is not None
+            and "\n$" not in keys
+            and "\x00" not in keys
+            and set(map(type, value.values())) == _STR_ONLY
+        ):
+            # A flat str -> str mapping (python_packages): checked in C loops.
+            return _storable_str(keys) and _storable_str("".join(value.values()))
+        for key, item in value.items():
+            if type(key) is not str or key[:1] == "$" or "\x00" in key:
+                return False
+            item_kind = type(item)
+            if item_kind is str:
+                if not item.isascii() and not _storable_str(item):
+                    return False
+            elif item_kind is not bool and item is not None and not storable(item):
+                return False
+        return True
+    if kind is list:
+        return all(storable(item) for item in value)
+    if kind is dt.datetime:
+        return value.tzinfo is not None and value.utcoffset() is not None
+    return False
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return {DATE_KEY: date_text(value)}
+    raise TypeError(f"value of type {type(value).__name__} cannot be stored")
+
+
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False,
+    separators=(",", ":"),
+    allow_nan=False,
+    check_circular=False,
+    default=_default,
+)
 
 
 def _encode(value: Any, where: str) -> Any:
     # bool before int: bool is a subclass of int.
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise TypeError(f"string at {where or 'top'} is not valid Unicode: {err}") from None
         return value
     if isinstance(value, int):
         if not INT64_MIN <= value <= INT64_MAX:
@@ -62,20 +159,39 @@ def _encode(value: Any, where: str) -> Any:
                 raise TypeError(f"key {key!r} at {where or 'top'} is not a string")
             if key.startswith("$"):
                 raise TypeError(f"key {key!r} at {where or 'top'} starts with '$'; rename it")
+            if "\x00" in key:
+                raise TypeError(f"key {key!r} at {where or 'top'} holds a NUL character")
             out[key] = _encode(item, f"{where}.{key}" if where else key)
         return out
     raise TypeError(f"value at {where or 'top'} of type {type(value).__name__} cannot be stored")
+
+
+def encode(doc: Any) -> Any:
+    """Check a document (or any storable value) and return it as JSON-ready data.
+
+    Every catalog backend stores exactly the documents this accepts.
+
+    Raises:
+        TypeError: a value cannot be stored: naive datetime, non-finite float,
+            integer outside 64 bits, non-string key, key starting with ``$`` or
+            holding a NUL, a string that is not valid Unicode, or an unsupported
+            type. The message names where the value sits.
+    """
+    return _encode(doc, "")
+
+
+def to_text(value: Any) -> str:
+    """Compact JSON text of data returned by `encode`, or of a `storable` value."""
+    return _ENCODER.encode(value)
 
 
 def dumps(doc: Any) -> str:
     """Encode a document (or any storable value) as compact JSON text.
 
     Raises:
-        TypeError: a value cannot be stored: naive datetime, non-finite float,
-            integer outside 64 bits, non-string key, key starting with ``$``, or
-            an unsupported type. The message names where the value sits.
+        TypeError: as `encode`.
     """
-    return json.dumps(_encode(doc, ""), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(doc if storable(doc) else _encode(doc, ""))
 
 
 def _decode_hook(obj: dict[str, Any]) -> Any:
@@ -87,3 +203,13 @@ def _decode_hook(obj: dict[str, Any]) -> Any:
 def loads(text: str) -> Any:
     """Decode text written by `dumps`; ``{"$date": ...}`` becomes a UTC datetime."""
     return json.loads(text, object_hook=_decode_hook)
+
+
+def normalize(doc: Any) -> Any:
+    """The document as every catalog returns it: datetimes in UTC milliseconds,
+    tuples as lists.
+
+    Raises:
+        TypeError: as `encode`.
+    """
+    return loads(dumps(doc))

@@ -1,11 +1,19 @@
-"""Translate MongoDB filter documents into SQLite SQL over JSON documents.
+"""Translate MongoDB filter documents and sorts into SQLite SQL over JSON documents.
 
 Pure functions, no I/O. `translate` turns a filter into one SQL boolean expression
-over a table whose ``doc`` column holds `codec.dumps` text; `translate_sort` turns
-a PyMongo sort specification into an ``ORDER BY`` clause. User values are always
-bound as parameters (numbered ``?N`` placeholders); field names are bound too,
-except for plain identifier paths, which are written as JSON path literals so the
-catalog's expression indexes can serve them.
+over the catalog table, `translate_sort` turns a PyMongo sort specification into an
+``ORDER BY`` clause, and `translate_query` does both with one parameter list. User
+values are always bound as parameters (numbered ``?N`` placeholders); field names
+are bound too, except for plain identifier paths, which are written as JSON path
+literals so that the catalog's expression indexes can serve them. Filters are
+checked first by `filters.check_filter`, the same check every backend runs.
+
+A `Layout` says how the table stores a document: which JSON column holds each
+top-level field (``{"field": value}`` objects, so large fields such as
+``python_packages`` can live apart and small ones scan fast), which paths have a
+plain column of their string or date value, and which top-level array fields have
+their strings in a side table. The translator uses those columns where they give
+exactly the same answer as the JSON, and falls back to the JSON otherwise.
 
 MongoDB's path semantics are reproduced with JSON1 table-valued functions: for a
 dotted path, a chain of correlated common table expressions yields every value
@@ -15,7 +23,9 @@ documents, expanding an array at the end of the path into its elements), plus a
 ``EXISTS`` over those candidates. Type bracketing is enforced with ``json_type``.
 
 Regular expressions run through the SQL function `regexp_sql`, registered on each
-connection as ``elliptio_regexp(pattern, flags, value)``.
+connection as ``elliptio_regexp(pattern, flags, value)``; container equality runs
+through `canonical_sql` (``elliptio_canonical(json)``), which ignores the
+difference between ``1`` and ``1.0`` as MongoDB does.
 """
 
 # SQL here is assembled from fixed fragments; every user value is a bound parameter.
@@ -23,55 +33,102 @@ connection as ``elliptio_regexp(pattern, flags, value)``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import itertools
-import math
+import json
 import re
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from elliptio._catalog import codec
-from elliptio._errors import QueryError
+from elliptio._catalog import codec, filters
 
-__all__ = ["REGEXP_FUNCTION", "regexp_sql", "translate", "translate_sort"]
+__all__ = [
+    "CANONICAL_FUNCTION",
+    "PLAIN",
+    "REGEXP_FUNCTION",
+    "Layout",
+    "canonical_sql",
+    "regexp_sql",
+    "register_functions",
+    "translate",
+    "translate_query",
+    "translate_sort",
+]
 
 REGEXP_FUNCTION = "elliptio_regexp"
+CANONICAL_FUNCTION = "elliptio_canonical"
 
-_SERVER_SIDE = frozenset({"$where", "$function", "$accumulator", "$expr"})
-_LOGICAL = frozenset({"$and", "$or", "$nor"})
-_FIELD_OPERATORS = frozenset(
-    {
-        "$eq",
-        "$ne",
-        "$gt",
-        "$gte",
-        "$lt",
-        "$lte",
-        "$in",
-        "$nin",
-        "$exists",
-        "$regex",
-        "$options",
-        "$not",
-        "$all",
-        "$size",
-        "$elemMatch",
-    }
-)
 _COMPARISONS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-_REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DATE_GLOB = '{"$date":"*'
-_SORT_SEGMENT_FORBIDDEN = re.compile(r'["\\\x00-\x1f]')
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_IS_DATE = f"c.t = 'object' AND c.v GLOB '{_DATE_GLOB}'"
+_TYPE_PREDICATES = {
+    "double": "c.t = 'real'",
+    "string": "c.t = 'text'",
+    "object": f"c.t = 'object' AND c.v NOT GLOB '{_DATE_GLOB}'",
+    "array": "c.t = 'array'",
+    "bool": "c.t IN ('true', 'false')",
+    "date": _IS_DATE,
+    "null": "c.t = 'null'",
+    "int": f"c.t = 'integer' AND c.v BETWEEN {_INT32_MIN} AND {_INT32_MAX}",
+    "long": f"c.t = 'integer' AND c.v NOT BETWEEN {_INT32_MIN} AND {_INT32_MAX}",
+    "number": "c.t IN ('integer', 'real')",
+}
 
 
-@functools.lru_cache(maxsize=512)
-def _compile(pattern: str, flags: str) -> re.Pattern[str]:
-    bits = 0
-    for letter in flags:
-        bits |= _REGEX_FLAGS[letter]
-    return re.compile(pattern, bits)
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How a catalog table stores documents; the translator reads it, never writes.
+
+    Attributes:
+        default_column: the JSON column holding every top-level field not in
+            ``columns``, as one object.
+        columns: top-level field -> the JSON column holding ``{field: value}``.
+        text_columns: dotted path -> a column holding the path's value when it
+            is a string and no array lies on the path, else NULL.
+        date_columns: dotted path -> a column holding `codec.date_text` of the
+            path's value when it is a datetime and no array lies on the path.
+        id_field: a top-level field that is always a string, stored in the column
+            of the same name.
+        side_fields: top-level fields whose string values (the value itself, or
+            the strings in an array there) are rows ``(field, value, artifact)``
+            of ``side_table``, where ``artifact`` is ``row_id``.
+        side_table: the side table's name.
+        row_id: the SQL expression of a document's row id.
+        flat_paths: paths of ``text_columns`` and ``date_columns`` that, as the
+            catalog has checked, no stored document has an array on; filters and
+            sorts on them use the plain column alone.
+        arrays_column: a column holding `array_paths_text` of the paths (through
+            documents only) where the document holds an array; ``None`` to test
+            each prefix of a path with ``json_type`` instead.
+        array_flag: the side-table field under which documents with an array on
+            a path of ``text_columns`` or ``date_columns`` are listed (the path
+            is the value), or ``None``.
+    """
+
+    default_column: str = "doc"
+    columns: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    text_columns: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    date_columns: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    id_field: str | None = None
+    side_fields: frozenset[str] = frozenset()
+    side_table: str = "side_values"
+    row_id: str = "rowid"
+    flat_paths: frozenset[str] = frozenset()
+    arrays_column: str | None = None
+    array_flag: str | None = None
+
+    def column(self, field: str) -> str:
+        """The JSON column holding a top-level field."""
+        return self.columns.get(field, self.default_column)
+
+
+PLAIN = Layout()
+"""One JSON column ``doc`` per row, nothing else."""
 
 
 def regexp_sql(pattern: str, flags: str, value: object) -> int:
@@ -87,107 +144,99 @@ def regexp_sql(pattern: str, flags: str, value: object) -> int:
     """
     if not isinstance(value, str):
         return 0
-    return 1 if _compile(pattern, flags).search(value) else 0
+    return 1 if filters.compile_regex(pattern, flags).search(value) else 0
 
 
-def translate(
-    filter: Mapping[str, Any] | None,
-    *,
-    date_columns: Mapping[str, str] | None = None,
-) -> tuple[str, list[Any]]:
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    return value
+
+
+def canonical_sql(text: object) -> str | None:
+    """The JSON text of a container with whole floats written as integers.
+
+    This is the deterministic SQL function ``elliptio_canonical``; MongoDB finds
+    ``[1, 2.0]`` equal to ``[1.0, 2]``, so containers compare in this form.
+    """
+    if not isinstance(text, str):
+        return None
+    return json.dumps(
+        _canonical(json.loads(text)), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
+
+
+def array_paths_text(paths: Sequence[str]) -> str:
+    """The ``arrays_column`` text of a document's array paths (dotted, newline-framed).
+
+    A key holding ``.`` or a newline can make a path look like another one; that
+    only ever sends a document through the exact (slower) path walk.
+    """
+    return "\n" + "".join(f"{path}\n" for path in paths)
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """Register the SQL functions translated queries call on a connection."""
+    conn.create_function(REGEXP_FUNCTION, 3, regexp_sql, deterministic=True)
+    conn.create_function(CANONICAL_FUNCTION, 1, canonical_sql, deterministic=True)
+
+
+def translate(filter: Any, *, layout: Layout = PLAIN) -> tuple[str, list[Any]]:
     """Translate a MongoDB filter document into an SQL boolean expression.
 
     Args:
         filter: the filter document; ``None`` or ``{}`` matches every document.
-        date_columns: top-level field names mapped to columns of the same table
-            that hold the field's `codec.date_text` when the field is a datetime
-            and NULL otherwise; comparisons with datetimes then use the column
-            (and its index).
+        layout: how the table stores documents.
 
     Returns:
-        The expression over column ``doc`` and its parameters, in ``?N`` order.
+        The expression over the table's columns and its parameters, in ``?N`` order.
 
     Raises:
         QueryError: the filter is malformed or uses an unsupported operator; the
-            message names the operator or key.
+            message names the operator or key (see `filters.check_filter`).
     """
-    translator = _Translator(date_columns or {})
-    if filter is None:
-        return "1", []
-    sql = translator.filter_doc(filter, root="doc", where="filter")
-    return sql, translator.params
+    where, _, params = translate_query(filter, None, layout=layout)
+    return where, params
 
 
-def translate_sort(sort: Sequence[tuple[str, int]] | None) -> str:
+def translate_sort(sort: Any, *, layout: Layout = PLAIN) -> tuple[str, list[Any]]:
     """Translate a PyMongo sort specification into an ``ORDER BY`` clause.
 
     Values order as MongoDB orders types: missing and null, numbers, strings,
-    documents, arrays, booleans, dates. An array sorts as a whole rather than by
-    its smallest or largest element.
-
-    Args:
-        sort: ``(dotted key, direction)`` pairs, direction ``1`` or ``-1``.
+    documents, arrays, booleans, dates; an array sorts by its smallest element
+    ascending and its largest descending, an empty one below null.
 
     Returns:
-        ``"ORDER BY ..."`` over column ``doc``, or ``""`` when ``sort`` is empty.
+        ``"ORDER BY ..."`` (``""`` when ``sort`` is empty) and its parameters.
 
     Raises:
         QueryError: a key is malformed or a direction is not ``1`` or ``-1``.
     """
-    if not sort:
-        return ""
-    if isinstance(sort, str | bytes) or not isinstance(sort, Sequence):
-        raise QueryError(f"sort must be a list of (key, direction) pairs, not {sort!r}")
-    terms: list[str] = []
-    for item in sort:
-        if not (isinstance(item, tuple | list) and len(item) == 2):
-            raise QueryError(f"sort entry {item!r} is not a (key, direction) pair")
-        key, direction = item
-        if not isinstance(key, str):
-            raise QueryError(f"sort key {key!r} is not a string")
-        segments = _split_path(key)
-        if isinstance(direction, bool) or direction not in (1, -1):
-            raise QueryError(f"sort direction for {key!r} must be 1 or -1, not {direction!r}")
-        for segment in segments:
-            if _SORT_SEGMENT_FORBIDDEN.search(segment):
-                raise QueryError(
-                    f"sort key {key!r} contains a quote, backslash or control character"
-                )
-        path = "'$" + "".join(f'."{segment}"' for segment in segments) + "'"
-        order = "ASC" if direction == 1 else "DESC"
-        kind = f"json_type(doc, {path})"
-        value = f"json_extract(doc, {path})"
-        rank = (
-            f"CASE WHEN {kind} IS NULL OR {kind} = 'null' THEN 1"
-            f" WHEN {kind} IN ('integer', 'real') THEN 2"
-            f" WHEN {kind} = 'text' THEN 3"
-            f" WHEN {kind} = 'object' THEN"
-            f" (CASE WHEN {value} GLOB '{_DATE_GLOB}' THEN 9 ELSE 4 END)"
-            f" WHEN {kind} = 'array' THEN 5 ELSE 8 END"
-        )
-        terms.append(f"{rank} {order}, {value} {order}")
-    return "ORDER BY " + ", ".join(terms)
+    _, order, params = translate_query(None, sort, layout=layout)
+    return order, params
 
 
-def _split_path(key: str) -> list[str]:
-    if not key:
-        raise QueryError("a field name is empty; name the field to filter on")
-    segments = key.split(".")
-    for segment in segments:
-        if not segment:
-            raise QueryError(f"field name {key!r} has an empty part between dots")
-        if segment.startswith("$"):
-            raise QueryError(
-                f"field name {key!r} has a part starting with '$' ({segment!r}); "
-                "operators go inside the field's condition, e.g. {'a': {'$gt': 1}}"
-            )
-    return segments
+def translate_query(
+    filter: Any, sort: Any, *, layout: Layout = PLAIN
+) -> tuple[str, str, list[Any]]:
+    """Translate a filter and a sort with one parameter list.
 
+    Returns:
+        The WHERE expression, the ORDER BY clause (or ``""``) and the parameters.
 
-def _is_operator_doc(value: Any) -> bool:
-    return isinstance(value, Mapping) and any(
-        isinstance(k, str) and k.startswith("$") for k in value
-    )
+    Raises:
+        QueryError: the filter or sort is not accepted (see `filters`).
+    """
+    filters.check_filter(filter)
+    pairs = filters.check_sort(sort)
+    translator = _Translator(layout)
+    where = "1" if filter is None else translator.filter_doc(filter, root=None)
+    order = translator.order_by(pairs)
+    return where, order, translator.params
 
 
 def _negate(sql: str) -> str:
@@ -196,11 +245,12 @@ def _negate(sql: str) -> str:
     return f"(({sql}) IS NOT 1)"
 
 
-def _refuse_server_side(op: str) -> QueryError:
-    return QueryError(
-        f"{op} is refused: elliptio never runs server-side code in queries; "
-        "filter with field conditions instead"
-    )
+def _quoted_path(segments: Sequence[str]) -> str:
+    return "$" + "".join(f'."{segment}"' for segment in segments)
+
+
+def _json_path(segments: Sequence[str]) -> str:
+    return "'$." + ".".join(segments) + "'"
 
 
 class _Source:
@@ -213,20 +263,30 @@ class _Source:
     is bound for a source no predicate reads.
     """
 
-    def __init__(self, build: Callable[[], tuple[str, str]], fast: tuple[str, ...] | None) -> None:
+    def __init__(
+        self,
+        build: Callable[[], tuple[str, str]],
+        fast: tuple[str, ...] | None = None,
+        column: str = "",
+    ) -> None:
         self.build = build
-        # Plain identifier segments of a top-level path, or None.
+        # Plain identifier segments of a top-level path, or None; and its column.
         self.fast = fast
+        self.column = column
 
     def exists(self, predicate: str) -> str:
         with_sql, from_sql = self.build()
         return f"EXISTS ({with_sql}SELECT 1 FROM {from_sql} WHERE {predicate})"
 
+    @property
+    def key(self) -> str | None:
+        return ".".join(self.fast) if self.fast is not None else None
+
 
 class _Translator:
-    def __init__(self, date_columns: Mapping[str, str]) -> None:
+    def __init__(self, layout: Layout) -> None:
         self.params: list[Any] = []
-        self.date_columns = date_columns
+        self.layout = layout
         self._ids = itertools.count()
 
     # -- helpers -----------------------------------------------------------
@@ -238,63 +298,43 @@ class _Translator:
     def name(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids)}"
 
-    def encode(self, value: Any, where: str) -> str:
-        try:
-            return codec.dumps(value)
-        except (TypeError, ValueError) as err:
-            raise QueryError(f"value for {where!r} cannot be queried: {err}") from err
-
     # -- filter documents ----------------------------------------------------
 
-    def filter_doc(self, flt: Any, *, root: str, where: str) -> str:
-        if not isinstance(flt, Mapping):
-            raise QueryError(
-                f"{where} must be a mapping (a filter document), not {type(flt).__name__}"
-            )
+    def filter_doc(self, flt: Mapping[str, Any], *, root: str | None) -> str:
+        """Clauses of a filter; ``root`` is None at the top, else a JSON expression."""
         clauses: list[str] = []
         for key, cond in flt.items():
-            if not isinstance(key, str):
-                raise QueryError(f"field name {key!r} in {where} is not a string")
-            if key in _SERVER_SIDE:
-                raise _refuse_server_side(key)
-            if key in _LOGICAL:
+            if key in filters.LOGICAL_OPERATORS:
                 clauses.append(self.logical(key, cond, root=root))
-            elif key == "$comment":
-                continue
-            elif key.startswith("$"):
-                raise QueryError(
-                    f"unsupported top-level operator {key!r}; use $and, $or, $nor "
-                    "or field conditions"
-                )
-            else:
+            elif key != "$comment":
                 clauses.append(self.field(key, cond, root=root))
         return "(" + " AND ".join(clauses) + ")" if clauses else "1"
 
-    def logical(self, op: str, subs: Any, *, root: str) -> str:
-        if not isinstance(subs, list | tuple) or not subs:
-            raise QueryError(f"{op} needs a non-empty list of filter documents, not {subs!r}")
-        parts = [self.filter_doc(sub, root=root, where=f"an entry of {op}") for sub in subs]
+    def logical(self, op: str, subs: Sequence[Mapping[str, Any]], *, root: str | None) -> str:
+        parts = [self.filter_doc(sub, root=root) for sub in subs]
         if op == "$and":
             return "(" + " AND ".join(parts) + ")"
         joined = "(" + " OR ".join(parts) + ")"
         return joined if op == "$or" else _negate(joined)
 
-    def field(self, key: str, cond: Any, *, root: str) -> str:
-        segments = _split_path(key)
+    def field(self, key: str, cond: Any, *, root: str | None) -> str:
+        segments = filters.split_path(key)
         source = self.path_source(segments, root)
-        if _is_operator_doc(cond):
-            return self.operators(key, cond, source, root=root)
+        if filters.is_operator_doc(cond):
+            return self.operators(key, cond, source)
         if isinstance(cond, re.Pattern):
-            return self.regex(key, cond, None, source)
-        return self.eq(key, cond, source)
+            return self.regex(cond, None, source)
+        return self.eq(cond, source)
 
     # -- candidate values ----------------------------------------------------
 
-    def path_source(self, segments: list[str], root: str) -> _Source:
+    def path_source(self, segments: list[str], root: str | None) -> _Source:
         fast = None
-        if root == "doc" and all(_IDENTIFIER.fullmatch(s) for s in segments):
-            fast = tuple(segments)
-        return _Source(functools.partial(self.walk, segments, root), fast)
+        if root is None:
+            root = self.layout.column(segments[0])
+            if all(_IDENTIFIER.fullmatch(s) for s in segments):
+                fast = tuple(segments)
+        return _Source(functools.partial(self.walk, segments, root), fast, root)
 
     def walk(self, segments: list[str], root: str) -> tuple[str, str]:
         # Each level reads the previous one exactly once, so the plan stays linear
@@ -347,255 +387,294 @@ class _Translator:
     def single_source(self, alias: str) -> _Source:
         """Candidates for an ``$elemMatch`` value condition: just the element."""
         from_sql = f"(SELECT {alias}.type AS t, {alias}.value AS v, 0 AS m, 1 AS leaf) AS c"
-        return _Source(lambda: ("", from_sql), None)
+        return _Source(lambda: ("", from_sql))
+
+    def side(self, source: _Source) -> str | None:
+        """The side-table field of a source, when its strings are in the side table."""
+        if source.fast is not None and len(source.fast) == 1:
+            name = source.fast[0]
+            if name in self.layout.side_fields:
+                return name
+        return None
+
+    def side_lookup(self, field: str, condition: str) -> str:
+        lay = self.layout
+        return (
+            f"{lay.row_id} IN (SELECT artifact FROM {lay.side_table}"
+            f" WHERE field = {self.param(field)} AND {condition})"
+        )
 
     # -- operators -----------------------------------------------------------
 
-    def operators(self, key: str, ops: Mapping[str, Any], source: _Source, *, root: str) -> str:
-        for op in ops:
-            if not (isinstance(op, str) and op.startswith("$")):
-                raise QueryError(
-                    f"condition for {key!r} mixes operators and field names ({op!r}); "
-                    "use either {'$op': value, ...} or a document to compare with"
-                )
-        if "$options" in ops and "$regex" not in ops:
-            raise QueryError(f"$options for {key!r} needs $regex next to it")
-        parts: list[str] = []
-        for op, operand in ops.items():
-            if op in _SERVER_SIDE:
-                raise _refuse_server_side(op)
-            if op not in _FIELD_OPERATORS:
-                raise QueryError(
-                    f"unsupported operator {op!r} for {key!r}; supported: "
-                    + ", ".join(sorted(_FIELD_OPERATORS))
-                )
-            parts.append(self.operator(key, op, operand, ops, source, root=root))
+    def operators(self, key: str, ops: Mapping[str, Any], source: _Source) -> str:
+        parts = [self.operator(key, op, operand, ops, source) for op, operand in ops.items()]
         return "(" + " AND ".join(p for p in parts if p) + ")"
 
     def operator(
-        self,
-        key: str,
-        op: str,
-        operand: Any,
-        ops: Mapping[str, Any],
-        source: _Source,
-        *,
-        root: str,
+        self, key: str, op: str, operand: Any, ops: Mapping[str, Any], source: _Source
     ) -> str:
-        where = f"{key}.{op}"
         if op == "$eq":
-            if isinstance(operand, re.Pattern):
-                raise QueryError(f"{where}: $eq cannot take a regular expression; use $regex")
-            return self.eq(where, operand, source)
+            return self.eq(operand, source)
         if op == "$ne":
-            if isinstance(operand, re.Pattern):
-                raise QueryError(f"{where}: $ne cannot take a regular expression; use $not")
-            return _negate(self.eq(where, operand, source))
+            return _negate(self.eq(operand, source))
         if op in _COMPARISONS:
-            return self.compare(where, op, operand, source)
+            return self.compare(op, operand, source)
         if op in ("$in", "$nin"):
-            inside = self.in_(where, operand, source)
+            inside = self.in_(operand, source)
             return inside if op == "$in" else _negate(inside)
         if op == "$exists":
-            if not isinstance(operand, bool | int) or (
-                not isinstance(operand, bool) and operand not in (0, 1)
-            ):
-                raise QueryError(f"{where} needs true or false, not {operand!r}")
             exists = source.exists("c.m = 0")
             return exists if operand else _negate(exists)
+        if op == "$type":
+            wanted = [_TYPE_PREDICATES.get(n) for n in filters.type_names(operand)]
+            known = [f"({p})" for p in wanted if p is not None]
+            return source.exists(" OR ".join(known)) if known else "0"
         if op == "$regex":
-            options = ops.get("$options")
-            return self.regex(where, operand, options, source)
+            return self.regex(operand, ops.get("$options"), source)
         if op == "$options":
             return ""  # consumed by $regex
         if op == "$not":
             if isinstance(operand, re.Pattern):
-                return _negate(self.regex(where, operand, None, source))
-            if not _is_operator_doc(operand):
-                raise QueryError(
-                    f"{where} needs a regular expression or an operator document "
-                    f"such as {{'$gt': 1}}, not {operand!r}"
-                )
-            return _negate(self.operators(key, operand, source, root=root))
+                return _negate(self.regex(operand, None, source))
+            return _negate(self.operators(key, operand, source))
         if op == "$all":
-            if not isinstance(operand, list | tuple):
-                raise QueryError(f"{where} needs a list, not {type(operand).__name__}")
             if not operand:
                 return "0"
             parts = []
-            for i, item in enumerate(operand):
+            for item in operand:
                 if isinstance(item, Mapping) and "$elemMatch" in item:
-                    if len(item) != 1:
-                        raise QueryError(f"{where}[{i}]: $elemMatch must stand alone")
-                    parts.append(self.elem_match(f"{where}[{i}]", item["$elemMatch"], source))
-                elif _is_operator_doc(item):
-                    raise QueryError(f"{where}[{i}]: only $elemMatch may appear inside $all")
+                    parts.append(self.elem_match(item["$elemMatch"], source))
                 else:
-                    parts.append(self.eq_or_regex(f"{where}[{i}]", item, source))
+                    parts.append(self.eq_or_regex(item, source))
             return "(" + " AND ".join(parts) + ")"
         if op == "$size":
-            if isinstance(operand, bool) or not isinstance(operand, int) or operand < 0:
-                raise QueryError(f"{where} needs a non-negative integer, not {operand!r}")
             return source.exists(
                 f"c.leaf = 1 AND c.t = 'array' AND json_array_length(c.v) = {self.param(operand)}"
             )
-        assert op == "$elemMatch"
-        return self.elem_match(where, operand, source)
+        assert op == "$elemMatch", op
+        return self.elem_match(operand, source)
 
-    def elem_match(self, where: str, inner: Any, source: _Source) -> str:
-        if not isinstance(inner, Mapping):
-            raise QueryError(f"{where} needs a filter document, not {type(inner).__name__}")
+    def elem_match(self, inner: Mapping[str, Any], source: _Source) -> str:
         alias = self.name("_e")
-        keys = [k for k in inner if isinstance(k, str)]
-        value_form = bool(keys) and all(k.startswith("$") and k not in _LOGICAL for k in keys)
+        keys = list(inner)
+        value_form = bool(keys) and all(
+            k.startswith("$") and k not in filters.LOGICAL_OPERATORS for k in keys
+        )
         if value_form:
-            if len(keys) != len(inner):
-                raise QueryError(f"{where} has a field name that is not a string")
-            predicate = self.operators(where, inner, self.single_source(alias), root="")
+            predicate = self.operators("", inner, self.single_source(alias))
         else:
-            doc = self.filter_doc(inner, root=f"{alias}.value", where=where)
+            doc = self.filter_doc(inner, root=f"{alias}.value")
             predicate = f"{alias}.type = 'object' AND {doc}"
         return source.exists(
             f"c.leaf = 1 AND c.t = 'array' AND EXISTS (SELECT 1 FROM json_each("
             f"CASE WHEN c.t = 'array' THEN c.v END) AS {alias} WHERE {predicate})"
         )
 
-    def in_(self, where: str, operand: Any, source: _Source) -> str:
-        if not isinstance(operand, list | tuple):
-            raise QueryError(f"{where} needs a list, not {type(operand).__name__}")
+    def in_(self, operand: Sequence[Any], source: _Source) -> str:
         if not operand:
             return "0"
-        parts = []
-        for i, item in enumerate(operand):
-            if _is_operator_doc(item):
-                raise QueryError(f"{where}[{i}]: operators cannot appear inside $in / $nin")
-            parts.append(self.eq_or_regex(f"{where}[{i}]", item, source))
-        return "(" + " OR ".join(parts) + ")"
+        side = self.side(source)
+        strings = [v for v in operand if isinstance(v, str)]
+        if side is not None and strings:
+            rest = [v for v in operand if not isinstance(v, str)]
+            marks = ", ".join(self.param(v) for v in dict.fromkeys(strings))
+            parts = [self.side_lookup(side, f"value IN ({marks})")]
+            parts += [self.eq_or_regex(v, source) for v in rest]
+            return "(" + " OR ".join(parts) + ")"
+        return "(" + " OR ".join(self.eq_or_regex(item, source) for item in operand) + ")"
 
-    def eq_or_regex(self, where: str, value: Any, source: _Source) -> str:
+    def eq_or_regex(self, value: Any, source: _Source) -> str:
         if isinstance(value, re.Pattern):
-            return self.regex(where, value, None, source)
-        return self.eq(where, value, source)
+            return self.regex(value, None, source)
+        return self.eq(value, source)
 
     # -- leaf predicates -----------------------------------------------------
 
-    def eq(self, where: str, value: Any, source: _Source) -> str:
+    def eq(self, value: Any, source: _Source) -> str:
         if value is None:
             return source.exists("(c.m = 1 OR c.t = 'null')")
         if isinstance(value, bool):
-            return self.fast_or_general(
-                source, f"c.t = '{'true' if value else 'false'}'", None, None
-            )
-        return self.compare_value(where, "=", value, source)
+            return self.fast_or_general(source, f"c.t = '{'true' if value else 'false'}'", None)
+        if isinstance(value, str):
+            side = self.side(source)
+            if side is not None:
+                return self.side_lookup(side, f"value = {self.param(value)}")
+        return self.compare_value("=", value, source)
 
-    def compare(self, where: str, op: str, value: Any, source: _Source) -> str:
+    def compare(self, op: str, value: Any, source: _Source) -> str:
         if value is None:
             # null sorts below everything else and equals only null/missing.
-            return self.eq(where, None, source) if op in ("$gte", "$lte") else "0"
-        if isinstance(value, re.Pattern | list | tuple | Mapping):
-            raise QueryError(
-                f"{where}: comparing with a {type(value).__name__} is not supported; "
-                "compare with a number, string, boolean or datetime"
-            )
-        return self.compare_value(where, _COMPARISONS[op], value, source)
+            return self.eq(None, source) if op in ("$gte", "$lte") else "0"
+        return self.compare_value(_COMPARISONS[op], value, source)
 
-    def compare_value(self, where: str, sql_op: str, value: Any, source: _Source) -> str:
+    def compare_value(self, sql_op: str, value: Any, source: _Source) -> str:
         if isinstance(value, bool):
             param = self.param(int(value))
             return source.exists(f"c.t IN ('true', 'false') AND c.v {sql_op} {param}")
         if isinstance(value, int | float):
-            if isinstance(value, float) and not math.isfinite(value):
-                raise QueryError(f"{where}: {value} cannot be queried; use a finite number")
-            if isinstance(value, int) and not codec.INT64_MIN <= value <= codec.INT64_MAX:
-                raise QueryError(f"{where}: {value} does not fit in 64 bits")
             param = self.param(value)
-            return self.fast_or_general(
-                source, "c.t IN ('integer', 'real')", f"{sql_op} {param}", None
-            )
+            return self.fast_or_general(source, "c.t IN ('integer', 'real')", f"{sql_op} {param}")
         if isinstance(value, str):
             param = self.param(value)
-            return self.fast_or_general(source, "c.t = 'text'", f"{sql_op} {param}", None)
+            return self.fast_or_general(source, "c.t = 'text'", f"{sql_op} {param}", text=True)
         if isinstance(value, dt.datetime):
-            try:
-                text = codec.date_text(value)
-            except TypeError as err:
-                raise QueryError(f"{where}: {err}") from err
             param = self.param(codec.dumps(value))
-            kind = (
-                "c.t = 'object'" if sql_op == "=" else f"c.t = 'object' AND c.v GLOB '{_DATE_GLOB}'"
+            kind = "c.t = 'object'" if sql_op == "=" else _IS_DATE
+            return self.fast_or_general(
+                source, kind, f"{sql_op} {param}", date=(sql_op, codec.date_text(value))
             )
-            return self.fast_or_general(source, kind, f"{sql_op} {param}", (sql_op, text))
-        if isinstance(value, list | tuple | Mapping):
-            if sql_op != "=":
-                raise QueryError(f"{where}: ordering comparisons with {type(value).__name__}")
-            kind = "'array'" if isinstance(value, list | tuple) else "'object'"
-            param = self.param(self.encode(value, where))
-            return source.exists(f"c.t = {kind} AND c.v = {param}")
-        raise QueryError(
-            f"value for {where!r} of type {type(value).__name__} cannot be queried; use "
-            "str, int, float, bool, None, tz-aware datetime, list or dict"
-        )
+        # A list or a document: equal when the canonical JSON texts are.
+        kind = "'array'" if isinstance(value, list | tuple) else "'object'"
+        param = self.param(canonical_sql(codec.dumps(value)))
+        return source.exists(f"c.t = {kind} AND {CANONICAL_FUNCTION}(c.v) = {param}")
 
     def fast_or_general(
         self,
         source: _Source,
         kind: str,
         comparison: str | None,
-        date: tuple[str, str] | None,
+        *,
+        date: tuple[str, str] | None = None,
+        text: bool = False,
+        scalar_test: Callable[[str], str] | None = None,
     ) -> str:
         """Return ``EXISTS`` over the candidates, led by an index-friendly test.
 
         For a top-level path of plain identifiers without arrays on the way, the
-        only candidate is ``json_extract(doc, '$.a.b')``: test it directly (the
-        form the catalog indexes), and fall back to the full walk only for
-        documents where some prefix of the path is an array.
+        only candidate is ``json_extract(column, '$.a.b')``, or the layout's plain
+        column for the path: test it directly (the form the catalog indexes), and
+        fall back to the full walk only for documents where some prefix of the
+        path is an array.
         """
         general_pred = f"{kind} AND c.v {comparison}" if comparison else kind
+        if scalar_test is not None:
+            general_pred = f"{kind} AND {scalar_test('c.v')}"
         if source.fast is None:
             return source.exists(general_pred)
-        segments = source.fast
-        path = "'$." + ".".join(segments) + "'"
-        scalar = kind.replace("c.t", f"json_type(doc, {path})").replace(
-            "c.v", f"json_extract(doc, {path})"
-        )
-        if comparison:
-            scalar += f" AND json_extract(doc, {path}) {comparison}"
-        if date is not None and len(segments) == 1 and segments[0] in self.date_columns:
-            sql_op, text = date
-            scalar = f"{self.date_columns[segments[0]]} {sql_op} {self.param(text)}"
-        # One OR term per prefix that may be an array, so that with an index per
-        # term (the catalog's partial indexes) SQLite can answer by MULTI-INDEX OR.
-        terms = [scalar] + [
-            "json_type(doc, '$."
-            + ".".join(segments[: i + 1])
-            + "') = 'array' AND "
-            + source.exists(general_pred)
-            for i in range(len(segments))
-        ]
-        return "(" + " OR ".join(f"({term})" for term in terms) + ")"
+        segments, column = source.fast, source.column
+        lay = self.layout
+        key = ".".join(segments)
+        if key == lay.id_field and text:
+            # Always a string, in its own column: no other form to consider.
+            if scalar_test is not None:
+                return scalar_test(key)
+            return f"{key} {comparison}"
+        path = _json_path(segments)
+        value_sql = f"json_extract({column}, {path})"
+        scalar = kind.replace("c.t", f"json_type({column}, {path})").replace("c.v", value_sql)
+        # The value test first: it is false for most rows, which then skip the type test.
+        if scalar_test is not None:
+            scalar = f"{scalar_test(value_sql)} AND {scalar}"
+        elif comparison:
+            scalar = f"{value_sql} {comparison} AND {scalar}"
+        if date is not None and key in lay.date_columns:
+            sql_op, date_text = date
+            scalar = f"{lay.date_columns[key]} {sql_op} {self.param(date_text)}"
+        elif text and key in lay.text_columns:
+            col = lay.text_columns[key]
+            scalar = scalar_test(col) if scalar_test is not None else f"{col} {comparison}"
+        if key in lay.flat_paths:
+            return scalar
+        # Where an array lies on the path, walk it; the test for that is indexed
+        # for promoted paths, so SQLite can still answer by MULTI-INDEX OR.
+        involved = self.array_involved(list(segments), column)
+        return f"(({scalar}) OR ({involved} AND {source.exists(general_pred)}))"
 
-    def regex(self, where: str, pattern: Any, options: Any, source: _Source) -> str:
-        flags = ""
-        if isinstance(pattern, re.Pattern):
-            if not isinstance(pattern.pattern, str):
-                raise QueryError(f"{where}: a bytes regular expression cannot be used")
-            flags = "".join(letter for letter, bit in _REGEX_FLAGS.items() if pattern.flags & bit)
-            text = pattern.pattern
-        elif isinstance(pattern, str):
-            text = pattern
+    def array_involved(self, segments: list[str], column: str) -> str:
+        """SQL true when an array lies on the path (possibly, for odd keys)."""
+        lay = self.layout
+        key = ".".join(segments)
+        if lay.array_flag is not None and (key in lay.text_columns or key in lay.date_columns):
+            return (
+                f"{lay.row_id} IN (SELECT artifact FROM {lay.side_table}"
+                f" WHERE field = {self.param(lay.array_flag)} AND value = {self.param(key)})"
+            )
+        prefixes = [segments[: i + 1] for i in range(len(segments))]
+        if lay.arrays_column is not None:
+            tests = [
+                f"instr({lay.arrays_column}, {self.param(array_paths_text(['.'.join(p)]))}) > 0"
+                for p in prefixes
+            ]
         else:
-            raise QueryError(f"{where}: $regex needs a string or re.Pattern, not {pattern!r}")
-        if options is not None:
-            if not isinstance(options, str) or set(options) - set(_REGEX_FLAGS):
-                raise QueryError(
-                    f"{where}: $options must be letters among i, m, s, x, not {options!r}"
-                )
-            flags += options
-        flags = "".join(sorted(set(flags)))
-        try:
-            _compile(text, flags)
-        except re.error as err:
-            raise QueryError(f"{where}: invalid regular expression {text!r}: {err}") from err
-        return source.exists(
-            f"c.t = 'text' AND {REGEXP_FUNCTION}({self.param(text)}, {self.param(flags)}, c.v)"
+            tests = [
+                f"json_type({column}, {self.param(_quoted_path(p))}) = 'array'" for p in prefixes
+            ]
+        return "(" + " OR ".join(tests) + ")"
+
+    def regex(self, pattern: Any, options: Any, source: _Source) -> str:
+        text, flags = filters.regex_parts(pattern, options)
+        pattern_param, flags_param = self.param(text), self.param(flags)
+
+        def test(value_sql: str) -> str:
+            return f"{REGEXP_FUNCTION}({pattern_param}, {flags_param}, {value_sql})"
+
+        side = self.side(source)
+        if side is not None:
+            return self.side_lookup(side, test("value"))
+        return self.fast_or_general(source, "c.t = 'text'", None, text=True, scalar_test=test)
+
+    # -- sort ----------------------------------------------------------------
+
+    def order_by(self, pairs: Sequence[tuple[str, int]]) -> str:
+        terms: list[str] = []
+        for key, direction in pairs:
+            terms.extend(self.sort_terms(key, direction))
+        return "ORDER BY " + ", ".join(terms) if terms else ""
+
+    def sort_terms(self, key: str, direction: int) -> list[str]:
+        order = "ASC" if direction == 1 else "DESC"
+        lay = self.layout
+        if key == lay.id_field:
+            return [f"{key} {order}"]
+        if key in lay.date_columns and key in lay.flat_paths:
+            # Dates sort above every other type and NULL below every value, so
+            # the plain column orders the rows alone (and can come from an index);
+            # the rest only breaks ties among rows that hold no date there.
+            head = [f"{lay.date_columns[key]} {order}"]
+        else:
+            head = []
+        segments = filters.split_path(key)
+        column = lay.column(segments[0])
+        path = self.param("$" + "".join(f'."{segment}"' for segment in segments))
+        kind = f"json_type({column}, {path})"
+        value = f"json_extract({column}, {path})"
+        scalar_rank = (
+            f"CASE WHEN {kind} IS NULL OR {kind} = 'null' THEN 1"
+            f" WHEN {kind} IN ('integer', 'real') THEN 2"
+            f" WHEN {kind} = 'text' THEN 3"
+            f" WHEN {kind} = 'object' THEN"
+            f" (CASE WHEN {value} GLOB '{_DATE_GLOB}' THEN 9 ELSE 4 END)"
+            f" ELSE 8 END"
         )
+        if key in lay.flat_paths:
+            if head:
+                # Only rows without a date there need the JSON to break ties.
+                column_sql = lay.date_columns[key]
+                scalar_rank = f"CASE WHEN {column_sql} IS NULL THEN {scalar_rank} END"
+                value = f"CASE WHEN {column_sql} IS NULL THEN {value} END"
+            return [*head, f"{scalar_rank} {order}", f"{value} {order}"]
+        # Where an array lies on the path, the key is the smallest candidate
+        # ascending, the largest descending; an empty array sorts below null.
+        involved = self.array_involved(segments, column)
+        rank_of = (
+            "CASE WHEN c.m = 1 OR c.t = 'null' THEN 1 WHEN c.t IN ('integer', 'real') THEN 2"
+            " WHEN c.t = 'text' THEN 3 WHEN c.t = 'object' THEN"
+            f" (CASE WHEN c.v GLOB '{_DATE_GLOB}' THEN 9 ELSE 4 END)"
+            " WHEN c.t = 'array' THEN 5 ELSE 8 END"
+        )
+
+        def pick(what: str) -> str:
+            with_sql, from_sql = self.walk(segments, column)
+            empty_with, empty_from = self.walk(segments, column)
+            candidates = (
+                f"{with_sql}SELECT {rank_of} AS r, c.v AS v FROM {from_sql}"
+                " WHERE NOT (c.leaf = 1 AND c.t = 'array')"
+                " UNION ALL SELECT 0, NULL FROM"
+                f" ({empty_with}SELECT 1 FROM {empty_from} WHERE c.leaf = 1 AND c.t = 'array'"
+                " AND json_array_length(c.v) = 0)"
+            )
+            return f"(SELECT {what} FROM ({candidates}) ORDER BY r {order}, v {order} LIMIT 1)"
+
+        rank = f"(CASE WHEN {involved} THEN {pick('r')} ELSE {scalar_rank} END)"
+        val = f"(CASE WHEN {involved} THEN {pick('v')} ELSE {value} END)"
+        return [*head, f"{rank} {order}", f"{val} {order}"]

@@ -13,18 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import dataclasses
 import datetime as dt
 import functools
+import gc
 import itertools
 import os
 import sqlite3
 import time
 import urllib.parse
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, TypeVar
 
-from elliptio._catalog import codec, query
+import bson
+from bson.codec_options import CodecOptions
+
+from elliptio._catalog import codec, filters, query
 from elliptio._catalog.base import Catalog, Document, Filter, SortSpec
 from elliptio._errors import (
     ArtifactExistsError,
@@ -32,38 +38,77 @@ from elliptio._errors import (
     CatalogError,
     ConfigError,
     InvalidLabelsError,
-    QueryError,
 )
 
 __all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS artifacts ("
-    " artifact_id TEXT PRIMARY KEY, creation_time TEXT, doc TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS artifacts_username ON artifacts (json_extract(doc,'$.username'))",
-    "CREATE INDEX IF NOT EXISTS artifacts_datatype"
-    " ON artifacts (json_extract(doc,'$.labels.datatype'))",
-    "CREATE INDEX IF NOT EXISTS artifacts_project"
-    " ON artifacts (json_extract(doc,'$.labels.project'))",
-    "CREATE INDEX IF NOT EXISTS artifacts_creation_time ON artifacts (creation_time)",
-    # Tiny partial indexes on the rare documents where a prefix of an indexed path
-    # is an array; with them the translator's "scalar OR array" filters stay indexed.
-    *(
-        f"CREATE INDEX IF NOT EXISTS artifacts_array_{name} ON artifacts"
-        f" (json_type(doc,'{path}')) WHERE json_type(doc,'{path}') = 'array'"
-        for name, path in (
-            ("username", "$.username"),
-            ("labels", "$.labels"),
-            ("datatype", "$.labels.datatype"),
-            ("project", "$.labels.project"),
-            ("creation_time", "$.creation_time"),
-        )
-    ),
+SCHEMA_VERSION = 2
+
+# Three tables, one row each per artifact, joined on ``id``:
+# - ``artifacts``, narrow, is what filters scan: the id, plain columns of the
+#   common filter fields, the paths where the document holds arrays, and the
+#   ``labels`` (so that a scan of ``labels.infos.*`` reads and parses little);
+# - ``artifact_docs`` holds every other top-level field as one JSON object (with a
+#   placeholder where a field kept elsewhere was), and the whole document but
+#   ``python_packages`` as BSON, which is what reading a document decodes (in C);
+# - ``artifact_extras`` holds the large, rarely filtered ``git`` and
+#   ``python_packages``, which no other query reads.
+# JSON columns hold ``{"field": value}`` objects, so paths read the same everywhere.
+_MOVED = {"labels": "labels_json", "python_packages": "packages_json", "git": "git_json"}
+_TABLE_OF = {
+    "doc": "artifact_docs",
+    "body": "artifact_docs",
+    "git_json": "artifact_extras",
+    "packages_json": "artifact_extras",
+}
+
+
+def _column_sql(column: str) -> str:
+    table = _TABLE_OF.get(column)
+    if table is None:
+        return column
+    return f"(SELECT {column} FROM {table} WHERE {table}.id = artifacts.id)"
+
+
+# Paths with a plain column of their string (or date) value; side-table array fields.
+_TEXT = {"username": "username", "labels.datatype": "datatype", "labels.project": "project"}
+_DATES = {"creation_time": "creation_time"}
+_SIDE = frozenset({"based_on", "file_relpaths"})
+# Side-table field under which documents with an array on a promoted path are listed.
+_ARRAY_FLAG = ""
+LAYOUT = query.Layout(
+    default_column=_column_sql("doc"),
+    columns={field: _column_sql(column) for field, column in _MOVED.items()},
+    text_columns=_TEXT,
+    date_columns=_DATES,
+    id_field="artifact_id",
+    side_fields=_SIDE,
+    side_table="side_values",
+    row_id="artifacts.id",
+    arrays_column="arrays",
+    array_flag=_ARRAY_FLAG,
 )
-_DATE_COLUMNS = {"creation_time": "creation_time"}
+_PROMOTED = (*_TEXT, *_DATES)
+_SCHEMA = (
+    "CREATE TABLE artifacts ("
+    " id INTEGER PRIMARY KEY,"
+    " artifact_id TEXT NOT NULL UNIQUE,"
+    " creation_time TEXT, username TEXT, datatype TEXT, project TEXT,"
+    " arrays TEXT NOT NULL, labels_json TEXT NOT NULL)",
+    "CREATE TABLE artifact_docs (id INTEGER PRIMARY KEY, doc TEXT NOT NULL, body BLOB NOT NULL)",
+    "CREATE TABLE artifact_extras ("
+    " id INTEGER PRIMARY KEY, git_json TEXT NOT NULL, packages_json TEXT NOT NULL)",
+    "CREATE TABLE side_values ("
+    " field TEXT NOT NULL, value TEXT NOT NULL, artifact INTEGER NOT NULL,"
+    " PRIMARY KEY (field, value, artifact)) WITHOUT ROWID",
+    "CREATE INDEX side_values_artifact ON side_values (artifact)",
+    "CREATE INDEX artifacts_creation_time ON artifacts (creation_time)",
+    "CREATE INDEX artifacts_username ON artifacts (username, creation_time)",
+    "CREATE INDEX artifacts_datatype ON artifacts (datatype, creation_time)",
+    "CREATE INDEX artifacts_project ON artifacts (project, creation_time)",
+)
 _ACCEPTED_URLS = (
     "'sqlite:///relative/path.db', 'sqlite:////absolute/path.db', 'memory://' or 'memory://name'"
 )
@@ -215,7 +260,7 @@ class SQLiteCatalog(Catalog):
             check_same_thread=False,
         )
         try:
-            conn.create_function(query.REGEXP_FUNCTION, 3, query.regexp_sql, deterministic=True)
+            query.register_functions(conn)
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -240,34 +285,42 @@ class SQLiteCatalog(Catalog):
             )
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version != SCHEMA_VERSION:  # another process may have been first
+                old: list[str] = []
+                if version == 1:
+                    # Version 1 kept whole documents in one column; carry them over.
+                    conn.execute("ALTER TABLE artifacts RENAME TO artifacts_v1")
+                    for name in [r[0] for r in conn.execute(_V1_INDEXES)]:
+                        conn.execute(f'DROP INDEX "{name}"')
+                    rows = conn.execute("SELECT doc FROM artifacts_v1 ORDER BY rowid")
+                    old = [r[0] for r in rows]
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                if old:
+                    _write_rows(conn, [_row(codec.loads(text)) for text in old])
+                conn.execute("DROP TABLE IF EXISTS artifacts_v1")
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             conn.rollback()
             raise
 
-    # -- encoding ------------------------------------------------------------
+    # -- Catalog interface ---------------------------------------------------
 
-    def _row(self, doc: Document) -> tuple[str, str | None, str]:
-        artifact_id = doc.get("artifact_id")
+    def _encode(self, doc: Document) -> _Row:
+        artifact_id = doc.get("artifact_id") if isinstance(doc, dict) else None
         if not isinstance(artifact_id, str) or not artifact_id:
             raise CatalogError(
                 f"cannot insert into catalog {self._display}: the document has no "
                 "string 'artifact_id'"
             )
         try:
-            text = codec.dumps(doc)
+            return _row(doc)
         except TypeError as err:
             raise InvalidLabelsError(
                 f"artifact {artifact_id!r} cannot be stored in catalog {self._display}: {err}"
             ) from err
-        created = doc.get("creation_time")
-        created_text = codec.date_text(created) if isinstance(created, dt.datetime) else None
-        return artifact_id, created_text, text
-
-    # -- Catalog interface ---------------------------------------------------
 
     async def insert(self, doc: Document) -> None:
         """Insert one document.
@@ -285,28 +338,35 @@ class SQLiteCatalog(Catalog):
             ArtifactExistsError: an ``artifact_id`` exists already or repeats.
             InvalidLabelsError: a value in a document cannot be stored.
         """
-        rows = [self._row(doc) for doc in docs]
+        rows = [self._encode(doc) for doc in docs]
         if rows:
             await self._run(self._insert_rows, rows)
 
-    def _insert_rows(
-        self, conn: sqlite3.Connection, rows: list[tuple[str, str | None, str]]
-    ) -> None:
+    def _insert_rows(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
+            seen: set[str] = set()
             for row in rows:
-                try:
-                    conn.execute("INSERT INTO artifacts VALUES (?, ?, ?)", row)
-                except sqlite3.IntegrityError as err:
-                    raise ArtifactExistsError(
-                        f"artifact {row[0]!r} exists already in catalog {self._display}; "
-                        "artifacts are immutable, so commit a new one instead"
-                    ) from err
+                if row.artifact_id in seen:
+                    raise self._exists(row.artifact_id)
+                seen.add(row.artifact_id)
+            try:
+                _write_rows(conn, rows)
+            except sqlite3.IntegrityError as err:
+                conn.rollback()  # then see which id was there before this batch
+                taken = _taken(conn, [row.artifact_id for row in rows])
+                raise self._exists(taken or rows[0].artifact_id) from err
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.rollback()
             raise
+
+    def _exists(self, artifact_id: str) -> ArtifactExistsError:
+        return ArtifactExistsError(
+            f"artifact {artifact_id!r} exists already in catalog {self._display}; "
+            "artifacts are immutable, so commit a new one instead"
+        )
 
     async def get(self, artifact_id: str) -> Document:
         """Return the document with this id.
@@ -314,21 +374,19 @@ class SQLiteCatalog(Catalog):
         Raises:
             ArtifactNotFoundError: no document has this id.
         """
-        text = await self._run(self._get_text, artifact_id)
-        if text is None:
+        rows = await self._run(
+            self._select, f"SELECT {_LOAD_ALL} FROM artifacts WHERE artifact_id = ?1", [artifact_id]
+        )
+        if not rows:
             raise ArtifactNotFoundError(
                 f"no artifact {artifact_id!r} in catalog {self._display}; check the id, "
                 "or search with find()"
             )
-        doc: Document = codec.loads(text)
-        return doc
+        return _load(rows[0], None)
 
     @staticmethod
-    def _get_text(conn: sqlite3.Connection, artifact_id: str) -> str | None:
-        row = conn.execute(
-            "SELECT doc FROM artifacts WHERE artifact_id = ?", (artifact_id,)
-        ).fetchone()
-        return None if row is None else str(row[0])
+    def _select(conn: sqlite3.Connection, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        return conn.execute(sql, params).fetchall()
 
     async def find(
         self,
@@ -337,33 +395,64 @@ class SQLiteCatalog(Catalog):
         sort: SortSpec | None = None,
         skip: int = 0,
         limit: int = 0,
+        fields: Sequence[str] | None = None,
     ) -> list[Document]:
         """Return the documents matching ``filter``.
 
         Args:
             filter: a MongoDB filter document; ``None`` or ``{}`` matches all.
-            sort: ``(key, direction)`` pairs, direction ``1`` or ``-1``. Without
-                it documents come in insertion order.
+            sort: ``(key, direction)`` pairs, direction ``1`` or ``-1``. Ties and
+                an empty sort come in insertion order.
             skip: number of matching documents to leave out first.
             limit: maximum number of documents; ``0`` means no limit.
+            fields: top-level fields to return (``artifact_id`` always is);
+                ``None`` returns whole documents.
 
         Raises:
-            QueryError: the filter, sort, skip or limit is malformed or unsupported.
+            QueryError: the filter, sort, skip, limit or fields are not accepted.
         """
-        for name, value in (("skip", skip), ("limit", limit)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise QueryError(f"{name} must be a non-negative integer, not {value!r}")
-        where, params = query.translate(filter, date_columns=_DATE_COLUMNS)
-        order = query.translate_sort(sort)
-        order = f"{order}, artifact_id" if order else "ORDER BY rowid"
+        filters.check_filter(filter)
+        pairs = filters.check_sort(sort)
+        filters.check_paging(skip, limit)
+        names = filters.check_fields(fields)
+        wanted = None if names is None else ["artifact_id", *names]
+        rows = await self._run(self._find_rows, filter, pairs, skip, limit, wanted)
+        return _load_all(rows, wanted)
+
+    def _find_rows(
+        self,
+        conn: sqlite3.Connection,
+        flt: Filter | None,
+        pairs: list[tuple[str, int]],
+        skip: int,
+        limit: int,
+        wanted: list[str] | None,
+    ) -> list[tuple[Any, ...]]:
+        where, order, params = query.translate_query(flt, pairs, layout=self._layout(conn))
+        order = f"{order}, id" if order else "ORDER BY id"
         n = len(params)
-        sql = f"SELECT doc FROM artifacts WHERE {where} {order} LIMIT ?{n + 1} OFFSET ?{n + 2}"
-        texts = await self._run(self._select, sql, [*params, limit or -1, skip])
-        return [codec.loads(text) for text in texts]
+        columns = _load_columns(wanted)
+        sql = (
+            f"SELECT {columns} FROM artifacts WHERE {where} {order} LIMIT ?{n + 1} OFFSET ?{n + 2}"
+        )
+        return conn.execute(sql, [*params, limit or -1, skip]).fetchall()
 
     @staticmethod
-    def _select(conn: sqlite3.Connection, sql: str, params: list[Any]) -> list[str]:
-        return [row[0] for row in conn.execute(sql, params)]
+    def _layout(conn: sqlite3.Connection) -> query.Layout:
+        """The layout, telling which promoted paths no document has an array on.
+
+        Documents with an array on a promoted path are listed in the side table,
+        so each probe is one index lookup.
+        """
+        flat = frozenset(
+            path
+            for path in _PROMOTED
+            if not conn.execute(
+                "SELECT 1 FROM side_values WHERE field = ? AND value = ? LIMIT 1",
+                (_ARRAY_FLAG, path),
+            ).fetchone()
+        )
+        return dataclasses.replace(LAYOUT, flat_paths=flat)
 
     async def count(self, filter: Filter | None = None) -> int:
         """Return how many documents match ``filter``.
@@ -371,12 +460,12 @@ class SQLiteCatalog(Catalog):
         Raises:
             QueryError: the filter is malformed or uses an unsupported operator.
         """
-        where, params = query.translate(filter, date_columns=_DATE_COLUMNS)
-        return await self._run(self._count, f"SELECT count(*) FROM artifacts WHERE {where}", params)
+        filters.check_filter(filter)
+        return await self._run(self._count, filter)
 
-    @staticmethod
-    def _count(conn: sqlite3.Connection, sql: str, params: list[Any]) -> int:
-        (n,) = conn.execute(sql, params).fetchone()
+    def _count(self, conn: sqlite3.Connection, flt: Filter | None) -> int:
+        where, params = query.translate(flt, layout=self._layout(conn))
+        (n,) = conn.execute(f"SELECT count(*) FROM artifacts WHERE {where}", params).fetchone()
         return int(n)
 
     async def delete(self, artifact_id: str) -> None:
@@ -387,7 +476,12 @@ class SQLiteCatalog(Catalog):
     def _delete(conn: sqlite3.Connection, artifact_id: str) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("DELETE FROM artifacts WHERE artifact_id = ?", (artifact_id,))
+            row = conn.execute(
+                "SELECT id FROM artifacts WHERE artifact_id = ?", (artifact_id,)
+            ).fetchone()
+            if row is not None:
+                for table in ("side_values WHERE artifact", *(f"{t} WHERE id" for t in _TABLES)):
+                    conn.execute(f"DELETE FROM {table} = ?", row)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -412,3 +506,167 @@ class SQLiteCatalog(Catalog):
         self._state.connection = None
         if conn is not None:
             conn.close()
+
+
+# -- rows -----------------------------------------------------------------------
+
+_V1_INDEXES = (
+    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'artifacts_v1'"
+    " AND sql IS NOT NULL"
+)
+_PLACEHOLDER = 0
+_PACKAGES = "python_packages"
+_BSON_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=dt.UTC)
+_CONTAINERS = {dict, list}
+_TABLES = ("artifacts", "artifact_docs", "artifact_extras")
+
+
+class _Row(NamedTuple):
+    artifact_id: str
+    creation_time: str | None
+    username: str | None
+    datatype: str | None
+    project: str | None
+    arrays: str
+    labels_json: str
+    doc: str
+    body: bytes
+    git_json: str
+    packages_json: str
+    side: list[tuple[str, str]]
+
+
+def _plain(encoded: Any, path: str) -> tuple[Any, bool]:
+    """The value at a dotted path, and whether an array lies on the path (or is it)."""
+    value: Any = encoded
+    for segment in path.split("."):
+        if isinstance(value, list):
+            return None, True
+        if not isinstance(value, dict):
+            return None, False
+        value = value.get(segment)
+    return value, isinstance(value, list)
+
+
+def _array_paths(value: Any, prefix: str, out: list[str]) -> None:
+    """Every path through documents only whose value is an array."""
+    if not _CONTAINERS & set(map(type, value.values())):
+        return  # e.g. python_packages: nothing to walk
+    for key, item in value.items():
+        if isinstance(item, dict):
+            _array_paths(item, f"{prefix}{key}.", out)
+        elif isinstance(item, list):
+            out.append(f"{prefix}{key}")
+
+
+def _row(doc: Document) -> _Row:
+    """The table rows of a document; raises TypeError when it cannot be stored."""
+    source: dict[str, Any] = doc if codec.storable(doc) else codec.normalize(doc)
+    plain = {path: _plain(source, path) for path in _PROMOTED}
+    side: list[tuple[str, str]] = [(_ARRAY_FLAG, p) for p, (_, arr) in plain.items() if arr]
+    for field in sorted(_SIDE):
+        value = source.get(field)
+        items = value if isinstance(value, list) else [value]
+        side.extend((field, item) for item in dict.fromkeys(i for i in items if isinstance(i, str)))
+    paths: list[str] = []
+    _array_paths(source, "", paths)
+    moved = {
+        column: codec.to_text({field: source[field]}) if field in source else "{}"
+        for field, column in _MOVED.items()
+    }
+    rest = {k: (_PLACEHOLDER if k in _MOVED else v) for k, v in source.items()}
+    created = plain["creation_time"][0]
+    return _Row(
+        artifact_id=source["artifact_id"],
+        creation_time=codec.date_text(created) if isinstance(created, dt.datetime) else None,
+        username=_text_or_none(plain["username"][0]),
+        datatype=_text_or_none(plain["labels.datatype"][0]),
+        project=_text_or_none(plain["labels.project"][0]),
+        arrays=query.array_paths_text(paths),
+        labels_json=moved["labels_json"],
+        doc=codec.to_text(rest),
+        body=bson.encode(
+            {k: (_PLACEHOLDER if k == _PACKAGES else v) for k, v in source.items()},
+            codec_options=_BSON_OPTIONS,
+        ),
+        git_json=moved["git_json"],
+        packages_json=moved["packages_json"],
+        side=side,
+    )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
+    """Insert rows and their side values; the caller holds the write transaction."""
+    (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM artifacts").fetchone()
+    ids = range(top + 1, top + 1 + len(rows))
+    conn.executemany(
+        "INSERT INTO artifacts (id, artifact_id, creation_time, username, datatype, project,"
+        " arrays, labels_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(i, *row[:7]) for i, row in zip(ids, rows, strict=True)],
+    )
+    conn.executemany(
+        "INSERT INTO artifact_docs (id, doc, body) VALUES (?, ?, ?)",
+        [(i, row.doc, row.body) for i, row in zip(ids, rows, strict=True)],
+    )
+    conn.executemany(
+        "INSERT INTO artifact_extras (id, git_json, packages_json) VALUES (?, ?, ?)",
+        [(i, row.git_json, row.packages_json) for i, row in zip(ids, rows, strict=True)],
+    )
+    conn.executemany(
+        "INSERT INTO side_values (field, value, artifact) VALUES (?, ?, ?)",
+        [(f, v, i) for i, row in zip(ids, rows, strict=True) for f, v in row.side],
+    )
+
+
+def _taken(conn: sqlite3.Connection, ids: list[str]) -> str | None:
+    for artifact_id in ids:
+        if conn.execute("SELECT 1 FROM artifacts WHERE artifact_id = ?", (artifact_id,)).fetchone():
+            return artifact_id
+    return None
+
+
+def _load_columns(wanted: list[str] | None) -> str:
+    """The SELECT list of a document: its BSON body, and its packages if wanted."""
+    columns = ["body"]
+    if wanted is None or _PACKAGES in wanted:
+        columns.append("packages_json")
+    return ", ".join(_column_sql(c) for c in columns)
+
+
+_LOAD_ALL = _load_columns(None)
+
+
+def _load(row: tuple[Any, ...], wanted: list[str] | None) -> Document:
+    """One document from its BSON body (and the JSON of its packages, if read)."""
+    doc: Document = bson.decode(row[0], codec_options=_BSON_OPTIONS)
+    if len(row) > 1 and _PACKAGES in doc:
+        # the placeholder keeps the field's place in the key order
+        doc[_PACKAGES] = codec.loads(row[1])[_PACKAGES]
+    if wanted is not None:
+        keep = frozenset(wanted)
+        doc = {k: v for k, v in doc.items() if k in keep}
+    return doc
+
+
+@contextlib.contextmanager
+def _no_gc_pause() -> Iterator[None]:
+    """Decoding many documents makes millions of acyclic objects; the cyclic
+    garbage collector would rescan them again and again, so it waits."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load_all(rows: list[tuple[Any, ...]], wanted: list[str] | None) -> list[Document]:
+    if len(rows) < 1000:
+        return [_load(row, wanted) for row in rows]
+    with _no_gc_pause():
+        return [_load(row, wanted) for row in rows]

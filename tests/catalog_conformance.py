@@ -1,0 +1,620 @@
+"""The conformance suite every catalog backend must pass, like fsspec's abstract tests.
+
+Subclass `CatalogConformance` in a test module and provide a ``backend`` fixture
+yielding a `Backend`: a fresh, empty catalog plus what the suite needs to know about
+it. `tests/test_catalog_conformance.py` runs the suite on SQLite (file and memory),
+on MongoDB through mongomock-motor and, when ``ELLIPTIO_TEST_MONGODB_URI`` is set,
+on a real MongoDB server.
+
+Every case asserts MongoDB's own behaviour. mongomock deviates from MongoDB in a
+few places (listed in `MOCK_DEVIATIONS`); there the case asserts what the mock
+does instead, so the deviation stays documented and checked, while SQLite and a
+real server must give MongoDB's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from elliptio._catalog import Catalog, codec
+from elliptio._errors import (
+    ArtifactExistsError,
+    ArtifactNotFoundError,
+    CatalogError,
+    InvalidLabelsError,
+    QueryError,
+)
+
+UTC = dt.UTC
+T0 = dt.datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
+PLUS2 = dt.timezone(dt.timedelta(hours=2))
+PACKAGES = {f"package-{i}": f"{i}.0.{i % 7}" for i in range(300)} | {
+    "zope.interface": "6.0",  # package names may hold dots
+    "pandas": "2.2.2",
+}
+
+
+@dataclasses.dataclass
+class Backend:
+    """A catalog under test and what the suite needs to know about it.
+
+    Attributes:
+        name: ``sqlite-file``, ``sqlite-memory``, ``mongomock`` or ``mongo-real``.
+        catalog: a fresh, empty catalog.
+        is_mock: answers come from mongomock, which deviates from MongoDB.
+        sent: server operations sent so far (MongoDB backends; empty otherwise).
+        bson_checked: ids of documents that went through a real BSON round trip.
+        open_another: opens a second catalog on the same data (for concurrency).
+    """
+
+    name: str
+    catalog: Catalog
+    is_mock: bool = False
+    sent: list[str] = dataclasses.field(default_factory=list)
+    bson_checked: list[str] | None = None
+    open_another: Callable[[], Catalog] | None = None
+
+
+def record(n: int, **extra: Any) -> dict[str, Any]:
+    """A realistic record, as the handler writes it."""
+    doc: dict[str, Any] = {
+        "version": 1,
+        "artifact_id": f"artifact_{n:04d}",
+        "run_id": f"run_{n % 3}",
+        "creation_time": T0 + dt.timedelta(minutes=n),
+        "username": ["andy", "brenda", "carl"][n % 3],
+        "hostname": "host",
+        "argv": ["train.py", "--epochs", str(n)],
+        "python_version": "3.11.7",
+        "platform": "Linux",
+        "python_packages": PACKAGES,
+        "git": {"commit": "abc", "branch": "main", "dirty": n % 2 == 0, "diff": "x" * 50},
+        "labels": {
+            "ticket": f"AB-{n}",
+            "project": ["p1", "p2"][n % 2],
+            "datatype": ["annotation_file", "model"][n % 2],
+            "dataset": None,
+            "description": "",
+            "infos": {"seed": n, "ratio": n / 4, "tags": ["a", "b"][: n % 3]},
+        },
+        "files": [{"relpath": f"f{n}.txt", "url": f"/s/f{n}.txt", "size": n, "sha256": "0" * 64}],
+        "file_relpaths": [f"f{n}.txt"],
+        "logs": [],
+        "log_relpaths": [],
+        "based_on": [f"artifact_{n - 1:04d}"] if n else [],
+        "remote_root": f"/s/{n}",
+        "local_root": "",
+    }
+    doc.update(extra)
+    return doc
+
+
+# Documents for the operator table: the user story's, and ones with every type.
+DOCS: list[dict[str, Any]] = [
+    {
+        "artifact_id": "story",
+        "username": "andy",
+        "labels": {"datatype": "annotation_file", "project": "p1", "infos": {"n": 3}},
+        "creation_time": T0,
+        "file_relpaths": ["notes.txt", "data.csv"],
+        "files": [{"relpath": "notes.txt", "size": 10}, {"relpath": "data.csv", "size": 2000}],
+        "based_on": ["artifact_x", "artifact_y"],
+    },
+    {
+        "artifact_id": "old",
+        "username": "andy",
+        "labels": {"datatype": "annotation_file", "project": "p2"},
+        "creation_time": T0 - dt.timedelta(days=30),
+        "file_relpaths": ["a.TXT"],
+        "files": [{"relpath": "a.TXT", "size": 5}],
+        "based_on": [],
+    },
+    {
+        "artifact_id": "bob",
+        "username": "bob",
+        "labels": {"datatype": "model"},
+        # the same kind of instant in another zone: compared in UTC
+        "creation_time": (T0 + dt.timedelta(days=1)).astimezone(PLUS2),
+        "file_relpaths": ["model.pt"],
+        "files": [{"relpath": "model.pt", "size": 1}],
+        "based_on": ["story"],
+    },
+    {
+        "artifact_id": "types",
+        "n": 1,
+        "s": "1",
+        "b": True,
+        "f": 1.5,
+        "z": None,
+        "big": 2**40,
+        "nested": {"a": {"b": 1}},
+        "arr": [[1, 2], 3],
+        "mixed": [1, "1", True, None],
+        "text": "a\nb",
+        "when": [T0, "x"],
+    },
+    {
+        "artifact_id": "types2",
+        "n": 1.0,
+        "s": "10",
+        "b": False,
+        "f": 2,
+        "nested": {"a": [{"b": 2}, {"c": 3}]},
+        "arr": [],
+        "mixed": "x",
+        "dict": {"k": 1, "j": [1, 2]},
+        "floats": [1.0, 2.5],
+    },
+    {
+        "artifact_id": "types3",
+        "n": "1",
+        "s": "é",
+        "b": 1,
+        "nested": 5,
+        "mixed": [[1]],
+        "str_date": "2024-05-01",
+    },
+]
+ALL = {doc["artifact_id"] for doc in DOCS}
+TYPES = {"types", "types2", "types3"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One filter, the ids MongoDB returns, and what mongomock returns if it differs."""
+
+    name: str
+    filter: dict[str, Any]
+    expected: set[str]
+    mock: set[str] | type[Exception] | None = None
+
+
+CASES: list[Case] = [
+    Case("empty filter", {}, ALL),
+    Case(
+        "user story: find annotation files",
+        {
+            "username": "andy",
+            "labels.datatype": "annotation_file",
+            "creation_time": {"$gte": T0 - dt.timedelta(days=1)},
+            "file_relpaths": {"$regex": r"\.txt"},
+        },
+        {"story"},
+    ),
+    Case("user story: lineage", {"based_on": "story"}, {"bob"}),
+    # comparison
+    Case("$eq", {"username": {"$eq": "bob"}}, {"bob"}),
+    Case("$ne matches missing", {"n": {"$ne": 1}}, ALL - {"types", "types2"}),
+    Case("int equals float", {"n": 1}, {"types", "types2"}),
+    Case("string is not a number", {"n": "1"}, {"types3"}),
+    Case("bool is not an int", {"b": True}, {"types"}, mock={"types", "types3"}),
+    Case("int is not a bool", {"b": 1}, {"types3"}, mock={"types", "types3"}),
+    Case("bool order", {"b": {"$gt": False}}, {"types"}),
+    Case("string order", {"s": {"$gt": "1"}}, {"types2", "types3"}),
+    Case("numbers mix", {"f": {"$gt": 1}}, {"types", "types2"}),
+    Case("$gte float", {"f": {"$gte": 2.0}}, {"types2"}),
+    Case("$lt", {"big": {"$lt": 2**41}}, {"types"}),
+    Case("number vs string never", {"s": {"$gt": 0}}, set()),
+    Case("$in", {"username": {"$in": ["bob", "nobody"]}}, {"bob"}),
+    Case("$in empty", {"username": {"$in": []}}, set()),
+    Case("$in with null", {"username": {"$in": [None]}}, TYPES),
+    Case("$in with regex", {"username": {"$in": [re.compile("^b")]}}, {"bob"}),
+    Case("$nin", {"username": {"$nin": ["andy"]}}, {"bob"} | TYPES),
+    # null and missing
+    Case("null or missing", {"z": None}, ALL),
+    Case("$ne null", {"z": {"$ne": None}}, set()),
+    Case("$gte null", {"z": {"$gte": None}}, ALL, mock={"types"}),
+    Case("$gt null", {"z": {"$gt": None}}, set()),
+    Case(
+        "null: missing in some array element",
+        {"nested.a.b": None},
+        {"story", "old", "bob", "types2", "types3"},
+        mock={"story", "old", "bob", "types2"},
+    ),
+    # logical
+    Case("$and", {"$and": [{"username": "andy"}, {"labels.project": "p2"}]}, {"old"}),
+    Case("$or", {"$or": [{"n": "1"}, {"b": True}]}, {"types3", "types"}),
+    Case("$nor", {"$nor": [{"username": "andy"}, {"n": {"$exists": True}}]}, {"bob"}),
+    Case("$not $eq", {"username": {"$not": {"$eq": "andy"}}}, {"bob"} | TYPES),
+    Case("$not regex", {"username": {"$not": re.compile("^a")}}, {"bob"} | TYPES),
+    Case("$not $gt", {"f": {"$not": {"$gt": 1.5}}}, ALL - {"types2"}),
+    Case("$comment is ignored", {"$comment": "why", "username": "bob"}, {"bob"}),
+    # element
+    Case("$exists true", {"z": {"$exists": True}}, {"types"}),
+    Case("$exists false", {"z": {"$exists": False}}, ALL - {"types"}),
+    Case(
+        "$exists false through arrays",
+        {"nested.a.b": {"$exists": False}},
+        {"story", "old", "bob", "types3"},
+        mock={"story", "old", "bob", "types2", "types3"},
+    ),
+    Case("$type string", {"s": {"$type": "string"}}, {"types", "types2", "types3"}),
+    Case("$type double", {"n": {"$type": "double"}}, {"types2"}),
+    Case("$type int", {"n": {"$type": "int"}}, {"types"}),
+    Case("$type long", {"big": {"$type": "long"}}, {"types"}),
+    Case("$type number", {"n": {"$type": "number"}}, {"types", "types2"}),
+    Case("$type bool", {"b": {"$type": "bool"}}, {"types", "types2"}),
+    Case("$type null", {"z": {"$type": "null"}}, {"types"}, mock=NotImplementedError),
+    Case("$type date", {"creation_time": {"$type": "date"}}, {"story", "old", "bob"}),
+    Case("$type date in an array", {"when": {"$type": 9}}, {"types"}, mock=CatalogError),
+    Case("$type object", {"nested": {"$type": "object"}}, {"types", "types2"}),
+    Case("$type array", {"arr": {"$type": "array"}}, {"types", "types2"}),
+    Case("$type of elements", {"mixed": {"$type": "string"}}, {"types", "types2"}),
+    Case(
+        "$type list",
+        {"n": {"$type": ["string", "double"]}},
+        {"types2", "types3"},
+        mock=TypeError,
+    ),
+    Case("$type never stored", {"n": {"$type": "objectId"}}, set()),
+    # regex
+    Case(
+        "$regex with options i",
+        {"file_relpaths": {"$regex": r"\.txt$", "$options": "i"}},
+        {"story", "old"},
+    ),
+    Case("compiled regex", {"file_relpaths": re.compile(r"\.TXT$")}, {"old"}),
+    Case("compiled regex flag", {"file_relpaths": re.compile(r"\.txt$", re.I)}, {"story", "old"}),
+    Case(
+        "$regex with a compiled pattern",
+        {"file_relpaths": {"$regex": re.compile("^NOTES", re.I)}},
+        {"story"},
+    ),
+    Case("regex only matches strings", {"n": {"$regex": "1"}}, {"types3"}),
+    Case("regex through documents", {"files.relpath": {"$regex": "csv$"}}, {"story"}),
+    Case("regex without m", {"text": {"$regex": "^b"}}, set()),
+    Case("regex option m", {"text": {"$regex": "^b", "$options": "m"}}, {"types"}),
+    Case("regex option s", {"text": {"$regex": "a.b", "$options": "s"}}, {"types"}),
+    Case("regex option x", {"text": {"$regex": "a # comment", "$options": "x"}}, {"types"}),
+    # arrays
+    Case("array membership", {"based_on": "artifact_x"}, {"story"}),
+    Case("array index", {"based_on.1": "artifact_y"}, {"story"}),
+    Case("array index miss", {"based_on.0": "artifact_y"}, set()),
+    Case("through array of documents", {"files.relpath": "notes.txt"}, {"story"}),
+    Case("through array of documents, $gt", {"files.size": {"$gt": 1000}}, {"story"}),
+    Case("index then field", {"files.0.size": {"$lt": 6}}, {"old", "bob"}),
+    Case(
+        "conditions on one path apart",
+        {"files.size": {"$gt": 1000, "$lt": 15}},
+        {"story"},
+        mock=set(),
+    ),
+    Case("array contains array", {"mixed": [1]}, {"types3"}),
+    Case("equal array", {"arr": [1, 2]}, {"types"}),
+    Case("equal array, 1 == 1.0", {"floats": [1, 2.5]}, {"types2"}),
+    Case("empty array", {"arr": []}, {"types2"}),
+    Case("element of array", {"arr": 3}, {"types"}),
+    Case("nested arrays are not flattened", {"arr": 1}, set()),
+    Case("equal document", {"dict": {"k": 1, "j": [1, 2]}}, {"types2"}),
+    Case("document key order matters", {"dict": {"j": [1, 2], "k": 1}}, set(), mock={"types2"}),
+    Case("$size", {"arr": {"$size": 2}}, {"types"}),
+    Case("$size 0", {"arr": {"$size": 0}}, {"types2"}),
+    Case("$size on a non-array", {"n": {"$size": 1}}, set(), mock=TYPES),
+    Case("$all", {"file_relpaths": {"$all": ["notes.txt", "data.csv"]}}, {"story"}),
+    Case("$all miss", {"file_relpaths": {"$all": ["notes.txt", "zzz"]}}, set()),
+    Case("$all on a scalar", {"username": {"$all": ["bob"]}}, {"bob"}),
+    Case(
+        "$all with $elemMatch",
+        {"files": {"$all": [{"$elemMatch": {"size": {"$gt": 100}}}]}},
+        {"story"},
+    ),
+    Case(
+        "$elemMatch documents",
+        {"files": {"$elemMatch": {"relpath": "data.csv", "size": {"$gt": 1000}}}},
+        {"story"},
+    ),
+    Case(
+        "$elemMatch needs one element",
+        {"files": {"$elemMatch": {"relpath": "notes.txt", "size": {"$gt": 1000}}}},
+        set(),
+    ),
+    Case("$elemMatch values", {"based_on": {"$elemMatch": {"$eq": "story"}}}, {"bob"}),
+    Case("$elemMatch value range", {"files.size": {"$elemMatch": {"$gt": 1, "$lt": 6}}}, set()),
+    Case("$elemMatch on a non-array", {"labels": {"$elemMatch": {"project": "p1"}}}, set()),
+    # nested documents
+    Case("nested field", {"labels.datatype": "annotation_file"}, {"story", "old"}),
+    Case("deeper nested field", {"labels.infos.n": {"$gte": 3}}, {"story"}),
+    Case("nested through array", {"nested.a.b": 2}, {"types2"}),
+    Case("scalar mid-path is missing", {"nested.x": None}, ALL, mock=ALL - {"types3"}),
+    # datetimes
+    Case("datetime equal", {"creation_time": T0}, {"story"}),
+    Case("datetime in another zone", {"creation_time": T0.astimezone(PLUS2)}, {"story"}),
+    Case(
+        "datetime below a millisecond",
+        {"creation_time": T0 + dt.timedelta(microseconds=999)},
+        {"story"},
+    ),
+    Case("datetime $gt", {"creation_time": {"$gt": T0}}, {"bob"}),
+    Case(
+        "datetime range",
+        {"creation_time": {"$gte": T0 - dt.timedelta(days=31), "$lt": T0}},
+        {"old"},
+    ),
+    Case("datetime vs string never", {"creation_time": {"$gt": "2000"}}, set()),
+    Case("datetime in array", {"when": T0}, {"types"}),
+]
+
+REFUSED: list[tuple[dict[str, Any], str]] = [
+    ({"$where": "this.a == 1"}, "$where"),
+    ({"$function": {"body": "x", "args": [], "lang": "js"}}, "$function"),
+    ({"$accumulator": {}}, "$accumulator"),
+    ({"$expr": {"$eq": ["$a", 1]}}, "$expr"),
+    ({"$or": [{"a": 1}, {"$expr": {}}]}, "$expr"),
+    ({"a": {"$where": "1"}}, "$where"),
+    ({"$text": {"$search": "x"}}, "$text"),
+    ({"a": {"$mod": [2, 0]}}, "$mod"),
+    ({"a": {"$type": "strng"}}, "strng"),
+    ({"a": {"$regex": "("}}, "a.$regex"),
+    ({"_id": "x"}, "artifact_id"),
+    ({"a": dt.datetime(2020, 1, 1)}, "naive"),
+]
+
+MOCK_DEVIATIONS = """\
+mongomock (4.3) differs from MongoDB here; the cases assert MongoDB's answer for
+SQLite and a real server, and the mock's own answer for the mock:
+- it compares with Python ``==``, so ``1`` and ``True`` match each other;
+- ``$gte`` / ``$lte`` with null do not match a missing field;
+- a dotted path that meets a scalar midway yields nothing instead of null, and
+  ``$exists: false`` through an array of documents ignores the ones that have it;
+- several conditions on one path through an array must hold for one element;
+- embedded documents compare equal whatever their key order;
+- ``$size`` counts a scalar as one element;
+- ``$type`` does not implement ``null``, type numbers or lists of types;
+- sorting descending, it orders an array by its smallest element, not its largest;
+- it returns naive datetimes (the catalog makes them UTC-aware again).
+"""
+
+
+def _ids(docs: list[dict[str, Any]]) -> list[str]:
+    return [d["artifact_id"] for d in docs]
+
+
+class CatalogConformance:
+    """Tests every catalog backend passes; needs a ``backend`` fixture (`Backend`)."""
+
+    # -- storing and reading ------------------------------------------------
+
+    async def test_insert_then_get_round_trips(self, backend: Backend) -> None:
+        doc = record(
+            1,
+            creation_time=T0.astimezone(dt.timezone(dt.timedelta(hours=-7))),
+            unicode="héllo \u2603 \x01 \U0001f600",
+            nested={"list": [1, 2.5, None, True, {"deep": []}], "empty": {}, "neg": -0.0},
+            big=2**62,
+            small=-(2**63),
+            whole_float=3.0,
+        )
+        doc["labels"]["infos"]["when"] = dt.datetime(2020, 2, 29, 23, 59, 59, 999999, tzinfo=PLUS2)
+        await backend.catalog.insert(doc)
+        back = await backend.catalog.get(doc["artifact_id"])
+        assert back == codec.normalize(doc)
+        assert back["creation_time"] == T0
+        assert back["creation_time"].tzinfo == UTC
+        when = back["labels"]["infos"]["when"]
+        assert when == dt.datetime(2020, 2, 29, 21, 59, 59, 999000, tzinfo=UTC)
+        assert when.tzinfo == UTC
+        assert isinstance(back["whole_float"], float)
+        assert isinstance(back["big"], int)
+        assert back["python_packages"] == PACKAGES
+        assert "_id" not in back
+
+    async def test_unknown_id(self, backend: Backend) -> None:
+        await backend.catalog.insert(record(1))
+        with pytest.raises(ArtifactNotFoundError, match="artifact_nope") as info:
+            await backend.catalog.get("artifact_nope")
+        assert isinstance(info.value, KeyError)
+        await backend.catalog.delete("artifact_nope")  # nothing to do
+        assert await backend.catalog.count() == 1
+
+    async def test_duplicate_id_is_refused(self, backend: Backend) -> None:
+        await backend.catalog.insert(record(1))
+        with pytest.raises(ArtifactExistsError, match="artifact_0001"):
+            await backend.catalog.insert(record(1, other=True))
+        assert "other" not in await backend.catalog.get("artifact_0001")
+
+    async def test_insert_many_is_all_or_nothing(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.insert(record(5))
+        with pytest.raises(ArtifactExistsError, match="artifact_0005"):
+            await cat.insert_many([record(4), record(5), record(6)])
+        with pytest.raises(ArtifactExistsError, match="artifact_0007"):
+            await cat.insert_many([record(7), record(8), record(7)])
+        assert _ids(await cat.find()) == ["artifact_0005"]
+        await cat.insert_many([record(i) for i in range(10, 20)])
+        assert await cat.count() == 11
+
+    @pytest.mark.parametrize(
+        ("bad", "needle"),
+        [
+            ({"bad": {1, 2}}, r"labels\.infos\.bad"),
+            ({"bad": dt.datetime(2020, 1, 1)}, "naive"),
+            ({"bad": float("inf")}, "not finite"),
+            ({"bad": 2**70}, "64 bits"),
+            ({"bad": {"$set": 1}}, r"\$set"),
+            ({"bad": {1: 2}}, "not a string"),
+            ({"bad": "\ud800"}, "Unicode"),
+        ],
+    )
+    async def test_unstorable_values_are_refused(
+        self, backend: Backend, bad: dict[str, Any], needle: str
+    ) -> None:
+        doc = record(1)
+        doc["labels"]["infos"].update(bad)
+        with pytest.raises(InvalidLabelsError, match=needle):
+            await backend.catalog.insert(doc)
+        with pytest.raises(InvalidLabelsError, match=needle):
+            await backend.catalog.insert_many([record(2), doc])
+        with pytest.raises(CatalogError, match="artifact_id"):
+            await backend.catalog.insert({"username": "x"})
+        assert await backend.catalog.count() == 0
+
+    # -- finding ----------------------------------------------------------------
+
+    @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+    async def test_filter(self, backend: Backend, case: Case) -> None:
+        await backend.catalog.insert_many(DOCS)
+        expected = case.expected
+        if backend.is_mock and case.mock is not None:
+            if isinstance(case.mock, type):
+                with pytest.raises(case.mock):
+                    await backend.catalog.find(case.filter)
+                return
+            expected = case.mock
+        assert set(_ids(await backend.catalog.find(case.filter))) == expected
+        assert await backend.catalog.count(case.filter) == len(expected)
+
+    async def test_found_documents_are_whole_and_aware(self, backend: Backend) -> None:
+        await backend.catalog.insert_many(DOCS)
+        [doc] = await backend.catalog.find({"creation_time": {"$gt": T0}})
+        assert doc == codec.normalize(DOCS[2])
+        assert doc["creation_time"].tzinfo == UTC
+
+    async def test_sort_skip_limit_count(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.insert_many([record(i) for i in range(12)])
+        assert await cat.count() == 12
+        assert await cat.count({"username": "andy"}) == 4
+        assert _ids(await cat.find()) == [f"artifact_{i:04d}" for i in range(12)]
+        newest = await cat.find({"username": "brenda"}, sort=[("creation_time", -1)], limit=2)
+        assert _ids(newest) == ["artifact_0010", "artifact_0007"]
+        page = await cat.find(sort=[("labels.infos.seed", 1)], skip=3, limit=4)
+        assert [d["labels"]["infos"]["seed"] for d in page] == [3, 4, 5, 6]
+        multi = await cat.find(sort=[("username", 1), ("creation_time", -1)], limit=5)
+        assert _ids(multi) == [f"artifact_{i:04d}" for i in (9, 6, 3, 0, 10)]
+        assert _ids(await cat.find(skip=10)) == ["artifact_0010", "artifact_0011"]
+        assert await cat.find({"username": "nobody"}) == []
+        assert await cat.find(skip=20) == []
+
+    async def test_sort_orders_types_and_arrays_like_mongodb(self, backend: Backend) -> None:
+        cat = backend.catalog
+        values: list[Any] = [True, T0, "b", 2.5, None, [0.5, 9], {"k": 1}, 1, "a", []]
+        await cat.insert_many([{"artifact_id": f"id{i}", "v": v} for i, v in enumerate(values)])
+        await cat.insert({"artifact_id": "missing"})
+        up = [d.get("v", "<missing>") for d in await cat.find(sort=[("v", 1)])]
+        # arrays sort by their smallest element ascending, an empty one below null
+        assert up == [[], None, "<missing>", [0.5, 9], 1, 2.5, "a", "b", {"k": 1}, True, T0]
+        down = [d.get("v", "<missing>") for d in await cat.find(sort=[("v", -1)])]
+        # ... and by their largest element descending (mongomock: by the smallest)
+        if backend.is_mock:
+            assert down == [T0, True, {"k": 1}, "b", "a", 2.5, 1, [0.5, 9], None, "<missing>", []]
+        else:
+            assert down == [T0, True, {"k": 1}, "b", "a", [0.5, 9], 2.5, 1, None, "<missing>", []]
+
+    async def test_fields_projection(self, backend: Backend) -> None:
+        await backend.catalog.insert_many([record(1), record(2)])
+        docs = await backend.catalog.find(
+            {"username": "brenda"}, fields=["labels", "creation_time", "nope"]
+        )
+        assert docs == [
+            {
+                "artifact_id": "artifact_0001",
+                "creation_time": T0 + dt.timedelta(minutes=1),
+                "labels": record(1)["labels"],
+            }
+        ]
+        [doc] = await backend.catalog.find({"username": "carl"}, fields=["python_packages"])
+        assert doc == {"artifact_id": "artifact_0002", "python_packages": PACKAGES}
+
+    async def test_lineage_queries(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.insert_many([record(i) for i in range(5)])
+        await cat.insert(record(9, based_on=["artifact_0001", "artifact_0003"]))
+        down = await cat.find({"based_on": "artifact_0001"}, sort=[("artifact_id", 1)])
+        assert _ids(down) == ["artifact_0002", "artifact_0009"]
+        either = {"based_on": {"$in": ["artifact_0000", "artifact_0003"]}}
+        assert set(_ids(await cat.find(either))) == {
+            "artifact_0001",
+            "artifact_0004",
+            "artifact_0009",
+        }
+        both = {"based_on": {"$all": ["artifact_0001", "artifact_0003"]}}
+        assert _ids(await cat.find(both)) == ["artifact_0009"]
+        assert _ids(await cat.find({"based_on": {"$size": 0}})) == ["artifact_0000"]
+        up = (await cat.get("artifact_0009"))["based_on"]
+        assert set(_ids(await cat.find({"artifact_id": {"$in": up}}))) == {
+            "artifact_0001",
+            "artifact_0003",
+        }
+        assert await cat.count({"based_on": {"$ne": "artifact_0001"}}) == 4
+        assert _ids(await cat.find({"file_relpaths": "f3.txt"})) == ["artifact_0003"]
+
+    async def test_queries_after_delete(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.insert_many([record(i) for i in range(3)])
+        await cat.delete("artifact_0001")
+        assert await cat.find({"based_on": "artifact_0000"}) == []
+        assert await cat.count({"file_relpaths": "f1.txt"}) == 0
+        assert _ids(await cat.find()) == ["artifact_0000", "artifact_0002"]
+        await cat.insert(record(1))  # the id is free again
+        assert await cat.count({"based_on": "artifact_0000"}) == 1
+
+    # -- concurrency ----------------------------------------------------------------
+
+    async def test_concurrent_writers(self, backend: Backend) -> None:
+        cat = backend.catalog
+        others = [backend.open_another() for _ in range(2)] if backend.open_another else []
+        writers = [cat, *others]
+        await asyncio.gather(
+            *(writers[i % len(writers)].insert(record(i)) for i in range(60)),
+            *(writers[i % len(writers)].insert_many([record(100 + i)]) for i in range(10)),
+        )
+        assert await cat.count() == 70
+        # racing on one id: exactly one writer wins
+        results = await asyncio.gather(
+            *(writers[i % len(writers)].insert(record(500, racer=i)) for i in range(8)),
+            return_exceptions=True,
+        )
+        assert sum(r is None for r in results) == 1
+        assert all(isinstance(r, ArtifactExistsError) for r in results if r is not None)
+        counts = await asyncio.gather(*(w.count({"artifact_id": "artifact_0500"}) for w in writers))
+        assert counts == [1] * len(writers)
+        await asyncio.gather(*(other.close() for other in others))
+
+    # -- refusals -----------------------------------------------------------------
+
+    @pytest.mark.parametrize(("flt", "needle"), REFUSED, ids=[n for _, n in REFUSED])
+    async def test_refused_filters_send_nothing(
+        self, backend: Backend, flt: dict[str, Any], needle: str
+    ) -> None:
+        await backend.catalog.insert(record(1))
+        sent = len(backend.sent)
+        with pytest.raises(QueryError) as info:
+            await backend.catalog.find(flt)
+        assert needle in str(info.value)
+        with pytest.raises(QueryError):
+            await backend.catalog.count(flt)
+        assert len(backend.sent) == sent
+
+    @pytest.mark.parametrize(
+        ("kwargs", "needle"),
+        [
+            ({"sort": [("a", 2)]}, "1 or -1"),
+            ({"sort": "a"}, "pairs"),
+            ({"sort": [("_id", 1)]}, "artifact_id"),
+            ({"skip": -1}, "skip"),
+            ({"limit": 1.5}, "limit"),
+            ({"fields": ["labels.datatype"]}, "top-level"),
+            ({"fields": "labels"}, "list"),
+        ],
+    )
+    async def test_bad_find_options(
+        self, backend: Backend, kwargs: dict[str, Any], needle: str
+    ) -> None:
+        sent = len(backend.sent)
+        with pytest.raises(QueryError, match=re.escape(needle)):
+            await backend.catalog.find({}, **kwargs)
+        assert len(backend.sent) == sent
+
+    async def test_closed_catalog(self, backend: Backend) -> None:
+        await backend.catalog.insert(record(1))
+        await backend.catalog.close()
+        await backend.catalog.close()
+        with pytest.raises(CatalogError, match="closed"):
+            await backend.catalog.get("artifact_0001")

@@ -1,0 +1,280 @@
+"""The MongoDB catalog's own behaviour: URLs, settings, clients, indexes and errors.
+
+What every catalog must do is in the conformance suite; this module covers what only
+the MongoDB backend has. It needs no server: mongomock-motor stands in for one,
+and an unreachable server is a real closed port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gc
+import re
+import socket
+import warnings
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson.regex import Regex
+from mongomock_motor import AsyncMongoMockClient
+from pymongo import errors as mongo_errors
+
+import elliptio as eio
+from elliptio._catalog import open_catalog
+from elliptio._catalog.mongo import INDEXES, MongoCatalog, _Uri, to_mongo_filter
+from elliptio._config import load_settings
+from elliptio._errors import CatalogError, CatalogUnavailableError, ConfigError
+from tests.catalog_conformance import record
+
+UTC = dt.UTC
+PASSWORD = "s3cr3t-Pa55"
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local TCP port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def run_and_collect(main: Coroutine[Any, Any, None]) -> None:
+    """Run a test body on its own loop, then collect what PyMongo left behind.
+
+    PyMongo's async monitor can leave the socket of a refused connection in the
+    loop until the loop closes (its own suite has such ResourceWarnings,
+    PYTHON-3923); collecting it right after, quietly, keeps it from failing a
+    later test.
+    """
+    try:
+        asyncio.run(main)
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+
+
+def test_urls_open_the_mongodb_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    cat = open_catalog(f"mongodb://andy:{PASSWORD}@db1:27017,db2/team?authSource=admin")
+    assert isinstance(cat, MongoCatalog)
+    assert cat._database == "team"
+    assert cat._collection_name == "artifacts"
+    assert cat._client is None  # nothing connects before first use
+    assert PASSWORD not in repr(cat)
+    # no database in the URL: the setting, else "elliptio"
+    assert open_catalog("mongodb+srv://cluster0.example.net/?retryWrites=true")._database == (
+        "elliptio"
+    )
+    monkeypatch.setenv("ELLIPTIO_MONGODB_DATABASE", "lake")
+    monkeypatch.setenv("ELLIPTIO_MONGODB_COLLECTION", "records")
+    srv = open_catalog("mongodb+srv://cluster0.example.net")
+    assert (srv._database, srv._collection_name) == ("lake", "records")
+    assert open_catalog("mongodb://h/explicit")._database == "explicit"  # the URL wins
+    settings = load_settings(catalog_url="mongodb://h")
+    assert open_catalog("mongodb://h", settings)._database == "lake"
+
+
+@pytest.mark.parametrize(
+    ("url", "env", "needle"),
+    [
+        ("mongodb://", {}, "no host"),
+        ("mongodb://h/bad.name", {}, "'bad'"),
+        ("mongodb://h", {"ELLIPTIO_MONGODB_DATABASE": "a/b"}, "'a/b'"),
+        ("mongodb://h", {"ELLIPTIO_MONGODB_COLLECTION": "$x"}, "'$x'"),
+        ("mongo://h/db", {}, "unknown scheme"),
+    ],
+)
+def test_bad_mongodb_settings(
+    monkeypatch: pytest.MonkeyPatch, url: str, env: dict[str, str], needle: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    if url == "mongodb://h/bad.name":
+        # "db.collection" in the path names the database "bad", which is fine
+        assert open_catalog(url)._database == "bad"
+        return
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        open_catalog(url)
+
+
+def test_objects_that_are_not_async_mongodb_are_refused() -> None:
+    import mongomock
+
+    with pytest.raises(ConfigError, match="async client"):
+        open_catalog(mongomock.MongoClient())
+    with pytest.raises(ConfigError, match="neither"):
+        open_catalog(object())
+
+
+async def test_client_database_or_collection_objects() -> None:
+    client = AsyncMongoMockClient()
+    by_client = open_catalog(client)
+    await by_client.insert(record(1))
+    by_database = open_catalog(client["elliptio"])
+    by_collection = open_catalog(client["elliptio"]["artifacts"])
+    assert await by_database.count() == await by_collection.count() == 1
+    for cat in (by_client, by_database, by_collection):
+        await cat.close()
+    # the caller's client stays open
+    assert await client["elliptio"]["artifacts"].count_documents({}) == 1
+
+
+async def test_indexes_are_created_once_and_idempotently() -> None:
+    collection = AsyncMongoMockClient()["elliptio"]["artifacts"]
+    calls: list[int] = []
+    original = collection.create_indexes
+
+    async def counted(models: Any) -> Any:
+        calls.append(len(models))
+        await asyncio.sleep(0.01)  # let the other first users arrive meanwhile
+        return await original(models)
+
+    collection.create_indexes = counted
+    cat = open_catalog(collection)
+    await asyncio.gather(*(cat.insert(record(i)) for i in range(5)), cat.count())
+    assert calls == [len(INDEXES)]
+    again = open_catalog(collection)
+    await again.count()  # a second catalog creates them again: a no-op for the server
+    info = await collection.index_information()
+    assert {m.document["name"] for m in INDEXES} <= set(info)
+    assert info["elliptio_artifact_id"]["unique"] is True
+    assert dict(info["elliptio_based_on"]["key"]) == {"based_on": 1}
+    await cat.close()
+    await again.close()
+
+
+def test_unreachable_server_names_host_and_timeout_not_password(closed_port: int) -> None:
+    run_and_collect(_unreachable(closed_port))
+
+
+async def _unreachable(closed_port: int) -> None:
+    url = f"mongodb://andy:{PASSWORD}@127.0.0.1:{closed_port}/team?serverSelectionTimeoutMS=200"
+    cat = open_catalog(url)
+    for attempt in (cat.count({}), cat.get("artifact_x"), cat.insert(record(1))):
+        with pytest.raises(CatalogUnavailableError) as info:
+            await attempt
+        message = str(info.value)
+        assert f"127.0.0.1:{closed_port}" in message
+        assert "0.2 s" in message
+        assert PASSWORD not in message
+        assert info.value.__cause__ is None
+        assert isinstance(info.value, ConnectionError)
+    client = cat._client
+    assert client is not None
+    assert client.codec_options.tz_aware is True
+    await cat.close()
+    assert cat._client is None
+    with pytest.raises(CatalogError, match="closed"):
+        await cat.count()
+
+
+def test_handler_with_an_unreachable_catalog_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, closed_port: int
+) -> None:
+    run_and_collect(_unreachable_handler(monkeypatch, tmp_path, closed_port))
+
+
+async def _unreachable_handler(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, closed_port: int
+) -> None:
+    monkeypatch.setenv(
+        "ELLIPTIO_CATALOG_URL",
+        f"mongodb://andy:{PASSWORD}@127.0.0.1:{closed_port}/?serverSelectionTimeoutMS=100",
+    )
+    async with eio.AsyncHandler(storage=tmp_path / "store") as h:
+        assert PASSWORD not in repr(h)
+        with pytest.raises(eio.CatalogUnavailableError) as info:
+            await h.find({"username": "andy"})
+    assert PASSWORD not in str(info.value)
+
+
+async def test_server_errors_are_translated_without_credentials() -> None:
+    collection = AsyncMongoMockClient()["elliptio"]["artifacts"]
+
+    async def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise mongo_errors.OperationFailure(f"Authentication failed for andy:{PASSWORD}", code=18)
+
+    collection.count_documents = refuse
+    collection.create_indexes = refuse
+    uri = _Uri(f"mongodb://andy:{PASSWORD}@db.example.net/team")
+    cat = MongoCatalog(uri=uri, database="team", collection="artifacts", target=collection)
+    with pytest.raises(CatalogError, match="credentials") as info:
+        await cat.count()
+    assert PASSWORD not in str(info.value)
+    assert "***" in str(info.value)
+    await cat.close()
+
+
+async def test_one_loop_per_catalog() -> None:
+    cat = open_catalog(AsyncMongoMockClient())
+    await cat.count()
+
+    def other_loop() -> None:
+        asyncio.run(cat.count())
+
+    with pytest.raises(CatalogError, match="another event loop"):
+        await asyncio.to_thread(other_loop)
+    await cat.close()
+
+
+def test_filters_are_sent_as_mongodb_takes_them() -> None:
+    when = dt.datetime(2024, 1, 1, 13, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    sent = to_mongo_filter(
+        {
+            "a": re.compile("^x", re.I),
+            "b": {"$regex": re.compile("y", re.M), "$options": "s"},
+            "c": {"$in": [re.compile("z"), (1, 2)], "$nin": [when]},
+            "d": {"$not": re.compile("w", re.X)},
+            "e": {"$elemMatch": {"f": {"$gte": when}}},
+            "$or": [{"g": {"$type": ("string", 2)}}, {"h": {"$all": [{"$elemMatch": {"$gt": 1}}]}}],
+        }
+    )
+    utc = dt.datetime(2024, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    assert sent == {
+        "a": Regex("^x", "i"),
+        "b": {"$regex": "y", "$options": "ms"},
+        "c": {"$in": [Regex("z", ""), [1, 2]], "$nin": [utc]},
+        "d": {"$not": Regex("w", "x")},
+        "e": {"$elemMatch": {"f": {"$gte": utc}}},
+        "$or": [{"g": {"$type": ["string", 2]}}, {"h": {"$all": [{"$elemMatch": {"$gt": 1}}]}}],
+    }
+
+
+def test_user_story_on_mongodb(tmp_path: Path) -> None:
+    """The user story with a MongoDB catalog (mongomock-motor standing in for a server)."""
+    data = tmp_path / "docs"
+    data.mkdir()
+    (data / "train.txt").write_text("path,class\n/a.png,0\n")
+    (data / "test.txt").write_text("path,class\n/b.png,1\n")
+    client = AsyncMongoMockClient()
+    with eio.Handler(storage=tmp_path / "store", catalog=client) as h:
+        with eio.mock_username("andy"):
+            andy = h.upload(
+                [data / "train.txt", data / "test.txt"],
+                labels=eio.Labels(project="awesome-project", datatype="annotation_file"),
+            )
+        andy_id = andy.metadata.artifact_id
+        df = h.find(
+            query={
+                "username": "andy",
+                "labels.datatype": "annotation_file",
+                "creation_time": {"$gte": dt.datetime.now(tz=UTC) - dt.timedelta(days=7)},
+                "file_relpaths": {"$regex": r"\.txt"},
+            },
+            max_docs=1,
+        )
+        assert list(df.index) == [andy_id]
+        assert str(df["creation_time"].dt.tz) == "UTC"
+        artifact = h.get(andy_id)
+        assert artifact.metadata == andy.metadata
+        with eio.mock_username("brenda"), h.new(["model.pt"]) as new:
+            new.file.write_bytes(b"model")
+        users = h.find(query={"based_on": andy_id})
+        assert list(users.index) == [new.artifact.metadata.artifact_id]
+        assert users.loc[users.index[0], "username"] == "brenda"
+    stored = asyncio.run(client["elliptio"]["artifacts"].find({}, {"_id": 0}).to_list(None))
+    assert {d["artifact_id"] for d in stored} == {andy_id, new.artifact.metadata.artifact_id}
