@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ._errors import ElliptioError
+from ._errors import ElliptioError, InvalidLabelsError, InvalidPathError, QueryError
 from ._redact import is_secret_name, redact_url
 
 __all__ = ["main"]
@@ -35,7 +35,7 @@ def _extended_json(obj: dict[str, Any]) -> Any:
         try:
             when = datetime.fromisoformat(obj["$date"].replace("Z", "+00:00"))
         except ValueError:
-            raise ElliptioError(f"{obj['$date']!r} is not an ISO 8601 date") from None
+            raise QueryError(f"{obj['$date']!r} is not an ISO 8601 date") from None
         return when if when.tzinfo else when.replace(tzinfo=UTC)
     return obj
 
@@ -47,12 +47,12 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _pairs(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+def _pairs(items: Sequence[str] | None, what: str, error: type[ElliptioError]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ElliptioError(f"{what} {item!r} must look like key=value")
+            raise error(f"{what} {item!r} must look like key=value")
         result[key] = _parse_value(value)
     return result
 
@@ -86,11 +86,13 @@ def _summary(frame: Any) -> Any:
 
 # -- commands ------------------------------------------------------------------------
 def cmd_upload(args: argparse.Namespace) -> int:
-    labels = _pairs(args.label, "--label")
+    labels = _pairs(args.label, "--label", InvalidLabelsError)
     if args.infos:
         infos = _parse_value(args.infos)
         if not isinstance(infos, dict):
-            raise ElliptioError("--infos must be a JSON object such as '{\"seed\": 1}'")
+            raise InvalidLabelsError(
+                f"--infos {args.infos!r} must be a JSON object such as '{{\"seed\": 1}}'"
+            )
         labels["infos"] = infos
     with _handler(args) as h:
         art = h.upload(args.paths, labels=labels, logs=args.log or None)
@@ -103,10 +105,10 @@ def cmd_upload(args: argparse.Namespace) -> int:
 def cmd_find(args: argparse.Namespace) -> int:
     query: dict[str, Any] = _parse_value(args.filter) if args.filter else {}
     if not isinstance(query, dict):
-        raise ElliptioError(
+        raise QueryError(
             f'the filter {args.filter!r} is not a JSON object; use e.g. \'{{"username": "andy"}}\''
         )
-    query.update(_pairs(args.where, "--where"))
+    query.update(_pairs(args.where, "--where", QueryError))
     columns = args.columns.split(",") if args.columns else None
     with _handler(args) as h:
         frame = h.find(query, max_docs=args.limit, columns=columns)
@@ -130,7 +132,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         wanted = args.relpaths or sorted(art.files)
         for relpath in wanted:
             if relpath not in art.files:
-                raise ElliptioError(
+                raise InvalidPathError(
                     f"{relpath!r} is not a file of {art.artifact_id}; it has {sorted(art.files)}"
                 )
             print(art.files[relpath].download(Path(args.output) / relpath))
@@ -147,7 +149,7 @@ def cmd_cat(args: argparse.Namespace) -> int:
     with _handler(args) as h:
         art = h.get(args.target)
         if args.relpath not in art.files:
-            raise ElliptioError(f"{args.relpath!r} is not a file of {art.artifact_id}")
+            raise InvalidPathError(f"{args.relpath!r} is not a file of {art.artifact_id}")
         sys.stdout.buffer.write(art.files[args.relpath].read_bytes())
     return 0
 
@@ -251,7 +253,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _mask(value: Any, key: str = "") -> Any:
     if isinstance(value, dict):
-        return {k: _mask(v, k) for k, v in value.items()}
+        return {k: _mask(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(v, key) for v in value]
     if is_secret_name(key):
         return "***"
     return redact_url(value) if isinstance(value, str) else value

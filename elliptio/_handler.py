@@ -21,12 +21,13 @@ from ._catalog import Catalog, open_catalog
 from ._config import Settings, load_settings
 from ._errors import (
     CatalogUnavailableError,
+    ConfigError,
     ElliptioError,
     InvalidLabelsError,
     OfflineError,
     QueryError,
 )
-from ._frame import to_frame
+from ._frame import DEFAULT_COLUMNS, to_frame
 from ._layout import (
     LOGS_DIR,
     METADATA_RELPATH,
@@ -70,7 +71,9 @@ def _sort(sort: SortLike) -> list[tuple[str, int]]:
         return list(DEFAULT_SORT)
     if isinstance(sort, str):
         return [(sort, 1)]
-    items = list(sort.items()) if isinstance(sort, Mapping) else list(sort)
+    if not isinstance(sort, Mapping | Sequence):
+        raise QueryError(f"sort {sort!r} must be a key, (key, 1 | -1) pairs or a dict")
+    items: list[Any] = list(sort.items()) if isinstance(sort, Mapping) else list(sort)
     for item in items:
         if not (isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str)):
             raise QueryError(f"sort item {item!r} must be a (key, 1 | -1) pair")
@@ -135,6 +138,15 @@ class AsyncHandler:
         *,
         max_concurrency: int | None = None,
     ) -> None:
+        if storage is not None and not isinstance(storage, str | os.PathLike):
+            raise ConfigError(
+                f"storage {storage!r} must be a URL or a path, not {type(storage).__name__}"
+            )
+        if storage_options is not None and not isinstance(storage_options, Mapping):
+            raise ConfigError(
+                "storage_options must be a dict of fsspec options, "
+                f"not {type(storage_options).__name__}"
+            )
         self.settings: Settings = load_settings(
             storage_url=os.fspath(storage) if storage is not None else None,
             catalog_url=catalog if isinstance(catalog, str) else None,
@@ -287,7 +299,8 @@ class AsyncHandler:
         Write each file at ``new.files[relpath].url`` (``new.file.url`` for a
         single file), through ``.open("wb")`` or at ``.local_path``.
         """
-        relpaths_ = validate_relpaths([relpaths] if isinstance(relpaths, str) else relpaths)
+        single = isinstance(relpaths, str | os.PathLike)
+        relpaths_ = validate_relpaths([relpaths] if single else relpaths)
         draft = self._draft(labels)
 
         async def commit(new: NewArtifact, written: dict[str, tuple[int, str]]) -> Artifact:
@@ -375,8 +388,13 @@ class AsyncHandler:
         for name, value in (("max_docs", max_docs), ("skip", skip)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise QueryError(f"{name} must be a non-negative int or None, not {value!r}")
+        if columns is None:
+            fields = [*DEFAULT_COLUMNS, *(["python_packages"] if include_packages else [])]
+        else:
+            wanted = [columns] if isinstance(columns, str) else list(columns)
+            fields = [c for c in wanted if c != "artifact_id"]
         docs = await self.catalog.find(
-            query or {}, sort=_sort(sort), skip=skip, limit=max_docs or 0
+            query or {}, sort=_sort(sort), skip=skip, limit=max_docs or 0, fields=fields
         )
         return to_frame(docs, columns=columns, include_packages=include_packages)
 

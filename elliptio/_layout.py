@@ -61,6 +61,14 @@ def validate_artifact_id(artifact_id: object) -> str:
     return artifact_id
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate_relpath(relpath: object, *, allow_reserved: bool = False) -> str:
     """Return ``relpath`` normalised, or raise `InvalidPathError` naming it.
 
@@ -75,6 +83,8 @@ def validate_relpath(relpath: object, *, allow_reserved: bool = False) -> str:
     problem = None
     if not relpath:
         problem = "is empty"
+    elif not _is_utf8(relpath):
+        problem = "is not valid Unicode text (it holds a lone surrogate)"
     elif _CONTROL.search(relpath):
         problem = "contains a control character"
     elif "\\" in relpath:
@@ -95,6 +105,8 @@ def validate_relpath(relpath: object, *, allow_reserved: bool = False) -> str:
             problem = "contains '..'"
         elif any(len(s.encode()) > _MAX_SEGMENT for s in segments):
             problem = f"has a segment longer than {_MAX_SEGMENT} bytes"
+        elif _DRIVE.match(segments[0]):  # "./C:x" normalises to "C:x"
+            problem = "starts with a drive letter; give a path relative to the artifact"
         elif segments[0] == RESERVED_DIR and not allow_reserved:
             problem = f"is inside the reserved folder '{RESERVED_DIR}/'"
         else:
@@ -104,6 +116,10 @@ def validate_relpath(relpath: object, *, allow_reserved: bool = False) -> str:
 
 def validate_relpaths(relpaths: Iterable[object]) -> list[str]:
     """Validate several relpaths; refuse duplicates and file/folder clashes."""
+    if isinstance(relpaths, str | bytes | os.PathLike) or not isinstance(relpaths, Iterable):
+        raise InvalidPathError(
+            f"relpaths {relpaths!r} must be a list of str, not {type(relpaths).__name__}"
+        )
     result = [validate_relpath(r) for r in relpaths]
     if not result:
         raise InvalidPathError("an artifact needs at least one file; no relpath was given")
@@ -150,6 +166,16 @@ def collect_local_files(
     """
     if isinstance(local_paths, str | os.PathLike):
         local_paths = [local_paths]
+    if not isinstance(local_paths, Sequence | set | frozenset) or isinstance(local_paths, bytes):
+        raise InvalidPathError(
+            f"local paths {local_paths!r} must be a path or a list of paths, "
+            f"not {type(local_paths).__name__}"
+        )
+    for p in local_paths:
+        if not isinstance(p, str | os.PathLike):
+            raise InvalidPathError(
+                f"local path {p!r} must be a str or a Path, not {type(p).__name__}"
+            )
     given = [Path(os.path.abspath(os.fspath(p))) for p in local_paths]
     if not given:
         raise InvalidPathError("local_paths is empty; give at least one file or folder")

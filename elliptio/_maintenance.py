@@ -17,13 +17,20 @@ scan needs no per-object stat call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from ._catalog.base import Catalog
-from ._errors import ArtifactExistsError, ArtifactNotFoundError, ElliptioError, SchemaVersionError
+from ._errors import (
+    ArtifactExistsError,
+    ArtifactNotFoundError,
+    ConfigError,
+    ElliptioError,
+    SchemaVersionError,
+)
 from ._layout import ARTIFACT_ID_RE, METADATA_RELPATH
 from ._models import Metadata, upgrade_record
 from ._storage import Storage
@@ -96,6 +103,26 @@ async def _prefixes(storage: Storage) -> list[str]:
     return sorted(p for p in found if _PREFIX_RE.search(_relative(storage, p)))
 
 
+async def _has_sidecar(storage: Storage, prefix: str, artifact_id: str) -> bool:
+    """Whether ``prefix`` holds a whole sidecar of ``artifact_id``.
+
+    A writer killed while writing the sidecar leaves a cut-off file: that prefix
+    never committed, so it is an orphan, not something `reindex` can restore. A
+    sidecar of a newer schema version counts as whole (a newer release wrote it).
+    """
+    try:
+        raw = await asyncio.to_thread(storage.fs.cat_file, f"{prefix}/{METADATA_RELPATH}")
+    except FileNotFoundError:
+        return False
+    try:
+        record = upgrade_record(json.loads(raw))
+    except SchemaVersionError:
+        return True
+    except ValueError:  # cut-off JSON, or JSON that is not a record
+        return False
+    return record.artifact_id == artifact_id
+
+
 async def reindex(storage: Storage, catalog: Catalog) -> ReindexReport:
     """Restore catalog records from the sidecars in storage; safe to repeat."""
     report = ReindexReport()
@@ -122,6 +149,12 @@ async def reindex(storage: Storage, catalog: Catalog) -> ReindexReport:
                 report.added.append(artifact_id)
             except ArtifactExistsError:  # another reindex won the race
                 report.unchanged.append(artifact_id)
+            # Its writer died between sidecar and record, maybe before sealing.
+            with contextlib.suppress(ElliptioError):
+                await storage.seal(
+                    [storage.fs._strip_protocol(f.url) for f in [*record.files, *record.logs]]
+                    + [sidecar]
+                )
             continue
         same = upgrade_record(existing) == record
         (report.unchanged if same else report.conflicting).append(artifact_id)
@@ -139,11 +172,12 @@ async def gc(
     """Find (and with ``delete=True`` remove) prefixes that never committed.
 
     A prefix is an orphan when the catalog has no record of its artifact and it
-    is older than ``grace`` (by the time in its path). An artifact whose sidecar
-    exists but whose record is missing is left alone: `reindex` restores it.
+    is older than ``grace`` (by the time in its path). An artifact whose whole
+    sidecar exists but whose record is missing is left alone: `reindex` restores
+    it. A cut-off sidecar (its writer was killed while writing it) is an orphan.
     """
-    if grace < timedelta(0):
-        raise ElliptioError(f"grace must not be negative, got {grace}")
+    if not isinstance(grace, timedelta) or grace < timedelta(0):
+        raise ConfigError(f"grace must be a timedelta of zero or more, got {grace!r}")
     now = now or datetime.now(tz=UTC)
     report = GcReport(dry_run=not delete)
     for prefix in await _prefixes(storage):
@@ -154,7 +188,7 @@ async def gc(
         artifact_id = _PREFIX_RE.search(relative)["id"]  # type: ignore[index]
         if await catalog.count({"artifact_id": artifact_id}):
             continue
-        if await asyncio.to_thread(storage.fs.exists, f"{prefix}/{METADATA_RELPATH}"):
+        if await _has_sidecar(storage, prefix, artifact_id):
             continue  # complete on storage: reindex restores its record
         report.orphans.append(storage.url(prefix))
         if delete:

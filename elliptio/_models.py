@@ -7,12 +7,23 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ._errors import InvalidLabelsError, SchemaVersionError
+from ._layout import ARTIFACT_ID_RE, validate_relpath
 from ._provenance import GitInfo
 
 __all__ = [
+    "MAX_LABELS_BYTES",
     "SCHEMA_VERSION",
     "FileRecord",
     "GitInfo",
@@ -24,6 +35,20 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 _MAX_DEPTH = 32
+MAX_LABELS_BYTES = 2**20
+"""The largest labels a record may carry, as JSON: records stay far below MongoDB's
+16 MiB document limit and every `find` stays cheap; keep big data in files."""
+
+
+def _check_text(text: str, where: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidLabelsError(
+            f"{where} = {text[:60]!r} is not valid Unicode text (it holds a lone surrogate); "
+            "decode bytes with errors='replace' or store them as a file"
+        ) from None
+    return text
 
 
 def check_storable(value: Any, where: str, depth: int = 0) -> Any:
@@ -36,7 +61,9 @@ def check_storable(value: Any, where: str, depth: int = 0) -> Any:
     """
     if depth > _MAX_DEPTH:
         raise InvalidLabelsError(f"{where} is nested deeper than {_MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool | str | int):
+    if isinstance(value, str):
+        return _check_text(value, where)
+    if value is None or isinstance(value, bool | int):
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
             raise InvalidLabelsError(f"{where} = {value} does not fit in 64 bits; store it as str")
         return value
@@ -57,6 +84,7 @@ def check_storable(value: Any, where: str, depth: int = 0) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidLabelsError(f"{where} has the non-str key {key!r}; use str keys")
+            _check_text(key, f"{where} key")
             if not key or "." in key or key.startswith("$") or "\x00" in key:
                 raise InvalidLabelsError(
                     f"{where} has the key {key!r}, which cannot be queried: keys must be "
@@ -100,6 +128,21 @@ class Labels(BaseModel):
             raise InvalidLabelsError(f"labels.infos must be a dict, got {type(value).__name__}")
         return check_storable(value, "labels.infos")
 
+    @field_validator("ticket", "project", "datatype", "dataset", "description")
+    @classmethod
+    def _text(cls, value: str, info: ValidationInfo) -> str:
+        return _check_text(value, f"labels.{info.field_name}")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Labels:
+        size = len(self.model_dump_json())
+        if size > MAX_LABELS_BYTES:
+            raise InvalidLabelsError(
+                f"labels are {size} bytes as JSON, more than the limit of {MAX_LABELS_BYTES}; "
+                "save large data as a file of the artifact and keep labels small"
+            )
+        return self
+
 
 class FileRecord(BaseModel):
     """One committed file of an artifact."""
@@ -108,8 +151,17 @@ class FileRecord(BaseModel):
 
     relpath: str
     url: str
-    size: int
-    sha256: str
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("relpath")
+    @classmethod
+    def _contained(cls, value: str) -> str:
+        # A record read from a shared catalog is input too: a relpath such as
+        # "../../.bashrc" would let `download` write outside its target folder.
+        if validate_relpath(value) != value:
+            raise ValueError(f"relpath {value!r} is not normalised")
+        return value
 
 
 class Metadata(BaseModel):
@@ -118,7 +170,7 @@ class Metadata(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: int = SCHEMA_VERSION
-    artifact_id: str
+    artifact_id: str = Field(pattern=f"^{ARTIFACT_ID_RE.pattern}$")
     run_id: str
     creation_time: AwareDatetime
     username: str

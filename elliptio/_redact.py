@@ -22,13 +22,15 @@ Plain positional arguments and ordinary options such as ``--epochs 10`` are kept
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import unquote
 
 __all__ = [
     "MASK",
     "SECRET_NAME_PARTS",
     "is_secret_name",
+    "known_secrets",
     "redact_argv",
     "redact_text",
     "redact_url",
@@ -206,3 +208,48 @@ def redact_text(text: str, secrets: Iterable[str]) -> str:
         return text
     pattern = re.compile("|".join(re.escape(s) for s in candidates))
     return pattern.sub(MASK, text)
+
+
+def _url_passwords(url: str) -> set[str]:
+    found: set[str] = set()
+    for match in _USERINFO_PASSWORD.finditer(url):
+        found.add(match["password"])
+    for match in _HTTP_BARE_USER.finditer(url):
+        found.add(match["user"])
+    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
+    if cut >= 0:
+        for match in _PARAM.finditer(url[cut:]):
+            if match["value"] and _is_secret_param(match["name"]):
+                found.add(match["value"])
+    return found | {unquote(s) for s in found}
+
+
+def _option_secrets(value: Any, key: str = "") -> set[str]:
+    if isinstance(value, Mapping):
+        return set().union(*(_option_secrets(v, str(k)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return set().union(*(_option_secrets(v, key) for v in value))
+    if isinstance(value, str):
+        return {value} if is_secret_name(key) else _url_passwords(value)
+    return set()
+
+
+def known_secrets(urls: Iterable[str] = (), options: Mapping[str, Any] | None = None) -> set[str]:
+    """Collect the secret strings that a configuration carries, for `redact_text`.
+
+    These are the passwords (and other secret parameters) inside ``urls``, and the
+    string values of ``options`` stored under a secret name (see `is_secret_name`)
+    or inside a URL, at any depth.
+
+    Args:
+        urls: Storage or catalog URLs as the user gave them.
+        options: Storage options (fsspec keyword arguments).
+
+    Returns:
+        The set of secret strings; empty strings are left out.
+    """
+    found: set[str] = set()
+    for url in urls:
+        found |= _url_passwords(url)
+    found |= _option_secrets(options or {})
+    return found - {""}

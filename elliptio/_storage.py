@@ -38,7 +38,7 @@ from fsspec.implementations.local import LocalFileSystem
 from ._cache import Cache
 from ._errors import ArtifactExistsError, ConfigError, ElliptioError, IntegrityError, StorageError
 from ._progress import is_interactive, make_progress
-from ._redact import redact_url
+from ._redact import known_secrets, redact_text, redact_url
 from ._s3 import S3Transfers, is_s3, with_s3_defaults
 from ._transfer import CHUNK, HashResult, copy_hashing, gather_all, write_all
 
@@ -120,13 +120,25 @@ class Storage:
             raise ConfigError("storage URL is empty; give a local path or an fsspec URL")
         options = dict(options or {})
         self.safe_url = redact_url(url)
+        # Secrets of the URL and the options, masked in every message built from a
+        # backend error (botocore, for one, quotes a bucket name with its userinfo).
+        self._secrets = known_secrets([url], options)
         try:
             fs, root = fsspec.core.url_to_fs(url, **with_s3_defaults(url, options))
         except (ImportError, ValueError) as err:
             raise ConfigError(
-                f"cannot open storage {self.safe_url!r}: {err}; install the filesystem's "
-                "package (for s3://: pip install 'elliptio[s3]') or check the URL"
+                f"cannot open storage {self.safe_url!r}: {self._redact(str(err))}; install "
+                "the filesystem's package (for s3://: pip install 'elliptio[s3]') or check "
+                "the URL"
             ) from None
+        if any(f":{secret}@" in root for secret in known_secrets([url])):
+            # The filesystem kept the credentials in its paths, so they would be in
+            # every file URL of every record.
+            raise ConfigError(
+                f"storage URL {self.safe_url!r} carries credentials that would be written "
+                "into every record; pass them in storage_options (ELLIPTIO_STORAGE_OPTIONS) "
+                "instead"
+            )
         self.fs: fsspec.AbstractFileSystem = fs
         self.options = options
         # Reads of remote stores go through the local cache; local and in-memory
@@ -162,8 +174,11 @@ class Storage:
         """The URL of the store's root."""
         return self.url(self.root)
 
+    def _redact(self, text: str) -> str:
+        return redact_text(redact_url(text), self._secrets)
+
     def _error(self, err: BaseException, action: str, path: str) -> ElliptioError:
-        where = redact_url(self.url(path))
+        where = self._redact(self.url(path))
         if isinstance(err, ElliptioError):
             return err
         if isinstance(err, FileExistsError):
@@ -172,7 +187,7 @@ class Storage:
                 "so save the new content as a new artifact"
             )
         return StorageError(
-            f"cannot {action} {where}: {type(err).__name__}: {redact_url(str(err))}; "
+            f"cannot {action} {where}: {type(err).__name__}: {self._redact(str(err))}; "
             "check that the storage is reachable and writable, then retry"
         )
 
@@ -317,7 +332,7 @@ class Storage:
 
     def _mismatch(self, path: str, sha256: str, consequence: str) -> IntegrityError:
         return IntegrityError(
-            f"{redact_url(self.url(path))} does not match its recorded sha256 {sha256}; "
+            f"{self._redact(self.url(path))} does not match its recorded sha256 {sha256}; "
             f"the stored file was changed or damaged; {consequence}"
         )
 

@@ -31,7 +31,7 @@ from fsspec.implementations.local import LocalFileSystem
 from ._cache import Cache
 from ._config import Settings, load_settings
 from ._errors import OfflineError, StorageError
-from ._redact import redact_url
+from ._redact import known_secrets, redact_text, redact_url
 
 __all__ = [
     "UrlTools",
@@ -77,6 +77,10 @@ class UrlTools:
             settings.resolved_cache_dir(), settings.file_mode, settings.cache_max_bytes or None
         )
         self._store_protocol = fsspec.core.split_protocol(settings.resolved_storage_url())[0]
+        self._secrets = known_secrets([settings.storage_url], settings.storage_options)
+
+    def _redact(self, text: str) -> str:
+        return redact_text(redact_url(text), self._secrets)
 
     # -- plumbing ---------------------------------------------------------------
     def _fs(self, url: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -89,7 +93,8 @@ class UrlTools:
         try:
             fs, path = fsspec.core.url_to_fs(url, **options)
         except (ImportError, ValueError) as err:
-            raise StorageError(f"cannot open {redact_url(url)!r}: {err}") from None
+            reason = self._redact(str(err))
+            raise StorageError(f"cannot open {redact_url(url)!r}: {reason}") from None
         return fs, path
 
     def _record_file(self, url: str) -> Path:
@@ -167,7 +172,9 @@ class UrlTools:
             raise
         except Exception as err:
             if not is_unreachable(err):
-                raise StorageError(f"cannot read {redact_url(url)!r}: {err}") from err
+                raise StorageError(
+                    f"cannot read {redact_url(url)!r}: {self._redact(str(err))}"
+                ) from err
             if cached is not None:
                 return cached  # offline detected: the cached copy is the best we have
             raise self._offline_error(url, "read") from None

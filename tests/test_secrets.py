@@ -1,0 +1,296 @@
+"""Planted secrets never surface: records, sidecars, catalogs, logs, errors, CLI, DataFrames.
+
+Each test plants known credentials where users put them (argv, URLs, storage
+options, ``ELLIPTIO_*`` variables), drives elliptio through its public API and
+CLI, and then searches every byte elliptio produced for them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+import elliptio as eio
+from elliptio._cli import main
+from tests.conftest import S3_BUCKET
+
+ARGV_SECRETS = {
+    "--password=PLANTED_ARGV_PASSWORD": "PLANTED_ARGV_PASSWORD",
+    "token=PLANTED_ARGV_TOKEN": "PLANTED_ARGV_TOKEN",
+    "--db-uri=mongodb://andy:PLANTED_ARGV_URI_PW@db.example/x": "PLANTED_ARGV_URI_PW",
+    "https://PLANTED_ARGV_GITHUB_PAT@github.com/o/r.git": "PLANTED_ARGV_GITHUB_PAT",
+    "+db.secret=PLANTED_ARGV_HYDRA": "PLANTED_ARGV_HYDRA",
+    "Authorization: Bearer PLANTED_ARGV_BEARER": "PLANTED_ARGV_BEARER",
+}
+# `--api-key VALUE`: the secret is the next element.
+SPLIT_SECRET = "PLANTED_ARGV_SPLIT_KEY"
+ENV_OPTION_SECRET = "PLANTED_ENV_OPTION_SECRET"
+ENV_NESTED_SECRET = "PLANTED_ENV_NESTED_TOKEN"
+MONGO_PASSWORD = "PLANTED_MONGO_PASSWORD"
+MONGO_TOKEN = "PLANTED_MONGO_SESSION_TOKEN"
+S3_SECRET = "PLANTED_S3_SECRET_ACCESS_KEY"
+URL_SECRET = "PLANTED_URL_SECRET"
+
+ALL_PLANTED = [
+    *ARGV_SECRETS.values(),
+    SPLIT_SECRET,
+    ENV_OPTION_SECRET,
+    ENV_NESTED_SECRET,
+    MONGO_PASSWORD,
+    MONGO_TOKEN,
+    S3_SECRET,
+    URL_SECRET,
+]
+
+
+def _leaks(texts: Iterable[str | bytes], secrets: Iterable[str] = ALL_PLANTED) -> list[str]:
+    found = []
+    for text in texts:
+        data = text if isinstance(text, bytes) else text.encode("utf-8", "replace")
+        found += [s for s in secrets if s.encode() in data]
+    return sorted(set(found))
+
+
+def _all_files(*roots: Path) -> list[bytes]:
+    return [
+        p.read_bytes() for root in roots if root.exists() for p in root.rglob("*") if p.is_file()
+    ]
+
+
+CHILD = textwrap.dedent(
+    """
+    import logging, sys
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    import elliptio as eio
+
+    with eio.Handler() as h:
+        print(repr(h))
+        art = h.upload(["input.txt"], labels={"project": "secrets", "infos": {"seed": 1}})
+        with h.new("out.txt") as new:
+            new.file.write_text("derived")
+        got = h.get(art.artifact_id)
+        print(got.file.read_text())
+        print(got.metadata.model_dump_json())
+        frame = h.find({}, include_packages=True)
+        print(frame.to_csv())
+        print(frame.to_json(default_handler=str, date_format="iso"))
+        print("ARGV", got.metadata.argv)
+    """
+)
+
+
+def _child_env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        ELLIPTIO_STORAGE_URL=str(tmp_path / "store"),
+        ELLIPTIO_CATALOG_URL=f"sqlite:///{tmp_path / 'catalog.db'}",
+        ELLIPTIO_CACHE_DIR=str(tmp_path / "cache"),
+        # fsspec's local filesystem accepts (and ignores) extra options.
+        ELLIPTIO_STORAGE_OPTIONS=json.dumps(
+            {
+                "auto_mkdir": True,
+                "client_secret": ENV_OPTION_SECRET,
+                "client_kwargs": {"session_token": ENV_NESTED_SECRET},
+            }
+        ),
+        **(extra or {}),
+    )
+    return env
+
+
+def test_argv_env_and_options_secrets_stay_out_of_everything(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "input.txt").write_text("hello")
+    (work / "child.py").write_text(CHILD)
+    argv = [sys.executable, "child.py", *ARGV_SECRETS, "--api-key", SPLIT_SECRET]
+    env = _child_env(tmp_path)
+    done = subprocess.run(argv, cwd=work, env=env, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert b"hello" in done.stdout
+    # The argv is there, masked, with its public parts kept.
+    assert b"child.py" in done.stdout
+    assert b"***" in done.stdout
+
+    outputs: list[str | bytes] = [done.stdout, done.stderr]
+    cli = [sys.executable, "-m", "elliptio"]
+    record_id = json.loads(done.stdout.splitlines()[2])["artifact_id"]
+    for args in (
+        ["config"],
+        ["find", "--format", "json"],
+        ["find", "--format", "csv"],
+        ["find"],
+        ["show", record_id, "--packages"],
+        ["verify", record_id],
+        ["cat", record_id, "nope.txt"],  # an error path
+        ["show", "artifact_00000000-0000-4000-8000-000000000000"],
+    ):
+        ran = subprocess.run(cli + args, cwd=work, env=env, capture_output=True, timeout=120)
+        outputs += [ran.stdout, ran.stderr]
+    store, cache = tmp_path / "store", tmp_path / "cache"
+    sidecars = list(store.rglob("metadata.json"))
+    assert len(sidecars) == 2
+    outputs += [*_all_files(store, cache), (tmp_path / "catalog.db").read_bytes()]
+    assert _leaks(outputs) == []
+
+
+def test_s3_storage_options_never_surface(
+    s3_endpoint: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    options = {"endpoint_url": s3_endpoint, "key": "testing", "secret": S3_SECRET}
+    (tmp_path / "a.txt").write_text("a")
+    messages: list[str] = []
+    with eio.Handler(
+        storage=f"s3://{S3_BUCKET}/lake",
+        catalog=f"sqlite:///{tmp_path / 'c.db'}",
+        storage_options=options,
+    ) as h:
+        art = h.upload([tmp_path / "a.txt"], labels={"project": "s3"})
+        got = h.get(art.artifact_id)
+        assert got.file.read_text() == "a"
+        assert h.verify(art.artifact_id).ok
+        frame = h.find({})
+        messages += [repr(h), frame.to_csv(), frame.to_json(default_handler=str, date_format="iso")]
+        messages.append(got.metadata.model_dump_json())
+    # A bucket that does not exist: an error message built from botocore's.
+    with eio.Handler(
+        storage="s3://no-such-bucket-elliptio/lake",
+        catalog=f"sqlite:///{tmp_path / 'c2.db'}",
+        storage_options=options,
+    ) as h2:
+        with pytest.raises(eio.StorageError) as info:
+            h2.upload([tmp_path / "a.txt"])
+        messages.append(str(info.value))
+    messages += [r.getMessage() for r in caplog.records]
+    messages += _all_files(tmp_path)
+    assert _leaks(messages, [S3_SECRET]) == []
+
+
+@pytest.mark.parametrize(
+    "storage",
+    [
+        f"s3://AKIAEXAMPLE:{URL_SECRET}@{S3_BUCKET}/lake",
+        f"memory://andy:{URL_SECRET}@lake",
+    ],
+)
+def test_storage_url_with_credentials_is_refused_without_echoing_them(
+    storage: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(eio.ConfigError, match="storage_options") as info:
+        eio.Handler(storage=storage, catalog="memory://")
+    assert "***" in str(info.value)
+    assert _leaks([str(info.value), *(r.getMessage() for r in caplog.records)]) == []
+
+
+def test_mongodb_url_password_never_surfaces(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = (
+        f"mongodb://andy:{MONGO_PASSWORD}@127.0.0.1:9/lake?serverSelectionTimeoutMS=200"
+        f"&authMechanismProperties=AWS_SESSION_TOKEN:{MONGO_TOKEN}"
+    )
+    texts: list[str] = []
+    with eio.Handler(storage=tmp_path / "store", catalog=url) as h:
+        texts.append(repr(h))
+        with pytest.raises(eio.CatalogUnavailableError) as info:
+            h.find({})
+        texts.append(str(info.value))
+        (tmp_path / "x.txt").write_text("x")
+        with pytest.raises(eio.CatalogUnavailableError) as info2:
+            h.upload([tmp_path / "x.txt"])
+        texts.append(str(info2.value))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", url)
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    assert main(["config"]) == 0
+    assert main(["find"]) == 1
+    out, err = capsys.readouterr()
+    assert "catalog_url = mongodb://andy:***@127.0.0.1:9/lake" in out
+    texts += [out, err, *(r.getMessage() for r in caplog.records)]
+    texts += [t.decode("utf-8", "replace") for t in _all_files(tmp_path)]
+    assert _leaks(texts) == []
+
+
+def test_config_masks_every_secret_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = _child_env(tmp_path)
+    for name in ("ELLIPTIO_STORAGE_URL", "ELLIPTIO_CATALOG_URL", "ELLIPTIO_STORAGE_OPTIONS"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.setenv(
+        "ELLIPTIO_STORAGE_OPTIONS",
+        json.dumps(
+            {
+                "client_secret": ENV_OPTION_SECRET,
+                "client_kwargs": {"session_token": ENV_NESTED_SECRET},
+                "endpoint_url": f"http://andy:{URL_SECRET}@minio.local:9000",
+                "headers": [{"authorization": S3_SECRET}],
+            }
+        ),
+    )
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "storage_options" in out
+    assert _leaks([out]) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ELLIPTIO_MAX_CONCURRENCY", "PLANTED_ENV_OPTION_SECRET"),
+        ("ELLIPTIO_PART_SIZE", "PLANTED_ENV_OPTION_SECRET"),
+        ("ELLIPTIO_STORAGE_OPTIONS", '{"secret": "PLANTED_ENV_OPTION_SECRET"'),
+        ("ELLIPTIO_STORAGE_OPTIONS", '["PLANTED_ENV_OPTION_SECRET"]'),
+        ("ELLIPTIO_OFFLINE", "PLANTED_ENV_OPTION_SECRET"),
+    ],
+)
+def test_bad_setting_values_are_not_echoed(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(eio.ConfigError) as info:
+        eio.Handler(storage=tmp_path / "store", catalog="memory://")
+    assert name.removeprefix("ELLIPTIO_").lower() in str(info.value).lower()
+    assert main(["config"]) == 1
+    captured = capsys.readouterr()
+    assert _leaks([str(info.value), captured.out, captured.err]) == []
+
+
+def test_known_secrets_collects_url_and_option_secrets() -> None:
+    from elliptio._redact import known_secrets
+
+    found = known_secrets(
+        [f"s3://AKIA:{URL_SECRET}@bucket/x", f"https://h/x?token={MONGO_TOKEN}&a=1"],
+        {
+            "secret": S3_SECRET,
+            "client_kwargs": {"aws_session_token": ENV_NESTED_SECRET, "region_name": "eu"},
+            "endpoint_url": f"http://u:{MONGO_PASSWORD}@minio:9000",
+            "headers": [{"authorization": ENV_OPTION_SECRET}],
+            "anon": False,
+        },
+    )
+    assert found == {
+        URL_SECRET,
+        MONGO_TOKEN,
+        S3_SECRET,
+        ENV_NESTED_SECRET,
+        MONGO_PASSWORD,
+        ENV_OPTION_SECRET,
+    }
