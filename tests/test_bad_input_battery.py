@@ -449,3 +449,14 @@ def test_find_fuzz_raises_only_query_errors(
     except (TypeError, KeyError, AttributeError, sqlite3.Error, RecursionError) as err:
         pytest.fail(f"{query!r} crashed the query layer: {type(err).__name__}: {err}")
     assert len(frame) <= 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"a": "\ud800"}, {"\udfff": 1}, {"a": {"$in": ["ok", "\ud800"]}}, {"$or": [{"a": "\ud800"}]}],
+)
+def test_lone_surrogates_in_queries_are_query_errors(handler: eio.Handler, query: Any) -> None:
+    before = snapshot(handler)
+    with pytest.raises(eio.QueryError, match="surrogate"):
+        handler.find(query)
+    assert snapshot(handler) == before

@@ -193,6 +193,26 @@ def check_filter(flt: Any) -> None:
     """
     if flt is not None:
         _filter_doc(flt, "filter", top=True)
+        _encodable(flt, "filter")
+
+
+def _encodable(value: Any, where: str) -> None:
+    # Lone surrogates cannot become UTF-8, so no backend could send or store them.
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise QueryError(
+                f"{where} holds the string {value!r}, which is not valid Unicode "
+                "(a lone surrogate); fix how the text was decoded"
+            ) from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _encodable(key, where)
+            _encodable(item, f"{where}.{key}" if isinstance(key, str) else where)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _encodable(item, where)
 
 
 def _filter_doc(flt: Any, where: str, *, top: bool) -> None:
