@@ -15,7 +15,9 @@ import abc
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Catalog", "Document", "Filter", "SortSpec"]
+from elliptio._errors import ArtifactExistsError
+
+__all__ = ["Catalog", "Document", "Filter", "SortSpec", "exists_error"]
 
 Document = dict[str, Any]
 Filter = Mapping[str, Any]
@@ -93,3 +95,11 @@ class Catalog(abc.ABC):
         """Insert several documents; backends override this with a bulk write."""
         for doc in docs:
             await self.insert(doc)
+
+
+def exists_error(catalog: str, artifact_id: str) -> ArtifactExistsError:
+    """The error every backend raises for an ``artifact_id`` it holds already."""
+    return ArtifactExistsError(
+        f"artifact {artifact_id!r} exists already in catalog {catalog}; "
+        "artifacts are immutable, so commit a new one instead"
+    )

@@ -28,9 +28,8 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo import errors as mongo_errors
 
 from elliptio._catalog import codec, filters
-from elliptio._catalog.base import Catalog, Document, Filter, SortSpec
+from elliptio._catalog.base import Catalog, Document, Filter, SortSpec, exists_error
 from elliptio._errors import (
-    ArtifactExistsError,
     ArtifactNotFoundError,
     CatalogError,
     CatalogUnavailableError,
@@ -442,12 +441,6 @@ class MongoCatalog(Catalog):
             ) from err
         return normalized
 
-    def _exists(self, artifact_id: str) -> ArtifactExistsError:
-        return ArtifactExistsError(
-            f"artifact {artifact_id!r} exists already in catalog {self._display}; "
-            "artifacts are immutable, so commit a new one instead"
-        )
-
     # -- Catalog interface -------------------------------------------------------
 
     async def insert(self, doc: Document) -> None:
@@ -464,7 +457,7 @@ class MongoCatalog(Catalog):
             async with self._errors():
                 await collection.insert_one(normalized)
         except mongo_errors.DuplicateKeyError:
-            raise self._exists(normalized["artifact_id"]) from None
+            raise exists_error(self._display, normalized["artifact_id"]) from None
 
     async def insert_many(self, docs: Sequence[Document]) -> None:
         """Insert several documents in one ordered bulk write: all of them or none.
@@ -484,7 +477,7 @@ class MongoCatalog(Catalog):
         seen: set[str] = set()
         for artifact_id in ids:
             if artifact_id in seen:
-                raise self._exists(artifact_id)
+                raise exists_error(self._display, artifact_id)
             seen.add(artifact_id)
         collection = await self._collection()
         try:
@@ -499,7 +492,7 @@ class MongoCatalog(Catalog):
             write_errors = details.get("writeErrors") or [{}]
             first = write_errors[0]
             if first.get("code") == _DUPLICATE_KEY:
-                raise self._exists(ids[int(first.get("index", inserted))]) from None
+                raise exists_error(self._display, ids[int(first.get("index", inserted))]) from None
             raise CatalogError(
                 f"MongoDB catalog {self._display} refused a document "
                 f"({redact_text(str(first.get('errmsg', '')), set())[:300]}); nothing was written"

@@ -31,9 +31,8 @@ import bson
 from bson.codec_options import CodecOptions
 
 from elliptio._catalog import codec, filters, query
-from elliptio._catalog.base import Catalog, Document, Filter, SortSpec
+from elliptio._catalog.base import Catalog, Document, Filter, SortSpec, exists_error
 from elliptio._errors import (
-    ArtifactExistsError,
     ArtifactNotFoundError,
     CatalogError,
     ConfigError,
@@ -348,25 +347,19 @@ class SQLiteCatalog(Catalog):
             seen: set[str] = set()
             for row in rows:
                 if row.artifact_id in seen:
-                    raise self._exists(row.artifact_id)
+                    raise exists_error(self._display, row.artifact_id)
                 seen.add(row.artifact_id)
             try:
                 _write_rows(conn, rows)
             except sqlite3.IntegrityError as err:
                 conn.rollback()  # then see which id was there before this batch
                 taken = _taken(conn, [row.artifact_id for row in rows])
-                raise self._exists(taken or rows[0].artifact_id) from err
+                raise exists_error(self._display, taken or rows[0].artifact_id) from err
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.rollback()
             raise
-
-    def _exists(self, artifact_id: str) -> ArtifactExistsError:
-        return ArtifactExistsError(
-            f"artifact {artifact_id!r} exists already in catalog {self._display}; "
-            "artifacts are immutable, so commit a new one instead"
-        )
 
     async def get(self, artifact_id: str) -> Document:
         """Return the document with this id.
@@ -515,7 +508,10 @@ _V1_INDEXES = (
     " AND sql IS NOT NULL"
 )
 _PLACEHOLDER = 0
-_PACKAGES = "python_packages"
+# Large fields kept out of the BSON body (a placeholder keeps their place in the
+# key order) and read from their own JSON column only when wanted: each is
+# stored once.
+_LARGE = {"python_packages": "packages_json", "git": "git_json"}
 _BSON_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=dt.UTC)
 _CONTAINERS = {dict, list}
 _TABLES = ("artifacts", "artifact_docs", "artifact_extras")
@@ -586,7 +582,7 @@ def _row(doc: Document) -> _Row:
         labels_json=moved["labels_json"],
         doc=codec.to_text(rest),
         body=bson.encode(
-            {k: (_PLACEHOLDER if k == _PACKAGES else v) for k, v in source.items()},
+            {k: (_PLACEHOLDER if k in _LARGE else v) for k, v in source.items()},
             codec_options=_BSON_OPTIONS,
         ),
         git_json=moved["git_json"],
@@ -629,11 +625,13 @@ def _taken(conn: sqlite3.Connection, ids: list[str]) -> str | None:
     return None
 
 
+def _large_fields(wanted: list[str] | None) -> list[str]:
+    return [field for field in _LARGE if wanted is None or field in wanted]
+
+
 def _load_columns(wanted: list[str] | None) -> str:
-    """The SELECT list of a document: its BSON body, and its packages if wanted."""
-    columns = ["body"]
-    if wanted is None or _PACKAGES in wanted:
-        columns.append("packages_json")
+    """The SELECT list of a document: its BSON body, and the large fields wanted."""
+    columns = ["body", *(_LARGE[field] for field in _large_fields(wanted))]
     return ", ".join(_column_sql(c) for c in columns)
 
 
@@ -641,11 +639,11 @@ _LOAD_ALL = _load_columns(None)
 
 
 def _load(row: tuple[Any, ...], wanted: list[str] | None) -> Document:
-    """One document from its BSON body (and the JSON of its packages, if read)."""
+    """One document from its BSON body and the JSON of the large fields read."""
     doc: Document = bson.decode(row[0], codec_options=_BSON_OPTIONS)
-    if len(row) > 1 and _PACKAGES in doc:
-        # the placeholder keeps the field's place in the key order
-        doc[_PACKAGES] = codec.loads(row[1])[_PACKAGES]
+    for field, text in zip(_large_fields(wanted), row[1:], strict=True):
+        if field in doc:
+            doc[field] = codec.loads(text)[field]
     if wanted is not None:
         keep = frozenset(wanted)
         doc = {k: v for k, v in doc.items() if k in keep}
