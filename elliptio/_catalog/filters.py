@@ -10,7 +10,9 @@ The accepted language is MongoDB's filter language without server-side code:
 comparison ``$eq $ne $gt $gte $lt $lte $in $nin``, logical ``$and $or $nor $not``,
 element ``$exists $type``, array ``$all $elemMatch $size``, ``$regex`` with
 ``$options`` (``i m s x``) or compiled `re.Pattern` objects, and ``$comment``.
-``$where``, ``$function``, ``$accumulator`` and ``$expr`` are always refused.
+``$where``, ``$function``, ``$accumulator`` and ``$expr`` are always refused, and
+so are regular expressions whose matching could take exponential or high polynomial
+time (`regex_guard.refusal`), since no backend can stop a match once it runs.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from elliptio._catalog import codec
+from elliptio._catalog import codec, regex_guard
 from elliptio._errors import QueryError
 
 __all__ = [
@@ -417,9 +419,13 @@ def _regex(where: str, pattern: Any, options: Any) -> None:
     if "\x00" in text:
         raise QueryError(f"{where}: a regular expression cannot contain a NUL character")
     try:
-        compile_regex(text, flags)
+        compiled = compile_regex(text, flags)
     except re.error as err:
         raise QueryError(f"{where}: invalid regular expression {text!r}: {err}") from err
+    reason = regex_guard.refusal(text, compiled.flags)
+    if reason is not None:
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise QueryError(f"{where}: the regular expression {shown!r} is refused: {reason}")
 
 
 def check_sort(sort: Any) -> list[tuple[str, int]]:
