@@ -29,6 +29,18 @@ calls or it gives a guarantee they cannot:
   8/16/32 MiB x 4/8/16 measured on one 200 MB file (`benchmarks/transfer.py`).
 * Downloads stream one GET, hashing and writing each chunk on a worker thread
   while the next chunk arrives.
+
+Faults: botocore retries a failed request (5xx, throttling, a reset or timed-out
+connection; ``retries`` of ``with_s3_defaults``) and s3fs retries again on
+connection errors. Two gaps are closed here. A streamed GET cut off mid-body is
+resumed with a ranged GET from the first missing byte (``If-Match`` the ETag),
+with bounded attempts, exponential backoff and jitter (`Backoff`). And a
+conditional write whose answer was lost (its connection reset or timed out after
+S3 stored the object) is refused on retry with ``412 PreconditionFailed`` (or
+``NoSuchUpload`` for a completed multipart upload). So every write carries a
+fresh token in its user metadata (``x-amz-meta-elliptio-write``); on a conflict
+an object with this write's own token is this write and counts as success, while
+any other object, even one with the same bytes, stays a conflict.
 """
 
 from __future__ import annotations
@@ -39,6 +51,8 @@ import contextlib
 import errno
 import hashlib
 import os
+import random
+import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -57,12 +71,74 @@ INLINE_READ = 256 * 1024
 
 
 # Fail fast when the endpoint is down (offline detection, no retry storm): a short
-# connect timeout and botocore's standard retries (3 attempts with backoff) take
-# about 3 s to give up instead of about 10 s. Options the user gives win.
+# connect timeout and botocore's standard retries (client config ``max_attempts``
+# counts retries: 3 retries, 4 attempts, with backoff) take about 3 s to give up
+# instead of about 10 s. Options the user gives win.
 FAIL_FAST_CONFIG: dict[str, Any] = {
     "connect_timeout": 5,
     "retries": {"max_attempts": 3, "mode": "standard"},
 }
+
+
+# User metadata key of the token that tells a write's own object from another's.
+WRITE_ID_KEY = "elliptio-write"
+# A cut-off download is tried at most this many times in a row without progress,
+# and resumed at most STREAM_RESUMES times in all.
+STREAM_ATTEMPTS = 5
+STREAM_RESUMES = 50
+
+
+class Backoff:
+    """Bounded retries with exponential backoff and jitter.
+
+    Args:
+        attempts: tries in a row (the first one included) before giving up.
+        limit: retries in all, progress or not.
+        base: seconds of the first wait; each next one doubles, up to ``cap``.
+        cap: the longest wait.
+    """
+
+    def __init__(
+        self,
+        attempts: int = STREAM_ATTEMPTS,
+        limit: int = STREAM_RESUMES,
+        base: float = 0.1,
+        cap: float = 5.0,
+    ) -> None:
+        self.attempts = attempts
+        self.limit = limit
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+        self.retries = 0
+
+    def reset(self) -> None:
+        """Forget the failures in a row so far (the last try made progress)."""
+        self.failures = 0
+
+    async def retry(self) -> bool:
+        """Count a failure; wait and return True if another try is allowed."""
+        self.failures += 1
+        if self.failures >= self.attempts or self.retries >= self.limit:
+            return False
+        self.retries += 1
+        delay = min(self.cap, self.base * 2 ** (self.failures - 1))
+        # "Equal jitter": at least half the delay, so clients that failed together
+        # spread out without retrying at once.
+        await asyncio.sleep(delay / 2 + random.uniform(0, delay / 2))
+        return True
+
+
+def _stream_broken(err: BaseException) -> bool:
+    """Whether ``err`` from reading a response body means the connection broke."""
+    import aiohttp
+    from botocore.exceptions import (  # type: ignore[import-untyped]
+        HTTPClientError,
+        IncompleteReadError,
+    )
+
+    broken = (HTTPClientError, IncompleteReadError, aiohttp.ClientError, ConnectionError)
+    return isinstance(err, (*broken, TimeoutError))
 
 
 def with_s3_defaults(url: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +146,10 @@ def with_s3_defaults(url: str, options: dict[str, Any]) -> dict[str, Any]:
     if not url.startswith(("s3://", "s3a://")):
         return options
     config = {**FAIL_FAST_CONFIG, **options.get("config_kwargs", {})}
+    if isinstance(config.get("retries"), dict):
+        # botocore rewrites this dict in place (max_attempts -> total_max_attempts):
+        # keep it away from the defaults above and from the caller's options.
+        config["retries"] = dict(config["retries"])
     return {**options, "config_kwargs": config}
 
 
@@ -143,8 +223,20 @@ class S3Transfers:
     async def _call(self, method: str, **kwargs: Any) -> Any:
         return await self.fs._call_s3(method, **kwargs)
 
-    async def _exclusive(self, path: str, method: str, **kwargs: Any) -> Any:
-        """Call a writing ``method`` so that it fails if ``path`` exists."""
+    async def _exclusive(self, path: str, method: str, token: str, **kwargs: Any) -> None:
+        """Call a writing ``method`` so that it fails if ``path`` exists.
+
+        ``token`` is the id this write stores under `WRITE_ID_KEY`: a conflict with
+        an object that carries it is this write's own success whose answer was lost
+        (see the module doc).
+        """
+        try:
+            await self._create(path, method, **kwargs)
+        except (FileExistsError, FileNotFoundError):
+            if not await self._written_by(path, token):
+                raise
+
+    async def _create(self, path: str, method: str, **kwargs: Any) -> Any:
         if self.conditional_writes:
             try:
                 return await self._call(method, IfNoneMatch="*", **kwargs)
@@ -155,6 +247,15 @@ class S3Transfers:
         if await self.fs._exists(path):
             raise FileExistsError(path)
         return await self._call(method, **kwargs)
+
+    async def _written_by(self, path: str, token: str) -> bool:
+        """Whether the object at ``path`` was stored by the write carrying ``token``."""
+        bucket, key = self._split(path)
+        try:
+            head = await self._call("head_object", Bucket=bucket, Key=key)
+        except FileNotFoundError:
+            return False
+        return bool(head.get("Metadata", {}).get(WRITE_ID_KEY) == token)
 
     # -- writing ----------------------------------------------------------------
     async def put_files(self, items: list[tuple[Path, str]], progress: Any) -> list[HashResult]:
@@ -195,8 +296,16 @@ class S3Transfers:
         else:
             digest = hashlib.sha256(data).digest()
         bucket, key = self._split(path)
+        token = uuid.uuid4().hex
         await self._exclusive(
-            path, "put_object", Bucket=bucket, Key=key, Body=data, ChecksumSHA256=_b64(digest)
+            path,
+            "put_object",
+            token,
+            Bucket=bucket,
+            Key=key,
+            Body=data,
+            ChecksumSHA256=_b64(digest),
+            Metadata={WRITE_ID_KEY: token},
         )
         self.fs.invalidate_cache(path)
         return len(data), digest.hex()
@@ -219,8 +328,13 @@ class S3Transfers:
             # it on the event loop, where it would hold up every other request.
             return part, _b64(zlib.crc32(part).to_bytes(4, "big"))
 
+        token = uuid.uuid4().hex
         mpu = await self._call(
-            "create_multipart_upload", Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32"
+            "create_multipart_upload",
+            Bucket=bucket,
+            Key=key,
+            ChecksumAlgorithm="CRC32",
+            Metadata={WRITE_ID_KEY: token},
         )
         upload_id = mpu["UploadId"]
 
@@ -270,6 +384,7 @@ class S3Transfers:
             await self._exclusive(
                 path,
                 "complete_multipart_upload",
+                token,
                 Bucket=bucket,
                 Key=key,
                 UploadId=upload_id,
@@ -325,17 +440,36 @@ class S3Transfers:
     async def _stream(self, path: str, consume: Callable[[bytes], object], progress: Any) -> int:
         """Stream one GET of ``path`` through ``consume`` on a worker thread.
 
-        Consuming chunk n overlaps receiving chunk n + 1.
+        Consuming chunk n overlaps receiving chunk n + 1. A body cut off midway is
+        resumed from the first byte not yet received (see the module doc).
         """
         bucket, key = self._split(path)
         response = await self._call("get_object", Bucket=bucket, Key=key)
-        body = response["Body"]
+        total = response.get("ContentLength")
         if progress is not None:
-            progress.set_size(response.get("ContentLength"))
+            progress.set_size(total)
+        backoff = Backoff()
         pending: asyncio.Future[object] | None = None
         size = 0
         try:
-            while chunk := await body.read(CHUNK):
+            while True:
+                try:
+                    chunk = await response["Body"].read(CHUNK)
+                except Exception as err:
+                    if not _stream_broken(err) or size == total or not await backoff.retry():
+                        raise
+                    response["Body"].close()
+                    response = await self._call(
+                        "get_object",
+                        Bucket=bucket,
+                        Key=key,
+                        Range=f"bytes={size}-",
+                        IfMatch=response["ETag"],
+                    )
+                    continue
+                if not chunk:
+                    break
+                backoff.reset()
                 if pending is not None:
                     await pending
                 pending = asyncio.ensure_future(asyncio.to_thread(consume, chunk))
@@ -345,7 +479,11 @@ class S3Transfers:
             if pending is not None:
                 await pending
         finally:
-            body.close()
+            response["Body"].close()
+            if pending is not None and not pending.done():
+                # The caller closes the file ``consume`` writes to once we return.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pending)
         return size
 
     async def download(self, path: str, fd: int, progress: Any) -> HashResult:
