@@ -1,19 +1,22 @@
 """Lineage graphs: which artifacts an artifact was built from, and what was built on it.
 
-`build_lineage` walks the catalog breadth-first, one query per level, in either
+`build_lineage` walks the catalog breadth-first, one level at a time, in either
 direction; cycles end the walk, ids that ``based_on`` names but the catalog does
-not hold become nodes marked missing. The graph renders as a text tree, Mermaid
-and Graphviz DOT. Rendering is pure.
+not hold become nodes marked missing. Where the catalog can fetch every linked
+record in one query (`Catalog.lineage_docs`: ``$graphLookup`` on MongoDB), the
+walk reads them from that answer; otherwise it sends one `find` per level. Both
+give the same graph. The graph renders as a text tree, Mermaid and Graphviz DOT.
+Rendering is pure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from ._catalog.base import Catalog
+from ._catalog.base import Catalog, Document
 from ._errors import QueryError
 
 __all__ = ["Direction", "LineageGraph", "LineageNode", "build_lineage"]
@@ -145,6 +148,13 @@ def _escape_dot(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
+# ``ids -> records``: up, the records with those ids; down, the records naming them.
+_Fetch = Callable[[list[str]], Awaitable[list[Document]]]
+# What the walk reads of a record: its links and what `LineageNode` shows.
+_FIELDS = ("based_on", "username", "creation_time", "file_relpaths", "labels.datatype")
+_FIND_FIELDS = ("based_on", "username", "creation_time", "file_relpaths", "labels")
+
+
 async def build_lineage(
     catalog: Catalog, artifact_id: str, direction: Direction = "both", depth: int | None = None
 ) -> LineageGraph:
@@ -166,47 +176,109 @@ async def build_lineage(
         raise QueryError(f"depth must be a non-negative int or None, not {depth!r}")
     root = await catalog.get(artifact_id)
     nodes = {artifact_id: LineageNode.from_document(root)}
-    docs = {artifact_id: root}
     edges: set[tuple[str, str]] = set()
-
-    if direction in ("up", "both"):
-        frontier = {artifact_id}
-        level = 0
-        while frontier and (depth is None or level < depth):
-            wanted = {p for a in frontier for p in docs[a].get("based_on") or [] if p != a}
-            edges.update((p, a) for a in frontier for p in docs[a].get("based_on") or [] if p != a)
-            new = wanted - nodes.keys()
-            found = await _by_ids(catalog, new)
-            for missing in new - found.keys():
-                nodes[missing] = LineageNode(missing, missing=True)
-            for doc in found.values():
-                nodes[doc["artifact_id"]] = LineageNode.from_document(doc)
-                docs[doc["artifact_id"]] = doc
-            frontier = set(found)
-            level += 1
-
-    if direction in ("down", "both"):
-        frontier = {artifact_id}
-        seen = {artifact_id}
-        level = 0
-        while frontier and (depth is None or level < depth):
-            children = await catalog.find({"based_on": {"$in": sorted(frontier)}})
-            next_frontier: set[str] = set()
-            for doc in children:
-                child = doc["artifact_id"]
-                edges.update((p, child) for p in doc.get("based_on") or [] if p in frontier)
-                nodes.setdefault(child, LineageNode.from_document(doc))
-                if child not in seen:
-                    seen.add(child)
-                    next_frontier.add(child)
-            frontier = next_frontier
-            level += 1
-
+    if depth != 0 and direction in ("up", "both"):
+        await _walk_up(root, depth, await _fetcher(catalog, artifact_id, "up", depth), nodes, edges)
+    if depth != 0 and direction in ("down", "both"):
+        fetch = await _fetcher(catalog, artifact_id, "down", depth)
+        await _walk_down(artifact_id, depth, fetch, nodes, edges)
     return LineageGraph(artifact_id, nodes, tuple(sorted(edges)))
 
 
-async def _by_ids(catalog: Catalog, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    wanted = sorted(ids)
-    if not wanted:
-        return {}
-    return {d["artifact_id"]: d for d in await catalog.find({"artifact_id": {"$in": wanted}})}
+def _parents(doc: Document) -> list[str]:
+    """The ids a record's ``based_on`` names: the strings of a list, or one string,
+    which is what ``based_on`` filters and ``$graphLookup`` follow."""
+    value = doc.get("based_on")
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, str)]
+    return []
+
+
+async def _fetcher(
+    catalog: Catalog, artifact_id: str, direction: Literal["up", "down"], depth: int | None
+) -> _Fetch:
+    """How the walk in ``direction`` gets the records of each level.
+
+    From one `Catalog.lineage_docs` answer where the catalog gives one: it holds
+    every record the walk can reach within ``depth``, so looking them up there
+    answers exactly as the `find` per level does otherwise.
+    """
+    linked = await catalog.lineage_docs(artifact_id, direction, depth, _FIELDS)
+    if linked is None:
+        key = "artifact_id" if direction == "up" else "based_on"
+
+        async def find(ids: list[str]) -> list[Document]:
+            return await catalog.find({key: {"$in": ids}}, fields=_FIND_FIELDS)
+
+        return find
+    if direction == "up":
+        by_id = {doc["artifact_id"]: doc for doc in linked}
+
+        async def by_ids(ids: list[str]) -> list[Document]:
+            return [by_id[i] for i in ids if i in by_id]
+
+        return by_ids
+    naming: dict[str, list[Document]] = {}
+    for doc in linked:
+        for parent in dict.fromkeys(_parents(doc)):
+            naming.setdefault(parent, []).append(doc)
+
+    async def naming_ids(ids: list[str]) -> list[Document]:
+        found = {d["artifact_id"]: d for i in ids for d in naming.get(i, ())}
+        return list(found.values())
+
+    return naming_ids
+
+
+async def _walk_up(
+    root: Document,
+    depth: int | None,
+    fetch: _Fetch,
+    nodes: dict[str, LineageNode],
+    edges: set[tuple[str, str]],
+) -> None:
+    docs = {root["artifact_id"]: root}
+    frontier = [root["artifact_id"]]
+    level = 0
+    while frontier and (depth is None or level < depth):
+        wanted: set[str] = set()
+        for child in frontier:
+            for parent in _parents(docs[child]):
+                if parent != child:
+                    edges.add((parent, child))
+                    wanted.add(parent)
+        new = sorted(wanted - nodes.keys())
+        found = {d["artifact_id"]: d for d in await fetch(new)} if new else {}
+        for missing in new:
+            if missing not in found:
+                nodes[missing] = LineageNode(missing, missing=True)
+        for found_id, doc in found.items():
+            nodes[found_id] = LineageNode.from_document(doc)
+            docs[found_id] = doc
+        frontier = sorted(found)
+        level += 1
+
+
+async def _walk_down(
+    artifact_id: str,
+    depth: int | None,
+    fetch: _Fetch,
+    nodes: dict[str, LineageNode],
+    edges: set[tuple[str, str]],
+) -> None:
+    frontier = {artifact_id}
+    seen = {artifact_id}
+    level = 0
+    while frontier and (depth is None or level < depth):
+        next_frontier: set[str] = set()
+        for doc in await fetch(sorted(frontier)):
+            child = doc["artifact_id"]
+            edges.update((p, child) for p in _parents(doc) if p in frontier)
+            nodes.setdefault(child, LineageNode.from_document(doc))
+            if child not in seen:
+                seen.add(child)
+                next_frontier.add(child)
+        frontier = next_frontier
+        level += 1

@@ -19,18 +19,21 @@ import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from elliptio._catalog import Catalog, codec
+from elliptio._catalog.base import Lease
 from elliptio._errors import (
     ArtifactExistsError,
     ArtifactNotFoundError,
     CatalogError,
+    CommitError,
     InvalidLabelsError,
     QueryError,
 )
+from elliptio._lineage import build_lineage
 
 UTC = dt.UTC
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -372,6 +375,19 @@ SQLite and a real server, and the mock's own answer for the mock:
 """
 
 
+def find_only(catalog: Catalog) -> Catalog:
+    """``catalog`` seen without `Catalog.lineage_docs`, so lineage is walked with find."""
+
+    class _FindOnly:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(catalog, name)
+
+        async def lineage_docs(self, *args: Any) -> None:  # as a backend without one
+            return None
+
+    return cast(Catalog, _FindOnly())
+
+
 def _ids(docs: list[dict[str, Any]]) -> list[str]:
     return [d["artifact_id"] for d in docs]
 
@@ -618,3 +634,359 @@ class CatalogConformance:
         await backend.catalog.close()
         with pytest.raises(CatalogError, match="closed"):
             await backend.catalog.get("artifact_0001")
+
+    # -- commit leases ----------------------------------------------------------------
+
+    async def test_lease_is_claimed_once(self, backend: Backend) -> None:
+        cat = backend.catalog
+        assert await cat.get_lease("artifact_0001") is None
+        started = (T0 + dt.timedelta(microseconds=456)).astimezone(PLUS2)
+        await cat.open_lease("artifact_0001", "/s/artifact_0001", started)
+        lease = await cat.get_lease("artifact_0001")
+        assert lease == Lease("artifact_0001", "/s/artifact_0001", T0, "open")
+        assert lease.started.tzinfo == UTC
+        assert await cat.claim_lease("artifact_0001", "committing")
+        assert not await cat.claim_lease("artifact_0001", "committing")
+        assert not await cat.claim_lease("artifact_0001", "condemned")
+        assert (await cat.get_lease("artifact_0001")) == dataclasses.replace(
+            lease, state="committing"
+        )
+        assert not await cat.claim_lease("artifact_nope", "committing")
+        await cat.close_lease("artifact_0001")
+        await cat.close_lease("artifact_0001")  # nothing left to forget
+        assert await cat.get_lease("artifact_0001") is None
+        assert not await cat.claim_lease("artifact_0001", "condemned")
+
+    async def test_lease_claim_respects_started_before(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.open_lease("artifact_0001", "/s/1", T0)
+        await cat.open_lease("artifact_0002", "/s/2", T0 + dt.timedelta(hours=1))
+        assert not await cat.claim_lease("artifact_0001", "condemned", started_before=T0)
+        earlier = (T0 - dt.timedelta(minutes=1)).astimezone(PLUS2)
+        assert not await cat.claim_lease("artifact_0001", "condemned", started_before=earlier)
+        cutoff = (T0 + dt.timedelta(milliseconds=1)).astimezone(PLUS2)
+        assert not await cat.claim_lease("artifact_0002", "condemned", started_before=cutoff)
+        assert await cat.claim_lease("artifact_0001", "condemned", started_before=cutoff)
+        assert (await cat.get_lease("artifact_0001")).state == "condemned"  # type: ignore[union-attr]
+        assert (await cat.get_lease("artifact_0002")).state == "open"  # type: ignore[union-attr]
+
+    async def test_commit_and_gc_race_has_one_winner(self, backend: Backend) -> None:
+        cat = backend.catalog
+        others = [backend.open_another() for _ in range(2)] if backend.open_another else []
+        catalogs = [cat, *others]
+        ids = [f"artifact_{i:04d}" for i in range(12)]
+        for artifact_id in ids:
+            await cat.open_lease(artifact_id, f"/s/{artifact_id}", T0)
+        claims = [
+            catalogs[(i + k) % len(catalogs)].claim_lease(
+                artifact_id, state, started_before=T0 + dt.timedelta(seconds=1)
+            )
+            for i, artifact_id in enumerate(ids)
+            for k, state in enumerate(("committing", "condemned", "committing", "condemned"))
+        ]
+        results = await asyncio.gather(*claims)
+        for i, artifact_id in enumerate(ids):
+            won = [
+                state
+                for state, ok in zip(
+                    ("committing", "condemned", "committing", "condemned"),
+                    results[4 * i : 4 * i + 4],
+                    strict=True,
+                )
+                if ok
+            ]
+            assert len(won) == 1, (artifact_id, results[4 * i : 4 * i + 4])
+            leases = await asyncio.gather(*(c.get_lease(artifact_id) for c in catalogs))
+            assert {lease.state for lease in leases if lease is not None} == {won[0]}
+            assert all(lease is not None for lease in leases)
+        await asyncio.gather(*(other.close() for other in others))
+
+    async def test_commits_racing_gc_insert_only_what_won(self, backend: Backend) -> None:
+        cat = backend.catalog
+        others = [backend.open_another() for _ in range(2)] if backend.open_another else []
+        catalogs = [cat, *others]
+        for i in range(10):
+            await cat.open_lease(record(i)["artifact_id"], f"/s/{i}", T0)
+        outcomes = await asyncio.gather(
+            *(catalogs[i % len(catalogs)].commit(record(i)) for i in range(10)),
+            *(
+                catalogs[(i + 1) % len(catalogs)].claim_lease(record(i)["artifact_id"], "condemned")
+                for i in range(10)
+            ),
+            return_exceptions=True,
+        )
+        commits, condemns = outcomes[:10], outcomes[10:]
+        for i, (committed, condemned) in enumerate(zip(commits, condemns, strict=True)):
+            artifact_id = record(i)["artifact_id"]
+            if committed is None:
+                assert condemned is False
+                assert await cat.get_lease(artifact_id) is None
+                assert (await cat.get(artifact_id))["artifact_id"] == artifact_id
+            else:
+                assert isinstance(committed, CommitError), committed
+                assert condemned is True
+                assert (await cat.get_lease(artifact_id)).state == "condemned"  # type: ignore[union-attr]
+                assert await cat.count({"artifact_id": artifact_id}) == 0
+        await asyncio.gather(*(other.close() for other in others))
+
+    async def test_commit_inserts_and_closes_the_lease(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.open_lease("artifact_0001", "/s/1", T0)
+        await cat.commit(record(1))
+        assert await cat.get("artifact_0001") == codec.normalize(record(1))
+        assert await cat.get_lease("artifact_0001") is None
+
+    async def test_commit_after_gc_condemned_inserts_nothing(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.open_lease("artifact_0001", "/s/1", T0)
+        assert await cat.claim_lease("artifact_0001", "condemned")
+        with pytest.raises(CommitError, match="artifact_0001"):
+            await cat.commit(record(1))
+        assert await cat.count() == 0
+        assert (await cat.get_lease("artifact_0001")).state == "condemned"  # type: ignore[union-attr]
+        # gc removed the files and forgot the lease: a late commit still fails
+        await cat.close_lease("artifact_0001")
+        with pytest.raises(CommitError, match="artifact_0001"):
+            await cat.commit(record(1))
+        assert await cat.count() == 0
+        assert await cat.get_lease("artifact_0001") is None
+
+    async def test_failed_commit_leaves_the_lease_to_gc(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.insert(record(1))
+        await cat.open_lease("artifact_0001", "/s/1-again", T0)
+        with pytest.raises(ArtifactExistsError, match="artifact_0001"):
+            await cat.commit(record(1, other=True))
+        assert "other" not in await cat.get("artifact_0001")
+        lease = await cat.get_lease("artifact_0001")
+        assert lease == Lease("artifact_0001", "/s/1-again", T0, "open")
+        doc = record(2)
+        doc["labels"]["infos"]["bad"] = {1, 2}
+        await cat.open_lease("artifact_0002", "/s/2", T0)
+        with pytest.raises(InvalidLabelsError):
+            await cat.commit(doc)
+        assert (await cat.get_lease("artifact_0002")).state == "open"  # type: ignore[union-attr]
+        later = T0 + dt.timedelta(days=1)
+        assert await cat.claim_lease("artifact_0001", "condemned", started_before=later)
+        assert await cat.claim_lease("artifact_0002", "condemned", started_before=later)
+        assert await cat.count() == 1
+
+    # -- names, versions and aliases ----------------------------------------------------
+
+    async def test_versions_count_up_per_name(self, backend: Backend) -> None:
+        cat = backend.catalog
+        assert [await cat.reserve_version("clean") for _ in range(3)] == [1, 2, 3]
+        assert await cat.reserve_version("raw") == 1
+        assert await cat.reserve_version("Clean") == 1  # names are case-sensitive
+        assert await cat.reserve_version("clean") == 4
+        assert await cat.names() == []  # reserved, never committed
+
+    async def test_concurrent_reservations_never_share_a_version(self, backend: Backend) -> None:
+        cat = backend.catalog
+        others = [backend.open_another() for _ in range(2)] if backend.open_another else []
+        catalogs = [cat, *others]
+        versions = await asyncio.gather(
+            *(catalogs[i % len(catalogs)].reserve_version("clean") for i in range(30)),
+            *(catalogs[i % len(catalogs)].reserve_version("other") for i in range(5)),
+        )
+        assert sorted(versions[:30]) == list(range(1, 31))
+        assert sorted(versions[30:]) == list(range(1, 6))
+        assert await catalogs[-1].reserve_version("clean") == 31
+        await asyncio.gather(*(other.close() for other in others))
+
+    async def test_version_lookup(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.insert_many(
+            [
+                record(1, name="clean", name_version=1),
+                record(2, name="clean", name_version=2),
+                record(3, name="raw", name_version=1),
+                record(4, name="clean"),  # a name without a version is no version
+                record(5),
+            ]
+        )
+        assert await cat.version_id("clean") == "artifact_0002"
+        assert await cat.version_id("clean", 1) == "artifact_0001"
+        assert await cat.version_id("raw") == "artifact_0003"
+        assert await cat.version_id("clean", 3) is None
+        assert await cat.version_id("nope") is None
+        assert _ids(await cat.find({"name": "clean"}, sort=[("name_version", -1)])) == [
+            "artifact_0002",
+            "artifact_0001",
+            "artifact_0004",
+        ]
+        await cat.delete("artifact_0002")
+        assert await cat.version_id("clean") == "artifact_0001"
+        assert await cat.reserve_version("clean") == 3  # a deleted version is not reused
+
+    async def test_inserted_version_raises_the_counter(self, backend: Backend) -> None:
+        cat = backend.catalog
+        assert await cat.reserve_version("clean") == 1
+        await cat.insert(record(7, name="clean", name_version=7))
+        assert await cat.reserve_version("clean") == 8
+        await cat.insert_many([record(3, name="clean", name_version=3)])
+        assert await cat.reserve_version("clean") == 9
+        await cat.insert_many([record(20, name="new", name_version=20)])
+        assert await cat.reserve_version("new") == 21
+        await cat.open_lease("artifact_0040", "/s/40", T0)
+        await cat.commit(record(40, name="newer", name_version=40))
+        assert await cat.reserve_version("newer") == 41
+
+    async def test_names_lists_committed_named_records(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.insert_many(
+            [
+                record(1, name="clean", name_version=1),
+                record(2, name="clean", name_version=3),
+                record(3, name="raw", name_version=1),
+                record(4, name="unversioned"),
+                record(5),
+                # not named records: no string name, or no whole version of at least 1
+                record(6, name=["clean"], name_version=4),
+                record(7, name=None, name_version=5),
+                record(8, name="clean", name_version=0),
+                record(9, name="clean", name_version=-2),
+                record(10, name="clean", name_version=9.0),
+                record(11, name="clean", name_version="12"),
+            ]
+        )
+        await cat.reserve_version("reserved")
+        assert await cat.names() == [("clean", 2, 3), ("raw", 1, 1)]
+        assert await cat.version_id("clean") == "artifact_0002"
+        assert [await cat.version_id("clean", v) for v in (0, 4, 9)] == [None, None, None]
+        await cat.delete("artifact_0003")
+        assert await cat.names() == [("clean", 2, 3)]
+
+    async def test_aliases_move_and_go(self, backend: Backend) -> None:
+        cat = backend.catalog
+        assert await cat.aliases("clean") == {}
+        assert await cat.set_alias("clean", "prod", 1) is None
+        assert await cat.set_alias("clean", "prod", 2) == 1
+        assert await cat.set_alias("clean", "best", 2) is None
+        assert await cat.set_alias("clean", "prod", 2) == 2
+        assert await cat.set_alias("raw", "prod", 7) is None  # another name's alias
+        assert await cat.aliases("clean") == {"best": 2, "prod": 2}
+        assert await cat.aliases("raw") == {"prod": 7}
+        assert await cat.remove_alias("clean", "prod") == 2
+        assert await cat.remove_alias("clean", "prod") is None
+        assert await cat.remove_alias("clean", "nope") is None
+        assert await cat.aliases("clean") == {"best": 2}
+        assert await cat.aliases("raw") == {"prod": 7}
+        if backend.open_another is not None:
+            other = backend.open_another()
+            assert await other.aliases("clean") == {"best": 2}
+            await other.close()
+
+    # -- deduplication lookups ----------------------------------------------------------
+
+    async def test_find_objects_matches_content_and_prefix(self, backend: Backend) -> None:
+        cat = backend.catalog
+        a, b = "a" * 64, "b" * 64
+        await cat.insert_many(
+            [
+                record(1, files=[_file("x.bin", "s3://one/1/x.bin", 10, a)]),
+                record(
+                    2,
+                    files=[_file("y.bin", "s3://two/2/y.bin", 10, a)],
+                    logs=[_file("out.log", "s3://two/2/.logs/out.log", 77, b)],
+                ),
+            ]
+        )
+        found = await cat.find_objects([(a, 10), (a, 11), (b, 10), (b, 77)], "s3://")
+        assert found == {(a, 10): "s3://one/1/x.bin", (b, 77): "s3://two/2/.logs/out.log"}
+        assert await cat.find_objects([(a, 10)], "s3://two/") == {(a, 10): "s3://two/2/y.bin"}
+        assert await cat.find_objects([(a, 10), (b, 77)], "s3://three/") == {}
+        assert await cat.find_objects([], "") == {}
+        await cat.delete("artifact_0001")  # its files are gone: never point at them
+        assert await cat.find_objects([(a, 10)], "s3://one/") == {}
+        assert await cat.find_objects([(a, 10)], "") == {(a, 10): "s3://two/2/y.bin"}
+
+    async def test_find_objects_ignores_malformed_items(self, backend: Backend) -> None:
+        cat = backend.catalog
+        a = "a" * 64
+        good = _file("ok.bin", "/s/ok.bin", 5, a)
+        await cat.insert_many(
+            [
+                {"artifact_id": "string", "files": "oops", "logs": 3},
+                {"artifact_id": "dict", "files": _file("d", "/s/dict", 1, a)},
+                {
+                    "artifact_id": "junk",
+                    "files": [
+                        None,
+                        "x",
+                        [1],
+                        {"sha256": a},
+                        {"sha256": a, "size": 2, "url": 5},
+                        {"sha256": a, "size": 3.0, "url": "/s/float"},
+                        {"sha256": a, "size": True, "url": "/s/bool"},
+                        {"sha256": a, "size": "4", "url": "/s/str"},
+                        {"sha256": [a], "size": 6, "url": "/s/list"},
+                        {"sha256": {"x": a}, "size": 7, "url": "/s/dict"},
+                    ],
+                    "logs": [{"sha256": a, "size": 8}, "y"],
+                },
+                {"artifact_id": "good", "files": ["z", good], "logs": None},
+            ]
+        )
+        keys = [(a, size) for size in range(10)]
+        assert await cat.find_objects(keys, "") == {(a, 5): "/s/ok.bin"}
+        assert 5 in await cat.known_sizes(list(range(10)))
+
+    async def test_known_sizes(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.insert_many(
+            [
+                record(3),  # files of size 3
+                record(4, logs=[_file("a.log", "/s/a.log", 1000, "c" * 64)]),
+                record(6, files=[]),
+            ]
+        )
+        assert await cat.known_sizes([1, 3, 4, 6, 1000, 3]) == {3, 4, 1000}
+        assert await cat.known_sizes([]) == set()
+        assert await cat.known_sizes(list(range(2000, 3200))) == set()
+        await cat.delete("artifact_0003")
+        assert await cat.known_sizes([3, 4]) == {4}
+
+    # -- lineage ---------------------------------------------------------------------
+
+    async def test_lineage_walk(self, backend: Backend) -> None:
+        cat = backend.catalog
+        # a diamond 0 -> 1, 2 -> 3 -> 4; a cycle 5 <-> 6 hanging from 0; 7 names a
+        # missing parent; 8 names itself
+        links = {0: [], 1: [0], 2: [0], 3: [1, 2], 4: [3], 5: [6], 6: [5, 0], 7: [99], 8: [8, 3]}
+        await cat.insert_many(
+            [record(i, based_on=[f"artifact_{p:04d}" for p in ps]) for i, ps in links.items()]
+        )
+
+        def a(i: int) -> str:
+            return f"artifact_{i:04d}"
+
+        def nodes(*numbers: int) -> set[str]:
+            return {a(i) for i in numbers}
+
+        up = await build_lineage(cat, a(4), "up")
+        assert set(up.nodes) == nodes(0, 1, 2, 3, 4)
+        assert set(up.edges) == {
+            (a(0), a(1)),
+            (a(0), a(2)),
+            (a(1), a(3)),
+            (a(2), a(3)),
+            (a(3), a(4)),
+        }
+        down = await build_lineage(cat, a(0), "down", depth=2)
+        assert set(down.nodes) == nodes(0, 1, 2, 3, 5, 6)
+        cycle = await build_lineage(cat, a(5), "both")
+        assert {(a(5), a(6)), (a(6), a(5)), (a(0), a(6))} <= set(cycle.edges)
+        missing = await build_lineage(cat, a(7), "up")
+        assert missing.nodes[a(99)].missing
+        # the backend's own lineage query, where it has one, answers as find does
+        for root in links:
+            for direction in ("up", "down", "both"):
+                for depth in (None, 1, 2):
+                    args: Any = (a(root), direction, depth)
+                    graph = await build_lineage(cat, *args)
+                    assert graph == await build_lineage(find_only(cat), *args), args
+
+
+def _file(relpath: str, url: str, size: int, sha256: str) -> dict[str, Any]:
+    return {"relpath": relpath, "url": url, "size": size, "sha256": sha256}

@@ -20,6 +20,7 @@ import pytest
 from bson.codec_options import CodecOptions
 
 from elliptio._catalog import Catalog, open_catalog
+from elliptio._catalog.mongo import SIDE_INDEXES
 from elliptio._catalog.sqlite import SQLiteCatalog
 from tests.catalog_conformance import Backend, CatalogConformance
 
@@ -99,7 +100,8 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     b.open_another = lambda: open_catalog(database[coll_name])
     yield b
     await _finish(b)
-    await database.drop_collection(coll_name)
+    for name in (coll_name, *(f"{coll_name}.{suffix}" for suffix in SIDE_INDEXES)):
+        await database.drop_collection(name)
     await client.close()
 
 

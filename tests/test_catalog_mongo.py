@@ -209,6 +209,37 @@ async def test_server_errors_are_translated_without_credentials() -> None:
     await cat.close()
 
 
+async def test_regex_queries_have_a_server_time_limit() -> None:
+    """MongoDB bounds a query's regexes by maxTimeMS, as SQLite bounds them by clock."""
+    collection = AsyncMongoMockClient()["elliptio"]["artifacts"]
+    seen: list[dict[str, Any]] = []
+    real_find, real_count = collection.find, collection.count_documents
+
+    def find(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs)
+        return real_find(*args, **kwargs)
+
+    async def count(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs)
+        return await real_count(*args, **kwargs)
+
+    collection.find, collection.count_documents = find, count
+    cat = MongoCatalog(target=collection)
+    await cat.insert(record(0))  # username "andy"
+    assert len(await cat.find({"username": {"$regex": "^an"}})) == 1
+    assert await cat.count({"$or": [{"x": 1}, {"username": re.compile("dy$")}]}) == 1
+    await cat.find({"username": "andy"})
+    assert [kw.get("max_time_ms", kw.get("maxTimeMS")) for kw in seen] == [30_000, 30_000, None]
+
+    async def too_slow(*args: Any, **kwargs: Any) -> Any:
+        raise mongo_errors.ExecutionTimeout("operation exceeded time limit", code=50)
+
+    collection.count_documents = too_slow
+    with pytest.raises(eio.QueryError, match=r"stopped the query after 30 s"):
+        await cat.count({"username": {"$regex": "^an"}})
+    await cat.close()
+
+
 async def test_one_loop_per_catalog() -> None:
     cat = open_catalog(AsyncMongoMockClient())
     await cat.count()

@@ -295,10 +295,82 @@ async def test_version_1_files_are_carried_over(tmp_path: Path) -> None:
     assert await cat.count({"based_on": "artifact_0000", "username": "andy"}) == 1
     await cat.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"artifacts", "artifact_docs", "artifact_extras", "side_values"}
+    assert tables == {
+        *("artifacts", "artifact_docs", "artifact_extras", "side_values"),
+        *("names", "aliases", "leases", "file_objects"),
+    }
     conn.close()
+
+
+def _schema(path: Path) -> tuple[set[tuple[str, str]], list[tuple[Any, ...]]]:
+    """The tables and indexes of a database, and the columns of ``artifacts``."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    objects = {(t, n) for t, n in conn.execute("SELECT type, name FROM sqlite_master")}
+    columns = conn.execute("PRAGMA table_info(artifacts)").fetchall()
+    conn.close()
+    return objects, columns
+
+
+async def test_version_2_files_are_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    a, b = "a" * 64, "b" * 64
+    docs = [
+        record(1, name="clean", name_version=1, files=[_file("x.bin", "s3://b/1/x.bin", 10, a)]),
+        record(2, name="clean", name_version=4, logs=[_file("out.log", "s3://b/2/out.log", 20, b)]),
+        record(3, name=["clean", "other"], files=[_file("y.bin", "s3://b/3/y.bin", 10, a)]),
+        record(4, files=[{"relpath": "no-hash.bin", "url": "s3://b/4/n.bin", "size": 30}]),
+        record(5, name="raw", name_version=2),
+    ]
+    path = tmp_path / "v2.db"
+    cat = SQLiteCatalog(path)
+    await cat.insert_many(docs)
+    await cat.close()
+    fresh = _schema(path)
+    # Turn it into what version 2 wrote: no names, versions, aliases, leases or
+    # file index, and no note of documents with an array under "name".
+    conn = sqlite3.connect(path)
+    for statement in (
+        "DROP INDEX artifacts_name_version",
+        "DROP INDEX artifacts_name",
+        *(f"DROP TABLE {t}" for t in ("names", "aliases", "leases", "file_objects")),
+        "ALTER TABLE artifacts DROP COLUMN name",
+        "ALTER TABLE artifacts DROP COLUMN name_version",
+        "DELETE FROM side_values WHERE field = '' AND value = 'name'",
+        "PRAGMA user_version=2",
+    ):
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+    assert _schema(path) != fresh
+
+    cat = SQLiteCatalog(path)
+    assert [await cat.get(doc["artifact_id"]) for doc in docs] == docs
+    clean = await cat.find({"name": "clean"}, fields=[])
+    assert [d["artifact_id"] for d in clean] == ["artifact_0001", "artifact_0002", "artifact_0003"]
+    assert await cat.count({"name": "other"}) == 1
+    assert await cat.version_id("clean") == "artifact_0002"
+    assert await cat.version_id("raw", 2) == "artifact_0005"
+    assert await cat.names() == [("clean", 2, 4), ("raw", 1, 2)]
+    found = await cat.find_objects([(a, 10), (b, 20), (a, 30)], "s3://b/")
+    assert found == {(a, 10): "s3://b/1/x.bin", (b, 20): "s3://b/2/out.log"}
+    assert await cat.known_sizes([10, 20, 30]) == {10, 20}
+    assert [await cat.reserve_version(n) for n in ("clean", "raw", "new")] == [5, 3, 1]
+    await cat.delete("artifact_0001")
+    assert await cat.find_objects([(a, 10)], "") == {(a, 10): "s3://b/3/y.bin"}
+    await cat.close()
+    assert _schema(path) == fresh
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+    conn.close()
+
+
+def _file(relpath: str, url: str, size: int, sha256: str) -> dict[str, Any]:
+    return {"relpath": relpath, "url": url, "size": size, "sha256": sha256}
 
 
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -312,6 +384,32 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="upgrade elliptio"):
         await cat.count()
     await cat.close()
+
+
+async def test_many_documents_read_back_whole_or_projected(catalog: SQLiteCatalog) -> None:
+    """Documents read in batches are those inserted, with their types, in order."""
+    docs = [
+        record(
+            i,
+            git={"commit": f"{i:040x}", "when": T0 + dt.timedelta(seconds=i)} if i % 3 else {},
+            python_packages={"numpy": "2.0"} if i % 5 else {"x": 'say "$date'},
+            note='{"$date":"2024-01-01T00:00:00.000000Z"}' if i % 7 == 0 else None,
+            deep={"when": [T0]} if i % 11 == 0 else [],
+        )
+        for i in range(2500)
+    ]
+    for doc in docs[::4]:
+        del doc["git"]
+    await catalog.insert_many(docs)
+    found = await catalog.find(sort=[("labels.infos.i", 1)])
+    assert found == docs
+    assert [list(doc) for doc in found] == [list(doc) for doc in docs]  # key order
+    assert found[11]["deep"]["when"][0].tzinfo is UTC
+    assert found[1]["git"]["when"].tzinfo is UTC
+    fields = ["git", "note", "labels", "no_such_field"]
+    part = await catalog.find(sort=[("labels.infos.i", 1)], fields=fields)
+    assert part == [{k: v for k, v in doc.items() if k in {"artifact_id", *fields}} for doc in docs]
+    assert await catalog.get("artifact_0077") == docs[77]
 
 
 async def test_large_fields_are_stored_apart(catalog: SQLiteCatalog) -> None:

@@ -1,15 +1,22 @@
 """Hostile input: paths and ids built to escape the store or the cache, hostile
-records in a shared catalog, oversized labels. Each is refused or bounded."""
+records in a shared catalog, oversized labels, regular expressions built to
+backtrack. Each is refused or bounded."""
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import elliptio as eio
+from elliptio._catalog import Catalog, filters, open_catalog, query, regex_guard
+from elliptio._catalog.sqlite import SQLiteCatalog
 from elliptio._cli import main
 from elliptio._layout import validate_relpath
 from elliptio._models import MAX_LABELS_BYTES
@@ -124,7 +131,7 @@ def test_hostile_catalog_records_are_refused(
     hostile_id = "artifact_11111111-1111-4111-8111-111111111111"
     sync(handler.catalog.insert(_hostile(doc, hostile_id, **file)))
     out = tmp_path / "out" / "deeper"
-    with pytest.raises(ValueError, match=next(iter(file))):
+    with pytest.raises(eio.CorruptRecordError, match=next(iter(file))):
         handler.get(hostile_id)
     common = ["--storage", handler.storage.root_url, "--catalog", catalog_url]
     code = main([*common, "download", hostile_id, "-o", str(out)])
@@ -149,3 +156,186 @@ def test_labels_are_bounded(handler: eio.Handler, tmp_path: Path) -> None:
     with pytest.raises(eio.InvalidLabelsError, match="limit"):
         eio.Labels(description="d" * (MAX_LABELS_BYTES + 1))
     assert snapshot(handler) == before
+
+
+# -- regular expressions built to backtrack -------------------------------------
+
+CATASTROPHIC = [
+    r"(a+)+$",
+    r"(a*)*b",
+    r"(\w+\s?)*$",
+    r"(a|a)*$",
+    r"(a|ab)*c",
+    r"(\w|\d)+$",
+    r"(?:foo|bar)+!",
+    r"(a{1,3}){2,}$",
+    r"(a)\1",
+    r"(?P<x>a)(?P=x)",
+    r"(a)?(?(1)b|c)",
+    r"a*a*a*a*b",
+    r"\w+\d+!",
+    r".*foo.*bar",
+    "x" * (regex_guard.MAX_PATTERN_CHARS + 1),
+]
+LEGITIMATE: list[tuple[Any, set[str]]] = [
+    ("^train", {"train"}),
+    (r"\.csv$", {"csv"}),
+    ("(?i)annotation", {"annotation"}),
+    (r"^data/.*\.parquet$", {"parquet"}),
+    ("foo|bar", {"foobar"}),
+    (r"[a-z]+_\d+", {"train", "csv"}),
+    (".*", {"train", "csv", "annotation", "parquet", "foobar", "hostile"}),
+    (re.compile("ANNOTATION", re.IGNORECASE), {"annotation"}),
+    ({"$regex": "^TRAIN", "$options": "i"}, {"train"}),
+    ({"$regex": "lines$", "$options": "m"}, {"annotation"}),
+    ({"$regex": "two.lines", "$options": "s"}, {"annotation"}),
+    ({"$regex": "^ d a t a /  # a comment", "$options": "x"}, {"parquet"}),
+    (r"\d+(\.\d+)?x", set()),
+]
+DESCRIPTIONS = {
+    "train": "train_01 split",
+    "csv": "notes_2 in a .csv",
+    "annotation": "Annotation of two\nlines",
+    "parquet": "data/2024/part-0.parquet",
+    "foobar": "a foo",
+    "hostile": "a" * 24 + "b",
+}
+
+
+async def _regex_catalogs() -> list[Catalog]:
+    from mongomock_motor import AsyncMongoMockClient
+
+    collection = AsyncMongoMockClient()["elliptio"]["artifacts"]
+
+    async def no_server(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a refused filter reached the server")
+
+    catalogs: list[Catalog] = [SQLiteCatalog(None), open_catalog(collection)]
+    for catalog in catalogs:
+        await catalog.insert_many(
+            [{"artifact_id": k, "labels": {"description": v}} for k, v in DESCRIPTIONS.items()]
+        )
+    for name in ("find", "count_documents", "aggregate", "find_one"):
+        setattr(collection, name, no_server)
+    return catalogs
+
+
+async def test_catastrophic_regexes_are_refused_by_every_backend() -> None:
+    sqlite, mongo = await _regex_catalogs()
+    for pattern in CATASTROPHIC:
+        messages = []
+        for catalog in (sqlite, mongo):
+            for call in (catalog.find, catalog.count):
+                with pytest.raises(eio.QueryError, match="is refused") as info:
+                    await call({"labels.description": {"$regex": pattern}})
+                messages.append(str(info.value))
+            with pytest.raises(eio.QueryError, match="is refused"):
+                await catalog.find({"labels.description": {"$not": re.compile(pattern)}})
+            with pytest.raises(eio.QueryError, match="is refused"):
+                await catalog.find(
+                    {"$or": [{"labels.description": {"$in": [re.compile(pattern)]}}]}
+                )
+        assert len(set(messages)) == 1, pattern
+        assert repr(pattern[:20])[1:-1] in messages[0] or len(pattern) > 60
+    await sqlite.close()
+    await mongo.close()
+
+
+async def test_legitimate_regexes_still_work() -> None:
+    sqlite = SQLiteCatalog(None)
+    await sqlite.insert_many(
+        [{"artifact_id": k, "labels": {"description": v}} for k, v in DESCRIPTIONS.items()]
+    )
+    for condition, expected in LEGITIMATE:
+        flt = {
+            "labels.description": {"$regex": condition} if isinstance(condition, str) else condition
+        }
+        assert {d["artifact_id"] for d in await sqlite.find(flt)} == expected, condition
+    await sqlite.close()
+
+
+def test_handler_find_refuses_catastrophic_regexes(handler: eio.Handler, tmp_path: Path) -> None:
+    (tmp_path / "f.txt").write_text("x")
+    handler.upload(tmp_path / "f.txt", labels={"description": "a" * 24 + "b"})
+    before = snapshot(handler)
+    for pattern in CATASTROPHIC:
+        with pytest.raises(eio.QueryError, match="is refused"):
+            handler.find({"labels.description": {"$regex": pattern}})
+    assert len(handler.find({"labels.description": {"$regex": "^a+b$"}})) == 1
+    assert snapshot(handler) == before
+
+
+async def test_a_long_regex_scan_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The clock is read every 100 SQLite steps instead of 10,000 (set before the
+    # connection opens), so a scan of 3,000 documents reads it many times.
+    monkeypatch.setattr(regex_guard, "_PROGRESS_STEPS", 100)
+    catalog = SQLiteCatalog(None)
+    docs = [{"artifact_id": f"a{i}", "labels": {"description": f"d{i}"}} for i in range(3000)]
+    await catalog.insert_many(docs)
+    monkeypatch.setattr(regex_guard, "QUERY_SECONDS", 0.0)
+    with pytest.raises(eio.QueryError, match=r"stopped after 0 s .*'\^nothing'"):
+        await catalog.find({"labels.description": {"$regex": "^nothing"}})
+    # Calls that evaluate no regular expression are not limited, nor later calls.
+    assert await catalog.count({"labels.description": "d7"}) == 1
+    monkeypatch.setattr(regex_guard, "QUERY_SECONDS", 30.0)
+    assert await catalog.count({"labels.description": {"$regex": "^d1"}}) == 1111
+    await catalog.close()
+
+
+_ATOMS = ["a", "b", ".", r"\w", r"\d", r"\s", "[ab]", "x", r"\W", "[^b]"]
+_QUANTIFIERS = ["", "*", "+", "?", "{2}", "{1,3}", "{2,}", "*?", "++"]
+_PIECES = st.builds(lambda a, q: a + q, st.sampled_from(_ATOMS), st.sampled_from(_QUANTIFIERS))
+_PATTERNS = st.recursive(
+    st.lists(_PIECES, min_size=1, max_size=4).map("".join),
+    lambda inner: st.one_of(
+        st.builds(lambda a, q: f"({a}){q}", inner, st.sampled_from(_QUANTIFIERS)),
+        st.builds(lambda a, b: f"(?:{a}|{b})", inner, inner),
+        st.lists(inner, min_size=2, max_size=3).map("".join),
+    ),
+    max_leaves=6,
+)
+_HOSTILE_LENGTH = 3000
+
+
+class _Hung(Exception):
+    pass
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs POSIX interval timers")
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pattern=_PATTERNS, anchored=st.booleans())
+def test_accepted_regexes_finish_on_hostile_text(pattern: str, anchored: bool) -> None:
+    """Either the pattern is refused, or it searches hostile text in polynomial time.
+
+    A refused shape such as '(a+)+$' takes minutes on these 3,000 characters and
+    '(a|b)*c' or 'a*a*b' seconds to hours; what is accepted takes milliseconds (at
+    most quadratic), so the generous alarm only fires for a pattern that got through.
+    """
+    pattern = pattern + "$" if anchored else pattern
+    try:
+        filters.check_filter({"d": {"$regex": pattern}})
+    except eio.QueryError as err:
+        refused = str(err)
+    else:
+        refused = ""
+    if refused:
+        assert "is refused" in refused
+        return
+    n = _HOSTILE_LENGTH
+    texts = ["a" * n + "!", "ab" * (n // 2) + "!", "1" * n + "!", " " * n + "!", "a1 " * (n // 3)]
+
+    def hang(*args: Any) -> None:
+        raise _Hung
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    try:
+        for text in texts:
+            signal.setitimer(signal.ITIMER_REAL, 10.0)
+            try:
+                query.regexp_sql(pattern, "", text)
+            except _Hung:
+                pytest.fail(f"accepted pattern {pattern!r} backtracks on {text[:8]!r}...")
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)

@@ -354,6 +354,66 @@ def test_values_are_bound_not_interpolated() -> None:
     assert "a'; DROP TABLE artifacts; --" in params
 
 
+EQUAL_SPELLINGS: list[tuple[Any, Any]] = [
+    (777, 777.0),
+    (777.0, 777),
+    (-777, -777.0),
+    (0, -0.0),
+    (-0.0, 0),
+    (2**53 - 1, float(2**53 - 1)),
+    (10**16, 1e16),  # a float repr with an exponent
+    (1e16, 10**16),
+    (2**60, float(2**60)),
+    (3, 3),
+    ('a"b\\c\n\u2028é\u2603', 'a"b\\c\n\u2028é\u2603'),  # escapes and non-ASCII
+    ("", ""),
+]
+
+
+@pytest.mark.parametrize(("stored", "wanted"), EQUAL_SPELLINGS)
+async def test_equality_finds_every_spelling_of_a_value(stored: Any, wanted: Any) -> None:
+    """Equality skips documents whose JSON lacks the value's text: never a match."""
+    cat = SQLiteCatalog(None)
+    docs = [
+        {"artifact_id": "scalar", "labels": {"v": stored}, "v": stored},
+        {"artifact_id": "in array", "labels": {"v": [1, stored]}, "v": [{"w": stored}]},
+        {"artifact_id": "other", "labels": {"v": "777.5"}, "v": 777.5},
+    ]
+    await cat.insert_many(docs)
+    for query_value in (stored, wanted):
+        for flt, expected in [
+            ({"labels.v": query_value}, {"scalar", "in array"}),
+            ({"v": query_value}, {"scalar"}),
+            ({"v.w": query_value}, {"in array"}),
+            ({"labels.v": {"$in": [query_value, "zzz"]}}, {"scalar", "in array"}),
+            ({"labels.v": {"$ne": query_value}}, {"other"}),
+            ({"v": {"$nin": [query_value]}}, {"in array", "other"}),
+        ]:
+            found = {d["artifact_id"] for d in await cat.find(flt)}
+            assert found == expected, flt
+    await cat.close()
+
+
+def test_equality_on_json_is_led_by_a_text_search() -> None:
+    from elliptio._catalog.sqlite import LAYOUT
+
+    sql, params = query.translate({"labels.infos.seed": 777}, layout=LAYOUT)
+    assert sql.startswith("((instr(labels_json, ?")
+    assert "777" in params
+    sql, params = query.translate({"labels.infos.stage": 'tr"ain'}, layout=LAYOUT)
+    assert sql.startswith("((instr(labels_json, ?")
+    assert '"tr\\"ain"' in params
+    for flt in [
+        {"labels.x": 0.5},
+        {"labels.x": 2**53},
+        {"labels.x": {"$gt": 1}},
+        {"username": "a"},
+    ]:
+        sql, _ = query.translate(flt, layout=LAYOUT)
+        assert "instr(labels_json" not in sql, flt
+        assert "instr((SELECT doc" not in sql, flt
+
+
 def test_common_paths_use_the_indexed_expressions() -> None:
     from elliptio._catalog.sqlite import LAYOUT
 

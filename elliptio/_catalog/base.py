@@ -13,15 +13,45 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
 
-from elliptio._errors import ArtifactExistsError
+from elliptio._errors import ArtifactExistsError, CommitError
 
-__all__ = ["Catalog", "Document", "Filter", "SortSpec", "exists_error"]
+__all__ = [
+    "Catalog",
+    "Document",
+    "Filter",
+    "Lease",
+    "LeaseState",
+    "SortSpec",
+    "exists_error",
+    "lease_lost_error",
+    "version_taken_error",
+]
 
 Document = dict[str, Any]
 Filter = Mapping[str, Any]
 SortSpec = Sequence[tuple[str, int]]
+LeaseState = Literal["open", "committing", "condemned"]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The catalog's note that an artifact is being written.
+
+    A writer opens a lease before its first byte reaches storage. Committing
+    claims it (``open`` -> ``committing``), inserts the record and closes it;
+    `gc` condemns an old open lease (``open`` -> ``condemned``) before it removes
+    the files. Both claims are atomic, so exactly one of them wins: a commit never
+    lands on files that gc is removing, and gc never removes a commit's files.
+    """
+
+    artifact_id: str
+    prefix: str
+    started: datetime
+    state: LeaseState
 
 
 class Catalog(abc.ABC):
@@ -95,6 +125,142 @@ class Catalog(abc.ABC):
         """Insert several documents; backends override this with a bulk write."""
         for doc in docs:
             await self.insert(doc)
+
+    # -- commit leases -----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open_lease(self, artifact_id: str, prefix: str, started: datetime) -> None:
+        """Note that ``artifact_id`` is being written under ``prefix``."""
+
+    @abc.abstractmethod
+    async def get_lease(self, artifact_id: str) -> Lease | None:
+        """The lease of ``artifact_id``, if one is open, committing or condemned."""
+
+    @abc.abstractmethod
+    async def claim_lease(
+        self,
+        artifact_id: str,
+        state: Literal["committing", "condemned"],
+        *,
+        started_before: datetime | None = None,
+    ) -> bool:
+        """Atomically move an ``open`` lease (started before ``started_before``,
+        if given) to ``state``; ``False`` if it is not there or not open."""
+
+    @abc.abstractmethod
+    async def close_lease(self, artifact_id: str) -> None:
+        """Forget the lease of ``artifact_id``, if any."""
+
+    async def commit(self, doc: Document) -> None:
+        """Insert the record of an artifact whose lease is open, and close the lease.
+
+        Raises:
+            CommitError: the lease was condemned by `gc` (the writer took longer
+                than the grace period); nothing was inserted.
+            ArtifactExistsError: the id, or the name and version, exist already.
+        """
+        artifact_id = doc["artifact_id"]
+        if not await self.claim_lease(artifact_id, "committing"):
+            raise lease_lost_error(artifact_id)
+        try:
+            await self.insert(doc)
+        except BaseException:
+            # Not committed after all: the writer discards it, or gc may later.
+            await self._reopen_lease(artifact_id)
+            raise
+        await self.close_lease(artifact_id)
+
+    async def _reopen_lease(self, artifact_id: str) -> None:
+        """Move a ``committing`` lease back to ``open`` (backends override)."""
+        lease = await self.get_lease(artifact_id)
+        await self.close_lease(artifact_id)
+        if lease is not None:
+            await self.open_lease(artifact_id, lease.prefix, lease.started)
+
+    # -- names, versions and aliases ---------------------------------------------
+
+    @abc.abstractmethod
+    async def reserve_version(self, name: str) -> int:
+        """Reserve the next version number of ``name`` (1 for a new name), atomically.
+
+        A number is never handed out twice, even to concurrent writers in other
+        processes; a commit that fails after reserving leaves a gap. Inserting a
+        record with a higher ``name_version`` raises the counter past it.
+        """
+
+    @abc.abstractmethod
+    async def version_id(self, name: str, version: int | None = None) -> str | None:
+        """The artifact id of ``name`` version ``version`` (``None``: the highest
+        committed), or ``None`` when there is none."""
+
+    @abc.abstractmethod
+    async def set_alias(self, name: str, alias: str, version: int) -> int | None:
+        """Point ``name:alias`` at ``version``; return the version it pointed at."""
+
+    @abc.abstractmethod
+    async def remove_alias(self, name: str, alias: str) -> int | None:
+        """Remove ``name:alias``; return the version it pointed at, if any."""
+
+    @abc.abstractmethod
+    async def aliases(self, name: str) -> dict[str, int]:
+        """The aliases of ``name``, each with the version it points at."""
+
+    @abc.abstractmethod
+    async def names(self) -> list[tuple[str, int, int]]:
+        """Every name with committed artifacts: ``(name, count, latest version)``."""
+
+    # -- deduplication -------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def known_sizes(self, sizes: Sequence[int]) -> set[int]:
+        """Which of ``sizes`` some committed file has (a cheap test before hashing)."""
+
+    @abc.abstractmethod
+    async def find_objects(
+        self, keys: Sequence[tuple[str, int]], url_prefix: str
+    ) -> dict[tuple[str, int], str]:
+        """For each ``(sha256, size)``, the URL of one committed file with exactly
+        that content whose URL starts with ``url_prefix``, where there is one."""
+
+    # -- lineage -----------------------------------------------------------------
+
+    async def lineage_docs(
+        self,
+        artifact_id: str,
+        direction: Literal["up", "down"],
+        depth: int | None,
+        fields: Sequence[str],
+    ) -> list[Document] | None:
+        """Every record linked to ``artifact_id`` through ``based_on``, in one query.
+
+        ``up``: the records it names in ``based_on``, the records those name, and
+        so on; ``down``: the records naming it, and so on. At most ``depth``
+        (>= 1) links away, or any number for ``None``. The root is among them only
+        when a cycle leads back to it. Each record holds ``artifact_id`` and the
+        (dotted) ``fields`` only; nearest first.
+
+        Returns ``None`` when the backend has no such query (the default), or
+        cannot answer this one; `elliptio._lineage.build_lineage` then walks level
+        by level with `find`, to the same graph.
+        """
+        return None
+
+
+def lease_lost_error(artifact_id: str) -> CommitError:
+    """The error of a commit whose uncommitted files `gc` claimed first."""
+    return CommitError(
+        f"{artifact_id} cannot commit: gc found it unfinished for longer than its grace "
+        "period and removes its files; nothing was committed, so write it again "
+        "(and run gc with a grace period longer than your slowest write)"
+    )
+
+
+def version_taken_error(catalog: str, name: str, version: int) -> ArtifactExistsError:
+    """The error every backend raises for a name and version it holds already."""
+    return ArtifactExistsError(
+        f"{name}:v{version} exists already in catalog {catalog}; versions are allocated "
+        "by the catalog, so commit again to get the next one"
+    )
 
 
 def exists_error(catalog: str, artifact_id: str) -> ArtifactExistsError:

@@ -21,20 +21,30 @@ import re
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from bson.regex import Regex
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo import errors as mongo_errors
 
-from elliptio._catalog import codec, filters
-from elliptio._catalog.base import Catalog, Document, Filter, SortSpec, exists_error
+from elliptio._catalog import codec, filters, regex_guard
+from elliptio._catalog.base import (
+    Catalog,
+    Document,
+    Filter,
+    Lease,
+    SortSpec,
+    exists_error,
+    version_taken_error,
+)
 from elliptio._errors import (
+    ArtifactExistsError,
     ArtifactNotFoundError,
     CatalogError,
     CatalogUnavailableError,
     ConfigError,
     InvalidLabelsError,
+    QueryError,
 )
 from elliptio._redact import redact_text, redact_url
 
@@ -45,6 +55,7 @@ __all__ = [
     "INDEXES",
     "MongoCatalog",
     "is_mongo_object",
+    "lineage_pipeline",
     "open_mongo_catalog",
     "to_mongo_filter",
 ]
@@ -69,8 +80,24 @@ INDEXES = (
         name="elliptio_labels_project",
     ),
     IndexModel([("file_relpaths", ASCENDING)], name="elliptio_file_relpaths"),
+    # Not unique: version numbers come from the atomic counter in ``<name>.names``
+    # (`MongoCatalog.reserve_version`), so no two commits share one.
+    IndexModel([("name", ASCENDING), ("name_version", DESCENDING)], name="elliptio_name_version"),
+    IndexModel([("files.sha256", ASCENDING)], name="elliptio_files_sha256"),
+    IndexModel([("logs.sha256", ASCENDING)], name="elliptio_logs_sha256"),
+    IndexModel([("files.size", ASCENDING)], name="elliptio_files_size"),
+    IndexModel([("logs.size", ASCENDING)], name="elliptio_logs_size"),
 )
 """Created once per catalog, idempotently; names are elliptio's own."""
+
+# Companion collections, named after the catalog's collection: ``<name>.names``.
+SIDE_INDEXES = {
+    "names": (IndexModel([("name", ASCENDING)], unique=True, name="elliptio_name"),),
+    "aliases": (
+        IndexModel([("name", ASCENDING), ("alias", ASCENDING)], unique=True, name="elliptio_alias"),
+    ),
+    "leases": (IndexModel([("artifact_id", ASCENDING)], unique=True, name="elliptio_lease"),),
+}
 
 _CLIENT_CLASSES = frozenset({"AsyncMongoClient", "AsyncIOMotorClient", "AsyncMongoMockClient"})
 _DATABASE_CLASSES = frozenset({"AsyncDatabase", "AsyncIOMotorDatabase", "AsyncMongoMockDatabase"})
@@ -277,6 +304,81 @@ def _element(item: Any) -> Any:
     return _value(item)
 
 
+_DEPTH = "elliptio_lineage_depth"
+# $graphLookup keeps what it found in memory: over 100 MB (or a server's own limit)
+# it fails with these codes, and the lineage is walked with find instead.
+_TOO_LARGE = frozenset({40099, 292})
+
+
+def lineage_pipeline(
+    collection: str,
+    artifact_id: str,
+    direction: Literal["up", "down"],
+    depth: int | None,
+    fields: Sequence[str],
+) -> list[dict[str, Any]]:
+    """The aggregation behind `MongoCatalog.lineage_docs`: the root's ``$graphLookup``
+    through ``based_on`` in one direction, unwound into one projected record each."""
+    up = direction == "up"
+    source, target = ("based_on", "artifact_id") if up else ("artifact_id", "based_on")
+    lookup: dict[str, Any] = {
+        "from": collection,
+        "startWith": f"${source}",
+        "connectFromField": source,
+        "connectToField": target,
+        "as": "linked",
+        "depthField": _DEPTH,
+    }
+    if depth is not None:
+        lookup["maxDepth"] = depth - 1  # depth 0 of $graphLookup is one link away
+    return [
+        {"$match": {"artifact_id": artifact_id}},
+        {"$graphLookup": lookup},
+        # Straight after $graphLookup, the server folds $unwind into it, so the
+        # root with everything linked never has to fit in one 16 MB document.
+        {"$unwind": "$linked"},
+        {"$replaceRoot": {"newRoot": "$linked"}},
+        {"$project": {"_id": 0, "artifact_id": 1, _DEPTH: 1, **dict.fromkeys(fields, 1)}},
+        {"$sort": {_DEPTH: 1, "artifact_id": 1}},
+        {"$project": {_DEPTH: 0}},
+    ]
+
+
+async def _create_indexes(collection: Any, indexes: Sequence[IndexModel]) -> None:
+    await collection.create_indexes(list(indexes))
+
+
+_REGEX_MS = int(regex_guard.QUERY_SECONDS * 1000)
+
+
+def _has_regex(value: Any) -> bool:
+    """Whether a filter holds a ``$regex`` or a compiled pattern anywhere."""
+    if isinstance(value, re.Pattern):
+        return True
+    if isinstance(value, Mapping):
+        return "$regex" in value or any(_has_regex(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_regex(v) for v in value)
+    return False
+
+
+def _name_version(doc: Document) -> int | None:
+    version = doc.get("name_version")
+    if isinstance(doc.get("name"), str) and type(version) is int and version >= 1:
+        return version
+    return None
+
+
+# What `_name_version` counts as a named record, as a filter: a string ``name`` (not
+# an array holding one) and a whole ``name_version`` of at least 1.
+_NAMED: dict[str, Any] = {
+    "name": {"$type": "string"},
+    "name.0": {"$exists": False},
+    "name_version": {"$gte": 1},
+    "$or": [{"name_version": {"$type": "int"}}, {"name_version": {"$type": "long"}}],
+}
+
+
 def _aware(value: Any) -> Any:
     """Datetimes in UTC, whatever the client's codec options (mongomock: naive)."""
     if isinstance(value, dt.datetime):
@@ -348,7 +450,9 @@ class MongoCatalog(Catalog):
             self._indexed = loop.create_future()
             try:
                 async with self._errors():
-                    await self._target.create_indexes(list(INDEXES))
+                    await _create_indexes(self._target, INDEXES)
+                    for suffix, indexes in SIDE_INDEXES.items():
+                        await _create_indexes(self._sibling(suffix), indexes)
             except BaseException as err:
                 self._indexed.set_exception(err)
                 self._indexed.exception()  # retrieved: no "never retrieved" warning
@@ -358,6 +462,13 @@ class MongoCatalog(Catalog):
         elif not self._indexed.done():
             await asyncio.shield(self._indexed)
         return self._target
+
+    def _sibling(self, suffix: str) -> Any:
+        return self._target.database[f"{self._target.name}.{suffix}"]
+
+    async def _side(self, suffix: str) -> Any:
+        await self._collection()
+        return self._sibling(suffix)
 
     @staticmethod
     def _new_client(uri: _Uri) -> Any:
@@ -401,6 +512,12 @@ class MongoCatalog(Catalog):
                 f"({self._reason(err)}); check that the server runs and that this machine "
                 "may reach it (network, firewall, Atlas IP access list), or raise "
                 "serverSelectionTimeoutMS in the URL"
+            ) from None
+        except mongo_errors.ExecutionTimeout:
+            raise QueryError(
+                f"MongoDB catalog {self._display} stopped the query after "
+                f"{regex_guard.QUERY_SECONDS:g} s evaluating regular expressions; anchor the "
+                "pattern with ^ or narrow the filter with an exact condition first"
             ) from None
         except mongo_errors.OperationFailure as err:
             if err.code in _AUTH_CODES:
@@ -457,7 +574,34 @@ class MongoCatalog(Catalog):
             async with self._errors():
                 await collection.insert_one(normalized)
         except mongo_errors.DuplicateKeyError:
-            raise exists_error(self._display, normalized["artifact_id"]) from None
+            raise await self._duplicate(normalized) from None
+        await self._raise_counters([normalized])
+
+    async def _duplicate(self, doc: Document) -> ArtifactExistsError:
+        """The error for a document that hit a unique index: its id, or its version."""
+        collection = await self._collection()
+        async with self._errors():
+            taken = await collection.count_documents({"artifact_id": doc["artifact_id"]})
+        version = _name_version(doc)
+        if not taken and version is not None:
+            return version_taken_error(self._display, doc["name"], version)
+        return exists_error(self._display, doc["artifact_id"])
+
+    async def _raise_counters(self, docs: Sequence[Document]) -> None:
+        """Keep each name's counter at or above the versions inserted."""
+        highest: dict[str, int] = {}
+        for doc in docs:
+            version = _name_version(doc)
+            if version is not None:
+                highest[doc["name"]] = max(version, highest.get(doc["name"], 0))
+        if not highest:
+            return
+        names = await self._side("names")
+        async with self._errors():
+            for name, version in highest.items():
+                await names.update_one(
+                    {"name": name}, {"$max": {"last_version": version}}, upsert=True
+                )
 
     async def insert_many(self, docs: Sequence[Document]) -> None:
         """Insert several documents in one ordered bulk write: all of them or none.
@@ -492,11 +636,13 @@ class MongoCatalog(Catalog):
             write_errors = details.get("writeErrors") or [{}]
             first = write_errors[0]
             if first.get("code") == _DUPLICATE_KEY:
-                raise exists_error(self._display, ids[int(first.get("index", inserted))]) from None
+                failed = normalized[int(first.get("index", inserted))]
+                raise await self._duplicate(failed) from None
             raise CatalogError(
                 f"MongoDB catalog {self._display} refused a document "
                 f"({redact_text(str(first.get('errmsg', '')), set())[:300]}); nothing was written"
             ) from None
+        await self._raise_counters(normalized)
 
     async def get(self, artifact_id: str) -> Document:
         """Return the document with this id.
@@ -543,8 +689,12 @@ class MongoCatalog(Catalog):
         # Ties, and everything without a sort, come in insertion order.
         order = [*pairs, ("_id", ASCENDING)]
         collection = await self._collection()
+        # The server's time limit bounds regexes as SQLite's does (regex_guard).
+        limit_ms = _REGEX_MS if _has_regex(filter) else None
         async with self._errors():
-            cursor = collection.find(mongo_filter, projection, sort=order, skip=skip, limit=limit)
+            cursor = collection.find(
+                mongo_filter, projection, sort=order, skip=skip, limit=limit, max_time_ms=limit_ms
+            )
             docs = await cursor.to_list(None)
         return [_aware(dict(doc)) for doc in docs]
 
@@ -558,14 +708,208 @@ class MongoCatalog(Catalog):
         filters.check_filter(filter)
         mongo_filter = to_mongo_filter(filter or {})
         collection = await self._collection()
+        options = {"maxTimeMS": _REGEX_MS} if _has_regex(filter) else {}
         async with self._errors():
-            return int(await collection.count_documents(mongo_filter))
+            return int(await collection.count_documents(mongo_filter, **options))
 
     async def delete(self, artifact_id: str) -> None:
         """Remove the document with this id, if any (maintenance only)."""
         collection = await self._collection()
         async with self._errors():
             await collection.delete_one({"artifact_id": artifact_id})
+
+    # -- commit leases ------------------------------------------------------------
+
+    async def open_lease(self, artifact_id: str, prefix: str, started: dt.datetime) -> None:
+        """Note that ``artifact_id`` is being written under ``prefix``."""
+        leases = await self._side("leases")
+        async with self._errors():
+            await leases.insert_one(
+                {
+                    "artifact_id": artifact_id,
+                    "prefix": prefix,
+                    "started": codec.normalize({"t": started})["t"],
+                    "state": "open",
+                }
+            )
+
+    async def get_lease(self, artifact_id: str) -> Lease | None:
+        """The lease of ``artifact_id``, if any."""
+        leases = await self._side("leases")
+        async with self._errors():
+            doc = await leases.find_one({"artifact_id": artifact_id}, {"_id": 0})
+        if doc is None:
+            return None
+        started = _aware({"t": doc["started"]})["t"]
+        return Lease(doc["artifact_id"], doc["prefix"], started, doc["state"])
+
+    async def claim_lease(
+        self,
+        artifact_id: str,
+        state: Literal["committing", "condemned"],
+        *,
+        started_before: dt.datetime | None = None,
+    ) -> bool:
+        """Atomically move an ``open`` lease to ``state``; see `Catalog.claim_lease`."""
+        leases = await self._side("leases")
+        query: dict[str, Any] = {"artifact_id": artifact_id, "state": "open"}
+        if started_before is not None:
+            query["started"] = {"$lt": codec.normalize({"t": started_before})["t"]}
+        async with self._errors():
+            result = await leases.update_one(query, {"$set": {"state": state}})
+        return int(result.modified_count) == 1
+
+    async def close_lease(self, artifact_id: str) -> None:
+        """Forget the lease of ``artifact_id``, if any."""
+        leases = await self._side("leases")
+        async with self._errors():
+            await leases.delete_one({"artifact_id": artifact_id})
+
+    # -- names, versions and aliases ---------------------------------------------
+
+    async def reserve_version(self, name: str) -> int:
+        """Reserve the next version number of ``name``; see `Catalog.reserve_version`."""
+        names = await self._side("names")
+        async with self._errors():
+            doc = await names.find_one_and_update(
+                {"name": name},
+                {"$inc": {"last_version": 1}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        return int(doc["last_version"])
+
+    async def version_id(self, name: str, version: int | None = None) -> str | None:
+        """The artifact id of ``name:v<version>``, or of its highest version."""
+        collection = await self._collection()
+        query: dict[str, Any] = {**_NAMED, "name": name}
+        if version is not None:
+            query["name_version"] = {"$eq": version, "$gte": 1}
+        async with self._errors():
+            doc = await collection.find_one(
+                query, {"_id": 0, "artifact_id": 1}, sort=[("name_version", DESCENDING)]
+            )
+        return None if doc is None else str(doc["artifact_id"])
+
+    async def set_alias(self, name: str, alias: str, version: int) -> int | None:
+        """Point ``name:alias`` at ``version``; return the version it pointed at."""
+        aliases = await self._side("aliases")
+        async with self._errors():
+            before = await aliases.find_one_and_update(
+                {"name": name, "alias": alias},
+                {"$set": {"version": version}},
+                upsert=True,
+                return_document=ReturnDocument.BEFORE,
+            )
+        return None if before is None else int(before["version"])
+
+    async def remove_alias(self, name: str, alias: str) -> int | None:
+        """Remove ``name:alias``; return the version it pointed at, if any."""
+        aliases = await self._side("aliases")
+        async with self._errors():
+            before = await aliases.find_one_and_delete({"name": name, "alias": alias})
+        return None if before is None else int(before["version"])
+
+    async def aliases(self, name: str) -> dict[str, int]:
+        """The aliases of ``name``, each with the version it points at."""
+        aliases = await self._side("aliases")
+        async with self._errors():
+            docs = await aliases.find({"name": name}, sort=[("alias", ASCENDING)]).to_list(None)
+        return {str(d["alias"]): int(d["version"]) for d in docs}
+
+    async def names(self) -> list[tuple[str, int, int]]:
+        """Every name with committed artifacts: ``(name, count, latest version)``."""
+        collection = await self._collection()
+        pipeline = [
+            {"$match": _NAMED},
+            {"$group": {"_id": "$name", "count": {"$sum": 1}, "latest": {"$max": "$name_version"}}},
+            {"$sort": {"_id": 1}},
+        ]
+        async with self._errors():
+            cursor = collection.aggregate(pipeline)
+            if asyncio.iscoroutine(cursor):  # PyMongo's async API awaits aggregate()
+                cursor = await cursor
+            docs = await cursor.to_list(None)
+        return [(str(d["_id"]), int(d["count"]), int(d["latest"])) for d in docs]
+
+    # -- deduplication -------------------------------------------------------------
+
+    async def known_sizes(self, sizes: Sequence[int]) -> set[int]:
+        """Which of ``sizes`` some committed file has."""
+        wanted = sorted(set(sizes))
+        if not wanted:
+            return set()
+        collection = await self._collection()
+        found: set[int] = set()
+        async with self._errors():
+            for field in ("files", "logs"):
+                values = await collection.distinct(
+                    f"{field}.size", {f"{field}.size": {"$in": wanted}}
+                )
+                found.update(v for v in values if type(v) is int)
+        return found & set(wanted)
+
+    async def _reopen_lease(self, artifact_id: str) -> None:
+        leases = await self._side("leases")
+        async with self._errors():
+            await leases.update_one(
+                {"artifact_id": artifact_id, "state": "committing"}, {"$set": {"state": "open"}}
+            )
+
+    async def find_objects(
+        self, keys: Sequence[tuple[str, int]], url_prefix: str
+    ) -> dict[tuple[str, int], str]:
+        """A committed file's URL for each ``(sha256, size)`` that has one under
+        ``url_prefix``; see `Catalog.find_objects`."""
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        collection = await self._collection()
+        shas = sorted({sha for sha, _ in wanted})
+        found: dict[tuple[str, int], str] = {}
+        for field in ("files", "logs"):
+            query = {f"{field}.sha256": {"$in": shas}}
+            async with self._errors():
+                cursor = collection.find(query, {"_id": 0, field: 1}, sort=[("_id", ASCENDING)])
+                docs = await cursor.to_list(None)
+            for doc in docs:
+                items = doc.get(field)
+                # Only well-formed items count, as in SQLite's index of them.
+                for item in items if isinstance(items, list) else ():
+                    if not isinstance(item, dict):
+                        continue
+                    sha, size, url = item.get("sha256"), item.get("size"), item.get("url")
+                    if not (isinstance(sha, str) and type(size) is int and isinstance(url, str)):
+                        continue
+                    key = (sha, size)
+                    if key in wanted and key not in found and url.startswith(url_prefix):
+                        found[key] = url
+        return found
+
+    # -- lineage ---------------------------------------------------------------------
+
+    async def lineage_docs(
+        self,
+        artifact_id: str,
+        direction: Literal["up", "down"],
+        depth: int | None,
+        fields: Sequence[str],
+    ) -> list[Document] | None:
+        """The records linked to ``artifact_id``, by one ``$graphLookup``; see
+        `Catalog.lineage_docs`. ``None`` when the graph is too large for it."""
+        collection = await self._collection()
+        pipeline = lineage_pipeline(collection.name, artifact_id, direction, depth, fields)
+        async with self._errors():
+            try:
+                cursor = collection.aggregate(pipeline)
+                if asyncio.iscoroutine(cursor):  # PyMongo's async API awaits aggregate()
+                    cursor = await cursor
+                docs = await cursor.to_list(None)
+            except mongo_errors.OperationFailure as err:
+                if err.code in _TOO_LARGE:
+                    return None
+                raise
+        return [_aware(dict(doc)) for doc in docs]
 
     async def close(self) -> None:
         """Close the client this catalog created (never one passed in); idempotent."""

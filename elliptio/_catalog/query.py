@@ -43,7 +43,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from elliptio._catalog import codec, filters
+from elliptio._catalog import codec, filters, regex_guard
 
 __all__ = [
     "CANONICAL_FUNCTION",
@@ -144,6 +144,7 @@ def regexp_sql(pattern: str, flags: str, value: object) -> int:
     """
     if not isinstance(value, str):
         return 0
+    regex_guard.note(pattern)
     return 1 if filters.compile_regex(pattern, flags).search(value) else 0
 
 
@@ -180,9 +181,14 @@ def array_paths_text(paths: Sequence[str]) -> str:
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
-    """Register the SQL functions translated queries call on a connection."""
+    """Register the SQL functions translated queries call on a connection.
+
+    Also installs the progress handler through which `regex_guard.time_limit`
+    stops a call that evaluates regular expressions for too long.
+    """
     conn.create_function(REGEXP_FUNCTION, 3, regexp_sql, deterministic=True)
     conn.create_function(CANONICAL_FUNCTION, 1, canonical_sql, deterministic=True)
+    regex_guard.install(conn)
 
 
 def translate(filter: Any, *, layout: Layout = PLAIN) -> tuple[str, list[Any]]:
@@ -237,6 +243,20 @@ def translate_query(
     where = "1" if filter is None else translator.filter_doc(filter, root=None)
     order = translator.order_by(pairs)
     return where, order, translator.params
+
+
+def _number_text(value: float) -> str | None:
+    """Text that the JSON of every stored number equal to ``value`` holds, if any.
+
+    Stored numbers are written by `codec` as Python writes them: an integer as its
+    digits, a float by ``repr``, which spells a whole float below 2**53 as those
+    digits and ``.0``; no such text is known for other values.
+    """
+    if isinstance(value, float):
+        if not value.is_integer():
+            return None
+        value = int(value)
+    return str(value) if abs(value) < 2**53 else None
 
 
 def _negate(sql: str) -> str:
@@ -513,10 +533,21 @@ class _Translator:
             return source.exists(f"c.t IN ('true', 'false') AND c.v {sql_op} {param}")
         if isinstance(value, int | float):
             param = self.param(value)
-            return self.fast_or_general(source, "c.t IN ('integer', 'real')", f"{sql_op} {param}")
+            return self.fast_or_general(
+                source,
+                "c.t IN ('integer', 'real')",
+                f"{sql_op} {param}",
+                needle=_number_text(value) if sql_op == "=" else None,
+            )
         if isinstance(value, str):
             param = self.param(value)
-            return self.fast_or_general(source, "c.t = 'text'", f"{sql_op} {param}", text=True)
+            return self.fast_or_general(
+                source,
+                "c.t = 'text'",
+                f"{sql_op} {param}",
+                text=True,
+                needle=codec.to_text(value) if sql_op == "=" else None,
+            )
         if isinstance(value, dt.datetime):
             param = self.param(codec.dumps(value))
             kind = "c.t = 'object'" if sql_op == "=" else _IS_DATE
@@ -537,6 +568,7 @@ class _Translator:
         date: tuple[str, str] | None = None,
         text: bool = False,
         scalar_test: Callable[[str], str] | None = None,
+        needle: str | None = None,
     ) -> str:
         """Return ``EXISTS`` over the candidates, led by an index-friendly test.
 
@@ -545,6 +577,10 @@ class _Translator:
         column for the path: test it directly (the form the catalog indexes), and
         fall back to the full walk only for documents where some prefix of the
         path is an array.
+
+        ``needle`` is text that the JSON of every matching value holds; as each
+        candidate is a piece of the column's JSON text, a document whose column
+        lacks it cannot match, and is passed over without parsing its JSON.
         """
         general_pred = f"{kind} AND c.v {comparison}" if comparison else kind
         if scalar_test is not None:
@@ -570,15 +606,21 @@ class _Translator:
         if date is not None and key in lay.date_columns:
             sql_op, date_text = date
             scalar = f"{lay.date_columns[key]} {sql_op} {self.param(date_text)}"
+            needle = None
         elif text and key in lay.text_columns:
             col = lay.text_columns[key]
             scalar = scalar_test(col) if scalar_test is not None else f"{col} {comparison}"
+            needle = None
         if key in lay.flat_paths:
-            return scalar
-        # Where an array lies on the path, walk it; the test for that is indexed
-        # for promoted paths, so SQLite can still answer by MULTI-INDEX OR.
-        involved = self.array_involved(list(segments), column)
-        return f"(({scalar}) OR ({involved} AND {source.exists(general_pred)}))"
+            test = scalar
+        else:
+            # Where an array lies on the path, walk it; the test for that is indexed
+            # for promoted paths, so SQLite can still answer by MULTI-INDEX OR.
+            involved = self.array_involved(list(segments), column)
+            test = f"(({scalar}) OR ({involved} AND {source.exists(general_pred)}))"
+        if needle is None:
+            return test
+        return f"(instr({column}, {self.param(needle)}) > 0 AND {test})"
 
     def array_involved(self, segments: list[str], column: str) -> str:
         """SQL true when an array lies on the path (possibly, for odd keys)."""
@@ -595,6 +637,11 @@ class _Translator:
                 f"instr({lay.arrays_column}, {self.param(array_paths_text(['.'.join(p)]))}) > 0"
                 for p in prefixes
             ]
+            if len(tests) > 1:
+                # Each test's text starts with "\n" and the first segment: look
+                # for that once, as most documents have no array there.
+                first = self.param("\n" + segments[0])
+                return f"(instr({lay.arrays_column}, {first}) > 0 AND ({' OR '.join(tests)}))"
         else:
             tests = [
                 f"json_type({column}, {self.param(_quoted_path(p))}) = 'array'" for p in prefixes

@@ -25,13 +25,22 @@ import time
 import urllib.parse
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import bson
 from bson.codec_options import CodecOptions
 
-from elliptio._catalog import codec, filters, query
-from elliptio._catalog.base import Catalog, Document, Filter, SortSpec, exists_error
+from elliptio._catalog import codec, filters, query, regex_guard
+from elliptio._catalog.base import (
+    Catalog,
+    Document,
+    Filter,
+    Lease,
+    SortSpec,
+    exists_error,
+    lease_lost_error,
+    version_taken_error,
+)
 from elliptio._errors import (
     ArtifactNotFoundError,
     CatalogError,
@@ -43,7 +52,7 @@ __all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Three tables, one row each per artifact, joined on ``id``:
 # - ``artifacts``, narrow, is what filters scan: the id, plain columns of the
@@ -72,7 +81,12 @@ def _column_sql(column: str) -> str:
 
 
 # Paths with a plain column of their string (or date) value; side-table array fields.
-_TEXT = {"username": "username", "labels.datatype": "datatype", "labels.project": "project"}
+_TEXT = {
+    "username": "username",
+    "labels.datatype": "datatype",
+    "labels.project": "project",
+    "name": "name",
+}
 _DATES = {"creation_time": "creation_time"}
 _SIDE = frozenset({"based_on", "file_relpaths"})
 # Side-table field under which documents with an array on a promoted path are listed.
@@ -90,12 +104,29 @@ LAYOUT = query.Layout(
     array_flag=_ARRAY_FLAG,
 )
 _PROMOTED = (*_TEXT, *_DATES)
+# New in version 3: names with versions and their aliases, the commit leases and
+# the index of file contents (sha256, size) that deduplication looks up.
+_V3_ADDITIONS = (
+    "CREATE UNIQUE INDEX artifacts_name_version ON artifacts (name, name_version)"
+    " WHERE name_version IS NOT NULL",
+    "CREATE INDEX artifacts_name ON artifacts (name, creation_time)",
+    "CREATE TABLE names (name TEXT PRIMARY KEY, last_version INTEGER NOT NULL)",
+    "CREATE TABLE aliases (name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL,"
+    " PRIMARY KEY (name, alias)) WITHOUT ROWID",
+    "CREATE TABLE leases (artifact_id TEXT PRIMARY KEY, prefix TEXT NOT NULL,"
+    " started TEXT NOT NULL, state TEXT NOT NULL)",
+    "CREATE TABLE file_objects (sha256 TEXT NOT NULL, size INTEGER NOT NULL,"
+    " artifact INTEGER NOT NULL, url TEXT NOT NULL,"
+    " PRIMARY KEY (sha256, size, artifact, url)) WITHOUT ROWID",
+    "CREATE INDEX file_objects_artifact ON file_objects (artifact)",
+    "CREATE INDEX file_objects_size ON file_objects (size)",
+)
 _SCHEMA = (
     "CREATE TABLE artifacts ("
     " id INTEGER PRIMARY KEY,"
     " artifact_id TEXT NOT NULL UNIQUE,"
     " creation_time TEXT, username TEXT, datatype TEXT, project TEXT,"
-    " arrays TEXT NOT NULL, labels_json TEXT NOT NULL)",
+    " arrays TEXT NOT NULL, labels_json TEXT NOT NULL, name TEXT, name_version INTEGER)",
     "CREATE TABLE artifact_docs (id INTEGER PRIMARY KEY, doc TEXT NOT NULL, body BLOB NOT NULL)",
     "CREATE TABLE artifact_extras ("
     " id INTEGER PRIMARY KEY, git_json TEXT NOT NULL, packages_json TEXT NOT NULL)",
@@ -107,11 +138,13 @@ _SCHEMA = (
     "CREATE INDEX artifacts_username ON artifacts (username, creation_time)",
     "CREATE INDEX artifacts_datatype ON artifacts (datatype, creation_time)",
     "CREATE INDEX artifacts_project ON artifacts (project, creation_time)",
+    *_V3_ADDITIONS,
 )
 _ACCEPTED_URLS = (
     "'sqlite:///relative/path.db', 'sqlite:////absolute/path.db', 'memory://' or 'memory://name'"
 )
 _RETRY_SECONDS = 120.0
+_MMAP_BYTES = 1 << 31
 
 
 def open_sqlite_catalog(url: str) -> SQLiteCatalog:
@@ -220,7 +253,10 @@ class SQLiteCatalog(Catalog):
         deadline = time.monotonic() + _RETRY_SECONDS
         for attempt in itertools.count():
             try:
-                return fn(self._connection(), *args)
+                live = self._connection()
+                # Stops a call that keeps evaluating $regex; raises QueryError.
+                with regex_guard.time_limit(live):
+                    return fn(live, *args)
             except sqlite3.Error as err:
                 conn = self._state.connection
                 if conn is not None and conn.in_transaction:
@@ -265,6 +301,9 @@ class SQLiteCatalog(Catalog):
             conn.execute("PRAGMA synchronous=NORMAL")
             if self._target != ":memory:" and not self._uri:
                 conn.execute("PRAGMA journal_mode=WAL")
+                # Reads from the OS page cache without a copy or a system call per
+                # page; SQLite caps the size at its build's limit (often 2 GiB).
+                conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
             self._ensure_schema(conn)
         except BaseException:
             conn.close()
@@ -294,8 +333,11 @@ class SQLiteCatalog(Catalog):
                         conn.execute(f'DROP INDEX "{name}"')
                     rows = conn.execute("SELECT doc FROM artifacts_v1 ORDER BY rowid")
                     old = [r[0] for r in rows]
-                for statement in _SCHEMA:
-                    conn.execute(statement)
+                if version == 2:
+                    _upgrade_v2(conn)
+                else:
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
                 if old:
                     _write_rows(conn, [_row(codec.loads(text)) for text in old])
                 conn.execute("DROP TABLE IF EXISTS artifacts_v1")
@@ -343,6 +385,10 @@ class SQLiteCatalog(Catalog):
 
     def _insert_rows(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
         conn.execute("BEGIN IMMEDIATE")
+        self._insert_in_transaction(conn, rows)
+
+    def _insert_in_transaction(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
+        """Write ``rows`` and commit the transaction the caller began; roll back on error."""
         try:
             seen: set[str] = set()
             for row in rows:
@@ -354,6 +400,10 @@ class SQLiteCatalog(Catalog):
             except sqlite3.IntegrityError as err:
                 conn.rollback()  # then see which id was there before this batch
                 taken = _taken(conn, [row.artifact_id for row in rows])
+                if taken is None:
+                    named = _taken_version(conn, rows)
+                    if named is not None:
+                        raise version_taken_error(self._display, *named) from err
                 raise exists_error(self._display, taken or rows[0].artifact_id) from err
             conn.execute("COMMIT")
         except BaseException:
@@ -473,13 +523,194 @@ class SQLiteCatalog(Catalog):
                 "SELECT id FROM artifacts WHERE artifact_id = ?", (artifact_id,)
             ).fetchone()
             if row is not None:
-                for table in ("side_values WHERE artifact", *(f"{t} WHERE id" for t in _TABLES)):
+                for table in (*_SIDE_TABLES, *(f"{t} WHERE id" for t in _TABLES)):
                     conn.execute(f"DELETE FROM {table} = ?", row)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.rollback()
             raise
+
+    # -- commit leases ------------------------------------------------------------
+
+    async def open_lease(self, artifact_id: str, prefix: str, started: dt.datetime) -> None:
+        """Note that ``artifact_id`` is being written under ``prefix``."""
+        await self._run(
+            _write,
+            "INSERT INTO leases (artifact_id, prefix, started, state) VALUES (?, ?, ?, 'open')",
+            (artifact_id, prefix, codec.date_text(started)),
+        )
+
+    async def get_lease(self, artifact_id: str) -> Lease | None:
+        """The lease of ``artifact_id``, if any."""
+        rows = await self._run(
+            self._select,
+            "SELECT artifact_id, prefix, started, state FROM leases WHERE artifact_id = ?",
+            [artifact_id],
+        )
+        if not rows:
+            return None
+        found, prefix, started, state = rows[0]
+        return Lease(found, prefix, dt.datetime.fromisoformat(started), state)
+
+    async def claim_lease(
+        self,
+        artifact_id: str,
+        state: Literal["committing", "condemned"],
+        *,
+        started_before: dt.datetime | None = None,
+    ) -> bool:
+        """Atomically move an ``open`` lease to ``state``; see `Catalog.claim_lease`."""
+        sql = "UPDATE leases SET state = ? WHERE artifact_id = ? AND state = 'open'"
+        params: tuple[Any, ...] = (state, artifact_id)
+        if started_before is not None:
+            sql += " AND started < ?"
+            params = (*params, codec.date_text(started_before))
+        return await self._run(_write, sql, params) == 1
+
+    async def close_lease(self, artifact_id: str) -> None:
+        """Forget the lease of ``artifact_id``, if any."""
+        await self._run(_write, "DELETE FROM leases WHERE artifact_id = ?", (artifact_id,))
+
+    async def commit(self, doc: Document) -> None:
+        """Claim the lease, insert the record and close the lease in one transaction.
+
+        Raises:
+            CommitError: gc condemned the lease first; nothing was inserted.
+            ArtifactExistsError: the id, or the name and version, exist already.
+        """
+        row = self._encode(doc)
+        await self._run(self._commit_row, row)
+
+    def _commit_row(self, conn: sqlite3.Connection, row: _Row) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            claimed = conn.execute(
+                "DELETE FROM leases WHERE artifact_id = ? AND state = 'open'", (row.artifact_id,)
+            ).rowcount
+            if claimed != 1:
+                raise lease_lost_error(row.artifact_id)
+        except BaseException:
+            conn.rollback()
+            raise
+        # _insert_rows would begin its own transaction: continue this one instead.
+        self._insert_in_transaction(conn, [row])
+
+    # -- names, versions and aliases ---------------------------------------------
+
+    async def reserve_version(self, name: str) -> int:
+        """Reserve the next version number of ``name``; see `Catalog.reserve_version`."""
+        rows = await self._run(
+            _write_returning,
+            "INSERT INTO names (name, last_version) VALUES (?, 1) ON CONFLICT (name)"
+            " DO UPDATE SET last_version = last_version + 1 RETURNING last_version",
+            (name,),
+        )
+        return int(rows[0][0])
+
+    async def version_id(self, name: str, version: int | None = None) -> str | None:
+        """The artifact id of ``name:v<version>``, or of its highest version."""
+        if version is None:
+            sql = (
+                "SELECT artifact_id FROM artifacts WHERE name = ? AND name_version IS NOT NULL"
+                " ORDER BY name_version DESC LIMIT 1"
+            )
+            rows = await self._run(self._select, sql, [name])
+        else:
+            sql = "SELECT artifact_id FROM artifacts WHERE name = ? AND name_version = ?"
+            rows = await self._run(self._select, sql, [name, version])
+        return str(rows[0][0]) if rows else None
+
+    async def set_alias(self, name: str, alias: str, version: int) -> int | None:
+        """Point ``name:alias`` at ``version``; return the version it pointed at."""
+        return await self._run(self._set_alias, name, alias, version)
+
+    @staticmethod
+    def _set_alias(conn: sqlite3.Connection, name: str, alias: str, version: int) -> int | None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO aliases (name, alias, version) VALUES (?, ?, ?) ON CONFLICT"
+                " (name, alias) DO UPDATE SET version = excluded.version",
+                (name, alias, version),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        return None if row is None else int(row[0])
+
+    async def remove_alias(self, name: str, alias: str) -> int | None:
+        """Remove ``name:alias``; return the version it pointed at, if any."""
+        rows = await self._run(
+            _write_returning,
+            "DELETE FROM aliases WHERE name = ? AND alias = ? RETURNING version",
+            (name, alias),
+        )
+        return int(rows[0][0]) if rows else None
+
+    async def aliases(self, name: str) -> dict[str, int]:
+        """The aliases of ``name``, each with the version it points at."""
+        rows = await self._run(
+            self._select, "SELECT alias, version FROM aliases WHERE name = ? ORDER BY alias", [name]
+        )
+        return {str(alias): int(version) for alias, version in rows}
+
+    async def names(self) -> list[tuple[str, int, int]]:
+        """Every name with committed artifacts: ``(name, count, latest version)``."""
+        rows = await self._run(
+            self._select,
+            "SELECT name, count(*), max(name_version) FROM artifacts"
+            " WHERE name_version IS NOT NULL GROUP BY name ORDER BY name",
+            [],
+        )
+        return [(str(n), int(c), int(v)) for n, c, v in rows]
+
+    # -- deduplication -------------------------------------------------------------
+
+    async def known_sizes(self, sizes: Sequence[int]) -> set[int]:
+        """Which of ``sizes`` some committed file has."""
+        wanted = sorted(set(sizes))
+        found: set[int] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = await self._run(
+                self._select,
+                f"SELECT DISTINCT size FROM file_objects WHERE size IN ({marks})",
+                chunk,
+            )
+            found.update(int(r[0]) for r in rows)
+        return found
+
+    async def find_objects(
+        self, keys: Sequence[tuple[str, int]], url_prefix: str
+    ) -> dict[tuple[str, int], str]:
+        """A committed file's URL for each ``(sha256, size)`` that has one under
+        ``url_prefix``; see `Catalog.find_objects`."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        return await self._run(self._find_objects, wanted, url_prefix)
+
+    @staticmethod
+    def _find_objects(
+        conn: sqlite3.Connection, keys: list[tuple[str, int]], url_prefix: str
+    ) -> dict[tuple[str, int], str]:
+        found: dict[tuple[str, int], str] = {}
+        for sha, size in keys:
+            for (url,) in conn.execute(
+                "SELECT url FROM file_objects WHERE sha256 = ? AND size = ? ORDER BY artifact",
+                (sha, size),
+            ):
+                if url.startswith(url_prefix):
+                    found[(sha, size)] = url
+                    break
+        return found
 
     async def close(self) -> None:
         """Close the connection on its thread and stop the thread; idempotent."""
@@ -515,6 +746,7 @@ _LARGE = {"python_packages": "packages_json", "git": "git_json"}
 _BSON_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=dt.UTC)
 _CONTAINERS = {dict, list}
 _TABLES = ("artifacts", "artifact_docs", "artifact_extras")
+_SIDE_TABLES = ("side_values WHERE artifact", "file_objects WHERE artifact")
 
 
 class _Row(NamedTuple):
@@ -530,6 +762,9 @@ class _Row(NamedTuple):
     git_json: str
     packages_json: str
     side: list[tuple[str, str]]
+    name: str | None
+    name_version: int | None
+    objects: list[tuple[str, int, str]]
 
 
 def _plain(encoded: Any, path: str) -> tuple[Any, bool]:
@@ -588,6 +823,69 @@ def _row(doc: Document) -> _Row:
         git_json=moved["git_json"],
         packages_json=moved["packages_json"],
         side=side,
+        name=_text_or_none(plain["name"][0]),
+        name_version=_name_version(source),
+        objects=_objects(source),
+    )
+
+
+def _name_version(doc: Document) -> int | None:
+    """The version of a named record (both ``name`` and an int ``name_version`` >= 1)."""
+    version = doc.get("name_version")
+    if isinstance(doc.get("name"), str) and type(version) is int and version >= 1:
+        return version
+    return None
+
+
+def _objects(doc: Document) -> list[tuple[str, int, str]]:
+    """``(sha256, size, url)`` of every well-formed file and log record of a document."""
+    found: dict[tuple[str, int, str], None] = {}
+    for field in ("files", "logs"):
+        items = doc.get(field)
+        for item in items if isinstance(items, list) else ():
+            if not isinstance(item, dict):
+                continue
+            sha, size, url = item.get("sha256"), item.get("size"), item.get("url")
+            if isinstance(sha, str) and type(size) is int and isinstance(url, str):
+                found[(sha, size, url)] = None
+    return list(found)
+
+
+def _upgrade_v2(conn: sqlite3.Connection) -> None:
+    """Bring a version-2 database to version 3 inside the caller's transaction."""
+    conn.execute("ALTER TABLE artifacts ADD COLUMN name TEXT")
+    conn.execute("ALTER TABLE artifacts ADD COLUMN name_version INTEGER")
+    for statement in _V3_ADDITIONS:
+        conn.execute(statement)
+    rows = conn.execute("SELECT id, body FROM artifact_docs ORDER BY id").fetchall()
+    for row_id, body in rows:
+        doc = bson.decode(body, codec_options=_BSON_OPTIONS)
+        name, is_array = _plain(doc, "name")
+        conn.execute(
+            "UPDATE artifacts SET name = ?, name_version = ? WHERE id = ?",
+            (_text_or_none(name), _name_version(doc), row_id),
+        )
+        if is_array:
+            conn.execute(
+                "INSERT OR IGNORE INTO side_values (field, value, artifact) VALUES (?, ?, ?)",
+                (_ARRAY_FLAG, "name", row_id),
+            )
+        _write_extras(conn, [(row_id, _name_version(doc), name, _objects(doc))])
+
+
+_Extras = tuple[int, int | None, Any, list[tuple[str, int, str]]]
+
+
+def _write_extras(conn: sqlite3.Connection, items: Sequence[_Extras]) -> None:
+    """Index file contents and raise name counters for ``(id, version, name, objects)``."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO file_objects (sha256, size, artifact, url) VALUES (?, ?, ?, ?)",
+        [(sha, size, i, url) for i, _, _, objects in items for sha, size, url in objects],
+    )
+    conn.executemany(
+        "INSERT INTO names (name, last_version) VALUES (?, ?) ON CONFLICT (name)"
+        " DO UPDATE SET last_version = max(last_version, excluded.last_version)",
+        [(name, version) for _, version, name, _ in items if version is not None],
     )
 
 
@@ -601,8 +899,8 @@ def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
     ids = range(top + 1, top + 1 + len(rows))
     conn.executemany(
         "INSERT INTO artifacts (id, artifact_id, creation_time, username, datatype, project,"
-        " arrays, labels_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(i, *row[:7]) for i, row in zip(ids, rows, strict=True)],
+        " arrays, labels_json, name, name_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(i, *row[:7], row.name, row.name_version) for i, row in zip(ids, rows, strict=True)],
     )
     conn.executemany(
         "INSERT INTO artifact_docs (id, doc, body) VALUES (?, ?, ?)",
@@ -616,6 +914,55 @@ def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
         "INSERT INTO side_values (field, value, artifact) VALUES (?, ?, ?)",
         [(f, v, i) for i, row in zip(ids, rows, strict=True) for f, v in row.side],
     )
+    _write_extras(
+        conn,
+        [(i, row.name_version, row.name, row.objects) for i, row in zip(ids, rows, strict=True)],
+    )
+
+
+def _write(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
+    """Run one write statement in its own transaction; return the rows changed."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        changed = conn.execute(sql, params).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return int(changed)
+
+
+def _write_returning(
+    conn: sqlite3.Connection, sql: str, params: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """Run one write statement with RETURNING in its own transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        rows = conn.execute(sql, params).fetchall()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return rows
+
+
+def _taken_version(conn: sqlite3.Connection, rows: Sequence[_Row]) -> tuple[str, int] | None:
+    seen: set[tuple[str, int]] = set()
+    for row in rows:
+        if row.name is None or row.name_version is None:
+            continue
+        key = (row.name, row.name_version)
+        if (
+            key in seen
+            or conn.execute(
+                "SELECT 1 FROM artifacts WHERE name = ? AND name_version = ?", key
+            ).fetchone()
+        ):
+            return key
+        seen.add(key)
+    return None
 
 
 def _taken(conn: sqlite3.Connection, ids: list[str]) -> str | None:
@@ -640,14 +987,7 @@ _LOAD_ALL = _load_columns(None)
 
 def _load(row: tuple[Any, ...], wanted: list[str] | None) -> Document:
     """One document from its BSON body and the JSON of the large fields read."""
-    doc: Document = bson.decode(row[0], codec_options=_BSON_OPTIONS)
-    for field, text in zip(_large_fields(wanted), row[1:], strict=True):
-        if field in doc:
-            doc[field] = codec.loads(text)[field]
-    if wanted is not None:
-        keep = frozenset(wanted)
-        doc = {k: v for k, v in doc.items() if k in keep}
-    return doc
+    return _load_all([row], wanted)[0]
 
 
 @contextlib.contextmanager
@@ -663,8 +1003,41 @@ def _no_gc_pause() -> Iterator[None]:
             gc.enable()
 
 
+# Rows decoded together: batches amortise per-call costs, chunks bound the copies.
+_CHUNK = 1000
+
+
 def _load_all(rows: list[tuple[Any, ...]], wanted: list[str] | None) -> list[Document]:
-    if len(rows) < 1000:
-        return [_load(row, wanted) for row in rows]
-    with _no_gc_pause():
-        return [_load(row, wanted) for row in rows]
+    """The documents of rows selected with `_load_columns`, in order.
+
+    ``rows`` is emptied, so that the rows are freed before the garbage collector
+    resumes, rather than scanned by it.
+    """
+    pause = _no_gc_pause() if len(rows) >= 1000 else contextlib.nullcontext()
+    with pause:
+        docs: list[Document] = []
+        for start in range(0, len(rows), _CHUNK):
+            docs += _load_chunk(rows[start : start + _CHUNK], wanted)
+        rows.clear()
+        return docs
+
+
+def _load_chunk(rows: list[tuple[Any, ...]], wanted: list[str] | None) -> list[Document]:
+    docs: list[Document] = bson.decode_all(b"".join([row[0] for row in rows]), _BSON_OPTIONS)
+    for column, field in enumerate(_large_fields(wanted), start=1):
+        values = codec.loads_many([row[column] for row in rows])
+        for doc, value in zip(docs, values, strict=True):
+            if field in doc:
+                doc[field] = value[field]
+    if wanted is not None:
+        keep = frozenset(wanted)
+        # The body holds a placeholder for each large field: drop those first, then
+        # whatever else was not asked for (usually nothing).
+        dropped = [field for field in _LARGE if field not in keep]
+        for doc in docs:
+            for field in dropped:
+                doc.pop(field, None)
+            if not keep.issuperset(doc):
+                for key in doc.keys() - keep:
+                    del doc[key]
+    return docs
