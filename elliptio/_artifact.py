@@ -269,6 +269,21 @@ class Artifact:
         return self.metadata.artifact_id
 
     @property
+    def name(self) -> str | None:
+        """The name it was committed under, if any."""
+        return self.metadata.name
+
+    @property
+    def name_version(self) -> int | None:
+        """Its version under `name` (3 for ``train-set:v3``), if named."""
+        return self.metadata.name_version
+
+    @property
+    def ref(self) -> str | None:
+        """``name:v<n>``, which `get` accepts, for a named artifact; else ``None``."""
+        return self.metadata.ref
+
+    @property
     def file(self) -> File:
         """The artifact's only file.
 
@@ -286,5 +301,6 @@ class Artifact:
         m = self.metadata
         return (
             f"Artifact(artifact_id={m.artifact_id!r}, username={m.username!r}, "
-            f"creation_time={m.creation_time.isoformat()!r}, files={sorted(self.files)!r})"
+            f"creation_time={m.creation_time.isoformat()!r}, files={sorted(self.files)!r}"
+            + (f", ref={m.ref!r})" if m.ref else ")")
         )

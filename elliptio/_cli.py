@@ -15,7 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ._errors import ElliptioError, InvalidLabelsError, InvalidPathError, QueryError
+from ._errors import (
+    ElliptioError,
+    InvalidLabelsError,
+    InvalidNameError,
+    InvalidPathError,
+    QueryError,
+)
 from ._redact import is_secret_name, redact_url
 
 __all__ = ["main"]
@@ -26,7 +32,11 @@ _EPILOG = "Settings come from ELLIPTIO_* variables and .env; see 'elliptio confi
 def _handler(args: argparse.Namespace) -> Any:
     from ._sync_handler import Handler
 
-    return Handler(storage=args.storage, catalog=args.catalog)
+    handler = Handler(storage=args.storage, catalog=args.catalog)
+    progress = getattr(args, "progress", None)
+    if progress is not None:  # --progress / --no-progress win over ELLIPTIO_PROGRESS
+        handler.storage.progress = progress
+    return handler
 
 
 def _extended_json(obj: dict[str, Any]) -> Any:
@@ -95,8 +105,12 @@ def cmd_upload(args: argparse.Namespace) -> int:
             )
         labels["infos"] = infos
     with _handler(args) as h:
-        art = h.upload(args.paths, labels=labels, logs=args.log or None)
+        art = h.upload(
+            args.paths, labels=labels, logs=args.log or None, name=args.name, dedup=args.dedup
+        )
     print(art.artifact_id)
+    if art.ref:
+        print(f"  committed as {art.ref}", file=sys.stderr)
     for relpath, file in sorted(art.files.items()):
         print(f"  {relpath}  {file.size} bytes  {file.url}", file=sys.stderr)
     return 0
@@ -212,12 +226,50 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alias(args: argparse.Namespace) -> int:
+    with _handler(args) as h:
+        if args.action == "set":
+            if args.alias is None:
+                raise InvalidNameError("alias set needs a reference and an alias, e.g. x:v3 prod")
+            before = h.set_alias(args.target, args.alias)
+            ref = h.get(args.target).ref
+            name = ref.split(":")[0] if ref else args.target
+            moved = f" (was v{before})" if before is not None else ""
+            print(f"{name}:{args.alias} -> {ref}{moved}")
+        elif args.action == "remove":
+            if args.alias is None:
+                raise InvalidNameError("alias remove needs a name and an alias, e.g. x prod")
+            before = h.remove_alias(args.target, args.alias)
+            if before is None:
+                raise InvalidNameError(f"{args.target!r} has no alias {args.alias!r}")
+            print(f"removed {args.target}:{args.alias} (was v{before})")
+        else:
+            for alias, version in h.aliases(args.target).items():
+                print(f"{alias} -> {args.target}:v{version}")
+    return 0
+
+
+def cmd_names(args: argparse.Namespace) -> int:
+    with _handler(args) as h:
+        frame = h.names()
+    if args.format == "table" and not frame.empty:
+        frame = frame.assign(
+            aliases=frame["aliases"].map(lambda a: ", ".join(f"{k}={v}" for k, v in a.items()))
+        )
+    if frame.empty and args.format == "table":
+        print("no named artifacts; name one with 'elliptio upload --name NAME ...'")
+    else:
+        _print_frame(frame, args.format)
+    return 0
+
+
 def cmd_reindex(args: argparse.Namespace) -> int:
     with _handler(args) as h:
         report = h.reindex()
     print(
         f"added {len(report.added)}, unchanged {len(report.unchanged)}, "
-        f"conflicting {len(report.conflicting)}, unreadable {len(report.unreadable)}"
+        f"conflicting {len(report.conflicting)}, unreadable {len(report.unreadable)}, "
+        f"uncommitted {len(report.uncommitted)}"
     )
     for artifact_id in report.conflicting + report.unreadable:
         print(f"  check {artifact_id}", file=sys.stderr)
@@ -282,6 +334,18 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------
+_REF_HELP = "an artifact id, or name, name:latest, name:v3, name:<alias>"
+
+
+def _progress_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars (default: when stderr is a terminal, or ELLIPTIO_PROGRESS)",
+    )
+
+
 def _common(suppress: bool) -> argparse.ArgumentParser:
     # Sub-commands accept the options too; SUPPRESS keeps them from overwriting
     # a value given before the sub-command with their default.
@@ -327,6 +391,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--label", action="append", help="label as key=value (repeatable)")
     p.add_argument("--infos", help="labels.infos as a JSON object")
     p.add_argument("--log", action="append", help="a log file to keep (repeatable)")
+    p.add_argument("--name", help="commit as the next version of this name, e.g. train-set")
+    p.add_argument(
+        "--no-dedup",
+        dest="dedup",
+        action="store_false",
+        help="copy every file, even those whose content the store holds already",
+    )
+    _progress_flag(p)
 
     p = add(
         "find",
@@ -340,19 +412,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", help="comma-separated record fields to show")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
-    p = add("show", cmd_show, "print an artifact's record as JSON", "elliptio show artifact_...")
-    p.add_argument("artifact_id")
+    p = add("show", cmd_show, "print an artifact's record as JSON", "elliptio show train-set:v3")
+    p.add_argument("artifact_id", metavar="REF", help=_REF_HELP)
     p.add_argument("--packages", action="store_true", help="include python_packages")
 
     p = add(
         "download",
         cmd_download,
         "download an artifact's files (verified against their sha256)",
-        "elliptio download artifact_... test.txt -o data/",
+        "elliptio download train-set:latest test.txt -o data/",
     )
-    p.add_argument("artifact_id")
+    p.add_argument("artifact_id", metavar="REF", help=_REF_HELP)
     p.add_argument("relpaths", nargs="*", help="files to download (default: all)")
     p.add_argument("-o", "--output", default=".", help="target folder (default: .)")
+    _progress_flag(p)
 
     p = add(
         "cat",
@@ -360,16 +433,16 @@ def _parser() -> argparse.ArgumentParser:
         "write a file of an artifact, or any URL, to stdout",
         "elliptio cat artifact_... test.txt",
     )
-    p.add_argument("target", help="an artifact id, or a URL")
+    p.add_argument("target", help="an artifact id or name:version, or a URL")
     p.add_argument("relpath", nargs="?", help="the file of the artifact")
 
     p = add(
         "lineage",
         cmd_lineage,
         "show what an artifact was built from and what was built on it",
-        "elliptio lineage artifact_... --format mermaid",
+        "elliptio lineage train-set:latest --format mermaid",
     )
-    p.add_argument("artifact_id")
+    p.add_argument("artifact_id", metavar="REF", help=_REF_HELP)
     p.add_argument("--direction", choices=["up", "down", "both"], default="both")
     p.add_argument("--depth", type=int, default=None)
     p.add_argument("--format", choices=["tree", "mermaid", "dot"], default="tree")
@@ -410,9 +483,20 @@ def _parser() -> argparse.ArgumentParser:
         "verify",
         cmd_verify,
         "re-hash artifacts' files against their records",
-        "elliptio verify artifact_...",
+        "elliptio verify train-set:v3 artifact_...",
     )
-    p.add_argument("artifact_ids", nargs="+")
+    p.add_argument("artifact_ids", nargs="+", metavar="REF", help=_REF_HELP)
+    p = add(
+        "alias",
+        cmd_alias,
+        "set, remove or list the aliases of a name (only this moves an alias)",
+        "elliptio alias set train-set:v3 production",
+    )
+    p.add_argument("action", choices=["set", "remove", "list"])
+    p.add_argument("target", help="set: a reference such as train-set:v3; else the name")
+    p.add_argument("alias", nargs="?", help="the alias, e.g. production")
+    p = add("names", cmd_names, "list names with their versions and aliases", "elliptio names")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     add("config", cmd_config, "print the effective settings, secrets masked", "elliptio config")
     return parser
 

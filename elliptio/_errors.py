@@ -10,12 +10,14 @@ code keeps working::
     ├── InputFileNotFoundError(FileNotFoundError)
     │                                      a local file to upload does not exist
     ├── InvalidLabelsError(ValueError)     labels cannot be stored or queried
+    ├── InvalidNameError(ValueError)       a name, version or alias is malformed
     ├── QueryError(ValueError)             a filter document is malformed or unsupported
     ├── ArtifactNotFoundError(KeyError)    no committed artifact has that id
     ├── ArtifactExistsError(FileExistsError)
     │                                      an id or a file of an artifact exists already
     ├── CommitError                        a `new()` artifact cannot be committed
     ├── IntegrityError                     bytes do not match their recorded sha256
+    │   └── CorruptRecordError             a stored record is malformed
     ├── SchemaVersionError                 a record has a schema version this release cannot read
     ├── StorageError(OSError)              the storage backend failed
     ├── CatalogError                       the catalog backend failed
@@ -35,10 +37,12 @@ __all__ = [
     "CatalogUnavailableError",
     "CommitError",
     "ConfigError",
+    "CorruptRecordError",
     "ElliptioError",
     "InputFileNotFoundError",
     "IntegrityError",
     "InvalidLabelsError",
+    "InvalidNameError",
     "InvalidPathError",
     "OfflineError",
     "QueryError",
@@ -71,6 +75,10 @@ class InvalidLabelsError(ElliptioError, ValueError):
     """Labels hold a value or key that cannot be stored or queried."""
 
 
+class InvalidNameError(ElliptioError, ValueError):
+    """An artifact name, version or alias is malformed."""
+
+
 class QueryError(ElliptioError, ValueError):
     """A filter document is malformed or uses an unsupported operator."""
 
@@ -89,6 +97,10 @@ class CommitError(ElliptioError):
 
 class IntegrityError(ElliptioError):
     """Bytes read back do not match the sha256 recorded for them."""
+
+
+class CorruptRecordError(IntegrityError):
+    """A stored record (catalog document or sidecar) is malformed."""
 
 
 class SchemaVersionError(ElliptioError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -18,12 +19,17 @@ import pandas as pd
 from ._artifact import Artifact
 from ._cache import Cache
 from ._catalog import Catalog, open_catalog
+from ._catalog.base import lease_lost_error
 from ._config import Settings, load_settings
 from ._errors import (
+    ArtifactNotFoundError,
     CatalogUnavailableError,
+    CommitError,
     ConfigError,
+    CorruptRecordError,
     ElliptioError,
     InvalidLabelsError,
+    InvalidNameError,
     OfflineError,
     QueryError,
 )
@@ -40,6 +46,7 @@ from ._layout import (
 from ._lineage import Direction, LineageGraph, build_lineage
 from ._maintenance import GcReport, ReindexReport, VerifyReport, gc, reindex, verify
 from ._models import FileRecord, Labels, Metadata, upgrade_record
+from ._names import parse_ref, validate_alias, validate_name
 from ._new import NewArtifact
 from ._provenance import current_username, git_info, process_info
 from ._runs import Run, RunScope, current_run
@@ -110,6 +117,19 @@ class _Draft:
     run: Run
     labels: Labels
     local_root: str
+    name: str | None
+    dedup: bool
+
+
+def _hash_local(path: Path) -> tuple[str, int]:
+    """``(sha256, size)`` of a local file, in one pass."""
+    size = 0
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(2**20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 class AsyncHandler:
@@ -192,19 +212,32 @@ class AsyncHandler:
         return current_run().run_id
 
     # -- writing ------------------------------------------------------------
-    def _draft(self, labels: LabelsLike, local_root: str = "") -> _Draft:
+    def _draft(
+        self, labels: LabelsLike, local_root: str = "", name: str | None = None, dedup: bool = True
+    ) -> _Draft:
         labels_ = _labels(labels)
+        name_ = validate_name(name) if name is not None else None
+        if not isinstance(dedup, bool):
+            raise ConfigError(f"dedup must be True or False, not {dedup!r}")
         artifact_id = new_artifact_id()
         created = _now_ms()
         username = current_username()
         prefix = artifact_prefix(self.storage.root, created, username, artifact_id)
-        return _Draft(artifact_id, created, username, prefix, current_run(), labels_, local_root)
+        return _Draft(
+            artifact_id, created, username, prefix, current_run(), labels_, local_root, name_, dedup
+        )
+
+    async def _begin(self, draft: _Draft) -> None:
+        # The lease is open before the first byte is written, so gc never takes
+        # the files of a commit in flight (see `Lease`).
+        await self.catalog.open_lease(draft.artifact_id, draft.prefix, draft.creation_time)
 
     async def _commit(
         self, draft: _Draft, files: list[FileRecord], logs: list[FileRecord]
     ) -> Artifact:
         info = process_info()
         git = await asyncio.to_thread(git_info)
+        version = await self.catalog.reserve_version(draft.name) if draft.name else None
         record = Metadata(
             artifact_id=draft.artifact_id,
             run_id=draft.run.run_id,
@@ -224,23 +257,90 @@ class AsyncHandler:
             based_on=[a for a in draft.run.inputs if a != draft.artifact_id],
             remote_root=self.storage.url(draft.prefix),
             local_root=draft.local_root,
+            name=draft.name,
+            name_version=version,
         )
         sidecar = record.model_dump_json(indent=2).encode()
         sidecar_path = f"{draft.prefix}/{METADATA_RELPATH}"
         await self.storage.write_bytes(sidecar_path, sidecar)
         prefix = draft.prefix
+        own = [f"{prefix}/{f.relpath}" for f in files] + [
+            f"{prefix}/{LOGS_DIR}/{f.relpath}" for f in logs
+        ]
+        # Deduplicated files live (sealed already) in the artifact that wrote them.
         await self.storage.seal(
-            [f"{prefix}/{f.relpath}" for f in files]
-            + [f"{prefix}/{LOGS_DIR}/{f.relpath}" for f in logs]
+            [path for path in own if self.storage.url(path) in {f.url for f in files + logs}]
             + [sidecar_path]
         )
-        await self.catalog.insert(record.to_document())
+        await self.catalog.commit(record.to_document())
         return Artifact.from_metadata(record, self.storage)
 
-    async def _discard(self, prefix: str) -> None:
+    async def _fail(self, draft: _Draft, err: BaseException) -> None:
+        """Clean up after a failed write; raise the clear error if gc took it away."""
+        lost = False
+        if isinstance(err, ElliptioError) and not isinstance(err, CommitError):
+            # Only gc condemns or closes a lease this writer has not closed yet.
+            with contextlib.suppress(ElliptioError):
+                lease = await self.catalog.get_lease(draft.artifact_id)
+                lost = lease is None or lease.state == "condemned"
+        await self._discard(draft)
+        if lost:
+            raise lease_lost_error(draft.artifact_id) from err
+
+    async def _discard(self, draft: _Draft) -> None:
         # Best effort: what stays behind has no catalog record, so gc finds it.
         with contextlib.suppress(ElliptioError):
-            await self.storage.remove_tree(prefix)
+            await self.storage.remove_tree(draft.prefix)
+        with contextlib.suppress(ElliptioError):
+            await self.catalog.close_lease(draft.artifact_id)
+
+    # -- deduplication ------------------------------------------------------
+    async def _existing(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        """URLs of committed files in this store with these contents, checked present."""
+        keys = [k for k in dict.fromkeys(keys) if k[1] > 0]
+        if not keys:
+            return {}
+        found = await self.catalog.find_objects(keys, self.storage.root_url.rstrip("/") + "/")
+
+        async def present(key: tuple[str, int], url: str) -> tuple[tuple[str, int], str] | None:
+            size = await self.storage.object_size(self.storage.fs._strip_protocol(url))
+            return (key, url) if size == key[1] else None
+
+        checked = await asyncio.gather(*(present(k, u) for k, u in found.items()))
+        return dict(pair for pair in checked if pair is not None)
+
+    async def _put_deduplicated(
+        self, prefix: str, items: list[tuple[Path, str]], progress: Any, dedup: bool
+    ) -> list[FileRecord]:
+        """Upload ``items``; with ``dedup``, files whose exact content is committed in
+        this store already become references to it instead of copies."""
+        if not dedup or not items:
+            return await self._put_all(prefix, items, progress)
+        sizes = [local.stat().st_size for local, _ in items]
+        known = await self.catalog.known_sizes(sorted(set(sizes) - {0}))
+        candidates = [i for i, size in enumerate(sizes) if size in known]
+        hashes = await asyncio.gather(
+            *(asyncio.to_thread(_hash_local, items[i][0]) for i in candidates)
+        )
+        expected = dict(zip(candidates, hashes, strict=True))
+        existing = await self._existing(list(hashes))
+        records: dict[int, FileRecord] = {}
+        for i, key in expected.items():
+            if key in existing:
+                records[i] = FileRecord(
+                    relpath=items[i][1], url=existing[key], size=key[1], sha256=key[0]
+                )
+                progress.relative_update(1)
+        rest = [i for i in range(len(items)) if i not in records]
+        uploaded = await self._put_all(prefix, [items[i] for i in rest], progress)
+        for i, record in zip(rest, uploaded, strict=True):
+            if i in expected and expected[i] != (record.sha256, record.size):
+                raise CommitError(
+                    f"{items[i][0]} changed while it was uploaded; nothing was committed, "
+                    "so upload it again once it is complete"
+                )
+            records[i] = record
+        return [records[i] for i in range(len(items))]
 
     async def _put_all(
         self, prefix: str, items: list[tuple[Path, str]], progress: Any
@@ -259,6 +359,9 @@ class AsyncHandler:
         local_paths: LocalPaths,
         labels: LabelsLike = None,
         logs: LocalPaths | None = None,
+        *,
+        name: str | None = None,
+        dedup: bool = True,
     ) -> Artifact:
         """Save local files and folders as a new artifact.
 
@@ -270,66 +373,140 @@ class AsyncHandler:
             local_paths: files and folders to save.
             labels: `Labels` or a dict of their fields.
             logs: log files to keep with the artifact (under ``artifact.logs``).
+            name: commit it as the next version of this name (``train-set`` ->
+                ``train-set:v1``, ``:v2``, ...); `get` then finds it by name.
+            dedup: a file whose exact content (sha256 and size) is committed in
+                this store already is not copied again: the record points at the
+                existing object. ``False`` copies every file.
 
         Returns:
             The committed `Artifact`.
         """
         parent, items = collect_local_files(local_paths)
         log_items = collect_local_files(logs)[1] if logs is not None else []
-        draft = self._draft(labels, local_root=str(parent))
+        draft = self._draft(labels, local_root=str(parent), name=name, dedup=dedup)
+        await self._begin(draft)
         progress = self.storage.progress_for(
             f"upload {draft.artifact_id}",
             files=len(items) + len(log_items),
             nbytes=lambda: sum(local.stat().st_size for local, _ in items + log_items),
         )
         try:
-            files = await self._put_all(draft.prefix, items, progress)
-            log_files = await self._put_all(f"{draft.prefix}/{LOGS_DIR}", log_items, progress)
+            files = await self._put_deduplicated(draft.prefix, items, progress, dedup)
+            log_files = await self._put_deduplicated(
+                f"{draft.prefix}/{LOGS_DIR}", log_items, progress, dedup
+            )
             return await self._commit(draft, files, log_files)
-        except BaseException:
-            await self._discard(draft.prefix)
+        except BaseException as err:
+            await self._fail(draft, err)
             raise
         finally:
             progress.close()
 
-    def new(self, relpaths: str | Sequence[str], labels: LabelsLike = None) -> NewArtifact:
+    def new(
+        self,
+        relpaths: str | Sequence[str],
+        labels: LabelsLike = None,
+        *,
+        name: str | None = None,
+        dedup: bool = True,
+    ) -> NewArtifact:
         """Open a new artifact to write files into; it commits when the block ends.
 
         Use ``async with h.new([...]) as new:`` here (``with`` on `Handler`).
         Write each file at ``new.files[relpath].url`` (``new.file.url`` for a
-        single file), through ``.open("wb")`` or at ``.local_path``.
+        single file), through ``.open("wb")`` or at ``.local_path``. ``name``
+        and ``dedup`` are those of `upload`; a written file whose content is
+        committed already is removed again at commit and referenced instead.
         """
         single = isinstance(relpaths, str | os.PathLike)
         relpaths_ = validate_relpaths([relpaths] if single else relpaths)
-        draft = self._draft(labels)
+        draft = self._draft(labels, name=name, dedup=dedup)
 
         async def commit(new: NewArtifact, written: dict[str, tuple[int, str]]) -> Artifact:
-            files = [
-                FileRecord(relpath=r, url=f.url, size=written[r][0], sha256=written[r][1])
-                for r, f in new.files.items()
-            ]
+            keys = {r: (sha256, size) for r, (size, sha256) in written.items()}
+            existing = await self._existing(list(keys.values())) if dedup else {}
+            files = []
+            for r, f in new.files.items():
+                url = existing.get(keys[r])
+                if url is not None:
+                    await self.storage.remove_file(f._path)
+                files.append(
+                    FileRecord(relpath=r, url=url or f.url, size=keys[r][1], sha256=keys[r][0])
+                )
             return await self._commit(draft, files, [])
 
-        async def discard(new: NewArtifact) -> None:
-            await self._discard(draft.prefix)
+        async def begin(new: NewArtifact) -> None:
+            await self._begin(draft)
+
+        async def discard(new: NewArtifact, err: BaseException | None) -> None:
+            if err is None:
+                await self._discard(draft)
+            else:
+                await self._fail(draft, err)
 
         return NewArtifact(
-            self.storage, draft.artifact_id, draft.prefix, relpaths_, commit, discard
+            self.storage, draft.artifact_id, draft.prefix, relpaths_, commit, discard, begin
         )
 
     # -- reading ------------------------------------------------------------
+    async def resolve(self, ref: str) -> str:
+        """The artifact id a reference names.
+
+        Args:
+            ref: an artifact id; or ``name`` / ``name:latest`` (the highest
+                version), ``name:v3`` (version 3), ``name:<alias>``.
+
+        Raises:
+            ArtifactNotFoundError: nothing has that id, name, version or alias, or
+                ``ref`` is neither an id nor a well-formed reference.
+            OfflineError: a name needs the catalog, which is not available.
+        """
+        if not isinstance(ref, str) or ref.startswith("artifact_"):
+            return validate_artifact_id(ref)
+        try:
+            parsed = parse_ref(ref)
+        except InvalidNameError as err:
+            # Nothing can have it: for get() that is "not found", like a bad id.
+            raise ArtifactNotFoundError(str(err)) from None
+        if self.settings.offline:
+            raise OfflineError(
+                f"{ref!r} is a name, which only the catalog can resolve, and "
+                "ELLIPTIO_OFFLINE is set; use the artifact id of an artifact read before"
+            )
+        version = parsed.version
+        if parsed.alias is not None:
+            aliases = await self.catalog.aliases(parsed.name)
+            version = aliases.get(parsed.alias)
+            if version is None:
+                known = ", ".join(sorted(aliases)) or "none"
+                raise ArtifactNotFoundError(
+                    f"{parsed.name!r} has no alias {parsed.alias!r} (its aliases: {known}); "
+                    f"set one with set_alias('{parsed.name}:v<n>', '{parsed.alias}')"
+                )
+        artifact_id = await self.catalog.version_id(parsed.name, version)
+        if artifact_id is None:
+            what = f"version v{version} of" if version is not None else "artifact named"
+            raise ArtifactNotFoundError(
+                f"no {what} {parsed.name!r} in the catalog; list names and versions with "
+                "names() or `elliptio names`"
+            )
+        return artifact_id
+
     async def get(self, artifact_id: str) -> Artifact:
         """Return a committed artifact and record it as an input of the current run.
 
-        Records read once are kept in the local cache (they never change), so
-        offline, or when the catalog cannot be reached, `get` still returns
-        artifacts read before.
+        ``artifact_id`` may also be a name reference: ``train-set`` or
+        ``train-set:latest`` (its highest version), ``train-set:v3``, or
+        ``train-set:<alias>``. Records read once are kept in the local cache
+        (they never change), so offline, or when the catalog cannot be reached,
+        `get` still returns artifacts read before by id.
 
         Raises:
-            ArtifactNotFoundError: no artifact has this id.
+            ArtifactNotFoundError: no artifact has this id, name or version.
             OfflineError: offline or catalog unreachable, and not read before.
         """
-        validate_artifact_id(artifact_id)
+        artifact_id = await self.resolve(artifact_id)
         cache = self.storage.cache
         if self.settings.offline:
             doc = self._cached_record(artifact_id)
@@ -352,7 +529,7 @@ class AsyncHandler:
             if path is None:
                 raise FileNotFoundError
             return upgrade_record(json.loads(path.read_text())).to_document()
-        except (OSError, ValueError):
+        except (OSError, ValueError, CorruptRecordError):
             reason = f"the catalog is unreachable ({err})" if err else "ELLIPTIO_OFFLINE is set"
             raise OfflineError(
                 f"{artifact_id} was not read before on this machine and {reason}; "
@@ -404,6 +581,56 @@ class AsyncHandler:
             raise QueryError(f"query must be a dict (a MongoDB filter), not {type(query).__name__}")
         return await self.catalog.count(query or {})
 
+    # -- names and aliases --------------------------------------------------
+    async def set_alias(self, ref: str, alias: str) -> int | None:
+        """Point ``name:<alias>`` at the named artifact ``ref``; it moves only so.
+
+        Example: ``await h.set_alias("train-set:v3", "production")``; then
+        ``get("train-set:production")`` returns v3 until the alias is moved again.
+
+        Returns:
+            The version the alias pointed at before, or ``None`` if it is new.
+
+        Raises:
+            InvalidNameError: ``alias`` is malformed or reserved (``latest``, ``v<n>``).
+            ArtifactNotFoundError: ``ref`` names no artifact.
+            ConfigError: ``ref`` is an artifact without a name.
+        """
+        validate_alias(alias)
+        record = await self._record(await self.resolve(ref))
+        if record.name is None or record.name_version is None:
+            raise ConfigError(
+                f"{record.artifact_id} has no name, so it cannot have aliases; commit it "
+                "with upload(..., name=...) or new(..., name=...)"
+            )
+        return await self.catalog.set_alias(record.name, alias, record.name_version)
+
+    async def remove_alias(self, name: str, alias: str) -> int | None:
+        """Remove ``name:<alias>``; return the version it pointed at (``None``: none)."""
+        return await self.catalog.remove_alias(validate_name(name), validate_alias(alias))
+
+    async def aliases(self, name: str) -> dict[str, int]:
+        """The aliases of ``name``, each with the version it points at."""
+        return await self.catalog.aliases(validate_name(name))
+
+    async def names(self) -> pd.DataFrame:
+        """Every name with its number of versions, latest version and aliases."""
+        rows = await self.catalog.names()
+        aliases = [await self.catalog.aliases(name) for name, _, _ in rows]
+        return pd.DataFrame(
+            {
+                "versions": [count for _, count, _ in rows],
+                "latest": [f"v{latest}" for _, _, latest in rows],
+                "aliases": [
+                    {alias: f"v{version}" for alias, version in a.items()} for a in aliases
+                ],
+            },
+            index=pd.Index([name for name, _, _ in rows], name="name", dtype=object),
+        )
+
+    async def _record(self, artifact_id: str) -> Metadata:
+        return upgrade_record(await self.catalog.get(artifact_id))
+
     # -- lineage and maintenance --------------------------------------------
     async def lineage(
         self, artifact_id: str, direction: Direction = "both", depth: int | None = None
@@ -413,7 +640,7 @@ class AsyncHandler:
 
         Reading lineage does not count as reading the artifact.
         """
-        validate_artifact_id(artifact_id)
+        artifact_id = await self.resolve(artifact_id)
         return await build_lineage(self.catalog, artifact_id, direction, depth)
 
     async def reindex(self) -> ReindexReport:
@@ -426,8 +653,7 @@ class AsyncHandler:
 
     async def verify(self, artifact_id: str) -> VerifyReport:
         """Re-hash an artifact's stored files against its record."""
-        validate_artifact_id(artifact_id)
-        record = upgrade_record(await self.catalog.get(artifact_id))
+        record = await self._record(await self.resolve(artifact_id))
         return await verify(self.storage, record)
 
     # -- lifecycle ----------------------------------------------------------

@@ -10,8 +10,12 @@ record. So:
   than a grace period; it deletes them only when asked, dry run by default;
 * `verify` re-hashes an artifact's files against its record.
 
-Prefix ages come from the layout itself (``YYYY/MM/DD/user/HHMMSS_<id>``), so a
-scan needs no per-object stat call.
+Writers hold a lease in the catalog from before their first byte until their
+record is in (see `elliptio._catalog.base.Lease`). gc takes a prefix with an
+open lease only by condemning the lease first, atomically, and a commit only
+lands by claiming it, so gc and a commit racing for one prefix cannot both win.
+A prefix with no lease and no record is aged by the time in its path
+(``YYYY/MM/DD/user/HHMMSS_<id>``), so a scan needs no per-object stat call.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ._errors import (
     ArtifactExistsError,
     ArtifactNotFoundError,
     ConfigError,
+    CorruptRecordError,
     ElliptioError,
     SchemaVersionError,
 )
@@ -52,6 +57,9 @@ class ReindexReport:
     unchanged: list[str] = field(default_factory=list)
     conflicting: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    uncommitted: list[str] = field(default_factory=list)
+    """Whole sidecars whose writer is still writing or died before its commit
+    point (its lease is open or condemned): never committed, so left to gc."""
 
 
 @dataclass
@@ -118,7 +126,7 @@ async def _has_sidecar(storage: Storage, prefix: str, artifact_id: str) -> bool:
         record = upgrade_record(json.loads(raw))
     except SchemaVersionError:
         return True
-    except ValueError:  # cut-off JSON, or JSON that is not a record
+    except (ValueError, CorruptRecordError):  # cut-off JSON, or JSON that is not a record
         return False
     return record.artifact_id == artifact_id
 
@@ -135,7 +143,7 @@ async def reindex(storage: Storage, catalog: Catalog) -> ReindexReport:
             continue  # never committed: a matter for gc
         try:
             record = upgrade_record(json.loads(raw))
-        except (ValueError, SchemaVersionError):
+        except (ValueError, SchemaVersionError, CorruptRecordError):
             report.unreadable.append(artifact_id)
             continue
         if record.artifact_id != artifact_id:
@@ -144,11 +152,17 @@ async def reindex(storage: Storage, catalog: Catalog) -> ReindexReport:
         try:
             existing = await catalog.get(artifact_id)
         except ArtifactNotFoundError:
+            lease = await catalog.get_lease(artifact_id)
+            if lease is not None and lease.state != "committing":
+                report.uncommitted.append(artifact_id)
+                continue
             try:
                 await catalog.insert(record.to_document())
                 report.added.append(artifact_id)
             except ArtifactExistsError:  # another reindex won the race
                 report.unchanged.append(artifact_id)
+            # Its writer died after its commit point, before closing the lease.
+            await catalog.close_lease(artifact_id)
             # Its writer died between sidecar and record, maybe before sealing.
             with contextlib.suppress(ElliptioError):
                 await storage.seal(
@@ -171,10 +185,13 @@ async def gc(
 ) -> GcReport:
     """Find (and with ``delete=True`` remove) prefixes that never committed.
 
-    A prefix is an orphan when the catalog has no record of its artifact and it
-    is older than ``grace`` (by the time in its path). An artifact whose whole
-    sidecar exists but whose record is missing is left alone: `reindex` restores
-    it. A cut-off sidecar (its writer was killed while writing it) is an orphan.
+    A prefix is an orphan when the catalog has no record of its artifact and its
+    writer started longer than ``grace`` ago: its lease is open (the writer died,
+    or is slower than ``grace``) or gone. An open lease is condemned, atomically,
+    before anything is removed; a writer that then tries to commit fails and
+    commits nothing. A prefix whose writer is committing is never touched. An
+    artifact whose whole sidecar exists but whose record and lease are missing
+    is left alone: `reindex` restores it.
     """
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise ConfigError(f"grace must be a timedelta of zero or more, got {grace!r}")
@@ -183,9 +200,36 @@ async def gc(
     for prefix in await _prefixes(storage):
         relative = _relative(storage, prefix)
         created = _prefix_time(relative)
-        if created is None or now - created < grace:
+        if created is None:
             continue
         artifact_id = _PREFIX_RE.search(relative)["id"]  # type: ignore[index]
+        lease = await catalog.get_lease(artifact_id)
+        if lease is not None:
+            if lease.state == "committing" or (
+                lease.state == "open" and now - lease.started < grace
+            ):
+                continue  # a commit in flight
+            report.orphans.append(storage.url(prefix))
+            # A condemned writer may still be writing; it fails at its commit.
+            # Whatever it adds meanwhile goes on the next run (the lease stays
+            # condemned until the prefix is gone).
+            if (
+                delete
+                and (
+                    lease.state == "condemned"
+                    or await catalog.claim_lease(
+                        artifact_id, "condemned", started_before=now - grace
+                    )
+                )
+                and await _remove(storage, prefix)
+            ):
+                await catalog.close_lease(artifact_id)
+                report.removed.append(storage.url(prefix))
+            continue
+        # No lease: committed (a lease closes only after its record is in), or
+        # written without one; either way the record check below is decisive.
+        if now - created < grace:
+            continue
         if await catalog.count({"artifact_id": artifact_id}):
             continue
         if await _has_sidecar(storage, prefix, artifact_id):
@@ -195,9 +239,20 @@ async def gc(
             # Re-check right before removing: a commit may have landed meanwhile.
             if await catalog.count({"artifact_id": artifact_id}):
                 continue
-            await storage.remove_tree(prefix)
-            report.removed.append(storage.url(prefix))
+            if await _remove(storage, prefix):
+                report.removed.append(storage.url(prefix))
     return report
+
+
+async def _remove(storage: Storage, prefix: str, attempts: int = 3) -> bool:
+    """Remove a prefix that others may be removing or writing into at the same time."""
+    for attempt in range(attempts):
+        with contextlib.suppress(ElliptioError):
+            await storage.remove_tree(prefix)
+        if not await storage.exists(prefix):
+            return True
+        await asyncio.sleep(0.05 * 2**attempt)
+    return False
 
 
 async def verify(storage: Storage, record: Metadata) -> VerifyReport:

@@ -18,8 +18,9 @@ from pydantic import (
     model_validator,
 )
 
-from ._errors import InvalidLabelsError, SchemaVersionError
+from ._errors import CorruptRecordError, InvalidLabelsError, SchemaVersionError
 from ._layout import ARTIFACT_ID_RE, validate_relpath
+from ._names import format_ref, validate_name
 from ._provenance import GitInfo
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
     "upgrade_record",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MAX_DEPTH = 32
 MAX_LABELS_BYTES = 2**20
 """The largest labels a record may carry, as JSON: records stay far below MongoDB's
@@ -188,6 +189,23 @@ class Metadata(BaseModel):
     based_on: list[str] = Field(default_factory=list)
     remote_root: str
     local_root: str = ""
+    name: str | None = None
+    name_version: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _named(self) -> Metadata:
+        if (self.name is None) != (self.name_version is None):
+            raise ValueError("name and name_version are set together or not at all")
+        if self.name is not None:
+            validate_name(self.name)
+        return self
+
+    @property
+    def ref(self) -> str | None:
+        """``name:v<n>`` for a named artifact, else ``None``."""
+        if self.name is None or self.name_version is None:
+            return None
+        return format_ref(self.name, self.name_version)
 
     @field_validator("creation_time")
     @classmethod
@@ -201,8 +219,14 @@ class Metadata(BaseModel):
 
 _Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
 
+
+def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    # Version 2 added the optional name and name_version; version-1 records have none.
+    return {**doc, "version": 2, "name": None, "name_version": None}
+
+
 # version n -> function turning a version-n document into a version-(n+1) document.
-UPGRADES: dict[int, _Upgrade] = {}
+UPGRADES: dict[int, _Upgrade] = {1: _v1_to_v2}
 
 
 def upgrade_record(doc: Mapping[str, Any]) -> Metadata:
@@ -210,6 +234,7 @@ def upgrade_record(doc: Mapping[str, Any]) -> Metadata:
 
     Raises:
         SchemaVersionError: the version is newer than this release, or unknown.
+        CorruptRecordError: the document is not a valid record of its version.
     """
     data = dict(doc)
     data.pop("_id", None)
@@ -231,4 +256,26 @@ def upgrade_record(doc: Mapping[str, Any]) -> Metadata:
             )
         data = upgrade(data)
         version = data["version"]
-    return Metadata.model_validate(data)
+    try:
+        return Metadata.model_validate(data)
+    except (ValidationError, InvalidLabelsError) as err:
+        raise CorruptRecordError(
+            f"record of {_shown_id(artifact_id)} is malformed ({_problems(err)}); restore it "
+            "from its sidecar with `elliptio reindex`, or report how it was written"
+        ) from None
+
+
+def _shown_id(artifact_id: object) -> str:
+    text = str(artifact_id)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _problems(err: Exception) -> str:
+    if not isinstance(err, ValidationError):
+        return str(err)[:300]
+    problems = [
+        f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}"
+        for e in err.errors(include_input=False, include_url=False)[:3]
+    ]
+    more = err.error_count() - len(problems)
+    return "; ".join(problems) + (f"; and {more} more" if more > 0 else "")

@@ -155,7 +155,8 @@ class NewArtifact:
         prefix: str,
         relpaths: list[str],
         commit: Callable[[NewArtifact, dict[str, tuple[int, str]]], Awaitable[Artifact]],
-        discard: Callable[[NewArtifact], Awaitable[None]],
+        discard: Callable[[NewArtifact, BaseException | None], Awaitable[None]],
+        begin: Callable[[NewArtifact], Awaitable[None]] | None = None,
     ) -> None:
         self._storage = storage
         self.artifact_id = artifact_id
@@ -163,6 +164,7 @@ class NewArtifact:
         self.files: Mapping[str, NewFile] = {r: NewFile(self, r, f"{prefix}/{r}") for r in relpaths}
         self._commit = commit
         self._discard = discard
+        self._begin = begin
         self._state = "new"
         self._tmp: Path | None = None
         self._artifact: Artifact | None = None
@@ -198,6 +200,8 @@ class NewArtifact:
     async def _enter(self) -> NewArtifact:
         if self._state != "new":
             raise ElliptioError(f"{self.artifact_id} was opened already; call new() again")
+        if self._begin is not None:
+            await self._begin(self)
         if self._storage.is_local:
             # Path-only writers (Path(url).write_text) need the folders to exist.
             for path in {f._path.rsplit("/", 1)[0] for f in self.files.values()}:
@@ -209,14 +213,14 @@ class NewArtifact:
         try:
             if failed:
                 self._state = "discarded"
-                await self._discard(self)
+                await self._discard(self, None)
                 return
             try:
                 written = {r: await f._finish() for r, f in self.files.items()}
                 self._artifact = await self._commit(self, written)
-            except BaseException:
+            except BaseException as err:
                 self._state = "discarded"
-                await self._discard(self)
+                await self._discard(self, err)
                 raise
             self._state = "committed"
         finally:

@@ -403,6 +403,25 @@ class Storage:
         """Whether a storage path exists."""
         return await self._run("check", path, self.fs.exists, path)
 
+    def _object_size(self, path: str) -> int | None:
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            return None
+        return int(info["size"]) if info.get("type") == "file" else None
+
+    async def object_size(self, path: str) -> int | None:
+        """The size of the file at a storage path, or ``None`` if there is none."""
+        return await self._run("check", path, self._object_size, path)
+
+    def _remove_file(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
+
+    async def remove_file(self, path: str) -> None:
+        """Remove one file, if it exists."""
+        await self._run("remove", path, self._remove_file, path)
+
     def _remove_tree(self, path: str) -> None:
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)

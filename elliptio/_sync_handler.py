@@ -70,18 +70,53 @@ class Handler:
         return self.aio.run_id
 
     def upload(
-        self, local_paths: LocalPaths, labels: LabelsLike = None, logs: LocalPaths | None = None
+        self,
+        local_paths: LocalPaths,
+        labels: LabelsLike = None,
+        logs: LocalPaths | None = None,
+        *,
+        name: str | None = None,
+        dedup: bool = True,
     ) -> Artifact:
         """Save local files and folders as a new artifact; see `AsyncHandler.upload`."""
-        return sync(self.aio.upload(local_paths, labels, logs))
+        return sync(self.aio.upload(local_paths, labels, logs, name=name, dedup=dedup))
 
-    def new(self, relpaths: str | Sequence[str], labels: LabelsLike = None) -> NewArtifact:
+    def new(
+        self,
+        relpaths: str | Sequence[str],
+        labels: LabelsLike = None,
+        *,
+        name: str | None = None,
+        dedup: bool = True,
+    ) -> NewArtifact:
         """Open a new artifact for a ``with`` block; see `AsyncHandler.new`."""
-        return self.aio.new(relpaths, labels)
+        return self.aio.new(relpaths, labels, name=name, dedup=dedup)
 
     def get(self, artifact_id: str) -> Artifact:
-        """Return a committed artifact, recording lineage; see `AsyncHandler.get`."""
+        """Return a committed artifact by id or name reference (``train-set:v3``,
+        ``train-set:latest``, ``train-set:<alias>``), recording lineage; see
+        `AsyncHandler.get`."""
         return sync(self.aio.get(artifact_id))
+
+    def resolve(self, ref: str) -> str:
+        """The artifact id a reference names; see `AsyncHandler.resolve`."""
+        return sync(self.aio.resolve(ref))
+
+    def set_alias(self, ref: str, alias: str) -> int | None:
+        """Point ``name:<alias>`` at the named artifact ``ref``; see `AsyncHandler.set_alias`."""
+        return sync(self.aio.set_alias(ref, alias))
+
+    def remove_alias(self, name: str, alias: str) -> int | None:
+        """Remove ``name:<alias>``; return the version it pointed at."""
+        return sync(self.aio.remove_alias(name, alias))
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """The aliases of ``name``, each with the version it points at."""
+        return sync(self.aio.aliases(name))
+
+    def names(self) -> pd.DataFrame:
+        """Every name with its number of versions, latest version and aliases."""
+        return sync(self.aio.names())
 
     def find(
         self,

@@ -113,3 +113,77 @@ def crash_writer(
 
 if __name__ == "__main__":
     crash_writer(*sys.argv[1:5], int(sys.argv[5]), sys.argv[6])
+
+
+def named_writer(
+    worker: int,
+    storage: str,
+    catalog: str,
+    count: int,
+    work_dir: str,
+    start: Any,
+    results: Any,
+) -> None:
+    """Commit ``count`` artifacts under the name ``dataset``; put (worker, refs, errors)."""
+    refs: list[str] = []
+    errors: list[str] = []
+    try:
+        folder = Path(work_dir) / f"named-{worker}"
+        folder.mkdir(parents=True, exist_ok=True)
+        with eio.Handler(storage=storage, catalog=catalog) as h:
+            start.wait(60)
+            for n in range(count):
+                try:
+                    if n % 2:
+                        path = folder / f"part-{n}.txt"
+                        path.write_text(f"worker {worker} version {n}")
+                        art = h.upload(path, name="dataset")
+                    else:
+                        with h.new("part.txt", name="dataset") as new:
+                            new.file.write_text(f"worker {worker} version {n}")
+                        art = new.artifact
+                    refs.append(str(art.ref))
+                except Exception as err:  # reported to the parent, which fails the test
+                    errors.append(f"{type(err).__name__}: {err}")
+    except BaseException:
+        errors.append(traceback.format_exc())
+    results.put((worker, refs, errors))
+
+
+def racing_writer(storage: str, catalog: str, count: int, work_dir: str, results: Any) -> None:
+    """Commit ``count`` artifacts while the parent runs gc with no grace period.
+
+    Puts (committed ids, ids whose commit gc pre-empted, other errors) on ``results``.
+    """
+    committed: list[str] = []
+    lost: list[str] = []
+    errors: list[str] = []
+    try:
+        folder = Path(work_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        with eio.Handler(storage=storage, catalog=catalog) as h:
+            for n in range(count):
+                try:
+                    if n % 2:
+                        paths = []
+                        for k in range(3):
+                            path = folder / f"file-{n}-{k}.txt"
+                            path.write_text(f"artifact {n} file {k}")
+                            paths.append(path)
+                        committed.append(h.upload(paths, dedup=False).artifact_id)
+                    else:
+                        with h.new(["a.txt", "b.txt"], dedup=False) as new:
+                            new.files["a.txt"].write_text(f"artifact {n} a")
+                            new.files["b.txt"].write_text(f"artifact {n} b")
+                        committed.append(new.artifact.artifact_id)
+                except eio.CommitError as err:
+                    # gc took a write that had not reached its commit point.
+                    if "gc found it unfinished" in str(err):
+                        lost.append(str(err).split()[0])
+                    else:
+                        errors.append(f"{type(err).__name__}: {err}")
+                except eio.ElliptioError as err:
+                    errors.append(f"{type(err).__name__}: {err}")
+    except BaseException:
+        errors.append(traceback.format_exc())
+    results.put((committed, lost, errors))

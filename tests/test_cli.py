@@ -165,7 +165,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     "command",
     [
         "upload", "find", "show", "download", "cat", "lineage", "ls", "exists", "cp",
-        "mv", "rm", "cache", "reindex", "gc", "verify", "config",
+        "mv", "rm", "cache", "reindex", "gc", "verify", "config", "alias", "names",
     ],
 )  # fmt: skip
 def test_every_command_has_help_with_an_example(
@@ -213,3 +213,76 @@ def test_every_command_as_a_real_subprocess(
     assert "orphaned" in cli("gc")
     assert "ok" in cli("verify", art)
     assert "catalog_url" in cli("config")
+    named = cli("upload", str(files[0]), "--name", "train-set").strip()
+    assert cli("alias", "set", "train-set:v1", "production") == (
+        "train-set:production -> train-set:v1\n"
+    )
+    assert json.loads(cli("show", "train-set:production"))["artifact_id"] == named
+    assert "production -> train-set:v1" in cli("alias", "list", "train-set")
+    assert "train-set" in cli("names")
+    assert cli("cat", "train-set:latest", "train.txt") == "path,class\na.png,0\n"
+    assert "removed train-set:production" in cli("alias", "remove", "train-set", "production")
+
+
+def test_names_versions_and_aliases(
+    env: dict[str, str], files: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(capsys, "upload", str(files[0]), "--name", "train-set")
+    assert code == 0
+    v1 = out.strip()
+    assert "committed as train-set:v1" in err
+    v2 = _run(capsys, "upload", str(files[1]), "--name", "train-set")[1].strip()
+    assert json.loads(_run(capsys, "show", "train-set")[1])["artifact_id"] == v2
+    assert json.loads(_run(capsys, "show", "train-set:v1")[1])["artifact_id"] == v1
+    assert _run(capsys, "alias", "set", "train-set:v1", "production")[1] == (
+        "train-set:production -> train-set:v1\n"
+    )
+    assert _run(capsys, "alias", "set", "train-set:v2", "production")[1] == (
+        "train-set:production -> train-set:v2 (was v1)\n"
+    )
+    code, out, _ = _run(capsys, "names", "--format", "json")
+    row = json.loads(out)
+    assert (row["artifact_id"], row["versions"], row["latest"]) == ("train-set", 2, "v2")
+    assert row["aliases"] == {"production": "v2"}
+    assert "train-set" in _run(capsys, "names")[1]
+    code, out, _ = _run(capsys, "download", "train-set:production", "-o", str(tmp_path / "d"))
+    assert code == 0
+    assert (tmp_path / "d" / "test.txt").read_text() == files[1].read_text()
+    assert _run(capsys, "lineage", "train-set:v1", "--format", "mermaid")[0] == 0
+    assert _run(capsys, "verify", "train-set:v1", "train-set:latest")[0] == 0
+    code, _, err = _run(capsys, "alias", "set", "train-set:v1", "latest")
+    assert code == 1
+    assert "InvalidNameError" in err
+    assert "reserved" in err
+    code, _, err = _run(capsys, "show", "train-set:v7")
+    assert (code, err.count("\n")) == (1, 1)
+    assert "no version v7 of 'train-set'" in err
+    code, _, err = _run(capsys, "alias", "remove", "train-set", "staging")
+    assert code == 1
+    assert "has no alias 'staging'" in err
+    # Identical content is referenced unless --no-dedup.
+    again = _run(capsys, "upload", str(files[0]), "--no-dedup", "--no-progress")[1].strip()
+    record = json.loads(_run(capsys, "show", again)[1])
+    assert record["files"][0]["url"].startswith(record["remote_root"])
+    deduped = json.loads(_run(capsys, "show", _run(capsys, "upload", str(files[0]))[1].strip())[1])
+    assert deduped["files"][0]["url"] == json.loads(_run(capsys, "show", v1)[1])["files"][0]["url"]
+
+
+def test_progress_flag_forces_bars(
+    env: dict[str, str],
+    files: list[Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out, err = _run(capsys, "upload", *map(str, files), "--progress")
+    assert code == 0
+    assert f"upload {out.strip()}" in err
+    assert "2/2" in err
+    code, _, err = _run(capsys, "download", out.strip(), "-o", str(tmp_path / "d"), "--progress")
+    assert code == 0
+    assert "download test.txt" in err
+    monkeypatch.setenv("ELLIPTIO_PROGRESS", "true")  # the flag wins over the setting
+    code, out, err = _run(capsys, "upload", str(files[0]), "--no-progress", "--no-dedup")
+    assert code == 0
+    assert "upload artifact_" not in err

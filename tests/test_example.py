@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -25,5 +26,13 @@ def test_user_story_example_runs_on_the_default(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "The user story works." in result.stdout
     assert (tmp_path / "data" / "elliptio" / "catalog.db").is_file()
-    stored = list((tmp_path / "data" / "elliptio" / "store").rglob("model.pt"))
-    assert len(stored) == 2
+    store = tmp_path / "data" / "elliptio" / "store"
+    models = [
+        record
+        for sidecar in store.rglob("metadata.json")
+        if (record := json.loads(sidecar.read_text()))["file_relpaths"] == ["model.pt"]
+    ]
+    assert len(models) == 2
+    # The second run saved the very same model bytes: stored once, referenced twice.
+    assert len(list(store.rglob("model.pt"))) == 1
+    assert models[0]["files"][0]["url"] == models[1]["files"][0]["url"]

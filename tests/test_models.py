@@ -48,8 +48,38 @@ def test_creation_time_is_kept_in_utc() -> None:
 
 
 def test_naive_creation_time_is_refused() -> None:
-    with pytest.raises(ValueError, match="timezone"):
+    with pytest.raises(eio.CorruptRecordError, match=r"creation_time.*timezone"):
         upgrade_record(_doc(creation_time=datetime(2023, 12, 3)))
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"files": "not a list"}, "files"),
+        ({"labels": {"infos": 3}}, "labels"),
+        ({"artifact_id": "x" * 500}, "artifact_id"),
+        (
+            {"files": [{"relpath": "../../.bashrc", "url": "u", "size": 1, "sha256": "0" * 64}]},
+            "relpath",
+        ),
+        ({"name": "train-set", "name_version": None}, "name"),
+        ({"name": "bad name!", "name_version": 1}, "name"),
+        ({"unexpected": 1}, "unexpected"),
+    ],
+)
+def test_malformed_record_is_a_typed_error(change: dict[str, object], needle: str) -> None:
+    # A record from a shared catalog or a sidecar is input too: a malformed one
+    # gives a typed error naming the field, never pydantic's own exception.
+    with pytest.raises(eio.CorruptRecordError, match=needle) as info:
+        upgrade_record(_doc(**change))
+    assert "reindex" in str(info.value)
+    assert len(str(info.value)) < 1000
+
+
+def test_version_1_records_read_as_unnamed() -> None:
+    m = upgrade_record(_doc(version=1))
+    assert m.version == eio.SCHEMA_VERSION
+    assert (m.name, m.name_version, m.ref) == (None, None, None)
 
 
 def test_schema_versions() -> None:

@@ -37,6 +37,23 @@ def test_pandas_reads_elliptio_urls_and_lineage_is_recorded(
     assert new.artifact.metadata.based_on == [art.artifact_id]
 
 
+def test_elliptio_urls_take_names_versions_and_aliases(
+    configured: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    v1 = configured.upload(data_files["train"], name="train-set")
+    v2 = configured.upload(data_files["test"], name="train-set")
+    configured.set_alias("train-set:v1", "golden")
+    assert pd.read_csv("elliptio://train-set:latest/test.txt").shape == (2, 2)
+    with fsspec.open("elliptio://train-set:golden/train.txt") as f:
+        assert f.read() == data_files["train"].read_bytes()
+    fs = fsspec.filesystem("elliptio")
+    assert fs.ls("train-set:v2", detail=False) == ["train-set:v2/test.txt"]
+    with configured.run():
+        pd.read_csv("elliptio://train-set/test.txt")
+        pd.read_csv("elliptio://train-set:v1/train.txt")
+        assert configured.based_on == [v2.artifact_id, v1.artifact_id]
+
+
 def test_listing_info_and_refused_writes(configured: eio.Handler, tmp_path: Path) -> None:
     data = tmp_path / "ds"
     (data / "img").mkdir(parents=True)

@@ -1,0 +1,102 @@
+"""Artifact names, versions and aliases: validation and parsing. Pure.
+
+An artifact may be committed under a ``name``; each commit under a name gets the
+next version, ``v1``, ``v2``, ... An artifact is then found by reference:
+
+* ``train-set:v3``: version 3 of ``train-set``;
+* ``train-set:latest`` (or plain ``train-set``): its highest committed version;
+* ``train-set:production``: the version the alias ``production`` points to.
+  Aliases move only when someone moves them (``h.set_alias``); only ``latest``
+  follows new commits by itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ._errors import InvalidNameError
+
+__all__ = ["LATEST", "NameRef", "format_ref", "parse_ref", "validate_alias", "validate_name"]
+
+LATEST = "latest"
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_VERSION_RE = re.compile(r"v([1-9][0-9]{0,17})")
+_RULE = "1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def validate_name(name: object) -> str:
+    """Return ``name`` if it can name artifacts.
+
+    Raises:
+        InvalidNameError: it is not a str of 1 to 128 letters, digits, ``.``,
+            ``_`` or ``-`` that starts with a letter or digit.
+    """
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise InvalidNameError(
+            f"artifact name {_show(name)} is not valid: use {_RULE}, e.g. 'train-set'"
+        )
+    return name
+
+
+def validate_alias(alias: object) -> str:
+    """Return ``alias`` if it can be set by a user.
+
+    Raises:
+        InvalidNameError: it is malformed, or reserved (``latest``, ``v<n>``).
+    """
+    if not isinstance(alias, str) or not _NAME_RE.fullmatch(alias):
+        raise InvalidNameError(f"alias {_show(alias)} is not valid: use {_RULE}, e.g. 'production'")
+    if alias == LATEST or _VERSION_RE.fullmatch(alias):
+        raise InvalidNameError(
+            f"alias {alias!r} is reserved: 'latest' always follows the newest version and "
+            "'v<n>' names version n; choose another alias, e.g. 'production'"
+        )
+    return alias
+
+
+@dataclass(frozen=True)
+class NameRef:
+    """A parsed reference: ``version`` set for ``name:v<n>``, ``alias`` for an
+    alias, neither for ``latest``."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return format_ref(self.name, self.version)
+        return f"{self.name}:{self.alias or LATEST}"
+
+
+def parse_ref(ref: str) -> NameRef:
+    """Parse ``name``, ``name:latest``, ``name:v<n>`` or ``name:<alias>``.
+
+    Raises:
+        InvalidNameError: the reference is malformed.
+    """
+    name, sep, tag = ref.partition(":")
+    if not sep and _NAME_RE.fullmatch(name):
+        return NameRef(name)
+    if not _NAME_RE.fullmatch(name) or not _NAME_RE.fullmatch(tag):
+        raise InvalidNameError(
+            f"{_show(ref)} is neither an artifact id nor a name reference; use "
+            "'artifact_<uuid4>', 'name', 'name:latest', 'name:v3' or 'name:<alias>'"
+        )
+    if tag == LATEST:
+        return NameRef(name)
+    match = _VERSION_RE.fullmatch(tag)
+    if match:
+        return NameRef(name, version=int(match[1]))
+    return NameRef(name, alias=tag)
+
+
+def format_ref(name: str, version: int) -> str:
+    """``name:v<version>``."""
+    return f"{name}:v{version}"
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,138 @@
+"""Deduplication: content committed once is referenced, not copied, on every store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import elliptio as eio
+
+
+def _data_objects(h: eio.Handler) -> list[str]:
+    """Every stored file that is not a sidecar."""
+    fs = h.storage.fs
+    return sorted(p for p in fs.find(h.storage.root) if "/.elliptio/" not in p)
+
+
+def _path(h: eio.Handler, url: str) -> str:
+    return str(h.storage.fs._strip_protocol(url))
+
+
+def test_same_content_is_stored_once(handler: eio.Handler, data_files: dict[str, Path]) -> None:
+    first = handler.upload(data_files["train"])
+    second = handler.upload([data_files["train"], data_files["test"]])
+    train, test = second.files["train.txt"], second.files["test.txt"]
+    assert train.url == first.files["train.txt"].url  # a reference to the first copy
+    assert test.url.startswith(second.metadata.remote_root)  # new content: copied
+    assert len(_data_objects(handler)) == 2
+    # Reads, downloads, integrity checks and lineage work as for any file.
+    again = handler.get(second.artifact_id)
+    assert again.files["train.txt"].read_text() == data_files["train"].read_text()
+    assert handler.verify(second.artifact_id).ok
+    assert second.metadata.based_on == []
+    assert train.sha256 == first.files["train.txt"].sha256
+    assert train.size == data_files["train"].stat().st_size
+
+
+def test_dedup_false_copies(handler: eio.Handler, data_files: dict[str, Path]) -> None:
+    first = handler.upload(data_files["train"])
+    second = handler.upload(data_files["train"], dedup=False)
+    assert second.file.url != first.file.url
+    assert second.file.url.startswith(second.metadata.remote_root)
+    assert len(_data_objects(handler)) == 2
+    with handler.new("t.txt", dedup=False) as new:
+        new.file.write_text(data_files["train"].read_text())
+    assert new.artifact.file.url.startswith(new.artifact.metadata.remote_root)
+    assert len(_data_objects(handler)) == 3
+
+
+def test_new_artifacts_reference_committed_content(
+    handler: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    first = handler.upload(data_files["train"])
+    with handler.new(["copy.txt", "fresh.txt"]) as new:
+        new.files["copy.txt"].write_text(data_files["train"].read_text())
+        new.files["fresh.txt"].write_text("something new")
+    art = new.artifact
+    assert art.files["copy.txt"].url == first.file.url
+    assert not handler.storage.fs.exists(_path(handler, new.files["copy.txt"].url))
+    assert art.files["fresh.txt"].url == new.files["fresh.txt"].url
+    assert len(_data_objects(handler)) == 2
+    assert handler.verify(art.artifact_id).ok
+    assert handler.get(art.artifact_id).files["copy.txt"].read_bytes() == (
+        data_files["train"].read_bytes()
+    )
+
+
+def test_logs_are_deduplicated_too(handler: eio.Handler, data_files: dict[str, Path]) -> None:
+    first = handler.upload(data_files["train"], logs=[data_files["test"]])
+    second = handler.upload(data_files["test"], logs=[data_files["test"]])
+    assert second.logs["test.txt"].url == first.logs["test.txt"].url
+    assert second.file.url == first.logs["test.txt"].url  # a log's bytes serve a file too
+    assert handler.verify(second.artifact_id).ok
+
+
+def test_a_vanished_original_is_copied_again(
+    handler: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    first = handler.upload(data_files["train"])
+    path = _path(handler, first.file.url)
+    if os.path.exists(path):
+        os.chmod(path, 0o644)  # committed local files are read-only
+    handler.storage.fs.rm(path)  # someone removed it behind elliptio's back
+    second = handler.upload(data_files["train"])
+    assert second.file.url.startswith(second.metadata.remote_root)
+    assert handler.verify(second.artifact_id).ok
+
+
+def test_no_references_across_stores(
+    storage_url: str, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    catalog = f"sqlite:///{tmp_path / 'shared.db'}"
+    # "lake" is a string prefix of "lake2": still two stores.
+    with (
+        eio.Handler(storage=f"{storage_url}/lake", catalog=catalog) as a,
+        eio.Handler(storage=f"{storage_url}/lake2", catalog=catalog) as b,
+    ):
+        in_a = a.upload(data_files["train"])
+        in_b = b.upload(data_files["train"])
+        assert in_b.file.url.startswith(in_b.metadata.remote_root)
+        assert a.upload(data_files["train"]).file.url == in_a.file.url
+        assert b.upload(data_files["train"]).file.url == in_b.file.url
+
+
+def test_empty_files_are_not_references(
+    handler: eio.Handler, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    first = handler.upload(empty)
+    second = handler.upload(empty)
+    assert second.file.url != first.file.url
+    assert second.file.read_bytes() == b""
+
+
+@pytest.mark.parametrize("storage_url", ["file"], indirect=True)
+def test_dedup_refuses_a_file_changed_while_uploading(
+    handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"a" * 1000)
+    handler.upload(data)
+    data.write_bytes(b"b" * 1000)  # same size as a committed file: hashed first
+    import elliptio._handler as handler_module
+
+    real = handler_module._hash_local
+
+    def hash_then_change(path: Path) -> tuple[str, int]:
+        result = real(path)
+        path.write_bytes(b"c" * 1000)  # changes between the hash and the upload
+        return result
+
+    monkeypatch.setattr(handler_module, "_hash_local", hash_then_change)
+    before = handler.count()
+    with pytest.raises(eio.CommitError, match="changed while it was uploaded"):
+        handler.upload(data)
+    assert handler.count() == before

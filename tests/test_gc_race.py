@@ -1,0 +1,80 @@
+"""gc racing commits: gc never removes a committed artifact's files.
+
+Writers hold a lease in the catalog from before their first byte to their commit
+(`elliptio._catalog.base.Lease`); gc condemns a lease before it removes anything,
+and a commit claims it; one of them wins, atomically.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import elliptio as eio
+from tests._stress_workers import racing_writer
+
+
+def test_gc_takes_a_writer_past_its_grace_and_the_commit_fails(
+    handler: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    kept = handler.upload(data_files["train"])
+    with pytest.raises(eio.CommitError, match="gc found it unfinished"):
+        with handler.new("slow.txt") as new:
+            new.file.write_text("written, but the writer stalls")
+            report = handler.gc(grace=timedelta(0), delete=True)
+            assert report.removed == [handler.storage.url(new.prefix)]
+    assert handler.count() == 1
+    assert not handler.storage.fs.exists(new.prefix)
+    assert handler.verify(kept.artifact_id).ok
+    assert handler.gc(grace=timedelta(0)).orphans == []
+
+
+def test_gc_leaves_a_writer_inside_its_grace_alone(
+    handler: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    with handler.new("slow.txt") as new:
+        new.file.write_text("a commit in flight")
+        report = handler.gc(grace=timedelta(hours=1), delete=True)
+        assert report.orphans == []
+    assert handler.verify(new.artifact.artifact_id).ok
+
+
+def test_gc_racing_a_writer_process(tmp_path: Path) -> None:
+    """A writer commits 30 artifacts while gc runs again and again with no grace."""
+    storage = str(tmp_path / "store")
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    ctx = multiprocessing.get_context("spawn")
+    results: Any = ctx.Queue()
+    writer = ctx.Process(
+        target=racing_writer, args=(storage, catalog, 30, str(tmp_path / "work"), results)
+    )
+    rounds = removed = 0
+    with eio.Handler(storage=storage, catalog=catalog) as h:
+        writer.start()
+        deadline = time.monotonic() + 120
+        while writer.is_alive() and time.monotonic() < deadline:
+            removed += len(h.gc(grace=timedelta(0), delete=True).removed)
+            rounds += 1
+        committed, lost, errors = results.get(timeout=60)
+        writer.join(timeout=30)
+        assert errors == []
+        assert rounds > 0
+        # Every commit the writer saw succeed is whole; every record verifies.
+        records = set(h.find({}, columns=["file_relpaths"]).index)
+        assert set(committed) == records
+        for artifact_id in records:
+            assert h.verify(artifact_id).ok, artifact_id
+        assert len(committed) + len(lost) == 30
+        # What gc took was never committed; nothing is left half-way.
+        removed += len(h.gc(grace=timedelta(0), delete=True).removed)
+        assert not set(lost) & records
+        assert removed >= len(lost)
+        assert h.reindex().added == []
+        prefixes = h.storage.fs.glob(f"{h.storage.root}/*/*/*/*/*_artifact_*")
+        assert len(prefixes) == len(records)
+    print(f"gc rounds {rounds}, prefixes removed {removed}, commits pre-empted {len(lost)}")

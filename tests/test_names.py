@@ -1,0 +1,188 @@
+"""Names, versions and aliases through the public API, on every store."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import queue
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import elliptio as eio
+from tests._stress_workers import named_writer
+from tests.conftest import snapshot
+
+
+def test_versions_count_up_and_latest_follows(
+    handler: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    v1 = handler.upload(data_files["train"], name="train-set")
+    with handler.new("train.txt", name="train-set") as new:
+        new.file.write_text("path,class\n/x.png,1\n")
+    v2 = new.artifact
+    unnamed = handler.upload(data_files["test"])
+    assert (v1.ref, v2.ref, unnamed.ref) == ("train-set:v1", "train-set:v2", None)
+    assert (v1.name, v1.name_version) == ("train-set", 1)
+    assert handler.get("train-set:v1").artifact_id == v1.artifact_id
+    for ref in ("train-set", "train-set:latest", "train-set:v2"):
+        assert handler.get(ref).artifact_id == v2.artifact_id
+    assert handler.get("train-set:v1").file.read_text() == data_files["train"].read_text()
+    # The sidecar carries the name too, so reindex can restore it.
+    sidecar = handler.storage.fs.cat_file(f"{v2.metadata.remote_root}/.elliptio/metadata.json")
+    assert eio.Metadata.model_validate_json(sidecar).ref == "train-set:v2"
+    frame = handler.find({"name": "train-set"}, sort=[("name_version", 1)])
+    assert list(frame.index) == [v1.artifact_id, v2.artifact_id]
+    assert list(frame["name_version"]) == [1, 2]
+    assert handler.resolve("train-set:v1") == v1.artifact_id
+    names = handler.names()
+    assert names.loc["train-set", "versions"] == 2
+    assert names.loc["train-set", "latest"] == "v2"
+
+
+def test_get_by_name_records_lineage(handler: eio.Handler, data_files: dict[str, Path]) -> None:
+    source = handler.upload(data_files["train"], name="raw")
+    with handler.run():
+        handler.get("raw:latest").file.read_text()
+        out = handler.upload(data_files["test"], name="clean")
+    assert out.metadata.based_on == [source.artifact_id]
+    graph = handler.lineage("clean:v1", direction="up")
+    assert (source.artifact_id, out.artifact_id) in graph.edges
+
+
+def test_aliases_move_only_when_moved(handler: eio.Handler, data_files: dict[str, Path]) -> None:
+    v1 = handler.upload(data_files["train"], name="model")
+    assert handler.set_alias("model:v1", "production") is None
+    v2 = handler.upload(data_files["test"], name="model")
+    # A new version does not move an alias; only set_alias does.
+    assert handler.get("model:production").artifact_id == v1.artifact_id
+    assert handler.get("model:latest").artifact_id == v2.artifact_id
+    assert handler.set_alias("model:latest", "production") == 1
+    assert handler.get("model:production").artifact_id == v2.artifact_id
+    handler.set_alias(v1.artifact_id, "baseline")  # an id of a named artifact works too
+    assert handler.aliases("model") == {"baseline": 1, "production": 2}
+    assert handler.names().loc["model", "aliases"] == {"baseline": "v1", "production": "v2"}
+    assert handler.remove_alias("model", "production") == 2
+    assert handler.remove_alias("model", "production") is None
+    with pytest.raises(eio.ArtifactNotFoundError, match=r"no alias 'production'.*baseline"):
+        handler.get("model:production")
+
+
+@pytest.mark.parametrize(
+    ("ref", "needle"),
+    [
+        ("ghost", "no artifact named 'ghost'"),
+        ("ghost:latest", "no artifact named 'ghost'"),
+        ("model:v9", "no version v9 of 'model'"),
+        ("model:staging", "no alias 'staging'"),
+        ("model:v0", "no alias 'v0'"),
+        ("bad name", "neither an artifact id nor a name"),
+        ("model:", "neither an artifact id nor a name"),
+        (":v1", "neither an artifact id nor a name"),
+        ("model:v1:v2", "neither an artifact id nor a name"),
+        ("a/b:v1", "neither an artifact id nor a name"),
+    ],
+)
+def test_unknown_or_malformed_references(
+    handler: eio.Handler, data_files: dict[str, Path], ref: str, needle: str
+) -> None:
+    handler.upload(data_files["train"], name="model")
+    before = snapshot(handler)
+    with pytest.raises(eio.ArtifactNotFoundError, match=needle):
+        handler.get(ref)
+    assert snapshot(handler) == before
+    assert handler.based_on == []
+
+
+@pytest.mark.parametrize(
+    "name", ["", "bad name", "-leading-dash", "a" * 129, "x:v1", "a/b", "ünï", 3, "tab\tname"]
+)
+def test_invalid_names_write_nothing(
+    handler: eio.Handler, data_files: dict[str, Path], name: Any
+) -> None:
+    before = snapshot(handler)
+    with pytest.raises(eio.InvalidNameError, match="artifact name"):
+        handler.upload(data_files["train"], name=name)
+    with pytest.raises(eio.InvalidNameError, match="artifact name"):
+        handler.new("x.txt", name=name)
+    assert snapshot(handler) == before
+
+
+@pytest.mark.parametrize(
+    ("alias", "needle"),
+    [("latest", "reserved"), ("v2", "reserved"), ("bad alias", "not valid"), ("", "not valid")],
+)
+def test_invalid_aliases_are_refused(
+    handler: eio.Handler, data_files: dict[str, Path], alias: str, needle: str
+) -> None:
+    handler.upload(data_files["train"], name="model")
+    with pytest.raises(eio.InvalidNameError, match=needle):
+        handler.set_alias("model:v1", alias)
+    assert handler.aliases("model") == {}
+
+
+def test_aliases_need_a_named_artifact(handler: eio.Handler, data_files: dict[str, Path]) -> None:
+    art = handler.upload(data_files["train"])
+    with pytest.raises(eio.ConfigError, match="has no name"):
+        handler.set_alias(art.artifact_id, "production")
+
+
+def test_a_failed_commit_uses_no_version(handler: eio.Handler, data_files: dict[str, Path]) -> None:
+    handler.upload(data_files["train"], name="set")
+    with pytest.raises(RuntimeError), handler.new("a.txt", name="set") as new:
+        new.file.write_text("half")
+        raise RuntimeError("the job failed")
+    with pytest.raises(eio.CommitError), handler.new("a.txt", name="set"):
+        pass  # a.txt never written
+    assert handler.upload(data_files["test"], name="set").ref == "set:v2"
+
+
+async def test_concurrent_tasks_get_distinct_versions(
+    ahandler: eio.AsyncHandler, data_files: dict[str, Path]
+) -> None:
+    arts = await asyncio.gather(
+        *(ahandler.upload(data_files["train"], name="shared") for _ in range(12))
+    )
+    assert sorted(a.name_version for a in arts) == list(range(1, 13))  # type: ignore[type-var]
+    latest = await ahandler.get("shared:latest")
+    assert latest.name_version == 12
+
+
+def test_processes_allocate_versions_atomically(tmp_path: Path) -> None:
+    """Four processes commit under one name at once: every version exactly once."""
+    storage = str(tmp_path / "store")
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    workers, per_worker = 4, 10
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    results: Any = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=named_writer,
+            args=(w, storage, catalog, per_worker, str(tmp_path / "work"), start, results),
+        )
+        for w in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    start.set()
+    refs: list[str] = []
+    errors: list[str] = []
+    try:
+        for _ in procs:
+            _, got, failed = results.get(timeout=120)
+            refs += got
+            errors += failed
+    except queue.Empty:  # pragma: no cover - only when a worker died
+        pass
+    for p in procs:
+        p.join(timeout=30)
+    assert errors == []
+    assert sorted(refs, key=lambda r: int(r.rsplit("v", 1)[1])) == [
+        f"dataset:v{n}" for n in range(1, workers * per_worker + 1)
+    ]
+    with eio.Handler(storage=storage, catalog=catalog) as h:
+        assert h.get("dataset:latest").name_version == workers * per_worker
+        frame = h.find({"name": "dataset"})
+        assert sorted(frame["name_version"]) == list(range(1, workers * per_worker + 1))
