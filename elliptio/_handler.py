@@ -301,13 +301,9 @@ class AsyncHandler:
         if not keys:
             return {}
         found = await self.catalog.find_objects(keys, self.storage.root_url.rstrip("/") + "/")
-
-        async def present(key: tuple[str, int], url: str) -> tuple[tuple[str, int], str] | None:
-            size = await self.storage.object_size(self.storage.fs._strip_protocol(url))
-            return (key, url) if size == key[1] else None
-
-        checked = await asyncio.gather(*(present(k, u) for k, u in found.items()))
-        return dict(pair for pair in checked if pair is not None)
+        paths = {key: self.storage.fs._strip_protocol(url) for key, url in found.items()}
+        sizes = await self.storage.object_sizes(list(paths.values()))
+        return {key: found[key] for key, path in paths.items() if sizes.get(path) == key[1]}
 
     async def _put_deduplicated(
         self, prefix: str, items: list[tuple[Path, str]], progress: Any, dedup: bool

@@ -414,6 +414,38 @@ class Storage:
         """The size of the file at a storage path, or ``None`` if there is none."""
         return await self._run("check", path, self._object_size, path)
 
+    def _listed_sizes(self, folder: str) -> dict[str, int]:
+        try:
+            entries = self.fs.ls(folder, detail=True, refresh=True)
+        except FileNotFoundError:
+            return {}
+        return {
+            self.fs._strip_protocol(e["name"]): int(e["size"])
+            for e in entries
+            if e.get("type") == "file"
+        }
+
+    async def object_sizes(self, paths: Sequence[str]) -> dict[str, int | None]:
+        """The sizes of files at storage paths (``None`` where there is none).
+
+        Files in one folder are listed together: one request for a whole
+        folder on an object store, instead of one per file.
+        """
+        folders: dict[str, list[str]] = {}
+        for path in dict.fromkeys(paths):
+            folders.setdefault(path.rsplit("/", 1)[0], []).append(path)
+
+        async def sizes(folder: str, members: list[str]) -> dict[str, int | None]:
+            if len(members) == 1:
+                return {members[0]: await self.object_size(members[0])}
+            listed = await self._run("list", folder, self._listed_sizes, folder)
+            return {path: listed.get(path) for path in members}
+
+        found: dict[str, int | None] = {}
+        for part in await asyncio.gather(*(sizes(f, m) for f, m in folders.items())):
+            found.update(part)
+        return found
+
     def _remove_file(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(path)

@@ -136,3 +136,20 @@ def test_dedup_refuses_a_file_changed_while_uploading(
     with pytest.raises(eio.CommitError, match="changed while it was uploaded"):
         handler.upload(data)
     assert handler.count() == before
+
+
+def test_references_are_checked_per_file_in_a_folder(handler: eio.Handler, tmp_path: Path) -> None:
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    for name in ("a.bin", "b.bin", "c.bin"):
+        (folder / name).write_bytes(name.encode() * 100)
+    first = handler.upload(folder)
+    gone = _path(handler, first.files["ds/b.bin"].url)
+    if os.path.exists(gone):
+        os.chmod(gone, 0o644)
+    handler.storage.fs.rm(gone)
+    second = handler.upload(folder)
+    assert second.files["ds/a.bin"].url == first.files["ds/a.bin"].url
+    assert second.files["ds/c.bin"].url == first.files["ds/c.bin"].url
+    assert second.files["ds/b.bin"].url.startswith(second.metadata.remote_root)
+    assert handler.verify(second.artifact_id).ok
