@@ -97,7 +97,10 @@ async def gather_all(aws: Iterable[Awaitable[T]]) -> list[T]:
             if not task.done():
                 task.cancel()
         await asyncio.wait(tasks)
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+    # Look at every exception (that marks it retrieved, so asyncio does not log
+    # "Task exception was never retrieved" for the others), then raise the first.
+    errors = [task.exception() for task in tasks if not task.cancelled()]
+    first = next((err for err in errors if err is not None), None)
+    if first is not None:
+        raise first
     return [task.result() for task in tasks]

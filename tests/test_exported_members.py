@@ -19,3 +19,11 @@ def test_every_error_derives_from_the_root() -> None:
     assert issubclass(eio.ArtifactNotFoundError, KeyError)
     assert issubclass(eio.InvalidPathError, ValueError)
     assert str(eio.ArtifactNotFoundError("no such artifact")) == "no such artifact"
+
+
+def test_version_matches_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    import elliptio
+
+    assert elliptio.__version__ == version("elliptio")
