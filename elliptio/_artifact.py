@@ -162,8 +162,12 @@ class File:
         progress = self._storage.progress_for(f"download {self.relpath}", files=1, nbytes=self.size)
         try:
             if self._storage.cache_reads:
+                hit = self._hit() is not None
                 cached = await self._cached(progress)
                 await asyncio.to_thread(_copy_atomically, cached, target)
+                if hit:  # served from the cache: the bar still shows the file done
+                    progress.branched(str(cached), str(target)).relative_update(self.size)
+                    progress.relative_update(1)
                 return target.resolve()
             await self._storage.download(self._path, target, self.sha256, progress)
         finally:

@@ -250,6 +250,13 @@ def test_progress_bars_when_asked(
     assert "files" in err
     assert "2/2" in err
     assert "download test.txt" in err
+    # A second download is served from the local cache (remote stores): the bar
+    # still ends complete.
+    with eio.Handler(storage=storage_url, catalog=catalog_url) as h:
+        h.get(art.artifact_id).files["test.txt"].download(tmp_path / "again.txt")
+    err = capsys.readouterr().err
+    assert "download test.txt" in err
+    assert "100%" in err.rsplit("\r", 1)[-1]
 
 
 def test_no_progress_bars_when_not_interactive_or_off(
