@@ -284,7 +284,12 @@ def cmd_gc(args: argparse.Namespace) -> int:
         report = h.gc(grace=timedelta(hours=args.grace_hours), delete=delete)
     for url in report.orphans:
         print(("removed " if url in report.removed else "orphan ") + url)
-    print(f"{len(report.orphans)} orphaned prefixes, {len(report.removed)} removed")
+    for artifact_id in report.stale_leases:
+        print(f"stale lease {artifact_id} (its writer never wrote a byte)")
+    print(
+        f"{len(report.orphans)} orphaned prefixes, {len(report.removed)} removed, "
+        f"{len(report.stale_leases)} stale leases" + (" closed" if delete else "")
+    )
     return 0
 
 

@@ -69,6 +69,9 @@ class GcReport:
     orphans: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     dry_run: bool = True
+    stale_leases: list[str] = field(default_factory=list)
+    """Artifact ids whose writer opened a lease longer than the grace period ago
+    but never wrote a byte to this store (it died first); closed with ``delete``."""
 
 
 @dataclass
@@ -197,12 +200,15 @@ async def gc(
         raise ConfigError(f"grace must be a timedelta of zero or more, got {grace!r}")
     now = now or datetime.now(tz=UTC)
     report = GcReport(dry_run=not delete)
-    for prefix in await _prefixes(storage):
+    prefixes = await _prefixes(storage)
+    seen: set[str] = set()
+    for prefix in prefixes:
         relative = _relative(storage, prefix)
         created = _prefix_time(relative)
         if created is None:
             continue
         artifact_id = _PREFIX_RE.search(relative)["id"]  # type: ignore[index]
+        seen.add(artifact_id)
         lease = await catalog.get_lease(artifact_id)
         if lease is not None:
             if lease.state == "committing" or (
@@ -241,7 +247,39 @@ async def gc(
                 continue
             if await _remove(storage, prefix):
                 report.removed.append(storage.url(prefix))
+    await _sweep_leases(storage, catalog, seen, now - grace, delete, report)
     return report
+
+
+async def _sweep_leases(
+    storage: Storage,
+    catalog: Catalog,
+    seen: set[str],
+    cutoff: datetime,
+    delete: bool,
+    report: GcReport,
+) -> None:
+    """Close old leases of this store whose writer never wrote a byte.
+
+    Leases of other stores sharing the catalog are left to their own gc.
+    """
+    root = storage.root.rstrip("/") + "/"
+    for lease in await catalog.old_leases(cutoff):
+        if lease.artifact_id in seen or not lease.prefix.startswith(root):
+            continue
+        if lease.state == "committing":
+            continue  # its files are whole: reindex finishes it
+        report.stale_leases.append(lease.artifact_id)
+        if not delete:
+            continue
+        if lease.state == "open" and not await catalog.claim_lease(
+            lease.artifact_id, "condemned", started_before=cutoff
+        ):
+            continue  # claimed for a commit meanwhile
+        # The writer may have written its first byte since the listing: it can no
+        # longer commit, so what it wrote goes now.
+        if await _remove(storage, lease.prefix):
+            await catalog.close_lease(lease.artifact_id)
 
 
 async def _remove(storage: Storage, prefix: str, attempts: int = 3) -> bool:

@@ -670,6 +670,21 @@ class CatalogConformance:
         assert (await cat.get_lease("artifact_0001")).state == "condemned"  # type: ignore[union-attr]
         assert (await cat.get_lease("artifact_0002")).state == "open"  # type: ignore[union-attr]
 
+    async def test_old_leases_lists_leases_started_before(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.open_lease("artifact_0003", "/s/3", T0 + dt.timedelta(hours=2))
+        await cat.open_lease("artifact_0001", "/s/1", T0)
+        await cat.open_lease("artifact_0002", "/s/2", T0 + dt.timedelta(hours=1))
+        await cat.claim_lease("artifact_0002", "condemned")
+        cutoff = (T0 + dt.timedelta(hours=2)).astimezone(PLUS2)
+        assert await cat.old_leases(cutoff) == [
+            Lease("artifact_0001", "/s/1", T0, "open"),
+            Lease("artifact_0002", "/s/2", T0 + dt.timedelta(hours=1), "condemned"),
+        ]
+        assert await cat.old_leases(T0) == []
+        await cat.close_lease("artifact_0001")
+        assert [lease.artifact_id for lease in await cat.old_leases(cutoff)] == ["artifact_0002"]
+
     async def test_commit_and_gc_race_has_one_winner(self, backend: Backend) -> None:
         cat = backend.catalog
         others = [backend.open_another() for _ in range(2)] if backend.open_another else []

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import elliptio as eio
+from elliptio._layout import artifact_prefix, new_artifact_id
+from elliptio._sync import sync
 from tests._stress_workers import racing_writer
 
 
@@ -32,6 +34,43 @@ def test_gc_takes_a_writer_past_its_grace_and_the_commit_fails(
     assert not handler.storage.fs.exists(new.prefix)
     assert handler.verify(kept.artifact_id).ok
     assert handler.gc(grace=timedelta(0)).orphans == []
+
+
+def test_gc_takes_a_writer_that_never_wrote_a_byte(handler: eio.Handler) -> None:
+    with pytest.raises(eio.CommitError, match="gc found it unfinished"):
+        with handler.new("late.txt") as new:
+            report = handler.gc(grace=timedelta(0), delete=True)
+            assert new.artifact_id in report.stale_leases or report.removed
+            new.file.write_text("the first byte, too late")
+    assert handler.count() == 0
+    assert handler.gc(grace=timedelta(0)).stale_leases == []
+    assert not handler.storage.fs.exists(new.prefix)
+
+
+def test_stale_leases_of_dead_writers_are_closed(handler: eio.Handler, tmp_path: Path) -> None:
+    """A writer that died between opening its lease and its first byte."""
+    root = handler.storage.root.rstrip("/")
+    old = datetime.now(tz=UTC) - timedelta(days=2)
+    dead = new_artifact_id()
+    young = new_artifact_id()
+    foreign = new_artifact_id()
+    catalog = handler.catalog
+    sync(catalog.open_lease(dead, artifact_prefix(root, old, "ghost", dead), old))
+    sync(
+        catalog.open_lease(
+            young, artifact_prefix(root, datetime.now(tz=UTC), "x", young), datetime.now(tz=UTC)
+        )
+    )
+    sync(catalog.open_lease(foreign, artifact_prefix(f"{root}-other", old, "x", foreign), old))
+    report = handler.gc()
+    assert report.stale_leases == [dead]
+    assert sync(catalog.get_lease(dead)) is not None  # a dry run changes nothing
+    report = handler.gc(delete=True)
+    assert report.stale_leases == [dead]
+    assert sync(catalog.get_lease(dead)) is None
+    assert sync(catalog.get_lease(young)) is not None  # inside its grace period
+    assert sync(catalog.get_lease(foreign)) is not None  # another store's business
+    assert handler.gc(delete=True).stale_leases == []
 
 
 def test_gc_leaves_a_writer_inside_its_grace_alone(
@@ -58,7 +97,9 @@ def test_gc_racing_a_writer_process(tmp_path: Path) -> None:
         writer.start()
         deadline = time.monotonic() + 120
         while writer.is_alive() and time.monotonic() < deadline:
-            removed += len(h.gc(grace=timedelta(0), delete=True).removed)
+            report = h.gc(grace=timedelta(0), delete=True)
+            # A writer is taken with its files, or before its first byte.
+            removed += len(report.removed) + len(report.stale_leases)
             rounds += 1
         committed, lost, errors = results.get(timeout=60)
         writer.join(timeout=30)
@@ -71,7 +112,8 @@ def test_gc_racing_a_writer_process(tmp_path: Path) -> None:
             assert h.verify(artifact_id).ok, artifact_id
         assert len(committed) + len(lost) == 30
         # What gc took was never committed; nothing is left half-way.
-        removed += len(h.gc(grace=timedelta(0), delete=True).removed)
+        report = h.gc(grace=timedelta(0), delete=True)
+        removed += len(report.removed) + len(report.stale_leases)
         assert not set(lost) & records
         assert removed >= len(lost)
         assert h.reindex().added == []

@@ -151,6 +151,10 @@ class Catalog(abc.ABC):
     async def close_lease(self, artifact_id: str) -> None:
         """Forget the lease of ``artifact_id``, if any."""
 
+    @abc.abstractmethod
+    async def old_leases(self, started_before: datetime) -> list[Lease]:
+        """Every lease started before ``started_before``, oldest first."""
+
     async def commit(self, doc: Document) -> None:
         """Insert the record of an artifact whose lease is open, and close the lease.
 

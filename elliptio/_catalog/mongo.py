@@ -765,6 +765,20 @@ class MongoCatalog(Catalog):
         async with self._errors():
             await leases.delete_one({"artifact_id": artifact_id})
 
+    async def old_leases(self, started_before: dt.datetime) -> list[Lease]:
+        """Every lease started before ``started_before``, oldest first."""
+        leases = await self._side("leases")
+        query = {"started": {"$lt": codec.normalize({"t": started_before})["t"]}}
+        async with self._errors():
+            cursor = leases.find(
+                query, {"_id": 0}, sort=[("started", ASCENDING), ("artifact_id", ASCENDING)]
+            )
+            docs = await cursor.to_list(None)
+        return [
+            Lease(d["artifact_id"], d["prefix"], _aware({"t": d["started"]})["t"], d["state"])
+            for d in docs
+        ]
+
     # -- names, versions and aliases ---------------------------------------------
 
     async def reserve_version(self, name: str) -> int:

@@ -572,6 +572,16 @@ class SQLiteCatalog(Catalog):
         """Forget the lease of ``artifact_id``, if any."""
         await self._run(_write, "DELETE FROM leases WHERE artifact_id = ?", (artifact_id,))
 
+    async def old_leases(self, started_before: dt.datetime) -> list[Lease]:
+        """Every lease started before ``started_before``, oldest first."""
+        rows = await self._run(
+            self._select,
+            "SELECT artifact_id, prefix, started, state FROM leases WHERE started < ?"
+            " ORDER BY started, artifact_id",
+            [codec.date_text(started_before)],
+        )
+        return [Lease(a, p, dt.datetime.fromisoformat(t), s) for a, p, t, s in rows]
+
     async def commit(self, doc: Document) -> None:
         """Claim the lease, insert the record and close the lease in one transaction.
 
