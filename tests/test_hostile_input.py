@@ -339,3 +339,52 @@ def test_accepted_regexes_finish_on_hostile_text(pattern: str, anchored: bool) -
                 signal.setitimer(signal.ITIMER_REAL, 0)
     finally:
         signal.signal(signal.SIGALRM, previous)
+
+
+_LEADS = ["a", "[ab]", "[^b]", ".", r"\w", r"\d", "[a-c_]"]
+_QUANTIFIERS = ["*", "+", "*?", "+?", "{2,}", "{0,}", "*+"]
+_RESTS = ["", "a", "b", "_", r"\d", "c", "$", r"\b", "b?", "(a|b)", "[^a]", "^", r"\n", "a{2}"]
+
+
+@settings(max_examples=400, deadline=None, derandomize=bool(os.environ.get("CI")))
+@given(
+    lead=st.sampled_from(_LEADS),
+    quantifier=st.sampled_from(_QUANTIFIERS),
+    rest=st.lists(st.sampled_from(_RESTS), max_size=3).map("".join),
+    flags=st.sets(st.sampled_from([re.IGNORECASE, re.MULTILINE, re.DOTALL])).map(
+        lambda bits: sum(bits)
+    ),
+    text=st.text(alphabet="abAB_c1 \n", max_size=30),
+)
+def test_the_linear_searcher_answers_like_re(
+    lead: str, quantifier: str, rest: str, flags: int, text: str
+) -> None:
+    """Searching from the starts of runs only gives re.search's answer, always."""
+    pattern = lead + quantifier + rest
+    expected = re.compile(pattern, flags).search(text) is not None
+    assert (regex_guard.searcher(pattern, flags).search(text) is not None) == expected
+
+
+def _too_slow(signum: int, frame: Any) -> None:
+    raise TimeoutError("the regex search did not finish in linear time")
+
+
+def test_leading_repeats_search_a_long_label_in_linear_time(tmp_path: Path) -> None:
+    """``[a-z]+_\\d+`` over a 1 MiB run of letters: seconds per 100 kB with plain re."""
+    catalog = SQLiteCatalog(tmp_path / "catalog.db")
+    big = "a" * (MAX_LABELS_BYTES - 1000)
+    docs = [
+        {"artifact_id": "artifact_big", "labels": {"description": big}},
+        {"artifact_id": "artifact_hit", "labels": {"description": big[:1000] + "_12"}},
+    ]
+    sync(catalog.insert_many(docs))
+    previous = signal.signal(signal.SIGALRM, _too_slow)
+    signal.alarm(20)  # plain re would take hours here
+    try:
+        for pattern in [r"[a-z]+_\d+", ".*_", r"\w+\d"]:
+            found = sync(catalog.find({"labels.description": {"$regex": pattern}}, fields=[]))
+            assert [d["artifact_id"] for d in found] == ["artifact_hit"], pattern
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        sync(catalog.close())

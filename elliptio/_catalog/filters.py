@@ -144,12 +144,17 @@ def is_operator_doc(value: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=512)
-def compile_regex(pattern: str, flags: str) -> re.Pattern[str]:
-    """Compile a pattern with MongoDB option letters (``i``, ``m``, ``s``, ``x``)."""
+def regex_bits(flags: str) -> int:
+    """The `re` flags of MongoDB option letters (``i``, ``m``, ``s``, ``x``)."""
     bits = 0
     for letter in flags:
         bits |= REGEX_FLAGS[letter]
-    return re.compile(pattern, bits)
+    return bits
+
+
+def compile_regex(pattern: str, flags: str) -> re.Pattern[str]:
+    """Compile a pattern with MongoDB option letters (``i``, ``m``, ``s``, ``x``)."""
+    return re.compile(pattern, regex_bits(flags))
 
 
 def regex_parts(pattern: str | re.Pattern[str], options: str | None) -> tuple[str, str]:

@@ -145,7 +145,7 @@ def regexp_sql(pattern: str, flags: str, value: object) -> int:
     if not isinstance(value, str):
         return 0
     regex_guard.note(pattern)
-    return 1 if filters.compile_regex(pattern, flags).search(value) else 0
+    return 1 if regex_guard.searcher(pattern, filters.regex_bits(flags)).search(value) else 0
 
 
 def _canonical(value: Any) -> Any:

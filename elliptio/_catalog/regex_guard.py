@@ -49,6 +49,7 @@ __all__ = [
     "install",
     "note",
     "refusal",
+    "searcher",
     "time_limit",
 ]
 
@@ -376,3 +377,39 @@ def time_limit(conn: sqlite3.Connection) -> Iterator[None]:
 
 def _shown(pattern: str) -> str:
     return repr(pattern if len(pattern) <= 60 else pattern[:57] + "...")
+
+
+_ONE_CHARACTER = frozenset({sre.LITERAL, sre.NOT_LITERAL, sre.IN, sre.ANY})
+
+
+@functools.lru_cache(maxsize=256)
+def searcher(pattern: str, flags: int) -> re.Pattern[str]:
+    """A compiled pattern for ``search`` that answers like ``re.compile(pattern,
+    flags)``, but in linear rather than quadratic time when the pattern starts with
+    an unbounded repeat of one character class (``.*x``, ``[a-z]+_\\d+``).
+
+    ``re.search`` tries every start position, and from each the leading repeat
+    runs to the end of its run of matching characters and backtracks: quadratic
+    in the run's length. A match that starts inside such a run implies one that
+    starts at the run's first character (the repeat just takes the extra
+    characters too), so searching from run starts only gives the same answer: the
+    pattern gets a negative lookbehind for its own first character class.
+    """
+    compiled = re.compile(pattern, flags)
+    try:
+        parsed = sre_parse.parse(pattern, flags)
+    except re.error:  # pragma: no cover - re.compile above would have failed
+        return compiled
+    if not parsed.data:
+        return compiled
+    op, av = parsed.data[0]
+    if op not in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
+        return compiled
+    _low, high, body = av
+    if high != sre.MAXREPEAT or len(body.data) != 1 or body.data[0][0] not in _ONE_CHARACTER:
+        return compiled
+    behind = sre_parse.SubPattern(parsed.state, [body.data[0]])
+    lead = (sre.ASSERT_NOT, (-1, behind))
+    faster = sre_parse.SubPattern(parsed.state, [lead, *parsed.data])
+    result: re.Pattern[str] = sre_compile.compile(faster, flags)
+    return result
