@@ -69,8 +69,9 @@ def _pairs(items: Sequence[str] | None, what: str, error: type[ElliptioError]) -
 
 def _print_frame(frame: Any, fmt: str) -> None:
     if fmt == "json":
-        for artifact_id, row in frame.iterrows():
-            record = {"artifact_id": artifact_id, **row.to_dict()}
+        key = frame.index.name or "artifact_id"
+        for index, row in frame.iterrows():
+            record = {key: index, **row.to_dict()}
             print(json.dumps(record, default=str, ensure_ascii=False))
     elif fmt == "csv":
         frame.to_csv(sys.stdout)

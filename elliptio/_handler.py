@@ -268,9 +268,9 @@ class AsyncHandler:
             f"{prefix}/{LOGS_DIR}/{f.relpath}" for f in logs
         ]
         # Deduplicated files live (sealed already) in the artifact that wrote them.
+        recorded = {f.url for f in files + logs}
         await self.storage.seal(
-            [path for path in own if self.storage.url(path) in {f.url for f in files + logs}]
-            + [sidecar_path]
+            [path for path in own if self.storage.url(path) in recorded] + [sidecar_path]
         )
         await self.catalog.commit(record.to_document())
         return Artifact.from_metadata(record, self.storage)

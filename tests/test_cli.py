@@ -242,7 +242,7 @@ def test_names_versions_and_aliases(
     )
     code, out, _ = _run(capsys, "names", "--format", "json")
     row = json.loads(out)
-    assert (row["artifact_id"], row["versions"], row["latest"]) == ("train-set", 2, "v2")
+    assert (row["name"], row["versions"], row["latest"]) == ("train-set", 2, "v2")
     assert row["aliases"] == {"production": "v2"}
     assert "train-set" in _run(capsys, "names")[1]
     code, out, _ = _run(capsys, "download", "train-set:production", "-o", str(tmp_path / "d"))
