@@ -199,6 +199,9 @@ async def gc(
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise ConfigError(f"grace must be a timedelta of zero or more, got {grace!r}")
     now = now or datetime.now(tz=UTC)
+    # Lease times are stored to the millisecond: a lease started in the current
+    # millisecond is as old as grace=0 asks for too.
+    cutoff = now - grace + timedelta(milliseconds=1)
     report = GcReport(dry_run=not delete)
     prefixes = await _prefixes(storage)
     seen: set[str] = set()
@@ -223,9 +226,7 @@ async def gc(
                 delete
                 and (
                     lease.state == "condemned"
-                    or await catalog.claim_lease(
-                        artifact_id, "condemned", started_before=now - grace
-                    )
+                    or await catalog.claim_lease(artifact_id, "condemned", started_before=cutoff)
                 )
                 and await _remove(storage, prefix)
             ):
@@ -247,7 +248,7 @@ async def gc(
                 continue
             if await _remove(storage, prefix):
                 report.removed.append(storage.url(prefix))
-    await _sweep_leases(storage, catalog, seen, now - grace, delete, report)
+    await _sweep_leases(storage, catalog, seen, cutoff, delete, report)
     return report
 
 

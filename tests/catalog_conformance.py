@@ -786,6 +786,16 @@ class CatalogConformance:
         assert await cat.claim_lease("artifact_0002", "condemned", started_before=later)
         assert await cat.count() == 1
 
+    async def test_commit_of_a_record_reindex_restored_meanwhile(self, backend: Backend) -> None:
+        # reindex can restore a record from its writer's sidecar while the writer
+        # commits; the writer's commit then finds exactly its record: committed.
+        cat = backend.catalog
+        await cat.open_lease("artifact_0001", "/s/1", T0)
+        await cat.insert(record(1))
+        await cat.commit(record(1))
+        assert await cat.get_lease("artifact_0001") is None
+        assert await cat.count() == 1
+
     # -- names, versions and aliases ----------------------------------------------------
 
     async def test_versions_count_up_per_name(self, backend: Backend) -> None:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from elliptio._errors import ArtifactExistsError, CommitError
+from elliptio._catalog import codec
+from elliptio._errors import ArtifactExistsError, ArtifactNotFoundError, CommitError
 
 __all__ = [
     "Catalog",
@@ -168,11 +169,25 @@ class Catalog(abc.ABC):
             raise lease_lost_error(artifact_id)
         try:
             await self.insert(doc)
+        except ArtifactExistsError:
+            # reindex may restore this very record from the writer's own sidecar
+            # between the claim and the insert: then it is committed.
+            if not await self._holds(doc):
+                await self._reopen_lease(artifact_id)
+                raise
         except BaseException:
             # Not committed after all: the writer discards it, or gc may later.
             await self._reopen_lease(artifact_id)
             raise
         await self.close_lease(artifact_id)
+
+    async def _holds(self, doc: Document) -> bool:
+        """Whether the catalog holds exactly ``doc``."""
+        try:
+            existing = await self.get(doc["artifact_id"])
+        except ArtifactNotFoundError:
+            return False
+        return bool(existing == codec.normalize(doc))
 
     async def _reopen_lease(self, artifact_id: str) -> None:
         """Move a ``committing`` lease back to ``open`` (backends override)."""

@@ -42,6 +42,7 @@ from elliptio._catalog.base import (
     version_taken_error,
 )
 from elliptio._errors import (
+    ArtifactExistsError,
     ArtifactNotFoundError,
     CatalogError,
     ConfigError,
@@ -604,7 +605,19 @@ class SQLiteCatalog(Catalog):
             conn.rollback()
             raise
         # _insert_rows would begin its own transaction: continue this one instead.
-        self._insert_in_transaction(conn, [row])
+        try:
+            self._insert_in_transaction(conn, [row])
+        except ArtifactExistsError:
+            # Exactly this record is in already (restored from this writer's own
+            # sidecar): it is committed, and the lease is done with.
+            stored = conn.execute(
+                "SELECT d.body FROM artifacts a JOIN artifact_docs d ON d.id = a.id"
+                " WHERE a.artifact_id = ?",
+                (row.artifact_id,),
+            ).fetchone()
+            if stored is None or stored[0] != row.body:
+                raise
+            _write(conn, "DELETE FROM leases WHERE artifact_id = ?", (row.artifact_id,))
 
     # -- names, versions and aliases ---------------------------------------------
 
