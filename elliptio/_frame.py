@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from ._errors import QueryError
+from ._gc import collector_paused
 
 __all__ = ["DEFAULT_COLUMNS", "to_frame"]
 
@@ -64,7 +63,7 @@ def to_frame(
                 f"columns {unknown} are not fields of a record; choose from {sorted(known)}"
             )
         wanted = [c for c in columns if c != "artifact_id"]
-    with _gc_paused():
+    with collector_paused():
         return _build(docs, wanted)
 
 
@@ -80,20 +79,3 @@ def _build(docs: Sequence[dict[str, Any]], wanted: list[str]) -> pd.DataFrame:
     if "creation_time" in frame.columns:
         frame["creation_time"] = pd.to_datetime(frame["creation_time"], utc=True)
     return frame
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Hold the cyclic garbage collector while a frame is built.
-
-    Documents just read are millions of young objects; each collection that the
-    frame's allocations would trigger rescans them all, for nothing: they hold
-    no cycles.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

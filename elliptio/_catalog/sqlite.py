@@ -17,14 +17,13 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
-import gc
 import itertools
 import os
 import sqlite3
 import time
 import urllib.parse
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import bson
@@ -48,6 +47,7 @@ from elliptio._errors import (
     ConfigError,
     InvalidLabelsError,
 )
+from elliptio._gc import collector_paused
 
 __all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
 
@@ -1013,19 +1013,6 @@ def _load(row: tuple[Any, ...], wanted: list[str] | None) -> Document:
     return _load_all([row], wanted)[0]
 
 
-@contextlib.contextmanager
-def _no_gc_pause() -> Iterator[None]:
-    """Decoding many documents makes millions of acyclic objects; the cyclic
-    garbage collector would rescan them again and again, so it waits."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 # Rows decoded together: batches amortise per-call costs, chunks bound the copies.
 _CHUNK = 1000
 
@@ -1036,7 +1023,7 @@ def _load_all(rows: list[tuple[Any, ...]], wanted: list[str] | None) -> list[Doc
     ``rows`` is emptied, so that the rows are freed before the garbage collector
     resumes, rather than scanned by it.
     """
-    pause = _no_gc_pause() if len(rows) >= 1000 else contextlib.nullcontext()
+    pause = collector_paused() if len(rows) >= 1000 else contextlib.nullcontext()
     with pause:
         docs: list[Document] = []
         for start in range(0, len(rows), _CHUNK):
