@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO
 
 from ._errors import IntegrityError
+from ._transfer import hash_file
 
 __all__ = ["Cache", "CacheEntry", "user_cache_dir"]
 
@@ -136,7 +137,7 @@ class Cache:
         except (OSError, ValueError):
             return None
         if (stat.st_size, stat.st_mtime_ns) != (recorded.get("size"), recorded.get("mtime_ns")):
-            if _hash_file(path) != sha256:
+            if hash_file(path)[1] != sha256:
                 self._remove(path)
                 return None
             self._write_meta(path)
@@ -303,11 +304,3 @@ class _HashingFile:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
-
-
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

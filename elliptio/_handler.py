@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -51,6 +50,7 @@ from ._new import NewArtifact
 from ._provenance import current_username, git_info, process_info
 from ._runs import Run, RunScope, current_run
 from ._storage import Storage
+from ._transfer import hash_file
 from ._urls import UrlTools
 
 __all__ = ["AsyncHandler", "LabelsLike", "LocalPaths"]
@@ -119,17 +119,6 @@ class _Draft:
     local_root: str
     name: str | None
     dedup: bool
-
-
-def _hash_local(path: Path) -> tuple[str, int]:
-    """``(sha256, size)`` of a local file, in one pass."""
-    size = 0
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(2**20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 class AsyncHandler:
@@ -315,9 +304,10 @@ class AsyncHandler:
         sizes = [local.stat().st_size for local, _ in items]
         known = await self.catalog.known_sizes(sorted(set(sizes) - {0}))
         candidates = [i for i, size in enumerate(sizes) if size in known]
-        hashes = await asyncio.gather(
-            *(asyncio.to_thread(_hash_local, items[i][0]) for i in candidates)
+        results = await asyncio.gather(
+            *(asyncio.to_thread(hash_file, items[i][0]) for i in candidates)
         )
+        hashes = [(sha256, size) for size, sha256 in results]
         expected = dict(zip(candidates, hashes, strict=True))
         existing = await self._existing(list(hashes))
         records: dict[int, FileRecord] = {}

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["CHUNK", "HashResult", "copy_hashing", "gather_all", "write_all"]
+__all__ = ["CHUNK", "HashResult", "copy_hashing", "gather_all", "hash_file", "write_all"]
 
 # Read/write granularity of local copies and streamed reads. 4 MiB measured
 # fastest for a 1 GB local copy (1 MiB and 16 MiB were within noise or slower).
@@ -33,6 +33,17 @@ def write_all(fd: int, view: memoryview) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def hash_file(path: str | os.PathLike[str]) -> HashResult:
+    """The size and sha256 hex digest of a local file, read once."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def copy_hashing(src: Any, dst_fd: int, progress: Any) -> HashResult:

@@ -124,14 +124,14 @@ def test_dedup_refuses_a_file_changed_while_uploading(
     data.write_bytes(b"b" * 1000)  # same size as a committed file: hashed first
     import elliptio._handler as handler_module
 
-    real = handler_module._hash_local
+    real = handler_module.hash_file
 
-    def hash_then_change(path: Path) -> tuple[str, int]:
+    def hash_then_change(path: Path) -> tuple[int, str]:
         result = real(path)
         path.write_bytes(b"c" * 1000)  # changes between the hash and the upload
         return result
 
-    monkeypatch.setattr(handler_module, "_hash_local", hash_then_change)
+    monkeypatch.setattr(handler_module, "hash_file", hash_then_change)
     before = handler.count()
     with pytest.raises(eio.CommitError, match="changed while it was uploaded"):
         handler.upload(data)
