@@ -538,6 +538,34 @@ class CatalogConformance:
         [doc] = await backend.catalog.find({"username": "carl"}, fields=["python_packages"])
         assert doc == {"artifact_id": "artifact_0002", "python_packages": PACKAGES}
 
+    async def test_columns_are_the_found_documents_fields(self, backend: Backend) -> None:
+        cat = backend.catalog
+        # Records, records missing fields or holding odd values, and foreign documents.
+        docs = [record(i) for i in range(6)] + DOCS
+        del docs[1]["git"], docs[2]["python_packages"], docs[3]["creation_time"]
+        docs[4]["creation_time"] = "not a date"
+        docs[5]["name"], docs[5]["name_version"] = "n", 1
+        await cat.insert_many(docs)
+        fields = ["creation_time", "python_packages", "git", "labels", "username"]
+        fields += ["name", "name_version", "files", "n", "when", "artifact_id", "absent"]
+        for flt, sort, skip, limit in [
+            ({}, None, 0, 0),
+            ({"username": "andy"}, [("creation_time", -1), ("artifact_id", -1)], 0, 0),
+            ({}, [("labels.infos.seed", 1)], 2, 5),
+            ({"nobody": 1}, None, 0, 0),
+        ]:
+            found = await cat.find(flt, sort=sort, skip=skip, limit=limit, fields=fields)
+            table = await cat.find_columns(flt, sort=sort, skip=skip, limit=limit, fields=fields)
+            assert list(table) == ["artifact_id", *[f for f in fields if f != "artifact_id"]]
+            assert table["artifact_id"] == _ids(found)
+            for field in fields:
+                assert table[field] == [doc.get(field) for doc in found], field
+        [when] = (await cat.find_columns({"artifact_id": "old"}, fields=["creation_time"]))[
+            "creation_time"
+        ]
+        assert when == T0 - dt.timedelta(days=30)
+        assert when.tzinfo == UTC
+
     async def test_lineage_queries(self, backend: Backend) -> None:
         cat = backend.catalog
         await cat.insert_many([record(i) for i in range(5)])

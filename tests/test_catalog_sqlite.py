@@ -18,6 +18,7 @@ from elliptio._errors import (
     ArtifactNotFoundError,
     CatalogError,
     ConfigError,
+    CorruptRecordError,
     InvalidLabelsError,
     QueryError,
 )
@@ -295,7 +296,7 @@ async def test_version_1_files_are_carried_over(tmp_path: Path) -> None:
     assert await cat.count({"based_on": "artifact_0000", "username": "andy"}) == 1
     await cat.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (4,)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {
         *("artifacts", "artifact_docs", "artifact_extras", "side_values"),
@@ -333,6 +334,7 @@ async def test_version_2_files_are_upgraded(tmp_path: Path) -> None:
     fresh = _schema(path)
     # Turn it into what version 2 wrote: no names, versions, aliases, leases or
     # file index, and no note of documents with an array under "name".
+    _write_version_3_bodies(path, docs)
     conn = sqlite3.connect(path)
     for statement in (
         "DROP INDEX artifacts_name_version",
@@ -365,7 +367,69 @@ async def test_version_2_files_are_upgraded(tmp_path: Path) -> None:
     await cat.close()
     assert _schema(path) == fresh
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+    conn.close()
+
+
+def _write_version_3_bodies(path: Path, docs: list[dict[str, Any]]) -> None:
+    """Store ``docs`` in the body versions 2 and 3 wrote: the BSON document, with
+    ``0`` in place of ``git`` and ``python_packages`` (kept in their own columns)."""
+    import sqlite3
+
+    import bson
+
+    from elliptio._catalog import body, codec
+
+    conn = sqlite3.connect(path)
+    for doc in docs:
+        stored = {
+            key: 0 if key in ("git", "python_packages") else value
+            for key, value in codec.normalize(doc).items()
+        }
+        conn.execute(
+            "UPDATE artifact_docs SET body = ? WHERE id ="
+            " (SELECT id FROM artifacts WHERE artifact_id = ?)",
+            (bson.encode(stored, codec_options=body.OPTIONS), doc["artifact_id"]),
+        )
+    conn.execute("PRAGMA user_version=3")
+    conn.commit()
+    conn.close()
+
+
+async def test_version_3_files_are_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    git = {"commit": "c" * 40, "dirty": True, "diff": "+x\n"}
+    docs = [
+        record(1, git=git, python_packages={"numpy": "2.0"}, name="n", name_version=1),
+        record(2, version=1, extra={"kept": [1, 2]}, argv=["a", "b"]),
+        # Neither a datetime creation time nor the fields of a record.
+        {"artifact_id": "artifact_0003", "creation_time": "yesterday", "z": None},
+        {"artifact_id": "artifact_0004", "git": None, "python_packages": {}},
+    ]
+    path = tmp_path / "v3.db"
+    cat = SQLiteCatalog(path)
+    await cat.insert_many(docs)
+    await cat.close()
+    fresh = _schema(path)
+    _write_version_3_bodies(path, docs)
+
+    cat = SQLiteCatalog(path)
+    assert [await cat.get(doc["artifact_id"]) for doc in docs] == docs
+    assert await cat.find({"git.dirty": True}, fields=["git"]) == [
+        {"artifact_id": "artifact_0001", "git": git}
+    ]
+    table = await cat.find_columns({}, fields=["creation_time", "python_packages", "z"])
+    assert table == {
+        "artifact_id": [doc["artifact_id"] for doc in docs],
+        "creation_time": [doc.get("creation_time") for doc in docs],
+        "python_packages": [{"numpy": "2.0"}, None, None, {}],
+        "z": [None, None, None, None],
+    }
+    await cat.close()
+    assert _schema(path) == fresh
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (4,)
     conn.close()
 
 
@@ -429,3 +493,57 @@ async def test_large_fields_are_stored_apart(catalog: SQLiteCatalog) -> None:
     assert await catalog.count({"python_packages.p7": "1.0", "git.diff": {"$regex": "^x+$"}}) == 1
     [doc] = await catalog.find({"labels.infos.i": 1}, fields=["python_packages"])
     assert doc == {"artifact_id": "artifact_0001", "python_packages": packages}
+
+
+def _by_columns(docs: list[dict[str, Any]], fields: list[str]) -> dict[str, list[Any]]:
+    return {"artifact_id": [d["artifact_id"] for d in docs]} | {
+        f: [d.get(f) for d in docs] for f in fields
+    }
+
+
+async def test_columns_of_many_rows_come_in_order(catalog: SQLiteCatalog) -> None:
+    # More rows than one chunk of bodies, sorted against the order of insertion.
+    docs = [record(i, version=i % 3, argv=["x"] * (i % 4)) for i in range(2600)]
+    await catalog.insert_many(docs)
+    fields = ["creation_time", "argv", "labels", "version", "python_packages"]
+    for sort, skip, limit in [([("creation_time", -1)], 0, 0), ([("version", 1)], 7, 1500)]:
+        found = await catalog.find(sort=sort, skip=skip, limit=limit, fields=fields)
+        table = await catalog.find_columns(sort=sort, skip=skip, limit=limit, fields=fields)
+        assert table == _by_columns(found, fields)
+    newest = await catalog.find_columns(sort=[("creation_time", -1)], limit=3, fields=[])
+    assert newest == {"artifact_id": ["artifact_2599", "artifact_2598", "artifact_2597"]}
+
+
+async def test_columns_of_bodies_beyond_sqlites_string_limit(catalog: SQLiteCatalog) -> None:
+    import sqlite3
+
+    docs = [record(i, note="n" * 2000) for i in range(30)]
+    await catalog.insert_many(docs)
+    conn = catalog._state.connection
+    assert conn is not None
+    # One chunk of these bodies is longer than SQLite will concatenate.
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 10_000)
+    table = await catalog.find_columns(sort=[("creation_time", -1)], fields=["labels", "argv"])
+    assert table == _by_columns(list(reversed(docs)), ["labels", "argv"])
+
+
+async def test_a_failed_column_read_raises_and_leaves_the_catalog_usable(
+    catalog: SQLiteCatalog,
+) -> None:
+    import sqlite3
+
+    await catalog.insert_many([record(i) for i in range(5)])
+    conn = catalog._state.connection
+    assert conn is not None
+    # The SQL fails on the worker thread, after the reader started waiting for rows.
+    default = conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, 20)
+    with pytest.raises(CatalogError, match="query string is too large"):
+        await asyncio.wait_for(catalog.find_columns(fields=["labels"]), timeout=30)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, default)
+    assert len((await catalog.find_columns(fields=["labels"]))["labels"]) == 5
+    # A body that cannot be decoded is named as such.
+    conn.execute("UPDATE artifact_docs SET body = x'0500000000' WHERE id = 2")
+    with pytest.raises(CorruptRecordError, match="reindex"):
+        await asyncio.wait_for(catalog.find_columns(fields=["labels"]), timeout=30)
+    table = await catalog.find_columns({"username": "bob"}, fields=["username"])
+    assert table["username"] == ["bob", "bob", "bob"]

@@ -106,6 +106,32 @@ class Catalog(abc.ABC):
                 unsupported (see `elliptio._catalog.filters`).
         """
 
+    async def find_columns(
+        self,
+        filter: Filter | None = None,
+        *,
+        sort: SortSpec | None = None,
+        skip: int = 0,
+        limit: int = 0,
+        fields: Sequence[str],
+    ) -> dict[str, list[Any]]:
+        """The matching documents as columns: what a DataFrame is built from.
+
+        Returns ``{"artifact_id": [...], field: [...], ...}``, one list per field
+        of ``fields``, in the order `find` returns the documents; a cell is
+        ``doc.get(field)``. Backends override this when they can fill columns
+        without building each document first.
+
+        Raises:
+            QueryError: as `find`.
+        """
+        docs = await self.find(filter, sort=sort, skip=skip, limit=limit, fields=fields)
+        table = {"artifact_id": [doc["artifact_id"] for doc in docs]}
+        for field in fields:
+            if field != "artifact_id":
+                table[field] = [doc.get(field) for doc in docs]
+        return table
+
     @abc.abstractmethod
     async def count(self, filter: Filter | None = None) -> int:
         """Return how many documents match ``filter``.

@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import bson
-from bson.codec_options import CodecOptions
 
-from elliptio._catalog import codec, filters, query, regex_guard
+from elliptio._catalog import body as body_codec
+from elliptio._catalog import codec, filters, query, regex_guard, sqlite_stream
 from elliptio._catalog.base import (
     Catalog,
     Document,
@@ -53,7 +53,7 @@ __all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Three tables, one row each per artifact, joined on ``id``:
 # - ``artifacts``, narrow, is what filters scan: the id, plain columns of the
@@ -61,7 +61,8 @@ SCHEMA_VERSION = 3
 #   ``labels`` (so that a scan of ``labels.infos.*`` reads and parses little);
 # - ``artifact_docs`` holds every other top-level field as one JSON object (with a
 #   placeholder where a field kept elsewhere was), and the whole document but
-#   ``python_packages`` as BSON, which is what reading a document decodes (in C);
+#   ``python_packages`` as a BSON `body` (values in a fixed field order), which is
+#   what reading a document or a DataFrame decodes (in C);
 # - ``artifact_extras`` holds the large, rarely filtered ``git`` and
 #   ``python_packages``, which no other query reads.
 # JSON columns hold ``{"field": value}`` objects, so paths read the same everywhere.
@@ -334,8 +335,10 @@ class SQLiteCatalog(Catalog):
                         conn.execute(f'DROP INDEX "{name}"')
                     rows = conn.execute("SELECT doc FROM artifacts_v1 ORDER BY rowid")
                     old = [r[0] for r in rows]
-                if version == 2:
-                    _upgrade_v2(conn)
+                if version in (2, 3):
+                    if version == 2:
+                        _upgrade_v2(conn)
+                    _upgrade_v3(conn)
                 else:
                     for statement in _SCHEMA:
                         conn.execute(statement)
@@ -462,6 +465,72 @@ class SQLiteCatalog(Catalog):
         wanted = None if names is None else ["artifact_id", *names]
         rows = await self._run(self._find_rows, filter, pairs, skip, limit, wanted)
         return _load_all(rows, wanted)
+
+    async def find_columns(
+        self,
+        filter: Filter | None = None,
+        *,
+        sort: SortSpec | None = None,
+        skip: int = 0,
+        limit: int = 0,
+        fields: Sequence[str],
+    ) -> dict[str, list[Any]]:
+        """The matching documents as columns; see `Catalog.find_columns`.
+
+        Each column is one slot of every document's body, read without building
+        the documents; the worker thread reads while another thread decodes
+        (`sqlite_stream`).
+        """
+        filters.check_filter(filter)
+        pairs = filters.check_sort(sort)
+        filters.check_paging(skip, limit)
+        names = filters.check_fields(fields) or []
+        if not set(names) <= set(body_codec.FIELDS):
+            docs = await self.find(filter, sort=pairs, skip=skip, limit=limit, fields=names)
+            table = {"artifact_id": [doc["artifact_id"] for doc in docs]}
+            table.update({f: [doc.get(f) for doc in docs] for f in names if f != "artifact_id"})
+            return table
+        packages = "python_packages" in names
+        sink: sqlite_stream.Stream = sqlite_stream.Stream()
+        producer = asyncio.ensure_future(
+            self._run(self._stream_rows, filter, pairs, skip, limit, packages, sink)
+        )
+        producer.add_done_callback(lambda _: sqlite_stream.stop(sink))
+        try:
+            read = await asyncio.to_thread(sqlite_stream.consume, sink)
+        finally:
+            await asyncio.wait([producer])
+            failed = producer.exception()  # retrieved, so never reported as lost
+        if failed is not None:
+            raise failed
+        if read is None:  # the producer succeeded, so this cannot happen
+            raise CatalogError(f"catalog {self._display}: a read ended incomplete; retry")
+        keys, arrays = read
+        with collector_paused():
+            loaded = _packages_of([k[3] for k in keys]) if packages else None
+            return body_codec.columns(
+                [k[1] for k in keys], [k[2] for k in keys], arrays, names, loaded
+            )
+
+    def _stream_rows(
+        self,
+        conn: sqlite3.Connection,
+        flt: Filter | None,
+        pairs: list[tuple[str, int]],
+        skip: int,
+        limit: int,
+        packages: bool,
+        sink: sqlite_stream.Stream,
+    ) -> None:
+        where, order, params = query.translate_query(flt, pairs, layout=self._layout(conn))
+        order = f"{order}, id" if order else "ORDER BY id"
+        n = len(params)
+        extra = f", {_column_sql('packages_json')}" if packages else ""
+        sql = (
+            f"SELECT id, artifact_id, creation_time{extra} FROM artifacts WHERE {where} {order}"
+            f" LIMIT ?{n + 1} OFFSET ?{n + 2}"
+        )
+        sqlite_stream.produce(conn, sql, [*params, limit or -1, skip], sink)
 
     def _find_rows(
         self,
@@ -762,11 +831,6 @@ _V1_INDEXES = (
     " AND sql IS NOT NULL"
 )
 _PLACEHOLDER = 0
-# Large fields kept out of the BSON body (a placeholder keeps their place in the
-# key order) and read from their own JSON column only when wanted: each is
-# stored once.
-_LARGE = {"python_packages": "packages_json", "git": "git_json"}
-_BSON_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=dt.UTC)
 _CONTAINERS = {dict, list}
 _TABLES = ("artifacts", "artifact_docs", "artifact_extras")
 _SIDE_TABLES = ("side_values WHERE artifact", "file_objects WHERE artifact")
@@ -839,10 +903,7 @@ def _row(doc: Document) -> _Row:
         arrays=query.array_paths_text(paths),
         labels_json=moved["labels_json"],
         doc=codec.to_text(rest),
-        body=bson.encode(
-            {k: (_PLACEHOLDER if k in _LARGE else v) for k, v in source.items()},
-            codec_options=_BSON_OPTIONS,
-        ),
+        body=body_codec.encode(source),
         git_json=moved["git_json"],
         packages_json=moved["packages_json"],
         side=side,
@@ -882,7 +943,7 @@ def _upgrade_v2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
     rows = conn.execute("SELECT id, body FROM artifact_docs ORDER BY id").fetchall()
     for row_id, body in rows:
-        doc = bson.decode(body, codec_options=_BSON_OPTIONS)
+        doc = bson.decode(body, codec_options=body_codec.OPTIONS)
         name, is_array = _plain(doc, "name")
         conn.execute(
             "UPDATE artifacts SET name = ?, name_version = ? WHERE id = ?",
@@ -896,6 +957,30 @@ def _upgrade_v2(conn: sqlite3.Connection) -> None:
         _write_extras(conn, [(row_id, _name_version(doc), name, _objects(doc))])
 
 
+def _upgrade_v3(conn: sqlite3.Connection) -> None:
+    """Bring a version-3 database to version 4 inside the caller's transaction.
+
+    Version 4 changed only the BSON body: from the document with placeholders for
+    ``git`` and ``python_packages`` to `body_codec.encode`'s array of values.
+    """
+    (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM artifact_docs").fetchone()
+    for start in range(0, top, _UPGRADE_BATCH):
+        rows = conn.execute(
+            "SELECT d.id, d.body, e.git_json FROM artifact_docs d"
+            " JOIN artifact_extras e ON e.id = d.id WHERE d.id > ? AND d.id <= ?",
+            (start, start + _UPGRADE_BATCH),
+        ).fetchall()
+        gits = codec.loads_many([git for _, _, git in rows])
+        conn.executemany(
+            "UPDATE artifact_docs SET body = ? WHERE id = ?",
+            [
+                (body_codec.encode(body_codec.legacy_document(old, git.get("git"))), row_id)
+                for (row_id, old, _), git in zip(rows, gits, strict=True)
+            ],
+        )
+
+
+_UPGRADE_BATCH = 10_000
 _Extras = tuple[int, int | None, Any, list[tuple[str, int, str]]]
 
 
@@ -995,26 +1080,32 @@ def _taken(conn: sqlite3.Connection, ids: list[str]) -> str | None:
     return None
 
 
-def _large_fields(wanted: list[str] | None) -> list[str]:
-    return [field for field in _LARGE if wanted is None or field in wanted]
-
-
-def _load_columns(wanted: list[str] | None) -> str:
-    """The SELECT list of a document: its BSON body, and the large fields wanted."""
-    columns = ["body", *(_LARGE[field] for field in _large_fields(wanted))]
-    return ", ".join(_column_sql(c) for c in columns)
+def _load_columns(wanted: Sequence[str] | None) -> str:
+    """The SELECT list of documents: id, creation time, body, and the packages if wanted."""
+    columns = ["artifact_id", "creation_time", _column_sql("body")]
+    if wanted is None or "python_packages" in wanted:
+        columns.append(_column_sql("packages_json"))
+    return ", ".join(columns)
 
 
 _LOAD_ALL = _load_columns(None)
 
 
+def _packages(rows: list[tuple[Any, ...]]) -> list[Any] | None:
+    """The ``python_packages`` of rows selected with them, else ``None``."""
+    if not rows or len(rows[0]) < 4:
+        return None
+    return _packages_of([row[3] for row in rows])
+
+
+def _packages_of(texts: list[str]) -> list[Any]:
+    """The ``python_packages`` in ``packages_json`` texts (``None`` where absent)."""
+    return [value.get("python_packages") for value in codec.loads_many(texts)]
+
+
 def _load(row: tuple[Any, ...], wanted: list[str] | None) -> Document:
-    """One document from its BSON body and the JSON of the large fields read."""
+    """One document of a row selected with `_load_columns`."""
     return _load_all([row], wanted)[0]
-
-
-# Rows decoded together: batches amortise per-call costs, chunks bound the copies.
-_CHUNK = 1000
 
 
 def _load_all(rows: list[tuple[Any, ...]], wanted: list[str] | None) -> list[Document]:
@@ -1025,29 +1116,12 @@ def _load_all(rows: list[tuple[Any, ...]], wanted: list[str] | None) -> list[Doc
     """
     pause = collector_paused() if len(rows) >= 1000 else contextlib.nullcontext()
     with pause:
-        docs: list[Document] = []
-        for start in range(0, len(rows), _CHUNK):
-            docs += _load_chunk(rows[start : start + _CHUNK], wanted)
+        docs = body_codec.decode_docs(rows, _packages(rows))
         rows.clear()
+        if wanted is not None:
+            keep = frozenset(wanted)
+            for doc in docs:
+                if not keep.issuperset(doc):
+                    for key in doc.keys() - keep:
+                        del doc[key]
         return docs
-
-
-def _load_chunk(rows: list[tuple[Any, ...]], wanted: list[str] | None) -> list[Document]:
-    docs: list[Document] = bson.decode_all(b"".join([row[0] for row in rows]), _BSON_OPTIONS)
-    for column, field in enumerate(_large_fields(wanted), start=1):
-        values = codec.loads_many([row[column] for row in rows])
-        for doc, value in zip(docs, values, strict=True):
-            if field in doc:
-                doc[field] = value[field]
-    if wanted is not None:
-        keep = frozenset(wanted)
-        # The body holds a placeholder for each large field: drop those first, then
-        # whatever else was not asked for (usually nothing).
-        dropped = [field for field in _LARGE if field not in keep]
-        for doc in docs:
-            for field in dropped:
-                doc.pop(field, None)
-            if not keep.issuperset(doc):
-                for key in doc.keys() - keep:
-                    del doc[key]
-    return docs

@@ -1,0 +1,120 @@
+"""Many rows of the SQLite catalog read and decoded at once, on two threads.
+
+The catalog's worker thread selects the matching rows' keys, then their bodies a
+chunk at a time, which SQLite concatenates (``group_concat``) without holding the
+GIL; meanwhile another thread decodes the chunks already read. So the SQL hides
+behind the decoding, instead of coming before it, and the event loop stays free.
+
+The two sides share a `queue.SimpleQueue`: the producer never waits for the
+consumer and marks the start of each attempt (the worker retries while the
+database is locked) and the end of a complete one; the caller calls `stop` once
+the producer's call is over, however it ended. So the consumer keeps no rows of
+an abandoned attempt and never waits for ever.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from elliptio._catalog import body
+from elliptio._errors import CorruptRecordError
+from elliptio._gc import collector_paused
+
+__all__ = ["CHUNK", "Stream", "consume", "produce", "stop"]
+
+CHUNK = 1000
+Stream = queue.SimpleQueue[Any]
+_RESTART, _END, _STOP = object(), object(), object()
+# Both aggregates run over the same rows in the same order: the ids say which
+# body is where, whatever order SQLite chose.
+_BODIES = (
+    "SELECT CAST(group_concat(body, '') AS BLOB), group_concat(id) FROM"
+    " (SELECT id, body FROM artifact_docs WHERE id IN (SELECT value FROM json_each(?1))"
+    " ORDER BY id)"
+)
+_BODY_ROWS = (
+    "SELECT id, body FROM artifact_docs WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+)
+
+
+def produce(conn: sqlite3.Connection, keys_sql: str, params: Sequence[Any], sink: Stream) -> None:
+    """Put on ``sink`` the rows ``keys_sql`` selects, then their bodies by chunks.
+
+    ``keys_sql`` selects ``id`` first. In one read transaction, so keys and bodies
+    agree. Runs on the catalog's worker thread, which may retry it.
+    """
+    sink.put(_RESTART)
+    conn.execute("BEGIN")
+    try:
+        keys = conn.execute(keys_sql, params).fetchall()
+        sink.put(keys)
+        for start in range(0, len(keys), CHUNK):
+            ids = [key[0] for key in keys[start : start + CHUNK]]
+            sink.put((ids, *_bodies(conn, ids)))
+    finally:
+        conn.execute("COMMIT")
+    sink.put(_END)
+
+
+def stop(sink: Stream) -> None:
+    """Tell the consumer that the producer's call is over, complete or not."""
+    sink.put(_STOP)
+
+
+def _bodies(conn: sqlite3.Connection, ids: list[int]) -> tuple[list[int], bytes]:
+    """The bodies of the artifacts ``ids``, back to back, and the ids in their order."""
+    wanted = json.dumps(ids)
+    try:
+        blob, order = conn.execute(_BODIES, (wanted,)).fetchone()
+    except sqlite3.DataError:
+        # Longer than SQLite's string limit (huge labels): concatenated here instead.
+        rows = conn.execute(_BODY_ROWS, (wanted,)).fetchall()
+        return [row[0] for row in rows], b"".join([row[1] for row in rows])
+    return [int(i) for i in order.split(",")], blob
+
+
+def consume(sink: Stream) -> tuple[list[tuple[Any, ...]], list[list[Any]]] | None:
+    """The keys and the body value arrays (`body.values`) put on ``sink``, in order.
+
+    Returns ``None`` when the producer's call ended without a complete attempt;
+    that call raises the error.
+
+    Raises:
+        CorruptRecordError: a body cannot be decoded, or is missing.
+    """
+    keys: list[tuple[Any, ...]] | None = None
+    arrays: list[list[Any]] = []
+    with collector_paused():
+        while True:
+            item = sink.get()
+            if item is _RESTART:
+                keys, arrays = None, []
+            elif item is _END:
+                return keys or [], arrays
+            elif item is _STOP:
+                return None
+            elif keys is None:
+                keys = item
+            else:
+                ids, found, blob = item
+                try:
+                    values = body.values(blob)
+                except Exception as err:
+                    raise CorruptRecordError(
+                        f"a record body in the catalog cannot be decoded ({err}); restore "
+                        "the catalog file from a backup or rebuild it with 'elliptio reindex'"
+                    ) from err
+                if found != ids:
+                    at = dict(zip(found, values, strict=True))
+                    missing = [i for i in ids if i not in at]
+                    if missing:
+                        raise CorruptRecordError(
+                            f"catalog rows {missing} have no record body; rebuild the "
+                            "catalog with 'elliptio reindex'"
+                        )
+                    values = [at[i] for i in ids]
+                arrays += values
