@@ -1,8 +1,8 @@
-"""Catalog documents to pandas DataFrames. Pure."""
+"""Catalog documents, or columns of them, to pandas DataFrames. Pure."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -10,7 +10,7 @@ import pandas as pd
 from ._errors import QueryError
 from ._gc import collector_paused
 
-__all__ = ["DEFAULT_COLUMNS", "to_frame"]
+__all__ = ["DEFAULT_COLUMNS", "frame_columns", "from_columns", "to_frame"]
 
 # The seed notebook's columns first, then the rest of the record.
 DEFAULT_COLUMNS = (
@@ -34,6 +34,31 @@ DEFAULT_COLUMNS = (
     "files",
     "logs",
 )
+_KNOWN = frozenset({*DEFAULT_COLUMNS, "python_packages", "artifact_id"})
+
+
+def frame_columns(
+    columns: Sequence[str] | str | None = None, include_packages: bool = False
+) -> list[str]:
+    """The record fields a frame shows, in order (``artifact_id`` is its index).
+
+    Args:
+        columns: top-level fields to keep (default: all but ``python_packages``).
+        include_packages: also keep ``python_packages`` with the default columns.
+
+    Raises:
+        QueryError: ``columns`` names a field that records do not have.
+    """
+    if columns is None:
+        return list(DEFAULT_COLUMNS) + (["python_packages"] if include_packages else [])
+    if isinstance(columns, str):
+        columns = [columns]
+    unknown = [c for c in columns if c not in _KNOWN]
+    if unknown:
+        raise QueryError(
+            f"columns {unknown} are not fields of a record; choose from {sorted(_KNOWN)}"
+        )
+    return [c for c in dict.fromkeys(columns) if c != "artifact_id"]
 
 
 def to_frame(
@@ -51,31 +76,31 @@ def to_frame(
     Raises:
         QueryError: ``columns`` names a field that records do not have.
     """
-    if columns is None:
-        wanted = list(DEFAULT_COLUMNS) + (["python_packages"] if include_packages else [])
-    else:
-        if isinstance(columns, str):
-            columns = [columns]
-        known = {*DEFAULT_COLUMNS, "python_packages", "artifact_id"}
-        unknown = [c for c in columns if c not in known]
-        if unknown:
-            raise QueryError(
-                f"columns {unknown} are not fields of a record; choose from {sorted(known)}"
-            )
-        wanted = [c for c in columns if c != "artifact_id"]
-    with collector_paused():
-        return _build(docs, wanted)
+    wanted = frame_columns(columns, include_packages)
+    with collector_paused(promote=True):
+        # One pass over the documents, looking up every column of each in C, then
+        # the rows turned into columns: cheaper than one pass per column.
+        rows = [(d["artifact_id"], *map(d.get, wanted)) for d in docs]
+        ids, *values = zip(*rows, strict=True) if rows else [()] * (len(wanted) + 1)
+        del rows
+        table = {"artifact_id": ids, **dict(zip(wanted, values, strict=True))}
+        return _build(table, wanted)
 
 
-def _build(docs: Sequence[dict[str, Any]], wanted: list[str]) -> pd.DataFrame:
-    # One pass over the documents, looking up every column of each in C, then the
-    # rows turned into columns: cheaper than one pass per column.
-    rows = [(d["artifact_id"], *map(d.get, wanted)) for d in docs]
-    ids, *values = zip(*rows, strict=True) if rows else [()] * (len(wanted) + 1)
-    del rows
-    index = pd.Index(list(ids), name="artifact_id", dtype=object)
-    data = {c: list(column) for c, column in zip(wanted, values, strict=True)}
-    frame = pd.DataFrame(data, index=index, columns=wanted)
+def from_columns(table: Mapping[str, Sequence[Any]], wanted: Sequence[str]) -> pd.DataFrame:
+    """A DataFrame indexed by ``artifact_id`` from `Catalog.find_columns`'s columns.
+
+    Args:
+        table: ``artifact_id`` and each field of ``wanted``, one sequence each.
+        wanted: the fields, in order, as `frame_columns` gives them.
+    """
+    with collector_paused(promote=True):
+        return _build(table, wanted)
+
+
+def _build(table: Mapping[str, Sequence[Any]], wanted: Sequence[str]) -> pd.DataFrame:
+    index = pd.Index(table["artifact_id"], name="artifact_id", dtype=object)
+    frame = pd.DataFrame({c: table[c] for c in wanted}, index=index, columns=list(wanted))
     if "creation_time" in frame.columns:
         frame["creation_time"] = pd.to_datetime(frame["creation_time"], utc=True)
     return frame

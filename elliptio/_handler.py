@@ -32,7 +32,8 @@ from ._errors import (
     OfflineError,
     QueryError,
 )
-from ._frame import DEFAULT_COLUMNS, to_frame
+from ._frame import frame_columns, from_columns
+from ._gc import collector_paused
 from ._layout import (
     LOGS_DIR,
     METADATA_RELPATH,
@@ -551,15 +552,13 @@ class AsyncHandler:
         for name, value in (("max_docs", max_docs), ("skip", skip)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise QueryError(f"{name} must be a non-negative int or None, not {value!r}")
-        if columns is None:
-            fields = [*DEFAULT_COLUMNS, *(["python_packages"] if include_packages else [])]
-        else:
-            wanted = [columns] if isinstance(columns, str) else list(columns)
-            fields = [c for c in wanted if c != "artifact_id"]
-        docs = await self.catalog.find(
-            query or {}, sort=_sort(sort), skip=skip, limit=max_docs or 0, fields=fields
-        )
-        return to_frame(docs, columns=columns, include_packages=include_packages)
+        wanted = frame_columns(columns, include_packages)
+        # One pause of the garbage collector for reading and building.
+        with collector_paused(promote=True):
+            table = await self.catalog.find_columns(
+                query or {}, sort=_sort(sort), skip=skip, limit=max_docs or 0, fields=wanted
+            )
+            return from_columns(table, wanted)
 
     async def count(self, query: Mapping[str, Any] | None = None) -> int:
         """How many artifacts match ``query``."""

@@ -103,7 +103,7 @@ def test_gc_racing_a_writer_process(tmp_path: Path) -> None:
             rounds += 1
         committed, lost, errors = results.get(timeout=60)
         writer.join(timeout=30)
-        assert errors == []
+        assert not errors, "\n".join(errors)  # in full: CI logs show no more
         assert rounds > 0
         # Every commit the writer saw succeed is whole; every record verifies.
         records = set(h.find({}, columns=["file_relpaths"]).index)
