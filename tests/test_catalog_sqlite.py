@@ -545,5 +545,8 @@ async def test_a_failed_column_read_raises_and_leaves_the_catalog_usable(
     conn.execute("UPDATE artifact_docs SET body = x'0500000000' WHERE id = 2")
     with pytest.raises(CorruptRecordError, match="reindex"):
         await asyncio.wait_for(catalog.find_columns(fields=["labels"]), timeout=30)
+    # ... whether the record is read whole or as columns, never as a missing id.
+    with pytest.raises(CorruptRecordError, match="reindex"):
+        await catalog.get("artifact_0001")
     table = await catalog.find_columns({"username": "bob"}, fields=["username"])
     assert table["username"] == ["bob", "bob", "bob"]

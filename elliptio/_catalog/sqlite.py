@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import bson
+import bson.errors
 
 from elliptio._catalog import body as body_codec
 from elliptio._catalog import codec, filters, query, regex_guard, sqlite_stream
@@ -45,6 +46,7 @@ from elliptio._errors import (
     ArtifactNotFoundError,
     CatalogError,
     ConfigError,
+    CorruptRecordError,
     InvalidLabelsError,
 )
 from elliptio._gc import collector_paused
@@ -1116,7 +1118,13 @@ def _load_all(rows: list[tuple[Any, ...]], wanted: list[str] | None) -> list[Doc
     """
     pause = collector_paused() if len(rows) >= 1000 else contextlib.nullcontext()
     with pause:
-        docs = body_codec.decode_docs(rows, _packages(rows))
+        try:
+            docs = body_codec.decode_docs(rows, _packages(rows))
+        except (bson.errors.BSONError, LookupError, TypeError, ValueError) as err:
+            raise CorruptRecordError(
+                f"a record body in the catalog cannot be decoded ({err!r}); restore the "
+                "catalog file from a backup or rebuild it with 'elliptio reindex'"
+            ) from err
         rows.clear()
         if wanted is not None:
             keep = frozenset(wanted)
