@@ -460,10 +460,7 @@ class SQLiteCatalog(Catalog):
         Raises:
             QueryError: the filter, sort, skip, limit or fields are not accepted.
         """
-        filters.check_filter(filter)
-        pairs = filters.check_sort(sort)
-        filters.check_paging(skip, limit)
-        names = filters.check_fields(fields)
+        pairs, names = _checked(filter, sort, skip, limit, fields)
         wanted = None if names is None else ["artifact_id", *names]
         rows = await self._run(self._find_rows, filter, pairs, skip, limit, wanted)
         return _load_all(rows, wanted)
@@ -483,15 +480,11 @@ class SQLiteCatalog(Catalog):
         the documents; the worker thread reads while another thread decodes
         (`sqlite_stream`).
         """
-        filters.check_filter(filter)
-        pairs = filters.check_sort(sort)
-        filters.check_paging(skip, limit)
-        names = filters.check_fields(fields) or []
-        if not set(names) <= set(body_codec.FIELDS):
-            docs = await self.find(filter, sort=pairs, skip=skip, limit=limit, fields=names)
-            table = {"artifact_id": [doc["artifact_id"] for doc in docs]}
-            table.update({f: [doc.get(f) for doc in docs] for f in names if f != "artifact_id"})
-            return table
+        pairs, names = _checked(filter, sort, skip, limit, fields)
+        if names is None or not set(names) <= set(body_codec.FIELDS):
+            return await super().find_columns(
+                filter, sort=pairs, skip=skip, limit=limit, fields=fields
+            )
         packages = "python_packages" in names
         sink: sqlite_stream.Stream = sqlite_stream.Stream()
         producer = asyncio.ensure_future(
@@ -1080,6 +1073,20 @@ def _taken(conn: sqlite3.Connection, ids: list[str]) -> str | None:
         if conn.execute("SELECT 1 FROM artifacts WHERE artifact_id = ?", (artifact_id,)).fetchone():
             return artifact_id
     return None
+
+
+def _checked(
+    flt: Filter | None, sort: SortSpec | None, skip: int, limit: int, fields: Any
+) -> tuple[list[tuple[str, int]], list[str] | None]:
+    """The sort pairs and field names of find options, once all are checked.
+
+    Raises:
+        QueryError: an option is not accepted (see `filters`).
+    """
+    filters.check_filter(flt)
+    pairs = filters.check_sort(sort)
+    filters.check_paging(skip, limit)
+    return pairs, filters.check_fields(fields)
 
 
 def _load_columns(wanted: Sequence[str] | None) -> str:
