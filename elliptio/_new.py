@@ -145,7 +145,9 @@ class NewArtifact:
 
     On a clean exit the artifact commits (files, then sidecar, then catalog
     record); `artifact` then holds it. On an exception nothing becomes visible,
-    the files written so far are removed and the exception propagates.
+    the files written so far are removed and the exception propagates; if `gc`
+    took the unfinished artifact meanwhile, a `CommitError` saying so replaces
+    it (chained), as when gc wins against the commit itself.
     """
 
     def __init__(
@@ -209,11 +211,11 @@ class NewArtifact:
         self._state = "open"
         return self
 
-    async def _exit(self, failed: bool) -> None:
+    async def _exit(self, failed: BaseException | None) -> None:
         try:
-            if failed:
+            if failed is not None:
                 self._state = "discarded"
-                await self._discard(self, None)
+                await self._discard(self, failed)
                 return
             try:
                 written = {r: await f._finish() for r, f in self.files.items()}
@@ -236,7 +238,7 @@ class NewArtifact:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        sync(self._exit(exc_type is not None))
+        sync(self._exit(exc))
 
     async def __aenter__(self) -> NewArtifact:
         return await self._enter()
@@ -247,7 +249,7 @@ class NewArtifact:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._exit(exc_type is not None)
+        await self._exit(exc)
 
     def __repr__(self) -> str:
         return f"NewArtifact(artifact_id={self.artifact_id!r}, files={sorted(self.files)!r})"

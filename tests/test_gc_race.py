@@ -47,6 +47,26 @@ def test_gc_takes_a_writer_that_never_wrote_a_byte(handler: eio.Handler) -> None
     assert not handler.storage.fs.exists(new.prefix)
 
 
+def test_a_write_that_fails_because_gc_took_the_artifact_says_so(handler: eio.Handler) -> None:
+    with pytest.raises(eio.CommitError, match="gc found it unfinished") as caught:
+        with handler.new(["a.txt", "b.txt"]) as new:
+            new.files["a.txt"].write_text("written before gc came")
+            handler.gc(grace=timedelta(0), delete=True)
+            # The next write fails (here: b.txt appeared where gc had cleared).
+            handler.storage.fs.makedirs(new.prefix, exist_ok=True)
+            handler.storage.fs.pipe_file(new.files["b.txt"]._path, b"x")
+            new.files["b.txt"].write_text("too late")
+    # The write's own error is kept as the cause.
+    assert isinstance(caught.value.__cause__, eio.ArtifactExistsError)
+    assert handler.count() == 0
+    # A failed write while the lease is the writer's own is not blamed on gc.
+    with pytest.raises(eio.ArtifactExistsError):
+        with handler.new("c.txt") as other:
+            handler.storage.fs.pipe_file(other.file._path, b"x")
+            other.file.write_text("refused")
+    assert not handler.storage.fs.exists(other.prefix)
+
+
 def test_stale_leases_of_dead_writers_are_closed(handler: eio.Handler, tmp_path: Path) -> None:
     """A writer that died between opening its lease and its first byte."""
     root = handler.storage.root.rstrip("/")
