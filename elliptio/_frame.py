@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from ._catalog.base import document_columns
 from ._errors import QueryError
 from ._gc import collector_paused
 
@@ -78,13 +79,7 @@ def to_frame(
     """
     wanted = frame_columns(columns, include_packages)
     with collector_paused(promote=True):
-        # One pass over the documents, looking up every column of each in C, then
-        # the rows turned into columns: cheaper than one pass per column.
-        rows = [(d["artifact_id"], *map(d.get, wanted)) for d in docs]
-        ids, *values = zip(*rows, strict=True) if rows else [()] * (len(wanted) + 1)
-        del rows
-        table = {"artifact_id": ids, **dict(zip(wanted, values, strict=True))}
-        return _build(table, wanted)
+        return _build(document_columns(docs, wanted), wanted)
 
 
 def from_columns(table: Mapping[str, Sequence[Any]], wanted: Sequence[str]) -> pd.DataFrame:

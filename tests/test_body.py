@@ -49,6 +49,15 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
     return codec.normalize(dict(items))  # as the catalog stores it: UTC milliseconds
 
 
+def _columns(
+    rows: list[tuple[str, str | None, bytes]], fields: list[str], packages: Any = None
+) -> dict[str, list[Any]]:
+    """What the SQLite catalog's column read makes of ``rows``."""
+    arrays = body.values(b"".join(row[2] for row in rows))
+    ids, created = [row[0] for row in rows], [row[1] for row in rows]
+    return body.columns(ids, created, arrays, fields, packages)
+
+
 def _row(doc: dict[str, Any]) -> tuple[str, str | None, bytes]:
     created = doc.get("creation_time")
     text = codec.date_text(created) if isinstance(created, dt.datetime) else None
@@ -78,7 +87,7 @@ def test_documents_round_trip_with_their_key_order(docs: list[dict[str, Any]]) -
 def test_columns_are_each_documents_fields(docs: list[dict[str, Any]]) -> None:
     rows = [_row(doc) for doc in docs]
     packages = [doc.get("python_packages") for doc in docs]
-    table = body.decode_columns(rows, list(body.FIELDS), packages)
+    table = _columns(rows, list(body.FIELDS), packages)
     assert table["artifact_id"] == [doc["artifact_id"] for doc in docs]
     for field in body.FIELDS:
         assert table[field] == [doc.get(field) for doc in docs], field
@@ -116,7 +125,7 @@ def test_frame_from_columns_equals_frame_from_documents() -> None:
     for columns in (None, ["labels", "creation_time", "labels", "artifact_id"], "argv"):
         wanted = frame_columns(columns)
         expected = to_frame(docs, columns=columns)
-        got = from_columns(body.decode_columns(rows, wanted), wanted)
+        got = from_columns(_columns(rows, wanted), wanted)
         pd.testing.assert_frame_equal(got, expected)
     assert list(frame_columns(None)) == list(DEFAULT_COLUMNS)
     assert list(expected.columns) == ["argv"]

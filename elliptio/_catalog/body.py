@@ -28,7 +28,6 @@ __all__ = [
     "FIELDS",
     "OPTIONS",
     "columns",
-    "decode_columns",
     "decode_docs",
     "encode",
     "legacy_document",
@@ -198,19 +197,6 @@ def columns(
         else:
             table[field] = list(slots[_SLOT[field]])
     return table
-
-
-def decode_columns(
-    rows: Sequence[tuple[Any, ...]],
-    fields: Sequence[str],
-    packages: Sequence[Any] | None = None,
-) -> dict[str, list[Any]]:
-    """`columns` of ``(artifact_id, creation_time text, body, ...)`` rows."""
-    arrays: list[list[Any]] = []
-    for start in range(0, len(rows), _CHUNK):
-        arrays += values(b"".join([row[2] for row in rows[start : start + _CHUNK]]))
-    ids, created = [row[0] for row in rows], [row[1] for row in rows]
-    return columns(ids, created, arrays, fields, packages)
 
 
 def legacy_document(body: bytes, git: Any) -> Document:
