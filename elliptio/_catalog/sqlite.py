@@ -492,7 +492,7 @@ class SQLiteCatalog(Catalog):
         )
         producer.add_done_callback(lambda _: sqlite_stream.stop(sink))
         try:
-            read = await asyncio.to_thread(sqlite_stream.consume, sink)
+            read = await asyncio.to_thread(sqlite_stream.consume, sink, names)
         finally:
             await asyncio.wait([producer])
             failed = producer.exception()  # retrieved, so never reported as lost
@@ -500,12 +500,11 @@ class SQLiteCatalog(Catalog):
             raise failed
         if read is None:  # the producer succeeded, so this cannot happen
             raise CatalogError(f"catalog {self._display}: a read ended incomplete; retry")
-        keys, arrays = read
-        with collector_paused():
-            loaded = _packages_of([k[3] for k in keys]) if packages else None
-            return body_codec.columns(
-                [k[1] for k in keys], [k[2] for k in keys], arrays, names, loaded
-            )
+        keys, table = read
+        if packages:
+            with collector_paused():
+                table["python_packages"] = _packages_of([key[3] for key in keys])
+        return table
 
     def _stream_rows(
         self,
