@@ -15,7 +15,8 @@ artifacts) and reports, side by side in one run:
   documents (``to_frame``), as a montydb user would.
 
 Every latency is timed until the call returns its result; freeing the result
-afterwards is not timed, for either catalog.
+and collecting its garbage afterwards is not timed, for either catalog, and is
+reported for the DataFrame.
 
 montydb (MongoDB implemented in Python, on its sqlite storage) runs the same data
 and queries at 10k and 100k as the anchor; install it with ``pip install montydb``
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import random
 import statistics
 import tempfile
@@ -217,9 +219,13 @@ async def median_ms(
 
     Each result is freed after its timing, for every contender alike: the time
     to free what a query returned is spent when the caller drops it, not by the
-    query. ``freed``, if given, receives the median time that freeing took.
+    query. A full garbage collection follows, also untimed, so that no call pays
+    for collecting an earlier call's garbage (montydb's results hold reference
+    cycles, which only the collector frees). ``freed``, if given, receives the
+    median time that freeing and collecting took.
     """
     await run(args[0])  # warm-up
+    gc.collect()
     times, frees = [], []
     for arg in args:
         start = time.perf_counter()
@@ -227,6 +233,7 @@ async def median_ms(
         times.append(time.perf_counter() - start)
         start = time.perf_counter()
         del result
+        gc.collect()
         frees.append(time.perf_counter() - start)
     if freed is not None:
         freed.append(statistics.median(frees) * 1000)
