@@ -601,7 +601,8 @@ class AsyncHandler:
     async def names(self) -> pd.DataFrame:
         """Every name with its number of versions, latest version and aliases."""
         rows = await self.catalog.names()
-        aliases = [await self.catalog.aliases(name) for name, _, _ in rows]
+        every = await self.catalog.all_aliases()
+        aliases = [every.get(name, {}) for name, _, _ in rows]
         return pd.DataFrame(
             {
                 "versions": [count for _, count, _ in rows],

@@ -925,6 +925,8 @@ class CatalogConformance:
         assert await cat.remove_alias("clean", "nope") is None
         assert await cat.aliases("clean") == {"best": 2}
         assert await cat.aliases("raw") == {"prod": 7}
+        # Every name's aliases at once, as the per-name answers give them.
+        assert await cat.all_aliases() == {"clean": {"best": 2}, "raw": {"prod": 7}}
         if backend.open_another is not None:
             other = backend.open_another()
             assert await other.aliases("clean") == {"best": 2}

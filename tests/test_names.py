@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 import elliptio as eio
+from elliptio._catalog import Catalog
+from elliptio._sync import sync
 from tests._stress_workers import named_writer
 from tests.conftest import snapshot
 
@@ -63,6 +65,26 @@ def test_aliases_move_only_when_moved(handler: eio.Handler, data_files: dict[str
     handler.set_alias(v1.artifact_id, "baseline")  # an id of a named artifact works too
     assert handler.aliases("model") == {"baseline": 1, "production": 2}
     assert handler.names().loc["model", "aliases"] == {"baseline": "v1", "production": "v2"}
+    # The catalog's one query answers as the per-name default it replaces.
+    catalog = handler.catalog
+    assert (
+        sync(catalog.all_aliases())
+        == sync(Catalog.all_aliases(catalog))
+        == {"model": {"baseline": 1, "production": 2}}
+    )
+    # names() asks for all aliases in one query, not once per name.
+    asked: list[str] = []
+    per_name = catalog.aliases
+
+    async def counted(name: str) -> dict[str, int]:
+        asked.append(name)
+        return await per_name(name)
+
+    catalog.aliases = counted  # type: ignore[method-assign]
+    handler.upload(data_files["train"], name="other")
+    assert list(handler.names().index) == ["model", "other"]
+    assert asked == []
+    del catalog.aliases
     assert handler.remove_alias("model", "production") == 2
     assert handler.remove_alias("model", "production") is None
     with pytest.raises(eio.ArtifactNotFoundError, match=r"no alias 'production'.*baseline"):

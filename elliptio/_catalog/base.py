@@ -247,6 +247,17 @@ class Catalog(abc.ABC):
     async def aliases(self, name: str) -> dict[str, int]:
         """The aliases of ``name``, each with the version it points at."""
 
+    async def all_aliases(self) -> dict[str, dict[str, int]]:
+        """Every name's aliases, each with the version it points at (names without
+        aliases left out).
+
+        Backends answer in one query. This default asks `aliases` once for each
+        name `names` lists, so it leaves out a name that has aliases but no
+        committed artifact.
+        """
+        found = {name: await self.aliases(name) for name, _, _ in await self.names()}
+        return {name: aliases for name, aliases in found.items() if aliases}
+
     @abc.abstractmethod
     async def names(self) -> list[tuple[str, int, int]]:
         """Every name with committed artifacts: ``(name, count, latest version)``."""

@@ -831,6 +831,17 @@ class MongoCatalog(Catalog):
             docs = await aliases.find({"name": name}, sort=[("alias", ASCENDING)]).to_list(None)
         return {str(d["alias"]): int(d["version"]) for d in docs}
 
+    async def all_aliases(self) -> dict[str, dict[str, int]]:
+        """Every name's aliases, in one query; see `Catalog.all_aliases`."""
+        aliases = await self._side("aliases")
+        order = [("name", ASCENDING), ("alias", ASCENDING)]
+        async with self._errors():
+            docs = await aliases.find({}, sort=order).to_list(None)
+        found: dict[str, dict[str, int]] = {}
+        for doc in docs:
+            found.setdefault(str(doc["name"]), {})[str(doc["alias"])] = int(doc["version"])
+        return found
+
     async def names(self) -> list[tuple[str, int, int]]:
         """Every name with committed artifacts: ``(name, count, latest version)``."""
         collection = await self._collection()

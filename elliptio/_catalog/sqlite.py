@@ -746,6 +746,16 @@ class SQLiteCatalog(Catalog):
         )
         return {str(alias): int(version) for alias, version in rows}
 
+    async def all_aliases(self) -> dict[str, dict[str, int]]:
+        """Every name's aliases, in one query; see `Catalog.all_aliases`."""
+        rows = await self._run(
+            self._select, "SELECT name, alias, version FROM aliases ORDER BY name, alias", []
+        )
+        found: dict[str, dict[str, int]] = {}
+        for name, alias, version in rows:
+            found.setdefault(str(name), {})[str(alias)] = int(version)
+        return found
+
     async def names(self) -> list[tuple[str, int, int]]:
         """Every name with committed artifacts: ``(name, count, latest version)``."""
         rows = await self._run(
