@@ -501,6 +501,30 @@ def _by_columns(docs: list[dict[str, Any]], fields: list[str]) -> dict[str, list
     }
 
 
+async def test_many_documents_are_decoded_off_the_event_loop(catalog: SQLiteCatalog) -> None:
+    import concurrent.futures
+
+    class Counting(concurrent.futures.ThreadPoolExecutor):
+        calls = 0
+
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return super().submit(fn, *args, **kwargs)
+
+    await catalog.insert_many([record(i) for i in range(1200)])
+    executor = Counting(max_workers=1)
+    asyncio.get_running_loop().set_default_executor(executor)  # the catalog's worker is its own
+    try:
+        few = await catalog.find({"username": "bob"}, limit=10)
+        assert len(few) == 10
+        assert executor.calls == 0  # a few are decoded in place
+        docs = await catalog.find(sort=[("artifact_id", 1)])
+        assert executor.calls == 1
+        assert [d["artifact_id"] for d in docs] == [f"artifact_{i:04d}" for i in range(1200)]
+    finally:
+        executor.shutdown()
+
+
 async def test_columns_of_many_rows_come_in_order(catalog: SQLiteCatalog) -> None:
     # More rows than one chunk of bodies, sorted against the order of insertion.
     docs = [record(i, version=i % 3, argv=["x"] * (i % 4)) for i in range(2600)]

@@ -463,7 +463,10 @@ class SQLiteCatalog(Catalog):
         pairs, names = _checked(filter, sort, skip, limit, fields)
         wanted = None if names is None else ["artifact_id", *names]
         rows = await self._run(self._find_rows, filter, pairs, skip, limit, wanted)
-        return _load_all(rows, wanted)
+        if len(rows) < _DECODE_OFF_LOOP:
+            return _load_all(rows, wanted)
+        # Decoding many documents takes long enough to stall other tasks.
+        return await asyncio.to_thread(_load_all, rows, wanted)
 
     async def find_columns(
         self,
@@ -1124,6 +1127,10 @@ def _packages_of(texts: list[str]) -> list[Any]:
 def _load(row: tuple[Any, ...], wanted: list[str] | None) -> Document:
     """One document of a row selected with `_load_columns`."""
     return _load_all([row], wanted)[0]
+
+
+# From this many rows on, documents are decoded on a thread, off the event loop.
+_DECODE_OFF_LOOP = 1000
 
 
 def _load_all(rows: list[tuple[Any, ...]], wanted: list[str] | None) -> list[Document]:
