@@ -85,12 +85,14 @@ def to_frame(
 def from_columns(table: Mapping[str, Sequence[Any]], wanted: Sequence[str]) -> pd.DataFrame:
     """A DataFrame indexed by ``artifact_id`` from `Catalog.find_columns`'s columns.
 
+    The caller holds the garbage collector (`collector_paused`) around both the
+    read and this, so that one pause covers them.
+
     Args:
         table: ``artifact_id`` and each field of ``wanted``, one sequence each.
         wanted: the fields, in order, as `frame_columns` gives them.
     """
-    with collector_paused(promote=True):
-        return _build(table, wanted)
+    return _build(table, wanted)
 
 
 def _build(table: Mapping[str, Sequence[Any]], wanted: Sequence[str]) -> pd.DataFrame:

@@ -12,7 +12,7 @@ filter documents; every backend accepts and refuses the same ones
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -29,6 +29,7 @@ __all__ = [
     "SortSpec",
     "document_columns",
     "exists_error",
+    "grouped_aliases",
     "lease_lost_error",
     "version_taken_error",
 ]
@@ -314,6 +315,14 @@ def version_taken_error(catalog: str, name: str, version: int) -> ArtifactExists
         f"{name}:v{version} exists already in catalog {catalog}; versions are allocated "
         "by the catalog, so commit again to get the next one"
     )
+
+
+def grouped_aliases(rows: Iterable[tuple[Any, Any, Any]]) -> dict[str, dict[str, int]]:
+    """``{name: {alias: version}}`` from ``(name, alias, version)`` rows, in order."""
+    found: dict[str, dict[str, int]] = {}
+    for name, alias, version in rows:
+        found.setdefault(str(name), {})[str(alias)] = int(version)
+    return found
 
 
 def document_columns(docs: Sequence[Document], fields: Sequence[str]) -> dict[str, list[Any]]:

@@ -15,14 +15,17 @@ only when asked for). Pure: no I/O.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import bson
+import bson.errors
 from bson.codec_options import CodecOptions
 
 from elliptio._catalog import codec
+from elliptio._errors import CorruptRecordError
 
 __all__ = [
     "FIELDS",
@@ -102,6 +105,19 @@ def encode(doc: Document) -> bytes:
     return bson.encode(body, codec_options=OPTIONS)
 
 
+@contextlib.contextmanager
+def _corrupt_as_error() -> Iterator[None]:
+    """Report a body that is not what `encode` writes as `CorruptRecordError`
+    (never as a bare ``KeyError``, which callers could take for a missing id)."""
+    try:
+        yield
+    except (bson.errors.BSONError, LookupError, TypeError, ValueError) as err:
+        raise CorruptRecordError(
+            f"a record body in the catalog cannot be decoded ({err!r}); restore the "
+            "catalog file from a backup or rebuild it with 'elliptio reindex'"
+        ) from err
+
+
 def _decode(bodies: Sequence[bytes]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for start in range(0, len(bodies), _CHUNK):
@@ -124,7 +140,15 @@ def decode_docs(
             stored and the two columns it left to the caller.
         packages: the ``python_packages`` of each row (placed where a document
             has the field), or ``None`` to leave the field out.
+
+    Raises:
+        CorruptRecordError: a body is not what `encode` writes.
     """
+    with _corrupt_as_error():
+        return _documents(rows, packages)
+
+
+def _documents(rows: Sequence[tuple[Any, ...]], packages: Sequence[Any] | None) -> list[Document]:
     docs: list[Document] = []
     bodies = _decode([row[2] for row in rows])
     for i, (row, body) in enumerate(zip(rows, bodies, strict=True)):
@@ -157,8 +181,13 @@ def decode_docs(
 
 
 def values(blob: bytes) -> list[list[Any]]:
-    """The value arrays (mask first) of bodies stored back to back, in order."""
-    return [body["r"] for body in bson.decode_all(blob, OPTIONS)]
+    """The value arrays (mask first) of bodies stored back to back, in order.
+
+    Raises:
+        CorruptRecordError: a body is not what `encode` writes.
+    """
+    with _corrupt_as_error():
+        return [body["r"] for body in bson.decode_all(blob, OPTIONS)]
 
 
 def columns(

@@ -35,6 +35,7 @@ from elliptio._catalog.base import (
     Lease,
     SortSpec,
     exists_error,
+    grouped_aliases,
     version_taken_error,
 )
 from elliptio._errors import (
@@ -837,10 +838,7 @@ class MongoCatalog(Catalog):
         order = [("name", ASCENDING), ("alias", ASCENDING)]
         async with self._errors():
             docs = await aliases.find({}, sort=order).to_list(None)
-        found: dict[str, dict[str, int]] = {}
-        for doc in docs:
-            found.setdefault(str(doc["name"]), {})[str(doc["alias"])] = int(doc["version"])
-        return found
+        return grouped_aliases((d["name"], d["alias"], d["version"]) for d in docs)
 
     async def names(self) -> list[tuple[str, int, int]]:
         """Every name with committed artifacts: ``(name, count, latest version)``."""

@@ -38,6 +38,7 @@ from elliptio._catalog.base import (
     Lease,
     SortSpec,
     exists_error,
+    grouped_aliases,
     lease_lost_error,
     version_taken_error,
 )
@@ -46,7 +47,6 @@ from elliptio._errors import (
     ArtifactNotFoundError,
     CatalogError,
     ConfigError,
-    CorruptRecordError,
     InvalidLabelsError,
 )
 from elliptio._gc import collector_paused
@@ -754,10 +754,7 @@ class SQLiteCatalog(Catalog):
         rows = await self._run(
             self._select, "SELECT name, alias, version FROM aliases ORDER BY name, alias", []
         )
-        found: dict[str, dict[str, int]] = {}
-        for name, alias, version in rows:
-            found.setdefault(str(name), {})[str(alias)] = int(version)
-        return found
+        return grouped_aliases(rows)
 
     async def names(self) -> list[tuple[str, int, int]]:
         """Every name with committed artifacts: ``(name, count, latest version)``."""
@@ -1141,13 +1138,7 @@ def _load_all(rows: list[tuple[Any, ...]], wanted: list[str] | None) -> list[Doc
     """
     pause = collector_paused() if len(rows) >= 1000 else contextlib.nullcontext()
     with pause:
-        try:
-            docs = body_codec.decode_docs(rows, _packages(rows))
-        except (bson.errors.BSONError, LookupError, TypeError, ValueError) as err:
-            raise CorruptRecordError(
-                f"a record body in the catalog cannot be decoded ({err!r}); restore the "
-                "catalog file from a backup or rebuild it with 'elliptio reindex'"
-            ) from err
+        docs = body_codec.decode_docs(rows, _packages(rows))
         rows.clear()
         if wanted is not None:
             keep = frozenset(wanted)

@@ -123,13 +123,7 @@ def consume(
 
 def _arrays(ids: list[int], found: list[int], blob: bytes) -> list[list[Any]]:
     """The value arrays of the bodies of ``ids``, stored in the order ``found``."""
-    try:
-        values = body.values(blob)
-    except Exception as err:
-        raise CorruptRecordError(
-            f"a record body in the catalog cannot be decoded ({err}); restore "
-            "the catalog file from a backup or rebuild it with 'elliptio reindex'"
-        ) from err
+    values = body.values(blob)
     if found == ids:
         return values
     at = dict(zip(found, values, strict=True))
