@@ -305,6 +305,16 @@ async def test_version_1_files_are_carried_over(tmp_path: Path) -> None:
     conn.close()
 
 
+async def _written_schema(
+    path: Path, docs: list[dict[str, Any]]
+) -> tuple[set[tuple[str, str]], list[tuple[Any, ...]]]:
+    """The schema (`_schema`) of a fresh catalog file at ``path`` holding ``docs``."""
+    cat = SQLiteCatalog(path)
+    await cat.insert_many(docs)
+    await cat.close()
+    return _schema(path)
+
+
 def _schema(path: Path) -> tuple[set[tuple[str, str]], list[tuple[Any, ...]]]:
     """The tables and indexes of a database, and the columns of ``artifacts``."""
     import sqlite3
@@ -328,10 +338,7 @@ async def test_version_2_files_are_upgraded(tmp_path: Path) -> None:
         record(5, name="raw", name_version=2),
     ]
     path = tmp_path / "v2.db"
-    cat = SQLiteCatalog(path)
-    await cat.insert_many(docs)
-    await cat.close()
-    fresh = _schema(path)
+    fresh = await _written_schema(path, docs)
     # Turn it into what version 2 wrote: no names, versions, aliases, leases or
     # file index, and no note of documents with an array under "name".
     _write_version_3_bodies(path, docs)
@@ -408,10 +415,7 @@ async def test_version_3_files_are_upgraded(tmp_path: Path) -> None:
         {"artifact_id": "artifact_0004", "git": None, "python_packages": {}},
     ]
     path = tmp_path / "v3.db"
-    cat = SQLiteCatalog(path)
-    await cat.insert_many(docs)
-    await cat.close()
-    fresh = _schema(path)
+    fresh = await _written_schema(path, docs)
     _write_version_3_bodies(path, docs)
 
     cat = SQLiteCatalog(path)
