@@ -43,10 +43,13 @@ class File:
         size: bytes. sha256: hex digest of the content.
     """
 
-    def __init__(self, record: FileRecord, artifact_id: str, storage: Storage) -> None:
+    def __init__(
+        self, record: FileRecord, artifact_id: str, storage: Storage, *, log: bool = False
+    ) -> None:
         self._record = record
         self.artifact_id = artifact_id
         self._storage = storage
+        self._log = log
 
     relpath = property(lambda self: self._record.relpath)
     url = property(lambda self: self._record.url)
@@ -61,7 +64,9 @@ class File:
 
     @property
     def _path(self) -> str:
-        return self._storage.fs._strip_protocol(self.url)  # type: ignore[no-any-return]
+        """The storage path, checked against the layout (`CorruptRecordError` if the
+        record names anything else)."""
+        return self._storage.file_path(self.url, self.artifact_id, self.relpath, log=self._log)
 
     def _record_read(self) -> None:
         current_run().record_input(self.artifact_id)
@@ -88,29 +93,36 @@ class File:
     async def alocal_path(self) -> Path:
         """A local path with the file's bytes, for libraries that only take paths.
 
-        On local disk it is the stored file itself (read-only); otherwise a
-        verified copy in the local cache, fetched on first use. Treat it as
-        read-only: the cache shares it between artifacts with the same bytes.
+        On local disk it is the stored file itself (read-only), re-hashed against
+        the recorded sha256 on every call; otherwise a verified copy in the local
+        cache, fetched on first use. Treat it as read-only: the cache shares it
+        between artifacts with the same bytes.
 
         Raises:
+            IntegrityError: the stored bytes do not match the recorded sha256.
             OfflineError: offline (or storage unreachable) and not cached.
         """
         return await self._cached(DEFAULT_CALLBACK)
 
     def _hit(self) -> Path | None:
-        """The cached copy, or the stored file on local disk; ``None`` on a miss.
+        """The verified copy in the local cache; ``None`` on a miss (always on local disk).
 
         A stat and a tiny read: cheap enough for any thread, so the sync API
         serves hits without a hop to the IO loop.
         """
-        if self._storage.is_local:
-            return Path(self._path)
+        _ = self._path  # a record naming a path outside the layout is never served
         cache = self._storage.cache
-        return cache.lookup(self.sha256) if cache is not None else None
+        if self._storage.is_local or cache is None:
+            return None
+        return cache.lookup(self.sha256)
 
     async def _cached(self, progress: Any) -> Path:
         found = self._hit()
-        if found is None:
+        if found is None and self._storage.is_local:
+            path = self._path
+            await self._storage.verify(path, self.sha256)
+            found = Path(path)
+        elif found is None:
             found = await self._fetch(progress)
         self._record_read()
         return found
@@ -203,17 +215,17 @@ class File:
         return artifact_url(self.artifact_id, self.relpath)
 
     def open(self, mode: str = "rb", **kwargs: Any) -> IO[Any]:
-        """Open the file for reading (``"rb"`` or ``"r"``) as a file object."""
+        """Open the file for reading (``"rb"`` or ``"r"``) as a file object.
+
+        It opens `local_path`, so its bytes were checked against the recorded
+        sha256 first (`IntegrityError` if they do not match).
+        """
         if mode not in ("rb", "r"):
             raise ElliptioError(
                 f"{self.relpath!r} of {self.artifact_id} is committed and immutable; "
                 f"open it with mode 'rb' or 'r', not {mode!r}"
             )
-        if self._storage.cache_reads:
-            return open(self.local_path(), mode, **kwargs)
-        handle = self._storage.open_sync(self._path, mode, **kwargs)
-        self._record_read()
-        return handle
+        return open(self.local_path(), mode, **kwargs)
 
     def __repr__(self) -> str:
         return f"File(relpath={self.relpath!r}, url={self.url!r}, size={self.size})"
@@ -253,7 +265,7 @@ class Artifact:
         return cls(
             metadata=metadata,
             files={r.relpath: File(r, aid, storage) for r in metadata.files},
-            logs={r.relpath: File(r, aid, storage) for r in metadata.logs},
+            logs={r.relpath: File(r, aid, storage, log=True) for r in metadata.logs},
         )
 
     @property

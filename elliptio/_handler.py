@@ -286,14 +286,31 @@ class AsyncHandler:
 
     # -- deduplication ------------------------------------------------------
     async def _existing(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
-        """URLs of committed files in this store with these contents, checked present."""
+        """URLs of committed files in this store with these contents, confirmed.
+
+        A candidate from the catalog is referenced only if its URL is a file of
+        an artifact under this store's root by the layout, and its stored bytes
+        hash to the recorded sha256 right now (one streamed read, nothing
+        written); anything else is copied instead.
+        """
         keys = [k for k in dict.fromkeys(keys) if k[1] > 0]
         if not keys:
             return {}
         found = await self.catalog.find_objects(keys, self.storage.root_url.rstrip("/") + "/")
-        paths = {key: self.storage.fs._strip_protocol(url) for key, url in found.items()}
-        sizes = await self.storage.object_sizes(list(paths.values()))
-        return {key: found[key] for key, path in paths.items() if sizes.get(path) == key[1]}
+        slots = asyncio.Semaphore(self.storage.max_concurrency)
+
+        async def confirmed(key: tuple[str, int], url: str) -> bool:
+            path = self.storage.reference_path(url)
+            if path is None:
+                return False
+            async with slots:
+                try:
+                    return await self.storage.hash_file(path) == (key[1], key[0])
+                except ElliptioError:
+                    return False
+
+        checks = await asyncio.gather(*(confirmed(k, u) for k, u in found.items()))
+        return {key: url for (key, url), ok in zip(found.items(), checks, strict=True) if ok}
 
     async def _put_deduplicated(
         self, prefix: str, items: list[tuple[Path, str]], progress: Any, dedup: bool

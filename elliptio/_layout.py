@@ -20,6 +20,7 @@ __all__ = [
     "join",
     "new_artifact_id",
     "new_run_id",
+    "split_stored_path",
     "validate_artifact_id",
     "validate_relpath",
     "validate_relpaths",
@@ -143,6 +144,35 @@ def artifact_prefix(root: str, creation_time: datetime, username: str, artifact_
     """``{root}/{YYYY}/{MM}/{DD}/{username}/{HHMMSS}_{artifact_id}`` (UTC)."""
     t = creation_time.astimezone(UTC)
     return join(root, f"{t:%Y/%m/%d}/{username}/{t:%H%M%S}_{artifact_id}")
+
+
+_STORED_RE = re.compile(
+    r"(?P<prefix>\d{4}/\d{2}/\d{2}/[^/]+/\d{6}_(?P<id>" + ARTIFACT_ID_RE.pattern + r"))"
+    r"(?:/(?P<inner>.+))?"
+)
+
+
+def split_stored_path(relative: str) -> tuple[str, str, str]:
+    """Split a path relative to the store's root by the layout rules.
+
+    ``2026/01/02/andy/030405_artifact_<uuid>/data/x.csv`` gives
+    ``("2026/01/02/andy/030405_artifact_<uuid>", "artifact_<uuid>", "data/x.csv")``
+    (the last part empty for the prefix itself).
+
+    Raises:
+        ValueError: the path is not normalised (``..``, ``.``, empty segments,
+            backslashes, control characters) or does not follow the layout.
+    """
+    try:
+        normal = validate_relpath(relative, allow_reserved=True)
+    except InvalidPathError as err:
+        raise ValueError(str(err)) from None
+    match = _STORED_RE.fullmatch(normal)
+    if normal != relative or match is None:
+        raise ValueError(
+            f"{relative!r} does not follow the layout YYYY/MM/DD/user/HHMMSS_artifact_<uuid>/..."
+        )
+    return match["prefix"], match["id"], match["inner"] or ""
 
 
 def join(root: str, relpath: str) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ class VerifyReport:
 
 
 def _relative(storage: Storage, path: str) -> str:
-    root = storage.fs._strip_protocol(storage.root).rstrip("/")
+    root = storage.root.rstrip("/")
     return path[len(root) + 1 :] if path.startswith(root + "/") else path
 
 
@@ -110,8 +111,15 @@ def _prefix_time(relative: str) -> datetime | None:
 
 async def _prefixes(storage: Storage) -> list[str]:
     pattern = f"{storage.root.rstrip('/')}/*/*/*/*/*_artifact_*"
-    found: list[str] = await asyncio.to_thread(storage.fs.glob, pattern)
-    return sorted(p for p in found if _PREFIX_RE.search(_relative(storage, p)))
+    found = await storage.glob(pattern)
+    return sorted(p for p in found if _PREFIX_RE.fullmatch(_relative(storage, p)))
+
+
+async def _read_sidecar(storage: Storage, path: str) -> bytes | None:
+    """The bytes of a sidecar, or ``None`` if there is none."""
+    buffer = io.BytesIO()
+    found = await storage.backend.stream(path, buffer.write)
+    return None if found is None else buffer.getvalue()
 
 
 async def _has_sidecar(storage: Storage, prefix: str, artifact_id: str) -> bool:
@@ -121,9 +129,8 @@ async def _has_sidecar(storage: Storage, prefix: str, artifact_id: str) -> bool:
     never committed, so it is an orphan, not something `reindex` can restore. A
     sidecar of a newer schema version counts as whole (a newer release wrote it).
     """
-    try:
-        raw = await asyncio.to_thread(storage.fs.cat_file, f"{prefix}/{METADATA_RELPATH}")
-    except FileNotFoundError:
+    raw = await _read_sidecar(storage, f"{prefix}/{METADATA_RELPATH}")
+    if raw is None:
         return False
     try:
         record = upgrade_record(json.loads(raw))
@@ -140,9 +147,8 @@ async def reindex(storage: Storage, catalog: Catalog) -> ReindexReport:
     for prefix in await _prefixes(storage):
         sidecar = f"{prefix}/{METADATA_RELPATH}"
         artifact_id = _PREFIX_RE.search(_relative(storage, prefix))["id"]  # type: ignore[index]
-        try:
-            raw = await asyncio.to_thread(storage.fs.cat_file, sidecar)
-        except FileNotFoundError:
+        raw = await _read_sidecar(storage, sidecar)
+        if raw is None:
             continue  # never committed: a matter for gc
         try:
             record = upgrade_record(json.loads(raw))
@@ -151,6 +157,13 @@ async def reindex(storage: Storage, catalog: Catalog) -> ReindexReport:
             continue
         if record.artifact_id != artifact_id:
             report.conflicting.append(artifact_id)
+            continue
+        try:
+            # Every path the sidecar names must be one the layout allows: its own
+            # files in this folder, or files of other artifacts under the root.
+            paths = _record_paths(storage, record)
+        except CorruptRecordError:
+            report.unreadable.append(artifact_id)
             continue
         try:
             existing = await catalog.get(artifact_id)
@@ -167,15 +180,21 @@ async def reindex(storage: Storage, catalog: Catalog) -> ReindexReport:
             # Its writer died after its commit point, before closing the lease.
             await catalog.close_lease(artifact_id)
             # Its writer died between sidecar and record, maybe before sealing.
+            # Only its own files: deduplicated ones were sealed by their writer.
             with contextlib.suppress(ElliptioError):
-                await storage.seal(
-                    [storage.fs._strip_protocol(f.url) for f in [*record.files, *record.logs]]
-                    + [sidecar]
-                )
+                await storage.seal([p for p in paths if p.startswith(f"{prefix}/")] + [sidecar])
             continue
         same = upgrade_record(existing) == record
         (report.unchanged if same else report.conflicting).append(artifact_id)
     return report
+
+
+def _record_paths(storage: Storage, record: Metadata) -> list[str]:
+    """The storage paths of a record's files and logs, each checked against the layout."""
+    aid = record.artifact_id
+    return [storage.file_path(f.url, aid, f.relpath) for f in record.files] + [
+        storage.file_path(f.url, aid, f.relpath, log=True) for f in record.logs
+    ]
 
 
 async def gc(
@@ -218,6 +237,8 @@ async def gc(
                 lease.state == "open" and now - lease.started < grace
             ):
                 continue  # a commit in flight
+            if await catalog.count({"artifact_id": artifact_id}):
+                continue  # a lease beside a record: never take a committed artifact
             report.orphans.append(storage.url(prefix))
             # A condemned writer may still be writing; it fails at its commit.
             # Whatever it adds meanwhile goes on the next run (the lease stays
@@ -248,7 +269,14 @@ async def gc(
                 continue
             if await _remove(storage, prefix):
                 report.removed.append(storage.url(prefix))
-    await _sweep_leases(storage, catalog, seen, cutoff, delete, report)
+    corrupt = await _sweep_leases(storage, catalog, seen, cutoff, delete, report)
+    if corrupt:
+        raise CorruptRecordError(
+            f"{len(corrupt)} lease(s) in the catalog name folders that are not their "
+            f"artifact's own folder in this store, so gc left them alone: {corrupt[0]} "
+            "Someone with write access to the catalog wrote them; remove those lease rows "
+            "(the catalog's 'leases' table or collection). Everything else was collected."
+        )
     return report
 
 
@@ -259,17 +287,28 @@ async def _sweep_leases(
     cutoff: datetime,
     delete: bool,
     report: GcReport,
-) -> None:
+) -> list[str]:
     """Close old leases of this store whose writer never wrote a byte.
 
-    Leases of other stores sharing the catalog are left to their own gc.
+    Leases of other stores sharing the catalog are left to their own gc. The
+    folder a lease names is removed only if it is that artifact's own folder by
+    the layout and no record has that id; the messages of leases that name
+    anything else are returned.
     """
     root = storage.root.rstrip("/") + "/"
+    corrupt: list[str] = []
     for lease in await catalog.old_leases(cutoff):
         if lease.artifact_id in seen or not lease.prefix.startswith(root):
             continue
         if lease.state == "committing":
             continue  # its files are whole: reindex finishes it
+        try:
+            prefix = storage.prefix_path(lease.prefix, lease.artifact_id)
+        except CorruptRecordError as err:
+            corrupt.append(str(err))
+            continue
+        if await catalog.count({"artifact_id": lease.artifact_id}):
+            continue  # a lease beside a record: never take a committed artifact
         report.stale_leases.append(lease.artifact_id)
         if not delete:
             continue
@@ -279,8 +318,9 @@ async def _sweep_leases(
             continue  # claimed for a commit meanwhile
         # The writer may have written its first byte since the listing: it can no
         # longer commit, so what it wrote goes now.
-        if await _remove(storage, lease.prefix):
+        if await _remove(storage, prefix):
             await catalog.close_lease(lease.artifact_id)
+    return corrupt
 
 
 async def _remove(storage: Storage, prefix: str, attempts: int = 3) -> bool:
@@ -297,8 +337,8 @@ async def _remove(storage: Storage, prefix: str, attempts: int = 3) -> bool:
 async def verify(storage: Storage, record: Metadata) -> VerifyReport:
     """Re-hash every file (and log) of an artifact against its record."""
     report = VerifyReport(record.artifact_id)
-    for file in [*record.files, *record.logs]:
-        path = storage.fs._strip_protocol(file.url)
+    paths = _record_paths(storage, record)
+    for file, path in zip([*record.files, *record.logs], paths, strict=True):
         found = await storage.hash_file(path)
         report.checked += 1
         if found is None:

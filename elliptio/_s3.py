@@ -1,7 +1,8 @@
 """The S3 fast path: native async s3fs calls, parallel multipart, hashing in the same pass.
 
-`Storage` hands transfers on an ``s3fs.S3FileSystem`` to `S3Transfers`; every
-other filesystem goes through the generic fsspec calls. What this path adds,
+`S3Backend` is the storage backend (`elliptio._backends.Backend`) of an
+``s3fs.S3FileSystem``: it overrides the transfers and inherits the rest (listing,
+removal, naming, error translation) from the generic fsspec backend. What this path adds,
 each kept because `benchmarks/transfer.py` measured it faster than the generic
 calls or it gives a guarantee they cannot:
 
@@ -54,18 +55,18 @@ import os
 import random
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 
-from ._transfer import CHUNK, HashResult, gather_all, write_all
+from ._backends import Backend
+from ._transfer import CHUNK, HashResult, Writer, gather_all
 
-__all__ = ["S3Transfers", "is_s3"]
+__all__ = ["S3Backend", "is_s3"]
 
 T = TypeVar("T")
-ErrorFactory = Callable[[BaseException, str, str], BaseException]
 # Below this, reading a local file on the event loop is cheaper than a thread hop.
 INLINE_READ = 256 * 1024
 
@@ -175,7 +176,7 @@ def _not_implemented(err: BaseException) -> bool:
     return (isinstance(err, OSError) and err.errno == errno.ENOSYS) or "NotImplemented" in str(err)
 
 
-class S3Transfers:
+class S3Backend(Backend):
     """Transfers on one s3fs filesystem, run as coroutines on its event loop.
 
     Every public coroutine may be awaited from any event loop: it hops to the
@@ -184,18 +185,15 @@ class S3Transfers:
     Args:
         fs: the ``s3fs.S3FileSystem`` (not ``asynchronous``).
         part_size: bytes per multipart part; files up to this size are one PUT.
-        max_concurrency: requests in flight at once for one call.
-        error: turns a backend error, an action and a storage path into the
-            error to raise (`Storage` redacts and names the URL).
+        max_workers: requests in flight at once for one call.
+        redact: masks URLs and known secrets in a message.
     """
 
     def __init__(
-        self, fs: Any, *, part_size: int, max_concurrency: int, error: ErrorFactory
+        self, fs: Any, *, part_size: int, max_workers: int, redact: Callable[[str], str]
     ) -> None:
-        self.fs = fs
+        super().__init__(fs, max_workers=max_workers, redact=redact)
         self.part_size = part_size
-        self.max_concurrency = max_concurrency
-        self._error = error
         # False once the store has answered 501 to If-None-Match (see module doc).
         self.conditional_writes = True
 
@@ -214,7 +212,7 @@ class S3Transfers:
         try:
             return await coro
         except Exception as err:
-            raise self._error(err, action, path) from err
+            raise self.error(err, action, path) from err
 
     def _split(self, path: str) -> tuple[str, str]:
         bucket, key, _ = self.fs.split_path(path)
@@ -258,21 +256,23 @@ class S3Transfers:
         return bool(head.get("Metadata", {}).get(WRITE_ID_KEY) == token)
 
     # -- writing ----------------------------------------------------------------
-    async def put_files(self, items: list[tuple[Path, str]], progress: Any) -> list[HashResult]:
+    async def put_files(self, items: Sequence[tuple[Path, str]], progress: Any) -> list[HashResult]:
         """Upload local files to new storage paths; their sizes and sha256s, in order."""
-        return await self._on_fs_loop(self._put_files(items, progress))
+        return await self._on_fs_loop(self._put_files(list(items), progress))
 
     async def _put_files(self, items: list[tuple[Path, str]], progress: Any) -> list[HashResult]:
-        slots = asyncio.Semaphore(self.max_concurrency)
+        slots = asyncio.Semaphore(self.max_workers)
 
         async def one(local: Path, path: str) -> HashResult:
-            result = await self._guard("write", path, self._put_file(local, path, slots, progress))
+            result = await self._guard(
+                "write", path, self._upload_file(local, path, slots, progress)
+            )
             progress.relative_update(1)
             return result
 
         return await gather_all(one(local, path) for local, path in items)
 
-    async def _put_file(
+    async def _upload_file(
         self, local: Path, path: str, slots: asyncio.Semaphore, progress: Any
     ) -> HashResult:
         child = progress.branched(str(local), self.fs.unstrip_protocol(path))
@@ -421,23 +421,36 @@ class S3Transfers:
             offset += len(part)
             return part
 
-        slots = asyncio.Semaphore(self.max_concurrency)
+        slots = asyncio.Semaphore(self.max_workers)
         return await self._put_multipart(path, read, slots, DEFAULT_CALLBACK)
 
     # -- reading ----------------------------------------------------------------
-    async def hash_object(self, path: str) -> HashResult | None:
-        """Size and sha256 of a stored object, or ``None`` if there is none."""
-        return await self._on_fs_loop(self._guard("read", path, self._hash_object(path)))
+    async def stream(
+        self, path: str, write: Writer | None, progress: Any = None
+    ) -> HashResult | None:
+        """Pass every byte of the object at ``path`` to ``write``, hashing; ``None``
+        if there is no object."""
+        return await self._on_fs_loop(
+            self._guard("read", path, self._hashed(path, write, progress))
+        )
 
-    async def _hash_object(self, path: str) -> HashResult | None:
+    async def _hashed(self, path: str, write: Writer | None, progress: Any) -> HashResult | None:
         digest = hashlib.sha256()
+
+        def consume(chunk: bytes) -> None:
+            digest.update(chunk)
+            if write is not None:
+                write(memoryview(chunk))
+
         try:
-            size = await self._stream(path, digest.update, None)
+            size = await self._get_stream(path, consume, progress)
         except FileNotFoundError:
             return None
         return size, digest.hexdigest()
 
-    async def _stream(self, path: str, consume: Callable[[bytes], object], progress: Any) -> int:
+    async def _get_stream(
+        self, path: str, consume: Callable[[bytes], object], progress: Any
+    ) -> int:
         """Stream one GET of ``path`` through ``consume`` on a worker thread.
 
         Consuming chunk n overlaps receiving chunk n + 1. A body cut off midway is
@@ -485,23 +498,3 @@ class S3Transfers:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(pending)
         return size
-
-    async def download(self, path: str, fd: int, progress: Any) -> HashResult:
-        """Write the object at ``path`` to the open file ``fd``; its size and sha256."""
-        return await self._on_fs_loop(
-            self._guard("download", path, self._download(path, fd, progress))
-        )
-
-    async def _download(self, path: str, fd: int, progress: Any) -> HashResult:
-        digest = hashlib.sha256()
-
-        def consume(chunk: bytes) -> None:
-            digest.update(chunk)
-            write_all(fd, memoryview(chunk))
-
-        size = await self._stream(path, consume, progress)
-        return size, digest.hexdigest()
-
-    async def read_bytes(self, path: str) -> bytes:
-        """The bytes of the object at ``path`` (concurrent ranged GETs when large)."""
-        return await self._on_fs_loop(self._guard("read", path, self.fs._cat_file(path)))

@@ -1,7 +1,7 @@
-"""Transfer building blocks shared by every storage: hashing copies and bounded gathers.
+"""Transfer building blocks shared by every backend: the one hashing copy and bounded gathers.
 
-Pure mechanics with no knowledge of URLs or errors: `Storage` and the S3 fast path
-(`elliptio._s3`) build their transfers from these.
+Pure mechanics with no knowledge of URLs or errors: the storage backends
+(`elliptio._backends`, `elliptio._s3`) build every transfer from these.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -18,14 +18,37 @@ __all__ = ["CHUNK", "HashResult", "copy_hashing", "gather_all", "hash_file", "wr
 # Read/write granularity of local copies and streamed reads. 4 MiB measured
 # fastest for a 1 GB local copy (1 MiB and 16 MiB were within noise or slower).
 CHUNK = 4 * 2**20
+# Below this a chunk is hashed on the copying thread: a hop to the hash thread
+# costs more than it saves.
+_INLINE_HASH = 256 * 1024
 
 T = TypeVar("T")
 HashResult = tuple[int, str]
+Reader = Callable[[memoryview], int]
+Writer = Callable[[memoryview], object]
 
-# Hashing runs beside the writes (hashlib releases the GIL on large buffers). Its
-# own small pool, because hash jobs never wait on anything, so they cannot
-# deadlock behind the storage workers that submit them.
-_hash_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="elliptio-hash")
+# Hashing runs beside the writes (hashlib releases the GIL on large buffers) on
+# threads of its own: hash jobs never wait on anything, so they cannot
+# deadlock behind the storage workers that submit them. Created on first use and
+# forgotten in a forked child, whose copy of the thread does not exist.
+_hash_pool: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _hash_pool
+    if _hash_pool is None:
+        _hash_pool = ThreadPoolExecutor(
+            max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="elliptio-hash"
+        )
+    return _hash_pool
+
+
+def _forget_pool() -> None:
+    global _hash_pool
+    _hash_pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def write_all(fd: int, view: memoryview) -> None:
@@ -35,61 +58,64 @@ def write_all(fd: int, view: memoryview) -> None:
         view = view[written:]
 
 
-def hash_file(path: str | os.PathLike[str]) -> HashResult:
-    """The size and sha256 hex digest of a local file, read once."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+def copy_hashing(
+    readinto: Reader, write: Writer | None, progress: Any = None, size_hint: int | None = None
+) -> HashResult:
+    """Move bytes from ``readinto`` to ``write``, hashing them in the same pass.
 
-
-def copy_hashing(src: Any, dst_fd: int, progress: Any) -> HashResult:
-    """Copy a binary file object to ``dst_fd``, hashing in the same pass.
-
-    Each chunk is read once; its sha256 update runs on the hash pool while the
-    same buffer is written, so a large copy costs about max(hash, copy) rather
-    than their sum (two buffers alternate, so reading the next chunk overlaps too).
+    The one hashing copy of elliptio: uploads, downloads, verified reads and
+    re-hashes all go through it. Each chunk is read once; a large chunk's sha256
+    update runs on the hash thread while the same buffer is written, so a large
+    copy costs about max(hash, copy) rather than their sum (two buffers
+    alternate, so reading the next chunk overlaps too).
 
     Args:
-        src: an object with ``readinto`` (a file opened ``"rb"``).
-        dst_fd: an open file descriptor to write.
-        progress: an fsspec callback, told each chunk's size.
+        readinto: fills a buffer, returns the bytes read (0 at the end).
+        write: takes each chunk; ``None`` only hashes.
+        progress: an fsspec callback told each chunk's size, or ``None``.
+        size_hint: the expected size, so small files get small buffers.
 
     Returns:
-        The size and sha256 hex digest of what was copied.
+        The size and sha256 hex digest of what was moved.
     """
     digest = hashlib.sha256()
-    buffers = (bytearray(CHUNK), bytearray(CHUNK))
+    first = CHUNK if size_hint is None else max(1, min(CHUNK, size_hint + 1))
+    buffers = [bytearray(first)]
     pending: Future[None] | None = None
     size = 0
     turn = 0
     try:
         while True:
             buffer = buffers[turn]
-            n = src.readinto(buffer)
+            n = readinto(memoryview(buffer))
             if not n:
                 break
             view = memoryview(buffer)[:n]
-            if n < 64 * 1024:  # handing tiny chunks to a thread costs more than it saves
-                if pending is not None:
-                    pending.result()
-                    pending = None
+            if pending is not None:
+                pending.result()  # keeps the updates in order, frees the other buffer
+                pending = None
+            if n < _INLINE_HASH:
                 digest.update(view)
             else:
-                if pending is not None:
-                    pending.result()  # keeps the updates in order
-                pending = _hash_pool.submit(digest.update, view)
-            write_all(dst_fd, view)
+                pending = _pool().submit(digest.update, view)
+                if len(buffers) == 1:
+                    buffers.append(bytearray(len(buffer)))
+            if write is not None:
+                write(view)
             size += n
-            progress.relative_update(n)
-            turn ^= 1
+            if progress is not None:
+                progress.relative_update(n)
+            turn = (turn + 1) % len(buffers)
     finally:
         if pending is not None:
             pending.result()
     return size, digest.hexdigest()
+
+
+def hash_file(path: str | os.PathLike[str]) -> HashResult:
+    """The size and sha256 hex digest of a local file, read once."""
+    with open(path, "rb", buffering=0) as f:
+        return copy_hashing(f.readinto, None, size_hint=os.fstat(f.fileno()).st_size)
 
 
 async def gather_all(aws: Iterable[Awaitable[T]]) -> list[T]:

@@ -67,6 +67,7 @@ def crash_writer(
     moment of its choosing. Prints ``ready`` once the handler is open, then each
     committed artifact id (flushed) once ``upload`` / the ``with`` block returned.
     """
+    import elliptio._backends as backends
     import elliptio._storage as storage_module
     import elliptio._transfer as transfer
 
@@ -87,6 +88,7 @@ def crash_writer(
         original_write_all(fd, data)
 
     storage_module.write_all = write_all  # type: ignore[attr-defined]
+    backends.write_all = write_all  # type: ignore[attr-defined]
     transfer.write_all = write_all
 
     folder = Path(work_dir)

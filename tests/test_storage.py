@@ -185,8 +185,10 @@ async def test_s3_without_conditional_writes_still_refuses(
 ) -> None:
     """Stores that answer 501 to If-None-Match get the HEAD-check fallback."""
     storage = Storage("s3://elliptio-test/fallback", s3_options, part_size=PART)
-    assert storage._s3 is not None
-    storage._s3.conditional_writes = False
+    from elliptio._s3 import S3Backend
+
+    assert isinstance(storage.backend, S3Backend)
+    storage.backend.conditional_writes = False
     local = tmp_path / "a.txt"
     local.write_bytes(b"first")
     await storage.put_file(local, "elliptio-test/fallback/a.txt")

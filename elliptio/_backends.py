@@ -1,0 +1,363 @@
+"""Storage backends: every byte elliptio moves goes through one small async interface.
+
+`Backend` is that interface and its generic implementation on any fsspec
+filesystem (the filesystem's sync calls on a small thread pool, so the async
+core never blocks its loop). Two subclasses specialise it where a benchmark or a
+guarantee asks for it:
+
+* `LocalBackend`: ``O_EXCL`` creates, read-only sealing (``chmod 0444``), and no
+  symlink inside the store is ever followed for a read, a seal or a removal;
+* ``S3Backend`` (`elliptio._s3`): native async s3fs calls, parallel multipart,
+  ``If-None-Match`` exclusive creates.
+
+Each backend has one URL-to-path mapping (`url` / `path`), one error translation
+(`error`: `StorageError`, `ArtifactExistsError`, URLs and secrets redacted) and
+one hashing copy (`elliptio._transfer.copy_hashing`) for every transfer, so size
+and sha256 always come from the single pass that moves the bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import stat
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from ._errors import ArtifactExistsError, ElliptioError, StorageError
+from ._transfer import HashResult, Writer, copy_hashing, gather_all, write_all
+
+__all__ = ["Backend", "LocalBackend", "make_backend"]
+
+T = TypeVar("T")
+READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+
+
+class Backend:
+    """Byte I/O on one fsspec filesystem.
+
+    Args:
+        fs: the filesystem.
+        max_workers: transfers in flight at once.
+        redact: masks URLs and known secrets in a message.
+    """
+
+    def __init__(self, fs: Any, *, max_workers: int, redact: Callable[[str], str]) -> None:
+        self.fs: fsspec.AbstractFileSystem = fs
+        self.max_workers = max(1, max_workers)
+        self.redact = redact
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
+        self._lock = threading.Lock()
+
+    # -- naming: the one URL-to-path mapping -------------------------------------
+    def url(self, path: str) -> str:
+        """The URL of a storage path."""
+        return self.fs.unstrip_protocol(path)  # type: ignore[no-any-return]
+
+    def path(self, url: str) -> str:
+        """The storage path of a URL of this filesystem."""
+        return self.fs._strip_protocol(url)  # type: ignore[no-any-return]
+
+    # -- errors: the one translation ---------------------------------------------
+    def error(self, err: BaseException, action: str, path: str) -> ElliptioError:
+        """``err`` as the `ElliptioError` to raise, its URL and secrets masked."""
+        if isinstance(err, ElliptioError):
+            return err
+        where = self.redact(self.url(path))
+        if isinstance(err, FileExistsError):
+            return ArtifactExistsError(
+                f"{where} exists already; committed files are never overwritten, "
+                "so save the new content as a new artifact"
+            )
+        return StorageError(
+            f"cannot {action} {where}: {type(err).__name__}: {self.redact(str(err))}; "
+            "check that the storage is reachable and writable, then retry"
+        )
+
+    def _pool(self) -> ThreadPoolExecutor:
+        # Created on first use and again in a forked child, whose copies of the
+        # parent's threads do not exist.
+        with self._lock:
+            if self._executor is None or self._executor_pid != os.getpid():
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self.workers, thread_name_prefix="elliptio-storage"
+                )
+                self._executor_pid = os.getpid()
+            return self._executor
+
+    @property
+    def workers(self) -> int:
+        """Threads for blocking calls: more than the cores only buys hand-offs."""
+        return max(2, min(self.max_workers, (os.cpu_count() or 1) * 2))
+
+    async def run(self, action: str, path: str, func: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call on the backend's threads; errors translated."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool(), functools.partial(func, *args))
+        except Exception as err:
+            raise self.error(err, action, path) from err
+
+    # -- writing (never over an existing file) -------------------------------------
+    def open_exclusive(self, path: str) -> IO[bytes]:
+        """Open a new file for writing; fail if it exists (where the fs can tell)."""
+        try:
+            return self.fs.open(path, "xb")  # type: ignore[no-any-return]
+        except Exception as err:
+            raise self.error(err, "write", path) from err
+
+    def _put_file(self, local: Path, path: str, progress: Any) -> HashResult:
+        with open(local, "rb", buffering=0) as src, self.fs.open(path, "xb") as dst:
+            return copy_hashing(src.readinto, dst.write, progress, os.fstat(src.fileno()).st_size)
+
+    def _prepare(self, paths: Sequence[str]) -> None:
+        """Whatever must exist before files are created at ``paths``."""
+
+    async def put_files(self, items: Sequence[tuple[Path, str]], progress: Any) -> list[HashResult]:
+        """Copy local files to new storage paths; sizes and sha256s in order.
+
+        Files are split among at most `workers` threads, each copying its share
+        one after the other: a thread hop per batch, not per file. On the first
+        failure the others stop before their next file.
+        """
+        items = list(items)
+        if not items:
+            return []
+        await self.run("write", items[0][1], self._prepare, [path for _, path in items])
+        results: list[HashResult | None] = [None] * len(items)
+        failed = threading.Event()
+
+        def batch(indices: range) -> None:
+            for i in indices:
+                if failed.is_set():
+                    return
+                local, path = items[i]
+                child = progress.branched(str(local), self.url(path))
+                try:
+                    results[i] = self._put_file(local, path, child)
+                except BaseException as err:
+                    failed.set()
+                    raise self.error(err, "write", path) from err
+                progress.relative_update(1)
+
+        n = min(self.workers, len(items))
+        loop = asyncio.get_running_loop()
+        await gather_all(
+            loop.run_in_executor(self._pool(), batch, range(k, len(items), n)) for k in range(n)
+        )
+        return [r for r in results if r is not None]
+
+    def _write_bytes(self, path: str, data: memoryview) -> HashResult:
+        with self.fs.open(path, "xb") as dst:
+            return copy_hashing(_reader(data), dst.write, None, len(data))
+
+    async def put_bytes(self, path: str, data: bytes | bytearray | memoryview) -> HashResult:
+        """Write ``data`` to a new storage path (no temporary file); its size and sha256."""
+        view = memoryview(data).cast("B")
+        return await self.run("write", path, self._write_bytes, path, view)
+
+    async def makedirs(self, path: str) -> None:
+        """Create a folder where the filesystem has folders (a no-op here)."""
+
+    async def seal(self, paths: Sequence[str]) -> None:
+        """Make committed files read-only where the filesystem can (a no-op here)."""
+
+    # -- reading ---------------------------------------------------------------------
+    def _stream(self, path: str, write: Writer | None, progress: Any) -> HashResult | None:
+        try:
+            src = self.fs.open(path, "rb")
+        except FileNotFoundError:
+            return None
+        with src:
+            if progress is not None:
+                progress.set_size(getattr(src, "size", None))
+            readinto = getattr(src, "readinto", None) or _reader_of(src)
+            return copy_hashing(readinto, write, progress)
+
+    async def stream(
+        self, path: str, write: Writer | None, progress: Any = None
+    ) -> HashResult | None:
+        """Pass every byte of a stored file to ``write`` (on a worker thread), hashing.
+
+        Returns:
+            The size and sha256 of what was read, or ``None`` if there is no file.
+        """
+        return await self.run("read", path, self._stream, path, write, progress)
+
+    def _size(self, path: str) -> int | None:
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            return None
+        return int(info["size"]) if info.get("type") == "file" else None
+
+    async def size(self, path: str) -> int | None:
+        """The size of the file at a storage path, or ``None`` if there is none."""
+        return await self.run("check", path, self._size, path)
+
+    async def exists(self, path: str) -> bool:
+        """Whether a storage path exists."""
+        return await self.run("check", path, self.fs.exists, path)
+
+    async def glob(self, pattern: str) -> list[str]:
+        """Storage paths matching a glob pattern."""
+        return await self.run("list", pattern, self.fs.glob, pattern)
+
+    # -- removing ------------------------------------------------------------------
+    def _remove_file(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
+
+    async def remove_file(self, path: str) -> None:
+        """Remove one file, if it exists."""
+        await self.run("remove", path, self._remove_file, path)
+
+    def _remove_tree(self, path: str) -> None:
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+    async def remove_tree(self, path: str) -> None:
+        """Remove a folder and everything under it, if it exists."""
+        await self.run("remove", path, self._remove_tree, path)
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        if self._executor is not None and self._executor_pid == os.getpid():
+            self._executor.shutdown(wait=False)
+        self._executor = None
+
+
+class LocalBackend(Backend):
+    """Local disk: ``O_EXCL`` creates, sealing, and no symlink followed inside the store.
+
+    Args:
+        root: the store's root; a storage path whose real location is not the
+            same place under the root's real location (a symlink planted in the
+            store) is never read, sealed or removed.
+    """
+
+    def __init__(self, fs: Any, root: str, **kwargs: Any) -> None:
+        super().__init__(fs, **kwargs)
+        self.root = root
+
+    def url(self, path: str) -> str:
+        return path
+
+    def _real(self, path: str, action: str) -> str:
+        """``path`` if no part of it below the root is a symlink; else an error."""
+        real_root = os.path.realpath(self.root)
+        rel = os.path.relpath(path, self.root)
+        if os.path.realpath(path) != os.path.normpath(os.path.join(real_root, rel)):
+            raise StorageError(
+                f"refusing to {action} {self.redact(path)}: it is (or lies under) a "
+                "symbolic link inside the store, which elliptio never writes; someone "
+                "with write access to the store made it. Remove the link"
+            )
+        return path
+
+    def open_exclusive(self, path: str) -> IO[bytes]:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return open(path, "xb")
+        except Exception as err:
+            raise self.error(err, "write", path) from err
+
+    def _create(self, path: str) -> int:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0))
+
+    def _prepare(self, paths: Sequence[str]) -> None:
+        for folder in {os.path.dirname(p) for p in paths}:
+            os.makedirs(folder, exist_ok=True)
+
+    def _put_file(self, local: Path, path: str, progress: Any) -> HashResult:
+        fd = self._create(path)
+        try:
+            with open(local, "rb", buffering=0) as src:
+                size = os.fstat(src.fileno()).st_size
+                return copy_hashing(src.readinto, functools.partial(write_all, fd), progress, size)
+        finally:
+            os.close(fd)
+
+    def _write_bytes(self, path: str, data: memoryview) -> HashResult:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = self._create(path)
+        try:
+            return copy_hashing(_reader(data), functools.partial(write_all, fd), None, len(data))
+        finally:
+            os.close(fd)
+
+    async def makedirs(self, path: str) -> None:
+        await self.run("create", path, os.makedirs, path, 0o777, True)
+
+    def _seal(self, paths: Sequence[str]) -> None:
+        for path in paths:
+            fd = os.open(self._real(path, "seal"), os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fchmod(fd, READ_ONLY)
+            finally:
+                os.close(fd)
+
+    async def seal(self, paths: Sequence[str]) -> None:
+        """Make committed files read-only (``chmod 0444``); symlinks are refused."""
+        if paths:
+            await self.run("protect", paths[0], self._seal, paths)
+
+    def _stream(self, path: str, write: Writer | None, progress: Any) -> HashResult | None:
+        try:
+            fd = os.open(self._real(path, "read"), os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        with open(fd, "rb", buffering=0) as src:
+            size = os.fstat(fd).st_size
+            if progress is not None:
+                progress.set_size(size)
+            return copy_hashing(src.readinto, write, progress, size)
+
+    def _remove_tree(self, path: str) -> None:
+        if os.path.lexists(path):
+            super()._remove_tree(self._real(path, "remove"))
+
+
+def make_backend(fs: Any, root: str, *, max_workers: int, part_size: int, redact: Any) -> Backend:
+    """The backend for a filesystem: the S3 fast path, local disk, or generic fsspec."""
+    from ._s3 import S3Backend, is_s3
+
+    if is_s3(fs):
+        return S3Backend(fs, part_size=part_size, max_workers=max_workers, redact=redact)
+    if isinstance(fs, LocalFileSystem):
+        return LocalBackend(fs, root, max_workers=max_workers, redact=redact)
+    return Backend(fs, max_workers=max_workers, redact=redact)
+
+
+def _reader(data: memoryview) -> Callable[[memoryview], int]:
+    """A ``readinto`` over bytes in memory."""
+    offset = 0
+
+    def readinto(buffer: memoryview) -> int:
+        nonlocal offset
+        n = min(len(buffer), len(data) - offset)
+        buffer[:n] = data[offset : offset + n]
+        offset += n
+        return n
+
+    return readinto
+
+
+def _reader_of(src: Any) -> Callable[[memoryview], int]:
+    """A ``readinto`` over a file object that only has ``read``."""
+
+    def readinto(buffer: memoryview) -> int:
+        chunk = src.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    return readinto
