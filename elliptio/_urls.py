@@ -7,12 +7,18 @@ id, or size and mtime) is checked at most once per ``revalidate_seconds``, so a
 warm read sends no request at all. Offline (forced by ``ELLIPTIO_OFFLINE=1``, or
 when the storage cannot be reached) cached copies stay readable and anything that
 needs the network raises `OfflineError` naming what is missing.
+
+Built on the storage backends (`elliptio._backends`): URLs resolve through
+`elliptio._storage.open_filesystem` (a URL with a password in it is refused),
+every byte moves through the backend's hashing copy, and every backend error is
+translated by the backend's one `error` (URLs and secrets masked).
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -20,18 +26,24 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from ._backends import Backend, make_backend
 from ._cache import Cache
 from ._config import Settings, load_settings
-from ._errors import OfflineError, StorageError
+from ._errors import ElliptioError, OfflineError, StorageError
 from ._redact import known_secrets, redact_text, redact_url
+from ._storage import DEFAULT_PART_SIZE, open_filesystem
+from ._sync import sync
+from ._transfer import copy_hashing, write_all
+
+T = TypeVar("T")
 
 __all__ = [
     "UrlTools",
@@ -78,12 +90,14 @@ class UrlTools:
         )
         self._store_protocol = fsspec.core.split_protocol(settings.resolved_storage_url())[0]
         self._secrets = known_secrets([settings.storage_url], settings.storage_options)
+        self._backends: dict[tuple[type, int], Backend] = {}
 
     def _redact(self, text: str) -> str:
         return redact_text(redact_url(text), self._secrets)
 
     # -- plumbing ---------------------------------------------------------------
-    def _fs(self, url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    def _backend(self, url: str) -> tuple[Backend, str]:
+        """The backend of a URL's filesystem and the URL's storage path."""
         if not isinstance(url, str | os.PathLike) or not os.fspath(url):
             raise StorageError(f"{url!r} is not a URL or path")
         url = os.fspath(url)
@@ -91,11 +105,33 @@ class UrlTools:
         # The store's options (endpoint, credentials) apply to URLs of its protocol.
         options = self.settings.storage_options if protocol == self._store_protocol else {}
         try:
-            fs, path = fsspec.core.url_to_fs(url, **options)
-        except (ImportError, ValueError) as err:
-            reason = self._redact(str(err))
-            raise StorageError(f"cannot open {redact_url(url)!r}: {reason}") from None
-        return fs, path
+            fs, path = open_filesystem(url, options, self._redact)
+        except ElliptioError as err:
+            raise StorageError(str(err)) from None
+        key = (type(fs), id(fs))
+        backend = self._backends.get(key)
+        if backend is None:
+            backend = self._backends[key] = make_backend(
+                fs,
+                "/",
+                max_workers=self.settings.max_concurrency,
+                part_size=DEFAULT_PART_SIZE,
+                redact=self._redact,
+            )
+        return backend, path
+
+    def _fs(self, url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+        backend, path = self._backend(url)
+        return backend.fs, path
+
+    def _call(self, backend: Backend, action: str, path: str, func: Callable[..., T], *a: Any) -> T:
+        """A blocking call of the backend's filesystem, its errors translated."""
+        try:
+            return func(*a)
+        except (FileNotFoundError, OfflineError):
+            raise
+        except Exception as err:
+            raise backend.error(err, action, path) from err
 
     def _record_file(self, url: str) -> Path:
         key = hashlib.sha256(url.encode()).hexdigest()
@@ -153,8 +189,8 @@ class UrlTools:
             FileNotFoundError: ``url`` does not exist.
         """
         url = os.fspath(url)
-        fs, path = self._fs(url)
-        if isinstance(fs, LocalFileSystem):
+        backend, path = self._backend(url)
+        if isinstance(backend.fs, LocalFileSystem):
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"{path!r} does not exist")
             return Path(path)
@@ -167,28 +203,42 @@ class UrlTools:
         if self.settings.offline:
             raise self._offline_error(url, "read")
         try:
-            version = self._version(fs, path)
+            version = self._version(backend.fs, path)
         except FileNotFoundError:
             raise
         except Exception as err:
             if not is_unreachable(err):
-                raise StorageError(
-                    f"cannot read {redact_url(url)!r}: {self._redact(str(err))}"
-                ) from err
+                raise backend.error(err, "read", path) from err
             if cached is not None:
                 return cached  # offline detected: the cached copy is the best we have
             raise self._offline_error(url, "read") from None
         if cached is not None and record is not None and record.get("version") == version:
             self._save_record(url, record["sha256"], version)
             return cached
-
-        def download(dst: IO[bytes]) -> None:
-            with fs.open(path, "rb") as src:
-                shutil.copyfileobj(src, dst, 4 * 2**20)
-
-        sha256, fetched = self.cache.put(download)
+        sha256, fetched = self._fetch(backend, path)
         self._save_record(url, sha256, version)
         return fetched
+
+    def _fetch(self, backend: Backend, path: str) -> tuple[str, Path]:
+        """Stream a file into the cache through the backend's hashing copy."""
+        tmp_dir = self.cache.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
+        try:
+            try:
+                found = sync(backend.stream(path, functools.partial(write_all, fd)))
+            finally:
+                os.close(fd)
+            if found is None:
+                raise FileNotFoundError(f"{backend.redact(backend.url(path))!r} does not exist")
+            target = self.cache.path_for(found[1])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return found[1], self.cache.adopt(target)
 
     @contextlib.contextmanager
     def local_copy(self, url: str) -> Iterator[Path]:
@@ -201,9 +251,10 @@ class UrlTools:
             return builtins.open(self.cached_path(url), mode, **kwargs)
         if self.settings.offline:
             raise self._offline_error(url, "write")
-        fs, path = self._fs(url)
+        backend, path = self._backend(url)
         self.invalidate(url)
-        return fs.open(path, mode, **kwargs)  # type: ignore[no-any-return]
+        handle: IO[Any] = self._call(backend, "open", path, backend.fs.open, path, mode, **kwargs)
+        return handle
 
     # -- writing ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -215,26 +266,29 @@ class UrlTools:
         url = os.fspath(url)
         if self.settings.offline:
             raise self._offline_error(url, "write")
-        fs, path = self._fs(url)
+        backend, path = self._backend(url)
+        fs = backend.fs
         with tempfile.TemporaryDirectory(prefix="elliptio-write-") as tmp:
             local = Path(tmp) / (Path(path).name or "file")
             yield local
             if not local.exists():
                 raise StorageError(f"nothing was written to {str(local)!r} for {redact_url(url)!r}")
-            fs.put_file(str(local), path)
+            self._call(backend, "write", path, fs.put_file, str(local), path)
             self.invalidate(url)
             if not isinstance(fs, LocalFileSystem):
                 with builtins.open(local, "rb") as f:
                     sha256, _ = self.cache.put(lambda dst: shutil.copyfileobj(f, dst))
-                self._save_record(url, sha256, self._version(fs, path))
+                version = self._call(backend, "check", path, self._version, fs, path)
+                self._save_record(url, sha256, version)
 
     # -- listing and moving -----------------------------------------------------------
     def ls(self, url: str, detail: bool = False) -> list[Any]:
         """List a folder (or prefix); URLs keep their protocol."""
         if self.settings.offline:
             raise self._offline_error(url, "list")
-        fs, path = self._fs(url)
-        entries = fs.ls(path, detail=True)
+        backend, path = self._backend(url)
+        fs = backend.fs
+        entries = self._call(backend, "list", path, fs.ls, path, True)
         if isinstance(fs, LocalFileSystem):
             return entries if detail else [e["name"] for e in entries]
         if detail:
@@ -249,33 +303,40 @@ class UrlTools:
             if record and self.cache.lookup(record["sha256"]):
                 return True
             raise self._offline_error(url, "check")
-        fs, path = self._fs(url)
-        return bool(fs.exists(path))
+        backend, path = self._backend(url)
+        return bool(self._call(backend, "check", path, backend.fs.exists, path))
 
     def cp(self, src: str, dst: str, recursive: bool = False) -> None:
         """Copy ``src`` to ``dst``, within or across filesystems."""
         if self.settings.offline:
             raise self._offline_error(dst, "copy to")
-        src_fs, src_path = self._fs(src)
-        dst_fs, dst_path = self._fs(dst)
-        if type(src_fs) is type(dst_fs) and src_fs.storage_options == dst_fs.storage_options:
-            src_fs.copy(src_path, dst_path, recursive=recursive)
+        src_backend, src_path = self._backend(src)
+        dst_backend, dst_path = self._backend(dst)
+        src_fs, dst_fs = src_backend.fs, dst_backend.fs
+        if src_fs is dst_fs:
+            self._call(src_backend, "copy", src_path, src_fs.copy, src_path, dst_path, recursive)
         elif recursive:
-            for name in src_fs.find(src_path):
+            names = self._call(src_backend, "list", src_path, src_fs.find, src_path)
+            for name in names:
                 rel = name[len(src_path.rstrip("/")) + 1 :]
-                self._stream(src_fs, name, dst_fs, f"{dst_path.rstrip('/')}/{rel}")
+                self._stream(src_backend, name, dst_backend, f"{dst_path.rstrip('/')}/{rel}")
         else:
-            self._stream(src_fs, src_path, dst_fs, dst_path)
+            self._stream(src_backend, src_path, dst_backend, dst_path)
         self.invalidate(os.fspath(dst), recursive=recursive)
 
-    @staticmethod
-    def _stream(
-        src_fs: fsspec.AbstractFileSystem, src: str, dst_fs: fsspec.AbstractFileSystem, dst: str
-    ) -> None:
-        if isinstance(dst_fs, LocalFileSystem):
-            dst_fs.makedirs(dst_fs._parent(dst), exist_ok=True)
-        with src_fs.open(src, "rb") as f_in, dst_fs.open(dst, "wb") as f_out:
-            shutil.copyfileobj(f_in, f_out, 4 * 2**20)
+    def _stream(self, src: Backend, src_path: str, dst: Backend, dst_path: str) -> None:
+        """Copy one file across filesystems through the one copy loop."""
+
+        def copy() -> None:
+            if isinstance(dst.fs, LocalFileSystem):
+                dst.fs.makedirs(dst.fs._parent(dst_path), exist_ok=True)
+            with src.fs.open(src_path, "rb") as f_in, dst.fs.open(dst_path, "wb") as f_out:
+                readinto = getattr(f_in, "readinto", None)
+                if readinto is None:
+                    raise StorageError(f"{src.redact(src.url(src_path))!r} cannot be streamed")
+                copy_hashing(readinto, f_out.write)
+
+        self._call(src, "copy", src_path, copy)
 
     def mv(self, src: str, dst: str, recursive: bool = False) -> None:
         """Move ``src`` to ``dst``."""
@@ -286,8 +347,8 @@ class UrlTools:
         """Remove ``url`` (a folder only with ``recursive=True``)."""
         if self.settings.offline:
             raise self._offline_error(url, "remove")
-        fs, path = self._fs(url)
-        fs.rm(path, recursive=recursive)
+        backend, path = self._backend(url)
+        self._call(backend, "remove", path, backend.fs.rm, path, recursive)
         self.invalidate(os.fspath(url), recursive=recursive)
 
     # -- cache housekeeping -----------------------------------------------------------

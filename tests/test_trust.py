@@ -1,0 +1,316 @@
+"""Nothing read back from the catalog or storage is trusted, on every store and read path.
+
+Each test plays someone with write access to a shared catalog or to the store
+(SECURITY.md, "Who can make elliptio do what") or a damaged disk, through the
+public API and the CLI, on local disk, in memory and on S3 over HTTP (moto).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pytest
+
+import elliptio as eio
+from elliptio._layout import METADATA_RELPATH, artifact_prefix, new_artifact_id
+from elliptio._models import Metadata
+from elliptio._protocol import ElliptioFileSystem
+from elliptio._sync import sync
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = b"path,class\n/a.png,0\n/b.png,1\n"
+BAD = b"path,class\n/a.png,1\n/b.png,0\n"  # same size, other bytes
+
+
+def _fs(h: eio.Handler) -> Any:
+    return h.storage.fs
+
+
+def _outside(h: eio.Handler, tmp_path: Path) -> tuple[str, str]:
+    """A file outside the store's root holding GOOD: (its storage path, its URL)."""
+    if h.storage.is_local:
+        target = tmp_path / "outside" / "secret.csv"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(GOOD)
+        return str(target), str(target)
+    path = h.storage.root.rsplit("/", 1)[0] + "/outside-store/secret.csv"
+    _fs(h).pipe_file(path, GOOD)
+    return path, h.storage.url(path)
+
+
+def _tamper(h: eio.Handler, url: str, data: bytes) -> None:
+    """Replace a stored file behind elliptio's back, as a faulty disk or a user would."""
+    path = h.storage.path(url)
+    if h.storage.is_local:
+        os.chmod(path, stat.S_IWUSR | stat.S_IRUSR)
+        Path(path).write_bytes(data)
+    else:
+        _fs(h).pipe_file(path, data)
+
+
+def _cli(h: eio.Handler, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    if h.storage.root_url.startswith("memory://"):
+        pytest.skip("an in-memory store lives in one process; the CLI runs in another")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "ELLIPTIO_STORAGE_URL": h.storage.root_url,
+        "ELLIPTIO_CATALOG_URL": h.aio.settings.resolved_catalog_url(),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "elliptio", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+
+
+# -- 1. gc acts only on folders the layout gives -----------------------------------
+def test_gc_never_removes_a_folder_a_lease_names_outside_the_store(
+    handler: eio.Handler, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    kept = handler.upload(data_files["test"])
+    outside_path, _ = _outside(handler, tmp_path)
+    outside_folder = outside_path.rsplit("/", 1)[0]
+    old = datetime.now(tz=UTC) - timedelta(days=3)
+    escape = f"{handler.storage.root}/../{outside_folder.rsplit('/', 1)[1]}"
+    sync(handler.catalog.open_lease(new_artifact_id(), escape, old))
+    with pytest.raises(eio.CorruptRecordError, match="lease"):
+        handler.gc(grace=timedelta(0), delete=True)
+    assert _fs(handler).cat_file(outside_path) == GOOD
+    assert handler.get(kept.artifact_id).file.read_bytes() == data_files["test"].read_bytes()
+
+
+def test_gc_never_removes_a_committed_artifact_named_by_a_lease(
+    handler: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    victim = handler.upload(data_files["test"])
+    prefix = handler.storage.path(victim.metadata.remote_root)
+    old = datetime.now(tz=UTC) - timedelta(days=3)
+    # A lease under another id naming the victim's folder, and one under its own id.
+    sync(handler.catalog.open_lease(new_artifact_id(), prefix, old))
+    with pytest.raises(eio.CorruptRecordError, match="not that artifact's own folder"):
+        handler.gc(grace=timedelta(0), delete=True)
+    sync(handler.catalog.close_lease(victim.artifact_id))
+    sync(handler.catalog.open_lease(victim.artifact_id, prefix, old))
+    future = datetime.now(tz=UTC) + timedelta(days=30)
+    from elliptio._maintenance import gc
+
+    with pytest.raises(eio.CorruptRecordError):  # the planted foreign lease is still there
+        sync(gc(handler.storage, handler.catalog, delete=True, now=future))
+    assert handler.get(victim.artifact_id).file.read_bytes() == data_files["test"].read_bytes()
+    assert handler.verify(victim.artifact_id).ok
+
+
+def test_gc_cli_reports_a_corrupt_lease_in_one_line(
+    handler: eio.Handler, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    handler.upload(data_files["test"])
+    old = datetime.now(tz=UTC) - timedelta(days=3)
+    sync(handler.catalog.open_lease(new_artifact_id(), f"{handler.storage.root}/../x/y", old))
+    handler.close()
+    out = _cli(handler, tmp_path, "gc", "--grace-hours", "0", "--delete", "--yes")
+    assert out.returncode == 1
+    assert "CorruptRecordError" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+# -- 2. records and sidecars naming files outside the layout -----------------------
+def _planted_record(h: eio.Handler, template: eio.Artifact, url: str) -> Metadata:
+    """A record like ``template`` under a new id whose file URL is ``url``."""
+    aid = new_artifact_id()
+    created = datetime.now(tz=UTC).replace(microsecond=0)
+    prefix = artifact_prefix(h.storage.root, created, "mallory", aid)
+    doc = template.metadata.model_dump()
+    doc["files"] = [{**doc["files"][0], "url": url, "size": len(GOOD)}]
+    doc["files"][0]["sha256"] = __import__("hashlib").sha256(GOOD).hexdigest()
+    doc.update(artifact_id=aid, creation_time=created, remote_root=h.storage.url(prefix))
+    doc.pop("name", None)
+    doc.pop("name_version", None)
+    return Metadata.model_validate(doc)
+
+
+def test_reindex_refuses_a_sidecar_naming_a_file_outside_the_store(
+    handler: eio.Handler, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    template = handler.upload(data_files["test"])
+    outside_path, outside_url = _outside(handler, tmp_path)
+    mode_before = os.stat(outside_path).st_mode if handler.storage.is_local else None
+    record = _planted_record(handler, template, outside_url)
+    prefix = handler.storage.path(record.remote_root)
+    _fs(handler).makedirs(f"{prefix}/.elliptio", exist_ok=True)
+    _fs(handler).pipe_file(f"{prefix}/{METADATA_RELPATH}", record.model_dump_json().encode())
+    report = handler.reindex()
+    assert record.artifact_id in report.unreadable
+    assert record.artifact_id not in report.added
+    assert handler.find({"artifact_id": record.artifact_id}).empty
+    if mode_before is not None:
+        assert os.stat(outside_path).st_mode == mode_before  # not sealed
+    handler.close()
+    out = _cli(handler, tmp_path, "reindex")
+    assert out.returncode == 1
+    assert record.artifact_id in out.stderr
+
+
+def test_reads_refuse_a_record_naming_a_file_outside_the_store(
+    handler: eio.Handler, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """A shared-catalog writer inserts a record pointing at any file it likes."""
+    template = handler.upload(data_files["test"])
+    _, outside_url = _outside(handler, tmp_path)
+    for url in (
+        outside_url,
+        template.file.url,  # another artifact's file, but at a relpath that is not its own
+        handler.storage.url(
+            f"{handler.storage.path(template.metadata.remote_root)}/{METADATA_RELPATH}"
+        ),
+    ):
+        record = _planted_record(handler, template, url)
+        if url == template.file.url:
+            # Its own id in the path, with another relpath: not where the layout puts it.
+            own = handler.storage.path(record.remote_root) + "/elsewhere.csv"
+            record = record.model_copy(
+                update={
+                    "files": [record.files[0].model_copy(update={"url": handler.storage.url(own)})]
+                }
+            )
+        sync(handler.catalog.insert(record.to_document()))
+        art = handler.get(record.artifact_id)
+        file = art.file
+        for read in (
+            file.read_bytes,
+            file.read_text,
+            file.local_path,
+            lambda f=file: f.open().read(),
+            lambda f=file: f.download(tmp_path / "dl" / "x.csv"),
+        ):
+            with pytest.raises(eio.CorruptRecordError):
+                read()
+        assert not (tmp_path / "dl" / "x.csv").exists()
+        with pytest.raises(eio.CorruptRecordError):
+            handler.verify(record.artifact_id)
+
+
+# -- 3. a same-size tamper is an IntegrityError on every read path -----------------
+@pytest.fixture
+def tampered(
+    handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[eio.Handler, eio.Artifact]:
+    src = tmp_path / "table.csv"
+    src.write_bytes(GOOD)
+    art = handler.upload(src)
+    _tamper(handler, art.file.url, BAD)
+    # elliptio:// resolves through the settings of the process.
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", handler.storage.root_url)
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", handler.aio.settings.resolved_catalog_url())
+    if handler.storage.options:
+        monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(handler.storage.options))
+    return handler, art
+
+
+def test_every_read_path_refuses_a_same_size_tamper(
+    tampered: tuple[eio.Handler, eio.Artifact], tmp_path: Path
+) -> None:
+    h, art = tampered
+    file = h.get(art.artifact_id).file
+    eio_url = file.eio_url
+    reads = {
+        "read_bytes": file.read_bytes,
+        "read_text": file.read_text,
+        "open": lambda: file.open().read(),
+        "open text": lambda: file.open("r").read(),
+        "local_path": file.local_path,
+        "download": lambda: file.download(tmp_path / "out" / "table.csv"),
+        "fsspec.open": lambda: fsspec.open(eio_url, "rb").open().read(),
+        "cat_file": lambda: ElliptioFileSystem().cat_file(eio_url),
+        "cat_file range": lambda: ElliptioFileSystem().cat_file(eio_url, start=0, end=4),
+        "get_file": lambda: ElliptioFileSystem().get_file(eio_url, str(tmp_path / "got.csv")),
+        "pandas": lambda: pd.read_csv(eio_url),
+    }
+    for name, read in reads.items():
+        with pytest.raises(eio.IntegrityError):
+            read()
+            pytest.fail(f"{name} served tampered bytes")
+    assert not (tmp_path / "out" / "table.csv").exists()
+    assert not (tmp_path / "got.csv").exists()
+    assert not h.verify(art.artifact_id).ok
+
+
+async def test_async_reads_refuse_a_same_size_tamper(
+    tampered: tuple[eio.Handler, eio.Artifact],
+) -> None:
+    h, art = tampered
+    file = h.get(art.artifact_id).file
+    for read in (file.aread_bytes, file.aread_text, file.alocal_path):
+        with pytest.raises(eio.IntegrityError):
+            await read()
+
+
+def test_cli_reads_refuse_a_same_size_tamper(
+    tampered: tuple[eio.Handler, eio.Artifact], tmp_path: Path
+) -> None:
+    h, art = tampered
+    h.close()
+    for args in (
+        ["cat", art.artifact_id, "table.csv"],
+        ["cat", art.file.eio_url],
+        ["download", art.artifact_id, "-o", str(tmp_path / "cli")],
+        ["verify", art.artifact_id],
+    ):
+        out = _cli(h, tmp_path, *args)
+        assert out.returncode == 1, args
+        assert "Traceback" not in out.stderr
+        assert GOOD.decode() not in out.stdout and BAD.decode() not in out.stdout
+    assert not (tmp_path / "cli" / "table.csv").exists()
+
+
+# -- 4. dedup references only bytes it confirmed ------------------------------------
+def test_dedup_copies_instead_of_referencing_a_damaged_object(
+    handler: eio.Handler, tmp_path: Path
+) -> None:
+    src = tmp_path / "table.csv"
+    src.write_bytes(GOOD)
+    first = handler.upload(src)
+    _tamper(handler, first.file.url, BAD)
+    again = handler.upload(src)
+    assert again.file.url != first.file.url  # copied, not a reference to damaged bytes
+    assert again.file.read_bytes() == GOOD
+    assert handler.verify(again.artifact_id).ok
+    assert not handler.verify(first.artifact_id).ok
+
+
+def test_dedup_still_references_intact_objects(handler: eio.Handler, tmp_path: Path) -> None:
+    src = tmp_path / "table.csv"
+    src.write_bytes(GOOD)
+    first = handler.upload(src)
+    again = handler.upload(src)
+    assert again.file.url == first.file.url
+    assert again.file.read_bytes() == GOOD
+
+
+def test_dedup_never_references_a_url_outside_the_store(
+    handler: eio.Handler, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """A catalog writer claims that a file outside the store holds some content."""
+    template = handler.upload(data_files["test"])
+    _, outside_url = _outside(handler, tmp_path)
+    sync(handler.catalog.insert(_planted_record(handler, template, outside_url).to_document()))
+    src = tmp_path / "table.csv"
+    src.write_bytes(GOOD)
+    art = handler.upload(src)
+    assert art.file.url != outside_url
+    assert art.file.url.startswith(handler.storage.root_url)
+    assert art.file.read_bytes() == GOOD
