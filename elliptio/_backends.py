@@ -132,11 +132,15 @@ class Backend:
         items = list(items)
         if not items:
             return []
-        await self.run("write", items[0][1], self._prepare, [path for _, path in items])
         results: list[HashResult | None] = [None] * len(items)
         failed = threading.Event()
 
         def batch(indices: range) -> None:
+            try:
+                self._prepare([items[i][1] for i in indices])
+            except BaseException as err:
+                failed.set()
+                raise self.error(err, "write", items[indices[0]][1]) from err
             for i in indices:
                 if failed.is_set():
                     return
@@ -160,16 +164,35 @@ class Backend:
         with self.fs.open(path, "xb") as dst:
             return copy_hashing(_reader(data), dst.write, None, len(data))
 
-    async def put_bytes(self, path: str, data: bytes | bytearray | memoryview) -> HashResult:
-        """Write ``data`` to a new storage path (no temporary file); its size and sha256."""
+    def _write_sealed(self, path: str, data: memoryview, seal: Sequence[str] | None) -> HashResult:
+        result = self._write_bytes(path, data)
+        if seal is not None:
+            self._seal([*seal, path])
+        return result
+
+    async def put_bytes(
+        self, path: str, data: bytes | bytearray | memoryview, seal: Sequence[str] | None = None
+    ) -> HashResult:
+        """Write ``data`` to a new storage path (no temporary file); its size and sha256.
+
+        Args:
+            seal: files to `seal` together with this one once it is written, in
+                the same call (a commit's files and its sidecar); ``None`` seals
+                nothing.
+        """
         view = memoryview(data).cast("B")
-        return await self.run("write", path, self._write_bytes, path, view)
+        return await self.run("write", path, self._write_sealed, path, view, seal)
 
     async def makedirs(self, path: str) -> None:
         """Create a folder where the filesystem has folders (a no-op here)."""
 
+    def _seal(self, paths: Sequence[str]) -> None:
+        """Make files read-only where the filesystem can (a no-op here)."""
+
     async def seal(self, paths: Sequence[str]) -> None:
-        """Make committed files read-only where the filesystem can (a no-op here)."""
+        """Make committed files read-only where the filesystem can."""
+        if paths:
+            await self.run("protect", paths[0], self._seal, paths)
 
     # -- reading ---------------------------------------------------------------------
     def _stream(self, path: str, write: Writer | None, progress: Any) -> HashResult | None:
@@ -299,17 +322,13 @@ class LocalBackend(Backend):
         await self.run("create", path, os.makedirs, path, 0o777, True)
 
     def _seal(self, paths: Sequence[str]) -> None:
+        """Make committed files read-only (``chmod 0444``); symlinks are refused."""
         for path in paths:
             fd = os.open(self._real(path, "seal"), os.O_RDONLY | os.O_NOFOLLOW)
             try:
                 os.fchmod(fd, READ_ONLY)
             finally:
                 os.close(fd)
-
-    async def seal(self, paths: Sequence[str]) -> None:
-        """Make committed files read-only (``chmod 0444``); symlinks are refused."""
-        if paths:
-            await self.run("protect", paths[0], self._seal, paths)
 
     def _stream(self, path: str, write: Writer | None, progress: Any) -> HashResult | None:
         try:

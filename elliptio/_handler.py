@@ -251,16 +251,16 @@ class AsyncHandler:
             name_version=version,
         )
         sidecar = record.model_dump_json(indent=2).encode()
-        sidecar_path = f"{draft.prefix}/{METADATA_RELPATH}"
-        await self.storage.write_bytes(sidecar_path, sidecar)
         prefix = draft.prefix
         own = [f"{prefix}/{f.relpath}" for f in files] + [
             f"{prefix}/{LOGS_DIR}/{f.relpath}" for f in logs
         ]
         # Deduplicated files live (sealed already) in the artifact that wrote them.
         recorded = {f.url for f in files + logs}
-        await self.storage.seal(
-            [path for path in own if self.storage.url(path) in recorded] + [sidecar_path]
+        await self.storage.write_bytes(
+            f"{prefix}/{METADATA_RELPATH}",
+            sidecar,
+            seal=[path for path in own if self.storage.url(path) in recorded],
         )
         await self.catalog.commit(record.to_document())
         return Artifact.from_metadata(record, self.storage)

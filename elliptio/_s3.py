@@ -403,8 +403,10 @@ class S3Backend(Backend):
         with contextlib.suppress(Exception):
             await self._call("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
 
-    async def put_bytes(self, path: str, data: bytes | bytearray | memoryview) -> HashResult:
-        """Write ``data`` to a new storage path; its size and sha256."""
+    async def put_bytes(
+        self, path: str, data: bytes | bytearray | memoryview, seal: Sequence[str] | None = None
+    ) -> HashResult:
+        """Write ``data`` to a new storage path; its size and sha256 (nothing to seal)."""
         return await self._on_fs_loop(self._guard("write", path, self._put_bytes(path, data)))
 
     async def _put_bytes(self, path: str, data: bytes | bytearray | memoryview) -> HashResult:

@@ -290,9 +290,14 @@ class Storage:
         """Copy one local file to a new storage path; its size and sha256."""
         return (await self.put_files([(local, path)]))[0]
 
-    async def write_bytes(self, path: str, data: bytes | bytearray | memoryview) -> HashResult:
-        """Write ``data`` to a new storage path (no temporary file); its size and sha256."""
-        return await self.backend.put_bytes(path, data)
+    async def write_bytes(
+        self, path: str, data: bytes | bytearray | memoryview, seal: Sequence[str] | None = None
+    ) -> HashResult:
+        """Write ``data`` to a new storage path (no temporary file); its size and sha256.
+
+        ``seal``: files to make read-only with it, in the same call (see `seal`).
+        """
+        return await self.backend.put_bytes(path, data, seal)
 
     async def makedirs(self, path: str) -> None:
         """Create a folder on local disk (a no-op on object stores)."""
