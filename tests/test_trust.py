@@ -314,3 +314,53 @@ def test_dedup_never_references_a_url_outside_the_store(
     assert art.file.url != outside_url
     assert art.file.url.startswith(handler.storage.root_url)
     assert art.file.read_bytes() == GOOD
+
+
+# -- symlinks planted in a local store are never followed --------------------------
+@pytest.fixture
+def local(tmp_path: Path) -> Any:
+    h = eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    yield h
+    h.close()
+
+
+def test_a_symlink_planted_in_the_store_is_never_read_or_sealed(
+    local: eio.Handler, tmp_path: Path
+) -> None:
+    src = tmp_path / "table.csv"
+    src.write_bytes(GOOD)
+    art = local.upload(src)
+    outside = tmp_path / "outside.csv"
+    outside.write_bytes(GOOD)  # the same bytes: the sha256 alone would not notice
+    stored = Path(art.file.url)
+    os.chmod(stored.parent, 0o755)
+    stored.unlink()
+    stored.symlink_to(outside)
+    file = local.get(art.artifact_id).file
+    for read in (file.read_bytes, file.local_path, lambda: file.open().read()):
+        with pytest.raises(eio.StorageError, match="symbolic link"):
+            read()
+    # reindex of a record whose file is such a link restores the record, seals nothing
+    sync(local.catalog.delete(art.artifact_id))
+    mode = outside.stat().st_mode
+    report = local.reindex()
+    assert art.artifact_id in report.added
+    assert outside.stat().st_mode == mode
+
+
+def test_gc_never_removes_through_a_symlink_planted_in_the_store(
+    local: eio.Handler, tmp_path: Path
+) -> None:
+    """A lease whose folder follows the layout, under a date folder linked elsewhere."""
+    elsewhere = tmp_path / "elsewhere"
+    aid = new_artifact_id()
+    orphan = elsewhere / "01" / "01" / "eve" / f"000000_{aid}"
+    orphan.mkdir(parents=True)
+    (orphan / "keep.bin").write_bytes(b"not elliptio's")
+    root = Path(local.storage.root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "2020").symlink_to(elsewhere, target_is_directory=True)
+    old = datetime.now(tz=UTC) - timedelta(days=3)
+    sync(local.catalog.open_lease(aid, f"{root}/2020/01/01/eve/000000_{aid}", old))
+    local.gc(grace=timedelta(0), delete=True)
+    assert (orphan / "keep.bin").read_bytes() == b"not elliptio's"
