@@ -371,6 +371,13 @@ class AsyncHandler:
         contributes its whole tree. Nothing is written before every path and
         label has been checked; on any failure nothing becomes visible.
 
+        Symlinks: a path in ``local_paths`` is used as given, so a symlink given
+        there is followed. Inside a folder, a symlink to a file or folder inside
+        that same folder is followed (its content is saved under the link's
+        relpath); a symlink that points outside the folder, or nowhere, or to a
+        folder holding the link, raises `InvalidPathError` naming the link and its
+        target: copy the file into the folder, or give it in ``local_paths``.
+
         Args:
             local_paths: files and folders to save.
             labels: `Labels` or a dict of their fields.
