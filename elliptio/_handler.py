@@ -18,7 +18,7 @@ import pandas as pd
 from ._artifact import Artifact
 from ._cache import Cache
 from ._catalog import Catalog, open_catalog
-from ._catalog.base import lease_lost_error
+from ._catalog.base import CatalogLostError, lease_lost_error
 from ._config import Settings, load_settings
 from ._errors import (
     ArtifactNotFoundError,
@@ -266,7 +266,22 @@ class AsyncHandler:
         return Artifact.from_metadata(record, self.storage)
 
     async def _fail(self, draft: _Draft, err: BaseException) -> None:
-        """Clean up after a failed write; raise the clear error if gc took it away."""
+        """Clean up after a failed write; raise the clear error if gc took it away.
+
+        A write whose catalog file was lost after its sidecar was written keeps its
+        files: they are a whole artifact that `reindex` restores (and that gc, seeing
+        a sidecar without record or lease, leaves alone).
+        """
+        if isinstance(err, CatalogLostError):
+            kept = False
+            with contextlib.suppress(ElliptioError):
+                kept = await self.storage.exists(f"{draft.prefix}/{METADATA_RELPATH}")
+            if kept:
+                raise CatalogLostError(
+                    f"{err} {draft.artifact_id} was not committed; its files and sidecar "
+                    f"stay in storage at {self.storage.url(draft.prefix)}, so reindex "
+                    "restores it."
+                ) from err
         lost = False
         if isinstance(err, ElliptioError) and not isinstance(err, CommitError):
             # Only gc condemns or closes a lease this writer has not closed yet.
@@ -372,6 +387,13 @@ class AsyncHandler:
         Relpaths are relative to the common parent of ``local_paths``; a folder
         contributes its whole tree. Nothing is written before every path and
         label has been checked; on any failure nothing becomes visible.
+
+        Symlinks: a path in ``local_paths`` is used as given, so a symlink given
+        there is followed. Inside a folder, a symlink to a file or folder inside
+        that same folder is followed (its content is saved under the link's
+        relpath); a symlink that points outside the folder, or nowhere, or to a
+        folder holding the link, raises `InvalidPathError` naming the link and its
+        target: copy the file into the folder, or give it in ``local_paths``.
 
         Args:
             local_paths: files and folders to save.

@@ -189,10 +189,16 @@ def collect_local_files(
     common parent of the given paths, so ``["docs/train.txt", "docs/test.txt"]``
     gives ``train.txt`` and ``test.txt`` and ``["data"]`` gives ``data/...``.
 
+    Symlinks: a path given is used as given (a symlink given is followed). Inside
+    a given folder, a symlink to a file or folder inside that folder is followed
+    (its content goes under the link's relpath); one that points outside the
+    folder, or nowhere, or to a folder that holds it, is refused.
+
     Raises:
         InputFileNotFoundError: a path does not exist.
-        InvalidPathError: nothing to upload, a folder without files, the same
-            relpath twice, or a name that is not a valid relpath.
+        InvalidPathError: nothing to upload, a folder without files or that
+            cannot be read, a symlink in a folder that is refused (see above), the
+            same relpath twice, or a name that is not a valid relpath.
     """
     if isinstance(local_paths, str | os.PathLike):
         local_paths = [local_paths]
@@ -217,12 +223,71 @@ def collect_local_files(
     parent = Path(os.path.commonpath([str(p.parent) for p in given]))
     files: list[tuple[Path, str]] = []
     for path in given:
-        if path.is_file():
-            found = [path]
-        else:
-            found = sorted(p for p in path.rglob("*") if p.is_file())
-            if not found:
-                raise InvalidPathError(f"folder {str(path)!r} contains no files")
-        files.extend((p, p.relative_to(parent).as_posix()) for p in found)
+        found = [(path, path)] if path.is_file() else _folder_files(path)
+        if not found:
+            raise InvalidPathError(f"folder {str(path)!r} contains no files")
+        files.extend((read, shown.relative_to(parent).as_posix()) for read, shown in found)
     relpaths = validate_relpaths(relpath for _, relpath in files)
     return parent, [(p, r) for (p, _), r in zip(files, relpaths, strict=True)]
+
+
+def _folder_files(folder: Path) -> list[tuple[Path, Path]]:
+    """``(where to read, path under folder)`` of every file in ``folder``'s tree.
+
+    Symlinks are followed only to files and folders inside ``folder``; see
+    `collect_local_files`. Sorted by the path under ``folder``.
+    """
+    root = Path(os.path.realpath(folder))
+    found: list[tuple[Path, Path]] = []
+    # (path under folder, where to read it, real folders from root down to it)
+    stack: list[tuple[Path, Path, tuple[Path, ...]]] = [(folder, folder, (root,))]
+    while stack:
+        shown_dir, read_dir, chain = stack.pop()
+        try:
+            with os.scandir(read_dir) as entries:
+                kinds = [
+                    (e.name, e.is_symlink(), e.is_dir(follow_symlinks=False), e.is_file())
+                    for e in entries
+                ]
+        except OSError as err:
+            raise InvalidPathError(
+                f"folder {str(shown_dir)!r} cannot be read ({err.strerror or err}); make it "
+                "readable or leave it out of the upload"
+            ) from err
+        for name, is_link, is_dir, is_file in sorted(kinds, reverse=True):
+            shown, read = shown_dir / name, read_dir / name
+            if is_link:
+                target = Path(os.path.realpath(read))
+                _check_link(read, target, folder, root, chain)
+                if target.is_dir():
+                    stack.append((shown, target, (*chain, target)))
+                elif target.is_file():
+                    found.append((target, shown))
+            elif is_dir:
+                stack.append((shown, read, (*chain, chain[-1] / name)))
+            elif is_file:
+                found.append((read, shown))
+    return sorted(found, key=lambda pair: pair[1])
+
+
+def _check_link(
+    link: Path, target: Path, folder: Path, root: Path, chain: tuple[Path, ...]
+) -> None:
+    """Refuse a symlink in an uploaded folder that leads out of it, nowhere, or round."""
+    where = f"{str(link)!r} is a symlink to {str(target)!r}"
+    if not target.exists():
+        raise InvalidPathError(
+            f"{where}, which does not exist; remove the link, or point it at a file "
+            f"inside {str(folder)!r}"
+        )
+    if not target.is_relative_to(root):
+        raise InvalidPathError(
+            f"{where}, outside the uploaded folder {str(folder)!r}; a folder upload follows "
+            "only symlinks that stay inside the folder. Copy what it points to into the "
+            "folder, or give that path explicitly (in local_paths, or on the command line)"
+        )
+    if any(real.is_relative_to(target) for real in chain):
+        raise InvalidPathError(
+            f"{where}, a folder that holds the link itself, so the folder would never end; "
+            "remove the link"
+        )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import multiprocessing
+import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -578,3 +580,47 @@ async def test_a_failed_column_read_raises_and_leaves_the_catalog_usable(
         await catalog.get("artifact_0001")
     table = await catalog.find_columns({"username": "bob"}, fields=["username"])
     assert table["username"] == ["bob", "bob", "bob"]
+
+
+# Every write a catalog takes; each must refuse a file lost under the catalog.
+_WRITES: dict[str, Any] = {
+    "insert": lambda c: c.insert(record(9)),
+    "insert_many": lambda c: c.insert_many([record(9)]),
+    "delete": lambda c: c.delete("artifact_0001"),
+    "open_lease": lambda c: c.open_lease("artifact_0009", "p/9", T0),
+    "claim_lease": lambda c: c.claim_lease("artifact_0002", "condemned"),
+    "close_lease": lambda c: c.close_lease("artifact_0002"),
+    "commit": lambda c: c.commit(record(2)),
+    "reserve_version": lambda c: c.reserve_version("results"),
+    "set_alias": lambda c: c.set_alias("results", "best", 1),
+    "remove_alias": lambda c: c.remove_alias("results", "best"),
+}
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+@pytest.mark.parametrize("write", sorted(_WRITES))
+async def test_a_write_to_a_file_lost_under_the_catalog_raises(
+    tmp_path: Path, write: str, how: str
+) -> None:
+    from elliptio._catalog.base import CatalogLostError
+
+    path = tmp_path / "catalog.db"
+    catalog = SQLiteCatalog(path)
+    await catalog.insert(record(1))
+    await catalog.open_lease("artifact_0002", "p/2", T0)
+    other_path, away = tmp_path / "other.db", tmp_path / "away.db"
+    other = SQLiteCatalog(other_path)
+    await other.count()
+    await other.close()
+    os.replace(path, away)  # moved, so that it can be put back below
+    if how == "replaced":
+        os.replace(other_path, path)
+    with pytest.raises(CatalogLostError, match=f"{re.escape(repr(str(path)))} was {how}"):
+        await _WRITES[write](catalog)
+    # Reads answer from the file the catalog opened (see the module docstring).
+    assert await catalog.count() == 1
+    # Nothing is left half done: with its own file back, the catalog writes again.
+    os.replace(away, path)
+    await _WRITES[write](catalog)
+    await catalog.close()
+    assert await catalog.close() is None  # still idempotent

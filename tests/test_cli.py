@@ -286,3 +286,39 @@ def test_progress_flag_forces_bars(
     code, out, err = _run(capsys, "upload", str(files[0]), "--no-progress", "--no-dedup")
     assert code == 0
     assert "upload artifact_" not in err
+
+
+def test_a_folder_with_a_symlink_out_of_it_uploads_nothing(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import elliptio as eio
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "metrics.json").write_text("{}")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the store")
+    (folder / "leak.txt").symlink_to(secret)
+    store = Path(env["ELLIPTIO_STORAGE_URL"])
+
+    def nothing_written() -> None:
+        assert not store.exists() or not [p for p in store.rglob("*") if p.is_file()]
+        with eio.Handler() as h:
+            assert h.find().empty
+
+    with eio.Handler() as h, pytest.raises(eio.InvalidPathError, match="outside") as info:
+        h.upload(folder)
+    assert str(folder / "leak.txt") in str(info.value)
+    assert str(secret) in str(info.value)
+    nothing_written()
+
+    code, out, err = _run(capsys, "upload", str(folder))
+    assert code == 1
+    assert out == ""
+    assert f"InvalidPathError: '{folder / 'leak.txt'}' is a symlink to '{secret}'" in err
+    assert "explicitly" in err
+    nothing_written()
+    # Given explicitly, the same file is the user's choice.
+    code, out, _ = _run(capsys, "upload", str(folder / "leak.txt"), str(folder / "metrics.json"))
+    assert code == 0
+    assert out.startswith("artifact_")

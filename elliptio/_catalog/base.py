@@ -18,10 +18,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from elliptio._catalog import codec
-from elliptio._errors import ArtifactExistsError, ArtifactNotFoundError, CommitError
+from elliptio._errors import ArtifactExistsError, ArtifactNotFoundError, CatalogError, CommitError
 
 __all__ = [
     "Catalog",
+    "CatalogLostError",
     "Document",
     "Filter",
     "Lease",
@@ -298,6 +299,16 @@ class Catalog(abc.ABC):
         by level with `find`, to the same graph.
         """
         return None
+
+
+class CatalogLostError(CatalogError):
+    """The catalog's database is gone from under an open catalog: its file was
+    removed, or replaced by another file.
+
+    The catalog takes no more writes, so that no record lands where no one finds
+    it. A commit that fails so after its sidecar was written keeps the artifact's
+    files and sidecar in storage, for `reindex` against the right catalog.
+    """
 
 
 def lease_lost_error(artifact_id: str) -> CommitError:

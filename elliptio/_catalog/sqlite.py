@@ -3,7 +3,9 @@
 All sqlite3 work for a catalog runs on one dedicated worker thread, which owns the
 catalog's single connection; coroutines hand it jobs with ``run_in_executor``.
 File databases use WAL with ``BEGIN IMMEDIATE`` writes and retry while another
-process holds the write lock, so several processes can share one file.
+process holds the write lock, so several processes can share one file. A file
+removed or replaced while its connection is open takes no more writes: each
+raises `CatalogLostError` (see `SQLiteCatalog._check_file`).
 """
 
 # SQL here is assembled from fixed fragments; every user value is a bound parameter.
@@ -33,6 +35,7 @@ from elliptio._catalog import body as body_codec
 from elliptio._catalog import codec, filters, query, regex_guard, sqlite_stream
 from elliptio._catalog.base import (
     Catalog,
+    CatalogLostError,
     Document,
     Filter,
     Lease,
@@ -195,6 +198,8 @@ class _State:
             max_workers=1, thread_name_prefix="elliptio-sqlite"
         )
         self.connection: sqlite3.Connection | None = None
+        # (st_dev, st_ino) of the database file the connection opened.
+        self.identity: tuple[int, int] | None = None
         self.closed = False
 
     def release(self) -> None:
@@ -270,6 +275,95 @@ class SQLiteCatalog(Catalog):
                 time.sleep(min(0.005 * 2**attempt, 0.25))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _identity(self) -> tuple[int, int]:
+        """``(st_dev, st_ino)`` of the database file ``sqlite3.connect`` just opened."""
+        try:
+            st = os.stat(self._target)
+        except OSError as err:
+            raise CatalogError(
+                f"SQLite catalog file {self._target!r} vanished as it was opened ({err}); retry"
+            ) from err
+        return (st.st_dev, st.st_ino)
+
+    def _check_file(self) -> None:
+        """Raise `CatalogLostError` if the database file is gone or another file.
+
+        SQLite keeps working on the file it opened after that file was unlinked
+        (``rm catalog.db*``) or replaced (``mv other.db catalog.db``): records
+        written then would be in no file anyone can open. One ``stat`` of the
+        path against the file the connection opened tells.
+        """
+        identity = self._state.identity
+        if identity is None:  # in memory
+            return
+        try:
+            st = os.stat(self._target)
+        except (FileNotFoundError, NotADirectoryError):
+            what, stale = "was removed", ""
+        except OSError as err:
+            raise CatalogError(
+                f"SQLite catalog file {self._target!r} cannot be checked ({err}); make it "
+                "and its directory accessible again, then retry"
+            ) from err
+        else:
+            if (st.st_dev, st.st_ino) == identity:
+                return
+            # SQLite leaves the old file's WAL at the path and would read it as the
+            # new file's (an empty new file is safe: SQLite drops a WAL then).
+            name = os.path.basename(self._target)
+            what, stale = (
+                "was replaced by another file",
+                (
+                    f" The {name}-wal and {name}-shm files beside it belong to the old file: "
+                    "close every handler on it and remove them before the new file is opened."
+                ),
+            )
+        raise CatalogLostError(
+            f"SQLite catalog file {self._target!r} {what} while this handler had it open, "
+            f"so this handler writes nothing more to it.{stale} Open a new handler "
+            "on the catalog you mean to use; records missing from it can be restored from "
+            "the sidecars in storage with `elliptio reindex`."
+        )
+
+    def _begin_write(self, conn: sqlite3.Connection) -> None:
+        """Begin a write transaction, on the file this catalog opened only.
+
+        The file is checked once the write lock is held, so that a wait for
+        another process's lock cannot hide a file lost meanwhile.
+        """
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._check_file()
+        except BaseException:
+            conn.rollback()
+            raise
+
+    def _write(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
+        """Run one write statement in its own transaction; return the rows changed."""
+        self._begin_write(conn)
+        try:
+            changed = conn.execute(sql, params).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        return int(changed)
+
+    def _write_returning(
+        self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]
+    ) -> list[tuple[Any, ...]]:
+        """Run one write statement with RETURNING in its own transaction."""
+        self._begin_write(conn)
+        try:
+            rows = conn.execute(sql, params).fetchall()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        return rows
+
     def _translate(self, err: sqlite3.Error) -> CatalogError:
         return CatalogError(
             f"SQLite catalog {self._display} failed ({err}); check that the database "
@@ -299,6 +393,8 @@ class SQLiteCatalog(Catalog):
             check_same_thread=False,
         )
         try:
+            if self._target != ":memory:" and not self._uri:
+                self._state.identity = self._identity()
             query.register_functions(conn)
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -390,7 +486,7 @@ class SQLiteCatalog(Catalog):
             await self._run(self._insert_rows, rows)
 
     def _insert_rows(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin_write(conn)
         self._insert_in_transaction(conn, rows)
 
     def _insert_in_transaction(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
@@ -582,9 +678,8 @@ class SQLiteCatalog(Catalog):
         """Remove the document with this id, if any (maintenance only)."""
         await self._run(self._delete, artifact_id)
 
-    @staticmethod
-    def _delete(conn: sqlite3.Connection, artifact_id: str) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+    def _delete(self, conn: sqlite3.Connection, artifact_id: str) -> None:
+        self._begin_write(conn)
         try:
             row = conn.execute(
                 "SELECT id FROM artifacts WHERE artifact_id = ?", (artifact_id,)
@@ -603,7 +698,7 @@ class SQLiteCatalog(Catalog):
     async def open_lease(self, artifact_id: str, prefix: str, started: dt.datetime) -> None:
         """Note that ``artifact_id`` is being written under ``prefix``."""
         await self._run(
-            _write,
+            self._write,
             "INSERT INTO leases (artifact_id, prefix, started, state) VALUES (?, ?, ?, 'open')",
             (artifact_id, prefix, codec.date_text(started)),
         )
@@ -633,11 +728,11 @@ class SQLiteCatalog(Catalog):
         if started_before is not None:
             sql += " AND started < ?"
             params = (*params, codec.date_text(started_before))
-        return await self._run(_write, sql, params) == 1
+        return await self._run(self._write, sql, params) == 1
 
     async def close_lease(self, artifact_id: str) -> None:
         """Forget the lease of ``artifact_id``, if any."""
-        await self._run(_write, "DELETE FROM leases WHERE artifact_id = ?", (artifact_id,))
+        await self._run(self._write, "DELETE FROM leases WHERE artifact_id = ?", (artifact_id,))
 
     async def old_leases(self, started_before: dt.datetime) -> list[Lease]:
         """Every lease started before ``started_before``, oldest first."""
@@ -660,7 +755,7 @@ class SQLiteCatalog(Catalog):
         await self._run(self._commit_row, row)
 
     def _commit_row(self, conn: sqlite3.Connection, row: _Row) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin_write(conn)
         try:
             claimed = conn.execute(
                 "DELETE FROM leases WHERE artifact_id = ? AND state = 'open'", (row.artifact_id,)
@@ -683,14 +778,14 @@ class SQLiteCatalog(Catalog):
             ).fetchone()
             if stored is None or stored[0] != row.body:
                 raise
-            _write(conn, "DELETE FROM leases WHERE artifact_id = ?", (row.artifact_id,))
+            self._write(conn, "DELETE FROM leases WHERE artifact_id = ?", (row.artifact_id,))
 
     # -- names, versions and aliases ---------------------------------------------
 
     async def reserve_version(self, name: str) -> int:
         """Reserve the next version number of ``name``; see `Catalog.reserve_version`."""
         rows = await self._run(
-            _write_returning,
+            self._write_returning,
             "INSERT INTO names (name, last_version) VALUES (?, 1) ON CONFLICT (name)"
             " DO UPDATE SET last_version = last_version + 1 RETURNING last_version",
             (name,),
@@ -714,9 +809,10 @@ class SQLiteCatalog(Catalog):
         """Point ``name:alias`` at ``version``; return the version it pointed at."""
         return await self._run(self._set_alias, name, alias, version)
 
-    @staticmethod
-    def _set_alias(conn: sqlite3.Connection, name: str, alias: str, version: int) -> int | None:
-        conn.execute("BEGIN IMMEDIATE")
+    def _set_alias(
+        self, conn: sqlite3.Connection, name: str, alias: str, version: int
+    ) -> int | None:
+        self._begin_write(conn)
         try:
             row = conn.execute(
                 "SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)
@@ -736,7 +832,7 @@ class SQLiteCatalog(Catalog):
     async def remove_alias(self, name: str, alias: str) -> int | None:
         """Remove ``name:alias``; return the version it pointed at, if any."""
         rows = await self._run(
-            _write_returning,
+            self._write_returning,
             "DELETE FROM aliases WHERE name = ? AND alias = ? RETURNING version",
             (name, alias),
         )
@@ -1030,34 +1126,6 @@ def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
         conn,
         [(i, row.name_version, row.name, row.objects) for i, row in zip(ids, rows, strict=True)],
     )
-
-
-def _write(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
-    """Run one write statement in its own transaction; return the rows changed."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        changed = conn.execute(sql, params).rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
-    return int(changed)
-
-
-def _write_returning(
-    conn: sqlite3.Connection, sql: str, params: Sequence[Any]
-) -> list[tuple[Any, ...]]:
-    """Run one write statement with RETURNING in its own transaction."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        rows = conn.execute(sql, params).fetchall()
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
-    return rows
 
 
 def _taken_version(conn: sqlite3.Connection, rows: Sequence[_Row]) -> tuple[str, int] | None:
