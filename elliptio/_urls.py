@@ -30,8 +30,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from ._cache import Cache
 from ._config import Settings, load_settings
-from ._errors import OfflineError, StorageError
-from ._redact import known_secrets, redact_text, redact_url
+from ._errors import ConfigError, OfflineError, StorageError
+from ._redact import has_credentials, known_secrets, redact_text, redact_url
 
 __all__ = [
     "UrlTools",
@@ -87,6 +87,12 @@ class UrlTools:
         if not isinstance(url, str | os.PathLike) or not os.fspath(url):
             raise StorageError(f"{url!r} is not a URL or path")
         url = os.fspath(url)
+        if has_credentials(url):
+            # They would be echoed by backend errors and kept in the cache's records.
+            raise ConfigError(
+                f"{redact_url(url)!r} carries credentials in the URL; pass them in "
+                "storage_options (ELLIPTIO_STORAGE_OPTIONS) instead"
+            )
         protocol = fsspec.core.split_protocol(url)[0]
         # The store's options (endpoint, credentials) apply to URLs of its protocol.
         options = self.settings.storage_options if protocol == self._store_protocol else {}

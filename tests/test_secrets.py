@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -294,3 +294,50 @@ def test_known_secrets_collects_url_and_option_secrets() -> None:
         MONGO_PASSWORD,
         ENV_OPTION_SECRET,
     }
+
+
+# -- the URL tools and their commands: a URL with a password in it -----------------------
+
+SECRET_URLS = [
+    f"s3://AKIAEXAMPLE:{URL_SECRET}@{S3_BUCKET}/x.txt",
+    f"memory://andy:{URL_SECRET}@lake/x.txt",
+    f"https://{URL_SECRET}@example.invalid/x.txt",
+]
+
+
+@pytest.fixture
+def url_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    import elliptio._urls as urls
+
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(urls, "_default", None)
+    local = tmp_path / "local.txt"
+    local.write_text("local")
+    return local
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda url: eio.ls(url),
+        lambda url: eio.exists(url),
+        lambda url: eio.cp(url, "memory:///elsewhere.txt"),
+        lambda url: eio.cp("memory:///elsewhere.txt", url),
+        lambda url: eio.mv(url, "memory:///elsewhere.txt"),
+        lambda url: eio.rm(url),
+        lambda url: eio.open(url).close(),
+        lambda url: eio.open(url, "wb").close(),
+    ],
+    ids=["ls", "exists", "cp-from", "cp-to", "mv", "rm", "open", "open-wb"],
+)
+@pytest.mark.parametrize("url", SECRET_URLS, ids=["s3", "memory", "https-token"])
+def test_url_tools_refuse_a_url_password_without_echoing_it(
+    url_env: Path, url: str, call: Callable[[str], object], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with eio.open("memory:///elsewhere.txt", "wb") as f:
+        f.write(b"x")
+    with pytest.raises(eio.ConfigError, match="storage_options") as info:
+        call(url)
+    assert "***" in str(info.value)
+    assert _leaks([str(info.value), *(r.getMessage() for r in caplog.records)]) == []
