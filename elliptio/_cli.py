@@ -1,19 +1,23 @@
 """The ``elliptio`` command line: a thin layer over the library.
 
 Parsing, printing and exit codes only: 0 on success, 1 on an error (one line on
-stderr, a traceback only with ``--debug``), 2 on a usage error.
+stderr, a traceback only with ``--debug``), 2 on a usage error. Whatever is printed
+about an error, with or without ``--debug``, has the secrets of the command line,
+the settings and the storage options masked.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ._errors import (
     ElliptioError,
@@ -22,7 +26,7 @@ from ._errors import (
     InvalidPathError,
     QueryError,
 )
-from ._redact import is_secret_name, redact_url
+from ._redact import is_secret_name, known_secrets, redact_text, redact_url
 
 __all__ = ["main"]
 
@@ -352,11 +356,17 @@ def _progress_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _common(suppress: bool) -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # A usage error can quote an argument, such as a URL with a password in it.
+        super().error(redact_url(message))
+
+
+def _common(suppress: bool) -> _Parser:
     # Sub-commands accept the options too; SUPPRESS keeps them from overwriting
     # a value given before the sub-command with their default.
     default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--storage", help="storage URL (default: ELLIPTIO_STORAGE_URL)", **default)
     common.add_argument("--catalog", help="catalog URL (default: ELLIPTIO_CATALOG_URL)", **default)
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors", **default)
@@ -365,7 +375,7 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
 
 def _parser() -> argparse.ArgumentParser:
     common = _common(suppress=True)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="elliptio",
         description="Save, find and read artifacts in a data lake.",
         epilog=_EPILOG,
@@ -507,21 +517,59 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _secrets(argv: Sequence[str], args: argparse.Namespace) -> set[str]:
+    """The secrets an error report must not show: argv's, the settings', the options'."""
+    urls = [*argv]
+    options: Any = {}
+    try:
+        from ._config import load_settings
+
+        settings = load_settings(storage_url=args.storage, catalog_url=args.catalog)
+        urls += [settings.storage_url, settings.catalog_url]
+        options = settings.storage_options
+    except Exception:  # the settings may be what failed: read the variables as they are
+        urls += [os.environ.get(f"ELLIPTIO_{name}_URL", "") for name in ("STORAGE", "CATALOG")]
+        raw = os.environ.get("ELLIPTIO_STORAGE_OPTIONS", "")
+        try:
+            options = json.loads(raw) if raw else {}
+        except ValueError:
+            options = {"secret": raw}  # unreadable: mask it whole
+    return known_secrets(urls, options if isinstance(options, dict) else {"secret": options})
+
+
+def _report(err: BaseException, secrets: set[str], debug: bool) -> None:
+    def redact(text: str) -> str:
+        return redact_text(redact_url(text), secrets)
+
+    if debug:
+        print(redact("".join(traceback.format_exception(err))), end="", file=sys.stderr)
+        return
+    try:
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    except Exception:
+        text = ""
+    message = " ".join(redact(text).split())  # one line, whatever the backend wrote
+    known = isinstance(err, ElliptioError | OSError | ValueError | KeyError)
+    hint = "" if known else " (rerun with --debug for the traceback)"
+    print(
+        f"elliptio: error: {type(err).__name__}{': ' if message else ''}{message}{hint}",
+        file=sys.stderr,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
         return code
-    except (ElliptioError, OSError, ValueError, KeyError) as err:
-        if args.debug:
-            raise
-        message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-        print(f"elliptio: error: {type(err).__name__}: {redact_url(message)}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # every error: one redacted line (a redacted traceback)
+        _report(err, _secrets(argv, args), args.debug)
+        return 1
 
 
 def run() -> None:

@@ -148,8 +148,10 @@ def test_errors_are_one_line_and_exit_1(
     assert "$where" in err
     code, _, err = _run(capsys, "find", "--where", "novalue")
     assert code == 1
-    with pytest.raises(KeyError):  # --debug re-raises with the traceback
-        main(["--debug", "show", "nope"])
+    code, _, err = _run(capsys, "--debug", "show", "nope")  # --debug: the traceback
+    assert code == 1
+    assert err.startswith("Traceback")
+    assert err.splitlines()[-1].startswith("elliptio._errors.ArtifactNotFoundError:")
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
