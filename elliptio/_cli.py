@@ -54,11 +54,14 @@ def _extended_json(obj: dict[str, Any]) -> Any:
     return obj
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(text: str, error: type[ElliptioError] = QueryError) -> Any:
     try:
         return json.loads(text, object_hook=_extended_json)
     except ValueError:
         return text
+    except RecursionError:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise error(f"{shown!r} nests too deep to be read as JSON") from None
 
 
 def _pairs(items: Sequence[str] | None, what: str, error: type[ElliptioError]) -> dict[str, Any]:
@@ -67,7 +70,7 @@ def _pairs(items: Sequence[str] | None, what: str, error: type[ElliptioError]) -
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise error(f"{what} {item!r} must look like key=value")
-        result[key] = _parse_value(value)
+        result[key] = _parse_value(value, error)
     return result
 
 
@@ -103,7 +106,7 @@ def _summary(frame: Any) -> Any:
 def cmd_upload(args: argparse.Namespace) -> int:
     labels = _pairs(args.label, "--label", InvalidLabelsError)
     if args.infos:
-        infos = _parse_value(args.infos)
+        infos = _parse_value(args.infos, InvalidLabelsError)
         if not isinstance(infos, dict):
             raise InvalidLabelsError(
                 f"--infos {args.infos!r} must be a JSON object such as '{{\"seed\": 1}}'"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from elliptio._catalog.filters import MAX_DEPTH
 from elliptio._cli import main
 
 
@@ -152,6 +153,18 @@ def test_errors_are_one_line_and_exit_1(
     assert code == 1
     assert err.startswith("Traceback")
     assert err.splitlines()[-1].startswith("elliptio._errors.ArtifactNotFoundError:")
+
+
+def test_a_filter_nested_too_deep_is_one_line(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for depth in (17, 60, 600, 100_000):
+        deep = '{"$and": [' * depth + '{"username": "andy"}' + "]}" * depth
+        code, out, err = _run(capsys, "find", deep)
+        assert (code, out) == (1, "")
+        assert err.count("\n") == 1
+        assert err.startswith("elliptio: error: QueryError:")
+        assert f"{MAX_DEPTH} levels" in err or "too deep to be read as JSON" in err
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
