@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -74,12 +75,46 @@ def _pairs(items: Sequence[str] | None, what: str, error: type[ElliptioError]) -
     return result
 
 
+def _format_help(what: str) -> str:
+    return f"table (default), csv, or json: JSON Lines, one {what} per line as a JSON object"
+
+
+def _json_value(value: Any) -> Any:
+    """A frame's cell as plain JSON data: null where missing, times in ISO 8601."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, Mapping):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_json_value(item) for item in value]
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, date):  # datetimes and pandas Timestamps too
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if isinstance(value, str | int | float | bool) else str(value)
+
+
+def _json_lines(frame: Any) -> None:
+    key = frame.index.name or "artifact_id"
+    frame = frame.copy()
+    for column in frame.columns:
+        values = frame[column].dropna()
+        # Whole numbers with gaps (a version only named artifacts have) stay integers.
+        if frame[column].dtype.kind == "f" and ((values % 1 == 0) & (values.abs() < 2**53)).all():
+            frame[column] = frame[column].astype("Int64")
+    for index, row in zip(frame.index, frame.to_dict(orient="records"), strict=True):
+        record = _json_value({key: index, **row})
+        print(json.dumps(record, ensure_ascii=False, allow_nan=False))
+
+
 def _print_frame(frame: Any, fmt: str) -> None:
     if fmt == "json":
-        key = frame.index.name or "artifact_id"
-        for index, row in frame.iterrows():
-            record = {key: index, **row.to_dict()}
-            print(json.dumps(record, default=str, ensure_ascii=False))
+        _json_lines(frame)
     elif fmt == "csv":
         frame.to_csv(sys.stdout)
     elif frame.empty:
@@ -429,7 +464,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--where", action="append", help="field=value equality (repeatable)")
     p.add_argument("--limit", type=int, default=None, help="at most this many")
     p.add_argument("--columns", help="comma-separated record fields to show")
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "csv"],
+        default="table",
+        help=_format_help("artifact"),
+    )
 
     p = add("show", cmd_show, "print an artifact's record as JSON", "elliptio show train-set:v3")
     p.add_argument("artifact_id", metavar="REF", help=_REF_HELP)
@@ -515,7 +555,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="set: a reference such as train-set:v3; else the name")
     p.add_argument("alias", nargs="?", help="the alias, e.g. production")
     p = add("names", cmd_names, "list names with their versions and aliases", "elliptio names")
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "csv"],
+        default="table",
+        help=_format_help("name"),
+    )
     add("config", cmd_config, "print the effective settings, secrets masked", "elliptio config")
     return parser
 

@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -301,3 +303,47 @@ def test_progress_flag_forces_bars(
     code, out, err = _run(capsys, "upload", str(files[0]), "--no-progress", "--no-dedup")
     assert code == 0
     assert "upload artifact_" not in err
+
+
+def _strict_json(line: str) -> Any:
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{token} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_json_format_is_json_lines_of_plain_json(
+    env: dict[str, str], files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    infos = '{"ratio": 0.25, "big": 1e300, "neg": -2.5, "seed": 7}'
+    named = _run(capsys, "upload", str(files[0]), "--name", "train-set", "--infos", infos)[1]
+    unnamed = _run(capsys, "upload", str(files[1]), "--label", "datatype=model")[1]
+    named, unnamed = named.strip(), unnamed.strip()
+    _run(capsys, "alias", "set", "train-set:v1", "production")
+    for columns in ([], ["--columns", "name,name_version,labels,creation_time"]):
+        code, out, _ = _run(capsys, "find", "--format", "json", *columns)
+        assert code == 0
+        records = {r["artifact_id"]: r for r in map(_strict_json, out.splitlines())}
+        assert set(records) == {named, unnamed}
+        assert (records[unnamed]["name"], records[unnamed]["name_version"]) == (None, None)
+        assert records[named]["name"] == "train-set"
+        assert records[named]["name_version"] == 1
+        assert isinstance(records[named]["name_version"], int)
+        assert records[named]["labels"]["infos"] == json.loads(infos)
+        assert records[unnamed]["labels"]["datatype"] == "model"
+        for record in records.values():
+            when = datetime.fromisoformat(record["creation_time"])
+            assert "T" in record["creation_time"]
+            assert when.utcoffset() == timedelta(0)
+    code, out, _ = _run(capsys, "names", "--format", "json")
+    assert code == 0
+    assert [_strict_json(line) for line in out.splitlines()] == [
+        {"name": "train-set", "versions": 1, "latest": "v1", "aliases": {"production": "v1"}}
+    ]
+
+
+@pytest.mark.parametrize("command", ["find", "names"])
+def test_help_says_json_is_json_lines(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "JSON Lines" in " ".join(capsys.readouterr().out.split())
