@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -49,7 +48,6 @@ from elliptio._errors import (
     ConfigError,
     InvalidLabelsError,
 )
-from elliptio._gc import collector_paused
 
 __all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
 
@@ -505,8 +503,7 @@ class SQLiteCatalog(Catalog):
             raise CatalogError(f"catalog {self._display}: a read ended incomplete; retry")
         keys, table = read
         if packages:
-            with collector_paused():
-                table["python_packages"] = _packages_of([key[3] for key in keys])
+            table["python_packages"] = _packages_of([key[3] for key in keys])
         return table
 
     def _stream_rows(
@@ -1133,17 +1130,14 @@ _DECODE_OFF_LOOP = 1000
 def _load_all(rows: list[tuple[Any, ...]], wanted: list[str] | None) -> list[Document]:
     """The documents of rows selected with `_load_columns`, in order.
 
-    ``rows`` is emptied, so that the rows are freed before the garbage collector
-    resumes, rather than scanned by it.
+    ``rows`` is emptied, so that the rows are freed as soon as they are decoded.
     """
-    pause = collector_paused() if len(rows) >= 1000 else contextlib.nullcontext()
-    with pause:
-        docs = body_codec.decode_docs(rows, _packages(rows))
-        rows.clear()
-        if wanted is not None:
-            keep = frozenset(wanted)
-            for doc in docs:
-                if not keep.issuperset(doc):
-                    for key in doc.keys() - keep:
-                        del doc[key]
-        return docs
+    docs = body_codec.decode_docs(rows, _packages(rows))
+    rows.clear()
+    if wanted is not None:
+        keep = frozenset(wanted)
+        for doc in docs:
+            if not keep.issuperset(doc):
+                for key in doc.keys() - keep:
+                    del doc[key]
+    return docs
