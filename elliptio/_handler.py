@@ -186,7 +186,8 @@ class AsyncHandler:
         """Open a new run for a ``with`` / ``async with`` block.
 
         Artifacts read inside the block become the ``based_on`` of artifacts
-        committed inside it; concurrent tasks with their own run stay apart.
+        committed inside it; concurrent tasks with their own run stay apart. A
+        subprocess joins the run when started with ``env=eio.run_env()``.
         """
         return RunScope(name)
 

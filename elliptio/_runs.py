@@ -4,10 +4,11 @@ Every process has one default run. ``handler.run()`` opens a nested run for a
 ``with`` / ``async with`` block; asyncio tasks copy the context when they are
 created, so concurrent tasks that each open a run keep separate lineage.
 
-Across processes: while a run is open its id is exported as ``ELLIPTIO_RUN_ID``,
-so subprocesses started inside it (a pipeline step, a script) inherit it; a
-process started with ``ELLIPTIO_RUN_ID`` set makes that its default run, so its
-artifacts join the parent's run.
+Across processes: a process started with ``ELLIPTIO_RUN_ID`` set makes that its
+default run, so its artifacts join the parent's run. `run_env` gives the
+environment that does it (``subprocess.run(cmd, env=eio.run_env())``); the
+library itself never writes ``os.environ``, which concurrent runs of one process
+share. A child made by ``fork`` keeps the run of the context that forked it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ._layout import new_run_id
 RUN_ID_ENV = "ELLIPTIO_RUN_ID"
 _RUN_ID_RE = re.compile(r"run_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
-__all__ = ["Run", "RunScope", "current_run"]
+__all__ = ["Run", "RunScope", "current_run", "run_env"]
 
 
 class Run:
@@ -70,6 +71,19 @@ def current_run() -> Run:
     return _process_run
 
 
+def run_env() -> dict[str, str]:
+    """The environment for a child process that joins the current run.
+
+    A copy of ``os.environ`` with ``ELLIPTIO_RUN_ID`` set to the current run's id;
+    ``os.environ`` itself is left as it is.
+
+    Example:
+        >>> with h.run():  # doctest: +SKIP
+        ...     subprocess.run(["python", "step.py"], env=eio.run_env(), check=True)
+    """
+    return {**os.environ, RUN_ID_ENV: current_run().run_id}
+
+
 def _reset_after_fork() -> None:
     global _process_run, _process_lock
     _process_run = None
@@ -85,14 +99,11 @@ class RunScope:
     def __init__(self, name: str | None = None) -> None:
         self.run = Run(name=name)
         self._token: Token[Run | None] | None = None
-        self._previous_env: str | None = None
 
     def __enter__(self) -> Run:
         if self._token is not None:
             raise RuntimeError("this run scope is open already; call handler.run() again")
         self._token = _current.set(self.run)
-        self._previous_env = os.environ.get(RUN_ID_ENV)
-        os.environ[RUN_ID_ENV] = self.run.run_id  # subprocesses join this run
         return self.run
 
     def __exit__(
@@ -104,10 +115,6 @@ class RunScope:
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
-            if self._previous_env is None:
-                os.environ.pop(RUN_ID_ENV, None)
-            else:
-                os.environ[RUN_ID_ENV] = self._previous_env
 
     async def __aenter__(self) -> Run:
         return self.__enter__()
