@@ -163,15 +163,8 @@ class AsyncHandler:
             max_concurrency=max_concurrency,
         )
         s = self.settings
-        self.storage = Storage(
-            s.resolved_storage_url(),
-            s.storage_options,
-            max_workers=s.max_concurrency,
-            part_size=s.part_size,
-            progress=s.progress,
-            cache=Cache(s.resolved_cache_dir(), s.file_mode, s.cache_max_bytes or None),
-            offline=s.offline,
-        )
+        self._storage = self._open_storage()
+        self._pid = os.getpid()
         # A URL goes through the settings; any object (a Catalog, or a driver's
         # client, database or collection) goes to open_catalog as it is.
         self.catalog: Catalog = open_catalog(
@@ -180,6 +173,31 @@ class AsyncHandler:
         self.urls = UrlTools(s)
         """URL tools (open, local_copy, write, ls, exists, cp, mv, rm, cache) on these settings."""
         self._closed = False
+
+    def _open_storage(self) -> Storage:
+        s = self.settings
+        return Storage(
+            s.resolved_storage_url(),
+            s.storage_options,
+            max_workers=s.max_concurrency,
+            part_size=s.part_size,
+            progress=s.progress,
+            cache=Cache(s.resolved_cache_dir(), s.file_mode, s.cache_max_bytes or None),
+            offline=s.offline,
+        )
+
+    @property
+    def storage(self) -> Storage:
+        """The store this handler writes to and reads from.
+
+        A child process made by ``fork`` (``multiprocessing``'s default on Linux)
+        opens its own from the same settings on first use: the parent's holds an
+        fsspec filesystem and threads that do not work in the child.
+        """
+        if self._pid != os.getpid():
+            self._storage = self._open_storage()
+            self._pid = os.getpid()
+        return self._storage
 
     # -- runs and lineage ---------------------------------------------------
     def run(self, name: str | None = None) -> RunScope:
@@ -646,7 +664,7 @@ class AsyncHandler:
         if not self._closed:
             self._closed = True
             await self.catalog.close()
-            self.storage.close()
+            self._storage.close()
 
     async def __aenter__(self) -> AsyncHandler:
         return self

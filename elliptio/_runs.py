@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import weakref
 from contextvars import ContextVar, Token
 from types import TracebackType
 
@@ -35,6 +36,7 @@ class Run:
         self.name = name
         self._inputs: dict[str, None] = {}
         self._lock = threading.Lock()
+        _runs.add(self)
 
     def record_input(self, artifact_id: str) -> None:
         """Note that ``artifact_id`` was read in this run (once, in order)."""
@@ -54,6 +56,8 @@ class Run:
 _current: ContextVar[Run | None] = ContextVar("elliptio_run", default=None)
 _process_run: Run | None = None
 _process_lock = threading.Lock()
+# Every live run, so that a forked child can renew their locks.
+_runs: weakref.WeakSet[Run] = weakref.WeakSet()
 
 
 def current_run() -> Run:
@@ -88,6 +92,8 @@ def _reset_after_fork() -> None:
     global _process_run, _process_lock
     _process_run = None
     _process_lock = threading.Lock()
+    for run in list(_runs):  # another thread may have held one at fork time
+        run._lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

@@ -155,14 +155,24 @@ class Storage:
         if self.is_local:
             root = os.path.abspath(os.path.expanduser(root))
         self.root: str = root.rstrip("/") or "/"
-        self._executor = ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="elliptio-storage"
-        )
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None
         self._s3 = (
             S3Transfers(fs, part_size=part_size, max_concurrency=max_workers, error=self._error)
             if is_s3(fs)
             else None
         )
+
+    @property
+    def _executor(self) -> ThreadPoolExecutor:
+        # Made on first use in each process: a child made by fork inherits a copy
+        # of the parent's pool without its threads, where work would wait forever.
+        pool = self._pool
+        if pool is None or pool[0] != os.getpid():
+            executor = ThreadPoolExecutor(
+                max_workers=self.max_concurrency, thread_name_prefix="elliptio-storage"
+            )
+            pool = self._pool = (os.getpid(), executor)
+        return pool[1]
 
     # -- naming -------------------------------------------------------------
     def url(self, path: str) -> str:

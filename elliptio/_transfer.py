@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 from collections.abc import Awaitable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -24,8 +25,30 @@ HashResult = tuple[int, str]
 
 # Hashing runs beside the writes (hashlib releases the GIL on large buffers). Its
 # own small pool, because hash jobs never wait on anything, so they cannot
-# deadlock behind the storage workers that submit them.
-_hash_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="elliptio-hash")
+# deadlock behind the storage workers that submit them. Made on first use and
+# forgotten in a forked child, whose copy has no threads behind it.
+_hash_pool: ThreadPoolExecutor | None = None
+_hash_lock = threading.Lock()
+
+
+def _hash_executor() -> ThreadPoolExecutor:
+    global _hash_pool
+    pool = _hash_pool
+    if pool is None:
+        with _hash_lock:
+            if _hash_pool is None:
+                _hash_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="elliptio-hash")
+            pool = _hash_pool
+    return pool
+
+
+def _reset_after_fork() -> None:
+    global _hash_pool, _hash_lock
+    _hash_pool = None
+    _hash_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def write_all(fd: int, view: memoryview) -> None:
@@ -81,7 +104,7 @@ def copy_hashing(src: Any, dst_fd: int, progress: Any) -> HashResult:
             else:
                 if pending is not None:
                     pending.result()  # keeps the updates in order
-                pending = _hash_pool.submit(digest.update, view)
+                pending = _hash_executor().submit(digest.update, view)
             write_all(dst_fd, view)
             size += n
             progress.relative_update(n)

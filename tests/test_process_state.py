@@ -38,4 +38,3 @@ async def test_find_leaves_the_garbage_collector_alone(tmp_path: Path) -> None:
         assert seen == {(True, frozen)}
         assert gc.isenabled()
         assert gc.get_freeze_count() == frozen
-

@@ -186,9 +186,15 @@ def _is_lock_error(err: sqlite3.Error) -> bool:
 
 
 class _State:
-    """What the worker thread owns; kept apart so a finalizer can release it."""
+    """What the worker thread owns; kept apart so a finalizer can release it.
+
+    It belongs to the process that made it: a child created by ``fork`` inherits a
+    copy whose thread does not exist there and whose connection SQLite forbids
+    it to use, so the child leaves it untouched and makes its own.
+    """
 
     def __init__(self) -> None:
+        self.pid = os.getpid()
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="elliptio-sqlite"
         )
@@ -197,6 +203,8 @@ class _State:
 
     def release(self) -> None:
         self.closed = True
+        if self.pid != os.getpid():
+            return  # the parent's, inherited through fork
         if self.connection is not None:
             self.connection.close()
             self.connection = None
@@ -241,14 +249,27 @@ class SQLiteCatalog(Catalog):
     # -- worker thread -------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._state.closed:
+        state = self._state
+        if state.closed:
             raise CatalogError(
                 f"catalog {self._display} is closed; open a new catalog to keep working"
             )
+        if state.pid != os.getpid():
+            state = self._reopen_after_fork()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._state.executor, functools.partial(self._call, fn, *args)
-        )
+        return await loop.run_in_executor(state.executor, functools.partial(self._call, fn, *args))
+
+    def _reopen_after_fork(self) -> _State:
+        """In a child made by ``fork``: this process's own worker and connection."""
+        if self._target == ":memory:" or self._uri:
+            raise CatalogError(
+                f"catalog {self._display} lives in the memory of the process that "
+                "opened it, and this process is a fork of it; use a catalog file "
+                "(sqlite:///path.db) or MongoDB to share a catalog between processes"
+            )
+        state = self._state = _State()
+        self._finalizer = weakref.finalize(self, _State.release, state)
+        return state
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(connection, *args)`` on the worker, retrying while locked."""
@@ -811,6 +832,8 @@ class SQLiteCatalog(Catalog):
         if state.closed:
             return
         state.closed = True
+        if state.pid != os.getpid():
+            return  # the parent's, inherited through fork: nothing of this process
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(state.executor, self._close_connection)
