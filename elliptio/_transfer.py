@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -32,20 +33,23 @@ Writer = Callable[[memoryview], object]
 # deadlock behind the storage workers that submit them. Created on first use and
 # forgotten in a forked child, whose copy of the thread does not exist.
 _hash_pool: ThreadPoolExecutor | None = None
+_hash_lock = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
     global _hash_pool
-    if _hash_pool is None:
-        _hash_pool = ThreadPoolExecutor(
-            max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="elliptio-hash"
-        )
-    return _hash_pool
+    with _hash_lock:
+        if _hash_pool is None:
+            _hash_pool = ThreadPoolExecutor(
+                max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="elliptio-hash"
+            )
+        return _hash_pool
 
 
 def _forget_pool() -> None:
-    global _hash_pool
+    global _hash_pool, _hash_lock
     _hash_pool = None
+    _hash_lock = threading.Lock()  # another thread may have held it at fork time
 
 
 os.register_at_fork(after_in_child=_forget_pool)

@@ -393,8 +393,9 @@ def default_tools() -> UrlTools:
 
 
 def _reset_default() -> None:
-    global _default
+    global _default, _default_lock
     _default = None
+    _default_lock = threading.Lock()  # another thread may have held it at fork time
 
 
 os.register_at_fork(after_in_child=_reset_default)
