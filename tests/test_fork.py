@@ -232,13 +232,13 @@ def test_locks_held_by_another_thread_at_fork_time_do_not_block_the_child(
     try:
         with h.run() as run:
             # As if other threads were inside elliptio when the process forked.
-            locks = (run._lock, _urls._default_lock, _protocol._handlers_lock)
-            for lock in (*locks, _transfer._hash_lock):
+            locks = (run._lock, _urls._default._lock, _protocol._handlers_lock)
+            for lock in (*locks, _transfer._hash_pool._lock):
                 lock.acquire()
             try:
                 said = _in_child(child, tmp_path)
             finally:
-                for lock in (*locks, _transfer._hash_lock):
+                for lock in (*locks, _transfer._hash_pool._lock):
                     lock.release()
     finally:
         h.close()
