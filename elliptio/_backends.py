@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import os
 import stat
 import threading
@@ -87,6 +88,11 @@ class Backend:
     def path(self, url: str) -> str:
         """The storage path of a URL of this filesystem."""
         return self.fs._strip_protocol(url)  # type: ignore[no-any-return]
+
+    def plain(self, path: str) -> bool:
+        """Whether the filesystem reads ``path`` as the object it names (no version
+        or other suffix it would cut off)."""
+        return True
 
     # -- errors: the one translation ---------------------------------------------
     def error(self, err: BaseException, action: str, path: str) -> ElliptioError:
@@ -317,9 +323,30 @@ class LocalBackend(Backend):
             )
         return path
 
+    def _makedirs(self, folder: str) -> None:
+        """Create ``folder``, never through a symbolic link planted in the store."""
+        existing = folder
+        while not os.path.lexists(existing) and existing != os.path.dirname(existing):
+            existing = os.path.dirname(existing)
+        if existing == folder or existing.startswith(self.root.rstrip("/") + "/"):
+            self._real(existing, "write into")
+        os.makedirs(folder, exist_ok=True)
+
+    def _open_regular(self, path: str, action: str) -> int:
+        """An fd of the regular file at ``path`` (no link, no FIFO, no device)."""
+        fd = os.open(self._real(path, action), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StorageError(
+                f"refusing to {action} {self.redact(path)}: it is not a regular file, "
+                "which elliptio never writes; someone with write access to the store made "
+                "it. Remove it"
+            )
+        return fd
+
     def open_exclusive(self, path: str) -> IO[bytes]:
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self._makedirs(os.path.dirname(path))
             return open(path, "xb")
         except Exception as err:
             raise self.error(err, "write", path) from err
@@ -329,7 +356,7 @@ class LocalBackend(Backend):
 
     def _prepare(self, paths: Sequence[str]) -> None:
         for folder in {os.path.dirname(p) for p in paths}:
-            os.makedirs(folder, exist_ok=True)
+            self._makedirs(folder)
 
     def _put_file(self, local: Path, path: str, progress: Any) -> HashResult:
         fd = self._create(path)
@@ -341,7 +368,7 @@ class LocalBackend(Backend):
             os.close(fd)
 
     def _write_bytes(self, path: str, data: memoryview) -> HashResult:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._makedirs(os.path.dirname(path))
         fd = self._create(path)
         try:
             return copy_hashing(_reader(data), functools.partial(write_all, fd), None, len(data))
@@ -354,15 +381,20 @@ class LocalBackend(Backend):
     def _seal(self, paths: Sequence[str]) -> None:
         """Make committed files read-only (``chmod 0444``); symlinks are refused."""
         for path in paths:
-            fd = os.open(self._real(path, "seal"), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = self._open_regular(path, "seal")
             try:
+                if os.fstat(fd).st_nlink != 1:  # elliptio never makes hard links
+                    raise StorageError(
+                        f"refusing to seal {self.redact(path)}: it has other names (hard "
+                        "links), which elliptio never makes; remove them"
+                    )
                 os.fchmod(fd, READ_ONLY)
             finally:
                 os.close(fd)
 
     def _stream(self, path: str, write: Writer | None, progress: Any) -> HashResult | None:
         try:
-            fd = os.open(self._real(path, "read"), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = self._open_regular(path, "read")
         except FileNotFoundError:
             return None
         with open(fd, "rb", buffering=0) as src:
@@ -370,6 +402,22 @@ class LocalBackend(Backend):
             if progress is not None:
                 progress.set_size(size)
             return copy_hashing(src.readinto, write, progress, size)
+
+    def open_hashed(self, path: str) -> tuple[io.FileIO, HashResult]:
+        """Open a stored file and hash it through the same open file, rewound.
+
+        What the caller then reads is what was hashed, even if the path is
+        changed meanwhile.
+        """
+        fd = self._open_regular(path, "read")
+        src = io.FileIO(fd, "rb")
+        try:
+            found = copy_hashing(src.readinto, None, None, os.fstat(fd).st_size)
+            src.seek(0)
+        except BaseException:
+            src.close()
+            raise
+        return src, found
 
     def _remove_tree(self, path: str) -> None:
         if os.path.lexists(path):

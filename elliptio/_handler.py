@@ -305,19 +305,33 @@ class AsyncHandler:
         """URLs of committed files in this store with these contents, confirmed.
 
         A candidate from the catalog is referenced only if its URL is a file of
-        an artifact under this store's root by the layout, and its stored bytes
-        hash to the recorded sha256 right now (one streamed read, nothing
-        written); anything else is copied instead.
+        an artifact under this store's root by the layout, that artifact has a
+        record (so gc never takes the folder), and its stored bytes hash to the
+        recorded sha256 right now (one streamed read, nothing written); anything
+        else is copied instead.
         """
         keys = [k for k in dict.fromkeys(keys) if k[1] > 0]
         if not keys:
             return {}
         found = await self.catalog.find_objects(keys, self.storage.root_url.rstrip("/") + "/")
+        located = {key: self.storage.reference_owner(url) for key, url in found.items()}
+        # Only bytes in the folder of a committed artifact: gc never removes those.
+        owners = sorted({owner for _, owner in located.values() if owner})
+        committed = (
+            {
+                doc["artifact_id"]
+                for doc in await self.catalog.find(
+                    {"artifact_id": {"$in": owners}}, fields=["artifact_id"]
+                )
+            }
+            if owners
+            else set()
+        )
         slots = asyncio.Semaphore(self.storage.max_concurrency)
 
-        async def confirmed(key: tuple[str, int], url: str) -> bool:
-            path = self.storage.reference_path(url)
-            if path is None:
+        async def confirmed(key: tuple[str, int]) -> bool:
+            path, owner = located[key]
+            if path is None or owner not in committed:
                 return False
             async with slots:
                 try:
@@ -325,7 +339,7 @@ class AsyncHandler:
                 except ElliptioError:
                     return False
 
-        checks = await asyncio.gather(*(confirmed(k, u) for k, u in found.items()))
+        checks = await asyncio.gather(*(confirmed(k) for k in found))
         return {key: url for (key, url), ok in zip(found.items(), checks, strict=True) if ok}
 
     async def _put_deduplicated(

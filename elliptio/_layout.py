@@ -147,7 +147,7 @@ def artifact_prefix(root: str, creation_time: datetime, username: str, artifact_
 
 
 _STORED_RE = re.compile(
-    r"(?P<prefix>\d{4}/\d{2}/\d{2}/[^/]+/\d{6}_(?P<id>" + ARTIFACT_ID_RE.pattern + r"))"
+    r"(?P<prefix>[0-9]{4}/[0-9]{2}/[0-9]{2}/[^/]+/[0-9]{6}_(?P<id>" + ARTIFACT_ID_RE.pattern + r"))"
     r"(?:/(?P<inner>.+))?"
 )
 

@@ -44,7 +44,7 @@ from ._storage import Storage
 __all__ = ["GcReport", "ReindexReport", "VerifyReport", "gc", "reindex", "verify"]
 
 _PREFIX_RE = re.compile(
-    r"(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/[^/]+/(?P<t>\d{6})_(?P<id>"
+    r"(?P<y>[0-9]{4})/(?P<m>[0-9]{2})/(?P<d>[0-9]{2})/[^/]+/(?P<t>[0-9]{6})_(?P<id>"
     + ARTIFACT_ID_RE.pattern
     + ")$"
 )

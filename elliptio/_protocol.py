@@ -11,10 +11,8 @@ are refused.
 
 from __future__ import annotations
 
-import builtins
 import json
 import os
-import shutil
 import threading
 from typing import IO, TYPE_CHECKING, Any
 
@@ -171,7 +169,7 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         file = self._artifact(artifact_id).files.get(relpath)
         if file is None:
             raise FileNotFoundError(f"{artifact_url(artifact_id, relpath)} is not a file")
-        return builtins.open(file.local_path(), "rb")
+        return file.open("rb")
 
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
@@ -183,8 +181,11 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         return data
 
     def get_file(self, rpath: str, lpath: str, **kwargs: Any) -> None:
-        with self._open(rpath, "rb") as src, builtins.open(lpath, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+        artifact_id, relpath = self._split(rpath)
+        file = self._artifact(artifact_id).files.get(relpath)
+        if file is None:
+            raise FileNotFoundError(f"{artifact_url(artifact_id, relpath)} is not a file")
+        file.download(lpath)  # verified, and renamed into place only when whole
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise ElliptioError(

@@ -197,6 +197,10 @@ class S3Backend(Backend):
         # False once the store has answered 501 to If-None-Match (see module doc).
         self.conditional_writes = True
 
+    def plain(self, path: str) -> bool:
+        # s3fs cuts "?versionId=..." off a key: such a path names another object.
+        return self.fs.split_path(path)[2] is None and "?" not in path
+
     # -- plumbing -------------------------------------------------------------
     async def _on_fs_loop(self, coro: Coroutine[Any, Any, T]) -> T:
         loop = self.fs.loop

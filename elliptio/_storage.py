@@ -28,9 +28,9 @@ import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.implementations.local import LocalFileSystem
 
-from ._backends import Backend, make_backend
+from ._backends import Backend, LocalBackend, make_backend
 from ._cache import Cache
-from ._errors import ConfigError, CorruptRecordError, IntegrityError
+from ._errors import ConfigError, CorruptRecordError, IntegrityError, StorageError
 from ._layout import LOGS_DIR, RESERVED_DIR, split_stored_path
 from ._progress import is_interactive, make_progress
 from ._redact import known_secrets, redact_text, redact_url
@@ -190,8 +190,8 @@ class Storage:
         if not isinstance(url, str):
             raise ValueError("it is not a string")
         path = self.path(url)
-        if self.url(path) != url:
-            raise ValueError("it is not a URL of this store")
+        if self.url(path) != url or not self.backend.plain(path):
+            raise ValueError("it is not a plain URL of this store")
         base = self.root.rstrip("/") + "/"
         if not path.startswith(base):
             raise ValueError(f"it lies outside the store's root {self._redact(self.root_url)!r}")
@@ -229,14 +229,15 @@ class Storage:
             raise self._corrupt(what, url, "it is not a file of the artifact it names")
         return path
 
-    def reference_path(self, url: str) -> str | None:
-        """The storage path of a committed file another record names, if the layout
-        allows it (used for deduplication); ``None`` otherwise."""
+    def reference_owner(self, url: str) -> tuple[str | None, str | None]:
+        """``(storage path, id of the artifact whose folder holds it)`` of a file
+        another record names, if the layout allows it (used for deduplication);
+        ``(None, None)`` otherwise."""
         try:
-            path, _, _, inner = self._stored(url)
+            path, _, owner, inner = self._stored(url)
         except ValueError:
-            return None
-        return path if _is_file_of_artifact(inner) else None
+            return None, None
+        return (path, owner) if _is_file_of_artifact(inner) else (None, None)
 
     def prefix_path(self, prefix: str, artifact_id: str) -> str:
         """``prefix`` (a storage path) if it is the folder of ``artifact_id`` under the root.
@@ -322,12 +323,19 @@ class Storage:
             f"the stored file was changed or damaged; {consequence}"
         )
 
+    def _missing(self, path: str) -> StorageError:
+        return StorageError(
+            f"{self._redact(self.url(path))} is missing from the store: it was removed "
+            "behind elliptio's back. Restore it from a backup; 'elliptio verify' lists "
+            "the missing files of an artifact"
+        )
+
     async def _read(
         self, path: str, write: Any, sha256: str | None, consequence: str, progress: Any = None
     ) -> HashResult:
         found = await self.backend.stream(path, write, progress)
         if found is None:
-            raise self.backend.error(FileNotFoundError("no such file"), "read", path)
+            raise self._missing(path)
         if sha256 is not None and found[1] != sha256:
             raise self._mismatch(path, sha256, consequence)
         return found
@@ -343,6 +351,26 @@ class Storage:
             IntegrityError: it does not match.
         """
         await self._read(path, None, sha256, "restore it from a copy or re-create it")
+
+    def open_local(self, path: str, sha256: str) -> io.FileIO:
+        """Open a file of a local store for reading, checked against ``sha256``
+        through the very file object returned (blocking; local disk only).
+
+        Raises:
+            IntegrityError: it does not match.
+        """
+        backend = self.backend
+        assert isinstance(backend, LocalBackend)
+        try:
+            src, found = backend.open_hashed(path)
+        except FileNotFoundError:
+            raise self._missing(path) from None
+        except Exception as err:
+            raise backend.error(err, "read", path) from err
+        if found[1] != sha256:
+            src.close()
+            raise self._mismatch(path, sha256, "restore it from a copy or re-create it")
+        return src
 
     async def read_bytes(self, path: str, sha256: str | None = None) -> bytes:
         """The bytes of a stored file, in memory, checked against ``sha256`` when given."""

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -37,12 +37,22 @@ from fsspec.implementations.local import LocalFileSystem
 from ._backends import Backend, make_backend
 from ._cache import Cache
 from ._config import Settings, load_settings
-from ._errors import ConfigError, ElliptioError, OfflineError, StorageError
+from ._errors import (
+    ArtifactNotFoundError,
+    ConfigError,
+    ElliptioError,
+    InvalidPathError,
+    OfflineError,
+    StorageError,
+)
 from ._process import ProcessLocal
 from ._redact import has_credentials, known_secrets, redact_text, redact_url
 from ._storage import DEFAULT_PART_SIZE, open_filesystem
 from ._sync import sync
 from ._transfer import copy_hashing, write_all
+
+if TYPE_CHECKING:
+    from ._artifact import File
 
 T = TypeVar("T")
 
@@ -92,6 +102,7 @@ class UrlTools:
         self._store_protocol = fsspec.core.split_protocol(settings.resolved_storage_url())[0]
         self._secrets = known_secrets([settings.storage_url], settings.storage_options)
         self._backends: dict[tuple[type, int], Backend] = {}
+        self._store: tuple[type, str] | None = None
 
     def _redact(self, text: str) -> str:
         return redact_text(redact_url(text), self._secrets)
@@ -126,6 +137,49 @@ class UrlTools:
                 redact=self._redact,
             )
         return backend, path
+
+    # -- files of the configured store ---------------------------------------------------
+    def _in_store(self, backend: Backend, path: str) -> bool:
+        """Whether ``path`` lies in the store of these settings (its artifacts' files)."""
+        if self._store is None:
+            url = self.settings.resolved_storage_url()
+            fs, root = open_filesystem(url, self.settings.storage_options, self._redact)
+            self._store = (type(fs), root.rstrip("/"))
+        kind, root = self._store
+        return type(backend.fs) is kind and (path == root or path.startswith(root + "/"))
+
+    def _store_file(self, backend: Backend, path: str) -> File | None:
+        """The committed artifact file at ``path`` of the store, if it is one.
+
+        Its bytes then leave the store only through the verified read path, and
+        the read counts as reading the artifact (lineage), as for any `File`.
+        """
+        if not self._in_store(backend, path):
+            return None
+        from ._protocol import ElliptioFileSystem
+
+        s = self.settings
+        handler = ElliptioFileSystem(
+            s.resolved_storage_url(), s.resolved_catalog_url(), s.storage_options
+        ).handler
+        url = handler.storage.url(path)
+        _, owner = handler.storage.reference_owner(url)
+        if owner is None:
+            return None
+        try:
+            artifact = handler.get(owner)
+        except ArtifactNotFoundError:
+            return None  # not committed: an orphan, read like any file
+        found = [f for f in [*artifact.files.values(), *artifact.logs.values()] if f.url == url]
+        return found[0] if found else None
+
+    def _refuse_in_store(self, url: str, backend: Backend, path: str, what: str) -> None:
+        if self._in_store(backend, path):
+            raise InvalidPathError(
+                f"cannot {what} {redact_url(url)!r}: it lies in the elliptio store, whose "
+                "committed artifacts never change; write new files with Handler.new() or "
+                "Handler.upload()"
+            )
 
     def _call(self, backend: Backend, action: str, path: str, func: Callable[..., T], *a: Any) -> T:
         """A blocking call of the backend's filesystem, its errors translated."""
@@ -193,6 +247,9 @@ class UrlTools:
         """
         url = os.fspath(url)
         backend, path = self._backend(url)
+        file = self._store_file(backend, path)
+        if file is not None:
+            return file.local_path()
         if isinstance(backend.fs, LocalFileSystem):
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"{path!r} does not exist")
@@ -255,6 +312,7 @@ class UrlTools:
         if self.settings.offline:
             raise self._offline_error(url, "write")
         backend, path = self._backend(url)
+        self._refuse_in_store(url, backend, path, "write")
         self.invalidate(url)
         handle: IO[Any] = self._call(backend, "open", path, backend.fs.open, path, mode, **kwargs)
         return handle
@@ -270,6 +328,7 @@ class UrlTools:
         if self.settings.offline:
             raise self._offline_error(url, "write")
         backend, path = self._backend(url)
+        self._refuse_in_store(url, backend, path, "write")
         fs = backend.fs
         with tempfile.TemporaryDirectory(prefix="elliptio-write-") as tmp:
             local = Path(tmp) / (Path(path).name or "file")
@@ -315,8 +374,25 @@ class UrlTools:
             raise self._offline_error(dst, "copy to")
         src_backend, src_path = self._backend(src)
         dst_backend, dst_path = self._backend(dst)
+        self._refuse_in_store(dst, dst_backend, dst_path, "copy to")
         src_fs, dst_fs = src_backend.fs, dst_backend.fs
-        if src_fs is dst_fs:
+        if self._in_store(src_backend, src_path):
+            # Bytes of committed artifacts leave the store verified, one file at a time.
+            names = [src_path]
+            if recursive:
+                names = self._call(src_backend, "list", src_path, src_fs.find, src_path)
+            for name in names:
+                rel = name[len(src_path.rstrip("/")) + 1 :] if recursive else ""
+                target = f"{dst_path.rstrip('/')}/{rel}" if rel else dst_path
+                file = self._store_file(src_backend, name)
+                if file is None:
+                    raise InvalidPathError(
+                        f"cannot copy {redact_url(src_backend.url(name))!r}: it lies in the "
+                        "elliptio store but is no file of a committed artifact"
+                    )
+                local, local_path = self._backend(str(file.local_path()))
+                self._stream(local, local_path, dst_backend, target)
+        elif src_fs is dst_fs:
             self._call(src_backend, "copy", src_path, src_fs.copy, src_path, dst_path, recursive)
         elif recursive:
             names = self._call(src_backend, "list", src_path, src_fs.find, src_path)
@@ -343,6 +419,8 @@ class UrlTools:
 
     def mv(self, src: str, dst: str, recursive: bool = False) -> None:
         """Move ``src`` to ``dst``."""
+        src_backend, src_path = self._backend(src)
+        self._refuse_in_store(src, src_backend, src_path, "move")
         self.cp(src, dst, recursive=recursive)
         self.rm(src, recursive=recursive)
 
@@ -351,6 +429,7 @@ class UrlTools:
         if self.settings.offline:
             raise self._offline_error(url, "remove")
         backend, path = self._backend(url)
+        self._refuse_in_store(url, backend, path, "remove")
         self._call(backend, "remove", path, backend.fs.rm, path, recursive)
         self.invalidate(os.fspath(url), recursive=recursive)
 

@@ -35,8 +35,11 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     # Each test starts a fresh default run, as a new process would.
     import elliptio._runs as runs
+    import elliptio._urls as urls
 
     monkeypatch.setattr(runs, "_process_run", None)
+    # ... and builds its URL tools from the settings of this test.
+    monkeypatch.setattr(urls._default, "_value", None)
 
 
 S3_BUCKET = "elliptio-test"

@@ -27,7 +27,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     }
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(urls, "_default", None)
+    monkeypatch.setattr(urls._default, "_value", None)
     return settings
 
 

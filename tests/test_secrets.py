@@ -319,7 +319,7 @@ def url_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     import elliptio._urls as urls
 
     monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(urls, "_default", None)
+    monkeypatch.setattr(urls._default, "_value", None)
     local = tmp_path / "local.txt"
     local.write_text("local")
     return local

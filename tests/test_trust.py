@@ -365,3 +365,183 @@ def test_gc_never_removes_through_a_symlink_planted_in_the_store(
     sync(local.catalog.open_lease(aid, f"{root}/2020/01/01/eve/000000_{aid}", old))
     local.gc(grace=timedelta(0), delete=True)
     assert (orphan / "keep.bin").read_bytes() == b"not elliptio's"
+
+
+# -- found in review: orphans, URL tools, odd files, links and version suffixes -------
+def test_dedup_never_references_bytes_in_a_folder_without_a_record(
+    handler: eio.Handler, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """A planted record naming an orphan's file must not lure an honest upload."""
+    template = handler.upload(data_files["test"])
+    orphan = artifact_prefix(
+        handler.storage.root, datetime.now(tz=UTC) - timedelta(days=3), "eve", new_artifact_id()
+    )
+    if handler.storage.is_local:
+        Path(orphan).mkdir(parents=True)
+    _fs(handler).pipe_file(f"{orphan}/table.csv", GOOD)
+    planted = _planted_record(handler, template, handler.storage.url(f"{orphan}/table.csv"))
+    sync(handler.catalog.insert(planted.to_document()))
+    src = tmp_path / "table.csv"
+    src.write_bytes(GOOD)
+    honest = handler.upload(src)
+    assert not honest.file.url.startswith(handler.storage.url(orphan))
+    handler.gc(grace=timedelta(hours=1), delete=True)
+    assert handler.get(honest.artifact_id).file.read_bytes() == GOOD
+    assert handler.verify(honest.artifact_id).ok
+
+
+def test_url_tools_read_artifact_files_verified_and_never_change_them(
+    tampered: tuple[eio.Handler, eio.Artifact], tmp_path: Path
+) -> None:
+    h, art = tampered
+    url = art.file.url
+
+    def read_open() -> None:
+        with eio.open(url) as f:
+            f.read()
+
+    def read_copy() -> None:
+        with eio.local_copy(url) as path:
+            path.read_bytes()
+
+    def write_at() -> None:
+        with eio.write(url) as path:
+            path.write_bytes(GOOD)
+
+    def open_to_write() -> None:
+        with eio.open(url, "wb") as f:
+            f.write(GOOD)
+
+    for read in (read_open, read_copy, lambda: eio.cp(url, str(tmp_path / "copy.csv"))):
+        with pytest.raises(eio.IntegrityError):
+            read()
+    assert not (tmp_path / "copy.csv").exists()
+    for change in (
+        lambda: eio.rm(url),
+        lambda: eio.mv(url, str(tmp_path / "moved.csv")),
+        open_to_write,
+        write_at,
+        lambda: eio.cp(str(tmp_path / "table.csv"), url),
+    ):
+        with pytest.raises(eio.InvalidPathError, match="never change"):
+            change()
+    assert _fs(h).cat_file(h.storage.path(url)) == BAD  # still there, still as it was
+    if not h.storage.root_url.startswith("memory://"):
+        h.close()
+        out = _cli(h, tmp_path, "cat", url)
+        assert out.returncode == 1
+        assert "IntegrityError" in out.stderr
+        assert BAD.decode() not in out.stdout
+
+
+def test_url_tools_read_intact_artifact_files_and_record_lineage(
+    handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "table.csv"
+    src.write_bytes(GOOD)
+    art = handler.upload(src)
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", handler.storage.root_url)
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", handler.aio.settings.resolved_catalog_url())
+    if handler.storage.options:
+        monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(handler.storage.options))
+    tools = eio.Handler(
+        storage=handler.storage.root_url, catalog=handler.aio.settings.resolved_catalog_url()
+    ).urls
+    with handler.run():
+        with tools.open(art.file.url) as f:
+            assert f.read() == GOOD
+        assert art.artifact_id in handler.based_on
+
+
+def _finishes(func: Any, seconds: float = 20) -> Any:
+    import threading
+
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            result.append(func())
+        except BaseException as err:
+            result.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "it hangs"
+    return result[0]
+
+
+def test_a_fifo_planted_in_the_store_is_refused_not_waited_on(
+    local: eio.Handler, tmp_path: Path
+) -> None:
+    src = tmp_path / "table.csv"
+    src.write_bytes(GOOD)
+    art = local.upload(src)
+    stored = Path(art.file.url)
+    os.chmod(stored.parent, 0o755)
+    stored.unlink()
+    os.mkfifo(stored)
+    err = _finishes(lambda: local.get(art.artifact_id).file.read_bytes())
+    assert isinstance(err, eio.StorageError)
+    assert "not a regular file" in str(err)
+    report = _finishes(lambda: local.verify(art.artifact_id))
+    assert isinstance(report, eio.StorageError) or not report.ok
+
+
+def test_uploads_never_write_through_a_symlink_planted_in_the_store(
+    local: eio.Handler, tmp_path: Path
+) -> None:
+    from elliptio._provenance import current_username
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    day = Path(local.storage.root) / datetime.now(tz=UTC).strftime("%Y/%m/%d")
+    day.mkdir(parents=True)
+    (day / current_username()).symlink_to(elsewhere, target_is_directory=True)
+    src = tmp_path / "table.csv"
+    src.write_bytes(GOOD)
+    with pytest.raises(eio.StorageError, match="symbolic link"):
+        local.upload(src)
+    assert list(elsewhere.iterdir()) == []
+    assert local.find().empty
+
+
+def test_reindex_never_seals_a_hard_link_to_a_file_outside_the_store(
+    local: eio.Handler, tmp_path: Path
+) -> None:
+    src = tmp_path / "table.csv"
+    src.write_bytes(GOOD)
+    art = local.upload(src)
+    stored = Path(art.file.url)
+    outside = tmp_path / "outside.csv"
+    outside.write_bytes(GOOD)
+    os.chmod(stored.parent, 0o755)
+    stored.unlink()
+    os.link(outside, stored)
+    sync(local.catalog.delete(art.artifact_id))
+    mode = outside.stat().st_mode
+    local.reindex()
+    assert outside.stat().st_mode == mode
+
+
+def test_a_version_suffix_never_passes_the_layout_check_on_s3(
+    s3_options: dict[str, Any], tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    h = eio.Handler(
+        storage="s3://elliptio-test/lake",
+        catalog=f"sqlite:///{tmp_path / 'c.db'}",
+        storage_options=s3_options,
+    )
+    template = h.upload(data_files["test"])
+    record = _planted_record(h, template, "s3://x")
+    prefix = h.storage.path(record.remote_root)
+    user_folder, own = prefix.rsplit("/", 1)
+    _fs(h).pipe_file(user_folder, GOOD)  # the object s3fs would read
+    url = h.storage.url(f"{user_folder}?versionId=1/{own}/table.csv")
+    record = record.model_copy(update={"files": [record.files[0].model_copy(update={"url": url})]})
+    sync(h.catalog.insert(record.to_document()))
+    with pytest.raises(eio.CorruptRecordError):
+        h.get(record.artifact_id).file.read_bytes()
+    with pytest.raises(eio.CorruptRecordError):
+        h.verify(record.artifact_id)
+    h.close()
