@@ -115,10 +115,27 @@ async def _prefixes(storage: Storage) -> list[str]:
     return sorted(p for p in found if _PREFIX_RE.fullmatch(_relative(storage, p)))
 
 
+# Far above any record elliptio writes (labels <= 1 MiB, git diff <= 1 MB, packages).
+SIDECAR_LIMIT = 64 * 2**20
+
+
 async def _read_sidecar(storage: Storage, path: str) -> bytes | None:
-    """The bytes of a sidecar, or ``None`` if there is none."""
+    """The bytes of a sidecar, or ``None`` if there is none.
+
+    Raises:
+        CorruptRecordError: it is larger than `SIDECAR_LIMIT` (not one elliptio wrote).
+    """
     buffer = io.BytesIO()
-    found = await storage.backend.stream(path, buffer.write)
+
+    def write(chunk: memoryview) -> None:
+        if buffer.tell() + len(chunk) > SIDECAR_LIMIT:
+            raise CorruptRecordError(
+                f"{storage.url(path)} is larger than {SIDECAR_LIMIT} bytes, so it is no "
+                "sidecar elliptio wrote; remove it"
+            )
+        buffer.write(chunk)
+
+    found = await storage.backend.stream(path, write)
     return None if found is None else buffer.getvalue()
 
 
@@ -129,7 +146,10 @@ async def _has_sidecar(storage: Storage, prefix: str, artifact_id: str) -> bool:
     never committed, so it is an orphan, not something `reindex` can restore. A
     sidecar of a newer schema version counts as whole (a newer release wrote it).
     """
-    raw = await _read_sidecar(storage, f"{prefix}/{METADATA_RELPATH}")
+    try:
+        raw = await _read_sidecar(storage, f"{prefix}/{METADATA_RELPATH}")
+    except CorruptRecordError:
+        return False
     if raw is None:
         return False
     try:
@@ -147,7 +167,11 @@ async def reindex(storage: Storage, catalog: Catalog) -> ReindexReport:
     for prefix in await _prefixes(storage):
         sidecar = f"{prefix}/{METADATA_RELPATH}"
         artifact_id = _PREFIX_RE.search(_relative(storage, prefix))["id"]  # type: ignore[index]
-        raw = await _read_sidecar(storage, sidecar)
+        try:
+            raw = await _read_sidecar(storage, sidecar)
+        except CorruptRecordError:
+            report.unreadable.append(artifact_id)
+            continue
         if raw is None:
             continue  # never committed: a matter for gc
         try:

@@ -30,7 +30,13 @@ from fsspec.implementations.local import LocalFileSystem
 
 from ._backends import Backend, LocalBackend, make_backend
 from ._cache import Cache
-from ._errors import ConfigError, CorruptRecordError, IntegrityError, StorageError
+from ._errors import (
+    ConfigError,
+    CorruptRecordError,
+    IntegrityError,
+    InvalidPathError,
+    StorageError,
+)
 from ._layout import LOGS_DIR, RESERVED_DIR, split_stored_path
 from ._progress import is_interactive, make_progress
 from ._redact import known_secrets, redact_text, redact_url
@@ -441,5 +447,11 @@ def _is_file_of_artifact(inner: str) -> bool:
 
 
 def _temp_beside(local: Path) -> tuple[int, str]:
-    local.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.", suffix=".part")
+    try:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.", suffix=".part")
+    except OSError as err:
+        raise InvalidPathError(
+            f"cannot download to {str(local)!r}: {err.strerror or err}; give a path in a "
+            "folder you can write (a missing folder is created)"
+        ) from err

@@ -545,3 +545,15 @@ def test_a_version_suffix_never_passes_the_layout_check_on_s3(
     with pytest.raises(eio.CorruptRecordError):
         h.verify(record.artifact_id)
     h.close()
+
+
+def test_a_download_to_an_impossible_target_is_a_typed_error(
+    handler: eio.Handler, tmp_path: Path
+) -> None:
+    src = tmp_path / "table.csv"
+    src.write_bytes(GOOD)
+    art = handler.upload(src)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(eio.InvalidPathError, match="cannot download to"):
+        art.file.download(blocker / "sub" / "table.csv")
