@@ -12,7 +12,6 @@ import contextlib
 import io
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from ._errors import ElliptioError, OfflineError
 from ._models import FileRecord, Metadata
 from ._protocol import artifact_url
 from ._runs import current_run
-from ._storage import Storage
+from ._storage import Storage, temp_beside
 from ._sync import sync
 from ._urls import is_unreachable
 
@@ -240,8 +239,7 @@ class File:
 
 
 def _copy_atomically(src: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    fd, tmp = temp_beside(target)
     try:
         with open(src, "rb") as f_in, os.fdopen(fd, "wb") as f_out:
             shutil.copyfileobj(f_in, f_out, 4 * 2**20)

@@ -43,7 +43,13 @@ from ._redact import known_secrets, redact_text, redact_url
 from ._s3 import with_s3_defaults
 from ._transfer import HashResult, write_all
 
-__all__ = ["DEFAULT_PART_SIZE", "HashingWriter", "Storage", "open_filesystem"]
+__all__ = [
+    "DEFAULT_PART_SIZE",
+    "HashingWriter",
+    "Storage",
+    "open_filesystem",
+    "temp_beside",
+]
 
 # Multipart part size (and the largest single PUT). Measured with
 # benchmarks/transfer.py against boto3's TransferManager on one 200 MB file.
@@ -397,7 +403,7 @@ class Storage:
         written; only a verified copy is renamed into place, so a damaged
         download leaves nothing at ``local`` (and no temporary file).
         """
-        fd, tmp = await asyncio.to_thread(_temp_beside, local)
+        fd, tmp = await asyncio.to_thread(temp_beside, local)
         try:
             try:
                 child = progress.branched(self.url(path), str(local))
@@ -446,7 +452,12 @@ def _is_file_of_artifact(inner: str) -> bool:
     )
 
 
-def _temp_beside(local: Path) -> tuple[int, str]:
+def temp_beside(local: Path) -> tuple[int, str]:
+    """A new temporary file beside ``local`` (its folder made if needed): fd and path.
+
+    Raises:
+        InvalidPathError: that folder cannot be made or written.
+    """
     try:
         local.parent.mkdir(parents=True, exist_ok=True)
         return tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.", suffix=".part")
