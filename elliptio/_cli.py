@@ -1,19 +1,24 @@
 """The ``elliptio`` command line: a thin layer over the library.
 
 Parsing, printing and exit codes only: 0 on success, 1 on an error (one line on
-stderr, a traceback only with ``--debug``), 2 on a usage error.
+stderr, a traceback only with ``--debug``), 2 on a usage error. Whatever is printed
+about an error, with or without ``--debug``, has the secrets of the command line,
+the settings and the storage options masked.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ._errors import (
     ElliptioError,
@@ -22,7 +27,7 @@ from ._errors import (
     InvalidPathError,
     QueryError,
 )
-from ._redact import is_secret_name, redact_url
+from ._redact import is_secret_name, known_secrets, redact_text, redact_url
 
 __all__ = ["main"]
 
@@ -50,11 +55,14 @@ def _extended_json(obj: dict[str, Any]) -> Any:
     return obj
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(text: str, error: type[ElliptioError] = QueryError) -> Any:
     try:
         return json.loads(text, object_hook=_extended_json)
     except ValueError:
         return text
+    except RecursionError:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise error(f"{shown!r} nests too deep to be read as JSON") from None
 
 
 def _pairs(items: Sequence[str] | None, what: str, error: type[ElliptioError]) -> dict[str, Any]:
@@ -63,16 +71,50 @@ def _pairs(items: Sequence[str] | None, what: str, error: type[ElliptioError]) -
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise error(f"{what} {item!r} must look like key=value")
-        result[key] = _parse_value(value)
+        result[key] = _parse_value(value, error)
     return result
+
+
+def _format_help(what: str) -> str:
+    return f"table (default), csv, or json: JSON Lines, one {what} per line as a JSON object"
+
+
+def _json_value(value: Any) -> Any:
+    """A frame's cell as plain JSON data: null where missing, times in ISO 8601."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, Mapping):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_json_value(item) for item in value]
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, date):  # datetimes and pandas Timestamps too
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if isinstance(value, str | int | float | bool) else str(value)
+
+
+def _json_lines(frame: Any) -> None:
+    key = frame.index.name or "artifact_id"
+    frame = frame.copy()
+    for column in frame.columns:
+        values = frame[column].dropna()
+        # Whole numbers with gaps (a version only named artifacts have) stay integers.
+        if frame[column].dtype.kind == "f" and ((values % 1 == 0) & (values.abs() < 2**53)).all():
+            frame[column] = frame[column].astype("Int64")
+    for index, row in zip(frame.index, frame.to_dict(orient="records"), strict=True):
+        record = _json_value({key: index, **row})
+        print(json.dumps(record, ensure_ascii=False, allow_nan=False))
 
 
 def _print_frame(frame: Any, fmt: str) -> None:
     if fmt == "json":
-        key = frame.index.name or "artifact_id"
-        for index, row in frame.iterrows():
-            record = {key: index, **row.to_dict()}
-            print(json.dumps(record, default=str, ensure_ascii=False))
+        _json_lines(frame)
     elif fmt == "csv":
         frame.to_csv(sys.stdout)
     elif frame.empty:
@@ -99,7 +141,7 @@ def _summary(frame: Any) -> Any:
 def cmd_upload(args: argparse.Namespace) -> int:
     labels = _pairs(args.label, "--label", InvalidLabelsError)
     if args.infos:
-        infos = _parse_value(args.infos)
+        infos = _parse_value(args.infos, InvalidLabelsError)
         if not isinstance(infos, dict):
             raise InvalidLabelsError(
                 f"--infos {args.infos!r} must be a JSON object such as '{{\"seed\": 1}}'"
@@ -352,11 +394,17 @@ def _progress_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _common(suppress: bool) -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # A usage error can quote an argument, such as a URL with a password in it.
+        super().error(redact_url(message))
+
+
+def _common(suppress: bool) -> _Parser:
     # Sub-commands accept the options too; SUPPRESS keeps them from overwriting
     # a value given before the sub-command with their default.
     default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--storage", help="storage URL (default: ELLIPTIO_STORAGE_URL)", **default)
     common.add_argument("--catalog", help="catalog URL (default: ELLIPTIO_CATALOG_URL)", **default)
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors", **default)
@@ -365,7 +413,7 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
 
 def _parser() -> argparse.ArgumentParser:
     common = _common(suppress=True)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="elliptio",
         description="Save, find and read artifacts in a data lake.",
         epilog=_EPILOG,
@@ -416,7 +464,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--where", action="append", help="field=value equality (repeatable)")
     p.add_argument("--limit", type=int, default=None, help="at most this many")
     p.add_argument("--columns", help="comma-separated record fields to show")
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "csv"],
+        default="table",
+        help=_format_help("artifact"),
+    )
 
     p = add("show", cmd_show, "print an artifact's record as JSON", "elliptio show train-set:v3")
     p.add_argument("artifact_id", metavar="REF", help=_REF_HELP)
@@ -502,26 +555,69 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="set: a reference such as train-set:v3; else the name")
     p.add_argument("alias", nargs="?", help="the alias, e.g. production")
     p = add("names", cmd_names, "list names with their versions and aliases", "elliptio names")
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "csv"],
+        default="table",
+        help=_format_help("name"),
+    )
     add("config", cmd_config, "print the effective settings, secrets masked", "elliptio config")
     return parser
 
 
+def _secrets(argv: Sequence[str], args: argparse.Namespace) -> set[str]:
+    """The secrets an error report must not show: argv's, the settings', the options'."""
+    urls = [*argv]
+    options: Any = {}
+    try:
+        from ._config import load_settings
+
+        settings = load_settings(storage_url=args.storage, catalog_url=args.catalog)
+        urls += [settings.storage_url, settings.catalog_url]
+        options = settings.storage_options
+    except Exception:  # the settings may be what failed: read the variables as they are
+        urls += [os.environ.get(f"ELLIPTIO_{name}_URL", "") for name in ("STORAGE", "CATALOG")]
+        raw = os.environ.get("ELLIPTIO_STORAGE_OPTIONS", "")
+        try:
+            options = json.loads(raw) if raw else {}
+        except ValueError:
+            options = {"secret": raw}  # unreadable: mask it whole
+    return known_secrets(urls, options if isinstance(options, dict) else {"secret": options})
+
+
+def _report(err: BaseException, secrets: set[str], debug: bool) -> None:
+    def redact(text: str) -> str:
+        return redact_text(redact_url(text), secrets)
+
+    if debug:
+        print(redact("".join(traceback.format_exception(err))), end="", file=sys.stderr)
+        return
+    try:
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    except Exception:
+        text = ""
+    message = " ".join(redact(text).split())  # one line, whatever the backend wrote
+    known = isinstance(err, ElliptioError | OSError | ValueError | KeyError)
+    hint = "" if known else " (rerun with --debug for the traceback)"
+    print(
+        f"elliptio: error: {type(err).__name__}{': ' if message else ''}{message}{hint}",
+        file=sys.stderr,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
         return code
-    except (ElliptioError, OSError, ValueError, KeyError) as err:
-        if args.debug:
-            raise
-        message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-        print(f"elliptio: error: {type(err).__name__}: {redact_url(message)}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # every error: one redacted line (a redacted traceback)
+        _report(err, _secrets(argv, args), args.debug)
+        return 1
 
 
 def run() -> None:

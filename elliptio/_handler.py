@@ -48,7 +48,7 @@ from ._maintenance import GcReport, ReindexReport, VerifyReport, gc, reindex, ve
 from ._models import FileRecord, Labels, Metadata, upgrade_record
 from ._names import parse_ref, validate_alias, validate_name
 from ._new import NewArtifact
-from ._provenance import current_username, git_info, process_info
+from ._provenance import current_username, git_info, git_info_known, process_info
 from ._runs import Run, RunScope, current_run
 from ._storage import Storage
 from ._transfer import hash_file
@@ -226,7 +226,8 @@ class AsyncHandler:
         self, draft: _Draft, files: list[FileRecord], logs: list[FileRecord]
     ) -> Artifact:
         info = process_info()
-        git = await asyncio.to_thread(git_info)
+        # git runs once per process; later commits read its cache without a thread hop.
+        git = git_info() if git_info_known() else await asyncio.to_thread(git_info)
         version = await self.catalog.reserve_version(draft.name) if draft.name else None
         record = Metadata(
             artifact_id=draft.artifact_id,

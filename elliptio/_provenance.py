@@ -42,6 +42,7 @@ __all__ = [
     "ProcessInfo",
     "current_username",
     "git_info",
+    "git_info_known",
     "mock_username",
     "process_info",
 ]
@@ -456,6 +457,15 @@ def git_info(path: str | os.PathLike[str] | None = None) -> GitInfo | None:
         if toplevel not in _git_by_toplevel:
             _git_by_toplevel[toplevel] = _compute_git_info(toplevel, lines[1], lines[2])
         return _git_by_toplevel[toplevel]
+
+
+def git_info_known(path: str | os.PathLike[str] | None = None) -> bool:
+    """Whether `git_info` for ``path`` would answer from its cache, without running git."""
+    try:
+        start = _start_directory(path)
+    except (OSError, ValueError, TypeError):
+        return True
+    return start is None or start in _toplevel_by_path
 
 
 # --------------------------------------------------------------------------- fork

@@ -10,6 +10,7 @@ first, so that no password, token or signed-URL credential is ever stored:
 - `redact_url` masks the password in a URL's userinfo and secret query or fragment
   parameters (``?token=x``, ``X-Amz-Signature=x``, ``sig=x``).
 - `redact_text` masks known secret strings, for messages built from backend errors.
+- `has_credentials` tells whether a URL carries a password or token in its userinfo.
 
 A name is secret when it *contains* one of `SECRET_NAME_PARTS` (case-insensitive),
 so the rules err on the side of masking: ``--keyboard-layout`` is masked as well,
@@ -29,6 +30,7 @@ from urllib.parse import unquote
 __all__ = [
     "MASK",
     "SECRET_NAME_PARTS",
+    "has_credentials",
     "is_secret_name",
     "known_secrets",
     "redact_argv",
@@ -137,6 +139,23 @@ def redact_url(url: str) -> str:
     if cut < 0:
         return url
     return url[:cut] + _mask_params(url[cut:])
+
+
+def has_credentials(url: str) -> bool:
+    """Tell whether a URL carries credentials in its userinfo.
+
+    That is a password (``s3://KEY:SECRET@bucket``, ``ftp://u:p@host``) or, over
+    ``http(s)``, a bare user name, which is how access tokens are embedded. Secret
+    query parameters (presigned URLs) do not count: they are meant to travel with
+    the URL.
+
+    Args:
+        url: Any string holding one URL.
+
+    Returns:
+        True when `redact_url` would mask part of the URL's userinfo.
+    """
+    return bool(_USERINFO_PASSWORD.search(url) or _HTTP_BARE_USER.search(url))
 
 
 def _redact_urls_in(text: str) -> str:

@@ -37,8 +37,8 @@ from fsspec.implementations.local import LocalFileSystem
 from ._backends import Backend, make_backend
 from ._cache import Cache
 from ._config import Settings, load_settings
-from ._errors import ElliptioError, OfflineError, StorageError
-from ._redact import known_secrets, redact_text, redact_url
+from ._errors import ConfigError, ElliptioError, OfflineError, StorageError
+from ._redact import has_credentials, known_secrets, redact_text, redact_url
 from ._storage import DEFAULT_PART_SIZE, open_filesystem
 from ._sync import sync
 from ._transfer import copy_hashing, write_all
@@ -101,6 +101,12 @@ class UrlTools:
         if not isinstance(url, str | os.PathLike) or not os.fspath(url):
             raise StorageError(f"{url!r} is not a URL or path")
         url = os.fspath(url)
+        if has_credentials(url):
+            # They would be echoed by backend errors and kept in the cache's records.
+            raise ConfigError(
+                f"{redact_url(url)!r} carries credentials in the URL; pass them in "
+                "storage_options (ELLIPTIO_STORAGE_OPTIONS) instead"
+            )
         protocol = fsspec.core.split_protocol(url)[0]
         # The store's options (endpoint, credentials) apply to URLs of its protocol.
         options = self.settings.storage_options if protocol == self._store_protocol else {}
@@ -119,10 +125,6 @@ class UrlTools:
                 redact=self._redact,
             )
         return backend, path
-
-    def _fs(self, url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-        backend, path = self._backend(url)
-        return backend.fs, path
 
     def _call(self, backend: Backend, action: str, path: str, func: Callable[..., T], *a: Any) -> T:
         """A blocking call of the backend's filesystem, its errors translated."""

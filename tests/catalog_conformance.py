@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import pytest
 
-from elliptio._catalog import Catalog, codec
+from elliptio._catalog import Catalog, codec, filters
 from elliptio._catalog.base import Lease
 from elliptio._errors import (
     ArtifactExistsError,
@@ -359,6 +359,96 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"a": dt.datetime(2020, 1, 1)}, "naive"),
 ]
 
+
+# -- nesting: filters at the depth limit run everywhere, deeper ones are refused ------
+
+
+def _wrap(times: int, wrap: Callable[[Any], Any], inner: Any) -> Any:
+    for _ in range(times):
+        inner = wrap(inner)
+    return inner
+
+
+# One level less than the limit, so that each filter below is exactly at it.
+_L = filters.MAX_DEPTH - 1
+_E = filters.ELEM_MATCH_LEVELS
+ANDY, BRENDA, CARL = "artifact_0000", "artifact_0001", "artifact_0002"
+NESTED_DOCS = [
+    record(0),
+    record(1),
+    record(
+        2,
+        grid=[[[5, 6]], [[1]]],
+        tree=[{"kids": [{"kids": [{"v": 1}]}]}],
+        deep=_wrap(_L, lambda v: {"a": v}, 1),
+        deep_list=_wrap(_L, lambda v: [v], 1),
+    ),
+]
+ANDY_ONLY = {"username": "andy"}
+AT_THE_LIMIT: dict[str, tuple[dict[str, Any], set[str]]] = {
+    "$and": (_wrap(_L, lambda f: {"$and": [f]}, ANDY_ONLY), {ANDY}),
+    "$or": (_wrap(_L, lambda f: {"$or": [f, {"username": "nobody"}]}, ANDY_ONLY), {ANDY}),
+    # an odd number of $nor: not andy
+    "$nor": (_wrap(_L, lambda f: {"$nor": [f]}, ANDY_ONLY), {BRENDA, CARL}),
+    "$and/$or": (
+        _wrap(
+            _L // 2,
+            lambda f: {"$and": [{"$or": [f, {"username": "nobody"}]}, {"run_id": "run_0"}]},
+            {"$and": [ANDY_ONLY]},
+        ),
+        {ANDY},
+    ),
+    # an even number of $not: andy
+    "$not": ({"username": _wrap(_L - 1, lambda c: {"$not": c}, {"$eq": "andy"})}, {ANDY}),
+    "$elemMatch of values": (
+        _wrap(
+            3, lambda f: {"$and": [f]}, {"grid": {"$elemMatch": {"$elemMatch": {"$eq": [5, 6]}}}}
+        ),
+        {CARL},
+    ),
+    "$elemMatch of documents": (
+        {"$and": [{"tree": {"$elemMatch": {"kids": {"$elemMatch": {"kids": [{"v": 1}]}}}}}]},
+        {CARL},
+    ),
+    "documents in a value": ({"deep": _wrap(_L, lambda v: {"a": v}, 1)}, {CARL}),
+    "arrays in a value": ({"deep_list": _wrap(_L, lambda v: [v], 1)}, {CARL}),
+    # The shape that left SQLite's parser the least room in a randomised search.
+    "mixed": (
+        {
+            "$nor": [
+                {
+                    "labels.a.b": {
+                        "$elemMatch": {
+                            "x-y.0.z": {
+                                "$elemMatch": {
+                                    "$nor": [{"file_relpaths": "x"}, {"x-y.0.z": {"$ne": 2.5}}],
+                                    "artifact_id": 1,
+                                }
+                            }
+                        }
+                    }
+                },
+                {"x-y.0.z": {"$elemMatch": {"labels.a.b": [{"a": {"a": [1]}}]}}},
+            ]
+        },
+        {ANDY, BRENDA, CARL},
+    ),
+}
+assert _E == 5, "the $elemMatch filters above are built for five levels each"
+
+# Filters nested ``n`` times: past the limit for every n >= MAX_DEPTH.
+TOO_DEEP: dict[str, Callable[[int], dict[str, Any]]] = {
+    "$and": lambda n: _wrap(n, lambda f: {"$and": [f]}, ANDY_ONLY),
+    "$or": lambda n: _wrap(n, lambda f: {"$or": [{"username": "x"}, f]}, ANDY_ONLY),
+    "$nor": lambda n: _wrap(n, lambda f: {"$nor": [f]}, ANDY_ONLY),
+    "$not": lambda n: {"username": _wrap(n, lambda c: {"$not": c}, {"$eq": "andy"})},
+    "$elemMatch": lambda n: {"grid": _wrap(n, lambda c: {"$elemMatch": c}, {"$gt": 1})},
+    "$elemMatch of documents": lambda n: _wrap(n, lambda f: {"tree": {"$elemMatch": f}}, {"v": 1}),
+    "documents in a value": lambda n: {"deep": _wrap(n, lambda v: {"a": v}, 1)},
+    "arrays in a value": lambda n: {"deep_list": _wrap(n, lambda v: [v], 1)},
+    "arrays in $in": lambda n: {"deep_list": {"$in": [_wrap(n, lambda v: [v], 1)]}},
+}
+
 MOCK_DEVIATIONS = """\
 mongomock (4.3) differs from MongoDB here; the cases assert MongoDB's answer for
 SQLite and a real server, and the mock's own answer for the mock:
@@ -635,6 +725,36 @@ class CatalogConformance:
         with pytest.raises(QueryError):
             await backend.catalog.count(flt)
         assert len(backend.sent) == sent
+
+    # -- nesting --------------------------------------------------------------------
+
+    @pytest.mark.parametrize("name", list(AT_THE_LIMIT))
+    async def test_filters_at_the_nesting_limit_run(self, backend: Backend, name: str) -> None:
+        flt, expected = AT_THE_LIMIT[name]
+        await backend.catalog.insert_many(NESTED_DOCS)
+        assert set(_ids(await backend.catalog.find(flt))) == expected
+        assert await backend.catalog.count(flt) == len(expected)
+        # and it is at the limit: one level more is refused
+        with pytest.raises(QueryError, match=f"deeper than {filters.MAX_DEPTH} levels"):
+            await backend.catalog.find({"$and": [flt]})
+
+    @pytest.mark.parametrize("shape", list(TOO_DEEP))
+    async def test_filters_nested_too_deep_are_refused(self, backend: Backend, shape: str) -> None:
+        await backend.catalog.insert(record(1))
+        sent = len(backend.sent)
+        for times in (filters.MAX_DEPTH, 60, 600, 100_000):
+            flt = TOO_DEEP[shape](times)
+            with pytest.raises(QueryError, match=f"deeper than {filters.MAX_DEPTH} levels"):
+                await backend.catalog.find(flt)
+            with pytest.raises(QueryError, match=f"deeper than {filters.MAX_DEPTH} levels"):
+                await backend.catalog.count(flt)
+        assert len(backend.sent) == sent
+
+    async def test_a_filter_holding_itself_is_refused(self, backend: Backend) -> None:
+        flt: dict[str, Any] = {"username": "andy"}
+        flt["$or"] = [flt]
+        with pytest.raises(QueryError, match="deeper than"):
+            await backend.catalog.find(flt)
 
     @pytest.mark.parametrize(
         ("kwargs", "needle"),

@@ -93,6 +93,18 @@ async def test_bad_skip_or_limit(catalog: SQLiteCatalog) -> None:
         await catalog.find(limit=-5)
 
 
+async def test_a_filter_too_large_for_sqlite_is_a_query_error(catalog: SQLiteCatalog) -> None:
+    # SQLite cannot parse an expression this wide; that is the query's fault, not
+    # the file's, so the error says to split the query, not to check for corruption.
+    await catalog.insert(record(1))
+    too_wide = {"labels.infos.i": {"$in": list(range(2000))}}
+    too_long = {"labels." + ".".join(["a"] * 31): 1}
+    for flt in (too_wide, too_long):
+        with pytest.raises(QueryError, match="split it into several queries") as info:
+            await catalog.find(flt)
+        assert "corrupt" not in str(info.value)
+
+
 async def test_duplicate_id_is_refused(catalog: SQLiteCatalog) -> None:
     await catalog.insert(record(1))
     with pytest.raises(ArtifactExistsError, match="artifact_0001"):

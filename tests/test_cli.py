@@ -6,10 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from elliptio._catalog.filters import MAX_DEPTH
 from elliptio._cli import main
 
 
@@ -148,8 +151,22 @@ def test_errors_are_one_line_and_exit_1(
     assert "$where" in err
     code, _, err = _run(capsys, "find", "--where", "novalue")
     assert code == 1
-    with pytest.raises(KeyError):  # --debug re-raises with the traceback
-        main(["--debug", "show", "nope"])
+    code, _, err = _run(capsys, "--debug", "show", "nope")  # --debug: the traceback
+    assert code == 1
+    assert err.startswith("Traceback")
+    assert err.splitlines()[-1].startswith("elliptio._errors.ArtifactNotFoundError:")
+
+
+def test_a_filter_nested_too_deep_is_one_line(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for depth in (17, 60, 600, 100_000):
+        deep = '{"$and": [' * depth + '{"username": "andy"}' + "]}" * depth
+        code, out, err = _run(capsys, "find", deep)
+        assert (code, out) == (1, "")
+        assert err.count("\n") == 1
+        assert err.startswith("elliptio: error: QueryError:")
+        assert f"{MAX_DEPTH} levels" in err or "too deep to be read as JSON" in err
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -322,3 +339,47 @@ def test_a_folder_with_a_symlink_out_of_it_uploads_nothing(
     code, out, _ = _run(capsys, "upload", str(folder / "leak.txt"), str(folder / "metrics.json"))
     assert code == 0
     assert out.startswith("artifact_")
+
+
+def _strict_json(line: str) -> Any:
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{token} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_json_format_is_json_lines_of_plain_json(
+    env: dict[str, str], files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    infos = '{"ratio": 0.25, "big": 1e300, "neg": -2.5, "seed": 7}'
+    named = _run(capsys, "upload", str(files[0]), "--name", "train-set", "--infos", infos)[1]
+    unnamed = _run(capsys, "upload", str(files[1]), "--label", "datatype=model")[1]
+    named, unnamed = named.strip(), unnamed.strip()
+    _run(capsys, "alias", "set", "train-set:v1", "production")
+    for columns in ([], ["--columns", "name,name_version,labels,creation_time"]):
+        code, out, _ = _run(capsys, "find", "--format", "json", *columns)
+        assert code == 0
+        records = {r["artifact_id"]: r for r in map(_strict_json, out.splitlines())}
+        assert set(records) == {named, unnamed}
+        assert (records[unnamed]["name"], records[unnamed]["name_version"]) == (None, None)
+        assert records[named]["name"] == "train-set"
+        assert records[named]["name_version"] == 1
+        assert isinstance(records[named]["name_version"], int)
+        assert records[named]["labels"]["infos"] == json.loads(infos)
+        assert records[unnamed]["labels"]["datatype"] == "model"
+        for record in records.values():
+            when = datetime.fromisoformat(record["creation_time"])
+            assert "T" in record["creation_time"]
+            assert when.utcoffset() == timedelta(0)
+    code, out, _ = _run(capsys, "names", "--format", "json")
+    assert code == 0
+    assert [_strict_json(line) for line in out.splitlines()] == [
+        {"name": "train-set", "versions": 1, "latest": "v1", "aliases": {"production": "v1"}}
+    ]
+
+
+@pytest.mark.parametrize("command", ["find", "names"])
+def test_help_says_json_is_json_lines(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "JSON Lines" in " ".join(capsys.readouterr().out.split())

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -294,3 +294,135 @@ def test_known_secrets_collects_url_and_option_secrets() -> None:
         MONGO_PASSWORD,
         ENV_OPTION_SECRET,
     }
+
+
+# -- the URL tools and their commands: a URL with a password in it -----------------------
+
+SECRET_URLS = [
+    f"s3://AKIAEXAMPLE:{URL_SECRET}@{S3_BUCKET}/x.txt",
+    f"memory://andy:{URL_SECRET}@lake/x.txt",
+    f"https://{URL_SECRET}@example.invalid/x.txt",
+]
+URL_COMMANDS = {
+    "ls": ["ls", "{url}"],
+    "exists": ["exists", "{url}"],
+    "cat": ["cat", "{url}"],
+    "cp from": ["cp", "{url}", "{local}"],
+    "cp to": ["cp", "{local}", "{url}"],
+    "mv": ["mv", "{url}", "{local}"],
+    "rm": ["rm", "-r", "{url}"],
+}
+
+
+@pytest.fixture
+def url_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    import elliptio._urls as urls
+
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(urls, "_default", None)
+    local = tmp_path / "local.txt"
+    local.write_text("local")
+    return local
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+@pytest.mark.parametrize("command", list(URL_COMMANDS))
+@pytest.mark.parametrize("url", SECRET_URLS, ids=["s3", "memory", "https-token"])
+def test_url_commands_refuse_a_url_password_without_printing_it(
+    url_env: Path, capsys: pytest.CaptureFixture[str], url: str, command: str, debug: bool
+) -> None:
+    argv = [a.format(url=url, local=url_env) for a in URL_COMMANDS[command]]
+    code = main(["--debug", *argv] if debug else argv)
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert _leaks([out, err]) == []
+    assert "ELLIPTIO_STORAGE_OPTIONS" in err
+    if debug:
+        assert err.startswith("Traceback")
+    else:
+        assert err.startswith("elliptio: error: ConfigError:")
+        assert err.count("\n") == 1
+    assert url_env.read_text() == "local"  # nothing was copied over it
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+def test_url_command_in_a_real_process_never_prints_the_password(
+    tmp_path: Path, debug: bool
+) -> None:
+    env = {**os.environ, "ELLIPTIO_CACHE_DIR": str(tmp_path / "cache")}
+    argv = [sys.executable, "-m", "elliptio", *(["--debug"] if debug else [])]
+    for args in (["ls", SECRET_URLS[0]], ["cp", SECRET_URLS[0], str(tmp_path / "x")]):
+        ran = subprocess.run(argv + args, env=env, capture_output=True, timeout=120, check=False)
+        assert ran.returncode == 1
+        assert _leaks([ran.stdout, ran.stderr]) == []
+        assert (b"Traceback" in ran.stderr) is debug
+        assert ran.stderr.decode().strip().splitlines()[-1].endswith("instead")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda url: eio.ls(url),
+        lambda url: eio.exists(url),
+        lambda url: eio.cp(url, "memory:///elsewhere.txt"),
+        lambda url: eio.cp("memory:///elsewhere.txt", url),
+        lambda url: eio.mv(url, "memory:///elsewhere.txt"),
+        lambda url: eio.rm(url),
+        lambda url: eio.open(url).close(),
+        lambda url: eio.open(url, "wb").close(),
+    ],
+    ids=["ls", "exists", "cp-from", "cp-to", "mv", "rm", "open", "open-wb"],
+)
+@pytest.mark.parametrize("url", SECRET_URLS, ids=["s3", "memory", "https-token"])
+def test_url_tools_refuse_a_url_password_without_echoing_it(
+    url_env: Path, url: str, call: Callable[[str], object], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with eio.open("memory:///elsewhere.txt", "wb") as f:
+        f.write(b"x")
+    with pytest.raises(eio.ConfigError, match="storage_options") as info:
+        call(url)
+    assert "***" in str(info.value)
+    assert _leaks([str(info.value), *(r.getMessage() for r in caplog.records)]) == []
+
+
+def test_cli_errors_mask_secrets_of_options_and_urls_with_and_without_debug(
+    url_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A presigned URL that cannot be read: fsspec's FileNotFoundError quotes it whole.
+    presigned = f"http://127.0.0.1:9/x.txt?X-Amz-Signature={URL_SECRET}&token={MONGO_TOKEN}"
+    # An S3 endpoint that cannot be reached, with credentials in the settings:
+    # botocore raises its own exception type, which elliptio does not translate.
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", f"s3://{S3_BUCKET}/lake")
+    monkeypatch.setenv(
+        "ELLIPTIO_STORAGE_OPTIONS",
+        json.dumps(
+            {
+                "endpoint_url": f"http://andy:{MONGO_PASSWORD}@127.0.0.1:9",
+                "key": "AKIAEXAMPLE",
+                "secret": S3_SECRET,
+                "config_kwargs": {"retries": {"max_attempts": 1}},
+            }
+        ),
+    )
+    for argv in (["cat", presigned], ["ls", f"s3://{S3_BUCKET}/lake/"]):
+        assert main(argv) == 1
+        _, err = capsys.readouterr()
+        assert err.startswith("elliptio: error: ")
+        assert err.count("\n") == 1
+        assert _leaks([err]) == []
+        assert main(["--debug", *argv]) == 1
+        _, err = capsys.readouterr()
+        assert err.startswith("Traceback")
+        assert _leaks([err]) == []
+        if argv[0] == "cat":  # the URL is in the traceback, masked
+            assert "X-Amz-Signature=***&token=***" in err
+
+
+def test_usage_errors_do_not_echo_a_url_password(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["exists", "memory:///x", SECRET_URLS[0], f"https://h/x?token={MONGO_TOKEN}"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err
+    assert _leaks([err]) == []

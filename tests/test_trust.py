@@ -273,7 +273,8 @@ def test_cli_reads_refuse_a_same_size_tamper(
         out = _cli(h, tmp_path, *args)
         assert out.returncode == 1, args
         assert "Traceback" not in out.stderr
-        assert GOOD.decode() not in out.stdout and BAD.decode() not in out.stdout
+        assert GOOD.decode() not in out.stdout
+        assert BAD.decode() not in out.stdout
     assert not (tmp_path / "cli" / "table.csv").exists()
 
 

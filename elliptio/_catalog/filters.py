@@ -13,6 +13,13 @@ element ``$exists $type``, array ``$all $elemMatch $size``, ``$regex`` with
 ``$where``, ``$function``, ``$accumulator`` and ``$expr`` are always refused, and
 so are regular expressions whose matching could take exponential or high polynomial
 time (`regex_guard.refusal`), since no backend can stop a match once it runs.
+
+A filter may nest at most `MAX_DEPTH` levels: each document, operator document and
+array is a level (the entries of ``$and``, ``$or`` and ``$nor`` one level below the
+operator), and the operand of an ``$elemMatch`` counts `ELEM_MATCH_LEVELS` levels.
+The numbers are what SQLite's parser (a fixed 100-entry stack in SQLite 3.40) runs
+for every shape of that depth, measured with some room to spare; an ``$elemMatch``
+becomes two nested subqueries there, hence its weight.
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ from elliptio._catalog import codec, regex_guard
 from elliptio._errors import QueryError
 
 __all__ = [
+    "ELEM_MATCH_LEVELS",
     "FIELD_OPERATORS",
     "LOGICAL_OPERATORS",
+    "MAX_DEPTH",
     "REGEX_FLAGS",
     "SERVER_SIDE_OPERATORS",
     "TYPE_ALIASES",
@@ -67,6 +76,10 @@ FIELD_OPERATORS = frozenset(
     }
 )
 COMPARISONS = frozenset({"$gt", "$gte", "$lt", "$lte"})
+MAX_DEPTH = 16
+"""How deep a filter may nest; see the module docstring for how levels count."""
+ELEM_MATCH_LEVELS = 5
+"""The levels the operand of one ``$elemMatch`` counts."""
 REGEX_FLAGS: dict[str, re.RegexFlag] = {
     "i": re.IGNORECASE,
     "m": re.MULTILINE,
@@ -199,8 +212,35 @@ def check_filter(flt: Any) -> None:
             message names the operator, field or value.
     """
     if flt is not None:
+        _check_depth(flt)
         _filter_doc(flt, "filter", top=True)
         _encodable(flt, "filter")
+
+
+def _check_depth(flt: Any) -> None:
+    # Iterative and stopping at the limit: the recursive checks below, the
+    # translators and the drivers only ever see a filter of bounded depth.
+    stack: list[tuple[Any, int]] = [(flt, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise QueryError(
+                f"the filter nests deeper than {MAX_DEPTH} levels, the most every catalog "
+                "can run (each document, operator and array is a level, an $elemMatch counts "
+                f"{ELEM_MATCH_LEVELS}); flatten it, e.g. one $and or $or listing all conditions"
+            )
+        if isinstance(node, Mapping):
+            items: Any = node.items()
+        elif isinstance(node, list | tuple):
+            items = ((None, item) for item in node)
+        else:
+            continue
+        for key, value in items:
+            if key in LOGICAL_OPERATORS and isinstance(value, list | tuple):
+                stack.extend((entry, depth + 1) for entry in value)
+            elif isinstance(value, Mapping | list | tuple):
+                step = ELEM_MATCH_LEVELS if key == "$elemMatch" else 1
+                stack.append((value, depth + step))
 
 
 def _encodable(value: Any, where: str) -> None:

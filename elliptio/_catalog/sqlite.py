@@ -50,7 +50,9 @@ from elliptio._errors import (
     ArtifactNotFoundError,
     CatalogError,
     ConfigError,
+    ElliptioError,
     InvalidLabelsError,
+    QueryError,
 )
 from elliptio._gc import collector_paused
 
@@ -150,6 +152,8 @@ _SCHEMA = (
 _ACCEPTED_URLS = (
     "'sqlite:///relative/path.db', 'sqlite:////absolute/path.db', 'memory://' or 'memory://name'"
 )
+# SQLite errors about the size of a statement rather than about the database.
+_TOO_LARGE = ("parser stack overflow", "Expression tree is too large", "tables in a join")
 _RETRY_SECONDS = 120.0
 _MMAP_BYTES = 1 << 31
 
@@ -364,7 +368,16 @@ class SQLiteCatalog(Catalog):
             raise
         return rows
 
-    def _translate(self, err: sqlite3.Error) -> CatalogError:
+    def _translate(self, err: sqlite3.Error) -> ElliptioError:
+        if any(text in str(err) for text in _TOO_LARGE):
+            # The SQL of a filter that passed `filters.check_filter` is too large for
+            # SQLite (an $in or $or of ~1,000 entries, a path of 31 or more parts):
+            # the query is at fault, not the file.
+            return QueryError(
+                f"the filter is too large for SQLite catalog {self._display} ({err}); "
+                "split it into several queries with fewer $in values or $or entries, "
+                "or use shorter field paths"
+            )
         return CatalogError(
             f"SQLite catalog {self._display} failed ({err}); check that the database "
             "file and its directory are writable and not corrupted, and that no other "
