@@ -33,7 +33,7 @@ from ._handler import AsyncHandler
 from ._models import SCHEMA_VERSION, FileRecord, GitInfo, Labels, Metadata
 from ._new import NewArtifact, NewFile
 from ._provenance import current_username, mock_username
-from ._runs import Run
+from ._runs import Run, run_env
 from ._sync_handler import Handler
 from ._urls import (
     cache_size,
@@ -96,5 +96,6 @@ __all__ = [
     "open",
     "prune_cache",
     "rm",
+    "run_env",
     "write",
 ]

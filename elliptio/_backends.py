@@ -24,6 +24,7 @@ import functools
 import os
 import stat
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,12 +52,32 @@ class Backend:
     """
 
     def __init__(self, fs: Any, *, max_workers: int, redact: Callable[[str], str]) -> None:
-        self.fs: fsspec.AbstractFileSystem = fs
+        self._fs: fsspec.AbstractFileSystem = fs
         self.max_workers = max(1, max_workers)
         self.redact = redact
         self._executor: ThreadPoolExecutor | None = None
-        self._executor_pid = 0
+        self._pid = os.getpid()
         self._lock = threading.Lock()
+        _live.add(self)
+
+    # -- per process ---------------------------------------------------------------
+    def _renew_after_fork(self) -> None:
+        # The parent's threads do not exist in a forked child, and async
+        # filesystems (s3fs, gcsfs, ...) refuse to run on the parent's loop: the
+        # child makes its own on first use.
+        self._lock = threading.Lock()
+        self._executor = None
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The filesystem, opened again in a forked child (same arguments)."""
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    fs = self._fs
+                    self._fs = type(fs)(*fs.storage_args, **fs.storage_options)
+                    self._pid = os.getpid()
+        return self._fs
 
     # -- naming: the one URL-to-path mapping -------------------------------------
     def url(self, path: str) -> str:
@@ -84,14 +105,12 @@ class Backend:
         )
 
     def _pool(self) -> ThreadPoolExecutor:
-        # Created on first use and again in a forked child, whose copies of the
-        # parent's threads do not exist.
+        # Created on first use (again in a forked child, see _renew_after_fork).
         with self._lock:
-            if self._executor is None or self._executor_pid != os.getpid():
+            if self._executor is None:
                 self._executor = ThreadPoolExecutor(
                     max_workers=self.workers, thread_name_prefix="elliptio-storage"
                 )
-                self._executor_pid = os.getpid()
             return self._executor
 
     @property
@@ -254,9 +273,20 @@ class Backend:
 
     def close(self) -> None:
         """Stop the worker threads."""
-        if self._executor is not None and self._executor_pid == os.getpid():
+        if self._executor is not None:
             self._executor.shutdown(wait=False)
         self._executor = None
+
+
+_live: weakref.WeakSet[Backend] = weakref.WeakSet()
+
+
+def _renew_all() -> None:
+    for backend in list(_live):
+        backend._renew_after_fork()
+
+
+os.register_at_fork(after_in_child=_renew_all)
 
 
 class LocalBackend(Backend):

@@ -9,7 +9,6 @@ import pandas as pd
 
 from ._catalog.base import document_columns
 from ._errors import QueryError
-from ._gc import collector_paused
 
 __all__ = ["DEFAULT_COLUMNS", "frame_columns", "from_columns", "to_frame"]
 
@@ -78,15 +77,11 @@ def to_frame(
         QueryError: ``columns`` names a field that records do not have.
     """
     wanted = frame_columns(columns, include_packages)
-    with collector_paused(promote=True):
-        return _build(document_columns(docs, wanted), wanted)
+    return _build(document_columns(docs, wanted), wanted)
 
 
 def from_columns(table: Mapping[str, Sequence[Any]], wanted: Sequence[str]) -> pd.DataFrame:
     """A DataFrame indexed by ``artifact_id`` from `Catalog.find_columns`'s columns.
-
-    The caller holds the garbage collector (`collector_paused`) around both the
-    read and this, so that one pause covers them.
 
     Args:
         table: ``artifact_id`` and each field of ``wanted``, one sequence each.

@@ -33,7 +33,6 @@ from ._errors import (
     QueryError,
 )
 from ._frame import frame_columns, from_columns
-from ._gc import collector_paused
 from ._layout import (
     LOGS_DIR,
     METADATA_RELPATH,
@@ -187,7 +186,8 @@ class AsyncHandler:
         """Open a new run for a ``with`` / ``async with`` block.
 
         Artifacts read inside the block become the ``based_on`` of artifacts
-        committed inside it; concurrent tasks with their own run stay apart.
+        committed inside it; concurrent tasks with their own run stay apart. A
+        subprocess joins the run when started with ``env=eio.run_env()``.
         """
         return RunScope(name)
 
@@ -593,12 +593,10 @@ class AsyncHandler:
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise QueryError(f"{name} must be a non-negative int or None, not {value!r}")
         wanted = frame_columns(columns, include_packages)
-        # One pause of the garbage collector for reading and building.
-        with collector_paused(promote=True):
-            table = await self.catalog.find_columns(
-                query or {}, sort=_sort(sort), skip=skip, limit=max_docs or 0, fields=wanted
-            )
-            return from_columns(table, wanted)
+        table = await self.catalog.find_columns(
+            query or {}, sort=_sort(sort), skip=skip, limit=max_docs or 0, fields=wanted
+        )
+        return from_columns(table, wanted)
 
     async def count(self, query: Mapping[str, Any] | None = None) -> int:
         """How many artifacts match ``query``."""

@@ -36,7 +36,9 @@ _handlers_lock = threading.Lock()
 
 
 def _forget_handlers() -> None:
+    global _handlers_lock
     _handlers.clear()
+    _handlers_lock = threading.Lock()  # another thread may have held it at fork time
 
 
 os.register_at_fork(after_in_child=_forget_handlers)

@@ -4,10 +4,11 @@ Every process has one default run. ``handler.run()`` opens a nested run for a
 ``with`` / ``async with`` block; asyncio tasks copy the context when they are
 created, so concurrent tasks that each open a run keep separate lineage.
 
-Across processes: while a run is open its id is exported as ``ELLIPTIO_RUN_ID``,
-so subprocesses started inside it (a pipeline step, a script) inherit it; a
-process started with ``ELLIPTIO_RUN_ID`` set makes that its default run, so its
-artifacts join the parent's run.
+Across processes: a process started with ``ELLIPTIO_RUN_ID`` set makes that its
+default run, so its artifacts join the parent's run. `run_env` gives the
+environment that does it (``subprocess.run(cmd, env=eio.run_env())``); the
+library itself never writes ``os.environ``, which concurrent runs of one process
+share. A child made by ``fork`` keeps the run of the context that forked it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import weakref
 from contextvars import ContextVar, Token
 from types import TracebackType
 
@@ -23,7 +25,7 @@ from ._layout import new_run_id
 RUN_ID_ENV = "ELLIPTIO_RUN_ID"
 _RUN_ID_RE = re.compile(r"run_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
-__all__ = ["Run", "RunScope", "current_run"]
+__all__ = ["Run", "RunScope", "current_run", "run_env"]
 
 
 class Run:
@@ -34,6 +36,7 @@ class Run:
         self.name = name
         self._inputs: dict[str, None] = {}
         self._lock = threading.Lock()
+        _runs.add(self)
 
     def record_input(self, artifact_id: str) -> None:
         """Note that ``artifact_id`` was read in this run (once, in order)."""
@@ -53,6 +56,8 @@ class Run:
 _current: ContextVar[Run | None] = ContextVar("elliptio_run", default=None)
 _process_run: Run | None = None
 _process_lock = threading.Lock()
+# Every live run, so that a forked child can renew their locks.
+_runs: weakref.WeakSet[Run] = weakref.WeakSet()
 
 
 def current_run() -> Run:
@@ -70,10 +75,25 @@ def current_run() -> Run:
     return _process_run
 
 
+def run_env() -> dict[str, str]:
+    """The environment for a child process that joins the current run.
+
+    A copy of ``os.environ`` with ``ELLIPTIO_RUN_ID`` set to the current run's id;
+    ``os.environ`` itself is left as it is.
+
+    Example:
+        >>> with h.run():  # doctest: +SKIP
+        ...     subprocess.run(["python", "step.py"], env=eio.run_env(), check=True)
+    """
+    return {**os.environ, RUN_ID_ENV: current_run().run_id}
+
+
 def _reset_after_fork() -> None:
     global _process_run, _process_lock
     _process_run = None
     _process_lock = threading.Lock()
+    for run in list(_runs):  # another thread may have held one at fork time
+        run._lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
@@ -85,14 +105,11 @@ class RunScope:
     def __init__(self, name: str | None = None) -> None:
         self.run = Run(name=name)
         self._token: Token[Run | None] | None = None
-        self._previous_env: str | None = None
 
     def __enter__(self) -> Run:
         if self._token is not None:
             raise RuntimeError("this run scope is open already; call handler.run() again")
         self._token = _current.set(self.run)
-        self._previous_env = os.environ.get(RUN_ID_ENV)
-        os.environ[RUN_ID_ENV] = self.run.run_id  # subprocesses join this run
         return self.run
 
     def __exit__(
@@ -104,10 +121,6 @@ class RunScope:
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
-            if self._previous_env is None:
-                os.environ.pop(RUN_ID_ENV, None)
-            else:
-                os.environ[RUN_ID_ENV] = self._previous_env
 
     async def __aenter__(self) -> Run:
         return self.__enter__()

@@ -140,7 +140,6 @@ class Storage:
         # backend error (botocore, for one, quotes a bucket name with its userinfo).
         self._secrets = known_secrets([url], options)
         fs, root = open_filesystem(url, options, self._redact)
-        self.fs: fsspec.AbstractFileSystem = fs
         self.options = options
         self.root: str = root.rstrip("/") or "/"
         self.backend: Backend = make_backend(
@@ -157,6 +156,11 @@ class Storage:
         self.offline = offline
         self.progress = progress
         self.max_concurrency = max_workers
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The store's fsspec filesystem (its own in a forked child)."""
+        return self.backend.fs
 
     # -- naming -------------------------------------------------------------
     def url(self, path: str) -> str:

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from ._process import ProcessLocal
+
 __all__ = ["CHUNK", "HashResult", "copy_hashing", "gather_all", "hash_file", "write_all"]
 
 # Read/write granularity of local copies and streamed reads. 4 MiB measured
@@ -30,25 +32,12 @@ Writer = Callable[[memoryview], object]
 # Hashing runs beside the writes (hashlib releases the GIL on large buffers) on
 # threads of its own: hash jobs never wait on anything, so they cannot
 # deadlock behind the storage workers that submit them. Created on first use and
-# forgotten in a forked child, whose copy of the thread does not exist.
-_hash_pool: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _hash_pool
-    if _hash_pool is None:
-        _hash_pool = ThreadPoolExecutor(
-            max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="elliptio-hash"
-        )
-    return _hash_pool
-
-
-def _forget_pool() -> None:
-    global _hash_pool
-    _hash_pool = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+# made again in a forked child, whose copy of the threads does not exist.
+_hash_pool = ProcessLocal(
+    lambda: ThreadPoolExecutor(
+        max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="elliptio-hash"
+    )
+)
 
 
 def write_all(fd: int, view: memoryview) -> None:
@@ -97,7 +86,7 @@ def copy_hashing(
             if n < _INLINE_HASH:
                 digest.update(view)
             else:
-                pending = _pool().submit(digest.update, view)
+                pending = _hash_pool.get().submit(digest.update, view)
                 if len(buffers) == 1:
                     buffers.append(bytearray(len(buffer)))
             if write is not None:

@@ -38,6 +38,7 @@ from ._backends import Backend, make_backend
 from ._cache import Cache
 from ._config import Settings, load_settings
 from ._errors import ConfigError, ElliptioError, OfflineError, StorageError
+from ._process import ProcessLocal
 from ._redact import has_credentials, known_secrets, redact_text, redact_url
 from ._storage import DEFAULT_PART_SIZE, open_filesystem
 from ._sync import sync
@@ -378,26 +379,12 @@ class UrlTools:
         return freed
 
 
-_default: UrlTools | None = None
-_default_lock = threading.Lock()
+_default = ProcessLocal(lambda: UrlTools(load_settings()))
 
 
 def default_tools() -> UrlTools:
     """The process's URL tools, built from the settings on first use."""
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = UrlTools(load_settings())
-    return _default
-
-
-def _reset_default() -> None:
-    global _default
-    _default = None
-
-
-os.register_at_fork(after_in_child=_reset_default)
+    return _default.get()
 
 
 def open(url: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import gc
 from typing import Any
 
 import pandas as pd
@@ -12,7 +11,6 @@ from hypothesis import strategies as st
 
 from elliptio._catalog import body, codec
 from elliptio._frame import DEFAULT_COLUMNS, frame_columns, from_columns, to_frame
-from elliptio._gc import collector_paused
 from elliptio._models import Metadata
 
 UTC = dt.UTC
@@ -129,33 +127,3 @@ def test_frame_from_columns_equals_frame_from_documents() -> None:
         pd.testing.assert_frame_equal(got, expected)
     assert list(frame_columns(None)) == list(DEFAULT_COLUMNS)
     assert list(expected.columns) == ["argv"]
-
-
-def test_promoting_pause_restores_the_collector_and_keeps_frozen_objects() -> None:
-    assert gc.isenabled()
-    with collector_paused(promote=True):
-        assert not gc.isenabled()
-        cycle: list[Any] = []
-        cycle.append(cycle)
-    assert gc.isenabled()
-    assert gc.get_freeze_count() == 0
-    # The cycle was promoted, not kept: a full collection frees it.
-    del cycle
-    assert gc.collect() >= 1
-    # Objects the program froze itself stay frozen.
-    gc.freeze()
-    try:
-        frozen = gc.get_freeze_count()
-        with collector_paused(promote=True):
-            pass
-        assert gc.get_freeze_count() == frozen
-    finally:
-        gc.unfreeze()
-    # With the collector off, it stays off.
-    gc.disable()
-    try:
-        with collector_paused(promote=True):
-            pass
-        assert not gc.isenabled()
-    finally:
-        gc.enable()

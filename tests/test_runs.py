@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -35,20 +36,43 @@ def test_subprocess_joins_the_run(tmp_path: Path, data_files: dict[str, Path]) -
         "    new.file.write_text('from the child')\n"
         "print(new.artifact.metadata.run_id)\n"
     )
+    environ = dict(os.environ)
     with handler.run() as run:
-        assert os.environ[RUN_ID_ENV] == run.run_id
         handler.get(source.artifact_id)
         child = subprocess.run(
             [sys.executable, "-c", script, storage_url, catalog_url],
+            env=eio.run_env(),
             capture_output=True,
             text=True,
             check=True,
         )
+        assert dict(os.environ) == environ  # passed to the child, not exported
     assert child.stdout.strip() == run.run_id
-    assert RUN_ID_ENV not in os.environ
     found = handler.find({"run_id": run.run_id, "file_relpaths": "child.txt"})
     assert len(found) == 1
     handler.close()
+
+
+async def test_concurrent_runs_leave_os_environ_alone(tmp_path: Path) -> None:
+    ahandler = eio.AsyncHandler(storage=tmp_path / "store", catalog="memory://")
+    environ = dict(os.environ)
+    both_open = asyncio.Barrier(2)
+
+    async def task() -> str:
+        async with ahandler.run() as run:
+            await both_open.wait()  # each enters while the other's run is open
+            assert dict(os.environ) == environ
+            assert eio.run_env() == {**environ, RUN_ID_ENV: run.run_id}
+            await asyncio.sleep(0)
+        assert dict(os.environ) == environ
+        return run.run_id
+
+    first, second = await asyncio.gather(task(), task())
+    assert first != second
+    assert dict(os.environ) == environ
+    # Outside any scope: the process's default run.
+    assert eio.run_env()[RUN_ID_ENV] == current_run().run_id == ahandler.run_id
+    await ahandler.close()
 
 
 def test_malformed_inherited_run_id_is_ignored(tmp_path: Path) -> None:

@@ -143,7 +143,7 @@ def test_module_level_functions_use_the_settings(
     import elliptio._urls as urls
 
     monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "env-cache"))
-    monkeypatch.setattr(urls, "_default", None)
+    monkeypatch.setattr(urls._default, "_value", None)
     _put(f"{root}/m.txt", b"module")
     with eio.local_copy(f"{root}/m.txt") as path:
         assert path.read_bytes() == b"module"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import re
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -109,6 +110,8 @@ _SYNC_CLASSES = frozenset({"MongoClient", "Database", "Collection"})
 _BAD_DATABASE_CHARS = re.compile(r'[/\\. "$\x00]')
 _DUPLICATE_KEY = 11000
 _AUTH_CODES = frozenset({13, 18})
+# Clients a forked child inherited and replaced (see `MongoCatalog._forget_parent_client`).
+_PARENT_CLIENTS: list[Any] = []
 
 
 def _class_names(obj: Any) -> set[str]:
@@ -419,6 +422,7 @@ class MongoCatalog(Catalog):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._indexed: asyncio.Future[None] | None = None
         self._closed = False
+        self._pid = os.getpid()
         if uri is not None:
             self._display = f"{uri.safe} (database {database!r}, collection {collection!r})"
         else:
@@ -435,6 +439,8 @@ class MongoCatalog(Catalog):
             raise CatalogError(
                 f"catalog {self._display} is closed; open a new catalog to keep working"
             )
+        if self._pid != os.getpid():
+            self._forget_parent_client()
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
@@ -463,6 +469,21 @@ class MongoCatalog(Catalog):
         elif not self._indexed.done():
             await asyncio.shield(self._indexed)
         return self._target
+
+    def _forget_parent_client(self) -> None:
+        """In a child made by ``fork``: a client of its own, made on first use."""
+        if self._uri is None:
+            raise CatalogError(
+                f"catalog {self._display} was given a MongoDB client made in the process "
+                "this one was forked from, and a client cannot be used across fork; "
+                "make the client (and the handler) in the child process"
+            )
+        # Kept, never closed: closing would act on the parent's connections, and
+        # dropping it would warn that it was left open.
+        if self._client is not None:
+            _PARENT_CLIENTS.append(self._client)
+        self._client = self._target = self._loop = self._indexed = None
+        self._pid = os.getpid()
 
     def _sibling(self, suffix: str) -> Any:
         return self._target.database[f"{self._target.name}.{suffix}"]
@@ -939,6 +960,8 @@ class MongoCatalog(Catalog):
         if self._closed:
             return
         self._closed = True
+        if self._pid != os.getpid():
+            return  # the client is the parent's, inherited through fork
         client, self._client = self._client, None
         if client is not None:
             async with self._errors():

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -54,7 +53,6 @@ from elliptio._errors import (
     InvalidLabelsError,
     QueryError,
 )
-from elliptio._gc import collector_paused
 
 __all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
 
@@ -195,9 +193,15 @@ def _is_lock_error(err: sqlite3.Error) -> bool:
 
 
 class _State:
-    """What the worker thread owns; kept apart so a finalizer can release it."""
+    """What the worker thread owns; kept apart so a finalizer can release it.
+
+    It belongs to the process that made it: a child created by ``fork`` inherits a
+    copy whose thread does not exist there and whose connection SQLite forbids
+    it to use, so the child leaves it untouched and makes its own.
+    """
 
     def __init__(self) -> None:
+        self.pid = os.getpid()
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="elliptio-sqlite"
         )
@@ -208,6 +212,8 @@ class _State:
 
     def release(self) -> None:
         self.closed = True
+        if self.pid != os.getpid():
+            return  # the parent's, inherited through fork
         if self.connection is not None:
             self.connection.close()
             self.connection = None
@@ -252,14 +258,27 @@ class SQLiteCatalog(Catalog):
     # -- worker thread -------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._state.closed:
+        state = self._state
+        if state.closed:
             raise CatalogError(
                 f"catalog {self._display} is closed; open a new catalog to keep working"
             )
+        if state.pid != os.getpid():
+            state = self._reopen_after_fork()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._state.executor, functools.partial(self._call, fn, *args)
-        )
+        return await loop.run_in_executor(state.executor, functools.partial(self._call, fn, *args))
+
+    def _reopen_after_fork(self) -> _State:
+        """In a child made by ``fork``: this process's own worker and connection."""
+        if self._target == ":memory:" or self._uri:
+            raise CatalogError(
+                f"catalog {self._display} lives in the memory of the process that "
+                "opened it, and this process is a fork of it; use a catalog file "
+                "(sqlite:///path.db) or MongoDB to share a catalog between processes"
+            )
+        state = self._state = _State()
+        self._finalizer = weakref.finalize(self, _State.release, state)
+        return state
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(connection, *args)`` on the worker, retrying while locked."""
@@ -614,8 +633,7 @@ class SQLiteCatalog(Catalog):
             raise CatalogError(f"catalog {self._display}: a read ended incomplete; retry")
         keys, table = read
         if packages:
-            with collector_paused():
-                table["python_packages"] = _packages_of([key[3] for key in keys])
+            table["python_packages"] = _packages_of([key[3] for key in keys])
         return table
 
     def _stream_rows(
@@ -923,6 +941,8 @@ class SQLiteCatalog(Catalog):
         if state.closed:
             return
         state.closed = True
+        if state.pid != os.getpid():
+            return  # the parent's, inherited through fork: nothing of this process
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(state.executor, self._close_connection)
@@ -1214,17 +1234,14 @@ _DECODE_OFF_LOOP = 1000
 def _load_all(rows: list[tuple[Any, ...]], wanted: list[str] | None) -> list[Document]:
     """The documents of rows selected with `_load_columns`, in order.
 
-    ``rows`` is emptied, so that the rows are freed before the garbage collector
-    resumes, rather than scanned by it.
+    ``rows`` is emptied, so that the rows are freed as soon as they are decoded.
     """
-    pause = collector_paused() if len(rows) >= 1000 else contextlib.nullcontext()
-    with pause:
-        docs = body_codec.decode_docs(rows, _packages(rows))
-        rows.clear()
-        if wanted is not None:
-            keep = frozenset(wanted)
-            for doc in docs:
-                if not keep.issuperset(doc):
-                    for key in doc.keys() - keep:
-                        del doc[key]
-        return docs
+    docs = body_codec.decode_docs(rows, _packages(rows))
+    rows.clear()
+    if wanted is not None:
+        keep = frozenset(wanted)
+        for doc in docs:
+            if not keep.issuperset(doc):
+                for key in doc.keys() - keep:
+                    del doc[key]
+    return docs

@@ -24,7 +24,6 @@ from typing import Any
 
 from elliptio._catalog import body
 from elliptio._errors import CorruptRecordError
-from elliptio._gc import collector_paused
 
 __all__ = ["CHUNK", "Stream", "consume", "produce", "stop"]
 
@@ -96,29 +95,28 @@ def consume(
     """
     keys: list[tuple[Any, ...]] = []
     table: dict[str, list[Any]] | None = None
-    with collector_paused():
-        while True:
-            item = sink.get()
-            if item is _RESTART:
-                keys, table = [], None
-            elif item is _END:
-                return keys, table or body.columns([], [], [], fields)
-            elif item is _STOP:
-                return None
+    while True:
+        item = sink.get()
+        if item is _RESTART:
+            keys, table = [], None
+        elif item is _END:
+            return keys, table or body.columns([], [], [], fields)
+        elif item is _STOP:
+            return None
+        else:
+            rows, found, blob = item
+            part = body.columns(
+                [row[1] for row in rows],
+                [row[2] for row in rows],
+                _arrays([row[0] for row in rows], found, blob),
+                fields,
+            )
+            if table is None:
+                table = part
             else:
-                rows, found, blob = item
-                part = body.columns(
-                    [row[1] for row in rows],
-                    [row[2] for row in rows],
-                    _arrays([row[0] for row in rows], found, blob),
-                    fields,
-                )
-                if table is None:
-                    table = part
-                else:
-                    for field, column in part.items():
-                        table[field] += column
-                keys += rows
+                for field, column in part.items():
+                    table[field] += column
+            keys += rows
 
 
 def _arrays(ids: list[int], found: list[int], blob: bytes) -> list[list[Any]]:
