@@ -25,3 +25,22 @@ def test_catalog_benchmark_runs_and_prints_its_table() -> None:
     # insert rate, three query latencies, the frame and its freeing: all measured.
     assert len(row.strip("|").split("|")) == 8
     assert "frame=" in done.stdout
+
+
+def test_commit_overhead_benchmark_prints_the_floor_and_its_bar() -> None:
+    script = ROOT / "benchmarks" / "commit_overhead.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--n", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    # The floor is the first row, every ratio is to it, and the 3x bar is judged.
+    assert lines[2].startswith("floor: put_file+sha256+insert")
+    assert lines[2].split()[-1] == "1.0x"
+    assert any(line.startswith("elliptio upload()") for line in lines)
+    assert lines[-1].split()[0] in {"MET", "MISS"}
+    assert "within 3x of the floor" in lines[-1]
