@@ -50,6 +50,7 @@ class File:
         self.artifact_id = artifact_id
         self._storage = storage
         self._log = log
+        self._checked: str | None = None
 
     relpath = property(lambda self: self._record.relpath)
     url = property(lambda self: self._record.url)
@@ -66,7 +67,11 @@ class File:
     def _path(self) -> str:
         """The storage path, checked against the layout (`CorruptRecordError` if the
         record names anything else)."""
-        return self._storage.file_path(self.url, self.artifact_id, self.relpath, log=self._log)
+        if self._checked is None:  # the record is immutable: once is enough
+            self._checked = self._storage.file_path(
+                self.url, self.artifact_id, self.relpath, log=self._log
+            )
+        return self._checked
 
     def _record_read(self) -> None:
         current_run().record_input(self.artifact_id)
@@ -241,8 +246,8 @@ class File:
 def _copy_atomically(src: Path, target: Path) -> None:
     fd, tmp = temp_beside(target)
     try:
-        with open(src, "rb") as f_in, os.fdopen(fd, "wb") as f_out:
-            shutil.copyfileobj(f_in, f_out, 4 * 2**20)
+        os.close(fd)
+        shutil.copyfile(src, tmp)  # in the kernel where it can (copy_file_range, sendfile)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -307,13 +307,18 @@ class LocalBackend(Backend):
     def __init__(self, fs: Any, root: str, **kwargs: Any) -> None:
         super().__init__(fs, **kwargs)
         self.root = root
+        self._real_root: str | None = None
 
     def url(self, path: str) -> str:
         return path
 
     def _real(self, path: str, action: str) -> str:
         """``path`` if no part of it below the root is a symlink; else an error."""
-        real_root = os.path.realpath(self.root)
+        real_root = self._real_root
+        if real_root is None:
+            real_root = os.path.realpath(self.root)
+            if os.path.isdir(self.root):  # fixed once the root exists
+                self._real_root = real_root
         rel = os.path.relpath(path, self.root)
         if os.path.realpath(path) != os.path.normpath(os.path.join(real_root, rel)):
             raise StorageError(

@@ -37,6 +37,7 @@ from ._transfer import hash_file
 __all__ = ["Cache", "CacheEntry", "user_cache_dir"]
 
 _CHUNK = 4 * 2**20
+_TOUCH_EVERY = 60.0
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -112,6 +113,9 @@ class Cache:
         self.root = Path(root)
         self.file_mode = file_mode
         self.max_bytes = max_bytes or None
+        # Entries this process has checked: size, mtime_ns and when it last marked
+        # them used, so a hit costs one stat instead of reading the meta file.
+        self._seen: dict[str, tuple[int, int, float]] = {}
 
     # -- paths ----------------------------------------------------------------
     def path_for(self, sha256: str) -> Path:
@@ -132,17 +136,31 @@ class Cache:
         """
         path = self.path_for(sha256)
         try:
-            stat = path.stat()
-            recorded = json.loads(self._meta(path).read_text())
-        except (OSError, ValueError):
+            stat = os.stat(path)
+        except OSError:
+            self._seen.pop(sha256, None)
             return None
-        if (stat.st_size, stat.st_mtime_ns) != (recorded.get("size"), recorded.get("mtime_ns")):
-            if hash_file(path)[1] != sha256:
-                self._remove(path)
+        found = (stat.st_size, stat.st_mtime_ns)
+        seen = self._seen.get(sha256)
+        if seen is None or seen[:2] != found:
+            # First sight in this process, or changed since: check against the meta.
+            try:
+                recorded = json.loads(self._meta(path).read_text())
+            except (OSError, ValueError):
                 return None
-            self._write_meta(path)
-        with contextlib.suppress(OSError):
-            os.utime(self._meta(path))
+            if found != (recorded.get("size"), recorded.get("mtime_ns")):
+                if hash_file(path)[1] != sha256:
+                    self._remove(path)
+                    return None
+                self._write_meta(path)
+                found = (stat.st_size, os.stat(path).st_mtime_ns)
+            seen = (*found, 0.0)
+        now = time.time()
+        if now - seen[2] > _TOUCH_EVERY:  # last use, for eviction: to the minute is enough
+            with contextlib.suppress(OSError):
+                os.utime(self._meta(path))
+            seen = (*found, now)
+        self._seen[sha256] = seen
         return path
 
     # -- writing --------------------------------------------------------------

@@ -102,6 +102,13 @@ def _keep_record(cache_root: Path, artifact_id: str, doc: Mapping[str, Any]) -> 
     os.replace(tmp, path)
 
 
+_INLINE_HASH = 64 * 1024
+
+
+async def _done(value: Any) -> Any:
+    return value
+
+
 def _now_ms() -> datetime:
     # Catalogs store milliseconds (BSON dates); keep records equal everywhere.
     now = datetime.now(tz=UTC)
@@ -352,8 +359,14 @@ class AsyncHandler:
         sizes = [local.stat().st_size for local, _ in items]
         known = await self.catalog.known_sizes(sorted(set(sizes) - {0}))
         candidates = [i for i, size in enumerate(sizes) if size in known]
+        # A small file hashes faster than a hop to a thread and back.
         results = await asyncio.gather(
-            *(asyncio.to_thread(hash_file, items[i][0]) for i in candidates)
+            *(
+                _done(hash_file(items[i][0]))
+                if sizes[i] <= _INLINE_HASH
+                else asyncio.to_thread(hash_file, items[i][0])
+                for i in candidates
+            )
         )
         hashes = [(sha256, size) for size, sha256 in results]
         expected = dict(zip(candidates, hashes, strict=True))

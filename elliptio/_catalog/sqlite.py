@@ -901,10 +901,12 @@ class SQLiteCatalog(Catalog):
         found: set[int] = set()
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
+            marks = ", ".join(["(?)"] * len(chunk))
+            # One index probe per size: DISTINCT would read every file of a common size.
             rows = await self._run(
                 self._select,
-                f"SELECT DISTINCT size FROM file_objects WHERE size IN ({marks})",
+                f"SELECT column1 FROM (VALUES {marks}) WHERE EXISTS"
+                " (SELECT 1 FROM file_objects WHERE size = column1)",
                 chunk,
             )
             found.update(int(r[0]) for r in rows)
