@@ -557,3 +557,32 @@ def test_a_download_to_an_impossible_target_is_a_typed_error(
     blocker.write_text("x")
     with pytest.raises(eio.InvalidPathError, match="cannot download to"):
         art.file.download(blocker / "sub" / "table.csv")
+
+
+def test_a_reader_changes_nothing_in_the_store_or_the_catalog(
+    handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import snapshot
+
+    src = tmp_path / "table.csv"
+    src.write_bytes(GOOD)
+    art = handler.upload(src, name="table")
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", handler.storage.root_url)
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", handler.aio.settings.resolved_catalog_url())
+    if handler.storage.options:
+        monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(handler.storage.options))
+    before = snapshot(handler)
+    file = handler.get("table:latest").file
+    assert file.read_bytes() == GOOD
+    assert file.local_path().read_bytes() == GOOD
+    with file.open() as f:
+        assert f.read() == GOOD
+    file.download(tmp_path / "out.csv")
+    assert pd.read_csv(file.eio_url).shape == (2, 2)
+    with eio.open(file.url) as f:
+        assert f.read() == GOOD
+    assert handler.verify(art.artifact_id).ok
+    handler.find({"labels.datatype": {"$exists": False}})
+    handler.lineage(art.artifact_id)
+    handler.gc()  # a dry run
+    assert snapshot(handler) == before
