@@ -49,7 +49,7 @@ from ._urls import (
     write,
 )
 
-__version__ = "0.3.1"
+__version__ = "0.4.0"
 
 __all__ = [
     "SCHEMA_VERSION",
