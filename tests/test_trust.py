@@ -57,6 +57,21 @@ def _tamper(h: eio.Handler, url: str, data: bytes) -> None:
         _fs(h).pipe_file(path, data)
 
 
+def _upload_good(h: eio.Handler, tmp_path: Path, **kwargs: Any) -> eio.Artifact:
+    """Commit one file holding GOOD (``table.csv``, also left at ``tmp_path``)."""
+    src = tmp_path / "table.csv"
+    src.write_bytes(GOOD)
+    return h.upload(src, **kwargs)
+
+
+def _unsealed(art: eio.Artifact) -> Path:
+    """The stored file of a local artifact, gone, its folder writable: for a plant."""
+    stored = Path(art.file.url)
+    os.chmod(stored.parent, 0o755)
+    stored.unlink()
+    return stored
+
+
 def _cli(h: eio.Handler, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     if h.storage.root_url.startswith("memory://"):
         pytest.skip("an in-memory store lives in one process; the CLI runs in another")
@@ -209,9 +224,7 @@ def test_reads_refuse_a_record_naming_a_file_outside_the_store(
 def tampered(
     handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[eio.Handler, eio.Artifact]:
-    src = tmp_path / "table.csv"
-    src.write_bytes(GOOD)
-    art = handler.upload(src)
+    art = _upload_good(handler, tmp_path)
     _tamper(handler, art.file.url, BAD)
     # elliptio:// resolves through the settings of the process.
     monkeypatch.setenv("ELLIPTIO_STORAGE_URL", handler.storage.root_url)
@@ -282,11 +295,9 @@ def test_cli_reads_refuse_a_same_size_tamper(
 def test_dedup_copies_instead_of_referencing_a_damaged_object(
     handler: eio.Handler, tmp_path: Path
 ) -> None:
-    src = tmp_path / "table.csv"
-    src.write_bytes(GOOD)
-    first = handler.upload(src)
+    first = _upload_good(handler, tmp_path)
     _tamper(handler, first.file.url, BAD)
-    again = handler.upload(src)
+    again = handler.upload(tmp_path / "table.csv")
     assert again.file.url != first.file.url  # copied, not a reference to damaged bytes
     assert again.file.read_bytes() == GOOD
     assert handler.verify(again.artifact_id).ok
@@ -294,10 +305,8 @@ def test_dedup_copies_instead_of_referencing_a_damaged_object(
 
 
 def test_dedup_still_references_intact_objects(handler: eio.Handler, tmp_path: Path) -> None:
-    src = tmp_path / "table.csv"
-    src.write_bytes(GOOD)
-    first = handler.upload(src)
-    again = handler.upload(src)
+    first = _upload_good(handler, tmp_path)
+    again = handler.upload(tmp_path / "table.csv")
     assert again.file.url == first.file.url
     assert again.file.read_bytes() == GOOD
 
@@ -309,9 +318,7 @@ def test_dedup_never_references_a_url_outside_the_store(
     template = handler.upload(data_files["test"])
     _, outside_url = _outside(handler, tmp_path)
     sync(handler.catalog.insert(_planted_record(handler, template, outside_url).to_document()))
-    src = tmp_path / "table.csv"
-    src.write_bytes(GOOD)
-    art = handler.upload(src)
+    art = _upload_good(handler, tmp_path)
     assert art.file.url != outside_url
     assert art.file.url.startswith(handler.storage.root_url)
     assert art.file.read_bytes() == GOOD
@@ -328,14 +335,10 @@ def local(tmp_path: Path) -> Any:
 def test_a_symlink_planted_in_the_store_is_never_read_or_sealed(
     local: eio.Handler, tmp_path: Path
 ) -> None:
-    src = tmp_path / "table.csv"
-    src.write_bytes(GOOD)
-    art = local.upload(src)
+    art = _upload_good(local, tmp_path)
     outside = tmp_path / "outside.csv"
     outside.write_bytes(GOOD)  # the same bytes: the sha256 alone would not notice
-    stored = Path(art.file.url)
-    os.chmod(stored.parent, 0o755)
-    stored.unlink()
+    stored = _unsealed(art)
     stored.symlink_to(outside)
     file = local.get(art.artifact_id).file
     for read in (file.read_bytes, file.local_path, lambda: file.open().read()):
@@ -381,9 +384,7 @@ def test_dedup_never_references_bytes_in_a_folder_without_a_record(
     _fs(handler).pipe_file(f"{orphan}/table.csv", GOOD)
     planted = _planted_record(handler, template, handler.storage.url(f"{orphan}/table.csv"))
     sync(handler.catalog.insert(planted.to_document()))
-    src = tmp_path / "table.csv"
-    src.write_bytes(GOOD)
-    honest = handler.upload(src)
+    honest = _upload_good(handler, tmp_path)
     assert not honest.file.url.startswith(handler.storage.url(orphan))
     handler.gc(grace=timedelta(hours=1), delete=True)
     assert handler.get(honest.artifact_id).file.read_bytes() == GOOD
@@ -437,9 +438,7 @@ def test_url_tools_read_artifact_files_verified_and_never_change_them(
 def test_url_tools_read_intact_artifact_files_and_record_lineage(
     handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src = tmp_path / "table.csv"
-    src.write_bytes(GOOD)
-    art = handler.upload(src)
+    art = _upload_good(handler, tmp_path)
     monkeypatch.setenv("ELLIPTIO_STORAGE_URL", handler.storage.root_url)
     monkeypatch.setenv("ELLIPTIO_CATALOG_URL", handler.aio.settings.resolved_catalog_url())
     if handler.storage.options:
@@ -474,12 +473,8 @@ def _finishes(func: Any, seconds: float = 20) -> Any:
 def test_a_fifo_planted_in_the_store_is_refused_not_waited_on(
     local: eio.Handler, tmp_path: Path
 ) -> None:
-    src = tmp_path / "table.csv"
-    src.write_bytes(GOOD)
-    art = local.upload(src)
-    stored = Path(art.file.url)
-    os.chmod(stored.parent, 0o755)
-    stored.unlink()
+    art = _upload_good(local, tmp_path)
+    stored = _unsealed(art)
     os.mkfifo(stored)
     err = _finishes(lambda: local.get(art.artifact_id).file.read_bytes())
     assert isinstance(err, eio.StorageError)
@@ -509,15 +504,10 @@ def test_uploads_never_write_through_a_symlink_planted_in_the_store(
 def test_reindex_never_seals_a_hard_link_to_a_file_outside_the_store(
     local: eio.Handler, tmp_path: Path
 ) -> None:
-    src = tmp_path / "table.csv"
-    src.write_bytes(GOOD)
-    art = local.upload(src)
-    stored = Path(art.file.url)
+    art = _upload_good(local, tmp_path)
     outside = tmp_path / "outside.csv"
     outside.write_bytes(GOOD)
-    os.chmod(stored.parent, 0o755)
-    stored.unlink()
-    os.link(outside, stored)
+    os.link(outside, _unsealed(art))
     sync(local.catalog.delete(art.artifact_id))
     mode = outside.stat().st_mode
     local.reindex()
@@ -550,9 +540,7 @@ def test_a_version_suffix_never_passes_the_layout_check_on_s3(
 def test_a_download_to_an_impossible_target_is_a_typed_error(
     handler: eio.Handler, tmp_path: Path
 ) -> None:
-    src = tmp_path / "table.csv"
-    src.write_bytes(GOOD)
-    art = handler.upload(src)
+    art = _upload_good(handler, tmp_path)
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     with pytest.raises(eio.InvalidPathError, match="cannot download to"):
@@ -564,9 +552,7 @@ def test_a_reader_changes_nothing_in_the_store_or_the_catalog(
 ) -> None:
     from tests.conftest import snapshot
 
-    src = tmp_path / "table.csv"
-    src.write_bytes(GOOD)
-    art = handler.upload(src, name="table")
+    art = _upload_good(handler, tmp_path, name="table")
     monkeypatch.setenv("ELLIPTIO_STORAGE_URL", handler.storage.root_url)
     monkeypatch.setenv("ELLIPTIO_CATALOG_URL", handler.aio.settings.resolved_catalog_url())
     if handler.storage.options:
