@@ -6,7 +6,8 @@ core never blocks its loop). Two subclasses specialise it where a benchmark or a
 guarantee asks for it:
 
 * `LocalBackend`: ``O_EXCL`` creates, read-only sealing (``chmod 0444``), and no
-  symlink inside the store is ever followed for a read, a seal or a removal;
+  symlink inside the store is ever followed for a read, a write, a seal or a
+  removal;
 * ``S3Backend`` (`elliptio._s3`): native async s3fs calls, parallel multipart,
   ``If-None-Match`` exclusive creates.
 
@@ -241,17 +242,6 @@ class Backend:
         """
         return await self.run("read", path, self._stream, path, write, progress)
 
-    def _size(self, path: str) -> int | None:
-        try:
-            info = self.fs.info(path)
-        except FileNotFoundError:
-            return None
-        return int(info["size"]) if info.get("type") == "file" else None
-
-    async def size(self, path: str) -> int | None:
-        """The size of the file at a storage path, or ``None`` if there is none."""
-        return await self.run("check", path, self._size, path)
-
     async def exists(self, path: str) -> bool:
         """Whether a storage path exists."""
         return await self.run("check", path, self.fs.exists, path)
@@ -301,7 +291,7 @@ class LocalBackend(Backend):
     Args:
         root: the store's root; a storage path whose real location is not the
             same place under the root's real location (a symlink planted in the
-            store) is never read, sealed or removed.
+            store) is never read, written, sealed or removed.
     """
 
     def __init__(self, fs: Any, root: str, **kwargs: Any) -> None:
@@ -381,7 +371,7 @@ class LocalBackend(Backend):
             os.close(fd)
 
     async def makedirs(self, path: str) -> None:
-        await self.run("create", path, os.makedirs, path, 0o777, True)
+        await self.run("create", path, self._makedirs, path)
 
     def _seal(self, paths: Sequence[str]) -> None:
         """Make committed files read-only (``chmod 0444``); symlinks are refused."""

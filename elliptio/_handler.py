@@ -105,10 +105,6 @@ def _keep_record(cache_root: Path, artifact_id: str, doc: Mapping[str, Any]) -> 
 _INLINE_HASH = 64 * 1024
 
 
-async def _done(value: Any) -> Any:
-    return value
-
-
 def _now_ms() -> datetime:
     # Catalogs store milliseconds (BSON dates); keep records equal everywhere.
     now = datetime.now(tz=UTC)
@@ -360,14 +356,15 @@ class AsyncHandler:
         known = await self.catalog.known_sizes(sorted(set(sizes) - {0}))
         candidates = [i for i, size in enumerate(sizes) if size in known]
         # A small file hashes faster than a hop to a thread and back.
-        results = await asyncio.gather(
-            *(
-                _done(hash_file(items[i][0]))
-                if sizes[i] <= _INLINE_HASH
-                else asyncio.to_thread(hash_file, items[i][0])
-                for i in candidates
+        large = [i for i in candidates if sizes[i] > _INLINE_HASH]
+        hashed = dict(
+            zip(
+                large,
+                await asyncio.gather(*(asyncio.to_thread(hash_file, items[i][0]) for i in large)),
+                strict=True,
             )
         )
+        results = [hashed[i] if i in hashed else hash_file(items[i][0]) for i in candidates]
         hashes = [(sha256, size) for size, sha256 in results]
         expected = dict(zip(candidates, hashes, strict=True))
         existing = await self._existing(list(hashes))

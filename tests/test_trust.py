@@ -497,6 +497,8 @@ def test_uploads_never_write_through_a_symlink_planted_in_the_store(
     src.write_bytes(GOOD)
     with pytest.raises(eio.StorageError, match="symbolic link"):
         local.upload(src)
+    with pytest.raises(eio.StorageError, match="symbolic link"), local.new("sub/t.csv") as new:
+        new.file.write_bytes(GOOD)
     assert list(elsewhere.iterdir()) == []
     assert local.find().empty
 
