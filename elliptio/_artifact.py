@@ -12,7 +12,7 @@ import contextlib
 import io
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -22,7 +22,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK
 from ._errors import ElliptioError, OfflineError
 from ._models import FileRecord, Metadata
 from ._protocol import artifact_url
-from ._runs import current_run
+from ._runs import Run, current_run
 from ._storage import Storage, temp_beside
 from ._sync import sync
 from ._urls import is_unreachable
@@ -31,6 +31,9 @@ __all__ = ["Artifact", "File"]
 
 # Cached files up to this size are read on the loop; larger ones on a thread.
 _INLINE_READ = 4 * 2**20
+
+
+Publish = Callable[[Run, str], Coroutine[Any, Any, None]]
 
 
 class File:
@@ -44,12 +47,19 @@ class File:
     """
 
     def __init__(
-        self, record: FileRecord, artifact_id: str, storage: Storage, *, log: bool = False
+        self,
+        record: FileRecord,
+        artifact_id: str,
+        storage: Storage,
+        *,
+        log: bool = False,
+        publish: Publish | None = None,
     ) -> None:
         self._record = record
         self.artifact_id = artifact_id
         self._storage = storage
         self._log = log
+        self._publish = publish
         self._checked: str | None = None
 
     relpath = property(lambda self: self._record.relpath)
@@ -74,7 +84,16 @@ class File:
         return self._checked
 
     def _record_read(self) -> None:
-        current_run().record_input(self.artifact_id)
+        """Note the read in the current run (sync callers: a user's thread)."""
+        run = current_run()
+        if run.record_input(self.artifact_id) and self._publish is not None:
+            sync(self._publish(run, self.artifact_id))
+
+    async def _arecord_read(self) -> None:
+        """Note the read in the current run; a joined run's catalog hears of it first."""
+        run = current_run()
+        if run.record_input(self.artifact_id) and self._publish is not None:
+            await self._publish(run, self.artifact_id)
 
     async def aread_bytes(self) -> bytes:
         """The file's bytes, checked against the recorded sha256.
@@ -92,7 +111,7 @@ class File:
                 return path.read_bytes()
             return await asyncio.to_thread(path.read_bytes)
         data = await self._storage.read_bytes(self._path, self.sha256)
-        self._record_read()
+        await self._arecord_read()
         return data
 
     async def alocal_path(self) -> Path:
@@ -129,7 +148,7 @@ class File:
             found = Path(path)
         elif found is None:
             found = await self._fetch(progress)
-        self._record_read()
+        await self._arecord_read()
         return found
 
     async def _fetch(self, progress: Any) -> Path:
@@ -189,7 +208,7 @@ class File:
             await self._storage.download(self._path, target, self.sha256, progress)
         finally:
             progress.close()
-        self._record_read()
+        await self._arecord_read()
         return target.resolve()
 
     def read_bytes(self) -> bytes:
@@ -270,13 +289,21 @@ class Artifact:
     logs: Mapping[str, File] = field(default_factory=dict)
 
     @classmethod
-    def from_metadata(cls, metadata: Metadata, storage: Storage) -> Artifact:
-        """Bind a record to the storage its files live in."""
+    def from_metadata(
+        cls, metadata: Metadata, storage: Storage, publish: Publish | None = None
+    ) -> Artifact:
+        """Bind a record to the storage its files live in.
+
+        ``publish`` tells the catalog that a run read the artifact, for reads in a
+        process that joined the run (see `elliptio._runs`).
+        """
         aid = metadata.artifact_id
         return cls(
             metadata=metadata,
-            files={r.relpath: File(r, aid, storage) for r in metadata.files},
-            logs={r.relpath: File(r, aid, storage, log=True) for r in metadata.logs},
+            files={r.relpath: File(r, aid, storage, publish=publish) for r in metadata.files},
+            logs={
+                r.relpath: File(r, aid, storage, log=True, publish=publish) for r in metadata.logs
+            },
         )
 
     @property

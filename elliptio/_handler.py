@@ -22,6 +22,7 @@ from ._catalog.base import CatalogLostError, lease_lost_error
 from ._config import Settings, load_settings
 from ._errors import (
     ArtifactNotFoundError,
+    CatalogError,
     CatalogUnavailableError,
     CommitError,
     ConfigError,
@@ -47,6 +48,7 @@ from ._maintenance import GcReport, ReindexReport, VerifyReport, gc, reindex, ve
 from ._models import FileRecord, Labels, Metadata, upgrade_record
 from ._names import parse_ref, validate_alias, validate_name
 from ._new import NewArtifact
+from ._protocol import remember_handler
 from ._provenance import current_username, git_info, git_info_known, process_info
 from ._runs import Run, RunScope, current_run
 from ._storage import Storage
@@ -183,6 +185,10 @@ class AsyncHandler:
         self.urls = UrlTools(s)
         """URL tools (open, local_copy, write, ls, exists, cp, mv, rm, cache) on these settings."""
         self._closed = False
+        # The catalog URL, when it was given as one (a client object cannot travel).
+        self._catalog_url = (
+            s.resolved_catalog_url() if catalog is None or isinstance(catalog, str) else None
+        )
 
     # -- runs and lineage ---------------------------------------------------
     def run(self, name: str | None = None) -> RunScope:
@@ -192,7 +198,53 @@ class AsyncHandler:
         committed inside it; concurrent tasks with their own run stay apart. A
         subprocess joins the run when started with ``env=eio.run_env()``.
         """
-        return RunScope(name)
+        return RunScope(name, handler=self._reachable_settings(), maker=self)
+
+    def _reachable_settings(self) -> dict[str, str]:
+        """Store and catalog URLs another process of this machine may open.
+
+        Never a password (the catalog URL is left out when it holds one) or
+        storage options; nothing in memory of this process.
+        """
+        out: dict[str, str] = {}
+        storage = self.settings.resolved_storage_url()
+        if not storage.startswith("memory:"):
+            out["storage"] = storage
+        catalog = self._catalog_url
+        if catalog and not catalog.startswith("memory:") and not _has_password(catalog):
+            out["catalog"] = catalog
+        return out
+
+    async def _publish_read(self, run: Run, artifact_id: str) -> None:
+        """Tell the catalog that ``run`` read ``artifact_id`` (a joined run's reads).
+
+        Raises:
+            CatalogError: the catalog could not take it; the bytes are not handed
+                out, so no read goes unrecorded.
+        """
+        if self.settings.offline:
+            return  # nothing reaches the catalog offline; commits cannot either
+        try:
+            await self.catalog.add_run_inputs(run.run_id, [artifact_id])
+        except ElliptioError as err:
+            raise CatalogError(
+                f"could not record in the catalog that run {run.run_id} read {artifact_id}, "
+                f"so its bytes were not handed out: {err}"
+            ) from err
+        run.published(artifact_id)
+
+    async def _note_read(self, artifact_id: str) -> None:
+        run = current_run()
+        if run.record_input(artifact_id):
+            await self._publish_read(run, artifact_id)
+
+    async def _run_inputs(self, run: Run) -> list[str]:
+        """What ``run`` read in this process and, if it is shared, in any other."""
+        inputs = run.inputs
+        if run.shared:
+            seen = set(inputs)
+            inputs += [a for a in await self.catalog.run_inputs(run.run_id) if a not in seen]
+        return inputs
 
     @property
     def based_on(self) -> list[str]:
@@ -248,7 +300,7 @@ class AsyncHandler:
             file_relpaths=[f.relpath for f in files],
             logs=logs,
             log_relpaths=[f.relpath for f in logs],
-            based_on=[a for a in draft.run.inputs if a != draft.artifact_id],
+            based_on=[a for a in await self._run_inputs(draft.run) if a != draft.artifact_id],
             remote_root=self.storage.url(draft.prefix),
             local_root=draft.local_root,
             name=draft.name,
@@ -267,7 +319,7 @@ class AsyncHandler:
             seal=[path for path in own if self.storage.url(path) in recorded],
         )
         await self.catalog.commit(record.to_document())
-        return Artifact.from_metadata(record, self.storage)
+        return self._bind(record)
 
     async def _fail(self, draft: _Draft, err: BaseException) -> None:
         """Clean up after a failed write; raise the clear error if gc took it away.
@@ -570,8 +622,13 @@ class AsyncHandler:
                 if cache is not None:
                     await asyncio.to_thread(_keep_record, cache.root, artifact_id, doc)
         record = upgrade_record(doc)
-        current_run().record_input(artifact_id)
-        return Artifact.from_metadata(record, self.storage)
+        await self._note_read(artifact_id)
+        return self._bind(record)
+
+    def _bind(self, record: Metadata) -> Artifact:
+        """An `Artifact` on this handler's store; its ``eio_url`` resolves through it."""
+        remember_handler(record.artifact_id, self)
+        return Artifact.from_metadata(record, self.storage, self._publish_read)
 
     def _cached_record(self, artifact_id: str, err: BaseException | None = None) -> dict[str, Any]:
         cache = self.storage.cache
@@ -728,3 +785,12 @@ class AsyncHandler:
             f"{type(self).__name__}(storage={self.storage.safe_url!r}, "
             f"catalog={type(self.catalog).__name__})"
         )
+
+
+def _has_password(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return True

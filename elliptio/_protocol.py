@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
+import weakref
+from collections import OrderedDict
 from typing import IO, TYPE_CHECKING, Any
 
 from fsspec import AbstractFileSystem
 
-from ._errors import ElliptioError
+from ._errors import ConfigError, ElliptioError
+from ._runs import RUN_HANDLER_ENV, Run, _current, current_run, find_run, inherited_handler
 
 if TYPE_CHECKING:
     from ._artifact import Artifact
+    from ._handler import AsyncHandler
     from ._sync_handler import Handler
 
 __all__ = ["ElliptioFileSystem", "artifact_url"]
@@ -31,6 +36,10 @@ PROTOCOL = "elliptio"
 
 _handlers: dict[str, Handler] = {}
 _handlers_lock = threading.Lock()
+# Which handler made or read each artifact lately, so that its ``eio_url`` resolves
+# through that handler (its store, catalog and options) in this process.
+_made: OrderedDict[str, weakref.ref[AsyncHandler]] = OrderedDict()
+_MADE_MAX = 100_000
 
 
 def _forget_handlers() -> None:
@@ -42,6 +51,33 @@ def _forget_handlers() -> None:
 os.register_at_fork(after_in_child=_forget_handlers)
 
 
+def remember_handler(artifact_id: str, handler: AsyncHandler) -> None:
+    """Note that ``handler`` made or read ``artifact_id``: its URLs resolve through it."""
+    with _handlers_lock:
+        _made[artifact_id] = weakref.ref(handler)
+        _made.move_to_end(artifact_id)
+        if len(_made) > _MADE_MAX:
+            _made.popitem(last=False)
+
+
+def _handler_that_made(artifact_id: str) -> AsyncHandler | None:
+    with _handlers_lock:
+        ref = _made.get(artifact_id)
+    handler = ref() if ref is not None else None
+    return handler if handler is not None and not handler._closed else None
+
+
+def _latest_handler() -> AsyncHandler | None:
+    """The live handler that made or read an artifact last, if any."""
+    with _handlers_lock:
+        refs = list(reversed(_made.values()))
+    for ref in refs[:64]:
+        handler = ref()
+        if handler is not None and not handler._closed:
+            return handler
+    return None
+
+
 def artifact_url(artifact_id: str, relpath: str) -> str:
     """The ``elliptio://`` URL of one artifact file."""
     return f"{PROTOCOL}://{artifact_id}/{relpath}"
@@ -50,9 +86,17 @@ def artifact_url(artifact_id: str, relpath: str) -> str:
 class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
     """Read-only filesystem over committed artifacts: ``elliptio://<id>/<relpath>``.
 
+    An artifact resolves through the handler that made or read it in this
+    process; otherwise through the arguments, else the store and catalog of the
+    run this process was started in, else the ``ELLIPTIO_*`` settings.
+
+    Pickled (as Dask and Ray send it to workers), it carries the store and catalog
+    settings it resolved through, storage options included (inside the pickle
+    only), and the run it was made or pickled in: reads on a worker count as
+    inputs of that run.
+
     Args:
-        storage, catalog, storage_options: as for `Handler`; by default the
-            ``ELLIPTIO_*`` settings of this process.
+        storage, catalog, storage_options: as for `Handler`; by default see above.
     """
 
     protocol = PROTOCOL
@@ -70,6 +114,10 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
     ) -> None:
         super().__init__(**kwargs)
         self._handler_args = (storage, catalog, storage_options)
+        self._via: AsyncHandler | None = None
+        # The run this filesystem reads in when no run is open where it reads.
+        self._run: Run | None = _current.get()
+        self._origin: tuple[int, str] | None = None  # (pid, host) it was pickled in
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
@@ -82,10 +130,15 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     @property
     def handler(self) -> Handler:
-        """The handler resolving artifacts, shared by every open with the same settings."""
+        """The handler for the arguments or the process's settings, shared by
+        every filesystem with the same settings."""
         from ._config import load_settings
 
         storage, catalog, options = self._handler_args
+        if storage is None and catalog is None:
+            inherited = inherited_handler()  # the run this process was started in
+            storage, catalog = inherited.get("storage"), inherited.get("catalog")
+        self._check_reachable(storage, catalog)
         settings = load_settings(storage_url=storage, catalog_url=catalog, storage_options=options)
         key = json.dumps(
             [
@@ -106,12 +159,80 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 handler = _handlers[key] = Handler(storage, catalog, options)
         return handler
 
+    def _check_reachable(self, storage: str | None, catalog: str | None) -> None:
+        """On a worker: refuse settings that only the pickling process could open."""
+        if self._origin is None or self._origin[0] == os.getpid():
+            return
+        pid, host = self._origin
+        for what, url in (("storage", storage), ("catalog", catalog)):
+            if url and url.startswith("memory:"):
+                raise ConfigError(
+                    f"the elliptio:// filesystem came from process {pid} on {host} with the "
+                    f"{what} {url!r}, which lives in that process's memory; give the handler "
+                    f"a {what} every worker reaches (a folder, s3://..., or for the catalog "
+                    "sqlite:////shared/path.db or a MongoDB URL)"
+                )
+        if catalog and catalog.startswith("sqlite:///"):
+            path = os.path.abspath(os.path.expanduser(catalog[len("sqlite:///") :]))
+            if not os.path.exists(path):
+                raise ConfigError(
+                    f"the elliptio:// filesystem came from {host} with the SQLite catalog "
+                    f"{catalog!r}, which does not exist on {socket.gethostname()}: a SQLite "
+                    "catalog is a file on one machine. Give workers on other machines a "
+                    "catalog they all reach: a MongoDB URL as the handler's catalog "
+                    "(catalog='mongodb://...' or ELLIPTIO_CATALOG_URL)"
+                )
+
+    def _handler_for(self, artifact_id: str) -> Handler:
+        if not any(arg is not None for arg in self._handler_args):
+            made = _handler_that_made(artifact_id)
+            if made is not None:
+                self._via = made
+                from ._sync_handler import Handler
+
+                return Handler._over(made)
+        return self.handler
+
     def _split(self, path: str) -> tuple[str, str]:
         artifact_id, _, relpath = self._strip_protocol(path).partition("/")
         return artifact_id, relpath
 
     def _artifact(self, artifact_id: str) -> Artifact:
-        return self.handler.get(artifact_id)  # records the read in the current run
+        """The artifact, recorded as an input of the current run (or the carried one)."""
+        handler = self._handler_for(artifact_id)
+        token = _current.set(self._run) if self._run and _current.get() is None else None
+        try:
+            return handler.get(artifact_id)
+        finally:
+            if token is not None:
+                _current.reset(token)
+
+    # -- pickling (Dask, Ray, multiprocessing) ---------------------------------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        storage, catalog, options = self._handler_args
+        run = _current.get() or self._run or current_run()
+        via = self._via
+        if via is None and run.maker is not None:
+            via = run.maker()  # the handler whose run() this is
+        if via is None:
+            via = _latest_handler()
+        if storage is None and catalog is None and via is not None:
+            if via._catalog_url is None:
+                raise ConfigError(
+                    "this elliptio:// filesystem resolves through a handler whose catalog "
+                    "is a client object, which cannot travel to another process; build the "
+                    "handler with a catalog URL (catalog='mongodb://...' or "
+                    "ELLIPTIO_CATALOG_URL)"
+                )
+            storage = via.settings.resolved_storage_url()
+            catalog = via._catalog_url
+            options = dict(via.settings.storage_options)
+        run.exported = True  # its commits ask the catalog what workers read
+        state = {
+            "run": (run.run_id, run.env().get(RUN_HANDLER_ENV)),
+            "origin": (os.getpid(), socket.gethostname()),
+        }
+        return (_rebuild, ((storage, catalog, options), state))
 
     # -- listing ------------------------------------------------------------------
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -194,3 +315,18 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         )
 
     rm = rm_file = mkdir = makedirs = put_file = pipe_file = mv = cp_file = touch = _refuse
+
+
+def _rebuild(
+    args: tuple[str | None, str | None, dict[str, Any] | None], state: dict[str, Any]
+) -> ElliptioFileSystem:
+    """Unpickle an `ElliptioFileSystem`, joining the run it was sent in."""
+    fs = ElliptioFileSystem(*args)
+    run_id, handler = state["run"]
+    try:
+        settings = json.loads(handler) if handler else None
+    except ValueError:
+        settings = None
+    fs._run = find_run(run_id, settings if isinstance(settings, dict) else None)
+    fs._origin = tuple(state["origin"])
+    return fs

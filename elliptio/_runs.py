@@ -4,50 +4,132 @@ Every process has one default run. ``handler.run()`` opens a nested run for a
 ``with`` / ``async with`` block; asyncio tasks copy the context when they are
 created, so concurrent tasks that each open a run keep separate lineage.
 
-Across processes: a process started with ``ELLIPTIO_RUN_ID`` set makes that its
-default run, so its artifacts join the parent's run. `run_env` gives the
-environment that does it (``subprocess.run(cmd, env=eio.run_env())``); the
-library itself never writes ``os.environ``, which concurrent runs of one process
-share. A child made by ``fork`` keeps the run of the context that forked it.
+Across processes, a run's inputs live in the catalog (`Catalog.add_run_inputs`):
+a process that reads inside a run it does not own (a forked child, a worker
+started inside ``h.run()``, a Dask or Ray task carrying a pickled
+``elliptio://`` filesystem) writes each artifact it reads there once, before the
+bytes are handed out, and a commit lists the union of what every process of its
+run read so far. The owning process keeps its own reads in memory.
+
+How other processes join (see `RunScope` for the environment rule):
+
+- ``fork`` (``os.fork``, multiprocessing's default on Linux): the child keeps the
+  run of the context that forked it.
+- children started while run scopes are open, by any means (multiprocessing
+  ``spawn`` or ``forkserver``, ``ProcessPoolExecutor``, Dask and Ray processes,
+  ``subprocess``): through ``ELLIPTIO_RUN_ID`` in the environment they inherit.
+- a subprocess started elsewhere: ``env={**os.environ, **run.env()}``.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 import threading
 import weakref
+from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
+from typing import Any
 
 from ._layout import new_run_id
 
 RUN_ID_ENV = "ELLIPTIO_RUN_ID"
+RUN_HANDLER_ENV = "ELLIPTIO_RUN_HANDLER"
+_ENV_KEYS = (RUN_ID_ENV, RUN_HANDLER_ENV)
 _RUN_ID_RE = re.compile(r"run_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
-__all__ = ["Run", "RunScope", "current_run", "run_env"]
+__all__ = [
+    "Run",
+    "RunScope",
+    "current_run",
+    "find_run",
+    "inherited_handler",
+    "joined_run",
+    "run_env",
+]
 
 
 class Run:
-    """One run: its id and the artifacts read in it, in first-read order."""
+    """One run: its id and the artifacts read in it, in first-read order.
 
-    def __init__(self, run_id: str | None = None, name: str | None = None) -> None:
+    Attributes:
+        run_id: ``run_<uuid4>``.
+        name: the name given to ``handler.run(name)``, if any.
+    """
+
+    def __init__(
+        self,
+        run_id: str | None = None,
+        name: str | None = None,
+        *,
+        handler: Mapping[str, str] | None = None,
+        owned: bool = True,
+        maker: object | None = None,
+    ) -> None:
         self.run_id = run_id or new_run_id()
         self.name = name
         self._inputs: dict[str, None] = {}
+        self._published: set[str] = set()
         self._lock = threading.Lock()
+        # The process that keeps this run's reads in memory; any other process
+        # (a forked child, a joined worker) writes its reads to the catalog.
+        self._owner = os.getpid() if owned else -1
+        self._handler = dict(handler or {})
+        # The handler whose ``run()`` opened it: a filesystem pickled in the run
+        # carries its settings.
+        self.maker: weakref.ref[Any] | None = weakref.ref(maker) if maker is not None else None
+        self.exported = False
         _runs.add(self)
 
-    def record_input(self, artifact_id: str) -> None:
-        """Note that ``artifact_id`` was read in this run (once, in order)."""
+    def record_input(self, artifact_id: str) -> bool:
+        """Note that ``artifact_id`` was read in this run; ``True`` if the catalog
+        must hear of it too (a process other than the run's owner, first read)."""
         with self._lock:
             self._inputs.setdefault(artifact_id, None)
+            return self.remote and artifact_id not in self._published
+
+    def published(self, artifact_id: str) -> None:
+        """Note that the catalog holds ``artifact_id`` as an input of this run."""
+        with self._lock:
+            self._published.add(artifact_id)
+
+    @property
+    def remote(self) -> bool:
+        """Whether this process joined the run rather than opened it."""
+        return self._owner != os.getpid()
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may have read in this run (its catalog entries count)."""
+        return self.exported or self.remote
 
     @property
     def inputs(self) -> list[str]:
-        """The artifact ids read in this run so far."""
+        """The artifact ids read in this run so far, in this process."""
         with self._lock:
             return list(self._inputs)
+
+    def env(self) -> dict[str, str]:
+        """The environment variables that make a child process join this run.
+
+        They name the run and its store and catalog URLs (never a password or
+        storage options), so ``elliptio://`` URLs resolve in the child as here.
+
+        Example:
+            >>> with h.run() as run:  # doctest: +SKIP
+            ...     subprocess.run(["python", "step.py"], env={**os.environ, **run.env()})
+        """
+        return self._env({})
+
+    def _env(self, extra: Mapping[str, Any]) -> dict[str, str]:
+        self.exported = True
+        env = {RUN_ID_ENV: self.run_id}
+        if self._handler or extra:
+            env[RUN_HANDLER_ENV] = json.dumps({**self._handler, **extra}, sort_keys=True)
+        return env
 
     def __repr__(self) -> str:
         return f"Run(run_id={self.run_id!r}, inputs={self.inputs!r})"
@@ -58,6 +140,27 @@ _process_run: Run | None = None
 _process_lock = threading.Lock()
 # Every live run, so that a forked child can renew their locks.
 _runs: weakref.WeakSet[Run] = weakref.WeakSet()
+# Runs of other processes this process joined, by id.
+_joined: dict[str, Run] = {}
+# What this process inherited: read once, before any scope here writes the variables.
+_inherited = {key: os.environ.get(key) for key in _ENV_KEYS}
+
+
+def joined_run(run_id: str, handler: Mapping[str, str] | None = None) -> Run:
+    """The run ``run_id`` of another process, as this process takes part in it."""
+    with _process_lock:
+        run = _joined.get(run_id)
+        if run is None:
+            run = _joined[run_id] = Run(run_id, handler=handler, owned=False)
+        return run
+
+
+def find_run(run_id: str, handler: Mapping[str, str] | None = None) -> Run:
+    """This process's own run ``run_id`` if it has one, else the run joined."""
+    for run in list(_runs):
+        if run.run_id == run_id and not run.remote:
+            return run
+    return joined_run(run_id, handler)
 
 
 def current_run() -> Run:
@@ -67,49 +170,139 @@ def current_run() -> Run:
         return run
     global _process_run
     if _process_run is None:
-        with _process_lock:
-            if _process_run is None:
-                inherited = os.environ.get(RUN_ID_ENV, "")
-                # A malformed value is ignored rather than trusted into records.
-                _process_run = Run(inherited if _RUN_ID_RE.fullmatch(inherited) else None)
+        inherited = _inherited_run()
+        if inherited is not None:
+            _process_run = joined_run(inherited, inherited_handler())
+        else:
+            with _process_lock:
+                if _process_run is None:
+                    _process_run = Run()
     return _process_run
+
+
+def _inherited_run() -> str | None:
+    """The run this process was started in, if it may join it.
+
+    A malformed id is ignored rather than trusted into records. Variables that a
+    run scope put in its process's environment (they name that process) are
+    honoured by its direct children only: a forkserver's children, or anything a
+    long-lived helper process starts later, did not start inside that run.
+    `Run.env` passed explicitly names no process and is always honoured.
+    """
+    run_id = _inherited[RUN_ID_ENV] or ""
+    if not _RUN_ID_RE.fullmatch(run_id):
+        return None
+    owner = _inherited_settings().get("pid")
+    if owner is not None and owner != os.getppid():
+        return None
+    return run_id
+
+
+def _inherited_settings() -> dict[str, Any]:
+    try:
+        value = json.loads(_inherited[RUN_HANDLER_ENV] or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def inherited_handler() -> dict[str, str]:
+    """The store and catalog URLs of the run this process was started in, if any."""
+    if _inherited_run() is None:
+        return {}
+    value = _inherited_settings()
+    return {k: v for k, v in value.items() if k in ("storage", "catalog") and isinstance(v, str)}
 
 
 def run_env() -> dict[str, str]:
     """The environment for a child process that joins the current run.
 
-    A copy of ``os.environ`` with ``ELLIPTIO_RUN_ID`` set to the current run's id;
-    ``os.environ`` itself is left as it is.
+    A copy of ``os.environ`` plus `Run.env` of the current run; ``os.environ``
+    itself is left as it is.
 
     Example:
         >>> with h.run():  # doctest: +SKIP
         ...     subprocess.run(["python", "step.py"], env=eio.run_env(), check=True)
     """
-    return {**os.environ, RUN_ID_ENV: current_run().run_id}
+    return {**os.environ, **current_run().env()}
+
+
+def _before_fork() -> None:
+    for run in list(_runs):  # the child may read in them: commits ask the catalog
+        run.exported = True
 
 
 def _reset_after_fork() -> None:
-    global _process_run, _process_lock
-    _process_run = None
+    global _process_lock, _env_lock
     _process_lock = threading.Lock()
+    _env_lock = threading.Lock()
     for run in list(_runs):  # another thread may have held one at fork time
         run._lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_reset_after_fork)
+os.register_at_fork(before=_before_fork, after_in_child=_reset_after_fork)
+
+
+# -- the environment children inherit ------------------------------------------------
+# While run scopes are open, os.environ carries the innermost run's id, so that
+# every child started inside it joins it, whatever starts it. Only when the open
+# scopes form one chain (each opened inside the previous one) does any run own the
+# variables; while runs overlap (two tasks, two threads) they are removed, so no
+# child joins a run that is not its own. When the last scope closes, the
+# variables are exactly as before the first one opened.
+_open: list[RunScope] = []
+_env_saved: dict[str, str | None] | None = None
+_env_lock = threading.Lock()
+
+
+def _set_environ(values: Mapping[str, str | None]) -> None:
+    for key in _ENV_KEYS:
+        value = values.get(key)
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _update_environ() -> None:
+    global _env_saved
+    if not _open:
+        if _env_saved is not None:
+            _set_environ(_env_saved)
+            _env_saved = None
+        return
+    if _env_saved is None:
+        _env_saved = {key: os.environ.get(key) for key in _ENV_KEYS}
+    chain = all(later.parent is earlier.run for earlier, later in itertools.pairwise(_open))
+    _set_environ(_open[-1].run._env({"pid": os.getpid()}) if chain else {})
 
 
 class RunScope:
-    """Context manager (``with`` and ``async with``) that opens a new run."""
+    """Context manager (``with`` and ``async with``) that opens a new run.
 
-    def __init__(self, name: str | None = None) -> None:
-        self.run = Run(name=name)
+    While it is open, and no other run scope of the process overlaps it, the
+    run's `Run.env` is in ``os.environ``, so that child processes started inside
+    it join it.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        handler: Mapping[str, str] | None = None,
+        maker: object | None = None,
+    ) -> None:
+        self.run = Run(name=name, handler=handler, maker=maker)
+        self.parent: Run | None = None
         self._token: Token[Run | None] | None = None
 
     def __enter__(self) -> Run:
         if self._token is not None:
             raise RuntimeError("this run scope is open already; call handler.run() again")
+        self.parent = _current.get()
         self._token = _current.set(self.run)
+        with _env_lock:
+            _open.append(self)
+            _update_environ()
         return self.run
 
     def __exit__(
@@ -119,8 +312,15 @@ class RunScope:
         tb: TracebackType | None,
     ) -> None:
         if self._token is not None:
-            _current.reset(self._token)
+            try:
+                _current.reset(self._token)
+            except ValueError:  # closed in another context than it was opened in
+                _current.set(self.parent)
             self._token = None
+            with _env_lock:
+                if self in _open:
+                    _open.remove(self)
+                _update_environ()
 
     async def __aenter__(self) -> Run:
         return self.__enter__()

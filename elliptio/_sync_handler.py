@@ -45,6 +45,13 @@ class Handler:
     ) -> None:
         self.aio = AsyncHandler(storage, catalog, storage_options, max_concurrency=max_concurrency)
 
+    @classmethod
+    def _over(cls, aio: AsyncHandler) -> Handler:
+        """The sync face of an existing `AsyncHandler` (closing either closes both)."""
+        handler = cls.__new__(cls)
+        handler.aio = aio
+        return handler
+
     @property
     def storage(self) -> Any:
         """The `Storage` (fsspec filesystem ``.fs`` and ``.root``)."""

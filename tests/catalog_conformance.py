@@ -783,6 +783,32 @@ class CatalogConformance:
         with pytest.raises(CatalogError, match="closed"):
             await backend.catalog.get("artifact_0001")
 
+    # -- run inputs -------------------------------------------------------------------
+
+    async def test_run_inputs_keep_first_read_order_once(self, backend: Backend) -> None:
+        cat = backend.catalog
+        assert await cat.run_inputs("run_a") == []
+        await cat.add_run_inputs("run_a", ["artifact_0002", "artifact_0001"])
+        await cat.add_run_inputs("run_b", ["artifact_0003"])
+        await cat.add_run_inputs("run_a", ["artifact_0001", "artifact_0003"])
+        await cat.add_run_inputs("run_a", [])
+        assert await cat.run_inputs("run_a") == ["artifact_0002", "artifact_0001", "artifact_0003"]
+        assert await cat.run_inputs("run_b") == ["artifact_0003"]
+        assert await cat.run_inputs("run_c") == []
+
+    async def test_run_inputs_from_concurrent_writers_are_all_kept(self, backend: Backend) -> None:
+        cat = backend.catalog
+        other = backend.open_another() if backend.open_another else cat
+        ids = [f"artifact_{n:04d}" for n in range(40)]
+        await asyncio.gather(
+            *(c.add_run_inputs("run_x", ids[n::4]) for n, c in enumerate([cat, other] * 2)),
+            cat.add_run_inputs("run_x", ids[:10]),
+        )
+        assert sorted(await cat.run_inputs("run_x")) == ids
+        if other is not cat:
+            assert sorted(await other.run_inputs("run_x")) == ids
+            await other.close()
+
     # -- commit leases ----------------------------------------------------------------
 
     async def test_lease_is_claimed_once(self, backend: Backend) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from elliptio._catalog import query
-from elliptio._catalog.sqlite import SQLiteCatalog, open_sqlite_catalog
+from elliptio._catalog.sqlite import SCHEMA_VERSION, SQLiteCatalog, open_sqlite_catalog
 from elliptio._errors import (
     ArtifactExistsError,
     ArtifactNotFoundError,
@@ -310,11 +310,11 @@ async def test_version_1_files_are_carried_over(tmp_path: Path) -> None:
     assert await cat.count({"based_on": "artifact_0000", "username": "andy"}) == 1
     await cat.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {
         *("artifacts", "artifact_docs", "artifact_extras", "side_values"),
-        *("names", "aliases", "leases", "file_objects"),
+        *("names", "aliases", "leases", "file_objects", "run_inputs"),
     }
     conn.close()
 
@@ -388,7 +388,7 @@ async def test_version_2_files_are_upgraded(tmp_path: Path) -> None:
     await cat.close()
     assert _schema(path) == fresh
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     conn.close()
 
 
@@ -447,8 +447,29 @@ async def test_version_3_files_are_upgraded(tmp_path: Path) -> None:
     await cat.close()
     assert _schema(path) == fresh
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     conn.close()
+
+
+async def test_version_4_files_gain_run_inputs(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "v4.db"
+    cat = SQLiteCatalog(path)
+    await cat.insert(record(1))
+    await cat.close()
+    fresh = _schema(path)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE run_inputs")
+    conn.execute("PRAGMA user_version=4")
+    conn.commit()
+    conn.close()
+    cat = SQLiteCatalog(path)
+    await cat.add_run_inputs("run_1", ["artifact_0001"])
+    assert await cat.run_inputs("run_1") == ["artifact_0001"]
+    assert (await cat.get("artifact_0001"))["artifact_id"] == "artifact_0001"
+    await cat.close()
+    assert _schema(path) == fresh
 
 
 def _file(relpath: str, url: str, size: int, sha256: str) -> dict[str, Any]:

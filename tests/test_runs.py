@@ -46,33 +46,55 @@ def test_subprocess_joins_the_run(tmp_path: Path, data_files: dict[str, Path]) -
             text=True,
             check=True,
         )
-        assert dict(os.environ) == environ  # passed to the child, not exported
+        # The only open run: children started now inherit it from os.environ too.
+        assert os.environ[RUN_ID_ENV] == run.run_id
+    assert dict(os.environ) == environ  # exactly as before once the run closed
     assert child.stdout.strip() == run.run_id
     found = handler.find({"run_id": run.run_id, "file_relpaths": "child.txt"})
     assert len(found) == 1
     handler.close()
 
 
-async def test_concurrent_runs_leave_os_environ_alone(tmp_path: Path) -> None:
+async def test_overlapping_runs_give_children_no_run(tmp_path: Path) -> None:
+    """While two runs overlap, os.environ names neither: no child joins the wrong one."""
     ahandler = eio.AsyncHandler(storage=tmp_path / "store", catalog="memory://")
     environ = dict(os.environ)
     both_open = asyncio.Barrier(2)
+    first_closed = asyncio.Event()
 
-    async def task() -> str:
+    async def task(first: bool) -> str:
         async with ahandler.run() as run:
             await both_open.wait()  # each enters while the other's run is open
             assert dict(os.environ) == environ
-            assert eio.run_env() == {**environ, RUN_ID_ENV: run.run_id}
-            await asyncio.sleep(0)
-        assert dict(os.environ) == environ
+            assert eio.run_env() == {**environ, **run.env()}
+            assert run.env()[RUN_ID_ENV] == run.run_id
+            if not first:
+                await first_closed.wait()
+                # Alone again: children started now join this run.
+                assert os.environ[RUN_ID_ENV] == run.run_id
+        if first:
+            first_closed.set()
         return run.run_id
 
-    first, second = await asyncio.gather(task(), task())
+    first, second = await asyncio.gather(task(True), task(False))
     assert first != second
     assert dict(os.environ) == environ
     # Outside any scope: the process's default run.
     assert eio.run_env()[RUN_ID_ENV] == current_run().run_id == ahandler.run_id
     await ahandler.close()
+
+
+def test_nested_runs_name_the_innermost_and_restore(handler: eio.Handler) -> None:
+    os.environ[RUN_ID_ENV] = "run_set-by-the-user"
+    try:
+        with handler.run() as outer:
+            assert os.environ[RUN_ID_ENV] == outer.run_id
+            with handler.run() as inner:
+                assert os.environ[RUN_ID_ENV] == inner.run_id
+            assert os.environ[RUN_ID_ENV] == outer.run_id
+        assert os.environ[RUN_ID_ENV] == "run_set-by-the-user"
+    finally:
+        del os.environ[RUN_ID_ENV]
 
 
 def test_malformed_inherited_run_id_is_ignored(tmp_path: Path) -> None:

@@ -181,6 +181,20 @@ class Catalog(abc.ABC):
     async def old_leases(self, started_before: datetime) -> list[Lease]:
         """Every lease started before ``started_before``, oldest first."""
 
+    # -- run inputs ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_run_inputs(self, run_id: str, artifact_ids: Sequence[str]) -> None:
+        """Note that ``artifact_ids`` were read in run ``run_id`` (idempotent).
+
+        Every process of a run adds what it reads here, so that a commit in any
+        of them lists it in ``based_on``.
+        """
+
+    @abc.abstractmethod
+    async def run_inputs(self, run_id: str) -> list[str]:
+        """The artifact ids read in run ``run_id`` by any process, first read first."""
+
     async def commit(self, doc: Document) -> None:
         """Insert the record of an artifact whose lease is open, and close the lease.
 

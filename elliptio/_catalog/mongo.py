@@ -99,6 +99,11 @@ SIDE_INDEXES = {
         IndexModel([("name", ASCENDING), ("alias", ASCENDING)], unique=True, name="elliptio_alias"),
     ),
     "leases": (IndexModel([("artifact_id", ASCENDING)], unique=True, name="elliptio_lease"),),
+    "run_inputs": (
+        IndexModel(
+            [("run_id", ASCENDING), ("artifact_id", ASCENDING)], unique=True, name="elliptio_run"
+        ),
+    ),
 }
 
 _CLIENT_CLASSES = frozenset({"AsyncMongoClient", "AsyncIOMotorClient", "AsyncMongoMockClient"})
@@ -802,6 +807,34 @@ class MongoCatalog(Catalog):
         ]
 
     # -- names, versions and aliases ---------------------------------------------
+
+    # -- run inputs -----------------------------------------------------------------
+
+    async def add_run_inputs(self, run_id: str, artifact_ids: Sequence[str]) -> None:
+        """Note that ``artifact_ids`` were read in run ``run_id``; one bulk write."""
+        if not artifact_ids:
+            return
+        inputs = await self._side("run_inputs")
+        now = codec.normalize({"t": dt.datetime.now(dt.UTC)})["t"]
+        docs = [{"run_id": run_id, "artifact_id": a, "read": now} for a in artifact_ids]
+        async with self._errors():
+            try:
+                await inputs.insert_many(docs, ordered=False)
+            except mongo_errors.BulkWriteError as err:
+                # Ids this run read before, in this process or another, are there.
+                if any(e.get("code") != _DUPLICATE_KEY for e in err.details["writeErrors"]):
+                    raise CatalogError(
+                        f"MongoDB catalog {self._display} could not record what run {run_id} "
+                        f"read ({self._reason(err)})"
+                    ) from None
+
+    async def run_inputs(self, run_id: str) -> list[str]:
+        """The artifact ids read in run ``run_id``, first read first."""
+        inputs = await self._side("run_inputs")
+        async with self._errors():
+            cursor = inputs.find({"run_id": run_id}, {"_id": 0, "artifact_id": 1})
+            cursor = cursor.sort("_id", ASCENDING)
+            return [doc["artifact_id"] async for doc in cursor]
 
     async def reserve_version(self, name: str) -> int:
         """Reserve the next version number of ``name``; see `Catalog.reserve_version`."""

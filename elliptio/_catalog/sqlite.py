@@ -58,7 +58,7 @@ __all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Three tables, one row each per artifact, joined on ``id``:
 # - ``artifacts``, narrow, is what filters scan: the id, plain columns of the
@@ -128,6 +128,11 @@ _V3_ADDITIONS = (
     "CREATE INDEX file_objects_artifact ON file_objects (artifact)",
     "CREATE INDEX file_objects_size ON file_objects (size)",
 )
+# New in version 5: what each run read, written by every process of the run.
+_V5_ADDITIONS = (
+    "CREATE TABLE IF NOT EXISTS run_inputs (run_id TEXT NOT NULL, artifact_id TEXT NOT NULL,"
+    " PRIMARY KEY (run_id, artifact_id))",
+)
 _SCHEMA = (
     "CREATE TABLE artifacts ("
     " id INTEGER PRIMARY KEY,"
@@ -146,6 +151,7 @@ _SCHEMA = (
     "CREATE INDEX artifacts_datatype ON artifacts (datatype, creation_time)",
     "CREATE INDEX artifacts_project ON artifacts (project, creation_time)",
     *_V3_ADDITIONS,
+    *_V5_ADDITIONS,
 )
 _ACCEPTED_URLS = (
     "'sqlite:///relative/path.db', 'sqlite:////absolute/path.db', 'memory://' or 'memory://name'"
@@ -465,10 +471,13 @@ class SQLiteCatalog(Catalog):
                         conn.execute(f'DROP INDEX "{name}"')
                     rows = conn.execute("SELECT doc FROM artifacts_v1 ORDER BY rowid")
                     old = [r[0] for r in rows]
-                if version in (2, 3):
+                if version in (2, 3, 4):
                     if version == 2:
                         _upgrade_v2(conn)
-                    _upgrade_v3(conn)
+                    if version in (2, 3):
+                        _upgrade_v3(conn)
+                    for statement in _V5_ADDITIONS:
+                        conn.execute(statement)
                 else:
                     for statement in _SCHEMA:
                         conn.execute(statement)
@@ -774,6 +783,35 @@ class SQLiteCatalog(Catalog):
             [codec.date_text(started_before)],
         )
         return [Lease(a, p, dt.datetime.fromisoformat(t), s) for a, p, t, s in rows]
+
+    # -- run inputs ---------------------------------------------------------------
+
+    async def add_run_inputs(self, run_id: str, artifact_ids: Sequence[str]) -> None:
+        """Note that ``artifact_ids`` were read in run ``run_id``; see `Catalog.add_run_inputs`."""
+        if artifact_ids:
+            await self._run(self._add_run_inputs, run_id, list(artifact_ids))
+
+    def _add_run_inputs(self, conn: sqlite3.Connection, run_id: str, ids: list[str]) -> None:
+        self._begin_write(conn)
+        try:
+            conn.executemany(
+                "INSERT OR IGNORE INTO run_inputs (run_id, artifact_id) VALUES (?, ?)",
+                [(run_id, artifact_id) for artifact_id in ids],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+
+    async def run_inputs(self, run_id: str) -> list[str]:
+        """The artifact ids read in run ``run_id``, first read first."""
+        rows = await self._run(
+            self._select,
+            "SELECT artifact_id FROM run_inputs WHERE run_id = ? ORDER BY rowid",
+            [run_id],
+        )
+        return [row[0] for row in rows]
 
     async def commit(self, doc: Document) -> None:
         """Claim the lease, insert the record and close the lease in one transaction.

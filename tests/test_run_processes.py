@@ -1,0 +1,182 @@
+"""Lineage across processes: reads in workers count as inputs of the driver's run.
+
+Every test builds its handler from explicit arguments (no ELLIPTIO_* settings), on
+local disk with a SQLite catalog file, as a pipeline on one machine would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import fsspec
+import pandas as pd
+import pytest
+
+import elliptio as eio
+from tests import _run_workers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Iterator[tuple[eio.Handler, list[eio.Artifact]]]:
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    arts = []
+    for n in range(4):
+        path = tmp_path / f"t{n}.csv"
+        path.write_text("a,b\n" + "".join(f"{i},{n}\n" for i in range(n + 1)))
+        arts.append(h.upload(path, name=f"table-{n}"))
+    yield h, arts
+    h.close()
+
+
+def _commit(h: eio.Handler, tmp_path: Path) -> eio.Artifact:
+    out = tmp_path / "out.txt"
+    out.write_text("made from what the workers read")
+    return h.upload(out)
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork", "forkserver"])
+def test_pool_workers_reads_are_inputs(
+    lake: tuple[eio.Handler, list[eio.Artifact]], tmp_path: Path, method: str
+) -> None:
+    h, arts = lake
+    urls = [a.file.eio_url for a in arts[:2]]
+    environ = dict(os.environ)
+    with h.run():
+        context = multiprocessing.get_context(method)
+        with ProcessPoolExecutor(2, mp_context=context) as pool:
+            if method == "forkserver":
+                # The server process is shared by the whole program and was not
+                # started in this run: the run travels with the task's filesystem.
+                fs = fsspec.filesystem("elliptio")
+                rows = list(pool.map(_run_workers.rows_with, [fs, fs], urls))
+            else:
+                rows = list(pool.map(_run_workers.rows, urls))
+            assert rows == [1, 2]
+        made = _commit(h, tmp_path)
+    assert set(made.metadata.based_on) == {arts[0].artifact_id, arts[1].artifact_id}
+    assert dict(os.environ) == environ
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork", "forkserver"])
+def test_multiprocessing_children_reads_are_inputs(
+    lake: tuple[eio.Handler, list[eio.Artifact]], tmp_path: Path, method: str
+) -> None:
+    h, arts = lake
+    url = arts[2].file.eio_url
+    with h.run():
+        if method == "forkserver":
+            task = (_run_workers.rows_with, (fsspec.filesystem("elliptio"), url))
+        else:
+            task = (_run_workers.rows, (url,))
+        child = multiprocessing.get_context(method).Process(target=task[0], args=task[1])
+        child.start()
+        child.join(120)
+        assert child.exitcode == 0
+        made = _commit(h, tmp_path)
+    assert made.metadata.based_on == [arts[2].artifact_id]
+
+
+def test_child_of_a_closed_run_joins_nothing(
+    lake: tuple[eio.Handler, list[eio.Artifact]], tmp_path: Path
+) -> None:
+    h, arts = lake
+    with h.run():
+        pass
+    with h.run():
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            assert pool.submit(_run_workers.rows, arts[0].file.eio_url).result() == 1
+        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            pass
+        made = _commit(h, tmp_path)
+    assert made.metadata.based_on == [arts[0].artifact_id]
+    # After the run closed, a task's reads belong to the run it is sent from: here
+    # the driver's default run, not the closed one and not a later one.
+    fs = fsspec.filesystem("elliptio")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(_run_workers.rows_with, fs, arts[1].file.eio_url).result() == 2
+    with h.run():
+        assert _commit(h, tmp_path).metadata.based_on == []
+    assert arts[1].artifact_id in _commit(h, tmp_path).metadata.based_on
+
+
+def test_subprocess_joins_with_run_env(
+    lake: tuple[eio.Handler, list[eio.Artifact]], tmp_path: Path
+) -> None:
+    h, arts = lake
+    code = "import sys, pandas as pd; print(len(pd.read_csv(sys.argv[1])))"
+    with h.run() as run:
+        outer = dict(os.environ)
+        # Started from a thread of another run's making would not see the variable;
+        # run.env() passes the run explicitly, store and catalog included.
+        env = {k: v for k, v in outer.items() if not k.startswith("ELLIPTIO_")}
+        out = subprocess.run(
+            [sys.executable, "-c", code, arts[3].file.eio_url],
+            env={**env, **run.env()},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        assert out.stdout.strip() == "4"
+        made = _commit(h, tmp_path)
+    assert made.metadata.based_on == [arts[3].artifact_id]
+
+
+async def test_concurrent_async_runs_keep_their_inputs_apart(tmp_path: Path) -> None:
+    h = eio.AsyncHandler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    sources = [await h.upload(_csv(tmp_path, n)) for n in range(2)]
+    both_open = asyncio.Barrier(2)
+
+    async def task(n: int) -> eio.Artifact:
+        async with h.run():
+            await both_open.wait()
+            await (await h.get(sources[n].artifact_id)).file.aread_bytes()
+            await both_open.wait()
+            return await h.upload(_csv(tmp_path, 10 + n))
+
+    first, second = await asyncio.gather(task(0), task(1))
+    assert first.metadata.based_on == [sources[0].artifact_id]
+    assert second.metadata.based_on == [sources[1].artifact_id]
+    await h.close()
+
+
+def _csv(tmp_path: Path, n: int) -> Path:
+    path = tmp_path / f"s{n}.csv"
+    path.write_text(f"a\n{n}\n")
+    return path
+
+
+def test_eio_url_resolves_through_the_handler_that_made_it(
+    lake: tuple[eio.Handler, list[eio.Artifact]],
+) -> None:
+    h, arts = lake
+    with h.run() as run:
+        assert len(pd.read_csv(arts[1].file.eio_url)) == 2
+    assert run.inputs == [arts[1].artifact_id]
+
+
+def test_pickled_filesystem_carries_store_catalog_and_run(
+    lake: tuple[eio.Handler, list[eio.Artifact]], tmp_path: Path
+) -> None:
+    """A pool started before the run: the task carries the run in the filesystem."""
+    h, arts = lake
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        pool.submit(int, "1").result()  # the worker exists before the run opens
+        with h.run():
+            fs = fsspec.filesystem("elliptio")
+            url = arts[2].file.eio_url
+            assert fs.info(url)["size"] == arts[2].file.size
+            assert pool.submit(_run_workers.rows_with, fs, url).result() == 3
+            made = _commit(h, tmp_path)
+    assert made.metadata.based_on == [arts[2].artifact_id]
