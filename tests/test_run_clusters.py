@@ -98,7 +98,7 @@ def test_dask_cluster_started_in_the_run_reads_plain_urls(
 def test_pandas_reads_eio_url_of_an_explicit_handler_in_process(
     lake: tuple[eio.Handler, list[eio.Artifact]],
 ) -> None:
-    h, arts = lake
+    _, arts = lake
     assert pd.read_csv(arts[1].file.eio_url)["a"].tolist() == [0, 1]
 
 
