@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -25,9 +26,22 @@ from tests import _run_workers
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def lake(tmp_path: Path) -> Iterator[tuple[eio.Handler, list[eio.Artifact]]]:
-    h = eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path / 'c.db'}")
+REAL_URI = os.environ.get("ELLIPTIO_TEST_MONGODB_URI", "")
+
+
+@pytest.fixture(params=["sqlite", "mongodb"])
+def lake(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[eio.Handler, list[eio.Artifact]]]:
+    """Four small tables on local disk, cataloged in a SQLite file or a real MongoDB."""
+    catalog = f"sqlite:///{tmp_path / 'c.db'}"
+    if request.param == "mongodb":
+        if not REAL_URI:
+            pytest.skip("set ELLIPTIO_TEST_MONGODB_URI to run these on a real MongoDB server")
+        catalog = REAL_URI
+        monkeypatch.setenv("ELLIPTIO_CATALOG_URL", REAL_URI)  # workers inherit it
+        monkeypatch.setenv("ELLIPTIO_MONGODB_COLLECTION", f"runs_{uuid.uuid4().hex}")
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=catalog)
     arts = []
     for n in range(4):
         path = tmp_path / f"t{n}.csv"
@@ -180,3 +194,117 @@ def test_pickled_filesystem_carries_store_catalog_and_run(
             assert pool.submit(_run_workers.rows_with, fs, url).result() == 3
             made = _commit(h, tmp_path)
     assert made.metadata.based_on == [arts[2].artifact_id]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mongomock"])
+async def test_a_joined_run_writes_its_reads_before_handing_out_bytes(
+    tmp_path: Path, backend: str
+) -> None:
+    """What a worker process does, in one process: a run joined, not owned."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    from elliptio._runs import _current, joined_run
+
+    catalog: object = f"sqlite:///{tmp_path / 'c.db'}"
+    if backend == "mongomock":
+        catalog = AsyncMongoMockClient()["elliptio"]["artifacts"]
+    h = eio.AsyncHandler(storage=tmp_path / "store", catalog=catalog)
+    sources = [await h.upload(_csv(tmp_path, n)) for n in range(3)]
+    async with h.run() as run:
+        await h.get(sources[0].artifact_id)  # the owner's own read: memory only
+        assert await h.catalog.run_inputs(run.run_id) == []
+
+        async def worker() -> None:
+            _current.set(joined_run(run.run_id))
+            for source in sources[1:]:
+                await (await h.get(source.artifact_id)).file.aread_bytes()
+                assert source.artifact_id in await h.catalog.run_inputs(run.run_id)
+
+        await asyncio.create_task(worker())
+        assert run.inputs == [sources[0].artifact_id]
+        made = await h.upload(_csv(tmp_path, 9))
+    assert made.metadata.based_on == [a.artifact_id for a in sources]
+    # Each artifact once, however often the worker reads it.
+    assert await h.catalog.run_inputs(run.run_id) == [a.artifact_id for a in sources[1:]]
+    await h.close()
+
+
+def test_a_worker_without_the_sqlite_catalog_is_told_what_to_set(
+    lake: tuple[eio.Handler, list[eio.Artifact]], tmp_path: Path
+) -> None:
+    """A SQLite catalog is a file on one machine: elsewhere the error names the fix."""
+    import pickle
+
+    h, arts = lake
+    if not str(h.aio._catalog_url).startswith("sqlite"):
+        pytest.skip("only a SQLite catalog is a file on one machine")
+    fs = fsspec.filesystem("elliptio")
+    url = arts[0].file.eio_url
+    assert fs.info(url)["size"] == arts[0].file.size
+    sent = pickle.dumps(fs)
+    h.close()
+    db = Path(str(h.aio._catalog_url)[len("sqlite:///") :])
+    db.rename(tmp_path / "elsewhere.db")  # as on a machine that does not have it
+    code = (
+        "import pickle, sys\n"
+        "fs = pickle.loads(sys.stdin.buffer.read())\n"
+        "try:\n"
+        "    fs.info(sys.argv[1])\n"
+        "except Exception as err:\n"
+        "    print(type(err).__name__, err)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, url], input=sent, capture_output=True, check=True, cwd=ROOT
+    ).stdout.decode()
+    assert out.startswith("ConfigError")
+    assert "MongoDB" in out
+    assert "ELLIPTIO_CATALOG_URL" in out
+    assert not db.exists()  # nothing created in its place
+
+
+def test_a_memory_store_cannot_travel(tmp_path: Path) -> None:
+    import pickle
+
+    h = eio.Handler(storage="memory://travel", catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    path = tmp_path / "a.csv"
+    path.write_text("a\n1\n")
+    art = h.upload(path)
+    fs = fsspec.filesystem("elliptio")
+    fs.info(art.file.eio_url)
+    code = (
+        "import pickle, sys\n"
+        "fs = pickle.loads(sys.stdin.buffer.read())\n"
+        "try:\n"
+        "    fs.info(sys.argv[1])\n"
+        "except Exception as err:\n"
+        "    print(type(err).__name__, err)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, art.file.eio_url],
+        input=pickle.dumps(fs),
+        capture_output=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout.decode()
+    assert out.startswith("ConfigError")
+    assert "memory" in out
+    h.close()
+
+
+def test_run_variables_carry_no_password_and_no_storage_options(tmp_path: Path) -> None:
+    import pickle
+
+    secret = "s3cr3t-Passw0rd"
+    h = eio.Handler(
+        storage=str(tmp_path / "store"),
+        catalog=f"mongodb://andy:{secret}@127.0.0.1:1/db?serverSelectionTimeoutMS=100",
+        storage_options={"auto_mkdir": True, "token": secret},  # as a credential would be
+    )
+    with h.run() as run:
+        assert secret not in repr(dict(os.environ))
+        assert secret not in repr(run.env())
+        assert "catalog" not in run.env().get("ELLIPTIO_RUN_HANDLER", "")
+        fs = fsspec.filesystem("elliptio")
+        assert secret in pickle.dumps(fs).decode("latin-1")  # only inside the pickle
+    assert "ELLIPTIO_RUN_ID" not in os.environ
+    h.close()
