@@ -207,13 +207,27 @@ class AsyncHandler:
         storage options; nothing in memory of this process.
         """
         out: dict[str, str] = {}
-        storage = self.settings.resolved_storage_url()
+        storage = self._travel_storage_url()
         if not storage.startswith("memory:"):
             out["storage"] = storage
-        catalog = self._catalog_url
+        catalog = self._travel_catalog_url()
         if catalog and not catalog.startswith("memory:") and not _has_password(catalog):
             out["catalog"] = catalog
         return out
+
+    def _travel_storage_url(self) -> str:
+        """The storage URL as another process (another working directory) reads it."""
+        url = self.settings.resolved_storage_url()
+        if "://" not in url:
+            return os.path.abspath(os.path.expanduser(url))
+        return url
+
+    def _travel_catalog_url(self) -> str | None:
+        """The catalog URL as another process reads it; ``None`` for a client object."""
+        url = self._catalog_url
+        if url is not None and url.startswith("sqlite:///"):
+            return "sqlite:///" + os.path.abspath(os.path.expanduser(url[len("sqlite:///") :]))
+        return url
 
     async def _publish_read(self, run: Run, artifact_id: str) -> None:
         """Tell the catalog that ``run`` read ``artifact_id`` (a joined run's reads).

@@ -200,7 +200,10 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def _artifact(self, artifact_id: str) -> Artifact:
         """The artifact, recorded as an input of the current run (or the carried one)."""
         handler = self._handler_for(artifact_id)
-        token = _current.set(self._run) if self._run and _current.get() is None else None
+        # Sent to a worker, it reads in the run it was sent from (unless one is open
+        # where it reads); in the process that made it, in the current run.
+        carried = self._run if self._origin is not None else None
+        token = _current.set(carried) if carried and _current.get() is None else None
         try:
             return handler.get(artifact_id)
         finally:
@@ -217,15 +220,15 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         if via is None:
             via = _latest_handler()
         if storage is None and catalog is None and via is not None:
-            if via._catalog_url is None:
+            if via._travel_catalog_url() is None:
                 raise ConfigError(
                     "this elliptio:// filesystem resolves through a handler whose catalog "
                     "is a client object, which cannot travel to another process; build the "
                     "handler with a catalog URL (catalog='mongodb://...' or "
                     "ELLIPTIO_CATALOG_URL)"
                 )
-            storage = via.settings.resolved_storage_url()
-            catalog = via._catalog_url
+            storage = via._travel_storage_url()
+            catalog = via._travel_catalog_url()
             options = dict(via.settings.storage_options)
         run.exported = True  # its commits ask the catalog what workers read
         state = {

@@ -308,3 +308,25 @@ def test_run_variables_carry_no_password_and_no_storage_options(tmp_path: Path) 
         assert secret in pickle.dumps(fs).decode("latin-1")  # only inside the pickle
     assert "ELLIPTIO_RUN_ID" not in os.environ
     h.close()
+
+
+def test_a_filesystem_follows_the_current_run_where_it_was_made(
+    lake: tuple[eio.Handler, list[eio.Artifact]], tmp_path: Path
+) -> None:
+    import pickle
+    import threading
+
+    h, arts = lake
+    with h.run() as first:
+        fs = fsspec.filesystem("elliptio")
+        sent = pickle.loads(pickle.dumps(fs))  # as to a thread worker of this process
+    with h.run() as second:
+        fs.cat_file(arts[0].file.eio_url)  # made in `first`, used in `second`
+        # A thread has no run of its own: the copy sent in `first` reads in `first`.
+        reader = threading.Thread(target=sent.cat_file, args=(arts[1].file.eio_url,))
+        reader.start()
+        reader.join()
+        assert second.inputs == [arts[0].artifact_id]
+        made = _commit(h, tmp_path)
+    assert made.metadata.based_on == [arts[0].artifact_id]
+    assert arts[1].artifact_id in first.inputs
