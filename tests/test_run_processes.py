@@ -330,3 +330,24 @@ def test_a_filesystem_follows_the_current_run_where_it_was_made(
         made = _commit(h, tmp_path)
     assert made.metadata.based_on == [arts[0].artifact_id]
     assert arts[1].artifact_id in first.inputs
+
+
+async def test_a_joined_read_the_catalog_refuses_is_not_handed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader without catalog write rights in a joined run: an error, not lost lineage."""
+    from elliptio._runs import _current, joined_run
+
+    h = eio.AsyncHandler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    source = await h.upload(_csv(tmp_path, 1))
+
+    async def refuse(run_id: str, ids: list[str]) -> None:
+        raise eio.CatalogError("attempt to write a readonly database")
+
+    monkeypatch.setattr(h.catalog, "add_run_inputs", refuse)
+    _current.set(joined_run("run_00000000-0000-4000-8000-000000000000"))
+    with pytest.raises(eio.CatalogError, match="not handed out"):
+        await h.get(source.artifact_id)
+    with pytest.raises(eio.CatalogError, match="readonly"):
+        await source.file.aread_bytes()
+    await h.close()
