@@ -238,14 +238,16 @@ class AsyncHandler:
         """
         if self.settings.offline:
             return  # nothing reaches the catalog offline; commits cannot either
+        # With it, whatever this process read in the run before it was shared.
+        ids = run.unpublished()
         try:
-            await self.catalog.add_run_inputs(run.run_id, [artifact_id])
+            await self.catalog.add_run_inputs(run.run_id, ids)
         except ElliptioError as err:
             raise CatalogError(
                 f"could not record in the catalog that run {run.run_id} read {artifact_id}, "
                 f"so its bytes were not handed out: {err}"
             ) from err
-        run.published(artifact_id)
+        run.published(ids)
 
     async def _note_read(self, artifact_id: str) -> None:
         run = current_run()
@@ -255,9 +257,10 @@ class AsyncHandler:
     async def _run_inputs(self, run: Run) -> list[str]:
         """What ``run`` read in this process and, if it is shared, in any other."""
         inputs = run.inputs
-        if run.shared:
-            seen = set(inputs)
-            inputs += [a for a in await self.catalog.run_inputs(run.run_id) if a not in seen]
+        if run.shared:  # the catalog has every process's reads in the order they came
+            shared = await self.catalog.run_inputs(run.run_id)
+            seen = set(shared)
+            inputs = shared + [a for a in inputs if a not in seen]
         return inputs
 
     @property

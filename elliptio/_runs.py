@@ -86,15 +86,21 @@ class Run:
 
     def record_input(self, artifact_id: str) -> bool:
         """Note that ``artifact_id`` was read in this run; ``True`` if the catalog
-        must hear of it too (a process other than the run's owner, first read)."""
+        must hear of it too: the run is shared with other processes (joined here,
+        or exported to children) and the catalog does not hold it yet."""
         with self._lock:
             self._inputs.setdefault(artifact_id, None)
-            return self.remote and artifact_id not in self._published
+            return self.shared and artifact_id not in self._published
 
-    def published(self, artifact_id: str) -> None:
-        """Note that the catalog holds ``artifact_id`` as an input of this run."""
+    def unpublished(self) -> list[str]:
+        """The inputs read here that the catalog does not hold yet, first read first."""
         with self._lock:
-            self._published.add(artifact_id)
+            return [a for a in self._inputs if a not in self._published]
+
+    def published(self, artifact_ids: list[str]) -> None:
+        """Note that the catalog holds ``artifact_ids`` as inputs of this run."""
+        with self._lock:
+            self._published.update(artifact_ids)
 
     @property
     def remote(self) -> bool:

@@ -211,8 +211,10 @@ async def test_a_joined_run_writes_its_reads_before_handing_out_bytes(
     h = eio.AsyncHandler(storage=tmp_path / "store", catalog=catalog)
     sources = [await h.upload(_csv(tmp_path, n)) for n in range(3)]
     async with h.run() as run:
-        await h.get(sources[0].artifact_id)  # the owner's own read: memory only
-        assert await h.catalog.run_inputs(run.run_id) == []
+        # The run is shared with children (its id is in os.environ): the owner's
+        # reads go to the catalog too, so children's commits list them.
+        await h.get(sources[0].artifact_id)
+        assert await h.catalog.run_inputs(run.run_id) == [sources[0].artifact_id]
 
         async def worker() -> None:
             _current.set(joined_run(run.run_id))
@@ -224,8 +226,8 @@ async def test_a_joined_run_writes_its_reads_before_handing_out_bytes(
         assert run.inputs == [sources[0].artifact_id]
         made = await h.upload(_csv(tmp_path, 9))
     assert made.metadata.based_on == [a.artifact_id for a in sources]
-    # Each artifact once, however often the worker reads it.
-    assert await h.catalog.run_inputs(run.run_id) == [a.artifact_id for a in sources[1:]]
+    # Each artifact once, however often it is read.
+    assert await h.catalog.run_inputs(run.run_id) == [a.artifact_id for a in sources]
     await h.close()
 
 
@@ -351,3 +353,30 @@ async def test_a_joined_read_the_catalog_refuses_is_not_handed_out(
     with pytest.raises(eio.CatalogError, match="readonly"):
         await source.file.aread_bytes()
     await h.close()
+
+
+def test_a_child_commit_lists_what_the_parent_read_before(
+    lake: tuple[eio.Handler, list[eio.Artifact]], tmp_path: Path
+) -> None:
+    h, arts = lake
+    script = (
+        "import sys, elliptio as eio\n"
+        "h = eio.Handler(storage=sys.argv[1], catalog=sys.argv[2])\n"
+        "h.get(sys.argv[3])\n"
+        "with h.new('child.txt') as new:\n"
+        "    new.file.write_text('made in the child')\n"
+        "print(' '.join(new.artifact.metadata.based_on))\n"
+    )
+    storage, catalog = h.aio._travel_storage_url(), str(h.aio._travel_catalog_url())
+    with h.run():
+        h.get(arts[0].artifact_id)  # read by the parent before the child starts
+        out = subprocess.run(
+            [sys.executable, "-c", script, storage, catalog, arts[1].artifact_id],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        made = _commit(h, tmp_path)
+    assert out.stdout.split() == [arts[0].artifact_id, arts[1].artifact_id]
+    assert made.metadata.based_on == [arts[0].artifact_id, arts[1].artifact_id]
