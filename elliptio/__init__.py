@@ -29,6 +29,7 @@ from ._errors import (
     SchemaVersionError,
     StorageError,
 )
+from ._diff import ArtifactDiff
 from ._handler import AsyncHandler
 from ._models import SCHEMA_VERSION, FileRecord, GitInfo, Labels, Metadata
 from ._new import NewArtifact, NewFile
@@ -54,6 +55,7 @@ __version__ = "0.4.0"
 __all__ = [
     "SCHEMA_VERSION",
     "Artifact",
+    "ArtifactDiff",
     "ArtifactExistsError",
     "ArtifactNotFoundError",
     "AsyncHandler",

@@ -211,6 +211,17 @@ def cmd_cat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Compare two artifacts; exit 0 whether or not they differ."""
+    with _handler(args) as h:
+        result = h.diff(args.a, args.b)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), default=str, sort_keys=True))
+    else:
+        print(result)
+    return 0
+
+
 def cmd_lineage(args: argparse.Namespace) -> int:
     with _handler(args) as h:
         graph = h.lineage(args.artifact_id, args.direction, args.depth)
@@ -505,6 +516,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", choices=["up", "down", "both"], default="both")
     p.add_argument("--depth", type=int, default=None)
     p.add_argument("--format", choices=["tree", "mermaid", "dot"], default="tree")
+
+    p = add(
+        "diff",
+        cmd_diff,
+        "compare two artifacts: files added, removed, changed (by sha256), labels",
+        "elliptio diff train-set:v2 train-set:v3",
+    )
+    p.add_argument("a", metavar="REF_A", help=_REF_HELP)
+    p.add_argument("b", metavar="REF_B", help=_REF_HELP)
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text: one line per change; json: one object",
+    )
 
     p = add("ls", cmd_ls, "list a folder of any fsspec URL", "elliptio ls s3://bucket/lake/")
     p.add_argument("url")

@@ -20,6 +20,7 @@ from ._cache import Cache
 from ._catalog import Catalog, open_catalog
 from ._catalog.base import CatalogLostError, lease_lost_error
 from ._config import Settings, load_settings
+from ._diff import ArtifactDiff, diff_records
 from ._errors import (
     ArtifactNotFoundError,
     CatalogError,
@@ -772,6 +773,20 @@ class AsyncHandler:
     async def gc(self, grace: timedelta = timedelta(hours=24), delete: bool = False) -> GcReport:
         """List (``delete=True``: remove) storage prefixes that never committed."""
         return await gc(self.storage, self.catalog, grace=grace, delete=delete)
+
+    async def diff(self, a: str, b: str) -> ArtifactDiff:
+        """Compare two artifacts (ids or references such as ``train-set:v2``).
+
+        Files added, removed and changed (by sha256), labels changed, and size
+        totals, from the records alone: no file is read, and neither artifact
+        counts as an input of the current run.
+
+        Example:
+            >>> print(await h.diff("train-set:v2", "train-set:v3"))  # doctest: +SKIP
+        """
+        first = await self._record(await self.resolve(a))
+        second = await self._record(await self.resolve(b))
+        return diff_records(first, second)
 
     async def verify(self, artifact_id: str) -> VerifyReport:
         """Re-hash an artifact's stored files against its record."""

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ._artifact import Artifact
+from ._diff import ArtifactDiff
 from ._catalog import Catalog
 from ._handler import AsyncHandler, LabelsLike, LocalPaths, SortLike
 from ._lineage import Direction, LineageGraph
@@ -169,6 +170,10 @@ class Handler:
     def gc(self, grace: timedelta = timedelta(hours=24), delete: bool = False) -> GcReport:
         """List (``delete=True``: remove) storage prefixes that never committed."""
         return sync(self.aio.gc(grace, delete))
+
+    def diff(self, a: str, b: str) -> ArtifactDiff:
+        """Compare two artifacts; see `AsyncHandler.diff`."""
+        return sync(self.aio.diff(a, b))
 
     def verify(self, artifact_id: str) -> VerifyReport:
         """Re-hash an artifact's stored files against its record."""
