@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._artifact import Artifact, File
 from ._catalog.base import Catalog
 from ._config import Settings
+from ._diff import ArtifactDiff
 from ._errors import (
     ArtifactExistsError,
     ArtifactNotFoundError,
@@ -29,7 +30,6 @@ from ._errors import (
     SchemaVersionError,
     StorageError,
 )
-from ._diff import ArtifactDiff
 from ._handler import AsyncHandler
 from ._models import SCHEMA_VERSION, FileRecord, GitInfo, Labels, Metadata
 from ._new import NewArtifact, NewFile

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from ._artifact import Artifact
-from ._diff import ArtifactDiff
 from ._catalog import Catalog
+from ._diff import ArtifactDiff
 from ._handler import AsyncHandler, LabelsLike, LocalPaths, SortLike
 from ._lineage import Direction, LineageGraph
 from ._maintenance import GcReport, ReindexReport, VerifyReport
