@@ -12,6 +12,7 @@ from ._catalog.base import Catalog
 from ._config import Settings
 from ._diff import ArtifactDiff
 from ._errors import (
+    ArgumentTypeError,
     ArtifactExistsError,
     ArtifactNotFoundError,
     CatalogError,
@@ -20,6 +21,8 @@ from ._errors import (
     ConfigError,
     CorruptRecordError,
     ElliptioError,
+    FileNotInArtifactError,
+    ImmutableError,
     InputFileNotFoundError,
     IntegrityError,
     InvalidLabelsError,
@@ -29,6 +32,7 @@ from ._errors import (
     QueryError,
     SchemaVersionError,
     StorageError,
+    UsageError,
 )
 from ._handler import AsyncHandler
 from ._models import SCHEMA_VERSION, FileRecord, GitInfo, Labels, Metadata
@@ -54,6 +58,7 @@ __version__ = "0.4.0"
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ArgumentTypeError",
     "Artifact",
     "ArtifactDiff",
     "ArtifactExistsError",
@@ -67,9 +72,11 @@ __all__ = [
     "CorruptRecordError",
     "ElliptioError",
     "File",
+    "FileNotInArtifactError",
     "FileRecord",
     "GitInfo",
     "Handler",
+    "ImmutableError",
     "InputFileNotFoundError",
     "IntegrityError",
     "InvalidLabelsError",
@@ -85,6 +92,7 @@ __all__ = [
     "SchemaVersionError",
     "Settings",
     "StorageError",
+    "UsageError",
     "__version__",
     "cache_size",
     "clear_cache",

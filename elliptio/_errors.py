@@ -6,6 +6,12 @@ code keeps working::
 
     ElliptioError
     ├── ConfigError(ValueError)            a setting or constructor argument is invalid
+    ├── UsageError                         a call that cannot work as made
+    │   ├── ArgumentTypeError(TypeError)   an argument of the wrong type
+    │   ├── ImmutableError(PermissionError)
+    │   │                                  a write to something committed or read-only
+    │   └── FileNotInArtifactError(KeyError)
+    │                                      the artifact has no file with that name
     ├── InvalidPathError(ValueError)       a relpath or local path cannot be used
     ├── InputFileNotFoundError(FileNotFoundError)
     │                                      a local file to upload does not exist
@@ -31,6 +37,7 @@ contain a password or token (see `elliptio._redact`).
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentTypeError",
     "ArtifactExistsError",
     "ArtifactNotFoundError",
     "CatalogError",
@@ -39,6 +46,8 @@ __all__ = [
     "ConfigError",
     "CorruptRecordError",
     "ElliptioError",
+    "FileNotInArtifactError",
+    "ImmutableError",
     "InputFileNotFoundError",
     "IntegrityError",
     "InvalidLabelsError",
@@ -48,6 +57,7 @@ __all__ = [
     "QueryError",
     "SchemaVersionError",
     "StorageError",
+    "UsageError",
 ]
 
 
@@ -61,6 +71,22 @@ class ElliptioError(Exception):
 
 class ConfigError(ElliptioError, ValueError):
     """A setting or constructor argument is invalid."""
+
+
+class UsageError(ElliptioError):
+    """A call that cannot work as made (wrong state, wrong combination of arguments)."""
+
+
+class ArgumentTypeError(UsageError, TypeError):
+    """An argument has a type elliptio cannot use."""
+
+
+class ImmutableError(UsageError, PermissionError):
+    """A write to a committed artifact or to the read-only ``elliptio://`` filesystem."""
+
+
+class FileNotInArtifactError(UsageError, KeyError):
+    """The artifact has no file with the requested name."""
 
 
 class InvalidPathError(ElliptioError, ValueError):
