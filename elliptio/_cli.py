@@ -149,8 +149,8 @@ def _summary(frame: Any, exact: bool) -> Any:
     def files(relpaths: list[str]) -> str:
         return ", ".join(relpaths[:3]) + (f" (+{len(relpaths) - 3})" if len(relpaths) > 3 else "")
 
-    def size(files: Mapping[str, Any] | None) -> str:
-        return _size(sum(f["size"] for f in (files or {}).values()), exact)
+    def size(files: Sequence[Mapping[str, Any]] | None) -> str:
+        return _size(sum(f["size"] for f in files or ()), exact)
 
     named = frame["ref"].where(frame["ref"] != frame.index, "-")
     return frame.assign(
