@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from ._errors import (
+    ArtifactNotFoundError,
     ElliptioError,
     FileNotInArtifactError,
     InvalidLabelsError,
@@ -258,7 +259,14 @@ def cmd_cat(args: argparse.Namespace) -> int:
             shutil.copyfileobj(f, sys.stdout.buffer)
         return 0
     with _handler(args) as h:
-        art = h.get(args.target)
+        try:
+            art = h.get(args.target)
+        except ArtifactNotFoundError as err:
+            if args.relpath is not None:
+                raise
+            raise ArtifactNotFoundError(
+                f"{err.args[0] if err.args else err}; nor is {args.target!r} a local file or URL"
+            ) from err
         names = sorted(art.files)
         relpath = args.relpath
         if relpath is None:

@@ -147,6 +147,9 @@ def test_cat_a_reference_lists_its_files(
     assert "FileNotInArtifactError" in err
     assert "'nope.txt' is not a file of ds; it has big.bin, train.txt" in err
     assert _run(capsys, "cat", "one") == (0, "path,class\na.png,0\n", "")
+    code, _, err = _run(capsys, "cat", "missing.txt")
+    assert code == 1
+    assert "nor is 'missing.txt' a local file or URL" in err
 
 
 def test_find_hints_at_fields_no_record_has(
