@@ -22,6 +22,7 @@ from ._errors import CorruptRecordError, InvalidLabelsError, SchemaVersionError
 from ._layout import ARTIFACT_ID_RE, validate_relpath
 from ._names import format_ref, validate_name
 from ._provenance import GitInfo
+from ._scalars import plain
 
 __all__ = [
     "MAX_LABELS_BYTES",
@@ -58,10 +59,12 @@ def check_storable(value: Any, where: str, depth: int = 0) -> Any:
     Storable means what both MongoDB and the embedded catalog keep and query
     unchanged: ``str``, ``int``, finite ``float``, ``bool``, ``None``, tz-aware
     ``datetime`` (converted to UTC), lists/tuples of those and mappings with ``str``
-    keys that neither contain ``.`` nor start with ``$``.
+    keys that neither contain ``.`` nor start with ``$``. numpy and pandas scalars
+    (``np.int64``, ``np.bool_``, ``pd.Timestamp``, ...) become their plain values.
     """
     if depth > _MAX_DEPTH:
         raise InvalidLabelsError(f"{where} is nested deeper than {_MAX_DEPTH} levels")
+    value = plain(value)  # np.int64, np.bool_, pd.Timestamp, ...
     if isinstance(value, str):
         return _check_text(value, where)
     if value is None or isinstance(value, bool | int):

@@ -583,6 +583,37 @@ class CatalogConformance:
         assert set(_ids(await backend.catalog.find(case.filter))) == expected
         assert await backend.catalog.count(case.filter) == len(expected)
 
+    async def test_numpy_and_pandas_scalars_query_as_plain_values(self, backend: Backend) -> None:
+        import numpy as np
+        import pandas as pd
+
+        cat = backend.catalog
+        await cat.insert_many([record(i) for i in range(6)])
+        pairs = [
+            ({"labels.infos.seed": np.int64(4)}, {"labels.infos.seed": 4}),
+            ({"labels.infos.seed": {"$in": [np.int32(1), np.uint8(2)]}}, None),
+            (
+                {"labels.infos.ratio": {"$gte": np.float32(0.75)}},
+                {"labels.infos.ratio": {"$gte": 0.75}},
+            ),
+            ({"git.dirty": np.bool_(True)}, {"git.dirty": True}),
+            ({"labels.infos.seed": np.array(3)}, {"labels.infos.seed": 3}),
+            ({"username": np.str_("brenda")}, {"username": "brenda"}),
+            (
+                {"creation_time": {"$gt": pd.Timestamp(T0 + dt.timedelta(minutes=3))}},
+                {"creation_time": {"$gt": T0 + dt.timedelta(minutes=3)}},
+            ),
+        ]
+        for flt, plain in pairs:
+            found = _ids(await cat.find(flt))
+            assert found, flt
+            if plain is not None:
+                assert found == _ids(await cat.find(plain))
+            assert await cat.count(flt) == len(found)
+        assert _ids(await cat.find(pairs[1][0])) == ["artifact_0001", "artifact_0002"]
+        dirty = ["artifact_0000", "artifact_0002", "artifact_0004"]
+        assert _ids(await cat.find(pairs[3][0])) == dirty
+
     async def test_found_documents_are_whole_and_aware(self, backend: Backend) -> None:
         await backend.catalog.insert_many(DOCS)
         [doc] = await backend.catalog.find({"creation_time": {"$gt": T0}})

@@ -33,6 +33,7 @@ from typing import Any
 
 from elliptio._catalog import codec, regex_guard
 from elliptio._errors import QueryError
+from elliptio._scalars import plain_tree
 
 __all__ = [
     "ELEM_MATCH_LEVELS",
@@ -200,21 +201,28 @@ def _refuse_server_side(op: str) -> QueryError:
     )
 
 
-def check_filter(flt: Any) -> None:
+def check_filter(flt: Any) -> Any:
     """Check that a filter document is one every catalog accepts.
 
     Args:
         flt: the filter; ``None`` matches every document.
+
+    Returns:
+        The filter to run: numpy and pandas scalars in it replaced by their plain
+        Python values (`elliptio._scalars`); ``flt`` itself when it holds none.
 
     Raises:
         QueryError: the filter is malformed, uses an unsupported operator or
             server-side code, or holds a value that cannot be queried; the
             message names the operator, field or value.
     """
-    if flt is not None:
-        _check_depth(flt)
-        _filter_doc(flt, "filter", top=True)
-        _encodable(flt, "filter")
+    if flt is None:
+        return None
+    _check_depth(flt)  # first: bounds the recursion of everything after it
+    flt = plain_tree(flt)
+    _filter_doc(flt, "filter", top=True)
+    _encodable(flt, "filter")
+    return flt
 
 
 def _check_depth(flt: Any) -> None:

@@ -705,7 +705,7 @@ class MongoCatalog(Catalog):
                 nothing is sent to the server then.
             CatalogUnavailableError: the server cannot be reached.
         """
-        filters.check_filter(filter)
+        filter = filters.check_filter(filter)
         pairs = filters.check_sort(sort)
         filters.check_paging(skip, limit)
         names = filters.check_fields(fields)
@@ -732,7 +732,7 @@ class MongoCatalog(Catalog):
             QueryError: the filter is not accepted; nothing is sent then.
             CatalogUnavailableError: the server cannot be reached.
         """
-        filters.check_filter(filter)
+        filter = filters.check_filter(filter)
         mongo_filter = to_mongo_filter(filter or {})
         collection = await self._collection()
         options = {"maxTimeMS": _REGEX_MS} if _has_regex(filter) else {}

@@ -237,7 +237,7 @@ def translate_query(
     Raises:
         QueryError: the filter or sort is not accepted (see `filters`).
     """
-    filters.check_filter(filter)
+    filter = filters.check_filter(filter)
     pairs = filters.check_sort(sort)
     translator = _Translator(layout)
     where = "1" if filter is None else translator.filter_doc(filter, root=None)
