@@ -19,7 +19,8 @@ from typing import IO, Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 
-from ._errors import ElliptioError, OfflineError
+from ._errors import ElliptioError, ImmutableError, OfflineError, UsageError
+from ._files import FileMap, listing
 from ._models import FileRecord, Metadata
 from ._protocol import artifact_url
 from ._runs import Run, current_run
@@ -154,7 +155,7 @@ class File:
     async def _fetch(self, progress: Any) -> Path:
         cache = self._storage.cache
         if cache is None:
-            raise ElliptioError(f"{self.url} has no local path: this handler has no cache")
+            raise UsageError(f"{self.url} has no local path: this handler has no cache")
         where = f"{self.relpath!r} of {self.artifact_id}"
         if self._storage.offline:
             raise OfflineError(
@@ -245,7 +246,7 @@ class File:
         sha256 first (`IntegrityError` if they do not match).
         """
         if mode not in ("rb", "r"):
-            raise ElliptioError(
+            raise ImmutableError(
                 f"{self.relpath!r} of {self.artifact_id} is committed and immutable; "
                 f"open it with mode 'rb' or 'r', not {mode!r}"
             )
@@ -300,10 +301,17 @@ class Artifact:
         aid = metadata.artifact_id
         return cls(
             metadata=metadata,
-            files={r.relpath: File(r, aid, storage, publish=publish) for r in metadata.files},
-            logs={
-                r.relpath: File(r, aid, storage, log=True, publish=publish) for r in metadata.logs
-            },
+            files=FileMap(
+                ((r.relpath, File(r, aid, storage, publish=publish)) for r in metadata.files), aid
+            ),
+            logs=FileMap(
+                (
+                    (r.relpath, File(r, aid, storage, log=True, publish=publish))
+                    for r in metadata.logs
+                ),
+                aid,
+                "log file",
+            ),
         )
 
     @property
@@ -342,12 +350,12 @@ class Artifact:
         """The artifact's only file.
 
         Raises:
-            ElliptioError: the artifact has more than one file; use ``files[...]``.
+            UsageError: the artifact has more than one file; use ``files[...]``.
         """
         if len(self.files) != 1:
-            raise ElliptioError(
+            raise UsageError(
                 f"{self.artifact_id} has {len(self.files)} files, so .file is ambiguous; "
-                f"use .files[relpath] with one of {sorted(self.files)}"
+                f"use .files[relpath] with one of {listing(self.files)}"
             )
         return next(iter(self.files.values()))
 

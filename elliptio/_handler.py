@@ -20,6 +20,7 @@ from ._catalog.base import CatalogLostError, lease_lost_error
 from ._config import Settings, load_settings
 from ._diff import ArtifactDiff, diff_records
 from ._errors import (
+    ArgumentTypeError,
     ArtifactNotFoundError,
     CatalogError,
     CatalogUnavailableError,
@@ -572,19 +573,24 @@ class AsyncHandler:
         )
 
     # -- reading ------------------------------------------------------------
-    async def resolve(self, ref: str) -> str:
+    async def resolve(self, ref: str | Artifact) -> str:
         """The artifact id a reference names.
 
         Args:
             ref: an artifact id; or ``name`` / ``name:latest`` (the highest
-                version), ``name:v3`` (version 3), ``name:<alias>``.
+                version), ``name:v3`` (version 3), ``name:<alias>``; or an `Artifact`.
 
         Raises:
             ArtifactNotFoundError: nothing has that id, name, version or alias, or
                 ``ref`` is neither an id nor a well-formed reference.
+            ArgumentTypeError: ``ref`` is neither a str nor an `Artifact`.
             OfflineError: a name needs the catalog, which is not available.
         """
-        if not isinstance(ref, str) or ref.startswith("artifact_"):
+        if isinstance(ref, Artifact):
+            return ref.artifact_id
+        if not isinstance(ref, str):
+            raise ArgumentTypeError(_not_a_ref(ref))
+        if ref.startswith("artifact_"):
             return validate_artifact_id(ref)
         try:
             parsed = parse_ref(ref)
@@ -615,7 +621,7 @@ class AsyncHandler:
             )
         return artifact_id
 
-    async def get(self, artifact_id: str) -> Artifact:
+    async def get(self, artifact_id: str | Artifact) -> Artifact:
         """Return a committed artifact and record it as an input of the current run.
 
         ``artifact_id`` may also be a name reference: ``train-set`` or
@@ -838,6 +844,15 @@ class AsyncHandler:
             f"{type(self).__name__}(storage={self.storage.safe_url!r}, "
             f"catalog={type(self.catalog).__name__})"
         )
+
+
+def _not_a_ref(ref: object) -> str:
+    """A short message for a reference of the wrong type (never its whole repr)."""
+    kind = type(ref).__name__
+    hint = ""
+    if isinstance(ref, pd.Index | pd.Series | pd.DataFrame | list | tuple):
+        hint = "; pass one id, e.g. df.index[0] of a find() result"
+    return f"an artifact reference is an id or name (str) or an Artifact, not {kind}{hint}"
 
 
 def _has_password(url: str) -> bool:

@@ -20,7 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
-from ._errors import CommitError, ElliptioError
+from ._errors import CommitError, ImmutableError, UsageError
+from ._files import FileMap, listing
 from ._storage import HashingWriter, Storage
 from ._sync import sync
 
@@ -67,11 +68,11 @@ class NewFile:
         """Open the file for writing (``"wb"`` or ``"w"``); bytes are hashed as written."""
         self._owner._check_open()
         if mode not in ("wb", "w"):
-            raise ElliptioError(
+            raise UsageError(
                 f"{self.relpath!r} can be opened for writing with mode 'wb' or 'w', not {mode!r}"
             )
         if self._written is not None or self._open_writer:
-            raise ElliptioError(f"{self.relpath!r} was written already; write each file once")
+            raise UsageError(f"{self.relpath!r} was written already; write each file once")
         target = self._owner._storage.open_exclusive_sync(self._path)
         self._open_writer = True
 
@@ -92,7 +93,7 @@ class NewFile:
         """
         self._owner._check_open()
         if self._written is not None or self._open_writer:
-            raise ElliptioError(f"{self.relpath!r} was written already; write each file once")
+            raise UsageError(f"{self.relpath!r} was written already; write each file once")
         self._open_writer = True
         try:
             self._written = await self._owner._storage.write_bytes(self._path, data)
@@ -163,7 +164,9 @@ class NewArtifact:
         self._storage = storage
         self.artifact_id = artifact_id
         self.prefix = prefix
-        self.files: Mapping[str, NewFile] = {r: NewFile(self, r, f"{prefix}/{r}") for r in relpaths}
+        self.files: Mapping[str, NewFile] = FileMap(
+            ((r, NewFile(self, r, f"{prefix}/{r}")) for r in relpaths), artifact_id
+        )
         self._commit = commit
         self._discard = discard
         self._begin = begin
@@ -173,11 +176,15 @@ class NewArtifact:
 
     @property
     def file(self) -> NewFile:
-        """The only file of the artifact (error if there are several)."""
+        """The only file of the artifact.
+
+        Raises:
+            UsageError: the artifact has several files; use ``files[relpath]``.
+        """
         if len(self.files) != 1:
-            raise ElliptioError(
+            raise UsageError(
                 f"{self.artifact_id} has {len(self.files)} files, so .file is ambiguous; "
-                f"use .files[relpath] with one of {sorted(self.files)}"
+                f"use .files[relpath] with one of {listing(self.files)}"
             )
         return next(iter(self.files.values()))
 
@@ -185,12 +192,17 @@ class NewArtifact:
     def artifact(self) -> Artifact:
         """The committed artifact (after the ``with`` block ended cleanly)."""
         if self._artifact is None:
-            raise ElliptioError(f"{self.artifact_id} is not committed (state: {self._state})")
+            raise UsageError(f"{self.artifact_id} is not committed (state: {self._state})")
         return self._artifact
 
     def _check_open(self) -> None:
+        if self._state in ("committed", "discarded"):
+            raise ImmutableError(
+                f"{self.artifact_id} is {self._state}, so its files cannot be written any "
+                "more; write them inside the with block, or open another with new()"
+            )
         if self._state != "open":
-            raise ElliptioError(
+            raise UsageError(
                 f"{self.artifact_id} is {self._state}; write its files inside the with block"
             )
 
@@ -201,7 +213,7 @@ class NewArtifact:
 
     async def _enter(self) -> NewArtifact:
         if self._state != "new":
-            raise ElliptioError(f"{self.artifact_id} was opened already; call new() again")
+            raise UsageError(f"{self.artifact_id} was opened already; call new() again")
         if self._begin is not None:
             await self._begin(self)
         if self._storage.is_local:

@@ -101,13 +101,13 @@ class Handler:
         """Open a new artifact for a ``with`` block; see `AsyncHandler.new`."""
         return self.aio.new(relpaths, labels, name=name, dedup=dedup)
 
-    def get(self, artifact_id: str) -> Artifact:
+    def get(self, artifact_id: str | Artifact) -> Artifact:
         """Return a committed artifact by id or name reference (``train-set:v3``,
         ``train-set:latest``, ``train-set:<alias>``), recording lineage; see
         `AsyncHandler.get`."""
         return sync(self.aio.get(artifact_id))
 
-    def resolve(self, ref: str) -> str:
+    def resolve(self, ref: str | Artifact) -> str:
         """The artifact id a reference names; see `AsyncHandler.resolve`."""
         return sync(self.aio.resolve(ref))
 

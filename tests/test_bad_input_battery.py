@@ -185,8 +185,8 @@ API_CASES: list[Case] = [
     ("max_docs str", lambda c: c.h.find({}, max_docs="3"), eio.QueryError, "'3'"),  # type: ignore[arg-type]
     ("count str", lambda c: c.h.count("x"), eio.QueryError, "str"),  # type: ignore[arg-type]
     # -- artifact ids ------------------------------------------------------------
-    ("get None", lambda c: c.h.get(None), eio.ArtifactNotFoundError, "None"),  # type: ignore[arg-type]
-    ("get int", lambda c: c.h.get(123), eio.ArtifactNotFoundError, "123"),  # type: ignore[arg-type]
+    ("get None", lambda c: c.h.get(None), eio.ArgumentTypeError, "NoneType"),  # type: ignore[arg-type]
+    ("get int", lambda c: c.h.get(123), eio.ArgumentTypeError, "int"),  # type: ignore[arg-type]
     ("get upper-case id", lambda c: c.h.get(c.aid.upper()), eio.ArtifactNotFoundError, "ARTIFACT_"),
     ("get id + newline", lambda c: c.h.get(c.aid + "\n"), eio.ArtifactNotFoundError, "\\n"),
     ("get id with space", lambda c: c.h.get(" " + c.aid), eio.ArtifactNotFoundError, "' artifact_"),
