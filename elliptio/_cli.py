@@ -358,21 +358,16 @@ def cmd_alias(args: argparse.Namespace) -> int:
         if args.action == "set":
             if args.alias is None:
                 raise InvalidNameError("alias set needs a reference and an alias, e.g. x:v3 prod")
-            before = h.set_alias(args.target, args.alias)
-            ref = h.get(args.target).ref
-            name = ref.split(":")[0] if ref else args.target
-            moved = f" (was v{before})" if before is not None else ""
-            print(f"{name}:{args.alias} -> {ref}{moved}")
+            aliases = h.set_alias(args.target, args.alias)
         elif args.action == "remove":
             if args.alias is None:
                 raise InvalidNameError("alias remove needs a name and an alias, e.g. x prod")
-            before = h.remove_alias(args.target, args.alias)
-            if before is None:
+            if args.alias not in h.aliases(args.target):
                 raise InvalidNameError(f"{args.target!r} has no alias {args.alias!r}")
-            print(f"removed {args.target}:{args.alias} (was v{before})")
+            aliases = h.remove_alias(args.target, args.alias)
         else:
-            for alias, version in h.aliases(args.target).items():
-                print(f"{alias} -> {args.target}:v{version}")
+            aliases = h.aliases(args.target)
+    print(json.dumps(aliases))
     return 0
 
 
@@ -380,9 +375,7 @@ def cmd_names(args: argparse.Namespace) -> int:
     with _handler(args) as h:
         frame = h.names()
     if args.format == "table" and not frame.empty:
-        frame = frame.assign(
-            aliases=frame["aliases"].map(lambda a: ", ".join(f"{k}={v}" for k, v in a.items()))
-        )
+        frame = frame.assign(aliases=frame["aliases"].map(json.dumps))
     if frame.empty and args.format == "table":
         print("no named artifacts; name one with 'elliptio upload --name NAME ...'")
     else:
@@ -682,7 +675,8 @@ def _parser() -> argparse.ArgumentParser:
     p = add(
         "alias",
         cmd_alias,
-        "set, remove or list the aliases of a name (only this moves an alias)",
+        "set, remove or list the aliases of a name (only this moves an alias); prints the "
+        'aliases after, e.g. {"production": "v3"}',
         "elliptio alias set train-set:v3 production",
     )
     p.add_argument(

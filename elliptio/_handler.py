@@ -46,7 +46,7 @@ from ._layout import (
 from ._lineage import Direction, LineageGraph, build_lineage
 from ._maintenance import GcReport, ReindexReport, VerifyReport, gc, reindex, verify
 from ._models import FileRecord, Labels, Metadata, upgrade_record
-from ._names import parse_ref, validate_alias, validate_name
+from ._names import format_aliases, parse_ref, validate_alias, validate_name
 from ._new import NewArtifact
 from ._protocol import remember_handler
 from ._provenance import current_username, git_info, git_info_known, process_info
@@ -729,14 +729,15 @@ class AsyncHandler:
         return await self.catalog.count(query or {})
 
     # -- names and aliases --------------------------------------------------
-    async def set_alias(self, ref: str, alias: str) -> int | None:
+    async def set_alias(self, ref: str, alias: str) -> dict[str, str]:
         """Point ``name:<alias>`` at the named artifact ``ref``; it moves only so.
 
         Example: ``await h.set_alias("train-set:v3", "production")``; then
         ``get("train-set:production")`` returns v3 until the alias is moved again.
 
         Returns:
-            The version the alias pointed at before, or ``None`` if it is new.
+            The name's aliases after the change, as `aliases` gives them
+            (``{"production": "v3"}``).
 
         Raises:
             InvalidNameError: ``alias`` is malformed or reserved (``latest``, ``v<n>``).
@@ -750,15 +751,22 @@ class AsyncHandler:
                 f"{record.artifact_id} has no name, so it cannot have aliases; commit it "
                 "with upload(..., name=...) or new(..., name=...)"
             )
-        return await self.catalog.set_alias(record.name, alias, record.name_version)
+        await self.catalog.set_alias(record.name, alias, record.name_version)
+        return await self.aliases(record.name)
 
-    async def remove_alias(self, name: str, alias: str) -> int | None:
-        """Remove ``name:<alias>``; return the version it pointed at (``None``: none)."""
-        return await self.catalog.remove_alias(validate_name(name), validate_alias(alias))
+    async def remove_alias(self, name: str, alias: str) -> dict[str, str]:
+        """Remove ``name:<alias>`` (nothing to do if it is not set).
 
-    async def aliases(self, name: str) -> dict[str, int]:
-        """The aliases of ``name``, each with the version it points at."""
-        return await self.catalog.aliases(validate_name(name))
+        Returns:
+            The name's aliases after the change, as `aliases` gives them.
+        """
+        await self.catalog.remove_alias(validate_name(name), validate_alias(alias))
+        return await self.aliases(name)
+
+    async def aliases(self, name: str) -> dict[str, str]:
+        """The aliases of ``name``, each with the version it points at:
+        ``{"production": "v2"}``."""
+        return format_aliases(await self.catalog.aliases(validate_name(name)))
 
     async def names(self) -> pd.DataFrame:
         """Every name with its number of versions, latest version and aliases."""
@@ -771,9 +779,7 @@ class AsyncHandler:
             {
                 "versions": [count for _, count, _ in rows],
                 "latest": [f"v{latest}" for _, _, latest in rows],
-                "aliases": [
-                    {alias: f"v{version}" for alias, version in a.items()} for a in aliases
-                ],
+                "aliases": [format_aliases(a) for a in aliases],
             },
             index=pd.Index([name for name, _, _ in rows], name="name", dtype=object),
         )

@@ -13,11 +13,20 @@ next version, ``v1``, ``v2``, ... An artifact is then found by reference:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._errors import InvalidNameError
 
-__all__ = ["LATEST", "NameRef", "format_ref", "parse_ref", "validate_alias", "validate_name"]
+__all__ = [
+    "LATEST",
+    "NameRef",
+    "format_aliases",
+    "format_ref",
+    "parse_ref",
+    "validate_alias",
+    "validate_name",
+]
 
 LATEST = "latest"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -95,6 +104,11 @@ def parse_ref(ref: str) -> NameRef:
 def format_ref(name: str, version: int) -> str:
     """``name:v<version>``."""
     return f"{name}:v{version}"
+
+
+def format_aliases(aliases: Mapping[str, int]) -> dict[str, str]:
+    """Aliases as every API and the CLI show them: ``{"production": "v2"}``, by alias."""
+    return {alias: f"v{version}" for alias, version in sorted(aliases.items())}
 
 
 def _show(value: object) -> str:

@@ -111,16 +111,16 @@ class Handler:
         """The artifact id a reference names; see `AsyncHandler.resolve`."""
         return sync(self.aio.resolve(ref))
 
-    def set_alias(self, ref: str, alias: str) -> int | None:
+    def set_alias(self, ref: str, alias: str) -> dict[str, str]:
         """Point ``name:<alias>`` at the named artifact ``ref``; see `AsyncHandler.set_alias`."""
         return sync(self.aio.set_alias(ref, alias))
 
-    def remove_alias(self, name: str, alias: str) -> int | None:
-        """Remove ``name:<alias>``; return the version it pointed at."""
+    def remove_alias(self, name: str, alias: str) -> dict[str, str]:
+        """Remove ``name:<alias>``; the name's aliases after; see `AsyncHandler.remove_alias`."""
         return sync(self.aio.remove_alias(name, alias))
 
-    def aliases(self, name: str) -> dict[str, int]:
-        """The aliases of ``name``, each with the version it points at."""
+    def aliases(self, name: str) -> dict[str, str]:
+        """The aliases of ``name``: ``{"production": "v2"}``."""
         return sync(self.aio.aliases(name))
 
     def names(self) -> pd.DataFrame:

@@ -55,16 +55,19 @@ def test_get_by_name_records_lineage(handler: eio.Handler, data_files: dict[str,
 
 def test_aliases_move_only_when_moved(handler: eio.Handler, data_files: dict[str, Path]) -> None:
     v1 = handler.upload(data_files["train"], name="model")
-    assert handler.set_alias("model:v1", "production") is None
+    assert handler.set_alias("model:v1", "production") == {"production": "v1"}
     v2 = handler.upload(data_files["test"], name="model")
     # A new version does not move an alias; only set_alias does.
     assert handler.get("model:production").artifact_id == v1.artifact_id
     assert handler.get("model:latest").artifact_id == v2.artifact_id
-    assert handler.set_alias("model:latest", "production") == 1
+    assert handler.set_alias("model:latest", "production") == {"production": "v2"}
     assert handler.get("model:production").artifact_id == v2.artifact_id
-    handler.set_alias(v1.artifact_id, "baseline")  # an id of a named artifact works too
-    assert handler.aliases("model") == {"baseline": 1, "production": 2}
-    assert handler.names().loc["model", "aliases"] == {"baseline": "v1", "production": "v2"}
+    # An id of a named artifact works too; one shape everywhere: alias -> "v<n>".
+    both = {"baseline": "v1", "production": "v2"}
+    assert handler.set_alias(v1.artifact_id, "baseline") == both
+    assert handler.aliases("model") == both
+    assert list(handler.aliases("model")) == ["baseline", "production"]
+    assert handler.names().loc["model", "aliases"] == both
     # The catalog's one query answers as the per-name default it replaces.
     catalog = handler.catalog
     assert (
@@ -85,8 +88,8 @@ def test_aliases_move_only_when_moved(handler: eio.Handler, data_files: dict[str
     assert list(handler.names().index) == ["model", "other"]
     assert asked == []
     del catalog.aliases
-    assert handler.remove_alias("model", "production") == 2
-    assert handler.remove_alias("model", "production") is None
+    assert handler.remove_alias("model", "production") == {"baseline": "v1"}
+    assert handler.remove_alias("model", "production") == {"baseline": "v1"}
     with pytest.raises(eio.ArtifactNotFoundError, match=r"no alias 'production'.*baseline"):
         handler.get("model:production")
 
