@@ -3,9 +3,17 @@
 Import it as ``import elliptio as eio``; everything public is listed in
 ``__all__``. Importing has no side effects: settings are read, folders created
 and connections opened only when a handler needs them.
+
+Logging: every module logs to a child of the ``elliptio`` logger, which has only a
+`logging.NullHandler`, so nothing is printed unless the application configures
+logging (``logging.basicConfig(level=logging.INFO)``, or ``elliptio -v`` / ``-vv``).
+INFO tells commits and transfers; DEBUG also cache hits, dedup decisions, retries
+and query plans. No level ever shows a password, token or storage option.
 """
 
 from __future__ import annotations
+
+import logging
 
 from ._artifact import Artifact, File
 from ._catalog.base import Catalog
@@ -55,6 +63,8 @@ from ._urls import (
 )
 
 __version__ = "0.4.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import os
 import shutil
 from collections.abc import Callable, Coroutine, Mapping
@@ -27,6 +28,8 @@ from ._runs import Run, current_run
 from ._storage import Storage, temp_beside
 from ._sync import sync
 from ._urls import is_unreachable
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Artifact", "File"]
 
@@ -139,7 +142,10 @@ class File:
         cache = self._storage.cache
         if self._storage.is_local or cache is None:
             return None
-        return cache.lookup(self.sha256)
+        found = cache.lookup(self.sha256)
+        if found is not None:
+            log.debug("cache hit: %r of %s", self.relpath, self.artifact_id)
+        return found
 
     async def _cached(self, progress: Any) -> Path:
         found = self._hit()

@@ -9,13 +9,15 @@ the settings and the storage options masked.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import math
 import os
 import shutil
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -493,6 +495,14 @@ def _common(suppress: bool) -> _Parser:
     common.add_argument("--storage", help="storage URL (default: ELLIPTIO_STORAGE_URL)", **default)
     common.add_argument("--catalog", help="catalog URL (default: ELLIPTIO_CATALOG_URL)", **default)
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors", **default)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        help="log to stderr: -v commits and transfers (INFO), -vv also cache hits, dedup, "
+        "retries and query plans (DEBUG)",
+        default=argparse.SUPPRESS if suppress else 0,
+    )
     return common
 
 
@@ -737,14 +747,43 @@ def _report(err: BaseException, secrets: set[str], debug: bool) -> None:
     )
 
 
+class _Redacting(logging.Formatter):
+    def __init__(self, secrets: set[str]) -> None:
+        super().__init__("elliptio: %(levelname)s %(name)s: %(message)s")
+        self._secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(redact_url(super().format(record)), self._secrets)
+
+
+@contextlib.contextmanager
+def _logging(verbose: int, secrets: Callable[[], set[str]]) -> Iterator[None]:
+    """``-v``: the ``elliptio`` loggers' INFO on stderr; ``-vv``: DEBUG; for one command."""
+    if not verbose:
+        yield
+        return
+    logger = logging.getLogger("elliptio")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Redacting(secrets()))
+    level = logger.level
+    logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        code: int = args.func(args)
-        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        with _logging(args.verbose, lambda: _secrets(argv, args)):
+            code: int = args.func(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
     except BrokenPipeError:  # `elliptio ... | head`: the reader has all it wants
         _silence_stdout()

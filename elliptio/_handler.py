@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,8 @@ LocalPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 LabelsLike = Labels | Mapping[str, Any] | None
 SortLike = str | Sequence[tuple[str, int]] | Mapping[str, int] | None
 DEFAULT_SORT: list[tuple[str, int]] = [("creation_time", -1), ("artifact_id", -1)]
+
+log = logging.getLogger(__name__)
 
 
 def _labels(labels: LabelsLike) -> Labels:
@@ -339,6 +342,14 @@ class AsyncHandler:
             seal=[path for path in own if self.storage.url(path) in recorded],
         )
         await self.catalog.commit(record.to_document())
+        log.info(
+            "committed %s%s: %d files, %d bytes, at %s",
+            record.artifact_id,
+            f" as {record.ref}" if record.ref else "",
+            len(files),
+            sum(f.size for f in files),
+            self.storage.redact(record.remote_root),
+        )
         return self._bind(record)
 
     async def _fail(self, draft: _Draft, err: BaseException) -> None:
@@ -415,6 +426,11 @@ class AsyncHandler:
                     return False
 
         checks = await asyncio.gather(*(confirmed(k) for k in found))
+        for (sha256, size), ok in zip(found, checks, strict=True):
+            if not ok:
+                log.debug(
+                    "dedup: %s (%d bytes) is copied: its stored match is unconfirmed", sha256, size
+                )
         return {key: url for (key, url), ok in zip(found.items(), checks, strict=True) if ok}
 
     async def _put_deduplicated(
@@ -445,6 +461,9 @@ class AsyncHandler:
             if key in existing:
                 records[i] = FileRecord(
                     relpath=items[i][1], url=existing[key], size=key[1], sha256=key[0]
+                )
+                log.debug(
+                    "dedup: %s references %s", items[i][1], self.storage.redact(existing[key])
                 )
                 progress.relative_update(1)
         rest = [i for i in range(len(items)) if i not in records]
@@ -553,6 +572,7 @@ class AsyncHandler:
             for r, f in new.files.items():
                 url = existing.get(keys[r])
                 if url is not None:
+                    log.debug("dedup: %s references %s", r, self.storage.redact(url))
                     await self.storage.remove_file(f._path)
                 files.append(
                     FileRecord(relpath=r, url=url or f.url, size=keys[r][1], sha256=keys[r][0])

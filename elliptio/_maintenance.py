@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import io
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,7 @@ from ._models import Metadata, upgrade_record
 from ._storage import Storage
 
 __all__ = ["GcReport", "ReindexReport", "VerifyReport", "gc", "reindex", "verify"]
+log = logging.getLogger(__name__)
 
 _PREFIX_RE = re.compile(
     r"(?P<y>[0-9]{4})/(?P<m>[0-9]{2})/(?P<d>[0-9]{2})/[^/]+/(?P<t>[0-9]{6})_(?P<id>"
@@ -354,6 +356,7 @@ async def _remove(storage: Storage, prefix: str, attempts: int = 3) -> bool:
             await storage.remove_tree(prefix)
         if not await storage.exists(prefix):
             return True
+        log.debug("retry %d removing %s", attempt + 1, storage.redact(storage.url(prefix)))
         await asyncio.sleep(0.05 * 2**attempt)
     return False
 

@@ -51,6 +51,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import random
 import uuid
@@ -85,6 +86,8 @@ FAIL_FAST_CONFIG: dict[str, Any] = {
 WRITE_ID_KEY = "elliptio-write"
 # A cut-off download is tried at most this many times in a row without progress,
 # and resumed at most STREAM_RESUMES times in all.
+log = logging.getLogger(__name__)
+
 STREAM_ATTEMPTS = 5
 STREAM_RESUMES = 50
 
@@ -124,6 +127,9 @@ class Backoff:
             return False
         self.retries += 1
         delay = min(self.cap, self.base * 2 ** (self.failures - 1))
+        log.debug(
+            "retry %d (failure %d in a row), after up to %.2f s", self.retries, self.failures, delay
+        )
         # "Equal jitter": at least half the delay, so clients that failed together
         # spread out without retrying at once.
         await asyncio.sleep(delay / 2 + random.uniform(0, delay / 2))

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import io
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -50,6 +51,8 @@ __all__ = [
     "open_filesystem",
     "temp_beside",
 ]
+
+log = logging.getLogger(__name__)
 
 # Multipart part size (and the largest single PUT). Measured with
 # benchmarks/transfer.py against boto3's TransferManager on one 200 MB file.
@@ -191,6 +194,10 @@ class Storage:
     def _redact(self, text: str) -> str:
         return redact_text(redact_url(text), self._secrets)
 
+    def redact(self, text: str) -> str:
+        """``text`` (a URL, a message) with the store's credentials masked."""
+        return self._redact(text)
+
     # -- where things may be --------------------------------------------------
     def _stored(self, url: str) -> tuple[str, str, str, str]:
         """``(path, prefix path, artifact id, inner path)`` of a URL in this store.
@@ -301,7 +308,15 @@ class Storage:
                 `progress_for`); each file gets ``progress.branched(...)`` for its
                 bytes, and ``progress.relative_update(1)`` when it is done.
         """
-        return await self.backend.put_files(list(items), progress)
+        results = await self.backend.put_files(list(items), progress)
+        if results:
+            log.info(
+                "uploaded %d files, %d bytes, to %s",
+                len(results),
+                sum(size for size, _ in results),
+                self._redact(self.url(items[0][1].rsplit("/", 1)[0])),
+            )
+        return results
 
     async def put_file(self, local: Path, path: str) -> HashResult:
         """Copy one local file to a new storage path; its size and sha256."""
@@ -417,6 +432,7 @@ class Storage:
             finally:
                 os.close(fd)
             await asyncio.to_thread(os.replace, tmp, local)
+            log.info("downloaded %s to %s", self._redact(self.url(path)), local)
             progress.relative_update(1)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from ._artifact import File
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 __all__ = [
     "UrlTools",
@@ -259,6 +261,7 @@ class UrlTools:
         if cached is not None and record is not None:
             fresh = time.time() - float(record.get("checked", 0)) < self.settings.revalidate_seconds
             if fresh or self.settings.offline:
+                log.debug("cache hit: %s", self._redact(url))
                 return cached
         if self.settings.offline:
             raise self._offline_error(url, "read")
@@ -273,9 +276,11 @@ class UrlTools:
                 return cached  # offline detected: the cached copy is the best we have
             raise self._offline_error(url, "read") from None
         if cached is not None and record is not None and record.get("version") == version:
+            log.debug("cache hit: %s (revalidated)", self._redact(url))
             self._save_record(url, record["sha256"], version)
             return cached
         sha256, fetched = self._fetch(backend, path)
+        log.info("downloaded %s to the cache", self._redact(url))
         self._save_record(url, sha256, version)
         return fetched
 
@@ -336,6 +341,7 @@ class UrlTools:
             if not local.exists():
                 raise StorageError(f"nothing was written to {str(local)!r} for {redact_url(url)!r}")
             self._call(backend, "write", path, fs.put_file, str(local), path)
+            log.info("uploaded %s", self._redact(url))
             self.invalidate(url)
             if not isinstance(fs, LocalFileSystem):
                 with builtins.open(local, "rb") as f:
@@ -401,6 +407,7 @@ class UrlTools:
                 self._stream(src_backend, name, dst_backend, f"{dst_path.rstrip('/')}/{rel}")
         else:
             self._stream(src_backend, src_path, dst_backend, dst_path)
+        log.info("copied %s to %s", self._redact(os.fspath(src)), self._redact(os.fspath(dst)))
         self.invalidate(os.fspath(dst), recursive=recursive)
 
     def _stream(self, src: Backend, src_path: str, dst: Backend, dst_path: str) -> None:

@@ -50,6 +50,7 @@ __all__ = [
     "compile_regex",
     "is_operator_doc",
     "regex_parts",
+    "shape",
     "split_path",
     "type_names",
 ]
@@ -223,6 +224,16 @@ def check_filter(flt: Any) -> Any:
     _filter_doc(flt, "filter", top=True)
     _encodable(flt, "filter")
     return flt
+
+
+def shape(flt: Any) -> Any:
+    """The filter with every value replaced by ``"?"``: fields and operators only,
+    for a log line that shows a query's plan without its values."""
+    if isinstance(flt, Mapping):
+        return {str(k): shape(v) for k, v in flt.items()}
+    if isinstance(flt, list | tuple):
+        return [shape(v) for v in flt]
+    return "?"
 
 
 def _check_depth(flt: Any) -> None:

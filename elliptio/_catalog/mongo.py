@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import os
 import re
 import urllib.parse
@@ -358,6 +359,7 @@ async def _create_indexes(collection: Any, indexes: Sequence[IndexModel]) -> Non
 
 
 _REGEX_MS = int(regex_guard.QUERY_SECONDS * 1000)
+log = logging.getLogger(__name__)
 
 
 def _has_regex(value: Any) -> bool:
@@ -718,6 +720,13 @@ class MongoCatalog(Catalog):
         collection = await self._collection()
         # The server's time limit bounds regexes as SQLite's does (regex_guard).
         limit_ms = _REGEX_MS if _has_regex(filter) else None
+        log.debug(
+            "query plan: find %s sort %s skip %d limit %d",
+            filters.shape(filter),
+            order,
+            skip,
+            limit,
+        )
         async with self._errors():
             cursor = collection.find(
                 mongo_filter, projection, sort=order, skip=skip, limit=limit, max_time_ms=limit_ms
@@ -736,6 +745,7 @@ class MongoCatalog(Catalog):
         mongo_filter = to_mongo_filter(filter or {})
         collection = await self._collection()
         options = {"maxTimeMS": _REGEX_MS} if _has_regex(filter) else {}
+        log.debug("query plan: count %s", filters.shape(filter))
         async with self._errors():
             return int(await collection.count_documents(mongo_filter, **options))
 

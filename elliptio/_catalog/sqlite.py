@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import functools
 import itertools
+import logging
 import os
 import sqlite3
 import time
@@ -57,6 +58,7 @@ from elliptio._errors import (
 __all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 5
 
@@ -301,6 +303,7 @@ class SQLiteCatalog(Catalog):
                     conn.rollback()
                 if not _is_lock_error(err) or time.monotonic() > deadline:
                     raise self._translate(err) from err
+                log.debug("catalog %s is locked (%s); retry %d", self._display, err, attempt + 1)
                 time.sleep(min(0.005 * 2**attempt, 0.25))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -663,6 +666,7 @@ class SQLiteCatalog(Catalog):
             f"SELECT id, artifact_id, creation_time{extra} FROM artifacts WHERE {where} {order}"
             f" LIMIT ?{n + 1} OFFSET ?{n + 2}"
         )
+        log.debug("query plan: %s", sql)
         sqlite_stream.produce(conn, sql, [*params, limit or -1, skip], sink)
 
     def _find_rows(
@@ -681,6 +685,7 @@ class SQLiteCatalog(Catalog):
         sql = (
             f"SELECT {columns} FROM artifacts WHERE {where} {order} LIMIT ?{n + 1} OFFSET ?{n + 2}"
         )
+        log.debug("query plan: %s", sql)
         return conn.execute(sql, [*params, limit or -1, skip]).fetchall()
 
     @staticmethod
@@ -711,7 +716,9 @@ class SQLiteCatalog(Catalog):
 
     def _count(self, conn: sqlite3.Connection, flt: Filter | None) -> int:
         where, params = query.translate(flt, layout=self._layout(conn))
-        (n,) = conn.execute(f"SELECT count(*) FROM artifacts WHERE {where}", params).fetchone()
+        sql = f"SELECT count(*) FROM artifacts WHERE {where}"
+        log.debug("query plan: %s", sql)
+        (n,) = conn.execute(sql, params).fetchone()
         return int(n)
 
     async def delete(self, artifact_id: str) -> None:
