@@ -13,7 +13,7 @@ and query plans. No level ever shows a password, token or storage option.
 
 from __future__ import annotations
 
-import logging
+import logging as _logging
 
 from ._artifact import Artifact, File
 from ._catalog.base import Catalog
@@ -64,7 +64,7 @@ from ._urls import (
 
 __version__ = "0.4.0"
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "SCHEMA_VERSION",
