@@ -876,7 +876,7 @@ def _not_a_ref(ref: object) -> str:
     """A short message for a reference of the wrong type (never its whole repr)."""
     kind = type(ref).__name__
     hint = ""
-    if isinstance(ref, pd.Index | pd.Series | pd.DataFrame | list | tuple):
+    if isinstance(ref, list | tuple) or type(ref).__module__.startswith(("pandas", "numpy")):
         hint = "; pass one id, e.g. df.index[0] of a find() result"
     return f"an artifact reference is an id or name (str) or an Artifact, not {kind}{hint}"
 
