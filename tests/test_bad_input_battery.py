@@ -268,7 +268,7 @@ CLI_CASES: list[CliCase] = [
     ("show bad id", lambda c: ["show", "not-an-id"], "ArtifactNotFoundError", "not-an-id"),
     ("show unknown id", lambda c: ["show", UNKNOWN_ID], "ArtifactNotFoundError", UNKNOWN_ID),
     ("download unknown relpath", lambda c: ["download", c.aid, "nope.txt", "-o", str(c.tmp / "out")], "InvalidPathError", "nope.txt"),
-    ("cat unknown relpath", lambda c: ["cat", c.aid, "nope.txt"], "InvalidPathError", "nope.txt"),
+    ("cat unknown relpath", lambda c: ["cat", c.aid, "nope.txt"], "FileNotInArtifactError", "nope.txt"),
     ("lineage bad id", lambda c: ["lineage", "nope"], "ArtifactNotFoundError", "nope"),
     ("verify bad id", lambda c: ["verify", "nope"], "ArtifactNotFoundError", "nope"),
     ("gc negative grace", lambda c: ["gc", "--grace-hours", "-1"], "ConfigError", "grace"),
