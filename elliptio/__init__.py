@@ -15,6 +15,7 @@ from ._errors import (
     ArgumentTypeError,
     ArtifactExistsError,
     ArtifactNotFoundError,
+    ArtifactUrlNotFoundError,
     CatalogError,
     CatalogUnavailableError,
     CommitError,
@@ -32,6 +33,7 @@ from ._errors import (
     QueryError,
     SchemaVersionError,
     StorageError,
+    UrlNotFoundError,
     UsageError,
 )
 from ._handler import AsyncHandler
@@ -63,6 +65,7 @@ __all__ = [
     "ArtifactDiff",
     "ArtifactExistsError",
     "ArtifactNotFoundError",
+    "ArtifactUrlNotFoundError",
     "AsyncHandler",
     "Catalog",
     "CatalogError",
@@ -92,6 +95,7 @@ __all__ = [
     "SchemaVersionError",
     "Settings",
     "StorageError",
+    "UrlNotFoundError",
     "UsageError",
     "__version__",
     "cache_size",
