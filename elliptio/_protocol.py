@@ -11,6 +11,7 @@ are refused.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import socket
 import threading
 import weakref
 from collections import OrderedDict
+from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from fsspec import AbstractFileSystem
@@ -296,6 +298,12 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         listing = sorted(entries.values(), key=lambda e: e["name"])
         return listing if detail else [e["name"] for e in listing]
 
+    def created(self, path: str) -> datetime:
+        """When the artifact was committed (its files never change after)."""
+        return self._artifact(self._split(path)[0]).metadata.creation_time
+
+    modified = created  # DuckDB asks; an immutable file was last modified when committed
+
     # -- reading ------------------------------------------------------------------
     def _file(self, path: str) -> File:
         """The artifact file at ``path``, its artifact recorded as an input."""
@@ -306,13 +314,11 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
             raise _not_found(artifact, relpath)
         return file
 
-    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> IO[bytes]:
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> _Handle:
         if mode != "rb":
             self._refuse(path)
         file = self._file(path)
-        handle = file.open("rb")
-        handle.size = file.size  # type: ignore[attr-defined]  # read_block and fsspec callers
-        return handle
+        return _Handle(file.open("rb"), file.size)
 
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
@@ -365,6 +371,46 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     rm = rm_file = _rm = rmdir = mkdir = makedirs = touch = pipe_file = _refuse
     put_file = cp_file = mv = _refuse_to
+
+
+class _Handle(io.IOBase):
+    """An open artifact file as fsspec hands out files: with ``.size``, and closed
+    quietly when dropped unclosed (pyarrow and DuckDB leave that to the collector),
+    as fsspec's own local files are."""
+
+    def __init__(self, f: IO[bytes], size: int) -> None:
+        self.f = f
+        self.size = size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        return self.f.read(-1 if n is None else n)
+
+    def readinto(self, buffer: Any) -> int:
+        return self.f.readinto(buffer)  # type: ignore[attr-defined,no-any-return]
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def fileno(self) -> int:
+        return self.f.fileno()
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "f":  # not set yet: never recurse
+            raise AttributeError(name)
+        return getattr(self.f, name)
 
 
 def _is_folder(artifact: Artifact, relpath: str) -> bool:
