@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dask.dataframe as dd
 import duckdb
 import fsspec
 import pandas as pd
@@ -52,6 +53,7 @@ def _open(csv: eio.File, parquet: eio.File) -> Any:
 READERS: dict[str, Callable[[eio.File, eio.File], Any]] = {
     "pandas read_csv": lambda csv, parquet: pd.read_csv(csv.eio_url),
     "pandas read_parquet": lambda csv, parquet: pd.read_parquet(parquet.eio_url),
+    "dask read_csv": lambda csv, parquet: dd.read_csv(csv.eio_url).compute(),
     "polars read_csv": lambda csv, parquet: pl.read_csv(csv.local_path()),
     "polars read_parquet": lambda csv, parquet: pl.read_parquet(parquet.local_path()),
     "polars scan_parquet": lambda csv, parquet: pl.scan_parquet(parquet.local_path()).collect(),
