@@ -153,7 +153,9 @@ class Cache:
             target.parent.mkdir(exist_ok=True)
             try:
                 os.link(entry, tmp)
-            except OSError:
+            except FileNotFoundError:
+                return entry  # evicted meanwhile: the caller sees it gone either way
+            except OSError:  # no hard links here
                 os.symlink(os.path.join("..", entry.name), tmp)
             os.replace(tmp, target)  # atomic: a reader sees the old link or the new one
         except OSError:

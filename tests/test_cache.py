@@ -181,3 +181,11 @@ def test_eviction_prune_and_clear_remove_the_names(tmp_path: Path) -> None:
     os.utime(cache._meta(third.parent.parent / _sha(b"C")), (1000, 1000))
     assert cache.prune(older_than=time.time() - 3600) == 1
     assert not third.parent.exists()
+
+
+def test_naming_an_entry_evicted_meanwhile_leaves_no_dangling_link(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+    entry = cache.fetch(_sha(b"gone"), _writer(b"gone"))
+    cache.clear()
+    assert cache.named(entry, "g.txt") == entry
+    assert not (entry.parent / f"{entry.name}.names" / "g.txt").is_symlink()
