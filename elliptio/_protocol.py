@@ -220,9 +220,9 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
             return handler.get(artifact_id)
         except ArtifactNotFoundError as err:
             raise ArtifactUrlNotFoundError(
-                f"{artifact_url(artifact_id, '')} names no committed artifact in the "
-                f"catalog it resolves through ({err}); check the id or name:version, "
-                "or read it through the handler that made it"
+                f"{artifact_url(artifact_id, '')}: {err} (elliptio:// looks an artifact "
+                "up through the handler that made or read it in this process, else through "
+                "the filesystem's arguments or the ELLIPTIO_* settings)"
             ) from err
         finally:
             if token is not None:
