@@ -320,6 +320,13 @@ CASES: list[Case] = [
     ),
     Case("$elemMatch values", {"based_on": {"$elemMatch": {"$eq": "story"}}}, {"bob"}),
     Case("$elemMatch value range", {"files.size": {"$elemMatch": {"$gt": 1, "$lt": 6}}}, set()),
+    # an element that is an array matches when one of its members does (issue 17)
+    Case("$elemMatch value in a nested array", {"arr": {"$elemMatch": {"$eq": 1}}}, {"types"}),
+    Case(
+        "$elemMatch $in in nested arrays",
+        {"mixed": {"$elemMatch": {"$in": [1]}}},
+        {"types", "types3"},
+    ),
     Case("$elemMatch on a non-array", {"labels": {"$elemMatch": {"project": "p1"}}}, set()),
     # nested documents
     Case("nested field", {"labels.datatype": "annotation_file"}, {"story", "old"}),

@@ -405,8 +405,13 @@ class _Translator:
         return "WITH " + ", ".join(ctes) + " ", f"{prefix} AS c"
 
     def single_source(self, alias: str) -> _Source:
-        """Candidates for an ``$elemMatch`` value condition: just the element."""
-        from_sql = f"(SELECT {alias}.type AS t, {alias}.value AS v, 0 AS m, 1 AS leaf) AS c"
+        """Candidates for an ``$elemMatch`` value condition: the element, and the
+        members of an element that is itself an array (as MongoDB matches them)."""
+        from_sql = (
+            f"(SELECT {alias}.type AS t, {alias}.value AS v, 0 AS m, 1 AS leaf"
+            f" UNION ALL SELECT n.type, n.value, 0, 0 FROM json_each(CASE WHEN"
+            f" {alias}.type = 'array' THEN {alias}.value END) AS n) AS c"
+        )
         return _Source(lambda: ("", from_sql))
 
     def side(self, source: _Source) -> str | None:
