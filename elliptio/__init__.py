@@ -23,6 +23,7 @@ from ._errors import (
     ArgumentTypeError,
     ArtifactExistsError,
     ArtifactNotFoundError,
+    ArtifactUrlNotFoundError,
     CatalogError,
     CatalogUnavailableError,
     CommitError,
@@ -40,6 +41,7 @@ from ._errors import (
     QueryError,
     SchemaVersionError,
     StorageError,
+    UrlNotFoundError,
     UsageError,
 )
 from ._handler import AsyncHandler
@@ -73,6 +75,7 @@ __all__ = [
     "ArtifactDiff",
     "ArtifactExistsError",
     "ArtifactNotFoundError",
+    "ArtifactUrlNotFoundError",
     "AsyncHandler",
     "Catalog",
     "CatalogError",
@@ -102,6 +105,7 @@ __all__ = [
     "SchemaVersionError",
     "Settings",
     "StorageError",
+    "UrlNotFoundError",
     "UsageError",
     "__version__",
     "cache_size",

@@ -126,11 +126,21 @@ class File:
         cache, fetched on first use. Treat it as read-only: the cache shares it
         between artifacts with the same bytes.
 
+        The path ends in the file's own name (``.../test.csv``), so libraries that
+        pick a reader by extension work on it.
+
         Raises:
             IntegrityError: the stored bytes do not match the recorded sha256.
             OfflineError: offline (or storage unreachable) and not cached.
         """
-        return await self._cached(DEFAULT_CALLBACK)
+        return self._named(await self._cached(DEFAULT_CALLBACK))
+
+    def _named(self, path: Path) -> Path:
+        """A cache entry under the file's own name (a stored local file has it already)."""
+        cache = self._storage.cache
+        if self._storage.is_local or cache is None:
+            return path
+        return cache.named(path, self.relpath)
 
     def _hit(self) -> Path | None:
         """The verified copy in the local cache; ``None`` on a miss (always on local disk).
@@ -237,7 +247,7 @@ class File:
         """Sync twin of `alocal_path`."""
         if (hit := self._hit()) is not None:
             self._record_read()
-            return hit
+            return self._named(hit)
         return sync(self.alocal_path())
 
     @property

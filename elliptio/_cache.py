@@ -5,6 +5,9 @@ Layout under the cache root::
 
     sha256/ab/cd/<sha256>          the bytes (mode ``file_mode``)
     sha256/ab/cd/<sha256>.meta     size and mtime at insert; its mtime = last use
+    sha256/ab/cd/<sha256>.names/<file name>
+                                   hard links to the entry under the names readers
+                                   asked for (libraries pick a reader by extension)
     locks/<sha256>.lock            one writer per key, across processes
     tmp/                           partial downloads, renamed into place when whole
 
@@ -125,6 +128,41 @@ class Cache:
 
     def _meta(self, path: Path) -> Path:
         return path.with_name(path.name + ".meta")
+
+    def _names(self, path: Path) -> Path:
+        return path.with_name(path.name + ".names")
+
+    def named(self, entry: Path, name: str) -> Path:
+        """The entry `entry` (as `lookup` returned it) under the file name ``name``.
+
+        A hard link ``<entry>.names/<name>``: the same bytes and inode, so a change
+        through either path is seen by `lookup`'s check, and eviction removes both.
+        A link that no longer is the entry (replaced by a writer) is made again.
+        Where the filesystem has no hard links it is a symbolic link; where it has
+        neither, the entry itself is returned (without the name).
+        """
+        name = Path(name).name
+        if not name or name in (".", ".."):
+            return entry
+        target = self._names(entry) / name
+        with contextlib.suppress(OSError):
+            if os.path.samefile(target, entry):
+                return target
+        tmp = target.with_name(f".{os.getpid()}-{time.monotonic_ns()}.tmp")
+        try:
+            target.parent.mkdir(exist_ok=True)
+            try:
+                os.link(entry, tmp)
+            except FileNotFoundError:
+                return entry  # evicted meanwhile: the caller sees it gone either way
+            except OSError:  # no hard links here
+                os.symlink(os.path.join("..", entry.name), tmp)
+            os.replace(tmp, target)  # atomic: a reader sees the old link or the new one
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return entry
+        return target
 
     # -- reading --------------------------------------------------------------
     def lookup(self, sha256: str) -> Path | None:
@@ -256,6 +294,7 @@ class Cache:
             size = 0  # another process removed it first
         with contextlib.suppress(FileNotFoundError):
             self._meta(path).unlink()
+        shutil.rmtree(self._names(path), ignore_errors=True)
         return size
 
     # -- housekeeping ---------------------------------------------------------

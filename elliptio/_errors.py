@@ -18,7 +18,11 @@ code keeps working::
     ├── InvalidLabelsError(ValueError)     labels cannot be stored or queried
     ├── InvalidNameError(ValueError)       a name, version or alias is malformed
     ├── QueryError(ValueError)             a filter document is malformed or unsupported
+    ├── UrlNotFoundError(FileNotFoundError)
+    │                                      an elliptio:// URL names no file or folder
     ├── ArtifactNotFoundError(KeyError)    no committed artifact has that id
+    │   └── ArtifactUrlNotFoundError(UrlNotFoundError)
+    │                                      ... named by an elliptio:// URL
     ├── ArtifactExistsError(FileExistsError)
     │                                      an id or a file of an artifact exists already
     ├── CommitError                        a `new()` artifact cannot be committed
@@ -40,6 +44,7 @@ __all__ = [
     "ArgumentTypeError",
     "ArtifactExistsError",
     "ArtifactNotFoundError",
+    "ArtifactUrlNotFoundError",
     "CatalogError",
     "CatalogUnavailableError",
     "CommitError",
@@ -57,6 +62,7 @@ __all__ = [
     "QueryError",
     "SchemaVersionError",
     "StorageError",
+    "UrlNotFoundError",
     "UsageError",
 ]
 
@@ -111,6 +117,18 @@ class QueryError(ElliptioError, ValueError):
 
 class ArtifactNotFoundError(ElliptioError, KeyError):
     """No committed artifact has the requested id."""
+
+
+class UrlNotFoundError(ElliptioError, FileNotFoundError):
+    """An ``elliptio://`` URL names no file or folder of its artifact."""
+
+
+class ArtifactUrlNotFoundError(ArtifactNotFoundError, UrlNotFoundError):
+    """An ``elliptio://`` URL names no committed artifact.
+
+    Both an `ArtifactNotFoundError` (``except KeyError`` code keeps working) and a
+    `FileNotFoundError`, which fsspec and every reader expect of a missing path.
+    """
 
 
 class ArtifactExistsError(ElliptioError, FileExistsError):

@@ -11,21 +11,33 @@ are refused.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import socket
 import threading
 import weakref
 from collections import OrderedDict
-from typing import IO, TYPE_CHECKING, Any
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from fsspec import AbstractFileSystem
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+from fsspec.utils import isfilelike
 
-from ._errors import ConfigError, ElliptioError
+from ._errors import (
+    ArtifactNotFoundError,
+    ArtifactUrlNotFoundError,
+    ConfigError,
+    ImmutableError,
+    UrlNotFoundError,
+    UsageError,
+)
 from ._runs import RUN_HANDLER_ENV, Run, _current, current_run, find_run, inherited_handler
 
 if TYPE_CHECKING:
-    from ._artifact import Artifact
+    from ._artifact import Artifact, File
     from ._handler import AsyncHandler
     from ._sync_handler import Handler
 
@@ -206,6 +218,12 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         token = _current.set(carried) if carried and _current.get() is None else None
         try:
             return handler.get(artifact_id)
+        except ArtifactNotFoundError as err:
+            raise ArtifactUrlNotFoundError(
+                f"{artifact_url(artifact_id, '')}: {err} (elliptio:// looks an artifact "
+                "up through the handler that made or read it in this process, else through "
+                "the filesystem's arguments or the ELLIPTIO_* settings)"
+            ) from err
         finally:
             if token is not None:
                 _current.reset(token)
@@ -252,16 +270,14 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 "sha256": file.sha256,
                 "url": file.url,
             }
-        if any(r.startswith(relpath + "/") for r in artifact.files):
+        if _is_folder(artifact, relpath):
             return {"name": f"{artifact_id}/{relpath}", "type": "directory", "size": 0}
-        raise FileNotFoundError(
-            f"{artifact_url(artifact_id, relpath)} is not a file of the artifact"
-        )
+        raise _not_found(artifact, relpath)
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         artifact_id, relpath = self._split(path)
         if not artifact_id:
-            raise ElliptioError(
+            raise UsageError(
                 "elliptio:// lists the files of one artifact: elliptio://<artifact_id>/; "
                 "find artifacts with Handler.find()"
             )
@@ -282,18 +298,27 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         listing = sorted(entries.values(), key=lambda e: e["name"])
         return listing if detail else [e["name"] for e in listing]
 
+    def created(self, path: str) -> datetime:
+        """When the artifact was committed (its files never change after)."""
+        return self._artifact(self._split(path)[0]).metadata.creation_time
+
+    modified = created  # DuckDB asks; an immutable file was last modified when committed
+
     # -- reading ------------------------------------------------------------------
-    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> IO[bytes]:
-        if mode != "rb":
-            raise ElliptioError(
-                f"{artifact_url(*self._split(path))} is part of an immutable artifact; "
-                "open it with mode 'rb' (write new files with Handler.new())"
-            )
+    def _file(self, path: str) -> File:
+        """The artifact file at ``path``, its artifact recorded as an input."""
         artifact_id, relpath = self._split(path)
-        file = self._artifact(artifact_id).files.get(relpath)
+        artifact = self._artifact(artifact_id)
+        file = artifact.files.get(relpath)
         if file is None:
-            raise FileNotFoundError(f"{artifact_url(artifact_id, relpath)} is not a file")
-        return file.open("rb")
+            raise _not_found(artifact, relpath)
+        return file
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> _Handle:
+        if mode != "rb":
+            self._refuse(path)
+        file = self._file(path)
+        return _Handle(file.open("rb"), file.size)
 
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
@@ -304,20 +329,100 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
             data = f.read() if end is None else f.read(max(0, end - (start or 0)))
         return data
 
-    def get_file(self, rpath: str, lpath: str, **kwargs: Any) -> None:
+    def get_file(
+        self,
+        rpath: str,
+        lpath: Any,
+        callback: Callback = DEFAULT_CALLBACK,
+        outfile: IO[bytes] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Copy one artifact file to ``lpath`` (verified); a folder becomes a local folder."""
         artifact_id, relpath = self._split(rpath)
-        file = self._artifact(artifact_id).files.get(relpath)
+        artifact = self._artifact(artifact_id)
+        file = artifact.files.get(relpath)
+        if outfile is None and isfilelike(lpath):
+            outfile = lpath
         if file is None:
-            raise FileNotFoundError(f"{artifact_url(artifact_id, relpath)} is not a file")
-        file.download(lpath)  # verified, and renamed into place only when whole
+            if (not relpath or _is_folder(artifact, relpath)) and outfile is None:
+                os.makedirs(lpath, exist_ok=True)
+                return
+            raise _not_found(artifact, relpath)
+        callback.set_size(file.size)
+        if outfile is not None:
+            with file.open("rb") as f:
+                shutil.copyfileobj(f, outfile)
+        else:
+            os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
+            file.download(lpath)  # verified, and renamed into place only when whole
+        callback.relative_update(file.size)
 
-    def _refuse(self, *args: Any, **kwargs: Any) -> None:
-        raise ElliptioError(
-            "elliptio:// is read-only: committed artifacts never change; "
-            "write new files with Handler.new()"
+    # -- writing: refused -----------------------------------------------------------
+    def _refuse(self, path: Any, *args: Any, **kwargs: Any) -> NoReturn:
+        first = path[0] if isinstance(path, list | tuple) and path else path
+        raise ImmutableError(
+            f"{PROTOCOL}://{self._strip_protocol(first)} cannot be written: elliptio:// is "
+            "read-only, committed artifacts never change. Write new files with "
+            "Handler.new() or Handler.upload()"
         )
 
-    rm = rm_file = mkdir = makedirs = put_file = pipe_file = mv = cp_file = touch = _refuse
+    def _refuse_to(self, source: Any, path: Any, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse(path)
+
+    rm = rm_file = _rm = rmdir = mkdir = makedirs = touch = pipe_file = _refuse
+    put_file = cp_file = mv = _refuse_to
+
+
+class _Handle(io.IOBase):
+    """An open artifact file as fsspec hands out files: with ``.size``, and closed
+    quietly when dropped unclosed (pyarrow and DuckDB leave that to the collector),
+    as fsspec's own local files are."""
+
+    def __init__(self, f: IO[bytes], size: int) -> None:
+        self.f = f
+        self.size = size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        return self.f.read(-1 if n is None else n)
+
+    def readinto(self, buffer: Any) -> int:
+        return self.f.readinto(buffer)  # type: ignore[attr-defined,no-any-return]
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def fileno(self) -> int:
+        return self.f.fileno()
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "f":  # not set yet: never recurse
+            raise AttributeError(name)
+        return getattr(self.f, name)
+
+
+def _is_folder(artifact: Artifact, relpath: str) -> bool:
+    return any(r.startswith(relpath + "/") for r in artifact.files)
+
+
+def _not_found(artifact: Artifact, relpath: str) -> UrlNotFoundError:
+    some = sorted(artifact.files)[:5]
+    return UrlNotFoundError(
+        f"{artifact_url(artifact.artifact_id, relpath)} is no file or folder of the "
+        f"artifact; its files include {some} (see Handler.get(...).files)"
+    )
 
 
 def _rebuild(

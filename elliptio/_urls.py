@@ -243,6 +243,8 @@ class UrlTools:
     def cached_path(self, url: str) -> Path:
         """A local path holding the bytes of ``url`` (a local path is returned as is).
 
+        It ends in the URL's file name, so readers that go by extension work.
+
         Raises:
             OfflineError: offline and ``url`` is not cached.
             FileNotFoundError: ``url`` does not exist.
@@ -262,7 +264,7 @@ class UrlTools:
             fresh = time.time() - float(record.get("checked", 0)) < self.settings.revalidate_seconds
             if fresh or self.settings.offline:
                 log.debug("cache hit: %s", self._redact(url))
-                return cached
+                return self._named(cached, path)
         if self.settings.offline:
             raise self._offline_error(url, "read")
         try:
@@ -273,16 +275,21 @@ class UrlTools:
             if not is_unreachable(err):
                 raise backend.error(err, "read", path) from err
             if cached is not None:
-                return cached  # offline detected: the cached copy is the best we have
+                # offline detected: the cached copy is the best we have
+                return self._named(cached, path)
             raise self._offline_error(url, "read") from None
         if cached is not None and record is not None and record.get("version") == version:
             log.debug("cache hit: %s (revalidated)", self._redact(url))
             self._save_record(url, record["sha256"], version)
-            return cached
+            return self._named(cached, path)
         sha256, fetched = self._fetch(backend, path)
         log.info("downloaded %s to the cache", self._redact(url))
         self._save_record(url, sha256, version)
-        return fetched
+        return self._named(fetched, path)
+
+    def _named(self, entry: Path, path: str) -> Path:
+        """The cache entry under the URL's file name, for readers that go by extension."""
+        return self.cache.named(entry, path.rstrip("/").rpartition("/")[2])
 
     def _fetch(self, backend: Backend, path: str) -> tuple[str, Path]:
         """Stream a file into the cache through the backend's hashing copy."""

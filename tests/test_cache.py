@@ -128,3 +128,64 @@ def test_processes_share_one_cache(tmp_path: Path) -> None:
     assert len(set(paths)) == 1
     assert Path(paths[0]).read_bytes() == data
     assert len(list(markers.iterdir())) == 1  # one process fetched, three found it
+
+
+def test_named_entry_keeps_the_file_name_and_is_the_same_bytes(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+    data = b"a,b\n1,2\n"
+    entry = cache.fetch(_sha(data), _writer(data))
+    named = cache.named(entry, "data/table.csv")
+    assert named.name == "table.csv"
+    assert named.read_bytes() == data
+    assert os.path.samefile(named, entry)  # a link, not a second copy
+    assert cache.named(entry, "table.csv") == named
+    assert cache.named(entry, "other.parquet").name == "other.parquet"
+    assert cache.size() == len(data)  # counted once
+    assert [e.sha256 for e in cache.entries()] == [_sha(data)]
+    assert cache.named(entry, "") == entry
+    assert cache.named(entry, "..") == entry
+
+
+def test_a_change_through_the_named_path_is_caught_like_any_corruption(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+    data = b"precious bytes"
+    named = cache.named(cache.fetch(_sha(data), _writer(data)), "p.bin")
+    named.write_bytes(b"overwritten in place")  # the same inode as the entry
+    assert cache.lookup(_sha(data)) is None
+    assert not named.exists()  # dropped with the entry
+    again = cache.named(cache.fetch(_sha(data), _writer(data)), "p.bin")
+    assert again.read_bytes() == data
+
+
+def test_a_replaced_named_path_is_linked_again(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+    entry = cache.fetch(_sha(b"right"), _writer(b"right"))
+    named = cache.named(entry, "r.txt")
+    named.unlink()
+    named.write_bytes(b"wrong")  # a new file under the name, not the entry
+    assert cache.lookup(_sha(b"right")) == entry  # the entry itself is intact
+    assert cache.named(entry, "r.txt").read_bytes() == b"right"
+
+
+def test_eviction_prune_and_clear_remove_the_names(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c", max_bytes=15)
+    first = cache.named(cache.fetch(_sha(b"A" * 10), _writer(b"A" * 10)), "a.csv")
+    os.utime(cache._meta(first.parent.parent / _sha(b"A" * 10)), (100, 100))
+    second = cache.named(cache.fetch(_sha(b"B" * 10), _writer(b"B" * 10)), "b.csv")
+    assert not first.exists()
+    assert not first.parent.exists()
+    assert second.exists()
+    assert cache.clear() == 10
+    assert not second.parent.exists()
+    third = cache.named(cache.fetch(_sha(b"C"), _writer(b"C")), "c.csv")
+    os.utime(cache._meta(third.parent.parent / _sha(b"C")), (1000, 1000))
+    assert cache.prune(older_than=time.time() - 3600) == 1
+    assert not third.parent.exists()
+
+
+def test_naming_an_entry_evicted_meanwhile_leaves_no_dangling_link(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+    entry = cache.fetch(_sha(b"gone"), _writer(b"gone"))
+    cache.clear()
+    assert cache.named(entry, "g.txt") == entry
+    assert not (entry.parent / f"{entry.name}.names" / "g.txt").is_symlink()

@@ -40,6 +40,7 @@ def test_cache_hit_sends_no_request_to_storage(
         assert f.read() == expected
     assert file.download(tmp_path / "copy.txt").read_bytes() == expected
     assert pd.read_csv(file.local_path()).shape == (2, 2)
+    assert file.local_path().name == "test.txt"  # the name and extension are kept
     assert moto.requests == 0
 
 

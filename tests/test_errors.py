@@ -14,8 +14,6 @@ import elliptio as eio
 from elliptio import _errors
 
 PACKAGE = Path(eio.__file__).parent
-# Modules whose bare `raise ElliptioError(...)` another change replaces.
-PENDING = {"_protocol.py"}
 
 ERRORS = [
     cls
@@ -75,7 +73,7 @@ def test_no_module_raises_a_bare_elliptio_error() -> None:
     found = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         lines = _bare_raises(path)
-        if lines and path.name not in PENDING:
+        if lines:
             found[str(path.relative_to(PACKAGE))] = lines
     assert found == {}, "raise a typed subclass of ElliptioError instead"
 

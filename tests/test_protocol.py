@@ -54,7 +54,7 @@ def test_elliptio_urls_take_names_versions_and_aliases(
         assert configured.based_on == [v2.artifact_id, v1.artifact_id]
 
 
-def test_listing_info_and_refused_writes(configured: eio.Handler, tmp_path: Path) -> None:
+def test_listing_info_and_read_block(configured: eio.Handler, tmp_path: Path) -> None:
     data = tmp_path / "ds"
     (data / "img").mkdir(parents=True)
     (data / "img" / "a.png").write_bytes(b"a")
@@ -66,14 +66,66 @@ def test_listing_info_and_refused_writes(configured: eio.Handler, tmp_path: Path
     assert fs.ls(f"{aid}/ds", detail=False) == [f"{aid}/ds/img", f"{aid}/ds/labels.csv"]
     assert fs.info(f"elliptio://{aid}/ds/img/a.png")["size"] == 1
     assert fs.cat_file(f"{aid}/ds/labels.csv") == b"x\n1\n"
+    assert fs.read_block(f"{aid}/ds/labels.csv", 1, 10) == b"\n1\n"  # needs open().size
+    assert fs.read_block(f"{aid}/ds/labels.csv", 0, 3, delimiter=b"\n") == b"x\n1\n"
+
+
+def test_unknown_paths_are_file_not_found(configured: eio.Handler, tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    aid = configured.upload(tmp_path / "a.csv").artifact_id
+    fs = fsspec.filesystem("elliptio")
+    unknown = "artifact_00000000-0000-4000-8000-000000000000"
+    for call in (fs.info, fs.open, fs.cat_file, fs.ls):
+        with pytest.raises(eio.UrlNotFoundError, match=f"elliptio://{aid}/nope.txt") as missing:
+            call(f"{aid}/nope.txt")
+        assert isinstance(missing.value, FileNotFoundError)
+        # An unknown artifact is both: except FileNotFoundError and except KeyError work.
+        with pytest.raises(eio.ArtifactUrlNotFoundError, match=unknown) as gone:
+            call(f"elliptio://{unknown}/x.csv")
+        assert isinstance(gone.value, FileNotFoundError)
+        assert isinstance(gone.value, eio.ArtifactNotFoundError)
+    assert not fs.exists(f"{unknown}/x.csv")
+    assert not fs.exists(f"{aid}/nope.txt")
     with pytest.raises(FileNotFoundError):
-        fs.info(f"{aid}/ds/nope.txt")
-    with pytest.raises(eio.ElliptioError, match="immutable"):
-        fs.open(f"{aid}/ds/labels.csv", "wb")
-    with pytest.raises(eio.ElliptioError, match="read-only"):
-        fs.rm(f"{aid}/ds/labels.csv")
-    with pytest.raises(eio.ArtifactNotFoundError):
-        fs.cat_file("artifact_00000000-0000-4000-8000-000000000000/x")
+        pd.read_csv(f"elliptio://{aid}/nope.csv")
+    with pytest.raises(eio.UsageError, match=r"Handler\.find\(\)"):
+        fs.ls("")
+
+
+def test_every_write_is_refused_naming_the_url(configured: eio.Handler, tmp_path: Path) -> None:
+    local = tmp_path / "a.csv"
+    local.write_text("x\n1\n")
+    aid = configured.upload(local).artifact_id
+    fs = fsspec.filesystem("elliptio")
+    url = f"elliptio://{aid}/a.csv"
+    writes = {
+        "open wb": lambda: fs.open(url, "wb"),
+        "open ab": lambda: fs.open(url, "ab"),
+        "open w": lambda: fs.open(url, "w"),
+        "pipe": lambda: fs.pipe(url, b"new"),
+        "pipe_file": lambda: fs.pipe_file(url, b"new"),
+        "put": lambda: fs.put(str(local), url),
+        "put_file": lambda: fs.put_file(str(local), url),
+        "copy into": lambda: fs.copy(url, f"elliptio://{aid}/b.csv"),
+        "cp_file": lambda: fs.cp_file(url, f"elliptio://{aid}/b.csv"),
+        "mv": lambda: fs.mv(url, f"elliptio://{aid}/b.csv"),
+        "rm": lambda: fs.rm(url),
+        "rm_file": lambda: fs.rm_file(url),
+        "rm recursive": lambda: fs.rm(f"elliptio://{aid}", recursive=True),
+        "rmdir": lambda: fs.rmdir(f"elliptio://{aid}"),
+        "mkdir": lambda: fs.mkdir(f"elliptio://{aid}/new"),
+        "makedirs": lambda: fs.makedirs(f"elliptio://{aid}/new/deeper"),
+        "touch": lambda: fs.touch(url),
+    }
+    for what, write in writes.items():
+        with pytest.raises(eio.ImmutableError, match=r"Handler\.new\(\)") as refused:
+            write()
+        assert aid in str(refused.value), what
+        assert isinstance(refused.value, PermissionError), what
+    assert fs.cat_file(url) == b"x\n1\n"
+    assert fs.ls(aid, detail=False) == [f"{aid}/a.csv"]
+    fs.get(url, str(tmp_path / "out" / "deeper" / "a.csv"))  # reading out is no write
+    assert (tmp_path / "out" / "deeper" / "a.csv").read_text() == "x\n1\n"
 
 
 def test_any_process_with_elliptio_installed_reads_them(

@@ -40,6 +40,7 @@ def test_local_copy_caches_and_warm_reads_skip_the_store(tmp_path: Path, root: s
     with tools.local_copy(url) as path:
         assert path.read_bytes() == b"a,b\n1,2\n"
         assert str(path).startswith(str(tmp_path / "cache"))
+        assert path.name == "data.csv"  # readers that go by extension work on it
     _put(url, b"changed behind our back")
     # Within the revalidation interval no request is made: the cached bytes come back.
     with tools.open(url) as f:
