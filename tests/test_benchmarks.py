@@ -47,5 +47,6 @@ def test_lineage_workers_benchmark_prints_both_modes_and_the_ratio() -> None:
     assert lines[2].startswith("lineage off")
     assert lines[2].split()[-1] == "1.00x"
     assert lines[3].startswith("lineage on")
+    assert lines[4].startswith("on/off per round: ")
     assert lines[-1].split()[0] in {"MET", "MISS"}
     assert "within 1.2x of lineage off" in lines[-1]
