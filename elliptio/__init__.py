@@ -36,6 +36,7 @@ from ._errors import (
     UsageError,
 )
 from ._handler import AsyncHandler
+from ._lineage import LineageGraph, LineageNode
 from ._models import SCHEMA_VERSION, FileRecord, GitInfo, Labels, Metadata
 from ._new import NewArtifact, NewFile
 from ._provenance import current_username, mock_username
@@ -85,6 +86,8 @@ __all__ = [
     "InvalidNameError",
     "InvalidPathError",
     "Labels",
+    "LineageGraph",
+    "LineageNode",
     "Metadata",
     "NewArtifact",
     "NewFile",
