@@ -31,6 +31,7 @@ from ._errors import (
     CorruptRecordError,
     ElliptioError,
     FileNotInArtifactError,
+    GraphvizNotFoundError,
     ImmutableError,
     InputFileNotFoundError,
     IntegrityError,
@@ -45,6 +46,7 @@ from ._errors import (
     UsageError,
 )
 from ._handler import AsyncHandler
+from ._lineage import LineageGraph, LineageNode
 from ._models import SCHEMA_VERSION, FileRecord, GitInfo, Labels, Metadata
 from ._new import NewArtifact, NewFile
 from ._provenance import current_username, mock_username
@@ -88,6 +90,7 @@ __all__ = [
     "FileNotInArtifactError",
     "FileRecord",
     "GitInfo",
+    "GraphvizNotFoundError",
     "Handler",
     "ImmutableError",
     "InputFileNotFoundError",
@@ -96,6 +99,8 @@ __all__ = [
     "InvalidNameError",
     "InvalidPathError",
     "Labels",
+    "LineageGraph",
+    "LineageNode",
     "Metadata",
     "NewArtifact",
     "NewFile",

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import io
 import logging
 import os
 import shutil
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,6 +27,7 @@ from ._files import FileMap, listing
 from ._models import FileRecord, Metadata
 from ._protocol import artifact_url
 from ._runs import Run, current_run
+from ._sizes import human_size
 from ._storage import Storage, temp_beside
 from ._sync import sync
 from ._urls import is_unreachable
@@ -375,6 +378,40 @@ class Artifact:
             )
         return next(iter(self.files.values()))
 
+    def _repr_html_(self) -> str:
+        """Jupyter: name:vN, id, user, time, labels, files with sizes and based_on,
+        every value HTML-escaped."""
+        m = self.metadata
+        labels = m.labels
+        rows: list[tuple[str, str]] = [("name", m.ref or ""), ("artifact_id", m.artifact_id)]
+        rows += [
+            ("user", f"{m.username}@{m.hostname}" if m.hostname else m.username),
+            ("created", m.creation_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")),
+        ]
+        rows += [
+            (f"labels.{key}", getattr(labels, key))
+            for key in ("datatype", "project", "ticket", "dataset", "description")
+        ]
+        rows += [("based_on", ", ".join(m.based_on) or "(nothing read)")]
+        shown = "".join(
+            f"<tr><th style='text-align:left'>{key}</th><td>{_html(value)}</td></tr>"
+            for key, value in rows
+            if value
+        )
+        right = "style='text-align:right'"
+        files = "".join(
+            f"<tr><td>{_html(f.relpath)}</td><td {right}>{human_size(f.size)}</td></tr>"
+            for _, f in sorted(self.files.items())
+        )
+        total = human_size(sum(f.size for f in self.files.values()))
+        title = _html(m.ref or m.artifact_id)
+        return (
+            f"<div><b>Artifact {title}</b><table>{shown}</table>"
+            f"<table><thead><tr><th style='text-align:left'>{_count(len(self.files), 'file')}</th>"
+            f"<th style='text-align:right'>{total}</th></tr></thead>"
+            f"<tbody>{files}</tbody></table></div>"
+        )
+
     def __repr__(self) -> str:
         m = self.metadata
         return (
@@ -382,3 +419,11 @@ class Artifact:
             f"creation_time={m.creation_time.isoformat()!r}, files={sorted(self.files)!r}"
             + (f", ref={m.ref!r})" if m.ref else ")")
         )
+
+
+def _html(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"

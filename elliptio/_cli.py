@@ -297,11 +297,31 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+_PICTURES = ("svg", "png")
+
+
 def cmd_lineage(args: argparse.Namespace) -> int:
+    fmt = args.format
+    if fmt is None:  # from the output's suffix (lineage.svg), else the text tree
+        suffix = Path(args.output).suffix.lower().lstrip(".") if args.output else ""
+        fmt = {"svg": "svg", "png": "png", "dot": "dot", "gv": "dot", "mmd": "mermaid"}.get(
+            suffix, "text"
+        )
+    if fmt == "png" and args.output is None and sys.stdout.isatty():
+        raise UsageError("a png picture is binary: write it to a file with -o lineage.png")
     with _handler(args) as h:
         graph = h.lineage(args.artifact_id, args.direction, args.depth)
-    render = {"tree": graph.to_text, "mermaid": graph.to_mermaid, "dot": graph.to_dot}
-    print(render[args.format]())
+    if fmt in _PICTURES:
+        data = graph.to_png() if fmt == "png" else graph.to_svg().encode("utf-8")
+    else:
+        render = {"text": graph.to_text, "mermaid": graph.to_mermaid, "dot": graph.to_dot}
+        data = (render["text" if fmt == "tree" else fmt]() + "\n").encode("utf-8")
+    if args.output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        Path(args.output).write_bytes(data)
+        print(f"wrote {args.output} ({fmt})", file=sys.stderr)
     return 0
 
 
@@ -601,7 +621,7 @@ def _parser() -> argparse.ArgumentParser:
         "lineage",
         cmd_lineage,
         "show what an artifact was built from and what was built on it",
-        "elliptio lineage train-set:latest --format mermaid",
+        "elliptio lineage train-set:latest -o lineage.svg   # or --format text|mermaid|dot|png",
     )
     p.add_argument("artifact_id", metavar="REF", help=_REF_HELP)
     p.add_argument(
@@ -613,10 +633,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=None, help="at most this many steps (default: all)")
     p.add_argument(
         "--format",
-        choices=["tree", "mermaid", "dot"],
-        default="tree",
-        help="tree: indented text (default); mermaid or dot: a graph to render",
+        choices=["text", "tree", "mermaid", "dot", "svg", "png"],
+        default=None,
+        help="text: the tree (default; tree is the same); mermaid or dot: a graph to render; "
+        "svg or png: a picture (needs Graphviz 'dot'); default from the -o suffix",
     )
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
 
     p = add(
         "diff",

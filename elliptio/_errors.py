@@ -15,6 +15,8 @@ code keeps working::
     ├── InvalidPathError(ValueError)       a relpath or local path cannot be used
     ├── InputFileNotFoundError(FileNotFoundError)
     │                                      a local file to upload does not exist
+    ├── GraphvizNotFoundError(FileNotFoundError)
+    │                                      a picture needs Graphviz 'dot', not installed
     ├── InvalidLabelsError(ValueError)     labels cannot be stored or queried
     ├── InvalidNameError(ValueError)       a name, version or alias is malformed
     ├── QueryError(ValueError)             a filter document is malformed or unsupported
@@ -52,6 +54,7 @@ __all__ = [
     "CorruptRecordError",
     "ElliptioError",
     "FileNotInArtifactError",
+    "GraphvizNotFoundError",
     "ImmutableError",
     "InputFileNotFoundError",
     "IntegrityError",
@@ -161,6 +164,10 @@ class CatalogError(ElliptioError):
 
 class CatalogUnavailableError(CatalogError, ConnectionError):
     """The catalog cannot be reached."""
+
+
+class GraphvizNotFoundError(ElliptioError, FileNotFoundError):
+    """A picture (svg, png) needs the Graphviz ``dot`` program, which is not installed."""
 
 
 class OfflineError(ElliptioError, ConnectionError):

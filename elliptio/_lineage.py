@@ -5,19 +5,25 @@ direction; cycles end the walk, ids that ``based_on`` names but the catalog does
 not hold become nodes marked missing. Where the catalog can fetch every linked
 record in one query (`Catalog.lineage_docs`: ``$graphLookup`` on MongoDB), the
 walk reads them from that answer; otherwise it sends one `find` per level. Both
-give the same graph. The graph renders as a text tree, Mermaid and Graphviz DOT.
-Rendering is pure.
+give the same graph. The graph renders as a text tree, Mermaid, Graphviz DOT and
+HTML (pure), and as SVG or PNG through the Graphviz program (`elliptio._graphviz`).
+Nodes show ``name:vN`` (the id where the artifact has no name), user, datatype and
+files; every format escapes what the records hold, which a shared catalog does not
+vouch for.
 """
 
 from __future__ import annotations
 
+import html
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
+from . import _graphviz
 from ._catalog.base import Catalog, Document
-from ._errors import QueryError
+from ._errors import ElliptioError, QueryError
 
 __all__ = ["Direction", "LineageGraph", "LineageNode", "build_lineage"]
 
@@ -34,42 +40,67 @@ class LineageNode:
     file_relpaths: tuple[str, ...] = ()
     datatype: str = ""
     missing: bool = False
+    name: str | None = None
+    name_version: int | None = None
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> LineageNode:
         """Take the displayed fields from a catalog document."""
         labels = doc.get("labels") or {}
+        name, version = doc.get("name"), doc.get("name_version")
+        named = isinstance(name, str) and isinstance(version, int) and name and version > 0
         return cls(
             artifact_id=doc["artifact_id"],
-            username=str(doc.get("username", "")),
+            username=str(doc.get("username") or ""),
             creation_time=doc.get("creation_time"),
-            file_relpaths=tuple(doc.get("file_relpaths") or ()),
-            datatype=str(labels.get("datatype", "")) if isinstance(labels, dict) else "",
+            file_relpaths=tuple(str(p) for p in doc.get("file_relpaths") or ()),
+            datatype=str(labels.get("datatype") or "") if isinstance(labels, dict) else "",
+            name=name if named else None,
+            name_version=version if named else None,
         )
 
+    @property
+    def ref(self) -> str | None:
+        """``name:v<n>`` for a named artifact, else ``None``."""
+        if self.name is None or self.name_version is None:
+            return None
+        return f"{self.name}:v{self.name_version}"
+
+    @property
+    def title(self) -> str:
+        """``name:v<n>``, or the artifact id where the artifact has no name."""
+        return self.ref or self.artifact_id
+
     def lines(self) -> list[str]:
-        """Short lines for diagrams: id prefix, user, files, datatype."""
-        short = self.artifact_id[:17] + ("…" if len(self.artifact_id) > 17 else "")
+        """Short one-line strings for diagrams: name:vN (else a short id), user,
+        datatype, files. Unescaped: each format escapes them its own way."""
+        if self.ref is not None:
+            head = self.ref
+        else:
+            head = self.artifact_id[:17] + ("…" if len(self.artifact_id) > 17 else "")
         if self.missing:
-            return [short, "(not in the catalog)"]
+            return [_one_line(head), "(not in the catalog)"]
         files = ", ".join(self.file_relpaths[:3]) + (" …" if len(self.file_relpaths) > 3 else "")
-        return [line for line in (short, self.username, files, self.datatype) if line]
+        return [_one_line(line) for line in (head, self.username, self.datatype, files) if line]
 
     @property
     def label(self) -> str:
-        """A one-line description: short id, user, files, datatype."""
+        """A one-line description: name:vN (else the id), user, datatype, files."""
         if self.missing:
-            return f"{self.artifact_id} (not in the catalog)"
+            return _one_line(f"{self.artifact_id} (not in the catalog)")
         files = ", ".join(self.file_relpaths[:3]) + (" ..." if len(self.file_relpaths) > 3 else "")
-        parts = [self.artifact_id, self.username, f"[{files}]"]
-        if self.datatype:
-            parts.append(self.datatype)
-        return " ".join(p for p in parts if p)
+        parts = [self.title, self.username, self.datatype and f"({self.datatype})", f"[{files}]"]
+        return _one_line(" ".join(p for p in parts if p))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class LineageGraph:
-    """Artifacts and ``input -> output`` edges around one root artifact."""
+    """Artifacts and ``input -> output`` edges around one root artifact.
+
+    ``print(graph)`` draws a text tree; `to_mermaid`, `to_dot`, `to_svg` and
+    `to_png` draw it for other tools; in Jupyter it shows as a picture (Graphviz
+    installed) or a table.
+    """
 
     root: str
     nodes: dict[str, LineageNode] = field(default_factory=dict)
@@ -125,7 +156,7 @@ class LineageGraph:
     def to_dot(self) -> str:
         """Graphviz DOT source (inputs point to what was built from them)."""
         ids = self._ids()
-        lines = ["digraph lineage {", "    rankdir=LR;", "    node [shape=box];"]
+        lines = ["digraph lineage {", "    rankdir=LR;", '    node [shape=box, fontname="sans"];']
         for artifact_id in sorted(self.nodes):
             node = self.nodes[artifact_id]
             style = ', style="dashed"' if node.missing else ""
@@ -136,23 +167,138 @@ class LineageGraph:
         lines.append("}")
         return "\n".join(lines)
 
+    def to_svg(self) -> str:
+        """An SVG picture, drawn by Graphviz ``dot``.
+
+        Raises:
+            GraphvizNotFoundError: Graphviz is not installed; the message says how
+                to install it (`to_dot` and `to_mermaid` need no Graphviz).
+        """
+        return _graphviz.render(self.to_dot(), "svg").decode("utf-8")
+
+    def to_png(self) -> bytes:
+        """A PNG picture, drawn by Graphviz ``dot``; raises as `to_svg` does."""
+        return _graphviz.render(self.to_dot(), "png")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the picture where Graphviz is installed, else a table."""
+        head = (
+            f"<p><b>Lineage of {_html(self.nodes[self.root].title)}</b>: "
+            f"{_count(len(self.nodes), 'artifact')}, {_count(len(self.edges), 'link')}</p>"
+        )
+        if _graphviz.available():
+            try:
+                svg = self.to_svg()
+            except ElliptioError:
+                pass  # the table below says the same
+            else:
+                return head + svg[svg.find("<svg") :]
+        return head + self._html_table()
+
+    def _html_table(self) -> str:
+        rows = []
+        for artifact_id in self._order():
+            node = self.nodes[artifact_id]
+            role = "root" if artifact_id == self.root else ""
+            built_from = ", ".join(self.nodes[p].title for p in self.parents(artifact_id))
+            when = _when(node.creation_time)
+            cells = [
+                node.title + (" (not in the catalog)" if node.missing else ""),
+                role,
+                node.username,
+                node.datatype,
+                when,
+                ", ".join(node.file_relpaths),
+                built_from,
+            ]
+            weight = ' style="font-weight:bold"' if role else ""
+            rows.append(f"<tr{weight}>" + "".join(f"<td>{_html(c)}</td>" for c in cells) + "</tr>")
+        header = "".join(
+            f"<th>{h}</th>"
+            for h in ("artifact", "", "user", "datatype", "created", "files", "built from")
+        )
+        return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+    def _order(self) -> list[str]:
+        """Inputs first: ancestors (farthest first), the root, then descendants."""
+        ups: list[str] = []
+        downs: list[str] = []
+        for out, step in ((ups, self.parents), (downs, self.children)):
+            frontier, seen = [self.root], {self.root}
+            while frontier:
+                nxt = [n for f in frontier for n in sorted(step(f)) if n not in seen]
+                nxt = list(dict.fromkeys(nxt))
+                seen.update(nxt)
+                out.extend(nxt)
+                frontier = nxt
+        ordered = [*reversed(ups), self.root, *(d for d in downs if d not in ups)]
+        rest = sorted(set(self.nodes) - set(ordered))
+        return ordered + rest
+
     def __str__(self) -> str:
         return self.to_text()
 
+    def __repr__(self) -> str:
+        return (
+            f"<LineageGraph of {self.nodes[self.root].title}: "
+            f"{_count(len(self.nodes), 'artifact')}, {_count(len(self.edges), 'link')}; "
+            "print() it to see the tree>"
+        )
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def _when(moment: datetime | None) -> str:
+    if not isinstance(moment, datetime):
+        return ""
+    if moment.tzinfo is not None:
+        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters as spaces."""
+    return "".join(" " if unicodedata.category(c) in _CONTROL else c for c in text)
+
+
+_CONTROL = {"Cc", "Zl", "Zp"}
+
+
+def _html(text: str) -> str:
+    return html.escape(_one_line(text), quote=True)
+
+
+# Mermaid reads ``#<code>;`` as a character: these would end a label, start markup
+# or an entity, or be taken as HTML by its renderer.
+_MERMAID_SPECIAL = set('"#&<>[]`')
+
 
 def _escape_mermaid(text: str) -> str:
-    return text.replace('"', "#quot;").replace("[", "#91;").replace("]", "#93;")
+    return "".join(f"#{ord(c)};" if c in _MERMAID_SPECIAL else c for c in _one_line(text))
 
 
 def _escape_dot(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    # In a quoted DOT string a backslash starts an escape (\n, \N, \G ...) and a
+    # quote ends it; Graphviz also reads ``&name;`` as a character.
+    text = _one_line(text).replace("&", "&amp;")
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 # ``ids -> records``: up, the records with those ids; down, the records naming them.
 _Fetch = Callable[[list[str]], Awaitable[list[Document]]]
 # What the walk reads of a record: its links and what `LineageNode` shows.
-_FIELDS = ("based_on", "username", "creation_time", "file_relpaths", "labels.datatype")
-_FIND_FIELDS = ("based_on", "username", "creation_time", "file_relpaths", "labels")
+_FIELDS = (
+    "based_on",
+    "username",
+    "creation_time",
+    "file_relpaths",
+    "labels.datatype",
+    "name",
+    "name_version",
+)
+_FIND_FIELDS = (*_FIELDS[:4], "labels", "name", "name_version")
 
 
 async def build_lineage(

@@ -2,8 +2,9 @@
 
 Andy saves two annotation files with labels; Brenda finds them by metadata, reads
 one with pandas, checks Andy's pandas version, trains a model and saves it; Andy
-then finds, through lineage, who built on his data. Every step checks its result
-and the script exits non-zero if one is not what the story expects.
+then finds, through lineage, who built on his data, and draws that lineage. Every
+step checks its result and the script exits non-zero if one is not what the story
+expects.
 
 Run:  python examples/user_story.py
 """
@@ -98,6 +99,12 @@ def main() -> None:
     print(users[["ref", "creation_time", "username", "file_relpaths", "based_on"]])
     check(list(users.index) == [model_id], "Andy finds Brenda's model through lineage")
     check(users.loc[model_id, "username"] == "brenda", "the model is Brenda's")
+
+    # --- Andy draws the lineage -----------------------------------------------
+    graph = h.lineage(artifact_id, direction="down")
+    print(graph)  # a text tree; in Jupyter the graph shows as a picture (or a table)
+    check(graph.edges == ((artifact_id, model_id),), "the lineage runs from his files to the model")
+    check(graph.nodes[model_id].username == "brenda", "the drawing names Brenda")
     h.close()
     print("\nThe user story works.")
 

@@ -39,3 +39,14 @@ def test_commit_overhead_benchmark_prints_the_floor_and_its_bar() -> None:
     assert any(line.startswith("elliptio upload()") for line in lines)
     assert lines[-1].split()[0] in {"MET", "MISS"}
     assert "within 3x of the floor" in lines[-1]
+
+
+def test_lineage_workers_benchmark_prints_both_modes_and_the_ratio() -> None:
+    lines = _run("lineage_workers.py", "--reads", "6", "--repeat", "1", "--chunk", "2")
+    assert lines[0].startswith("6 reads of one-row CSV artifacts")
+    assert lines[2].startswith("lineage off")
+    assert lines[2].split()[-1] == "1.00x"
+    assert lines[3].startswith("lineage on")
+    assert lines[4].startswith("on/off per round: ")
+    assert lines[-1].split()[0] in {"MET", "MISS"}
+    assert "within 1.2x of lineage off" in lines[-1]

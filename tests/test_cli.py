@@ -94,6 +94,54 @@ def test_story_through_the_cli(
     assert out.startswith("digraph")
     code, out, _ = _run(capsys, "lineage", andy)
     assert out.startswith(andy)
+    assert _run(capsys, "lineage", andy, "--format", "text")[1] == out
+
+
+def test_lineage_pictures(
+    env: dict[str, str], files: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz 'dot' is not installed (.ci/run installs it)")
+    raw = _run(capsys, "upload", str(files[0]), "--name", "raw-set")[1].strip()
+    code, out, _ = _run(capsys, "lineage", "raw-set:v1", "--format", "svg")
+    assert code == 0
+    assert "<svg" in out
+    assert ">raw&#45;set:v1</text>" in out
+    code, _, err = _run(capsys, "lineage", raw, "-o", str(tmp_path / "g.svg"))
+    assert (code, err) == (0, f"wrote {tmp_path / 'g.svg'} (svg)\n")
+    assert ">raw&#45;set:v1</text>" in (tmp_path / "g.svg").read_text()
+    code, _, _ = _run(capsys, "lineage", raw, "--format", "png", "-o", str(tmp_path / "g.out"))
+    assert (tmp_path / "g.out").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    _run(capsys, "lineage", raw, "-o", str(tmp_path / "g.png"))
+    assert (tmp_path / "g.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    _run(capsys, "lineage", raw, "-o", str(tmp_path / "g.mmd"))
+    assert (tmp_path / "g.mmd").read_text().startswith("flowchart LR")
+    _run(capsys, "lineage", raw, "-o", str(tmp_path / "g.txt"))
+    text = (tmp_path / "g.txt").read_text()
+    assert text.startswith("raw-set:v1 ")
+    assert text.endswith(" [train.txt]\n")
+
+
+def test_lineage_picture_without_graphviz(
+    env: dict[str, str],
+    files: list[Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = _run(capsys, "upload", str(files[0]))[1].strip()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot on it
+    code, out, err = _run(capsys, "lineage", raw, "--format", "svg", "-o", str(tmp_path / "g.svg"))
+    assert (code, out, err.count("\n")) == (1, "", 1)
+    assert err.startswith("elliptio: error: GraphvizNotFoundError: ")
+    assert "apt-get install graphviz" in err
+    assert "brew install graphviz" in err
+    assert "--format text, mermaid or dot" in err
+    assert not (tmp_path / "g.svg").exists()
+    code, out, _ = _run(capsys, "lineage", raw, "--format", "dot")
+    assert (code, out.startswith("digraph")) == (0, True)
 
 
 def test_url_commands(

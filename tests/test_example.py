@@ -25,6 +25,15 @@ def test_user_story_example_runs_on_the_default(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "The user story works." in result.stdout
+        # Andy's drawing: his files, then Brenda's model built on them
+        [andy] = [
+            line for line in result.stdout.splitlines() if line.endswith("[train.txt, test.txt]")
+        ]
+        assert andy.startswith("artifact_")
+        assert " andy (annotation_file) " in andy
+        lines = result.stdout.splitlines()
+        assert lines[lines.index(andy) + 1].startswith("└── -> artifact_")
+        assert lines[lines.index(andy) + 1].endswith(" brenda [model.pt]")
     assert (tmp_path / "data" / "elliptio" / "catalog.db").is_file()
     store = tmp_path / "data" / "elliptio" / "store"
     models = [

@@ -1,9 +1,14 @@
-"""Lineage graphs over a real catalog: up, down, depth, cycles, missing, renderings."""
+"""Lineage graphs over a real catalog: up, down, depth, cycles, missing, renderings
+(text, Mermaid, DOT, HTML, and SVG/PNG through the real Graphviz ``dot``)."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +16,14 @@ import pytest
 from elliptio._catalog import open_catalog
 from elliptio._catalog.mongo import lineage_pipeline
 from elliptio._catalog.sqlite import SQLiteCatalog
-from elliptio._errors import ArtifactNotFoundError, CatalogError, QueryError
-from elliptio._lineage import build_lineage
+from elliptio._errors import (
+    ArtifactNotFoundError,
+    CatalogError,
+    ElliptioError,
+    GraphvizNotFoundError,
+    QueryError,
+)
+from elliptio._lineage import LineageGraph, build_lineage
 from tests.catalog_conformance import find_only
 
 
@@ -85,7 +96,7 @@ async def test_cycles_end(catalog: SQLiteCatalog) -> None:
 async def test_renderings(catalog: SQLiteCatalog) -> None:
     g = await build_lineage(catalog, "model", "both")
     text = g.to_text()
-    assert text.splitlines()[0].startswith("model brenda [model.txt]")
+    assert text.splitlines()[0] == "model brenda (data) [model.txt]"
     assert "<- train" in text
     assert "-> eval" in text
     mermaid = g.to_mermaid()
@@ -95,6 +106,143 @@ async def test_renderings(catalog: SQLiteCatalog) -> None:
     assert dot.startswith("digraph lineage {")
     assert dot.count("->") == len(g.edges)
     assert dot.rstrip().endswith("}")
+
+
+# Values a shared catalog may hold: quotes, brackets, markup, DOT and Mermaid syntax,
+# backslash escapes, entities and line breaks.
+HOSTILE = 'a "q" <script>alert(1)</script> ]; evil [label="x" \\N &amp; #quot; `x`\nnext'
+
+
+@pytest.fixture
+async def named() -> AsyncIterator[LineageGraph]:
+    """raw -> train-set:v3 -> model (unnamed, hostile datatype), on a real catalog."""
+    cat = SQLiteCatalog(None)
+    await cat.insert_many(
+        [
+            _doc("artifact_raw", []),
+            {**_doc("artifact_t3", ["artifact_raw"]), "name": "train-set", "name_version": 3},
+            {
+                **_doc("artifact_0123456789abcdef_model", ["artifact_t3"], "brenda"),
+                "labels": {"datatype": HOSTILE},
+            },
+        ]
+    )
+    yield await build_lineage(cat, "artifact_t3")
+    await cat.close()
+
+
+def test_nodes_show_name_version_and_the_id_only_without_a_name(named: LineageGraph) -> None:
+    text = named.to_text()
+    assert text.splitlines()[0] == "train-set:v3 andy (data) [artifact_t3.txt]"
+    assert "artifact_t3" not in text.replace("artifact_t3.txt", "")
+    assert "<- artifact_raw andy (data)" in text
+    assert "-> artifact_0123456789abcdef_model brenda" in text
+    mermaid = named.to_mermaid()
+    assert '["train-set:v3<br/>andy<br/>data<br/>artifact_t3.txt"]' in mermaid
+    assert '["artifact_raw<br/>andy' in mermaid
+    assert "artifact_01234567…<br/>brenda" in mermaid  # a long id is shortened in pictures
+    assert '[label="train-set:v3\\nandy\\ndata\\nartifact_t3.txt", penwidth=3]' in named.to_dot()
+
+
+def test_hostile_labels_cannot_break_or_inject(named: LineageGraph) -> None:
+    text = named.to_text()
+    assert len(text.splitlines()) == 3  # the line break in the datatype is a space
+    mermaid = named.to_mermaid().splitlines()
+    assert len(mermaid) == 1 + 3 + 2 + 1
+    for line in mermaid[1:4]:  # each label: one quoted string, no markup but <br/>
+        label = re.fullmatch(r'    n\d+\["([^"]*)"\]', line)
+        assert label is not None, line
+        assert "<" not in label.group(1).replace("<br/>", "")
+        assert "[" not in label.group(1)
+        assert "]" not in label.group(1)
+    assert "#60;script#62;" in mermaid[1] + mermaid[2] + mermaid[3]
+    dot = named.to_dot().splitlines()
+    assert len(dot) == 3 + 3 + 2 + 1
+    for line in dot[3:6]:  # each label one DOT string: inner quotes and backslashes escaped
+        assert re.fullmatch(r'    n\d+ \[label="(?:[^"\\]|\\.)*"(, penwidth=3)?\];', line), line
+    assert "evil" not in "".join(re.sub(r'"(?:[^"\\]|\\.)*"', "", line) for line in dot)
+
+
+needs_dot = pytest.mark.skipif(
+    shutil.which("dot") is None, reason="Graphviz 'dot' is not installed (.ci/run installs it)"
+)
+
+
+@needs_dot
+def test_svg_and_png_through_graphviz(named: LineageGraph) -> None:
+    svg = named.to_svg()
+    assert svg.lstrip().startswith("<?xml")
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    assert "train&#45;set:v3" in texts  # Graphviz writes '-' as an entity
+    assert "artifact_raw" in texts
+    # the hostile datatype is one line of text, shown as written, with no markup
+    [hostile] = [t for t in texts if "script" in t]
+    assert hostile.startswith("a &quot;q&quot; &lt;script&gt;alert(1)&lt;/script&gt;")
+    assert "&amp;amp;" in hostile
+    assert "\\N" in hostile
+    assert "<script" not in svg
+    assert named.to_png().startswith(b"\x89PNG\r\n\x1a\n")
+    # the DOT source is what dot reads without complaint
+    done = subprocess.run(["dot", "-Tcanon"], input=named.to_dot(), capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+@needs_dot
+def test_jupyter_shows_the_picture(named: LineageGraph) -> None:
+    page = named._repr_html_()
+    assert page.startswith("<p><b>Lineage of train-set:v3</b>: 3 artifacts, 2 links</p><svg")
+    assert "<script" not in page
+    assert "train&#45;set:v3" in page
+
+
+def test_without_graphviz_a_clear_error_and_a_table(
+    named: LineageGraph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without dot
+    with pytest.raises(GraphvizNotFoundError, match="apt-get install graphviz") as info:
+        named.to_svg()
+    assert isinstance(info.value, FileNotFoundError)
+    message = str(info.value)
+    assert "brew install graphviz" in message
+    assert "conda" in message
+    assert "--format text, mermaid or dot" in message
+    with pytest.raises(GraphvizNotFoundError):
+        named.to_png()
+    page = named._repr_html_()
+    assert "<svg" not in page
+    assert "<script" not in page
+    assert "&lt;script&gt;" in page
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", page)
+    cells = [re.findall(r"<t[dh]>(.*?)</t[dh]>", row) for row in rows]
+    assert cells[0] == ["artifact", "", "user", "datatype", "created", "files", "built from"]
+    # inputs first, then the root (marked), then what was built on it
+    assert [c[0] for c in cells[1:]] == [
+        "artifact_raw",
+        "train-set:v3",
+        "artifact_0123456789abcdef_model",
+    ]
+    assert cells[2][1] == "root"
+    assert cells[2][6] == "artifact_raw"
+    assert cells[3][6] == "train-set:v3"
+    assert cells[1][4] == "2024-01-01 00:00:00 UTC"
+
+
+def test_dot_failure_is_an_error_with_its_message(
+    named: LineageGraph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "dot"
+    fake.write_text("#!/bin/sh\necho 'Error: syntax error in line 1' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ElliptioError, match=r"exit 3.*syntax error in line 1"):
+        named.to_svg()
+    assert "<table>" in named._repr_html_()  # Jupyter falls back to the table
+
+
+def test_repr_is_short(named: LineageGraph) -> None:
+    assert repr(named) == (
+        "<LineageGraph of train-set:v3: 3 artifacts, 2 links; print() it to see the tree>"
+    )
 
 
 async def test_bad_arguments(catalog: SQLiteCatalog) -> None:

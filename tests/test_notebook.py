@@ -53,4 +53,5 @@ def test_user_story_notebook_runs_in_a_kernel_without_warnings(
     assert "annotation_file" in text  # the find() frame, rendered
     assert "labels.infos.stratification" in text
     assert "The user story works." in text
+    assert "<b>Lineage of artifact_" in text  # the graph, drawn by its _repr_html_
     assert (tmp_path / "data" / "elliptio" / "catalog.db").is_file()
