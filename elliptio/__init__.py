@@ -13,6 +13,7 @@ from ._config import Settings
 from ._diff import ArtifactDiff
 from ._errors import (
     ArgumentTypeError,
+    ArtifactDeletedError,
     ArtifactExistsError,
     ArtifactNotFoundError,
     CatalogError,
@@ -35,7 +36,8 @@ from ._errors import (
     UsageError,
 )
 from ._handler import AsyncHandler
-from ._models import SCHEMA_VERSION, FileRecord, GitInfo, Labels, Metadata
+from ._lifecycle import DeleteReport
+from ._models import SCHEMA_VERSION, FileRecord, GitInfo, Labels, LabelsChange, Metadata, Tombstone
 from ._new import NewArtifact, NewFile
 from ._provenance import current_username, mock_username
 from ._runs import Run, run_env
@@ -60,6 +62,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ArgumentTypeError",
     "Artifact",
+    "ArtifactDeletedError",
     "ArtifactDiff",
     "ArtifactExistsError",
     "ArtifactNotFoundError",
@@ -70,6 +73,7 @@ __all__ = [
     "CommitError",
     "ConfigError",
     "CorruptRecordError",
+    "DeleteReport",
     "ElliptioError",
     "File",
     "FileNotInArtifactError",
@@ -83,6 +87,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidPathError",
     "Labels",
+    "LabelsChange",
     "Metadata",
     "NewArtifact",
     "NewFile",
@@ -92,6 +97,7 @@ __all__ = [
     "SchemaVersionError",
     "Settings",
     "StorageError",
+    "Tombstone",
     "UsageError",
     "__version__",
     "cache_size",

@@ -19,6 +19,7 @@ code keeps working::
     ├── InvalidNameError(ValueError)       a name, version or alias is malformed
     ├── QueryError(ValueError)             a filter document is malformed or unsupported
     ├── ArtifactNotFoundError(KeyError)    no committed artifact has that id
+    │   └── ArtifactDeletedError           it was deleted (its tombstone says who, when, why)
     ├── ArtifactExistsError(FileExistsError)
     │                                      an id or a file of an artifact exists already
     ├── CommitError                        a `new()` artifact cannot be committed
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArgumentTypeError",
+    "ArtifactDeletedError",
     "ArtifactExistsError",
     "ArtifactNotFoundError",
     "CatalogError",
@@ -111,6 +113,10 @@ class QueryError(ElliptioError, ValueError):
 
 class ArtifactNotFoundError(ElliptioError, KeyError):
     """No committed artifact has the requested id."""
+
+
+class ArtifactDeletedError(ArtifactNotFoundError):
+    """The artifact was deleted; its record is a tombstone naming who, when and why."""
 
 
 class ArtifactExistsError(ElliptioError, FileExistsError):

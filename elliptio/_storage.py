@@ -316,6 +316,10 @@ class Storage:
         """
         return await self.backend.put_bytes(path, data, seal)
 
+    async def replace_bytes(self, path: str, data: bytes) -> None:
+        """Replace the bytes at ``path`` in one step (a sidecar whose record changed)."""
+        await self.backend.replace_bytes(path, data)
+
     async def makedirs(self, path: str) -> None:
         """Create a folder on local disk (a no-op on object stores)."""
         await self.backend.makedirs(path)
@@ -431,6 +435,10 @@ class Storage:
     async def glob(self, pattern: str) -> list[str]:
         """Storage paths matching a glob pattern."""
         return await self.backend.glob(pattern)
+
+    async def find(self, path: str) -> list[str]:
+        """Storage paths of every file under a folder."""
+        return await self.backend.find(path)
 
     async def remove_file(self, path: str) -> None:
         """Remove one file, if it exists."""

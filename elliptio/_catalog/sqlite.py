@@ -42,6 +42,7 @@ from elliptio._catalog.base import (
     exists_error,
     grouped_aliases,
     lease_lost_error,
+    record_revision,
     version_taken_error,
 )
 from elliptio._errors import (
@@ -733,6 +734,72 @@ class SQLiteCatalog(Catalog):
                 conn.rollback()
             raise
 
+    # -- changing a record -------------------------------------------------------
+
+    async def replace(self, doc: Document, revision: tuple[bool, int]) -> bool:
+        """Replace a record that still has ``revision``; see `Catalog.replace`."""
+        row = self._encode(doc)
+        return await self._run(self._replace_row, row, revision)
+
+    def _replace_row(self, conn: sqlite3.Connection, row: _Row, revision: tuple[bool, int]) -> bool:
+        self._begin_write(conn)
+        try:
+            found = conn.execute(
+                f"SELECT id, {_LOAD_ALL} FROM artifacts WHERE artifact_id = ?", (row.artifact_id,)
+            ).fetchone()
+            if found is None or record_revision(_load(found[1:], None)) != tuple(revision):
+                conn.rollback()
+                return False
+            row_id = found[0]
+            conn.execute(
+                "UPDATE artifacts SET creation_time = ?, username = ?, datatype = ?, project = ?,"
+                " arrays = ?, labels_json = ?, name = ?, name_version = ? WHERE id = ?",
+                (*row[1:7], row.name, row.name_version, row_id),
+            )
+            conn.execute(
+                "UPDATE artifact_docs SET doc = ?, body = ? WHERE id = ?",
+                (row.doc, row.body, row_id),
+            )
+            conn.execute(
+                "UPDATE artifact_extras SET git_json = ?, packages_json = ? WHERE id = ?",
+                (row.git_json, row.packages_json, row_id),
+            )
+            for table in _SIDE_TABLES:
+                conn.execute(f"DELETE FROM {table} = ?", (row_id,))
+            conn.executemany(
+                "INSERT INTO side_values (field, value, artifact) VALUES (?, ?, ?)",
+                [(f, v, row_id) for f, v in row.side],
+            )
+            _write_extras(conn, [(row_id, row.name_version, row.name, row.objects)])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        return True
+
+    async def object_users(self, urls: Sequence[str]) -> dict[str, set[str]]:
+        """The ids of the records naming each of ``urls``; see `Catalog.object_users`."""
+        wanted = list(dict.fromkeys(urls))
+        if not wanted:
+            return {}
+        return await self._run(self._object_users, wanted)
+
+    @staticmethod
+    def _object_users(conn: sqlite3.Connection, urls: list[str]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(urls), 500):
+            chunk = urls[start : start + 500]
+            marks = ", ".join(["?"] * len(chunk))
+            rows = conn.execute(
+                "SELECT f.url, a.artifact_id FROM file_objects f JOIN artifacts a"
+                f" ON a.id = f.artifact WHERE f.url IN ({marks})",
+                chunk,
+            )
+            for url, artifact_id in rows:
+                found.setdefault(str(url), set()).add(str(artifact_id))
+        return found
+
     # -- commit leases ------------------------------------------------------------
 
     async def open_lease(self, artifact_id: str, prefix: str, started: dt.datetime) -> None:
@@ -865,8 +932,9 @@ class SQLiteCatalog(Catalog):
         """The artifact id of ``name:v<version>``, or of its highest version."""
         if version is None:
             sql = (
-                "SELECT artifact_id FROM artifacts WHERE name = ? AND name_version IS NOT NULL"
-                " ORDER BY name_version DESC LIMIT 1"
+                "SELECT a.artifact_id FROM artifacts a JOIN artifact_docs d ON d.id = a.id"
+                f" WHERE a.name = ? AND a.name_version IS NOT NULL AND {_LIVE}"
+                " ORDER BY a.name_version DESC LIMIT 1"
             )
             rows = await self._run(self._select, sql, [name])
         else:
@@ -925,8 +993,9 @@ class SQLiteCatalog(Catalog):
         """Every name with committed artifacts: ``(name, count, latest version)``."""
         rows = await self._run(
             self._select,
-            "SELECT name, count(*), max(name_version) FROM artifacts"
-            " WHERE name_version IS NOT NULL GROUP BY name ORDER BY name",
+            "SELECT a.name, count(*), max(a.name_version) FROM artifacts a"
+            f" JOIN artifact_docs d ON d.id = a.id WHERE a.name_version IS NOT NULL AND {_LIVE}"
+            " GROUP BY a.name ORDER BY a.name",
             [],
         )
         return [(str(n), int(c), int(v)) for n, c, v in rows]
@@ -1006,6 +1075,8 @@ _V1_INDEXES = (
 _PLACEHOLDER = 0
 _CONTAINERS = {dict, list}
 _TABLES = ("artifacts", "artifact_docs", "artifact_extras")
+# A record that is not a tombstone (`elliptio._lifecycle`), on ``artifact_docs d``.
+_LIVE = "json_extract(d.doc, '$.deleted') IS NULL"
 _SIDE_TABLES = ("side_values WHERE artifact", "file_objects WHERE artifact")
 
 
