@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 
-from ._errors import ElliptioError, OfflineError
+from ._errors import ArtifactExistsError, ElliptioError, OfflineError
 from ._models import FileRecord, Metadata
 from ._protocol import artifact_url
 from ._runs import Run, current_run
@@ -197,19 +197,23 @@ class File:
             target = target / Path(self.relpath).name
         progress = self._storage.progress_for(f"download {self.relpath}", files=1, nbytes=self.size)
         try:
-            if self._storage.cache_reads:
-                hit = self._hit() is not None
-                cached = await self._cached(progress)
-                await asyncio.to_thread(_copy_atomically, cached, target)
-                if hit:  # served from the cache: the bar still shows the file done
-                    progress.branched(str(cached), str(target)).relative_update(self.size)
-                    progress.relative_update(1)
-                return target.resolve()
-            await self._storage.download(self._path, target, self.sha256, progress)
+            return await self._save(target, progress)
         finally:
             progress.close()
+
+    async def _save(self, target: Path, progress: Any) -> Path:
+        """Write the verified bytes to ``target``, reporting to ``progress``."""
+        if self._storage.cache_reads:
+            hit = self._hit() is not None
+            cached = await self._cached(progress)
+            await asyncio.to_thread(_copy_atomically, cached, target)
+            if hit:  # served from the cache: the bar still shows the file done
+                progress.branched(str(cached), str(target)).relative_update(self.size)
+                progress.relative_update(1)
+            return await asyncio.to_thread(target.resolve)
+        await self._storage.download(self._path, target, self.sha256, progress)
         await self._arecord_read()
-        return target.resolve()
+        return await asyncio.to_thread(target.resolve)
 
     def read_bytes(self) -> bytes:
         """Sync twin of `aread_bytes`."""
@@ -350,6 +354,68 @@ class Artifact:
                 f"use .files[relpath] with one of {sorted(self.files)}"
             )
         return next(iter(self.files.values()))
+
+    async def adownload(
+        self, folder: str | os.PathLike[str] = ".", *, overwrite: bool = False
+    ) -> list[Path]:
+        """Write every file under ``folder`` at its relpath, verified by sha256.
+
+        Each file goes to a temporary file beside its target and is renamed into
+        place only once its bytes match the record. One progress bar covers the
+        artifact (see the ``progress`` setting).
+
+        Args:
+            folder: where to write (made if missing).
+            overwrite: replace files that exist already; by default their
+                existence stops the download before anything is written.
+
+        Raises:
+            ArtifactExistsError: a target exists and ``overwrite`` is false.
+            IntegrityError: stored bytes do not match; nothing is left at that
+                file's target.
+
+        Returns:
+            The local paths written, in relpath order.
+        """
+        root = Path(folder)
+        items = sorted(self.files.items())
+        targets = [root / relpath for relpath, _ in items]
+        if not overwrite:
+            existing = [str(t) for t in targets if t.exists()]
+            if existing:
+                raise ArtifactExistsError(
+                    f"{len(existing)} file(s) of {self.artifact_id} exist already under "
+                    f"{str(root)!r}, e.g. {existing[0]!r}; pass overwrite=True "
+                    "(--overwrite) to replace them, or download somewhere else"
+                )
+        if not items:
+            return []
+        storage = items[0][1]._storage
+        progress = storage.progress_for(
+            f"download {self.artifact_id}",
+            files=len(items),
+            nbytes=sum(f.size for _, f in items),
+        )
+        slots = asyncio.Semaphore(storage.max_concurrency)
+
+        async def save(file: File, target: Path) -> Path:
+            async with slots:
+                return await file._save(target, progress)
+
+        try:
+            return list(
+                await asyncio.gather(
+                    *(save(f, t) for (_, f), t in zip(items, targets, strict=True))
+                )
+            )
+        finally:
+            progress.close()
+
+    def download(
+        self, folder: str | os.PathLike[str] = ".", *, overwrite: bool = False
+    ) -> list[Path]:
+        """Sync twin of `adownload`: every file under ``folder``, verified."""
+        return sync(self.adownload(folder, overwrite=overwrite))
 
     def __repr__(self) -> str:
         m = self.metadata

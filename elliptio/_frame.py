@@ -34,7 +34,7 @@ DEFAULT_COLUMNS = (
     "files",
     "logs",
 )
-_KNOWN = frozenset({*DEFAULT_COLUMNS, "python_packages", "artifact_id"})
+_KNOWN = frozenset({*DEFAULT_COLUMNS, "python_packages", "artifact_id", "label_history", "deleted"})
 
 
 def frame_columns(

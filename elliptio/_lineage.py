@@ -34,6 +34,7 @@ class LineageNode:
     file_relpaths: tuple[str, ...] = ()
     datatype: str = ""
     missing: bool = False
+    deleted: bool = False
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> LineageNode:
@@ -45,6 +46,7 @@ class LineageNode:
             creation_time=doc.get("creation_time"),
             file_relpaths=tuple(doc.get("file_relpaths") or ()),
             datatype=str(labels.get("datatype", "")) if isinstance(labels, dict) else "",
+            deleted=doc.get("deleted") is not None,
         )
 
     def lines(self) -> list[str]:
@@ -52,6 +54,8 @@ class LineageNode:
         short = self.artifact_id[:17] + ("…" if len(self.artifact_id) > 17 else "")
         if self.missing:
             return [short, "(not in the catalog)"]
+        if self.deleted:
+            return [short, self.username, "(deleted)"]
         files = ", ".join(self.file_relpaths[:3]) + (" …" if len(self.file_relpaths) > 3 else "")
         return [line for line in (short, self.username, files, self.datatype) if line]
 
@@ -60,6 +64,8 @@ class LineageNode:
         """A one-line description: short id, user, files, datatype."""
         if self.missing:
             return f"{self.artifact_id} (not in the catalog)"
+        if self.deleted:
+            return f"{self.artifact_id} {self.username} (deleted)"
         files = ", ".join(self.file_relpaths[:3]) + (" ..." if len(self.file_relpaths) > 3 else "")
         parts = [self.artifact_id, self.username, f"[{files}]"]
         if self.datatype:
@@ -129,6 +135,7 @@ class LineageGraph:
         for artifact_id in sorted(self.nodes):
             node = self.nodes[artifact_id]
             style = ', style="dashed"' if node.missing else ""
+            style += ', style="dotted", color="gray"' if node.deleted else ""
             style += ", penwidth=3" if artifact_id == self.root else ""
             text = "\\n".join(_escape_dot(line) for line in node.lines())
             lines.append(f'    {ids[artifact_id]} [label="{text}"{style}];')
@@ -151,8 +158,8 @@ def _escape_dot(text: str) -> str:
 # ``ids -> records``: up, the records with those ids; down, the records naming them.
 _Fetch = Callable[[list[str]], Awaitable[list[Document]]]
 # What the walk reads of a record: its links and what `LineageNode` shows.
-_FIELDS = ("based_on", "username", "creation_time", "file_relpaths", "labels.datatype")
-_FIND_FIELDS = ("based_on", "username", "creation_time", "file_relpaths", "labels")
+_FIELDS = ("based_on", "username", "creation_time", "file_relpaths", "labels.datatype", "deleted")
+_FIND_FIELDS = ("based_on", "username", "creation_time", "file_relpaths", "labels", "deleted")
 
 
 async def build_lineage(
