@@ -23,7 +23,7 @@ from ._errors import ArtifactExistsError, ElliptioError, OfflineError
 from ._models import FileRecord, Metadata
 from ._protocol import artifact_url
 from ._runs import Run, current_run
-from ._storage import Storage, temp_beside
+from ._storage import MissingFileError, Storage, temp_beside
 from ._sync import sync
 from ._urls import is_unreachable
 
@@ -34,6 +34,8 @@ _INLINE_READ = 4 * 2**20
 
 
 Publish = Callable[[Run, str], Coroutine[Any, Any, None]]
+# The error to raise instead when an artifact's files are gone because it was deleted.
+Gone = Callable[[str], Coroutine[Any, Any, BaseException | None]]
 
 
 class File:
@@ -54,12 +56,14 @@ class File:
         *,
         log: bool = False,
         publish: Publish | None = None,
+        gone: Gone | None = None,
     ) -> None:
         self._record = record
         self.artifact_id = artifact_id
         self._storage = storage
         self._log = log
         self._publish = publish
+        self._gone = gone
         self._checked: str | None = None
 
     relpath = property(lambda self: self._record.relpath)
@@ -95,6 +99,14 @@ class File:
         if run.record_input(self.artifact_id) and self._publish is not None:
             await self._publish(run, self.artifact_id)
 
+    async def _deleted(self) -> BaseException | None:
+        """`ArtifactDeletedError` if the artifact was deleted meanwhile (a file of
+        it is missing), else ``None``."""
+        if self._gone is not None:
+            with contextlib.suppress(ElliptioError):
+                return await self._gone(self.artifact_id)
+        return None
+
     async def aread_bytes(self) -> bytes:
         """The file's bytes, checked against the recorded sha256.
 
@@ -110,7 +122,12 @@ class File:
             if self.size <= _INLINE_READ:
                 return path.read_bytes()
             return await asyncio.to_thread(path.read_bytes)
-        data = await self._storage.read_bytes(self._path, self.sha256)
+        try:
+            data = await self._storage.read_bytes(self._path, self.sha256)
+        except MissingFileError as err:
+            if (deleted := await self._deleted()) is not None:
+                raise deleted from err
+            raise
         await self._arecord_read()
         return data
 
@@ -141,6 +158,14 @@ class File:
         return cache.lookup(self.sha256)
 
     async def _cached(self, progress: Any) -> Path:
+        try:
+            return await self._cached_or_missing(progress)
+        except MissingFileError as err:
+            if (deleted := await self._deleted()) is not None:
+                raise deleted from err
+            raise
+
+    async def _cached_or_missing(self, progress: Any) -> Path:
         found = self._hit()
         if found is None and self._storage.is_local:
             path = self._path
@@ -211,7 +236,12 @@ class File:
                 progress.branched(str(cached), str(target)).relative_update(self.size)
                 progress.relative_update(1)
             return await asyncio.to_thread(target.resolve)
-        await self._storage.download(self._path, target, self.sha256, progress)
+        try:
+            await self._storage.download(self._path, target, self.sha256, progress)
+        except MissingFileError as err:
+            if (deleted := await self._deleted()) is not None:
+                raise deleted from err
+            raise
         await self._arecord_read()
         return await asyncio.to_thread(target.resolve)
 
@@ -256,7 +286,12 @@ class File:
         if self._storage.is_local:
             # Hashed through the very file handed out: a swap of the path after
             # the check is not read.
-            raw = self._storage.open_local(self._path, self.sha256)
+            try:
+                raw = self._storage.open_local(self._path, self.sha256)
+            except MissingFileError as err:
+                if (deleted := sync(self._deleted())) is not None:
+                    raise deleted from err
+                raise
             self._record_read()
             binary = io.BufferedReader(raw)
             return binary if mode == "rb" else io.TextIOWrapper(binary, **kwargs)
@@ -294,19 +329,27 @@ class Artifact:
 
     @classmethod
     def from_metadata(
-        cls, metadata: Metadata, storage: Storage, publish: Publish | None = None
+        cls,
+        metadata: Metadata,
+        storage: Storage,
+        publish: Publish | None = None,
+        gone: Gone | None = None,
     ) -> Artifact:
         """Bind a record to the storage its files live in.
 
         ``publish`` tells the catalog that a run read the artifact, for reads in a
-        process that joined the run (see `elliptio._runs`).
+        process that joined the run (see `elliptio._runs`); ``gone`` tells a read
+        that finds a file missing whether the artifact was deleted meanwhile.
         """
         aid = metadata.artifact_id
         return cls(
             metadata=metadata,
-            files={r.relpath: File(r, aid, storage, publish=publish) for r in metadata.files},
+            files={
+                r.relpath: File(r, aid, storage, publish=publish, gone=gone) for r in metadata.files
+            },
             logs={
-                r.relpath: File(r, aid, storage, log=True, publish=publish) for r in metadata.logs
+                r.relpath: File(r, aid, storage, log=True, publish=publish, gone=gone)
+                for r in metadata.logs
             },
         )
 

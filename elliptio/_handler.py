@@ -673,7 +673,14 @@ class AsyncHandler:
     def _bind(self, record: Metadata) -> Artifact:
         """An `Artifact` on this handler's store; its ``eio_url`` resolves through it."""
         remember_handler(record.artifact_id, self)
-        return Artifact.from_metadata(record, self.storage, self._publish_read)
+        return Artifact.from_metadata(record, self.storage, self._publish_read, self._deleted)
+
+    async def _deleted(self, artifact_id: str) -> BaseException | None:
+        """`ArtifactDeletedError` if the catalog holds ``artifact_id``'s tombstone."""
+        if self.settings.offline:
+            return None
+        record = await self._record(artifact_id)
+        return deleted_error(record) if record.deleted is not None else None
 
     def _cached_record(self, artifact_id: str, err: BaseException | None = None) -> dict[str, Any]:
         cache = self.storage.cache
@@ -884,8 +891,14 @@ class AsyncHandler:
             await asyncio.to_thread(_keep_record, cache.root, artifact_id, stone.to_document())
         return DeleteReport(artifact_id, record.ref, removed, aliases)
 
+    def _own_urls(self, record: Metadata) -> list[str]:
+        """URLs of the files in the artifact's own folder (not deduplicated ones)."""
+        folder = self._sidecar(record).rsplit(f"/{METADATA_RELPATH}", 1)[0] + "/"
+        urls = [f.url for f in [*record.files, *record.logs]]
+        return [u for u in urls if self.storage.path(u).startswith(folder)]
+
     async def _refuse_if_referenced(self, record: Metadata) -> None:
-        own = [f.url for f in [*record.files, *record.logs]]
+        own = self._own_urls(record)
         users = await self.catalog.object_users(own)
         others = sorted(set().union(*users.values()) - {record.artifact_id}) if users else []
         if others:
@@ -909,7 +922,7 @@ class AsyncHandler:
         return pointing
 
     async def _nothing_removed(self, record: Metadata) -> bool:
-        paths = [self.storage.path(f.url) for f in [*record.files, *record.logs]]
+        paths = [self.storage.path(u) for u in self._own_urls(record)]
         found = await asyncio.gather(*(self.storage.exists(p) for p in paths))
         return all(found)
 

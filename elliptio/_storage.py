@@ -340,7 +340,7 @@ class Storage:
         )
 
     def _missing(self, path: str) -> StorageError:
-        return StorageError(
+        return MissingFileError(
             f"{self._redact(self.url(path))} is missing from the store: it was removed "
             "behind elliptio's back. Restore it from a backup; 'elliptio verify' lists "
             "the missing files of an artifact"
@@ -451,6 +451,11 @@ class Storage:
     def close(self) -> None:
         """Stop the worker threads."""
         self.backend.close()
+
+
+class MissingFileError(StorageError):
+    """A recorded file is not in the store (raised as `StorageError`; readers of
+    an artifact deleted meanwhile turn it into `ArtifactDeletedError`)."""
 
 
 def _is_file_of_artifact(inner: str) -> bool:
