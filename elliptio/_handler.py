@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -123,7 +124,7 @@ def _keep_record(cache_root: Path, artifact_id: str, doc: Mapping[str, Any]) -> 
         if path.read_text() == text:
             return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")  # threads of one process too
     tmp.write_text(text)
     os.replace(tmp, path)
 
