@@ -39,3 +39,13 @@ def test_commit_overhead_benchmark_prints_the_floor_and_its_bar() -> None:
     assert any(line.startswith("elliptio upload()") for line in lines)
     assert lines[-1].split()[0] in {"MET", "MISS"}
     assert "within 3x of the floor" in lines[-1]
+
+
+def test_delete_benchmark_prints_its_ratio() -> None:
+    lines = _run("delete.py", "--n", "5", "--mongo")
+    rows = [line for line in lines if line.startswith("| local disk")]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "local disk + SQLite",
+        "local disk + mongomock",
+    ]
+    assert all(row.rstrip(" |").endswith("x") for row in rows)
