@@ -89,6 +89,9 @@ INDEXES = (
     IndexModel([("logs.sha256", ASCENDING)], name="elliptio_logs_sha256"),
     IndexModel([("files.size", ASCENDING)], name="elliptio_files_size"),
     IndexModel([("logs.size", ASCENDING)], name="elliptio_logs_size"),
+    # Who references a file (`Catalog.object_users`), asked before a delete removes it.
+    IndexModel([("files.url", ASCENDING)], name="elliptio_files_url"),
+    IndexModel([("logs.url", ASCENDING)], name="elliptio_logs_url"),
 )
 """Created once per catalog, idempotently; names are elliptio's own."""
 
