@@ -239,6 +239,15 @@ async def reindex(storage: Storage, catalog: Catalog) -> ReindexReport:
     return report
 
 
+async def _sidecar_is_tombstone(storage: Storage, sidecar: str, artifact_id: str) -> bool:
+    try:
+        raw = await _read_sidecar(storage, sidecar)
+        record = upgrade_record(json.loads(raw)) if raw is not None else None
+    except (ValueError, SchemaVersionError, CorruptRecordError):
+        return False
+    return record is not None and record.artifact_id == artifact_id and record.deleted is not None
+
+
 def _newer(a: Metadata, b: Metadata) -> bool:
     """Whether ``a`` is a later version of the same record as ``b``: the same
     artifact with more label changes, or its tombstone."""
@@ -266,6 +275,14 @@ async def remove_deleted_files(
     """
     folder = storage.prefix_path(prefix, artifact_id)
     sidecar = f"{folder}/{METADATA_RELPATH}"
+    if not await _sidecar_is_tombstone(storage, sidecar, artifact_id):
+        # A delete writes its sidecar first: a tombstone only in the catalog was not
+        # written by one, so nothing is removed on the catalog's word alone.
+        raise CorruptRecordError(
+            f"the catalog holds a tombstone of {artifact_id}, but its sidecar "
+            f"{storage.url(sidecar)} does not; nothing was removed. Someone with write "
+            "access to the catalog changed the record: restore it with 'elliptio reindex'"
+        )
     paths = [p for p in await storage.find(folder) if p != sidecar]
     urls = [storage.url(p) for p in paths]
     users = await catalog.object_users(urls)
@@ -403,7 +420,8 @@ async def _finish_delete(
         return
     report.deleted_leftovers.append(storage.url(prefix))
     if delete:
-        with contextlib.suppress(StorageError):  # named again on the next run
+        # Named again on the next run; a tombstone the sidecar does not confirm stays.
+        with contextlib.suppress(StorageError, CorruptRecordError):
             await remove_deleted_files(storage, catalog, prefix, artifact_id)
 
 

@@ -232,6 +232,23 @@ def test_a_delete_stopped_after_the_catalog_is_finished_by_rerunning_it(
     assert _stored_files(h, art) == [METADATA_RELPATH]
 
 
+def test_a_tombstone_only_in_the_catalog_removes_nothing(h: eio.Handler, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from elliptio._lifecycle import revision
+    from elliptio._sync import sync
+
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
+    forged = tombstone(art.metadata, "mallory", art.metadata.creation_time, "forged")
+    assert sync(h.catalog.replace(forged.to_document(), revision(art.metadata)))
+    with pytest.raises(eio.CorruptRecordError, match="sidecar"):
+        h.delete(art.artifact_id, reason="again")
+    h.gc(grace=timedelta(0), delete=True)
+    assert len(_stored_files(h, art)) == 2  # the file and the sidecar stay
+    report = h.reindex()  # the sidecar is the older version: reported, not applied
+    assert report.unchanged == [art.artifact_id]
+
+
 def test_lineage_keeps_a_deleted_node(h: eio.Handler, tmp_path: Path) -> None:
     with h.run():
         parent = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
