@@ -414,6 +414,23 @@ def test_artifact_download_writes_every_file_verified(h: eio.Handler, tmp_path: 
     assert (out / "data" / "a.csv").read_bytes() == b"1\n"
 
 
+def test_artifact_download_shows_one_bar(
+    store: str,
+    catalog_spec: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ELLIPTIO_PROGRESS", "true")
+    with eio.Handler(storage=store, catalog=catalog_spec) as h:
+        art = h.upload(_folder(tmp_path, "data", {"a.csv": b"1\n", "b.csv": b"22\n"}))
+        capsys.readouterr()
+        art.download(tmp_path / "out")
+    err = capsys.readouterr().err
+    assert f"download {art.artifact_id}" in err
+    assert "2/2" in err
+
+
 async def test_async_artifact_download_refuses_damaged_bytes(
     ah: eio.AsyncHandler, tmp_path: Path
 ) -> None:
