@@ -45,7 +45,7 @@ import pandas as pd
 
 from elliptio import AsyncHandler
 from elliptio._catalog.sqlite import SQLiteCatalog
-from elliptio._frame import DEFAULT_COLUMNS, to_frame
+from elliptio._frame import plan_frame, to_frame
 
 UTC = dt.UTC
 START = dt.datetime(2024, 1, 1, tzinfo=UTC)
@@ -152,7 +152,7 @@ class Contender:
     async def frame(self, rows: int) -> Any:
         """The DataFrame of the newest ``rows`` artifacts, default columns (and
         anything else the caller should free after the timing)."""
-        docs = await self.find({}, rows, ["artifact_id", *DEFAULT_COLUMNS])
+        docs = await self.find({}, rows, ["artifact_id", *plan_frame().fields])
         return docs, to_frame(docs)
 
     async def close(self) -> None:

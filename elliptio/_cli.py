@@ -20,14 +20,19 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import __version__
 from ._errors import (
+    ArtifactNotFoundError,
     ElliptioError,
+    FileNotInArtifactError,
     InvalidLabelsError,
     InvalidNameError,
     InvalidPathError,
     QueryError,
+    UsageError,
 )
 from ._redact import is_secret_name, known_secrets, redact_text, redact_url
+from ._sizes import human_size
 
 __all__ = ["main"]
 
@@ -123,18 +128,62 @@ def _print_frame(frame: Any, fmt: str) -> None:
         print(frame.to_string(max_colwidth=60))
 
 
-def _summary(frame: Any) -> Any:
+def _size(nbytes: int, exact: bool) -> str:
+    return str(nbytes) if exact else human_size(nbytes)
+
+
+# The columns the table view is made of (see `_summary`).
+_SUMMARY_COLUMNS = [
+    "ref",
+    "creation_time",
+    "username",
+    "labels.datatype",
+    "file_relpaths",
+    "files",
+    "based_on",
+]
+
+
+def _summary(frame: Any, exact: bool) -> Any:
     """The table view: one short line per artifact, the id never cut."""
 
     def files(relpaths: list[str]) -> str:
         return ", ".join(relpaths[:3]) + (f" (+{len(relpaths) - 3})" if len(relpaths) > 3 else "")
 
+    def size(files: Sequence[Mapping[str, Any]] | None) -> str:
+        return _size(sum(f["size"] for f in files or ()), exact)
+
+    named = frame["ref"].where(frame["ref"] != frame.index, "-")
     return frame.assign(
+        ref=named,
         created=frame["creation_time"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+        datatype=frame["labels.datatype"].fillna(""),
         files=frame["file_relpaths"].map(files),
-        datatype=frame["labels"].map(lambda labels: labels.get("datatype", "")),
+        size=frame["files"].map(size),
         inputs=frame["based_on"].map(len),
-    )[["created", "username", "datatype", "files", "inputs"]]
+    )[["ref", "created", "username", "datatype", "files", "size", "inputs"]]
+
+
+def _field_hints(h: Any, query: Mapping[str, Any]) -> list[str]:
+    """One line per field of ``query`` that no record has, with known fields close to it."""
+    from ._frame import RECORD_FIELDS
+    from ._hints import close_fields, filter_fields
+
+    missing = [f for f in filter_fields(query) if not h.count({f: {"$exists": True}})]
+    if not missing or not h.count():
+        return []
+    # The label keys in use, from the newest records: enough to spell-check against.
+    labels = h.find({}, max_docs=1000, columns=["labels"]).columns
+    known = [*RECORD_FIELDS]
+    for column in labels:
+        parts = column.split(".")
+        known += [".".join(parts[: i + 1]) for i in range(1, len(parts))]
+    lines = []
+    for field in missing:
+        close = close_fields(field, known)
+        also = f"; did you mean {' or '.join(close)}?" if close else ""
+        lines.append(f"no artifact has a field {field!r}{also}")
+    return lines
 
 
 # -- commands ------------------------------------------------------------------------
@@ -155,7 +204,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     if art.ref:
         print(f"  committed as {art.ref}", file=sys.stderr)
     for relpath, file in sorted(art.files.items()):
-        print(f"  {relpath}  {file.size} bytes  {file.url}", file=sys.stderr)
+        print(f"  {relpath}  {_size(file.size, args.bytes)}  {file.url}", file=sys.stderr)
     return 0
 
 
@@ -167,11 +216,13 @@ def cmd_find(args: argparse.Namespace) -> int:
         )
     query.update(_pairs(args.where, "--where", QueryError))
     columns = args.columns.split(",") if args.columns else None
+    table = columns is None and args.format == "table"
     with _handler(args) as h:
-        frame = h.find(query, max_docs=args.limit, columns=columns)
-    if columns is None and args.format == "table":
-        frame = _summary(frame)
-    _print_frame(frame, args.format)
+        frame = h.find(query, max_docs=args.limit, columns=_SUMMARY_COLUMNS if table else columns)
+        hints = _field_hints(h, query) if frame.empty and query and args.limit != 0 else []
+    for hint in hints:
+        print(f"elliptio: {hint}", file=sys.stderr)
+    _print_frame(_summary(frame, args.bytes) if table else frame, args.format)
     return 0
 
 
@@ -196,18 +247,40 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_url(target: str) -> bool:
+    return "://" in target or Path(target).exists()
+
+
 def cmd_cat(args: argparse.Namespace) -> int:
-    if args.relpath is None:
+    if args.relpath is None and _is_url(args.target):
         from ._urls import default_tools
 
         with default_tools().open(args.target, "rb") as f:
             shutil.copyfileobj(f, sys.stdout.buffer)
         return 0
     with _handler(args) as h:
-        art = h.get(args.target)
-        if args.relpath not in art.files:
-            raise InvalidPathError(f"{args.relpath!r} is not a file of {art.artifact_id}")
-        sys.stdout.buffer.write(art.files[args.relpath].read_bytes())
+        try:
+            art = h.get(args.target)
+        except ArtifactNotFoundError as err:
+            if args.relpath is not None:
+                raise
+            raise ArtifactNotFoundError(
+                f"{err.args[0] if err.args else err}; nor is {args.target!r} a local file or URL"
+            ) from err
+        names = sorted(art.files)
+        relpath = args.relpath
+        if relpath is None:
+            if len(names) != 1:
+                raise UsageError(
+                    f"{args.target} has {len(names)} files: {', '.join(names)}; "
+                    f"name one, e.g. 'elliptio cat {args.target} {names[0] if names else 'FILE'}'"
+                )
+            relpath = names[0]
+        if relpath not in art.files:
+            raise FileNotInArtifactError(
+                f"{relpath!r} is not a file of {args.target}; it has {', '.join(names)}"
+            )
+        sys.stdout.buffer.write(art.files[relpath].read_bytes())
     return 0
 
 
@@ -313,11 +386,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     tools = default_tools()
     if args.action == "size":
-        print(tools.cache_size())
+        print(_size(tools.cache_size(), args.bytes))
     elif args.action == "prune":
-        print(f"freed {tools.prune_cache(timedelta(days=args.days))} bytes")
+        print(f"freed {_size(tools.prune_cache(timedelta(days=args.days)), args.bytes)}")
     else:
-        print(f"freed {tools.clear_cache()} bytes")
+        print(f"freed {_size(tools.clear_cache(), args.bytes)}")
     return 0
 
 
@@ -446,6 +519,14 @@ def _progress_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _bytes_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bytes",
+        action="store_true",
+        help="print sizes as exact byte counts (for scripts) instead of 1.5 MB",
+    )
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # A usage error can quote an argument, such as a URL with a password in it.
@@ -471,6 +552,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         parents=[_common(suppress=False)],
     )
+    parser.add_argument("--version", action="version", version=f"elliptio {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
@@ -505,6 +587,7 @@ def _parser() -> argparse.ArgumentParser:
         help="copy every file, even those whose content the store holds already",
     )
     _progress_flag(p)
+    _bytes_flag(p)
 
     p = add(
         "find",
@@ -514,14 +597,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("filter", nargs="?", help="a MongoDB filter as JSON")
     p.add_argument("--where", action="append", help="field=value equality (repeatable)")
-    p.add_argument("--limit", type=int, default=None, help="at most this many")
-    p.add_argument("--columns", help="comma-separated record fields to show")
+    p.add_argument("--limit", type=int, default=None, help="at most this many (0: none)")
+    p.add_argument(
+        "--columns",
+        help="comma-separated columns to show: record fields, dotted paths such as "
+        "labels.infos.seed, or ref",
+    )
     p.add_argument(
         "--format",
         choices=["table", "json", "csv"],
         default="table",
         help=_format_help("artifact"),
     )
+    _bytes_flag(p)
 
     p = add("show", cmd_show, "print an artifact's record as JSON", "elliptio show train-set:v3")
     p.add_argument("artifact_id", metavar="REF", help=_REF_HELP)
@@ -544,8 +632,8 @@ def _parser() -> argparse.ArgumentParser:
         "write a file of an artifact, or any URL, to stdout",
         "elliptio cat artifact_... test.txt",
     )
-    p.add_argument("target", help="an artifact id or name:version, or a URL")
-    p.add_argument("relpath", nargs="?", help="the file of the artifact")
+    p.add_argument("target", help=f"{_REF_HELP}; or a URL or local path")
+    p.add_argument("relpath", nargs="?", help="the file of the artifact (needed if it has several)")
 
     p = add(
         "lineage",
@@ -554,9 +642,19 @@ def _parser() -> argparse.ArgumentParser:
         "elliptio lineage train-set:latest --format mermaid",
     )
     p.add_argument("artifact_id", metavar="REF", help=_REF_HELP)
-    p.add_argument("--direction", choices=["up", "down", "both"], default="both")
-    p.add_argument("--depth", type=int, default=None)
-    p.add_argument("--format", choices=["tree", "mermaid", "dot"], default="tree")
+    p.add_argument(
+        "--direction",
+        choices=["up", "down", "both"],
+        default="both",
+        help="up: what it was built from; down: what was built on it; both (default)",
+    )
+    p.add_argument("--depth", type=int, default=None, help="at most this many steps (default: all)")
+    p.add_argument(
+        "--format",
+        choices=["tree", "mermaid", "dot"],
+        default="tree",
+        help="tree: indented text (default); mermaid or dot: a graph to render",
+    )
 
     p = add(
         "delete",
@@ -595,21 +693,26 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     p = add("ls", cmd_ls, "list a folder of any fsspec URL", "elliptio ls s3://bucket/lake/")
-    p.add_argument("url")
+    p.add_argument("url", help="a folder: a URL or local path")
     p = add("exists", cmd_exists, "exit 0 if a URL exists, else 1", "elliptio exists s3://b/x.csv")
-    p.add_argument("url")
+    p.add_argument("url", help="a URL or local path")
     for name, func, text in (("cp", cmd_cp, "copy"), ("mv", cmd_mv, "move")):
         p = add(name, func, f"{text} between any fsspec URLs", f"elliptio {name} s3://b/x ./x")
-        p.add_argument("src")
-        p.add_argument("dst")
-        p.add_argument("-r", "--recursive", action="store_true")
+        p.add_argument("src", help=f"what to {text}: a URL or local path")
+        p.add_argument("dst", help="where to: a URL or local path")
+        p.add_argument("-r", "--recursive", action="store_true", help=f"{text} a folder whole")
     p = add("rm", cmd_rm, "remove a URL", "elliptio rm s3://bucket/tmp/x.csv")
-    p.add_argument("url")
-    p.add_argument("-r", "--recursive", action="store_true")
+    p.add_argument("url", help="a URL or local path")
+    p.add_argument("-r", "--recursive", action="store_true", help="remove a folder whole")
 
     p = add("cache", cmd_cache, "the local cache: size, prune or clear", "elliptio cache prune")
-    p.add_argument("action", choices=["size", "prune", "clear"])
+    p.add_argument(
+        "action",
+        choices=["size", "prune", "clear"],
+        help="size: how much it holds; prune: drop what was not used for --days; clear: all",
+    )
     p.add_argument("--days", type=float, default=30.0, help="prune: unused for this long")
+    _bytes_flag(p)
 
     add(
         "reindex",
@@ -623,7 +726,12 @@ def _parser() -> argparse.ArgumentParser:
         "list (or remove) storage prefixes that never committed",
         "elliptio gc --delete --yes",
     )
-    p.add_argument("--grace-hours", type=float, default=24.0)
+    p.add_argument(
+        "--grace-hours",
+        type=float,
+        default=24.0,
+        help="leave prefixes younger than this alone: writers may still be at work (default: 24)",
+    )
     p.add_argument("--delete", action="store_true", help="remove what is listed")
     p.add_argument("--yes", action="store_true", help="confirm --delete")
     p = add(
@@ -639,7 +747,11 @@ def _parser() -> argparse.ArgumentParser:
         "set, remove or list the aliases of a name (only this moves an alias)",
         "elliptio alias set train-set:v3 production",
     )
-    p.add_argument("action", choices=["set", "remove", "list"])
+    p.add_argument(
+        "action",
+        choices=["set", "remove", "list"],
+        help="set or remove an alias, or list a name's aliases",
+    )
     p.add_argument("target", help="set: a reference such as train-set:v3; else the name")
     p.add_argument("alias", nargs="?", help="the alias, e.g. production")
     p = add("names", cmd_names, "list names with their versions and aliases", "elliptio names")
@@ -700,12 +812,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
+    except BrokenPipeError:  # `elliptio ... | head`: the reader has all it wants
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
     except KeyboardInterrupt:
         return 130
     except Exception as err:  # every error: one redacted line (a redacted traceback)
         _report(err, _secrets(argv, args), args.debug)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the flush at exit cannot fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def run() -> None:

@@ -1,19 +1,43 @@
-"""Catalog documents, or columns of them, to pandas DataFrames. Pure."""
+"""Catalog documents, or columns of them, to pandas DataFrames. Pure.
+
+A frame is planned (`plan_frame`: which columns to show, which top-level record
+fields to fetch for them) and then built (`build_frame`) from the catalog's
+columns. Columns may be dotted paths into a record (``labels.infos.seed``); with
+``flatten`` the nested ``labels`` become dotted columns of their own, as
+`pandas.json_normalize` names them. ``ref`` is derived: ``name:vN``, or the
+``artifact_id`` of an artifact without a name.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import pandas as pd
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ._catalog.base import document_columns
 from ._errors import QueryError
+from ._names import format_ref
 
-__all__ = ["DEFAULT_COLUMNS", "frame_columns", "from_columns", "to_frame"]
+if TYPE_CHECKING:
+    import pandas as pd
 
-# The seed notebook's columns first, then the rest of the record.
+__all__ = ["DEFAULT_COLUMNS", "RECORD_FIELDS", "FramePlan", "build_frame", "plan_frame", "to_frame"]
+
+# What a frame shows unless asked otherwise: who made what, when, from what.
 DEFAULT_COLUMNS = (
+    "ref",
+    "name",
+    "name_version",
+    "creation_time",
+    "username",
+    "file_relpaths",
+    "based_on",
+    "run_id",
+    "labels",
+)
+# Every top-level field of a record.
+RECORD_FIELDS = (
+    "artifact_id",
     "creation_time",
     "username",
     "name",
@@ -33,66 +57,148 @@ DEFAULT_COLUMNS = (
     "git",
     "files",
     "logs",
+    "python_packages",
+    "label_history",
+    "deleted",
 )
-_KNOWN = frozenset({*DEFAULT_COLUMNS, "python_packages", "artifact_id", "label_history", "deleted"})
+_KNOWN = frozenset({*RECORD_FIELDS, "ref"})
+_REF_FIELDS = ("name", "name_version")
 
 
-def frame_columns(
-    columns: Sequence[str] | str | None = None, include_packages: bool = False
-) -> list[str]:
-    """The record fields a frame shows, in order (``artifact_id`` is its index).
+@dataclass(frozen=True)
+class FramePlan:
+    """What a frame shows and what it needs from the catalog.
+
+    Attributes:
+        columns: the columns asked for, in order (``labels`` expands when flattened).
+        fields: the top-level record fields to fetch for them (``artifact_id`` aside).
+        flatten: nested ``labels`` become dotted columns.
+        default: the default columns were asked for; label columns empty in every
+            row are left out then.
+    """
+
+    columns: tuple[str, ...]
+    fields: tuple[str, ...]
+    flatten: bool = True
+    default: bool = False
+
+
+def plan_frame(
+    columns: Sequence[str] | str | None = None,
+    include_packages: bool = False,
+    flatten: bool = True,
+) -> FramePlan:
+    """Plan a frame: its columns and the record fields they need.
 
     Args:
-        columns: top-level fields to keep (default: all but ``python_packages``).
-        include_packages: also keep ``python_packages`` with the default columns.
+        columns: record fields, dotted paths into them (``labels.infos.seed``) or
+            ``ref``; default `DEFAULT_COLUMNS`.
+        include_packages: also show ``python_packages`` with the default columns.
+        flatten: turn nested ``labels`` into dotted columns.
 
     Raises:
         QueryError: ``columns`` names a field that records do not have.
     """
+    default = columns is None
     if columns is None:
-        return list(DEFAULT_COLUMNS) + (["python_packages"] if include_packages else [])
-    if isinstance(columns, str):
-        columns = [columns]
-    unknown = [c for c in columns if c not in _KNOWN]
-    if unknown:
-        raise QueryError(
-            f"columns {unknown} are not fields of a record; choose from {sorted(_KNOWN)}"
-        )
-    return [c for c in dict.fromkeys(columns) if c != "artifact_id"]
+        wanted = [*DEFAULT_COLUMNS, *(["python_packages"] if include_packages else [])]
+    else:
+        if isinstance(columns, str):
+            columns = [columns]
+        if not all(isinstance(c, str) for c in columns):
+            raise QueryError(f"columns must be field names (strings), not {list(columns)!r}")
+        unknown = [c for c in columns if c.split(".", 1)[0] not in _KNOWN]
+        if unknown:
+            raise QueryError(
+                f"columns {unknown} are not fields of a record; choose from {sorted(_KNOWN)} "
+                "or a dotted path into one, such as labels.infos.seed"
+            )
+        wanted = [c for c in dict.fromkeys(columns) if c != "artifact_id"]
+    fields: dict[str, None] = {}
+    for column in wanted:
+        for field in _REF_FIELDS if column == "ref" else (column.split(".", 1)[0],):
+            fields[field] = None
+    return FramePlan(tuple(wanted), tuple(fields), flatten, default)
 
 
 def to_frame(
     docs: Sequence[dict[str, Any]],
-    columns: Sequence[str] | None = None,
+    columns: Sequence[str] | str | None = None,
     include_packages: bool = False,
+    flatten: bool = True,
 ) -> pd.DataFrame:
     """A DataFrame indexed by ``artifact_id``, one row per document, in order.
 
-    Args:
-        docs: catalog documents.
-        columns: top-level fields to keep (default: all but ``python_packages``).
-        include_packages: also keep ``python_packages`` with the default columns.
+    Args: as `plan_frame`.
 
     Raises:
         QueryError: ``columns`` names a field that records do not have.
     """
-    wanted = frame_columns(columns, include_packages)
-    return _build(document_columns(docs, wanted), wanted)
+    plan = plan_frame(columns, include_packages, flatten)
+    return build_frame(document_columns(docs, plan.fields), plan)
 
 
-def from_columns(table: Mapping[str, Sequence[Any]], wanted: Sequence[str]) -> pd.DataFrame:
+def build_frame(table: Mapping[str, Sequence[Any]], plan: FramePlan) -> pd.DataFrame:
     """A DataFrame indexed by ``artifact_id`` from `Catalog.find_columns`'s columns.
 
     Args:
-        table: ``artifact_id`` and each field of ``wanted``, one sequence each.
-        wanted: the fields, in order, as `frame_columns` gives them.
+        table: ``artifact_id`` and each field of ``plan.fields``, one sequence each.
+        plan: what `plan_frame` made of the request.
     """
-    return _build(table, wanted)
+    import pandas as pd
 
-
-def _build(table: Mapping[str, Sequence[Any]], wanted: Sequence[str]) -> pd.DataFrame:
-    index = pd.Index(table["artifact_id"], name="artifact_id", dtype=object)
-    frame = pd.DataFrame({c: table[c] for c in wanted}, index=index, columns=list(wanted))
+    ids = list(table["artifact_id"])
+    data: dict[str, list[Any]] = {}
+    for column in plan.columns:
+        if column == "ref":
+            names, versions = table["name"], table["name_version"]
+            data["ref"] = [
+                format_ref(n, v) if n is not None and v is not None else i
+                for i, n, v in zip(ids, names, versions, strict=True)
+            ]
+            continue
+        head, _, rest = column.partition(".")
+        cells = list(table[head]) if not rest else [_dig(c, rest) for c in table[head]]
+        if plan.flatten and head == "labels" and any(isinstance(c, Mapping) for c in cells):
+            expanded = _flatten(column, cells)
+            if plan.default:  # the unused labels of the model would only be noise
+                expanded = {k: v for k, v in expanded.items() if any(_used(x) for x in v)}
+            data.update(expanded)
+        else:
+            data[column] = cells
+    index = pd.Index(ids, name="artifact_id", dtype=object)
+    frame = pd.DataFrame(data, index=index, columns=list(data))
     if "creation_time" in frame.columns:
         frame["creation_time"] = pd.to_datetime(frame["creation_time"], utc=True)
     return frame
+
+
+def _dig(value: Any, path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _flatten(prefix: str, cells: Sequence[Any]) -> dict[str, list[Any]]:
+    """Dotted columns for the nested mappings of ``cells``, None where a row has none."""
+    rows = []
+    for cell in cells:
+        flat: dict[str, Any] = {}
+        _walk(cell, prefix, flat)
+        rows.append(flat)
+    keys = dict.fromkeys(key for row in rows for key in row)
+    return {key: [row.get(key) for row in rows] for key in keys}
+
+
+def _walk(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _walk(item, f"{prefix}.{key}", out)
+    else:
+        out[prefix] = value
+
+
+def _used(value: Any) -> bool:
+    return value is not None and value != ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import uuid
@@ -12,9 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ._artifact import Artifact
 from ._cache import Cache
@@ -37,7 +36,7 @@ from ._errors import (
     StorageError,
     UsageError,
 )
-from ._frame import frame_columns, from_columns
+from ._frame import build_frame, plan_frame
 from ._layout import (
     LOGS_DIR,
     METADATA_RELPATH,
@@ -67,6 +66,9 @@ from ._runs import Run, RunScope, current_run
 from ._storage import Storage
 from ._transfer import hash_file
 from ._urls import UrlTools
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["AsyncHandler", "LabelsLike", "LocalPaths"]
 
@@ -706,40 +708,60 @@ class AsyncHandler:
         skip: int = 0,
         columns: Sequence[str] | None = None,
         include_packages: bool = False,
+        flatten: bool = True,
         include_deleted: bool = False,
     ) -> pd.DataFrame:
         """Find artifacts with a MongoDB filter; a DataFrame indexed by ``artifact_id``.
 
+        The default columns are ``ref`` (``name:vN``, or the id of an artifact
+        without a name), ``name``, ``name_version``, ``creation_time``,
+        ``username``, ``file_relpaths``, ``based_on``, ``run_id`` and the labels
+        as dotted columns (``labels.datatype``, ``labels.infos.seed``; those empty
+        in every row are left out). A field that no record has is no error: the
+        query matches nothing.
+
         Args:
             query: a MongoDB filter document, e.g. ``{"username": "andy",
                 "labels.datatype": "annotation_file"}``; ``None`` finds all.
-            max_docs: at most this many rows (``None``: all).
+            max_docs: at most this many rows (``None``: all; ``0``: none, with
+                the query still checked).
             sort: a key, ``(key, 1 | -1)`` pairs or a dict; default newest first.
             skip: rows to leave out first.
-            columns: record fields to keep; default all but ``python_packages``.
+            columns: record fields, dotted paths into them such as
+                ``"labels.infos.seed"``, or ``"ref"``; each becomes a column of
+                that name. Default: the columns above.
             include_packages: also return ``python_packages``.
+            flatten: nested ``labels`` become dotted columns (default); ``False``
+                keeps ``labels`` as one column of dicts.
             include_deleted: also return tombstones of deleted artifacts, with
                 a ``deleted`` column (who, when, why; ``None`` for the others).
 
         Raises:
-            QueryError: the query, sort or limits are malformed or unsupported.
+            QueryError: the query, sort, limits or columns are malformed or unsupported.
         """
         if query is not None and not isinstance(query, Mapping):
             raise QueryError(f"query must be a dict (a MongoDB filter), not {type(query).__name__}")
         for name, value in (("max_docs", max_docs), ("skip", skip)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise QueryError(f"{name} must be a non-negative int or None, not {value!r}")
-        wanted = frame_columns(columns, include_packages)
+        plan = plan_frame(columns, include_packages, flatten)
         if include_deleted and columns is None:
-            wanted.append("deleted")
+            plan = dataclasses.replace(
+                plan, columns=(*plan.columns, "deleted"), fields=(*plan.fields, "deleted")
+            )
+        # max_docs=0 asks for no rows; the catalog's limit 0 means "no limit", so
+        # fetch at most one (the query is still checked) and keep none.
+        limit = 1 if max_docs == 0 else max_docs or 0
         table = await self.catalog.find_columns(
             _live(query, include_deleted),
             sort=_sort(sort),
             skip=skip,
-            limit=max_docs or 0,
-            fields=wanted,
+            limit=limit,
+            fields=plan.fields,
         )
-        return from_columns(table, wanted)
+        if max_docs == 0:
+            table = {key: [] for key in table}
+        return build_frame(table, plan)
 
     async def count(
         self, query: Mapping[str, Any] | None = None, *, include_deleted: bool = False
@@ -783,6 +805,8 @@ class AsyncHandler:
 
     async def names(self) -> pd.DataFrame:
         """Every name with its number of versions, latest version and aliases."""
+        import pandas as pd
+
         rows = await self.catalog.names()
         every = await self.catalog.all_aliases()
         aliases = [every.get(name, {}) for name, _, _ in rows]

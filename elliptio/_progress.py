@@ -8,6 +8,10 @@ when a file is done, which advances the files bar. Bars are drawn only when the
 session is interactive (a terminal on stderr, or Jupyter) unless the
 ``progress`` setting forces them on or off; when off, the no-op
 `fsspec.callbacks.DEFAULT_CALLBACK` stands in at no cost.
+
+In Jupyter the bars are widgets when ipywidgets is installed; without it they
+are left out (rather than tqdm's ``IProgress not found`` warning and text bars in
+the cell), unless the setting forces them on, which draws them as text.
 """
 
 from __future__ import annotations
@@ -18,21 +22,46 @@ from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-__all__ = ["TransferProgress", "is_interactive", "make_progress"]
+__all__ = ["TransferProgress", "bar_class", "in_jupyter", "is_interactive", "make_progress"]
 
 # Shown only for transfers that take longer than this (when not forced on), so
 # quick saves stay quiet even in a terminal.
 AUTO_DELAY_SECONDS = 1.0
 
 
+def in_jupyter() -> bool:
+    """Whether this runs in a Jupyter kernel (IPython with a kernel)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if callable(get_ipython) else None
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def bar_class(forced: bool) -> type[Any] | None:
+    """The tqdm class to draw with: widgets in Jupyter when ipywidgets is there.
+
+    Args:
+        forced: the bars were asked for explicitly; without ipywidgets in Jupyter
+            they are drawn as text then, else left out (``None``).
+    """
+    if in_jupyter():
+        from tqdm import notebook
+
+        if getattr(notebook, "IProgress", None) is not None:  # ipywidgets imported
+            return notebook.tqdm
+        if not forced:
+            return None
+    from tqdm.std import tqdm
+
+    return tqdm
+
+
 def is_interactive() -> bool:
     """Whether a person is watching: stderr is a terminal, or this is Jupyter."""
-    ipython = sys.modules.get("IPython")
-    if ipython is not None:
-        get_ipython = getattr(ipython, "get_ipython", None)
-        shell = get_ipython() if callable(get_ipython) else None
-        if shell is not None and hasattr(shell, "kernel"):
-            return True
+    if in_jupyter():
+        return True
     stream = sys.stderr
     try:
         return stream is not None and stream.isatty()
@@ -52,10 +81,11 @@ def make_progress(setting: bool | None, desc: str, *, files: int, nbytes: int | 
         nbytes: their total size, if known.
     """
     enabled = is_interactive() if setting is None else setting
-    if not enabled:
+    bar = bar_class(forced=bool(setting)) if enabled else None
+    if bar is None:
         return DEFAULT_CALLBACK
     delay = 0.0 if setting else AUTO_DELAY_SECONDS
-    return TransferProgress(desc, files=files, nbytes=nbytes, delay=delay)
+    return TransferProgress(desc, files=files, nbytes=nbytes, delay=delay, bar=bar)
 
 
 class TransferProgress(Callback):  # type: ignore[misc]  # fsspec is untyped
@@ -64,13 +94,24 @@ class TransferProgress(Callback):  # type: ignore[misc]  # fsspec is untyped
     Its own ``value``/``size`` count files; children count bytes.
     """
 
-    def __init__(self, desc: str, *, files: int, nbytes: int | None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        desc: str,
+        *,
+        files: int,
+        nbytes: int | None,
+        delay: float = 0.0,
+        bar: type[Any] | None = None,
+    ) -> None:
         super().__init__(size=files, value=0)
-        from tqdm.auto import tqdm
+        if bar is None:
+            from tqdm.std import tqdm
+
+            bar = tqdm
 
         self._lock = threading.Lock()
         common: dict[str, Any] = {"delay": delay, "leave": True, "dynamic_ncols": True}
-        self.bytes_bar = tqdm(
+        self.bytes_bar = bar(
             total=nbytes,
             desc=desc,
             unit="B",
@@ -80,9 +121,7 @@ class TransferProgress(Callback):  # type: ignore[misc]  # fsspec is untyped
             **common,
         )
         self.files_bar = (
-            tqdm(total=files, desc="files", unit="file", position=1, **common)
-            if files > 1
-            else None
+            bar(total=files, desc="files", unit="file", position=1, **common) if files > 1 else None
         )
 
     def add_bytes(self, n: int) -> None:

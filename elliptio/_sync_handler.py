@@ -6,9 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ._artifact import Artifact
 from ._catalog import Catalog
@@ -21,6 +19,9 @@ from ._new import NewArtifact
 from ._runs import RunScope
 from ._sync import sync
 from ._urls import UrlTools
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Handler"]
 
@@ -136,9 +137,15 @@ class Handler:
         skip: int = 0,
         columns: Sequence[str] | None = None,
         include_packages: bool = False,
+        flatten: bool = True,
         include_deleted: bool = False,
     ) -> pd.DataFrame:
-        """Find artifacts with a MongoDB filter; see `AsyncHandler.find`."""
+        """Find artifacts with a MongoDB filter; see `AsyncHandler.find`.
+
+        Example: ``h.find({"labels.datatype": "model"}, columns=["ref",
+        "labels.infos.seed"])``. Nested labels become dotted columns
+        (``flatten=True``, the default); ``max_docs=0`` returns no rows.
+        """
         return sync(
             self.aio.find(
                 query,
@@ -147,6 +154,7 @@ class Handler:
                 skip=skip,
                 columns=columns,
                 include_packages=include_packages,
+                flatten=flatten,
                 include_deleted=include_deleted,
             )
         )

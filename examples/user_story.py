@@ -68,7 +68,7 @@ def main() -> None:
         },
         max_docs=1,
     )
-    print(df[["creation_time", "username", "file_relpaths", "labels", "remote_root"]])
+    print(df[["creation_time", "username", "file_relpaths", "labels.datatype"]])
     check(list(df.index) == [andy_id], "Brenda finds Andy's newest annotation files")
 
     # --- Brenda uses the files ------------------------------------------------
@@ -95,7 +95,7 @@ def main() -> None:
 
     # --- Andy searches by lineage ---------------------------------------------
     users = h.find(query={"based_on": artifact_id})
-    print(users[["creation_time", "username", "file_relpaths", "based_on"]])
+    print(users[["ref", "creation_time", "username", "file_relpaths", "based_on"]])
     check(list(users.index) == [model_id], "Andy finds Brenda's model through lineage")
     check(users.loc[model_id, "username"] == "brenda", "the model is Brenda's")
     h.close()

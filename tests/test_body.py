@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from elliptio._catalog import body, codec
-from elliptio._frame import DEFAULT_COLUMNS, frame_columns, from_columns, to_frame
+from elliptio._frame import DEFAULT_COLUMNS, build_frame, plan_frame, to_frame
 from elliptio._models import Metadata
 
 UTC = dt.UTC
@@ -124,9 +124,9 @@ def test_frame_from_columns_equals_frame_from_documents() -> None:
     ]
     rows = [_row(doc) for doc in docs]
     for columns in (None, ["labels", "creation_time", "labels", "artifact_id"], "argv"):
-        wanted = frame_columns(columns)
+        plan = plan_frame(columns)
         expected = to_frame(docs, columns=columns)
-        got = from_columns(_columns(rows, wanted), wanted)
+        got = build_frame(_columns(rows, list(plan.fields)), plan)
         pd.testing.assert_frame_equal(got, expected)
-    assert list(frame_columns(None)) == list(DEFAULT_COLUMNS)
+    assert plan_frame(None).columns == DEFAULT_COLUMNS
     assert list(expected.columns) == ["argv"]

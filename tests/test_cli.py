@@ -108,11 +108,13 @@ def test_url_commands(
     assert _run(capsys, "mv", "memory:///cli/a.txt", "memory:///cli/b.txt")[0] == 0
     assert _run(capsys, "exists", "memory:///cli/a.txt") == (1, "false\n", "")
     assert _run(capsys, "rm", "memory:///cli/b.txt")[0] == 0
-    _code, out, _ = _run(capsys, "cache", "size")
+    _code, out, _ = _run(capsys, "cache", "size", "--bytes")
     assert int(out) > 0
+    assert _run(capsys, "cache", "size")[1].strip().endswith(" B")  # a unit, for people
     assert _run(capsys, "cache", "prune")[0] == 0
-    assert _run(capsys, "cache", "clear")[0] == 0
-    assert _run(capsys, "cache", "size")[1] == "0\n"
+    assert _run(capsys, "cache", "clear")[1].startswith("freed ")
+    assert _run(capsys, "cache", "size")[1] == "0 B\n"
+    assert _run(capsys, "cache", "size", "--bytes")[1] == "0\n"
 
 
 def test_maintenance_commands(
@@ -225,7 +227,7 @@ def test_every_command_as_a_real_subprocess(
     assert str(tmp_path / "z.txt") in cli("ls", str(tmp_path))
     cli("rm", str(tmp_path / "z.txt"))
     cli("exists", str(tmp_path / "z.txt"), ok=False)
-    assert cli("cache", "size").strip().isdigit()
+    assert cli("cache", "size", "--bytes").strip().isdigit()
     assert cli("reindex").startswith("added 0")
     assert "orphaned" in cli("gc")
     assert "ok" in cli("verify", art)
@@ -365,8 +367,10 @@ def test_json_format_is_json_lines_of_plain_json(
         assert records[named]["name"] == "train-set"
         assert records[named]["name_version"] == 1
         assert isinstance(records[named]["name_version"], int)
-        assert records[named]["labels"]["infos"] == json.loads(infos)
-        assert records[unnamed]["labels"]["datatype"] == "model"
+        for key, value in json.loads(infos).items():  # labels as dotted columns
+            assert records[named][f"labels.infos.{key}"] == value
+            assert records[unnamed][f"labels.infos.{key}"] is None
+        assert records[unnamed]["labels.datatype"] == "model"
         for record in records.values():
             when = datetime.fromisoformat(record["creation_time"])
             assert "T" in record["creation_time"]

@@ -71,7 +71,9 @@ def test_eight_processes_write_400_artifacts(tmp_path: Path) -> None:
     assert len(set(all_ids)) == len(all_ids)
 
     with eio.Handler(storage=storage, catalog=catalog) as h:
-        frame = h.find({"labels.project": "stress"}, columns=["based_on", "labels", "run_id"])
+        frame = h.find(
+            {"labels.project": "stress"}, columns=["based_on", "labels", "run_id"], flatten=False
+        )
         assert sorted(frame.index) == sorted(all_ids)
         for worker, ids in written.items():
             rows = frame.loc[ids]
@@ -127,7 +129,9 @@ async def test_eight_tasks_write_400_artifacts_through_mock_mongodb(tmp_path: Pa
         written = await asyncio.gather(*(task(w) for w in range(WORKERS)))
         all_ids = [i for ids in written for i in ids]
         assert len(set(all_ids)) == WORKERS * PER_WORKER
-        frame = await h.find({"labels.project": "stress"}, columns=["based_on", "labels"])
+        frame = await h.find(
+            {"labels.project": "stress"}, columns=["based_on", "labels"], flatten=False
+        )
         assert sorted(frame.index) == sorted(all_ids)
         for worker, ids in enumerate(written):
             assert all(list(b) == [inputs[worker]] for b in frame.loc[ids, "based_on"])

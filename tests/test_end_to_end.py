@@ -41,7 +41,7 @@ def test_user_story(handler: eio.Handler, data_files: dict[str, Path]) -> None:
     )
     assert list(df.index) == [andy.metadata.artifact_id]
     assert df.index.name == "artifact_id"
-    assert df.loc[andy.artifact_id, "labels"]["infos"] == {"stratification": "new special method"}
+    assert df.loc[andy.artifact_id, "labels.infos.stratification"] == "new special method"
     assert "python_packages" not in df.columns
 
     with handler.run():
@@ -225,7 +225,7 @@ def test_find_newest_first_limits_and_columns(
     assert list(handler.find(max_docs=2).index) == ids[::-1][:2]
     assert list(handler.find(skip=1).index) == ids[::-1][1:]
     assert next(iter(handler.find(sort=[("creation_time", 1), ("artifact_id", 1)]).index)) in ids
-    only = handler.find(columns=["username", "labels"])
+    only = handler.find(columns=["username", "labels"], flatten=False)
     assert list(only.columns) == ["username", "labels"]
     assert "python_packages" in handler.find(include_packages=True).columns
     assert handler.count({"file_relpaths": "test.txt"}) == 3

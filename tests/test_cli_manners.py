@@ -1,0 +1,187 @@
+"""The command line's manners: --version, help everywhere, pipes, sizes, a fast start."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import elliptio
+from elliptio._cli import _parser, main
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    import elliptio._urls as urls
+
+    settings = {
+        "ELLIPTIO_STORAGE_URL": str(tmp_path / "store"),
+        "ELLIPTIO_CATALOG_URL": f"sqlite:///{tmp_path / 'catalog.db'}",
+        "ELLIPTIO_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(urls._default, "_value", None)
+    return settings
+
+
+@pytest.fixture
+def two_files(tmp_path: Path) -> list[Path]:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "train.txt").write_text("path,class\na.png,0\n")
+    (docs / "big.bin").write_bytes(b"\0" * 1_500_000)
+    return [docs / "train.txt", docs / "big.bin"]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    found = [(parser.prog, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += _parsers(sub)
+    return found
+
+
+def test_every_option_and_argument_has_help() -> None:
+    missing = []
+    parsers = _parsers(_parser())
+    assert len(parsers) >= 20  # the walk reached every sub-command
+    for prog, parser in parsers:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction | argparse._HelpAction):
+                continue
+            if not action.help or action.help == argparse.SUPPRESS:
+                missing.append(f"{prog} {'/'.join(action.option_strings) or action.dest}")
+    assert missing == []
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"elliptio {elliptio.__version__}\n"
+
+
+def test_cli_and_help_do_not_import_pandas() -> None:
+    heavy = ("pandas", "numpy", "pyarrow")
+    probe = (
+        "import sys, elliptio._cli\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])\n"
+        "try:\n"
+        "    elliptio._cli.main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0] == "[]"
+    assert "Save, find and read artifacts" in result.stdout
+    assert lines[-1] == "[]"
+
+
+def test_a_closed_pipe_ends_quietly(env: dict[str, str]) -> None:
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first byte, as `| head` after its line
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "elliptio", "config"],
+            env={**os.environ, **env},
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == 141
+    assert result.stderr == ""
+
+
+def test_sizes_are_human_with_bytes_for_scripts(
+    env: dict[str, str], two_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(capsys, "upload", *map(str, two_files), "--name", "ds")
+    assert code == 0
+    assert "  big.bin  1.5 MB  " in err
+    assert "  train.txt  19 B  " in err
+    assert "  big.bin  1500000  " in _run(capsys, "upload", str(two_files[1]), "--bytes")[2]
+    code, out, _ = _run(capsys, "find")
+    assert code == 0
+    header, index_name, *rows = out.splitlines()
+    assert header.split()[:2] == ["ref", "created"]
+    assert index_name.split() == ["artifact_id"]
+    named = next(row for row in rows if "ds:v1" in row)
+    assert "1.5 MB" in named  # both files
+    unnamed = next(row for row in rows if "ds:v1" not in row)
+    assert unnamed.split()[1] == "-"  # no name: the id (the index) says it all
+    assert "1500019" in _run(capsys, "find", "--bytes")[1]
+
+
+def test_cat_a_reference_lists_its_files(
+    env: dict[str, str], two_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(capsys, "upload", *map(str, two_files), "--name", "ds")
+    _run(capsys, "upload", str(two_files[0]), "--name", "one")
+    code, out, err = _run(capsys, "cat", "ds")
+    assert code == 1
+    assert out == ""
+    assert "ds has 2 files: big.bin, train.txt" in err
+    assert "elliptio cat ds big.bin" in err  # the next step
+    code, out, err = _run(capsys, "cat", "ds", "nope.txt")
+    assert code == 1
+    assert "FileNotInArtifactError" in err
+    assert "'nope.txt' is not a file of ds; it has big.bin, train.txt" in err
+    assert _run(capsys, "cat", "one") == (0, "path,class\na.png,0\n", "")
+    code, _, err = _run(capsys, "cat", "missing.txt")
+    assert code == 1
+    assert "nor is 'missing.txt' a local file or URL" in err
+
+
+def test_find_hints_at_fields_no_record_has(
+    env: dict[str, str], two_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(capsys, "upload", str(two_files[0]), "--label", "datatype=table", "--infos", '{"seed": 1}')
+    code, out, err = _run(capsys, "find", '{"labels.datatyp": "table"}', "--where", "usrname=x")
+    assert code == 0
+    assert out == "no artifacts match\n"
+    assert "no artifact has a field 'labels.datatyp'; did you mean labels.datatype" in err
+    assert "no artifact has a field 'usrname'; did you mean username" in err
+    code, out, err = _run(capsys, "find", '{"$or": [{"labels.infos.sed": 2}]}', "--format", "json")
+    assert (code, out) == (0, "")
+    assert "did you mean labels.infos.seed" in err
+    # A known field with no match is no misspelling: no hint.
+    assert _run(capsys, "find", "--where", "username=nobody")[2] == ""
+
+
+def test_find_dotted_columns_and_limit_zero(
+    env: dict[str, str], two_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(capsys, "upload", str(two_files[0]), "--infos", '{"seed": 3}', "--name", "ds")
+    code, out, _ = _run(
+        capsys, "find", "--columns", "ref,labels.infos.seed,labels.datatype", "--format", "json"
+    )
+    assert code == 0
+    [record] = [json.loads(line) for line in out.splitlines()]
+    assert record == {
+        "artifact_id": record["artifact_id"],
+        "ref": "ds:v1",
+        "labels.infos.seed": 3,
+        "labels.datatype": "",
+    }
+    code, out, err = _run(capsys, "find", "--limit", "0")
+    assert (code, out, err) == (0, "no artifacts match\n", "")
