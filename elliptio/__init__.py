@@ -21,6 +21,7 @@ from ._config import Settings
 from ._diff import ArtifactDiff
 from ._errors import (
     ArgumentTypeError,
+    ArtifactDeletedError,
     ArtifactExistsError,
     ArtifactNotFoundError,
     ArtifactUrlNotFoundError,
@@ -46,8 +47,9 @@ from ._errors import (
     UsageError,
 )
 from ._handler import AsyncHandler
+from ._lifecycle import DeleteReport
 from ._lineage import LineageGraph, LineageNode
-from ._models import SCHEMA_VERSION, FileRecord, GitInfo, Labels, Metadata
+from ._models import SCHEMA_VERSION, FileRecord, GitInfo, Labels, LabelsChange, Metadata, Tombstone
 from ._new import NewArtifact, NewFile
 from ._provenance import current_username, mock_username
 from ._runs import Run, run_env
@@ -74,6 +76,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ArgumentTypeError",
     "Artifact",
+    "ArtifactDeletedError",
     "ArtifactDiff",
     "ArtifactExistsError",
     "ArtifactNotFoundError",
@@ -85,6 +88,7 @@ __all__ = [
     "CommitError",
     "ConfigError",
     "CorruptRecordError",
+    "DeleteReport",
     "ElliptioError",
     "File",
     "FileNotInArtifactError",
@@ -99,6 +103,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidPathError",
     "Labels",
+    "LabelsChange",
     "LineageGraph",
     "LineageNode",
     "Metadata",
@@ -110,6 +115,7 @@ __all__ = [
     "SchemaVersionError",
     "Settings",
     "StorageError",
+    "Tombstone",
     "UrlNotFoundError",
     "UsageError",
     "__version__",

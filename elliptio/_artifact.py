@@ -22,13 +22,13 @@ from typing import IO, Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 
-from ._errors import ElliptioError, ImmutableError, OfflineError, UsageError
+from ._errors import ArtifactExistsError, ElliptioError, ImmutableError, OfflineError, UsageError
 from ._files import FileMap, listing
 from ._models import FileRecord, Metadata
 from ._protocol import artifact_url
 from ._runs import Run, current_run
 from ._sizes import human_size
-from ._storage import Storage, temp_beside
+from ._storage import MissingFileError, Storage, temp_beside
 from ._sync import sync
 from ._urls import is_unreachable
 
@@ -41,6 +41,8 @@ _INLINE_READ = 4 * 2**20
 
 
 Publish = Callable[[Run, str], Coroutine[Any, Any, None]]
+# The error to raise instead when an artifact's files are gone because it was deleted.
+Gone = Callable[[str], Coroutine[Any, Any, BaseException | None]]
 
 
 class File:
@@ -61,12 +63,14 @@ class File:
         *,
         log: bool = False,
         publish: Publish | None = None,
+        gone: Gone | None = None,
     ) -> None:
         self._record = record
         self.artifact_id = artifact_id
         self._storage = storage
         self._log = log
         self._publish = publish
+        self._gone = gone
         self._checked: str | None = None
 
     relpath = property(lambda self: self._record.relpath)
@@ -102,6 +106,14 @@ class File:
         if run.record_input(self.artifact_id) and self._publish is not None:
             await self._publish(run, self.artifact_id)
 
+    async def _deleted(self) -> BaseException | None:
+        """`ArtifactDeletedError` if the artifact was deleted meanwhile (a file of
+        it is missing), else ``None``."""
+        if self._gone is not None:
+            with contextlib.suppress(ElliptioError):
+                return await self._gone(self.artifact_id)
+        return None
+
     async def aread_bytes(self) -> bytes:
         """The file's bytes, checked against the recorded sha256.
 
@@ -117,7 +129,12 @@ class File:
             if self.size <= _INLINE_READ:
                 return path.read_bytes()
             return await asyncio.to_thread(path.read_bytes)
-        data = await self._storage.read_bytes(self._path, self.sha256)
+        try:
+            data = await self._storage.read_bytes(self._path, self.sha256)
+        except MissingFileError as err:
+            if (deleted := await self._deleted()) is not None:
+                raise deleted from err
+            raise
         await self._arecord_read()
         return data
 
@@ -161,6 +178,14 @@ class File:
         return found
 
     async def _cached(self, progress: Any) -> Path:
+        try:
+            return await self._cached_or_missing(progress)
+        except MissingFileError as err:
+            if (deleted := await self._deleted()) is not None:
+                raise deleted from err
+            raise
+
+    async def _cached_or_missing(self, progress: Any) -> Path:
         found = self._hit()
         if found is None and self._storage.is_local:
             path = self._path
@@ -217,19 +242,28 @@ class File:
             target = target / Path(self.relpath).name
         progress = self._storage.progress_for(f"download {self.relpath}", files=1, nbytes=self.size)
         try:
-            if self._storage.cache_reads:
-                hit = self._hit() is not None
-                cached = await self._cached(progress)
-                await asyncio.to_thread(_copy_atomically, cached, target)
-                if hit:  # served from the cache: the bar still shows the file done
-                    progress.branched(str(cached), str(target)).relative_update(self.size)
-                    progress.relative_update(1)
-                return target.resolve()
-            await self._storage.download(self._path, target, self.sha256, progress)
+            return await self._save(target, progress)
         finally:
             progress.close()
+
+    async def _save(self, target: Path, progress: Any) -> Path:
+        """Write the verified bytes to ``target``, reporting to ``progress``."""
+        if self._storage.cache_reads:
+            hit = self._hit() is not None
+            cached = await self._cached(progress)
+            await asyncio.to_thread(_copy_atomically, cached, target)
+            if hit:  # served from the cache: the bar still shows the file done
+                progress.branched(str(cached), str(target)).relative_update(self.size)
+                progress.relative_update(1)
+            return await asyncio.to_thread(target.resolve)
+        try:
+            await self._storage.download(self._path, target, self.sha256, progress)
+        except MissingFileError as err:
+            if (deleted := await self._deleted()) is not None:
+                raise deleted from err
+            raise
         await self._arecord_read()
-        return target.resolve()
+        return await asyncio.to_thread(target.resolve)
 
     def read_bytes(self) -> bytes:
         """Sync twin of `aread_bytes`."""
@@ -272,7 +306,12 @@ class File:
         if self._storage.is_local:
             # Hashed through the very file handed out: a swap of the path after
             # the check is not read.
-            raw = self._storage.open_local(self._path, self.sha256)
+            try:
+                raw = self._storage.open_local(self._path, self.sha256)
+            except MissingFileError as err:
+                if (deleted := sync(self._deleted())) is not None:
+                    raise deleted from err
+                raise
             self._record_read()
             binary = io.BufferedReader(raw)
             return binary if mode == "rb" else io.TextIOWrapper(binary, **kwargs)
@@ -310,22 +349,31 @@ class Artifact:
 
     @classmethod
     def from_metadata(
-        cls, metadata: Metadata, storage: Storage, publish: Publish | None = None
+        cls,
+        metadata: Metadata,
+        storage: Storage,
+        publish: Publish | None = None,
+        gone: Gone | None = None,
     ) -> Artifact:
         """Bind a record to the storage its files live in.
 
         ``publish`` tells the catalog that a run read the artifact, for reads in a
-        process that joined the run (see `elliptio._runs`).
+        process that joined the run (see `elliptio._runs`); ``gone`` tells a read
+        that finds a file missing whether the artifact was deleted meanwhile.
         """
         aid = metadata.artifact_id
         return cls(
             metadata=metadata,
             files=FileMap(
-                ((r.relpath, File(r, aid, storage, publish=publish)) for r in metadata.files), aid
+                (
+                    (r.relpath, File(r, aid, storage, publish=publish, gone=gone))
+                    for r in metadata.files
+                ),
+                aid,
             ),
             logs=FileMap(
                 (
-                    (r.relpath, File(r, aid, storage, log=True, publish=publish))
+                    (r.relpath, File(r, aid, storage, log=True, publish=publish, gone=gone))
                     for r in metadata.logs
                 ),
                 aid,
@@ -411,6 +459,68 @@ class Artifact:
             f"<th style='text-align:right'>{total}</th></tr></thead>"
             f"<tbody>{files}</tbody></table></div>"
         )
+
+    async def adownload(
+        self, folder: str | os.PathLike[str] = ".", *, overwrite: bool = False
+    ) -> list[Path]:
+        """Write every file under ``folder`` at its relpath, verified by sha256.
+
+        Each file goes to a temporary file beside its target and is renamed into
+        place only once its bytes match the record. One progress bar covers the
+        artifact (see the ``progress`` setting).
+
+        Args:
+            folder: where to write (made if missing).
+            overwrite: replace files that exist already; by default their
+                existence stops the download before anything is written.
+
+        Raises:
+            ArtifactExistsError: a target exists and ``overwrite`` is false.
+            IntegrityError: stored bytes do not match; nothing is left at that
+                file's target.
+
+        Returns:
+            The local paths written, in relpath order.
+        """
+        root = Path(folder)
+        items = sorted(self.files.items())
+        targets = [root / relpath for relpath, _ in items]
+        if not overwrite:
+            existing = [str(t) for t in targets if t.exists()]
+            if existing:
+                raise ArtifactExistsError(
+                    f"{len(existing)} file(s) of {self.artifact_id} exist already under "
+                    f"{str(root)!r}, e.g. {existing[0]!r}; pass overwrite=True "
+                    "(--overwrite) to replace them, or download somewhere else"
+                )
+        if not items:
+            return []
+        storage = items[0][1]._storage
+        progress = storage.progress_for(
+            f"download {self.artifact_id}",
+            files=len(items),
+            nbytes=sum(f.size for _, f in items),
+        )
+        slots = asyncio.Semaphore(storage.max_concurrency)
+
+        async def save(file: File, target: Path) -> Path:
+            async with slots:
+                return await file._save(target, progress)
+
+        try:
+            return list(
+                await asyncio.gather(
+                    *(save(f, t) for (_, f), t in zip(items, targets, strict=True))
+                )
+            )
+        finally:
+            progress.close()
+
+    def download(
+        self, folder: str | os.PathLike[str] = ".", *, overwrite: bool = False
+    ) -> list[Path]:
+        """Sync twin of `adownload`: every file under ``folder``, verified."""
+        return sync(self.adownload(folder, overwrite=overwrite))
 
     def __repr__(self) -> str:
         m = self.metadata

@@ -26,6 +26,7 @@ import io
 import os
 import stat
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -209,6 +210,25 @@ class Backend:
         view = memoryview(data).cast("B")
         return await self.run("write", path, self._write_sealed, path, view, seal)
 
+    def _move(self, source: str, target: str) -> None:
+        self.fs.mv(source, target)
+
+    async def replace_bytes(self, path: str, data: bytes) -> None:
+        """Put ``data`` at ``path`` in place of what is there, in one step: a reader
+        sees the old bytes or the new, never a part (a sidecar that changes).
+
+        The bytes go to a new object beside it first (sealed like it), then move
+        over it; on object stores that move is a server-side copy.
+        """
+        temp = f"{path}.{uuid.uuid4().hex}.tmp"
+        await self.put_bytes(temp, data, seal=[])
+        try:
+            await self.run("replace", path, self._move, temp, path)
+        except BaseException:
+            with contextlib.suppress(ElliptioError):
+                await self.remove_file(temp)
+            raise
+
     async def makedirs(self, path: str) -> None:
         """Create a folder where the filesystem has folders (a no-op here)."""
 
@@ -249,6 +269,11 @@ class Backend:
     async def glob(self, pattern: str) -> list[str]:
         """Storage paths matching a glob pattern."""
         return await self.run("list", pattern, self.fs.glob, pattern)
+
+    async def find(self, path: str) -> list[str]:
+        """Every file under a folder."""
+        found: list[str] = await self.run("list", path, self.fs.find, path)
+        return found
 
     # -- removing ------------------------------------------------------------------
     def _remove_file(self, path: str) -> None:
@@ -373,6 +398,10 @@ class LocalBackend(Backend):
     async def makedirs(self, path: str) -> None:
         await self.run("create", path, self._makedirs, path)
 
+    def _move(self, source: str, target: str) -> None:
+        # Over a sealed (read-only) file too: renaming needs only the folder writable.
+        os.replace(self._real(source, "write"), self._real(target, "write"))
+
     def _seal(self, paths: Sequence[str]) -> None:
         """Make committed files read-only (``chmod 0444``); symlinks are refused."""
         for path in paths:
@@ -417,6 +446,10 @@ class LocalBackend(Backend):
     def _remove_tree(self, path: str) -> None:
         if os.path.lexists(path):
             super()._remove_tree(self._real(path, "remove"))
+
+    def _remove_file(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._real(path, "remove"))
 
 
 def make_backend(fs: Any, root: str, *, max_workers: int, part_size: int, redact: Any) -> Backend:

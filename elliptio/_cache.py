@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -282,7 +283,7 @@ class Cache:
     def _write_meta(self, path: Path) -> None:
         stat = path.stat()
         meta = self._meta(path)
-        tmp = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
+        tmp = meta.with_name(f"{meta.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
         os.replace(tmp, meta)
 

@@ -286,6 +286,47 @@ def cmd_cat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Delete an artifact's files and leave a tombstone; asks first without --yes."""
+    from ._lifecycle import check_reason
+
+    reason = check_reason(args.reason)
+    with _handler(args) as h:
+        artifact_id = h.resolve(args.ref)
+        if not args.yes:
+            shown = artifact_id if args.ref == artifact_id else f"{args.ref} ({artifact_id})"
+            try:
+                answer = input(f"delete {shown} and its files for good? [y/N] ")
+            except EOFError:
+                answer = ""
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted (add --yes to skip this question)", file=sys.stderr)
+                return 1
+        print(h.delete(artifact_id, reason=reason))
+    return 0
+
+
+def cmd_set_labels(args: argparse.Namespace) -> int:
+    """Replace an artifact's labels; the earlier ones stay in its label history."""
+    if args.json is not None:
+        if args.label or args.infos:
+            raise InvalidLabelsError("give either --json or --label/--infos, not both")
+        labels = _parse_value(args.json, InvalidLabelsError)
+        if not isinstance(labels, dict):
+            raise InvalidLabelsError(f"--json {args.json!r} must be a JSON object of labels")
+    else:
+        labels = _pairs(args.label, "--label", InvalidLabelsError)
+        if args.infos:
+            infos = _parse_value(args.infos, InvalidLabelsError)
+            if not isinstance(infos, dict):
+                raise InvalidLabelsError(f"--infos {args.infos!r} must be a JSON object")
+            labels["infos"] = infos
+    with _handler(args) as h:
+        art = h.set_labels(args.ref, labels)
+    print(art.metadata.labels.model_dump_json(exclude_defaults=True))
+    return 0
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
     """Compare two artifacts; exit 0 whether or not they differ."""
     with _handler(args) as h:
@@ -639,6 +680,27 @@ def _parser() -> argparse.ArgumentParser:
         "svg or png: a picture (needs Graphviz 'dot'); default from the -o suffix",
     )
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+    p = add(
+        "delete",
+        cmd_delete,
+        "delete an artifact's files; its record becomes a tombstone (who, when, why)",
+        "elliptio delete train-set:v2 --reason 'holds personal data' --yes",
+    )
+    p.add_argument("ref", metavar="REF", help=_REF_HELP)
+    p.add_argument("--reason", required=True, help="why; kept in the tombstone")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    p = add(
+        "set-labels",
+        cmd_set_labels,
+        "replace an artifact's labels; the earlier ones stay in its label history",
+        "elliptio set-labels train-set:v2 --label datatype=annotation_file",
+    )
+    p.add_argument("ref", metavar="REF", help=_REF_HELP)
+    p.add_argument("--label", action="append", help="label as key=value (repeatable)")
+    p.add_argument("--infos", help="labels.infos as a JSON object")
+    p.add_argument("--json", help="all labels as one JSON object instead")
 
     p = add(
         "diff",

@@ -23,8 +23,9 @@ code keeps working::
     ├── UrlNotFoundError(FileNotFoundError)
     │                                      an elliptio:// URL names no file or folder
     ├── ArtifactNotFoundError(KeyError)    no committed artifact has that id
-    │   └── ArtifactUrlNotFoundError(UrlNotFoundError)
+    │   ├── ArtifactUrlNotFoundError(UrlNotFoundError)
     │                                      ... named by an elliptio:// URL
+    │   └── ArtifactDeletedError           it was deleted (its tombstone says who, when, why)
     ├── ArtifactExistsError(FileExistsError)
     │                                      an id or a file of an artifact exists already
     ├── CommitError                        a `new()` artifact cannot be committed
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArgumentTypeError",
+    "ArtifactDeletedError",
     "ArtifactExistsError",
     "ArtifactNotFoundError",
     "ArtifactUrlNotFoundError",
@@ -132,6 +134,10 @@ class ArtifactUrlNotFoundError(ArtifactNotFoundError, UrlNotFoundError):
     Both an `ArtifactNotFoundError` (``except KeyError`` code keeps working) and a
     `FileNotFoundError`, which fsspec and every reader expect of a missing path.
     """
+
+
+class ArtifactDeletedError(ArtifactNotFoundError):
+    """The artifact was deleted; its record is a tombstone naming who, when and why."""
 
 
 class ArtifactExistsError(ElliptioError, FileExistsError):

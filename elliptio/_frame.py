@@ -58,6 +58,8 @@ RECORD_FIELDS = (
     "files",
     "logs",
     "python_packages",
+    "label_history",
+    "deleted",
 )
 _KNOWN = frozenset({*RECORD_FIELDS, "ref"})
 _REF_FIELDS = ("name", "name_version")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +35,8 @@ from ._errors import (
     InvalidNameError,
     OfflineError,
     QueryError,
+    StorageError,
+    UsageError,
 )
 from ._frame import build_frame, plan_frame
 from ._layout import (
@@ -44,8 +48,17 @@ from ._layout import (
     validate_artifact_id,
     validate_relpaths,
 )
+from ._lifecycle import DeleteReport, check_reason, deleted_error, relabeled, revision, tombstone
 from ._lineage import Direction, LineageGraph, build_lineage
-from ._maintenance import GcReport, ReindexReport, VerifyReport, gc, reindex, verify
+from ._maintenance import (
+    GcReport,
+    ReindexReport,
+    VerifyReport,
+    gc,
+    reindex,
+    remove_deleted_files,
+    verify,
+)
 from ._models import FileRecord, Labels, Metadata, upgrade_record
 from ._names import format_aliases, parse_ref, validate_alias, validate_name
 from ._new import NewArtifact
@@ -81,6 +94,16 @@ def _labels(labels: LabelsLike) -> Labels:
     )
 
 
+def _live(query: Mapping[str, Any] | None, include_deleted: bool) -> Mapping[str, Any]:
+    """``query``, limited to artifacts that are not deleted unless asked."""
+    if include_deleted:
+        return query or {}
+    return {"$and": [query, _NOT_DELETED]} if query else _NOT_DELETED
+
+
+_NOT_DELETED: dict[str, Any] = {"deleted": None}
+
+
 def _sort(sort: SortLike) -> list[tuple[str, int]]:
     if sort is None:
         return list(DEFAULT_SORT)
@@ -100,17 +123,20 @@ def _record_path(cache_root: Path, artifact_id: str) -> Path:
 
 
 def _keep_record(cache_root: Path, artifact_id: str, doc: Mapping[str, Any]) -> None:
-    # Records are immutable: written once, atomically, never updated.
+    # Written atomically; rewritten only when the record changed (labels, tombstone).
     path = _record_path(cache_root, artifact_id)
-    if path.exists():
-        return
+    text = upgrade_record(doc).model_dump_json()
+    with contextlib.suppress(OSError):
+        if path.read_text() == text:
+            return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(upgrade_record(doc).model_dump_json())
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")  # threads of one process too
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
 _INLINE_HASH = 64 * 1024
+_CHANGE_ATTEMPTS = 5
 
 
 def _now_ms() -> datetime:
@@ -329,7 +355,7 @@ class AsyncHandler:
             name=draft.name,
             name_version=version,
         )
-        sidecar = record.model_dump_json(indent=2).encode()
+        sidecar = record.to_json(indent=2)
         prefix = draft.prefix
         own = [f"{prefix}/{f.relpath}" for f in files] + [
             f"{prefix}/{LOGS_DIR}/{f.relpath}" for f in logs
@@ -407,7 +433,7 @@ class AsyncHandler:
             {
                 doc["artifact_id"]
                 for doc in await self.catalog.find(
-                    {"artifact_id": {"$in": owners}}, fields=["artifact_id"]
+                    {"artifact_id": {"$in": owners}, "deleted": None}, fields=["artifact_id"]
                 )
             }
             if owners
@@ -652,6 +678,7 @@ class AsyncHandler:
 
         Raises:
             ArtifactNotFoundError: no artifact has this id, name or version.
+            ArtifactDeletedError: it was deleted (the message says who, when, why).
             OfflineError: offline or catalog unreachable, and not read before.
         """
         artifact_id = await self.resolve(artifact_id)
@@ -667,13 +694,22 @@ class AsyncHandler:
                 if cache is not None:
                     await asyncio.to_thread(_keep_record, cache.root, artifact_id, doc)
         record = upgrade_record(doc)
+        if record.deleted is not None:
+            raise deleted_error(record)
         await self._note_read(artifact_id)
         return self._bind(record)
 
     def _bind(self, record: Metadata) -> Artifact:
         """An `Artifact` on this handler's store; its ``eio_url`` resolves through it."""
         remember_handler(record.artifact_id, self)
-        return Artifact.from_metadata(record, self.storage, self._publish_read)
+        return Artifact.from_metadata(record, self.storage, self._publish_read, self._deleted)
+
+    async def _deleted(self, artifact_id: str) -> BaseException | None:
+        """`ArtifactDeletedError` if the catalog holds ``artifact_id``'s tombstone."""
+        if self.settings.offline:
+            return None
+        record = await self._record(artifact_id)
+        return deleted_error(record) if record.deleted is not None else None
 
     def _cached_record(self, artifact_id: str, err: BaseException | None = None) -> dict[str, Any]:
         cache = self.storage.cache
@@ -699,6 +735,7 @@ class AsyncHandler:
         columns: Sequence[str] | None = None,
         include_packages: bool = False,
         flatten: bool = True,
+        include_deleted: bool = False,
     ) -> pd.DataFrame:
         """Find artifacts with a MongoDB filter; a DataFrame indexed by ``artifact_id``.
 
@@ -722,6 +759,8 @@ class AsyncHandler:
             include_packages: also return ``python_packages``.
             flatten: nested ``labels`` become dotted columns (default); ``False``
                 keeps ``labels`` as one column of dicts.
+            include_deleted: also return tombstones of deleted artifacts, with
+                a ``deleted`` column (who, when, why; ``None`` for the others).
 
         Raises:
             QueryError: the query, sort, limits or columns are malformed or unsupported.
@@ -732,21 +771,31 @@ class AsyncHandler:
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise QueryError(f"{name} must be a non-negative int or None, not {value!r}")
         plan = plan_frame(columns, include_packages, flatten)
+        if include_deleted and columns is None:
+            plan = dataclasses.replace(
+                plan, columns=(*plan.columns, "deleted"), fields=(*plan.fields, "deleted")
+            )
         # max_docs=0 asks for no rows; the catalog's limit 0 means "no limit", so
         # fetch at most one (the query is still checked) and keep none.
         limit = 1 if max_docs == 0 else max_docs or 0
         table = await self.catalog.find_columns(
-            query or {}, sort=_sort(sort), skip=skip, limit=limit, fields=plan.fields
+            _live(query, include_deleted),
+            sort=_sort(sort),
+            skip=skip,
+            limit=limit,
+            fields=plan.fields,
         )
         if max_docs == 0:
             table = {key: [] for key in table}
         return build_frame(table, plan)
 
-    async def count(self, query: Mapping[str, Any] | None = None) -> int:
-        """How many artifacts match ``query``."""
+    async def count(
+        self, query: Mapping[str, Any] | None = None, *, include_deleted: bool = False
+    ) -> int:
+        """How many artifacts match ``query`` (tombstones only with ``include_deleted``)."""
         if query is not None and not isinstance(query, Mapping):
             raise QueryError(f"query must be a dict (a MongoDB filter), not {type(query).__name__}")
-        return await self.catalog.count(query or {})
+        return await self.catalog.count(_live(query, include_deleted))
 
     # -- names and aliases --------------------------------------------------
     async def set_alias(self, ref: str, alias: str) -> dict[str, str]:
@@ -806,6 +855,133 @@ class AsyncHandler:
 
     async def _record(self, artifact_id: str) -> Metadata:
         return upgrade_record(await self.catalog.get(artifact_id))
+
+    # -- labels and deletion --------------------------------------------------
+    def _sidecar(self, record: Metadata) -> str:
+        """The storage path of a record's sidecar, checked against the layout."""
+        folder = self.storage.prefix_path(self.storage.path(record.remote_root), record.artifact_id)
+        return f"{folder}/{METADATA_RELPATH}"
+
+    async def _change(self, record: Metadata, new: Metadata) -> bool:
+        """Write ``new`` in place of ``record``: sidecar first, then the catalog.
+
+        ``False`` if the catalog record changed since ``record`` was read (the
+        sidecar is then rewritten from the catalog by the caller's retry).
+        """
+        await self.storage.replace_bytes(self._sidecar(record), new.to_json(indent=2))
+        return await self.catalog.replace(new.to_document(), revision(record))
+
+    async def set_labels(self, ref: str, labels: LabelsLike) -> Artifact:
+        """Replace the labels of a committed artifact; its files never change.
+
+        The record keeps every earlier version of its labels, with who replaced
+        it and when, in ``metadata.label_history``; the sidecar follows. Queries
+        see the new labels. Labels are checked as for `upload`.
+
+        Raises:
+            InvalidLabelsError: the labels cannot be stored.
+            ArtifactDeletedError: the artifact was deleted.
+        """
+        new_labels = _labels(labels)
+        artifact_id = await self.resolve(ref)
+        for _ in range(_CHANGE_ATTEMPTS):
+            record = await self._record(artifact_id)
+            if record.deleted is not None:
+                raise deleted_error(record)
+            new = relabeled(record, new_labels, current_username(), _now_ms())
+            if await self._change(record, new):
+                return self._bind(new)
+        raise CatalogError(f"the labels of {artifact_id} kept changing under this edit; try again")
+
+    async def delete(self, ref: str, *, reason: str) -> DeleteReport:
+        """Delete an artifact: remove its files from storage, keep a tombstone.
+
+        The tombstone keeps its id, name and version, run, creator and
+        ``based_on`` (lineage graphs show it as a deleted node), and who deleted
+        it, when and why; files, labels and command line are dropped. It goes
+        to the sidecar first (so `reindex` never brings the artifact back), then
+        to the catalog; then the files go. After a crash, running the delete
+        again (or ``gc(delete=True)``) finishes it. Then `get` raises
+        `ArtifactDeletedError`, `find` leaves it out, ``name:latest`` names the
+        highest remaining version, aliases pointing at it are removed, and its
+        version number is never given again.
+
+        Args:
+            ref: an artifact id or reference (``train-set:v3``).
+            reason: why; kept in the tombstone (required).
+
+        Raises:
+            UsageError: other artifacts reference its files (deduplicated
+                copies); the message names them. Delete those first.
+            StorageError: the storage refused to remove its files (Object Lock
+                retention, a policy); the message names them. If none could be
+                removed, the record is left as it was.
+        """
+        why = check_reason(reason)
+        artifact_id = await self.resolve(ref)
+        record = await self._record(artifact_id)
+        folder = self._sidecar(record).rsplit(f"/{METADATA_RELPATH}", 1)[0]
+        if record.deleted is not None:
+            removed, _ = await remove_deleted_files(self.storage, self.catalog, folder, artifact_id)
+            return DeleteReport(artifact_id, record.ref, removed, [], already_deleted=True)
+        for _ in range(_CHANGE_ATTEMPTS):
+            await self._refuse_if_referenced(record)
+            stone = tombstone(record, current_username(), _now_ms(), why)
+            if await self._change(record, stone):
+                break
+            record = await self._record(artifact_id)
+            if record.deleted is not None:  # someone else deleted it meanwhile
+                return await self.delete(artifact_id, reason=why)
+        else:
+            raise CatalogError(f"{artifact_id} kept changing under this delete; try again")
+        aliases = await self._drop_aliases(record)
+        try:
+            removed, _ = await remove_deleted_files(self.storage, self.catalog, folder, artifact_id)
+        except StorageError:
+            if await self._nothing_removed(record):
+                await self._change(stone, record)  # all refused: the record stays as it was
+                for alias in aliases:
+                    await self.catalog.set_alias(record.name or "", alias, record.name_version or 0)
+            raise
+        cache = self.storage.cache
+        if cache is not None:
+            await asyncio.to_thread(_keep_record, cache.root, artifact_id, stone.to_document())
+        return DeleteReport(artifact_id, record.ref, removed, aliases)
+
+    def _own_urls(self, record: Metadata) -> list[str]:
+        """URLs of the files in the artifact's own folder (not deduplicated ones)."""
+        folder = self._sidecar(record).rsplit(f"/{METADATA_RELPATH}", 1)[0] + "/"
+        urls = [f.url for f in [*record.files, *record.logs]]
+        return [u for u in urls if self.storage.path(u).startswith(folder)]
+
+    async def _refuse_if_referenced(self, record: Metadata) -> None:
+        own = self._own_urls(record)
+        users = await self.catalog.object_users(own)
+        others = sorted(set().union(*users.values()) - {record.artifact_id}) if users else []
+        if others:
+            shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
+            raise UsageError(
+                f"{record.artifact_id} cannot be deleted: {len(others)} other artifact(s) "
+                f"reference its files (deduplicated copies): {shown}. Delete those first, "
+                "or keep this one"
+            )
+
+    async def _drop_aliases(self, record: Metadata) -> list[str]:
+        if record.name is None:
+            return []
+        pointing = [
+            a
+            for a, v in (await self.catalog.aliases(record.name)).items()
+            if v == record.name_version
+        ]
+        for alias in pointing:
+            await self.catalog.remove_alias(record.name, alias)
+        return pointing
+
+    async def _nothing_removed(self, record: Metadata) -> bool:
+        paths = [self.storage.path(u) for u in self._own_urls(record)]
+        found = await asyncio.gather(*(self.storage.exists(p) for p in paths))
+        return all(found)
 
     # -- lineage and maintenance --------------------------------------------
     async def lineage(

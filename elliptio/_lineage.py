@@ -42,6 +42,7 @@ class LineageNode:
     missing: bool = False
     name: str | None = None
     name_version: int | None = None
+    deleted: bool = False
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> LineageNode:
@@ -57,6 +58,7 @@ class LineageNode:
             datatype=str(labels.get("datatype") or "") if isinstance(labels, dict) else "",
             name=name if named else None,
             name_version=version if named else None,
+            deleted=doc.get("deleted") is not None,
         )
 
     @property
@@ -80,6 +82,8 @@ class LineageNode:
             head = self.artifact_id[:17] + ("…" if len(self.artifact_id) > 17 else "")
         if self.missing:
             return [_one_line(head), "(not in the catalog)"]
+        if self.deleted:
+            return [_one_line(head), _one_line(self.username), "(deleted)"]
         files = ", ".join(self.file_relpaths[:3]) + (" …" if len(self.file_relpaths) > 3 else "")
         return [_one_line(line) for line in (head, self.username, self.datatype, files) if line]
 
@@ -88,6 +92,8 @@ class LineageNode:
         """A one-line description: name:vN (else the id), user, datatype, files."""
         if self.missing:
             return _one_line(f"{self.artifact_id} (not in the catalog)")
+        if self.deleted:
+            return _one_line(f"{self.title} {self.username} (deleted)")
         files = ", ".join(self.file_relpaths[:3]) + (" ..." if len(self.file_relpaths) > 3 else "")
         parts = [self.title, self.username, self.datatype and f"({self.datatype})", f"[{files}]"]
         return _one_line(" ".join(p for p in parts if p))
@@ -160,6 +166,7 @@ class LineageGraph:
         for artifact_id in sorted(self.nodes):
             node = self.nodes[artifact_id]
             style = ', style="dashed"' if node.missing else ""
+            style += ', style="dotted", color="gray"' if node.deleted else ""
             style += ", penwidth=3" if artifact_id == self.root else ""
             text = "\\n".join(_escape_dot(line) for line in node.lines())
             lines.append(f'    {ids[artifact_id]} [label="{text}"{style}];')
@@ -297,8 +304,9 @@ _FIELDS = (
     "labels.datatype",
     "name",
     "name_version",
+    "deleted",
 )
-_FIND_FIELDS = (*_FIELDS[:4], "labels", "name", "name_version")
+_FIND_FIELDS = (*_FIELDS[:4], "labels", "name", "name_version", "deleted")
 
 
 async def build_lineage(

@@ -37,12 +37,22 @@ from ._errors import (
     CorruptRecordError,
     ElliptioError,
     SchemaVersionError,
+    StorageError,
 )
 from ._layout import ARTIFACT_ID_RE, METADATA_RELPATH
+from ._lifecycle import revision
 from ._models import Metadata, upgrade_record
 from ._storage import Storage
 
-__all__ = ["GcReport", "ReindexReport", "VerifyReport", "gc", "reindex", "verify"]
+__all__ = [
+    "GcReport",
+    "ReindexReport",
+    "VerifyReport",
+    "gc",
+    "reindex",
+    "remove_deleted_files",
+    "verify",
+]
 log = logging.getLogger(__name__)
 
 _PREFIX_RE = re.compile(
@@ -59,6 +69,9 @@ class ReindexReport:
     added: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     conflicting: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    """Records replaced by their newer sidecar: a delete or label change that
+    stopped after writing it."""
     unreadable: list[str] = field(default_factory=list)
     uncommitted: list[str] = field(default_factory=list)
     """Whole sidecars whose writer is still writing or died before its commit
@@ -75,6 +88,9 @@ class GcReport:
     stale_leases: list[str] = field(default_factory=list)
     """Artifact ids whose writer opened a lease longer than the grace period ago
     but never wrote a byte to this store (it died first); closed with ``delete``."""
+    deleted_leftovers: list[str] = field(default_factory=list)
+    """Folders of deleted artifacts (tombstones) that still hold files, left by a
+    delete that was interrupted; removed with ``delete``."""
 
 
 @dataclass
@@ -210,9 +226,88 @@ async def reindex(storage: Storage, catalog: Catalog) -> ReindexReport:
             with contextlib.suppress(ElliptioError):
                 await storage.seal([p for p in paths if p.startswith(f"{prefix}/")] + [sidecar])
             continue
-        same = upgrade_record(existing) == record
-        (report.unchanged if same else report.conflicting).append(artifact_id)
+        stored = upgrade_record(existing)
+        if stored == record:
+            report.unchanged.append(artifact_id)
+        elif _newer(record, stored) and await catalog.replace(
+            record.to_document(), revision(stored)
+        ):
+            # A delete or a label change that stopped after its sidecar.
+            report.updated.append(artifact_id)
+        elif _newer(stored, record):
+            report.unchanged.append(artifact_id)  # the sidecar is behind: its writer retries
+        else:
+            report.conflicting.append(artifact_id)
     return report
+
+
+async def _sidecar_is_tombstone(storage: Storage, sidecar: str, artifact_id: str) -> bool:
+    try:
+        raw = await _read_sidecar(storage, sidecar)
+        record = upgrade_record(json.loads(raw)) if raw is not None else None
+    except (ValueError, SchemaVersionError, CorruptRecordError):
+        return False
+    return record is not None and record.artifact_id == artifact_id and record.deleted is not None
+
+
+def _newer(a: Metadata, b: Metadata) -> bool:
+    """Whether ``a`` is a later version of the same record as ``b``: the same
+    artifact with more label changes, or its tombstone."""
+    if a.artifact_id != b.artifact_id or revision(a) <= revision(b):
+        return False
+    if a.deleted is not None:
+        return b.deleted is None
+    return a.label_history[: len(b.label_history)] == b.label_history and a.files == b.files
+
+
+async def remove_deleted_files(
+    storage: Storage, catalog: Catalog, prefix: str, artifact_id: str
+) -> tuple[list[str], list[str]]:
+    """Remove the files of a deleted artifact's folder, all but its sidecar.
+
+    Files that a record in the catalog still names (a deduplicated copy of
+    them committed meanwhile) stay.
+
+    Returns:
+        URLs removed, and URLs kept for other records.
+
+    Raises:
+        StorageError: the storage refused to remove some (Object Lock retention,
+            a policy); the message names them. The rest were removed.
+    """
+    folder = storage.prefix_path(prefix, artifact_id)
+    sidecar = f"{folder}/{METADATA_RELPATH}"
+    if not await _sidecar_is_tombstone(storage, sidecar, artifact_id):
+        # A delete writes its sidecar first: a tombstone only in the catalog was not
+        # written by one, so nothing is removed on the catalog's word alone.
+        raise CorruptRecordError(
+            f"the catalog holds a tombstone of {artifact_id}, but its sidecar "
+            f"{storage.url(sidecar)} does not; nothing was removed. Someone with write "
+            "access to the catalog changed the record: restore it with 'elliptio reindex'"
+        )
+    paths = [p for p in await storage.find(folder) if p != sidecar]
+    urls = [storage.url(p) for p in paths]
+    users = await catalog.object_users(urls)
+    kept = [u for u, ids in users.items() if ids - {artifact_id}]
+    removed: list[str] = []
+    refused: list[tuple[str, str]] = []
+    for path, url in zip(paths, urls, strict=True):
+        if url in kept:
+            continue
+        try:
+            await storage.remove_file(path)
+        except ElliptioError as err:
+            refused.append((url, str(err)))
+            continue
+        removed.append(url)
+    if refused:
+        names = ", ".join(url for url, _ in refused[:5]) + (" ..." if len(refused) > 5 else "")
+        raise StorageError(
+            f"the storage refused to remove {len(refused)} file(s) of deleted artifact "
+            f"{artifact_id}: {names} ({refused[0][1]}). Object Lock retention or a bucket "
+            "policy keeps them; remove them once it allows it, or rerun the delete"
+        )
+    return removed, kept
 
 
 def _record_paths(storage: Storage, record: Metadata) -> list[str]:
@@ -249,6 +344,10 @@ async def gc(
     cutoff = now - grace + timedelta(milliseconds=1)
     report = GcReport(dry_run=not delete)
     prefixes = await _prefixes(storage)
+    tombstones = {
+        doc["artifact_id"]
+        for doc in await catalog.find({"deleted": {"$ne": None}}, fields=["artifact_id"])
+    }
     seen: set[str] = set()
     for prefix in prefixes:
         relative = _relative(storage, prefix)
@@ -257,6 +356,9 @@ async def gc(
             continue
         artifact_id = _PREFIX_RE.search(relative)["id"]  # type: ignore[index]
         seen.add(artifact_id)
+        if artifact_id in tombstones:
+            await _finish_delete(storage, catalog, prefix, artifact_id, delete, report)
+            continue
         lease = await catalog.get_lease(artifact_id)
         if lease is not None:
             if lease.state == "committing" or (
@@ -304,6 +406,25 @@ async def gc(
             "(the catalog's 'leases' table or collection). Everything else was collected."
         )
     return report
+
+
+async def _finish_delete(
+    storage: Storage,
+    catalog: Catalog,
+    prefix: str,
+    artifact_id: str,
+    delete: bool,
+    report: GcReport,
+) -> None:
+    """Note (and with ``delete`` remove) files a stopped delete left in its folder."""
+    sidecar = f"{prefix}/{METADATA_RELPATH}"
+    if not [p for p in await storage.find(prefix) if p != sidecar]:
+        return
+    report.deleted_leftovers.append(storage.url(prefix))
+    if delete:
+        # Named again on the next run; a tombstone the sidecar does not confirm stays.
+        with contextlib.suppress(StorageError, CorruptRecordError):
+            await remove_deleted_files(storage, catalog, prefix, artifact_id)
 
 
 async def _sweep_leases(

@@ -30,7 +30,9 @@ __all__ = [
     "FileRecord",
     "GitInfo",
     "Labels",
+    "LabelsChange",
     "Metadata",
+    "Tombstone",
     "check_storable",
     "upgrade_record",
 ]
@@ -168,8 +170,48 @@ class FileRecord(BaseModel):
         return value
 
 
+class LabelsChange(BaseModel):
+    """Earlier labels of an artifact: what they were, who replaced them and when."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    labels: Labels
+    replaced_by: str
+    replaced_at: AwareDatetime
+
+    @field_validator("replaced_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+
+class Tombstone(BaseModel):
+    """Who deleted an artifact, when and why (the record then keeps no files)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    deleted_by: str
+    deleted_at: AwareDatetime
+    reason: str = Field(min_length=1)
+
+    @field_validator("deleted_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+
+# Lifecycle fields left out of a stored record while they are empty, so that a
+# record never relabeled nor deleted is exactly what earlier releases wrote and read.
+_LIFECYCLE_DEFAULTS: dict[str, Any] = {"label_history": [], "deleted": None}
+
+
 class Metadata(BaseModel):
-    """The immutable record of one artifact, as stored in the catalog and sidecar."""
+    """The record of one artifact, as stored in the catalog and sidecar.
+
+    Files never change; the labels may be replaced (`label_history` keeps every
+    earlier version), and a deleted artifact's record becomes a tombstone
+    (``deleted`` set, files, labels and command line dropped).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -194,6 +236,8 @@ class Metadata(BaseModel):
     local_root: str = ""
     name: str | None = None
     name_version: int | None = Field(default=None, ge=1)
+    label_history: list[LabelsChange] = Field(default_factory=list)
+    deleted: Tombstone | None = None
 
     @model_validator(mode="after")
     def _named(self) -> Metadata:
@@ -215,9 +259,16 @@ class Metadata(BaseModel):
     def _utc(cls, value: datetime) -> datetime:
         return value.astimezone(UTC)
 
+    def _unset_lifecycle(self) -> set[str]:
+        return {k for k, v in _LIFECYCLE_DEFAULTS.items() if getattr(self, k) == v}
+
     def to_document(self) -> dict[str, Any]:
         """The record as a catalog document (plain Python data, datetimes in UTC)."""
-        return self.model_dump(mode="python")
+        return self.model_dump(mode="python", exclude=self._unset_lifecycle())
+
+    def to_json(self, indent: int | None = None) -> bytes:
+        """The record as sidecar JSON."""
+        return self.model_dump_json(indent=indent, exclude=self._unset_lifecycle()).encode()
 
 
 _Upgrade = Callable[[dict[str, Any]], dict[str, Any]]

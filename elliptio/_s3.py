@@ -413,6 +413,13 @@ class S3Backend(Backend):
         with contextlib.suppress(Exception):
             await self._call("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
 
+    async def replace_bytes(self, path: str, data: bytes) -> None:
+        """Put ``data`` at ``path`` over what is there: one PUT, which S3 makes
+        visible whole or not at all (a sidecar that changes)."""
+        bucket, key = self._split(path)
+        call = self._call("put_object", Bucket=bucket, Key=key, Body=data)
+        await self._on_fs_loop(self._guard("write", path, call))
+
     async def put_bytes(
         self, path: str, data: bytes | bytearray | memoryview, seal: Sequence[str] | None = None
     ) -> HashResult:

@@ -331,6 +331,10 @@ class Storage:
         """
         return await self.backend.put_bytes(path, data, seal)
 
+    async def replace_bytes(self, path: str, data: bytes) -> None:
+        """Replace the bytes at ``path`` in one step (a sidecar whose record changed)."""
+        await self.backend.replace_bytes(path, data)
+
     async def makedirs(self, path: str) -> None:
         """Create a folder on local disk (a no-op on object stores)."""
         await self.backend.makedirs(path)
@@ -351,7 +355,7 @@ class Storage:
         )
 
     def _missing(self, path: str) -> StorageError:
-        return StorageError(
+        return MissingFileError(
             f"{self._redact(self.url(path))} is missing from the store: it was removed "
             "behind elliptio's back. Restore it from a backup; 'elliptio verify' lists "
             "the missing files of an artifact"
@@ -448,6 +452,10 @@ class Storage:
         """Storage paths matching a glob pattern."""
         return await self.backend.glob(pattern)
 
+    async def find(self, path: str) -> list[str]:
+        """Storage paths of every file under a folder."""
+        return await self.backend.find(path)
+
     async def remove_file(self, path: str) -> None:
         """Remove one file, if it exists."""
         await self.backend.remove_file(path)
@@ -459,6 +467,11 @@ class Storage:
     def close(self) -> None:
         """Stop the worker threads."""
         self.backend.close()
+
+
+class MissingFileError(StorageError):
+    """A recorded file is not in the store (raised as `StorageError`; readers of
+    an artifact deleted meanwhile turn it into `ArtifactDeletedError`)."""
 
 
 def _is_file_of_artifact(inner: str) -> bool:

@@ -12,6 +12,7 @@ from ._artifact import Artifact
 from ._catalog import Catalog
 from ._diff import ArtifactDiff
 from ._handler import AsyncHandler, LabelsLike, LocalPaths, SortLike
+from ._lifecycle import DeleteReport
 from ._lineage import Direction, LineageGraph
 from ._maintenance import GcReport, ReindexReport, VerifyReport
 from ._new import NewArtifact
@@ -137,6 +138,7 @@ class Handler:
         columns: Sequence[str] | None = None,
         include_packages: bool = False,
         flatten: bool = True,
+        include_deleted: bool = False,
     ) -> pd.DataFrame:
         """Find artifacts with a MongoDB filter; see `AsyncHandler.find`.
 
@@ -153,12 +155,24 @@ class Handler:
                 columns=columns,
                 include_packages=include_packages,
                 flatten=flatten,
+                include_deleted=include_deleted,
             )
         )
 
-    def count(self, query: Mapping[str, Any] | None = None) -> int:
-        """How many artifacts match ``query``."""
-        return sync(self.aio.count(query))
+    def count(
+        self, query: Mapping[str, Any] | None = None, *, include_deleted: bool = False
+    ) -> int:
+        """How many artifacts match ``query`` (tombstones only with ``include_deleted``)."""
+        return sync(self.aio.count(query, include_deleted=include_deleted))
+
+    def set_labels(self, ref: str, labels: LabelsLike) -> Artifact:
+        """Replace an artifact's labels, keeping the earlier ones; see
+        `AsyncHandler.set_labels`."""
+        return sync(self.aio.set_labels(ref, labels))
+
+    def delete(self, ref: str, *, reason: str) -> DeleteReport:
+        """Delete an artifact's files and keep a tombstone; see `AsyncHandler.delete`."""
+        return sync(self.aio.delete(ref, reason=reason))
 
     @property
     def urls(self) -> UrlTools:

@@ -1226,6 +1226,68 @@ class CatalogConformance:
                     graph = await build_lineage(cat, *args)
                     assert graph == await build_lineage(find_only(cat), *args), args
 
+    # -- changing records: new labels and tombstones ---------------------------
+
+    async def test_replace_lands_once_per_revision(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.insert_many([record(1), record(2)])
+        old = await cat.get("artifact_0001")
+        history = [{"labels": old["labels"], "replaced_by": "x", "replaced_at": T0}]
+        relabeled = {**old, "labels": {**old["labels"], "project": "new"}, "label_history": history}
+        assert await cat.replace(relabeled, (False, 0))
+        assert not await cat.replace(relabeled, (False, 0))  # made from a version now gone
+        assert await cat.get("artifact_0001") == relabeled
+        assert _ids(await cat.find({"labels.project": "new"})) == ["artifact_0001"]
+        assert await cat.count({"labels.project": "p2"}) == 0  # 1 had p2, 2 has p1
+        stone = {**relabeled, "files": [], "file_relpaths": [], "deleted": {"reason": "r"}}
+        stone.pop("label_history")
+        assert not await cat.replace(stone, (False, 0))
+        assert await cat.replace(stone, (False, 1))
+        assert not await cat.replace(stone, (False, 0))
+        assert await cat.get("artifact_0001") == stone
+        assert await cat.count({"file_relpaths": "f1.txt"}) == 0
+        assert _ids(await cat.find({"deleted": None})) == ["artifact_0002"]
+        assert _ids(await cat.find({"deleted": {"$ne": None}})) == ["artifact_0001"]
+        assert _ids(await cat.find(sort=[("creation_time", 1)])) == [
+            "artifact_0001",
+            "artifact_0002",
+        ]
+        assert not await cat.replace({**record(9)}, (False, 0))  # no such record
+
+    async def test_concurrent_replaces_have_one_winner(self, backend: Backend) -> None:
+        cat = backend.catalog
+        await cat.insert(record(1))
+        old = await cat.get("artifact_0001")
+        history = [{"labels": old["labels"], "replaced_by": "x", "replaced_at": T0}]
+        changes = [
+            {**old, "labels": {**old["labels"], "ticket": f"T-{i}"}, "label_history": history}
+            for i in range(6)
+        ]
+        won = await asyncio.gather(*(cat.replace(c, (False, 0)) for c in changes))
+        assert won.count(True) == 1
+
+    async def test_tombstones_leave_latest_names_and_dedup(self, backend: Backend) -> None:
+        cat = backend.catalog
+        sha = "a" * 64
+        await cat.insert_many(
+            [
+                record(1, name="set", name_version=1, files=[_file("x", "s3://b/1/x", 5, sha)]),
+                record(2, name="set", name_version=2, files=[_file("x", "s3://b/2/x", 5, sha)]),
+            ]
+        )
+        users = await cat.object_users(["s3://b/1/x", "s3://b/2/x", "s3://b/none"])
+        assert users == {"s3://b/1/x": {"artifact_0001"}, "s3://b/2/x": {"artifact_0002"}}
+        top = await cat.get("artifact_0002")
+        stone = {**top, "files": [], "file_relpaths": [], "deleted": {"reason": "r"}}
+        assert await cat.replace(stone, (False, 0))
+        assert await cat.version_id("set") == "artifact_0001"
+        assert await cat.version_id("set", 2) == "artifact_0002"  # asked by number
+        assert await cat.names() == [("set", 1, 1)]
+        assert await cat.reserve_version("set") == 3  # never given again
+        assert await cat.find_objects([(sha, 5)], "s3://b/2/") == {}
+        assert await cat.object_users(["s3://b/2/x"]) == {}
+        assert await cat.known_sizes([5]) == {5}  # version 1 still has it
+
 
 def _file(relpath: str, url: str, size: int, sha256: str) -> dict[str, Any]:
     return {"relpath": relpath, "url": url, "size": size, "sha256": sha256}

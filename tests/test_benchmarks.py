@@ -50,3 +50,13 @@ def test_lineage_workers_benchmark_prints_both_modes_and_the_ratio() -> None:
     assert lines[4].startswith("on/off per round: ")
     assert lines[-1].split()[0] in {"MET", "MISS"}
     assert "within 1.2x of lineage off" in lines[-1]
+
+
+def test_delete_benchmark_prints_its_ratio() -> None:
+    lines = _run("delete.py", "--n", "5", "--mongo")
+    rows = [line for line in lines if line.startswith("| local disk")]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "local disk + SQLite",
+        "local disk + mongomock",
+    ]
+    assert all(row.rstrip(" |").endswith("x") for row in rows)

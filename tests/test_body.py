@@ -64,7 +64,10 @@ def _row(doc: dict[str, Any]) -> tuple[str, str | None, bytes]:
 
 def test_fields_are_the_records_fields_in_order() -> None:
     # A new record field gets a slot of its own only when added here, in order.
-    assert list(body.FIELDS) == list(Metadata.model_fields)
+    # The lifecycle fields, absent from records never relabeled nor deleted, are
+    # stored among the extras, so bodies written before them stay as they are.
+    lifecycle = {"label_history", "deleted"}
+    assert list(body.FIELDS) == [f for f in Metadata.model_fields if f not in lifecycle]
 
 
 @settings(max_examples=300, deadline=None)

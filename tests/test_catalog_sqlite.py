@@ -412,6 +412,7 @@ def _write_version_3_bodies(path: Path, docs: list[dict[str, Any]]) -> None:
             " (SELECT id FROM artifacts WHERE artifact_id = ?)",
             (bson.encode(stored, codec_options=body.OPTIONS), doc["artifact_id"]),
         )
+    conn.execute("ALTER TABLE artifacts DROP COLUMN deleted_json")  # new in version 6
     conn.execute("PRAGMA user_version=3")
     conn.commit()
     conn.close()
@@ -461,6 +462,7 @@ async def test_version_4_files_gain_run_inputs(tmp_path: Path) -> None:
     fresh = _schema(path)
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE run_inputs")
+    conn.execute("ALTER TABLE artifacts DROP COLUMN deleted_json")
     conn.execute("PRAGMA user_version=4")
     conn.commit()
     conn.close()
@@ -468,6 +470,29 @@ async def test_version_4_files_gain_run_inputs(tmp_path: Path) -> None:
     await cat.add_run_inputs("run_1", ["artifact_0001"])
     assert await cat.run_inputs("run_1") == ["artifact_0001"]
     assert (await cat.get("artifact_0001"))["artifact_id"] == "artifact_0001"
+    await cat.close()
+    assert _schema(path) == fresh
+
+
+async def test_version_5_files_gain_the_tombstone_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "v5.db"
+    cat = SQLiteCatalog(path)
+    await cat.insert_many([record(1, name="set", name_version=1), record(2)])
+    await cat.close()
+    fresh = _schema(path)
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE artifacts DROP COLUMN deleted_json")
+    conn.execute("PRAGMA user_version=5")
+    conn.commit()
+    conn.close()
+    cat = SQLiteCatalog(path)
+    assert await cat.count({"deleted": None}) == 2
+    old = await cat.get("artifact_0001")
+    assert await cat.replace({**old, "files": [], "deleted": {"reason": "r"}}, (False, 0))
+    assert await cat.version_id("set") is None
+    assert [d["artifact_id"] for d in await cat.find({"deleted": None})] == ["artifact_0002"]
     await cat.close()
     assert _schema(path) == fresh
 

@@ -32,6 +32,7 @@ __all__ = [
     "exists_error",
     "grouped_aliases",
     "lease_lost_error",
+    "record_revision",
     "version_taken_error",
 ]
 
@@ -152,6 +153,43 @@ class Catalog(abc.ABC):
         for doc in docs:
             await self.insert(doc)
 
+    # -- changing a record -------------------------------------------------------
+
+    @abc.abstractmethod
+    async def replace(self, doc: Document, revision: tuple[bool, int]) -> bool:
+        """Replace the record ``doc["artifact_id"]`` by ``doc``, atomically, if its
+        stored version still has ``revision`` (see `record_revision`).
+
+        Only new labels and tombstones replace a record (`elliptio._lifecycle`),
+        and each moves its revision on, so of two changes made from the same
+        version exactly one lands. The file index that deduplication reads
+        follows the new record: a tombstone's (absent) files are never found.
+
+        Returns:
+            ``False`` (and nothing written) when the record is gone or changed.
+        """
+
+    async def object_users(self, urls: Sequence[str]) -> dict[str, set[str]]:
+        """For each of ``urls`` that a record's files or logs name, the ids of those
+        records: who would lose bytes if the object went.
+
+        Backends with an index of file URLs override this.
+        """
+        wanted = set(urls)
+        found: dict[str, set[str]] = {}
+        if not wanted:
+            return found
+        urls_ = sorted(wanted)
+        flt = {"$or": [{"files.url": {"$in": urls_}}, {"logs.url": {"$in": urls_}}]}
+        for doc in await self.find(flt, fields=["files", "logs"]):
+            for field in ("files", "logs"):
+                items = doc.get(field)
+                for item in items if isinstance(items, list) else ():
+                    url = item.get("url") if isinstance(item, dict) else None
+                    if url in wanted:
+                        found.setdefault(url, set()).add(doc["artifact_id"])
+        return found
+
     # -- commit leases -----------------------------------------------------------
 
     @abc.abstractmethod
@@ -249,7 +287,8 @@ class Catalog(abc.ABC):
     @abc.abstractmethod
     async def version_id(self, name: str, version: int | None = None) -> str | None:
         """The artifact id of ``name`` version ``version`` (``None``: the highest
-        committed), or ``None`` when there is none."""
+        committed that is not deleted), or ``None`` when there is none. A given
+        version is found even when it is a tombstone."""
 
     @abc.abstractmethod
     async def set_alias(self, name: str, alias: str, version: int) -> int | None:
@@ -276,7 +315,8 @@ class Catalog(abc.ABC):
 
     @abc.abstractmethod
     async def names(self) -> list[tuple[str, int, int]]:
-        """Every name with committed artifacts: ``(name, count, latest version)``."""
+        """Every name with committed artifacts: ``(name, count, latest version)``,
+        counting only those not deleted."""
 
     # -- deduplication -------------------------------------------------------------
 
@@ -323,6 +363,12 @@ class CatalogLostError(CatalogError):
     it. A commit that fails so after its sidecar was written keeps the artifact's
     files and sidecar in storage, for `reindex` against the right catalog.
     """
+
+
+def record_revision(doc: Mapping[str, Any]) -> tuple[bool, int]:
+    """How far a stored record has changed: deleted, then label replacements made."""
+    history = doc.get("label_history")
+    return doc.get("deleted") is not None, len(history) if isinstance(history, list) else 0
 
 
 def lease_lost_error(artifact_id: str) -> CommitError:

@@ -4,6 +4,8 @@ A record's top-level fields are known, so the body stores their values as one
 BSON array in the order of `FIELDS`, led by a bit mask of the fields present:
 ``{"r": [mask, value, ...]}``, plus ``"x": {...}`` for any other top-level field
 and ``"o": [key, ...]`` when the keys came in another order than that.
+The lifecycle fields (``label_history``, ``deleted``), which only relabeled or
+deleted records have, are such extras: bodies written before them stay valid.
 Decoding then makes no key strings for the top-level fields, and a column of a
 DataFrame is one position of every array, with no document built at all.
 

@@ -90,6 +90,9 @@ INDEXES = (
     IndexModel([("logs.sha256", ASCENDING)], name="elliptio_logs_sha256"),
     IndexModel([("files.size", ASCENDING)], name="elliptio_files_size"),
     IndexModel([("logs.size", ASCENDING)], name="elliptio_logs_size"),
+    # Who references a file (`Catalog.object_users`), asked before a delete removes it.
+    IndexModel([("files.url", ASCENDING)], name="elliptio_files_url"),
+    IndexModel([("logs.url", ASCENDING)], name="elliptio_logs_url"),
 )
 """Created once per catalog, idempotently; names are elliptio's own."""
 
@@ -749,6 +752,23 @@ class MongoCatalog(Catalog):
         async with self._errors():
             return int(await collection.count_documents(mongo_filter, **options))
 
+    async def replace(self, doc: Document, revision: tuple[bool, int]) -> bool:
+        """Replace a record that still has ``revision``; see `Catalog.replace`."""
+        normalized = self._normalize(doc)
+        deleted, changes = revision
+        query: dict[str, Any] = {
+            "artifact_id": normalized["artifact_id"],
+            "deleted": {"$ne": None} if deleted else None,
+        }
+        if changes:
+            query["label_history"] = {"$size": changes}
+        else:
+            query["$or"] = [{"label_history": {"$exists": False}}, {"label_history": {"$size": 0}}]
+        collection = await self._collection()
+        async with self._errors():
+            result = await collection.replace_one(query, normalized)
+        return bool(result.matched_count == 1)
+
     async def delete(self, artifact_id: str) -> None:
         """Remove the document with this id, if any (maintenance only)."""
         collection = await self._collection()
@@ -864,6 +884,8 @@ class MongoCatalog(Catalog):
         query: dict[str, Any] = {**_NAMED, "name": name}
         if version is not None:
             query["name_version"] = {"$eq": version, "$gte": 1}
+        else:
+            query["deleted"] = None  # the latest that is not a tombstone
         async with self._errors():
             doc = await collection.find_one(
                 query, {"_id": 0, "artifact_id": 1}, sort=[("name_version", DESCENDING)]
@@ -908,7 +930,7 @@ class MongoCatalog(Catalog):
         """Every name with committed artifacts: ``(name, count, latest version)``."""
         collection = await self._collection()
         pipeline = [
-            {"$match": _NAMED},
+            {"$match": {**_NAMED, "deleted": None}},
             {"$group": {"_id": "$name", "count": {"$sum": 1}, "latest": {"$max": "$name_version"}}},
             {"$sort": {"_id": 1}},
         ]

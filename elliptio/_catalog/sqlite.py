@@ -43,6 +43,7 @@ from elliptio._catalog.base import (
     exists_error,
     grouped_aliases,
     lease_lost_error,
+    record_revision,
     version_taken_error,
 )
 from elliptio._errors import (
@@ -60,7 +61,7 @@ __all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Three tables, one row each per artifact, joined on ``id``:
 # - ``artifacts``, narrow, is what filters scan: the id, plain columns of the
@@ -73,7 +74,12 @@ SCHEMA_VERSION = 5
 # - ``artifact_extras`` holds the large, rarely filtered ``git`` and
 #   ``python_packages``, which no other query reads.
 # JSON columns hold ``{"field": value}`` objects, so paths read the same everywhere.
-_MOVED = {"labels": "labels_json", "python_packages": "packages_json", "git": "git_json"}
+_MOVED = {
+    "labels": "labels_json",
+    "python_packages": "packages_json",
+    "git": "git_json",
+    "deleted": "deleted_json",
+}
 _TABLE_OF = {
     "doc": "artifact_docs",
     "body": "artifact_docs",
@@ -135,12 +141,16 @@ _V5_ADDITIONS = (
     "CREATE TABLE IF NOT EXISTS run_inputs (run_id TEXT NOT NULL, artifact_id TEXT NOT NULL,"
     " PRIMARY KEY (run_id, artifact_id))",
 )
+# New in version 6: a tombstone's ``deleted`` in the narrow table, so that every
+# find's "not deleted" test reads a two-byte "{}" instead of the whole document.
+_V6_ADDITIONS = ("ALTER TABLE artifacts ADD COLUMN deleted_json TEXT NOT NULL DEFAULT '{}'",)
 _SCHEMA = (
     "CREATE TABLE artifacts ("
     " id INTEGER PRIMARY KEY,"
     " artifact_id TEXT NOT NULL UNIQUE,"
     " creation_time TEXT, username TEXT, datatype TEXT, project TEXT,"
-    " arrays TEXT NOT NULL, labels_json TEXT NOT NULL, name TEXT, name_version INTEGER)",
+    " arrays TEXT NOT NULL, labels_json TEXT NOT NULL, name TEXT, name_version INTEGER,"
+    " deleted_json TEXT NOT NULL DEFAULT '{}')",
     "CREATE TABLE artifact_docs (id INTEGER PRIMARY KEY, doc TEXT NOT NULL, body BLOB NOT NULL)",
     "CREATE TABLE artifact_extras ("
     " id INTEGER PRIMARY KEY, git_json TEXT NOT NULL, packages_json TEXT NOT NULL)",
@@ -474,12 +484,14 @@ class SQLiteCatalog(Catalog):
                         conn.execute(f'DROP INDEX "{name}"')
                     rows = conn.execute("SELECT doc FROM artifacts_v1 ORDER BY rowid")
                     old = [r[0] for r in rows]
-                if version in (2, 3, 4):
+                if version in (2, 3, 4, 5):
                     if version == 2:
                         _upgrade_v2(conn)
                     if version in (2, 3):
                         _upgrade_v3(conn)
-                    for statement in _V5_ADDITIONS:
+                    for statement in _V5_ADDITIONS if version < 5 else ():
+                        conn.execute(statement)
+                    for statement in _V6_ADDITIONS:
                         conn.execute(statement)
                 else:
                     for statement in _SCHEMA:
@@ -740,6 +752,73 @@ class SQLiteCatalog(Catalog):
                 conn.rollback()
             raise
 
+    # -- changing a record -------------------------------------------------------
+
+    async def replace(self, doc: Document, revision: tuple[bool, int]) -> bool:
+        """Replace a record that still has ``revision``; see `Catalog.replace`."""
+        row = self._encode(doc)
+        return await self._run(self._replace_row, row, revision)
+
+    def _replace_row(self, conn: sqlite3.Connection, row: _Row, revision: tuple[bool, int]) -> bool:
+        self._begin_write(conn)
+        try:
+            found = conn.execute(
+                f"SELECT id, {_LOAD_ALL} FROM artifacts WHERE artifact_id = ?", (row.artifact_id,)
+            ).fetchone()
+            if found is None or record_revision(_load(found[1:], None)) != tuple(revision):
+                conn.rollback()
+                return False
+            row_id = found[0]
+            conn.execute(
+                "UPDATE artifacts SET creation_time = ?, username = ?, datatype = ?, project = ?,"
+                " arrays = ?, labels_json = ?, name = ?, name_version = ?, deleted_json = ?"
+                " WHERE id = ?",
+                (*row[1:7], row.name, row.name_version, row.deleted_json, row_id),
+            )
+            conn.execute(
+                "UPDATE artifact_docs SET doc = ?, body = ? WHERE id = ?",
+                (row.doc, row.body, row_id),
+            )
+            conn.execute(
+                "UPDATE artifact_extras SET git_json = ?, packages_json = ? WHERE id = ?",
+                (row.git_json, row.packages_json, row_id),
+            )
+            for table in _SIDE_TABLES:
+                conn.execute(f"DELETE FROM {table} = ?", (row_id,))
+            conn.executemany(
+                "INSERT INTO side_values (field, value, artifact) VALUES (?, ?, ?)",
+                [(f, v, row_id) for f, v in row.side],
+            )
+            _write_extras(conn, [(row_id, row.name_version, row.name, row.objects)])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        return True
+
+    async def object_users(self, urls: Sequence[str]) -> dict[str, set[str]]:
+        """The ids of the records naming each of ``urls``; see `Catalog.object_users`."""
+        wanted = list(dict.fromkeys(urls))
+        if not wanted:
+            return {}
+        return await self._run(self._object_users, wanted)
+
+    @staticmethod
+    def _object_users(conn: sqlite3.Connection, urls: list[str]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(urls), 500):
+            chunk = urls[start : start + 500]
+            marks = ", ".join(["?"] * len(chunk))
+            rows = conn.execute(
+                "SELECT f.url, a.artifact_id FROM file_objects f JOIN artifacts a"
+                f" ON a.id = f.artifact WHERE f.url IN ({marks})",
+                chunk,
+            )
+            for url, artifact_id in rows:
+                found.setdefault(str(url), set()).add(str(artifact_id))
+        return found
+
     # -- commit leases ------------------------------------------------------------
 
     async def open_lease(self, artifact_id: str, prefix: str, started: dt.datetime) -> None:
@@ -872,8 +951,9 @@ class SQLiteCatalog(Catalog):
         """The artifact id of ``name:v<version>``, or of its highest version."""
         if version is None:
             sql = (
-                "SELECT artifact_id FROM artifacts WHERE name = ? AND name_version IS NOT NULL"
-                " ORDER BY name_version DESC LIMIT 1"
+                "SELECT a.artifact_id FROM artifacts a"
+                f" WHERE a.name = ? AND a.name_version IS NOT NULL AND {_LIVE}"
+                " ORDER BY a.name_version DESC LIMIT 1"
             )
             rows = await self._run(self._select, sql, [name])
         else:
@@ -932,8 +1012,9 @@ class SQLiteCatalog(Catalog):
         """Every name with committed artifacts: ``(name, count, latest version)``."""
         rows = await self._run(
             self._select,
-            "SELECT name, count(*), max(name_version) FROM artifacts"
-            " WHERE name_version IS NOT NULL GROUP BY name ORDER BY name",
+            "SELECT a.name, count(*), max(a.name_version) FROM artifacts a"
+            f" WHERE a.name_version IS NOT NULL AND {_LIVE}"
+            " GROUP BY a.name ORDER BY a.name",
             [],
         )
         return [(str(n), int(c), int(v)) for n, c, v in rows]
@@ -1013,6 +1094,8 @@ _V1_INDEXES = (
 _PLACEHOLDER = 0
 _CONTAINERS = {dict, list}
 _TABLES = ("artifacts", "artifact_docs", "artifact_extras")
+# A record that is not a tombstone (`elliptio._lifecycle`), on ``artifacts a``.
+_LIVE = "json_extract(a.deleted_json, '$.deleted') IS NULL"
 _SIDE_TABLES = ("side_values WHERE artifact", "file_objects WHERE artifact")
 
 
@@ -1024,6 +1107,7 @@ class _Row(NamedTuple):
     project: str | None
     arrays: str
     labels_json: str
+    deleted_json: str
     doc: str
     body: bytes
     git_json: str
@@ -1082,6 +1166,7 @@ def _row(doc: Document) -> _Row:
         project=_text_or_none(plain["labels.project"][0]),
         arrays=query.array_paths_text(paths),
         labels_json=moved["labels_json"],
+        deleted_json=moved["deleted_json"],
         doc=codec.to_text(rest),
         body=body_codec.encode(source),
         git_json=moved["git_json"],
@@ -1187,8 +1272,12 @@ def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
     ids = range(top + 1, top + 1 + len(rows))
     conn.executemany(
         "INSERT INTO artifacts (id, artifact_id, creation_time, username, datatype, project,"
-        " arrays, labels_json, name, name_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(i, *row[:7], row.name, row.name_version) for i, row in zip(ids, rows, strict=True)],
+        " arrays, labels_json, name, name_version, deleted_json)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (i, *row[:7], row.name, row.name_version, row.deleted_json)
+            for i, row in zip(ids, rows, strict=True)
+        ],
     )
     conn.executemany(
         "INSERT INTO artifact_docs (id, doc, body) VALUES (?, ?, ?)",

@@ -1,0 +1,496 @@
+"""Deleting with a tombstone, editing labels with history, downloading a whole artifact.
+
+Every test runs on SQLite and on MongoDB (mongomock-motor), and on local disk and
+S3 (the moto server) where files are involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import elliptio as eio
+from elliptio._cli import main
+from elliptio._layout import METADATA_RELPATH
+from elliptio._lifecycle import tombstone
+
+
+@pytest.fixture(params=["sqlite", "mongomock"])
+def catalog_spec(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.db'}"
+    from mongomock_motor import AsyncMongoMockClient
+
+    return AsyncMongoMockClient()["elliptio"][f"artifacts_{uuid.uuid4().hex[:8]}"]
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "file":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("storage_url_s3")
+
+
+@pytest.fixture
+def storage_url_s3(s3_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> str:
+    from tests.conftest import S3_BUCKET
+
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(s3_options))
+    return f"s3://{S3_BUCKET}/lake-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def h(store: str, catalog_spec: Any) -> Iterator[eio.Handler]:
+    handler = eio.Handler(storage=store, catalog=catalog_spec)
+    yield handler
+    handler.close()
+
+
+@pytest.fixture
+async def ah(store: str, catalog_spec: Any) -> AsyncIterator[eio.AsyncHandler]:
+    async with eio.AsyncHandler(storage=store, catalog=catalog_spec) as handler:
+        yield handler
+
+
+def _folder(tmp_path: Path, name: str, files: dict[str, bytes]) -> Path:
+    folder = tmp_path / name
+    for relpath, data in files.items():
+        (folder / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relpath).write_bytes(data)
+    return folder
+
+
+def _sidecar(h: eio.Handler, art: eio.Artifact) -> dict[str, Any]:
+    prefix = h.storage.path(art.metadata.remote_root)
+    data: dict[str, Any] = json.loads(h.storage.fs.cat_file(f"{prefix}/{METADATA_RELPATH}"))
+    return data
+
+
+def _stored_files(h: eio.Handler, art: eio.Artifact) -> list[str]:
+    prefix = h.storage.path(art.metadata.remote_root)
+    return sorted(p.removeprefix(prefix + "/") for p in h.storage.fs.find(prefix))
+
+
+# -- delete ------------------------------------------------------------------------
+
+
+def test_delete_leaves_a_tombstone_and_moves_latest(h: eio.Handler, tmp_path: Path) -> None:
+    v1 = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), name="set")
+    v2 = h.upload(
+        _folder(tmp_path, "b", {"x.csv": b"2\n", "y.csv": b"22\n"}),
+        name="set",
+        labels={"project": "secret-person"},
+    )
+    h.set_alias("set:v2", "prod")
+    h.set_alias("set:v1", "old")
+
+    report = h.delete("set:latest", reason="holds personal data")
+
+    assert (report.artifact_id, report.ref, report.aliases) == (v2.artifact_id, "set:v2", ["prod"])
+    assert sorted(report.removed) == sorted(f.url for f in v2.files.values())
+    assert "set:prod" in str(report)
+    with pytest.raises(eio.ArtifactDeletedError) as caught:
+        h.get(v2.artifact_id)
+    assert isinstance(caught.value, eio.ArtifactNotFoundError)
+    message = str(caught.value)
+    assert eio.current_username() in message
+    assert "holds personal data" in message
+    with pytest.raises(eio.ArtifactDeletedError):
+        h.get("set:v2")  # an explicit version names the tombstone
+    with pytest.raises(eio.ArtifactNotFoundError):
+        h.get("set:prod")  # its alias is gone
+    assert h.aliases("set") == {"old": 1}
+    assert h.get("set:latest").artifact_id == v1.artifact_id
+    assert h.names().loc["set", "latest"] == "v1"
+    assert list(h.find().index) == [v1.artifact_id]
+    assert h.count() == 1
+    assert h.count(include_deleted=True) == 2
+    every = h.find(include_deleted=True)
+    stone = every.loc[v2.artifact_id, "deleted"]
+    assert stone["reason"] == "holds personal data"
+    assert stone["deleted_by"] == eio.current_username()
+    assert every.loc[v1.artifact_id, "deleted"] is None
+    assert h.find({"labels.project": "secret-person"}, include_deleted=True).empty
+
+    # Files gone, sidecar kept as the tombstone, which keeps no labels or files.
+    assert _stored_files(h, v2) == [METADATA_RELPATH]
+    side = _sidecar(h, v2)
+    assert side["deleted"]["reason"] == "holds personal data"
+    assert side["files"] == []
+    assert side["labels"]["project"] == ""
+    assert side["argv"] == []
+    assert (side["name"], side["name_version"]) == ("set", 2)
+
+    # Version numbers are never given again.
+    v3 = h.upload(_folder(tmp_path, "c", {"x.csv": b"3\n"}), name="set")
+    assert v3.ref == "set:v3"
+
+
+def test_delete_needs_a_reason_and_a_live_ref(h: eio.Handler, tmp_path: Path) -> None:
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
+    for reason in ("", "   "):
+        with pytest.raises(eio.ConfigError, match="needs a reason"):
+            h.delete(art.artifact_id, reason=reason)
+    assert h.get(art.artifact_id).file.read_bytes() == b"1\n"
+    with pytest.raises(eio.ArtifactNotFoundError):
+        h.delete("artifact_" + "0" * 32, reason="typo")
+
+
+def test_rerunning_a_delete_is_harmless(h: eio.Handler, tmp_path: Path) -> None:
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
+    first = h.delete(art.artifact_id, reason="mistake")
+    again = h.delete(art.artifact_id, reason="mistake")
+    assert not first.already_deleted
+    assert again.already_deleted
+    assert again.removed == []
+    assert _sidecar(h, art)["deleted"]["deleted_at"] is not None
+
+
+def test_a_dedup_source_cannot_be_deleted_while_referenced(h: eio.Handler, tmp_path: Path) -> None:
+    data = b"shared bytes\n" * 100
+    source = h.upload(_folder(tmp_path, "a", {"x.bin": data}))
+    copy = h.upload(_folder(tmp_path, "b", {"y.bin": data}))
+    assert copy.file.url == source.file.url  # deduplicated
+
+    with pytest.raises(eio.UsageError, match=copy.artifact_id):
+        h.delete(source.artifact_id, reason="cleanup")
+    assert h.get(source.artifact_id).file.read_bytes() == data  # untouched
+
+    # The copy owns no bytes: deleting it removes nothing of the source.
+    assert h.delete(copy.artifact_id, reason="cleanup").removed == []
+    assert h.get(source.artifact_id).file.read_bytes() == data
+    h.delete(source.artifact_id, reason="cleanup")
+
+    # Dedup never references bytes of a deleted artifact: the next one copies them.
+    again = h.upload(_folder(tmp_path, "c", {"z.bin": data}))
+    assert again.file.url.startswith(again.metadata.remote_root)
+    assert h.get(again.artifact_id).file.read_bytes() == data
+
+
+def test_tombstone_survives_reindex(h: eio.Handler, tmp_path: Path) -> None:
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), name="set")
+    h.delete("set:v1", reason="wrong data")
+    from elliptio._sync import sync
+
+    sync(h.catalog.delete(art.artifact_id))  # the catalog lost it
+    report = h.reindex()
+    assert report.added == [art.artifact_id]
+    with pytest.raises(eio.ArtifactDeletedError, match="wrong data"):
+        h.get(art.artifact_id)
+    assert h.find().empty
+    assert h.reindex().unchanged == [art.artifact_id]
+
+
+def test_a_delete_stopped_after_its_sidecar_is_finished_by_reindex_and_gc(
+    h: eio.Handler, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from elliptio._sync import sync
+
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n", "y.csv": b"2\n"}))
+    stone = tombstone(art.metadata, "someone", art.metadata.creation_time, "crashed delete")
+    prefix = h.storage.path(art.metadata.remote_root)
+    # The delete wrote its sidecar and died: catalog and files are as before.
+    sync(h.storage.replace_bytes(f"{prefix}/{METADATA_RELPATH}", stone.to_json(indent=2)))
+    assert h.get(art.artifact_id).files["a/x.csv"].read_bytes() == b"1\n"
+
+    assert h.reindex().updated == [art.artifact_id]
+    with pytest.raises(eio.ArtifactDeletedError, match="crashed delete"):
+        h.get(art.artifact_id)
+    dry = h.gc(grace=timedelta(0))
+    assert dry.deleted_leftovers == [art.metadata.remote_root]
+    assert len(_stored_files(h, art)) == 3
+    h.gc(grace=timedelta(0), delete=True)
+    assert _stored_files(h, art) == [METADATA_RELPATH]
+    assert h.gc(grace=timedelta(0)).deleted_leftovers == []
+
+
+def test_a_delete_stopped_after_the_catalog_is_finished_by_rerunning_it(
+    h: eio.Handler, tmp_path: Path
+) -> None:
+    from elliptio._lifecycle import revision
+    from elliptio._sync import sync
+
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
+    stone = tombstone(art.metadata, "someone", art.metadata.creation_time, "crashed delete")
+    prefix = h.storage.path(art.metadata.remote_root)
+    sync(h.storage.replace_bytes(f"{prefix}/{METADATA_RELPATH}", stone.to_json(indent=2)))
+    assert sync(h.catalog.replace(stone.to_document(), revision(art.metadata)))
+    # A second change from the same version loses.
+    assert not sync(h.catalog.replace(stone.to_document(), revision(art.metadata)))
+    report = h.delete(art.artifact_id, reason="finish it")
+    assert report.already_deleted
+    assert report.removed == [art.files["a/x.csv"].url]
+    assert _stored_files(h, art) == [METADATA_RELPATH]
+
+
+def test_a_tombstone_only_in_the_catalog_removes_nothing(h: eio.Handler, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from elliptio._lifecycle import revision
+    from elliptio._sync import sync
+
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
+    forged = tombstone(art.metadata, "mallory", art.metadata.creation_time, "forged")
+    assert sync(h.catalog.replace(forged.to_document(), revision(art.metadata)))
+    with pytest.raises(eio.CorruptRecordError, match="sidecar"):
+        h.delete(art.artifact_id, reason="again")
+    h.gc(grace=timedelta(0), delete=True)
+    assert len(_stored_files(h, art)) == 2  # the file and the sidecar stay
+    report = h.reindex()  # the sidecar is the older version: reported, not applied
+    assert report.unchanged == [art.artifact_id]
+
+
+def test_lineage_keeps_a_deleted_node(h: eio.Handler, tmp_path: Path) -> None:
+    with h.run():
+        parent = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
+    with h.run():
+        h.get(parent.artifact_id).file.read_bytes()
+        child = h.upload(_folder(tmp_path, "b", {"y.csv": b"2\n"}))
+    h.delete(parent.artifact_id, reason="bad input")
+    graph = h.lineage(child.artifact_id, "up")
+    assert graph.parents(child.artifact_id) == [parent.artifact_id]
+    node = graph.nodes[parent.artifact_id]
+    assert node.deleted
+    assert not node.missing
+    assert "(deleted)" in graph.to_text()
+    assert "(deleted)" in graph.to_mermaid()
+    assert 'style="dotted"' in graph.to_dot()
+    assert h.get(child.artifact_id).metadata.based_on == [parent.artifact_id]
+
+
+async def test_concurrent_delete_and_read_never_serve_wrong_bytes(
+    ah: eio.AsyncHandler, tmp_path: Path
+) -> None:
+    files = {f"f{i}.bin": bytes([i]) * (50_000 + i) for i in range(8)}
+    art = await ah.upload(_folder(tmp_path, "a", files))
+    outcomes: list[str] = []
+    stop = asyncio.Event()
+
+    async def reader() -> None:
+        while not stop.is_set():
+            try:
+                got = await ah.get(art.artifact_id)
+                for relpath, file in sorted(got.files.items()):
+                    assert await file.aread_bytes() == files[relpath.removeprefix("a/")]
+                outcomes.append("bytes")
+            except eio.ArtifactDeletedError:
+                outcomes.append("deleted")
+                return
+            except eio.IntegrityError:
+                outcomes.append("integrity")
+            await asyncio.sleep(0)
+
+    readers = [asyncio.create_task(reader()) for _ in range(4)]
+    await asyncio.sleep(0.05)
+    await ah.delete(art.artifact_id, reason="race")
+    await asyncio.wait_for(asyncio.gather(*readers), timeout=60)
+    stop.set()
+    assert set(outcomes) <= {"bytes", "deleted", "integrity"}
+    assert outcomes.count("deleted") == 4  # every reader ends on the tombstone
+
+
+def test_a_read_after_the_files_went_names_the_delete(h: eio.Handler, tmp_path: Path) -> None:
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
+    held = h.get(art.artifact_id)  # read before the delete
+    h.delete(art.artifact_id, reason="gone")
+    with pytest.raises(eio.ArtifactDeletedError, match="gone"):
+        held.file.read_bytes()
+    with pytest.raises(eio.ArtifactDeletedError):
+        held.file.download(tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_refused_file_removal_leaves_the_record_intact(
+    h: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), name="kept")
+    h.set_alias("kept:v1", "prod")
+    backend = h.storage.backend
+
+    async def refuse(path: str) -> None:
+        raise eio.StorageError(f"AccessDenied: object lock retention on {path}")
+
+    monkeypatch.setattr(backend, "remove_file", refuse)
+    with pytest.raises(eio.StorageError, match="refused to remove 1 file") as caught:
+        h.delete("kept:v1", reason="try")
+    assert art.files["a/x.csv"].url in str(caught.value)
+    assert "Object Lock" in str(caught.value)
+    monkeypatch.undo()
+    # Record, sidecar and alias as they were; the files are all there.
+    assert h.get("kept:prod").file.read_bytes() == b"1\n"
+    assert "deleted" not in _sidecar(h, art)
+    assert h.reindex().unchanged == [art.artifact_id]
+
+
+# -- labels ------------------------------------------------------------------------
+
+
+def test_set_labels_keeps_history_and_files(h: eio.Handler, tmp_path: Path) -> None:
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), labels={"project": "a"})
+    before = _stored_files(h, art)
+    h.set_labels(art.artifact_id, {"project": "b", "infos": {"k": 1}})
+    new = h.set_labels(art.artifact_id, eio.Labels(project="c"))
+
+    record = h.get(art.artifact_id).metadata
+    assert record.labels == new.metadata.labels == eio.Labels(project="c")
+    assert [c.labels.project for c in record.label_history] == ["a", "b"]
+    assert record.label_history[1].labels.infos == {"k": 1}
+    assert {c.replaced_by for c in record.label_history} == {eio.current_username()}
+    assert record.label_history[0].replaced_at <= record.label_history[1].replaced_at
+    assert record.files == art.metadata.files
+    assert _stored_files(h, art) == before
+    assert h.get(art.artifact_id).file.read_bytes() == b"1\n"
+
+    assert list(h.find({"labels.project": "c"}).index) == [art.artifact_id]
+    assert h.find({"labels.project": "a"}).empty
+    side = _sidecar(h, art)
+    assert side["labels"]["project"] == "c"
+    assert [c["labels"]["project"] for c in side["label_history"]] == ["a", "b"]
+    assert h.reindex().unchanged == [art.artifact_id]
+    history = h.find(columns=["label_history"]).loc[art.artifact_id, "label_history"]
+    assert len(history) == 2
+
+
+def test_set_labels_validates_like_upload(h: eio.Handler, tmp_path: Path) -> None:
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), labels={"project": "a"})
+    with pytest.raises(eio.InvalidLabelsError):
+        h.set_labels(art.artifact_id, {"infos": {"a.b": 1}})
+    with pytest.raises(eio.InvalidLabelsError):
+        h.set_labels(art.artifact_id, {"unknown": 1})
+    assert h.get(art.artifact_id).metadata.label_history == []
+    h.delete(art.artifact_id, reason="x")
+    with pytest.raises(eio.ArtifactDeletedError):
+        h.set_labels(art.artifact_id, {"project": "b"})
+
+
+async def test_concurrent_label_edits_all_land_in_history(
+    ah: eio.AsyncHandler, tmp_path: Path
+) -> None:
+    art = await ah.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
+    await asyncio.gather(*(ah.set_labels(art.artifact_id, {"project": f"p{i}"}) for i in range(4)))
+    record = (await ah.get(art.artifact_id)).metadata
+    assert len(record.label_history) == 4
+    seen = {c.labels.project for c in record.label_history} | {record.labels.project}
+    assert seen == {"", "p0", "p1", "p2", "p3"}
+
+
+def test_an_edited_record_loads_and_an_old_one_is_unchanged(h: eio.Handler, tmp_path: Path) -> None:
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
+    side = _sidecar(h, art)
+    assert "label_history" not in side
+    assert "deleted" not in side
+    h.set_labels(art.artifact_id, {"project": "b"})
+    assert eio.Metadata.model_validate(_sidecar(h, art)).label_history[0].labels == eio.Labels()
+
+
+# -- download a whole artifact --------------------------------------------------------
+
+
+def test_artifact_download_writes_every_file_verified(h: eio.Handler, tmp_path: Path) -> None:
+    files = {"a.csv": b"1\n", "sub/b.bin": b"\x00" * 1000}
+    art = h.upload(_folder(tmp_path, "data", files))
+    with h.run() as run:
+        written = h.get(art.artifact_id).download(tmp_path / "out")
+    assert run.inputs == [art.artifact_id]
+    out = tmp_path / "out"
+    assert written == [(out / "data" / r).resolve() for r in sorted(files)]
+    for relpath, data in files.items():
+        assert (out / "data" / relpath).read_bytes() == data
+
+    (out / "data" / "a.csv").write_bytes(b"mine")
+    with pytest.raises(eio.ArtifactExistsError, match="overwrite=True"):
+        art.download(out)
+    assert (out / "data" / "a.csv").read_bytes() == b"mine"  # nothing written
+    art.download(out, overwrite=True)
+    assert (out / "data" / "a.csv").read_bytes() == b"1\n"
+
+
+def test_artifact_download_shows_one_bar(
+    store: str,
+    catalog_spec: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ELLIPTIO_PROGRESS", "true")
+    with eio.Handler(storage=store, catalog=catalog_spec) as h:
+        art = h.upload(_folder(tmp_path, "data", {"a.csv": b"1\n", "b.csv": b"22\n"}))
+        capsys.readouterr()
+        art.download(tmp_path / "out")
+    err = capsys.readouterr().err
+    assert f"download {art.artifact_id}" in err
+    assert "2/2" in err
+
+
+async def test_async_artifact_download_refuses_damaged_bytes(
+    ah: eio.AsyncHandler, tmp_path: Path
+) -> None:
+    art = await ah.upload(_folder(tmp_path, "data", {"a.csv": b"1\n", "b.csv": b"2\n"}))
+    path = ah.storage.path(art.files["data/b.csv"].url)
+    fs = ah.storage.fs
+    if ah.storage.is_local:
+        os.chmod(path, 0o644)
+    fs.pipe_file(path, b"3\n")  # same size, other bytes
+    with pytest.raises(eio.IntegrityError):
+        await art.adownload(tmp_path / "out")
+    assert not (tmp_path / "out" / "data" / "b.csv").exists()
+
+
+# -- command line ------------------------------------------------------------------
+
+
+def test_cli_delete_asks_and_needs_a_reason(
+    store: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    catalog = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", store)
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", catalog)
+    with eio.Handler() as h:
+        art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), name="set")
+    with pytest.raises(SystemExit):
+        main(["delete", "set:v1"])  # no --reason
+    assert main(["delete", "set:v1", "--reason", " "]) != 0
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    assert main(["delete", "set:v1", "--reason", "pii"]) == 1
+    assert "nothing deleted" in capsys.readouterr().err
+    with eio.Handler() as h:
+        assert h.get("set:v1").artifact_id == art.artifact_id
+    monkeypatch.setattr("builtins.input", lambda prompt: "y")
+    assert main(["delete", "set:v1", "--reason", "pii"]) == 0
+    assert "tombstone" in capsys.readouterr().out
+    assert main(["show", "set:v1"]) != 0
+    assert "pii" in capsys.readouterr().err
+    assert main(["delete", art.artifact_id, "--reason", "pii", "--yes"]) == 0
+
+
+def test_cli_set_labels(
+    store: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", store)
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    with eio.Handler() as h:
+        art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), labels={"project": "a"})
+    assert main(["set-labels", art.artifact_id, "--label", "project=b", "--infos", '{"k": 2}']) == 0
+    assert json.loads(capsys.readouterr().out) == {"project": "b", "infos": {"k": 2}}
+    assert main(["set-labels", art.artifact_id, "--json", '{"datatype": "csv"}']) == 0
+    capsys.readouterr()
+    assert main(["set-labels", art.artifact_id, "--json", "[1]"]) != 0
+    with eio.Handler() as h:
+        record = h.get(art.artifact_id).metadata
+    assert record.labels == eio.Labels(datatype="csv")
+    assert [c.labels.project for c in record.label_history] == ["a", "b"]
