@@ -15,7 +15,8 @@ code keeps working::
     ├── InvalidPathError(ValueError)       a relpath or local path cannot be used
     ├── InputFileNotFoundError(FileNotFoundError)
     │                                      a local file to upload does not exist
-    ├── GraphvizNotFoundError(FileNotFoundError)
+    ├── GraphvizError                      Graphviz 'dot' failed to draw a picture
+    │   └── GraphvizNotFoundError(FileNotFoundError)
     │                                      a picture needs Graphviz 'dot', not installed
     ├── InvalidLabelsError(ValueError)     labels cannot be stored or queried
     ├── InvalidNameError(ValueError)       a name, version or alias is malformed
@@ -24,7 +25,7 @@ code keeps working::
     │                                      an elliptio:// URL names no file or folder
     ├── ArtifactNotFoundError(KeyError)    no committed artifact has that id
     │   ├── ArtifactUrlNotFoundError(UrlNotFoundError)
-    │                                      ... named by an elliptio:// URL
+    │   │                                  ... named by an elliptio:// URL
     │   └── ArtifactDeletedError           it was deleted (its tombstone says who, when, why)
     ├── ArtifactExistsError(FileExistsError)
     │                                      an id or a file of an artifact exists already
@@ -56,6 +57,7 @@ __all__ = [
     "CorruptRecordError",
     "ElliptioError",
     "FileNotInArtifactError",
+    "GraphvizError",
     "GraphvizNotFoundError",
     "ImmutableError",
     "InputFileNotFoundError",
@@ -172,7 +174,11 @@ class CatalogUnavailableError(CatalogError, ConnectionError):
     """The catalog cannot be reached."""
 
 
-class GraphvizNotFoundError(ElliptioError, FileNotFoundError):
+class GraphvizError(ElliptioError):
+    """Graphviz ``dot`` failed, or took too long, to draw a picture."""
+
+
+class GraphvizNotFoundError(GraphvizError, FileNotFoundError):
     """A picture (svg, png) needs the Graphviz ``dot`` program, which is not installed."""
 
 

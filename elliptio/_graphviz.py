@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from typing import Literal
 
-from ._errors import ElliptioError, GraphvizNotFoundError
+from ._errors import GraphvizError, GraphvizNotFoundError, UsageError
 
 __all__ = ["Picture", "available", "render"]
 
@@ -37,10 +37,10 @@ def render(source: str, fmt: Picture) -> bytes:
     Raises:
         GraphvizNotFoundError: ``dot`` is not installed (the message says how to
             install it).
-        ElliptioError: ``dot`` failed or took longer than a minute.
+        GraphvizError: ``dot`` failed or took longer than a minute.
     """
     if fmt not in ("svg", "png"):
-        raise ElliptioError(f"Graphviz pictures are 'svg' or 'png', not {fmt!r}")
+        raise UsageError(f"Graphviz pictures are 'svg' or 'png', not {fmt!r}")
     dot = shutil.which("dot")
     if dot is None:
         raise GraphvizNotFoundError(
@@ -56,11 +56,11 @@ def render(source: str, fmt: Picture) -> bytes:
             check=False,
         )
     except subprocess.TimeoutExpired as err:
-        raise ElliptioError(f"Graphviz 'dot' took longer than {_TIMEOUT:.0f}s to draw") from err
+        raise GraphvizError(f"Graphviz 'dot' took longer than {_TIMEOUT:.0f}s to draw") from err
     except OSError as err:
         why = f"Graphviz 'dot' could not run ({err}); "
         raise GraphvizNotFoundError(why + INSTALL_HINT) from err
     if done.returncode != 0:
         problem = " ".join(done.stderr.decode("utf-8", "replace").split())[:500]
-        raise ElliptioError(f"Graphviz 'dot' failed (exit {done.returncode}): {problem}")
+        raise GraphvizError(f"Graphviz 'dot' failed (exit {done.returncode}): {problem}")
     return done.stdout

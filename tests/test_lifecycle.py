@@ -106,7 +106,7 @@ def test_delete_leaves_a_tombstone_and_moves_latest(h: eio.Handler, tmp_path: Pa
         h.get("set:v2")  # an explicit version names the tombstone
     with pytest.raises(eio.ArtifactNotFoundError):
         h.get("set:prod")  # its alias is gone
-    assert h.aliases("set") == {"old": 1}
+    assert h.aliases("set") == {"old": "v1"}
     assert h.get("set:latest").artifact_id == v1.artifact_id
     assert h.names().loc["set", "latest"] == "v1"
     assert list(h.find().index) == [v1.artifact_id]
