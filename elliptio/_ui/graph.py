@@ -1,0 +1,179 @@
+"""Lineage drawn as an SVG picture, laid out in layers. Pure.
+
+The root sits in layer 0, its inputs in layers -1, -2, ... to the left and what
+was built on it in layers 1, 2, ... to the right (each node in the layer where
+the walk from the root first meets it). Within a layer, nodes follow the mean
+position of their neighbours in the layer nearer the root, so edges cross
+little. Layers deeper than ``depth`` are not drawn: the picture says how many
+artifacts lie beyond, and marks the nodes they hang off. A layer holds at most
+``max_per_layer`` nodes; the rest are counted in a last box. Every node links
+to the lineage view centred on it. No Graphviz or browser library needed: the
+picture is built here, so it works offline and renders the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from elliptio._lineage import LineageGraph, LineageNode
+
+from .html import esc
+
+__all__ = ["Picture", "draw", "layers"]
+
+_W, _H, _GAP_X, _GAP_Y, _PAD = 210, 58, 70, 16, 12
+_CHARS = 28
+
+
+@dataclass(frozen=True)
+class Picture:
+    """The SVG, and what was left out of it."""
+
+    svg: str
+    shown: int
+    hidden: int
+
+
+def layers(graph: LineageGraph) -> dict[str, int]:
+    """Each node's signed distance from the root: inputs negative, outputs positive."""
+    layer = {graph.root: 0}
+    for step, neighbours in ((-1, graph.parents), (1, graph.children)):
+        frontier = [graph.root]
+        while frontier:
+            nxt = []
+            for node in frontier:
+                for other in sorted(neighbours(node)):
+                    if other not in layer:
+                        layer[other] = layer[node] + step
+                        nxt.append(other)
+            frontier = nxt
+    return layer
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _CHARS else text[: _CHARS - 1] + "…"
+
+
+def _lines(node: LineageNode, ref: str | None) -> list[str]:
+    if node.missing:
+        return [node.artifact_id[:22] + "…", "(not in the catalog)"]
+    title = ref or node.artifact_id[:22] + "…"
+    return [_short(title), _short(node.username), _short(node.datatype)]
+
+
+def draw(
+    graph: LineageGraph,
+    *,
+    depth: int,
+    refs: Mapping[str, str],
+    url: Callable[[str], str],
+    max_per_layer: int = 25,
+) -> Picture:
+    """Lay out and draw ``graph`` up to ``depth`` layers each way from its root.
+
+    Args:
+        graph: a graph walked at least ``depth`` levels (one more to count the hidden).
+        depth: layers to draw on each side.
+        refs: ``name:vN`` of the named nodes.
+        url: the link of a node, from its artifact id.
+        max_per_layer: nodes drawn per layer; the rest are counted.
+    """
+    layer = layers(graph)
+    shown_layers: dict[int, list[str]] = {}
+    for node, n in layer.items():
+        if abs(n) <= depth:
+            shown_layers.setdefault(n, []).append(node)
+    position: dict[str, float] = {graph.root: 0.0}
+    placed: dict[str, tuple[float, float]] = {}
+    hidden = sum(1 for n in layer.values() if abs(n) > depth)
+    overflow: dict[int, int] = {}
+    order = sorted(shown_layers, key=lambda n: (abs(n), n))
+    for n in order:
+        nearer = graph.children if n < 0 else graph.parents
+
+        def key(node: str, nearer: Callable[[str], list[str]] = nearer) -> tuple[float, str]:
+            near = [position[o] for o in nearer(node) if o in position]
+            return (sum(near) / len(near) if near else 0.0, node)
+
+        nodes = sorted(shown_layers[n], key=key)
+        if len(nodes) > max_per_layer:
+            overflow[n] = len(nodes) - max_per_layer
+            hidden += overflow[n]
+            nodes = nodes[:max_per_layer]
+        shown_layers[n] = nodes
+        for i, node in enumerate(nodes):
+            position[node] = float(i)
+    low = min(shown_layers)
+    tallest = max(len(v) + (1 if k in overflow else 0) for k, v in shown_layers.items())
+    height = _PAD * 2 + tallest * (_H + _GAP_Y)
+    for n, nodes in shown_layers.items():
+        column = len(nodes) + (1 if n in overflow else 0)
+        top = _PAD + (tallest - column) * (_H + _GAP_Y) / 2
+        x = float(_PAD + (n - low) * (_W + _GAP_X))
+        for i, node in enumerate(nodes):
+            placed[node] = (x, top + i * (_H + _GAP_Y))
+    width = float(_PAD * 2 + (max(shown_layers) - low + 1) * (_W + _GAP_X) - _GAP_X)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0f}" '
+        f'viewBox="0 0 {width} {height:.0f}" font-family="sans-serif" font-size="12">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z" fill="#888"/></marker></defs>',
+    ]
+    for a, b in graph.edges:
+        if a in placed and b in placed:
+            (ax, ay), (bx, by) = placed[a], placed[b]
+            x1, y1, x2, y2 = ax + _W, ay + _H / 2, bx, by + _H / 2
+            mid = (x1 + x2) / 2
+            parts.append(
+                f'<path d="M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} '
+                f'{x2:.0f},{y2:.0f}" fill="none" stroke="#888" marker-end="url(#arrow)"/>'
+            )
+    for node, (x, y) in placed.items():
+        parts.append(_box(graph, node, x, y, refs.get(node), url(node), layer, depth))
+    for n, count in overflow.items():
+        x = float(_PAD + (n - low) * (_W + _GAP_X))
+        y = max(placed[node][1] for node in shown_layers[n]) + _H + _GAP_Y
+        parts.append(
+            f'<rect x="{x}" y="{y:.0f}" width="{_W}" height="{_H}" rx="6" fill="#f4f4f4" '
+            f'stroke="#bbb" stroke-dasharray="4"/><text x="{x + 10}" y="{y + 34:.0f}">'
+            f"{count} more not drawn</text>"
+        )
+    parts.append("</svg>")
+    return Picture("".join(parts), len(placed), hidden)
+
+
+def _box(
+    graph: LineageGraph,
+    node_id: str,
+    x: float,
+    y: float,
+    ref: str | None,
+    url: str,
+    layer: Mapping[str, int],
+    depth: int,
+) -> str:
+    node = graph.nodes[node_id]
+    root = node_id == graph.root
+    fill = "#fff3d6" if root else ("#f4f4f4" if node.missing else "#ffffff")
+    stroke = "#d2691e" if root else "#4a6fa5"
+    beyond = [
+        o
+        for o in (*graph.parents(node_id), *graph.children(node_id))
+        if abs(layer.get(o, 0)) > depth
+    ]
+    texts = []
+    for i, line in enumerate(_lines(node, ref)):
+        weight = ' font-weight="bold"' if i == 0 else ""
+        texts.append(f'<text x="{x + 8}" y="{y + 16 + i * 15:.0f}"{weight}>{esc(line)}</text>')
+    if beyond:
+        texts.append(
+            f'<text x="{x + _W - 6}" y="{y + _H - 6:.0f}" text-anchor="end" fill="#a0522d">'
+            f"+{len(set(beyond))}</text>"
+        )
+    return (
+        f'<a href="{esc(url)}" class="node" data-id="{esc(node_id)}">'
+        f"<title>{esc(node.label)}</title>"
+        f'<rect x="{x}" y="{y:.0f}" width="{_W}" height="{_H}" rx="6" fill="{fill}" '
+        f'stroke="{stroke}" stroke-width="{3 if root else 1.5}"/>' + "".join(texts) + "</a>"
+    )
