@@ -78,6 +78,10 @@ class _Headers:
         await self.app(scope, receive, send_with)
 
 
+def _problem(err: BaseException) -> str:
+    return redact_url(f"{type(err).__name__}: {err}")
+
+
 def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None) -> Starlette:
     """The application over ``handler``'s catalog and store.
 
@@ -160,7 +164,12 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
                     "<p class=muted>Too large to preview here; download it.</p>"
                 )
             else:
-                previews[file.relpath] = preview.render(file.relpath, await verified(rec, file))
+                try:
+                    data = await verified(rec, file)
+                except ElliptioError as err:  # damaged or missing: say so, show the rest
+                    previews[file.relpath] = f"<div class=error>{esc(_problem(err))}</div>"
+                else:
+                    previews[file.relpath] = preview.render(file.relpath, data)
         report = await io(handler.verify(rec.artifact_id)) if verify else None
         return HTMLResponse(
             pages.artifact_page(
@@ -255,7 +264,7 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
         return error(400, str(exc))
 
     async def on_elliptio(request: Request, exc: Exception) -> Response:
-        return error(500, f"{type(exc).__name__}: {exc}")
+        return error(500, _problem(exc))
 
     async def on_any(request: Request, exc: Exception) -> Response:
         return error(500, f"{type(exc).__name__}: the server could not answer this page")

@@ -22,8 +22,8 @@ from .html import esc
 
 __all__ = ["Picture", "draw", "layers"]
 
-_W, _H, _GAP_X, _GAP_Y, _PAD = 210, 58, 70, 16, 12
-_CHARS = 28
+_W, _H, _GAP_X, _GAP_Y, _PAD = 180, 58, 50, 16, 12
+_CHARS = 24
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ def _short(text: str) -> str:
 
 def _lines(node: LineageNode, ref: str | None) -> list[str]:
     if node.missing:
-        return [node.artifact_id[:22] + "…", "(not in the catalog)"]
-    title = ref or node.artifact_id[:22] + "…"
+        return [node.artifact_id[:20] + "…", "(not in the catalog)"]
+    title = ref or node.artifact_id[:20] + "…"
     return [_short(title), _short(node.username), _short(node.datatype)]
 
 

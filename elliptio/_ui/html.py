@@ -71,6 +71,9 @@ form.search textarea{width:100%;font:12px ui-monospace,monospace}
 .pager{margin:8px 0;display:flex;gap:12px}
 svg a:hover rect{stroke:#d2691e}
 details{margin:4px 0}
+.actions{display:flex;gap:16px;align-items:center;margin:8px 0}
+#graph{overflow:auto;border:1px solid #ddd;background:#fff}
+td.time{white-space:nowrap}
 .previews img{max-width:480px;max-height:360px;border:1px solid #ddd}
 """
 

@@ -118,7 +118,7 @@ def search_page(
             f"<td>{link(ref_path('/a', str(doc['artifact_id'])), ref)}</td>"
             f"<td>{esc(', '.join(tags))}</td>"
             f"<td>{esc(doc.get('username', ''))}</td>"
-            f"<td>{esc(_time(doc.get('creation_time')))}</td>"
+            f"<td class=time>{esc(_time(doc.get('creation_time')))}</td>"
             f"<td>{esc(labels.get('datatype', '') if isinstance(labels, Mapping) else '')}</td>"
             f"<td>{esc(shown)}</td>"
             f"<td class=num>{esc(nice_size(size))}</td></tr>"
@@ -164,10 +164,11 @@ def artifact_page(
     body = [f"<h1>{esc(ref)}</h1>"]
     if record.ref:
         body.append(f"<p class=muted>{esc(aid)}</p>")
+    verify_url = esc(ref_path("/a", aid) + "/verify")
     body.append(
-        f"<p>{link(href(ref_path('/lineage', aid)), 'lineage', id='lineage-link')} · "
-        f'<form method=post action="{esc(ref_path("/a", aid, "") + "/verify")}" '
-        'style="display:inline"><button type=submit id=verify>verify files</button></form></p>'
+        f"<div class=actions>{link(href(ref_path('/lineage', aid)), 'lineage', id='lineage-link')}"
+        f'<form method=post action="{verify_url}"><button type=submit id=verify>'
+        "verify files</button></form></div>"
     )
     if verify is not None:
         if verify.ok:
