@@ -22,7 +22,7 @@ from .html import esc
 
 __all__ = ["Picture", "draw", "layers"]
 
-_W, _H, _GAP_X, _GAP_Y, _PAD = 180, 58, 50, 16, 12
+_W, _H, _GAP_X, _GAP_Y, _PAD = 170, 58, 40, 16, 12
 _CHARS = 24
 
 

@@ -188,7 +188,6 @@ def artifact_page(
         reader = "read_parquet" if first.endswith((".parquet", ".pq")) else "read_csv"
         snippets.append(f'pd.{reader}(art.files["{first}"].url)')
     snippets += [artifact_url(aid, f.relpath) for f in record.files[:5]]
-    body.append("<h2>Use it</h2>" + "".join(_snippet(s) for s in snippets))
     body.append("<h2>Files</h2><table id=files><tr><th>file</th><th>size</th><th>sha256</th></tr>")
     for f in record.files:
         url = ref_path("/file", aid, f.relpath)
@@ -202,6 +201,7 @@ def artifact_page(
         for relpath, html_ in previews.items():
             body.append(f"<h3>{esc(relpath)}</h3>{html_}")
         body.append("</div>")
+    body.append("<h2>Use it</h2>" + "".join(_snippet(s) for s in snippets))
     if record.name:
         body.append(f"<h2>Versions of {esc(record.name)}</h2><table id=versions>")
         body.append("<tr><th>version</th><th>aliases</th><th>user</th><th>time</th></tr>")
