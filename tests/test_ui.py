@@ -115,7 +115,7 @@ def test_sort_and_pages(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> 
     )
     assert users == sorted(users)
     by_name = refs(client.get("/", params={"sort": "name", "dir": "asc", "name": "train-set"}).text)
-    assert by_name == ["train-set:v2", "train-set:v1"]  # within a name, newest version first
+    assert by_name == ["train-set:v1", "train-set:v2"]  # then by version, the same way
     monkeypatch.setattr(search_mod, "PAGE_SIZE", 3)
     monkeypatch.setattr("elliptio._ui.app.PAGE_SIZE", 3)
     monkeypatch.setattr("elliptio._ui.pages.PAGE_SIZE", 3, raising=False)

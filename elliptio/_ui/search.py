@@ -143,14 +143,18 @@ class SearchForm:
         return parts[0] if len(parts) == 1 else {"$and": parts}
 
     def sort_spec(self) -> list[tuple[str, int]]:
-        """``(key, direction)`` pairs for the catalog; ties newest first."""
+        """``(key, direction)`` pairs for the catalog.
+
+        Ties follow creation time in the same direction, so that one index
+        ``(key, creation_time)`` serves the whole sort, read forwards or backwards.
+        """
         direction = 1 if self.dir == "asc" else -1
         key = SORTS[self.sort]
         if key == "creation_time":
             return [("creation_time", direction), ("artifact_id", direction)]
         if key == "name":
-            return [("name", direction), ("name_version", -1), ("creation_time", -1)]
-        return [(key, direction), ("creation_time", -1)]
+            return [("name", direction), ("name_version", direction)]
+        return [(key, direction), ("creation_time", direction)]
 
     @property
     def skip(self) -> int:
