@@ -464,3 +464,25 @@ def test_cli_ui_warns_when_exposed(tmp_path: Path) -> None:
         proc.kill()
     assert "WARNING" in err
     assert "without a login" in err
+
+
+def test_ui_benchmark_runs_and_prints_its_table() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).parents[1] / "benchmarks" / "ui.py"),
+            "--sizes",
+            "300",
+            "--repeat",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "| page | 300 artifacts |" in lines
+    assert any(line.startswith("| first page (cold) | ") for line in lines)
+    assert any(line.startswith("| free text | ") for line in lines)
