@@ -486,3 +486,40 @@ def test_ui_benchmark_runs_and_prints_its_table() -> None:
     assert "| page | 300 artifacts |" in lines
     assert any(line.startswith("| first page (cold) | ") for line in lines)
     assert any(line.startswith("| free text | ") for line in lines)
+
+
+def test_pages_on_a_mongodb_catalog(tmp_path: Path) -> None:
+    from mongomock_motor import AsyncMongoMockClient
+
+    with eio.Handler(storage=tmp_path / "store", catalog=AsyncMongoMockClient()) as h:
+        lake = build(h, tmp_path / "src")
+        with TestClient(create_app(h.aio), base_url="http://127.0.0.1") as c:
+            found = c.get("/", params={"datatype": "annotation_file", "sort": "name"}).text
+            assert refs(found) == ["train-set:v2", "train-set:v1"]
+            page = c.get("/a/train-set:v2").text
+            assert "<td>gamma</td>" in page
+            assert "<td>production</td>" in page
+            graph = c.get(f"/lineage/{lake.train_v2}").text
+            assert f'data-id="{lake.report}"' in graph
+            assert "production → v1" in c.get("/names").text
+            assert ESCAPED in c.get(f"/a/{lake.xss}").text
+            assert c.get("/", params={"q": '{"$where": "1"}'}).status_code == 400
+            assert c.get("/a/nope:v1").status_code == 404
+
+
+def test_parquet_preview_and_many_files(handler: eio.Handler, tmp_path: Path) -> None:
+    import pandas as pd
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    pd.DataFrame({"x": range(100), "y": ["a"] * 100}).to_parquet(folder / "t.parquet")
+    for i in range(5):
+        (folder / f"f{i}.bin").write_bytes(bytes([i]))
+    art = handler.upload([folder], name="table")
+    with TestClient(create_app(handler.aio), base_url="http://127.0.0.1") as c:
+        page = c.get("/a/table:v1").text
+    assert "<th>x</th><th>y</th>" in page
+    assert "<td>19</td>" in page  # the first 20 rows
+    assert "<td>20</td>" not in page
+    assert "pd.read_parquet(art.files[&quot;many/t.parquet&quot;].url)" in page
+    assert f"/file/{art.artifact_id}/many/f4.bin" in page

@@ -18,6 +18,7 @@ from elliptio._protocol import artifact_url
 
 from .graph import Picture
 from .html import esc, href, link, nice_size, page, ref_path
+from .preview import kind
 from .search import SearchForm
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "names_page",
     "search_page",
 ]
+
+MAX_FILES = 500  # rows of an artifact's files table
 
 # Columns of the results table: (title, sort key or "").
 _COLUMNS = (
@@ -182,19 +185,24 @@ def artifact_page(
                 + [f"{p} (missing)" for p in verify.missing]
             )
             body.append(f"<div class=error id=verified>Not intact: {esc(problems)}</div>")
-    first = record.files[0].relpath if record.files else "file"
     snippets = [f'art = h.get("{ref}")']
-    if record.files:
-        reader = "read_parquet" if first.endswith((".parquet", ".pq")) else "read_csv"
-        snippets.append(f'pd.{reader}(art.files["{first}"].url)')
+    table = next((f.relpath for f in record.files if kind(f.relpath) in ("csv", "parquet")), None)
+    if table is not None:
+        reader = "read_parquet" if kind(table) == "parquet" else "read_csv"
+        snippets.append(f'pd.{reader}(art.files["{table}"].url)')
+    elif record.files:
+        snippets.append(f'art.files["{record.files[0].relpath}"].local_path()')
     snippets += [artifact_url(aid, f.relpath) for f in record.files[:5]]
     body.append("<h2>Files</h2><table id=files><tr><th>file</th><th>size</th><th>sha256</th></tr>")
-    for f in record.files:
+    for f in record.files[:MAX_FILES]:
         url = ref_path("/file", aid, f.relpath)
         body.append(
             f"<tr><td>{link(url, f.relpath)}</td><td class=num>{esc(nice_size(f.size))}</td>"
             f"<td><code>{esc(f.sha256)}</code></td></tr>"
         )
+    if len(record.files) > MAX_FILES:
+        more = len(record.files) - MAX_FILES
+        body.append(f"<tr><td colspan=3>… and {more} more (see file_relpaths)</td></tr>")
     body.append("</table>")
     if previews:
         body.append("<h2>Previews</h2><div class=previews>")
