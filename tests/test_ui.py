@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from starlette.testclient import TestClient
 import elliptio as eio
 from elliptio._ui import search as search_mod
 from elliptio._ui.app import create_app
-from elliptio._ui.graph import draw, layers
+from elliptio._ui.graph import draw, layers, to_dot
 from elliptio._ui.search import SearchForm
 from elliptio._ui.server import exposure_warning, is_loopback
 from tests.ui_lake import XSS, Lake, build
@@ -322,9 +324,20 @@ def test_no_secret_in_pages(tmp_path: Path) -> None:
 # -- lineage and names --------------------------------------------------------
 
 
-def test_lineage_page(client: TestClient, lake: Lake) -> None:
+@pytest.fixture(params=["graphviz", "own layout"])
+def layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Lineage pictures by Graphviz (CI installs it) and by the built-in layout."""
+    if request.param == "own layout":
+        monkeypatch.setattr("elliptio._ui.graphviz.shutil.which", lambda _: None)
+    else:
+        assert shutil.which("dot"), "install Graphviz: apt-get install -y graphviz"
+    return str(request.param)
+
+
+def test_lineage_page(client: TestClient, lake: Lake, layout: str) -> None:
     page = client.get(f"/lineage/{lake.train_v2}").text
-    graph = page.split("<div id=graph>", 1)[1]
+    graph = html.unescape(page.split("<div id=graph>", 1)[1])  # Graphviz writes - as &#45;
+    assert ('class="graph"' in graph) == (layout == "graphviz")
     for aid, ref in (
         (lake.raw, "raw-data:v1"),
         (lake.clean, "clean:v1"),
@@ -332,13 +345,30 @@ def test_lineage_page(client: TestClient, lake: Lake) -> None:
         (lake.report, "report:v1"),
     ):
         assert f'href="/lineage/{aid}?depth=2"' in graph
+        assert f'id="node-{aid}"' in graph
         assert f">{ref}</text>" in graph
     assert "Nothing is hidden" in page
-    shallow = client.get(f"/lineage/{lake.train_v2}", params={"depth": "1"}).text
+    shallow = html.unescape(client.get(f"/lineage/{lake.train_v2}", params={"depth": "1"}).text)
     assert "2 more artifacts lie beyond depth 1" in shallow
-    assert f'data-id="{lake.raw}"' not in shallow
-    assert ">+1</text>" in shallow
+    assert f'id="node-{lake.raw}"' not in shallow
+    assert ">+1 more</text>" in shallow
     assert client.get(f"/lineage/{lake.xss}", params={"depth": "x"}).status_code == 200
+
+
+def test_hostile_labels_in_the_picture(layout: str) -> None:
+    from elliptio._lineage import LineageGraph, LineageNode
+    from elliptio._ui import graphviz
+
+    root = 'artifact_"x\\N'
+    nodes = {root: LineageNode(root, username='a"b\\N\\l', datatype=XSS)}
+    graph = LineageGraph(root, nodes, ())
+    source, _ = to_dot(graph, depth=1, refs={}, url=lambda a: '/x"y')
+    svg = graphviz.render(source) if layout == "graphviz" else None
+    if svg is None:
+        svg = draw(graph, depth=1, refs={}, url=lambda a: '/x"y').svg
+    assert XSS not in svg
+    assert "&lt;script&gt;" in svg
+    assert "a&quot;b\\N\\l" in svg or 'a"b\\N\\l' in svg  # shown as written
 
 
 def test_layout_layers_and_overflow() -> None:
@@ -499,8 +529,8 @@ def test_pages_on_a_mongodb_catalog(tmp_path: Path) -> None:
             page = c.get("/a/train-set:v2").text
             assert "<td>gamma</td>" in page
             assert "<td>production</td>" in page
-            graph = c.get(f"/lineage/{lake.train_v2}").text
-            assert f'data-id="{lake.report}"' in graph
+            graph = html.unescape(c.get(f"/lineage/{lake.train_v2}").text)
+            assert f'id="node-{lake.report}"' in graph
             assert "production → v1" in c.get("/names").text
             assert ESCAPED in c.get(f"/a/{lake.xss}").text
             assert c.get("/", params={"q": '{"$where": "1"}'}).status_code == 400

@@ -81,7 +81,7 @@ def heading(tab: Any) -> str:
 
 
 def node(tab: Any, artifact_id: str) -> Any:
-    return tab.locator(f'#graph a.node[data-id="{artifact_id}"]')
+    return tab.locator(f'#graph [id="node-{artifact_id}"] a')
 
 
 def test_search_preview_lineage_versions(

@@ -7,12 +7,15 @@ the server's own loop only waits for them. File bytes leave the store only
 through the storage's verified read (`Storage.read_bytes` / `open_local`, both
 checked against the recorded sha256), for a file named in a committed record:
 the request names a record and one of its relpaths, never a storage path.
-Reading in the UI is not an input of any run: no lineage is recorded.
+Reading in the UI is not an input of any run: no lineage is recorded. The
+lineage picture comes from Graphviz when ``dot`` is installed, else from the
+layout in `graph`; both show the same nodes, links and counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -32,8 +35,8 @@ from elliptio._models import FileRecord, Metadata, upgrade_record
 from elliptio._redact import redact_url
 from elliptio._sync import get_loop
 
-from . import pages, preview
-from .graph import draw
+from . import graphviz, pages, preview
+from .graph import draw, to_dot
 from .html import SCRIPT, esc, href, ref_path
 from .search import PAGE_SIZE, SearchForm
 
@@ -229,12 +232,15 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
             return graph, {d["artifact_id"]: pages.artifact_ref(d) for d in docs}
 
         graph, refs = await io(walk())
-        picture = draw(
-            graph,
-            depth=depth,
-            refs=refs,
-            url=lambda node: href(ref_path("/lineage", node), {"depth": depth}),
-        )
+
+        def url(node: str) -> str:
+            return href(ref_path("/lineage", node), {"depth": depth})
+
+        picture = draw(graph, depth=depth, refs=refs, url=url)
+        source, _ = to_dot(graph, depth=depth, refs=refs, url=url)
+        svg = await asyncio.to_thread(graphviz.render, source)
+        if svg is not None:  # Graphviz is installed: its layout, same nodes and links
+            picture = dataclasses.replace(picture, svg=svg)
         root = {"artifact_id": aid, "name": rec.name, "name_version": rec.name_version}
         return HTMLResponse(pages.lineage_page(root, picture, depth, MAX_DEPTH))
 

@@ -20,7 +20,7 @@ from elliptio._lineage import LineageGraph, LineageNode
 
 from .html import esc
 
-__all__ = ["Picture", "draw", "layers"]
+__all__ = ["Picture", "Selection", "draw", "layers", "select", "to_dot"]
 
 _W, _H, _GAP_X, _GAP_Y, _PAD = 170, 58, 40, 16, 12
 _CHARS = 24
@@ -62,6 +62,50 @@ def _lines(node: LineageNode, ref: str | None) -> list[str]:
     return [_short(title), _short(node.username), _short(node.datatype)]
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which nodes are drawn: per layer, in drawing order, and what is left out."""
+
+    layer: dict[str, int]
+    shown: dict[int, list[str]]
+    overflow: dict[int, int]
+    hidden: int
+
+    def beyond(self, graph: LineageGraph, node: str, depth: int) -> int:
+        """Neighbours of ``node`` deeper than ``depth``, which are not drawn."""
+        around = {*graph.parents(node), *graph.children(node)}
+        return sum(1 for o in around if abs(self.layer.get(o, 0)) > depth)
+
+
+def select(graph: LineageGraph, depth: int, max_per_layer: int = 25) -> Selection:
+    """The nodes within ``depth`` layers, ordered in each layer, at most
+    ``max_per_layer`` each; the rest counted as hidden."""
+    layer = layers(graph)
+    shown: dict[int, list[str]] = {}
+    for node, n in layer.items():
+        if abs(n) <= depth:
+            shown.setdefault(n, []).append(node)
+    position: dict[str, float] = {graph.root: 0.0}
+    hidden = sum(1 for n in layer.values() if abs(n) > depth)
+    overflow: dict[int, int] = {}
+    for n in sorted(shown, key=lambda n: (abs(n), n)):
+        nearer = graph.children if n < 0 else graph.parents
+
+        def key(node: str, nearer: Callable[[str], list[str]] = nearer) -> tuple[float, str]:
+            near = [position[o] for o in nearer(node) if o in position]
+            return (sum(near) / len(near) if near else 0.0, node)
+
+        nodes = sorted(shown[n], key=key)
+        if len(nodes) > max_per_layer:
+            overflow[n] = len(nodes) - max_per_layer
+            hidden += overflow[n]
+            nodes = nodes[:max_per_layer]
+        shown[n] = nodes
+        for i, node in enumerate(nodes):
+            position[node] = float(i)
+    return Selection(layer, shown, overflow, hidden)
+
+
 def draw(
     graph: LineageGraph,
     *,
@@ -79,31 +123,9 @@ def draw(
         url: the link of a node, from its artifact id.
         max_per_layer: nodes drawn per layer; the rest are counted.
     """
-    layer = layers(graph)
-    shown_layers: dict[int, list[str]] = {}
-    for node, n in layer.items():
-        if abs(n) <= depth:
-            shown_layers.setdefault(n, []).append(node)
-    position: dict[str, float] = {graph.root: 0.0}
+    chosen = select(graph, depth, max_per_layer)
+    shown_layers, overflow, hidden = chosen.shown, chosen.overflow, chosen.hidden
     placed: dict[str, tuple[float, float]] = {}
-    hidden = sum(1 for n in layer.values() if abs(n) > depth)
-    overflow: dict[int, int] = {}
-    order = sorted(shown_layers, key=lambda n: (abs(n), n))
-    for n in order:
-        nearer = graph.children if n < 0 else graph.parents
-
-        def key(node: str, nearer: Callable[[str], list[str]] = nearer) -> tuple[float, str]:
-            near = [position[o] for o in nearer(node) if o in position]
-            return (sum(near) / len(near) if near else 0.0, node)
-
-        nodes = sorted(shown_layers[n], key=key)
-        if len(nodes) > max_per_layer:
-            overflow[n] = len(nodes) - max_per_layer
-            hidden += overflow[n]
-            nodes = nodes[:max_per_layer]
-        shown_layers[n] = nodes
-        for i, node in enumerate(nodes):
-            position[node] = float(i)
     low = min(shown_layers)
     tallest = max(len(v) + (1 if k in overflow else 0) for k, v in shown_layers.items())
     height = _PAD * 2 + tallest * (_H + _GAP_Y)
@@ -130,7 +152,8 @@ def draw(
                 f'{x2:.0f},{y2:.0f}" fill="none" stroke="#888" marker-end="url(#arrow)"/>'
             )
     for node, (x, y) in placed.items():
-        parts.append(_box(graph, node, x, y, refs.get(node), url(node), layer, depth))
+        beyond = chosen.beyond(graph, node, depth)
+        parts.append(_box(graph, node, x, y, refs.get(node), url(node), beyond))
     for n, count in overflow.items():
         x = float(_PAD + (n - low) * (_W + _GAP_X))
         y = max(placed[node][1] for node in shown_layers[n]) + _H + _GAP_Y
@@ -144,24 +167,12 @@ def draw(
 
 
 def _box(
-    graph: LineageGraph,
-    node_id: str,
-    x: float,
-    y: float,
-    ref: str | None,
-    url: str,
-    layer: Mapping[str, int],
-    depth: int,
+    graph: LineageGraph, node_id: str, x: float, y: float, ref: str | None, url: str, beyond: int
 ) -> str:
     node = graph.nodes[node_id]
     root = node_id == graph.root
     fill = "#fff3d6" if root else ("#f4f4f4" if node.missing else "#ffffff")
     stroke = "#d2691e" if root else "#4a6fa5"
-    beyond = [
-        o
-        for o in (*graph.parents(node_id), *graph.children(node_id))
-        if abs(layer.get(o, 0)) > depth
-    ]
     texts = []
     for i, line in enumerate(_lines(node, ref)):
         weight = ' font-weight="bold"' if i == 0 else ""
@@ -169,11 +180,64 @@ def _box(
     if beyond:
         texts.append(
             f'<text x="{x + _W - 6}" y="{y + _H - 6:.0f}" text-anchor="end" fill="#a0522d">'
-            f"+{len(set(beyond))}</text>"
+            f"+{beyond} more</text>"
         )
     return (
-        f'<a href="{esc(url)}" class="node" data-id="{esc(node_id)}">'
+        f'<g id="node-{esc(node_id)}" class="node"><a href="{esc(url)}">'
         f"<title>{esc(node.label)}</title>"
         f'<rect x="{x}" y="{y:.0f}" width="{_W}" height="{_H}" rx="6" fill="{fill}" '
-        f'stroke="{stroke}" stroke-width="{3 if root else 1.5}"/>' + "".join(texts) + "</a>"
+        f'stroke="{stroke}" stroke-width="{3 if root else 1.5}"/>' + "".join(texts) + "</a></g>"
     )
+
+
+def _dot_escape(text: str) -> str:
+    # Inside a DOT quoted string: backslashes and quotes escaped, so that no
+    # escape sequence of Graphviz (\N, \l, ...) comes from a record.
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def _dot_text(text: str) -> str:
+    return f'"{_dot_escape(text)}"'
+
+
+def to_dot(
+    graph: LineageGraph,
+    *,
+    depth: int,
+    refs: Mapping[str, str],
+    url: Callable[[str], str],
+    max_per_layer: int = 25,
+) -> tuple[str, Selection]:
+    """Graphviz DOT source of the same selection `draw` shows, with links and ids."""
+    chosen = select(graph, depth, max_per_layer)
+    ids: dict[str, str] = {}
+    lines = [
+        "digraph lineage {",
+        "rankdir=LR; nodesep=0.25; ranksep=0.5; bgcolor=transparent;",
+        'node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=11];',
+        'edge [color="#888888", arrowsize=0.7];',
+    ]
+    for n in sorted(chosen.shown):
+        for node_id in chosen.shown[n]:
+            ids[node_id] = f"n{len(ids)}"
+            node = graph.nodes[node_id]
+            root = node_id == graph.root
+            text = _lines(node, refs.get(node_id))
+            beyond = chosen.beyond(graph, node_id, depth)
+            if beyond:
+                text.append(f"+{beyond} more")
+            label = '"' + "\\n".join(_dot_escape(line) for line in text) + '"'
+            fill = "#fff3d6" if root else ("#f4f4f4" if node.missing else "#ffffff")
+            color = "#d2691e" if root else "#4a6fa5"
+            lines.append(
+                f"{ids[node_id]} [id={_dot_text('node-' + node_id)}, label={label}, "
+                f"URL={_dot_text(url(node_id))}, tooltip={_dot_text(node.label)}, "
+                f'fillcolor="{fill}", color="{color}", penwidth={3 if root else 1}];'
+            )
+        if n in chosen.overflow:
+            more = f"more_{len(ids)}"
+            lines.append(f'{more} [label="{chosen.overflow[n]} more not drawn", style=dashed];')
+            lines.append(f"{{rank=same; {ids[chosen.shown[n][0]]}; {more};}}")
+    lines.extend(f"{ids[a]} -> {ids[b]};" for a, b in graph.edges if a in ids and b in ids)
+    lines.append("}")
+    return "\n".join(lines), chosen
