@@ -525,6 +525,28 @@ def cmd_config(args: argparse.Namespace) -> int:
 _REF_HELP = "an artifact id, or name, name:latest, name:v3, name:<alias>"
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from ._ui import require
+
+    require()
+    from ._ui.server import exposure_warning, serve
+
+    warning = exposure_warning(args.host)
+    if warning is not None:
+        print(f"elliptio: {warning}", file=sys.stderr)
+
+    def ready(url: str) -> None:
+        print(f"elliptio UI at {url} (read-only; Ctrl-C stops it)", flush=True)
+        if args.browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    with _handler(args) as h:
+        serve(h.aio, args.host, args.port, on_ready=ready)
+    return 0
+
+
 def _progress_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--progress",
@@ -787,6 +809,10 @@ def _parser() -> argparse.ArgumentParser:
         default="table",
         help=_format_help("name"),
     )
+    p = add("ui", cmd_ui, "browse, search and follow lineage in a browser", "elliptio ui")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: a free one)")
+    p.add_argument("--no-browser", dest="browser", action="store_false", help="do not open it")
     add("config", cmd_config, "print the effective settings, secrets masked", "elliptio config")
     return parser
 

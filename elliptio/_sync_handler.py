@@ -201,6 +201,41 @@ class Handler:
         """Re-hash an artifact's stored files against its record."""
         return sync(self.aio.verify(artifact_id))
 
+    def ui(self, host: str = "127.0.0.1", port: int = 0, *, open_browser: bool = False) -> Any:
+        """Serve the web UI on a background thread and return at once (notebooks).
+
+        Needs ``pip install 'elliptio[ui]'``. Read-only; binds to this machine only
+        unless ``host`` says otherwise (then it warns: there is no login).
+
+        Args:
+            host: the address to listen on.
+            port: the port; ``0`` picks a free one.
+            open_browser: also open the page in the default browser.
+
+        Returns:
+            A `UiServer`: ``.url`` to open, ``.stop()`` to end it.
+
+        Example:
+            >>> server = h.ui()  # doctest: +SKIP
+            >>> server.url, server.stop()
+        """
+        import warnings
+
+        from ._ui import require
+
+        require()
+        from ._ui.server import exposure_warning, start
+
+        warning = exposure_warning(host)
+        if warning is not None:
+            warnings.warn(warning, UserWarning, stacklevel=2)
+        server = start(self.aio, host, port)
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(server.url)
+        return server
+
     def close(self) -> None:
         """Release the catalog and storage workers; idempotent."""
         sync(self.aio.close())

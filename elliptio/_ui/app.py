@@ -1,0 +1,302 @@
+"""The UI's web application: routes that read through the handler and render pages.
+
+Read-only: it looks records up, searches, walks lineage, re-hashes files and
+serves their bytes, and never writes to the catalog or the store. Catalog and
+storage calls run on elliptio's IO loop (where the handler's connections live);
+the server's own loop only waits for them. File bytes leave the store only
+through the storage's verified read (`Storage.read_bytes` / `open_local`, both
+checked against the recorded sha256), for a file named in a committed record:
+the request names a record and one of its relpaths, never a storage path.
+Reading in the UI is not an input of any run: no lineage is recorded. The
+lineage picture comes from Graphviz when ``dot`` is installed, else from the
+layout in `graph`; both show the same nodes, links and counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from elliptio._errors import ArtifactNotFoundError, ElliptioError, QueryError
+from elliptio._handler import AsyncHandler
+from elliptio._models import FileRecord, Metadata, upgrade_record
+from elliptio._redact import redact_url
+from elliptio._sync import get_loop
+
+from . import graphviz, pages, preview
+from .graph import draw, to_dot
+from .html import SCRIPT, esc, href, ref_path
+from .search import PAGE_SIZE, SearchForm
+
+__all__ = ["create_app"]
+
+T = TypeVar("T")
+
+MAX_DEPTH = 8
+MAX_PREVIEWS = 6
+# Bytes served whole from a non-local store; larger files: `elliptio download`.
+MAX_REMOTE_DOWNLOAD = 256 * 2**20
+_SEARCH_FIELDS = ["name", "name_version", "username", "creation_time", "labels", "files"]
+_VERSION_FIELDS = ["name", "name_version", "username", "creation_time"]
+_CHUNK = 2**20
+
+
+class _Headers:
+    """Security headers on every answer: no script but our own, no framing, no sniffing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (
+                        b"content-security-policy",
+                        b"default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
+                        b"img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+                        b"base-uri 'none'",
+                    ),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"cache-control", b"no-store"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with)
+
+
+def _problem(err: BaseException) -> str:
+    return redact_url(f"{type(err).__name__}: {err}")
+
+
+def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The application over ``handler``'s catalog and store.
+
+    Args:
+        handler: whose catalog and store to show; its calls run on elliptio's IO loop.
+        allowed_hosts: ``Host`` headers to answer (DNS rebinding guard);
+            ``None``: the loopback names only.
+    """
+
+    async def io(coro: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, get_loop())
+        return await asyncio.wrap_future(future)
+
+    async def record(ref: str) -> Metadata:
+        async def read() -> Metadata:
+            aid = await handler.resolve(ref)
+            return upgrade_record(await handler.catalog.get(aid))
+
+        return await io(read())
+
+    async def verified(rec: Metadata, file: FileRecord) -> bytes:
+        async def read() -> bytes:
+            path = handler.storage.file_path(file.url, rec.artifact_id, file.relpath)
+            return await handler.storage.read_bytes(path, file.sha256)
+
+        return await io(read())
+
+    async def search(request: Request) -> Response:
+        form = SearchForm.from_params(request.query_params)
+        try:
+            flt = form.filter()
+
+            async def run() -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+                docs = await handler.catalog.find(
+                    flt,
+                    sort=form.sort_spec(),
+                    skip=form.skip,
+                    limit=PAGE_SIZE + 1,
+                    fields=_SEARCH_FIELDS,
+                )
+                names = sorted({str(d["name"]) for d in docs[:PAGE_SIZE] if d.get("name")})
+                found = await asyncio.gather(*(handler.catalog.aliases(n) for n in names))
+                return docs, dict(zip(names, found, strict=True))
+
+            docs, aliases = await io(run())
+        except QueryError as err:
+            html_ = pages.search_page(form, [], False, {}, error=str(err))
+            return HTMLResponse(html_, status_code=400)
+        has_next = len(docs) > PAGE_SIZE
+        return HTMLResponse(pages.search_page(form, docs[:PAGE_SIZE], has_next, aliases))
+
+    async def artifact(request: Request, verify: bool = False) -> Response:
+        rec = await record(request.path_params["ref"])
+        versions: list[dict[str, Any]] = []
+        aliases: dict[str, int] = {}
+        if rec.name:
+            versions, aliases = await asyncio.gather(
+                io(
+                    handler.catalog.find(
+                        {"name": rec.name},
+                        sort=[("name_version", -1)],
+                        limit=100,
+                        fields=_VERSION_FIELDS,
+                    )
+                ),
+                io(handler.catalog.aliases(rec.name)),
+            )
+        previews: dict[str, str] = {}
+        for file in rec.files:
+            if len(previews) >= MAX_PREVIEWS:
+                break
+            what = preview.kind(file.relpath)
+            if what is None:
+                continue
+            if what == "image":
+                src = ref_path("/file", rec.artifact_id, file.relpath)
+                previews[file.relpath] = f'<img src="{esc(src)}" alt="{esc(file.relpath)}">'
+            elif file.size > preview.MAX_PREVIEW_BYTES:
+                previews[file.relpath] = (
+                    "<p class=muted>Too large to preview here; download it.</p>"
+                )
+            else:
+                try:
+                    data = await verified(rec, file)
+                except ElliptioError as err:  # damaged or missing: say so, show the rest
+                    previews[file.relpath] = f"<div class=error>{esc(_problem(err))}</div>"
+                else:
+                    previews[file.relpath] = preview.render(file.relpath, data)
+        report = await io(handler.verify(rec.artifact_id)) if verify else None
+        return HTMLResponse(
+            pages.artifact_page(
+                rec, versions=versions, aliases=aliases, previews=previews, verify=report
+            )
+        )
+
+    async def verify(request: Request) -> Response:
+        origin = request.headers.get("origin")
+        if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
+            raise HTTPException(403, "verify is only accepted from this UI's own pages")
+        return await artifact(request, verify=True)
+
+    async def file(request: Request) -> Response:
+        rec = await record(request.path_params["ref"])
+        relpath = request.path_params["relpath"]
+        found = next((f for f in rec.files if f.relpath == relpath), None)
+        if found is None:
+            raise ArtifactNotFoundError(f"{rec.ref or rec.artifact_id} has no file {relpath!r}")
+        suffix = "." + relpath.rsplit(".", 1)[-1].lower() if "." in relpath else ""
+        media = preview.IMAGE_TYPES.get(suffix, "application/octet-stream")
+        name = relpath.rsplit("/", 1)[-1]
+        disposition = "inline" if media.startswith("image/") else "attachment"
+        headers = {"content-disposition": f"{disposition}; filename*=UTF-8''{quote(name)}"}
+        if handler.storage.is_local:
+            path = handler.storage.file_path(found.url, rec.artifact_id, found.relpath)
+            raw = await asyncio.to_thread(handler.storage.open_local, path, found.sha256)
+
+            def chunks() -> Any:
+                with raw:
+                    while block := raw.read(_CHUNK):
+                        yield block
+
+            return StreamingResponse(chunks(), media_type=media, headers=headers)
+        if found.size > MAX_REMOTE_DOWNLOAD:
+            raise HTTPException(
+                413,
+                f"{relpath} is larger than the UI serves from this store; use "
+                f"'elliptio download {rec.ref or rec.artifact_id}'",
+            )
+        return Response(await verified(rec, found), media_type=media, headers=headers)
+
+    async def lineage(request: Request) -> Response:
+        try:
+            depth = min(max(int(request.query_params.get("depth", "2")), 1), MAX_DEPTH)
+        except ValueError:
+            depth = 2
+        rec = await record(request.path_params["ref"])
+        aid = rec.artifact_id
+
+        async def walk() -> tuple[Any, dict[str, str]]:
+            graph = await handler.lineage(aid, "both", depth + 1)
+            docs = await handler.catalog.find(
+                {"artifact_id": {"$in": sorted(graph.nodes)}, "name": {"$ne": None}},
+                fields=["name", "name_version"],
+            )
+            return graph, {d["artifact_id"]: pages.artifact_ref(d) for d in docs}
+
+        graph, refs = await io(walk())
+
+        def url(node: str) -> str:
+            return href(ref_path("/lineage", node), {"depth": depth})
+
+        picture = draw(graph, depth=depth, refs=refs, url=url)
+        source, _ = to_dot(graph, depth=depth, refs=refs, url=url)
+        svg = await asyncio.to_thread(graphviz.render, source)
+        if svg is not None:  # Graphviz is installed: its layout, same nodes and links
+            picture = dataclasses.replace(picture, svg=svg)
+        root = {"artifact_id": aid, "name": rec.name, "name_version": rec.name_version}
+        return HTMLResponse(pages.lineage_page(root, picture, depth, MAX_DEPTH))
+
+    async def names(request: Request) -> Response:
+        async def read() -> tuple[list[tuple[str, int, int]], dict[str, dict[str, int]]]:
+            return await handler.catalog.names(), await handler.catalog.all_aliases()
+
+        rows, aliases = await io(read())
+        return HTMLResponse(pages.names_page(rows, aliases))
+
+    async def script(request: Request) -> Response:
+        return Response(SCRIPT, media_type="text/javascript")
+
+    def error(status: int, message: str) -> Response:
+        return HTMLResponse(pages.error_page(status, redact_url(message)), status_code=status)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = exc.detail if exc.status_code != 404 else f"no page at {request.url.path}"
+        return error(exc.status_code, str(message))
+
+    async def on_not_found(request: Request, exc: Exception) -> Response:
+        text = str(exc.args[0]) if exc.args else str(exc)
+        return error(404, text)
+
+    async def on_query(request: Request, exc: Exception) -> Response:
+        return error(400, str(exc))
+
+    async def on_elliptio(request: Request, exc: Exception) -> Response:
+        return error(500, _problem(exc))
+
+    async def on_any(request: Request, exc: Exception) -> Response:
+        return error(500, f"{type(exc).__name__}: the server could not answer this page")
+
+    routes = [
+        Route("/", search),
+        Route("/names", names),
+        Route("/a/{ref}", artifact),
+        Route("/a/{ref}/verify", verify, methods=["POST"]),
+        Route("/file/{ref}/{relpath:path}", file),
+        Route("/lineage/{ref}", lineage),
+        Route("/_ui.js", script),
+    ]
+    hosts = allowed_hosts or ["127.0.0.1", "localhost", "[::1]", "::1"]
+    handlers: dict[Any, Any] = {
+        HTTPException: on_http,
+        ArtifactNotFoundError: on_not_found,
+        QueryError: on_query,
+        ElliptioError: on_elliptio,
+        Exception: on_any,
+    }
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(_Headers),
+            Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
+        ],
+        exception_handlers=handlers,
+    )

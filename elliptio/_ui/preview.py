@@ -1,0 +1,82 @@
+"""File previews from verified bytes: first rows of tables, text heads, images. Pure.
+
+The bytes come from the store's verified read path (see `app`); this module
+only turns them into escaped HTML. Images are shown through their own URL, as
+the download route serves them, so only the kinds a browser draws without
+running code (PNG, JPEG, GIF, WebP; never SVG) are inlined.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+import pandas as pd
+
+from .html import esc
+
+__all__ = ["IMAGE_TYPES", "MAX_PREVIEW_BYTES", "kind", "render"]
+
+Kind = Literal["csv", "parquet", "image", "text"]
+MAX_PREVIEW_BYTES = 32 * 2**20  # a preview verifies the whole file: keep it small
+ROWS = 20
+TEXT_BYTES = 4096
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
+_TEXT = {".txt", ".md", ".json", ".jsonl", ".yaml", ".yml", ".log", ".py", ".toml", ".ini", ".xml"}
+
+
+def _suffix(relpath: str) -> str:
+    name = relpath.rsplit("/", 1)[-1].lower()
+    return "." + name.rsplit(".", 1)[-1] if "." in name else ""
+
+
+def kind(relpath: str) -> Kind | None:
+    """What preview a file gets from its name; ``None``: a download link only."""
+    suffix = _suffix(relpath)
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if suffix in IMAGE_TYPES:
+        return "image"
+    if suffix in _TEXT:
+        return "text"
+    return None
+
+
+def _table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
+    return f"<table class=preview><tr>{head}</tr>{rows}</table>"
+
+
+def render(relpath: str, data: bytes) -> str:
+    """HTML for the first rows or lines of a CSV, Parquet or text file.
+
+    Unreadable content gives a short note, never an exception.
+    """
+    what = kind(relpath)
+    try:
+        if what == "csv":
+            sep = "\t" if _suffix(relpath) == ".tsv" else ","
+            frame = pd.read_csv(io.BytesIO(data), nrows=ROWS, sep=sep)
+            return _table(frame)
+        if what == "parquet":
+            frame = pd.read_parquet(io.BytesIO(data)).head(ROWS)
+            return _table(frame)
+    except ImportError:
+        return "<p class=muted>Parquet previews need pyarrow (pip install pyarrow).</p>"
+    except Exception as err:  # a malformed file is the file's problem, not the page's
+        return f"<p class=muted>No preview: {esc(type(err).__name__)}: {esc(str(err)[:200])}</p>"
+    head = data[:TEXT_BYTES].decode("utf-8", errors="replace")
+    more = " …" if len(data) > TEXT_BYTES else ""
+    return f"<pre>{esc(head)}{more}</pre>"

@@ -1,0 +1,555 @@
+"""The web UI's pages through Starlette's TestClient, on a real store and SQLite catalog."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+import elliptio as eio
+from elliptio._ui import search as search_mod
+from elliptio._ui.app import create_app
+from elliptio._ui.graph import draw, layers, to_dot
+from elliptio._ui.search import SearchForm
+from elliptio._ui.server import exposure_warning, is_loopback
+from tests.ui_lake import XSS, Lake, build
+
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+@pytest.fixture
+def handler(tmp_path: Path) -> Iterator[eio.Handler]:
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        yield h
+
+
+@pytest.fixture
+def lake(handler: eio.Handler, tmp_path: Path) -> Lake:
+    return build(handler, tmp_path / "src")
+
+
+@pytest.fixture
+def client(handler: eio.Handler, lake: Lake) -> Iterator[TestClient]:
+    with TestClient(create_app(handler.aio), base_url="http://127.0.0.1") as c:
+        yield c
+
+
+def refs(html: str) -> list[str]:
+    """The artifact column of the results table, in order."""
+    table = html.split("<table id=results>", 1)[1] if "<table id=results>" in html else ""
+    return re.findall(r'<td><a href="/a/[^"]+">([^<]+)</a></td>', table)
+
+
+# -- search -------------------------------------------------------------------
+
+
+def test_search_lists_everything_newest_first(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert refs(page.text)[:3] == ["artifact_" + refs(page.text)[0][9:], "report:v1", "model:v1"]
+    assert len(refs(page.text)) == 7
+
+
+def test_quick_filters(client: TestClient) -> None:
+    assert refs(client.get("/", params={"datatype": "annotation_file"}).text) == [
+        "train-set:v2",
+        "train-set:v1",
+    ]
+    assert refs(client.get("/", params={"user": "brenda"}).text) == ["model:v1"]
+    assert refs(client.get("/", params={"name": "clean"}).text) == ["clean:v1"]
+    assert refs(client.get("/", params={"ticket": "AB-2"}).text) == ["train-set:v2"]
+    # free text: file names and description, any case
+    assert refs(client.get("/", params={"text": "COVER.png"}).text) == ["train-set:v2"]
+    assert refs(client.get("/", params={"text": "second training"}).text) == ["train-set:v2"]
+    assert refs(client.get("/", params={"since": "2000-01-01", "user": "carl"}).text) == [
+        "report:v1"
+    ]
+    assert refs(client.get("/", params={"until": "2000-01-01"}).text) == []
+
+
+def test_mongodb_filter_box(client: TestClient) -> None:
+    page = client.get("/", params={"q": '{"labels.infos.seed": {"$gte": 7}}'})
+    assert refs(page.text) == ["train-set:v2"]
+    dated = client.get(
+        "/", params={"q": '{"creation_time": {"$lt": {"$date": "2000-01-01T00:00:00Z"}}}'}
+    )
+    assert dated.status_code == 200
+    assert "no artifact matches" in dated.text
+    both = client.get("/", params={"q": '{"username": "andy"}', "datatype": "raw"})
+    assert refs(both.text) == ["raw-data:v1"]
+
+
+@pytest.mark.parametrize(
+    ("q", "message"),
+    [
+        ("{bad", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"$where": "1"}', "$where"),
+        ('{"file_relpaths": {"$regex": "(a+)+"}}', "repeat"),
+        ('{"creation_time": {"$gt": {"$date": "yesterday"}}}', "not a date"),
+    ],
+)
+def test_bad_filters_give_a_readable_error(client: TestClient, q: str, message: str) -> None:
+    page = client.get("/", params={"q": q})
+    assert page.status_code == 400
+    assert "role=alert" in page.text
+    assert message in page.text.replace("&#x27;", "'").replace("&quot;", '"')
+    assert "Traceback" not in page.text
+
+
+def test_sort_and_pages(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    by_user = refs(client.get("/", params={"sort": "user", "dir": "asc"}).text)
+    assert by_user[-1].startswith("artifact_")  # "root" sorts after andy, brenda, carl
+    users = re.findall(
+        r"<td>(andy|brenda|carl|[a-z]+)</td><td class=time>",
+        client.get("/", params={"sort": "user", "dir": "asc"}).text,
+    )
+    assert users == sorted(users)
+    by_name = refs(client.get("/", params={"sort": "name", "dir": "asc", "name": "train-set"}).text)
+    assert by_name == ["train-set:v1", "train-set:v2"]  # then by version, the same way
+    monkeypatch.setattr(search_mod, "PAGE_SIZE", 3)
+    monkeypatch.setattr("elliptio._ui.app.PAGE_SIZE", 3)
+    monkeypatch.setattr("elliptio._ui.pages.PAGE_SIZE", 3, raising=False)
+    first = client.get("/", params={"sort": "time", "dir": "asc"}).text
+    assert refs(first) == ["raw-data:v1", "train-set:v1", "clean:v1"]
+    assert 'rel="next"' in first
+    assert 'rel="prev"' not in first
+    third = client.get("/", params={"sort": "time", "dir": "asc", "page": "3"}).text
+    assert len(refs(third)) == 1
+    assert 'rel="next"' not in third
+    assert 'rel="prev"' in third
+
+
+def test_search_form_filter_is_one_document() -> None:
+    form = SearchForm.from_params({"user": "andy", "text": "a.b", "q": '{"x": 1}', "page": "-4"})
+    assert form.page == 1
+    assert form.filter() == {
+        "$and": [
+            {"x": 1},
+            {"username": "andy"},
+            {
+                "$or": [
+                    {"file_relpaths": {"$regex": r"(?i)a\.b"}},
+                    {"labels.description": {"$regex": r"(?i)a\.b"}},
+                ]
+            },
+        ]
+    }
+    assert SearchForm().filter() == {}
+    assert SearchForm.from_params({"sort": "nonsense"}).sort == "time"
+    until = SearchForm(until="2026-01-31").filter()["creation_time"]
+    assert list(until) == ["$lt"]
+    assert until["$lt"].isoformat() == "2026-02-01T00:00:00+00:00"
+
+
+# -- artifact page ------------------------------------------------------------
+
+
+def test_artifact_page(client: TestClient, lake: Lake, handler: eio.Handler) -> None:
+    by_ref = client.get("/a/train-set:v2")
+    assert by_ref.status_code == 200
+    html = by_ref.text
+    assert html == client.get(f"/a/{lake.train_v2}").text
+    record = handler.get(lake.train_v2).metadata
+    for f in record.files:
+        assert f.sha256 in html
+        assert f"/file/{lake.train_v2}/{f.relpath}" in html
+    # every field of the record
+    for field in (
+        "labels.infos",
+        "labels.ticket",
+        "hostname",
+        "run_id",
+        "argv",
+        "git",
+        "python_version",
+        "platform",
+        "remote_root",
+        "file_relpaths",
+    ):
+        assert f"<th>{field}</th>" in html
+    assert "stratification" in html
+    assert re.search(r"<details><summary>\d+ packages</summary>", html)
+    # previews: CSV rows as a table, the image inline, text head
+    assert "<th>sample</th><th>label</th>" in html
+    assert "<td>gamma</td>" in html
+    assert f'<img src="/file/{lake.train_v2}/cover.png"' in html
+    assert "notes about the training set" in html
+    # snippets
+    assert "art = h.get(&quot;train-set:v2&quot;)" in html
+    assert f"elliptio://{lake.train_v2}/train.csv" in html
+    assert "pd.read_csv(art.files[&quot;train.csv&quot;].url)" in html
+    # versions and aliases; based_on links
+    versions = html.split("<table id=versions>", 1)[1].split("</table>", 1)[0]
+    assert "train-set:v2 (this)" in versions
+    assert f'href="/a/{lake.train_v1}"' in versions
+    assert "<td>production</td>" in versions
+    assert f'href="/a/{lake.clean}">{lake.clean}</a>' in html
+
+
+def test_previews_are_not_lineage_and_change_nothing(
+    client: TestClient, lake: Lake, handler: eio.Handler
+) -> None:
+    before = handler.count()
+    for url in (
+        "/",
+        "/names",
+        "/a/train-set:v2",
+        f"/lineage/{lake.model}",
+        f"/file/{lake.train_v2}/train.csv",
+    ):
+        assert client.get(url).status_code == 200
+    assert client.post(f"/a/{lake.train_v2}/verify").status_code == 200
+    assert handler.based_on == []  # the UI's reads are no run's inputs
+    assert handler.count() == before
+    for url in ("/a/train-set:v2", "/names", f"/file/{lake.train_v2}/train.csv"):
+        assert client.post(url).status_code == 405
+        assert client.delete(url).status_code == 405
+
+
+def test_file_download_is_verified(client: TestClient, lake: Lake, handler: eio.Handler) -> None:
+    csv = client.get(f"/file/{lake.train_v2}/train.csv")
+    assert csv.content == b"sample,label\nalpha,1\nbeta,0\ngamma,1\n"
+    assert csv.headers["content-disposition"].startswith("attachment;")
+    assert csv.headers["content-type"] == "application/octet-stream"
+    image = client.get(f"/file/{lake.train_v2}/cover.png")
+    assert image.headers["content-type"] == "image/png"
+    assert image.content.startswith(b"\x89PNG")
+    # damage the stored CSV: neither the download nor the preview hands it out
+    stored = Path(handler.get(lake.train_v2).files["train.csv"].url)
+    os.chmod(stored, 0o644)
+    stored.write_text("sample,label\nEVIL,1\n")
+    damaged = client.get(f"/file/{lake.train_v2}/train.csv")
+    assert damaged.status_code == 500
+    assert "IntegrityError" in damaged.text
+    assert "EVIL" not in damaged.text
+    page = client.get(f"/a/{lake.train_v2}")
+    assert page.status_code == 200
+    assert "IntegrityError" in page.text
+    assert "EVIL" not in page.text
+    verified = client.post(f"/a/{lake.train_v2}/verify")
+    assert "Not intact: train.csv (damaged)" in verified.text
+
+
+def test_verify_button(client: TestClient, lake: Lake) -> None:
+    page = client.post(f"/a/{lake.train_v2}/verify")
+    assert "3 files re-hashed: all match" in page.text
+    foreign = client.post(f"/a/{lake.train_v2}/verify", headers={"origin": "http://evil.test"})
+    assert foreign.status_code == 403
+    same = client.post(f"/a/{lake.train_v2}/verify", headers={"origin": "http://127.0.0.1"})
+    assert same.status_code == 200
+
+
+# -- security -----------------------------------------------------------------
+
+
+def test_xss_label_renders_as_text(client: TestClient, lake: Lake) -> None:
+    for url in (f"/a/{lake.xss}", "/", f"/?datatype={XSS}", f"/?q={XSS}", f"/a/{XSS}"):
+        page = client.get(url)
+        assert XSS not in page.text, url
+    assert ESCAPED in client.get(f"/a/{lake.xss}").text
+    assert ESCAPED in client.get("/").text
+    headers = client.get("/").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/a/nope",
+        "/a/artifact_00000000-0000-4000-8000-000000000000",
+        "/a/train-set:v9",
+        "/a/train-set:staging",
+        "/a/..%2F..%2Fetc%2Fpasswd",
+        "/lineage/nope",
+        "/file/train-set:v2/missing.txt",
+        "/file/train-set:v2/../../c.db",
+        "/no/such/page",
+    ],
+)
+def test_bad_references_are_404(client: TestClient, url: str) -> None:
+    page = client.get(url)
+    assert page.status_code == 404
+    assert "<h1>Not found</h1>" in page.text
+    assert "Traceback" not in page.text
+
+
+def test_foreign_host_header_is_refused(client: TestClient) -> None:
+    # DNS rebinding: a page on another site resolving its name to 127.0.0.1
+    assert client.get("/", headers={"host": "evil.test"}).status_code == 400
+    assert client.get("/", headers={"host": "localhost:8765"}).status_code == 200
+
+
+def test_no_secret_in_pages(tmp_path: Path) -> None:
+    secret = "sup3r-s3cret-t0ken"
+    with eio.Handler(
+        storage="memory://ui-secret",
+        catalog=f"sqlite:///{tmp_path}/c.db",
+        storage_options={"token": secret},
+    ) as h:
+        lake = build(h, tmp_path / "src")
+        with TestClient(create_app(h.aio), base_url="http://127.0.0.1") as c:
+            pages = [
+                c.get(u)
+                for u in (
+                    "/",
+                    "/names",
+                    "/a/train-set:v2",
+                    f"/lineage/{lake.train_v2}",
+                    f"/file/{lake.train_v2}/train.csv",
+                    "/a/nope",
+                    "/?q={",
+                )
+            ]
+            pages.append(c.post(f"/a/{lake.train_v2}/verify"))
+    assert pages[4].content.startswith(b"sample,label")  # served from a non-local store
+    for page in pages:
+        assert secret not in page.text
+        assert secret not in str(page.headers)
+
+
+# -- lineage and names --------------------------------------------------------
+
+
+@pytest.fixture(params=["graphviz", "own layout"])
+def layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Lineage pictures by Graphviz (CI installs it) and by the built-in layout."""
+    if request.param == "own layout":
+        monkeypatch.setattr("elliptio._ui.graphviz.shutil.which", lambda _: None)
+    else:
+        assert shutil.which("dot"), "install Graphviz: apt-get install -y graphviz"
+    return str(request.param)
+
+
+def test_lineage_page(client: TestClient, lake: Lake, layout: str) -> None:
+    page = client.get(f"/lineage/{lake.train_v2}").text
+    graph = html.unescape(page.split("<div id=graph>", 1)[1])  # Graphviz writes - as &#45;
+    assert ('class="graph"' in graph) == (layout == "graphviz")
+    for aid, ref in (
+        (lake.raw, "raw-data:v1"),
+        (lake.clean, "clean:v1"),
+        (lake.model, "model:v1"),
+        (lake.report, "report:v1"),
+    ):
+        assert f'href="/lineage/{aid}?depth=2"' in graph
+        assert f'id="node-{aid}"' in graph
+        assert f">{ref}</text>" in graph
+    assert "Nothing is hidden" in page
+    shallow = html.unescape(client.get(f"/lineage/{lake.train_v2}", params={"depth": "1"}).text)
+    assert "2 more artifacts lie beyond depth 1" in shallow
+    assert f'id="node-{lake.raw}"' not in shallow
+    assert ">+1 more</text>" in shallow
+    assert client.get(f"/lineage/{lake.xss}", params={"depth": "x"}).status_code == 200
+
+
+def test_hostile_labels_in_the_picture(layout: str) -> None:
+    from elliptio._lineage import LineageGraph, LineageNode
+    from elliptio._ui import graphviz
+
+    root = 'artifact_"x\\N'
+    nodes = {root: LineageNode(root, username='a"b\\N\\l', datatype=XSS)}
+    graph = LineageGraph(root, nodes, ())
+    source, _ = to_dot(graph, depth=1, refs={}, url=lambda a: '/x"y')
+    svg = graphviz.render(source) if layout == "graphviz" else None
+    if svg is None:
+        svg = draw(graph, depth=1, refs={}, url=lambda a: '/x"y').svg
+    assert XSS not in svg
+    assert "&lt;script&gt;" in svg
+    assert "a&quot;b\\N\\l" in svg or 'a"b\\N\\l' in svg  # shown as written
+
+
+def test_layout_layers_and_overflow() -> None:
+    from elliptio._lineage import LineageGraph, LineageNode
+
+    root = "artifact_root"
+    kids = [f"artifact_k{i:02d}" for i in range(30)]
+    nodes = {a: LineageNode(a, username="u") for a in [root, "artifact_up", *kids]}
+    graph = LineageGraph(root, nodes, (("artifact_up", root), *((root, k) for k in kids)))
+    assert layers(graph) == {root: 0, "artifact_up": -1, **dict.fromkeys(kids, 1)}
+    picture = draw(graph, depth=1, refs={root: "r:v1"}, url=lambda a: f"/x/{a}", max_per_layer=10)
+    assert picture.shown == 12
+    assert picture.hidden == 20
+    assert "20 more not drawn" in picture.svg
+    assert ">r:v1</text>" in picture.svg
+
+
+def test_names_page(client: TestClient) -> None:
+    page = client.get("/names").text
+    row = page.split('<td><a href="/?name=train-set">train-set</a></td>', 1)[1].split("</tr>")[0]
+    assert "<td class=num>2</td>" in row
+    assert 'href="/a/train-set:v2">v2</a>' in row
+    assert 'href="/a/train-set:production">production → v1</a>' in row
+
+
+# -- running it ---------------------------------------------------------------
+
+
+def test_handler_ui_runs_in_the_background(handler: eio.Handler, lake: Lake) -> None:
+    server = handler.ui()
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(server.url + "a/train-set:v2", timeout=10) as answer:
+            assert b"train-set:v2" in answer.read()
+        assert "running" in repr(server)
+    finally:
+        server.stop()
+    assert not server.running
+    with pytest.raises(urllib.error.URLError, match="refused"):
+        urllib.request.urlopen(server.url, timeout=2)
+
+
+def test_busy_port_and_exposure_warning(handler: eio.Handler) -> None:
+    server = handler.ui()
+    try:
+        port = int(server.url.rsplit(":", 1)[1].strip("/"))
+        with pytest.raises(eio.ConfigError, match="cannot listen"):
+            handler.ui(port=port)
+    finally:
+        server.stop()
+    assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.2", "example.com"))
+    assert exposure_warning("127.0.0.1") is None
+    assert "WARNING" in (exposure_warning("0.0.0.0") or "")
+    with pytest.warns(UserWarning, match="without a login"):
+        exposed = handler.ui(host="0.0.0.0")
+    exposed.stop()
+
+
+def test_cli_ui_serves_until_interrupted(tmp_path: Path, lake: Lake) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "elliptio",
+            "--storage",
+            str(tmp_path / "store"),
+            "--catalog",
+            f"sqlite:///{tmp_path}/c.db",
+            "ui",
+            "--port",
+            "0",
+            "--no-browser",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url, line
+        with urllib.request.urlopen(url[0] + "names", timeout=10) as answer:
+            assert b"train-set" in answer.read()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode in (0, 130), err
+    assert "Traceback" not in err
+
+
+def test_cli_ui_warns_when_exposed(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "elliptio",
+            "--storage",
+            str(tmp_path / "store"),
+            "--catalog",
+            f"sqlite:///{tmp_path}/c.db",
+            "ui",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--no-browser",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert "WARNING" in err
+    assert "without a login" in err
+
+
+def test_ui_benchmark_runs_and_prints_its_table() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).parents[1] / "benchmarks" / "ui.py"),
+            "--sizes",
+            "300",
+            "--repeat",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "| page | 300 artifacts |" in lines
+    assert any(line.startswith("| first page (cold) | ") for line in lines)
+    assert any(line.startswith("| free text | ") for line in lines)
+
+
+def test_pages_on_a_mongodb_catalog(tmp_path: Path) -> None:
+    from mongomock_motor import AsyncMongoMockClient
+
+    with eio.Handler(storage=tmp_path / "store", catalog=AsyncMongoMockClient()) as h:
+        lake = build(h, tmp_path / "src")
+        with TestClient(create_app(h.aio), base_url="http://127.0.0.1") as c:
+            found = c.get("/", params={"datatype": "annotation_file", "sort": "name"}).text
+            assert refs(found) == ["train-set:v2", "train-set:v1"]
+            page = c.get("/a/train-set:v2").text
+            assert "<td>gamma</td>" in page
+            assert "<td>production</td>" in page
+            graph = html.unescape(c.get(f"/lineage/{lake.train_v2}").text)
+            assert f'id="node-{lake.report}"' in graph
+            assert "production → v1" in c.get("/names").text
+            assert ESCAPED in c.get(f"/a/{lake.xss}").text
+            assert c.get("/", params={"q": '{"$where": "1"}'}).status_code == 400
+            assert c.get("/a/nope:v1").status_code == 404
+
+
+def test_parquet_preview_and_many_files(handler: eio.Handler, tmp_path: Path) -> None:
+    import pandas as pd
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    pd.DataFrame({"x": range(100), "y": ["a"] * 100}).to_parquet(folder / "t.parquet")
+    for i in range(5):
+        (folder / f"f{i}.bin").write_bytes(bytes([i]))
+    art = handler.upload([folder], name="table")
+    with TestClient(create_app(handler.aio), base_url="http://127.0.0.1") as c:
+        page = c.get("/a/table:v1").text
+    assert "<th>x</th><th>y</th>" in page
+    assert "<td>19</td>" in page  # the first 20 rows
+    assert "<td>20</td>" not in page
+    assert "pd.read_parquet(art.files[&quot;many/t.parquet&quot;].url)" in page
+    assert f"/file/{art.artifact_id}/many/f4.bin" in page
