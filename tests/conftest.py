@@ -42,6 +42,23 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     monkeypatch.setattr(urls._default, "_value", None)
 
 
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """ELLIPTIO_* settings of a store, a SQLite catalog and a cache under tmp_path,
+    set in the environment, as a CLI user would export them."""
+    import elliptio._urls as urls
+
+    settings = {
+        "ELLIPTIO_STORAGE_URL": str(tmp_path / "store"),
+        "ELLIPTIO_CATALOG_URL": f"sqlite:///{tmp_path / 'catalog.db'}",
+        "ELLIPTIO_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(urls._default, "_value", None)
+    return settings
+
+
 S3_BUCKET = "elliptio-test"
 # Dummy credentials: moto accepts any; real ones must never be picked up.
 S3_CREDENTIALS = {"key": "testing", "secret": "testing"}

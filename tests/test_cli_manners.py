@@ -16,18 +16,8 @@ from elliptio._cli import _parser, main
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    import elliptio._urls as urls
-
-    settings = {
-        "ELLIPTIO_STORAGE_URL": str(tmp_path / "store"),
-        "ELLIPTIO_CATALOG_URL": f"sqlite:///{tmp_path / 'catalog.db'}",
-        "ELLIPTIO_CACHE_DIR": str(tmp_path / "cache"),
-    }
-    for key, value in settings.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr(urls._default, "_value", None)
-    return settings
+def env(cli_env: dict[str, str]) -> dict[str, str]:
+    return cli_env
 
 
 @pytest.fixture
