@@ -47,6 +47,11 @@ PROTOCOL = "elliptio"
 
 
 _handlers: dict[str, Handler] = {}
+# What the settings were read from -> the handler they gave: skips rebuilding the
+# settings (about 2 ms, most of a small read) while nothing they depend on changed.
+_by_source: dict[tuple[Any, ...], Handler] = {}
+# Variables besides ELLIPTIO_* that the default locations depend on.
+_PLACES = ("HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "LOCALAPPDATA")
 _handlers_lock = threading.Lock()
 # Which handler made or read each artifact lately, so that its ``eio_url`` resolves
 # through that handler (its store, catalog and options) in this process.
@@ -57,6 +62,7 @@ _MADE_MAX = 100_000
 def _forget_handlers() -> None:
     global _handlers_lock
     _handlers.clear()
+    _by_source.clear()
     _handlers_lock = threading.Lock()  # another thread may have held it at fork time
 
 
@@ -70,6 +76,21 @@ def remember_handler(artifact_id: str, handler: AsyncHandler) -> None:
         _made.move_to_end(artifact_id)
         if len(_made) > _MADE_MAX:
             _made.popitem(last=False)
+
+
+def _settings_source(storage: str | None, catalog: str | None, options: Any) -> tuple[Any, ...]:
+    """Everything `load_settings` reads: the arguments, ELLIPTIO_* and the variables
+    of the default places, the working folder and its ``.env`` file."""
+    try:
+        st = os.stat(".env")
+        dotenv: tuple[int, ...] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        dotenv = None
+    env = tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.startswith("ELLIPTIO_") or k in _PLACES)
+    )
+    given = None if options is None else json.dumps(options, sort_keys=True, default=str)
+    return (storage, catalog, given, env, os.getcwd(), dotenv)
 
 
 def _handler_that_made(artifact_id: str) -> AsyncHandler | None:
@@ -151,6 +172,11 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
             inherited = inherited_handler()  # the run this process was started in
             storage, catalog = inherited.get("storage"), inherited.get("catalog")
         self._check_reachable(storage, catalog)
+        source = _settings_source(storage, catalog, options)
+        with _handlers_lock:
+            known = _by_source.get(source)
+        if known is not None:
+            return known
         settings = load_settings(storage_url=storage, catalog_url=catalog, storage_options=options)
         key = json.dumps(
             [
@@ -169,6 +195,9 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 from ._sync_handler import Handler
 
                 handler = _handlers[key] = Handler(storage, catalog, options)
+            if len(_by_source) > 64:
+                _by_source.clear()
+            _by_source[source] = handler
         return handler
 
     def _check_reachable(self, storage: str | None, catalog: str | None) -> None:

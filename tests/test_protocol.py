@@ -139,3 +139,36 @@ def test_any_process_with_elliptio_installed_reads_them(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "(2, 2)"
+
+
+def test_the_filesystem_follows_changed_settings_and_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_files: dict[str, Path]
+) -> None:
+    """The handler behind elliptio:// is reused while its settings stay the same, and
+    follows a changed ELLIPTIO_* variable or .env file at the next open."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path / 'a.db'}")
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "a"))
+    first = eio.Handler().upload(data_files["train"], name="set")
+    fs = fsspec.filesystem("elliptio")
+    assert fs.handler is fs.handler
+    assert fs.cat_file("set:latest/train.txt") == data_files["train"].read_bytes()
+
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path / 'b.db'}")
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "b"))
+    second = eio.Handler().upload(data_files["test"], name="set")
+    assert fs.handler.resolve("set:latest") == second.artifact_id
+
+    monkeypatch.delenv("ELLIPTIO_CATALOG_URL")
+    monkeypatch.delenv("ELLIPTIO_STORAGE_URL")
+    (tmp_path / ".env").write_text(
+        f"ELLIPTIO_CATALOG_URL=sqlite:///{tmp_path / 'a.db'}\n"
+        f"ELLIPTIO_STORAGE_URL={tmp_path / 'a'}\n"
+    )
+    assert fs.cat_file("set:latest/train.txt") == data_files["train"].read_bytes()
+    assert fs.info(f"{first.artifact_id}/train.txt")["size"] == data_files["train"].stat().st_size
+    (tmp_path / ".env").write_text(
+        f"ELLIPTIO_CATALOG_URL=sqlite:///{tmp_path / 'b.db'}\n"
+        f"ELLIPTIO_STORAGE_URL={tmp_path / 'b'}\n"
+    )
+    assert fs.cat_file("set:latest/test.txt") == data_files["test"].read_bytes()
