@@ -48,6 +48,7 @@ from ._errors import (
     UsageError,
 )
 from ._handler import AsyncHandler
+from ._indexer import IndexReport, index_event
 from ._lifecycle import DeleteReport
 from ._lineage import LineageGraph, LineageNode
 from ._models import SCHEMA_VERSION, FileRecord, GitInfo, Labels, LabelsChange, Metadata, Tombstone
@@ -99,6 +100,7 @@ __all__ = [
     "GraphvizNotFoundError",
     "Handler",
     "ImmutableError",
+    "IndexReport",
     "InputFileNotFoundError",
     "IntegrityError",
     "InvalidLabelsError",
@@ -126,6 +128,7 @@ __all__ = [
     "cp",
     "current_username",
     "exists",
+    "index_event",
     "local_copy",
     "ls",
     "mock_username",

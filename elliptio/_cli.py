@@ -448,9 +448,10 @@ def cmd_names(args: argparse.Namespace) -> int:
 
 def cmd_reindex(args: argparse.Namespace) -> int:
     with _handler(args) as h:
-        report = h.reindex()
+        report = h.reindex(prefix=args.prefix)
     print(
         f"added {len(report.added)}, unchanged {len(report.unchanged)}, "
+        f"updated {len(report.updated)}, "
         f"conflicting {len(report.conflicting)}, unreadable {len(report.unreadable)}, "
         f"uncommitted {len(report.uncommitted)}"
     )
@@ -761,11 +762,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=float, default=30.0, help="prune: unused for this long")
     _bytes_flag(p)
 
-    add(
+    p = add(
         "reindex",
         cmd_reindex,
         "restore catalog records from the sidecars in storage",
-        "elliptio reindex",
+        "elliptio reindex --prefix 2026/12/04   # or the whole store",
+    )
+    p.add_argument(
+        "--prefix",
+        help="only artifact folders below this folder of the store's layout, relative to "
+        "its root (2026/12, 2026/12/04/andy) or as a URL under it; for indexing what "
+        "writers with storage credentials only (--catalog none) wrote",
     )
     p = add(
         "gc",

@@ -20,6 +20,7 @@ from ._artifact import Artifact
 from ._cache import Cache
 from ._catalog import Catalog, open_catalog
 from ._catalog.base import CatalogLostError, lease_lost_error
+from ._catalog.none import StorageOnlyCatalog
 from ._config import Settings, load_settings
 from ._diff import ArtifactDiff, diff_records
 from ._errors import (
@@ -39,6 +40,7 @@ from ._errors import (
     UsageError,
 )
 from ._frame import build_frame, plan_frame
+from ._indexer import IndexReport, sidecar_folders
 from ._layout import (
     LOGS_DIR,
     METADATA_RELPATH,
@@ -56,6 +58,7 @@ from ._maintenance import (
     VerifyReport,
     gc,
     reindex,
+    reindex_folder,
     remove_deleted_files,
     verify,
 )
@@ -311,6 +314,12 @@ class AsyncHandler:
     ) -> _Draft:
         labels_ = _labels(labels)
         name_ = validate_name(name) if name is not None else None
+        if name_ is not None and isinstance(self.catalog, StorageOnlyCatalog):
+            raise UsageError(
+                f"cannot commit under the name {name_!r}: this handler writes to storage "
+                "only (catalog='none') and versions are handed out by a catalog; commit "
+                "without a name, or with a handler that has a catalog"
+            )
         if not isinstance(dedup, bool):
             raise ConfigError(f"dedup must be True or False, not {dedup!r}")
         artifact_id = new_artifact_id()
@@ -396,7 +405,7 @@ class AsyncHandler:
                     "restores it."
                 ) from err
         lost = False
-        if isinstance(err, ElliptioError) and not isinstance(err, CommitError):
+        if isinstance(err, ElliptioError) and not isinstance(err, CommitError | UsageError):
             # Only gc condemns or closes a lease this writer has not closed yet.
             with contextlib.suppress(ElliptioError):
                 lease = await self.catalog.get_lease(draft.artifact_id)
@@ -995,9 +1004,28 @@ class AsyncHandler:
         artifact_id = await self.resolve(artifact_id)
         return await build_lineage(self.catalog, artifact_id, direction, depth)
 
-    async def reindex(self) -> ReindexReport:
-        """Restore catalog records from the sidecars in storage; safe to repeat."""
-        return await reindex(self.storage, self.catalog)
+    async def reindex(self, prefix: str | None = None) -> ReindexReport:
+        """Restore catalog records from the sidecars in storage; safe to repeat.
+
+        Args:
+            prefix: only artifact folders below this folder of the store's layout,
+                relative to its root (``"2026/12"``, ``"2026/12/04/andy"``, one
+                artifact's folder) or as a URL under the root: incremental
+                indexing of what storage-only writers wrote.
+
+        Raises:
+            InvalidPathError: ``prefix`` is no layout folder under the root.
+        """
+        return await reindex(self.storage, self.catalog, prefix=prefix)
+
+    async def index_event(self, event: Any) -> IndexReport:
+        """Index the sidecars an S3 event notification announces (see
+        `elliptio.index_event`)."""
+        folders, report = sidecar_folders(event, self.storage.root_url)
+        root = self.storage.root.rstrip("/")
+        for folder in folders:
+            await reindex_folder(self.storage, self.catalog, f"{root}/{folder}", report)
+        return report
 
     async def gc(self, grace: timedelta = timedelta(hours=24), delete: bool = False) -> GcReport:
         """List (``delete=True``: remove) storage prefixes that never committed."""

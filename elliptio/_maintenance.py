@@ -36,6 +36,7 @@ from ._errors import (
     ConfigError,
     CorruptRecordError,
     ElliptioError,
+    InvalidPathError,
     SchemaVersionError,
     StorageError,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "VerifyReport",
     "gc",
     "reindex",
+    "reindex_folder",
     "remove_deleted_files",
     "verify",
 ]
@@ -127,9 +129,48 @@ def _prefix_time(relative: str) -> datetime | None:
         return None
 
 
-async def _prefixes(storage: Storage) -> list[str]:
-    pattern = f"{storage.root.rstrip('/')}/*/*/*/*/*_artifact_*"
-    found = await storage.glob(pattern)
+# The layout's five levels below the root: YYYY/MM/DD/user/HHMMSS_<id>.
+_LEVELS = ("*", "*", "*", "*", "*_artifact_*")
+
+
+def _pattern(storage: Storage, under: str | None) -> str:
+    """The glob of artifact folders, all of them or those below ``under``.
+
+    ``under`` is a folder of the layout relative to the store's root
+    (``2026``, ``2026/12/04``, ``2026/12/04/andy``, or one artifact's folder), or
+    the same as a URL or path under the root.
+
+    Raises:
+        InvalidPathError: ``under`` lies outside the root or is no layout folder.
+    """
+    root = storage.root.rstrip("/")
+    if under is None:
+        return "/".join([root, *_LEVELS])
+    text = under.strip()
+    for base in (storage.root_url.rstrip("/"), root):
+        if text == base:
+            return "/".join([root, *_LEVELS])
+        if text.startswith(base + "/"):
+            text = text[len(base) + 1 :]
+            break
+    parts = text.strip("/").split("/")
+    bad = (
+        "://" in text
+        or text.startswith("/")
+        or len(parts) > len(_LEVELS)
+        or any(p in ("", ".", "..") or any(c in p for c in "*?[]\\") for p in parts)
+    )
+    if bad:
+        raise InvalidPathError(
+            f"prefix {storage.redact(under)!r} is no folder of the store's layout under "
+            f"{storage.redact(storage.root_url)!r}; give one relative to the root, such as "
+            "'2026', '2026/12/04', '2026/12/04/andy' or an artifact's folder"
+        )
+    return "/".join([root, *parts, *_LEVELS[len(parts) :]])
+
+
+async def _prefixes(storage: Storage, under: str | None = None) -> list[str]:
+    found = await storage.glob(_pattern(storage, under))
     return sorted(p for p in found if _PREFIX_RE.fullmatch(_relative(storage, p)))
 
 
@@ -179,66 +220,78 @@ async def _has_sidecar(storage: Storage, prefix: str, artifact_id: str) -> bool:
     return record.artifact_id == artifact_id
 
 
-async def reindex(storage: Storage, catalog: Catalog) -> ReindexReport:
-    """Restore catalog records from the sidecars in storage; safe to repeat."""
+async def reindex(
+    storage: Storage, catalog: Catalog, *, prefix: str | None = None
+) -> ReindexReport:
+    """Restore catalog records from the sidecars in storage; safe to repeat.
+
+    Args:
+        prefix: only the artifact folders below this folder of the layout
+            (see `_pattern`), e.g. the day a storage-only writer wrote.
+    """
     report = ReindexReport()
-    for prefix in await _prefixes(storage):
-        sidecar = f"{prefix}/{METADATA_RELPATH}"
-        artifact_id = _PREFIX_RE.search(_relative(storage, prefix))["id"]  # type: ignore[index]
-        try:
-            raw = await _read_sidecar(storage, sidecar)
-        except CorruptRecordError:
-            report.unreadable.append(artifact_id)
-            continue
-        if raw is None:
-            continue  # never committed: a matter for gc
-        try:
-            record = upgrade_record(json.loads(raw))
-        except (ValueError, SchemaVersionError, CorruptRecordError):
-            report.unreadable.append(artifact_id)
-            continue
-        if record.artifact_id != artifact_id:
-            report.conflicting.append(artifact_id)
-            continue
-        try:
-            # Every path the sidecar names must be one the layout allows: its own
-            # files in this folder, or files of other artifacts under the root.
-            paths = _record_paths(storage, record)
-        except CorruptRecordError:
-            report.unreadable.append(artifact_id)
-            continue
-        try:
-            existing = await catalog.get(artifact_id)
-        except ArtifactNotFoundError:
-            lease = await catalog.get_lease(artifact_id)
-            if lease is not None and lease.state != "committing":
-                report.uncommitted.append(artifact_id)
-                continue
-            try:
-                await catalog.insert(record.to_document())
-                report.added.append(artifact_id)
-            except ArtifactExistsError:  # another reindex won the race
-                report.unchanged.append(artifact_id)
-            # Its writer died after its commit point, before closing the lease.
-            await catalog.close_lease(artifact_id)
-            # Its writer died between sidecar and record, maybe before sealing.
-            # Only its own files: deduplicated ones were sealed by their writer.
-            with contextlib.suppress(ElliptioError):
-                await storage.seal([p for p in paths if p.startswith(f"{prefix}/")] + [sidecar])
-            continue
-        stored = upgrade_record(existing)
-        if stored == record:
-            report.unchanged.append(artifact_id)
-        elif _newer(record, stored) and await catalog.replace(
-            record.to_document(), revision(stored)
-        ):
-            # A delete or a label change that stopped after its sidecar.
-            report.updated.append(artifact_id)
-        elif _newer(stored, record):
-            report.unchanged.append(artifact_id)  # the sidecar is behind: its writer retries
-        else:
-            report.conflicting.append(artifact_id)
+    for folder in await _prefixes(storage, prefix):
+        await reindex_folder(storage, catalog, folder, report)
     return report
+
+
+async def reindex_folder(
+    storage: Storage, catalog: Catalog, prefix: str, report: ReindexReport
+) -> None:
+    """Restore, or check, the record of the artifact folder ``prefix`` from its sidecar."""
+    sidecar = f"{prefix}/{METADATA_RELPATH}"
+    artifact_id = _PREFIX_RE.search(_relative(storage, prefix))["id"]  # type: ignore[index]
+    try:
+        raw = await _read_sidecar(storage, sidecar)
+    except CorruptRecordError:
+        report.unreadable.append(artifact_id)
+        return
+    if raw is None:
+        return  # never committed: a matter for gc
+    try:
+        record = upgrade_record(json.loads(raw))
+    except (ValueError, SchemaVersionError, CorruptRecordError):
+        report.unreadable.append(artifact_id)
+        return
+    if record.artifact_id != artifact_id:
+        report.conflicting.append(artifact_id)
+        return
+    try:
+        # Every path the sidecar names must be one the layout allows: its own
+        # files in this folder, or files of other artifacts under the root.
+        paths = _record_paths(storage, record)
+    except CorruptRecordError:
+        report.unreadable.append(artifact_id)
+        return
+    try:
+        existing = await catalog.get(artifact_id)
+    except ArtifactNotFoundError:
+        lease = await catalog.get_lease(artifact_id)
+        if lease is not None and lease.state != "committing":
+            report.uncommitted.append(artifact_id)
+            return
+        try:
+            await catalog.insert(record.to_document())
+            report.added.append(artifact_id)
+        except ArtifactExistsError:  # another reindex won the race
+            report.unchanged.append(artifact_id)
+        # Its writer died after its commit point, before closing the lease.
+        await catalog.close_lease(artifact_id)
+        # Its writer died between sidecar and record, maybe before sealing.
+        # Only its own files: deduplicated ones were sealed by their writer.
+        with contextlib.suppress(ElliptioError):
+            await storage.seal([p for p in paths if p.startswith(f"{prefix}/")] + [sidecar])
+        return
+    stored = upgrade_record(existing)
+    if stored == record:
+        report.unchanged.append(artifact_id)
+    elif _newer(record, stored) and await catalog.replace(record.to_document(), revision(stored)):
+        # A delete or a label change that stopped after its sidecar.
+        report.updated.append(artifact_id)
+    elif _newer(stored, record):
+        report.unchanged.append(artifact_id)  # the sidecar is behind: its writer retries
+    else:
+        report.conflicting.append(artifact_id)
 
 
 async def _sidecar_is_tombstone(storage: Storage, sidecar: str, artifact_id: str) -> bool:

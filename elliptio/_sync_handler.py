@@ -12,6 +12,7 @@ from ._artifact import Artifact
 from ._catalog import Catalog
 from ._diff import ArtifactDiff
 from ._handler import AsyncHandler, LabelsLike, LocalPaths, SortLike
+from ._indexer import IndexReport
 from ._lifecycle import DeleteReport
 from ._lineage import Direction, LineageGraph
 from ._maintenance import GcReport, ReindexReport, VerifyReport
@@ -185,9 +186,15 @@ class Handler:
         """The lineage graph around an artifact; see `AsyncHandler.lineage`."""
         return sync(self.aio.lineage(artifact_id, direction, depth))
 
-    def reindex(self) -> ReindexReport:
-        """Restore catalog records from the sidecars in storage."""
-        return sync(self.aio.reindex())
+    def reindex(self, prefix: str | None = None) -> ReindexReport:
+        """Restore catalog records from the sidecars in storage (below ``prefix``);
+        see `AsyncHandler.reindex`."""
+        return sync(self.aio.reindex(prefix))
+
+    def index_event(self, event: Any) -> IndexReport:
+        """Index the sidecars an S3 event notification announces; see
+        `elliptio.index_event`."""
+        return sync(self.aio.index_event(event))
 
     def gc(self, grace: timedelta = timedelta(hours=24), delete: bool = False) -> GcReport:
         """List (``delete=True``: remove) storage prefixes that never committed."""

@@ -24,7 +24,8 @@ _BACKENDS: dict[str, tuple[str, str]] = {
 }
 _MONGO = "elliptio._catalog.mongo"
 _ACCEPTED = (
-    "'sqlite:///path/to/catalog.db', 'memory://', 'mongodb://host/db' or 'mongodb+srv://cluster/db'"
+    "'sqlite:///path/to/catalog.db', 'memory://', 'mongodb://host/db', "
+    "'mongodb+srv://cluster/db' or 'none' (a writer with storage credentials only)"
 )
 
 
@@ -33,7 +34,8 @@ def open_catalog(spec: str | Catalog | Any, settings: Settings | None = None) ->
 
     Args:
         spec: ``sqlite:///path.db``, ``memory://[name]``, ``mongodb://...``,
-            ``mongodb+srv://...``, a `Catalog` (returned as it is), or a client,
+            ``mongodb+srv://...``, ``none`` (write storage only: files and sidecars,
+            indexed later), a `Catalog` (returned as it is), or a client,
             database or collection of PyMongo's async API, Motor or mongomock-motor.
         settings: where ``mongodb_database`` and ``mongodb_collection`` come from;
             read from the environment when needed and not given.
@@ -43,6 +45,10 @@ def open_catalog(spec: str | Catalog | Any, settings: Settings | None = None) ->
     """
     if isinstance(spec, Catalog):
         return spec
+    if isinstance(spec, str) and spec.strip().lower() == "none":
+        from .none import StorageOnlyCatalog
+
+        return StorageOnlyCatalog()
     if isinstance(spec, str) and "://" in spec:
         scheme = spec.split("://", 1)[0].lower()
         if scheme not in _BACKENDS:
