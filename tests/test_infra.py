@@ -514,3 +514,69 @@ def test_providers_are_pinned(tf: dict[str, list[Any]]) -> None:
     (providers,) = settings["required_providers"]
     for name in ("aws", "mongodbatlas"):
         assert _unquote(providers[name]["version"]).startswith("~> "), name
+
+
+# ------------------------------------------------------------------ indexer ---
+
+INDEXER_MAY = {
+    "s3:GetObject",
+    "kms:Decrypt",
+    "secretsmanager:GetSecretValue",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+}
+
+
+def test_s3_announces_only_new_sidecars_under_the_store_to_the_indexer(
+    tf: dict[str, list[Any]],
+) -> None:
+    notification = _resource(tf, "aws_s3_bucket_notification.indexer")
+    (target,) = notification["lambda_function"]
+    assert [_unquote(e) for e in target["events"]] == ["s3:ObjectCreated:*"]
+    assert _unquote(target["filter_suffix"]) == ".elliptio/metadata.json"
+    assert _unquote(target["filter_prefix"]) == "${var.storage_prefix}/"
+    assert target["lambda_function_arn"] == "${aws_lambda_function.indexer[0].arn}"
+    permission = _resource(tf, "aws_lambda_permission.indexer")
+    assert _unquote(permission["principal"]) == "s3.amazonaws.com"
+    assert permission["source_arn"] == "${aws_s3_bucket.artifacts.arn}"
+    assert "source_account" in permission
+
+
+def test_the_indexer_role_only_reads_objects_under_the_store(tf: dict[str, list[Any]]) -> None:
+    document = _resource(tf, "aws_iam_policy_document.indexer", kind="data")
+    allowed: set[str] = set()
+    for statement in document["statement"]:
+        assert _unquote(statement["effect"]) == "Allow"
+        actions = {_unquote(a) for a in statement["actions"]}
+        assert not any("*" in a for a in actions), statement
+        resources = [_unquote(r) for r in statement["resources"]]
+        assert not any(r in ("*", "${aws_s3_bucket.artifacts.arn}/*") for r in resources)
+        if "s3:GetObject" in actions:
+            assert resources == ["${aws_s3_bucket.artifacts.arn}/${var.storage_prefix}/*"]
+        allowed |= actions
+    assert allowed == INDEXER_MAY
+    trust = _resource(tf, "aws_iam_policy_document.indexer_assume", kind="data")
+    (principal,) = trust["statement"][0]["principals"]
+    assert [_unquote(i) for i in principal["identifiers"]] == ["lambda.amazonaws.com"]
+
+
+def test_the_indexer_gets_the_catalog_password_from_secrets_manager_only(
+    tf: dict[str, list[Any]],
+) -> None:
+    function = _resource(tf, "aws_lambda_function.indexer")
+    (environment,) = function["environment"]
+    variables = environment["variables"]
+    assert set(variables) == {"ELLIPTIO_STORAGE_URL", "ELLIPTIO_CATALOG_SECRET_ARN"}
+    secrets = ("local.catalog_url", "var.database_password", "mongodb")
+    assert not any(s in str(v) for v in variables.values() for s in secrets)
+    version = _resource(tf, "aws_secretsmanager_secret_version.catalog_url")
+    assert version["secret_string"] == "${local.catalog_url}"
+    assert _unquote(function["handler"]) == "indexer.handler"
+    assert "reserved_concurrent_executions" in function
+
+
+def test_the_indexer_handler_calls_index_event() -> None:
+    source = (TERRAFORM_DIR / "indexer" / "indexer.py").read_text()
+    compile(source, "indexer.py", "exec")
+    assert "eio.index_event(event, HANDLER)" in source
+    assert "ELLIPTIO_CATALOG_SECRET_ARN" in source

@@ -157,3 +157,34 @@ variable "database_password" {
     error_message = "database_password must be at least 24 characters of A-Z a-z 0-9 . _ ~ - (URL-safe)."
   }
 }
+
+# ------------------------------------------------------------------ indexer ---
+
+variable "indexer_package" {
+  description = "Path of the indexer's Lambda zip (built as infra/terraform/aws/indexer/README.md says). Empty: no indexer; writers then need catalog credentials, or run 'elliptio reindex --prefix' yourself."
+  type        = string
+  default     = ""
+}
+
+variable "indexer_max_concurrency" {
+  description = "At most this many indexer invocations at once (each holds a database connection)."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.indexer_max_concurrency >= 1
+    error_message = "indexer_max_concurrency must be at least 1."
+  }
+}
+
+variable "indexer_subnet_ids" {
+  description = "Private subnets for the indexer, whose NAT gateway's public address is in atlas_access_cidrs. Empty: the function runs outside a VPC and Atlas must admit its (changing) addresses, which this module refuses to open."
+  type        = list(string)
+  default     = []
+}
+
+variable "indexer_security_group_ids" {
+  description = "Security groups of the indexer in its VPC (egress to Atlas and S3 only)."
+  type        = list(string)
+  default     = []
+}
