@@ -60,3 +60,15 @@ def test_delete_benchmark_prints_its_ratio() -> None:
         "local disk + mongomock",
     ]
     assert all(row.rstrip(" |").endswith("x") for row in rows)
+
+
+def test_index_benchmark_prints_its_ratios() -> None:
+    lines = _run("index.py", "--n", "3")
+    rows = [line.split("|")[1:-1] for line in lines if line.startswith("| local disk")]
+    assert [row[1].strip() for row in rows] == [
+        "upload with a catalog",
+        "write, storage only",
+        "reindex --prefix <day>",
+    ]
+    assert rows[0][3].strip() == "1.00x"
+    assert all(row[3].strip().endswith("x") for row in rows)
