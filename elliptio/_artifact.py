@@ -64,8 +64,10 @@ class File:
         log: bool = False,
         publish: Publish | None = None,
         gone: Gone | None = None,
+        reference: bool = False,
     ) -> None:
         self._record = record
+        self._reference = reference
         self.artifact_id = artifact_id
         self._storage = storage
         self._log = log
@@ -90,7 +92,7 @@ class File:
         record names anything else)."""
         if self._checked is None:  # the record is immutable: once is enough
             self._checked = self._storage.file_path(
-                self.url, self.artifact_id, self.relpath, log=self._log
+                self.url, self.artifact_id, self.relpath, log=self._log, reference=self._reference
             )
         return self._checked
 
@@ -362,11 +364,12 @@ class Artifact:
         that finds a file missing whether the artifact was deleted meanwhile.
         """
         aid = metadata.artifact_id
+        ref = metadata.reference is not None
         return cls(
             metadata=metadata,
             files=FileMap(
                 (
-                    (r.relpath, File(r, aid, storage, publish=publish, gone=gone))
+                    (r.relpath, File(r, aid, storage, publish=publish, gone=gone, reference=ref))
                     for r in metadata.files
                 ),
                 aid,

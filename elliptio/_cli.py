@@ -198,10 +198,24 @@ def cmd_upload(args: argparse.Namespace) -> int:
                 f"--infos {args.infos!r} must be a JSON object such as '{{\"seed\": 1}}'"
             )
         labels["infos"] = infos
-    with _handler(args) as h:
-        art = h.upload(
-            args.paths, labels=labels, logs=args.log or None, name=args.name, dedup=args.dedup
+    if bool(args.paths) == bool(args.reference):
+        problem = (
+            "give local files or folders to upload, or --reference URL... to reference "
+            "data where it lies, not both"
+            if args.paths
+            else "nothing to upload: give local files or folders, or --reference URL..."
         )
+        print(f"elliptio upload: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)  # a usage error, as argparse reports its own
+    with _handler(args) as h:
+        if args.reference:
+            if args.log:
+                raise UsageError("--log keeps local log files; a reference takes none")
+            art = h.add_reference(args.reference, labels=labels, name=args.name)
+        else:
+            art = h.upload(
+                args.paths, labels=labels, logs=args.log or None, name=args.name, dedup=args.dedup
+            )
     print(art.artifact_id)
     if art.ref:
         print(f"  committed as {art.ref}", file=sys.stderr)
@@ -619,9 +633,19 @@ def _parser() -> argparse.ArgumentParser:
         "upload",
         cmd_upload,
         "save files and folders as a new artifact; prints its id",
-        "elliptio upload docs/train.txt docs/test.txt --label datatype=annotation_file",
+        "elliptio upload docs/train.txt docs/test.txt --label datatype=annotation_file\n"
+        "  elliptio upload --reference s3://raw/2026/ --name raw   # files stay where they are",
     )
-    p.add_argument("paths", nargs="+", help="local files or folders")
+    p.add_argument("paths", nargs="*", help="local files or folders")
+    p.add_argument(
+        "--reference",
+        nargs="+",
+        metavar="URL",
+        default=[],
+        help="reference these files or folders where they lie instead of uploading: "
+        "hashed once, never copied; they must lie below a reference root "
+        "(ELLIPTIO_REFERENCE_ROOTS)",
+    )
     p.add_argument("--label", action="append", help="label as key=value (repeatable)")
     p.add_argument("--infos", help="labels.infos as a JSON object")
     p.add_argument("--log", action="append", help="a log file to keep (repeatable)")

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     cache_max_bytes: int = Field(default=0, ge=0)
     offline: bool = False
     revalidate_seconds: float = Field(default=60.0, ge=0)
+    # Folders on the store's filesystem whose files reference artifacts may name
+    # and reads may open (see AsyncHandler.add_reference), as a JSON list.
+    reference_roots: list[str] = Field(default_factory=list)
 
     @field_validator("file_mode", mode="before")
     @classmethod

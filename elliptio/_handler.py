@@ -32,8 +32,10 @@ from ._errors import (
     ConfigError,
     CorruptRecordError,
     ElliptioError,
+    InputFileNotFoundError,
     InvalidLabelsError,
     InvalidNameError,
+    InvalidPathError,
     OfflineError,
     QueryError,
     StorageError,
@@ -48,6 +50,7 @@ from ._layout import (
     collect_local_files,
     new_artifact_id,
     validate_artifact_id,
+    validate_relpath,
     validate_relpaths,
 )
 from ._lifecycle import DeleteReport, check_reason, deleted_error, relabeled, revision, tombstone
@@ -67,9 +70,10 @@ from ._names import format_aliases, parse_ref, validate_alias, validate_name
 from ._new import NewArtifact
 from ._protocol import remember_handler
 from ._provenance import current_username, git_info, git_info_known, process_info
+from ._redact import has_credentials, redact_url
 from ._runs import Run, RunScope, current_run
 from ._storage import Storage
-from ._transfer import hash_file
+from ._transfer import gather_all, hash_file
 from ._urls import UrlTools
 
 if TYPE_CHECKING:
@@ -186,6 +190,7 @@ class AsyncHandler:
         storage_options: Mapping[str, Any] | None = None,
         *,
         max_concurrency: int | None = None,
+        reference_roots: Sequence[str] | None = None,
     ) -> None:
         if storage is not None and not isinstance(storage, str | os.PathLike):
             raise ConfigError(
@@ -201,6 +206,7 @@ class AsyncHandler:
             catalog_url=catalog if isinstance(catalog, str) else None,
             storage_options=dict(storage_options) if storage_options is not None else None,
             max_concurrency=max_concurrency,
+            reference_roots=list(reference_roots) if reference_roots is not None else None,
         )
         s = self.settings
         self.storage = Storage(
@@ -211,6 +217,7 @@ class AsyncHandler:
             progress=s.progress,
             cache=Cache(s.resolved_cache_dir(), s.file_mode, s.cache_max_bytes or None),
             offline=s.offline,
+            reference_roots=s.reference_roots,
         )
         # A URL goes through the settings; any object (a Catalog, or a driver's
         # client, database or collection) goes to open_catalog as it is.
@@ -336,7 +343,11 @@ class AsyncHandler:
         await self.catalog.open_lease(draft.artifact_id, draft.prefix, draft.creation_time)
 
     async def _commit(
-        self, draft: _Draft, files: list[FileRecord], logs: list[FileRecord]
+        self,
+        draft: _Draft,
+        files: list[FileRecord],
+        logs: list[FileRecord],
+        reference: dict[str, str] | None = None,
     ) -> Artifact:
         info = process_info()
         # git runs once per process; later commits read its cache without a thread hop.
@@ -363,6 +374,7 @@ class AsyncHandler:
             local_root=draft.local_root,
             name=draft.name,
             name_version=version,
+            reference=reference,
         )
         sidecar = record.to_json(indent=2)
         prefix = draft.prefix
@@ -579,6 +591,114 @@ class AsyncHandler:
             raise
         finally:
             progress.close()
+
+    async def add_reference(
+        self,
+        urls: str | Sequence[str],
+        labels: LabelsLike = None,
+        *,
+        name: str | None = None,
+    ) -> Artifact:
+        """Commit an artifact whose files stay where they are: a reference.
+
+        Each file is read once, streaming, for its size and sha256, and its
+        version id or ETag is kept where the store has one; nothing is copied.
+        The artifact has its sidecar in the store like any other, and names,
+        search, lineage and the cache treat it like any other. Reads are verified
+        against the recorded sha256: a source that changed raises
+        `IntegrityError` naming its URL. Deleting a reference artifact never
+        touches its sources.
+
+        References lie on the store's filesystem (read with its credentials),
+        outside the store, below one of the handler's reference roots
+        (``reference_roots=`` or ``ELLIPTIO_REFERENCE_ROOTS``), which readers
+        need too.
+
+        Args:
+            urls: files or folders (a folder is walked; its files keep the
+                folder's name as the first part of their relpaths).
+            labels: `Labels` or a dict of their fields.
+            name: commit it as the next version of this name.
+
+        Raises:
+            ConfigError: a URL lies below no reference root, or carries credentials.
+            InvalidPathError: a URL lies inside the store, is not on the store's
+                filesystem, or two files would get the same relpath.
+            InputFileNotFoundError: a URL names nothing.
+        """
+        items = await self._reference_items(urls)
+        draft = self._draft(labels, local_root="", name=name, dedup=False)
+        await self._begin(draft)
+        progress = self.storage.progress_for(f"hash {draft.artifact_id}", files=len(items))
+        try:
+            slots = asyncio.Semaphore(self.storage.max_concurrency)
+
+            async def pin(path: str, relpath: str) -> tuple[FileRecord, str]:
+                async with slots:
+                    found = await self.storage.hash_file(path)
+                    info = await self.storage.backend.run("read", path, self.storage.fs.info, path)
+                if found is None:
+                    raise InputFileNotFoundError(
+                        f"{self.storage.redact(self.storage.url(path))} vanished while "
+                        "it was being referenced; nothing was committed"
+                    )
+                size, sha256 = found
+                version = info.get("VersionId") or info.get("ETag") or ""
+                url = self.storage.url(path)
+                return FileRecord(relpath=relpath, url=url, size=size, sha256=sha256), str(
+                    version
+                ).strip('"')
+
+            pinned = await gather_all(pin(path, relpath) for path, relpath in items)
+            files = [record for record, _ in pinned]
+            versions = {record.relpath: version for record, version in pinned}
+            return await self._commit(draft, files, [], reference=versions)
+        except BaseException as err:
+            await self._fail(draft, err)
+            raise
+        finally:
+            progress.close()
+
+    async def _reference_items(self, urls: str | Sequence[str]) -> list[tuple[str, str]]:
+        """``(storage path, relpath)`` of every file the URLs name, checked."""
+        given = [urls] if isinstance(urls, str | os.PathLike) else urls
+        if not isinstance(given, Sequence) or not given:
+            raise ArgumentTypeError(
+                "add_reference takes a URL or a list of URLs of files or folders"
+            )
+        storage = self.storage
+        items: list[tuple[str, str]] = []
+        for url in given:
+            if not isinstance(url, str | os.PathLike):
+                raise ArgumentTypeError(f"{url!r} is not a URL; give URLs as strings")
+            text = os.fspath(url)
+            if has_credentials(text):
+                raise ConfigError(
+                    f"{redact_url(text)!r} carries credentials; give them in storage_options"
+                )
+            path = storage.new_source(text)
+            if not await storage.exists(path):
+                raise InputFileNotFoundError(
+                    f"{storage.redact(text)} does not exist; nothing was committed"
+                )
+            isdir = await storage.backend.run("read", path, storage.fs.isdir, path)
+            if not isdir:
+                items.append((path, validate_relpath(path.rstrip("/").rpartition("/")[2])))
+                continue
+            found = await storage.find(path)
+            if not found:
+                raise InvalidPathError(f"{storage.redact(text)} is a folder without files")
+            base = path.rstrip("/").rpartition("/")[0]
+            for inner in sorted(found):
+                items.append((inner, validate_relpath(inner[len(base) :].lstrip("/"))))
+        relpaths = [relpath for _, relpath in items]
+        if len(set(relpaths)) != len(relpaths):
+            twice = sorted({r for r in relpaths if relpaths.count(r) > 1})
+            raise InvalidPathError(
+                f"two references would both be the file {twice[0]!r} of the artifact; "
+                "reference their folders, or add them as separate artifacts"
+            )
+        return items
 
     def new(
         self,

@@ -259,7 +259,7 @@ async def reindex_folder(
     try:
         # Every path the sidecar names must be one the layout allows: its own
         # files in this folder, or files of other artifacts under the root.
-        paths = _record_paths(storage, record)
+        paths = _record_paths(storage, record, reading=False)
     except CorruptRecordError:
         report.unreadable.append(artifact_id)
         return
@@ -363,12 +363,16 @@ async def remove_deleted_files(
     return removed, kept
 
 
-def _record_paths(storage: Storage, record: Metadata) -> list[str]:
-    """The storage paths of a record's files and logs, each checked against the layout."""
+def _record_paths(storage: Storage, record: Metadata, *, reading: bool = True) -> list[str]:
+    """The storage paths of a record's files and logs, each checked against the layout
+    (a reference's files: outside the store, and, when ``reading``, below a
+    reference root)."""
     aid = record.artifact_id
-    return [storage.file_path(f.url, aid, f.relpath) for f in record.files] + [
-        storage.file_path(f.url, aid, f.relpath, log=True) for f in record.logs
-    ]
+    ref = record.reference is not None
+    return [
+        storage.file_path(f.url, aid, f.relpath, reference=ref, allowed=reading)
+        for f in record.files
+    ] + [storage.file_path(f.url, aid, f.relpath, log=True) for f in record.logs]
 
 
 async def gc(

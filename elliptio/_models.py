@@ -202,7 +202,7 @@ class Tombstone(BaseModel):
 
 # Lifecycle fields left out of a stored record while they are empty, so that a
 # record never relabeled nor deleted is exactly what earlier releases wrote and read.
-_LIFECYCLE_DEFAULTS: dict[str, Any] = {"label_history": [], "deleted": None}
+_LIFECYCLE_DEFAULTS: dict[str, Any] = {"label_history": [], "deleted": None, "reference": None}
 
 
 class Metadata(BaseModel):
@@ -238,6 +238,10 @@ class Metadata(BaseModel):
     name_version: int | None = Field(default=None, ge=1)
     label_history: list[LabelsChange] = Field(default_factory=list)
     deleted: Tombstone | None = None
+    reference: dict[str, str] | None = None
+    """Set for a reference artifact (`AsyncHandler.add_reference`), whose files
+    stay where they were: each file's version id or ETag when it was added, by
+    relpath (``""`` where its store has none)."""
 
     @model_validator(mode="after")
     def _named(self) -> Metadata:

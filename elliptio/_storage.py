@@ -5,8 +5,10 @@ or the S3 fast path) to the store's root, the local cache and the settings. It
 adds what no backend should decide alone:
 
 * where things may be: every file URL a record or sidecar names is checked
-  against the root and the layout rules (`file_path`, `reference_path`,
-  `prefix_path`) before any byte is read, sealed or removed;
+  against the root and the layout rules (`file_path`, `reference_owner`,
+  `prefix_path`) before any byte is read, sealed or removed; a file of a
+  reference artifact (`AsyncHandler.add_reference`) lies outside the store and
+  is read only below a configured reference root (`source_path`);
 * the one verified read: `read_bytes`, `download` and `verify` all stream the
   stored bytes through the backend's hashing copy and compare the sha256 with
   the record before anything is handed out or renamed into place.
@@ -40,7 +42,7 @@ from ._errors import (
 )
 from ._layout import LOGS_DIR, RESERVED_DIR, split_stored_path
 from ._progress import is_interactive, make_progress
-from ._redact import known_secrets, redact_text, redact_url
+from ._redact import has_credentials, known_secrets, redact_text, redact_url
 from ._s3 import with_s3_defaults
 from ._transfer import HashResult, write_all
 
@@ -146,6 +148,7 @@ class Storage:
         progress: bool | None = None,
         cache: Cache | None = None,
         offline: bool = False,
+        reference_roots: Sequence[str] = (),
     ) -> None:
         if not isinstance(url, str) or not url.strip():
             raise ConfigError("storage URL is empty; give a local path or an fsspec URL")
@@ -171,6 +174,93 @@ class Storage:
         self.offline = offline
         self.progress = progress
         self.max_concurrency = max_workers
+        self.reference_roots = [self._reference_root(r) for r in reference_roots]
+
+    def _reference_root(self, url: object) -> str:
+        """The storage path of a reference root, which must be on the store's filesystem."""
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigError(f"reference root {url!r} is not a URL (ELLIPTIO_REFERENCE_ROOTS)")
+        if has_credentials(url):
+            raise ConfigError(
+                f"reference root {redact_url(url)!r} carries credentials; give them in "
+                "storage_options (ELLIPTIO_REFERENCE_ROOTS)"
+            )
+        path = self._source(url.strip().rstrip("/"))
+        if path is None:
+            raise ConfigError(
+                f"reference root {redact_url(url)!r} is not a folder URL on the store's "
+                f"filesystem ({self.safe_url}): references are read with the store's "
+                "filesystem and credentials (ELLIPTIO_REFERENCE_ROOTS)"
+            )
+        return path.rstrip("/") or "/"
+
+    def _source(self, url: str) -> str | None:
+        """The storage path of a URL on the store's filesystem, if it is a plain,
+        canonical one (a local path is made absolute), else ``None``."""
+        if self.is_local and "://" not in url:
+            url = os.path.abspath(os.path.expanduser(url))
+        path = self.path(url)
+        if self.url(path) != url or not self.backend.plain(path):
+            return None
+        return path
+
+    def new_source(self, url: str) -> str:
+        """The storage path of a file or folder to reference (`AsyncHandler.add_reference`).
+
+        Raises:
+            InvalidPathError: it is no URL on the store's filesystem, or lies inside
+                the store.
+            ConfigError: it lies below no reference root of this handler.
+        """
+        shown = self._redact(url)
+        path = self._source(url.rstrip("/") or url)
+        if path is None:
+            raise InvalidPathError(
+                f"{shown!r} is no plain URL on the store's filesystem ({self.safe_url}): "
+                "references are read with the store's filesystem and credentials"
+            )
+        if path == self.root or path.startswith(self.root.rstrip("/") + "/"):
+            raise InvalidPathError(
+                f"{shown!r} lies inside the store, where elliptio keeps what it commits; "
+                "reference data outside the store, or upload it"
+            )
+        if not any(path.startswith(r.rstrip("/") + "/") for r in self.reference_roots):
+            roots = [self._redact(self.url(r)) for r in self.reference_roots] or "none"
+            raise ConfigError(
+                f"{shown!r} lies below none of the reference roots ({roots}); add its "
+                "folder to ELLIPTIO_REFERENCE_ROOTS (or reference_roots=) first"
+            )
+        return path
+
+    def source_path(self, url: str, what: str = "", *, allowed: bool = True) -> str:
+        """The storage path of a file a reference artifact names, outside the store.
+
+        Args:
+            url: the file's URL, as recorded.
+            what: the file and artifact, for messages.
+            allowed: also require it to lie below a reference root of this
+                handler (reads do; indexing a record does not read it).
+
+        Raises:
+            CorruptRecordError: it is no plain URL on the store's filesystem, or it
+                lies inside the store.
+            ConfigError: it lies below no reference root of this handler.
+        """
+        what = what or "a reference"
+        path = self._source(url) if isinstance(url, str) else None
+        if path is None:
+            raise self._corrupt(what, url, "it is no plain URL on the store's filesystem")
+        root = self.root.rstrip("/") + "/"
+        if path.startswith(root) or path == self.root:
+            raise self._corrupt(what, url, "a reference never lies inside the store")
+        if allowed and not any(path.startswith(r.rstrip("/") + "/") for r in self.reference_roots):
+            roots = [self._redact(self.url(r)) for r in self.reference_roots] or "none"
+            raise ConfigError(
+                f"{what} is a reference to {self._redact(url)!r}, below none of the "
+                f"reference roots this handler may read ({roots}); add its folder to "
+                "ELLIPTIO_REFERENCE_ROOTS (reference_roots=) to read it"
+            )
+        return path
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
@@ -226,17 +316,31 @@ class Storage:
             "'elliptio verify' and restore the record from a backup or a sidecar"
         )
 
-    def file_path(self, url: str, artifact_id: str, relpath: str, *, log: bool = False) -> str:
+    def file_path(
+        self,
+        url: str,
+        artifact_id: str,
+        relpath: str,
+        *,
+        log: bool = False,
+        reference: bool = False,
+        allowed: bool = True,
+    ) -> str:
         """The storage path of a file of ``artifact_id``, checked against the layout.
 
         The file must lie in that artifact's own folder at its relpath, or, for a
         deduplicated file, be a file (not the sidecar) of another artifact's
-        folder under this root.
+        folder under this root. A file of a reference artifact (``reference``)
+        must lie outside the store, below a reference root unless ``allowed`` is
+        false (see `source_path`).
 
         Raises:
             CorruptRecordError: anything else.
+            ConfigError: a reference lies below no reference root.
         """
         what = f"{'log' if log else 'file'} {relpath!r} of {artifact_id}"
+        if reference and not log:
+            return self.source_path(url, what, allowed=allowed)
         try:
             path, _, owner, inner = self._stored(url)
         except ValueError as err:
@@ -349,12 +453,23 @@ class Storage:
 
     # -- reading: the one verified routine -------------------------------------
     def _mismatch(self, path: str, sha256: str, consequence: str) -> IntegrityError:
+        if not path.startswith(self.root.rstrip("/") + "/"):
+            return IntegrityError(
+                f"{self._redact(self.url(path))}, a referenced file, no longer matches the "
+                f"sha256 {sha256} recorded when it was added: its source changed. Restore "
+                "it, or add a new reference to pin its new bytes"
+            )
         return IntegrityError(
             f"{self._redact(self.url(path))} does not match its recorded sha256 {sha256}; "
             f"the stored file was changed or damaged; {consequence}"
         )
 
     def _missing(self, path: str) -> StorageError:
+        if not path.startswith(self.root.rstrip("/") + "/"):
+            return MissingFileError(
+                f"{self._redact(self.url(path))}, a referenced file, is gone from its "
+                "source; restore it there, or delete the reference artifact"
+            )
         return MissingFileError(
             f"{self._redact(self.url(path))} is missing from the store: it was removed "
             "behind elliptio's back. Restore it from a backup; 'elliptio verify' lists "

@@ -46,8 +46,15 @@ class Handler:
         storage_options: Mapping[str, Any] | None = None,
         *,
         max_concurrency: int | None = None,
+        reference_roots: Sequence[str] | None = None,
     ) -> None:
-        self.aio = AsyncHandler(storage, catalog, storage_options, max_concurrency=max_concurrency)
+        self.aio = AsyncHandler(
+            storage,
+            catalog,
+            storage_options,
+            max_concurrency=max_concurrency,
+            reference_roots=reference_roots,
+        )
 
     @classmethod
     def _over(cls, aio: AsyncHandler) -> Handler:
@@ -91,6 +98,13 @@ class Handler:
     ) -> Artifact:
         """Save local files and folders as a new artifact; see `AsyncHandler.upload`."""
         return sync(self.aio.upload(local_paths, labels, logs, name=name, dedup=dedup))
+
+    def add_reference(
+        self, urls: str | Sequence[str], labels: LabelsLike = None, *, name: str | None = None
+    ) -> Artifact:
+        """Commit an artifact whose files stay where they are; see
+        `AsyncHandler.add_reference`."""
+        return sync(self.aio.add_reference(urls, labels, name=name))
 
     def new(
         self,

@@ -64,9 +64,10 @@ def _row(doc: dict[str, Any]) -> tuple[str, str | None, bytes]:
 
 def test_fields_are_the_records_fields_in_order() -> None:
     # A new record field gets a slot of its own only when added here, in order.
-    # The lifecycle fields, absent from records never relabeled nor deleted, are
-    # stored among the extras, so bodies written before them stay as they are.
-    lifecycle = {"label_history", "deleted"}
+    # The lifecycle fields and a reference's pins, absent from records never
+    # relabeled, deleted or referencing, are stored among the extras, so bodies
+    # written before them stay as they are.
+    lifecycle = {"label_history", "deleted", "reference"}
     assert list(body.FIELDS) == [f for f in Metadata.model_fields if f not in lifecycle]
 
 

@@ -107,7 +107,9 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
 
     async def verified(rec: Metadata, file: FileRecord) -> bytes:
         async def read() -> bytes:
-            path = handler.storage.file_path(file.url, rec.artifact_id, file.relpath)
+            path = handler.storage.file_path(
+                file.url, rec.artifact_id, file.relpath, reference=rec.reference is not None
+            )
             return await handler.storage.read_bytes(path, file.sha256)
 
         return await io(read())
@@ -198,7 +200,9 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
         disposition = "inline" if media.startswith("image/") else "attachment"
         headers = {"content-disposition": f"{disposition}; filename*=UTF-8''{quote(name)}"}
         if handler.storage.is_local:
-            path = handler.storage.file_path(found.url, rec.artifact_id, found.relpath)
+            path = handler.storage.file_path(
+                found.url, rec.artifact_id, found.relpath, reference=rec.reference is not None
+            )
             raw = await asyncio.to_thread(handler.storage.open_local, path, found.sha256)
 
             def chunks() -> Any:

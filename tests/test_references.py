@@ -1,0 +1,263 @@
+"""References to existing data: artifacts whose files stay where they are.
+
+On local disk and S3 (the moto server), with the SQLite and MongoDB
+(mongomock-motor) catalogs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pytest
+
+import elliptio as eio
+from elliptio._cli import main
+from elliptio._layout import METADATA_RELPATH
+from tests.conftest import S3_BUCKET, snapshot
+
+
+@pytest.fixture(params=["sqlite", "mongomock"])
+def catalog_spec(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.db'}"
+    from mongomock_motor import AsyncMongoMockClient
+
+    return AsyncMongoMockClient()["elliptio"][f"artifacts_{uuid.uuid4().hex[:8]}"]
+
+
+@dataclass
+class Lake:
+    store: str
+    raw: str  # the reference root, outside the store
+    fs: fsspec.AbstractFileSystem
+
+    def url(self, relpath: str) -> str:
+        return f"{self.raw}/{relpath}"
+
+    def put(self, relpath: str, data: bytes) -> None:
+        path = self.fs._strip_protocol(self.url(relpath))
+        if self.fs.exists(path):
+            self.fs.rm_file(path)
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        self.fs.pipe_file(path, data)
+
+
+@pytest.fixture(params=["file", "s3"])
+def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Lake:
+    if request.param == "file":
+        return Lake(str(tmp_path / "store"), str(tmp_path / "raw"), fsspec.filesystem("file"))
+    options = request.getfixturevalue("s3_options")
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(options))
+    tag = uuid.uuid4().hex[:8]
+    fs = fsspec.filesystem("s3", **options)
+    return Lake(f"s3://{S3_BUCKET}/lake-{tag}", f"s3://{S3_BUCKET}/raw-{tag}", fs)
+
+
+@pytest.fixture
+def data(lake: Lake) -> dict[str, bytes]:
+    files = {
+        "ds/t.csv": b"a,b\n1,2\n",
+        "ds/sub/img.bin": bytes(range(256)) * 10,
+        "one.txt": b"one\n",
+    }
+    for relpath, content in files.items():
+        lake.put(relpath, content)
+    return files
+
+
+@pytest.fixture
+def h(lake: Lake, catalog_spec: Any) -> Iterator[eio.Handler]:
+    handler = eio.Handler(storage=lake.store, catalog=catalog_spec, reference_roots=[lake.raw])
+    yield handler
+    handler.close()
+
+
+def _fresh(h: eio.Handler, lake: Lake, tmp_path: Path, **kwargs: Any) -> eio.Handler:
+    """Another handler on the same store and catalog, with a cache of its own."""
+    import os
+
+    os.environ["ELLIPTIO_CACHE_DIR"] = str(tmp_path / f"cache-{uuid.uuid4().hex[:6]}")
+    try:
+        return eio.Handler(storage=lake.store, catalog=h.catalog, **kwargs)
+    finally:
+        del os.environ["ELLIPTIO_CACHE_DIR"]
+
+
+def test_a_reference_pins_files_where_they_lie_and_reads_them_verified(
+    h: eio.Handler, lake: Lake, data: dict[str, bytes], tmp_path: Path
+) -> None:
+    art = h.add_reference([lake.url("ds"), lake.url("one.txt")], {"project": "p"}, name="raw")
+    assert art.ref == "raw:v1"
+    assert sorted(art.files) == ["ds/sub/img.bin", "ds/t.csv", "one.txt"]
+    for relpath, content in data.items():
+        file = art.files[relpath]
+        assert file.url == lake.url(relpath)
+        assert (file.size, file.sha256) == (len(content), hashlib.sha256(content).hexdigest())
+        assert file.read_bytes() == content
+        assert file.local_path().read_bytes() == content
+        with file.open() as f:
+            assert f.read() == content
+    assert art.metadata.reference is not None
+    assert set(art.metadata.reference) == set(data)
+    if lake.store.startswith("s3://"):  # pinned by ETag where the store has one
+        assert all(art.metadata.reference.values())
+    # Nothing was copied: the artifact's folder holds its sidecar only.
+    folder = art.metadata.remote_root
+    fs, root = fsspec.core.url_to_fs(folder, **(lake.fs.storage_options))
+    assert [p.rsplit("/", 2)[-2:] for p in fs.find(root)] == [METADATA_RELPATH.split("/")]
+
+    with h.run():
+        frame = pd.read_csv(art.files["ds/t.csv"].eio_url)
+        with h.new("out.txt") as new:
+            new.file.write_text(str(len(frame)))
+    assert new.artifact.metadata.based_on == [art.artifact_id]
+    assert h.get("raw:latest").artifact_id == art.artifact_id
+    assert list(h.find({"file_relpaths": "one.txt"}).index) == [art.artifact_id]
+    assert h.verify("raw:v1").ok
+    target = art.download(tmp_path / "out")
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in target) == sorted(data)
+
+
+def test_a_changed_source_raises_integrity_error_naming_its_url(
+    h: eio.Handler, lake: Lake, data: dict[str, bytes], tmp_path: Path
+) -> None:
+    art = h.add_reference(lake.url("one.txt"))
+    lake.put("one.txt", b"ONE\n")  # same size, other bytes
+    reader = _fresh(h, lake, tmp_path, reference_roots=[lake.raw])
+    file = reader.get(art.artifact_id).file
+    for read in (file.read_bytes, file.local_path, lambda: file.download(tmp_path / "x.txt")):
+        with pytest.raises(eio.IntegrityError, match=lake.url("one.txt").split("/")[-1]) as err:
+            read()
+        assert "source changed" in str(err.value)
+    assert not (tmp_path / "x.txt").exists()
+    with pytest.raises(eio.IntegrityError):
+        pd.read_csv(file.eio_url)
+    report = reader.verify(art.artifact_id)
+    assert report.damaged == ["one.txt"]
+
+
+def test_reads_need_the_reference_root(
+    h: eio.Handler, lake: Lake, data: dict[str, bytes], tmp_path: Path
+) -> None:
+    art = h.add_reference(lake.url("one.txt"))
+    reader = _fresh(h, lake, tmp_path)
+    with pytest.raises(eio.ConfigError, match="ELLIPTIO_REFERENCE_ROOTS"):
+        reader.get(art.artifact_id).file.read_bytes()
+    assert reader.find({}).shape[0] == 1  # search needs no reading
+
+
+def test_bad_references_are_refused_and_nothing_is_written(
+    h: eio.Handler, lake: Lake, data: dict[str, bytes], tmp_path: Path
+) -> None:
+    h.upload(_local(tmp_path, "seed.txt"))  # the store exists
+    before = snapshot(h)
+    elsewhere = lake.raw.replace("raw-", "elsewhere-") if "://" in lake.raw else str(tmp_path)
+    cases: list[tuple[Any, type[Exception]]] = [
+        (f"{elsewhere}/x.txt", eio.ConfigError),  # below no reference root
+        (lake.store, eio.InvalidPathError),  # inside the store
+        (lake.url("missing.txt"), eio.InputFileNotFoundError),
+        ([lake.url("ds/t.csv"), lake.url("ds/t.csv")], eio.InvalidPathError),  # twice
+        (123, eio.ArgumentTypeError),
+        ([], eio.ArgumentTypeError),
+    ]
+    if lake.store.startswith("s3://"):
+        cases.append(("s3://KEY:SECRET@" + lake.url("one.txt")[5:], eio.ConfigError))
+        cases.append(("gs://other/x.txt", eio.InvalidPathError))  # not the store's filesystem
+    for urls, error in cases:
+        with pytest.raises(error) as err:
+            h.add_reference(urls)
+        assert "SECRET" not in str(err.value)
+    with pytest.raises(eio.UsageError):
+        eio.Handler(storage=lake.store, catalog="none", reference_roots=[lake.raw]).add_reference(
+            lake.url("one.txt"), name="n"
+        )
+    assert snapshot(h) == before
+
+
+def test_deleting_a_reference_and_gc_never_touch_its_sources(
+    h: eio.Handler, lake: Lake, data: dict[str, bytes]
+) -> None:
+    art = h.add_reference(lake.url("ds"))
+    report = h.delete(art.artifact_id, reason="registered by mistake")
+    assert report.removed == []
+    h.gc(grace=timedelta(0), delete=True)
+    for relpath, content in data.items():
+        assert lake.fs.cat_file(lake.fs._strip_protocol(lake.url(relpath))) == content
+    with pytest.raises(eio.ArtifactDeletedError):
+        h.get(art.artifact_id)
+
+
+def test_reindex_restores_a_reference(
+    h: eio.Handler, lake: Lake, data: dict[str, bytes], tmp_path: Path
+) -> None:
+    art = h.add_reference(lake.url("one.txt"), name="one")
+    with eio.Handler(
+        storage=lake.store, catalog=f"sqlite:///{tmp_path / 'new.db'}", reference_roots=[lake.raw]
+    ) as fresh:
+        assert fresh.reindex().added == [art.artifact_id]
+        assert fresh.get("one:v1").file.read_bytes() == data["one.txt"]
+
+
+def test_a_planted_sidecar_reads_no_file_outside_the_reference_roots(
+    h: eio.Handler, lake: Lake, data: dict[str, bytes], tmp_path: Path
+) -> None:
+    """A storage writer turns a normal artifact's sidecar into a reference to a file
+    outside the store: reindex may index it, but no read opens that file unless it
+    lies below a reference root the reader allows."""
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"private")
+    normal = eio.Handler(storage=lake.store, catalog="none").upload(_local(tmp_path, "a.txt"))
+    sidecar = f"{normal.metadata.remote_root}/{METADATA_RELPATH}"
+    fs, path = fsspec.core.url_to_fs(sidecar, **lake.fs.storage_options)
+    record = json.loads(fs.cat_file(path))
+    target = str(secret) if "://" not in lake.store else f"s3://{S3_BUCKET}/secret-{uuid.uuid4()}"
+    if "://" in lake.store:
+        lake.fs.pipe_file(target[5:], b"private")
+    record["files"][0].update(url=target, sha256=hashlib.sha256(b"private").hexdigest(), size=7)
+    record["reference"] = {"a.txt": ""}
+    if "://" not in lake.store:
+        Path(path).chmod(0o644)
+    fs.pipe_file(path, json.dumps(record).encode())
+    h.reindex()
+    with pytest.raises(eio.ConfigError, match="reference roots"):
+        h.get(normal.artifact_id).file.read_bytes()
+    with pytest.raises(eio.ConfigError):
+        h.verify(normal.artifact_id)
+
+
+def test_cli_upload_reference(
+    lake: Lake, data: dict[str, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("ELLIPTIO_REFERENCE_ROOTS", json.dumps([lake.raw]))
+    base = ["--storage", lake.store, "--catalog", f"sqlite:///{tmp_path / 'c.db'}"]
+    assert main([*base, "upload", "--reference", lake.url("ds"), "--name", "raw"]) == 0
+    out = capsys.readouterr()
+    artifact_id = out.out.strip()
+    assert "committed as raw:v1" in out.err
+    assert lake.url("ds/t.csv") in out.err
+    assert main([*base, "cat", "raw:v1", "ds/t.csv"]) == 0
+    assert capsys.readouterr().out == data["ds/t.csv"].decode()
+    for wrong in ([], [str(tmp_path), "--reference", lake.url("ds")]):
+        with pytest.raises(SystemExit) as exit_:
+            main([*base, "upload", *wrong])
+        assert exit_.value.code == 2
+        assert "--reference" in capsys.readouterr().err
+    assert artifact_id.startswith("artifact_")
+
+
+def _local(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / "local" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(name)
+    return path
