@@ -651,6 +651,38 @@ class CatalogConformance:
         else:
             assert down == [T0, True, {"k": 1}, "b", "a", [0.5, 9], 2.5, 1, None, "<missing>", []]
 
+    async def test_sort_on_a_promoted_text_path_like_mongodb(self, backend: Backend) -> None:
+        """``username`` and ``labels.datatype`` have plain columns on SQLite: strings,
+        null and missing sort by the column alone (what an index gives), and one
+        document holding another type there brings back MongoDB's type order."""
+        cat = backend.catalog
+        users: list[Any] = ["b", None, "a", "c"]
+        await cat.insert_many(
+            [
+                {"artifact_id": f"id{i}", "username": u, "labels": {"datatype": u}, "t": i}
+                for i, u in enumerate(users)
+            ]
+        )
+        await cat.insert({"artifact_id": "missing", "t": 9, "labels": {}})
+
+        async def order(key: str, direction: int) -> list[Any]:
+            found = await cat.find(sort=[(key, direction), ("t", direction)])
+            return [d["artifact_id"] for d in found]
+
+        for key in ("username", "labels.datatype"):
+            assert await order(key, 1) == ["id1", "missing", "id2", "id0", "id3"]
+            assert await order(key, -1) == ["id3", "id0", "id2", "missing", "id1"]
+        await cat.insert_many(
+            [
+                {"artifact_id": "num", "username": 5, "labels": {"datatype": 5}, "t": 10},
+                {"artifact_id": "flag", "username": True, "labels": {"datatype": True}, "t": 11},
+            ]
+        )
+        for key in ("username", "labels.datatype"):
+            up = ["id1", "missing", "num", "id2", "id0", "id3", "flag"]
+            assert await order(key, 1) == up
+            assert await order(key, -1) == ["flag", "id3", "id0", "id2", "num", "missing", "id1"]
+
     async def test_fields_projection(self, backend: Backend) -> None:
         await backend.catalog.insert_many([record(1), record(2)])
         docs = await backend.catalog.find(

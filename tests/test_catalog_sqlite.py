@@ -497,6 +497,40 @@ async def test_version_5_files_gain_the_tombstone_column(tmp_path: Path) -> None
     assert _schema(path) == fresh
 
 
+async def test_version_6_files_list_non_string_values_of_text_paths(tmp_path: Path) -> None:
+    """Sorting by username uses its column (and index) only while every value there
+    is a string or null: an upgraded file lists the documents that break that."""
+    import sqlite3
+
+    path = tmp_path / "v6.db"
+    cat = SQLiteCatalog(path)
+    odd = {**record(3), "username": 7, "labels": {**record(3)["labels"], "datatype": ["x"]}}
+    await cat.insert_many([record(1), record(2), odd])
+    await cat.close()
+    fresh = _schema(path)
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM side_values WHERE field = char(1)")
+    conn.execute("PRAGMA user_version=6")
+    conn.commit()
+    conn.close()
+    cat = SQLiteCatalog(path)
+    ids = [d["artifact_id"] for d in await cat.find(sort=[("username", 1)])]
+    assert ids[0] == "artifact_0003"  # a number sorts below every string
+    await cat.close()
+    assert _schema(path) == fresh
+    conn = sqlite3.connect(path)
+    listed = conn.execute("SELECT value FROM side_values WHERE field = char(1)").fetchall()
+    plan = " ".join(
+        str(row)
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM artifacts ORDER BY username, creation_time LIMIT 5"
+        )
+    )
+    conn.close()
+    assert listed == [("username",)]
+    assert "artifacts_username" in plan
+
+
 def _file(relpath: str, url: str, size: int, sha256: str) -> dict[str, Any]:
     return {"relpath": relpath, "url": url, "size": size, "sha256": sha256}
 

@@ -108,6 +108,10 @@ class Layout:
         array_flag: the side-table field under which documents with an array on
             a path of ``text_columns`` or ``date_columns`` are listed (the path
             is the value), or ``None``.
+        text_only: paths of ``text_columns`` that, as the catalog has checked,
+            no stored document holds anything but a string, null or nothing at;
+            sorts on them order by the plain column alone (NULL sorts where
+            MongoDB puts null and missing), so an index can give the order.
     """
 
     default_column: str = "doc"
@@ -121,6 +125,7 @@ class Layout:
     flat_paths: frozenset[str] = frozenset()
     arrays_column: str | None = None
     array_flag: str | None = None
+    text_only: frozenset[str] = frozenset()
 
     def column(self, field: str) -> str:
         """The JSON column holding a top-level field."""
@@ -678,6 +683,10 @@ class _Translator:
         lay = self.layout
         if key == lay.id_field:
             return [f"{key} {order}"]
+        if key in lay.text_only and key in lay.flat_paths and key in lay.text_columns:
+            # Strings (rank 3) above null and missing (rank 1), compared bytewise:
+            # exactly the column's order with NULLs first ascending, last descending.
+            return [f"{lay.text_columns[key]} {order}"]
         if key in lay.date_columns and key in lay.flat_paths:
             # Dates sort above every other type and NULL below every value, so
             # the plain column orders the rows alone (and can come from an index);

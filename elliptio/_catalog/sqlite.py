@@ -61,7 +61,7 @@ __all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Three tables, one row each per artifact, joined on ``id``:
 # - ``artifacts``, narrow, is what filters scan: the id, plain columns of the
@@ -106,6 +106,10 @@ _DATES = {"creation_time": "creation_time"}
 _SIDE = frozenset({"based_on", "file_relpaths"})
 # Side-table field under which documents with an array on a promoted path are listed.
 _ARRAY_FLAG = ""
+# Side-table field under which documents holding something other than a string,
+# null or nothing (no array: that is _ARRAY_FLAG) at a promoted text path are
+# listed; a path nobody is listed under sorts by its plain column (an index).
+_OTHER_FLAG = "\x01"
 LAYOUT = query.Layout(
     default_column=_column_sql("doc"),
     columns={field: _column_sql(column) for field, column in _MOVED.items()},
@@ -144,6 +148,20 @@ _V5_ADDITIONS = (
 # New in version 6: a tombstone's ``deleted`` in the narrow table, so that every
 # find's "not deleted" test reads a two-byte "{}" instead of the whole document.
 _V6_ADDITIONS = ("ALTER TABLE artifacts ADD COLUMN deleted_json TEXT NOT NULL DEFAULT '{}'",)
+# New in version 7: documents with a non-string value at a promoted text path are
+# listed under _OTHER_FLAG; rows written before are checked once, in SQL (only
+# those whose plain column is NULL can hold one).
+_V7_ADDITIONS = tuple(
+    "INSERT OR IGNORE INTO side_values (field, value, artifact)"
+    f" SELECT char(1), '{path}', a.id FROM artifacts AS a WHERE a.{column} IS NULL"
+    f" AND json_type({json_column}, '$.{path}') NOT IN ('null', 'text', 'array')"
+    for path, column, json_column in (
+        ("username", "username", "(SELECT doc FROM artifact_docs AS d WHERE d.id = a.id)"),
+        ("name", "name", "(SELECT doc FROM artifact_docs AS d WHERE d.id = a.id)"),
+        ("labels.datatype", "datatype", "a.labels_json"),
+        ("labels.project", "project", "a.labels_json"),
+    )
+)
 _SCHEMA = (
     "CREATE TABLE artifacts ("
     " id INTEGER PRIMARY KEY,"
@@ -484,14 +502,16 @@ class SQLiteCatalog(Catalog):
                         conn.execute(f'DROP INDEX "{name}"')
                     rows = conn.execute("SELECT doc FROM artifacts_v1 ORDER BY rowid")
                     old = [r[0] for r in rows]
-                if version in (2, 3, 4, 5):
+                if version in (2, 3, 4, 5, 6):
                     if version == 2:
                         _upgrade_v2(conn)
                     if version in (2, 3):
                         _upgrade_v3(conn)
                     for statement in _V5_ADDITIONS if version < 5 else ():
                         conn.execute(statement)
-                    for statement in _V6_ADDITIONS:
+                    for statement in _V6_ADDITIONS if version < 6 else ():
+                        conn.execute(statement)
+                    for statement in _V7_ADDITIONS:
                         conn.execute(statement)
                 else:
                     for statement in _SCHEMA:
@@ -707,15 +727,15 @@ class SQLiteCatalog(Catalog):
         Documents with an array on a promoted path are listed in the side table,
         so each probe is one index lookup.
         """
-        flat = frozenset(
-            path
-            for path in _PROMOTED
-            if not conn.execute(
-                "SELECT 1 FROM side_values WHERE field = ? AND value = ? LIMIT 1",
-                (_ARRAY_FLAG, path),
+
+        def unlisted(flag: str, path: str) -> bool:
+            return not conn.execute(
+                "SELECT 1 FROM side_values WHERE field = ? AND value = ? LIMIT 1", (flag, path)
             ).fetchone()
-        )
-        return dataclasses.replace(LAYOUT, flat_paths=flat)
+
+        flat = frozenset(path for path in _PROMOTED if unlisted(_ARRAY_FLAG, path))
+        text = frozenset(path for path in _TEXT if unlisted(_OTHER_FLAG, path))
+        return dataclasses.replace(LAYOUT, flat_paths=flat, text_only=text)
 
     async def count(self, filter: Filter | None = None) -> int:
         """Return how many documents match ``filter``.
@@ -1146,6 +1166,11 @@ def _row(doc: Document) -> _Row:
     source: dict[str, Any] = doc if codec.storable(doc) else codec.normalize(doc)
     plain = {path: _plain(source, path) for path in _PROMOTED}
     side: list[tuple[str, str]] = [(_ARRAY_FLAG, p) for p, (_, arr) in plain.items() if arr]
+    side.extend(
+        (_OTHER_FLAG, p)
+        for p in _TEXT
+        if not plain[p][1] and plain[p][0] is not None and not isinstance(plain[p][0], str)
+    )
     for field in sorted(_SIDE):
         value = source.get(field)
         items = value if isinstance(value, list) else [value]
