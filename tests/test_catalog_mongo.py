@@ -143,6 +143,7 @@ async def test_indexes_are_created_once_and_idempotently() -> None:
     assert {m.document["name"] for m in INDEXES} <= set(info)
     assert info["elliptio_artifact_id"]["unique"] is True
     assert dict(info["elliptio_based_on"]["key"]) == {"based_on": 1}
+    assert dict(info["elliptio_labels"]["key"]) == {"labels.$**": 1}
     await cat.close()
     await again.close()
 

@@ -97,12 +97,15 @@ async def test_a_filter_too_large_for_sqlite_is_a_query_error(catalog: SQLiteCat
     # SQLite cannot parse an expression this wide; that is the query's fault, not
     # the file's, so the error says to split the query, not to check for corruption.
     await catalog.insert(record(1))
-    too_wide = {"labels.infos.i": {"$in": list(range(2000))}}
-    too_long = {"labels." + ".".join(["a"] * 31): 1}
+    too_wide = {"extra.i": {"$in": [*range(2000), True]}}
+    too_long = {"extra." + ".".join(["a"] * 31): 1}
     for flt in (too_wide, too_long):
         with pytest.raises(QueryError, match="split it into several queries") as info:
             await catalog.find(flt)
         assert "corrupt" not in str(info.value)
+    # On a label path the same filters are lookups in the label index.
+    assert await catalog.count({"labels.infos.i": {"$in": list(range(2000))}}) == 1
+    assert await catalog.count({"labels." + ".".join(["a"] * 31): 1}) == 0
 
 
 async def test_duplicate_id_is_refused(catalog: SQLiteCatalog) -> None:
@@ -314,7 +317,7 @@ async def test_version_1_files_are_carried_over(tmp_path: Path) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {
         *("artifacts", "artifact_docs", "artifact_extras", "side_values"),
-        *("names", "aliases", "leases", "file_objects", "run_inputs"),
+        *("names", "aliases", "leases", "file_objects", "run_inputs", "label_values"),
     }
     conn.close()
 
@@ -510,16 +513,23 @@ async def test_version_6_files_list_non_string_values_of_text_paths(tmp_path: Pa
     fresh = _schema(path)
     conn = sqlite3.connect(path)
     conn.execute("DELETE FROM side_values WHERE field = char(1)")
+    conn.execute("DROP TABLE label_values")
     conn.execute("PRAGMA user_version=6")
     conn.commit()
     conn.close()
     cat = SQLiteCatalog(path)
     ids = [d["artifact_id"] for d in await cat.find(sort=[("username", 1)])]
     assert ids[0] == "artifact_0003"  # a number sorts below every string
+    # ... and the labels of every record are in the label index.
+    assert [d["artifact_id"] for d in await cat.find({"labels.infos.i": 2})] == ["artifact_0002"]
+    assert await cat.count({"labels.datatype": "x"}) == 1
     await cat.close()
     assert _schema(path) == fresh
     conn = sqlite3.connect(path)
     listed = conn.execute("SELECT value FROM side_values WHERE field = char(1)").fetchall()
+    (labels,) = conn.execute(
+        "SELECT count(*) FROM label_values WHERE path = 'labels.infos.i'"
+    ).fetchone()
     plan = " ".join(
         str(row)
         for row in conn.execute(
@@ -529,6 +539,7 @@ async def test_version_6_files_list_non_string_values_of_text_paths(tmp_path: Pa
     conn.close()
     assert listed == [("username",)]
     assert "artifacts_username" in plan
+    assert labels == 3
 
 
 def _file(relpath: str, url: str, size: int, sha256: str) -> dict[str, Any]:

@@ -397,21 +397,49 @@ async def test_equality_finds_every_spelling_of_a_value(stored: Any, wanted: Any
 def test_equality_on_json_is_led_by_a_text_search() -> None:
     from elliptio._catalog.sqlite import LAYOUT
 
-    sql, params = query.translate({"labels.infos.seed": 777}, layout=LAYOUT)
-    assert sql.startswith("((instr(labels_json, ?")
+    sql, params = query.translate({"git.seed": 777}, layout=LAYOUT)
+    assert sql.startswith("((instr((SELECT git_json")
     assert "777" in params
-    sql, params = query.translate({"labels.infos.stage": 'tr"ain'}, layout=LAYOUT)
-    assert sql.startswith("((instr(labels_json, ?")
+    sql, params = query.translate({"extra.stage": 'tr"ain'}, layout=LAYOUT)
+    assert sql.startswith("((instr((SELECT doc")
     assert '"tr\\"ain"' in params
     for flt in [
-        {"labels.x": 0.5},
-        {"labels.x": 2**53},
-        {"labels.x": {"$gt": 1}},
+        {"extra.x": 0.5},
+        {"extra.x": 2**53},
+        {"extra.x": {"$gt": 1}},
         {"username": "a"},
     ]:
         sql, _ = query.translate(flt, layout=LAYOUT)
-        assert "instr(labels_json" not in sql, flt
         assert "instr((SELECT doc" not in sql, flt
+
+
+def test_equality_and_in_on_any_label_path_are_index_lookups() -> None:
+    from elliptio._catalog.sqlite import LAYOUT
+
+    lookup = "artifacts.id IN (SELECT artifact FROM label_values WHERE path = "
+    for flt, path in [
+        ({"labels.infos.seed": 777}, "labels.infos.seed"),
+        ({"labels.infos.stage": 'tr"ain'}, "labels.infos.stage"),
+        ({"labels.x": {"$in": ["a", 2, 2.5]}}, "labels.x"),
+        ({"labels.x": {"$eq": 2**53}}, "labels.x"),
+        ({"labels.infos.a.b": {"$ne": "x"}}, "labels.infos.a.b"),
+    ]:
+        sql, params = query.translate(flt, layout=LAYOUT)
+        assert lookup in sql, flt
+        assert path in params
+        assert "json_each" not in sql, flt
+    # Not indexed: bools, null, numbers beyond 2**53, ranges, array positions, and
+    # labels.datatype, which has a column of its own.
+    for flt in [
+        {"labels.x": True},
+        {"labels.x": None},
+        {"labels.x": 2**53 + 1},
+        {"labels.x": {"$gt": 1}},
+        {"labels.x.0": "a"},
+        {"labels.datatype": "a"},
+    ]:
+        sql, _ = query.translate(flt, layout=LAYOUT)
+        assert "label_values" not in sql, flt
 
 
 def test_common_paths_use_the_indexed_expressions() -> None:
@@ -419,7 +447,7 @@ def test_common_paths_use_the_indexed_expressions() -> None:
 
     sql, _ = query.translate({"username": "andy", "labels.infos.k": "x"}, layout=LAYOUT)
     assert "username = ?" in sql
-    assert "json_extract(labels_json, '$.labels.infos.k')" in sql
+    assert "label_values WHERE path = " in sql
     sql, params = query.translate({"creation_time": {"$gte": T0}}, layout=LAYOUT)
     assert "creation_time >=" in sql
     assert codec.date_text(T0) in params

@@ -93,6 +93,8 @@ INDEXES = (
     # Who references a file (`Catalog.object_users`), asked before a delete removes it.
     IndexModel([("files.url", ASCENDING)], name="elliptio_files_url"),
     IndexModel([("logs.url", ASCENDING)], name="elliptio_logs_url"),
+    # Every label path (labels.infos.seed, ...): a wildcard index (MongoDB 4.2+).
+    IndexModel([("labels.$**", ASCENDING)], name="elliptio_labels"),
 )
 """Created once per catalog, idempotently; names are elliptio's own."""
 

@@ -80,6 +80,45 @@ _TYPE_PREDICATES = {
 }
 
 
+def label_indexable(value: Any) -> bool:
+    """Whether a label table holds every value equal to ``value`` (see `Layout`):
+    strings, and numbers that compare exactly (no bool, NaN or beyond 2**53)."""
+    if isinstance(value, str):
+        return True
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return bool(value == value and abs(value) <= 2**53)
+
+
+def label_values(labels: Any, field: str = "labels") -> list[tuple[str, Any]]:
+    """``(path, value)`` rows of a label table for a document's ``field`` value."""
+    found: dict[tuple[str, Any, bool], None] = {}
+
+    def leaf(value: Any, path: str) -> None:
+        if isinstance(value, str) or (
+            isinstance(value, int | float) and not isinstance(value, bool) and value == value
+        ):
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                value = float(value)  # beyond SQLite's integers; never equal to a query
+            found[(path, value, isinstance(value, float))] = None
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}")
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    walk(item, path)
+                elif not isinstance(item, list):
+                    leaf(item, path)
+        else:
+            leaf(value, path)
+
+    walk(labels, field)
+    return [(path, value) for path, value, _ in found]
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """How a catalog table stores documents; the translator reads it, never writes.
@@ -108,6 +147,12 @@ class Layout:
         array_flag: the side-table field under which documents with an array on
             a path of ``text_columns`` or ``date_columns`` are listed (the path
             is the value), or ``None``.
+        label_table: a table of ``(path, value, artifact)`` rows holding, for each
+            document, every string and number (not bool) its ``label_field``
+            reaches along dotted paths, arrays passed through as MongoDB does
+            (an array's scalar members and the fields of its documents; arrays
+            in arrays skipped); equality and ``$in`` on such a path use it.
+        label_field: the top-level field indexed in ``label_table``.
         text_only: paths of ``text_columns`` that, as the catalog has checked,
             no stored document holds anything but a string, null or nothing at;
             sorts on them order by the plain column alone (NULL sorts where
@@ -126,6 +171,8 @@ class Layout:
     arrays_column: str | None = None
     array_flag: str | None = None
     text_only: frozenset[str] = frozenset()
+    label_table: str | None = None
+    label_field: str = "labels"
 
     def column(self, field: str) -> str:
         """The JSON column holding a top-level field."""
@@ -427,6 +474,24 @@ class _Translator:
                 return name
         return None
 
+    def label_path(self, source: _Source) -> str | None:
+        """The dotted path of a source whose values the label table indexes."""
+        lay = self.layout
+        fast = source.fast
+        if lay.label_table is None or fast is None or len(fast) < 2:
+            return None
+        path = ".".join(fast)
+        if fast[0] != lay.label_field or path in lay.text_columns:
+            return None
+        return path
+
+    def label_lookup(self, path: str, values: Sequence[Any]) -> str:
+        marks = ", ".join(self.param(v) for v in dict.fromkeys(values))
+        return (
+            f"{self.layout.row_id} IN (SELECT artifact FROM {self.layout.label_table}"
+            f" WHERE path = {self.param(path)} AND value IN ({marks}))"
+        )
+
     def side_lookup(self, field: str, condition: str) -> str:
         lay = self.layout
         return (
@@ -503,6 +568,12 @@ class _Translator:
     def in_(self, operand: Sequence[Any], source: _Source) -> str:
         if not operand:
             return "0"
+        label = self.label_path(source)
+        indexed = [v for v in operand if label_indexable(v)]
+        if label is not None and indexed:
+            parts = [self.label_lookup(label, indexed)]
+            parts += [self.eq_or_regex(v, source) for v in operand if not label_indexable(v)]
+            return "(" + " OR ".join(parts) + ")"
         side = self.side(source)
         strings = [v for v in operand if isinstance(v, str)]
         if side is not None and strings:
@@ -529,6 +600,8 @@ class _Translator:
             side = self.side(source)
             if side is not None:
                 return self.side_lookup(side, f"value = {self.param(value)}")
+        if label_indexable(value) and (label := self.label_path(source)) is not None:
+            return self.label_lookup(label, [value])
         return self.compare_value("=", value, source)
 
     def compare(self, op: str, value: Any, source: _Source) -> str:

@@ -121,6 +121,7 @@ LAYOUT = query.Layout(
     row_id="artifacts.id",
     arrays_column="arrays",
     array_flag=_ARRAY_FLAG,
+    label_table="label_values",
 )
 _PROMOTED = (*_TEXT, *_DATES)
 # New in version 3: names with versions and their aliases, the commit leases and
@@ -148,7 +149,16 @@ _V5_ADDITIONS = (
 # New in version 6: a tombstone's ``deleted`` in the narrow table, so that every
 # find's "not deleted" test reads a two-byte "{}" instead of the whole document.
 _V6_ADDITIONS = ("ALTER TABLE artifacts ADD COLUMN deleted_json TEXT NOT NULL DEFAULT '{}'",)
-# New in version 7: documents with a non-string value at a promoted text path are
+# New in version 7: every string and number of a record's labels, by dotted path,
+# so that equality and $in on any label path (labels.infos.seed) are index lookups.
+# ``value`` has no declared type: numbers stay numbers, strings strings.
+_LABEL_TABLE = (
+    "CREATE TABLE IF NOT EXISTS label_values (path TEXT NOT NULL, value NOT NULL,"
+    " artifact INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS label_values_path_value ON label_values (path, value)",
+    "CREATE INDEX IF NOT EXISTS label_values_artifact ON label_values (artifact)",
+)
+# Also new in version 7: documents with a non-string value at a promoted text path are
 # listed under _OTHER_FLAG; rows written before are checked once, in SQL (only
 # those whose plain column is NULL can hold one).
 _V7_ADDITIONS = tuple(
@@ -180,6 +190,7 @@ _SCHEMA = (
     "CREATE INDEX artifacts_username ON artifacts (username, creation_time)",
     "CREATE INDEX artifacts_datatype ON artifacts (datatype, creation_time)",
     "CREATE INDEX artifacts_project ON artifacts (project, creation_time)",
+    *_LABEL_TABLE,
     *_V3_ADDITIONS,
     *_V5_ADDITIONS,
 )
@@ -511,8 +522,9 @@ class SQLiteCatalog(Catalog):
                         conn.execute(statement)
                     for statement in _V6_ADDITIONS if version < 6 else ():
                         conn.execute(statement)
-                    for statement in _V7_ADDITIONS:
+                    for statement in (*_V7_ADDITIONS, *_LABEL_TABLE):
                         conn.execute(statement)
+                    _fill_label_values(conn)
                 else:
                     for statement in _SCHEMA:
                         conn.execute(statement)
@@ -808,6 +820,10 @@ class SQLiteCatalog(Catalog):
             conn.executemany(
                 "INSERT INTO side_values (field, value, artifact) VALUES (?, ?, ?)",
                 [(f, v, row_id) for f, v in row.side],
+            )
+            conn.executemany(
+                "INSERT INTO label_values (path, value, artifact) VALUES (?, ?, ?)",
+                [(p, v, row_id) for p, v in row.labels],
             )
             _write_extras(conn, [(row_id, row.name_version, row.name, row.objects)])
             conn.execute("COMMIT")
@@ -1116,7 +1132,11 @@ _CONTAINERS = {dict, list}
 _TABLES = ("artifacts", "artifact_docs", "artifact_extras")
 # A record that is not a tombstone (`elliptio._lifecycle`), on ``artifacts a``.
 _LIVE = "json_extract(a.deleted_json, '$.deleted') IS NULL"
-_SIDE_TABLES = ("side_values WHERE artifact", "file_objects WHERE artifact")
+_SIDE_TABLES = (
+    "side_values WHERE artifact",
+    "file_objects WHERE artifact",
+    "label_values WHERE artifact",
+)
 
 
 class _Row(NamedTuple):
@@ -1136,6 +1156,7 @@ class _Row(NamedTuple):
     name: str | None
     name_version: int | None
     objects: list[tuple[str, int, str]]
+    labels: list[tuple[str, Any]]
 
 
 def _plain(encoded: Any, path: str) -> tuple[Any, bool]:
@@ -1200,6 +1221,7 @@ def _row(doc: Document) -> _Row:
         name=_text_or_none(plain["name"][0]),
         name_version=_name_version(source),
         objects=_objects(source),
+        labels=query.label_values(source["labels"]) if "labels" in source else [],
     )
 
 
@@ -1245,6 +1267,22 @@ def _upgrade_v2(conn: sqlite3.Connection) -> None:
                 (_ARRAY_FLAG, "name", row_id),
             )
         _write_extras(conn, [(row_id, _name_version(doc), name, _objects(doc))])
+
+
+def _fill_label_values(conn: sqlite3.Connection) -> None:
+    """Index the labels of rows written before version 7, in batches."""
+    conn.execute("DELETE FROM label_values")
+    rows = conn.execute("SELECT id, labels_json FROM artifacts ORDER BY id")
+    while batch := rows.fetchmany(10_000):
+        conn.executemany(
+            "INSERT INTO label_values (path, value, artifact) VALUES (?, ?, ?)",
+            [
+                (path, value, row_id)
+                for row_id, text in batch
+                if "labels" in (labels := codec.loads(text))
+                for path, value in query.label_values(labels["labels"])
+            ],
+        )
 
 
 def _upgrade_v3(conn: sqlite3.Connection) -> None:
@@ -1315,6 +1353,10 @@ def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
     conn.executemany(
         "INSERT INTO side_values (field, value, artifact) VALUES (?, ?, ?)",
         [(f, v, i) for i, row in zip(ids, rows, strict=True) for f, v in row.side],
+    )
+    conn.executemany(
+        "INSERT INTO label_values (path, value, artifact) VALUES (?, ?, ?)",
+        [(p, v, i) for i, row in zip(ids, rows, strict=True) for p, v in row.labels],
     )
     _write_extras(
         conn,
