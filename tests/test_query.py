@@ -667,3 +667,43 @@ def test_same_results_as_mongomock(bodies: list[dict[str, Any]], flt: dict[str, 
     collection.insert_many([{"_id": d["artifact_id"], **d} for d in docs])
     expected = {d["_id"] for d in collection.find(flt)}
     assert _REFERENCE[0].ids(docs, flt) == expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "flags", "like"),
+    [
+        ("(?i)" + re.escape("run_1.csv"), "", "%run\\_1.c_v%"),
+        ("model", "", "%model%"),
+        ("100%", "i", "%100\\%%"),
+        ("^model", "", None),
+        ("mo.el", "", None),
+        (r"\d+", "", None),
+        ("model", "m", None),
+    ],
+)
+def test_literal_regexes_get_a_like_prefilter(pattern: str, flags: str, like: str | None) -> None:
+    assert query.like_prefilter(pattern, flags) == like
+
+
+async def test_free_text_regexes_match_as_python_does(catalog: SQLiteCatalog) -> None:
+    """The LIKE prefilter only narrows: letters that case-fold to non-ASCII ones
+    (the Kelvin sign for k, the long s for s) still match as MongoDB's regex does."""
+    await catalog.insert_many(
+        [
+            {"artifact_id": "kelvin", "labels": {"description": "\u212aelvin scale"}},
+            {"artifact_id": "long-s", "file_relpaths": ["Cla\u017f.csv"]},
+            {"artifact_id": "plain", "labels": {"description": ["a", "Kelvin_1 %"]}},
+        ]
+    )
+    text = {"$regex": "(?i)" + re.escape("kelvin")}
+    found = await catalog.find({"$or": [{"file_relpaths": text}, {"labels.description": text}]})
+    assert {d["artifact_id"] for d in found} == {"kelvin", "plain"}
+    found = await catalog.find({"file_relpaths": {"$regex": "(?i)clas"}})
+    assert [d["artifact_id"] for d in found] == ["long-s"]
+    found = await catalog.find({"labels.description": {"$regex": re.escape("_1 %")}})
+    assert [d["artifact_id"] for d in found] == ["plain"]
+    from elliptio._catalog.sqlite import LAYOUT
+
+    sql, _ = query.translate({"labels.description": text}, layout=LAYOUT)
+    assert "label_values" in sql
+    assert "LIKE" in sql

@@ -90,6 +90,45 @@ def label_indexable(value: Any) -> bool:
     return bool(value == value and abs(value) <= 2**53)
 
 
+# Letters that Python's and PCRE's case-insensitive matching also pair with a
+# non-ASCII letter (K with the Kelvin sign, S with the long s, I with dotted and
+# dotless i); LIKE folds ASCII only, so its prefilter leaves them open.
+_UNICODE_FOLDS = frozenset("iIkKsS")
+_REGEX_META = frozenset(".^$*+?{}[]|()")
+
+
+def like_prefilter(text: str, flags: str) -> str | None:
+    """A LIKE pattern that every string ``text`` (a regex) matches, when the regex
+    is a plain literal (``re.escape`` of some text, with or without ``(?i)``);
+    ``None`` otherwise. A superset: the regex still decides."""
+    if set(flags) - {"i"}:
+        return None
+    body = text.removeprefix("(?i)")
+    literal: list[str] = []
+    chars = iter(body)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, None)
+            if escaped is None or escaped.isalnum() or escaped == "_":
+                return None  # \d, \w, a trailing backslash...
+            literal.append(escaped)
+        elif char in _REGEX_META:
+            return None
+        else:
+            literal.append(char)
+    if not literal:
+        return None
+    out = []
+    for char in literal:
+        if char in _UNICODE_FOLDS or not char.isascii():
+            out.append("_")  # any one character: the regex decides
+        elif char in "%_\\":
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return "%" + "".join(out) + "%"
+
+
 def label_values(labels: Any, field: str = "labels") -> list[tuple[str, Any]]:
     """``(path, value)`` rows of a label table for a document's ``field`` value."""
     found: dict[tuple[str, Any, bool], None] = {}
@@ -734,13 +773,26 @@ class _Translator:
     def regex(self, pattern: Any, options: Any, source: _Source) -> str:
         text, flags = filters.regex_parts(pattern, options)
         pattern_param, flags_param = self.param(text), self.param(flags)
+        like = like_prefilter(text, flags)
+        like_param = self.param(like) if like is not None else None
 
         def test(value_sql: str) -> str:
-            return f"{REGEXP_FUNCTION}({pattern_param}, {flags_param}, {value_sql})"
+            found = f"{REGEXP_FUNCTION}({pattern_param}, {flags_param}, {value_sql})"
+            if like_param is None:
+                return found
+            # Passes every string the pattern can match, in C, before the regex runs.
+            return f"{value_sql} LIKE {like_param} ESCAPE '\\' AND {found}"
 
         side = self.side(source)
         if side is not None:
             return self.side_lookup(side, test("value"))
+        label = self.label_path(source)
+        if label is not None:
+            return (
+                f"{self.layout.row_id} IN (SELECT artifact FROM {self.layout.label_table}"
+                f" WHERE path = {self.param(label)} AND typeof(value) = 'text'"
+                f" AND {test('value')})"
+            )
         return self.fast_or_general(source, "c.t = 'text'", None, text=True, scalar_test=test)
 
     # -- sort ----------------------------------------------------------------
