@@ -13,7 +13,6 @@ Run:  python benchmarks/delete.py [--n 1000] [--s3] [--mongo]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from typing import Any
 import elliptio as eio
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+from transfer import BUCKET, moto_for_elliptio, one_file_sources
 
 
 def measure(storage: str, catalog: Any, sources: list[Path]) -> tuple[float, float]:
@@ -51,12 +52,7 @@ def main() -> None:
     os.environ.setdefault("ELLIPTIO_PROGRESS", "false")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        sources = []
-        for i in range(args.n):
-            src = work / "src" / f"{i:05d}.txt"
-            src.parent.mkdir(parents=True, exist_ok=True)
-            src.write_text(f"row {i}\n" * 10)
-            sources.append(src)
+        sources = one_file_sources(work / "src", args.n)
         cases: list[tuple[str, str, Any]] = [
             ("local disk + SQLite", str(work / "store"), f"sqlite:///{work / 'catalog.db'}")
         ]
@@ -67,12 +63,7 @@ def main() -> None:
             cases.append(("local disk + mongomock", str(work / "store-m"), collection))
         moto = None
         if args.s3:
-            from transfer import BUCKET, CREDS, Moto
-
-            os.environ.update({**CREDS, "AWS_DEFAULT_REGION": "us-east-1"})
-            moto = Moto()
-            moto.reset()  # creates the bucket
-            os.environ["ELLIPTIO_STORAGE_OPTIONS"] = json.dumps({"endpoint_url": moto.endpoint})
+            moto = moto_for_elliptio()
             cases.append(
                 (
                     "moto S3 + SQLite",

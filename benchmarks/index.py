@@ -15,7 +15,6 @@ Run:  python benchmarks/index.py [--n 1000] [--s3]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from typing import Any
 import elliptio as eio
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+from transfer import BUCKET, moto_for_elliptio, one_file_sources
 
 
 def _event(keys: list[tuple[str, str]]) -> dict[str, Any]:
@@ -84,21 +85,11 @@ def main() -> None:
     os.environ.setdefault("ELLIPTIO_PROGRESS", "false")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        sources = []
-        for i in range(args.n):
-            src = work / "src" / f"{i:05d}.txt"
-            src.parent.mkdir(parents=True, exist_ok=True)
-            src.write_text(f"row {i}\n" * 10)
-            sources.append(src)
+        sources = one_file_sources(work / "src", args.n)
         cases: list[tuple[str, str, bool]] = [("local disk", str(work / "store"), False)]
         moto = None
         if args.s3:
-            from transfer import BUCKET, CREDS, Moto
-
-            os.environ.update({**CREDS, "AWS_DEFAULT_REGION": "us-east-1"})
-            moto = Moto()
-            moto.reset()  # creates the bucket
-            os.environ["ELLIPTIO_STORAGE_OPTIONS"] = json.dumps({"endpoint_url": moto.endpoint})
+            moto = moto_for_elliptio()
             cases.append(("moto S3", f"s3://{BUCKET}/index-{uuid.uuid4().hex[:6]}", True))
         try:
             print(f"{args.n} artifacts of one {sources[0].stat().st_size}-byte file each")

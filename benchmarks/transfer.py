@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import resource
 import shutil
@@ -158,6 +159,26 @@ class Moto:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait()
+
+
+def one_file_sources(folder: Path, n: int) -> list[Path]:
+    """``n`` small text files, one per artifact (the delete and index benchmarks)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for i in range(n):
+        src = folder / f"{i:05d}.txt"
+        src.write_text(f"row {i}\n" * 10)
+        sources.append(src)
+    return sources
+
+
+def moto_for_elliptio() -> Moto:
+    """A fresh moto server that ``eio.Handler`` reaches through ELLIPTIO_STORAGE_OPTIONS."""
+    os.environ.update({**CREDS, "AWS_DEFAULT_REGION": "us-east-1"})
+    moto = Moto()
+    moto.reset()  # creates the bucket
+    os.environ["ELLIPTIO_STORAGE_OPTIONS"] = json.dumps({"endpoint_url": moto.endpoint})
+    return moto
 
 
 def make_data(root: Path) -> tuple[Path, Path, Path, Path]:

@@ -168,85 +168,80 @@ def test_cli_reindex_prefix(
 # -- S3 events -------------------------------------------------------------------
 
 
-@pytest.fixture
-def s3_writer(s3_store: str) -> Iterator[eio.Handler]:
-    handler = eio.Handler(storage=s3_store, catalog="none")
-    yield handler
-    handler.close()
+# Only S3 sends events: the writer and indexer on the S3 store alone.
+s3_only = pytest.mark.parametrize("store", ["s3"], indirect=True)
 
 
-@pytest.fixture
-def s3_indexer(s3_store: str, catalog_spec: Any) -> Iterator[eio.Handler]:
-    handler = eio.Handler(storage=s3_store, catalog=catalog_spec)
-    yield handler
-    handler.close()
-
-
+@s3_only
 def test_an_event_delivered_twice_indexes_once(
-    s3_writer: eio.Handler, s3_indexer: eio.Handler, data_files: dict[str, Path]
+    writer: eio.Handler, indexer: eio.Handler, data_files: dict[str, Path]
 ) -> None:
     with eio.mock_username("andy smith"):  # a space: S3 sends the key URL-encoded
-        art = s3_writer.upload(data_files["train"], labels={"datatype": "table"})
-    event = _event(_sidecar_key(s3_writer, art))
-    first = eio.index_event(event, s3_indexer)
+        art = writer.upload(data_files["train"], labels={"datatype": "table"})
+    event = _event(_sidecar_key(writer, art))
+    first = eio.index_event(event, indexer)
     assert first["added"] == [art.artifact_id]
-    assert eio.index_event(event, s3_indexer)["unchanged"] == [art.artifact_id]
-    assert s3_indexer.count({}) == 1
-    got = s3_indexer.get(art.artifact_id)
+    assert eio.index_event(event, indexer)["unchanged"] == [art.artifact_id]
+    assert indexer.count({}) == 1
+    got = indexer.get(art.artifact_id)
     assert got.metadata.labels.datatype == "table"
     assert got.file.read_bytes() == data_files["train"].read_bytes()
     json.dumps(first)  # what a Lambda function returns
 
 
+@s3_only
 def test_an_event_outside_the_store_or_its_layout_is_refused(
-    s3_writer: eio.Handler, s3_indexer: eio.Handler, data_files: dict[str, Path]
+    writer: eio.Handler, indexer: eio.Handler, data_files: dict[str, Path]
 ) -> None:
-    art = s3_writer.upload(data_files["train"])
-    good = _sidecar_key(s3_writer, art)
+    art = writer.upload(data_files["train"])
+    good = _sidecar_key(writer, art)
     outside = good.replace(good.split("/", 1)[0], "elsewhere", 1)
     traversal = good.replace("/20", "/../20", 1)
     report = eio.index_event(
-        _event(outside, traversal, good.replace(METADATA_RELPATH, "train.txt")), s3_indexer
+        _event(outside, traversal, good.replace(METADATA_RELPATH, "train.txt")), indexer
     )
     assert report["added"] == []
     assert len(report["refused"]) == 2
     assert len(report["ignored"]) == 1
-    removed = eio.index_event(_event(good, name="ObjectRemoved:Delete"), s3_indexer)
+    removed = eio.index_event(_event(good, name="ObjectRemoved:Delete"), indexer)
     assert removed["ignored"] == [f"s3://{S3_BUCKET}/{good}"]
-    assert s3_indexer.count({}) == 0
+    assert indexer.count({}) == 0
 
 
+@s3_only
 def test_a_planted_sidecar_naming_files_outside_the_store_is_not_indexed(
-    s3_writer: eio.Handler, s3_indexer: eio.Handler, data_files: dict[str, Path]
+    writer: eio.Handler, indexer: eio.Handler, data_files: dict[str, Path]
 ) -> None:
-    art = s3_writer.upload(data_files["train"])
-    key = _sidecar_key(s3_writer, art)
-    fs = s3_writer.storage.fs
+    art = writer.upload(data_files["train"])
+    key = _sidecar_key(writer, art)
+    fs = writer.storage.fs
     record = json.loads(fs.cat_file(f"{S3_BUCKET}/{key}"))
     record["files"][0]["url"] = f"s3://{S3_BUCKET}/elsewhere/secret.txt"
     # A storage writer replaces the sidecar (sealing is the store's Object Lock's job).
     fs.rm_file(f"{S3_BUCKET}/{key}")
     fs.pipe_file(f"{S3_BUCKET}/{key}", json.dumps(record).encode())
-    report = eio.index_event(_event(key), s3_indexer)
+    report = eio.index_event(_event(key), indexer)
     assert report["unreadable"] == [art.artifact_id]
-    assert s3_indexer.count({}) == 0
+    assert indexer.count({}) == 0
 
 
-def test_index_event_refuses_what_is_no_s3_event(s3_indexer: eio.Handler) -> None:
+@s3_only
+def test_index_event_refuses_what_is_no_s3_event(indexer: eio.Handler) -> None:
     for event in ({}, {"Records": "x"}, [], "event"):
         with pytest.raises(eio.UsageError, match="S3 event notification"):
-            eio.index_event(event, s3_indexer)
-    broken = eio.index_event({"Records": [{"s3": {}}]}, s3_indexer)
+            eio.index_event(event, indexer)
+    broken = eio.index_event({"Records": [{"s3": {}}]}, indexer)
     assert broken["refused"] == ["Records[0]: no s3.bucket.name and s3.object.key"]
 
 
+@s3_only
 def test_index_event_builds_its_handler_from_the_settings(
-    s3_writer: eio.Handler, s3_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    writer: eio.Handler, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     data_files: dict[str, Path],
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", s3_store)
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", store)
     monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path / 'lambda.db'}")
-    art = s3_writer.upload(data_files["test"])
-    assert eio.index_event(_event(_sidecar_key(s3_writer, art)))["added"] == [art.artifact_id]
+    art = writer.upload(data_files["test"])
+    assert eio.index_event(_event(_sidecar_key(writer, art)))["added"] == [art.artifact_id]
     with eio.Handler() as h:
         assert h.get(art.artifact_id).file.read_bytes() == data_files["test"].read_bytes()
