@@ -18,6 +18,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import elliptio as eio
+from elliptio._cli import main
 from elliptio._ui import search as search_mod
 from elliptio._ui.app import create_app
 from elliptio._ui.graph import draw, layers, to_dot
@@ -553,3 +554,16 @@ def test_parquet_preview_and_many_files(handler: eio.Handler, tmp_path: Path) ->
     assert "<td>20</td>" not in page
     assert "pd.read_parquet(art.files[&quot;many/t.parquet&quot;].url)" in page
     assert f"/file/{art.artifact_id}/many/f4.bin" in page
+
+
+def test_a_storage_only_handler_is_refused_before_anything_listens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with eio.Handler(storage=str(tmp_path / "store"), catalog="none") as writer:
+        with pytest.raises(eio.UsageError, match="storage only"):
+            writer.ui()
+    code = main(["--storage", str(tmp_path / "store"), "--catalog", "none", "ui", "--no-browser"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "UsageError" in err
+    assert "storage only" in err

@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from elliptio._errors import ConfigError
+from elliptio._errors import ConfigError, UsageError
 from elliptio._handler import AsyncHandler
 
 from .app import create_app
@@ -121,8 +121,20 @@ class UiServer:
         return f'<a href="{esc(self.url)}" target="_blank">elliptio UI at {esc(self.url)}</a>'
 
 
+def _searchable(handler: AsyncHandler) -> None:
+    """Refuse a handler without a catalog to browse (``catalog="none"``) up front."""
+    from elliptio._catalog.none import StorageOnlyCatalog
+
+    if isinstance(handler.catalog, StorageOnlyCatalog):
+        raise UsageError(
+            "the UI browses a catalog, and this handler writes to storage only "
+            "(catalog='none'); start it with the catalog the indexer fills"
+        )
+
+
 def start(handler: AsyncHandler, host: str = "127.0.0.1", port: int = 0) -> UiServer:
     """Serve the UI on a background thread and return at once (for notebooks)."""
+    _searchable(handler)
     sock = _bind(host, port)
     return UiServer(_server(handler, host), sock, _url(sock, host))
 
@@ -138,6 +150,7 @@ def serve(
 
     ``on_ready(url)`` is called once the socket is bound, before serving.
     """
+    _searchable(handler)
     sock = _bind(host, port)
     try:
         server = _server(handler, host)
