@@ -204,6 +204,23 @@ class Storage:
             return None
         return path
 
+    def _inside(self, path: str) -> bool:
+        return path == self.root or path.startswith(self.root.rstrip("/") + "/")
+
+    def _check_root(self, path: str, what: str) -> str:
+        """``path`` if it lies below a reference root of this handler.
+
+        Raises:
+            ConfigError: it lies below none.
+        """
+        if any(path.startswith(r.rstrip("/") + "/") for r in self.reference_roots):
+            return path
+        roots = [self._redact(self.url(r)) for r in self.reference_roots] or "none"
+        raise ConfigError(
+            f"{what} lies below none of the reference roots this handler may read "
+            f"({roots}); add its folder to ELLIPTIO_REFERENCE_ROOTS (or reference_roots=)"
+        )
+
     def new_source(self, url: str) -> str:
         """The storage path of a file or folder to reference (`AsyncHandler.add_reference`).
 
@@ -212,25 +229,19 @@ class Storage:
                 the store.
             ConfigError: it lies below no reference root of this handler.
         """
-        shown = self._redact(url)
+        shown = repr(self._redact(url))
         path = self._source(url.rstrip("/") or url)
         if path is None:
             raise InvalidPathError(
-                f"{shown!r} is no plain URL on the store's filesystem ({self.safe_url}): "
+                f"{shown} is no plain URL on the store's filesystem ({self.safe_url}): "
                 "references are read with the store's filesystem and credentials"
             )
-        if path == self.root or path.startswith(self.root.rstrip("/") + "/"):
+        if self._inside(path):
             raise InvalidPathError(
-                f"{shown!r} lies inside the store, where elliptio keeps what it commits; "
+                f"{shown} lies inside the store, where elliptio keeps what it commits; "
                 "reference data outside the store, or upload it"
             )
-        if not any(path.startswith(r.rstrip("/") + "/") for r in self.reference_roots):
-            roots = [self._redact(self.url(r)) for r in self.reference_roots] or "none"
-            raise ConfigError(
-                f"{shown!r} lies below none of the reference roots ({roots}); add its "
-                "folder to ELLIPTIO_REFERENCE_ROOTS (or reference_roots=) first"
-            )
-        return path
+        return self._check_root(path, shown)
 
     def source_path(self, url: str, what: str = "", *, allowed: bool = True) -> str:
         """The storage path of a file a reference artifact names, outside the store.
@@ -250,17 +261,11 @@ class Storage:
         path = self._source(url) if isinstance(url, str) else None
         if path is None:
             raise self._corrupt(what, url, "it is no plain URL on the store's filesystem")
-        root = self.root.rstrip("/") + "/"
-        if path.startswith(root) or path == self.root:
+        if self._inside(path):
             raise self._corrupt(what, url, "a reference never lies inside the store")
-        if allowed and not any(path.startswith(r.rstrip("/") + "/") for r in self.reference_roots):
-            roots = [self._redact(self.url(r)) for r in self.reference_roots] or "none"
-            raise ConfigError(
-                f"{what} is a reference to {self._redact(url)!r}, below none of the "
-                f"reference roots this handler may read ({roots}); add its folder to "
-                "ELLIPTIO_REFERENCE_ROOTS (reference_roots=) to read it"
-            )
-        return path
+        if not allowed:
+            return path
+        return self._check_root(path, f"{what}, a reference to {self._redact(url)!r},")
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
