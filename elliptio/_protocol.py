@@ -143,10 +143,13 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         storage: str | None = None,
         catalog: str | None = None,
         storage_options: dict[str, Any] | None = None,
+        reference_roots: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._handler_args = (storage, catalog, storage_options)
+        # Reference roots travel with the pickle, as storage options do (see __reduce__).
+        self._reference_roots = reference_roots
         self._via: AsyncHandler | None = None
         # The run this filesystem reads in when no run is open where it reads.
         self._run: Run | None = _current.get()
@@ -172,12 +175,21 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
             inherited = inherited_handler()  # the run this process was started in
             storage, catalog = inherited.get("storage"), inherited.get("catalog")
         self._check_reachable(storage, catalog)
-        source = _settings_source(storage, catalog, options)
+        roots = self._reference_roots
+        source = (
+            *_settings_source(storage, catalog, options),
+            None if roots is None else tuple(roots),
+        )
         with _handlers_lock:
             known = _by_source.get(source)
         if known is not None:
             return known
-        settings = load_settings(storage_url=storage, catalog_url=catalog, storage_options=options)
+        settings = load_settings(
+            storage_url=storage,
+            catalog_url=catalog,
+            storage_options=options,
+            reference_roots=roots,
+        )
         key = json.dumps(
             [
                 settings.resolved_storage_url(),
@@ -185,6 +197,7 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 settings.resolved_catalog_url(),
                 str(settings.resolved_cache_dir()),
                 settings.offline,
+                settings.reference_roots,
             ],
             sort_keys=True,
             default=str,
@@ -194,7 +207,7 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
             if handler is None:
                 from ._sync_handler import Handler
 
-                handler = _handlers[key] = Handler(storage, catalog, options)
+                handler = _handlers[key] = Handler(storage, catalog, options, reference_roots=roots)
             if len(_by_source) > 64:
                 _by_source.clear()
             _by_source[source] = handler
@@ -260,6 +273,7 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
     # -- pickling (Dask, Ray, multiprocessing) ---------------------------------------
     def __reduce__(self) -> tuple[Any, ...]:
         storage, catalog, options = self._handler_args
+        roots = self._reference_roots
         run = _current.get() or self._run or current_run()
         via = self._via
         if via is None and run.maker is not None:
@@ -277,10 +291,12 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
             storage = via._travel_storage_url()
             catalog = via._travel_catalog_url()
             options = dict(via.settings.storage_options)
+            roots = list(via.settings.reference_roots)
         run.exported = True  # its commits ask the catalog what workers read
         state = {
             "run": (run.run_id, run.env().get(RUN_HANDLER_ENV)),
             "origin": (os.getpid(), socket.gethostname()),
+            "reference_roots": roots,
         }
         return (_rebuild, ((storage, catalog, options), state))
 
@@ -458,7 +474,7 @@ def _rebuild(
     args: tuple[str | None, str | None, dict[str, Any] | None], state: dict[str, Any]
 ) -> ElliptioFileSystem:
     """Unpickle an `ElliptioFileSystem`, joining the run it was sent in."""
-    fs = ElliptioFileSystem(*args)
+    fs = ElliptioFileSystem(*args, reference_roots=state.get("reference_roots"))
     run_id, handler = state["run"]
     try:
         settings = json.loads(handler) if handler else None

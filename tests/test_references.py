@@ -261,3 +261,27 @@ def _local(tmp_path: Path, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(name)
     return path
+
+
+def test_pickled_filesystems_carry_the_reference_roots(
+    lake: Lake, data: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker gets its elliptio:// filesystem pickled (Dask, Ray, process pools):
+    the reference roots travel with it, as the store and catalog settings do."""
+    import pickle
+    from collections import OrderedDict
+
+    import elliptio._protocol as protocol
+
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    with eio.Handler(storage=lake.store, catalog=catalog, reference_roots=[lake.raw]) as h:
+        art = h.add_reference(lake.url("one.txt"))
+        sent = pickle.dumps(fsspec.filesystem("elliptio"))
+    # The worker's process knows no handler and has no ELLIPTIO_REFERENCE_ROOTS.
+    monkeypatch.setattr(protocol, "_made", OrderedDict())
+    monkeypatch.setattr(protocol, "_handlers", {})
+    monkeypatch.setattr(protocol, "_by_source", {})
+    monkeypatch.delenv("ELLIPTIO_REFERENCE_ROOTS", raising=False)
+    worker = pickle.loads(sent)
+    assert worker.cat_file(art.file.eio_url) == data["one.txt"]
+    assert worker.handler.storage.reference_roots
