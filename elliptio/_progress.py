@@ -172,3 +172,12 @@ class _FileProgress(Callback):  # type: ignore[misc]  # fsspec is untyped
 
     def call(self, hook_name: str | None = None, **kwargs: Any) -> None:
         return None
+
+
+def counting_bar(desc: str, total: int) -> Any:
+    """A bar counting ``total`` items when someone watches, else ``None``; the
+    caller calls ``update(n)`` and ``close()`` on it."""
+    bar = bar_class(forced=False) if is_interactive() else None
+    if bar is None:
+        return None
+    return bar(total=total, desc=desc, unit=" records", delay=AUTO_DELAY_SECONDS)

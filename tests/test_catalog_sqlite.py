@@ -315,231 +315,138 @@ async def test_version_1_files_are_carried_over(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {
-        *("artifacts", "artifact_docs", "artifact_extras", "side_values"),
-        *("names", "aliases", "leases", "file_objects", "run_inputs", "label_values"),
-    }
+    assert tables == _TABLES
     conn.close()
 
 
-async def _written_schema(
-    path: Path, docs: list[dict[str, Any]]
-) -> tuple[set[tuple[str, str]], list[tuple[Any, ...]]]:
-    """The schema (`_schema`) of a fresh catalog file at ``path`` holding ``docs``."""
-    cat = SQLiteCatalog(path)
-    await cat.insert_many(docs)
-    await cat.close()
-    return _schema(path)
+_DATA = Path(__file__).parent / "data"
+_OLD_FILES = sorted(p.name for p in _DATA.glob("catalog-*.db"))
 
 
-def _schema(path: Path) -> tuple[set[tuple[str, str]], list[tuple[Any, ...]]]:
-    """The tables and indexes of a database, and the columns of ``artifacts``."""
+def _old_records() -> list[dict[str, Any]]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("old_catalogs", _DATA / "old_catalogs.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    records: list[dict[str, Any]] = module.records()
+    return records
+
+
+def test_every_earlier_schema_has_a_file_written_by_its_own_code() -> None:
     import sqlite3
 
-    conn = sqlite3.connect(path)
-    objects = {(t, n) for t, n in conn.execute("SELECT type, name FROM sqlite_master")}
-    columns = conn.execute("PRAGMA table_info(artifacts)").fetchall()
-    conn.close()
-    return objects, columns
+    versions = set()
+    for name in _OLD_FILES:
+        conn = sqlite3.connect(_DATA / name)
+        versions.add(conn.execute("PRAGMA user_version").fetchone()[0])
+        conn.close()
+    assert versions == set(range(2, SCHEMA_VERSION))  # version 1: see the test above
+    assert {"catalog-0.3.1.db", "catalog-0.4.0.db"} <= set(_OLD_FILES)
 
 
-async def test_version_2_files_are_upgraded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", _OLD_FILES)
+async def test_files_of_earlier_releases_upgrade_in_place(tmp_path: Path, name: str) -> None:
+    """A file written by an earlier release's code opens as this schema, with every
+    record as it was written, its names, aliases, leases and run inputs kept."""
+    import shutil
     import sqlite3
 
-    a, b = "a" * 64, "b" * 64
-    docs = [
-        record(1, name="clean", name_version=1, files=[_file("x.bin", "s3://b/1/x.bin", 10, a)]),
-        record(2, name="clean", name_version=4, logs=[_file("out.log", "s3://b/2/out.log", 20, b)]),
-        record(3, name=["clean", "other"], files=[_file("y.bin", "s3://b/3/y.bin", 10, a)]),
-        record(4, files=[{"relpath": "no-hash.bin", "url": "s3://b/4/n.bin", "size": 30}]),
-        record(5, name="raw", name_version=2),
-    ]
-    path = tmp_path / "v2.db"
-    fresh = await _written_schema(path, docs)
-    # Turn it into what version 2 wrote: no names, versions, aliases, leases or
-    # file index, and no note of documents with an array under "name".
-    _write_version_3_bodies(path, docs)
+    from elliptio._catalog import codec
+
+    path = tmp_path / name
+    shutil.copyfile(_DATA / name, path)
     conn = sqlite3.connect(path)
-    for statement in (
-        "DROP INDEX artifacts_name_version",
-        "DROP INDEX artifacts_name",
-        *(f"DROP TABLE {t}" for t in ("names", "aliases", "leases", "file_objects")),
-        "ALTER TABLE artifacts DROP COLUMN name",
-        "ALTER TABLE artifacts DROP COLUMN name_version",
-        "DELETE FROM side_values WHERE field = '' AND value = 'name'",
-        "PRAGMA user_version=2",
-    ):
-        conn.execute(statement)
-    conn.commit()
+    old_version = conn.execute("PRAGMA user_version").fetchone()[0]
     conn.close()
-    assert _schema(path) != fresh
-
+    records = [codec.normalize(r) for r in _old_records()]
     cat = SQLiteCatalog(path)
-    assert [await cat.get(doc["artifact_id"]) for doc in docs] == docs
-    clean = await cat.find({"name": "clean"}, fields=[])
-    assert [d["artifact_id"] for d in clean] == ["artifact_0001", "artifact_0002", "artifact_0003"]
-    assert await cat.count({"name": "other"}) == 1
-    assert await cat.version_id("clean") == "artifact_0002"
-    assert await cat.version_id("raw", 2) == "artifact_0005"
-    assert await cat.names() == [("clean", 2, 4), ("raw", 1, 2)]
-    found = await cat.find_objects([(a, 10), (b, 20), (a, 30)], "s3://b/")
-    assert found == {(a, 10): "s3://b/1/x.bin", (b, 20): "s3://b/2/out.log"}
-    assert await cat.known_sizes([10, 20, 30]) == {10, 20}
-    assert [await cat.reserve_version(n) for n in ("clean", "raw", "new")] == [5, 3, 1]
-    await cat.delete("artifact_0001")
-    assert await cat.find_objects([(a, 10)], "") == {(a, 10): "s3://b/3/y.bin"}
-    await cat.close()
-    assert _schema(path) == fresh
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-    conn.close()
-
-
-def _write_version_3_bodies(path: Path, docs: list[dict[str, Any]]) -> None:
-    """Store ``docs`` in the body versions 2 and 3 wrote: the BSON document, with
-    ``0`` in place of ``git`` and ``python_packages`` (kept in their own columns)."""
-    import sqlite3
-
-    import bson
-
-    from elliptio._catalog import body, codec
-
-    conn = sqlite3.connect(path)
-    for doc in docs:
-        stored = {
-            key: 0 if key in ("git", "python_packages") else value
-            for key, value in codec.normalize(doc).items()
-        }
-        conn.execute(
-            "UPDATE artifact_docs SET body = ? WHERE id ="
-            " (SELECT id FROM artifacts WHERE artifact_id = ?)",
-            (bson.encode(stored, codec_options=body.OPTIONS), doc["artifact_id"]),
-        )
-    conn.execute("ALTER TABLE artifacts DROP COLUMN deleted_json")  # new in version 6
-    conn.execute("PRAGMA user_version=3")
-    conn.commit()
-    conn.close()
-
-
-async def test_version_3_files_are_upgraded(tmp_path: Path) -> None:
-    import sqlite3
-
-    git = {"commit": "c" * 40, "dirty": True, "diff": "+x\n"}
-    docs = [
-        record(1, git=git, python_packages={"numpy": "2.0"}, name="n", name_version=1),
-        record(2, version=1, extra={"kept": [1, 2]}, argv=["a", "b"]),
-        # Neither a datetime creation time nor the fields of a record.
-        {"artifact_id": "artifact_0003", "creation_time": "yesterday", "z": None},
-        {"artifact_id": "artifact_0004", "git": None, "python_packages": {}},
-    ]
-    path = tmp_path / "v3.db"
-    fresh = await _written_schema(path, docs)
-    _write_version_3_bodies(path, docs)
-
-    cat = SQLiteCatalog(path)
-    assert [await cat.get(doc["artifact_id"]) for doc in docs] == docs
-    assert await cat.find({"git.dirty": True}, fields=["git"]) == [
-        {"artifact_id": "artifact_0001", "git": git}
-    ]
-    table = await cat.find_columns({}, fields=["creation_time", "python_packages", "z"])
-    assert table == {
-        "artifact_id": [doc["artifact_id"] for doc in docs],
-        "creation_time": [doc.get("creation_time") for doc in docs],
-        "python_packages": [{"numpy": "2.0"}, None, None, {}],
-        "z": [None, None, None, None],
-    }
-    await cat.close()
-    assert _schema(path) == fresh
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-    conn.close()
-
-
-async def test_version_4_files_gain_run_inputs(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "v4.db"
-    cat = SQLiteCatalog(path)
-    await cat.insert(record(1))
-    await cat.close()
-    fresh = _schema(path)
-    conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE run_inputs")
-    conn.execute("ALTER TABLE artifacts DROP COLUMN deleted_json")
-    conn.execute("PRAGMA user_version=4")
-    conn.commit()
-    conn.close()
-    cat = SQLiteCatalog(path)
-    await cat.add_run_inputs("run_1", ["artifact_0001"])
-    assert await cat.run_inputs("run_1") == ["artifact_0001"]
-    assert (await cat.get("artifact_0001"))["artifact_id"] == "artifact_0001"
-    await cat.close()
-    assert _schema(path) == fresh
-
-
-async def test_version_5_files_gain_the_tombstone_column(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "v5.db"
-    cat = SQLiteCatalog(path)
-    await cat.insert_many([record(1, name="set", name_version=1), record(2)])
-    await cat.close()
-    fresh = _schema(path)
-    conn = sqlite3.connect(path)
-    conn.execute("ALTER TABLE artifacts DROP COLUMN deleted_json")
-    conn.execute("PRAGMA user_version=5")
-    conn.commit()
-    conn.close()
-    cat = SQLiteCatalog(path)
-    assert await cat.count({"deleted": None}) == 2
-    old = await cat.get("artifact_0001")
-    assert await cat.replace({**old, "files": [], "deleted": {"reason": "r"}}, (False, 0))
-    assert await cat.version_id("set") is None
-    assert [d["artifact_id"] for d in await cat.find({"deleted": None})] == ["artifact_0002"]
-    await cat.close()
-    assert _schema(path) == fresh
-
-
-async def test_version_6_files_list_non_string_values_of_text_paths(tmp_path: Path) -> None:
-    """Sorting by username uses its column (and index) only while every value there
-    is a string or null: an upgraded file lists the documents that break that."""
-    import sqlite3
-
-    path = tmp_path / "v6.db"
-    cat = SQLiteCatalog(path)
-    odd = {**record(3), "username": 7, "labels": {**record(3)["labels"], "datatype": ["x"]}}
-    await cat.insert_many([record(1), record(2), odd])
-    await cat.close()
-    fresh = _schema(path)
-    conn = sqlite3.connect(path)
-    conn.execute("DELETE FROM side_values WHERE field = char(1)")
-    conn.execute("DROP TABLE label_values")
-    conn.execute("PRAGMA user_version=6")
-    conn.commit()
-    conn.close()
-    cat = SQLiteCatalog(path)
-    ids = [d["artifact_id"] for d in await cat.find(sort=[("username", 1)])]
-    assert ids[0] == "artifact_0003"  # a number sorts below every string
-    # ... and the labels of every record are in the label index.
-    assert [d["artifact_id"] for d in await cat.find({"labels.infos.i": 2})] == ["artifact_0002"]
-    assert await cat.count({"labels.datatype": "x"}) == 1
-    await cat.close()
-    assert _schema(path) == fresh
-    conn = sqlite3.connect(path)
-    listed = conn.execute("SELECT value FROM side_values WHERE field = char(1)").fetchall()
-    (labels,) = conn.execute(
-        "SELECT count(*) FROM label_values WHERE path = 'labels.infos.i'"
-    ).fetchone()
-    plan = " ".join(
-        str(row)
-        for row in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM artifacts ORDER BY username, creation_time LIMIT 5"
-        )
+    assert await cat.find(sort=[("creation_time", 1)]) == sorted(
+        records, key=lambda r: (r.get("creation_time") is not None, r.get("creation_time") or 0)
     )
+    assert [await cat.get(r["artifact_id"]) for r in records] == records
+    # Queries use the new indexes and tables.
+    assert [d["artifact_id"] for d in await cat.find({"labels.infos.seed": 7})] == ["artifact_0007"]
+    assert await cat.count({"labels.infos.tags": "a"}) == 30
+    assert await cat.count({"based_on": "artifact_0004"}) == 2
+    assert await cat.count({"python_packages.extra": "3"}) == 1
+    assert await cat.count({"git.diff": {"$regex": "^\\+x"}}) == 22
+    first = await cat.find({"version": 1}, sort=[("username", 1)], limit=1)
+    assert [d["artifact_id"] for d in first] == ["artifact_0000"]
+    assert await cat.version_id("results") == "artifact_0020"
+    found = await cat.find_objects([("0" * 63 + "1", 101)], "file:///lake/")
+    assert found == {("0" * 63 + "1", 101): "file:///lake/1/part-1.csv"}
+    table = await cat.find_columns(
+        {"username": "bob"}, sort=[("creation_time", -1)], fields=["labels", "python_packages"]
+    )
+    bobs = [r for r in reversed(records[:30]) if r["username"] == "bob"]
+    assert table == {
+        "artifact_id": [r["artifact_id"] for r in bobs],
+        "labels": [r["labels"] for r in bobs],
+        "python_packages": [r["python_packages"] for r in bobs],
+    }
+    if old_version >= 3:
+        assert await cat.aliases("results") == {"best": 2}
+        assert await cat.reserve_version("results") == 5  # 4 was reserved before
+        lease = await cat.get_lease("artifact_9999")
+        assert lease is not None
+        assert lease.prefix == "file:///lake/9999"
+    if old_version >= 5:
+        assert await cat.run_inputs("run_1") == ["artifact_0001"]
+    await cat.close()
+
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    (environments,) = conn.execute("SELECT count(*) FROM environments").fetchone()
     conn.close()
-    assert listed == [("username",)]
-    assert "artifacts_username" in plan
-    assert labels == 3
+    assert tables == _TABLES
+    assert environments == 11  # one shared by 20 records, ten of one record each
+
+
+async def test_an_upgrade_shows_progress_and_is_done_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    from elliptio._catalog import sqlite as sqlite_module
+
+    path = tmp_path / "old.db"
+    shutil.copyfile(_DATA / "catalog-0.3.1.db", path)
+    drawn: list[int] = []
+
+    class Bar:
+        def update(self, n: int) -> None:
+            drawn.append(n)
+
+        def close(self) -> None:
+            drawn.append(-1)
+
+    monkeypatch.setattr(sqlite_module, "_UPGRADE_PROGRESS", 10)
+    monkeypatch.setattr(sqlite_module, "_UPGRADE_BATCH", 8)
+    monkeypatch.setattr(sqlite_module._progress, "counting_bar", lambda desc, total: Bar())
+    with caplog.at_level("INFO", logger="elliptio._catalog.sqlite"):
+        cat = SQLiteCatalog(path)
+        assert await cat.count() == 31
+        await cat.close()
+    assert drawn == [8, 8, 8, 7, -1]
+    assert "from schema 4 to" in caplog.text
+    caplog.clear()
+    drawn.clear()
+    with caplog.at_level("INFO", logger="elliptio._catalog.sqlite"):
+        cat = SQLiteCatalog(path)
+        assert await cat.count() == 31
+        await cat.close()
+    assert drawn == []
+    assert "upgrading" not in caplog.text
+
+
+_TABLES = {
+    *("artifacts", "artifact_docs", "environments", "side_values", "label_values"),
+    *("names", "aliases", "leases", "file_objects", "run_inputs"),
+}
 
 
 def _file(relpath: str, url: str, size: int, sha256: str) -> dict[str, Any]:
@@ -585,23 +492,40 @@ async def test_many_documents_read_back_whole_or_projected(catalog: SQLiteCatalo
     assert await catalog.get("artifact_0077") == docs[77]
 
 
-async def test_large_fields_are_stored_apart(catalog: SQLiteCatalog) -> None:
-    """Scans of the artifacts table never read python_packages or git."""
+async def test_python_packages_are_stored_once_per_environment(catalog: SQLiteCatalog) -> None:
+    """Records made in one environment share one stored package list; scans of the
+    artifacts table never read it, and every record reads back its own copy."""
     packages = {f"p{i}": "1.0" for i in range(500)}
-    await catalog.insert(record(1, python_packages=packages, git={"diff": "x" * 10_000}))
+    other = {**packages, "p7": "2.0"}
+    await catalog.insert_many(
+        [record(i, python_packages=other if i == 3 else packages) for i in range(1, 11)]
+    )
 
-    def sizes(conn: Any) -> tuple[int, int]:
-        narrow = conn.execute("SELECT length(labels_json) + length(arrays) FROM artifacts")
-        extras = conn.execute(
-            "SELECT length(packages_json) + length(git_json) FROM artifact_extras"
-        )
-        return narrow.fetchone()[0], extras.fetchone()[0]
+    def sizes(conn: Any) -> tuple[int, int, int]:
+        (narrow,) = conn.execute(
+            "SELECT max(length(labels_json) + length(arrays)) FROM artifacts"
+        ).fetchone()
+        (docs,) = conn.execute("SELECT max(length(doc)) FROM artifact_docs").fetchone()
+        (envs,) = conn.execute("SELECT count(*) FROM environments").fetchone()
+        return narrow, docs, envs
 
-    narrow, extras = await catalog._run(sizes)
-    assert narrow < 500 < 10_000 < extras
-    assert await catalog.count({"python_packages.p7": "1.0", "git.diff": {"$regex": "^x+$"}}) == 1
-    [doc] = await catalog.find({"labels.infos.i": 1}, fields=["python_packages"])
-    assert doc == {"artifact_id": "artifact_0001", "python_packages": packages}
+    narrow, docs, envs = await catalog._run(sizes)
+    assert narrow < 500
+    assert docs < 500
+    assert envs == 2
+    assert await catalog.count({"python_packages.p7": "1.0"}) == 9
+    assert await catalog.count({"python_packages.p7": {"$ne": "1.0"}}) == 1
+    [doc] = await catalog.find({"labels.infos.i": 3}, fields=["python_packages"])
+    assert doc == {"artifact_id": "artifact_0003", "python_packages": other}
+    first, second = await catalog.find({"labels.infos.i": {"$in": [1, 2]}})
+    first["python_packages"]["p0"] = "changed"
+    assert second["python_packages"] == packages
+    table = await catalog.find_columns(fields=["python_packages"])
+    table["python_packages"][0]["p0"] = "changed"
+    assert table["python_packages"][1:] == [packages, other, *[packages] * 7]
+    # Replacing and deleting records leaves the others' packages alone.
+    await catalog.delete("artifact_0002")
+    assert await catalog.count({"python_packages.p0": "1.0"}) == 9
 
 
 def _by_columns(docs: list[dict[str, Any]], fields: list[str]) -> dict[str, list[Any]]:
@@ -675,9 +599,11 @@ async def test_a_failed_column_read_raises_and_leaves_the_catalog_usable(
     conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, default)
     assert len((await catalog.find_columns(fields=["labels"]))["labels"]) == 5
     # A body that cannot be decoded is named as such.
-    conn.execute("UPDATE artifact_docs SET body = x'0500000000' WHERE id = 2")
+    conn.execute("UPDATE artifact_docs SET doc = '{\"labels\": 0, ' WHERE id = 2")
     with pytest.raises(CorruptRecordError, match="reindex"):
-        await asyncio.wait_for(catalog.find_columns(fields=["labels"]), timeout=30)
+        await asyncio.wait_for(catalog.find_columns(fields=["file_relpaths"]), timeout=30)
+    with pytest.raises(CorruptRecordError, match="reindex"):
+        await catalog.find({"username": "andy"})
     # ... whether the record is read whole or as columns, never as a missing id.
     with pytest.raises(CorruptRecordError, match="reindex"):
         await catalog.get("artifact_0001")

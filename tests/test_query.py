@@ -398,7 +398,7 @@ def test_equality_on_json_is_led_by_a_text_search() -> None:
     from elliptio._catalog.sqlite import LAYOUT
 
     sql, params = query.translate({"git.seed": 777}, layout=LAYOUT)
-    assert sql.startswith("((instr((SELECT git_json")
+    assert sql.startswith("((instr((SELECT doc")
     assert "777" in params
     sql, params = query.translate({"extra.stage": 'tr"ain'}, layout=LAYOUT)
     assert sql.startswith("((instr((SELECT doc")
@@ -633,7 +633,7 @@ class _Reference:
 
         self.conn = sqlite3.connect(":memory:", isolation_level=None)
         query.register_functions(self.conn)
-        SQLiteCatalog._ensure_schema(self.conn)
+        SQLiteCatalog(None)._ensure_schema(self.conn)
 
     def ids(self, docs: list[dict[str, Any]], flt: dict[str, Any]) -> set[str]:
         from elliptio._catalog.sqlite import SQLiteCatalog, _row, _write_rows

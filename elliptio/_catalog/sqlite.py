@@ -18,6 +18,7 @@ import concurrent.futures
 import dataclasses
 import datetime as dt
 import functools
+import hashlib
 import itertools
 import logging
 import os
@@ -28,11 +29,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple, TypeVar
 
-import bson
-import bson.errors
-
-from elliptio._catalog import body as body_codec
-from elliptio._catalog import codec, filters, query, regex_guard, sqlite_stream
+from elliptio import _progress
+from elliptio._catalog import codec, filters, query, regex_guard
 from elliptio._catalog.base import (
     Catalog,
     CatalogLostError,
@@ -51,6 +49,7 @@ from elliptio._errors import (
     ArtifactNotFoundError,
     CatalogError,
     ConfigError,
+    CorruptRecordError,
     ElliptioError,
     InvalidLabelsError,
     QueryError,
@@ -61,38 +60,31 @@ __all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
-# Three tables, one row each per artifact, joined on ``id``:
+# Each record is stored once, split over two rows joined on ``id``:
 # - ``artifacts``, narrow, is what filters scan: the id, plain columns of the
-#   common filter fields, the paths where the document holds arrays, and the
-#   ``labels`` (so that a scan of ``labels.infos.*`` reads and parses little);
-# - ``artifact_docs`` holds every other top-level field as one JSON object (with a
-#   placeholder where a field kept elsewhere was), and the whole document but
-#   ``python_packages`` as a BSON `body` (values in a fixed field order), which is
-#   what reading a document or a DataFrame decodes (in C);
-# - ``artifact_extras`` holds the large, rarely filtered ``git`` and
-#   ``python_packages``, which no other query reads.
-# JSON columns hold ``{"field": value}`` objects, so paths read the same everywhere.
-_MOVED = {
-    "labels": "labels_json",
-    "python_packages": "packages_json",
-    "git": "git_json",
-    "deleted": "deleted_json",
-}
-_TABLE_OF = {
-    "doc": "artifact_docs",
-    "body": "artifact_docs",
-    "git_json": "artifact_extras",
-    "packages_json": "artifact_extras",
-}
+#   common filter fields, the paths where the record holds arrays, the
+#   ``labels`` and ``deleted`` fields (so that a scan of ``labels.infos.*`` reads
+#   and parses little) and the id of the record's Python environment;
+# - ``artifact_docs`` holds every other top-level field as one JSON object, with
+#   a placeholder where a field kept elsewhere was, so that keys keep their order.
+# The ``python_packages`` of a record, the same for every record made in one
+# environment, are stored once per distinct content in ``environments``, keyed by
+# their sha256. JSON columns hold ``{"field": value}`` objects, so paths read the
+# same everywhere. The side tables (array members, label values, file contents)
+# are keyed by what they are looked up by; a record's rows there are deleted by
+# their whole key, computed again from the record, so they need no index by artifact.
+_ENVIRONMENT = (
+    "coalesce((SELECT e.packages FROM environments AS e WHERE e.id = artifacts.environment), '{}')"
+)
+_MOVED = {"labels": "labels_json", "deleted": "deleted_json", "python_packages": _ENVIRONMENT}
 
 
 def _column_sql(column: str) -> str:
-    table = _TABLE_OF.get(column)
-    if table is None:
-        return column
-    return f"(SELECT {column} FROM {table} WHERE {table}.id = artifacts.id)"
+    if column == "doc":
+        return "(SELECT doc FROM artifact_docs WHERE artifact_docs.id = artifacts.id)"
+    return column
 
 
 # Paths with a plain column of their string (or date) value; side-table array fields.
@@ -112,7 +104,7 @@ _ARRAY_FLAG = ""
 _OTHER_FLAG = "\x01"
 LAYOUT = query.Layout(
     default_column=_column_sql("doc"),
-    columns={field: _column_sql(column) for field, column in _MOVED.items()},
+    columns=_MOVED,
     text_columns=_TEXT,
     date_columns=_DATES,
     id_field="artifact_id",
@@ -124,75 +116,54 @@ LAYOUT = query.Layout(
     label_table="label_values",
 )
 _PROMOTED = (*_TEXT, *_DATES)
-# New in version 3: names with versions and their aliases, the commit leases and
-# the index of file contents (sha256, size) that deduplication looks up.
-_V3_ADDITIONS = (
-    "CREATE UNIQUE INDEX artifacts_name_version ON artifacts (name, name_version)"
-    " WHERE name_version IS NOT NULL",
-    "CREATE INDEX artifacts_name ON artifacts (name, creation_time)",
-    "CREATE TABLE names (name TEXT PRIMARY KEY, last_version INTEGER NOT NULL)",
-    "CREATE TABLE aliases (name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL,"
-    " PRIMARY KEY (name, alias)) WITHOUT ROWID",
-    "CREATE TABLE leases (artifact_id TEXT PRIMARY KEY, prefix TEXT NOT NULL,"
-    " started TEXT NOT NULL, state TEXT NOT NULL)",
-    "CREATE TABLE file_objects (sha256 TEXT NOT NULL, size INTEGER NOT NULL,"
-    " artifact INTEGER NOT NULL, url TEXT NOT NULL,"
-    " PRIMARY KEY (sha256, size, artifact, url)) WITHOUT ROWID",
-    "CREATE INDEX file_objects_artifact ON file_objects (artifact)",
-    "CREATE INDEX file_objects_size ON file_objects (size)",
-)
-# New in version 5: what each run read, written by every process of the run.
-_V5_ADDITIONS = (
-    "CREATE TABLE IF NOT EXISTS run_inputs (run_id TEXT NOT NULL, artifact_id TEXT NOT NULL,"
-    " PRIMARY KEY (run_id, artifact_id))",
-)
-# New in version 6: a tombstone's ``deleted`` in the narrow table, so that every
-# find's "not deleted" test reads a two-byte "{}" instead of the whole document.
-_V6_ADDITIONS = ("ALTER TABLE artifacts ADD COLUMN deleted_json TEXT NOT NULL DEFAULT '{}'",)
-# New in version 7: every string and number of a record's labels, by dotted path,
-# so that equality and $in on any label path (labels.infos.seed) are index lookups.
-# ``value`` has no declared type: numbers stay numbers, strings strings.
-_LABEL_TABLE = (
-    "CREATE TABLE IF NOT EXISTS label_values (path TEXT NOT NULL, value NOT NULL,"
-    " artifact INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS label_values_path_value ON label_values (path, value)",
-    "CREATE INDEX IF NOT EXISTS label_values_artifact ON label_values (artifact)",
-)
-# Also new in version 7: documents with a non-string value at a promoted text path are
-# listed under _OTHER_FLAG; rows written before are checked once, in SQL (only
-# those whose plain column is NULL can hold one).
-_V7_ADDITIONS = tuple(
-    "INSERT OR IGNORE INTO side_values (field, value, artifact)"
-    f" SELECT char(1), '{path}', a.id FROM artifacts AS a WHERE a.{column} IS NULL"
-    f" AND json_type({json_column}, '$.{path}') NOT IN ('null', 'text', 'array')"
-    for path, column, json_column in (
-        ("username", "username", "(SELECT doc FROM artifact_docs AS d WHERE d.id = a.id)"),
-        ("name", "name", "(SELECT doc FROM artifact_docs AS d WHERE d.id = a.id)"),
-        ("labels.datatype", "datatype", "a.labels_json"),
-        ("labels.project", "project", "a.labels_json"),
-    )
-)
 _SCHEMA = (
     "CREATE TABLE artifacts ("
     " id INTEGER PRIMARY KEY,"
     " artifact_id TEXT NOT NULL UNIQUE,"
     " creation_time TEXT, username TEXT, datatype TEXT, project TEXT,"
     " arrays TEXT NOT NULL, labels_json TEXT NOT NULL, name TEXT, name_version INTEGER,"
-    " deleted_json TEXT NOT NULL DEFAULT '{}')",
-    "CREATE TABLE artifact_docs (id INTEGER PRIMARY KEY, doc TEXT NOT NULL, body BLOB NOT NULL)",
-    "CREATE TABLE artifact_extras ("
-    " id INTEGER PRIMARY KEY, git_json TEXT NOT NULL, packages_json TEXT NOT NULL)",
+    " deleted_json TEXT NOT NULL DEFAULT '{}', environment INTEGER)",
+    "CREATE TABLE artifact_docs (id INTEGER PRIMARY KEY, doc TEXT NOT NULL)",
+    "CREATE TABLE environments (id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,"
+    " packages TEXT NOT NULL)",
     "CREATE TABLE side_values ("
     " field TEXT NOT NULL, value TEXT NOT NULL, artifact INTEGER NOT NULL,"
     " PRIMARY KEY (field, value, artifact)) WITHOUT ROWID",
-    "CREATE INDEX side_values_artifact ON side_values (artifact)",
+    # Every string and number of a record's labels, by dotted path, so that
+    # equality, $in and $all on any label path (labels.infos.seed) are index
+    # lookups. ``value`` has no declared type: numbers stay numbers, strings strings.
+    "CREATE TABLE label_values (path TEXT NOT NULL, value NOT NULL, artifact INTEGER NOT NULL,"
+    " PRIMARY KEY (path, value, artifact)) WITHOUT ROWID",
+    # The contents (sha256, size) of committed files, which deduplication looks up.
+    "CREATE TABLE file_objects (size INTEGER NOT NULL, sha256 TEXT NOT NULL,"
+    " artifact INTEGER NOT NULL, url TEXT NOT NULL,"
+    " PRIMARY KEY (size, sha256, artifact, url)) WITHOUT ROWID",
     "CREATE INDEX artifacts_creation_time ON artifacts (creation_time)",
     "CREATE INDEX artifacts_username ON artifacts (username, creation_time)",
     "CREATE INDEX artifacts_datatype ON artifacts (datatype, creation_time)",
     "CREATE INDEX artifacts_project ON artifacts (project, creation_time)",
-    *_LABEL_TABLE,
-    *_V3_ADDITIONS,
-    *_V5_ADDITIONS,
+    "CREATE UNIQUE INDEX artifacts_name_version ON artifacts (name, name_version)"
+    " WHERE name_version IS NOT NULL",
+    "CREATE INDEX artifacts_name ON artifacts (name, creation_time)",
+    # Names with versions and their aliases, commit leases, what each run read.
+    "CREATE TABLE IF NOT EXISTS names (name TEXT PRIMARY KEY, last_version INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS aliases (name TEXT NOT NULL, alias TEXT NOT NULL,"
+    " version INTEGER NOT NULL, PRIMARY KEY (name, alias)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS leases (artifact_id TEXT PRIMARY KEY, prefix TEXT NOT NULL,"
+    " started TEXT NOT NULL, state TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS run_inputs (run_id TEXT NOT NULL, artifact_id TEXT NOT NULL,"
+    " PRIMARY KEY (run_id, artifact_id))",
+)
+# Tables an upgrade builds anew from the records of the old ones; the others
+# (names, aliases, leases, run_inputs) have kept their form since they came.
+_REBUILT = (
+    "artifacts",
+    "artifact_docs",
+    "artifact_extras",
+    "environments",
+    "side_values",
+    "label_values",
+    "file_objects",
 )
 _ACCEPTED_URLS = (
     "'sqlite:///relative/path.db', 'sqlite:////absolute/path.db', 'memory://' or 'memory://name'"
@@ -445,6 +416,8 @@ class SQLiteCatalog(Catalog):
                 "split it into several queries with fewer $in values or $or entries, "
                 "or use shorter field paths"
             )
+        if "malformed JSON" in str(err):
+            return _corrupt(err)
         return CatalogError(
             f"SQLite catalog {self._display} failed ({err}); check that the database "
             "file and its directory are writable and not corrupted, and that no other "
@@ -491,8 +464,7 @@ class SQLiteCatalog(Catalog):
         self._state.connection = conn
         return conn
 
-    @staticmethod
-    def _ensure_schema(conn: sqlite3.Connection) -> None:
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version == SCHEMA_VERSION:
             return
@@ -505,32 +477,11 @@ class SQLiteCatalog(Catalog):
         try:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version != SCHEMA_VERSION:  # another process may have been first
-                old: list[str] = []
-                if version == 1:
-                    # Version 1 kept whole documents in one column; carry them over.
-                    conn.execute("ALTER TABLE artifacts RENAME TO artifacts_v1")
-                    for name in [r[0] for r in conn.execute(_V1_INDEXES)]:
-                        conn.execute(f'DROP INDEX "{name}"')
-                    rows = conn.execute("SELECT doc FROM artifacts_v1 ORDER BY rowid")
-                    old = [r[0] for r in rows]
-                if version in (2, 3, 4, 5, 6):
-                    if version == 2:
-                        _upgrade_v2(conn)
-                    if version in (2, 3):
-                        _upgrade_v3(conn)
-                    for statement in _V5_ADDITIONS if version < 5 else ():
-                        conn.execute(statement)
-                    for statement in _V6_ADDITIONS if version < 6 else ():
-                        conn.execute(statement)
-                    for statement in (*_V7_ADDITIONS, *_LABEL_TABLE):
-                        conn.execute(statement)
-                    _fill_label_values(conn)
-                else:
+                if version == 0:
                     for statement in _SCHEMA:
                         conn.execute(statement)
-                if old:
-                    _write_rows(conn, [_row(codec.loads(text)) for text in old])
-                conn.execute("DROP TABLE IF EXISTS artifacts_v1")
+                else:
+                    _upgrade(conn, version, self._display)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
@@ -607,19 +558,27 @@ class SQLiteCatalog(Catalog):
         Raises:
             ArtifactNotFoundError: no document has this id.
         """
-        rows = await self._run(
-            self._select, f"SELECT {_LOAD_ALL} FROM artifacts WHERE artifact_id = ?1", [artifact_id]
+        found = await self._run(
+            self._select_docs,
+            f"SELECT {_LOAD} FROM artifacts WHERE artifact_id = ?1",
+            [artifact_id],
         )
-        if not rows:
+        if not found[0]:
             raise ArtifactNotFoundError(
                 f"no artifact {artifact_id!r} in catalog {self._display}; check the id, "
                 "or search with find()"
             )
-        return _load(rows[0], None)
+        return _load_all(*found, None)[0]
 
     @staticmethod
     def _select(conn: sqlite3.Connection, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         return conn.execute(sql, params).fetchall()
+
+    @staticmethod
+    def _select_docs(conn: sqlite3.Connection, sql: str, params: list[Any]) -> _Loaded:
+        """Rows selected with `_LOAD`, and the packages of their environments."""
+        rows = conn.execute(sql, params).fetchall()
+        return rows, _environment_texts(conn, {row[0] for row in rows})
 
     async def find(
         self,
@@ -646,11 +605,17 @@ class SQLiteCatalog(Catalog):
         """
         pairs, names = _checked(filter, sort, skip, limit, fields)
         wanted = None if names is None else ["artifact_id", *names]
-        rows = await self._run(self._find_rows, filter, pairs, skip, limit, wanted)
+        sql, params = self._matching(filter, pairs, skip, limit, _LOAD)
+        rows, envs = await self._run(self._select_docs_matching, sql, params)
         if len(rows) < _DECODE_OFF_LOOP:
-            return _load_all(rows, wanted)
+            return _load_all(rows, envs, wanted)
         # Decoding many documents takes long enough to stall other tasks.
-        return await asyncio.to_thread(_load_all, rows, wanted)
+        return await asyncio.to_thread(_load_all, rows, envs, wanted)
+
+    def _select_docs_matching(
+        self, conn: sqlite3.Connection, sql: Callable[[sqlite3.Connection], str], params: list[Any]
+    ) -> _Loaded:
+        return self._select_docs(conn, sql(conn), params)
 
     async def find_columns(
         self,
@@ -663,74 +628,67 @@ class SQLiteCatalog(Catalog):
     ) -> dict[str, list[Any]]:
         """The matching documents as columns; see `Catalog.find_columns`.
 
-        Each column is one slot of every document's body, read without building
-        the documents; the worker thread reads while another thread decodes
-        (`sqlite_stream`).
+        SQLite picks each wanted field out of the stored JSON (``json_extract``
+        with several paths copies their text as stored), so only those fields are
+        parsed in Python, one small array per row, and no document is built.
         """
         pairs, names = _checked(filter, sort, skip, limit, fields)
-        if names is None or not set(names) <= set(body_codec.FIELDS):
+        if names is None:
+            raise QueryError("find_columns needs a list of fields")
+        wanted = [n for n in names if n != "artifact_id"]
+        if any('"' in n or not n.isprintable() for n in wanted):  # no JSON path names them
             return await super().find_columns(
                 filter, sort=pairs, skip=skip, limit=limit, fields=fields
             )
-        packages = "python_packages" in names
-        sink: sqlite_stream.Stream = sqlite_stream.Stream()
-        producer = asyncio.ensure_future(
-            self._run(self._stream_rows, filter, pairs, skip, limit, packages, sink)
+        groups = {
+            column: [n for n in wanted if n != "creation_time" and _MOVED.get(n, "doc") == column]
+            for column in ("doc", "labels_json", "deleted_json")
+        }
+        parts, paths = [], []
+        for column, members in groups.items():
+            if members:
+                source = _column_sql(column)
+                # Two paths at least, so the result is always an array of the texts.
+                marks = ", ".join(
+                    "'$.\"" + m.replace("'", "''") + "\"'" for m in [*members, members[0]]
+                )
+                parts.append(f"json_extract({source}, {marks})")
+                paths.extend(members)
+        extracted = " || ',' || ".join(parts) if parts else "''"
+        select = (
+            f"environment, artifact_id, creation_time,"
+            f" CASE WHEN creation_time IS NULL THEN json_extract({_column_sql('doc')},"
+            " '$.creation_time', '$.creation_time') END, '[' || " + extracted + " || ']'"
         )
-        producer.add_done_callback(lambda _: sqlite_stream.stop(sink))
-        try:
-            read = await asyncio.to_thread(sqlite_stream.consume, sink, names)
-        finally:
-            await asyncio.wait([producer])
-            failed = producer.exception()  # retrieved, so never reported as lost
-        if failed is not None:
-            raise failed
-        if read is None:  # the producer succeeded, so this cannot happen
-            raise CatalogError(f"catalog {self._display}: a read ended incomplete; retry")
-        keys, table = read
-        if packages:
-            table["python_packages"] = _packages_of([key[3] for key in keys])
-        return table
+        sql, params = self._matching(filter, pairs, skip, limit, select)
+        rows, envs = await self._run(self._select_docs_matching, sql, params)
+        return await asyncio.to_thread(_columns, rows, envs, wanted, groups)
 
-    def _stream_rows(
+    def _matching(
         self,
-        conn: sqlite3.Connection,
         flt: Filter | None,
         pairs: list[tuple[str, int]],
         skip: int,
         limit: int,
-        packages: bool,
-        sink: sqlite_stream.Stream,
-    ) -> None:
-        where, order, params = query.translate_query(flt, pairs, layout=self._layout(conn))
-        order = f"{order}, id" if order else "ORDER BY id"
-        n = len(params)
-        extra = f", {_column_sql('packages_json')}" if packages else ""
-        sql = (
-            f"SELECT id, artifact_id, creation_time{extra} FROM artifacts WHERE {where} {order}"
-            f" LIMIT ?{n + 1} OFFSET ?{n + 2}"
-        )
-        log.debug("query plan: %s", sql)
-        sqlite_stream.produce(conn, sql, [*params, limit or -1, skip], sink)
+        columns: str,
+    ) -> tuple[Callable[[sqlite3.Connection], str], list[Any]]:
+        """The SQL (made on the worker, which knows the layout) selecting ``columns``
+        of the matching rows in order, and its parameters (filled in then)."""
+        params: list[Any] = []
 
-    def _find_rows(
-        self,
-        conn: sqlite3.Connection,
-        flt: Filter | None,
-        pairs: list[tuple[str, int]],
-        skip: int,
-        limit: int,
-        wanted: list[str] | None,
-    ) -> list[tuple[Any, ...]]:
-        where, order, params = query.translate_query(flt, pairs, layout=self._layout(conn))
-        order = f"{order}, id" if order else "ORDER BY id"
-        n = len(params)
-        columns = _load_columns(wanted)
-        sql = (
-            f"SELECT {columns} FROM artifacts WHERE {where} {order} LIMIT ?{n + 1} OFFSET ?{n + 2}"
-        )
-        log.debug("query plan: %s", sql)
-        return conn.execute(sql, [*params, limit or -1, skip]).fetchall()
+        def sql(conn: sqlite3.Connection) -> str:
+            where, order, values = query.translate_query(flt, pairs, layout=self._layout(conn))
+            order = f"{order}, artifacts.id" if order else "ORDER BY artifacts.id"
+            n = len(values)
+            params[:] = [*values, limit or -1, skip]
+            text = (
+                f"SELECT {columns} FROM artifacts WHERE {where} {order}"
+                f" LIMIT ?{n + 1} OFFSET ?{n + 2}"
+            )
+            log.debug("query plan: %s", text)
+            return text
+
+        return sql, params
 
     @staticmethod
     def _layout(conn: sqlite3.Connection) -> query.Layout:
@@ -772,12 +730,12 @@ class SQLiteCatalog(Catalog):
     def _delete(self, conn: sqlite3.Connection, artifact_id: str) -> None:
         self._begin_write(conn)
         try:
-            row = conn.execute(
-                "SELECT id FROM artifacts WHERE artifact_id = ?", (artifact_id,)
-            ).fetchone()
-            if row is not None:
-                for table in (*_SIDE_TABLES, *(f"{t} WHERE id" for t in _TABLES)):
-                    conn.execute(f"DELETE FROM {table} = ?", row)
+            stored = _stored(conn, artifact_id)
+            if stored is not None:
+                row_id, doc = stored
+                _forget_side(conn, row_id, doc)
+                conn.execute("DELETE FROM artifacts WHERE id = ?", (row_id,))
+                conn.execute("DELETE FROM artifact_docs WHERE id = ?", (row_id,))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -794,38 +752,28 @@ class SQLiteCatalog(Catalog):
     def _replace_row(self, conn: sqlite3.Connection, row: _Row, revision: tuple[bool, int]) -> bool:
         self._begin_write(conn)
         try:
-            found = conn.execute(
-                f"SELECT id, {_LOAD_ALL} FROM artifacts WHERE artifact_id = ?", (row.artifact_id,)
-            ).fetchone()
-            if found is None or record_revision(_load(found[1:], None)) != tuple(revision):
+            stored = _stored(conn, row.artifact_id)
+            if stored is None or stored[1] is None or record_revision(stored[1]) != tuple(revision):
                 conn.rollback()
                 return False
-            row_id = found[0]
+            row_id, old = stored
+            _forget_side(conn, row_id, old)
+            envs = _environments(conn, [row])
             conn.execute(
                 "UPDATE artifacts SET creation_time = ?, username = ?, datatype = ?, project = ?,"
-                " arrays = ?, labels_json = ?, name = ?, name_version = ?, deleted_json = ?"
-                " WHERE id = ?",
-                (*row[1:7], row.name, row.name_version, row.deleted_json, row_id),
+                " arrays = ?, labels_json = ?, name = ?, name_version = ?, deleted_json = ?,"
+                " environment = ? WHERE id = ?",
+                (
+                    *row[1:7],
+                    row.name,
+                    row.name_version,
+                    row.deleted_json,
+                    _env_id(envs, row),
+                    row_id,
+                ),
             )
-            conn.execute(
-                "UPDATE artifact_docs SET doc = ?, body = ? WHERE id = ?",
-                (row.doc, row.body, row_id),
-            )
-            conn.execute(
-                "UPDATE artifact_extras SET git_json = ?, packages_json = ? WHERE id = ?",
-                (row.git_json, row.packages_json, row_id),
-            )
-            for table in _SIDE_TABLES:
-                conn.execute(f"DELETE FROM {table} = ?", (row_id,))
-            conn.executemany(
-                "INSERT INTO side_values (field, value, artifact) VALUES (?, ?, ?)",
-                [(f, v, row_id) for f, v in row.side],
-            )
-            conn.executemany(
-                "INSERT INTO label_values (path, value, artifact) VALUES (?, ?, ?)",
-                [(p, v, row_id) for p, v in row.labels],
-            )
-            _write_extras(conn, [(row_id, row.name_version, row.name, row.objects)])
+            conn.execute("UPDATE artifact_docs SET doc = ? WHERE id = ?", (row.doc, row_id))
+            _write_side(conn, row_id, row)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -962,12 +910,8 @@ class SQLiteCatalog(Catalog):
         except ArtifactExistsError:
             # Exactly this record is in already (restored from this writer's own
             # sidecar): it is committed, and the lease is done with.
-            stored = conn.execute(
-                "SELECT d.body FROM artifacts a JOIN artifact_docs d ON d.id = a.id"
-                " WHERE a.artifact_id = ?",
-                (row.artifact_id,),
-            ).fetchone()
-            if stored is None or stored[0] != row.body:
+            stored = _stored(conn, row.artifact_id)
+            if stored is None or stored[1] is None or not _same(_row(stored[1]), row):
                 raise
             self._write(conn, "DELETE FROM leases WHERE artifact_id = ?", (row.artifact_id,))
 
@@ -1123,20 +1067,10 @@ class SQLiteCatalog(Catalog):
 
 # -- rows -----------------------------------------------------------------------
 
-_V1_INDEXES = (
-    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'artifacts_v1'"
-    " AND sql IS NOT NULL"
-)
 _PLACEHOLDER = 0
 _CONTAINERS = {dict, list}
-_TABLES = ("artifacts", "artifact_docs", "artifact_extras")
 # A record that is not a tombstone (`elliptio._lifecycle`), on ``artifacts a``.
 _LIVE = "json_extract(a.deleted_json, '$.deleted') IS NULL"
-_SIDE_TABLES = (
-    "side_values WHERE artifact",
-    "file_objects WHERE artifact",
-    "label_values WHERE artifact",
-)
 
 
 class _Row(NamedTuple):
@@ -1149,13 +1083,13 @@ class _Row(NamedTuple):
     labels_json: str
     deleted_json: str
     doc: str
-    body: bytes
-    git_json: str
-    packages_json: str
+    # ``{"python_packages": ...}`` as JSON and its sha256, or ``None``.
+    packages: str | None
+    packages_sha: str | None
     side: list[tuple[str, str]]
     name: str | None
     name_version: int | None
-    objects: list[tuple[str, int, str]]
+    objects: list[tuple[int, str, str]]
     labels: list[tuple[str, Any]]
 
 
@@ -1199,11 +1133,13 @@ def _row(doc: Document) -> _Row:
     paths: list[str] = []
     _array_paths(source, "", paths)
     moved = {
-        column: codec.to_text({field: source[field]}) if field in source else "{}"
-        for field, column in _MOVED.items()
+        field: codec.to_text({field: source[field]}) if field in source else "{}"
+        for field in _MOVED
     }
+    packages = moved["python_packages"] if "python_packages" in source else None
     rest = {k: (_PLACEHOLDER if k in _MOVED else v) for k, v in source.items()}
     created = plain["creation_time"][0]
+    labels = query.label_values(source["labels"]) if "labels" in source else []
     return _Row(
         artifact_id=source["artifact_id"],
         creation_time=codec.date_text(created) if isinstance(created, dt.datetime) else None,
@@ -1211,17 +1147,16 @@ def _row(doc: Document) -> _Row:
         datatype=_text_or_none(plain["labels.datatype"][0]),
         project=_text_or_none(plain["labels.project"][0]),
         arrays=query.array_paths_text(paths),
-        labels_json=moved["labels_json"],
-        deleted_json=moved["deleted_json"],
+        labels_json=moved["labels"],
+        deleted_json=moved["deleted"],
         doc=codec.to_text(rest),
-        body=body_codec.encode(source),
-        git_json=moved["git_json"],
-        packages_json=moved["packages_json"],
+        packages=packages,
+        packages_sha=None if packages is None else hashlib.sha256(packages.encode()).hexdigest(),
         side=side,
         name=_text_or_none(plain["name"][0]),
         name_version=_name_version(source),
         objects=_objects(source),
-        labels=query.label_values(source["labels"]) if "labels" in source else [],
+        labels=list(dict.fromkeys(labels)),
     )
 
 
@@ -1233,9 +1168,9 @@ def _name_version(doc: Document) -> int | None:
     return None
 
 
-def _objects(doc: Document) -> list[tuple[str, int, str]]:
-    """``(sha256, size, url)`` of every well-formed file and log record of a document."""
-    found: dict[tuple[str, int, str], None] = {}
+def _objects(doc: Document) -> list[tuple[int, str, str]]:
+    """``(size, sha256, url)`` of every well-formed file and log record of a document."""
+    found: dict[tuple[int, str, str], None] = {}
     for field in ("files", "logs"):
         items = doc.get(field)
         for item in items if isinstance(items, list) else ():
@@ -1243,125 +1178,192 @@ def _objects(doc: Document) -> list[tuple[str, int, str]]:
                 continue
             sha, size, url = item.get("sha256"), item.get("size"), item.get("url")
             if isinstance(sha, str) and type(size) is int and isinstance(url, str):
-                found[(sha, size, url)] = None
+                found[(size, sha, url)] = None
     return list(found)
-
-
-def _upgrade_v2(conn: sqlite3.Connection) -> None:
-    """Bring a version-2 database to version 3 inside the caller's transaction."""
-    conn.execute("ALTER TABLE artifacts ADD COLUMN name TEXT")
-    conn.execute("ALTER TABLE artifacts ADD COLUMN name_version INTEGER")
-    for statement in _V3_ADDITIONS:
-        conn.execute(statement)
-    rows = conn.execute("SELECT id, body FROM artifact_docs ORDER BY id").fetchall()
-    for row_id, body in rows:
-        doc = bson.decode(body, codec_options=body_codec.OPTIONS)
-        name, is_array = _plain(doc, "name")
-        conn.execute(
-            "UPDATE artifacts SET name = ?, name_version = ? WHERE id = ?",
-            (_text_or_none(name), _name_version(doc), row_id),
-        )
-        if is_array:
-            conn.execute(
-                "INSERT OR IGNORE INTO side_values (field, value, artifact) VALUES (?, ?, ?)",
-                (_ARRAY_FLAG, "name", row_id),
-            )
-        _write_extras(conn, [(row_id, _name_version(doc), name, _objects(doc))])
-
-
-def _fill_label_values(conn: sqlite3.Connection) -> None:
-    """Index the labels of rows written before version 7, in batches."""
-    conn.execute("DELETE FROM label_values")
-    rows = conn.execute("SELECT id, labels_json FROM artifacts ORDER BY id")
-    while batch := rows.fetchmany(10_000):
-        conn.executemany(
-            "INSERT INTO label_values (path, value, artifact) VALUES (?, ?, ?)",
-            [
-                (path, value, row_id)
-                for row_id, text in batch
-                if "labels" in (labels := codec.loads(text))
-                for path, value in query.label_values(labels["labels"])
-            ],
-        )
-
-
-def _upgrade_v3(conn: sqlite3.Connection) -> None:
-    """Bring a version-3 database to version 4 inside the caller's transaction.
-
-    Version 4 changed only the BSON body: from the document with placeholders for
-    ``git`` and ``python_packages`` to `body_codec.encode`'s array of values.
-    """
-    (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM artifact_docs").fetchone()
-    for start in range(0, top, _UPGRADE_BATCH):
-        rows = conn.execute(
-            "SELECT d.id, d.body, e.git_json FROM artifact_docs d"
-            " JOIN artifact_extras e ON e.id = d.id WHERE d.id > ? AND d.id <= ?",
-            (start, start + _UPGRADE_BATCH),
-        ).fetchall()
-        gits = codec.loads_many([git for _, _, git in rows])
-        conn.executemany(
-            "UPDATE artifact_docs SET body = ? WHERE id = ?",
-            [
-                (body_codec.encode(body_codec.legacy_document(old, git.get("git"))), row_id)
-                for (row_id, old, _), git in zip(rows, gits, strict=True)
-            ],
-        )
-
-
-_UPGRADE_BATCH = 10_000
-_Extras = tuple[int, int | None, Any, list[tuple[str, int, str]]]
-
-
-def _write_extras(conn: sqlite3.Connection, items: Sequence[_Extras]) -> None:
-    """Index file contents and raise name counters for ``(id, version, name, objects)``."""
-    conn.executemany(
-        "INSERT OR IGNORE INTO file_objects (sha256, size, artifact, url) VALUES (?, ?, ?, ?)",
-        [(sha, size, i, url) for i, _, _, objects in items for sha, size, url in objects],
-    )
-    conn.executemany(
-        "INSERT INTO names (name, last_version) VALUES (?, ?) ON CONFLICT (name)"
-        " DO UPDATE SET last_version = max(last_version, excluded.last_version)",
-        [(name, version) for _, version, name, _ in items if version is not None],
-    )
 
 
 def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _environments(conn: sqlite3.Connection, rows: Sequence[_Row]) -> dict[str, int]:
+    """The id of each distinct environment of ``rows``, stored once per content."""
+    distinct = {row.packages_sha: row.packages for row in rows if row.packages_sha is not None}
+    if not distinct:
+        return {}
+    conn.executemany(
+        "INSERT OR IGNORE INTO environments (sha256, packages) VALUES (?, ?)", distinct.items()
+    )
+    ids: dict[str, int] = {}
+    for sha in distinct:
+        (env_id,) = conn.execute("SELECT id FROM environments WHERE sha256 = ?", (sha,)).fetchone()
+        ids[sha] = int(env_id)
+    return ids
+
+
+def _env_id(envs: dict[str, int], row: _Row) -> int | None:
+    return None if row.packages_sha is None else envs[row.packages_sha]
+
+
 def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
     """Insert rows and their side values; the caller holds the write transaction."""
     (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM artifacts").fetchone()
     ids = range(top + 1, top + 1 + len(rows))
+    envs = _environments(conn, rows)
     conn.executemany(
         "INSERT INTO artifacts (id, artifact_id, creation_time, username, datatype, project,"
-        " arrays, labels_json, name, name_version, deleted_json)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " arrays, labels_json, name, name_version, deleted_json, environment)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (i, *row[:7], row.name, row.name_version, row.deleted_json)
+            (i, *row[:7], row.name, row.name_version, row.deleted_json, _env_id(envs, row))
             for i, row in zip(ids, rows, strict=True)
         ],
     )
     conn.executemany(
-        "INSERT INTO artifact_docs (id, doc, body) VALUES (?, ?, ?)",
-        [(i, row.doc, row.body) for i, row in zip(ids, rows, strict=True)],
+        "INSERT INTO artifact_docs (id, doc) VALUES (?, ?)",
+        [(i, row.doc) for i, row in zip(ids, rows, strict=True)],
     )
+    for i, row in zip(ids, rows, strict=True):
+        _write_side(conn, i, row)
     conn.executemany(
-        "INSERT INTO artifact_extras (id, git_json, packages_json) VALUES (?, ?, ?)",
-        [(i, row.git_json, row.packages_json) for i, row in zip(ids, rows, strict=True)],
+        "INSERT INTO names (name, last_version) VALUES (?, ?) ON CONFLICT (name)"
+        " DO UPDATE SET last_version = max(last_version, excluded.last_version)",
+        [(row.name, row.name_version) for row in rows if row.name_version is not None],
     )
-    conn.executemany(
-        "INSERT INTO side_values (field, value, artifact) VALUES (?, ?, ?)",
-        [(f, v, i) for i, row in zip(ids, rows, strict=True) for f, v in row.side],
+
+
+# The side rows of a record: (table, its columns) -> the row's values, artifact last.
+_SIDE_ROWS: tuple[tuple[str, str, Callable[[_Row], Sequence[tuple[Any, ...]]]], ...] = (
+    ("side_values", "field, value", lambda row: row.side),
+    ("label_values", "path, value", lambda row: row.labels),
+    ("file_objects", "size, sha256, url", lambda row: row.objects),
+)
+
+
+def _write_side(conn: sqlite3.Connection, row_id: int, row: _Row) -> None:
+    for table, columns, values in _SIDE_ROWS:
+        conn.executemany(
+            f"INSERT OR IGNORE INTO {table} ({columns}, artifact) VALUES"
+            f" ({', '.join('?' * (columns.count(',') + 2))})",
+            [(*value, row_id) for value in values(row)],
+        )
+
+
+def _same(a: _Row, b: _Row) -> bool:
+    """Whether two rows store the same record."""
+    fields = ("doc", "labels_json", "deleted_json", "packages_sha")
+    return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
+def _stored(conn: sqlite3.Connection, artifact_id: str) -> tuple[int, Document | None] | None:
+    """The row id and record of ``artifact_id`` (``None`` for a record that cannot be
+    decoded), or ``None`` when there is none."""
+    found = conn.execute(
+        f"SELECT artifacts.id, {_LOAD} FROM artifacts WHERE artifact_id = ?", (artifact_id,)
+    ).fetchone()
+    if found is None:
+        return None
+    try:
+        [doc] = _load_all([found[1:]], _environment_texts(conn, {found[1]}), None)
+    except CorruptRecordError:
+        return int(found[0]), None
+    return int(found[0]), doc
+
+
+def _forget_side(conn: sqlite3.Connection, row_id: int, doc: Document | None) -> None:
+    """Delete a record's side rows: by their keys, computed from the record, or
+    (a record that cannot be decoded) by looking through the side tables."""
+    if doc is not None:
+        try:
+            _delete_side(conn, row_id, _row(doc))
+            return
+        except TypeError:
+            pass
+    for table, _, _ in _SIDE_ROWS:
+        conn.execute(f"DELETE FROM {table} WHERE artifact = ?", (row_id,))
+
+
+def _delete_side(conn: sqlite3.Connection, row_id: int, row: _Row) -> None:
+    for table, columns, values in _SIDE_ROWS:
+        where = " AND ".join(f"{c.strip()} = ?" for c in columns.split(","))
+        conn.executemany(
+            f"DELETE FROM {table} WHERE {where} AND artifact = ?",
+            [(*value, row_id) for value in values(row)],
+        )
+
+
+def _upgrade(conn: sqlite3.Connection, version: int, display: str) -> None:
+    """Bring a catalog of an older schema to this one, in the caller's transaction.
+
+    The tables that hold records are built anew from the old tables' records, in
+    their order, so every version takes the same path; names, aliases, leases and
+    the inputs of runs are kept as they are. Large files show progress.
+    """
+    old = {
+        r[0]
+        for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        if r[0] in _REBUILT
+    }
+    for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        f" AND tbl_name IN ({', '.join('?' * len(old))})",
+        sorted(old),
+    ).fetchall():
+        conn.execute(f'DROP INDEX "{name}"')
+    for table in old:
+        conn.execute(f'ALTER TABLE "{table}" RENAME TO "old_{table}"')
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    (total,) = conn.execute("SELECT count(*) FROM old_artifacts").fetchone()
+    log.info(
+        "upgrading catalog %s from schema %d to %d: %d records",
+        display,
+        version,
+        SCHEMA_VERSION,
+        total,
     )
-    conn.executemany(
-        "INSERT INTO label_values (path, value, artifact) VALUES (?, ?, ?)",
-        [(p, v, i) for i, row in zip(ids, rows, strict=True) for p, v in row.labels],
+    if version == 1:  # whole documents in one column
+        select = "SELECT doc FROM old_artifacts ORDER BY rowid"
+    else:  # versions 2 to 7: the same tables, with ``deleted`` kept apart from version 6
+        deleted = "a.deleted_json" if version >= 6 else "'{}'"
+        select = (
+            f"SELECT d.doc, a.labels_json, e.git_json, e.packages_json, {deleted}"
+            " FROM old_artifacts a JOIN old_artifact_docs d ON d.id = a.id"
+            " JOIN old_artifact_extras e ON e.id = a.id ORDER BY a.id"
+        )
+    bar = (
+        _progress.counting_bar(f"upgrade {display}", total) if total >= _UPGRADE_PROGRESS else None
     )
-    _write_extras(
-        conn,
-        [(i, row.name_version, row.name, row.objects) for i, row in zip(ids, rows, strict=True)],
-    )
+    cursor = conn.execute(select)
+    try:
+        while batch := cursor.fetchmany(_UPGRADE_BATCH):
+            texts = [text for row in batch for text in row]
+            values = iter(codec.loads_many(texts))
+            docs = [_merged([next(values) for _ in row]) for row in batch]
+            _write_rows(conn, [_row(doc) for doc in docs])
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+    for table in old:
+        conn.execute(f'DROP TABLE "old_{table}"')
+    log.info("upgraded catalog %s to schema %d", display, SCHEMA_VERSION)
+
+
+def _merged(parts: list[Any]) -> Document:
+    """A record from its old parts: the document, then ``{field: value}`` objects of
+    the fields kept apart, each put back where the document holds its placeholder."""
+    doc, *moved = parts
+    for part in moved:
+        for key, value in part.items():
+            doc[key] = value
+    return doc  # type: ignore[no-any-return]
+
+
+_UPGRADE_BATCH = 10_000
+# From this many records on, an upgrade draws a progress bar when someone watches.
+_UPGRADE_PROGRESS = 50_000
 
 
 def _taken_version(conn: sqlite3.Connection, rows: Sequence[_Row]) -> tuple[str, int] | None:
@@ -1402,49 +1404,112 @@ def _checked(
     return pairs, filters.check_fields(fields)
 
 
-def _load_columns(wanted: Sequence[str] | None) -> str:
-    """The SELECT list of documents: id, creation time, body, and the packages if wanted."""
-    columns = ["artifact_id", "creation_time", _column_sql("body")]
-    if wanted is None or "python_packages" in wanted:
-        columns.append(_column_sql("packages_json"))
-    return ", ".join(columns)
-
-
-_LOAD_ALL = _load_columns(None)
-
-
-def _packages(rows: list[tuple[Any, ...]]) -> list[Any] | None:
-    """The ``python_packages`` of rows selected with them, else ``None``."""
-    if not rows or len(rows[0]) < 4:
-        return None
-    return _packages_of([row[3] for row in rows])
-
-
-def _packages_of(texts: list[str]) -> list[Any]:
-    """The ``python_packages`` in ``packages_json`` texts (``None`` where absent)."""
-    return [value.get("python_packages") for value in codec.loads_many(texts)]
-
-
-def _load(row: tuple[Any, ...], wanted: list[str] | None) -> Document:
-    """One document of a row selected with `_load_columns`."""
-    return _load_all([row], wanted)[0]
-
-
+# Rows selected with `_LOAD`, and ``{environment id: packages JSON}`` of theirs.
+_Loaded = tuple[list[tuple[Any, ...]], dict[int, str]]
+_LOAD = f"environment, {_column_sql('doc')}, labels_json, deleted_json"
 # From this many rows on, documents are decoded on a thread, off the event loop.
 _DECODE_OFF_LOOP = 1000
 
 
-def _load_all(rows: list[tuple[Any, ...]], wanted: list[str] | None) -> list[Document]:
-    """The documents of rows selected with `_load_columns`, in order.
+def _environment_texts(conn: sqlite3.Connection, ids: set[Any]) -> dict[int, str]:
+    """``{id: packages JSON}`` of the environments ``ids`` (``None`` among them is none)."""
+    wanted = sorted(i for i in ids if i is not None)
+    found: dict[int, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT id, packages FROM environments WHERE id IN ({marks})"
+        found.update(conn.execute(sql, chunk).fetchall())
+    return found
+
+
+def _corrupt(err: Exception) -> CorruptRecordError:
+    return CorruptRecordError(
+        f"a record in the catalog cannot be decoded ({err!r}); restore the catalog "
+        "file from a backup or rebuild it with 'elliptio reindex'"
+    )
+
+
+class _Packages:
+    """The ``python_packages`` of environments, each decoded once; every record
+    gets a copy of its own, so changing one record's never changes another's."""
+
+    def __init__(self, texts: dict[int, str]) -> None:
+        self._texts = texts
+        self._values: dict[int, tuple[Any, bool]] = {}
+
+    def __call__(self, env: Any) -> Any:
+        if env not in self._values:
+            value = codec.loads(self._texts[env])["python_packages"]
+            flat = isinstance(value, dict) and not _CONTAINERS & set(map(type, value.values()))
+            self._values[env] = (value, flat)
+        value, flat = self._values[env]
+        if flat:
+            return dict(value)
+        return codec.loads(self._texts[env])["python_packages"]
+
+
+def _load_all(
+    rows: list[tuple[Any, ...]], envs: dict[int, str], wanted: list[str] | None
+) -> list[Document]:
+    """The documents of rows selected with `_LOAD`, in order.
 
     ``rows`` is emptied, so that the rows are freed as soon as they are decoded.
+
+    Raises:
+        CorruptRecordError: a stored record is not what this module writes.
     """
-    docs = body_codec.decode_docs(rows, _packages(rows))
-    rows.clear()
-    if wanted is not None:
-        keep = frozenset(wanted)
-        for doc in docs:
-            if not keep.issuperset(doc):
+    keep = None if wanted is None else frozenset(wanted)
+    try:
+        values = codec.loads_many([text for row in rows for text in row[1:]])
+        packages = _Packages(envs)
+        docs: list[Document] = []
+        for i, row in enumerate(rows):
+            doc, labels, deleted = values[3 * i : 3 * i + 3]
+            if not isinstance(doc, dict):
+                raise TypeError(f"a record is {type(doc).__name__}, not an object")
+            if "labels" in doc:
+                doc["labels"] = labels["labels"]
+            if "deleted" in doc:
+                doc["deleted"] = deleted["deleted"]
+            if "python_packages" in doc and (keep is None or "python_packages" in keep):
+                doc["python_packages"] = packages(row[0])
+            if keep is not None and not keep.issuperset(doc):
                 for key in doc.keys() - keep:
                     del doc[key]
+            docs.append(doc)
+    except (ValueError, LookupError, TypeError) as err:
+        raise _corrupt(err) from err
+    rows.clear()
     return docs
+
+
+def _columns(
+    rows: list[tuple[Any, ...]],
+    envs: dict[int, str],
+    wanted: list[str],
+    groups: dict[str, list[str]],
+) -> dict[str, list[Any]]:
+    """Columns of rows selected by `SQLiteCatalog.find_columns`, in order."""
+    try:
+        extracted = codec.loads_many([row[4] for row in rows])
+        table: dict[str, list[Any]] = {"artifact_id": [row[1] for row in rows]}
+        k = 0
+        for members in groups.values():
+            if members:
+                for j, field in enumerate(members):
+                    table[field] = [value[k][j] for value in extracted]
+                k += 1
+        if "creation_time" in wanted:
+            table["creation_time"] = [
+                codec.parse_date(row[2]) if row[2] is not None else codec.loads(row[3])[0]
+                for row in rows
+            ]
+        if "python_packages" in wanted:
+            packages = _Packages(envs)
+            table["python_packages"] = [
+                None if row[0] is None else packages(row[0]) for row in rows
+            ]
+    except (ValueError, LookupError, TypeError) as err:
+        raise _corrupt(err) from err
+    return {"artifact_id": table["artifact_id"]} | {field: table[field] for field in wanted}
