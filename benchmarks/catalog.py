@@ -1,30 +1,30 @@
-"""The embedded SQLite catalog at 10k, 100k and 1M artifacts, next to montydb.
+"""The catalog at scale: issue 17's bars, this tree beside an earlier release, in one run.
 
-Builds catalogs of synthetic but realistic records (about 150 python packages, git
-state, labels with a few ``infos``, one to three files, lineage to earlier
-artifacts) and reports, side by side in one run:
+Builds SQLite catalogs of synthetic but realistic records (about 150 python
+packages, git state, labels with a few ``infos``, one to three files, lineage to
+earlier artifacts) with the bulk path (``insert_many`` in batches of 10,000, one
+transaction each) and reports, for this tree and for the baseline release (0.3.1
+by default, its code taken from git and run in its own process):
 
-- bulk insert rate (records per second, batches of 10,000 through ``insert_many``);
-- median latency of an indexed query: username + datatype + creation-time range,
-  newest first (the handler's default sort), limit 10;
-- median latency of a query on an unindexed ``labels.infos`` key;
-- median latency of ``based_on`` membership (who built on this artifact?);
-- ``find()`` -> pandas DataFrame of 100,000 rows (all rows below 100k), with the
-  handler's default columns: elliptio through ``AsyncHandler.find``, what users
-  call; montydb through its cursor, then the same DataFrame built from the
-  documents (``to_frame``), as a montydb user would.
+- catalog bytes per artifact (the SQLite file, and on MongoDB the BSON of the
+  stored records plus their environments, divided by the number of artifacts);
+- bulk insert rate on the way to the size;
+- median latency of: an equality on an ``infos`` key; a ``$regex`` on file
+  names (literal, and a pattern); user + creation-time range, newest first,
+  limit 100 (indexed); ``find()`` -> pandas DataFrame of 100,000 rows (all rows
+  below 100k) through ``AsyncHandler.find``, what users call;
+- lines of code in ``elliptio/_catalog/``.
 
-Every latency is timed until the call returns its result; freeing the result
-and collecting its garbage afterwards is not timed, for either catalog, and is
-reported for the DataFrame.
+Beside each latency is its floor: the same filter on an in-memory pandas frame
+of the same records (built once, untimed), and for the DataFrame, pandas
+building the same frame from documents already in memory.
 
-montydb (MongoDB implemented in Python, on its sqlite storage) runs the same data
-and queries at 10k and 100k as the anchor; install it with ``pip install montydb``
-(a benchmark-only dependency). Bars: indexed query on 1M < 10 ms median,
-unindexed query on 1M < 1.5 s, at least 20x faster than montydb at 100k on every
-query.
+Every latency is timed until the call returns its result; freeing the result and
+a full garbage collection follow, untimed, for every contender alike.
 
-Run:  python benchmarks/catalog.py [--sizes 10000,100000,1000000] [--monty 10000,100000]
+Run:  python benchmarks/catalog.py [--sizes 100000,1000000] [--baseline fa13802]
+      [--baseline-sizes 100000]
+(0.3.1 builds 1M records at ~1,000/s, 18 minutes: it runs at the baseline sizes only.)
 """
 
 from __future__ import annotations
@@ -33,20 +33,19 @@ import argparse
 import asyncio
 import datetime as dt
 import gc
+import json
+import os
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from elliptio import AsyncHandler
-from elliptio._catalog.sqlite import SQLiteCatalog
-from elliptio._frame import plan_frame, to_frame
-
+ROOT = Path(__file__).resolve().parents[1]
 UTC = dt.UTC
 START = dt.datetime(2024, 1, 1, tzinfo=UTC)
 USERS = [f"user{i:02d}" for i in range(50)]
@@ -57,6 +56,8 @@ BATCH = 10_000
 FRAME_ROWS = 100_000
 DEFAULT_SORT = [("creation_time", -1), ("artifact_id", -1)]
 REPEATS = 15
+# Records whose stored MongoDB form is measured (they are all alike in size).
+MONGO_SAMPLE = 100_000
 
 
 def artifact_id(n: int) -> str:
@@ -125,186 +126,279 @@ def queries(size: int) -> dict[str, list[dict[str, Any]]]:
     """A few filters of each kind, chosen to match something at every size."""
     rng = random.Random(7)
     end = START + dt.timedelta(seconds=size * 30)
-    indexed, unindexed, lineage = [], [], []
+    out: dict[str, list[dict[str, Any]]] = {
+        "infos": [],
+        "regex literal": [],
+        "regex pattern": [],
+        "user+time": [],
+    }
     for _ in range(REPEATS):
         lo = START + (end - START) * rng.random() * 0.5
-        indexed.append(
+        out["infos"].append({"labels.infos.seed": rng.randrange(size)})
+        out["regex literal"].append({"file_relpaths": {"$regex": f"part-{rng.randrange(size)}-"}})
+        out["regex pattern"].append(
+            {"file_relpaths": {"$regex": f"^data/part-{rng.randrange(size)}-[0-9]\\.csv$"}}
+        )
+        out["user+time"].append(
             {
                 "username": rng.choice(USERS),
-                "labels.datatype": rng.choice(DATATYPES),
                 "creation_time": {"$gte": lo, "$lt": lo + (end - START) / 2},
             }
         )
-        unindexed.append({"labels.infos.seed": rng.randrange(size)})
-        lineage.append({"based_on": artifact_id(rng.randrange(size // 2))})
-    return {"indexed": indexed, "unindexed": unindexed, "based_on": lineage}
+    return out
 
 
-class Contender:
-    name = ""
-
-    async def insert_many(self, docs: list[dict[str, Any]]) -> None:
-        raise NotImplementedError
-
-    async def find(self, flt: dict[str, Any], limit: int, fields: list[str] | None) -> list[Any]:
-        raise NotImplementedError
-
-    async def frame(self, rows: int) -> Any:
-        """The DataFrame of the newest ``rows`` artifacts, default columns (and
-        anything else the caller should free after the timing)."""
-        docs = await self.find({}, rows, ["artifact_id", *plan_frame().fields])
-        return docs, to_frame(docs)
-
-    async def close(self) -> None:
-        pass
-
-
-class Elliptio(Contender):
-    name = "elliptio SQLite"
-
-    def __init__(self, path: Path) -> None:
-        self.catalog = SQLiteCatalog(path)
-        self.handler = AsyncHandler(path.with_suffix(".store"), self.catalog)
-
-    async def insert_many(self, docs: list[dict[str, Any]]) -> None:
-        await self.catalog.insert_many(docs)
-
-    async def find(self, flt: dict[str, Any], limit: int, fields: list[str] | None) -> list[Any]:
-        return await self.catalog.find(flt, sort=DEFAULT_SORT, limit=limit, fields=fields)
-
-    async def frame(self, rows: int) -> Any:
-        return await self.handler.find(max_docs=rows)
-
-    async def close(self) -> None:
-        await self.catalog.close()
-
-
-class Monty(Contender):
-    name = "montydb (sqlite)"
-
-    def __init__(self, path: Path) -> None:
-        from montydb import MontyClient, set_storage
-
-        set_storage(str(path), storage="sqlite", use_bson=True)
-        self.client = MontyClient(str(path))
-        self.collection = self.client["bench"]["artifacts"]
-
-    async def insert_many(self, docs: list[dict[str, Any]]) -> None:
-        self.collection.insert_many([dict(d) for d in docs])
-
-    async def find(self, flt: dict[str, Any], limit: int, fields: list[str] | None) -> list[Any]:
-        projection = None if fields is None else {"_id": 0, **dict.fromkeys(fields, 1)}
-        cursor = self.collection.find(_naive(flt), projection).sort(DEFAULT_SORT).limit(limit)
-        return list(cursor)
-
-    async def close(self) -> None:
-        self.client.close()
-
-
-def _naive(value: Any) -> Any:
-    """montydb decodes dates as naive UTC and cannot compare them with aware ones."""
-    if isinstance(value, dt.datetime):
-        return value.astimezone(UTC).replace(tzinfo=None)
-    if isinstance(value, dict):
-        return {k: _naive(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_naive(v) for v in value]
-    return value
-
-
-async def median_ms(
-    run: Callable[[Any], Awaitable[object]], args: list[Any], freed: list[float] | None = None
-) -> float:
-    """Median time of ``run`` over ``args``, until it returns its result.
-
-    Each result is freed after its timing, for every contender alike: the time
-    to free what a query returned is spent when the caller drops it, not by the
-    query. A full garbage collection follows, also untimed, so that no call pays
-    for collecting an earlier call's garbage (montydb's results hold reference
-    cycles, which only the collector frees). ``freed``, if given, receives the
-    median time that freeing and collecting took.
-    """
+async def median_ms(run: Callable[[Any], Awaitable[object]], args: list[Any]) -> float:
+    """Median time of ``run`` over ``args``, until it returns its result; each
+    result is freed and garbage collected after its timing, untimed."""
     await run(args[0])  # warm-up
     gc.collect()
-    times, frees = [], []
+    times = []
     for arg in args:
         start = time.perf_counter()
         result = await run(arg)
         times.append(time.perf_counter() - start)
-        start = time.perf_counter()
         del result
         gc.collect()
-        frees.append(time.perf_counter() - start)
-    if freed is not None:
-        freed.append(statistics.median(frees) * 1000)
     return statistics.median(times) * 1000
 
 
-async def measure(contender: Contender, size: int) -> dict[str, float]:
+# -- one contender, in its own process --------------------------------------------
+
+
+async def worker(size: int, path: Path) -> dict[str, float]:
+    """Build a catalog of ``size`` records at ``path`` with whichever elliptio is
+    first on the path, and measure it."""
+    from elliptio import AsyncHandler
+    from elliptio._catalog.sqlite import SQLiteCatalog
+
+    catalog = SQLiteCatalog(path)
     start = time.perf_counter()
     for batch in records(size):
-        await contender.insert_many(batch)
+        await catalog.insert_many(batch)
     result = {"insert/s": size / (time.perf_counter() - start)}
+    await catalog.close()
+    result["bytes"] = file_bytes(path) / size
+    result["mongo bytes"] = mongo_bytes(size)
+
+    catalog = SQLiteCatalog(path)
+    handler = AsyncHandler(path.with_suffix(".store"), catalog)
     for kind, filters in queries(size).items():
-        limit = 10 if kind == "indexed" else 0
-        result[kind] = await median_ms(lambda f, lim=limit: contender.find(f, lim, None), filters)
+        limit = 100 if kind == "user+time" else 0
+        result[kind] = await median_ms(
+            lambda f, lim=limit: catalog.find(f, sort=DEFAULT_SORT, limit=lim), filters
+        )
     rows = min(size, FRAME_ROWS)
 
     async def frame(_: object) -> Any:
-        made = await contender.frame(rows)
-        assert len(made if isinstance(made, pd.DataFrame) else made[1]) == rows
+        made = await handler.find(max_docs=rows)
+        assert len(made) == rows
         return made
 
-    freed: list[float] = []
-    result["frame"] = await median_ms(frame, [None, None, None], freed)
-    result["frame freed"] = freed[0]
+    result["frame"] = await median_ms(frame, [None, None, None])
+    await catalog.close()
     return result
 
 
-def fmt(kind: str, value: float) -> str:
-    return f"{value:,.0f}/s" if kind == "insert/s" else f"{value:,.1f} ms"
+def file_bytes(path: Path) -> int:
+    """The size of a closed SQLite catalog file, with its WAL if one is left."""
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument("--monty", default="10000,100000", help="sizes to run montydb at")
-    args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",") if s]
-    monty_sizes = {int(s) for s in args.monty.split(",") if s}
-    rows: list[tuple[int, str, dict[str, float]]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for size in sizes:
-            contenders: list[Contender] = [Elliptio(Path(tmp) / f"elliptio-{size}.db")]
-            if size in monty_sizes:
-                contenders.append(Monty(Path(tmp) / f"monty-{size}"))
-            for contender in contenders:
-                result = await measure(contender, size)
-                await contender.close()
-                rows.append((size, contender.name, result))
-                print(
-                    f"{size:>9,} {contender.name:<17} "
-                    + "  ".join(f"{k}={fmt(k, v)}" for k, v in result.items()),
-                    flush=True,
-                )
-    kinds = ["insert/s", "indexed", "unindexed", "based_on", "frame", "frame freed"]
-    header = (
-        "| artifacts | catalog | bulk insert | indexed query (limit 10) "
-        "| unindexed labels.infos | based_on | find() -> DataFrame | freeing it |"
+def mongo_bytes(size: int) -> float:
+    """BSON bytes per record as the MongoDB catalog stores it, its environments
+    included, over the first records (they are all alike)."""
+    import bson
+
+    from elliptio._catalog import codec, mongo
+
+    split = getattr(mongo, "environment_of", None)  # absent before environments
+    n = min(size, MONGO_SAMPLE)
+    total, environments = 0, {}
+    for batch in records(n):
+        for doc in batch:
+            stored, environment = (
+                split(codec.normalize(doc)) if split else (codec.normalize(doc), None)
+            )
+            total += len(bson.encode(stored))
+            if environment is not None:
+                environments[environment["_id"]] = len(bson.encode(environment))
+    return (total + sum(environments.values())) / n
+
+
+# -- floors: the same records in an in-memory pandas frame ---------------------------
+
+
+def floors(size: int) -> dict[str, float]:
+    import pandas as pd
+
+    from elliptio._frame import to_frame
+
+    columns: dict[str, list[Any]] = {"seed": [], "username": [], "created": [], "relpaths": []}
+    docs = []
+    for batch in records(size):
+        for doc in batch:
+            columns["seed"].append(doc["labels"]["infos"]["seed"])
+            columns["username"].append(doc["username"])
+            columns["created"].append(doc["creation_time"])
+            columns["relpaths"].append(doc["file_relpaths"])
+            if len(docs) < FRAME_ROWS:
+                docs.append(doc)
+    frame = pd.DataFrame(columns)
+    frame["created"] = pd.to_datetime(frame["created"], utc=True)
+    names = frame["relpaths"].explode()
+
+    def timed(run: Callable[[Any], object], args: list[Any]) -> float:
+        run(args[0])
+        times = []
+        for arg in args:
+            start = time.perf_counter()
+            run(arg)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1000
+
+    def user_time(flt: dict[str, Any]) -> object:
+        span = flt["creation_time"]
+        hit = frame[
+            (frame["username"] == flt["username"])
+            & (frame["created"] >= span["$gte"])
+            & (frame["created"] < span["$lt"])
+        ]
+        return hit.sort_values("created", ascending=False).head(100)
+
+    def regex(flt: dict[str, Any]) -> object:
+        hit = names[names.str.contains(flt["file_relpaths"]["$regex"], regex=True)]
+        return frame.loc[hit.index.unique()]
+
+    wanted = queries(size)
+    return {
+        "infos": timed(lambda f: frame[frame["seed"] == f["labels.infos.seed"]], wanted["infos"]),
+        "regex literal": timed(regex, wanted["regex literal"]),
+        "regex pattern": timed(regex, wanted["regex pattern"]),
+        "user+time": timed(user_time, wanted["user+time"]),
+        # pandas building the handler's default frame from documents in memory
+        "frame": timed(lambda _: to_frame(docs), [None, None, None]),
+    }
+
+
+# -- the run ---------------------------------------------------------------------
+
+
+def run_worker(tree: Path, size: int, tmp: Path) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(ROOT / "benchmarks")])}
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", str(size), "--db", str(tmp / f"{size}.db")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp,
     )
-    print()
-    print(header)
-    print("|---|---|---|---|---|---|---|---|")
-    for size, name, result in rows:
-        cells = " | ".join(fmt(k, result[k]) for k in kinds)
-        print(f"| {size:,} | {name} | {cells} |")
-    by = {(size, name): result for size, name, result in rows}
-    for size in sorted(monty_sizes & set(sizes)):
-        ours, theirs = by[(size, Elliptio.name)], by[(size, Monty.name)]
-        ratios = ", ".join(f"{k} {theirs[k] / ours[k]:,.0f}x" for k in kinds[1:-1])
-        whole = (theirs["frame"] + theirs["frame freed"]) / (ours["frame"] + ours["frame freed"])
-        print(f"\nfaster than montydb at {size:,}: {ratios} (frame freeing included {whole:.1f}x)")
+    if done.returncode != 0:
+        raise SystemExit(f"the worker on {tree} failed:\n{done.stderr}")
+    result: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def catalog_lines(tree: Path) -> int:
+    return sum(
+        len(p.read_text().splitlines()) for p in (tree / "elliptio" / "_catalog").glob("*.py")
+    )
+
+
+def baseline_tree(ref: str, into: Path) -> Path:
+    """The ``elliptio`` package of ``ref``, taken from git."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "elliptio"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def fmt(kind: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if kind == "insert/s":
+        return f"{value:,.0f}/s"
+    if kind in ("bytes", "mongo bytes", "lines"):
+        return f"{value:,.0f}"
+    return f"{value:,.1f} ms"
+
+
+ROWS = [
+    ("bytes", "catalog bytes per artifact (SQLite file / N)"),
+    ("mongo bytes", "MongoDB: BSON of records + environments / N"),
+    ("insert/s", "bulk inserts/s on the way to N (SQLite)"),
+    ("infos", "equality on labels.infos.seed"),
+    ("regex literal", "$regex on file names, literal ('part-123-')"),
+    ("regex pattern", "$regex on file names, pattern ('^data/part-123-[0-9]\\.csv$')"),
+    ("user+time", "indexed: username + time range, newest first, limit 100"),
+    ("frame", "find() -> DataFrame of min(N, 100k) rows"),
+]
+
+
+def print_table(
+    size: int,
+    name: str,
+    now: dict[str, float],
+    old: dict[str, float] | None,
+    floor: dict[str, float],
+    lines: dict[str, int],
+) -> None:
+    print(f"| {size:,} artifacts | {name} | now | now / {name} | in-memory pandas floor |")
+    print("|---|---|---|---|---|")
+    for kind, what in ROWS:
+        before = fmt(kind, old[kind] if old else None)
+        ratio = f"{now[kind] / old[kind]:.2f}x" if old else "-"
+        after, best = fmt(kind, now[kind]), fmt(kind, floor.get(kind))
+        print(f"| {what} | {before} | {after} | {ratio} | {best} |")
+    base = f"{lines['base']:,}" if "base" in lines else "-"
+    print(f"| lines in elliptio/_catalog/ | {base} | {lines['now']:,} | | |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument(
+        "--baseline", default="fa13802", help="git ref of the baseline ('' for none)"
+    )
+    parser.add_argument("--baseline-sizes", default="100000")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(asyncio.run(worker(args.worker, args.db))))
+        return
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    baseline_sizes = (
+        {int(s) for s in args.baseline_sizes.split(",") if s} if args.baseline else set()
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        base = baseline_tree(args.baseline, Path(tmp)) if baseline_sizes else None
+        lines = {"now": catalog_lines(ROOT)}
+        if base is not None:
+            lines["base"] = catalog_lines(base)
+        print(
+            f"lines in elliptio/_catalog/: now {lines['now']:,}"
+            + (f", {args.baseline} {lines['base']:,}" if base is not None else ""),
+            flush=True,
+        )
+        for size in sizes:
+            work = Path(tmp) / f"run-{size}"
+            work.mkdir()
+            now = run_worker(ROOT, size, work)
+            print(f"{size:,} now: {json.dumps(now)}", flush=True)
+            old = None
+            if base is not None and size in baseline_sizes:
+                (work / "base").mkdir()
+                old = run_worker(base, size, work / "base")
+                print(f"{size:,} {args.baseline}: {json.dumps(old)}", flush=True)
+            floor = floors(size)
+            print(f"{size:,} floor: {json.dumps(floor)}", flush=True)
+            print()
+            print_table(size, args.baseline or "baseline", now, old, floor, lines)
+            print(flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._catalog.base import document_columns
+from ._catalog.base import document_columns, flat_mapping
 from ._errors import QueryError
 from ._names import format_ref
 
@@ -183,21 +183,19 @@ def _dig(value: Any, path: str) -> Any:
 
 def _flatten(prefix: str, cells: Sequence[Any]) -> dict[str, list[Any]]:
     """Dotted columns for the nested mappings of ``cells``, None where a row has none."""
-    rows = []
-    for cell in cells:
-        flat: dict[str, Any] = {}
-        _walk(cell, prefix, flat)
-        rows.append(flat)
-    keys = dict.fromkeys(key for row in rows for key in row)
-    return {key: [row.get(key) for row in rows] for key in keys}
-
-
-def _walk(value: Any, prefix: str, out: dict[str, Any]) -> None:
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            _walk(item, f"{prefix}.{key}", out)
-    else:
-        out[prefix] = value
+    columns: dict[str, list[Any]] = {}
+    for row, cell in enumerate(cells):
+        flat = flat_mapping(cell)
+        if isinstance(flat, dict):
+            items: Any = ((f"{prefix}.{key}", value) for key, value in flat.items())
+        else:
+            items = [(prefix, flat)]
+        for name, value in items:
+            column = columns.get(name)
+            if column is None:
+                column = columns[name] = [None] * len(cells)
+            column[row] = value
+    return columns
 
 
 def _used(value: Any) -> bool:

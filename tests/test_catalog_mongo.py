@@ -310,3 +310,76 @@ def test_user_story_on_mongodb(tmp_path: Path) -> None:
         assert users.loc[users.index[0], "username"] == "brenda"
     stored = asyncio.run(client["elliptio"]["artifacts"].find({}, {"_id": 0}).to_list(None))
     assert {d["artifact_id"] for d in stored} == {andy_id, new.artifact.metadata.artifact_id}
+
+
+async def test_python_packages_are_stored_once_per_environment() -> None:
+    """Records of one environment share one document of ``<name>.environments``;
+    reads give each record its own copy, queries on the packages still match."""
+    import bson
+
+    from elliptio._errors import CorruptRecordError, InvalidLabelsError, QueryError
+
+    database = AsyncMongoMockClient()["elliptio"]
+    cat = open_catalog(database["artifacts"])
+    packages = {f"p{i}": "1.0" for i in range(300)}
+    other = {**packages, "p7": "2.0"}
+    docs = [record(i, python_packages=other if i == 3 else packages) for i in range(10)]
+    await cat.insert_many(docs[:5])
+    for doc in docs[5:]:
+        await cat.insert(doc)
+    assert await database["artifacts.environments"].count_documents({}) == 2
+    raw = await database["artifacts"].find_one({"artifact_id": "artifact_0001"})
+    assert "python_packages" not in raw
+    assert len(bson.encode(raw)) < 1500 < len(bson.encode(docs[1]))
+    assert [await cat.get(d["artifact_id"]) for d in docs] == docs
+    found = await cat.find(sort=[("artifact_id", 1)])
+    assert found == docs
+    found[0]["python_packages"]["p0"] = "changed"
+    assert found[1]["python_packages"] == packages
+    assert await cat.find({"labels.infos.seed": 3}, fields=["python_packages"]) == [
+        {"artifact_id": "artifact_0003", "python_packages": other}
+    ]
+    # Conditions on the packages, alone, combined and negated.
+    assert await cat.count({"python_packages.p7": "2.0"}) == 1
+    assert await cat.count({"python_packages.p7": {"$ne": "2.0"}}) == 9
+    assert await cat.count({"python_packages.nope": {"$exists": False}}) == 10
+    assert await cat.count({"$or": [{"python_packages.p7": "2.0"}, {"username": "brenda"}]}) == 4
+    assert await cat.count({"$nor": [{"python_packages.p7": {"$regex": "^1"}}]}) == 1
+    assert await cat.count({"python_packages": {"$exists": True}, "labels.infos.seed": 4}) == 1
+    # Lineage reads fill the packages in too.
+    lineage = await cat.lineage_docs("artifact_0003", "up", None, ["python_packages"])
+    assert lineage is not None
+    assert all(d["python_packages"] in (packages, other) for d in lineage)
+    with pytest.raises(QueryError, match="cannot sort by python_packages"):
+        await cat.find(sort=[("python_packages.p7", 1)])
+    with pytest.raises(QueryError, match="internal"):
+        await cat.find({"_environment": "x"})
+    with pytest.raises(InvalidLabelsError, match="_environment"):
+        await cat.insert(record(20, _environment="x"))
+    # A record whose environment went missing says so.
+    await database["artifacts.environments"].delete_many({"python_packages.p7": "2.0"})
+    with pytest.raises(CorruptRecordError, match="environment"):
+        await cat.get("artifact_0003")
+    await cat.close()
+
+
+async def test_records_written_before_environments_read_and_match_as_they_are() -> None:
+    """Records that hold their own package list (written by 0.4 and before) are
+    left as they are, read and queried beside records naming an environment;
+    a record that is rewritten (relabelled, deleted) moves to the new form."""
+    database = AsyncMongoMockClient()["elliptio"]
+    old = [record(i, python_packages={"numpy": f"1.{i}"}) for i in range(3)]
+    await database["artifacts"].insert_many([dict(d) for d in old])
+    cat = open_catalog(database["artifacts"])
+    new = [record(i, python_packages={"numpy": "1.1"}) for i in range(3, 6)]
+    await cat.insert_many(new)
+    assert await cat.find(sort=[("artifact_id", 1)]) == old + new
+    assert await cat.count({"python_packages.numpy": "1.1"}) == 4
+    assert await cat.count({"python_packages.numpy": {"$in": ["1.0", "1.2"]}}) == 2
+    changed = {**old[0], "labels": {**old[0]["labels"], "stage": "done"}}
+    assert await cat.replace(changed, (False, 0))
+    raw = await database["artifacts"].find_one({"artifact_id": old[0]["artifact_id"]})
+    assert "python_packages" not in raw
+    assert "_environment" in raw
+    assert await cat.get(old[0]["artifact_id"]) == changed
+    await cat.close()

@@ -623,6 +623,14 @@ def _has_nested_list(value: Any, in_list: bool = False) -> bool:
     return False
 
 
+def _has_document_in_list(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(isinstance(v, dict) or _has_document_in_list(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_document_in_list(v) for v in value.values())
+    return False
+
+
 class _Reference:
     """One SQLite connection with the catalog's schema, reused across examples."""
 
@@ -658,6 +666,10 @@ def test_same_results_as_mongomock(bodies: list[dict[str, Any]], flt: dict[str, 
     import mongomock  # a test dependency (through mongomock-motor)
 
     assume(not ("$elemMatch" in repr(flt) and _has_nested_list(bodies)))
+    # mongomock's $all misses a value when another document of the array lacks the
+    # field ({"a": [{"b": 1}, {"c": [-1]}]} and {"a.c": {"$all": [-1]}}), where
+    # MongoDB's {"a.c": -1} and its $all both match.
+    assume(not ("$all" in repr(flt) and any(map(_has_document_in_list, bodies))))
     if not _REFERENCE:
         _REFERENCE.append(_Reference())
         _MOCK.append(mongomock.MongoClient().db.c)
@@ -683,6 +695,51 @@ def test_same_results_as_mongomock(bodies: list[dict[str, Any]], flt: dict[str, 
 )
 def test_literal_regexes_get_a_like_prefilter(pattern: str, flags: str, like: str | None) -> None:
     assert query.like_prefilter(pattern, flags) == like
+
+
+@pytest.mark.parametrize(
+    ("pattern", "flags", "span"),
+    [
+        (r"^data/part-12-[0-9]\.csv$", "", ("data/part-12-", "data/part-12.")),
+        ("^abc", "", ("abc", "abd")),
+        ("^ab*c", "", ("a", "b")),  # b may be absent
+        (r"^a\.b", "", ("a.b", "a.c")),
+        ("^a|b", "", None),  # the anchor holds for one branch only
+        ("abc", "", None),
+        ("^abc", "i", None),
+        ("^abc", "m", None),
+        (r"^\d", "", None),
+        ("^(?:ab)", "", None),
+    ],
+)
+def test_anchored_regexes_get_an_index_range(
+    pattern: str, flags: str, span: tuple[str, str] | None
+) -> None:
+    assert query.prefix_range(pattern, flags) == span
+    if span is not None:
+        low, high = span
+        for text in ("data/part-12-3.csv", "abc", "ac", "a.b", "a.bz"):
+            if re.search(pattern, text, re.I if "i" in flags else 0):
+                assert low <= text < high
+
+
+async def test_an_anchored_regex_on_file_names_is_an_index_range(catalog: SQLiteCatalog) -> None:
+    docs = [
+        {"artifact_id": f"a{i}", "file_relpaths": [f"data/part-{i}-{k}.csv" for k in range(2)]}
+        for i in range(300)
+    ]
+    await catalog.insert_many(docs)
+    flt = {"file_relpaths": {"$regex": r"^data/part-12-[0-9]\.csv$"}}
+    assert [d["artifact_id"] for d in await catalog.find(flt)] == ["a12"]
+
+    def plan(conn: Any) -> str:
+        from elliptio._catalog.sqlite import SQLiteCatalog
+
+        where, params = query.translate(flt, layout=SQLiteCatalog._layout(conn))
+        rows = conn.execute(f"EXPLAIN QUERY PLAN SELECT id FROM artifacts WHERE {where}", params)
+        return " ".join(str(row) for row in rows)
+
+    assert "value>? AND value<?" in await catalog._run(plan)
 
 
 async def test_free_text_regexes_match_as_python_does(catalog: SQLiteCatalog) -> None:

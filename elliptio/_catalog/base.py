@@ -118,19 +118,24 @@ class Catalog(abc.ABC):
         skip: int = 0,
         limit: int = 0,
         fields: Sequence[str],
+        flat: Sequence[str] = (),
     ) -> dict[str, list[Any]]:
         """The matching documents as columns: what a DataFrame is built from.
 
         Returns ``{"artifact_id": [...], field: [...], ...}``, one list per field
         of ``fields``, in the order `find` returns the documents; a cell is
-        ``doc.get(field)``. Backends override this when they can fill columns
-        without building each document first.
+        ``doc.get(field)``, or for a field of ``flat`` `flat_mapping` of it.
+        Backends override this when they can fill columns without building each
+        document first.
 
         Raises:
             QueryError: as `find`.
         """
         docs = await self.find(filter, sort=sort, skip=skip, limit=limit, fields=fields)
-        return document_columns(docs, fields)
+        table = document_columns(docs, fields)
+        for field in flat:
+            table[field] = [flat_mapping(cell) for cell in table[field]]
+        return table
 
     @abc.abstractmethod
     async def count(self, filter: Filter | None = None) -> int:
@@ -394,6 +399,28 @@ def grouped_aliases(rows: Iterable[tuple[Any, Any, Any]]) -> dict[str, dict[str,
     for name, alias, version in rows:
         found.setdefault(str(name), {})[str(alias)] = int(version)
     return found
+
+
+# Values that are never mappings: tested by type, much cheaper than Mapping.
+_LEAVES = frozenset({str, int, float, bool, type(None), list})
+
+
+def flat_mapping(value: Any) -> Any:
+    """A nested mapping as one level of dotted keys (``{"infos.seed": 1}``) holding
+    its values that are not mappings; any other value as it is."""
+    if type(value) in _LEAVES or not isinstance(value, Mapping):
+        return value
+    out: dict[str, Any] = {}
+    _walk(value, "", out)
+    return out
+
+
+def _walk(value: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    for key, item in value.items():
+        if type(item) in _LEAVES or not isinstance(item, Mapping):
+            out[prefix + key] = item
+        else:
+            _walk(item, f"{prefix}{key}.", out)
 
 
 def document_columns(docs: Sequence[Document], fields: Sequence[str]) -> dict[str, list[Any]]:

@@ -117,7 +117,8 @@ TYPE_ALIASES: dict[str, int] = {
     "maxKey": 127,
 }
 _CODES = {code: name for name, code in TYPE_ALIASES.items()}
-_RESERVED_TOP_FIELDS = frozenset({"_id"})
+# "_environment" holds a record's environment on MongoDB (`mongo.ENVIRONMENT`).
+_RESERVED_TOP_FIELDS = frozenset({"_id", "_environment"})
 _SORT_SEGMENT_FORBIDDEN = re.compile(r'["\\\x00-\x1f]')
 
 

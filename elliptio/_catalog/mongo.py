@@ -16,7 +16,9 @@ Errors of the driver become elliptio errors at this boundary, without credential
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
+import hashlib
 import logging
 import os
 import re
@@ -46,6 +48,7 @@ from elliptio._errors import (
     CatalogError,
     CatalogUnavailableError,
     ConfigError,
+    CorruptRecordError,
     InvalidLabelsError,
     QueryError,
 )
@@ -353,7 +356,7 @@ def lineage_pipeline(
         # root with everything linked never has to fit in one 16 MB document.
         {"$unwind": "$linked"},
         {"$replaceRoot": {"newRoot": "$linked"}},
-        {"$project": {"_id": 0, "artifact_id": 1, _DEPTH: 1, **dict.fromkeys(fields, 1)}},
+        {"$project": {"_id": 0, "artifact_id": 1, _DEPTH: 1, **_projected(fields)}},
         {"$sort": {_DEPTH: 1, "artifact_id": 1}},
         {"$project": {_DEPTH: 0}},
     ]
@@ -411,6 +414,35 @@ def _aware(value: Any) -> Any:
     return value
 
 
+# A record's ``python_packages`` are stored once per distinct content, in the
+# companion collection ``<name>.environments`` as ``{_id: sha256, python_packages}``;
+# the record holds the sha256 under this field instead. Records written before
+# keep their own list and are read and queried as they are (see `_packages_filter`).
+ENVIRONMENT = "_environment"
+PACKAGES = "python_packages"
+
+
+def environment_of(doc: Document) -> tuple[Document, Document | None]:
+    """The record as stored (packages replaced by their sha256) and the environment
+    document to store with it, or ``None`` for a record without packages."""
+    if PACKAGES not in doc:
+        return doc, None
+    packages = {PACKAGES: doc[PACKAGES]}
+    sha = hashlib.sha256(codec.to_text(packages).encode()).hexdigest()
+    stored = {k: v for k, v in doc.items() if k != PACKAGES}
+    stored[ENVIRONMENT] = sha
+    return stored, {"_id": sha, **packages}
+
+
+def _projected(fields: Sequence[str]) -> dict[str, int]:
+    """A projection of ``fields``, with the environment of ``python_packages``."""
+    return dict.fromkeys([*fields, *([ENVIRONMENT] if PACKAGES in fields else [])], 1)
+
+
+def _touches_packages(key: str) -> bool:
+    return key == PACKAGES or key.startswith(PACKAGES + ".")
+
+
 class MongoCatalog(Catalog):
     """A catalog in one MongoDB collection.
 
@@ -435,6 +467,8 @@ class MongoCatalog(Catalog):
         self._indexed: asyncio.Future[None] | None = None
         self._closed = False
         self._pid = os.getpid()
+        # Environments this catalog has stored or seen stored: sha256 -> document.
+        self._environments: dict[str, Document] = {}
         if uri is not None:
             self._display = f"{uri.safe} (database {database!r}, collection {collection!r})"
         else:
@@ -584,6 +618,11 @@ class MongoCatalog(Catalog):
                 f"cannot insert into catalog {self._display}: the document has no "
                 "string 'artifact_id'"
             )
+        if ENVIRONMENT in doc:
+            raise InvalidLabelsError(
+                f"artifact {artifact_id!r}: field {ENVIRONMENT!r} is internal to the catalog; "
+                "rename it"
+            )
         try:
             normalized: Document = codec.normalize(doc)
         except TypeError as err:
@@ -591,6 +630,73 @@ class MongoCatalog(Catalog):
                 f"artifact {artifact_id!r} cannot be stored in catalog {self._display}: {err}"
             ) from err
         return normalized
+
+    async def _stored(self, docs: Sequence[Document]) -> list[Document]:
+        """The records as stored, once the environments they name are stored."""
+        stored, new = [], {}
+        for doc in docs:
+            record, environment = environment_of(doc)
+            stored.append(record)
+            if environment is not None and environment["_id"] not in self._environments:
+                new[environment["_id"]] = environment
+        if new:
+            environments = await self._side("environments")
+            async with self._errors():
+                for sha, environment in new.items():
+                    await environments.update_one(
+                        {"_id": sha},
+                        {"$setOnInsert": {PACKAGES: environment[PACKAGES]}},
+                        upsert=True,
+                    )
+            self._environments.update(new)
+        return stored
+
+    async def _loaded(self, docs: list[Any]) -> list[Document]:
+        """Records as read: each environment's packages back in the records naming it
+        (a copy each), datetimes in UTC."""
+        out = [_aware(dict(doc)) for doc in docs]
+        wanted = {doc[ENVIRONMENT] for doc in out if ENVIRONMENT in doc}
+        if not wanted:
+            return out
+        environments = await self._side("environments")
+        async with self._errors():
+            found = await environments.find({"_id": {"$in": sorted(wanted)}}).to_list(None)
+        packages = {env["_id"]: env.get(PACKAGES) for env in found}
+        for doc in out:
+            sha = doc.pop(ENVIRONMENT, None)
+            if sha is None:
+                continue
+            if sha not in packages:
+                raise CorruptRecordError(
+                    f"record {doc.get('artifact_id')!r} in catalog {self._display} names "
+                    f"environment {sha!r}, which is missing from the environments "
+                    "collection; rebuild the catalog with 'elliptio reindex'"
+                )
+            doc[PACKAGES] = _aware(copy.deepcopy(packages[sha]))
+        return out
+
+    async def _packages_filter(self, flt: Mapping[str, Any]) -> dict[str, Any]:
+        """The filter with each condition on ``python_packages`` answered by the
+        environments collection: a record matches when the environment it names
+        does, or (a record written before environments) when its own list does."""
+        out: dict[str, Any] = {}
+        for key, cond in flt.items():
+            if key in filters.LOGICAL_OPERATORS:
+                out[key] = [await self._packages_filter(sub) for sub in cond]
+            elif _touches_packages(key):
+                environments = await self._side("environments")
+                async with self._errors():
+                    found = await environments.distinct("_id", {key: cond})
+                matches = {
+                    "$or": [
+                        {ENVIRONMENT: {"$in": sorted(found)}},
+                        {ENVIRONMENT: {"$exists": False}, key: cond},
+                    ]
+                }
+                out.setdefault("$and", []).append(matches)
+            else:
+                out[key] = cond
+        return out
 
     # -- Catalog interface -------------------------------------------------------
 
@@ -604,9 +710,10 @@ class MongoCatalog(Catalog):
         """
         normalized = self._normalize(doc)
         collection = await self._collection()
+        [stored] = await self._stored([normalized])
         try:
             async with self._errors():
-                await collection.insert_one(normalized)
+                await collection.insert_one(stored)
         except mongo_errors.DuplicateKeyError:
             raise await self._duplicate(normalized) from None
         await self._raise_counters([normalized])
@@ -658,9 +765,10 @@ class MongoCatalog(Catalog):
                 raise exists_error(self._display, artifact_id)
             seen.add(artifact_id)
         collection = await self._collection()
+        stored = await self._stored(normalized)
         try:
             async with self._errors():
-                await collection.insert_many(normalized, ordered=True)
+                await collection.insert_many(stored, ordered=True)
         except mongo_errors.BulkWriteError as err:
             details = err.details or {}
             inserted = int(details.get("nInserted", 0))
@@ -693,7 +801,7 @@ class MongoCatalog(Catalog):
                 f"no artifact {artifact_id!r} in catalog {self._display}; check the id, "
                 "or search with find()"
             )
-        result: Document = _aware(dict(doc))
+        [result] = await self._loaded([doc])
         return result
 
     async def find(
@@ -716,10 +824,16 @@ class MongoCatalog(Catalog):
         pairs = filters.check_sort(sort)
         filters.check_paging(skip, limit)
         names = filters.check_fields(fields)
-        mongo_filter = to_mongo_filter(filter or {})
+        mongo_filter = await self._packages_filter(to_mongo_filter(filter or {}))
+        if any(_touches_packages(key) for key, _ in pairs):
+            raise QueryError(
+                f"catalog {self._display} cannot sort by {PACKAGES}: on MongoDB the "
+                "package lists are stored once per environment, apart from the records; "
+                "sort the records found instead"
+            )
         projection: dict[str, int] = {"_id": 0}
         if names is not None:
-            projection.update({"artifact_id": 1, **dict.fromkeys(names, 1)})
+            projection.update({"artifact_id": 1, **_projected(names)})
         # Ties, and everything without a sort, come in insertion order.
         order = [*pairs, ("_id", ASCENDING)]
         collection = await self._collection()
@@ -737,7 +851,7 @@ class MongoCatalog(Catalog):
                 mongo_filter, projection, sort=order, skip=skip, limit=limit, max_time_ms=limit_ms
             )
             docs = await cursor.to_list(None)
-        return [_aware(dict(doc)) for doc in docs]
+        return await self._loaded(docs)
 
     async def count(self, filter: Filter | None = None) -> int:
         """Return how many documents match ``filter``.
@@ -747,7 +861,7 @@ class MongoCatalog(Catalog):
             CatalogUnavailableError: the server cannot be reached.
         """
         filter = filters.check_filter(filter)
-        mongo_filter = to_mongo_filter(filter or {})
+        mongo_filter = await self._packages_filter(to_mongo_filter(filter or {}))
         collection = await self._collection()
         options = {"maxTimeMS": _REGEX_MS} if _has_regex(filter) else {}
         log.debug("query plan: count %s", filters.shape(filter))
@@ -767,8 +881,9 @@ class MongoCatalog(Catalog):
         else:
             query["$or"] = [{"label_history": {"$exists": False}}, {"label_history": {"$size": 0}}]
         collection = await self._collection()
+        [stored] = await self._stored([normalized])
         async with self._errors():
-            result = await collection.replace_one(query, normalized)
+            result = await collection.replace_one(query, stored)
         return bool(result.matched_count == 1)
 
     async def delete(self, artifact_id: str) -> None:
@@ -1020,7 +1135,7 @@ class MongoCatalog(Catalog):
                 if err.code in _TOO_LARGE:
                     return None
                 raise
-        return [_aware(dict(doc)) for doc in docs]
+        return await self._loaded(docs)
 
     async def close(self) -> None:
         """Close the client this catalog created (never one passed in); idempotent."""

@@ -129,6 +129,32 @@ def like_prefilter(text: str, flags: str) -> str | None:
     return "%" + "".join(out) + "%"
 
 
+def prefix_range(text: str, flags: str) -> tuple[str, str] | None:
+    """``(low, high)`` with ``low <= s < high`` for every string ``s`` the regex
+    ``text`` matches, when it starts with ``^`` and a literal (``^data/part-1``):
+    an index range in place of a scan. ``None`` otherwise."""
+    if flags or not text.startswith("^") or "|" in text:
+        return None
+    literal: list[str] = []
+    chars = iter(text[1:])
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, None)
+            if escaped is None or escaped.isalnum() or escaped == "_":
+                break
+            literal.append(escaped)
+        elif char in _REGEX_META:
+            if char in "*?{" and literal:
+                literal.pop()  # the character before may be absent
+            break
+        else:
+            literal.append(char)
+    if not literal or literal[-1] == chr(0x10FFFF):
+        return None
+    low = "".join(literal)
+    return low, low[:-1] + chr(ord(low[-1]) + 1)
+
+
 def label_values(labels: Any, field: str = "labels") -> list[tuple[str, Any]]:
     """``(path, value)`` rows of a label table for a document's ``field`` value."""
     found: dict[tuple[str, Any, bool], None] = {}
@@ -775,9 +801,14 @@ class _Translator:
         pattern_param, flags_param = self.param(text), self.param(flags)
         like = like_prefilter(text, flags)
         like_param = self.param(like) if like is not None else None
+        span = prefix_range(text, flags)
+        low, high = (self.param(span[0]), self.param(span[1])) if span else (None, None)
 
         def test(value_sql: str) -> str:
             found = f"{REGEXP_FUNCTION}({pattern_param}, {flags_param}, {value_sql})"
+            if low is not None:
+                # Every string the pattern can match lies in this range (an index range).
+                found = f"{value_sql} >= {low} AND {value_sql} < {high} AND {found}"
             if like_param is None:
                 return found
             # Passes every string the pattern can match, in C, before the regex runs.

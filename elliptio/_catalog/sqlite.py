@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -26,7 +27,7 @@ import sqlite3
 import time
 import urllib.parse
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from elliptio import _progress
@@ -39,6 +40,7 @@ from elliptio._catalog.base import (
     Lease,
     SortSpec,
     exists_error,
+    flat_mapping,
     grouped_aliases,
     lease_lost_error,
     record_revision,
@@ -380,31 +382,31 @@ class SQLiteCatalog(Catalog):
             conn.rollback()
             raise
 
-    def _write(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
-        """Run one write statement in its own transaction; return the rows changed."""
+    @contextlib.contextmanager
+    def _writing(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """A write transaction (see `_begin_write`), committed when the block ends
+        unless the block rolled it back, and rolled back when the block raises."""
         self._begin_write(conn)
         try:
-            changed = conn.execute(sql, params).rowcount
-            conn.execute("COMMIT")
+            yield
+            if conn.in_transaction:
+                conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.rollback()
             raise
-        return int(changed)
+
+    def _write(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
+        """Run one write statement in its own transaction; return the rows changed."""
+        with self._writing(conn):
+            return int(conn.execute(sql, params).rowcount)
 
     def _write_returning(
         self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]
     ) -> list[tuple[Any, ...]]:
         """Run one write statement with RETURNING in its own transaction."""
-        self._begin_write(conn)
-        try:
-            rows = conn.execute(sql, params).fetchall()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
-        return rows
+        with self._writing(conn):
+            return conn.execute(sql, params).fetchall()
 
     def _translate(self, err: sqlite3.Error) -> ElliptioError:
         if any(text in str(err) for text in _TOO_LARGE):
@@ -496,6 +498,11 @@ class SQLiteCatalog(Catalog):
             raise CatalogError(
                 f"cannot insert into catalog {self._display}: the document has no "
                 "string 'artifact_id'"
+            )
+        if "_environment" in doc:
+            raise InvalidLabelsError(
+                f"artifact {artifact_id!r}: field '_environment' is internal to the "
+                "catalog; rename it"
             )
         try:
             return _row(doc)
@@ -625,6 +632,7 @@ class SQLiteCatalog(Catalog):
         skip: int = 0,
         limit: int = 0,
         fields: Sequence[str],
+        flat: Sequence[str] = (),
     ) -> dict[str, list[Any]]:
         """The matching documents as columns; see `Catalog.find_columns`.
 
@@ -638,31 +646,30 @@ class SQLiteCatalog(Catalog):
         wanted = [n for n in names if n != "artifact_id"]
         if any('"' in n or not n.isprintable() for n in wanted):  # no JSON path names them
             return await super().find_columns(
-                filter, sort=pairs, skip=skip, limit=limit, fields=fields
+                filter, sort=pairs, skip=skip, limit=limit, fields=fields, flat=flat
             )
         groups = {
             column: [n for n in wanted if n != "creation_time" and _MOVED.get(n, "doc") == column]
             for column in ("doc", "labels_json", "deleted_json")
         }
-        parts, paths = [], []
+        parts: list[str] = []
         for column, members in groups.items():
             if members:
                 source = _column_sql(column)
-                # Two paths at least, so the result is always an array of the texts.
-                marks = ", ".join(
-                    "'$.\"" + m.replace("'", "''") + "\"'" for m in [*members, members[0]]
-                )
+                # Two paths at least, so the result is always an array of the texts
+                # (the second one, '$."$"', names no key: keys never start with "$").
+                paths = [*members, "$"] if len(members) == 1 else members
+                marks = ", ".join("'$.\"" + m.replace("'", "''") + "\"'" for m in paths)
                 parts.append(f"json_extract({source}, {marks})")
-                paths.extend(members)
         extracted = " || ',' || ".join(parts) if parts else "''"
         select = (
             f"environment, artifact_id, creation_time,"
             f" CASE WHEN creation_time IS NULL THEN json_extract({_column_sql('doc')},"
-            " '$.creation_time', '$.creation_time') END, '[' || " + extracted + " || ']'"
+            " '$.creation_time', '$.\"$\"') END, '[' || " + extracted + " || ']'"
         )
         sql, params = self._matching(filter, pairs, skip, limit, select)
         rows, envs = await self._run(self._select_docs_matching, sql, params)
-        return await asyncio.to_thread(_columns, rows, envs, wanted, groups)
+        return await asyncio.to_thread(_columns, rows, envs, wanted, groups, flat)
 
     def _matching(
         self,
@@ -728,19 +735,13 @@ class SQLiteCatalog(Catalog):
         await self._run(self._delete, artifact_id)
 
     def _delete(self, conn: sqlite3.Connection, artifact_id: str) -> None:
-        self._begin_write(conn)
-        try:
+        with self._writing(conn):
             stored = _stored(conn, artifact_id)
             if stored is not None:
                 row_id, doc = stored
                 _forget_side(conn, row_id, doc)
                 conn.execute("DELETE FROM artifacts WHERE id = ?", (row_id,))
                 conn.execute("DELETE FROM artifact_docs WHERE id = ?", (row_id,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
 
     # -- changing a record -------------------------------------------------------
 
@@ -750,8 +751,7 @@ class SQLiteCatalog(Catalog):
         return await self._run(self._replace_row, row, revision)
 
     def _replace_row(self, conn: sqlite3.Connection, row: _Row, revision: tuple[bool, int]) -> bool:
-        self._begin_write(conn)
-        try:
+        with self._writing(conn):
             stored = _stored(conn, row.artifact_id)
             if stored is None or stored[1] is None or record_revision(stored[1]) != tuple(revision):
                 conn.rollback()
@@ -773,12 +773,7 @@ class SQLiteCatalog(Catalog):
                 ),
             )
             conn.execute("UPDATE artifact_docs SET doc = ? WHERE id = ?", (row.doc, row_id))
-            _write_side(conn, row_id, row)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
+            _write_side(conn, [(row_id, row)])
         return True
 
     async def object_users(self, urls: Sequence[str]) -> dict[str, set[str]]:
@@ -862,17 +857,11 @@ class SQLiteCatalog(Catalog):
             await self._run(self._add_run_inputs, run_id, list(artifact_ids))
 
     def _add_run_inputs(self, conn: sqlite3.Connection, run_id: str, ids: list[str]) -> None:
-        self._begin_write(conn)
-        try:
+        with self._writing(conn):
             conn.executemany(
                 "INSERT OR IGNORE INTO run_inputs (run_id, artifact_id) VALUES (?, ?)",
                 [(run_id, artifact_id) for artifact_id in ids],
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
 
     async def run_inputs(self, run_id: str) -> list[str]:
         """The artifact ids read in run ``run_id``, first read first."""
@@ -948,8 +937,7 @@ class SQLiteCatalog(Catalog):
     def _set_alias(
         self, conn: sqlite3.Connection, name: str, alias: str, version: int
     ) -> int | None:
-        self._begin_write(conn)
-        try:
+        with self._writing(conn):
             row = conn.execute(
                 "SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)
             ).fetchone()
@@ -958,11 +946,6 @@ class SQLiteCatalog(Catalog):
                 " (name, alias) DO UPDATE SET version = excluded.version",
                 (name, alias, version),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
         return None if row is None else int(row[0])
 
     async def remove_alias(self, name: str, alias: str) -> int | None:
@@ -1223,8 +1206,7 @@ def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
         "INSERT INTO artifact_docs (id, doc) VALUES (?, ?)",
         [(i, row.doc) for i, row in zip(ids, rows, strict=True)],
     )
-    for i, row in zip(ids, rows, strict=True):
-        _write_side(conn, i, row)
+    _write_side(conn, list(zip(ids, rows, strict=True)))
     conn.executemany(
         "INSERT INTO names (name, last_version) VALUES (?, ?) ON CONFLICT (name)"
         " DO UPDATE SET last_version = max(last_version, excluded.last_version)",
@@ -1240,12 +1222,13 @@ _SIDE_ROWS: tuple[tuple[str, str, Callable[[_Row], Sequence[tuple[Any, ...]]]], 
 )
 
 
-def _write_side(conn: sqlite3.Connection, row_id: int, row: _Row) -> None:
+def _write_side(conn: sqlite3.Connection, rows: Sequence[tuple[int, _Row]]) -> None:
+    """Insert the side rows of ``(row id, row)`` pairs, one statement per table."""
     for table, columns, values in _SIDE_ROWS:
+        marks = ", ".join("?" * (columns.count(",") + 2))
         conn.executemany(
-            f"INSERT OR IGNORE INTO {table} ({columns}, artifact) VALUES"
-            f" ({', '.join('?' * (columns.count(',') + 2))})",
-            [(*value, row_id) for value in values(row)],
+            f"INSERT OR IGNORE INTO {table} ({columns}, artifact) VALUES ({marks})",
+            [(*value, row_id) for row_id, row in rows for value in values(row)],
         )
 
 
@@ -1489,17 +1472,33 @@ def _columns(
     envs: dict[int, str],
     wanted: list[str],
     groups: dict[str, list[str]],
+    flat: Sequence[str],
 ) -> dict[str, list[Any]]:
-    """Columns of rows selected by `SQLiteCatalog.find_columns`, in order."""
+    """Columns of rows selected by `SQLiteCatalog.find_columns`, in order.
+
+    The rows' arrays are decoded a chunk at a time and dropped as soon as their
+    cells are in the columns, nested cells of ``flat`` fields flattened then
+    (`flat_mapping`), so what is temporary dies young, before the garbage
+    collector's older generations see it.
+    """
+    slots = [field for members in groups.values() for field in members]
+    # Each group's array holds its fields' values, then a padding null after a lone one.
+    sizes = [len(members) for members in groups.values() if members]
+    flattened = [i for i, field in enumerate(slots) if field in flat]
+    table: dict[str, list[Any]] = {field: [] for field in slots}
+    columns = [table[field] for field in slots]
     try:
-        extracted = codec.loads_many([row[4] for row in rows])
-        table: dict[str, list[Any]] = {"artifact_id": [row[1] for row in rows]}
-        k = 0
-        for members in groups.values():
-            if members:
-                for j, field in enumerate(members):
-                    table[field] = [value[k][j] for value in extracted]
-                k += 1
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            decoded = codec.loads_many([row[4] for row in chunk])
+            cells = [
+                [c for g, n in zip(value, sizes, strict=True) for c in g[:n]] for value in decoded
+            ]
+            for row in cells:
+                for i in flattened:
+                    row[i] = flat_mapping(row[i])
+            for column, values in zip(columns, zip(*cells, strict=True), strict=False):
+                column.extend(values)
         if "creation_time" in wanted:
             table["creation_time"] = [
                 codec.parse_date(row[2]) if row[2] is not None else codec.loads(row[3])[0]
@@ -1512,4 +1511,7 @@ def _columns(
             ]
     except (ValueError, LookupError, TypeError) as err:
         raise _corrupt(err) from err
-    return {"artifact_id": table["artifact_id"]} | {field: table[field] for field in wanted}
+    return {"artifact_id": [row[1] for row in rows]} | {field: table[field] for field in wanted}
+
+
+_CHUNK = 200
