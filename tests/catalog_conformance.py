@@ -583,6 +583,36 @@ class CatalogConformance:
         assert set(_ids(await backend.catalog.find(case.filter))) == expected
         assert await backend.catalog.count(case.filter) == len(expected)
 
+    async def test_conditions_on_python_packages_combine_with_the_others(
+        self, backend: Backend
+    ) -> None:
+        """Package lists are stored once per environment; a filter on them still
+        combines with every other condition of the filter, in any order."""
+        cat = backend.catalog
+        await cat.insert_many(
+            [record(i, python_packages={"numpy": str(i % 2), "pandas": "2"}) for i in range(6)]
+        )
+        for flt, expected in [
+            ({"python_packages.numpy": "1", "$and": [{"username": "andy"}]}, {3}),
+            ({"$and": [{"username": "andy"}], "python_packages.numpy": "1"}, {3}),
+            (
+                {"python_packages.numpy": "0", "$or": [{"run_id": "run_1"}, {"run_id": "run_2"}]},
+                {2, 4},
+            ),
+            ({"$nor": [{"python_packages.numpy": "0"}], "python_packages.pandas": "2"}, {1, 3, 5}),
+            ({"python_packages.numpy": {"$regex": "^1"}, "username": {"$ne": "brenda"}}, {3, 5}),
+        ]:
+            found = {int(d["artifact_id"][-4:]) for d in await cat.find(flt)}
+            assert found == expected, flt
+            assert await cat.count(flt) == len(expected)
+        # A field name a JSON path cannot name still reads as a column.
+        await cat.insert({"artifact_id": "odd", "C:\\dir": 1, 'say "hi"': 2})
+        table = await cat.find_columns({"artifact_id": "odd"}, fields=["C:\\dir", 'say "hi"'])
+        assert table == {"artifact_id": ["odd"], "C:\\dir": [1], 'say "hi"': [2]}
+        # flat= names a field not fetched: nothing to flatten.
+        table = await cat.find_columns({"artifact_id": "odd"}, fields=["username"], flat=["labels"])
+        assert table == {"artifact_id": ["odd"], "username": [None]}
+
     async def test_numpy_and_pandas_scalars_query_as_plain_values(self, backend: Backend) -> None:
         import numpy as np
         import pandas as pd

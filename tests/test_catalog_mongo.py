@@ -382,4 +382,7 @@ async def test_records_written_before_environments_read_and_match_as_they_are() 
     assert "python_packages" not in raw
     assert "_environment" in raw
     assert await cat.get(old[0]["artifact_id"]) == changed
+    # A field of that name from before is no environment: it reads as it was.
+    await database["artifacts"].insert_one({**record(9), "_environment": "staging"})
+    assert (await cat.get("artifact_0009"))["_environment"] == "staging"
     await cat.close()

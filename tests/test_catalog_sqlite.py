@@ -289,6 +289,48 @@ async def test_several_processes_write_one_file(tmp_path: Path) -> None:
     await cat.close()
 
 
+async def test_a_record_an_upgrade_cannot_carry_over_leaves_the_file_as_it_was(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from elliptio._catalog import codec
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE artifacts (artifact_id TEXT PRIMARY KEY, creation_time TEXT, doc TEXT)"
+    )
+    # Schema 1 took label keys holding NUL, which no later schema stores.
+    text = codec.dumps(record(1))[:-1] + ', "labels": {"a\\u0000b": 1}}'
+    conn.execute("INSERT INTO artifacts VALUES (?, NULL, ?)", ("artifact_0002", text))
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    cat = SQLiteCatalog(path)
+    with pytest.raises(CatalogError, match=r"cannot be carried over.*NUL.*left as it was"):
+        await cat.count()
+    await cat.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    assert conn.execute("SELECT count(*) FROM artifacts").fetchone() == (1,)
+    conn.close()
+
+
+async def test_the_id_of_a_deleted_record_is_never_given_again(catalog: SQLiteCatalog) -> None:
+    """Side rows are deleted by keys computed from the record: if a record was
+    changed behind the catalog's back, rows left over belong to no new record."""
+    await catalog.insert({"artifact_id": "a1", "labels": {"secret": "x"}})
+    conn = catalog._state.connection
+    assert conn is not None
+    conn.execute("""UPDATE artifacts SET labels_json = '{"labels": {}}'""")
+    await catalog.delete("a1")
+    await catalog.insert({"artifact_id": "b2", "labels": {}})
+    assert await catalog.find({"labels.secret": "x"}) == []
+    (new_id,) = conn.execute("SELECT id FROM artifacts WHERE artifact_id = 'b2'").fetchone()
+    assert new_id == 2
+
+
 async def test_version_1_files_are_carried_over(tmp_path: Path) -> None:
     import sqlite3
 
@@ -445,7 +487,7 @@ async def test_an_upgrade_shows_progress_and_is_done_once(
 
 _TABLES = {
     *("artifacts", "artifact_docs", "environments", "side_values", "label_values"),
-    *("names", "aliases", "leases", "file_objects", "run_inputs"),
+    *("names", "aliases", "leases", "file_objects", "run_inputs", "sqlite_sequence"),
 }
 
 

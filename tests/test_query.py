@@ -710,6 +710,7 @@ def test_literal_regexes_get_a_like_prefilter(pattern: str, flags: str, like: st
         ("^abc", "m", None),
         (r"^\d", "", None),
         ("^(?:ab)", "", None),
+        ("^\ud7ff", "", ("\ud7ff", "\ue000")),  # the next character skips the surrogates
     ],
 )
 def test_anchored_regexes_get_an_index_range(

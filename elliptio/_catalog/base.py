@@ -134,7 +134,8 @@ class Catalog(abc.ABC):
         docs = await self.find(filter, sort=sort, skip=skip, limit=limit, fields=fields)
         table = document_columns(docs, fields)
         for field in flat:
-            table[field] = [flat_mapping(cell) for cell in table[field]]
+            if field in table:
+                table[field] = [flat_mapping(cell) for cell in table[field]]
         return table
 
     @abc.abstractmethod

@@ -96,6 +96,8 @@ INDEXES = (
     # Who references a file (`Catalog.object_users`), asked before a delete removes it.
     IndexModel([("files.url", ASCENDING)], name="elliptio_files_url"),
     IndexModel([("logs.url", ASCENDING)], name="elliptio_logs_url"),
+    # The records of an environment, for conditions on python_packages.
+    IndexModel([("_environment", ASCENDING)], name="elliptio_environment"),
     # Every label path (labels.infos.seed, ...): a wildcard index (MongoDB 4.2+).
     IndexModel([("labels.$**", ASCENDING)], name="elliptio_labels"),
 )
@@ -439,6 +441,13 @@ def _projected(fields: Sequence[str]) -> dict[str, int]:
     return dict.fromkeys([*fields, *([ENVIRONMENT] if PACKAGES in fields else [])], 1)
 
 
+def _is_sha(value: Any) -> bool:
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 def _touches_packages(key: str) -> bool:
     return key == PACKAGES or key.startswith(PACKAGES + ".")
 
@@ -655,7 +664,7 @@ class MongoCatalog(Catalog):
         """Records as read: each environment's packages back in the records naming it
         (a copy each), datetimes in UTC."""
         out = [_aware(dict(doc)) for doc in docs]
-        wanted = {doc[ENVIRONMENT] for doc in out if ENVIRONMENT in doc}
+        wanted = {doc[ENVIRONMENT] for doc in out if _is_sha(doc.get(ENVIRONMENT))}
         if not wanted:
             return out
         environments = await self._side("environments")
@@ -663,9 +672,9 @@ class MongoCatalog(Catalog):
             found = await environments.find({"_id": {"$in": sorted(wanted)}}).to_list(None)
         packages = {env["_id"]: env.get(PACKAGES) for env in found}
         for doc in out:
-            sha = doc.pop(ENVIRONMENT, None)
-            if sha is None:
-                continue
+            if not _is_sha(doc.get(ENVIRONMENT)):
+                continue  # no environment (or a field of that name from before 0.5)
+            sha = doc.pop(ENVIRONMENT)
             if sha not in packages:
                 raise CorruptRecordError(
                     f"record {doc.get('artifact_id')!r} in catalog {self._display} names "
@@ -680,22 +689,28 @@ class MongoCatalog(Catalog):
         environments collection: a record matches when the environment it names
         does, or (a record written before environments) when its own list does."""
         out: dict[str, Any] = {}
+        answered: list[dict[str, Any]] = []
         for key, cond in flt.items():
             if key in filters.LOGICAL_OPERATORS:
                 out[key] = [await self._packages_filter(sub) for sub in cond]
             elif _touches_packages(key):
                 environments = await self._side("environments")
+                limit_ms = _REGEX_MS if _has_regex(cond) else None
                 async with self._errors():
-                    found = await environments.distinct("_id", {key: cond})
-                matches = {
-                    "$or": [
-                        {ENVIRONMENT: {"$in": sorted(found)}},
-                        {ENVIRONMENT: {"$exists": False}, key: cond},
-                    ]
-                }
-                out.setdefault("$and", []).append(matches)
+                    cursor = environments.find({key: cond}, {"_id": 1}, max_time_ms=limit_ms)
+                    found = [env["_id"] for env in await cursor.to_list(None)]
+                answered.append(
+                    {
+                        "$or": [
+                            {ENVIRONMENT: {"$in": sorted(found)}},
+                            {ENVIRONMENT: {"$exists": False}, key: cond},
+                        ]
+                    }
+                )
             else:
                 out[key] = cond
+        if answered:  # beside an $and of the filter's own, never in place of it
+            out["$and"] = [*out.get("$and", []), *answered]
         return out
 
     # -- Catalog interface -------------------------------------------------------

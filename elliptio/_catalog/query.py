@@ -152,7 +152,10 @@ def prefix_range(text: str, flags: str) -> tuple[str, str] | None:
     if not literal or literal[-1] == chr(0x10FFFF):
         return None
     low = "".join(literal)
-    return low, low[:-1] + chr(ord(low[-1]) + 1)
+    following = ord(low[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are no characters: skip them
+        following = 0xE000
+    return low, low[:-1] + chr(following)
 
 
 def label_values(labels: Any, field: str = "labels") -> list[tuple[str, Any]]:

@@ -120,7 +120,8 @@ LAYOUT = query.Layout(
 _PROMOTED = (*_TEXT, *_DATES)
 _SCHEMA = (
     "CREATE TABLE artifacts ("
-    " id INTEGER PRIMARY KEY,"
+    # AUTOINCREMENT: the id of a deleted record is never given to another.
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " artifact_id TEXT NOT NULL UNIQUE,"
     " creation_time TEXT, username TEXT, datatype TEXT, project TEXT,"
     " arrays TEXT NOT NULL, labels_json TEXT NOT NULL, name TEXT, name_version INTEGER,"
@@ -174,6 +175,7 @@ _ACCEPTED_URLS = (
 _TOO_LARGE = ("parser stack overflow", "Expression tree is too large", "tables in a join")
 _RETRY_SECONDS = 120.0
 _MMAP_BYTES = 1 << 31
+_CACHE_KIB = 64 * 1024
 
 
 def open_sqlite_catalog(url: str) -> SQLiteCatalog:
@@ -454,6 +456,8 @@ class SQLiteCatalog(Catalog):
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # Pages of the indexes a write touches stay in memory between writes.
+            conn.execute(f"PRAGMA cache_size={-_CACHE_KIB}")
             if self._target != ":memory:" and not self._uri:
                 conn.execute("PRAGMA journal_mode=WAL")
                 # Reads from the OS page cache without a copy or a system call per
@@ -644,7 +648,8 @@ class SQLiteCatalog(Catalog):
         if names is None:
             raise QueryError("find_columns needs a list of fields")
         wanted = [n for n in names if n != "artifact_id"]
-        if any('"' in n or not n.isprintable() for n in wanted):  # no JSON path names them
+        # A JSON path cannot name these (quotes, escapes): read whole records.
+        if any('"' in n or "\\" in n or not n.isprintable() for n in wanted):
             return await super().find_columns(
                 filter, sort=pairs, skip=skip, limit=limit, fields=fields, flat=flat
             )
@@ -1101,7 +1106,10 @@ def _array_paths(value: Any, prefix: str, out: list[str]) -> None:
 
 def _row(doc: Document) -> _Row:
     """The table rows of a document; raises TypeError when it cannot be stored."""
-    source: dict[str, Any] = doc if codec.storable(doc) else codec.normalize(doc)
+    environment = _environment(doc["python_packages"]) if "python_packages" in doc else None
+    packages, packages_sha = environment[1:] if environment else (None, None)
+    body = {k: v for k, v in doc.items() if k != "python_packages"} if packages else doc
+    source: dict[str, Any] = body if codec.storable(body) else codec.normalize(body)
     plain = {path: _plain(source, path) for path in _PROMOTED}
     side: list[tuple[str, str]] = [(_ARRAY_FLAG, p) for p, (_, arr) in plain.items() if arr]
     side.extend(
@@ -1115,12 +1123,13 @@ def _row(doc: Document) -> _Row:
         side.extend((field, item) for item in dict.fromkeys(i for i in items if isinstance(i, str)))
     paths: list[str] = []
     _array_paths(source, "", paths)
+    if environment is not None:
+        _array_paths({"python_packages": environment[0]}, "", paths)
     moved = {
         field: codec.to_text({field: source[field]}) if field in source else "{}"
-        for field in _MOVED
+        for field in ("labels", "deleted")
     }
-    packages = moved["python_packages"] if "python_packages" in source else None
-    rest = {k: (_PLACEHOLDER if k in _MOVED else v) for k, v in source.items()}
+    rest = {k: (_PLACEHOLDER if k in _MOVED else source[k]) for k in doc}
     created = plain["creation_time"][0]
     labels = query.label_values(source["labels"]) if "labels" in source else []
     return _Row(
@@ -1134,13 +1143,37 @@ def _row(doc: Document) -> _Row:
         deleted_json=moved["deleted"],
         doc=codec.to_text(rest),
         packages=packages,
-        packages_sha=None if packages is None else hashlib.sha256(packages.encode()).hexdigest(),
+        packages_sha=packages_sha,
         side=side,
         name=_text_or_none(plain["name"][0]),
         name_version=_name_version(source),
         objects=_objects(source),
         labels=list(dict.fromkeys(labels)),
     )
+
+
+def _environment(value: Any) -> tuple[Any, str, str]:
+    """``value`` as stored, ``{"python_packages": value}`` as text, and that text's
+    sha256; raises TypeError
+    when it cannot be stored. The records of one environment carry equal lists:
+    the last one's text is kept, and reused when the next list of plain strings
+    is equal (equal strings encode alike; numbers would not: 1 == 1.0)."""
+    last = _LAST_ENVIRONMENT[0]
+    if (
+        last is not None
+        and type(value) is dict
+        and value == last[0]
+        and all(type(v) is str for v in value.values())
+    ):
+        return last
+    text = codec.to_text({"python_packages": value})
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    last = _LAST_ENVIRONMENT[0] = (codec.loads(text)["python_packages"], text, sha)
+    return last
+
+
+# The last environment `_environment` encoded: (a copy of its value, text, sha256).
+_LAST_ENVIRONMENT: list[tuple[Any, str, str] | None] = [None]
 
 
 def _name_version(doc: Document) -> int | None:
@@ -1190,7 +1223,12 @@ def _env_id(envs: dict[str, int], row: _Row) -> int | None:
 
 def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
     """Insert rows and their side values; the caller holds the write transaction."""
-    (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM artifacts").fetchone()
+    # The highest id ever given (sqlite_sequence keeps it past deletes), so that
+    # no side row a deleted record left could ever belong to a new one.
+    (top,) = conn.execute(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'artifacts'), 0),"
+        " coalesce((SELECT max(id) FROM artifacts), 0))"
+    ).fetchone()
     ids = range(top + 1, top + 1 + len(rows))
     envs = _environments(conn, rows)
     conn.executemany(
@@ -1323,7 +1361,16 @@ def _upgrade(conn: sqlite3.Connection, version: int, display: str) -> None:
             texts = [text for row in batch for text in row]
             values = iter(codec.loads_many(texts))
             docs = [_merged([next(values) for _ in row]) for row in batch]
-            _write_rows(conn, [_row(doc) for doc in docs])
+            try:
+                rows = [_row(doc) for doc in docs]
+            except TypeError as err:
+                raise CatalogError(
+                    f"catalog {display}: a record of schema {version} cannot be carried over "
+                    f"to schema {SCHEMA_VERSION} ({err}); the file is left as it was. Open "
+                    "it with the release that wrote it and fix or delete that record, or "
+                    "rebuild the catalog from storage with 'elliptio reindex'"
+                ) from err
+            _write_rows(conn, rows)
             if bar is not None:
                 bar.update(len(batch))
     finally:
