@@ -356,8 +356,15 @@ async def test_python_packages_are_stored_once_per_environment() -> None:
         await cat.find({"_environment": "x"})
     with pytest.raises(InvalidLabelsError, match="_environment"):
         await cat.insert(record(20, _environment="x"))
-    # A record whose environment went missing says so.
-    await database["artifacts.environments"].delete_many({"python_packages.p7": "2.0"})
+    # An environment changed behind the catalog (a catalog writer can) is refused,
+    # never shown as the records' packages; one that went missing says so too.
+    environments = database["artifacts.environments"]
+    await environments.update_one(
+        {"python_packages.p7": "1.0"}, {"$set": {"python_packages.p0": "9"}}
+    )
+    with pytest.raises(CorruptRecordError, match="does not hash to its id"):
+        await cat.get("artifact_0001")
+    await environments.delete_many({"python_packages.p7": "2.0"})
     with pytest.raises(CorruptRecordError, match="environment"):
         await cat.get("artifact_0003")
     await cat.close()

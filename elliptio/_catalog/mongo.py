@@ -670,7 +670,11 @@ class MongoCatalog(Catalog):
         environments = await self._side("environments")
         async with self._errors():
             found = await environments.find({"_id": {"$in": sorted(wanted)}}).to_list(None)
-        packages = {env["_id"]: env.get(PACKAGES) for env in found}
+        # An environment is what its sha256 says, or no environment at all (a
+        # catalog writer could have planted another list under that id).
+        packages = {
+            env["_id"]: env.get(PACKAGES) for env in found if environment_of(_aware(env))[1] == env
+        }
         for doc in out:
             if not _is_sha(doc.get(ENVIRONMENT)):
                 continue  # no environment (or a field of that name from before 0.5)
@@ -679,7 +683,8 @@ class MongoCatalog(Catalog):
                 raise CorruptRecordError(
                     f"record {doc.get('artifact_id')!r} in catalog {self._display} names "
                     f"environment {sha!r}, which is missing from the environments "
-                    "collection; rebuild the catalog with 'elliptio reindex'"
+                    "collection or does not hash to its id; rebuild the catalog with "
+                    "'elliptio reindex'"
                 )
             doc[PACKAGES] = _aware(copy.deepcopy(packages[sha]))
         return out
