@@ -574,3 +574,24 @@ def test_a_reader_changes_nothing_in_the_store_or_the_catalog(
     handler.lineage(art.artifact_id)
     handler.gc()  # a dry run
     assert snapshot(handler) == before
+
+
+async def test_a_changed_environment_is_refused_on_every_read(tmp_path: Path) -> None:
+    """A catalog writer who changes a MongoDB environment document makes reads of
+    its records fail, never shows the changed package list as theirs."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    from elliptio._errors import CorruptRecordError
+
+    client = AsyncMongoMockClient()
+    (tmp_path / "a.txt").write_text("a")
+    async with eio.AsyncHandler(storage=tmp_path / "store", catalog=client) as h:
+        art = await h.upload([tmp_path / "a.txt"])
+        assert art.metadata.python_packages
+        await client["elliptio"]["artifacts.environments"].update_many(
+            {}, {"$set": {"python_packages.elliptio": "0.0.1-planted"}}
+        )
+        with pytest.raises(CorruptRecordError, match="does not hash to its id"):
+            await h.get(art.artifact_id)
+        with pytest.raises(CorruptRecordError):
+            await h.find({"artifact_id": art.artifact_id}, columns=["python_packages"])
