@@ -24,7 +24,10 @@ from typing import Any, NoReturn
 
 from . import __version__
 from ._errors import (
+    ArtifactDeletedError,
+    ArtifactExistsError,
     ArtifactNotFoundError,
+    ConfigError,
     ElliptioError,
     FileNotInArtifactError,
     InvalidLabelsError,
@@ -33,7 +36,7 @@ from ._errors import (
     QueryError,
     UsageError,
 )
-from ._redact import is_secret_name, known_secrets, redact_text, redact_url
+from ._redact import is_secret_name, known_secrets, redact_argv, redact_text, redact_url
 from ._sizes import human_size
 
 __all__ = ["main"]
@@ -259,7 +262,13 @@ def cmd_download(args: argparse.Namespace) -> int:
                 raise InvalidPathError(
                     f"{relpath!r} is not a file of {art.artifact_id}; it has {sorted(art.files)}"
                 )
-            print(art.files[relpath].download(Path(args.output) / relpath))
+            target = Path(args.output) / relpath
+            if target.exists() and not args.overwrite:
+                raise ArtifactExistsError(
+                    f"{target} exists already; pass --overwrite to replace it, or choose "
+                    "another folder with -o"
+                )
+            print(art.files[relpath].download(target))
     return 0
 
 
@@ -277,6 +286,8 @@ def cmd_cat(args: argparse.Namespace) -> int:
     with _handler(args) as h:
         try:
             art = h.get(args.target)
+        except ArtifactDeletedError:
+            raise
         except ArtifactNotFoundError as err:
             if args.relpath is not None:
                 raise
@@ -439,8 +450,12 @@ def cmd_alias(args: argparse.Namespace) -> int:
         elif args.action == "remove":
             if args.alias is None:
                 raise InvalidNameError("alias remove needs a name and an alias, e.g. x prod")
-            if args.alias not in h.aliases(args.target):
-                raise InvalidNameError(f"{args.target!r} has no alias {args.alias!r}")
+            known = h.aliases(args.target)
+            if args.alias not in known:  # most likely a typo: say so
+                raise UsageError(
+                    f"{args.target!r} has no alias {args.alias!r}; its aliases: "
+                    f"{', '.join(known) or 'none'} ('elliptio alias list {args.target}')"
+                )
             aliases = h.remove_alias(args.target, args.alias)
         else:
             aliases = h.aliases(args.target)
@@ -474,12 +489,21 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 1 if report.conflicting or report.unreadable else 0
 
 
+_MAX_GRACE_HOURS = 1_000_000
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     delete = args.delete and args.yes
     if args.delete and not args.yes:
         print("a dry run: add --yes to --delete to remove what is listed", file=sys.stderr)
+    hours = args.grace_hours
+    if not 0 <= hours <= _MAX_GRACE_HOURS:  # also nan
+        raise ConfigError(
+            f"--grace-hours must be between 0 and {_MAX_GRACE_HOURS:,}, not {hours}; "
+            "writers may be at work on prefixes younger than that, e.g. --grace-hours 24"
+        )
     with _handler(args) as h:
-        report = h.gc(grace=timedelta(hours=args.grace_hours), delete=delete)
+        report = h.gc(grace=timedelta(hours=hours), delete=delete)
     for url in report.orphans:
         print(("removed " if url in report.removed else "orphan ") + url)
     for artifact_id in report.stale_leases:
@@ -581,8 +605,33 @@ def _bytes_flag(p: argparse.ArgumentParser) -> None:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        # A usage error can quote an argument, such as a URL with a password in it.
+        # A usage error can quote an argument: a URL with a password in it, or the
+        # value of a secret-looking option (--password S3CR3T); both are masked.
+        masked = redact_argv(_ARGV)
+        for arg, shown in sorted(zip(_ARGV, masked, strict=True), key=lambda p: -len(p[0])):
+            if arg != shown:
+                message = message.replace(arg, shown)
         super().error(redact_url(message))
+
+
+# The command line being parsed, for `_Parser.error` (set by `main`).
+_ARGV: list[str] = []
+
+
+def _positive(kind: type[float] | type[int], what: str, top: float) -> Callable[[str], Any]:
+    """An argparse type: a finite number from 0 to ``top``, else a usage error
+    naming the option."""
+
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, not {text!r}") from None
+        if not 0 <= value <= top:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{what} must be between 0 and {top:g}, not {text}")
+        return value
+
+    return parse
 
 
 def _common(suppress: bool) -> _Parser:
@@ -694,6 +743,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("artifact_id", metavar="REF", help=_REF_HELP)
     p.add_argument("relpaths", nargs="*", help="files to download (default: all)")
     p.add_argument("-o", "--output", default=".", help="target folder (default: .)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace files that exist in the target folder"
+    )
     _progress_flag(p)
 
     p = add(
@@ -783,7 +835,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["size", "prune", "clear"],
         help="size: how much it holds; prune: drop what was not used for --days; clear: all",
     )
-    p.add_argument("--days", type=float, default=30.0, help="prune: unused for this long")
+    p.add_argument(
+        "--days",
+        type=_positive(float, "--days", 36_500),
+        default=30.0,
+        help="prune: unused for this long",
+    )
     _bytes_flag(p)
 
     p = add(
@@ -842,7 +899,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p = add("ui", cmd_ui, "browse, search and follow lineage in a browser", "elliptio ui")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: a free one)")
+    p.add_argument(
+        "--port",
+        type=_positive(int, "--port", 65_535),
+        default=8765,
+        help="port (default 8765; 0: a free one)",
+    )
     p.add_argument("--no-browser", dest="browser", action="store_false", help="do not open it")
     add("config", cmd_config, "print the effective settings, secrets masked", "elliptio config")
     return parser
@@ -880,6 +942,8 @@ def _report(err: BaseException, secrets: set[str], debug: bool) -> None:
     except Exception:
         text = ""
     message = " ".join(redact(text).split())  # one line, whatever the backend wrote
+    if isinstance(err, FileNotFoundError) and not isinstance(err, ElliptioError):
+        message += "; check the path or URL (elliptio ls URL lists what a folder holds)"
     known = isinstance(err, ElliptioError | OSError | ValueError | KeyError)
     hint = "" if known else " (rerun with --debug for the traceback)"
     print(
@@ -919,6 +983,7 @@ def _logging(verbose: int, secrets: Callable[[], set[str]]) -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    _ARGV[:] = argv
     parser = _parser()
     args = parser.parse_args(argv)
     try:

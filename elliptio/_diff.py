@@ -78,6 +78,8 @@ def _show(value: Any) -> str:
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if not prefix and value == {}:
+        return  # no labels at all: nothing to compare, not a label named ""
     if isinstance(value, dict) and value:
         for key, item in value.items():
             _flatten(item, f"{prefix}.{key}" if prefix else str(key), out)

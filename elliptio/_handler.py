@@ -942,10 +942,13 @@ class AsyncHandler:
         Raises:
             InvalidNameError: ``alias`` is malformed or reserved (``latest``, ``v<n>``).
             ArtifactNotFoundError: ``ref`` names no artifact.
+            ArtifactDeletedError: ``ref`` names a deleted version.
             ConfigError: ``ref`` is an artifact without a name.
         """
         validate_alias(alias)
         record = await self._record(await self.resolve(ref))
+        if record.deleted is not None:  # delete took its aliases away; none comes back
+            raise deleted_error(record)
         if record.name is None or record.name_version is None:
             raise ConfigError(
                 f"{record.artifact_id} has no name, so it cannot have aliases; commit it "
@@ -1168,8 +1171,14 @@ class AsyncHandler:
         return diff_records(first, second)
 
     async def verify(self, artifact_id: str) -> VerifyReport:
-        """Re-hash an artifact's stored files against its record."""
+        """Re-hash an artifact's stored files against its record.
+
+        Raises:
+            ArtifactDeletedError: the artifact was deleted: it has no files to check.
+        """
         record = await self._record(await self.resolve(artifact_id))
+        if record.deleted is not None:
+            raise deleted_error(record)
         return await verify(self.storage, record)
 
     # -- lifecycle ----------------------------------------------------------

@@ -31,6 +31,8 @@ __all__ = [
 LATEST = "latest"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _VERSION_RE = re.compile(r"v([1-9][0-9]{0,17})")
+# Artifact ids start so (`elliptio._layout`); a name starting so could not be told apart.
+ID_PREFIX = "artifact_"
 _RULE = "1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
@@ -45,6 +47,11 @@ def validate_name(name: object) -> str:
         raise InvalidNameError(
             f"artifact name {_show(name)} is not valid: use {_RULE}, e.g. 'train-set'"
         )
+    if name.startswith(ID_PREFIX):
+        raise InvalidNameError(
+            f"artifact name {name!r} starts with {ID_PREFIX!r}, as artifact ids do, so "
+            "no reference could reach it; choose another name, e.g. 'train-set'"
+        )
     return name
 
 
@@ -56,7 +63,7 @@ def validate_alias(alias: object) -> str:
     """
     if not isinstance(alias, str) or not _NAME_RE.fullmatch(alias):
         raise InvalidNameError(f"alias {_show(alias)} is not valid: use {_RULE}, e.g. 'production'")
-    if alias == LATEST or _VERSION_RE.fullmatch(alias):
+    if alias == LATEST or re.fullmatch(r"v[0-9]+", alias):
         raise InvalidNameError(
             f"alias {alias!r} is reserved: 'latest' always follows the newest version and "
             "'v<n>' names version n; choose another alias, e.g. 'production'"

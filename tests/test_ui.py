@@ -188,9 +188,9 @@ def test_artifact_page(client: TestClient, lake: Lake, handler: eio.Handler) -> 
     assert f'<img src="/file/{lake.train_v2}/cover.png"' in html
     assert "notes about the training set" in html
     # snippets
-    assert "art = h.get(&quot;train-set:v2&quot;)" in html
+    assert "art = h.get(&#x27;train-set:v2&#x27;)" in html
     assert f"elliptio://{lake.train_v2}/train.csv" in html
-    assert "pd.read_csv(art.files[&quot;train.csv&quot;].url)" in html
+    assert "pd.read_csv(art.files[&#x27;train.csv&#x27;].eio_url)" in html
     # versions and aliases; based_on links
     versions = html.split("<table id=versions>", 1)[1].split("</table>", 1)[0]
     assert "train-set:v2 (this)" in versions
@@ -552,7 +552,7 @@ def test_parquet_preview_and_many_files(handler: eio.Handler, tmp_path: Path) ->
     assert "<th>x</th><th>y</th>" in page
     assert "<td>19</td>" in page  # the first 20 rows
     assert "<td>20</td>" not in page
-    assert "pd.read_parquet(art.files[&quot;many/t.parquet&quot;].url)" in page
+    assert "pd.read_parquet(art.files[&#x27;many/t.parquet&#x27;].eio_url)" in page
     assert f"/file/{art.artifact_id}/many/f4.bin" in page
 
 

@@ -39,13 +39,20 @@ def date_text(value: dt.datetime) -> str:
     """Return the fixed-width UTC text of a tz-aware datetime.
 
     Raises:
-        TypeError: ``value`` is naive (has no timezone).
+        TypeError: ``value`` is naive (has no timezone), or outside years 1 to 9999
+            in UTC.
     """
     if value.tzinfo is None or value.utcoffset() is None:
         raise TypeError(f"naive datetime {value.isoformat()} cannot be stored; give it a tzinfo")
     # BSON dates hold milliseconds; every catalog truncates to them, as PyMongo does.
     value = value.replace(microsecond=value.microsecond // 1000 * 1000)
-    v = value.astimezone(dt.UTC)
+    try:
+        v = value.astimezone(dt.UTC)
+    except OverflowError:
+        raise TypeError(
+            f"datetime {value.isoformat()} is outside the dates a catalog holds (years 1 "
+            "to 9999 in UTC); use a date inside them"
+        ) from None
     return (
         f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:"
         f"{v.second:02d}.{v.microsecond:06d}Z"

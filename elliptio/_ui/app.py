@@ -29,8 +29,14 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from elliptio._errors import ArtifactNotFoundError, ElliptioError, QueryError
+from elliptio._errors import (
+    ArtifactDeletedError,
+    ArtifactNotFoundError,
+    ElliptioError,
+    QueryError,
+)
 from elliptio._handler import AsyncHandler
+from elliptio._lifecycle import deleted_error
 from elliptio._models import FileRecord, Metadata, upgrade_record
 from elliptio._redact import redact_url
 from elliptio._sync import get_loop
@@ -101,7 +107,10 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
     async def record(ref: str) -> Metadata:
         async def read() -> Metadata:
             aid = await handler.resolve(ref)
-            return upgrade_record(await handler.catalog.get(aid))
+            found = upgrade_record(await handler.catalog.get(aid))
+            if found.deleted is not None:  # as get() and find() treat it
+                raise deleted_error(found)
+            return found
 
         return await io(read())
 
@@ -121,7 +130,7 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
 
             async def run() -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
                 docs = await handler.catalog.find(
-                    flt,
+                    {"$and": [flt, {"deleted": None}]} if flt else {"deleted": None},
                     sort=form.sort_spec(),
                     skip=form.skip,
                     limit=PAGE_SIZE + 1,
@@ -146,7 +155,7 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
             versions, aliases = await asyncio.gather(
                 io(
                     handler.catalog.find(
-                        {"name": rec.name},
+                        {"name": rec.name, "deleted": None},
                         sort=[("name_version", -1)],
                         limit=100,
                         fields=_VERSION_FIELDS,
@@ -270,6 +279,9 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
         text = str(exc.args[0]) if exc.args else str(exc)
         return error(404, text)
 
+    async def on_deleted(request: Request, exc: Exception) -> Response:
+        return error(410, str(exc))
+
     async def on_query(request: Request, exc: Exception) -> Response:
         return error(400, str(exc))
 
@@ -292,6 +304,7 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
     handlers: dict[Any, Any] = {
         HTTPException: on_http,
         ArtifactNotFoundError: on_not_found,
+        ArtifactDeletedError: on_deleted,
         QueryError: on_query,
         ElliptioError: on_elliptio,
         Exception: on_any,

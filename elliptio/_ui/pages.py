@@ -111,7 +111,7 @@ def search_page(
         ref = artifact_ref(doc)
         files = doc.get("files") or []
         relpaths = [f.get("relpath", "") for f in files if isinstance(f, Mapping)]
-        size = sum(int(f.get("size") or 0) for f in files if isinstance(f, Mapping))
+        size = sum(_count(f.get("size")) for f in files if isinstance(f, Mapping))
         labels = doc.get("labels") or {}
         named = aliases.get(str(doc.get("name")), {}) if doc.get("name") else {}
         tags = [a for a, v in sorted(named.items()) if v == doc.get("name_version")]
@@ -185,13 +185,14 @@ def artifact_page(
                 + [f"{p} (missing)" for p in verify.missing]
             )
             body.append(f"<div class=error id=verified>Not intact: {esc(problems)}</div>")
-    snippets = [f'art = h.get("{ref}")']
+    snippets = [f"art = h.get({ref!r})"]
     table = next((f.relpath for f in record.files if kind(f.relpath) in ("csv", "parquet")), None)
     if table is not None:
         reader = "read_parquet" if kind(table) == "parquet" else "read_csv"
-        snippets.append(f'pd.{reader}(art.files["{table}"].url)')
+        # eio_url: read through elliptio, verified and recorded as lineage.
+        snippets.append(f"pd.{reader}(art.files[{table!r}].eio_url)")
     elif record.files:
-        snippets.append(f'art.files["{record.files[0].relpath}"].local_path()')
+        snippets.append(f"art.files[{record.files[0].relpath!r}].local_path()")
     snippets += [artifact_url(aid, f.relpath) for f in record.files[:5]]
     body.append("<h2>Files</h2><table id=files><tr><th>file</th><th>size</th><th>sha256</th></tr>")
     for f in record.files[:MAX_FILES]:
@@ -219,7 +220,7 @@ def artifact_page(
         for v in versions:
             vref = artifact_ref(v)
             text = vref + (" (this)" if v["artifact_id"] == aid else "")
-            tags = ", ".join(sorted(by_version.get(int(v.get("name_version") or 0), [])))
+            tags = ", ".join(sorted(by_version.get(_count(v.get("name_version")), [])))
             body.append(
                 f"<tr><td>{link(ref_path('/a', str(v['artifact_id'])), text)}</td>"
                 f"<td>{esc(tags)}</td><td>{esc(v.get('username', ''))}</td>"
@@ -310,3 +311,9 @@ def error_page(status: int, message: str) -> str:
         f"<h1>{esc(title)}</h1><div class=error role=alert>{esc(message)}</div>"
         '<p><a href="/">back to search</a></p>',
     )
+
+
+def _count(value: Any) -> int:
+    """A size or version of a record for display: 0 when it is not an int (a
+    record changed by hand must not take the page down)."""
+    return value if type(value) is int else 0

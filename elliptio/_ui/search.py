@@ -60,7 +60,7 @@ def _when(text: str, what: str) -> datetime:
 def _until(text: str) -> tuple[str, datetime]:
     """``until`` is inclusive: a plain date reaches to the end of that day."""
     when = _when(text, "until")
-    if len(text.strip()) == 10:  # YYYY-MM-DD
+    if len(text.strip()) == 10 and when.date() < datetime.max.date():  # YYYY-MM-DD
         return "$lt", when + timedelta(days=1)
     return "$lte", when
 

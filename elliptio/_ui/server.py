@@ -64,7 +64,8 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _server(handler: AsyncHandler, host: str) -> uvicorn.Server:
-    hosts = _LOOPBACK_NAMES if is_loopback(host) else ["*"]
+    # A loopback address answers under its own name too (127.0.0.2, ...).
+    hosts = [*dict.fromkeys([*_LOOPBACK_NAMES, host])] if is_loopback(host) else ["*"]
     app = create_app(handler, allowed_hosts=hosts)
     config = uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="off", log_level="warning"
