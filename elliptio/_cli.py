@@ -333,6 +333,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_set_labels(args: argparse.Namespace) -> int:
     """Replace an artifact's labels; the earlier ones stay in its label history."""
+    if args.json is None and not args.label and not args.infos:
+        raise UsageError(
+            f"set-labels replaces every label of {args.ref}: give the new ones with "
+            "--label KEY=VALUE / --infos JSON, or --json '{}' to clear them"
+        )
     if args.json is not None:
         if args.label or args.infos:
             raise InvalidLabelsError("give either --json or --label/--infos, not both")
