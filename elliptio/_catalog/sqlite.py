@@ -657,22 +657,31 @@ class SQLiteCatalog(Catalog):
             column: [n for n in wanted if n != "creation_time" and _MOVED.get(n, "doc") == column]
             for column in ("doc", "labels_json", "deleted_json")
         }
-        parts: list[str] = []
-        for column, members in groups.items():
-            if members:
-                source = _column_sql(column)
-                # Two paths at least, so the result is always an array of the texts
-                # (the second one, '$."$"', names no key: keys never start with "$").
-                paths = [*members, "$"] if len(members) == 1 else members
-                marks = ", ".join("'$.\"" + m.replace("'", "''") + "\"'" for m in paths)
-                parts.append(f"json_extract({source}, {marks})")
-        extracted = " || ',' || ".join(parts) if parts else "''"
-        select = (
-            f"environment, artifact_id, creation_time,"
-            f" CASE WHEN creation_time IS NULL THEN json_extract({_column_sql('doc')},"
-            " '$.creation_time', '$.\"$\"') END, '[' || " + extracted + " || ']'"
-        )
-        sql, params = self._matching(filter, pairs, skip, limit, select)
+        # Two paths at least per json_extract, so that it always returns an array
+        # of the texts: a lone field is followed by '$."$"', which names no key
+        # (keys never start with "$").
+        extracts = [
+            (column, [*members, "$"] if len(members) == 1 else members)
+            for column, members in groups.items()
+            if members
+        ]
+        paths = [f'$."{m}"' for _, keys in extracts for m in keys] + ['$."$"']
+
+        def select(first: int) -> str:
+            """The select list, its JSON paths bound from parameter ``first`` on."""
+            marks = (f"?{first + i}" for i in itertools.count())
+            parts = [
+                f"json_extract({_column_sql(column)}, {', '.join(next(marks) for _ in keys)})"
+                for column, keys in extracts
+            ]
+            extracted = " || ',' || ".join(parts) or "''"
+            return (
+                "environment, artifact_id, creation_time, CASE WHEN creation_time IS NULL"
+                f" THEN json_extract({_column_sql('doc')}, '$.creation_time', {next(marks)})"
+                f" END, '[' || {extracted} || ']'"
+            )
+
+        sql, params = self._matching(filter, pairs, skip, limit, select, paths)
         rows, envs = await self._run(self._select_docs_matching, sql, params)
         return await asyncio.to_thread(_columns, rows, envs, wanted, groups, flat)
 
@@ -682,19 +691,23 @@ class SQLiteCatalog(Catalog):
         pairs: list[tuple[str, int]],
         skip: int,
         limit: int,
-        columns: str,
+        columns: str | Callable[[int], str],
+        column_params: Sequence[Any] = (),
     ) -> tuple[Callable[[sqlite3.Connection], str], list[Any]]:
         """The SQL (made on the worker, which knows the layout) selecting ``columns``
-        of the matching rows in order, and its parameters (filled in then)."""
+        of the matching rows in order, and its parameters (filled in then).
+        ``columns`` may bind ``column_params``: it is called with the number of
+        the first parameter they are bound from."""
         params: list[Any] = []
 
         def sql(conn: sqlite3.Connection) -> str:
             where, order, values = query.translate_query(flt, pairs, layout=self._layout(conn))
             order = f"{order}, artifacts.id" if order else "ORDER BY artifacts.id"
             n = len(values)
-            params[:] = [*values, limit or -1, skip]
+            params[:] = [*values, limit or -1, skip, *column_params]
+            listed = columns if isinstance(columns, str) else columns(n + 3)
             text = (
-                f"SELECT {columns} FROM artifacts WHERE {where} {order}"
+                f"SELECT {listed} FROM artifacts WHERE {where} {order}"
                 f" LIMIT ?{n + 1} OFFSET ?{n + 2}"
             )
             log.debug("query plan: %s", text)
