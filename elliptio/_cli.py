@@ -623,9 +623,9 @@ class _Parser(argparse.ArgumentParser):
 _ARGV: list[str] = []
 
 
-def _positive(kind: type[float] | type[int], what: str, top: float) -> Callable[[str], Any]:
-    """An argparse type: a finite number from 0 to ``top``, else a usage error
-    naming the option."""
+def _in_range(kind: type[float] | type[int], what: str, top: float) -> Callable[[str], Any]:
+    """An argparse type: a number from 0 to ``top`` (nan and infinities refused),
+    else a usage error naming the option."""
 
     def parse(text: str) -> float | int:
         try:
@@ -842,7 +842,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--days",
-        type=_positive(float, "--days", 36_500),
+        type=_in_range(float, "--days", 36_500),
         default=30.0,
         help="prune: unused for this long",
     )
@@ -906,7 +906,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(
         "--port",
-        type=_positive(int, "--port", 65_535),
+        type=_in_range(int, "--port", 65_535),
         default=8765,
         help="port (default 8765; 0: a free one)",
     )

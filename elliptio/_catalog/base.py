@@ -12,6 +12,7 @@ filter documents; every backend accepts and refuses the same ones
 from __future__ import annotations
 
 import abc
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -400,6 +401,33 @@ def grouped_aliases(rows: Iterable[tuple[Any, Any, Any]]) -> dict[str, dict[str,
     for name, alias, version in rows:
         found.setdefault(str(name), {})[str(alias)] = int(version)
     return found
+
+
+def packages_environment(value: Any) -> tuple[Any, str, str]:
+    """A record's ``python_packages`` as its environment: the value as stored,
+    ``{"python_packages": value}`` as catalog JSON, and that text's sha256, which
+    every backend keys the environment by. Raises TypeError when it cannot be stored.
+
+    The records of one environment carry equal lists: the last one's text is
+    kept, and reused when the next list of plain strings is equal (equal strings
+    encode alike; numbers would not: ``1 == 1.0``).
+    """
+    last = _LAST_ENVIRONMENT[0]
+    if (
+        last is not None
+        and type(value) is dict
+        and value == last[0]
+        and all(type(v) is str for v in value.values())
+    ):
+        return last
+    text = codec.to_text({"python_packages": value})
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    last = _LAST_ENVIRONMENT[0] = (codec.loads(text)["python_packages"], text, sha)
+    return last
+
+
+# The last environment `packages_environment` made: (a copy of its value, text, sha256).
+_LAST_ENVIRONMENT: list[tuple[Any, str, str] | None] = [None]
 
 
 # Values that are never mappings: tested by type, much cheaper than Mapping.

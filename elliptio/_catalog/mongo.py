@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
-import hashlib
 import logging
 import os
 import re
@@ -40,6 +39,7 @@ from elliptio._catalog.base import (
     SortSpec,
     exists_error,
     grouped_aliases,
+    packages_environment,
     version_taken_error,
 )
 from elliptio._errors import (
@@ -429,11 +429,10 @@ def environment_of(doc: Document) -> tuple[Document, Document | None]:
     document to store with it, or ``None`` for a record without packages."""
     if PACKAGES not in doc:
         return doc, None
-    packages = {PACKAGES: doc[PACKAGES]}
-    sha = hashlib.sha256(codec.to_text(packages).encode()).hexdigest()
+    _, _, sha = packages_environment(doc[PACKAGES])
     stored = {k: v for k, v in doc.items() if k != PACKAGES}
     stored[ENVIRONMENT] = sha
-    return stored, {"_id": sha, **packages}
+    return stored, {"_id": sha, PACKAGES: doc[PACKAGES]}
 
 
 def _projected(fields: Sequence[str]) -> dict[str, int]:

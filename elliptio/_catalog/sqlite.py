@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
-import hashlib
 import itertools
 import logging
 import os
@@ -43,6 +42,7 @@ from elliptio._catalog.base import (
     flat_mapping,
     grouped_aliases,
     lease_lost_error,
+    packages_environment,
     record_revision,
     version_taken_error,
 )
@@ -245,9 +245,10 @@ class _State:
 class SQLiteCatalog(Catalog):
     """A catalog in one SQLite database file, or in memory.
 
-    Documents are stored as `codec.dumps` JSON in table ``artifacts`` with
-    expression indexes on the common filter fields; filters are translated to SQL
-    by `query.translate`.
+    Each record is stored once, as `codec.dumps` JSON split over a narrow row and
+    a document row (see the tables above), with plain indexed columns of the
+    common filter fields and side tables for arrays and labels; filters are
+    translated to SQL by `query.translate`.
 
     Args:
         path: the database file (its parent directories are created on first
@@ -1119,7 +1120,7 @@ def _array_paths(value: Any, prefix: str, out: list[str]) -> None:
 
 def _row(doc: Document) -> _Row:
     """The table rows of a document; raises TypeError when it cannot be stored."""
-    environment = _environment(doc["python_packages"]) if "python_packages" in doc else None
+    environment = packages_environment(doc["python_packages"]) if "python_packages" in doc else None
     packages, packages_sha = environment[1:] if environment else (None, None)
     body = {k: v for k, v in doc.items() if k != "python_packages"} if packages else doc
     source: dict[str, Any] = body if codec.storable(body) else codec.normalize(body)
@@ -1163,30 +1164,6 @@ def _row(doc: Document) -> _Row:
         objects=_objects(source),
         labels=list(dict.fromkeys(labels)),
     )
-
-
-def _environment(value: Any) -> tuple[Any, str, str]:
-    """``value`` as stored, ``{"python_packages": value}`` as text, and that text's
-    sha256; raises TypeError
-    when it cannot be stored. The records of one environment carry equal lists:
-    the last one's text is kept, and reused when the next list of plain strings
-    is equal (equal strings encode alike; numbers would not: 1 == 1.0)."""
-    last = _LAST_ENVIRONMENT[0]
-    if (
-        last is not None
-        and type(value) is dict
-        and value == last[0]
-        and all(type(v) is str for v in value.values())
-    ):
-        return last
-    text = codec.to_text({"python_packages": value})
-    sha = hashlib.sha256(text.encode()).hexdigest()
-    last = _LAST_ENVIRONMENT[0] = (codec.loads(text)["python_packages"], text, sha)
-    return last
-
-
-# The last environment `_environment` encoded: (a copy of its value, text, sha256).
-_LAST_ENVIRONMENT: list[tuple[Any, str, str] | None] = [None]
 
 
 def _name_version(doc: Document) -> int | None:
