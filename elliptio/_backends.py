@@ -42,6 +42,12 @@ from ._transfer import HashResult, Writer, copy_hashing, gather_all, write_all
 __all__ = ["Backend", "LocalBackend", "make_backend"]
 
 T = TypeVar("T")
+# A local-disk call that moves at most this many bytes and touches at most
+# INLINE_FILES files runs on the event loop itself: a hop to a worker thread and
+# back costs about 0.1 ms of CPU (measured on the 2-core benchmark machine), more
+# than writing a few KiB into the page cache.
+INLINE_BYTES = 256 * 1024
+INLINE_FILES = 8
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
@@ -59,6 +65,8 @@ class Backend:
         self.max_workers = max(1, max_workers)
         self.redact = redact
         self._executor: ThreadPoolExecutor | None = None
+        # Threads for blocking calls: more than the cores only buys hand-offs.
+        self.workers = max(2, min(self.max_workers, (os.cpu_count() or 1) * 2))
         self._pid = os.getpid()
         self._lock = threading.Lock()
         _live.add(self)
@@ -121,15 +129,20 @@ class Backend:
                 )
             return self._executor
 
-    @property
-    def workers(self) -> int:
-        """Threads for blocking calls: more than the cores only buys hand-offs."""
-        return max(2, min(self.max_workers, (os.cpu_count() or 1) * 2))
+    def inline(self, nbytes: int, nfiles: int) -> bool:
+        """Whether a call moving ``nbytes`` over ``nfiles`` files may block the loop
+        (never on a filesystem that may be a network away)."""
+        return False
 
-    async def run(self, action: str, path: str, func: Callable[..., T], *args: Any) -> T:
-        """Run a blocking call on the backend's threads; errors translated."""
-        loop = asyncio.get_running_loop()
+    async def run(
+        self, action: str, path: str, func: Callable[..., T], *args: Any, inline: bool = False
+    ) -> T:
+        """Run a blocking call on the backend's threads (or here, if ``inline``);
+        errors translated."""
         try:
+            if inline:
+                return func(*args)
+            loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool(), functools.partial(func, *args))
         except Exception as err:
             raise self.error(err, action, path) from err
@@ -181,6 +194,9 @@ class Backend:
                 progress.relative_update(1)
 
         n = min(self.workers, len(items))
+        if len(items) <= INLINE_FILES and self.inline(_total_size(items), len(items)):
+            batch(range(len(items)))
+            return [r for r in results if r is not None]
         loop = asyncio.get_running_loop()
         await gather_all(
             loop.run_in_executor(self._pool(), batch, range(k, len(items), n)) for k in range(n)
@@ -208,7 +224,8 @@ class Backend:
                 nothing.
         """
         view = memoryview(data).cast("B")
-        return await self.run("write", path, self._write_sealed, path, view, seal)
+        inline = self.inline(len(view), 1 + len(seal or ()))
+        return await self.run("write", path, self._write_sealed, path, view, seal, inline=inline)
 
     def _move(self, source: str, target: str) -> None:
         self.fs.mv(source, target)
@@ -327,21 +344,40 @@ class LocalBackend(Backend):
     def url(self, path: str) -> str:
         return path
 
+    def inline(self, nbytes: int, nfiles: int) -> bool:
+        return nbytes <= INLINE_BYTES and nfiles <= INLINE_FILES
+
     def _real(self, path: str, action: str) -> str:
         """``path`` if no part of it below the root is a symlink; else an error."""
+        if not self._has_link(path):
+            return path
+        raise StorageError(
+            f"refusing to {action} {self.redact(path)}: it is (or lies under) a "
+            "symbolic link inside the store, which elliptio never writes; someone "
+            "with write access to the store made it. Remove the link"
+        )
+
+    def _has_link(self, path: str) -> bool:
+        """Whether a part of ``path`` below the root is a symbolic link."""
+        prefix = self.root.rstrip("/") + "/"
+        if path.startswith(prefix) and os.path.normpath(path) == path:
+            # One lstat per part below the root, down to the first that does not exist.
+            current = self.root.rstrip("/")
+            for part in path[len(prefix) :].split("/"):
+                current = f"{current}/{part}"
+                try:
+                    if stat.S_ISLNK(os.lstat(current).st_mode):
+                        return True
+                except FileNotFoundError:
+                    return False
+            return False
         real_root = self._real_root
         if real_root is None:
             real_root = os.path.realpath(self.root)
             if os.path.isdir(self.root):  # fixed once the root exists
                 self._real_root = real_root
         rel = os.path.relpath(path, self.root)
-        if os.path.realpath(path) != os.path.normpath(os.path.join(real_root, rel)):
-            raise StorageError(
-                f"refusing to {action} {self.redact(path)}: it is (or lies under) a "
-                "symbolic link inside the store, which elliptio never writes; someone "
-                "with write access to the store made it. Remove the link"
-            )
-        return path
+        return os.path.realpath(path) != os.path.normpath(os.path.join(real_root, rel))
 
     def _makedirs(self, folder: str) -> None:
         """Create ``folder``, never through a symbolic link planted in the store."""
@@ -461,6 +497,15 @@ def make_backend(fs: Any, root: str, *, max_workers: int, part_size: int, redact
     if isinstance(fs, LocalFileSystem):
         return LocalBackend(fs, root, max_workers=max_workers, redact=redact)
     return Backend(fs, max_workers=max_workers, redact=redact)
+
+
+def _total_size(items: Sequence[tuple[Path, str]]) -> int:
+    """The bytes of the local files in ``items`` (unbounded if one cannot be read:
+    the transfer then reports it)."""
+    try:
+        return sum(os.stat(local).st_size for local, _ in items)
+    except OSError:
+        return 2**63
 
 
 def _reader(data: memoryview) -> Callable[[memoryview], int]:

@@ -389,14 +389,15 @@ class AsyncHandler:
             seal=[path for path in own if self.storage.url(path) in recorded],
         )
         await self.catalog.commit(record.to_document())
-        log.info(
-            "committed %s%s: %d files, %d bytes, at %s",
-            record.artifact_id,
-            f" as {record.ref}" if record.ref else "",
-            len(files),
-            sum(f.size for f in files),
-            self.storage.redact(record.remote_root),
-        )
+        if log.isEnabledFor(logging.INFO):  # masking the URL is not free
+            log.info(
+                "committed %s%s: %d files, %d bytes, at %s",
+                record.artifact_id,
+                f" as {record.ref}" if record.ref else "",
+                len(files),
+                sum(f.size for f in files),
+                self.storage.redact(record.remote_root),
+            )
         return self._bind(record)
 
     async def _fail(self, draft: _Draft, err: BaseException) -> None:
@@ -488,9 +489,13 @@ class AsyncHandler:
         if not dedup or not items:
             return await self._put_all(prefix, items, progress)
         sizes = [local.stat().st_size for local, _ in items]
-        known = await self.catalog.known_sizes(sorted(set(sizes) - {0}))
-        candidates = [i for i, size in enumerate(sizes) if size in known]
-        # A small file hashes faster than a hop to a thread and back.
+        # A small file hashes faster than a question to the catalog; a large one
+        # is hashed only if a committed file has its size.
+        big = sorted({size for size in sizes if size > _INLINE_HASH})
+        known = set(await self.catalog.known_sizes(big)) if big else set()
+        candidates = [
+            i for i, size in enumerate(sizes) if 0 < size <= _INLINE_HASH or size in known
+        ]
         large = [i for i in candidates if sizes[i] > _INLINE_HASH]
         hashed = dict(
             zip(

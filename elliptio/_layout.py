@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -215,20 +216,34 @@ def collect_local_files(
     given = [Path(os.path.abspath(os.fspath(p))) for p in local_paths]
     if not given:
         raise InvalidPathError("local_paths is empty; give at least one file or folder")
-    for path in given:
-        if not path.exists():
-            raise InputFileNotFoundError(f"local path {str(path)!r} does not exist")
-        if not (path.is_file() or path.is_dir()):
-            raise InvalidPathError(f"local path {str(path)!r} is neither a file nor a folder")
+    kinds = [_kind(path) for path in given]
     parent = Path(os.path.commonpath([str(p.parent) for p in given]))
     files: list[tuple[Path, str]] = []
-    for path in given:
-        found = [(path, path)] if path.is_file() else _folder_files(path)
+    for path, kind in zip(given, kinds, strict=True):
+        found = [(path, path)] if stat.S_ISREG(kind) else _folder_files(path)
         if not found:
             raise InvalidPathError(f"folder {str(path)!r} contains no files")
         files.extend((read, shown.relative_to(parent).as_posix()) for read, shown in found)
     relpaths = validate_relpaths(relpath for _, relpath in files)
     return parent, [(p, r) for (p, _), r in zip(files, relpaths, strict=True)]
+
+
+def _kind(path: Path) -> int:
+    """The file type bits of a given local path (symlinks followed): a file or a folder.
+
+    Raises:
+        InputFileNotFoundError: it does not exist.
+        InvalidPathError: it is neither a file nor a folder.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputFileNotFoundError(f"local path {str(path)!r} does not exist") from None
+    except OSError as err:
+        raise InvalidPathError(f"local path {str(path)!r} cannot be read: {err.strerror}") from err
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InvalidPathError(f"local path {str(path)!r} is neither a file nor a folder")
+    return stat.S_IFMT(mode)
 
 
 def _folder_files(folder: Path) -> list[tuple[Path, Path]]:

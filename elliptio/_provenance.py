@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import contextvars
+import functools
 import getpass
 import importlib.metadata
 import os
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict
 
@@ -133,12 +134,26 @@ def _sanitize_username(name: str) -> str:
     return cleaned or "unknown"
 
 
+# The variables getpass.getuser() reads, in its order, before the password database.
+_USER_VARIABLES = ("LOGNAME", "USER", "LNAME", "USERNAME")
+
+
 def _os_username() -> str:
+    getuid = getattr(os, "getuid", None)
+    uid = getuid() if getuid is not None else None
+    return _username_of(getpass.getuser, tuple(os.environ.get(k) for k in _USER_VARIABLES), uid)
+
+
+@functools.lru_cache(maxsize=8)
+def _username_of(
+    getuser: Callable[[], str], variables: tuple[str | None, ...], uid: int | None
+) -> str:
+    # Cached by what getuser() reads: a lookup in the password database opens and
+    # reads /etc/passwd (or asks NSS) on every call, once per commit otherwise.
     try:
-        return getpass.getuser()
+        return str(getuser())
     except Exception:  # KeyError, ImportError, OSError depending on platform and version
-        getuid = getattr(os, "getuid", None)
-        return f"uid{getuid()}" if getuid is not None else "unknown"
+        return f"uid{uid}" if uid is not None else "unknown"
 
 
 def current_username() -> str:

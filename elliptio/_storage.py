@@ -418,7 +418,7 @@ class Storage:
                 bytes, and ``progress.relative_update(1)`` when it is done.
         """
         results = await self.backend.put_files(list(items), progress)
-        if results:
+        if results and log.isEnabledFor(logging.INFO):
             log.info(
                 "uploaded %d files, %d bytes, to %s",
                 len(results),

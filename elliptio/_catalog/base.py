@@ -417,7 +417,7 @@ def packages_environment(value: Any) -> tuple[Any, str, str]:
         last is not None
         and type(value) is dict
         and value == last[0]
-        and all(type(v) is str for v in value.values())
+        and set(map(type, value.values())) <= {str}
     ):
         return last
     text = codec.to_text({"python_packages": value})
