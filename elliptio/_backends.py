@@ -176,22 +176,22 @@ class Backend:
         failed = threading.Event()
 
         def batch(indices: range) -> None:
+            path = items[indices[0]][1]
             try:
                 self._prepare([items[i][1] for i in indices])
-            except BaseException as err:
-                failed.set()
-                raise self.error(err, "write", items[indices[0]][1]) from err
-            for i in indices:
-                if failed.is_set():
-                    return
-                local, path = items[i]
-                child = progress.branched(str(local), self.url(path))
-                try:
+                for i in indices:
+                    if failed.is_set():
+                        return
+                    local, path = items[i]
+                    child = progress.branched(str(local), self.url(path))
                     results[i] = self._put_file(local, path, child)
-                except BaseException as err:
-                    failed.set()
-                    raise self.error(err, "write", path) from err
-                progress.relative_update(1)
+                    progress.relative_update(1)
+            except Exception as err:
+                failed.set()
+                raise self.error(err, "write", path) from err
+            except BaseException:  # KeyboardInterrupt on the loop's thread stays itself
+                failed.set()
+                raise
 
         n = min(self.workers, len(items))
         if len(items) <= INLINE_FILES and self.inline(_total_size(items), len(items)):

@@ -135,14 +135,19 @@ def to_frame(
         QueryError: ``columns`` names a field that records do not have.
     """
     plan = plan_frame(columns, include_packages, flatten)
-    return build_frame(document_columns(docs, plan.fields), plan)
+    table = document_columns(docs, plan.fields)
+    if plan.flatten and "labels" in table:
+        table["labels"] = [flat_mapping(cell) for cell in table["labels"]]
+    return build_frame(table, plan)
 
 
 def build_frame(table: Mapping[str, Sequence[Any]], plan: FramePlan) -> pd.DataFrame:
     """A DataFrame indexed by ``artifact_id`` from `Catalog.find_columns`'s columns.
 
     Args:
-        table: ``artifact_id`` and each field of ``plan.fields``, one sequence each.
+        table: ``artifact_id`` and each field of ``plan.fields``, one sequence each;
+            with ``plan.flatten``, ``labels`` as `flat_mapping` makes them (what
+            ``find_columns(..., flat=("labels",))`` returns).
         plan: what `plan_frame` made of the request.
     """
     import pandas as pd
@@ -158,8 +163,10 @@ def build_frame(table: Mapping[str, Sequence[Any]], plan: FramePlan) -> pd.DataF
             ]
             continue
         head, _, rest = column.partition(".")
-        cells = list(table[head]) if not rest else [_dig(c, rest) for c in table[head]]
-        if plan.flatten and head == "labels" and any(isinstance(c, Mapping) for c in cells):
+        flat = plan.flatten and head == "labels"
+        dig = _dig_flat if flat else _dig
+        cells = list(table[head]) if not rest else [dig(c, rest) for c in table[head]]
+        if flat and any(type(c) is dict for c in cells):
             expanded = _flatten(column, cells)
             if plan.default:  # the unused labels of the model would only be noise
                 expanded = {k: v for k, v in expanded.items() if any(_used(x) for x in v)}
@@ -181,21 +188,36 @@ def _dig(value: Any, path: str) -> Any:
     return value
 
 
+def _dig_flat(value: Any, path: str) -> Any:
+    """`_dig` in a mapping flattened by `flat_mapping`: the value at ``path``, or
+    the flat mapping of what lies under it, or None."""
+    if type(value) is not dict:
+        return None
+    if path in value:
+        return value[path]
+    start = f"{path}."
+    under = {key[len(start) :]: item for key, item in value.items() if key.startswith(start)}
+    return under or None
+
+
 def _flatten(prefix: str, cells: Sequence[Any]) -> dict[str, list[Any]]:
-    """Dotted columns for the nested mappings of ``cells``, None where a row has none."""
-    columns: dict[str, list[Any]] = {}
+    """Dotted columns for the flat mappings among ``cells`` (the rest in the column
+    ``prefix``), None where a row has none."""
+    columns: dict[str | None, list[Any]] = {}
+    n = len(cells)
     for row, cell in enumerate(cells):
-        flat = flat_mapping(cell)
-        if isinstance(flat, dict):
-            items: Any = ((f"{prefix}.{key}", value) for key, value in flat.items())
+        if type(cell) is dict:
+            for key, value in cell.items():
+                column = columns.get(key)
+                if column is None:
+                    column = columns[key] = [None] * n
+                column[row] = value
         else:
-            items = [(prefix, flat)]
-        for name, value in items:
-            column = columns.get(name)
+            column = columns.get(None)
             if column is None:
-                column = columns[name] = [None] * len(cells)
-            column[row] = value
-    return columns
+                column = columns[None] = [None] * n
+            column[row] = cell
+    return {prefix if key is None else f"{prefix}.{key}": column for key, column in columns.items()}
 
 
 def _used(value: Any) -> bool:

@@ -143,6 +143,16 @@ def _keep_record(cache_root: Path, artifact_id: str, doc: Mapping[str, Any]) -> 
 
 
 _INLINE_HASH = 64 * 1024
+
+
+def _hash_or_none(path: Path) -> tuple[int, str] | None:
+    """Size and sha256 of a local file, or None if it cannot be read now."""
+    try:
+        return hash_file(path)
+    except OSError:
+        return None
+
+
 _CHANGE_ATTEMPTS = 5
 
 
@@ -500,14 +510,20 @@ class AsyncHandler:
         hashed = dict(
             zip(
                 large,
-                await asyncio.gather(*(asyncio.to_thread(hash_file, items[i][0]) for i in large)),
+                await asyncio.gather(
+                    *(asyncio.to_thread(_hash_or_none, items[i][0]) for i in large)
+                ),
                 strict=True,
             )
         )
-        results = [hashed[i] if i in hashed else hash_file(items[i][0]) for i in candidates]
-        hashes = [(sha256, size) for size, sha256 in results]
-        expected = dict(zip(candidates, hashes, strict=True))
-        existing = await self._existing(list(hashes))
+        results = [hashed[i] if i in hashed else _hash_or_none(items[i][0]) for i in candidates]
+        # A file that cannot be read here is copied, and the copy reports the error.
+        expected = {
+            i: (result[1], result[0])
+            for i, result in zip(candidates, results, strict=True)
+            if result is not None
+        }
+        existing = await self._existing(list(expected.values()))
         records: dict[int, FileRecord] = {}
         for i, key in expected.items():
             if key in existing:
@@ -519,14 +535,10 @@ class AsyncHandler:
                 )
                 progress.relative_update(1)
         rest = [i for i in range(len(items)) if i not in records]
+        # A file that changed since it was hashed is recorded as copied: the copy
+        # hashes exactly the bytes it stores.
         uploaded = await self._put_all(prefix, [items[i] for i in rest], progress)
-        for i, record in zip(rest, uploaded, strict=True):
-            if i in expected and expected[i] != (record.sha256, record.size):
-                raise CommitError(
-                    f"{items[i][0]} changed while it was uploaded; nothing was committed, "
-                    "so upload it again once it is complete"
-                )
-            records[i] = record
+        records.update(zip(rest, uploaded, strict=True))
         return [records[i] for i in range(len(items))]
 
     async def _put_all(
@@ -919,7 +931,7 @@ class AsyncHandler:
             limit=limit,
             fields=plan.fields,
             # Nested labels come as dotted keys, which the frame's columns are.
-            flat=("labels",) if plan.flatten and "labels" in plan.columns else (),
+            flat=("labels",) if plan.flatten and "labels" in plan.fields else (),
         )
         if max_docs == 0:
             table = {key: [] for key in table}

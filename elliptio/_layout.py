@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -240,6 +241,10 @@ def _kind(path: Path) -> int:
     except (FileNotFoundError, NotADirectoryError):
         raise InputFileNotFoundError(f"local path {str(path)!r} does not exist") from None
     except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise InputFileNotFoundError(
+                f"local path {str(path)!r} does not exist: it is a loop of symbolic links"
+            ) from None
         raise InvalidPathError(f"local path {str(path)!r} cannot be read: {err.strerror}") from err
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise InvalidPathError(f"local path {str(path)!r} is neither a file nor a folder")

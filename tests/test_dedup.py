@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -115,26 +116,58 @@ def test_empty_files_are_not_references(
 
 
 @pytest.mark.parametrize("storage_url", ["file"], indirect=True)
-def test_dedup_refuses_a_file_changed_while_uploading(
+def test_a_file_changed_between_its_hash_and_its_copy_is_recorded_as_copied(
     handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Dedup hashes a small file before asking the catalog; a file still being
+    # written (a growing log) may change before it is copied. The record must
+    # describe the bytes stored, never the hash seen first.
     data = tmp_path / "data.bin"
     data.write_bytes(b"a" * 1000)
     handler.upload(data)
-    data.write_bytes(b"b" * 1000)  # same size as a committed file: hashed first
+    data.write_bytes(b"b" * 1000)
     import elliptio._handler as handler_module
 
     real = handler_module.hash_file
 
     def hash_then_change(path: Path) -> tuple[int, str]:
         result = real(path)
-        path.write_bytes(b"c" * 1000)  # changes between the hash and the upload
+        path.write_bytes(b"c" * 1001)  # changes between the hash and the copy
         return result
 
     monkeypatch.setattr(handler_module, "hash_file", hash_then_change)
+    art = handler.upload(data)
+    assert art.file.read_bytes() == b"c" * 1001
+    assert art.file.size == 1001
+    assert art.file.sha256 == hashlib.sha256(b"c" * 1001).hexdigest()
+    assert handler.verify(art.artifact_id).ok
+
+
+@pytest.mark.parametrize("storage_url", ["file"], indirect=True)
+def test_an_unreadable_file_is_a_storage_error_with_or_without_dedup(
+    handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"x" * 100)
+    import elliptio._backends as backends
+    import elliptio._handler as handler_module
+
+    def unreadable(path: object) -> tuple[int, str]:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(handler_module, "hash_file", unreadable)
+    real_open = open
+
+    def no_read(file: object, *args: object, **kwargs: object) -> object:
+        if str(file) == str(data):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(backends, "open", no_read, raising=False)
     before = handler.count()
-    with pytest.raises(eio.CommitError, match="changed while it was uploaded"):
-        handler.upload(data)
+    for dedup in (True, False):
+        with pytest.raises(eio.StorageError, match="Permission denied"):
+            handler.upload(data, dedup=dedup)
     assert handler.count() == before
 
 
