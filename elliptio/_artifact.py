@@ -249,20 +249,38 @@ class File:
             progress.close()
 
     async def _save(self, target: Path, progress: Any) -> Path:
-        """Write the verified bytes to ``target``, reporting to ``progress``."""
-        if self._storage.cache_reads:
-            hit = self._hit() is not None
-            cached = await self._cached(progress)
+        """Write the verified bytes to ``target``, reporting to ``progress``.
+
+        A file in the local cache is copied from it, without a request. Any other
+        is streamed from storage straight to ``target`` and not added to the
+        cache: the download is the local copy, so its bytes are written (and
+        take disk space) once.
+        """
+        cached = self._hit() if self._storage.cache_reads else None
+        if cached is not None:
             await asyncio.to_thread(_copy_atomically, cached, target)
-            if hit:  # served from the cache: the bar still shows the file done
-                progress.branched(str(cached), str(target)).relative_update(self.size)
-                progress.relative_update(1)
+            progress.branched(str(cached), str(target)).relative_update(self.size)
+            progress.relative_update(1)
+            await self._arecord_read()
             return await asyncio.to_thread(target.resolve)
+        where = f"{self.relpath!r} of {self.artifact_id}"
+        if self._storage.cache_reads and self._storage.offline:
+            raise OfflineError(
+                f"{where} is not in the local cache and ELLIPTIO_OFFLINE is set; "
+                "download it while online"
+            )
         try:
             await self._storage.download(self._path, target, self.sha256, progress)
         except MissingFileError as err:
             if (deleted := await self._deleted()) is not None:
                 raise deleted from err
+            raise
+        except ElliptioError as err:
+            if self._storage.cache_reads and is_unreachable(err):
+                raise OfflineError(
+                    f"{where} is not in the local cache and the storage cannot be "
+                    f"reached ({type(err).__name__}); retry when online"
+                ) from err
             raise
         await self._arecord_read()
         return await asyncio.to_thread(target.resolve)

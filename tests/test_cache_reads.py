@@ -123,3 +123,42 @@ def test_records_are_kept_for_offline_use(
     s3_handler.get(art.artifact_id)
     kept = s3_handler.storage.cache.root / "records" / f"{art.artifact_id}.json"
     assert eio.Metadata.model_validate(json.loads(kept.read_text())) == art.metadata
+
+
+def test_a_download_writes_its_bytes_once_and_offline_names_the_file(
+    s3_handler: eio.Handler,
+    data_files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    moto: Any,
+) -> None:
+    art = s3_handler.upload([data_files["test"], data_files["train"]])
+    files = s3_handler.get(art.artifact_id).files
+    cache = s3_handler.storage.cache
+    assert cache is not None
+    # Not cached: streamed from storage to the path, verified, and not copied
+    # into the cache as well.
+    out = files["train.txt"].download(tmp_path / "out" / "train.txt")
+    assert out.read_bytes() == data_files["train"].read_bytes()
+    assert cache.lookup(files["train.txt"].sha256) is None
+    # Cached by a read: served from the cache without a request.
+    files["test.txt"].read_bytes()
+    moto.reset_count()
+    assert files["test.txt"].download(tmp_path / "t.txt").read_bytes() == (
+        data_files["test"].read_bytes()
+    )
+    assert moto.requests == 0
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    with eio.Handler(
+        storage=s3_handler.storage.url(s3_handler.storage.root),
+        catalog=f"sqlite:///{tmp_path / 'catalog.db'}",
+        storage_options=s3_handler.storage.options,
+    ) as offline:
+        again = offline.get(art.artifact_id).files
+        assert again["test.txt"].download(tmp_path / "t2.txt").read_bytes() == (
+            data_files["test"].read_bytes()
+        )
+        with pytest.raises(eio.OfflineError, match=r"'train\.txt'.*ELLIPTIO_OFFLINE"):
+            again["train.txt"].download(tmp_path / "t3.txt")
+        assert not (tmp_path / "t3.txt").exists()
+    assert moto.requests == 0
