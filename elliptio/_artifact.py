@@ -22,14 +22,22 @@ from typing import IO, Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 
-from ._errors import ArtifactExistsError, ElliptioError, ImmutableError, OfflineError, UsageError
+from ._errors import (
+    ArtifactExistsError,
+    ElliptioError,
+    ImmutableError,
+    InvalidPathError,
+    OfflineError,
+    UsageError,
+)
 from ._files import FileMap, listing
 from ._models import FileRecord, Metadata
 from ._protocol import artifact_url
 from ._runs import Run, current_run
 from ._sizes import human_size
-from ._storage import MissingFileError, Storage, temp_beside
+from ._storage import MissingFileError, Storage, discard_temp, temp_beside
 from ._sync import sync
+from ._transfer import gather_all
 from ._urls import is_unreachable
 
 log = logging.getLogger(__name__)
@@ -342,14 +350,13 @@ class File:
 
 
 def _copy_atomically(src: Path, target: Path) -> None:
-    fd, tmp = temp_beside(target)
+    fd, tmp, made = temp_beside(target)
     try:
         os.close(fd)
         shutil.copyfile(src, tmp)  # in the kernel where it can (copy_file_range, sendfile)
         os.replace(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        discard_temp(tmp, target, made)
         raise
 
 
@@ -506,6 +513,12 @@ class Artifact:
         root = Path(folder)
         items = sorted(self.files.items())
         targets = [root / relpath for relpath, _ in items]
+        folders = [str(t) for t in targets if t.is_dir()]
+        if folders:
+            raise InvalidPathError(
+                f"{folders[0]!r} is a folder, where {self.artifact_id} has a file; "
+                "download somewhere else"
+            )
         if not overwrite:
             existing = [str(t) for t in targets if t.exists()]
             if existing:
@@ -529,11 +542,8 @@ class Artifact:
                 return await file._save(target, progress)
 
         try:
-            return list(
-                await asyncio.gather(
-                    *(save(f, t) for (_, f), t in zip(items, targets, strict=True))
-                )
-            )
+            # On the first failure the other files stop and leave nothing behind.
+            return await gather_all(save(f, t) for (_, f), t in zip(items, targets, strict=True))
         finally:
             progress.close()
 

@@ -212,7 +212,7 @@ def _flatten(prefix: str, cells: Sequence[Any]) -> dict[str, list[Any]]:
                 if column is None:
                     column = columns[key] = [None] * n
                 column[row] = value
-        else:
+        elif cell is not None:  # a row without the mapping makes no column of its own
             column = columns.get(None)
             if column is None:
                 column = columns[None] = [None] * n

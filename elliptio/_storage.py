@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_PART_SIZE",
     "HashingWriter",
     "Storage",
+    "discard_temp",
     "open_filesystem",
     "temp_beside",
 ]
@@ -542,7 +543,7 @@ class Storage:
         written; only a verified copy is renamed into place, so a damaged
         download leaves nothing at ``local`` (and no temporary file).
         """
-        fd, tmp = await asyncio.to_thread(temp_beside, local)
+        fd, tmp, made = await asyncio.to_thread(temp_beside, local)
         try:
             try:
                 child = progress.branched(self.url(path), str(local))
@@ -559,8 +560,7 @@ class Storage:
             log.info("downloaded %s to %s", self._redact(self.url(path)), local)
             progress.relative_update(1)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            discard_temp(tmp, local, made)
             raise
 
     # -- housekeeping -------------------------------------------------------
@@ -601,17 +601,56 @@ def _is_file_of_artifact(inner: str) -> bool:
     )
 
 
-def temp_beside(local: Path) -> tuple[int, str]:
-    """A new temporary file beside ``local`` (its folder made if needed): fd and path.
+def temp_beside(local: Path) -> tuple[int, str, Path | None]:
+    """A new temporary file beside ``local`` (its folder made if needed): fd, path,
+    and the topmost folder made for it (``None`` if none was). The file has the
+    mode a new file of this process gets (0666 less the umask), not 0600.
 
     Raises:
         InvalidPathError: that folder cannot be made or written.
     """
+    made = None
+    folder = local.parent
+    while not folder.exists() and folder != folder.parent:
+        made, folder = folder, folder.parent
     try:
         local.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.", suffix=".part")
     except OSError as err:
+        discard_temp(None, local, made)
         raise InvalidPathError(
             f"cannot download to {str(local)!r}: {err.strerror or err}; give a path in a "
             "folder you can write (a missing folder is created)"
         ) from err
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp, made
+
+
+def discard_temp(tmp: str | None, local: Path, made: Path | None) -> None:
+    """Remove a temporary file of `temp_beside`, and the folders made for it if
+    they are empty now (another download may be using them)."""
+    if tmp is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    if made is None:
+        return
+    folder = local.parent
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == made:
+            return
+        folder = folder.parent
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` sets it, for
+    every thread); 0o022 where the system does not tell."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022

@@ -127,3 +127,15 @@ def test_find_frames_through_the_handler(h: eio.Handler, tmp_path: Path) -> None
         h.find({"a": {"$bogus": 1}}, max_docs=0)
     # A field no record has is no error: nothing matches (the CLI prints a hint).
     assert h.find({"labels.datatyp": "table"}).empty
+
+
+def test_a_label_mapping_some_records_lack_makes_no_column_of_its_own(tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("x")
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        h.upload(src, labels={"infos": {"seed": 1}})
+        h.upload(src, labels={})
+        assert list(h.find(columns=["labels.infos"]).columns) == ["labels.infos.seed"]
+        frame = h.find(columns=["labels.infos", "labels.project"])
+        assert list(frame.columns) == ["labels.infos.seed", "labels.project"]
+        assert frame["labels.infos.seed"].dropna().tolist() == [1]

@@ -12,6 +12,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -595,3 +596,37 @@ async def test_a_changed_environment_is_refused_on_every_read(tmp_path: Path) ->
             await h.get(art.artifact_id)
         with pytest.raises(CorruptRecordError):
             await h.find({"artifact_id": art.artifact_id}, columns=["python_packages"])
+
+
+def test_a_failed_download_leaves_nothing_behind(handler: eio.Handler, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.csv").write_bytes(GOOD)
+    (src / "b.bin").write_bytes(os.urandom(3_000_000))
+    art = handler.upload(src)
+    _tamper(handler, art.files["src/a.csv"].url, BAD)
+    fresh = handler.get(art.artifact_id)
+    with pytest.raises(eio.IntegrityError):
+        fresh.files["src/a.csv"].download(tmp_path / "new1" / "new2" / "a.csv")
+    assert not (tmp_path / "new1").exists()  # no empty folders left either
+    out = tmp_path / "out"
+    with pytest.raises(eio.IntegrityError):
+        fresh.download(out)
+    left = sorted(p.name for p in out.rglob("*") if p.is_file()) if out.exists() else []
+    assert not [name for name in left if name.endswith(".part")]
+    assert "a.csv" not in left
+    time.sleep(0.5)  # nothing keeps arriving once the call has raised
+    assert (sorted(p.name for p in out.rglob("*") if p.is_file()) if out.exists() else []) == left
+
+
+def test_downloads_have_the_mode_of_a_new_file_and_never_replace_a_folder(
+    handler: eio.Handler, tmp_path: Path
+) -> None:
+    art = _upload_good(handler, tmp_path)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    got = art.file.download(tmp_path / "copy.csv")
+    assert stat.S_IMODE(got.stat().st_mode) == 0o666 & ~umask
+    (tmp_path / "dl" / "table.csv").mkdir(parents=True)
+    with pytest.raises(eio.InvalidPathError, match="is a folder"):
+        art.download(tmp_path / "dl", overwrite=True)
