@@ -141,14 +141,28 @@ class UrlTools:
         return backend, path
 
     # -- files of the configured store ---------------------------------------------------
-    def _in_store(self, backend: Backend, path: str) -> bool:
-        """Whether ``path`` lies in the store of these settings (its artifacts' files)."""
+    def _store_path(self, backend: Backend, path: str) -> str | None:
+        """``path`` as a path of the store of these settings (its artifacts' files) if
+        it lies in it: as given, or on local disk reached through a symbolic link
+        outside the store (``/home/me/lake`` for a store at ``/data/me/lake``)."""
         if self._store is None:
             url = self.settings.resolved_storage_url()
             fs, root = open_filesystem(url, self.settings.storage_options, self._redact)
             self._store = (type(fs), root.rstrip("/"))
         kind, root = self._store
-        return type(backend.fs) is kind and (path == root or path.startswith(root + "/"))
+        if type(backend.fs) is not kind:
+            return None
+        if path == root or path.startswith(root + "/"):
+            return path
+        if isinstance(backend.fs, LocalFileSystem):
+            real, real_root = os.path.realpath(path), os.path.realpath(root)
+            if real == real_root or real.startswith(real_root.rstrip("/") + "/"):
+                return root + real[len(real_root) :]
+        return None
+
+    def _in_store(self, backend: Backend, path: str) -> bool:
+        """Whether ``path`` lies in the store of these settings (see `_store_path`)."""
+        return self._store_path(backend, path) is not None
 
     def _store_file(self, backend: Backend, path: str) -> File | None:
         """The committed artifact file at ``path`` of the store, if it is one.
@@ -156,7 +170,8 @@ class UrlTools:
         Its bytes then leave the store only through the verified read path, and
         the read counts as reading the artifact (lineage), as for any `File`.
         """
-        if not self._in_store(backend, path):
+        stored = self._store_path(backend, path)
+        if stored is None:
             return None
         from ._protocol import ElliptioFileSystem
 
@@ -164,7 +179,7 @@ class UrlTools:
         handler = ElliptioFileSystem(
             s.resolved_storage_url(), s.resolved_catalog_url(), s.storage_options
         ).handler
-        url = handler.storage.url(path)
+        url = handler.storage.url(stored)
         _, owner = handler.storage.reference_owner(url)
         if owner is None:
             return None

@@ -630,3 +630,34 @@ def test_downloads_have_the_mode_of_a_new_file_and_never_replace_a_folder(
     (tmp_path / "dl" / "table.csv").mkdir(parents=True)
     with pytest.raises(eio.InvalidPathError, match="is a folder"):
         art.download(tmp_path / "dl", overwrite=True)
+
+
+def test_a_store_path_reached_through_a_link_outside_the_store_is_the_store_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /home/me/lake -> /data/me/lake: the same store under another spelling.
+    store = tmp_path / "store"
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(store))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    with eio.Handler() as h:
+        art = _upload_good(h, tmp_path)
+        _tamper(h, art.file.url, BAD)
+    os.symlink(store, tmp_path / "alias")
+    alias = str(tmp_path / "alias") + art.file.url[len(str(store)) :]
+    with pytest.raises(eio.IntegrityError):
+        with eio.open(alias) as f:
+            f.read()
+    with pytest.raises(eio.IntegrityError):
+        with eio.local_copy(alias):
+            pass
+    for change in (lambda: eio.rm(alias), lambda: eio.cp(str(tmp_path / "table.csv"), alias)):
+        with pytest.raises(eio.InvalidPathError, match="lies in the elliptio store"):
+            change()
+    assert Path(art.file.url).exists()
+    done = subprocess.run(
+        [sys.executable, "-m", "elliptio", "cat", alias], capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "IntegrityError" in done.stderr
+    assert BAD.decode() not in done.stdout
