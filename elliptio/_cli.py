@@ -109,14 +109,35 @@ def _json_value(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool) else str(value)
 
 
-def _json_lines(frame: Any) -> None:
-    key = frame.index.name or "artifact_id"
+def _whole_numbers(frame: Any) -> Any:
+    """A copy of ``frame`` whose float columns holding only whole numbers and gaps
+    (a version only named artifacts have, a seed some records lack) are integers."""
     frame = frame.copy()
     for column in frame.columns:
         values = frame[column].dropna()
-        # Whole numbers with gaps (a version only named artifacts have) stay integers.
         if frame[column].dtype.kind == "f" and ((values % 1 == 0) & (values.abs() < 2**53)).all():
             frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _csv(frame: Any) -> None:
+    frame = _whole_numbers(frame)
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            # Lists and mappings as JSON, as `--format json` writes them.
+            frame[column] = frame[column].map(
+                lambda v: (
+                    json.dumps(_json_value(v), ensure_ascii=False)
+                    if isinstance(v, list | tuple | Mapping)
+                    else v
+                )
+            )
+    frame.to_csv(sys.stdout)
+
+
+def _json_lines(frame: Any) -> None:
+    key = frame.index.name or "artifact_id"
+    frame = _whole_numbers(frame)
     for index, row in zip(frame.index, frame.to_dict(orient="records"), strict=True):
         record = _json_value({key: index, **row})
         print(json.dumps(record, ensure_ascii=False, allow_nan=False))
@@ -126,7 +147,7 @@ def _print_frame(frame: Any, fmt: str) -> None:
     if fmt == "json":
         _json_lines(frame)
     elif fmt == "csv":
-        frame.to_csv(sys.stdout)
+        _csv(frame)
     elif frame.empty:
         print("no artifacts match")
     else:

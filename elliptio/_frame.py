@@ -171,6 +171,8 @@ def build_frame(table: Mapping[str, Sequence[Any]], plan: FramePlan) -> pd.DataF
             if plan.default:  # the unused labels of the model would only be noise
                 expanded = {k: v for k, v in expanded.items() if any(_used(x) for x in v)}
             data.update(expanded)
+        elif flat and plan.default and not rest:
+            continue  # no labels to show (no rows): no column named "labels" either
         else:
             data[column] = cells
     index = pd.Index(ids, name="artifact_id", dtype=object)

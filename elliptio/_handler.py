@@ -1097,7 +1097,13 @@ class AsyncHandler:
         cache = self.storage.cache
         if cache is not None:
             await asyncio.to_thread(_keep_record, cache.root, artifact_id, stone.to_document())
-        return DeleteReport(artifact_id, record.ref, removed, aliases)
+        own = set(self._own_urls(record))
+        kept = {
+            f.url: self.storage.reference_owner(f.url)[1]
+            for f in [*record.files, *record.logs]
+            if f.url not in own
+        }
+        return DeleteReport(artifact_id, record.ref, removed, aliases, kept=kept)
 
     def _own_urls(self, record: Metadata) -> list[str]:
         """URLs of the files in the artifact's own folder (not deduplicated ones)."""

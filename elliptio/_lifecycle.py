@@ -42,6 +42,11 @@ class DeleteReport:
         aliases: aliases of its name that pointed at it and were removed.
         already_deleted: it was a tombstone before this call (a rerun, which
             removes whatever files an interrupted delete left).
+        kept: URLs of its files whose bytes it did not hold itself, and so are
+            not removed: to the id of the artifact that stored them (it
+            deduplicated them), or to ``None`` for a file it referenced where it
+            lies (`add_reference`). Such bytes go only when their own artifact
+            is deleted.
     """
 
     artifact_id: str
@@ -49,6 +54,7 @@ class DeleteReport:
     removed: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
     already_deleted: bool = False
+    kept: dict[str, str | None] = field(default_factory=dict)
 
     def __str__(self) -> str:
         what = self.artifact_id + (f" ({self.ref})" if self.ref else "")
@@ -58,6 +64,16 @@ class DeleteReport:
             else f"deleted {what}: its record is now a tombstone",
             f"removed {len(self.removed)} file(s) from storage",
         ]
+        owners = sorted({owner for owner in self.kept.values() if owner is not None})
+        if owners:
+            n = sum(owner is not None for owner in self.kept.values())
+            lines.append(
+                f"kept {n} file(s) whose bytes {', '.join(owners)} stored (deduplicated): "
+                "they stay in storage until that artifact is deleted too"
+            )
+        if None in self.kept.values():
+            n = sum(owner is None for owner in self.kept.values())
+            lines.append(f"kept {n} referenced file(s) where they lie, outside the store")
         if self.aliases:
             name = self.ref.rsplit(":", 1)[0] if self.ref else ""
             lines.append("removed alias(es): " + ", ".join(f"{name}:{a}" for a in self.aliases))

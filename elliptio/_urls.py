@@ -487,12 +487,22 @@ class UrlTools:
         return freed
 
 
-_default = ProcessLocal(lambda: UrlTools(load_settings()))
+# The URL tools of this process, by the ELLIPTIO_* variables they were built from.
+_default: ProcessLocal[dict[tuple[tuple[str, str], ...], UrlTools]] = ProcessLocal(dict)
 
 
 def default_tools() -> UrlTools:
-    """The process's URL tools, built from the settings on first use."""
-    return _default.get()
+    """The process's URL tools, built from the settings on first use and again
+    whenever an ``ELLIPTIO_*`` variable changed since (``ELLIPTIO_OFFLINE=1`` set
+    in a running notebook takes effect at the next call)."""
+    key = tuple((k, v) for k, v in os.environ.items() if k.startswith("ELLIPTIO_"))
+    built = _default.get()
+    tools = built.get(key)
+    if tools is None:
+        tools = UrlTools(load_settings())
+        built.clear()  # the tools of an earlier configuration are not used again
+        built[key] = tools
+    return tools
 
 
 def open(url: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:

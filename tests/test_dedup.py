@@ -186,3 +186,20 @@ def test_references_are_checked_per_file_in_a_folder(handler: eio.Handler, tmp_p
     assert second.files["ds/c.bin"].url == first.files["ds/c.bin"].url
     assert second.files["ds/b.bin"].url.startswith(second.metadata.remote_root)
     assert handler.verify(second.artifact_id).ok
+
+
+def test_deleting_a_deduplicated_artifact_says_whose_bytes_stay(
+    handler: eio.Handler, tmp_path: Path
+) -> None:
+    data = tmp_path / "people.csv"
+    data.write_text("name\nBrenda\n")
+    first = handler.upload(data)
+    second = handler.upload(data, name="train-set")
+    report = handler.delete("train-set:v1", reason="holds personal data")
+    assert report.removed == []
+    assert report.kept == {second.file.url: first.artifact_id}
+    assert f"kept 1 file(s) whose bytes {first.artifact_id} stored" in str(report)
+    assert first.file.read_bytes() == data.read_bytes()
+    gone = handler.delete(first.artifact_id, reason="holds personal data")
+    assert gone.removed == [first.file.url]
+    assert gone.kept == {}
