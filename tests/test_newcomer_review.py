@@ -11,20 +11,12 @@ from pathlib import Path
 import pytest
 
 import elliptio as eio
+from elliptio._frame import DEFAULT_COLUMNS
 
 
 def test_an_empty_frame_has_the_default_columns_without_labels(tmp_path: Path) -> None:
     with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path}/c.db") as h:
-        assert list(h.find()) == [
-            "ref",
-            "name",
-            "name_version",
-            "creation_time",
-            "username",
-            "file_relpaths",
-            "based_on",
-            "run_id",
-        ]
+        assert list(h.find()) == [c for c in DEFAULT_COLUMNS if c != "labels"]
 
 
 def test_csv_keeps_whole_numbers_and_writes_lists_as_json(
