@@ -151,7 +151,19 @@ def _print_frame(frame: Any, fmt: str) -> None:
     elif frame.empty:
         print("no artifacts match")
     else:
-        print(frame.to_string(max_colwidth=60))
+        shown = frame.copy()
+        for column in shown.columns:
+            if shown[column].dtype.kind not in "biufcmM":  # text, whatever its dtype
+                shown[column] = shown[column].map(_printable)
+        print(shown.to_string(max_colwidth=60))
+
+
+def _printable(value: Any) -> Any:
+    """A text cell with its control characters escaped (``\x1b``), so that a label
+    cannot move the cursor, retitle or clear the terminal it is shown in."""
+    if isinstance(value, str) and not value.isprintable():
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+    return value
 
 
 def _size(nbytes: int, exact: bool) -> str:

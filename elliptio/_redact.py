@@ -78,7 +78,12 @@ _HEADER = re.compile(r"(?P<name>[A-Za-z][\w\-]*):(?P<space>\s*)(?P<value>\S.*)",
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
 # `scheme://user:password@` -- the password may contain an unescaped "@" (the last
 # "@" before the path ends the userinfo) but never "/", "?" or "#".
-_USERINFO_PASSWORD = re.compile(r"(?P<head>://[^/?#@:\s]*:)(?P<password>[^/?#\s]*)@")
+# The password may hold "@" (up to the last one before the path) or "/" (AWS secret
+# keys do; then up to the first "@"); a port (digits, then the path) is no password.
+_USERINFO_PASSWORD = re.compile(
+    r"(?P<head>://[^/?#@:\s]*:)"
+    r"(?P<password>[^/?#\s]*|(?!\d*(?:[/?#]|$))[^?#\s@]*)@"
+)
 # `http(s)://token@host`: a bare user name over HTTP is almost always a token
 # (GitHub / GitLab personal access tokens in remote URLs).
 _HTTP_BARE_USER = re.compile(r"(?P<head>\bhttps?://)(?P<user>[^/?#@:\s]+)@", re.I)

@@ -145,11 +145,7 @@ class UrlTools:
         """``path`` as a path of the store of these settings (its artifacts' files) if
         it lies in it: as given, or on local disk reached through a symbolic link
         outside the store (``/home/me/lake`` for a store at ``/data/me/lake``)."""
-        if self._store is None:
-            url = self.settings.resolved_storage_url()
-            fs, root = open_filesystem(url, self.settings.storage_options, self._redact)
-            self._store = (type(fs), root.rstrip("/"))
-        kind, root = self._store
+        kind, root = self._store_root()
         if type(backend.fs) is not kind:
             return None
         if path == root or path.startswith(root + "/"):
@@ -159,6 +155,42 @@ class UrlTools:
             if real == real_root or real.startswith(real_root.rstrip("/") + "/"):
                 return root + real[len(real_root) :]
         return None
+
+    def _store_root(self) -> tuple[type, str]:
+        """The filesystem type and root path of the store of these settings."""
+        if self._store is None:
+            url = self.settings.resolved_storage_url()
+            fs, root = open_filesystem(url, self.settings.storage_options, self._redact)
+            self._store = (type(fs), root.rstrip("/"))
+        return self._store
+
+    def _holds_store(self, backend: Backend, path: str) -> bool:
+        """Whether the store lies inside the folder ``path`` (on local disk also as
+        reached through symbolic links), so removing or moving it takes the store."""
+        kind, root = self._store_root()
+        if type(backend.fs) is not kind:
+            return False
+        top = path.rstrip("/")
+        if not top or root.startswith(top + "/"):
+            return True
+        if isinstance(backend.fs, LocalFileSystem):
+            real, real_root = os.path.realpath(path).rstrip("/"), os.path.realpath(root)
+            return not real or real_root.startswith(real + "/")
+        return False
+
+    def _refuse_store_or_root(self, url: str, backend: Backend, path: str, what: str) -> None:
+        """Refuse to remove or move the store, anything in it, a folder holding it,
+        or the root of a local filesystem."""
+        self._refuse_in_store(url, backend, path, what)
+        if self._holds_store(backend, path):
+            raise InvalidPathError(
+                f"cannot {what} {redact_url(url)!r}: the elliptio store lies in it "
+                f"({redact_url(backend.url(self._store_root()[1]))}), and its committed "
+                "artifacts never change; delete artifacts with Handler.delete() (elliptio "
+                "delete), or give a folder that does not hold the store"
+            )
+        if isinstance(backend.fs, LocalFileSystem) and os.path.realpath(path) == "/":
+            raise InvalidPathError(f"cannot {what} {redact_url(url)!r}: it is the root folder")
 
     def _in_store(self, backend: Backend, path: str) -> bool:
         """Whether ``path`` lies in the store of these settings (see `_store_path`)."""
@@ -404,6 +436,11 @@ class UrlTools:
         dst_backend, dst_path = self._backend(dst)
         self._refuse_in_store(dst, dst_backend, dst_path, "copy to")
         src_fs, dst_fs = src_backend.fs, dst_backend.fs
+        if not recursive and self._call(src_backend, "check", src_path, src_fs.isdir, src_path):
+            raise InvalidPathError(
+                f"cannot copy {redact_url(src)!r} without recursive=True (elliptio cp -r): "
+                "it is a folder"
+            )
         if self._in_store(src_backend, src_path):
             # Bytes of committed artifacts leave the store verified, one file at a time.
             names = [src_path]
@@ -449,7 +486,7 @@ class UrlTools:
     def mv(self, src: str, dst: str, recursive: bool = False) -> None:
         """Move ``src`` to ``dst``."""
         src_backend, src_path = self._backend(src)
-        self._refuse_in_store(src, src_backend, src_path, "move")
+        self._refuse_store_or_root(src, src_backend, src_path, "move")
         self.cp(src, dst, recursive=recursive)
         self.rm(src, recursive=recursive)
 
@@ -458,7 +495,7 @@ class UrlTools:
         if self.settings.offline:
             raise self._offline_error(url, "remove")
         backend, path = self._backend(url)
-        self._refuse_in_store(url, backend, path, "remove")
+        self._refuse_store_or_root(url, backend, path, "remove")
         self._call(backend, "remove", path, backend.fs.rm, path, recursive)
         self.invalidate(os.fspath(url), recursive=recursive)
 

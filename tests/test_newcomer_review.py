@@ -61,3 +61,37 @@ def test_offline_set_in_a_running_process_reaches_the_url_tools(
     with pytest.raises(eio.OfflineError, match=r"never-cached\.csv"):
         with eio.open("s3://some-bucket/never-cached.csv"):
             pass
+
+
+def test_the_find_table_escapes_control_characters_of_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
+    src = tmp_path / "t.csv"
+    src.write_text("a\n")
+    with eio.Handler() as h:
+        h.upload(src, labels={"datatype": "\x1b]0;TITLE\x07\x1b[2J"})
+    for columns in ([], ["--columns", "labels.datatype"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "elliptio", "find", *columns],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "\x1b" not in done.stdout
+        assert "\x07" not in done.stdout
+        assert "\\x1b]0;TITLE\\x07" in done.stdout
+
+
+def test_copying_a_folder_without_recursive_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "dd").mkdir()
+    (tmp_path / "dd" / "a.txt").write_text("x")
+    with pytest.raises(eio.InvalidPathError, match="recursive=True"):
+        eio.cp(str(tmp_path / "dd"), str(tmp_path / "out"))
+    eio.cp(str(tmp_path / "dd"), str(tmp_path / "out"), recursive=True)
+    assert (tmp_path / "out" / "a.txt").read_text() == "x"

@@ -135,6 +135,9 @@ def test_redact_argv_returns_new_list() -> None:
 
 URL_CASES: list[tuple[str, str]] = [
     ("mongodb://u:p@h/db", "mongodb://u:***@h/db"),
+    # AWS secret keys may hold "/"; a port before a path holding "@" is no password.
+    ("s3://AKIAKEY:ab/cdSECRET+x@bucket/x", "s3://AKIAKEY:***@bucket/x"),
+    ("http://localhost:9000/bucket/file@2x.png", "http://localhost:9000/bucket/file@2x.png"),
     (
         "mongodb://u:p@ss@h1:27017,h2/db?replicaSet=rs",
         "mongodb://u:***@h1:27017,h2/db?replicaSet=rs",

@@ -661,3 +661,38 @@ def test_a_store_path_reached_through_a_link_outside_the_store_is_the_store_file
     assert done.returncode != 0
     assert "IntegrityError" in done.stderr
     assert BAD.decode() not in done.stdout
+
+
+def test_the_url_tools_never_remove_or_move_a_folder_that_holds_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "parent" / "store"
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(store))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    with eio.Handler() as h:
+        art = _upload_good(h, tmp_path)
+    os.symlink(tmp_path / "parent", tmp_path / "alias")
+    for folder in (tmp_path / "parent", tmp_path / "alias", tmp_path):
+        with pytest.raises(eio.InvalidPathError, match="the elliptio store lies in it"):
+            eio.rm(str(folder), recursive=True)
+        with pytest.raises(eio.InvalidPathError, match="the elliptio store lies in it"):
+            eio.mv(str(folder), str(tmp_path / "moved"), recursive=True)
+    assert Path(art.file.url).read_bytes() == GOOD
+    # The root folder: refused before anything is asked of the filesystem (which a
+    # test must never be allowed to reach).
+    from elliptio._urls import default_tools
+
+    tools = default_tools()
+    backend, _ = tools._backend("/")
+    monkeypatch.setattr(backend.fs, "rm", lambda *a, **k: pytest.fail("rm reached"))
+    with pytest.raises(eio.InvalidPathError):
+        eio.rm("/", recursive=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "elliptio", "rm", "-r", str(tmp_path / "parent")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "the elliptio store lies in it" in done.stderr
+    assert Path(art.file.url).read_bytes() == GOOD
