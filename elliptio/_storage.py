@@ -16,13 +16,12 @@ adds what no backend should decide alone:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import io
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -543,20 +542,31 @@ class Storage:
         written; only a verified copy is renamed into place, so a damaged
         download leaves nothing at ``local`` (and no temporary file).
         """
-        fd, tmp, made = await asyncio.to_thread(temp_beside, local)
+        # Made and renamed here, not on a thread: a cancelled download (another file
+        # of the artifact failed) must not leave a temporary file or land its file.
+        fd, tmp, made = temp_beside(local)
+        lock = threading.Lock()
+        closed = False
+
+        def write(view: memoryview) -> None:
+            # The reading thread may outlive a cancelled await: it never writes to
+            # the descriptor once it is closed (its number may be reused by then).
+            with lock:
+                if closed:
+                    raise _Stopped(local)
+                write_all(fd, view)
+
         try:
             try:
                 child = progress.branched(self.url(path), str(local))
                 await self._read(
-                    path,
-                    functools.partial(write_all, fd),
-                    sha256,
-                    f"nothing was written to {str(local)!r}",
-                    child,
+                    path, write, sha256, f"nothing was written to {str(local)!r}", child
                 )
             finally:
-                os.close(fd)
-            await asyncio.to_thread(os.replace, tmp, local)
+                with lock:
+                    closed = True
+                    os.close(fd)
+            os.replace(tmp, local)
             log.info("downloaded %s to %s", self._redact(self.url(path)), local)
             progress.relative_update(1)
         except BaseException:
@@ -587,6 +597,10 @@ class Storage:
     def close(self) -> None:
         """Stop the worker threads."""
         self.backend.close()
+
+
+class _Stopped(Exception):
+    """A download's reader was told to stop: its download was cancelled."""
 
 
 class MissingFileError(StorageError):
