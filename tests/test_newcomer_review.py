@@ -14,18 +14,22 @@ import elliptio as eio
 from elliptio._frame import DEFAULT_COLUMNS
 
 
+@pytest.fixture
+def src(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A small CSV file, with the store and catalog the CLI finds configured."""
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,2\n")
+    return path
+
+
 def test_an_empty_frame_has_the_default_columns_without_labels(tmp_path: Path) -> None:
     with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path}/c.db") as h:
         assert list(h.find()) == [c for c in DEFAULT_COLUMNS if c != "labels"]
 
 
-def test_csv_keeps_whole_numbers_and_writes_lists_as_json(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
-    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
-    src = tmp_path / "t.csv"
-    src.write_text("a,b\n1,2\n")
+def test_csv_keeps_whole_numbers_and_writes_lists_as_json(src: Path) -> None:
     with eio.Handler() as h:
         h.upload(src, name="ds", labels={"infos": {"seed": 1}})
         h.upload(src, labels={"infos": {"lr": 0.5}})
@@ -63,13 +67,7 @@ def test_offline_set_in_a_running_process_reaches_the_url_tools(
             pass
 
 
-def test_the_find_table_escapes_control_characters_of_labels(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
-    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
-    src = tmp_path / "t.csv"
-    src.write_text("a\n")
+def test_the_find_table_escapes_control_characters_of_labels(src: Path) -> None:
     with eio.Handler() as h:
         h.upload(src, labels={"datatype": "\x1b]0;TITLE\x07\x1b[2J"})
     for columns in ([], ["--columns", "labels.datatype"]):
