@@ -206,25 +206,28 @@ class File:
         await self._arecord_read()
         return found
 
+    def _not_cached(self, action: str, err: BaseException | None = None) -> OfflineError:
+        """The error for a file not in the local cache while offline (``err``: the
+        storage could not be reached); ``action`` is what to do once online."""
+        where = f"{self.relpath!r} of {self.artifact_id} is not in the local cache and"
+        if err is None:
+            return OfflineError(f"{where} ELLIPTIO_OFFLINE is set; {action} while online")
+        return OfflineError(
+            f"{where} the storage cannot be reached ({type(err).__name__}); {action} when online"
+        )
+
     async def _fetch(self, progress: Any) -> Path:
         cache = self._storage.cache
         if cache is None:
             raise UsageError(f"{self.url} has no local path: this handler has no cache")
-        where = f"{self.relpath!r} of {self.artifact_id}"
         if self._storage.offline:
-            raise OfflineError(
-                f"{where} is not in the local cache and ELLIPTIO_OFFLINE is set; "
-                "read it once while online"
-            )
+            raise self._not_cached("read it once")
         target = cache.path_for(self.sha256)
         try:
             await self._storage.download(self._path, target, self.sha256, progress)
         except ElliptioError as err:
             if is_unreachable(err):
-                raise OfflineError(
-                    f"{where} is not in the local cache and the storage cannot be "
-                    f"reached ({type(err).__name__}); retry when online"
-                ) from err
+                raise self._not_cached("retry", err) from err
             raise
         return await asyncio.to_thread(cache.adopt, target)
 
@@ -271,12 +274,8 @@ class File:
             progress.relative_update(1)
             await self._arecord_read()
             return await asyncio.to_thread(target.resolve)
-        where = f"{self.relpath!r} of {self.artifact_id}"
         if self._storage.cache_reads and self._storage.offline:
-            raise OfflineError(
-                f"{where} is not in the local cache and ELLIPTIO_OFFLINE is set; "
-                "download it while online"
-            )
+            raise self._not_cached("download it")
         try:
             await self._storage.download(self._path, target, self.sha256, progress)
         except MissingFileError as err:
@@ -285,10 +284,7 @@ class File:
             raise
         except ElliptioError as err:
             if self._storage.cache_reads and is_unreachable(err):
-                raise OfflineError(
-                    f"{where} is not in the local cache and the storage cannot be "
-                    f"reached ({type(err).__name__}); retry when online"
-                ) from err
+                raise self._not_cached("retry", err) from err
             raise
         await self._arecord_read()
         return await asyncio.to_thread(target.resolve)
