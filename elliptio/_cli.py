@@ -36,7 +36,7 @@ from ._errors import (
     QueryError,
     UsageError,
 )
-from ._redact import is_secret_name, known_secrets, redact_argv, redact_text, redact_url
+from ._redact import known_secrets, redact_argv, redact_options, redact_text, redact_url
 from ._sizes import human_size
 
 __all__ = ["main"]
@@ -568,16 +568,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _mask(value: Any, key: str = "") -> Any:
-    if isinstance(value, dict):
-        return {k: _mask(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_mask(v, key) for v in value]
-    if is_secret_name(key):
-        return "***"
-    return redact_url(value) if isinstance(value, str) else value
-
-
 def cmd_config(args: argparse.Namespace) -> int:
     from ._config import load_settings
 
@@ -593,7 +583,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     }
     effective["file_mode"] = oct(settings.file_mode)
     for key, value in effective.items():
-        shown = _mask(value, key)
+        shown = redact_options(value, key)
         print(f"{key} = {json.dumps(shown) if not isinstance(shown, str) else shown}")
     return 0
 

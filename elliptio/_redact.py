@@ -34,6 +34,7 @@ __all__ = [
     "is_secret_name",
     "known_secrets",
     "redact_argv",
+    "redact_options",
     "redact_text",
     "redact_url",
 ]
@@ -74,6 +75,8 @@ _ASSIGNMENT = re.compile(r"(?P<prefix>\+{0,2})(?P<name>[A-Za-z_][\w.\-]*)=(?P<va
 # `Header-Name: value`, as passed to curl-like tools with -H.
 _HEADER = re.compile(r"(?P<name>[A-Za-z][\w\-]*):(?P<space>\s*)(?P<value>\S.*)", re.S)
 
+# The name of a header, option or variable, alone.
+_NAME = re.compile(r"[A-Za-z_][\w.\-]*")
 # A URL inside free text: scheme://... up to whitespace, quotes or angle brackets.
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
 # `scheme://user:password@` -- the password may contain an unescaped "@" (the last
@@ -248,14 +251,55 @@ def _url_passwords(url: str) -> set[str]:
     return found | {unquote(s) for s in found}
 
 
+def _secret_pair(value: Sequence[Any]) -> bool:
+    """``("Authorization", "Bearer x")``: a header or option given as a name-value pair."""
+    name = value[0] if len(value) == 2 else None
+    return isinstance(name, str) and bool(_NAME.fullmatch(name)) and is_secret_name(name)
+
+
+def _element_secret(arg: str) -> str | None:
+    """The secret of ``--token=x``, ``TOKEN=x`` or ``Authorization: Bearer x``."""
+    for pattern in (_OPTION, _ASSIGNMENT, _HEADER):
+        match = pattern.fullmatch(arg)
+        if match and match["value"] and is_secret_name(match["name"]):
+            return str(match["value"])
+    return None
+
+
 def _option_secrets(value: Any, key: str = "") -> set[str]:
     if isinstance(value, Mapping):
         return set().union(*(_option_secrets(v, str(k)) for k, v in value.items()))
     if isinstance(value, list | tuple):
+        if _secret_pair(value) and isinstance(value[1], str):
+            return {value[1]}
         return set().union(*(_option_secrets(v, key) for v in value))
     if isinstance(value, str):
-        return {value} if is_secret_name(key) else _url_passwords(value)
+        if is_secret_name(key):
+            return {value}
+        element = _element_secret(value)
+        return _url_passwords(value) | ({element} if element else set())
     return set()
+
+
+def redact_options(value: Any, key: str = "") -> Any:
+    """Storage options (or any JSON-like value) as they may be shown: the values
+    under a secret name at any depth, the second of a secret name-value pair,
+    the value of a ``Name: value`` header or ``--name=value`` string with a
+    secret name, and passwords inside URLs become ``***``.
+
+    Args:
+        value: The options, or one value of them.
+        key: The name ``value`` is stored under.
+    """
+    if isinstance(value, Mapping):
+        return {k: redact_options(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        if _secret_pair(value):
+            return [value[0], MASK]
+        return [redact_options(v, key) for v in value]
+    if is_secret_name(key) and value is not None:
+        return MASK
+    return _redact_element(value) if isinstance(value, str) else value
 
 
 def known_secrets(urls: Iterable[str] = (), options: Mapping[str, Any] | None = None) -> set[str]:

@@ -238,13 +238,35 @@ def test_config_masks_every_secret_setting(
                 "client_kwargs": {"session_token": ENV_NESTED_SECRET},
                 "endpoint_url": f"http://andy:{URL_SECRET}@minio.local:9000",
                 "headers": [{"authorization": S3_SECRET}],
+                # Headers as aiohttp and requests also take them: pairs, and lines.
+                "client_kwargs_headers": [["Authorization", f"Bearer {MONGO_TOKEN}"]],
+                "extra": [f"X-Api-Key: {MONGO_PASSWORD}", f"--token={SPLIT_SECRET}"],
             }
         ),
     )
     assert main(["config"]) == 0
     out = capsys.readouterr().out
     assert "storage_options" in out
+    assert "Authorization" in out and "X-Api-Key" in out  # the names stay, to check by
     assert _leaks([out]) == []
+
+
+def test_secrets_of_header_pairs_and_lines_in_options_are_masked_in_messages() -> None:
+    from elliptio._redact import known_secrets, redact_options, redact_text
+
+    options = {
+        "headers": [["Authorization", "Bearer pair-secret"], ["Accept", "text/csv"]],
+        "lines": ["X-Api-Key: line-secret", "Accept: text/plain"],
+    }
+    secrets = known_secrets(options=options)
+    assert {"Bearer pair-secret", "line-secret"} <= secrets
+    assert "text/csv" not in secrets and "text/plain" not in secrets
+    said = redact_text("failed with Bearer pair-secret and line-secret", secrets)
+    assert "secret" not in said.replace("***", "")
+    assert redact_options(options) == {
+        "headers": [["Authorization", "***"], ["Accept", "text/csv"]],
+        "lines": ["X-Api-Key: ***", "Accept: text/plain"],
+    }
 
 
 @pytest.mark.parametrize(
