@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._catalog.base import document_columns, flat_mapping
+from ._catalog.base import document_columns
 from ._errors import QueryError
 from ._names import format_ref
 
@@ -135,19 +135,15 @@ def to_frame(
         QueryError: ``columns`` names a field that records do not have.
     """
     plan = plan_frame(columns, include_packages, flatten)
-    table = document_columns(docs, plan.fields)
-    if plan.flatten and "labels" in table:
-        table["labels"] = [flat_mapping(cell) for cell in table["labels"]]
-    return build_frame(table, plan)
+    return build_frame(document_columns(docs, plan.fields), plan)
 
 
 def build_frame(table: Mapping[str, Sequence[Any]], plan: FramePlan) -> pd.DataFrame:
     """A DataFrame indexed by ``artifact_id`` from `Catalog.find_columns`'s columns.
 
     Args:
-        table: ``artifact_id`` and each field of ``plan.fields``, one sequence each;
-            with ``plan.flatten``, ``labels`` as `flat_mapping` makes them (what
-            ``find_columns(..., flat=("labels",))`` returns).
+        table: ``artifact_id`` and each field of ``plan.fields``, one sequence
+            each (what `Catalog.find_columns` returns).
         plan: what `plan_frame` made of the request.
     """
     import pandas as pd
@@ -164,9 +160,8 @@ def build_frame(table: Mapping[str, Sequence[Any]], plan: FramePlan) -> pd.DataF
             continue
         head, _, rest = column.partition(".")
         flat = plan.flatten and head == "labels"
-        dig = _dig_flat if flat else _dig
-        cells = list(table[head]) if not rest else [dig(c, rest) for c in table[head]]
-        if flat and any(type(c) is dict for c in cells):
+        cells = list(table[head]) if not rest else [_dig(c, rest, flat) for c in table[head]]
+        if flat and any(isinstance(c, Mapping) for c in cells):
             expanded = _flatten(column, cells)
             if plan.default:  # the unused labels of the model would only be noise
                 expanded = {k: v for k, v in expanded.items() if any(_used(x) for x in v)}
@@ -182,44 +177,56 @@ def build_frame(table: Mapping[str, Sequence[Any]], plan: FramePlan) -> pd.DataF
     return frame
 
 
-def _dig(value: Any, path: str) -> Any:
+def _dig(value: Any, path: str, flat: bool = False) -> Any:
+    """The value at ``path`` in ``value``, or None; with ``flat``, None for a
+    mapping without leaves too (it makes no column)."""
     for key in path.split("."):
         if not isinstance(value, Mapping) or key not in value:
             return None
         value = value[key]
+    if flat and isinstance(value, Mapping) and not _flatten("", [value]):
+        return None
     return value
 
 
-def _dig_flat(value: Any, path: str) -> Any:
-    """`_dig` in a mapping flattened by `flat_mapping`: the value at ``path``, or
-    the flat mapping of what lies under it, or None."""
-    if type(value) is not dict:
-        return None
-    if path in value:
-        return value[path]
-    start = f"{path}."
-    under = {key[len(start) :]: item for key, item in value.items() if key.startswith(start)}
-    return under or None
-
-
 def _flatten(prefix: str, cells: Sequence[Any]) -> dict[str, list[Any]]:
-    """Dotted columns for the flat mappings among ``cells`` (the rest in the column
-    ``prefix``), None where a row has none."""
-    columns: dict[str | None, list[Any]] = {}
+    """Dotted columns (``labels.infos.seed``) of the leaves of the mappings among
+    ``cells``, None where a row has none, in the order they are first met; cells
+    that are not mappings stay in the column ``prefix``. A leaf is what is not a
+    mapping (a list is a leaf); an empty mapping has no leaves."""
     n = len(cells)
-    for row, cell in enumerate(cells):
-        if type(cell) is dict:
-            for key, value in cell.items():
-                column = columns.get(key)
+    made: list[tuple[str, list[Any]]] = []
+    # A level of the mappings: its dotted prefix, its leaves' columns by key and
+    # its nested levels by key; a leaf costs a lookup by its key alone.
+    _Level = tuple[str, dict[str, list[Any]], dict[str, Any]]
+
+    def put(mapping: Mapping[str, Any], row: int, level: _Level) -> None:
+        start, leaves, subs = level
+        for key, value in mapping.items():
+            if type(value) is dict or (type(value) not in _LEAVES and isinstance(value, Mapping)):
+                sub = subs.get(key)
+                if sub is None:
+                    sub = subs[key] = (f"{start}{key}.", {}, {})
+                put(value, row, sub)
+            else:
+                column = leaves.get(key)
                 if column is None:
-                    column = columns[key] = [None] * n
+                    column = leaves[key] = [None] * n
+                    made.append((start + key, column))
                 column[row] = value
+
+    top: _Level = (f"{prefix}.", {}, {})
+    loose: _Level = (prefix, {}, {})
+    for row, cell in enumerate(cells):
+        if type(cell) is dict or isinstance(cell, Mapping):
+            put(cell, row, top)
         elif cell is not None:  # a row without the mapping makes no column of its own
-            column = columns.get(None)
-            if column is None:
-                column = columns[None] = [None] * n
-            column[row] = cell
-    return {prefix if key is None else f"{prefix}.{key}": column for key, column in columns.items()}
+            put({"": cell}, row, loose)
+    return dict(made)
+
+
+# Values that are never mappings: tested by type, much cheaper than Mapping.
+_LEAVES = frozenset({str, int, float, bool, type(None), list})
 
 
 def _used(value: Any) -> bool:

@@ -930,8 +930,6 @@ class AsyncHandler:
             skip=skip,
             limit=limit,
             fields=plan.fields,
-            # Nested labels come as dotted keys, which the frame's columns are.
-            flat=("labels",) if plan.flatten and "labels" in plan.fields else (),
         )
         if max_docs == 0:
             table = {key: [] for key in table}

@@ -24,7 +24,7 @@ from typing import Any, cast
 import pytest
 
 from elliptio._catalog import Catalog, codec, filters
-from elliptio._catalog.base import Lease, flat_mapping
+from elliptio._catalog.base import Lease
 from elliptio._errors import (
     ArtifactExistsError,
     ArtifactNotFoundError,
@@ -609,9 +609,6 @@ class CatalogConformance:
         await cat.insert({"artifact_id": "odd", "C:\\dir": 1, 'say "hi"': 2})
         table = await cat.find_columns({"artifact_id": "odd"}, fields=["C:\\dir", 'say "hi"'])
         assert table == {"artifact_id": ["odd"], "C:\\dir": [1], 'say "hi"': [2]}
-        # flat= names a field not fetched: nothing to flatten.
-        table = await cat.find_columns({"artifact_id": "odd"}, fields=["username"], flat=["labels"])
-        assert table == {"artifact_id": ["odd"], "username": [None]}
 
     async def test_numpy_and_pandas_scalars_query_as_plain_values(self, backend: Backend) -> None:
         import numpy as np
@@ -750,21 +747,6 @@ class CatalogConformance:
             assert table["artifact_id"] == _ids(found)
             for field in fields:
                 assert table[field] == [doc.get(field) for doc in found], field
-            # Flat fields come as dotted keys of their leaves, as frames show them.
-            flat = await cat.find_columns(
-                flt, sort=sort, skip=skip, limit=limit, fields=fields, flat=["labels", "git"]
-            )
-            assert flat == {
-                **table,
-                "labels": [flat_mapping(doc.get("labels")) for doc in found],
-                "git": [flat_mapping(doc.get("git")) for doc in found],
-            }
-        assert flat_mapping({"a": {"b": 1, "c": {"d": [{"e": 2}]}, "f": {}}, "g": None}) == {
-            "a.b": 1,
-            "a.c.d": [{"e": 2}],
-            "g": None,
-        }
-        assert flat_mapping("text") == "text"
         [when] = (await cat.find_columns({"artifact_id": "old"}, fields=["creation_time"]))[
             "creation_time"
         ]

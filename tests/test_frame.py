@@ -61,6 +61,21 @@ def test_flatten_turns_nested_labels_into_dotted_columns() -> None:
     ]
 
 
+def test_flattened_labels_keep_lists_whole_and_make_no_column_of_an_empty_mapping() -> None:
+    docs = [
+        {"artifact_id": "a", "labels": {"a": {"b": 1, "c": {"d": [{"e": 2}]}, "f": {}}, "g": None}},
+        {"artifact_id": "b", "labels": "loose"},
+        {"artifact_id": "c"},
+    ]
+    frame = to_frame(docs, columns=["labels"])
+    assert list(frame.columns) == ["labels.a.b", "labels.a.c.d", "labels.g", "labels"]
+    assert frame.loc["a", "labels.a.c.d"] == [{"e": 2}]
+    assert frame.loc["b", "labels"] == "loose"  # not a mapping: under the field's own name
+    assert frame.loc["c"].isna().all()
+    assert list(to_frame(docs, columns=["labels.a.f"]).columns) == ["labels.a.f"]
+    assert to_frame(docs, columns=["labels.a.f"])["labels.a.f"].isna().all()
+
+
 def test_default_frame_is_small_with_ref_and_used_labels() -> None:
     frame = to_frame(_docs())
     assert list(frame.columns) == [

@@ -119,13 +119,12 @@ class Catalog(abc.ABC):
         skip: int = 0,
         limit: int = 0,
         fields: Sequence[str],
-        flat: Sequence[str] = (),
     ) -> dict[str, list[Any]]:
         """The matching documents as columns: what a DataFrame is built from.
 
         Returns ``{"artifact_id": [...], field: [...], ...}``, one list per field
         of ``fields``, in the order `find` returns the documents; a cell is
-        ``doc.get(field)``, or for a field of ``flat`` `flat_mapping` of it.
+        ``doc.get(field)``.
         Backends override this when they can fill columns without building each
         document first.
 
@@ -133,11 +132,7 @@ class Catalog(abc.ABC):
             QueryError: as `find`.
         """
         docs = await self.find(filter, sort=sort, skip=skip, limit=limit, fields=fields)
-        table = document_columns(docs, fields)
-        for field in flat:
-            if field in table:
-                table[field] = [flat_mapping(cell) for cell in table[field]]
-        return table
+        return document_columns(docs, fields)
 
     @abc.abstractmethod
     async def count(self, filter: Filter | None = None) -> int:
@@ -428,28 +423,6 @@ def packages_environment(value: Any) -> tuple[Any, str, str]:
 
 # The last environment `packages_environment` made: (a copy of its value, text, sha256).
 _LAST_ENVIRONMENT: list[tuple[Any, str, str] | None] = [None]
-
-
-# Values that are never mappings: tested by type, much cheaper than Mapping.
-_LEAVES = frozenset({str, int, float, bool, type(None), list})
-
-
-def flat_mapping(value: Any) -> Any:
-    """A nested mapping as one level of dotted keys (``{"infos.seed": 1}``) holding
-    its values that are not mappings; any other value as it is."""
-    if type(value) in _LEAVES or not isinstance(value, Mapping):
-        return value
-    out: dict[str, Any] = {}
-    _walk(value, "", out)
-    return out
-
-
-def _walk(value: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
-    for key, item in value.items():
-        if type(item) in _LEAVES or not isinstance(item, Mapping):
-            out[prefix + key] = item
-        else:
-            _walk(item, f"{prefix}{key}.", out)
 
 
 def document_columns(docs: Sequence[Document], fields: Sequence[str]) -> dict[str, list[Any]]:

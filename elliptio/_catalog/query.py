@@ -661,7 +661,12 @@ class _Translator:
 
     def eq(self, value: Any, source: _Source) -> str:
         if value is None:
-            return source.exists("(c.m = 1 OR c.t = 'null')")
+            general = source.exists("(c.m = 1 OR c.t = 'null')")
+            if source.fast is not None and len(source.fast) == 1:
+                column = self.layout.columns.get(source.fast[0])
+                if column is not None:  # the field's own column: '{}' when it is missing
+                    return f"({column} = '{{}}' OR {general})"
+            return general
         if isinstance(value, bool):
             return self.fast_or_general(source, f"c.t = '{'true' if value else 'false'}'", None)
         if isinstance(value, str):

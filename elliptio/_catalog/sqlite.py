@@ -39,7 +39,6 @@ from elliptio._catalog.base import (
     Lease,
     SortSpec,
     exists_error,
-    flat_mapping,
     grouped_aliases,
     lease_lost_error,
     packages_environment,
@@ -637,13 +636,13 @@ class SQLiteCatalog(Catalog):
         skip: int = 0,
         limit: int = 0,
         fields: Sequence[str],
-        flat: Sequence[str] = (),
     ) -> dict[str, list[Any]]:
         """The matching documents as columns; see `Catalog.find_columns`.
 
-        SQLite picks each wanted field out of the stored JSON (``json_extract``
-        with several paths copies their text as stored), so only those fields are
-        parsed in Python, one small array per row, and no document is built.
+        SQLite picks the wanted fields of the document out of its JSON
+        (``json_extract`` with several paths copies their text as stored) and
+        hands over the small JSON columns (``labels``, ``deleted``) as they are, so
+        only those are parsed in Python, and no document is built.
         """
         pairs, names = _checked(filter, sort, skip, limit, fields)
         if names is None:
@@ -652,39 +651,29 @@ class SQLiteCatalog(Catalog):
         # A JSON path cannot name these (quotes, escapes): read whole records.
         if any('"' in n or "\\" in n or not n.isprintable() for n in wanted):
             return await super().find_columns(
-                filter, sort=pairs, skip=skip, limit=limit, fields=fields, flat=flat
+                filter, sort=pairs, skip=skip, limit=limit, fields=fields
             )
-        groups = {
-            column: [n for n in wanted if n != "creation_time" and _MOVED.get(n, "doc") == column]
-            for column in ("doc", "labels_json", "deleted_json")
-        }
-        # Two paths at least per json_extract, so that it always returns an array
-        # of the texts: a lone field is followed by '$."$"', which names no key
-        # (keys never start with "$").
-        extracts = [
-            (column, [*members, "$"] if len(members) == 1 else members)
-            for column, members in groups.items()
-            if members
-        ]
-        paths = [f'$."{m}"' for _, keys in extracts for m in keys] + ['$."$"']
+        in_doc = [n for n in wanted if n not in _MOVED and n != "creation_time"]
+        moved = [n for n in wanted if _MOVED.get(n, "").endswith("_json")]
+        # Two paths at least, so that json_extract always returns an array of the
+        # texts: a lone field is followed by '$."$"', which names no key (keys
+        # never start with "$").
+        paths = [f'$."{n}"' for n in (in_doc if len(in_doc) != 1 else [*in_doc, "$"])]
+        doc = _column_sql("doc")
 
         def select(first: int) -> str:
             """The select list, its JSON paths bound from parameter ``first`` on."""
-            marks = (f"?{first + i}" for i in itertools.count())
-            parts = [
-                f"json_extract({_column_sql(column)}, {', '.join(next(marks) for _ in keys)})"
-                for column, keys in extracts
-            ]
-            extracted = " || ',' || ".join(parts) or "''"
+            marks = ", ".join(f"?{first + 1 + i}" for i in range(len(paths)))
             return (
                 "environment, artifact_id, creation_time, CASE WHEN creation_time IS NULL"
-                f" THEN json_extract({_column_sql('doc')}, '$.creation_time', {next(marks)})"
-                f" END, '[' || {extracted} || ']'"
+                f" THEN json_extract({doc}, '$.creation_time', ?{first}) END, "
+                + (f"json_extract({doc}, {marks})" if in_doc else "NULL")
+                + "".join(f", {_MOVED[n]}" for n in moved)
             )
 
-        sql, params = self._matching(filter, pairs, skip, limit, select, paths)
+        sql, params = self._matching(filter, pairs, skip, limit, select, ['$."$"', *paths])
         rows, envs = await self._run(self._select_docs_matching, sql, params)
-        return await asyncio.to_thread(_columns, rows, envs, wanted, groups, flat)
+        return await asyncio.to_thread(_columns, rows, envs, wanted, in_doc, moved)
 
     def _matching(
         self,
@@ -1508,34 +1497,27 @@ def _columns(
     rows: list[tuple[Any, ...]],
     envs: dict[int, str],
     wanted: list[str],
-    groups: dict[str, list[str]],
-    flat: Sequence[str],
+    in_doc: list[str],
+    moved: list[str],
 ) -> dict[str, list[Any]]:
     """Columns of rows selected by `SQLiteCatalog.find_columns`, in order.
 
-    The rows' arrays are decoded a chunk at a time and dropped as soon as their
-    cells are in the columns, nested cells of ``flat`` fields flattened then
-    (`flat_mapping`), so what is temporary dies young, before the garbage
-    collector's older generations see it.
+    A row holds the environment, ``artifact_id``, the creation time (its column,
+    else its JSON), an array of the ``in_doc`` fields' values (padded after a
+    lone one) and a ``{field: value}`` object of each ``moved`` field. They are
+    decoded a chunk at a time, so the arrays die young, before the garbage
+    collector's older generations see them.
     """
-    slots = [field for members in groups.values() for field in members]
-    # Each group's array holds its fields' values, then a padding null after a lone one.
-    sizes = [len(members) for members in groups.values() if members]
-    flattened = [i for i, field in enumerate(slots) if field in flat]
-    table: dict[str, list[Any]] = {field: [] for field in slots}
-    columns = [table[field] for field in slots]
+    table: dict[str, list[Any]] = {field: [] for field in (*in_doc, *moved)}
     try:
         for start in range(0, len(rows), _CHUNK):
             chunk = rows[start : start + _CHUNK]
-            decoded = codec.loads_many([row[4] for row in chunk])
-            cells = [
-                [c for g, n in zip(value, sizes, strict=True) for c in g[:n]] for value in decoded
-            ]
-            for row in cells:
-                for i in flattened:
-                    row[i] = flat_mapping(row[i])
-            for column, values in zip(columns, zip(*cells, strict=True), strict=False):
-                column.extend(values)
+            if in_doc:
+                decoded = codec.loads_many([row[4] for row in chunk])
+                for field, values in zip(in_doc, zip(*decoded, strict=True), strict=False):
+                    table[field].extend(values)
+            for k, field in enumerate(moved, start=5):
+                table[field].extend(v.get(field) for v in codec.loads_many([r[k] for r in chunk]))
         if "creation_time" in wanted:
             table["creation_time"] = [
                 codec.parse_date(row[2]) if row[2] is not None else codec.loads(row[3])[0]
@@ -1546,7 +1528,7 @@ def _columns(
             table["python_packages"] = [
                 None if row[0] is None else packages(row[0]) for row in rows
             ]
-    except (ValueError, LookupError, TypeError) as err:
+    except (ValueError, LookupError, TypeError, AttributeError) as err:
         raise _corrupt(err) from err
     return {"artifact_id": [row[1] for row in rows]} | {field: table[field] for field in wanted}
 
