@@ -643,7 +643,7 @@ async def test_a_failed_column_read_raises_and_leaves_the_catalog_usable(
     # A body that cannot be decoded is named as such.
     conn.execute("UPDATE artifact_docs SET doc = '{\"labels\": 0, ' WHERE id = 2")
     with pytest.raises(CorruptRecordError, match="reindex"):
-        await asyncio.wait_for(catalog.find_columns(fields=["file_relpaths"]), timeout=30)
+        await asyncio.wait_for(catalog.find_columns(fields=["git"]), timeout=30)
     with pytest.raises(CorruptRecordError, match="reindex"):
         await catalog.find({"username": "andy"})
     # ... whether the record is read whole or as columns, never as a missing id.
@@ -651,6 +651,13 @@ async def test_a_failed_column_read_raises_and_leaves_the_catalog_usable(
         await catalog.get("artifact_0001")
     table = await catalog.find_columns({"username": "bob"}, fields=["username"])
     assert table["username"] == ["bob", "bob", "bob"]
+    # So is a damaged column of the fields a default frame shows.
+    for damaged in ("'{'", "'[1]'"):
+        conn.execute(f"UPDATE artifacts SET head_json = {damaged} WHERE id = 4")
+        with pytest.raises(CorruptRecordError, match="reindex"):
+            await catalog.find_columns(fields=["run_id"])
+        with pytest.raises(CorruptRecordError, match="reindex"):
+            await catalog.get("artifact_0003")
 
 
 # Every write a catalog takes; each must refuse a file lost under the catalog.

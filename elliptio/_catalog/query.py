@@ -664,7 +664,8 @@ class _Translator:
             general = source.exists("(c.m = 1 OR c.t = 'null')")
             if source.fast is not None and len(source.fast) == 1:
                 column = self.layout.columns.get(source.fast[0])
-                if column is not None:  # the field's own column: '{}' when it is missing
+                # A column of the field alone is '{}' when the field is missing.
+                if column is not None and list(self.layout.columns.values()).count(column) == 1:
                     return f"({column} = '{{}}' OR {general})"
             return general
         if isinstance(value, bool):

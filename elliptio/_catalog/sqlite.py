@@ -61,13 +61,14 @@ __all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # Each record is stored once, split over two rows joined on ``id``:
 # - ``artifacts``, narrow, is what filters scan: the id, plain columns of the
 #   common filter fields, the paths where the record holds arrays, the
 #   ``labels`` and ``deleted`` fields (so that a scan of ``labels.infos.*`` reads
-#   and parses little) and the id of the record's Python environment;
+#   and parses little), the fields a default frame shows (`_HEAD`, so that
+#   ``find()`` parses little) and the id of the record's Python environment;
 # - ``artifact_docs`` holds every other top-level field as one JSON object, with
 #   a placeholder where a field kept elsewhere was, so that keys keep their order.
 # The ``python_packages`` of a record, the same for every record made in one
@@ -79,7 +80,18 @@ SCHEMA_VERSION = 8
 _ENVIRONMENT = (
     "coalesce((SELECT e.packages FROM environments AS e WHERE e.id = artifacts.environment), '{}')"
 )
-_MOVED = {"labels": "labels_json", "deleted": "deleted_json", "python_packages": _ENVIRONMENT}
+# What a default ``find()`` frame shows besides labels and the creation time.
+_HEAD = ("name", "name_version", "username", "file_relpaths", "based_on", "run_id")
+_MOVED = {
+    "labels": "labels_json",
+    "deleted": "deleted_json",
+    "python_packages": _ENVIRONMENT,
+    **dict.fromkeys(_HEAD, "head_json"),
+}
+
+
+# The JSON columns of a record.
+_JSON_COLUMNS = frozenset({"doc", "labels_json", "deleted_json", "head_json"})
 
 
 def _column_sql(column: str) -> str:
@@ -124,7 +136,8 @@ _SCHEMA = (
     " artifact_id TEXT NOT NULL UNIQUE,"
     " creation_time TEXT, username TEXT, datatype TEXT, project TEXT,"
     " arrays TEXT NOT NULL, labels_json TEXT NOT NULL, name TEXT, name_version INTEGER,"
-    " deleted_json TEXT NOT NULL DEFAULT '{}', environment INTEGER)",
+    " deleted_json TEXT NOT NULL DEFAULT '{}', environment INTEGER,"
+    " head_json TEXT NOT NULL DEFAULT '{}')",
     "CREATE TABLE artifact_docs (id INTEGER PRIMARY KEY, doc TEXT NOT NULL)",
     "CREATE TABLE environments (id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,"
     " packages TEXT NOT NULL)",
@@ -639,10 +652,10 @@ class SQLiteCatalog(Catalog):
     ) -> dict[str, list[Any]]:
         """The matching documents as columns; see `Catalog.find_columns`.
 
-        SQLite picks the wanted fields of the document out of its JSON
-        (``json_extract`` with several paths copies their text as stored) and
-        hands over the small JSON columns (``labels``, ``deleted``) as they are, so
-        only those are parsed in Python, and no document is built.
+        SQLite picks the wanted fields out of the JSON document (``json_extract``
+        with several paths copies their texts as stored) and hands over the small
+        JSON columns (labels, the fields of `_HEAD`) as they are, so only those
+        texts are parsed in Python, and no document is built.
         """
         pairs, names = _checked(filter, sort, skip, limit, fields)
         if names is None:
@@ -653,27 +666,34 @@ class SQLiteCatalog(Catalog):
             return await super().find_columns(
                 filter, sort=pairs, skip=skip, limit=limit, fields=fields
             )
-        in_doc = [n for n in wanted if n not in _MOVED and n != "creation_time"]
-        moved = [n for n in wanted if _MOVED.get(n, "").endswith("_json")]
-        # Two paths at least, so that json_extract always returns an array of the
-        # texts: a lone field is followed by '$."$"', which names no key (keys
-        # never start with "$").
+        groups: dict[str, list[str]] = {}
+        for n in wanted:
+            column = _MOVED.get(n, "doc")
+            if n != "creation_time" and column in _JSON_COLUMNS:
+                groups.setdefault(column, []).append(n)
+        # The small columns come whole; only the document is worth picking from,
+        # with two paths at least, so that json_extract always returns an array:
+        # a lone field is followed by '$."$"', which names no key (keys never
+        # start with "$").
+        in_doc = groups.get("doc", [])
         paths = [f'$."{n}"' for n in (in_doc if len(in_doc) != 1 else [*in_doc, "$"])]
-        doc = _column_sql("doc")
 
         def select(first: int) -> str:
             """The select list, its JSON paths bound from parameter ``first`` on."""
             marks = ", ".join(f"?{first + 1 + i}" for i in range(len(paths)))
+            doc = _column_sql("doc")
             return (
-                "environment, artifact_id, creation_time, CASE WHEN creation_time IS NULL"
-                f" THEN json_extract({doc}, '$.creation_time', ?{first}) END, "
-                + (f"json_extract({doc}, {marks})" if in_doc else "NULL")
-                + "".join(f", {_MOVED[n]}" for n in moved)
+                "environment, artifact_id, creation_time, CASE WHEN creation_time IS NULL THEN"
+                f" json_extract({doc}, '$.creation_time', ?{first}) END"
+                + "".join(
+                    f", json_extract({doc}, {marks})" if column == "doc" else f", {column}"
+                    for column in groups
+                )
             )
 
         sql, params = self._matching(filter, pairs, skip, limit, select, ['$."$"', *paths])
         rows, envs = await self._run(self._select_docs_matching, sql, params)
-        return await asyncio.to_thread(_columns, rows, envs, wanted, in_doc, moved)
+        return await asyncio.to_thread(_columns, rows, envs, wanted, groups)
 
     def _matching(
         self,
@@ -770,13 +790,14 @@ class SQLiteCatalog(Catalog):
             conn.execute(
                 "UPDATE artifacts SET creation_time = ?, username = ?, datatype = ?, project = ?,"
                 " arrays = ?, labels_json = ?, name = ?, name_version = ?, deleted_json = ?,"
-                " environment = ? WHERE id = ?",
+                " environment = ?, head_json = ? WHERE id = ?",
                 (
                     *row[1:7],
                     row.name,
                     row.name_version,
                     row.deleted_json,
                     _env_id(envs, row),
+                    row.head_json,
                     row_id,
                 ),
             )
@@ -1082,6 +1103,7 @@ class _Row(NamedTuple):
     name_version: int | None
     objects: list[tuple[int, str, str]]
     labels: list[tuple[str, Any]]
+    head_json: str
 
 
 def _plain(encoded: Any, path: str) -> tuple[Any, bool]:
@@ -1133,6 +1155,7 @@ def _row(doc: Document) -> _Row:
         for field in ("labels", "deleted")
     }
     rest = {k: (_PLACEHOLDER if k in _MOVED else source[k]) for k in doc}
+    head = {k: source[k] for k in _HEAD if k in source}
     created = plain["creation_time"][0]
     labels = query.label_values(source["labels"]) if "labels" in source else []
     return _Row(
@@ -1152,6 +1175,7 @@ def _row(doc: Document) -> _Row:
         name_version=_name_version(source),
         objects=_objects(source),
         labels=list(dict.fromkeys(labels)),
+        head_json=codec.to_text(head),
     )
 
 
@@ -1212,10 +1236,18 @@ def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
     envs = _environments(conn, rows)
     conn.executemany(
         "INSERT INTO artifacts (id, artifact_id, creation_time, username, datatype, project,"
-        " arrays, labels_json, name, name_version, deleted_json, environment)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " arrays, labels_json, name, name_version, deleted_json, environment, head_json)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (i, *row[:7], row.name, row.name_version, row.deleted_json, _env_id(envs, row))
+            (
+                i,
+                *row[:7],
+                row.name,
+                row.name_version,
+                row.deleted_json,
+                _env_id(envs, row),
+                row.head_json,
+            )
             for i, row in zip(ids, rows, strict=True)
         ],
     )
@@ -1251,7 +1283,7 @@ def _write_side(conn: sqlite3.Connection, rows: Sequence[tuple[int, _Row]]) -> N
 
 def _same(a: _Row, b: _Row) -> bool:
     """Whether two rows store the same record."""
-    fields = ("doc", "labels_json", "deleted_json", "packages_sha")
+    fields = ("doc", "labels_json", "deleted_json", "head_json", "packages_sha")
     return all(getattr(a, f) == getattr(b, f) for f in fields)
 
 
@@ -1324,6 +1356,12 @@ def _upgrade(conn: sqlite3.Connection, version: int, display: str) -> None:
     )
     if version == 1:  # whole documents in one column
         select = "SELECT doc FROM old_artifacts ORDER BY rowid"
+    elif version == 8:  # python_packages in environments
+        select = (
+            "SELECT d.doc, a.labels_json, a.deleted_json, coalesce((SELECT e.packages"
+            " FROM old_environments AS e WHERE e.id = a.environment), '{}')"
+            " FROM old_artifacts a JOIN old_artifact_docs d ON d.id = a.id ORDER BY a.id"
+        )
     else:  # versions 2 to 7: the same tables, with ``deleted`` kept apart from version 6
         deleted = "a.deleted_json" if version >= 6 else "'{}'"
         select = (
@@ -1415,7 +1453,7 @@ def _checked(
 
 # Rows selected with `_LOAD`, and ``{environment id: packages JSON}`` of theirs.
 _Loaded = tuple[list[tuple[Any, ...]], dict[int, str]]
-_LOAD = f"environment, {_column_sql('doc')}, labels_json, deleted_json"
+_LOAD = f"environment, {_column_sql('doc')}, labels_json, deleted_json, head_json"
 # From this many rows on, documents are decoded on a thread, off the event loop.
 _DECODE_OFF_LOOP = 1000
 
@@ -1474,20 +1512,22 @@ def _load_all(
         packages = _Packages(envs)
         docs: list[Document] = []
         for i, row in enumerate(rows):
-            doc, labels, deleted = values[3 * i : 3 * i + 3]
+            doc, labels, deleted, head = values[4 * i : 4 * i + 4]
             if not isinstance(doc, dict):
                 raise TypeError(f"a record is {type(doc).__name__}, not an object")
             if "labels" in doc:
                 doc["labels"] = labels["labels"]
             if "deleted" in doc:
                 doc["deleted"] = deleted["deleted"]
+            for key, value in head.items():
+                doc[key] = value
             if "python_packages" in doc and (keep is None or "python_packages" in keep):
                 doc["python_packages"] = packages(row[0])
             if keep is not None and not keep.issuperset(doc):
                 for key in doc.keys() - keep:
                     del doc[key]
             docs.append(doc)
-    except (ValueError, LookupError, TypeError) as err:
+    except (ValueError, LookupError, TypeError, AttributeError) as err:
         raise _corrupt(err) from err
     rows.clear()
     return docs
@@ -1497,27 +1537,28 @@ def _columns(
     rows: list[tuple[Any, ...]],
     envs: dict[int, str],
     wanted: list[str],
-    in_doc: list[str],
-    moved: list[str],
+    groups: dict[str, list[str]],
 ) -> dict[str, list[Any]]:
     """Columns of rows selected by `SQLiteCatalog.find_columns`, in order.
 
     A row holds the environment, ``artifact_id``, the creation time (its column,
-    else its JSON), an array of the ``in_doc`` fields' values (padded after a
-    lone one) and a ``{field: value}`` object of each ``moved`` field. They are
-    decoded a chunk at a time, so the arrays die young, before the garbage
-    collector's older generations see them.
+    else its JSON), then for each JSON column of ``groups`` the column itself,
+    or for the document an array of its fields' values (padded after a lone
+    one). They are decoded a chunk at a time, so what is temporary dies young,
+    before the garbage collector's older generations see it.
     """
-    table: dict[str, list[Any]] = {field: [] for field in (*in_doc, *moved)}
+    table: dict[str, list[Any]] = {}
     try:
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start : start + _CHUNK]
-            if in_doc:
-                decoded = codec.loads_many([row[4] for row in chunk])
-                for field, values in zip(in_doc, zip(*decoded, strict=True), strict=False):
-                    table[field].extend(values)
-            for k, field in enumerate(moved, start=5):
-                table[field].extend(v.get(field) for v in codec.loads_many([r[k] for r in chunk]))
+        for k, (column, members) in enumerate(groups.items(), start=4):
+            cells = [table.setdefault(field, []) for field in members]
+            for start in range(0, len(rows), _CHUNK):
+                decoded = codec.loads_many([row[k] for row in rows[start : start + _CHUNK]])
+                if column != "doc":
+                    for cell, field in zip(cells, members, strict=True):
+                        cell.extend([value.get(field) for value in decoded])
+                    continue
+                for cell, values in zip(cells, zip(*decoded, strict=True), strict=False):
+                    cell.extend(values)
         if "creation_time" in wanted:
             table["creation_time"] = [
                 codec.parse_date(row[2]) if row[2] is not None else codec.loads(row[3])[0]

@@ -9,7 +9,8 @@
     PYTHONPATH=/tmp/v040 python tests/data/old_catalogs.py tests/data/catalog-0.4.0.db
 
 The files of the schemas between releases come the same way from the commits that
-introduced them (``catalog-schema-N.db``). Only the standard library and the
+introduced them (``catalog-schema-N.db``; schema 8 from a1f865c, the last commit
+before schema 9). Only the standard library and the
 release's ``SQLiteCatalog`` are used, so each file is what that code wrote.
 """
 
