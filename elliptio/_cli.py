@@ -353,10 +353,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
         artifact_id = h.resolve(args.ref)
         if not args.yes:
             shown = artifact_id if args.ref == artifact_id else f"{args.ref} ({artifact_id})"
-            try:
-                answer = input(f"delete {shown} and its files for good? [y/N] ")
-            except EOFError:
-                answer = ""
+            # The question goes to stderr, so that stdout holds only the report.
+            print(f"delete {shown} and its files for good? [y/N] ", end="", file=sys.stderr)
+            sys.stderr.flush()
+            answer = sys.stdin.readline()
             if answer.strip().lower() not in ("y", "yes"):
                 print("nothing deleted (add --yes to skip this question)", file=sys.stderr)
                 return 1

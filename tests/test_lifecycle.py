@@ -7,6 +7,7 @@ S3 (the moto server) where files are involved.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import uuid
@@ -462,14 +463,22 @@ def test_cli_delete_asks_and_needs_a_reason(
     with pytest.raises(SystemExit):
         main(["delete", "set:v1"])  # no --reason
     assert main(["delete", "set:v1", "--reason", " "]) != 0
-    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     assert main(["delete", "set:v1", "--reason", "pii"]) == 1
-    assert "nothing deleted" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "nothing deleted" in said.err
+    assert "for good? [y/N]" in said.err  # the question never mixes with the output
+    assert said.out == ""
     with eio.Handler() as h:
         assert h.get("set:v1").artifact_id == art.artifact_id
-    monkeypatch.setattr("builtins.input", lambda prompt: "y")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no answer (end of input): no
+    assert main(["delete", "set:v1", "--reason", "pii"]) == 1
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
     assert main(["delete", "set:v1", "--reason", "pii"]) == 0
-    assert "tombstone" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "tombstone" in said.out
+    assert "for good?" not in said.out
     assert main(["show", "set:v1"]) != 0
     assert "pii" in capsys.readouterr().err
     assert main(["delete", art.artifact_id, "--reason", "pii", "--yes"]) == 0
