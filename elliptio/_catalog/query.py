@@ -158,8 +158,9 @@ def prefix_range(text: str, flags: str) -> tuple[str, str] | None:
     return low, low[:-1] + chr(following)
 
 
-def label_values(labels: Any, field: str = "labels") -> list[tuple[str, Any]]:
-    """``(path, value)`` rows of a label table for a document's ``field`` value."""
+def label_values(labels: Any) -> list[tuple[str, Any]]:
+    """``(path, value)`` rows of a label table for a document's labels; a path is
+    dotted below the labels (``infos.seed`` for ``labels.infos.seed``)."""
     found: dict[tuple[str, Any, bool], None] = {}
 
     def leaf(value: Any, path: str) -> None:
@@ -173,7 +174,7 @@ def label_values(labels: Any, field: str = "labels") -> list[tuple[str, Any]]:
     def walk(value: Any, path: str) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
-                walk(item, f"{path}.{key}")
+                walk(item, f"{path}.{key}" if path else key)
         elif isinstance(value, list):
             for item in value:
                 if isinstance(item, dict):
@@ -183,7 +184,7 @@ def label_values(labels: Any, field: str = "labels") -> list[tuple[str, Any]]:
         else:
             leaf(value, path)
 
-    walk(labels, field)
+    walk(labels, "")
     return [(path, value) for path, value, _ in found]
 
 
@@ -212,12 +213,16 @@ class Layout:
         arrays_column: a column holding `array_paths_text` of the paths (through
             documents only) where the document holds an array; ``None`` to test
             each prefix of a path with ``json_type`` instead.
+        array_fields: top-level fields that (nearly) always hold arrays, so the
+            ``arrays_column`` leaves them out: a path through one of them is
+            taken to meet an array.
         array_flag: the side-table field under which documents with an array on
             a path of ``text_columns`` or ``date_columns`` are listed (the path
             is the value), or ``None``.
         label_table: a table of ``(path, value, artifact)`` rows holding, for each
             document, every string and number (not bool) its ``label_field``
-            reaches along dotted paths, arrays passed through as MongoDB does
+            reaches along dotted paths (below that field: ``infos.seed``),
+            arrays passed through as MongoDB does
             (an array's scalar members and the fields of its documents; arrays
             in arrays skipped); equality and ``$in`` on such a path use it.
         label_field: the top-level field indexed in ``label_table``.
@@ -237,6 +242,7 @@ class Layout:
     row_id: str = "rowid"
     flat_paths: frozenset[str] = frozenset()
     arrays_column: str | None = None
+    array_fields: frozenset[str] = frozenset()
     array_flag: str | None = None
     text_only: frozenset[str] = frozenset()
     label_table: str | None = None
@@ -543,15 +549,15 @@ class _Translator:
         return None
 
     def label_path(self, source: _Source) -> str | None:
-        """The dotted path of a source whose values the label table indexes."""
+        """The path in the label table (below the labels) of a source whose
+        values it indexes."""
         lay = self.layout
         fast = source.fast
         if lay.label_table is None or fast is None or len(fast) < 2:
             return None
-        path = ".".join(fast)
-        if fast[0] != lay.label_field or path in lay.text_columns:
+        if fast[0] != lay.label_field or ".".join(fast) in lay.text_columns:
             return None
-        return path
+        return ".".join(fast[1:])
 
     def label_lookup(self, path: str, values: Sequence[Any]) -> str:
         marks = ", ".join(self.param(v) for v in dict.fromkeys(values))
@@ -789,6 +795,8 @@ class _Translator:
                 f" WHERE field = {self.param(lay.array_flag)} AND value = {self.param(key)})"
             )
         prefixes = [segments[: i + 1] for i in range(len(segments))]
+        if lay.arrays_column is not None and segments[0] in lay.array_fields:
+            return "1"
         if lay.arrays_column is not None:
             tests = [
                 f"instr({lay.arrays_column}, {self.param(array_paths_text(['.'.join(p)]))}) > 0"

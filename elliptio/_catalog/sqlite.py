@@ -109,6 +109,10 @@ _TEXT = {
 }
 _DATES = {"creation_time": "creation_time"}
 _SIDE = frozenset({"based_on", "file_relpaths"})
+# Fields every record holds arrays at: the ``arrays`` column does not list them.
+_ARRAY_FIELDS = frozenset(
+    {"argv", "files", "file_relpaths", "logs", "log_relpaths", "based_on", "label_history"}
+)
 # Side-table field under which documents with an array on a promoted path are listed.
 _ARRAY_FLAG = ""
 # Side-table field under which documents holding something other than a string,
@@ -125,6 +129,7 @@ LAYOUT = query.Layout(
     side_table="side_values",
     row_id="artifacts.id",
     arrays_column="arrays",
+    array_fields=_ARRAY_FIELDS,
     array_flag=_ARRAY_FLAG,
     label_table="label_values",
 )
@@ -1164,7 +1169,7 @@ def _row(doc: Document) -> _Row:
         username=_text_or_none(plain["username"][0]),
         datatype=_text_or_none(plain["labels.datatype"][0]),
         project=_text_or_none(plain["labels.project"][0]),
-        arrays=query.array_paths_text(paths),
+        arrays=query.array_paths_text([p for p in paths if p not in _ARRAY_FIELDS]),
         labels_json=moved["labels"],
         deleted_json=moved["deleted"],
         doc=codec.to_text(rest),
