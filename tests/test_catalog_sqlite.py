@@ -64,6 +64,24 @@ async def test_insert_then_get_returns_an_equal_document(catalog: SQLiteCatalog)
     assert isinstance(back["big"], int)
 
 
+async def test_label_paths_with_empty_or_dotted_keys_never_meet(catalog: SQLiteCatalog) -> None:
+    """The label index keys paths below the labels; a key "" must not make
+    ``labels..x`` look like ``labels.x`` (nor ``labels.a`` holding "x" like it)."""
+    await catalog.insert_many(
+        [
+            {"artifact_id": "nested", "labels": {"": {"x": 1}}},
+            {"artifact_id": "plain", "labels": {"x": 1}},
+            {"artifact_id": "deep", "labels": {"a": {"": {"x": 1}}}},
+        ]
+    )
+    for flt, expected in [
+        ({"labels.x": 1}, ["plain"]),
+        ({"labels.x": {"$in": [1, 2]}}, ["plain"]),
+        ({"labels.a.x": 1}, []),
+    ]:
+        assert [d["artifact_id"] for d in await catalog.find(flt)] == expected, flt
+
+
 async def test_find_sort_skip_limit_count(catalog: SQLiteCatalog) -> None:
     await catalog.insert_many([record(i) for i in range(10)])
     assert await catalog.count() == 10

@@ -174,7 +174,7 @@ def label_values(labels: Any) -> list[tuple[str, Any]]:
     def walk(value: Any, path: str) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
-                walk(item, f"{path}.{key}" if path else key)
+                walk(item, f"{path}.{key}")
         elif isinstance(value, list):
             for item in value:
                 if isinstance(item, dict):
@@ -185,7 +185,7 @@ def label_values(labels: Any) -> list[tuple[str, Any]]:
             leaf(value, path)
 
     walk(labels, "")
-    return [(path, value) for path, value, _ in found]
+    return [(path[1:], value) for path, value, _ in found]  # ".infos.seed" -> "infos.seed"
 
 
 @dataclasses.dataclass(frozen=True)
