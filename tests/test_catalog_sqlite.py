@@ -513,6 +513,41 @@ def _file(relpath: str, url: str, size: int, sha256: str) -> dict[str, Any]:
     return {"relpath": relpath, "url": url, "size": size, "sha256": sha256}
 
 
+async def test_file_lookups_confirm_their_hashed_keys_in_the_records(
+    catalog: SQLiteCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """file_objects keys sha256 and URL by 64-bit hashes; every lookup confirms a
+    candidate in its record, so even keys that all collide give exact answers."""
+    from elliptio._catalog import sqlite as module
+
+    monkeypatch.setattr(module, "_key", lambda text: 7)
+    a, b = "a" * 64, "b" * 64
+    await catalog.insert_many(
+        [
+            {"artifact_id": "one", "files": [_file("x", "file:///lake/one/x", 5, a)]},
+            {"artifact_id": "two", "files": [_file("y", "file:///lake/two/y", 5, b)]},
+            {"artifact_id": "other", "files": [_file("z", "s3://else/z", 5, a)]},
+        ]
+    )
+    assert await catalog.find_objects([(a, 5), (b, 5), (a, 6)], "file:///lake/") == {
+        (a, 5): "file:///lake/one/x",
+        (b, 5): "file:///lake/two/y",
+    }
+    assert await catalog.find_objects([(a, 5)], "s3://") == {(a, 5): "s3://else/z"}
+    users = await catalog.object_users(["file:///lake/two/y", "s3://else/z", "file:///none"])
+    assert users == {"file:///lake/two/y": {"two"}, "s3://else/z": {"other"}}
+    # A record that cannot be read back is taken to use every candidate URL, so
+    # a delete never removes bytes it might hold; dedup never points at it.
+    conn = catalog._state.connection
+    assert conn is not None
+    conn.execute("UPDATE artifact_docs SET doc = '{' WHERE id = 2")
+    users = await catalog.object_users(["file:///lake/one/x"])
+    assert users == {"file:///lake/one/x": {"one", "two"}}  # "other" reads back: not it
+    assert await catalog.find_objects([(b, 5)], "file:///lake/") == {}
+    await catalog.delete("one")
+    assert await catalog.object_users(["file:///lake/one/x"]) == {"file:///lake/one/x": {"two"}}
+
+
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     import sqlite3
 

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import hashlib
 import itertools
 import logging
 import os
@@ -154,10 +155,13 @@ _SCHEMA = (
     # lookups. ``value`` has no declared type: numbers stay numbers, strings strings.
     "CREATE TABLE label_values (path TEXT NOT NULL, value NOT NULL, artifact INTEGER NOT NULL,"
     " PRIMARY KEY (path, value, artifact)) WITHOUT ROWID",
-    # The contents (sha256, size) of committed files, which deduplication looks up.
-    "CREATE TABLE file_objects (size INTEGER NOT NULL, sha256 TEXT NOT NULL,"
-    " artifact INTEGER NOT NULL, url TEXT NOT NULL,"
-    " PRIMARY KEY (size, sha256, artifact, url)) WITHOUT ROWID",
+    # The contents (size, sha256) and URLs of committed files, which deduplication
+    # and deletes look up: the texts by a 64-bit hash each (`_key`), the record
+    # holds them whole, so a lookup reads the candidates' records to confirm.
+    "CREATE TABLE file_objects (size INTEGER NOT NULL, sha_key INTEGER NOT NULL,"
+    " url_key INTEGER NOT NULL, artifact INTEGER NOT NULL,"
+    " PRIMARY KEY (size, sha_key, artifact, url_key)) WITHOUT ROWID",
+    "CREATE INDEX file_objects_url ON file_objects (url_key)",
     "CREATE INDEX artifacts_creation_time ON artifacts (creation_time)",
     "CREATE INDEX artifacts_username ON artifacts (username, creation_time)",
     "CREATE INDEX artifacts_datatype ON artifacts (datatype, creation_time)",
@@ -821,15 +825,23 @@ class SQLiteCatalog(Catalog):
     def _object_users(conn: sqlite3.Connection, urls: list[str]) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
         for start in range(0, len(urls), 500):
-            chunk = urls[start : start + 500]
-            marks = ", ".join(["?"] * len(chunk))
-            rows = conn.execute(
-                "SELECT f.url, a.artifact_id FROM file_objects f JOIN artifacts a"
-                f" ON a.id = f.artifact WHERE f.url IN ({marks})",
-                chunk,
-            )
-            for url, artifact_id in rows:
-                found.setdefault(str(url), set()).add(str(artifact_id))
+            by_key: dict[int, list[str]] = {}
+            for url in urls[start : start + 500]:
+                by_key.setdefault(_key(url), []).append(url)
+            marks = ", ".join(["?"] * len(by_key))
+            users: dict[int, tuple[str, set[str]]] = {}
+            for row_id, artifact_id, key in conn.execute(
+                "SELECT f.artifact, a.artifact_id, f.url_key FROM file_objects f JOIN artifacts a"
+                f" ON a.id = f.artifact WHERE f.url_key IN ({marks})",
+                list(by_key),
+            ):
+                users.setdefault(row_id, (str(artifact_id), set()))[1].update(by_key[key])
+            for row_id, (artifact_id, candidates) in users.items():
+                objects = _stored_objects(conn, row_id)
+                # A record that cannot be read back is taken to use them all.
+                named = candidates if objects is None else {url for _, _, url in objects}
+                for url in candidates & named:
+                    found.setdefault(url, set()).add(artifact_id)
         return found
 
     # -- commit leases ------------------------------------------------------------
@@ -1051,13 +1063,20 @@ class SQLiteCatalog(Catalog):
     ) -> dict[tuple[str, int], str]:
         found: dict[tuple[str, int], str] = {}
         for sha, size in keys:
-            for (url,) in conn.execute(
-                "SELECT url FROM file_objects WHERE sha256 = ? AND size = ? ORDER BY artifact",
-                (sha, size),
-            ):
-                if url.startswith(url_prefix):
-                    found[(sha, size)] = url
-                    break
+            candidates = conn.execute(
+                "SELECT DISTINCT artifact FROM file_objects WHERE size = ? AND sha_key = ?"
+                " ORDER BY artifact",
+                (size, _key(sha)),
+            ).fetchall()
+            urls = (
+                url
+                for (row_id,) in candidates
+                for (their_size, their_sha, url) in _stored_objects(conn, row_id) or ()
+                if their_size == size and their_sha == sha and url.startswith(url_prefix)
+            )
+            url = next(urls, None)
+            if url is not None:
+                found[(sha, size)] = url
         return found
 
     async def close(self) -> None:
@@ -1106,7 +1125,7 @@ class _Row(NamedTuple):
     side: list[tuple[str, str]]
     name: str | None
     name_version: int | None
-    objects: list[tuple[int, str, str]]
+    objects: list[tuple[int, int, int]]
     labels: list[tuple[str, Any]]
     head_json: str
 
@@ -1178,7 +1197,7 @@ def _row(doc: Document) -> _Row:
         side=side,
         name=_text_or_none(plain["name"][0]),
         name_version=_name_version(source),
-        objects=_objects(source),
+        objects=[(size, _key(sha), _key(url)) for size, sha, url in _objects(source)],
         labels=list(dict.fromkeys(labels)),
         head_json=codec.to_text(head),
     )
@@ -1204,6 +1223,26 @@ def _objects(doc: Document) -> list[tuple[int, str, str]]:
             if isinstance(sha, str) and type(size) is int and isinstance(url, str):
                 found[(size, sha, url)] = None
     return list(found)
+
+
+def _key(text: str) -> int:
+    """A text's 64-bit key in ``file_objects``: equal texts, equal keys."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _stored_objects(conn: sqlite3.Connection, row_id: int) -> list[tuple[int, str, str]] | None:
+    """`_objects` of a stored record, read from its document; None when the
+    document cannot be read (damaged)."""
+    try:
+        found = conn.execute(
+            "SELECT json_extract(doc, '$.files', '$.logs') FROM artifact_docs WHERE id = ?",
+            (row_id,),
+        ).fetchone()
+        files, logs = codec.loads(found[0])
+    except (sqlite3.OperationalError, ValueError, TypeError, LookupError):
+        return None
+    return _objects({"files": files, "logs": logs})
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -1272,7 +1311,7 @@ def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
 _SIDE_ROWS: tuple[tuple[str, str, Callable[[_Row], Sequence[tuple[Any, ...]]]], ...] = (
     ("side_values", "field, value", lambda row: row.side),
     ("label_values", "path, value", lambda row: row.labels),
-    ("file_objects", "size, sha256, url", lambda row: row.objects),
+    ("file_objects", "size, sha_key, url_key", lambda row: row.objects),
 )
 
 
