@@ -55,6 +55,9 @@ SECRET_NAME_PARTS: tuple[str, ...] = (
     "api_key",
     "access_key",
     "private",
+    "cookie",
+    "connection_string",
+    "connectionstring",
 )
 """Substrings that make an option, variable or parameter name secret."""
 
@@ -75,8 +78,8 @@ _ASSIGNMENT = re.compile(r"(?P<prefix>\+{0,2})(?P<name>[A-Za-z_][\w.\-]*)=(?P<va
 # `Header-Name: value`, as passed to curl-like tools with -H.
 _HEADER = re.compile(r"(?P<name>[A-Za-z][\w\-]*):(?P<space>\s*)(?P<value>\S.*)", re.S)
 
-# The name of a header, option or variable, alone.
-_NAME = re.compile(r"[A-Za-z_][\w.\-]*")
+# The name of a header, option or variable, alone (``--token`` too).
+_NAME = re.compile(r"-{0,2}[A-Za-z_][\w.\-]*")
 # A URL inside free text: scheme://... up to whitespace, quotes or angle brackets.
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
 # `scheme://user:password@` -- the password may contain an unescaped "@" (the last
@@ -266,26 +269,53 @@ def _element_secret(arg: str) -> str | None:
     return None
 
 
+def _redact_string(text: str) -> str:
+    """A string of options: credentials in URLs (quotes and all), secret
+    ``name=value`` parameters (``...;AccountKey=x``), and each line that is a
+    secret header or option (``Authorization: Bearer x``)."""
+    text = _mask_params(redact_url(text))
+    return "\n".join(_redact_element(line) for line in text.split("\n"))
+
+
+def _string_secrets(text: str) -> set[str]:
+    """The secrets `_redact_string` masks in ``text``."""
+    found = _url_passwords(text)
+    found.update(m["value"] for m in _PARAM.finditer(text) if _is_secret_param(m["name"]))
+    for line in text.split("\n"):
+        element = _element_secret(line)
+        if element:
+            found.add(element)
+    return found
+
+
+def _masked_args(args: Sequence[str]) -> list[bool]:
+    """Which elements of a list of strings `redact_argv` masks whole
+    (``["--password", "x"]``: the ``x``)."""
+    return [new == MASK != old for old, new in zip(args, redact_argv(args), strict=True)]
+
+
 def _option_secrets(value: Any, key: str = "") -> set[str]:
     if isinstance(value, Mapping):
         return set().union(*(_option_secrets(v, str(k)) for k, v in value.items()))
     if isinstance(value, list | tuple):
-        if _secret_pair(value) and isinstance(value[1], str):
-            return {value[1]}
-        return set().union(*(_option_secrets(v, key) for v in value))
+        if _secret_pair(value):
+            return _option_secrets(value[1], value[0])
+        found = set().union(*(_option_secrets(v, key) for v in value))
+        if all(isinstance(v, str) for v in value):
+            found.update(v for v, masked in zip(value, _masked_args(value), strict=True) if masked)
+        return found
     if isinstance(value, str):
-        if is_secret_name(key):
-            return {value}
-        element = _element_secret(value)
-        return _url_passwords(value) | ({element} if element else set())
+        return {value} if is_secret_name(key) else _string_secrets(value)
     return set()
 
 
 def redact_options(value: Any, key: str = "") -> Any:
     """Storage options (or any JSON-like value) as they may be shown: the values
-    under a secret name at any depth, the second of a secret name-value pair,
-    the value of a ``Name: value`` header or ``--name=value`` string with a
-    secret name, and passwords inside URLs become ``***``.
+    under a secret name at any depth, the second of a secret name-value pair
+    (``["Authorization", "Bearer x"]``), the value after a secret option in a
+    list of strings (``["--password", "x"]``), the value of ``Name: value``,
+    ``--name=value`` and ``name=value`` with a secret name, on any line of a
+    string, and passwords inside URLs become ``***``.
 
     Args:
         value: The options, or one value of them.
@@ -296,10 +326,15 @@ def redact_options(value: Any, key: str = "") -> Any:
     if isinstance(value, list | tuple):
         if _secret_pair(value):
             return [value[0], MASK]
-        return [redact_options(v, key) for v in value]
+        shown = [redact_options(v, key) for v in value]
+        if all(isinstance(v, str) for v in value):
+            shown = [
+                MASK if masked else v for v, masked in zip(shown, _masked_args(value), strict=True)
+            ]
+        return shown
     if is_secret_name(key) and value is not None:
         return MASK
-    return _redact_element(value) if isinstance(value, str) else value
+    return _redact_string(value) if isinstance(value, str) else value
 
 
 def known_secrets(urls: Iterable[str] = (), options: Mapping[str, Any] | None = None) -> set[str]:

@@ -15,6 +15,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -250,6 +251,36 @@ def test_config_masks_every_secret_setting(
     assert "Authorization" in out
     assert "X-Api-Key" in out
     assert _leaks([out]) == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"endpoint_url": "https://u:SECRET'x@minio.local"},  # a quote in the password
+        {"args": ["--password", "SECRETx"]},
+        {"kw": [["--token", "SECRETx"]]},
+        {"h": "X-Foo: bar\nAuthorization: Bearer SECRETx"},  # the secret on a later line
+        {"headers": [["Authorization", ["Bearer", "SECRETx"]]]},
+        {"Cookie": "session=SECRETx"},
+        {"conn": "DefaultEndpointsProtocol=https;AccountName=lake;AccountKey=SECRETx"},
+    ],
+)
+def test_every_shape_of_secret_in_options_is_masked_in_config_and_messages(
+    options: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from elliptio._redact import known_secrets, redact_text
+
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", "mongodb://andy:pa'SECRETss@db.local/lake")
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(options))
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "SECRET" not in out, out
+    said = redact_text(f"failed: {json.dumps(options)} {options}", known_secrets([], options))
+    assert "SECRET" not in said, said
 
 
 def test_secrets_of_header_pairs_and_lines_in_options_are_masked_in_messages() -> None:
