@@ -753,6 +753,24 @@ class CatalogConformance:
         assert when == T0 - dt.timedelta(days=30)
         assert when.tzinfo == UTC
 
+    async def test_sort_on_array_fields_places_missing_null_and_empty(
+        self, backend: Backend
+    ) -> None:
+        cat = backend.catalog
+        await cat.insert_many(
+            [
+                {"artifact_id": "missing"},
+                {"artifact_id": "null", "file_relpaths": None, "based_on": None},
+                {"artifact_id": "empty", "file_relpaths": [], "based_on": []},
+                {"artifact_id": "x", "file_relpaths": ["x"], "based_on": ["x"]},
+            ]
+        )
+        for field in ("file_relpaths", "based_on"):
+            up = await cat.find({}, sort=[(field, 1), ("artifact_id", 1)], fields=[])
+            down = await cat.find({}, sort=[(field, -1), ("artifact_id", 1)], fields=[])
+            assert _ids(up) == ["empty", "missing", "null", "x"], field
+            assert _ids(down) == ["x", "missing", "null", "empty"], field
+
     async def test_lineage_queries(self, backend: Backend) -> None:
         cat = backend.catalog
         await cat.insert_many([record(i) for i in range(5)])

@@ -795,18 +795,21 @@ class _Translator:
                 f" WHERE field = {self.param(lay.array_flag)} AND value = {self.param(key)})"
             )
         prefixes = [segments[: i + 1] for i in range(len(segments))]
-        if lay.arrays_column is not None and segments[0] in lay.array_fields:
-            return "1"
         if lay.arrays_column is not None:
+            # The column leaves out the fields of ``array_fields``: their JSON says.
+            listed = prefixes[1:] if segments[0] in lay.array_fields else prefixes
             tests = [
                 f"instr({lay.arrays_column}, {self.param(array_paths_text(['.'.join(p)]))}) > 0"
-                for p in prefixes
+                for p in listed
             ]
             if len(tests) > 1:
                 # Each test's text starts with "\n" and the first segment: look
                 # for that once, as most documents have no array there.
                 first = self.param("\n" + segments[0])
-                return f"(instr({lay.arrays_column}, {first}) > 0 AND ({' OR '.join(tests)}))"
+                tests = [f"(instr({lay.arrays_column}, {first}) > 0 AND ({' OR '.join(tests)}))"]
+            if listed is not prefixes:
+                path = self.param(_quoted_path(segments[:1]))
+                tests.insert(0, f"json_type({column}, {path}) = 'array'")
         else:
             tests = [
                 f"json_type({column}, {self.param(_quoted_path(p))}) = 'array'" for p in prefixes
