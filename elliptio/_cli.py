@@ -356,7 +356,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
             # The question goes to stderr, so that stdout holds only the report.
             print(f"delete {shown} and its files for good? [y/N] ", end="", file=sys.stderr)
             sys.stderr.flush()
-            answer = sys.stdin.readline()
+            answer = sys.stdin.readline() if sys.stdin is not None else ""
+            if not answer.endswith("\n"):
+                print(file=sys.stderr)  # end the question's line (no answer, or no newline)
             if answer.strip().lower() not in ("y", "yes"):
                 print("nothing deleted (add --yes to skip this question)", file=sys.stderr)
                 return 1

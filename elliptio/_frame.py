@@ -195,7 +195,7 @@ def _flatten(prefix: str, cells: Sequence[Any]) -> dict[str, list[Any]]:
     that are not mappings stay in the column ``prefix``. A leaf is what is not a
     mapping (a list is a leaf); an empty mapping has no leaves."""
     n = len(cells)
-    made: list[tuple[str, list[Any]]] = []
+    made: dict[str, list[Any]] = {}
     # A level of the mappings: its dotted prefix, its leaves' columns by key and
     # its nested levels by key; a leaf costs a lookup by its key alone.
     _Level = tuple[str, dict[str, list[Any]], dict[str, Any]]
@@ -211,8 +211,8 @@ def _flatten(prefix: str, cells: Sequence[Any]) -> dict[str, list[Any]]:
             else:
                 column = leaves.get(key)
                 if column is None:
-                    column = leaves[key] = [None] * n
-                    made.append((start + key, column))
+                    # One column per name: {"x.y": 1} and {"x": {"y": 2}} share one.
+                    column = leaves[key] = made.setdefault(start + key, [None] * n)
                 column[row] = value
 
     top: _Level = (f"{prefix}.", {}, {})
@@ -222,7 +222,7 @@ def _flatten(prefix: str, cells: Sequence[Any]) -> dict[str, list[Any]]:
             put(cell, row, top)
         elif cell is not None:  # a row without the mapping makes no column of its own
             put({"": cell}, row, loose)
-    return dict(made)
+    return made
 
 
 # Values that are never mappings: tested by type, much cheaper than Mapping.

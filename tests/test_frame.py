@@ -73,6 +73,12 @@ def test_flattened_labels_keep_lists_whole_and_make_no_column_of_an_empty_mappin
     assert frame.loc["b", "labels"] == "loose"  # not a mapping: under the field's own name
     assert frame.loc["c"].isna().all()
     assert list(to_frame(docs, columns=["labels.a.f"]).columns) == ["labels.a.f"]
+    # A dotted key (written by other tools) and the nested path it spells share a column.
+    mixed = [
+        {"artifact_id": "r0", "labels": {"x": {"y": 1}}},
+        {"artifact_id": "r1", "labels": {"x.y": 7}},
+    ]
+    assert to_frame(mixed, columns=["labels"])["labels.x.y"].tolist() == [1, 7]
     assert to_frame(docs, columns=["labels.a.f"])["labels.a.f"].isna().all()
 
 

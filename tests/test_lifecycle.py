@@ -473,7 +473,10 @@ def test_cli_delete_asks_and_needs_a_reason(
         assert h.get("set:v1").artifact_id == art.artifact_id
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no answer (end of input): no
     assert main(["delete", "set:v1", "--reason", "pii"]) == 1
-    capsys.readouterr()
+    assert "[y/N] \nnothing deleted" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", None)  # no standard input at all (<&-): no
+    assert main(["delete", "set:v1", "--reason", "pii"]) == 1
+    assert "nothing deleted (add --yes" in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
     assert main(["delete", "set:v1", "--reason", "pii"]) == 0
     said = capsys.readouterr()
