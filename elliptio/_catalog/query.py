@@ -174,7 +174,8 @@ def label_values(labels: Any) -> list[tuple[str, Any]]:
     def walk(value: Any, path: str) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
-                walk(item, f"{path}.{key}")
+                if "." not in key:  # no dotted path reaches a key holding a dot
+                    walk(item, f"{path}.{key}")
         elif isinstance(value, list):
             for item in value:
                 if isinstance(item, dict):
