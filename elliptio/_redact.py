@@ -76,7 +76,7 @@ _OPTION = re.compile(r"(?P<prefix>--?)(?P<name>[A-Za-z][\w.\-]*)(?:(?P<eq>=)(?P<
 # `NAME=value`, also Hydra-style `+name=value` / `++name=value`.
 _ASSIGNMENT = re.compile(r"(?P<prefix>\+{0,2})(?P<name>[A-Za-z_][\w.\-]*)=(?P<value>.*)", re.S)
 # `Header-Name: value`, as passed to curl-like tools with -H.
-_HEADER = re.compile(r"(?P<name>[A-Za-z][\w\-]*):(?P<space>\s*)(?P<value>\S.*)", re.S)
+_HEADER = re.compile(r"(?P<lead>\s*)(?P<name>[A-Za-z][\w\-]*):(?P<space>\s*)(?P<value>\S.*)", re.S)
 
 # The name of a header, option or variable, alone (``--token`` too).
 _NAME = re.compile(r"-{0,2}[A-Za-z_][\w.\-]*")
@@ -215,7 +215,7 @@ def _redact_element(arg: str) -> str:
             return head + _redact_urls_in(match["value"])
     header = _HEADER.fullmatch(arg)
     if header and is_secret_name(header["name"]):
-        return f"{header['name']}:{header['space']}{MASK}"
+        return f"{header['lead']}{header['name']}:{header['space']}{MASK}"
     return _redact_urls_in(arg)
 
 
@@ -294,9 +294,16 @@ def _masked_args(args: Sequence[str]) -> list[bool]:
     return [new == MASK != old for old, new in zip(args, redact_argv(args), strict=True)]
 
 
+def _named_value(value: Mapping[Any, Any]) -> bool:
+    """``{"name": "Authorization", "value": "Bearer x"}``: a header as a mapping."""
+    name = value.get("name")
+    return "value" in value and isinstance(name, str) and is_secret_name(name)
+
+
 def _option_secrets(value: Any, key: str = "") -> set[str]:
     if isinstance(value, Mapping):
-        return set().union(*(_option_secrets(v, str(k)) for k, v in value.items()))
+        found = set().union(*(_option_secrets(v, str(k)) for k, v in value.items()))
+        return found | (_option_secrets(value["value"], "secret") if _named_value(value) else set())
     if isinstance(value, list | tuple):
         if _secret_pair(value):
             return _option_secrets(value[1], value[0])
@@ -312,7 +319,8 @@ def _option_secrets(value: Any, key: str = "") -> set[str]:
 def redact_options(value: Any, key: str = "") -> Any:
     """Storage options (or any JSON-like value) as they may be shown: the values
     under a secret name at any depth, the second of a secret name-value pair
-    (``["Authorization", "Bearer x"]``), the value after a secret option in a
+    (``["Authorization", "Bearer x"]``) or of a secret ``{"name": ..., "value":
+    ...}`` mapping, the value after a secret option in a
     list of strings (``["--password", "x"]``), the value of ``Name: value``,
     ``--name=value`` and ``name=value`` with a secret name, on any line of a
     string, and passwords inside URLs become ``***``.
@@ -322,7 +330,11 @@ def redact_options(value: Any, key: str = "") -> Any:
         key: The name ``value`` is stored under.
     """
     if isinstance(value, Mapping):
-        return {k: redact_options(v, str(k)) for k, v in value.items()}
+        named = _named_value(value)
+        return {
+            k: MASK if named and k == "value" else redact_options(v, str(k))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         if _secret_pair(value):
             return [value[0], MASK]

@@ -263,6 +263,8 @@ def test_config_masks_every_secret_setting(
         {"headers": [["Authorization", ["Bearer", "SECRETx"]]]},
         {"Cookie": "session=SECRETx"},
         {"conn": "DefaultEndpointsProtocol=https;AccountName=lake;AccountKey=SECRETx"},
+        {"headers": [{"name": "Authorization", "value": "Bearer SECRETx"}]},
+        {"extra": ["  Authorization: Bearer SECRETx"]},  # a header line, indented
     ],
 )
 def test_every_shape_of_secret_in_options_is_masked_in_config_and_messages(
