@@ -184,9 +184,14 @@ def _dig(value: Any, path: str, flat: bool = False) -> Any:
         if not isinstance(value, Mapping) or key not in value:
             return None
         value = value[key]
-    if flat and isinstance(value, Mapping) and not _flatten("", [value]):
+    if flat and isinstance(value, Mapping) and not _has_leaves(value):
         return None
     return value
+
+
+def _has_leaves(mapping: Mapping[str, Any]) -> bool:
+    """Whether `_flatten` makes any column of ``mapping`` (it holds a non-mapping)."""
+    return any(not isinstance(value, Mapping) or _has_leaves(value) for value in mapping.values())
 
 
 def _flatten(prefix: str, cells: Sequence[Any]) -> dict[str, list[Any]]:
