@@ -84,6 +84,25 @@ def test_cli_and_help_do_not_import_pandas() -> None:
     assert lines[-1] == "[]"
 
 
+def test_a_local_store_does_not_import_the_s3_stack(tmp_path: Path) -> None:
+    """s3fs and botocore cost about 0.3 s to import: a command on a local store
+    (the default) does not pay for them."""
+    heavy = ("s3fs", "botocore", "aiobotocore")
+    probe = (
+        "import sys, elliptio._cli\n"
+        f"elliptio._cli.main(['ls', {str(tmp_path)!r}])\n"
+        "h = __import__('elliptio').Handler(\n"
+        f"    storage={str(tmp_path / 'store')!r}, catalog={f'sqlite:///{tmp_path}/c.db'!r}\n"
+        ")\n"
+        f"h.upload({__file__!r})\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.splitlines()[-1] == "[]", result.stderr
+
+
 def test_a_closed_pipe_ends_quietly(env: dict[str, str]) -> None:
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first byte, as `| head` after its line
