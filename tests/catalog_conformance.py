@@ -771,6 +771,52 @@ class CatalogConformance:
             assert _ids(up) == ["empty", "missing", "null", "x"], field
             assert _ids(down) == ["x", "missing", "null", "empty"], field
 
+    async def test_empty_string_labels_are_found_like_any_value(self, backend: Backend) -> None:
+        """The empty string, every label field's default, matches like any other
+        value at every label path (SQLite leaves it out of its label index)."""
+        cat = backend.catalog
+        await cat.insert_many(
+            [
+                {
+                    "artifact_id": "e1",
+                    "labels": {
+                        "ticket": "",
+                        "datatype": "",
+                        "infos": {"tag": "", "tags": ["", "a"]},
+                    },
+                },
+                {
+                    "artifact_id": "e2",
+                    "labels": {
+                        "ticket": "T-1",
+                        "datatype": "m",
+                        "infos": {"tag": "x", "tags": ["b"]},
+                    },
+                },
+                {"artifact_id": "e3", "labels": {"infos": {}}},
+            ]
+        )
+        cases: list[tuple[dict[str, Any], set[str]]] = [
+            ({"labels.ticket": ""}, {"e1"}),
+            ({"labels.ticket": {"$in": ["", "T-1"]}}, {"e1", "e2"}),
+            ({"labels.ticket": {"$ne": ""}}, {"e2", "e3"}),
+            ({"labels.ticket": {"$nin": [""]}}, {"e2", "e3"}),
+            ({"labels.ticket": {"$regex": "^$"}}, {"e1"}),
+            ({"labels.ticket": {"$regex": "1*"}}, {"e1", "e2"}),
+            ({"labels.ticket": {"$regex": "^T"}}, {"e2"}),
+            ({"labels.ticket": {"$gte": ""}}, {"e1", "e2"}),
+            ({"labels.datatype": ""}, {"e1"}),
+            ({"labels.datatype": {"$in": ["", "m"]}}, {"e1", "e2"}),
+            ({"labels.infos.tag": ""}, {"e1"}),
+            ({"labels.infos.tags": ""}, {"e1"}),
+            ({"labels.infos.tags": {"$all": ["", "a"]}}, {"e1"}),
+            ({"labels.infos.tags": {"$regex": "^$"}}, {"e1"}),
+            ({"labels.infos.tags": {"$not": {"$regex": "^$"}}}, {"e2", "e3"}),
+        ]
+        for filter, expected in cases:
+            assert set(_ids(await cat.find(filter))) == expected, filter
+            assert await cat.count(filter) == len(expected), filter
+
     async def test_lineage_queries(self, backend: Backend) -> None:
         cat = backend.catalog
         await cat.insert_many([record(i) for i in range(5)])

@@ -459,13 +459,43 @@ async def test_files_of_earlier_releases_upgrade_in_place(tmp_path: Path, name: 
         assert await cat.run_inputs("run_1") == ["artifact_0001"]
     await cat.close()
 
+    fresh = SQLiteCatalog(tmp_path / "fresh.db")
+    await fresh.insert_many(_old_records())
+    await fresh.close()
+
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     (environments,) = conn.execute("SELECT count(*) FROM environments").fetchone()
+    labels = _label_rows(conn)
     conn.close()
     assert tables == _TABLES
     assert environments == 11  # one shared by 20 records, ten of one record each
+    # The label index holds what this schema writes, whatever the old one held.
+    conn = sqlite3.connect(tmp_path / "fresh.db")
+    assert labels == _label_rows(conn)
+    conn.close()
+
+
+def _label_rows(conn: Any) -> list[tuple[Any, ...]]:
+    return conn.execute(  # type: ignore[no-any-return]
+        "SELECT a.artifact_id, l.path, l.value FROM label_values l"
+        " JOIN artifacts a ON a.id = l.artifact ORDER BY 1, 2, 3"
+    ).fetchall()
+
+
+async def test_label_index_leaves_out_empty_strings_and_column_paths(tmp_path: Path) -> None:
+    """The default "" of every label field and the paths with columns of their own
+    (datatype, project) have no label rows: no query reads them there."""
+    import sqlite3
+
+    cat = SQLiteCatalog(tmp_path / "c.db")
+    labels = {"datatype": "m", "project": "p", "ticket": "", "dataset": "d", "infos": {"a": ""}}
+    await cat.insert_many([{"artifact_id": "x", "labels": labels}])
+    await cat.close()
+    conn = sqlite3.connect(tmp_path / "c.db")
+    assert _label_rows(conn) == [("x", "dataset", "d")]
+    conn.close()
 
 
 async def test_an_upgrade_shows_progress_and_is_done_once(

@@ -40,7 +40,7 @@ import itertools
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from elliptio._catalog import codec, filters, regex_guard
@@ -82,9 +82,10 @@ _TYPE_PREDICATES = {
 
 def label_indexable(value: Any) -> bool:
     """Whether a label table holds every value equal to ``value`` (see `Layout`):
-    strings, and numbers that compare exactly (no bool, NaN or beyond 2**53)."""
+    strings but the empty one, and numbers that compare exactly (no bool, NaN or
+    beyond 2**53)."""
     if isinstance(value, str):
-        return True
+        return value != ""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return bool(value == value and abs(value) <= 2**53)
@@ -158,13 +159,20 @@ def prefix_range(text: str, flags: str) -> tuple[str, str] | None:
     return low, low[:-1] + chr(following)
 
 
-def label_values(labels: Any) -> list[tuple[str, Any]]:
+def label_values(labels: Any, skip: Collection[str] = ()) -> list[tuple[str, Any]]:
     """``(path, value)`` rows of a label table for a document's labels; a path is
-    dotted below the labels (``infos.seed`` for ``labels.infos.seed``)."""
+    dotted below the labels (``infos.seed`` for ``labels.infos.seed``).
+
+    Left out: the empty string (the default of every label field, which no index
+    narrows), and the paths of ``skip`` (those a plain column serves; see
+    `Layout.label_table`).
+    """
     found: dict[tuple[str, Any, bool], None] = {}
 
     def leaf(value: Any, path: str) -> None:
-        if isinstance(value, str) or (
+        if path[1:] in skip:
+            return
+        if (isinstance(value, str) and value) or (
             isinstance(value, int | float) and not isinstance(value, bool) and value == value
         ):
             if isinstance(value, int) and not -(2**63) <= value < 2**63:
@@ -221,11 +229,13 @@ class Layout:
             a path of ``text_columns`` or ``date_columns`` are listed (the path
             is the value), or ``None``.
         label_table: a table of ``(path, value, artifact)`` rows holding, for each
-            document, every string and number (not bool) its ``label_field``
-            reaches along dotted paths (below that field: ``infos.seed``),
-            arrays passed through as MongoDB does
-            (an array's scalar members and the fields of its documents; arrays
-            in arrays skipped); equality and ``$in`` on such a path use it.
+            document, every non-empty string and every number (not bool) its
+            ``label_field`` reaches along dotted paths (below that field:
+            ``infos.seed``), arrays passed through as MongoDB does (an array's
+            scalar members and the fields of its documents; arrays in arrays
+            skipped), except at the paths of ``text_columns``, which never use
+            it; equality, ``$in`` and ``$regex`` on such a path use it (a pattern
+            that matches the empty string does not).
         label_field: the top-level field indexed in ``label_table``.
         text_only: paths of ``text_columns`` that, as the catalog has checked,
             no stored document holds anything but a string, null or nothing at;
@@ -839,7 +849,9 @@ class _Translator:
         if side is not None:
             return self.side_lookup(side, test("value"))
         label = self.label_path(source)
-        if label is not None:
+        if label is not None and not regex_guard.searcher(text, filters.regex_bits(flags)).search(
+            ""
+        ):
             return (
                 f"{self.layout.row_id} IN (SELECT artifact FROM {self.layout.label_table}"
                 f" WHERE path = {self.param(label)} AND typeof(value) = 'text'"

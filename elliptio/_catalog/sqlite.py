@@ -62,7 +62,7 @@ __all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Each record is stored once, split over two rows joined on ``id``:
 # - ``artifacts``, narrow, is what filters scan: the id, plain columns of the
@@ -110,6 +110,8 @@ _TEXT = {
 }
 _DATES = {"creation_time": "creation_time"}
 _SIDE = frozenset({"based_on", "file_relpaths"})
+# Label paths a column of their own serves: the label table leaves them out.
+_COLUMN_LABELS = frozenset(p.removeprefix("labels.") for p in _TEXT if p.startswith("labels."))
 # Fields every record holds arrays at: the ``arrays`` column does not list them.
 _ARRAY_FIELDS = frozenset(
     {"argv", "files", "file_relpaths", "logs", "log_relpaths", "based_on", "label_history"}
@@ -152,7 +154,8 @@ _SCHEMA = (
     " PRIMARY KEY (field, value, artifact)) WITHOUT ROWID",
     # Every string and number of a record's labels, by dotted path, so that
     # equality, $in and $all on any label path (labels.infos.seed) are index
-    # lookups. ``value`` has no declared type: numbers stay numbers, strings strings.
+    # lookups; not the empty string, nor datatype and project, which have columns
+    # (see query.Layout). ``value`` has no declared type: numbers stay numbers.
     "CREATE TABLE label_values (path TEXT NOT NULL, value NOT NULL, artifact INTEGER NOT NULL,"
     " PRIMARY KEY (path, value, artifact)) WITHOUT ROWID",
     # The contents (size, sha256) and URLs of committed files, which deduplication
@@ -1181,7 +1184,7 @@ def _row(doc: Document) -> _Row:
     rest = {k: (_PLACEHOLDER if k in _MOVED else source[k]) for k in doc}
     head = {k: source[k] for k in _HEAD if k in source}
     created = plain["creation_time"][0]
-    labels = query.label_values(source["labels"]) if "labels" in source else []
+    labels = query.label_values(source["labels"], _COLUMN_LABELS) if "labels" in source else []
     return _Row(
         artifact_id=source["artifact_id"],
         creation_time=codec.date_text(created) if isinstance(created, dt.datetime) else None,
@@ -1373,8 +1376,18 @@ def _upgrade(conn: sqlite3.Connection, version: int, display: str) -> None:
 
     The tables that hold records are built anew from the old tables' records, in
     their order, so every version takes the same path; names, aliases, leases and
-    the inputs of runs are kept as they are. Large files show progress.
+    the inputs of runs are kept as they are. Large files show progress. Schema 9
+    differs from this one only in rows of the label table that no query reads,
+    which are deleted in place.
     """
+    if version == 9:
+        marks = ", ".join("?" * len(_COLUMN_LABELS))
+        conn.execute(
+            f"DELETE FROM label_values WHERE value = '' OR path IN ({marks})",
+            sorted(_COLUMN_LABELS),
+        )
+        log.info("upgraded catalog %s from schema 9 to %d", display, SCHEMA_VERSION)
+        return
     old = {
         r[0]
         for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
