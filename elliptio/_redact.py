@@ -22,6 +22,7 @@ Plain positional arguments and ordinary options such as ``--epochs 10`` are kept
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -90,6 +91,12 @@ _USERINFO_PASSWORD = re.compile(
     r"(?P<head>://[^/?#@:\s]*:)"
     r"(?P<password>[^/?#\s]*|(?!\d*(?:[/?#]|$))[^?#\s@]*)@"
 )
+# The same in a string holding one URL only, whose password may hold blanks
+# (``mongodb://u:pa ss@h``): nothing else in the string can end the userinfo.
+_USERINFO_PASSWORD_WIDE = re.compile(
+    r"(?P<head>://[^/?#@:]*:)(?P<password>[^/?#]*|(?!\d*(?:[/?#]|$))[^?#@]*)@"
+)
+_SCHEME_FIRST = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 # `http(s)://token@host`: a bare user name over HTTP is almost always a token
 # (GitHub / GitLab personal access tokens in remote URLs).
 _HTTP_BARE_USER = re.compile(r"(?P<head>\bhttps?://)(?P<user>[^/?#@:\s]+)@", re.I)
@@ -144,12 +151,21 @@ def redact_url(url: str) -> str:
     Returns:
         The URL with its secrets replaced by ``***``.
     """
-    url = _USERINFO_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", url)
+    for pattern in _userinfo_patterns(url):
+        url = pattern.sub(lambda m: f"{m['head']}{MASK}@", url)
     url = _HTTP_BARE_USER.sub(lambda m: f"{m['head']}{MASK}@", url)
     cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
     if cut < 0:
         return url
     return url[:cut] + _mask_params(url[cut:])
+
+
+def _userinfo_patterns(url: str) -> tuple[re.Pattern[str], ...]:
+    """The patterns of a password in userinfo that apply to ``url``: blanks end it
+    in free text, not in a string that is one URL (it starts with the scheme)."""
+    if _SCHEME_FIRST.match(url) and url.count("://") == 1:
+        return (_USERINFO_PASSWORD, _USERINFO_PASSWORD_WIDE)
+    return (_USERINFO_PASSWORD,)
 
 
 def has_credentials(url: str) -> bool:
@@ -166,7 +182,8 @@ def has_credentials(url: str) -> bool:
     Returns:
         True when `redact_url` would mask part of the URL's userinfo.
     """
-    return bool(_USERINFO_PASSWORD.search(url) or _HTTP_BARE_USER.search(url))
+    patterns = _userinfo_patterns(url)
+    return any(p.search(url) for p in patterns) or bool(_HTTP_BARE_USER.search(url))
 
 
 def _redact_urls_in(text: str) -> str:
@@ -242,8 +259,8 @@ def redact_text(text: str, secrets: Iterable[str]) -> str:
 
 def _url_passwords(url: str) -> set[str]:
     found: set[str] = set()
-    for match in _USERINFO_PASSWORD.finditer(url):
-        found.add(match["password"])
+    for pattern in _userinfo_patterns(url):
+        found.update(match["password"] for match in pattern.finditer(url))
     for match in _HTTP_BARE_USER.finditer(url):
         found.add(match["user"])
     cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
@@ -269,17 +286,32 @@ def _element_secret(arg: str) -> str | None:
     return None
 
 
+def _json_in(text: str) -> Any:
+    """The JSON object or array a string holds (options given as JSON text), or None."""
+    stripped = text.strip()
+    if stripped[:1] not in ("{", "["):
+        return None
+    try:
+        return json.loads(stripped)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _redact_string(text: str) -> str:
-    """A string of options: credentials in URLs (quotes and all), secret
-    ``name=value`` parameters (``...;AccountKey=x``), and each line that is a
-    secret header or option (``Authorization: Bearer x``)."""
+    """A string of options: JSON text as the options it holds, credentials in URLs
+    (quotes and all), secret ``name=value`` parameters (``...;AccountKey=x``), and
+    each line that is a secret header or option (``Authorization: Bearer x``)."""
+    parsed = _json_in(text)
+    if parsed is not None:
+        return json.dumps(redact_options(parsed), ensure_ascii=False)
     text = _mask_params(redact_url(text))
     return "\n".join(_redact_element(line) for line in text.split("\n"))
 
 
 def _string_secrets(text: str) -> set[str]:
     """The secrets `_redact_string` masks in ``text``."""
-    found = _url_passwords(text)
+    parsed = _json_in(text)
+    found = _url_passwords(text) | (_option_secrets(parsed) if parsed is not None else set())
     found.update(m["value"] for m in _PARAM.finditer(text) if _is_secret_param(m["name"]))
     for line in text.split("\n"):
         element = _element_secret(line)

@@ -181,6 +181,7 @@ def test_s3_storage_options_never_surface(
     [
         f"s3://AKIAEXAMPLE:{URL_SECRET}@{S3_BUCKET}/lake",
         f"memory://andy:{URL_SECRET}@lake",
+        f"s3://AKIAEXAMPLE:x {URL_SECRET} y@{S3_BUCKET}/lake",  # blanks in the password
     ],
 )
 def test_storage_url_with_credentials_is_refused_without_echoing_them(
@@ -225,6 +226,30 @@ def test_mongodb_url_password_never_surfaces(
     assert _leaks(texts) == []
 
 
+def test_a_mongodb_url_password_with_blanks_never_surfaces(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A password that was not percent-encoded may hold blanks: the whole of it is
+    masked all the same, in messages, logs and ``elliptio config``."""
+    caplog.set_level(logging.DEBUG)
+    url = f"mongodb://andy:a {MONGO_PASSWORD} b@127.0.0.1:9/lake?serverSelectionTimeoutMS=200"
+    with eio.Handler(storage=tmp_path / "store", catalog=url) as h:
+        with pytest.raises(eio.CatalogUnavailableError) as info:
+            h.find({})
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", url)
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    assert main(["config"]) == 0
+    assert main(["find"]) == 1
+    out, err = capsys.readouterr()
+    assert "catalog_url = mongodb://andy:***@127.0.0.1:9/lake" in out
+    texts = [str(info.value), out, err, *(r.getMessage() for r in caplog.records)]
+    assert _leaks(texts) == []
+    assert _leaks(texts, ["a PLANTED", "D b@"]) == []  # no piece of it either
+
+
 def test_config_masks_every_secret_setting(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -265,6 +290,10 @@ def test_config_masks_every_secret_setting(
         {"conn": "DefaultEndpointsProtocol=https;AccountName=lake;AccountKey=SECRETx"},
         {"headers": [{"name": "Authorization", "value": "Bearer SECRETx"}]},
         {"extra": ["  Authorization: Bearer SECRETx"]},  # a header line, indented
+        # Options given as JSON text inside a string.
+        {"client_kwargs": json.dumps({"aws_secret_access_key": "SECRETx"})},
+        {"args": json.dumps(["--password", "SECRETx"])},
+        {"deep": json.dumps({"kw": json.dumps({"token": "SECRETx"})})},
     ],
 )
 def test_every_shape_of_secret_in_options_is_masked_in_config_and_messages(
