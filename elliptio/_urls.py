@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -234,7 +235,11 @@ class UrlTools:
         """A blocking call of the backend's filesystem, its errors translated."""
         try:
             return func(*a)
-        except (FileNotFoundError, OfflineError):
+        except FileNotFoundError as err:
+            if _not_found(err):
+                raise
+            raise backend.error(err.__cause__ or err, action, path) from err
+        except OfflineError:
             raise
         except Exception as err:
             raise backend.error(err, action, path) from err
@@ -316,9 +321,9 @@ class UrlTools:
             raise self._offline_error(url, "read")
         try:
             version = self._version(backend.fs, path)
-        except FileNotFoundError:
-            raise
         except Exception as err:
+            if isinstance(err, FileNotFoundError) and _not_found(err):
+                raise
             if not is_unreachable(err):
                 raise backend.error(err, "read", path) from err
             if cached is not None:
@@ -426,7 +431,7 @@ class UrlTools:
                 return True
             raise self._offline_error(url, "check")
         backend, path = self._backend(url)
-        return bool(self._call(backend, "check", path, backend.fs.exists, path))
+        return self._call(backend, "check", path, _exists, backend.fs, path)
 
     def cp(self, src: str, dst: str, recursive: bool = False) -> None:
         """Copy ``src`` to ``dst``, within or across filesystems."""
@@ -560,6 +565,31 @@ def write(url: str) -> contextlib.AbstractContextManager[Path]:
 def ls(url: str, detail: bool = False) -> list[Any]:
     """List a folder or prefix of any fsspec URL."""
     return default_tools().ls(url, detail)
+
+
+def _exists(fs: Any, path: str) -> bool:
+    """Whether ``path`` exists. Not fsspec's ``exists``, which answers False to
+    every error: a store that cannot be reached raises (see `_unreachable`)."""
+    try:
+        fs.info(path)
+    except FileNotFoundError as err:
+        if _not_found(err):
+            return False
+        raise
+    return True
+
+
+def _not_found(err: FileNotFoundError) -> bool:
+    """Whether a FileNotFoundError means "not there" rather than "could not ask":
+    fsspec's HTTP filesystem raises it for a refused connection, a timeout and an
+    error status too."""
+    if is_unreachable(err):
+        return False
+    aiohttp = sys.modules.get("aiohttp")
+    cause = err.__cause__
+    if aiohttp is not None and isinstance(cause, aiohttp.ClientResponseError):
+        return cause.status in (404, 410)
+    return True
 
 
 def exists(url: str) -> bool:

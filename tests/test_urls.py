@@ -161,3 +161,72 @@ def test_module_level_functions_use_the_settings(
     assert eio.cache_size() > 0
     assert eio.prune_cache(timedelta(days=1)) == 0
     assert eio.clear_cache() > 0
+
+
+class _Site:
+    """A real HTTP server on a free port: files from a folder, 500 at /boom."""
+
+    def __init__(self, folder: Path) -> None:
+        import functools
+        import http.server
+        import threading
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path == "/boom":
+                    self.send_error(500)
+                else:
+                    super().do_GET()
+
+            do_HEAD = do_GET
+
+        handler = functools.partial(Handler, directory=str(folder))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_http_exists_tells_missing_from_unreachable(tmp_path: Path) -> None:
+    """fsspec's HTTP filesystem answers "not found" for a server that is down or
+    failing: exists() says False only for a URL the server says is not there."""
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "a.txt").write_text("hello")
+    site = _Site(tmp_path / "www")
+    tools = _tools(tmp_path)
+    try:
+        assert tools.exists(f"{site.url}/a.txt") is True
+        assert tools.exists(f"{site.url}/nope.txt") is False
+        with pytest.raises(eio.StorageError, match="500"):
+            tools.exists(f"{site.url}/boom")
+        with pytest.raises(eio.StorageError, match="/boom"):
+            tools.cached_path(f"{site.url}/boom")
+        with pytest.raises(FileNotFoundError):
+            tools.cached_path(f"{site.url}/nope.txt")
+    finally:
+        site.stop()
+    with pytest.raises(eio.StorageError, match=r"cannot check .*a\.txt.*reachable"):
+        tools.exists(f"{site.url}/a.txt")
+
+
+def test_http_url_read_once_is_served_from_the_cache_when_the_server_is_down(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "a.txt").write_text("hello")
+    site = _Site(tmp_path / "www")
+    tools = _tools(tmp_path, revalidate_seconds=0)  # every read asks the server first
+    try:
+        assert tools.cached_path(f"{site.url}/a.txt").read_text() == "hello"
+    finally:
+        site.stop()
+    assert tools.cached_path(f"{site.url}/a.txt").read_text() == "hello"
+    with pytest.raises(eio.OfflineError, match="unreachable"):
+        tools.cached_path(f"{site.url}/never-read.txt")
