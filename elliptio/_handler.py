@@ -983,8 +983,23 @@ class AsyncHandler:
 
     async def aliases(self, name: str) -> dict[str, str]:
         """The aliases of ``name``, each with the version it points at:
-        ``{"production": "v2"}``."""
-        return format_aliases(await self.catalog.aliases(validate_name(name)))
+        ``{"production": "v2"}``.
+
+        Raises:
+            ArtifactNotFoundError: no artifact was ever committed under ``name``.
+        """
+        name = validate_name(name)
+        aliases = await self.catalog.aliases(name)
+        if (
+            not aliases
+            and await self.catalog.version_id(name) is None
+            and name not in {known for known, _, _ in await self.catalog.names()}
+        ):
+            raise ArtifactNotFoundError(
+                f"no artifact named {name!r} in the catalog; list names and versions "
+                "with names() or `elliptio names`"
+            )
+        return format_aliases(aliases)
 
     async def names(self) -> pd.DataFrame:
         """Every name with its number of versions, latest version and aliases."""

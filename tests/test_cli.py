@@ -315,6 +315,9 @@ def test_names_versions_and_aliases(
     code, _, err = _run(capsys, "alias", "remove", "train-set", "staging")
     assert code == 1
     assert "has no alias 'staging'" in err
+    code, out, err = _run(capsys, "alias", "list", "trian-set")
+    assert (code, out, err.count("\n")) == (1, "", 1)
+    assert "no artifact named 'trian-set'" in err
     # Identical content is referenced unless --no-dedup.
     again = _run(capsys, "upload", str(files[0]), "--no-dedup", "--no-progress")[1].strip()
     record = json.loads(_run(capsys, "show", again)[1])

@@ -147,6 +147,16 @@ def test_invalid_aliases_are_refused(
     assert handler.aliases("model") == {}
 
 
+def test_aliases_of_an_unknown_name_are_an_error(
+    handler: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    """A typo in a name is not a name without aliases."""
+    handler.upload(data_files["train"], name="model")
+    assert handler.aliases("model") == {}
+    with pytest.raises(eio.ArtifactNotFoundError, match="no artifact named 'modle'"):
+        handler.aliases("modle")
+
+
 def test_aliases_need_a_named_artifact(handler: eio.Handler, data_files: dict[str, Path]) -> None:
     art = handler.upload(data_files["train"])
     with pytest.raises(eio.ConfigError, match="has no name"):
