@@ -491,13 +491,13 @@ class AsyncHandler:
                 )
         return {key: url for (key, url), ok in zip(found.items(), checks, strict=True) if ok}
 
-    async def _put_deduplicated(
-        self, prefix: str, items: list[tuple[Path, str]], progress: Any, dedup: bool
-    ) -> list[FileRecord]:
-        """Upload ``items``; with ``dedup``, files whose exact content is committed in
-        this store already become references to it instead of copies."""
+    async def _deduplicated(
+        self, items: list[tuple[Path, str]], progress: Any, dedup: bool
+    ) -> dict[int, FileRecord]:
+        """With ``dedup``, the files of ``items`` whose exact content is committed in
+        this store already, by index, as references to it; nothing is written."""
         if not dedup or not items:
-            return await self._put_all(prefix, items, progress)
+            return {}
         sizes = [local.stat().st_size for local, _ in items]
         # A small file hashes faster than a question to the catalog; a large one
         # is hashed only if a committed file has its size.
@@ -534,11 +534,21 @@ class AsyncHandler:
                     "dedup: %s references %s", items[i][1], self.storage.redact(existing[key])
                 )
                 progress.relative_update(1)
-        rest = [i for i in range(len(items)) if i not in records]
+        return records
+
+    async def _put_rest(
+        self,
+        prefix: str,
+        items: list[tuple[Path, str]],
+        found: dict[int, FileRecord],
+        progress: Any,
+    ) -> list[FileRecord]:
+        """Upload the files of ``items`` that ``found`` does not reference already."""
+        rest = [i for i in range(len(items)) if i not in found]
         # A file that changed since it was hashed is recorded as copied: the copy
         # hashes exactly the bytes it stores.
         uploaded = await self._put_all(prefix, [items[i] for i in rest], progress)
-        records.update(zip(rest, uploaded, strict=True))
+        records = {**found, **dict(zip(rest, uploaded, strict=True))}
         return [records[i] for i in range(len(items))]
 
     async def _put_all(
@@ -591,21 +601,36 @@ class AsyncHandler:
         parent, items = collect_local_files(local_paths)
         log_items = collect_local_files(logs)[1] if logs is not None else []
         draft = self._draft(labels, local_root=str(parent), name=name, dedup=dedup)
-        await self._begin(draft)
         progress = self.storage.progress_for(
             f"upload {draft.artifact_id}",
             files=len(items) + len(log_items),
             nbytes=lambda: sum(local.stat().st_size for local, _ in items + log_items),
         )
         try:
-            files = await self._put_deduplicated(draft.prefix, items, progress, dedup)
-            log_files = await self._put_deduplicated(
-                f"{draft.prefix}/{LOGS_DIR}", log_items, progress, dedup
+            # The lease opens while the catalog is asked for stored copies of the
+            # files (one trip to the catalog for both); nothing is written before
+            # the lease is open.
+            opened, found = await asyncio.gather(
+                self._begin(draft),
+                self._deduplicated(items + log_items, progress, dedup),
+                return_exceptions=True,
             )
-            return await self._commit(draft, files, log_files)
-        except BaseException as err:
-            await self._fail(draft, err)
-            raise
+            if isinstance(opened, BaseException):
+                raise opened  # no lease: nothing to clean up
+            try:
+                if isinstance(found, BaseException):
+                    raise found
+                n = len(items)
+                file_found = {i: record for i, record in found.items() if i < n}
+                log_found = {i - n: record for i, record in found.items() if i >= n}
+                files = await self._put_rest(draft.prefix, items, file_found, progress)
+                log_files = await self._put_rest(
+                    f"{draft.prefix}/{LOGS_DIR}", log_items, log_found, progress
+                )
+                return await self._commit(draft, files, log_files)
+            except BaseException as err:
+                await self._fail(draft, err)
+                raise
         finally:
             progress.close()
 

@@ -4,6 +4,7 @@ the promises of the threaded path hold there too (session 9 review)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 import elliptio as eio
 from elliptio._backends import LocalBackend
+from elliptio._sync import sync
 
 
 def test_ctrl_c_during_a_small_upload_stays_a_keyboard_interrupt(
@@ -56,3 +58,55 @@ def test_a_label_column_beside_all_labels_is_filled(tmp_path: Path) -> None:
         assert frame["labels.infos.deep.x"].tolist() == [[1, 2]]
         assert h.find(columns=["labels.infos.deep"])["labels.infos.deep.x"].tolist() == [[1, 2]]
         assert h.find(columns=["labels.nope"])["labels.nope"].tolist() == [None]
+
+
+_FAR = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+def test_a_lease_that_cannot_open_is_the_error_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease opens while dedup asks the catalog for stored copies: when the
+    lease fails, its own error comes out (not a lost lease) and no byte is written."""
+    from elliptio._catalog.sqlite import SQLiteCatalog
+
+    src = tmp_path / "a.txt"
+    src.write_text("x")
+    store = tmp_path / "store"
+
+    async def down(self: SQLiteCatalog, *args: object) -> None:
+        raise eio.CatalogUnavailableError("the catalog is down (test)")
+
+    with eio.Handler(storage=store, catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        monkeypatch.setattr(SQLiteCatalog, "open_lease", down)
+        with pytest.raises(eio.CatalogUnavailableError, match="down"):
+            h.upload(src)
+        monkeypatch.undo()
+        assert _files_under(store) == []
+        assert h.count() == 0
+
+
+def test_a_dedup_lookup_that_fails_closes_the_lease_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from elliptio._catalog.sqlite import SQLiteCatalog
+
+    src = tmp_path / "a.txt"
+    src.write_text("x")
+    store = tmp_path / "store"
+
+    async def broken(self: SQLiteCatalog, *args: object) -> None:
+        raise eio.CatalogError("lookup failed (test)")
+
+    with eio.Handler(storage=store, catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        monkeypatch.setattr(SQLiteCatalog, "find_objects", broken)
+        with pytest.raises(eio.CatalogError, match="lookup failed"):
+            h.upload(src)
+        monkeypatch.undo()
+        assert _files_under(store) == []
+        assert sync(h.catalog.old_leases(_FAR)) == []  # the lease is closed
+        assert h.upload(src).file.read_text() == "x"  # the next commit is unaffected
