@@ -7,6 +7,7 @@ import datetime as dt
 import multiprocessing
 import os
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -787,3 +788,38 @@ async def test_a_write_to_a_file_lost_under_the_catalog_raises(
     await _WRITES[write](catalog)
     await catalog.close()
     assert await catalog.close() is None  # still idempotent
+
+
+async def test_a_large_insert_leaves_the_event_loop_running(tmp_path: Path) -> None:
+    """Encoding thousands of records happens on the catalog's worker thread: other
+    tasks of the program's event loop keep running meanwhile."""
+    docs = [
+        {
+            "artifact_id": f"artifact_{i:05d}",
+            "creation_time": T0,
+            "labels": {"infos": {"seed": i, "tags": ["a", "b"]}, "ticket": f"T-{i}"},
+            "argv": ["train.py", str(i)],
+            "files": [{"relpath": f"f{i}.csv", "url": f"/s/{i}/f{i}.csv", "size": i}],
+        }
+        for i in range(5000)
+    ]
+    cat = SQLiteCatalog(tmp_path / "c.db")
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
+    started = time.perf_counter()
+    await cat.insert_many(docs)
+    took = time.perf_counter() - started
+    task.cancel()
+    assert await cat.count() == 5000
+    await cat.close()
+    assert max(gaps) < took / 2, (max(gaps), took)

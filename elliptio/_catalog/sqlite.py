@@ -556,11 +556,14 @@ class SQLiteCatalog(Catalog):
             ArtifactExistsError: an ``artifact_id`` exists already or repeats.
             InvalidLabelsError: a value in a document cannot be stored.
         """
-        rows = [self._encode(doc) for doc in docs]
-        if rows:
-            await self._run(self._insert_rows, rows)
+        docs = list(docs)
+        if docs:
+            # Encoded on the worker: a batch of 10,000 records takes over a second,
+            # which would hold up every other task of the event loop.
+            await self._run(self._insert_docs, docs)
 
-    def _insert_rows(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
+    def _insert_docs(self, conn: sqlite3.Connection, docs: list[Document]) -> None:
+        rows = [self._encode(doc) for doc in docs]
         self._begin_write(conn)
         self._insert_in_transaction(conn, rows)
 
@@ -942,7 +945,7 @@ class SQLiteCatalog(Catalog):
         except BaseException:
             conn.rollback()
             raise
-        # _insert_rows would begin its own transaction: continue this one instead.
+        # _insert_docs would begin its own transaction: continue this one instead.
         try:
             self._insert_in_transaction(conn, [row])
         except ArtifactExistsError:
