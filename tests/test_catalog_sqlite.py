@@ -480,7 +480,7 @@ async def test_files_of_earlier_releases_upgrade_in_place(tmp_path: Path, name: 
 
 def _label_rows(conn: Any) -> list[tuple[Any, ...]]:
     return conn.execute(  # type: ignore[no-any-return]
-        "SELECT a.artifact_id, l.path, l.value FROM label_values l"
+        "SELECT a.artifact_id, l.path, l.value FROM label_index l"
         " JOIN artifacts a ON a.id = l.artifact ORDER BY 1, 2, 3"
     ).fetchall()
 
@@ -537,7 +537,7 @@ async def test_an_upgrade_shows_progress_and_is_done_once(
 
 
 _TABLES = {
-    *("artifacts", "artifact_docs", "environments", "side_values", "label_values"),
+    *("artifacts", "artifact_docs", "environments", "side_values", "label_index"),
     *("names", "aliases", "leases", "file_objects", "run_inputs", "sqlite_sequence"),
 }
 
@@ -823,3 +823,23 @@ async def test_a_large_insert_leaves_the_event_loop_running(tmp_path: Path) -> N
     assert await cat.count() == 5000
     await cat.close()
     assert max(gaps) < took / 2, (max(gaps), took)
+
+
+async def test_a_reader_of_schema_9_fails_loudly_once_the_file_is_upgraded(
+    tmp_path: Path,
+) -> None:
+    """Schema 10 keeps fewer label rows than schema 9 looked up: a 0.6 process
+    that has the file open when 0.7 upgrades it gets an error, not fewer matches."""
+    import shutil
+    import sqlite3
+
+    path = tmp_path / "nine.db"
+    shutil.copyfile(_DATA / "catalog-schema-9.db", path)
+    old = sqlite3.connect(path)  # as schema 9's code queries its label table
+    assert old.execute("SELECT count(*) FROM label_values").fetchone()[0] > 0
+    cat = SQLiteCatalog(path)
+    assert await cat.count({"labels.infos.seed": 7}) == 1
+    await cat.close()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        old.execute("SELECT artifact FROM label_values WHERE path = 'infos.seed'").fetchall()
+    old.close()

@@ -134,7 +134,7 @@ LAYOUT = query.Layout(
     arrays_column="arrays",
     array_fields=_ARRAY_FIELDS,
     array_flag=_ARRAY_FLAG,
-    label_table="label_values",
+    label_table="label_index",
 )
 _PROMOTED = (*_TEXT, *_DATES)
 _SCHEMA = (
@@ -156,7 +156,7 @@ _SCHEMA = (
     # equality, $in and $all on any label path (labels.infos.seed) are index
     # lookups; not the empty string, nor datatype and project, which have columns
     # (see query.Layout). ``value`` has no declared type: numbers stay numbers.
-    "CREATE TABLE label_values (path TEXT NOT NULL, value NOT NULL, artifact INTEGER NOT NULL,"
+    "CREATE TABLE label_index (path TEXT NOT NULL, value NOT NULL, artifact INTEGER NOT NULL,"
     " PRIMARY KEY (path, value, artifact)) WITHOUT ROWID",
     # The contents (size, sha256) and URLs of committed files, which deduplication
     # and deletes look up: the texts by a 64-bit hash each (`_key`), the record
@@ -189,7 +189,8 @@ _REBUILT = (
     "artifact_extras",
     "environments",
     "side_values",
-    "label_values",
+    "label_values",  # schemas 7 to 9; label_index from 10 on
+    "label_index",
     "file_objects",
 )
 _ACCEPTED_URLS = (
@@ -1316,7 +1317,7 @@ def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
 # The side rows of a record: (table, its columns) -> the row's values, artifact last.
 _SIDE_ROWS: tuple[tuple[str, str, Callable[[_Row], Sequence[tuple[Any, ...]]]], ...] = (
     ("side_values", "field, value", lambda row: row.side),
-    ("label_values", "path, value", lambda row: row.labels),
+    ("label_index", "path, value", lambda row: row.labels),
     ("file_objects", "size, sha_key, url_key", lambda row: row.objects),
 )
 
@@ -1389,6 +1390,9 @@ def _upgrade(conn: sqlite3.Connection, version: int, display: str) -> None:
             f"DELETE FROM label_values WHERE value = '' OR path IN ({marks})",
             sorted(_COLUMN_LABELS),
         )
+        # A new name, so that a 0.6 process with the file open fails loudly on its
+        # next query instead of missing the rows it expects there.
+        conn.execute("ALTER TABLE label_values RENAME TO label_index")
         log.info("upgraded catalog %s from schema 9 to %d", display, SCHEMA_VERSION)
         return
     old = {
