@@ -848,7 +848,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("ls", cmd_ls, "list a folder of any fsspec URL", "elliptio ls s3://bucket/lake/")
     p.add_argument("url", help="a folder: a URL or local path")
-    p = add("exists", cmd_exists, "exit 0 if a URL exists, else 1", "elliptio exists s3://b/x.csv")
+    p = add(
+        "exists",
+        cmd_exists,
+        "exit 0 if a URL exists, 1 if it does not, 2 if that cannot be told (an error)",
+        "elliptio exists s3://b/x.csv",
+    )
+    p.set_defaults(error_code=2)
     p.add_argument("url", help="a URL or local path")
     for name, func, text in (("cp", cmd_cp, "copy"), ("mv", cmd_mv, "move")):
         p = add(name, func, f"{text} between any fsspec URLs", f"elliptio {name} s3://b/x ./x")
@@ -1028,7 +1034,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as err:  # every error: one redacted line (a redacted traceback)
         _report(err, _secrets(argv, args), args.debug)
-        return 1
+        return int(getattr(args, "error_code", 1))
 
 
 def _silence_stdout() -> None:

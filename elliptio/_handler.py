@@ -716,7 +716,8 @@ class AsyncHandler:
             text = os.fspath(url)
             if has_credentials(text):
                 raise ConfigError(
-                    f"{redact_url(text)!r} carries credentials; give them in storage_options"
+                    f"{redact_url(text, whole=True)!r} carries credentials; give them in "
+                    "storage_options"
                 )
             path = storage.new_source(text)
             if not await storage.exists(path):
@@ -1003,26 +1004,26 @@ class AsyncHandler:
         Returns:
             The name's aliases after the change, as `aliases` gives them.
         """
-        await self.catalog.remove_alias(validate_name(name), validate_alias(alias))
-        return await self.aliases(name)
+        name = validate_name(name)
+        await self.catalog.remove_alias(name, validate_alias(alias))
+        return format_aliases(await self.catalog.aliases(name))
 
     async def aliases(self, name: str) -> dict[str, str]:
         """The aliases of ``name``, each with the version it points at:
         ``{"production": "v2"}``.
 
         Raises:
-            ArtifactNotFoundError: no artifact was ever committed under ``name``.
+            ArtifactNotFoundError: ``name`` has no aliases and no version that is
+                not deleted (never committed, or every version deleted), as `get`
+                finds it.
         """
         name = validate_name(name)
         aliases = await self.catalog.aliases(name)
-        if (
-            not aliases
-            and await self.catalog.version_id(name) is None
-            and name not in {known for known, _, _ in await self.catalog.names()}
-        ):
+        if not aliases and await self.catalog.version_id(name) is None:
             raise ArtifactNotFoundError(
-                f"no artifact named {name!r} in the catalog; list names and versions "
-                "with names() or `elliptio names`"
+                f"no artifact named {name!r} in the catalog (none was committed under "
+                "this name, or every version is deleted); list names and versions with "
+                "names() or `elliptio names`"
             )
         return format_aliases(aliases)
 

@@ -394,7 +394,7 @@ def _pick_remote(config_output: str | None) -> str | None:
     if not remotes:
         return None
     url = remotes.get("origin", next(iter(remotes.values())))
-    return redact_url(url)
+    return redact_url(url, whole=True)
 
 
 def _compute_git_info(toplevel: str, commit: str, symbolic_head: str) -> GitInfo:

@@ -91,12 +91,10 @@ _USERINFO_PASSWORD = re.compile(
     r"(?P<head>://[^/?#@:\s]*:)"
     r"(?P<password>[^/?#\s]*|(?!\d*(?:[/?#]|$))[^?#\s@]*)@"
 )
-# The same in a string holding one URL only, whose password may hold blanks
-# (``mongodb://u:pa ss@h``): nothing else in the string can end the userinfo.
-_USERINFO_PASSWORD_WIDE = re.compile(
-    r"(?P<head>://[^/?#@:]*:)(?P<password>[^/?#]*|(?!\d*(?:[/?#]|$))[^?#@]*)@"
-)
+# A string that starts with a scheme: a setting or an argument that is one URL.
 _SCHEME_FIRST = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+# Digits, then the path or nothing: a port, not a password.
+_PORT = re.compile(r"\d*(?:[/?#]|$)")
 # `http(s)://token@host`: a bare user name over HTTP is almost always a token
 # (GitHub / GitLab personal access tokens in remote URLs).
 _HTTP_BARE_USER = re.compile(r"(?P<head>\bhttps?://)(?P<user>[^/?#@:\s]+)@", re.I)
@@ -135,7 +133,7 @@ def _mask_params(params: str) -> str:
     return _PARAM.sub(repl, params)
 
 
-def redact_url(url: str) -> str:
+def redact_url(url: str, *, whole: bool = False) -> str:
     """Remove credentials from one URL.
 
     The password in the userinfo is masked (``mongodb://u:p@h/db`` becomes
@@ -146,13 +144,19 @@ def redact_url(url: str) -> str:
     Everything else, including the user name of other schemes, is kept.
 
     Args:
-        url: Any string holding one URL; need not be valid.
+        url: Any string holding one URL; need not be valid. In free text, a blank
+            ends the password.
+        whole: ``url`` is the whole string, a setting or an argument: its userinfo
+            runs to the last "@" (see `_whole_userinfo`), so a password holding
+            blanks, "#", "?" or "/" is masked whole.
 
     Returns:
         The URL with its secrets replaced by ``***``.
     """
-    for pattern in _userinfo_patterns(url):
-        url = pattern.sub(lambda m: f"{m['head']}{MASK}@", url)
+    span = _whole_userinfo(url) if whole else None
+    if span is not None:
+        url = url[: span[0]] + MASK + url[span[1] :]
+    url = _USERINFO_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", url)
     url = _HTTP_BARE_USER.sub(lambda m: f"{m['head']}{MASK}@", url)
     cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
     if cut < 0:
@@ -160,12 +164,22 @@ def redact_url(url: str) -> str:
     return url[:cut] + _mask_params(url[cut:])
 
 
-def _userinfo_patterns(url: str) -> tuple[re.Pattern[str], ...]:
-    """The patterns of a password in userinfo that apply to ``url``: blanks end it
-    in free text, not in a string that is one URL (it starts with the scheme)."""
-    if _SCHEME_FIRST.match(url) and url.count("://") == 1:
-        return (_USERINFO_PASSWORD, _USERINFO_PASSWORD_WIDE)
-    return (_USERINFO_PASSWORD,)
+def _whole_userinfo(url: str) -> tuple[int, int] | None:
+    """Where the password of a string that is one URL and nothing else lies, read
+    the way pymongo reads its URLs: the userinfo runs to the last "@", so the
+    password may hold "#", "?", "/", "@" and blanks; the user name before the
+    first ":" holds no "/", "?" or "#". ``None`` when there is no password."""
+    scheme = _SCHEME_FIRST.match(url)
+    if scheme is None:
+        return None
+    userinfo, at, _ = url[scheme.end() :].rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not at or not colon or not password or any(c in user for c in "/?#"):
+        return None
+    if _PORT.match(password):
+        return None
+    start = scheme.end() + len(user) + 1
+    return start, start + len(password)
 
 
 def has_credentials(url: str) -> bool:
@@ -182,8 +196,11 @@ def has_credentials(url: str) -> bool:
     Returns:
         True when `redact_url` would mask part of the URL's userinfo.
     """
-    patterns = _userinfo_patterns(url)
-    return any(p.search(url) for p in patterns) or bool(_HTTP_BARE_USER.search(url))
+    return bool(
+        _USERINFO_PASSWORD.search(url)
+        or _HTTP_BARE_USER.search(url)
+        or _whole_userinfo(url) is not None
+    )
 
 
 def _redact_urls_in(text: str) -> str:
@@ -229,11 +246,31 @@ def _redact_element(arg: str) -> str:
             head = arg[: match.start("value")]
             if match["value"] and is_secret_name(match["name"]):
                 return head + MASK
-            return head + _redact_urls_in(match["value"])
+            return head + _redact_value(match["value"])
     header = _HEADER.fullmatch(arg)
     if header and is_secret_name(header["name"]):
         return f"{header['lead']}{header['name']}:{header['space']}{MASK}"
-    return _redact_urls_in(arg)
+    return _redact_value(arg)
+
+
+def _redact_value(value: str) -> str:
+    """One argument or option value: JSON text as the options it holds, a URL that
+    is the whole value with its whole password, URLs inside other text."""
+    parsed = _json_in(value)
+    if parsed is not None:
+        return _redact_json(value, parsed)
+    if _SCHEME_FIRST.match(value):
+        return redact_url(value, whole=True)
+    return _redact_urls_in(value)
+
+
+def _redact_json(text: str, parsed: Any) -> str:
+    """JSON text as it may be shown: as it was if it holds no secret, else its
+    value with the secrets masked, written anew (a secret may be escaped in the
+    text, so replacing it there could miss it)."""
+    if not _option_secrets(parsed):
+        return text
+    return json.dumps(redact_options(parsed), ensure_ascii=False)
 
 
 def redact_text(text: str, secrets: Iterable[str]) -> str:
@@ -258,9 +295,10 @@ def redact_text(text: str, secrets: Iterable[str]) -> str:
 
 
 def _url_passwords(url: str) -> set[str]:
-    found: set[str] = set()
-    for pattern in _userinfo_patterns(url):
-        found.update(match["password"] for match in pattern.finditer(url))
+    found = {match["password"] for match in _USERINFO_PASSWORD.finditer(url)}
+    span = _whole_userinfo(url)
+    if span is not None:
+        found.add(url[span[0] : span[1]])
     for match in _HTTP_BARE_USER.finditer(url):
         found.add(match["user"])
     cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
@@ -303,8 +341,8 @@ def _redact_string(text: str) -> str:
     each line that is a secret header or option (``Authorization: Bearer x``)."""
     parsed = _json_in(text)
     if parsed is not None:
-        return json.dumps(redact_options(parsed), ensure_ascii=False)
-    text = _mask_params(redact_url(text))
+        return _redact_json(text, parsed)
+    text = _mask_params(redact_url(text, whole="\n" not in text))
     return "\n".join(_redact_element(line) for line in text.split("\n"))
 
 

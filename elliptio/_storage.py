@@ -71,7 +71,7 @@ def open_filesystem(
             carries a password that the filesystem would keep in its paths (and so
             in every file URL of every record).
     """
-    safe = redact_url(url)
+    safe = redact_url(url, whole=True)
     try:
         fs, root = fsspec.core.url_to_fs(url, **with_s3_defaults(url, dict(options)))
     except (ImportError, ValueError, TypeError) as err:

@@ -90,6 +90,13 @@ def is_unreachable(err: BaseException) -> bool:
             return True
         if any(part in t.__name__ for t in type(current).__mro__ for part in _UNREACHABLE_NAMES):
             return True
+        # An HTTP gateway's answer for a server behind it that is down or overloaded.
+        if type(current).__name__ == "ClientResponseError" and getattr(current, "status", None) in (
+            502,
+            503,
+            504,
+        ):
+            return True
         current = current.__cause__ or current.__context__
     return False
 
@@ -119,7 +126,7 @@ class UrlTools:
         if has_credentials(url):
             # They would be echoed by backend errors and kept in the cache's records.
             raise ConfigError(
-                f"{redact_url(url)!r} carries credentials in the URL; pass them in "
+                f"{redact_url(url, whole=True)!r} carries credentials in the URL; pass them in "
                 "storage_options (ELLIPTIO_STORAGE_OPTIONS) instead"
             )
         protocol = fsspec.core.split_protocol(url)[0]
@@ -325,7 +332,9 @@ class UrlTools:
             if isinstance(err, FileNotFoundError) and _not_found(err):
                 raise
             if not is_unreachable(err):
-                raise backend.error(err, "read", path) from err
+                # fsspec's HTTP filesystem wraps the status in a FileNotFoundError.
+                shown = err.__cause__ if isinstance(err, FileNotFoundError) else None
+                raise backend.error(shown or err, "read", path) from err
             if cached is not None:
                 # offline detected: the cached copy is the best we have
                 return self._named(cached, path)

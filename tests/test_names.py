@@ -157,6 +157,17 @@ def test_aliases_of_an_unknown_name_are_an_error(
         handler.aliases("modle")
 
 
+def test_aliases_of_a_name_whose_versions_are_all_deleted(
+    handler: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    art = handler.upload(data_files["train"], name="ds")
+    handler.set_alias("ds:v1", "prod")
+    handler.delete(art.artifact_id, reason="test")  # its aliases go with it
+    with pytest.raises(eio.ArtifactNotFoundError, match="every version is deleted"):
+        handler.aliases("ds")
+    assert handler.remove_alias("ds", "prod") == {}  # nothing to do: no error
+
+
 def test_aliases_need_a_named_artifact(handler: eio.Handler, data_files: dict[str, Path]) -> None:
     art = handler.upload(data_files["train"])
     with pytest.raises(eio.ConfigError, match="has no name"):

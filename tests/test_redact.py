@@ -110,8 +110,18 @@ ARGV_CASES: list[tuple[list[str], list[str]]] = [
     (["see=postgresql://u:p@h/db,x"], ["see=postgresql://u:***@h/db,x"]),
     (["copy s3://b/k?token=abc to x"], ["copy s3://b/k?token=*** to x"]),
     (["https://h/x?a=1&access_token=abc"], ["https://h/x?a=1&access_token=***"]),
+    # a URL that is the whole argument: its whole password, whatever it holds
+    (["--db", "mongodb://u:pa ss@h/db"], ["--db", "mongodb://u:***@h/db"]),
+    (["mongodb://u:p#ss@h/db?authSource=a"], ["mongodb://u:***@h/db?authSource=a"]),
+    (["--uri=mongodb://u:p?ss@h/db"], ["--uri=mongodb://u:***@h/db"]),
+    # JSON text: the secrets of the options it holds
+    (['{"key": "AKIA1", "secret": "s3cr3t"}'], ['{"key": "***", "secret": "***"}']),
+    (['--opts={"password":"hunter22"}'], ['--opts={"password": "***"}']),
+    (["--o", '["--token", "abcdef"]'], ["--o", '["--token", "***"]']),
+    (['--cfg={"lr": 0.1, "a": [1]}'], ['--cfg={"lr": 0.1, "a": [1]}']),  # left as written
     # ordinary arguments stay as they are
     (["python", "train.py", "--epochs", "10"], ["python", "train.py", "--epochs", "10"]),
+    (["https://host:8080/x?email=a@b.com"], ["https://host:8080/x?email=a@b.com"]),
     (["-p", "8080", "-k", "x"], ["-p", "8080", "-k", "x"]),
     (["data/keys.csv", "secret_dir/file.txt"], ["data/keys.csv", "secret_dir/file.txt"]),
     (["--author", "andy", "--lr=0.1"], ["--author", "andy", "--lr=0.1"]),
@@ -202,3 +212,34 @@ def test_redact_text_ignores_short_secrets_and_regex_characters() -> None:
     assert redact_text("x p.s+ y p_s+", ["p.s+"]) == "x *** y p_s+"
     assert redact_text("nothing", []) == "nothing"
     assert redact_text("once ONCE", iter(["once"])) == "*** ONCE"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mongodb://u:pa ss@h:1/db", "mongodb://u:***@h:1/db"),
+        ("mongodb://u:p#ss@h/db", "mongodb://u:***@h/db"),
+        ("mongodb://u:p?ss@h/db?authSource=admin", "mongodb://u:***@h/db?authSource=admin"),
+        ("mongodb://u:a b@h/db?x=mongodb://a", "mongodb://u:***@h/db?x=mongodb://a"),
+        ("s3://KEY:SE/CR ET@bucket/x", "s3://KEY:***@bucket/x"),
+        ("https://host:8443/x@y", "https://host:8443/x@y"),  # a port, not a password
+        ("s3://bucket/a:b@c/x", "s3://bucket/a:b@c/x"),  # a path
+    ],
+)
+def test_a_whole_url_has_its_whole_password_masked(url: str, expected: str) -> None:
+    from elliptio._redact import has_credentials, known_secrets
+
+    assert redact_url(url, whole=True) == expected
+    assert has_credentials(url) == (expected != url)
+    assert bool(known_secrets([url])) == (expected != url)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "gs://bucket: caller svc@proj.iam.gserviceaccount.com lacks storage.objects.get",
+        "https://host:8443: cert for admin@corp is expired",
+    ],
+)
+def test_messages_that_start_with_a_url_are_not_masked_beyond_it(text: str) -> None:
+    assert redact_url(text) == text

@@ -164,20 +164,24 @@ def test_module_level_functions_use_the_settings(
 
 
 class _Site:
-    """A real HTTP server on a free port: files from a folder, 500 at /boom."""
+    """A real HTTP server on a free port: files from a folder, 500 at /boom, and
+    the error status that `failing` gives for a path."""
 
     def __init__(self, folder: Path) -> None:
         import functools
         import http.server
         import threading
 
+        failing: dict[str, int] = {"/boom": 500}
+        self.failing = failing
+
         class Handler(http.server.SimpleHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
                 pass
 
             def do_GET(self) -> None:
-                if self.path == "/boom":
-                    self.send_error(500)
+                if self.path in failing:
+                    self.send_error(failing[self.path])
                 else:
                     super().do_GET()
 
@@ -230,3 +234,45 @@ def test_http_url_read_once_is_served_from_the_cache_when_the_server_is_down(
     assert tools.cached_path(f"{site.url}/a.txt").read_text() == "hello"
     with pytest.raises(eio.OfflineError, match="unreachable"):
         tools.cached_path(f"{site.url}/never-read.txt")
+
+
+def test_http_errors_name_the_status_and_a_gateway_error_serves_the_cache(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "a.txt").write_text("hello")
+    site = _Site(tmp_path / "www")
+    tools = _tools(tmp_path, revalidate_seconds=0)
+    try:
+        site.failing["/forbidden.txt"] = 403
+        with pytest.raises(eio.StorageError, match="403"):
+            tools.cached_path(f"{site.url}/forbidden.txt")
+        assert tools.cached_path(f"{site.url}/a.txt").read_text() == "hello"
+        # A proxy in front of a server that is down answers 502, 503 or 504.
+        site.failing["/a.txt"] = 503
+        assert tools.cached_path(f"{site.url}/a.txt").read_text() == "hello"
+    finally:
+        site.stop()
+
+
+def test_cli_exists_tells_missing_from_cannot_tell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``elliptio exists``: 0 there, 1 not there, 2 when it cannot be told."""
+    from elliptio._cli import main
+
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "a.txt").write_text("hello")
+    site = _Site(tmp_path / "www")
+    try:
+        assert main(["exists", f"{site.url}/a.txt"]) == 0
+        assert main(["exists", f"{site.url}/nope.txt"]) == 1
+        assert capsys.readouterr().out == "true\nfalse\n"
+        assert main(["exists", f"{site.url}/boom"]) == 2
+    finally:
+        site.stop()
+    assert main(["exists", f"{site.url}/a.txt"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("elliptio: error: StorageError") == 2

@@ -159,15 +159,19 @@ class _Uri:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self.safe = redact_url(uri)
         scheme, _, rest = uri.partition("://")
         self.srv = scheme.lower() == "mongodb+srv"
-        main, _, query_text = rest.partition("?")
-        netloc, _, path = main.partition("/")
+        # Split as pymongo splits: the path first, so a password may hold "?" or "#".
+        netloc, _, path = rest.partition("/")
+        if path:
+            path, _, query_text = path.partition("?")
+        else:
+            netloc, _, query_text = netloc.partition("?")
         userinfo, at, hosts = netloc.rpartition("@")
         self.hosts = hosts if at else netloc
         password = userinfo.partition(":")[2] if at else ""
         self.secrets = {password, urllib.parse.unquote(password)} - {""}
+        self.safe = redact_text(redact_url(uri, whole=True), self.secrets)
         database = urllib.parse.unquote_plus(path).split(".", 1)[0] if path else ""
         self.database = database
         self.options = {key.lower(): value for key, value in urllib.parse.parse_qsl(query_text)}
