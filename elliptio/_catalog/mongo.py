@@ -52,7 +52,7 @@ from elliptio._errors import (
     InvalidLabelsError,
     QueryError,
 )
-from elliptio._redact import redact_text, redact_url
+from elliptio._redact import known_secrets, redact_text, redact_url
 
 __all__ = [
     "DEFAULT_COLLECTION",
@@ -161,16 +161,15 @@ class _Uri:
         self.uri = uri
         scheme, _, rest = uri.partition("://")
         self.srv = scheme.lower() == "mongodb+srv"
-        # Split as pymongo splits: the path first, so a password may hold "?" or "#".
-        netloc, _, path = rest.partition("/")
-        if path:
-            path, _, query_text = path.partition("?")
-        else:
-            netloc, _, query_text = netloc.partition("?")
+        main, _, query_text = rest.partition("?")  # as pymongo splits it
+        netloc, _, path = main.partition("/")
         userinfo, at, hosts = netloc.rpartition("@")
         self.hosts = hosts if at else netloc
         password = userinfo.partition(":")[2] if at else ""
-        self.secrets = {password, urllib.parse.unquote(password)} - {""}
+        # Also the password as a person meant it, "?" and "/" included (pymongo
+        # then reads part of it as options, which its errors may repeat).
+        meant = known_secrets([uri])
+        self.secrets = {password, urllib.parse.unquote(password), *meant} - {""}
         self.safe = redact_text(redact_url(uri, whole=True), self.secrets)
         database = urllib.parse.unquote_plus(path).split(".", 1)[0] if path else ""
         self.database = database
