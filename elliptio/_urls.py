@@ -76,7 +76,17 @@ __all__ = [
     "write",
 ]
 
-_VERSION_KEYS = ("VersionId", "version_id", "generation", "ETag", "etag", "md5Hash")
+_VERSION_KEYS = (
+    "VersionId",
+    "version_id",
+    "generation",
+    "ETag",
+    "etag",
+    "md5Hash",
+    "Content-MD5",
+    "Digest",
+)
+_STAMP_KEYS = ("mtime", "LastModified", "Last-Modified", "created")
 _UNREACHABLE_NAMES = ("ConnectError", "ConnectionError", "ConnectTimeout", "EndpointConnection")
 
 
@@ -284,12 +294,15 @@ class UrlTools:
 
     @staticmethod
     def _version(fs: fsspec.AbstractFileSystem, path: str) -> str:
+        """What tells one version of ``path`` from another; "" when the filesystem
+        says nothing that does (an HTTP server without ETag or Last-Modified):
+        then a cached copy is never taken for the current bytes."""
         info = fs.info(path)
         for key in _VERSION_KEYS:
             if info.get(key):
                 return f"{key}:{info[key]}"
-        stamp = info.get("mtime") or info.get("LastModified") or info.get("created") or ""
-        return f"size:{info.get('size')}:{stamp}"
+        stamp = next((info[key] for key in _STAMP_KEYS if info.get(key)), None)
+        return f"size:{info.get('size')}:{stamp}" if stamp else ""
 
     def _offline_error(self, url: str, what: str) -> OfflineError:
         reason = "ELLIPTIO_OFFLINE is set" if self.settings.offline else "storage is unreachable"
@@ -339,7 +352,8 @@ class UrlTools:
                 # offline detected: the cached copy is the best we have
                 return self._named(cached, path)
             raise self._offline_error(url, "read") from None
-        if cached is not None and record is not None and record.get("version") == version:
+        known = bool(version) and record is not None and record.get("version") == version
+        if cached is not None and record is not None and known:
             log.debug("cache hit: %s (revalidated)", self._redact(url))
             self._save_record(url, record["sha256"], version)
             return self._named(cached, path)

@@ -174,10 +174,16 @@ class _Site:
 
         failing: dict[str, int] = {"/boom": 500}
         self.failing = failing
+        self.bare = False  # no Last-Modified: nothing tells versions apart
+        site = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
                 pass
+
+            def send_header(self, keyword: str, value: str) -> None:
+                if not (site.bare and keyword == "Last-Modified"):
+                    super().send_header(keyword, value)
 
             def do_GET(self) -> None:
                 if self.path in failing:
@@ -276,3 +282,24 @@ def test_cli_exists_tells_missing_from_cannot_tell(
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("elliptio: error: StorageError") == 2
+
+
+def test_an_http_url_without_validators_is_fetched_again_when_revalidated(
+    tmp_path: Path,
+) -> None:
+    """A server that sends neither ETag nor Last-Modified gives nothing to compare a
+    cached copy with: past the revalidation interval the bytes are fetched again
+    (before, a changed file of the same size was served stale forever)."""
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "a.txt").write_text("v1")
+    site = _Site(tmp_path / "www")
+    site.bare = True
+    tools = _tools(tmp_path, revalidate_seconds=0)
+    try:
+        assert tools.cached_path(f"{site.url}/a.txt").read_text() == "v1"
+        (tmp_path / "www" / "a.txt").write_text("v2")  # the same size
+        assert tools.cached_path(f"{site.url}/a.txt").read_text() == "v2"
+    finally:
+        site.stop()
+    # Unreachable, the copy read last is what there is.
+    assert tools.cached_path(f"{site.url}/a.txt").read_text() == "v2"
