@@ -237,15 +237,6 @@ class Cache:
         self._evict_if_needed(keep=path)
         return path
 
-    def add_file(self, src: Path, sha256: str) -> Path:
-        """Copy a local file whose sha256 is known into the cache (verified)."""
-
-        def copy(dst: IO[bytes]) -> None:
-            with open(src, "rb") as f:
-                shutil.copyfileobj(f, dst, _CHUNK)
-
-        return self.fetch(sha256, copy, str(src))
-
     def put(self, write: Callable[[IO[bytes]], None]) -> tuple[str, Path]:
         """Cache bytes whose sha256 is not known yet; return ``(sha256, path)``."""
         sha256, path = self._store(None, write, "")

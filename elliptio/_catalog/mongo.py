@@ -159,8 +159,7 @@ class _Uri:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        scheme, _, rest = uri.partition("://")
-        self.srv = scheme.lower() == "mongodb+srv"
+        _, _, rest = uri.partition("://")
         main, _, query_text = rest.partition("?")  # as pymongo splits it
         netloc, _, path = main.partition("/")
         userinfo, at, hosts = netloc.rpartition("@")
