@@ -658,7 +658,8 @@ def _in_range(kind: type[float] | type[int], what: str, top: float) -> Callable[
         except ValueError:
             raise argparse.ArgumentTypeError(f"{what} must be a number, not {text!r}") from None
         if not 0 <= value <= top:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"{what} must be between 0 and {top:g}, not {text}")
+            bound = f"between 0 and {top:g}" if top < 1e9 else "0 or more"
+            raise argparse.ArgumentTypeError(f"{what} must be {bound}, not {text}")
         return value
 
     return parse
@@ -746,7 +747,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("filter", nargs="?", help="a MongoDB filter as JSON")
     p.add_argument("--where", action="append", help="field=value equality (repeatable)")
-    p.add_argument("--limit", type=int, default=None, help="at most this many (0: none)")
+    p.add_argument(
+        "--limit",
+        type=_in_range(int, "--limit", 2**63 - 1),
+        default=None,
+        help="at most this many (0: none)",
+    )
     p.add_argument(
         "--columns",
         help="comma-separated columns to show: record fields, dotted paths such as "
@@ -800,7 +806,12 @@ def _parser() -> argparse.ArgumentParser:
         default="both",
         help="up: what it was built from; down: what was built on it; both (default)",
     )
-    p.add_argument("--depth", type=int, default=None, help="at most this many steps (default: all)")
+    p.add_argument(
+        "--depth",
+        type=_in_range(int, "--depth", 2**31 - 1),
+        default=None,
+        help="at most this many steps (default: all)",
+    )
     p.add_argument(
         "--format",
         choices=["text", "tree", "mermaid", "dot", "svg", "png"],
