@@ -67,46 +67,35 @@ def _files_under(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
 
 
-def test_a_lease_that_cannot_open_is_the_error_and_nothing_is_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("method", "error"),
+    [
+        ("open_lease", eio.CatalogUnavailableError("the catalog is down (test)")),
+        ("find_objects", eio.CatalogError("the lookup failed (test)")),
+    ],
+    ids=["lease", "dedup-lookup"],
+)
+def test_a_failure_before_the_first_byte_is_itself_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, error: Exception
 ) -> None:
-    """The lease opens while dedup asks the catalog for stored copies: when the
-    lease fails, its own error comes out (not a lost lease) and no byte is written."""
+    """The lease opens while dedup asks the catalog for stored copies. When either
+    fails, its own error comes out (not a lost lease), no byte is written, no
+    lease stays open, and the next commit is unaffected."""
     from elliptio._catalog.sqlite import SQLiteCatalog
 
     src = tmp_path / "a.txt"
     src.write_text("x")
     store = tmp_path / "store"
 
-    async def down(self: SQLiteCatalog, *args: object) -> None:
-        raise eio.CatalogUnavailableError("the catalog is down (test)")
+    async def failing(self: SQLiteCatalog, *args: object) -> None:
+        raise error
 
     with eio.Handler(storage=store, catalog=f"sqlite:///{tmp_path}/c.db") as h:
-        monkeypatch.setattr(SQLiteCatalog, "open_lease", down)
-        with pytest.raises(eio.CatalogUnavailableError, match="down"):
+        monkeypatch.setattr(SQLiteCatalog, method, failing)
+        with pytest.raises(type(error), match="test"):
             h.upload(src)
         monkeypatch.undo()
         assert _files_under(store) == []
+        assert sync(h.catalog.old_leases(_FAR)) == []
         assert h.count() == 0
-
-
-def test_a_dedup_lookup_that_fails_closes_the_lease_and_writes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from elliptio._catalog.sqlite import SQLiteCatalog
-
-    src = tmp_path / "a.txt"
-    src.write_text("x")
-    store = tmp_path / "store"
-
-    async def broken(self: SQLiteCatalog, *args: object) -> None:
-        raise eio.CatalogError("lookup failed (test)")
-
-    with eio.Handler(storage=store, catalog=f"sqlite:///{tmp_path}/c.db") as h:
-        monkeypatch.setattr(SQLiteCatalog, "find_objects", broken)
-        with pytest.raises(eio.CatalogError, match="lookup failed"):
-            h.upload(src)
-        monkeypatch.undo()
-        assert _files_under(store) == []
-        assert sync(h.catalog.old_leases(_FAR)) == []  # the lease is closed
-        assert h.upload(src).file.read_text() == "x"  # the next commit is unaffected
+        assert h.upload(src).file.read_text() == "x"

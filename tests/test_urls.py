@@ -200,16 +200,24 @@ class _Site:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        if self.thread.is_alive():
+            self.server.shutdown()
+            self.server.server_close()
 
 
-def test_http_exists_tells_missing_from_unreachable(tmp_path: Path) -> None:
-    """fsspec's HTTP filesystem answers "not found" for a server that is down or
-    failing: exists() says False only for a URL the server says is not there."""
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[_Site]:
+    """A real HTTP server serving ``a.txt`` ("hello") from ``tmp_path / "www"``."""
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "a.txt").write_text("hello")
-    site = _Site(tmp_path / "www")
+    running = _Site(tmp_path / "www")
+    yield running
+    running.stop()
+
+
+def test_http_exists_tells_missing_from_unreachable(tmp_path: Path, site: _Site) -> None:
+    """fsspec's HTTP filesystem answers "not found" for a server that is down or
+    failing: exists() says False only for a URL the server says is not there."""
     tools = _tools(tmp_path)
     try:
         assert tools.exists(f"{site.url}/a.txt") is True
@@ -228,10 +236,8 @@ def test_http_exists_tells_missing_from_unreachable(tmp_path: Path) -> None:
 
 def test_http_url_read_once_is_served_from_the_cache_when_the_server_is_down(
     tmp_path: Path,
+    site: _Site,
 ) -> None:
-    (tmp_path / "www").mkdir()
-    (tmp_path / "www" / "a.txt").write_text("hello")
-    site = _Site(tmp_path / "www")
     tools = _tools(tmp_path, revalidate_seconds=0)  # every read asks the server first
     try:
         assert tools.cached_path(f"{site.url}/a.txt").read_text() == "hello"
@@ -244,10 +250,8 @@ def test_http_url_read_once_is_served_from_the_cache_when_the_server_is_down(
 
 def test_http_errors_name_the_status_and_a_gateway_error_serves_the_cache(
     tmp_path: Path,
+    site: _Site,
 ) -> None:
-    (tmp_path / "www").mkdir()
-    (tmp_path / "www" / "a.txt").write_text("hello")
-    site = _Site(tmp_path / "www")
     tools = _tools(tmp_path, revalidate_seconds=0)
     try:
         site.failing["/forbidden.txt"] = 403
@@ -262,15 +266,12 @@ def test_http_errors_name_the_status_and_a_gateway_error_serves_the_cache(
 
 
 def test_cli_exists_tells_missing_from_cannot_tell(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, site: _Site, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``elliptio exists``: 0 there, 1 not there, 2 when it cannot be told."""
     from elliptio._cli import main
 
     monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
-    (tmp_path / "www").mkdir()
-    (tmp_path / "www" / "a.txt").write_text("hello")
-    site = _Site(tmp_path / "www")
     try:
         assert main(["exists", f"{site.url}/a.txt"]) == 0
         assert main(["exists", f"{site.url}/nope.txt"]) == 1
@@ -286,13 +287,12 @@ def test_cli_exists_tells_missing_from_cannot_tell(
 
 def test_an_http_url_without_validators_is_fetched_again_when_revalidated(
     tmp_path: Path,
+    site: _Site,
 ) -> None:
     """A server that sends neither ETag nor Last-Modified gives nothing to compare a
     cached copy with: past the revalidation interval the bytes are fetched again
     (before, a changed file of the same size was served stale forever)."""
-    (tmp_path / "www").mkdir()
     (tmp_path / "www" / "a.txt").write_text("v1")
-    site = _Site(tmp_path / "www")
     site.bare = True
     tools = _tools(tmp_path, revalidate_seconds=0)
     try:
