@@ -61,6 +61,27 @@ log = logging.getLogger(__name__)
 DEFAULT_PART_SIZE = 8 * 2**20
 
 
+# HTTP(S) timeouts in place of aiohttp's default (5 minutes for a whole request,
+# which also cut off any download longer than that): connecting and each read get
+# a bound of their own, a transfer as a whole none. Options the user gives win.
+HTTP_CONNECT_SECONDS = 10.0
+HTTP_READ_SECONDS = 60.0
+
+
+def with_http_defaults(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` plus elliptio's timeouts for ``http(s)://`` URLs."""
+    if not url.lower().startswith(("http://", "https://")):
+        return options
+    client = dict(options.get("client_kwargs", {}))
+    if "timeout" not in client:
+        import aiohttp
+
+        client["timeout"] = aiohttp.ClientTimeout(
+            total=None, sock_connect=HTTP_CONNECT_SECONDS, sock_read=HTTP_READ_SECONDS
+        )
+    return {**options, "client_kwargs": client}
+
+
 def open_filesystem(
     url: str, options: Mapping[str, Any], redact: Callable[[str], str]
 ) -> tuple[Any, str]:
@@ -73,7 +94,9 @@ def open_filesystem(
     """
     safe = redact_url(url, whole=True)
     try:
-        fs, root = fsspec.core.url_to_fs(url, **with_s3_defaults(url, dict(options)))
+        fs, root = fsspec.core.url_to_fs(
+            url, **with_http_defaults(url, with_s3_defaults(url, dict(options)))
+        )
     except (ImportError, ValueError, TypeError) as err:
         raise ConfigError(
             f"cannot open {safe!r}: {redact(str(err))}; install the filesystem's package "

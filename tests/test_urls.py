@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -175,6 +176,7 @@ class _Site:
         failing: dict[str, int] = {"/boom": 500}
         self.failing = failing
         self.bare = False  # no Last-Modified: nothing tells versions apart
+        self.stall = 0.0  # seconds to wait before answering
         site = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -186,6 +188,7 @@ class _Site:
                     super().send_header(keyword, value)
 
             def do_GET(self) -> None:
+                time.sleep(site.stall)
                 if self.path in failing:
                     self.send_error(failing[self.path])
                 else:
@@ -303,3 +306,22 @@ def test_an_http_url_without_validators_is_fetched_again_when_revalidated(
         site.stop()
     # Unreachable, the copy read last is what there is.
     assert tools.cached_path(f"{site.url}/a.txt").read_text() == "v2"
+
+
+def test_an_http_server_that_stops_answering_is_unreachable_after_the_read_timeout(
+    tmp_path: Path, site: _Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each HTTP read waits at most ELLIPTIO's read timeout (60 s; 0.3 s here), not
+    aiohttp's 5 minutes for a whole request: then a cached copy is served."""
+    import elliptio._storage
+
+    monkeypatch.setattr(elliptio._storage, "HTTP_READ_SECONDS", 0.3)
+    tools = _tools(tmp_path, revalidate_seconds=0)
+    assert tools.cached_path(f"{site.url}/a.txt").read_text() == "hello"
+    site.stall = 1.5
+    started = time.monotonic()
+    assert tools.cached_path(f"{site.url}/a.txt").read_text() == "hello"
+    with pytest.raises(eio.StorageError, match=r"[Tt]imeout"):
+        tools.exists(f"{site.url}/a.txt")
+    assert time.monotonic() - started < 1.5 * 4  # not aiohttp's 300 s
+    site.stall = 0.0
