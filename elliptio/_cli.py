@@ -260,6 +260,13 @@ def cmd_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least_zero(value: int | None, option: str) -> None:
+    """A count option's value: none, or 0 or more (the library names its own
+    parameter, which the command line does not show)."""
+    if value is not None and value < 0:
+        raise QueryError(f"{option} must be 0 or more, not {value}")
+
+
 def cmd_find(args: argparse.Namespace) -> int:
     query: dict[str, Any] = _parse_value(args.filter) if args.filter else {}
     if not isinstance(query, dict):
@@ -267,6 +274,7 @@ def cmd_find(args: argparse.Namespace) -> int:
             f'the filter {args.filter!r} is not a JSON object; use e.g. \'{{"username": "andy"}}\''
         )
     query.update(_pairs(args.where, "--where", QueryError))
+    _at_least_zero(args.limit, "--limit")
     columns = args.columns.split(",") if args.columns else None
     table = columns is None and args.format == "table"
     with _handler(args) as h:
@@ -415,6 +423,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         )
     if fmt == "png" and args.output is None and sys.stdout.isatty():
         raise UsageError("a png picture is binary: write it to a file with -o lineage.png")
+    _at_least_zero(args.depth, "--depth")
     with _handler(args) as h:
         graph = h.lineage(args.artifact_id, args.direction, args.depth)
     if fmt in _PICTURES:
@@ -658,8 +667,7 @@ def _in_range(kind: type[float] | type[int], what: str, top: float) -> Callable[
         except ValueError:
             raise argparse.ArgumentTypeError(f"{what} must be a number, not {text!r}") from None
         if not 0 <= value <= top:  # also refuses nan
-            bound = f"between 0 and {top:g}" if top < 1e9 else "0 or more"
-            raise argparse.ArgumentTypeError(f"{what} must be {bound}, not {text}")
+            raise argparse.ArgumentTypeError(f"{what} must be between 0 and {top:g}, not {text}")
         return value
 
     return parse
@@ -747,12 +755,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("filter", nargs="?", help="a MongoDB filter as JSON")
     p.add_argument("--where", action="append", help="field=value equality (repeatable)")
-    p.add_argument(
-        "--limit",
-        type=_in_range(int, "--limit", 2**63 - 1),
-        default=None,
-        help="at most this many (0: none)",
-    )
+    p.add_argument("--limit", type=int, default=None, help="at most this many (0: none)")
     p.add_argument(
         "--columns",
         help="comma-separated columns to show: record fields, dotted paths such as "
@@ -806,12 +809,7 @@ def _parser() -> argparse.ArgumentParser:
         default="both",
         help="up: what it was built from; down: what was built on it; both (default)",
     )
-    p.add_argument(
-        "--depth",
-        type=_in_range(int, "--depth", 2**31 - 1),
-        default=None,
-        help="at most this many steps (default: all)",
-    )
+    p.add_argument("--depth", type=int, default=None, help="at most this many steps (default: all)")
     p.add_argument(
         "--format",
         choices=["text", "tree", "mermaid", "dot", "svg", "png"],

@@ -194,9 +194,8 @@ def test_find_dotted_columns_and_limit_zero(
     }
     code, out, err = _run(capsys, "find", "--limit", "0")
     assert (code, out, err) == (0, "no artifacts match\n", "")
-    # A negative count is a usage error naming the option (it named max_docs).
+    # A negative count names the option (the error named the library's max_docs).
     for argv in (["find", "--limit", "-3"], ["lineage", "ds", "--depth", "-1"]):
-        with pytest.raises(SystemExit) as info:
-            main(argv)
-        assert info.value.code == 2
-        assert f"{argv[-2]} must be 0 or more, not {argv[-1]}" in capsys.readouterr().err
+        code, out, err = _run(capsys, *argv)
+        assert (code, out) == (1, "")
+        assert f"QueryError: {argv[-2]} must be 0 or more, not {argv[-1]}" in err
