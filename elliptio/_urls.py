@@ -101,11 +101,7 @@ def is_unreachable(err: BaseException) -> bool:
         if any(part in t.__name__ for t in type(current).__mro__ for part in _UNREACHABLE_NAMES):
             return True
         # An HTTP gateway's answer for a server behind it that is down or overloaded.
-        if type(current).__name__ == "ClientResponseError" and getattr(current, "status", None) in (
-            502,
-            503,
-            504,
-        ):
+        if _http_status(current) in (502, 503, 504):
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -592,7 +588,7 @@ def ls(url: str, detail: bool = False) -> list[Any]:
 
 def _exists(fs: Any, path: str) -> bool:
     """Whether ``path`` exists. Not fsspec's ``exists``, which answers False to
-    every error: a store that cannot be reached raises (see `_unreachable`)."""
+    every error: a store that cannot be reached raises (see `_not_found`)."""
     try:
         fs.info(path)
     except FileNotFoundError as err:
@@ -608,11 +604,16 @@ def _not_found(err: FileNotFoundError) -> bool:
     error status too."""
     if is_unreachable(err):
         return False
-    aiohttp = sys.modules.get("aiohttp")
-    cause = err.__cause__
-    if aiohttp is not None and isinstance(cause, aiohttp.ClientResponseError):
-        return cause.status in (404, 410)
-    return True
+    status = _http_status(err.__cause__)
+    return status is None or status in (404, 410)
+
+
+def _http_status(err: BaseException | None) -> int | None:
+    """The status of an HTTP error response (aiohttp's), else None."""
+    aiohttp = sys.modules.get("aiohttp")  # no HTTP response without it
+    if aiohttp is not None and isinstance(err, aiohttp.ClientResponseError):
+        return int(err.status)
+    return None
 
 
 def exists(url: str) -> bool:
