@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import multiprocessing
 import os
 import re
@@ -469,13 +470,23 @@ async def test_files_of_earlier_releases_upgrade_in_place(tmp_path: Path, name: 
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     (environments,) = conn.execute("SELECT count(*) FROM environments").fetchone()
     labels = _label_rows(conn)
+    docs = _doc_rows(conn)
     conn.close()
     assert tables == _TABLES
     assert environments == 11  # one shared by 20 records, ten of one record each
-    # The label index holds what this schema writes, whatever the old one held.
+    # The label index and the documents hold what this schema writes, whatever
+    # the old one held.
     conn = sqlite3.connect(tmp_path / "fresh.db")
     assert labels == _label_rows(conn)
+    assert docs == _doc_rows(conn)
     conn.close()
+
+
+def _doc_rows(conn: Any) -> list[tuple[Any, ...]]:
+    return conn.execute(  # type: ignore[no-any-return]
+        "SELECT a.artifact_id, d.doc FROM artifact_docs d JOIN artifacts a ON a.id = d.id"
+        " ORDER BY 1"
+    ).fetchall()
 
 
 def _label_rows(conn: Any) -> list[tuple[Any, ...]]:
@@ -843,3 +854,52 @@ async def test_a_reader_of_schema_9_fails_loudly_once_the_file_is_upgraded(
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         old.execute("SELECT artifact FROM label_values WHERE path = 'infos.seed'").fetchall()
     old.close()
+
+
+async def test_documents_are_stored_deflated_and_damage_is_reported(
+    catalog: SQLiteCatalog,
+) -> None:
+    """A record's document takes a fraction of its JSON text on disk and reads back
+    whole and through queries; a document stored as text (as a 0.7 process with an
+    upgraded file open writes it) still reads; a damaged one is a CorruptRecordError
+    for reads and for queries that look into it, never a wrong record."""
+    from elliptio._catalog import codec
+    from elliptio._catalog.sqlite import _DICTIONARY, _unpack
+
+    docs = [
+        record(i, hostname=f"host{i}", git={"commit": f"{i:040x}", "branch": "main"})
+        for i in range(1, 6)
+    ]
+    await catalog.insert_many(docs)
+
+    def stored(conn: Any) -> list[tuple[int, Any]]:
+        return conn.execute("SELECT id, doc FROM artifact_docs ORDER BY id").fetchall()
+
+    rows = await catalog._run(stored)
+    # Every stored document needs the dictionary it was packed with, as it is.
+    assert hashlib.sha256(_DICTIONARY).hexdigest() == (
+        "2e54480d60199416e011d8848f1e5424286b76c20b3555085490c404959992fc"
+    )
+    for _, blob in rows:
+        assert blob[:1] == b"\x01"
+        assert isinstance(blob, bytes)
+        assert len(blob) < len(_unpack(blob).encode()) / 2
+    assert [await catalog.get(d["artifact_id"]) for d in docs] == [codec.normalize(d) for d in docs]
+    assert await catalog.count({"git.commit": {"$regex": "3$"}}) == 1
+
+    conn = catalog._state.connection
+    assert conn is not None
+    text = _unpack(rows[1][1])
+    conn.execute("UPDATE artifact_docs SET doc = ? WHERE id = ?", (text, rows[1][0]))
+    assert await catalog.get("artifact_0002") == codec.normalize(docs[1])
+    assert [d["artifact_id"] for d in await catalog.find({"hostname": "host2"})] == [
+        "artifact_0002"
+    ]
+
+    for damaged in (rows[2][1][:-3], b"\x02" + rows[2][1][1:], rows[2][1] + b"\x00"):
+        conn.execute("UPDATE artifact_docs SET doc = ? WHERE id = ?", (damaged, rows[2][0]))
+        with pytest.raises(CorruptRecordError, match="reindex"):
+            await catalog.get("artifact_0003")
+        with pytest.raises(CorruptRecordError):
+            await catalog.find({"hostname": {"$exists": True}})
+        assert await catalog.find({"hostname": "host3"}) == []  # not a wrong record

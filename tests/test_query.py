@@ -398,10 +398,10 @@ def test_equality_on_json_is_led_by_a_text_search() -> None:
     from elliptio._catalog.sqlite import LAYOUT
 
     sql, params = query.translate({"git.seed": 777}, layout=LAYOUT)
-    assert sql.startswith("((instr((SELECT doc")
+    assert sql.startswith("((instr(eio_doc((SELECT doc")
     assert "777" in params
     sql, params = query.translate({"extra.stage": 'tr"ain'}, layout=LAYOUT)
-    assert sql.startswith("((instr((SELECT doc")
+    assert sql.startswith("((instr(eio_doc((SELECT doc")
     assert '"tr\\"ain"' in params
     for flt in [
         {"extra.x": 0.5},
@@ -410,7 +410,7 @@ def test_equality_on_json_is_led_by_a_text_search() -> None:
         {"username": "a"},
     ]:
         sql, _ = query.translate(flt, layout=LAYOUT)
-        assert "instr((SELECT doc" not in sql, flt
+        assert "instr(eio_doc((SELECT doc" not in sql, flt
 
 
 def test_equality_and_in_on_any_label_path_are_index_lookups() -> None:
@@ -638,10 +638,10 @@ class _Reference:
     def __init__(self) -> None:
         import sqlite3
 
-        from elliptio._catalog.sqlite import SQLiteCatalog
+        from elliptio._catalog.sqlite import SQLiteCatalog, register_functions
 
         self.conn = sqlite3.connect(":memory:", isolation_level=None)
-        query.register_functions(self.conn)
+        register_functions(self.conn)
         SQLiteCatalog(None)._ensure_schema(self.conn)
 
     def ids(self, docs: list[dict[str, Any]], flt: dict[str, Any]) -> set[str]:

@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import elliptio as eio
+from elliptio._catalog import sqlite as sqlite_catalog
 from elliptio._cli import main
 from elliptio._errors import ArtifactDeletedError, InvalidNameError, QueryError
 from elliptio._ui.app import create_app
@@ -94,8 +95,9 @@ def test_a_record_changed_by_hand_does_not_take_the_search_page_down(
     handler: eio.Handler, dataset: list[eio.Artifact], tmp_path: Path
 ) -> None:
     conn = sqlite3.connect(tmp_path / "c.db")
+    conn.create_function("eio_doc", 1, sqlite_catalog._unpack)  # the stored form
     conn.execute(
-        "UPDATE artifact_docs SET doc = json_set(doc, '$.files[0].size', 'abc')"
+        "UPDATE artifact_docs SET doc = json_set(eio_doc(doc), '$.files[0].size', 'abc')"
         " WHERE id = (SELECT id FROM artifacts WHERE name_version = 1)"
     )
     conn.commit()

@@ -27,6 +27,7 @@ import sqlite3
 import time
 import urllib.parse
 import weakref
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, NamedTuple, TypeVar
 
@@ -57,12 +58,12 @@ from elliptio._errors import (
     QueryError,
 )
 
-__all__ = ["SQLiteCatalog", "open_sqlite_catalog"]
+__all__ = ["SQLiteCatalog", "open_sqlite_catalog", "register_functions"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # Each record is stored once, split over two rows joined on ``id``:
 # - ``artifacts``, narrow, is what filters scan: the id, plain columns of the
@@ -71,7 +72,8 @@ SCHEMA_VERSION = 10
 #   and parses little), the fields a default frame shows (`_HEAD`, so that
 #   ``find()`` parses little) and the id of the record's Python environment;
 # - ``artifact_docs`` holds every other top-level field as one JSON object, with
-#   a placeholder where a field kept elsewhere was, so that keys keep their order.
+#   a placeholder where a field kept elsewhere was, so that keys keep their order,
+#   deflated (`_pack`); SQL reads it through the function ``eio_doc``.
 # The ``python_packages`` of a record, the same for every record made in one
 # environment, are stored once per distinct content in ``environments``, keyed by
 # their sha256. JSON columns hold ``{"field": value}`` objects, so paths read the
@@ -97,8 +99,68 @@ _JSON_COLUMNS = frozenset({"doc", "labels_json", "deleted_json", "head_json"})
 
 def _column_sql(column: str) -> str:
     if column == "doc":
-        return "(SELECT doc FROM artifact_docs WHERE artifact_docs.id = artifacts.id)"
+        stored = "(SELECT doc FROM artifact_docs WHERE artifact_docs.id = artifacts.id)"
+        return f"{_UNPACK_SQL}({stored})"
     return column
+
+
+# A document is stored deflated against a preset dictionary of what every record
+# spells out (its keys, the frame of its values), behind a byte that names the
+# dictionary: a record of about a kilobyte of JSON takes a few hundred bytes.
+# Stored documents need this dictionary as it is: another one takes another byte.
+_PACKED = b"\x01"
+_DICTIONARY = (
+    b'"diff":"","diff_truncated":false},"labels":0,"files":[{"relpath":"","url":"s3://'
+    b'","size":0,"sha256":""}],"file_relpaths":0,"logs":[],"log_relpaths":[],"based_on":0,'
+    b'"label_history":[],"remote_root":"","local_root":"/home/","name":0,"name_version":0}'
+    b'{"version":2,"artifact_id":"artifact_","run_id":0,"creation_time":{"$date":"'
+    b'T00:00:00.000000Z"},"username":0,"hostname":"","argv":["python","-m","--"],'
+    b'"python_version":"3.1","platform":"Linux-x86_64-with-glibc2.","python_packages":0,'
+    b'"git":{"commit":"","branch":"main","dirty":false,"remote":"https://github.com/'
+)
+_UNPACK_SQL = "eio_doc"
+
+
+def _pack(text: str) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=_DICTIONARY)
+    return _PACKED + packer.compress(text.encode("utf-8", "surrogatepass")) + packer.flush()
+
+
+def _unpack(blob: Any) -> str:
+    """The JSON text of a stored document. Text is taken as it is: a process of
+    schema 10 with the file open when it was upgraded still writes text. For a
+    blob `_pack` did not write, a text that is not JSON, so that reading it is a
+    `CorruptRecordError`."""
+    if isinstance(blob, str):
+        return blob
+    if isinstance(blob, bytes) and blob[:1] == _PACKED:
+        unpacker = zlib.decompressobj(-15, zdict=_DICTIONARY)
+        with contextlib.suppress(zlib.error, UnicodeDecodeError):
+            text = unpacker.decompress(blob[1:]) + unpacker.flush()
+            if unpacker.eof and not unpacker.unused_data:
+                return text.decode("utf-8", "surrogatepass")
+    return "damaged"
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """Register the SQL functions this catalog's statements call on a connection."""
+    query.register_functions(conn)
+    conn.create_function(_UNPACK_SQL, 1, _Unpacker(), deterministic=True)
+
+
+class _Unpacker:
+    """`_unpack` for one connection's SQL function: a query reads a document at
+    several of its paths, each a call with the same blob, inflated once."""
+
+    def __init__(self) -> None:
+        self._blob: Any = None
+        self._text = ""
+
+    def __call__(self, blob: Any) -> str:
+        if blob != self._blob:
+            self._text = _unpack(blob)
+            self._blob = blob
+        return self._text
 
 
 # Paths with a plain column of their string (or date) value; side-table array fields.
@@ -146,7 +208,7 @@ _SCHEMA = (
     " arrays TEXT NOT NULL, labels_json TEXT NOT NULL, name TEXT, name_version INTEGER,"
     " deleted_json TEXT NOT NULL DEFAULT '{}', environment INTEGER,"
     " head_json TEXT NOT NULL DEFAULT '{}')",
-    "CREATE TABLE artifact_docs (id INTEGER PRIMARY KEY, doc TEXT NOT NULL)",
+    "CREATE TABLE artifact_docs (id INTEGER PRIMARY KEY, doc BLOB NOT NULL)",
     "CREATE TABLE environments (id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,"
     " packages TEXT NOT NULL)",
     "CREATE TABLE side_values ("
@@ -478,7 +540,7 @@ class SQLiteCatalog(Catalog):
         try:
             if self._target != ":memory:" and not self._uri:
                 self._state.identity = self._identity()
-            query.register_functions(conn)
+            register_functions(conn)
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -1125,7 +1187,7 @@ class _Row(NamedTuple):
     arrays: str
     labels_json: str
     deleted_json: str
-    doc: str
+    doc: bytes
     # ``{"python_packages": ...}`` as JSON and its sha256, or ``None``.
     packages: str | None
     packages_sha: str | None
@@ -1198,7 +1260,7 @@ def _row(doc: Document) -> _Row:
         arrays=query.array_paths_text([p for p in paths if p not in _ARRAY_FIELDS]),
         labels_json=moved["labels"],
         deleted_json=moved["deleted"],
-        doc=codec.to_text(rest),
+        doc=_pack(codec.to_text(rest)),
         packages=packages,
         packages_sha=packages_sha,
         side=side,
@@ -1243,7 +1305,8 @@ def _stored_objects(conn: sqlite3.Connection, row_id: int) -> list[tuple[int, st
     document cannot be read (damaged)."""
     try:
         found = conn.execute(
-            "SELECT json_extract(doc, '$.files', '$.logs') FROM artifact_docs WHERE id = ?",
+            f"SELECT json_extract({_UNPACK_SQL}(doc), '$.files', '$.logs') FROM artifact_docs"
+            " WHERE id = ?",
             (row_id,),
         ).fetchone()
         files, logs = codec.loads(found[0])
@@ -1380,20 +1443,29 @@ def _upgrade(conn: sqlite3.Connection, version: int, display: str) -> None:
 
     The tables that hold records are built anew from the old tables' records, in
     their order, so every version takes the same path; names, aliases, leases and
-    the inputs of runs are kept as they are. Large files show progress. Schema 9
-    differs from this one only in rows of the label table that no query reads,
-    which are deleted in place.
+    the inputs of runs are kept as they are. Large files show progress. Schemas 9
+    and 10 are changed in place: schema 9 holds rows in the label table that no
+    query reads, which are deleted; both hold documents as JSON text, which are
+    packed (`_pack`).
     """
-    if version == 9:
-        marks = ", ".join("?" * len(_COLUMN_LABELS))
-        conn.execute(
-            f"DELETE FROM label_values WHERE value = '' OR path IN ({marks})",
-            sorted(_COLUMN_LABELS),
+    if version in (9, 10):
+        if version == 9:
+            marks = ", ".join("?" * len(_COLUMN_LABELS))
+            conn.execute(
+                f"DELETE FROM label_values WHERE value = '' OR path IN ({marks})",
+                sorted(_COLUMN_LABELS),
+            )
+            # A new name, so that a 0.6 process with the file open fails loudly on
+            # its next query instead of missing the rows it expects there.
+            conn.execute("ALTER TABLE label_values RENAME TO label_index")
+        _pack_documents(conn, display)
+        log.info(
+            "upgraded catalog %s from schema %d to %d; the space the documents no longer"
+            " take is reused by new records ('sqlite3 FILE VACUUM' gives it back now)",
+            display,
+            version,
+            SCHEMA_VERSION,
         )
-        # A new name, so that a 0.6 process with the file open fails loudly on its
-        # next query instead of missing the rows it expects there.
-        conn.execute("ALTER TABLE label_values RENAME TO label_index")
-        log.info("upgraded catalog %s from schema 9 to %d", display, SCHEMA_VERSION)
         return
     old = {
         r[0]
@@ -1460,6 +1532,31 @@ def _upgrade(conn: sqlite3.Connection, version: int, display: str) -> None:
     for table in old:
         conn.execute(f'DROP TABLE "old_{table}"')
     log.info("upgraded catalog %s to schema %d", display, SCHEMA_VERSION)
+
+
+def _pack_documents(conn: sqlite3.Connection, display: str) -> None:
+    """Replace each JSON text in ``artifact_docs`` by its `_pack` form, in place.
+    Its column keeps its declared type TEXT, which leaves a blob as it is."""
+    (total,) = conn.execute("SELECT count(*) FROM artifact_docs").fetchone()
+    bar = (
+        _progress.counting_bar(f"upgrade {display}", total) if total >= _UPGRADE_PROGRESS else None
+    )
+    last = -1
+    try:
+        while batch := conn.execute(
+            "SELECT id, doc FROM artifact_docs WHERE id > ? ORDER BY id LIMIT ?",
+            (last, _UPGRADE_BATCH),
+        ).fetchall():
+            conn.executemany(
+                "UPDATE artifact_docs SET doc = ? WHERE id = ?",
+                [(_pack(doc), row_id) for row_id, doc in batch],
+            )
+            last = batch[-1][0]
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _merged(parts: list[Any]) -> Document:
