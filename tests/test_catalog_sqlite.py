@@ -903,3 +903,32 @@ async def test_documents_are_stored_deflated_and_damage_is_reported(
         with pytest.raises(CorruptRecordError):
             await catalog.find({"hostname": {"$exists": True}})
         assert await catalog.find({"hostname": "host3"}) == []  # not a wrong record
+
+
+async def test_a_planted_zip_bomb_is_damage_and_every_document_written_reads_back(
+    catalog: SQLiteCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catalog writer's blob that would inflate past the limit (the larger of
+    100 times its size and 64 MiB; lowered here) is read as damaged, without
+    inflating it whole; a document of ours that deflates that well is stored as
+    text, so it never hits the limit."""
+    import zlib
+
+    from elliptio._catalog import codec
+    from elliptio._catalog import sqlite as module
+
+    monkeypatch.setattr(module, "_INFLATE_FLOOR", 10_000)
+    repetitive = record(1, argv=["x" * 50_000])
+    await catalog.insert_many([repetitive, record(2)])
+    conn = catalog._state.connection
+    assert conn is not None
+    (kind,) = conn.execute("SELECT typeof(doc) FROM artifact_docs WHERE id = 1").fetchone()
+    assert kind == "text"
+    assert await catalog.get("artifact_0001") == codec.normalize(repetitive)
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=module._DICTIONARY)
+    bomb = b"\x01" + packer.compress(b'{"a":"' + b" " * 2_000_000 + b'"}') + packer.flush()
+    assert len(bomb) * 100 < 2_000_000
+    conn.execute("UPDATE artifact_docs SET doc = ? WHERE id = 2", (bomb,))
+    with pytest.raises(CorruptRecordError, match="reindex"):
+        await catalog.get("artifact_0002")

@@ -121,9 +121,22 @@ _DICTIONARY = (
 _UNPACK_SQL = "eio_doc"
 
 
-def _pack(text: str) -> bytes:
+# A blob inflates to at most this many times its size, or this many bytes: more
+# is a planted "zip bomb", read as damaged. A document `_pack` would shrink
+# further is stored as text instead, so every document written reads back.
+_INFLATE_RATIO = 100
+_INFLATE_FLOOR = 64 * 2**20
+
+
+def _inflate_limit(blob_size: int) -> int:
+    return max(_INFLATE_FLOOR, _INFLATE_RATIO * blob_size)
+
+
+def _pack(text: str) -> bytes | str:
+    raw = text.encode("utf-8", "surrogatepass")
     packer = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=_DICTIONARY)
-    return _PACKED + packer.compress(text.encode("utf-8", "surrogatepass")) + packer.flush()
+    packed = _PACKED + packer.compress(raw) + packer.flush()
+    return packed if len(raw) <= _inflate_limit(len(packed)) else text
 
 
 def _unpack(blob: Any) -> str:
@@ -136,8 +149,8 @@ def _unpack(blob: Any) -> str:
     if isinstance(blob, bytes) and blob[:1] == _PACKED:
         unpacker = zlib.decompressobj(-15, zdict=_DICTIONARY)
         with contextlib.suppress(zlib.error, UnicodeDecodeError):
-            text = unpacker.decompress(blob[1:]) + unpacker.flush()
-            if unpacker.eof and not unpacker.unused_data:
+            text = unpacker.decompress(blob[1:], _inflate_limit(len(blob)))
+            if unpacker.eof and not unpacker.unused_data and not unpacker.unconsumed_tail:
                 return text.decode("utf-8", "surrogatepass")
     return "damaged"
 
@@ -1187,7 +1200,7 @@ class _Row(NamedTuple):
     arrays: str
     labels_json: str
     deleted_json: str
-    doc: bytes
+    doc: bytes | str
     # ``{"python_packages": ...}`` as JSON and its sha256, or ``None``.
     packages: str | None
     packages_sha: str | None
