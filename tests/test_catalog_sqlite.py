@@ -484,8 +484,7 @@ async def test_files_of_earlier_releases_upgrade_in_place(tmp_path: Path, name: 
 
 def _doc_rows(conn: Any) -> list[tuple[Any, ...]]:
     return conn.execute(  # type: ignore[no-any-return]
-        "SELECT a.artifact_id, d.doc FROM artifact_docs d JOIN artifacts a ON a.id = d.id"
-        " ORDER BY 1"
+        "SELECT a.artifact_id, d.doc FROM packed_docs d JOIN artifacts a ON a.id = d.id ORDER BY 1"
     ).fetchall()
 
 
@@ -548,7 +547,7 @@ async def test_an_upgrade_shows_progress_and_is_done_once(
 
 
 _TABLES = {
-    *("artifacts", "artifact_docs", "environments", "side_values", "label_index"),
+    *("artifacts", "packed_docs", "environments", "side_values", "label_index"),
     *("names", "aliases", "leases", "file_objects", "run_inputs", "sqlite_sequence"),
 }
 
@@ -584,7 +583,7 @@ async def test_file_lookups_confirm_their_hashed_keys_in_the_records(
     # a delete never removes bytes it might hold; dedup never points at it.
     conn = catalog._state.connection
     assert conn is not None
-    conn.execute("UPDATE artifact_docs SET doc = '{' WHERE id = 2")
+    conn.execute("UPDATE packed_docs SET doc = '{' WHERE id = 2")
     users = await catalog.object_users(["file:///lake/one/x"])
     assert users == {"file:///lake/one/x": {"one", "two"}}  # "other" reads back: not it
     assert await catalog.find_objects([(b, 5)], "file:///lake/") == {}
@@ -644,7 +643,7 @@ async def test_python_packages_are_stored_once_per_environment(catalog: SQLiteCa
         (narrow,) = conn.execute(
             "SELECT max(length(labels_json) + length(arrays)) FROM artifacts"
         ).fetchone()
-        (docs,) = conn.execute("SELECT max(length(doc)) FROM artifact_docs").fetchone()
+        (docs,) = conn.execute("SELECT max(length(doc)) FROM packed_docs").fetchone()
         (envs,) = conn.execute("SELECT count(*) FROM environments").fetchone()
         return narrow, docs, envs
 
@@ -738,7 +737,7 @@ async def test_a_failed_column_read_raises_and_leaves_the_catalog_usable(
     conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, default)
     assert len((await catalog.find_columns(fields=["labels"]))["labels"]) == 5
     # A body that cannot be decoded is named as such.
-    conn.execute("UPDATE artifact_docs SET doc = '{\"labels\": 0, ' WHERE id = 2")
+    conn.execute("UPDATE packed_docs SET doc = '{\"labels\": 0, ' WHERE id = 2")
     with pytest.raises(CorruptRecordError, match="reindex"):
         await asyncio.wait_for(catalog.find_columns(fields=["git"]), timeout=30)
     with pytest.raises(CorruptRecordError, match="reindex"):
@@ -836,6 +835,30 @@ async def test_a_large_insert_leaves_the_event_loop_running(tmp_path: Path) -> N
     assert max(gaps) < took / 2, (max(gaps), took)
 
 
+async def test_a_reader_of_schema_10_fails_loudly_once_the_file_is_upgraded(
+    tmp_path: Path,
+) -> None:
+    """Schema 11 packs the documents that schema 10 read as JSON text: a 0.7
+    process that has the file open when 0.8 upgrades it gets an error on its next
+    look into a document, not fewer matches or a misread record."""
+    import shutil
+    import sqlite3
+
+    path = tmp_path / "ten.db"
+    shutil.copyfile(_DATA / "catalog-schema-10.db", path)
+    old = sqlite3.connect(path)  # as schema 10's code reads its documents
+    assert old.execute("SELECT count(*) FROM artifact_docs").fetchone()[0] == 31
+    cat = SQLiteCatalog(path)
+    assert await cat.count({"hostname": "host"}) == 30
+    await cat.close()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        old.execute(
+            "SELECT count(*) FROM artifacts WHERE json_extract((SELECT doc FROM"
+            " artifact_docs d WHERE d.id = artifacts.id), '$.hostname') = 'host'"
+        ).fetchall()
+    old.close()
+
+
 async def test_a_reader_of_schema_9_fails_loudly_once_the_file_is_upgraded(
     tmp_path: Path,
 ) -> None:
@@ -860,9 +883,12 @@ async def test_documents_are_stored_deflated_and_damage_is_reported(
     catalog: SQLiteCatalog,
 ) -> None:
     """A record's document takes a fraction of its JSON text on disk and reads back
-    whole and through queries; a document stored as text (as a 0.7 process with an
-    upgraded file open writes it) still reads; a damaged one is a CorruptRecordError
-    for reads and for queries that look into it, never a wrong record."""
+    whole and through queries; a document stored as text (by hand, or by `_pack`
+    for one that deflates too well) still reads; a damaged one is a
+    CorruptRecordError for reads and for queries that look into it, never a wrong
+    record."""
+    import zlib
+
     from elliptio._catalog import codec
     from elliptio._catalog.sqlite import _DICTIONARY, _unpack
 
@@ -873,7 +899,7 @@ async def test_documents_are_stored_deflated_and_damage_is_reported(
     await catalog.insert_many(docs)
 
     def stored(conn: Any) -> list[tuple[int, Any]]:
-        return conn.execute("SELECT id, doc FROM artifact_docs ORDER BY id").fetchall()
+        return conn.execute("SELECT id, doc FROM packed_docs ORDER BY id").fetchall()
 
     rows = await catalog._run(stored)
     # Every stored document needs the dictionary it was packed with, as it is.
@@ -890,14 +916,21 @@ async def test_documents_are_stored_deflated_and_damage_is_reported(
     conn = catalog._state.connection
     assert conn is not None
     text = _unpack(rows[1][1])
-    conn.execute("UPDATE artifact_docs SET doc = ? WHERE id = ?", (text, rows[1][0]))
+    conn.execute("UPDATE packed_docs SET doc = ? WHERE id = ?", (text, rows[1][0]))
     assert await catalog.get("artifact_0002") == codec.normalize(docs[1])
     assert [d["artifact_id"] for d in await catalog.find({"hostname": "host2"})] == [
         "artifact_0002"
     ]
 
-    for damaged in (rows[2][1][:-3], b"\x02" + rows[2][1][1:], rows[2][1] + b"\x00"):
-        conn.execute("UPDATE artifact_docs SET doc = ? WHERE id = ?", (damaged, rows[2][0]))
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=_DICTIONARY)
+    surrogate = b"\x01" + packer.compress(b'{"hostname":"\xed\xb3\xbf"}') + packer.flush()
+    for damaged in (
+        rows[2][1][:-3],
+        b"\x02" + rows[2][1][1:],
+        rows[2][1] + b"\x00",
+        surrogate,  # UTF-8 of a lone surrogate, which no record holds
+    ):
+        conn.execute("UPDATE packed_docs SET doc = ? WHERE id = ?", (damaged, rows[2][0]))
         with pytest.raises(CorruptRecordError, match="reindex"):
             await catalog.get("artifact_0003")
         with pytest.raises(CorruptRecordError):
@@ -918,17 +951,25 @@ async def test_a_planted_zip_bomb_is_damage_and_every_document_written_reads_bac
     from elliptio._catalog import sqlite as module
 
     monkeypatch.setattr(module, "_INFLATE_FLOOR", 10_000)
+    monkeypatch.setattr(module, "_INFLATE_CEILING", 1_000_000)  # SQLite's longest text
     repetitive = record(1, argv=["x" * 50_000])
     await catalog.insert_many([repetitive, record(2)])
     conn = catalog._state.connection
     assert conn is not None
-    (kind,) = conn.execute("SELECT typeof(doc) FROM artifact_docs WHERE id = 1").fetchone()
+    (kind,) = conn.execute("SELECT typeof(doc) FROM packed_docs WHERE id = 1").fetchone()
     assert kind == "text"
     assert await catalog.get("artifact_0001") == codec.normalize(repetitive)
 
     packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=module._DICTIONARY)
     bomb = b"\x01" + packer.compress(b'{"a":"' + b" " * 2_000_000 + b'"}') + packer.flush()
     assert len(bomb) * 100 < 2_000_000
-    conn.execute("UPDATE artifact_docs SET doc = ? WHERE id = 2", (bomb,))
+    conn.execute("UPDATE packed_docs SET doc = ? WHERE id = 2", (bomb,))
+    with pytest.raises(CorruptRecordError, match="reindex"):
+        await catalog.get("artifact_0002")
+    # Within 100 times its size, but longer than SQLite takes as a text.
+    packer = zlib.compressobj(0, zlib.DEFLATED, -15, zdict=module._DICTIONARY)
+    stored = b"\x01" + packer.compress(b'{"a":"' + b" " * 1_500_000 + b'"}') + packer.flush()
+    assert len(stored) * 100 > 1_500_000
+    conn.execute("UPDATE packed_docs SET doc = ? WHERE id = 2", (stored,))
     with pytest.raises(CorruptRecordError, match="reindex"):
         await catalog.get("artifact_0002")

@@ -97,7 +97,7 @@ def test_a_record_changed_by_hand_does_not_take_the_search_page_down(
     conn = sqlite3.connect(tmp_path / "c.db")
     conn.create_function("eio_doc", 1, sqlite_catalog._unpack)  # the stored form
     conn.execute(
-        "UPDATE artifact_docs SET doc = json_set(eio_doc(doc), '$.files[0].size', 'abc')"
+        "UPDATE packed_docs SET doc = json_set(eio_doc(doc), '$.files[0].size', 'abc')"
         " WHERE id = (SELECT id FROM artifacts WHERE name_version = 1)"
     )
     conn.commit()

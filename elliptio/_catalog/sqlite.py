@@ -71,7 +71,7 @@ SCHEMA_VERSION = 11
 #   ``labels`` and ``deleted`` fields (so that a scan of ``labels.infos.*`` reads
 #   and parses little), the fields a default frame shows (`_HEAD`, so that
 #   ``find()`` parses little) and the id of the record's Python environment;
-# - ``artifact_docs`` holds every other top-level field as one JSON object, with
+# - ``packed_docs`` holds every other top-level field as one JSON object, with
 #   a placeholder where a field kept elsewhere was, so that keys keep their order,
 #   deflated (`_pack`); SQL reads it through the function ``eio_doc``.
 # The ``python_packages`` of a record, the same for every record made in one
@@ -99,7 +99,7 @@ _JSON_COLUMNS = frozenset({"doc", "labels_json", "deleted_json", "head_json"})
 
 def _column_sql(column: str) -> str:
     if column == "doc":
-        stored = "(SELECT doc FROM artifact_docs WHERE artifact_docs.id = artifacts.id)"
+        stored = "(SELECT doc FROM packed_docs WHERE packed_docs.id = artifacts.id)"
         return f"{_UNPACK_SQL}({stored})"
     return column
 
@@ -121,29 +121,30 @@ _DICTIONARY = (
 _UNPACK_SQL = "eio_doc"
 
 
-# A blob inflates to at most this many times its size, or this many bytes: more
+# A blob inflates to at most this many times its size, or this many bytes, and
+# never past the longest text SQLite takes (its default SQLITE_MAX_LENGTH): more
 # is a planted "zip bomb", read as damaged. A document `_pack` would shrink
 # further is stored as text instead, so every document written reads back.
 _INFLATE_RATIO = 100
 _INFLATE_FLOOR = 64 * 2**20
+_INFLATE_CEILING = 1_000_000_000
 
 
 def _inflate_limit(blob_size: int) -> int:
-    return max(_INFLATE_FLOOR, _INFLATE_RATIO * blob_size)
+    return min(_INFLATE_CEILING, max(_INFLATE_FLOOR, _INFLATE_RATIO * blob_size))
 
 
 def _pack(text: str) -> bytes | str:
-    raw = text.encode("utf-8", "surrogatepass")
+    raw = text.encode("utf-8")
     packer = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=_DICTIONARY)
     packed = _PACKED + packer.compress(raw) + packer.flush()
     return packed if len(raw) <= _inflate_limit(len(packed)) else text
 
 
 def _unpack(blob: Any) -> str:
-    """The JSON text of a stored document. Text is taken as it is: a process of
-    schema 10 with the file open when it was upgraded still writes text. For a
-    blob `_pack` did not write, a text that is not JSON, so that reading it is a
-    `CorruptRecordError`."""
+    """The JSON text of a stored document. Text is taken as it is (`_pack` keeps
+    some documents as text). For a blob `_pack` did not write, a text that is not
+    JSON, so that reading it is a `CorruptRecordError`."""
     if isinstance(blob, str):
         return blob
     if isinstance(blob, bytes) and blob[:1] == _PACKED:
@@ -151,7 +152,7 @@ def _unpack(blob: Any) -> str:
         with contextlib.suppress(zlib.error, UnicodeDecodeError):
             text = unpacker.decompress(blob[1:], _inflate_limit(len(blob)))
             if unpacker.eof and not unpacker.unused_data and not unpacker.unconsumed_tail:
-                return text.decode("utf-8", "surrogatepass")
+                return text.decode("utf-8")
     return "damaged"
 
 
@@ -221,7 +222,7 @@ _SCHEMA = (
     " arrays TEXT NOT NULL, labels_json TEXT NOT NULL, name TEXT, name_version INTEGER,"
     " deleted_json TEXT NOT NULL DEFAULT '{}', environment INTEGER,"
     " head_json TEXT NOT NULL DEFAULT '{}')",
-    "CREATE TABLE artifact_docs (id INTEGER PRIMARY KEY, doc BLOB NOT NULL)",
+    "CREATE TABLE packed_docs (id INTEGER PRIMARY KEY, doc BLOB NOT NULL)",
     "CREATE TABLE environments (id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,"
     " packages TEXT NOT NULL)",
     "CREATE TABLE side_values ("
@@ -260,7 +261,7 @@ _SCHEMA = (
 # (names, aliases, leases, run_inputs) have kept their form since they came.
 _REBUILT = (
     "artifacts",
-    "artifact_docs",
+    "artifact_docs",  # schemas 2 to 10; packed_docs from 11 on
     "artifact_extras",
     "environments",
     "side_values",
@@ -860,7 +861,7 @@ class SQLiteCatalog(Catalog):
                 row_id, doc = stored
                 _forget_side(conn, row_id, doc)
                 conn.execute("DELETE FROM artifacts WHERE id = ?", (row_id,))
-                conn.execute("DELETE FROM artifact_docs WHERE id = ?", (row_id,))
+                conn.execute("DELETE FROM packed_docs WHERE id = ?", (row_id,))
 
     # -- changing a record -------------------------------------------------------
 
@@ -892,7 +893,7 @@ class SQLiteCatalog(Catalog):
                     row_id,
                 ),
             )
-            conn.execute("UPDATE artifact_docs SET doc = ? WHERE id = ?", (row.doc, row_id))
+            conn.execute("UPDATE packed_docs SET doc = ? WHERE id = ?", (row.doc, row_id))
             _write_side(conn, [(row_id, row)])
         return True
 
@@ -1318,7 +1319,7 @@ def _stored_objects(conn: sqlite3.Connection, row_id: int) -> list[tuple[int, st
     document cannot be read (damaged)."""
     try:
         found = conn.execute(
-            f"SELECT json_extract({_UNPACK_SQL}(doc), '$.files', '$.logs') FROM artifact_docs"
+            f"SELECT json_extract({_UNPACK_SQL}(doc), '$.files', '$.logs') FROM packed_docs"
             " WHERE id = ?",
             (row_id,),
         ).fetchone()
@@ -1379,7 +1380,7 @@ def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
         ],
     )
     conn.executemany(
-        "INSERT INTO artifact_docs (id, doc) VALUES (?, ?)",
+        "INSERT INTO packed_docs (id, doc) VALUES (?, ?)",
         [(i, row.doc) for i, row in zip(ids, rows, strict=True)],
     )
     _write_side(conn, list(zip(ids, rows, strict=True)))
@@ -1459,7 +1460,9 @@ def _upgrade(conn: sqlite3.Connection, version: int, display: str) -> None:
     the inputs of runs are kept as they are. Large files show progress. Schemas 9
     and 10 are changed in place: schema 9 holds rows in the label table that no
     query reads, which are deleted; both hold documents as JSON text, which are
-    packed (`_pack`).
+    packed (`_pack`). Each changed table takes a new name, so that a process of
+    the old schema with the file open fails loudly on its next query instead of
+    missing rows or misreading documents.
     """
     if version in (9, 10):
         if version == 9:
@@ -1468,9 +1471,8 @@ def _upgrade(conn: sqlite3.Connection, version: int, display: str) -> None:
                 f"DELETE FROM label_values WHERE value = '' OR path IN ({marks})",
                 sorted(_COLUMN_LABELS),
             )
-            # A new name, so that a 0.6 process with the file open fails loudly on
-            # its next query instead of missing the rows it expects there.
             conn.execute("ALTER TABLE label_values RENAME TO label_index")
+        conn.execute("ALTER TABLE artifact_docs RENAME TO packed_docs")
         _pack_documents(conn, display)
         log.info(
             "upgraded catalog %s from schema %d to %d; the space the documents no longer"
@@ -1548,20 +1550,20 @@ def _upgrade(conn: sqlite3.Connection, version: int, display: str) -> None:
 
 
 def _pack_documents(conn: sqlite3.Connection, display: str) -> None:
-    """Replace each JSON text in ``artifact_docs`` by its `_pack` form, in place.
+    """Replace each JSON text in ``packed_docs`` by its `_pack` form, in place.
     Its column keeps its declared type TEXT, which leaves a blob as it is."""
-    (total,) = conn.execute("SELECT count(*) FROM artifact_docs").fetchone()
+    (total,) = conn.execute("SELECT count(*) FROM packed_docs").fetchone()
     bar = (
         _progress.counting_bar(f"upgrade {display}", total) if total >= _UPGRADE_PROGRESS else None
     )
     last = -1
     try:
         while batch := conn.execute(
-            "SELECT id, doc FROM artifact_docs WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT id, doc FROM packed_docs WHERE id > ? ORDER BY id LIMIT ?",
             (last, _UPGRADE_BATCH),
         ).fetchall():
             conn.executemany(
-                "UPDATE artifact_docs SET doc = ? WHERE id = ?",
+                "UPDATE packed_docs SET doc = ? WHERE id = ?",
                 [(_pack(doc), row_id) for row_id, doc in batch],
             )
             last = batch[-1][0]
