@@ -108,6 +108,61 @@ async def test_find_by_datetime_round_trips_aware(catalog: SQLiteCatalog) -> Non
     assert all(d["creation_time"].tzinfo == UTC for d in docs)
 
 
+_FAR_DATES = [
+    dt.datetime(1, 1, 1, tzinfo=UTC),
+    dt.datetime(1066, 10, 14, 9, 0, 0, 1999, tzinfo=UTC),
+    dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    dt.datetime(1970, 1, 1, tzinfo=UTC),
+    dt.datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC),
+    dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone(dt.timedelta(hours=-7))),
+    dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+]
+
+
+async def test_creation_times_of_any_year_filter_sort_and_frame_in_time_order(
+    catalog: SQLiteCatalog,
+) -> None:
+    """The creation time column holds milliseconds since 1970 (6 bytes, not 27 of
+    text): dates before 1970 and up to year 9999 still compare, sort and come back
+    as the UTC datetimes, truncated to milliseconds, that every catalog returns."""
+    from elliptio._catalog import codec
+
+    docs = [{**record(i), "creation_time": when} for i, when in enumerate(_FAR_DATES)]
+    await catalog.insert_many(docs[::-1])
+    stored = [codec.normalize(when) for when in _FAR_DATES]
+    assert stored == sorted(stored)
+    assert [d["creation_time"] for d in await catalog.find(sort=[("creation_time", 1)])] == stored
+    table = await catalog.find_columns(sort=[("creation_time", -1)], fields=["creation_time"])
+    assert table["creation_time"] == stored[::-1]
+    for i, when in enumerate(_FAR_DATES):
+        assert await catalog.count({"creation_time": when}) == 1
+        assert await catalog.count({"creation_time": {"$lt": when}}) == i
+        assert await catalog.count({"creation_time": {"$gte": when}}) == len(_FAR_DATES) - i
+
+
+def test_date_millis_orders_as_date_text_and_reads_back() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from elliptio._catalog import codec
+
+    zones = st.sampled_from(
+        [UTC, dt.timezone(dt.timedelta(hours=14)), dt.timezone(-dt.timedelta(hours=13, minutes=45))]
+    )
+    dates = st.datetimes(
+        min_value=dt.datetime(2, 1, 1), max_value=dt.datetime(9998, 12, 31), timezones=zones
+    )
+
+    @given(dates, dates)
+    def check(a: dt.datetime, b: dt.datetime) -> None:
+        ma, mb = codec.date_millis(a), codec.date_millis(b)
+        ta, tb = codec.date_text(a), codec.date_text(b)
+        assert (ma < mb, ma == mb) == (ta < tb, ta == tb)
+        assert codec.from_millis(ma) == codec.parse_date(ta) == codec.normalize(a)
+
+    check()
+
+
 async def test_bad_skip_or_limit(catalog: SQLiteCatalog) -> None:
     with pytest.raises(QueryError, match="skip"):
         await catalog.find(skip=-1)
@@ -278,8 +333,8 @@ async def test_common_filters_use_indexes(catalog: SQLiteCatalog) -> None:
         ({"labels.project": "p"}, None, "artifacts_project"),
         ({"creation_time": {"$gte": T0}}, None, "artifacts_creation_time"),
         ({}, [("creation_time", -1)], "artifacts_creation_time"),
-        ({"based_on": "artifact_0000"}, None, "side_values USING PRIMARY KEY"),
-        ({"file_relpaths": {"$in": ["a", "b"]}}, None, "side_values USING PRIMARY KEY"),
+        ({"based_on": "artifact_0000"}, None, "side_index USING PRIMARY KEY"),
+        ({"file_relpaths": {"$in": ["a", "b"]}}, None, "side_index USING PRIMARY KEY"),
     ]:
         text = await catalog._run(plan, flt, sort)
         assert index in text, (flt, text)
@@ -471,6 +526,7 @@ async def test_files_of_earlier_releases_upgrade_in_place(tmp_path: Path, name: 
     (environments,) = conn.execute("SELECT count(*) FROM environments").fetchone()
     labels = _label_rows(conn)
     docs = _doc_rows(conn)
+    narrow = _narrow_rows(conn)
     conn.close()
     assert tables == _TABLES
     assert environments == 11  # one shared by 20 records, ten of one record each
@@ -479,6 +535,7 @@ async def test_files_of_earlier_releases_upgrade_in_place(tmp_path: Path, name: 
     conn = sqlite3.connect(tmp_path / "fresh.db")
     assert labels == _label_rows(conn)
     assert docs == _doc_rows(conn)
+    assert narrow == _narrow_rows(conn)
     conn.close()
 
 
@@ -486,6 +543,16 @@ def _doc_rows(conn: Any) -> list[tuple[Any, ...]]:
     return conn.execute(  # type: ignore[no-any-return]
         "SELECT a.artifact_id, d.doc FROM packed_docs d JOIN artifacts a ON a.id = d.id ORDER BY 1"
     ).fetchall()
+
+
+def _narrow_rows(conn: Any) -> list[tuple[Any, ...]]:
+    """The creation times and the side rows of each record, by artifact_id."""
+    times = conn.execute("SELECT artifact_id, creation_ms FROM artifacts ORDER BY 1").fetchall()
+    side = conn.execute(
+        "SELECT a.artifact_id, s.field, s.value FROM side_index s"
+        " JOIN artifacts a ON a.id = s.artifact ORDER BY 1, 2, 3"
+    ).fetchall()
+    return [*times, *side]  # type: ignore[no-any-return]
 
 
 def _label_rows(conn: Any) -> list[tuple[Any, ...]]:
@@ -509,15 +576,27 @@ async def test_label_index_leaves_out_empty_strings_and_column_paths(tmp_path: P
     conn.close()
 
 
+@pytest.mark.parametrize(
+    ("name", "bars"),
+    [("catalog-0.3.1.db", [8, 8, 8, 7, -1]), ("catalog-schema-11.db", [8, 8, 8, 7, -1])],
+)
 async def test_an_upgrade_shows_progress_and_is_done_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    bars: list[int],
 ) -> None:
     import shutil
+    import sqlite3
 
     from elliptio._catalog import sqlite as sqlite_module
 
     path = tmp_path / "old.db"
-    shutil.copyfile(_DATA / "catalog-0.3.1.db", path)
+    shutil.copyfile(_DATA / name, path)
+    old = sqlite3.connect(path)
+    (version,) = old.execute("PRAGMA user_version").fetchone()
+    old.close()
     drawn: list[int] = []
 
     class Bar:
@@ -534,8 +613,8 @@ async def test_an_upgrade_shows_progress_and_is_done_once(
         cat = SQLiteCatalog(path)
         assert await cat.count() == 31
         await cat.close()
-    assert drawn == [8, 8, 8, 7, -1]
-    assert "from schema 4 to" in caplog.text
+    assert drawn == bars
+    assert f"from schema {version} to" in caplog.text
     caplog.clear()
     drawn.clear()
     with caplog.at_level("INFO", logger="elliptio._catalog.sqlite"):
@@ -547,7 +626,7 @@ async def test_an_upgrade_shows_progress_and_is_done_once(
 
 
 _TABLES = {
-    *("artifacts", "packed_docs", "environments", "side_values", "label_index"),
+    *("artifacts", "packed_docs", "environments", "side_index", "label_index"),
     *("names", "aliases", "leases", "file_objects", "run_inputs", "sqlite_sequence"),
 }
 
@@ -856,6 +935,39 @@ async def test_a_reader_of_schema_10_fails_loudly_once_the_file_is_upgraded(
             "SELECT count(*) FROM artifacts WHERE json_extract((SELECT doc FROM"
             " artifact_docs d WHERE d.id = artifacts.id), '$.hostname') = 'host'"
         ).fetchall()
+    old.close()
+
+
+async def test_a_reader_of_schema_11_fails_loudly_once_the_file_is_upgraded(
+    tmp_path: Path,
+) -> None:
+    """Schema 12 holds creation times as integers where schema 11 held text, under
+    a new column name, and array members under letters in a new table: a 0.8
+    process that has the file open when 0.9 upgrades it gets an error on its next
+    filter or sort on the creation time (where texts against integers would
+    compare wrongly) or on lineage, and its inserts fail, not land half right."""
+    import shutil
+    import sqlite3
+
+    path = tmp_path / "eleven.db"
+    shutil.copyfile(_DATA / "catalog-schema-11.db", path)
+    old = sqlite3.connect(path)  # as schema 11's code filters on the creation time
+    assert old.execute("SELECT count(*) FROM artifacts WHERE creation_time >= ''").fetchone() == (
+        30,
+    )
+    cat = SQLiteCatalog(path)
+    assert await cat.count({"creation_time": {"$gte": dt.datetime(2024, 1, 1, tzinfo=UTC)}}) == 30
+    await cat.close()
+    with pytest.raises(sqlite3.OperationalError, match="no such column"):
+        old.execute("SELECT count(*) FROM artifacts WHERE creation_time >= ''").fetchall()
+    # Lineage rows name their field by a letter now: not found by name, but loudly.
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        old.execute("SELECT artifact FROM side_values WHERE field = 'based_on'").fetchall()
+    with pytest.raises(sqlite3.OperationalError, match="creation_time"):
+        old.execute(
+            "INSERT INTO artifacts (artifact_id, creation_time, arrays, labels_json)"
+            " VALUES ('x', '2024-01-01T00:00:00.000000Z', '', '{}')"
+        )
     old.close()
 
 

@@ -19,9 +19,11 @@ __all__ = [
     "DATE_KEY",
     "INT64_MAX",
     "INT64_MIN",
+    "date_millis",
     "date_text",
     "dumps",
     "encode",
+    "from_millis",
     "loads",
     "loads_many",
     "normalize",
@@ -62,6 +64,30 @@ def date_text(value: dt.datetime) -> str:
 def parse_date(text: str) -> dt.datetime:
     """Parse the text written by `date_text` into a tz-aware UTC datetime."""
     return dt.datetime.fromisoformat(text)  # the trailing "Z" means UTC
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MILLISECOND = dt.timedelta(milliseconds=1)
+
+
+def date_millis(value: dt.datetime) -> int:
+    """Return the milliseconds since 1970 (UTC) of a tz-aware datetime as `date_text`
+    holds it: two dates' integers compare as their texts do, in 6 bytes, not 27.
+
+    Raises:
+        TypeError: as `date_text`.
+    """
+    return (parse_date(date_text(value)) - _EPOCH) // _MILLISECOND
+
+
+def from_millis(millis: int) -> dt.datetime:
+    """The UTC datetime of `date_millis`'s integer.
+
+    Raises:
+        OverflowError: ``millis`` lies outside years 1 to 9999.
+        TypeError: ``millis`` is not a number.
+    """
+    return _EPOCH + dt.timedelta(milliseconds=millis)
 
 
 def _storable_str(value: str) -> bool:

@@ -207,13 +207,16 @@ class Layout:
         columns: top-level field -> the JSON column holding ``{field: value}``.
         text_columns: dotted path -> a column holding the path's value when it
             is a string and no array lies on the path, else NULL.
-        date_columns: dotted path -> a column holding `codec.date_text` of the
+        date_columns: dotted path -> a column holding ``date_value`` of the
             path's value when it is a datetime and no array lies on the path.
+        date_value: what ``date_columns`` hold of a datetime, ordered as the
+            datetimes are (`codec.date_text`, or `codec.date_millis`).
         id_field: a top-level field that is always a string, stored in the column
             of the same name.
-        side_fields: top-level fields whose string values (the value itself, or
-            the strings in an array there) are rows ``(field, value, artifact)``
-            of ``side_table``, where ``artifact`` is ``row_id``.
+        side_fields: top-level field -> the ``field`` of its rows in
+            ``side_table``: its string values (the value itself, or the strings in
+            an array there) are rows ``(field, value, artifact)`` of the side
+            table, where ``artifact`` is ``row_id``.
         side_table: the side table's name.
         row_id: the SQL expression of a document's row id.
         flat_paths: paths of ``text_columns`` and ``date_columns`` that, as the
@@ -247,8 +250,9 @@ class Layout:
     columns: Mapping[str, str] = dataclasses.field(default_factory=dict)
     text_columns: Mapping[str, str] = dataclasses.field(default_factory=dict)
     date_columns: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    date_value: Callable[[dt.datetime], Any] = codec.date_text
     id_field: str | None = None
-    side_fields: frozenset[str] = frozenset()
+    side_fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
     side_table: str = "side_values"
     row_id: str = "rowid"
     flat_paths: frozenset[str] = frozenset()
@@ -581,7 +585,7 @@ class _Translator:
         lay = self.layout
         return (
             f"{lay.row_id} IN (SELECT artifact FROM {lay.side_table}"
-            f" WHERE field = {self.param(field)} AND {condition})"
+            f" WHERE field = {self.param(lay.side_fields[field])} AND {condition})"
         )
 
     # -- operators -----------------------------------------------------------
@@ -726,7 +730,7 @@ class _Translator:
             param = self.param(codec.dumps(value))
             kind = "c.t = 'object'" if sql_op == "=" else _IS_DATE
             return self.fast_or_general(
-                source, kind, f"{sql_op} {param}", date=(sql_op, codec.date_text(value))
+                source, kind, f"{sql_op} {param}", date=(sql_op, self.layout.date_value(value))
             )
         # A list or a document: equal when the canonical JSON texts are.
         kind = "'array'" if isinstance(value, list | tuple) else "'object'"
@@ -739,7 +743,7 @@ class _Translator:
         kind: str,
         comparison: str | None,
         *,
-        date: tuple[str, str] | None = None,
+        date: tuple[str, Any] | None = None,
         text: bool = False,
         scalar_test: Callable[[str], str] | None = None,
         needle: str | None = None,
@@ -778,8 +782,8 @@ class _Translator:
         elif comparison:
             scalar = f"{value_sql} {comparison} AND {scalar}"
         if date is not None and key in lay.date_columns:
-            sql_op, date_text = date
-            scalar = f"{lay.date_columns[key]} {sql_op} {self.param(date_text)}"
+            sql_op, stored = date
+            scalar = f"{lay.date_columns[key]} {sql_op} {self.param(stored)}"
             needle = None
         elif text and key in lay.text_columns:
             col = lay.text_columns[key]

@@ -63,7 +63,7 @@ __all__ = ["SQLiteCatalog", "open_sqlite_catalog", "register_functions"]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 # Each record is stored once, split over two rows joined on ``id``:
 # - ``artifacts``, narrow, is what filters scan: the id, plain columns of the
@@ -184,8 +184,10 @@ _TEXT = {
     "labels.project": "project",
     "name": "name",
 }
-_DATES = {"creation_time": "creation_time"}
-_SIDE = frozenset({"based_on", "file_relpaths"})
+_DATES = {"creation_time": "creation_ms"}
+# The ``field`` of an array field's members in the side table: a letter, not the
+# field's name, in each of a record's rows there.
+_SIDE = {"based_on": "b", "file_relpaths": "f"}
 # Label paths a column of their own serves: the label table leaves them out.
 _COLUMN_LABELS = frozenset(p.removeprefix("labels.") for p in _TEXT if p.startswith("labels."))
 # Fields every record holds arrays at: the ``arrays`` column does not list them.
@@ -203,9 +205,10 @@ LAYOUT = query.Layout(
     columns=_MOVED,
     text_columns=_TEXT,
     date_columns=_DATES,
+    date_value=codec.date_millis,
     id_field="artifact_id",
     side_fields=_SIDE,
-    side_table="side_values",
+    side_table="side_index",
     row_id="artifacts.id",
     arrays_column="arrays",
     array_fields=_ARRAY_FIELDS,
@@ -218,14 +221,14 @@ _SCHEMA = (
     # AUTOINCREMENT: the id of a deleted record is never given to another.
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " artifact_id TEXT NOT NULL UNIQUE,"
-    " creation_time TEXT, username TEXT, datatype TEXT, project TEXT,"
+    " creation_ms INTEGER, username TEXT, datatype TEXT, project TEXT,"
     " arrays TEXT NOT NULL, labels_json TEXT NOT NULL, name TEXT, name_version INTEGER,"
     " deleted_json TEXT NOT NULL DEFAULT '{}', environment INTEGER,"
     " head_json TEXT NOT NULL DEFAULT '{}')",
     "CREATE TABLE packed_docs (id INTEGER PRIMARY KEY, doc BLOB NOT NULL)",
     "CREATE TABLE environments (id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,"
     " packages TEXT NOT NULL)",
-    "CREATE TABLE side_values ("
+    "CREATE TABLE side_index ("
     " field TEXT NOT NULL, value TEXT NOT NULL, artifact INTEGER NOT NULL,"
     " PRIMARY KEY (field, value, artifact)) WITHOUT ROWID",
     # Every string and number of a record's labels, by dotted path, so that
@@ -241,13 +244,13 @@ _SCHEMA = (
     " url_key INTEGER NOT NULL, artifact INTEGER NOT NULL,"
     " PRIMARY KEY (size, sha_key, artifact, url_key)) WITHOUT ROWID",
     "CREATE INDEX file_objects_url ON file_objects (url_key)",
-    "CREATE INDEX artifacts_creation_time ON artifacts (creation_time)",
-    "CREATE INDEX artifacts_username ON artifacts (username, creation_time)",
-    "CREATE INDEX artifacts_datatype ON artifacts (datatype, creation_time)",
-    "CREATE INDEX artifacts_project ON artifacts (project, creation_time)",
+    "CREATE INDEX artifacts_creation_time ON artifacts (creation_ms)",
+    "CREATE INDEX artifacts_username ON artifacts (username, creation_ms)",
+    "CREATE INDEX artifacts_datatype ON artifacts (datatype, creation_ms)",
+    "CREATE INDEX artifacts_project ON artifacts (project, creation_ms)",
     "CREATE UNIQUE INDEX artifacts_name_version ON artifacts (name, name_version)"
     " WHERE name_version IS NOT NULL",
-    "CREATE INDEX artifacts_name ON artifacts (name, creation_time)",
+    "CREATE INDEX artifacts_name ON artifacts (name, creation_ms)",
     # Names with versions and their aliases, commit leases, what each run read.
     "CREATE TABLE IF NOT EXISTS names (name TEXT PRIMARY KEY, last_version INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS aliases (name TEXT NOT NULL, alias TEXT NOT NULL,"
@@ -264,7 +267,8 @@ _REBUILT = (
     "artifact_docs",  # schemas 2 to 10; packed_docs from 11 on
     "artifact_extras",
     "environments",
-    "side_values",
+    "side_values",  # schemas 2 to 11; side_index from 12 on
+    "side_index",
     "label_values",  # schemas 7 to 9; label_index from 10 on
     "label_index",
     "file_objects",
@@ -775,7 +779,7 @@ class SQLiteCatalog(Catalog):
             marks = ", ".join(f"?{first + 1 + i}" for i in range(len(paths)))
             doc = _column_sql("doc")
             return (
-                "environment, artifact_id, creation_time, CASE WHEN creation_time IS NULL THEN"
+                "environment, artifact_id, creation_ms, CASE WHEN creation_ms IS NULL THEN"
                 f" json_extract({doc}, '$.creation_time', ?{first}) END"
                 + "".join(
                     f", json_extract({doc}, {marks})" if column == "doc" else f", {column}"
@@ -827,7 +831,7 @@ class SQLiteCatalog(Catalog):
 
         def unlisted(flag: str, path: str) -> bool:
             return not conn.execute(
-                "SELECT 1 FROM side_values WHERE field = ? AND value = ? LIMIT 1", (flag, path)
+                "SELECT 1 FROM side_index WHERE field = ? AND value = ? LIMIT 1", (flag, path)
             ).fetchone()
 
         flat = frozenset(path for path in _PROMOTED if unlisted(_ARRAY_FLAG, path))
@@ -880,7 +884,7 @@ class SQLiteCatalog(Catalog):
             _forget_side(conn, row_id, old)
             envs = _environments(conn, [row])
             conn.execute(
-                "UPDATE artifacts SET creation_time = ?, username = ?, datatype = ?, project = ?,"
+                "UPDATE artifacts SET creation_ms = ?, username = ?, datatype = ?, project = ?,"
                 " arrays = ?, labels_json = ?, name = ?, name_version = ?, deleted_json = ?,"
                 " environment = ?, head_json = ? WHERE id = ?",
                 (
@@ -1194,7 +1198,7 @@ _LIVE = "json_extract(a.deleted_json, '$.deleted') IS NULL"
 
 class _Row(NamedTuple):
     artifact_id: str
-    creation_time: str | None
+    creation_ms: int | None
     username: str | None
     datatype: str | None
     project: str | None
@@ -1252,7 +1256,8 @@ def _row(doc: Document) -> _Row:
     for field in sorted(_SIDE):
         value = source.get(field)
         items = value if isinstance(value, list) else [value]
-        side.extend((field, item) for item in dict.fromkeys(i for i in items if isinstance(i, str)))
+        code = _SIDE[field]
+        side.extend((code, item) for item in dict.fromkeys(i for i in items if isinstance(i, str)))
     paths: list[str] = []
     _array_paths(source, "", paths)
     if environment is not None:
@@ -1267,7 +1272,7 @@ def _row(doc: Document) -> _Row:
     labels = query.label_values(source["labels"], _COLUMN_LABELS) if "labels" in source else []
     return _Row(
         artifact_id=source["artifact_id"],
-        creation_time=codec.date_text(created) if isinstance(created, dt.datetime) else None,
+        creation_ms=codec.date_millis(created) if isinstance(created, dt.datetime) else None,
         username=_text_or_none(plain["username"][0]),
         datatype=_text_or_none(plain["labels.datatype"][0]),
         project=_text_or_none(plain["labels.project"][0]),
@@ -1363,7 +1368,7 @@ def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
     ids = range(top + 1, top + 1 + len(rows))
     envs = _environments(conn, rows)
     conn.executemany(
-        "INSERT INTO artifacts (id, artifact_id, creation_time, username, datatype, project,"
+        "INSERT INTO artifacts (id, artifact_id, creation_ms, username, datatype, project,"
         " arrays, labels_json, name, name_version, deleted_json, environment, head_json)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -1393,7 +1398,7 @@ def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
 
 # The side rows of a record: (table, its columns) -> the row's values, artifact last.
 _SIDE_ROWS: tuple[tuple[str, str, Callable[[_Row], Sequence[tuple[Any, ...]]]], ...] = (
-    ("side_values", "field, value", lambda row: row.side),
+    ("side_index", "field, value", lambda row: row.side),
     ("label_index", "path, value", lambda row: row.labels),
     ("file_objects", "size, sha_key, url_key", lambda row: row.objects),
 )
@@ -1460,11 +1465,12 @@ def _upgrade(conn: sqlite3.Connection, version: int, display: str) -> None:
     the inputs of runs are kept as they are. Large files show progress. Schemas 9
     and 10 are changed in place: schema 9 holds rows in the label table that no
     query reads, which are deleted; both hold documents as JSON text, which are
-    packed (`_pack`). Each changed table takes a new name, so that a process of
-    the old schema with the file open fails loudly on its next query instead of
-    missing rows or misreading documents.
+    packed (`_pack`); schemas 9 to 11 hold creation times as text, which become
+    integers (`codec.date_millis`). Each changed table or column takes a new name,
+    so that a process of the old schema with the file open fails loudly on its next
+    query instead of missing rows or misreading documents.
     """
-    if version in (9, 10):
+    if version in (9, 10, 11):
         if version == 9:
             marks = ", ".join("?" * len(_COLUMN_LABELS))
             conn.execute(
@@ -1472,10 +1478,12 @@ def _upgrade(conn: sqlite3.Connection, version: int, display: str) -> None:
                 sorted(_COLUMN_LABELS),
             )
             conn.execute("ALTER TABLE label_values RENAME TO label_index")
-        conn.execute("ALTER TABLE artifact_docs RENAME TO packed_docs")
-        _pack_documents(conn, display)
+        if version in (9, 10):
+            conn.execute("ALTER TABLE artifact_docs RENAME TO packed_docs")
+            _pack_documents(conn, display)
+        _schema_12(conn, display)
         log.info(
-            "upgraded catalog %s from schema %d to %d; the space the documents no longer"
+            "upgraded catalog %s from schema %d to %d; the space the old forms no longer"
             " take is reused by new records ('sqlite3 FILE VACUUM' gives it back now)",
             display,
             version,
@@ -1547,6 +1555,75 @@ def _upgrade(conn: sqlite3.Connection, version: int, display: str) -> None:
     for table in old:
         conn.execute(f'DROP TABLE "old_{table}"')
     log.info("upgraded catalog %s to schema %d", display, SCHEMA_VERSION)
+
+
+def _schema_12(conn: sqlite3.Connection, display: str) -> None:
+    """Bring the tables of schemas 9 to 11 to schema 12: ``artifacts``, whose
+    ``creation_time`` column held `codec.date_text`, is built anew with
+    ``creation_ms`` (`codec.date_millis`) instead, keeping its row ids and the
+    highest id ever given; the side table's rows name array fields by their
+    letters (`_SIDE`) in ``side_index``."""
+    for statement in _SCHEMA:
+        if statement.startswith("CREATE TABLE side_index "):
+            conn.execute(statement)
+    letters = " ".join(f"WHEN '{field}' THEN '{code}'" for field, code in _SIDE.items())
+    conn.execute(
+        f"INSERT INTO side_index (field, value, artifact) SELECT CASE field {letters}"
+        " ELSE field END, value, artifact FROM side_values ORDER BY field, value, artifact"
+    )
+    conn.execute("DROP TABLE side_values")
+    for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        " AND tbl_name = 'artifacts'"
+    ).fetchall():
+        conn.execute(f'DROP INDEX "{name}"')
+    (top,) = conn.execute(
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'artifacts'), 0)"
+    ).fetchone()
+    conn.execute("ALTER TABLE artifacts RENAME TO old_artifacts")
+    conn.create_function("eio_millis", 1, _millis_of_text, deterministic=True)
+    columns = (
+        "id, artifact_id, {}, username, datatype, project, arrays, labels_json, name,"
+        " name_version, deleted_json, environment, head_json"
+    )
+    for statement in _SCHEMA:
+        if statement.startswith("CREATE TABLE artifacts "):
+            conn.execute(statement)
+    (last, total) = conn.execute(
+        "SELECT coalesce(max(id), 0), count(*) FROM old_artifacts"
+    ).fetchone()
+    bar = (
+        _progress.counting_bar(f"upgrade {display}", total) if total >= _UPGRADE_PROGRESS else None
+    )
+    try:
+        for start in range(0, last, _UPGRADE_BATCH):
+            copied = conn.execute(
+                f"INSERT INTO artifacts ({columns.format('creation_ms')})"
+                f" SELECT {columns.format('eio_millis(creation_time)')} FROM old_artifacts"
+                " WHERE id > ? AND id <= ? ORDER BY id",
+                (start, start + _UPGRADE_BATCH),
+            ).rowcount
+            if bar is not None:
+                bar.update(copied)
+    finally:
+        if bar is not None:
+            bar.close()
+    conn.execute("DROP TABLE old_artifacts")
+    (top,) = conn.execute("SELECT max(?, coalesce(max(id), 0)) FROM artifacts", (top,)).fetchone()
+    conn.execute("DELETE FROM sqlite_sequence WHERE name = 'artifacts'")
+    if top:
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('artifacts', ?)", (top,))
+    for statement in _SCHEMA:
+        if " INDEX " in statement and " ON artifacts " in statement:
+            conn.execute(statement)
+
+
+def _millis_of_text(text: Any) -> int | None:
+    """`codec.date_millis` of a `codec.date_text` column's value; NULL for anything else."""
+    try:
+        return codec.date_millis(codec.parse_date(text))
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _pack_documents(conn: sqlite3.Connection, display: str) -> None:
@@ -1737,7 +1814,7 @@ def _columns(
                     cell.extend(values)
         if "creation_time" in wanted:
             table["creation_time"] = [
-                codec.parse_date(row[2]) if row[2] is not None else codec.loads(row[3])[0]
+                codec.from_millis(row[2]) if row[2] is not None else codec.loads(row[3])[0]
                 for row in rows
             ]
         if "python_packages" in wanted:
@@ -1745,7 +1822,7 @@ def _columns(
             table["python_packages"] = [
                 None if row[0] is None else packages(row[0]) for row in rows
             ]
-    except (ValueError, LookupError, TypeError, AttributeError) as err:
+    except (ValueError, LookupError, TypeError, AttributeError, OverflowError) as err:
         raise _corrupt(err) from err
     return {"artifact_id": [row[1] for row in rows]} | {field: table[field] for field in wanted}
 

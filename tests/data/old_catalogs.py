@@ -11,7 +11,8 @@
 The files of the schemas between releases come the same way from the commits that
 introduced them (``catalog-schema-N.db``; schema 8 from a1f865c, the last commit
 before schema 9; schema 9 from 0fdd5ef, the last commit before schema 10; schema
-10 from e772f05, the last commit before schema 11). Only the standard library and
+10 from e772f05, the last commit before schema 11; schema 11 from 685e302, the
+last commit before schema 12). Only the standard library and
 the release's ``SQLiteCatalog`` are used, so each file is what that code wrote.
 """
 
