@@ -335,6 +335,13 @@ async def test_common_filters_use_indexes(catalog: SQLiteCatalog) -> None:
         ({}, [("creation_time", -1)], "artifacts_creation_time"),
         ({"based_on": "artifact_0000"}, None, "side_index USING PRIMARY KEY"),
         ({"file_relpaths": {"$in": ["a", "b"]}}, None, "side_index USING PRIMARY KEY"),
+        ({"labels.infos.seed": 7}, None, "label_rows USING PRIMARY KEY (path=? AND value=?)"),
+        (
+            {"labels.x": {"$in": ["a", 2]}},
+            None,
+            "label_rows USING PRIMARY KEY (path=? AND value=?)",
+        ),
+        ({"labels.x": {"$regex": "^ab"}}, None, "label_rows USING PRIMARY KEY (path=? AND value>?"),
     ]:
         text = await catalog._run(plan, flt, sort)
         assert index in text, (flt, text)
@@ -546,18 +553,23 @@ def _doc_rows(conn: Any) -> list[tuple[Any, ...]]:
 
 
 def _narrow_rows(conn: Any) -> list[tuple[Any, ...]]:
-    """The creation times and the side rows of each record, by artifact_id."""
+    """The creation times, array members and file keys of each record, by artifact_id."""
     times = conn.execute("SELECT artifact_id, creation_ms FROM artifacts ORDER BY 1").fetchall()
     side = conn.execute(
         "SELECT a.artifact_id, s.field, s.value FROM side_index s"
         " JOIN artifacts a ON a.id = s.artifact ORDER BY 1, 2, 3"
     ).fetchall()
-    return [*times, *side]  # type: ignore[no-any-return]
+    files = conn.execute(
+        "SELECT a.artifact_id, f.size, f.sha_key, f.url_key FROM file_keys f"
+        " JOIN artifacts a ON a.id = f.artifact ORDER BY 1, 2, 3, 4"
+    ).fetchall()
+    return [*times, *side, *files]  # type: ignore[no-any-return]
 
 
 def _label_rows(conn: Any) -> list[tuple[Any, ...]]:
     return conn.execute(  # type: ignore[no-any-return]
-        "SELECT a.artifact_id, l.path, l.value FROM label_index l"
+        "SELECT a.artifact_id, p.path, l.value FROM label_rows l"
+        " JOIN label_paths p ON p.id = l.path"
         " JOIN artifacts a ON a.id = l.artifact ORDER BY 1, 2, 3"
     ).fetchall()
 
@@ -626,8 +638,8 @@ async def test_an_upgrade_shows_progress_and_is_done_once(
 
 
 _TABLES = {
-    *("artifacts", "packed_docs", "environments", "side_index", "label_index"),
-    *("names", "aliases", "leases", "file_objects", "run_inputs", "sqlite_sequence"),
+    *("artifacts", "packed_docs", "environments", "side_index", "label_rows", "label_paths"),
+    *("names", "aliases", "leases", "file_keys", "run_inputs", "sqlite_sequence"),
 }
 
 
@@ -638,7 +650,7 @@ def _file(relpath: str, url: str, size: int, sha256: str) -> dict[str, Any]:
 async def test_file_lookups_confirm_their_hashed_keys_in_the_records(
     catalog: SQLiteCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """file_objects keys sha256 and URL by 64-bit hashes; every lookup confirms a
+    """file_keys keys sha256 and URL by 32-bit hashes; every lookup confirms a
     candidate in its record, so even keys that all collide give exact answers."""
     from elliptio._catalog import sqlite as module
 
@@ -942,10 +954,11 @@ async def test_a_reader_of_schema_11_fails_loudly_once_the_file_is_upgraded(
     tmp_path: Path,
 ) -> None:
     """Schema 12 holds creation times as integers where schema 11 held text, under
-    a new column name, and array members under letters in a new table: a 0.8
-    process that has the file open when 0.9 upgrades it gets an error on its next
-    filter or sort on the creation time (where texts against integers would
-    compare wrongly) or on lineage, and its inserts fail, not land half right."""
+    a new column name, and array members, label paths and file keys in new forms
+    in new tables: a 0.8 process that has the file open when 0.9 upgrades it gets
+    an error on its next filter or sort on the creation time (where texts against
+    integers would compare wrongly), on lineage or labels, or its next lookup of
+    files, and its inserts fail, not land half right."""
     import shutil
     import sqlite3
 
@@ -960,9 +973,16 @@ async def test_a_reader_of_schema_11_fails_loudly_once_the_file_is_upgraded(
     await cat.close()
     with pytest.raises(sqlite3.OperationalError, match="no such column"):
         old.execute("SELECT count(*) FROM artifacts WHERE creation_time >= ''").fetchall()
-    # Lineage rows name their field by a letter now: not found by name, but loudly.
-    with pytest.raises(sqlite3.OperationalError, match="no such table"):
-        old.execute("SELECT artifact FROM side_values WHERE field = 'based_on'").fetchall()
+    # Lineage rows name their field by a letter now, labels their path by an id, and
+    # files are keyed by 32 bits: none found the old way, but loudly (a delete that
+    # found no other user of a file would remove bytes another artifact holds).
+    for table, where in [
+        ("side_values", "field = 'based_on'"),
+        ("label_index", "path = 'infos.seed'"),
+        ("file_objects", "url_key = 1"),
+    ]:
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            old.execute(f"SELECT artifact FROM {table} WHERE {where}").fetchall()
     with pytest.raises(sqlite3.OperationalError, match="creation_time"):
         old.execute(
             "INSERT INTO artifacts (artifact_id, creation_time, arrays, labels_json)"

@@ -416,7 +416,7 @@ def test_equality_on_json_is_led_by_a_text_search() -> None:
 def test_equality_and_in_on_any_label_path_are_index_lookups() -> None:
     from elliptio._catalog.sqlite import LAYOUT
 
-    lookup = "artifacts.id IN (SELECT artifact FROM label_index WHERE path = "
+    lookup = "artifacts.id IN (SELECT artifact FROM label_rows WHERE path = "
     # The table's paths are below the labels (it stores them once per value).
     for flt, path in [
         ({"labels.infos.seed": 777}, "infos.seed"),
@@ -440,7 +440,7 @@ def test_equality_and_in_on_any_label_path_are_index_lookups() -> None:
         {"labels.datatype": "a"},
     ]:
         sql, _ = query.translate(flt, layout=LAYOUT)
-        assert "label_index" not in sql, flt
+        assert "label_rows" not in sql, flt
 
 
 def test_common_paths_use_the_indexed_expressions() -> None:
@@ -448,7 +448,7 @@ def test_common_paths_use_the_indexed_expressions() -> None:
 
     sql, _ = query.translate({"username": "andy", "labels.infos.k": "x"}, layout=LAYOUT)
     assert "username = ?" in sql
-    assert "label_index WHERE path = " in sql
+    assert "label_rows WHERE path = " in sql
     sql, params = query.translate({"creation_time": {"$gte": T0}}, layout=LAYOUT)
     assert "creation_ms >=" in sql
     assert codec.date_millis(T0) in params
@@ -764,5 +764,5 @@ async def test_free_text_regexes_match_as_python_does(catalog: SQLiteCatalog) ->
     from elliptio._catalog.sqlite import LAYOUT
 
     sql, _ = query.translate({"labels.description": text}, layout=LAYOUT)
-    assert "label_index" in sql
+    assert "label_rows" in sql
     assert "LIKE" in sql

@@ -44,6 +44,15 @@ def date_text(value: dt.datetime) -> str:
         TypeError: ``value`` is naive (has no timezone), or outside years 1 to 9999
             in UTC.
     """
+    v = _stored_date(value)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:"
+        f"{v.second:02d}.{v.microsecond:06d}Z"
+    )
+
+
+def _stored_date(value: dt.datetime) -> dt.datetime:
+    """The UTC datetime a catalog stores of ``value``; raises as `date_text`."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise TypeError(f"naive datetime {value.isoformat()} cannot be stored; give it a tzinfo")
     # BSON dates hold milliseconds; every catalog truncates to them, as PyMongo does.
@@ -55,10 +64,7 @@ def date_text(value: dt.datetime) -> str:
             f"datetime {value.isoformat()} is outside the dates a catalog holds (years 1 "
             "to 9999 in UTC); use a date inside them"
         ) from None
-    return (
-        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:"
-        f"{v.second:02d}.{v.microsecond:06d}Z"
-    )
+    return v
 
 
 def parse_date(text: str) -> dt.datetime:
@@ -77,7 +83,7 @@ def date_millis(value: dt.datetime) -> int:
     Raises:
         TypeError: as `date_text`.
     """
-    return (parse_date(date_text(value)) - _EPOCH) // _MILLISECOND
+    return (_stored_date(value) - _EPOCH) // _MILLISECOND
 
 
 def from_millis(millis: int) -> dt.datetime:

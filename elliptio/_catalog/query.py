@@ -240,6 +240,8 @@ class Layout:
             it; equality, ``$in`` and ``$regex`` on such a path use it (a pattern
             that matches the empty string does not).
         label_field: the top-level field indexed in ``label_table``.
+        label_paths: a table of ``(id, path)`` rows, when the label table's
+            ``path`` holds the path's id there rather than the path itself.
         text_only: paths of ``text_columns`` that, as the catalog has checked,
             no stored document holds anything but a string, null or nothing at;
             sorts on them order by the plain column alone (NULL sorts where
@@ -261,6 +263,7 @@ class Layout:
     array_flag: str | None = None
     text_only: frozenset[str] = frozenset()
     label_table: str | None = None
+    label_paths: str | None = None
     label_field: str = "labels"
 
     def column(self, field: str) -> str:
@@ -578,8 +581,15 @@ class _Translator:
         marks = ", ".join(self.param(v) for v in dict.fromkeys(values))
         return (
             f"{self.layout.row_id} IN (SELECT artifact FROM {self.layout.label_table}"
-            f" WHERE path = {self.param(path)} AND value IN ({marks}))"
+            f" WHERE path = {self.label_key(path)} AND value IN ({marks}))"
         )
+
+    def label_key(self, path: str) -> str:
+        """SQL of what the label table's ``path`` holds for ``path``."""
+        lay = self.layout
+        if lay.label_paths is None:
+            return self.param(path)
+        return f"(SELECT id FROM {lay.label_paths} WHERE path = {self.param(path)})"
 
     def side_lookup(self, field: str, condition: str) -> str:
         lay = self.layout
@@ -858,7 +868,7 @@ class _Translator:
         ):
             return (
                 f"{self.layout.row_id} IN (SELECT artifact FROM {self.layout.label_table}"
-                f" WHERE path = {self.param(label)} AND typeof(value) = 'text'"
+                f" WHERE path = {self.label_key(label)} AND typeof(value) = 'text'"
                 f" AND {test('value')})"
             )
         return self.fast_or_general(source, "c.t = 'text'", None, text=True, scalar_test=test)

@@ -213,7 +213,8 @@ LAYOUT = query.Layout(
     arrays_column="arrays",
     array_fields=_ARRAY_FIELDS,
     array_flag=_ARRAY_FLAG,
-    label_table="label_index",
+    label_table="label_rows",
+    label_paths="label_paths",
 )
 _PROMOTED = (*_TEXT, *_DATES)
 _SCHEMA = (
@@ -235,15 +236,17 @@ _SCHEMA = (
     # equality, $in and $all on any label path (labels.infos.seed) are index
     # lookups; not the empty string, nor datatype and project, which have columns
     # (see query.Layout). ``value`` has no declared type: numbers stay numbers.
-    "CREATE TABLE label_index (path TEXT NOT NULL, value NOT NULL, artifact INTEGER NOT NULL,"
+    # ``path`` is the id of the path in ``label_paths``, which never forgets one.
+    "CREATE TABLE label_paths (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE)",
+    "CREATE TABLE label_rows (path INTEGER NOT NULL, value NOT NULL, artifact INTEGER NOT NULL,"
     " PRIMARY KEY (path, value, artifact)) WITHOUT ROWID",
     # The contents (size, sha256) and URLs of committed files, which deduplication
-    # and deletes look up: the texts by a 64-bit hash each (`_key`), the record
+    # and deletes look up: the texts by a 32-bit hash each (`_key`), the record
     # holds them whole, so a lookup reads the candidates' records to confirm.
-    "CREATE TABLE file_objects (size INTEGER NOT NULL, sha_key INTEGER NOT NULL,"
+    "CREATE TABLE file_keys (size INTEGER NOT NULL, sha_key INTEGER NOT NULL,"
     " url_key INTEGER NOT NULL, artifact INTEGER NOT NULL,"
     " PRIMARY KEY (size, sha_key, artifact, url_key)) WITHOUT ROWID",
-    "CREATE INDEX file_objects_url ON file_objects (url_key)",
+    "CREATE INDEX file_keys_url ON file_keys (url_key)",
     "CREATE INDEX artifacts_creation_time ON artifacts (creation_ms)",
     "CREATE INDEX artifacts_username ON artifacts (username, creation_ms)",
     "CREATE INDEX artifacts_datatype ON artifacts (datatype, creation_ms)",
@@ -270,8 +273,11 @@ _REBUILT = (
     "side_values",  # schemas 2 to 11; side_index from 12 on
     "side_index",
     "label_values",  # schemas 7 to 9; label_index from 10 on
-    "label_index",
-    "file_objects",
+    "label_index",  # schemas 10 and 11; label_rows from 12 on
+    "label_rows",
+    "label_paths",
+    "file_objects",  # schemas 8 to 11; file_keys from 12 on
+    "file_keys",
 )
 _ACCEPTED_URLS = (
     "'sqlite:///relative/path.db', 'sqlite:////absolute/path.db', 'memory://' or 'memory://name'"
@@ -918,7 +924,7 @@ class SQLiteCatalog(Catalog):
             marks = ", ".join(["?"] * len(by_key))
             users: dict[int, tuple[str, set[str]]] = {}
             for row_id, artifact_id, key in conn.execute(
-                "SELECT f.artifact, a.artifact_id, f.url_key FROM file_objects f JOIN artifacts a"
+                "SELECT f.artifact, a.artifact_id, f.url_key FROM file_keys f JOIN artifacts a"
                 f" ON a.id = f.artifact WHERE f.url_key IN ({marks})",
                 list(by_key),
             ):
@@ -1128,7 +1134,7 @@ class SQLiteCatalog(Catalog):
             rows = await self._run(
                 self._select,
                 f"SELECT column1 FROM (VALUES {marks}) WHERE EXISTS"
-                " (SELECT 1 FROM file_objects WHERE size = column1)",
+                " (SELECT 1 FROM file_keys WHERE size = column1)",
                 chunk,
             )
             found.update(int(r[0]) for r in rows)
@@ -1151,7 +1157,7 @@ class SQLiteCatalog(Catalog):
         found: dict[tuple[str, int], str] = {}
         for sha, size in keys:
             candidates = conn.execute(
-                "SELECT DISTINCT artifact FROM file_objects WHERE size = ? AND sha_key = ?"
+                "SELECT DISTINCT artifact FROM file_keys WHERE size = ? AND sha_key = ?"
                 " ORDER BY artifact",
                 (size, _key(sha)),
             ).fetchall()
@@ -1260,7 +1266,7 @@ def _row(doc: Document) -> _Row:
         side.extend((code, item) for item in dict.fromkeys(i for i in items if isinstance(i, str)))
     paths: list[str] = []
     _array_paths(source, "", paths)
-    if environment is not None:
+    if environment is not None and "[" in environment[1]:  # an array's JSON has one
         _array_paths({"python_packages": environment[0]}, "", paths)
     moved = {
         field: codec.to_text({field: source[field]}) if field in source else "{}"
@@ -1314,9 +1320,10 @@ def _objects(doc: Document) -> list[tuple[int, str, str]]:
 
 
 def _key(text: str) -> int:
-    """A text's 64-bit key in ``file_objects``: equal texts, equal keys."""
+    """A text's 32-bit key in ``file_keys``: equal texts, equal keys. The first half
+    of the 64-bit key of schemas 8 to 11 (``file_objects``), so those carry over."""
     digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    return int.from_bytes(digest[:4], "big", signed=True)
 
 
 def _stored_objects(conn: sqlite3.Connection, row_id: int) -> list[tuple[int, str, str]] | None:
@@ -1396,20 +1403,26 @@ def _write_rows(conn: sqlite3.Connection, rows: Sequence[_Row]) -> None:
     )
 
 
-# The side rows of a record: (table, its columns) -> the row's values, artifact last.
-_SIDE_ROWS: tuple[tuple[str, str, Callable[[_Row], Sequence[tuple[Any, ...]]]], ...] = (
-    ("side_index", "field, value", lambda row: row.side),
-    ("label_index", "path, value", lambda row: row.labels),
-    ("file_objects", "size, sha_key, url_key", lambda row: row.objects),
+# The side rows of a record: table, its columns and the SQL of each one's value
+# (a label path is stored as its id in ``label_paths``), and the row's values.
+_PATH_ID = "(SELECT id FROM label_paths WHERE path = ?)"
+_SIDE_ROWS: tuple[
+    tuple[str, tuple[str, ...], tuple[str, ...], Callable[[_Row], Sequence[tuple[Any, ...]]]], ...
+] = (
+    ("side_index", ("field", "value"), ("?", "?"), lambda row: row.side),
+    ("label_rows", ("path", "value"), (_PATH_ID, "?"), lambda row: row.labels),
+    ("file_keys", ("size", "sha_key", "url_key"), ("?", "?", "?"), lambda row: row.objects),
 )
 
 
 def _write_side(conn: sqlite3.Connection, rows: Sequence[tuple[int, _Row]]) -> None:
     """Insert the side rows of ``(row id, row)`` pairs, one statement per table."""
-    for table, columns, values in _SIDE_ROWS:
-        marks = ", ".join("?" * (columns.count(",") + 2))
+    paths = {path: None for _, row in rows for path, _ in row.labels}
+    conn.executemany("INSERT OR IGNORE INTO label_paths (path) VALUES (?)", [(p,) for p in paths])
+    for table, columns, sql, values in _SIDE_ROWS:
         conn.executemany(
-            f"INSERT OR IGNORE INTO {table} ({columns}, artifact) VALUES ({marks})",
+            f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}, artifact)"
+            f" VALUES ({', '.join(sql)}, ?)",
             [(*value, row_id) for row_id, row in rows for value in values(row)],
         )
 
@@ -1444,13 +1457,13 @@ def _forget_side(conn: sqlite3.Connection, row_id: int, doc: Document | None) ->
             return
         except TypeError:
             pass
-    for table, _, _ in _SIDE_ROWS:
+    for table, _, _, _ in _SIDE_ROWS:
         conn.execute(f"DELETE FROM {table} WHERE artifact = ?", (row_id,))
 
 
 def _delete_side(conn: sqlite3.Connection, row_id: int, row: _Row) -> None:
-    for table, columns, values in _SIDE_ROWS:
-        where = " AND ".join(f"{c.strip()} = ?" for c in columns.split(","))
+    for table, columns, sql, values in _SIDE_ROWS:
+        where = " AND ".join(f"{c} = {v}" for c, v in zip(columns, sql, strict=True))
         conn.executemany(
             f"DELETE FROM {table} WHERE {where} AND artifact = ?",
             [(*value, row_id) for value in values(row)],
@@ -1562,7 +1575,9 @@ def _schema_12(conn: sqlite3.Connection, display: str) -> None:
     ``creation_time`` column held `codec.date_text`, is built anew with
     ``creation_ms`` (`codec.date_millis`) instead, keeping its row ids and the
     highest id ever given; the side table's rows name array fields by their
-    letters (`_SIDE`) in ``side_index``."""
+    letters (`_SIDE`) in ``side_index``; the label table's rows name their paths
+    by ids (``label_paths``) in ``label_rows``; files are keyed by 32 bits of
+    their texts' hashes, not 64 (`_key`), in ``file_keys``."""
     for statement in _SCHEMA:
         if statement.startswith("CREATE TABLE side_index "):
             conn.execute(statement)
@@ -1572,6 +1587,24 @@ def _schema_12(conn: sqlite3.Connection, display: str) -> None:
         " ELSE field END, value, artifact FROM side_values ORDER BY field, value, artifact"
     )
     conn.execute("DROP TABLE side_values")
+    for statement in _SCHEMA:
+        if statement.startswith(("CREATE TABLE label_paths ", "CREATE TABLE label_rows ")):
+            conn.execute(statement)
+    conn.execute("INSERT INTO label_paths (path) SELECT DISTINCT path FROM label_index ORDER BY 1")
+    conn.execute(
+        "INSERT INTO label_rows (path, value, artifact) SELECT p.id, l.value, l.artifact"
+        " FROM label_index l JOIN label_paths p ON p.path = l.path ORDER BY 1, 2, 3"
+    )
+    conn.execute("DROP TABLE label_index")
+    for statement in _SCHEMA:
+        if "file_keys" in statement:
+            conn.execute(statement)
+    conn.execute(
+        "INSERT OR IGNORE INTO file_keys (size, sha_key, url_key, artifact)"
+        " SELECT size, sha_key >> 32, url_key >> 32, artifact FROM file_objects"
+        " ORDER BY size, sha_key, artifact, url_key"
+    )
+    conn.execute("DROP TABLE file_objects")
     for (name,) in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
         " AND tbl_name = 'artifacts'"
