@@ -170,31 +170,53 @@ def label_values(labels: Any, skip: Collection[str] = ()) -> list[tuple[str, Any
     found: dict[tuple[str, Any, bool], None] = {}
 
     def leaf(value: Any, path: str) -> None:
-        if path[1:] in skip:
+        if path in skip:
             return
-        if (isinstance(value, str) and value) or (
-            isinstance(value, int | float) and not isinstance(value, bool) and value == value
-        ):
-            if isinstance(value, int) and not -(2**63) <= value < 2**63:
-                value = float(value)  # beyond SQLite's integers; never equal to a query
-            found[(path, value, isinstance(value, float))] = None
-
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if "." not in key:  # no dotted path reaches a key holding a dot
-                    walk(item, f"{path}.{key}")
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, dict):
-                    walk(item, path)
-                elif not isinstance(item, list):
-                    leaf(item, path)
+        kind = type(value)
+        if kind is not str and kind is not int and kind is not float:
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                return
+            kind = str if isinstance(value, str) else float if isinstance(value, float) else int
+        if kind is str:
+            if value:
+                found[(path, value, False)] = None
+        elif kind is float:
+            if value == value:
+                found[(path, value, True)] = None
+        elif -(2**63) <= value < 2**63:
+            found[(path, value, False)] = None
         else:
-            leaf(value, path)
+            found[(path, float(value), True)] = None  # beyond SQLite's integers
 
-    walk(labels, "")
-    return [(path[1:], value) for path, value, _ in found]  # ".infos.seed" -> "infos.seed"
+    def walk(value: dict[Any, Any], prefix: str) -> None:
+        """The members of a document whose paths start with ``prefix``."""
+        for key, item in value.items():
+            if "." in key:  # no dotted path reaches a key holding a dot
+                continue
+            path = prefix + key
+            if isinstance(item, dict):
+                walk(item, path + ".")
+            elif isinstance(item, list):
+                members(item, path)
+            else:
+                leaf(item, path)
+
+    def members(items: list[Any], path: str) -> None:
+        """An array's members: its documents' fields and its scalars (arrays in
+        arrays are skipped), as MongoDB reads them."""
+        for item in items:
+            if isinstance(item, dict):
+                walk(item, path + ".")
+            elif not isinstance(item, list):
+                leaf(item, path)
+
+    if isinstance(labels, dict):
+        walk(labels, "")
+    elif isinstance(labels, list):
+        members(labels, "")
+    else:
+        leaf(labels, "")
+    return [(path, value) for path, value, _ in found]
 
 
 @dataclasses.dataclass(frozen=True)
