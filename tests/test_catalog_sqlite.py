@@ -141,6 +141,8 @@ async def test_creation_times_of_any_year_filter_sort_and_frame_in_time_order(
 
 
 def test_date_millis_orders_as_date_text_and_reads_back() -> None:
+    """The integer a creation time is stored as orders as its text did, and reads
+    back as the date, on the fast path (1970 to 2106) and off it."""
     from hypothesis import given
     from hypothesis import strategies as st
 
@@ -152,15 +154,22 @@ def test_date_millis_orders_as_date_text_and_reads_back() -> None:
     dates = st.datetimes(
         min_value=dt.datetime(2, 1, 1), max_value=dt.datetime(9998, 12, 31), timezones=zones
     )
+    modern = st.datetimes(
+        min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2106, 1, 1), timezones=zones
+    )
 
-    @given(dates, dates)
+    @given(dates | modern, dates | modern)
     def check(a: dt.datetime, b: dt.datetime) -> None:
         ma, mb = codec.date_millis(a), codec.date_millis(b)
         ta, tb = codec.date_text(a), codec.date_text(b)
         assert (ma < mb, ma == mb) == (ta < tb, ta == tb)
         assert codec.from_millis(ma) == codec.parse_date(ta) == codec.normalize(a)
+        assert codec.from_millis(ma).tzinfo is UTC
 
     check()
+    edges = [*_FAR_DATES, dt.datetime(2106, 2, 7, 6, 28, 15, 999000, tzinfo=UTC)]
+    for when in edges:  # the first and last milliseconds, either side of the fast path
+        assert codec.from_millis(codec.date_millis(when)) == codec.normalize(when)
 
 
 async def test_bad_skip_or_limit(catalog: SQLiteCatalog) -> None:
