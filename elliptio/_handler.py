@@ -69,7 +69,7 @@ from ._models import FileRecord, Labels, Metadata, upgrade_record
 from ._names import format_aliases, parse_ref, validate_alias, validate_name
 from ._new import NewArtifact
 from ._protocol import remember_handler
-from ._provenance import current_username, git_info, git_info_known, process_info
+from ._provenance import current_username, git_info, git_info_known, process_info, readable
 from ._redact import has_credentials, redact_url
 from ._runs import Run, RunScope, current_run
 from ._storage import Storage
@@ -600,7 +600,7 @@ class AsyncHandler:
         """
         parent, items = collect_local_files(local_paths)
         log_items = collect_local_files(logs)[1] if logs is not None else []
-        draft = self._draft(labels, local_root=str(parent), name=name, dedup=dedup)
+        draft = self._draft(labels, local_root=readable(str(parent)), name=name, dedup=dedup)
         progress = self.storage.progress_for(
             f"upload {draft.artifact_id}",
             files=len(items) + len(log_items),

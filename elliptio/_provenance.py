@@ -179,7 +179,8 @@ class ProcessInfo(BaseModel):
     Attributes:
         hostname: The machine's host name.
         argv: ``sys.orig_argv`` (the interpreter and its options included) with
-            secrets masked by `elliptio._redact.redact_argv`.
+            secrets masked by `elliptio._redact.redact_argv`, and bytes that are
+            not UTF-8 shown as ``\\xNN`` (`readable`).
         python_version: ``platform.python_version()``, e.g. ``"3.12.4"``.
         platform: ``platform.platform()``, e.g. ``"Linux-6.8.0-x86_64-with-glibc2.39"``.
         python_packages: Every installed distribution name, spelled as in its
@@ -234,10 +235,22 @@ def _installed_packages() -> dict[str, str]:
     return dict(sorted(packages.items(), key=lambda item: (item[0].lower(), item[0])))
 
 
+def readable(text: str) -> str:
+    """``text`` as valid Unicode: bytes from the OS that are not UTF-8 (which Python
+    holds as lone surrogates, as in a Latin-1 file name) become ``\\xNN``."""
+    if text.isascii():
+        return text
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate not from the OS's bytes
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def _compute_process_info() -> ProcessInfo:
     return ProcessInfo(
-        hostname=socket.gethostname(),
-        argv=redact_argv(sys.orig_argv),
+        hostname=readable(socket.gethostname()),
+        argv=[readable(arg) for arg in redact_argv(sys.orig_argv)],
         python_version=platform.python_version(),
         platform=platform.platform(),
         python_packages=_installed_packages(),

@@ -409,3 +409,40 @@ def test_git_info_model_is_frozen_and_strict() -> None:
         GitInfo(
             commit="a", branch=None, dirty=False, remote=None, diff="", diff_truncated=False, x=1
         )  # type: ignore[call-arg]
+
+
+def test_a_script_given_bytes_that_are_not_utf8_still_uploads(tmp_path: Path) -> None:
+    """A Latin-1 file name on the command line, and a folder holding the files, are
+    recorded with the stray bytes shown as \\xNN instead of failing the upload."""
+    folder = tmp_path / os.fsdecode(b"r\xe9sultats")
+    folder.mkdir()
+    (folder / "d.csv").write_text("a\n1\n")
+    script = tmp_path / "up.py"
+    script.write_text(
+        "import sys, elliptio as eio\n"
+        f"h = eio.Handler(storage={str(tmp_path / 'store')!r},"
+        f" catalog='sqlite:///{tmp_path / 'c.db'}')\n"
+        "a = h.upload(sys.argv[1] + '/d.csv')\n"
+        "got = h.get(a.artifact_id).metadata\n"
+        "print(got.argv[-1], got.local_root, sep='\\n')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), os.fsencode(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    argv, local_root = done.stdout.splitlines()
+    assert argv == str(tmp_path) + "/r\\xe9sultats"
+    assert local_root == argv
+
+
+def test_readable_keeps_unicode_and_escapes_stray_bytes() -> None:
+    from elliptio._provenance import readable
+
+    assert readable("caf\u00e9 \u2603") == "caf\u00e9 \u2603"
+    assert readable(os.fsdecode(b"caf\xe9")) == "caf\\xe9"
+    assert readable("a\ud800b") == "a\\xed\\xa0\\x80b"  # a surrogate not from bytes
+    for text in ["plain", os.fsdecode(b"\xff\xfe"), "x\udcff"]:
+        readable(text).encode("utf-8")  # always valid UTF-8
