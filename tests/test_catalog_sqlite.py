@@ -140,6 +140,45 @@ async def test_creation_times_of_any_year_filter_sort_and_frame_in_time_order(
         assert await catalog.count({"creation_time": {"$gte": when}}) == len(_FAR_DATES) - i
 
 
+async def test_labels_that_are_a_list_of_documents_are_found_and_forgotten(
+    catalog: SQLiteCatalog,
+) -> None:
+    """``labels`` given as an array (by a raw catalog insert): its documents' fields
+    are label paths as MongoDB reads them, found by the label index, and a delete
+    leaves none of its rows behind."""
+    import sqlite3
+
+    await catalog.insert({"artifact_id": "d0", "labels": [{"b": 2, "datatype": "m"}, 3]})
+    assert await catalog.count({"labels.b": 2}) == 1
+    assert await catalog.count({"labels.b": {"$in": [2, 5]}}) == 1
+    assert await catalog.count({"labels": 3}) == 1
+    await catalog.delete("d0")
+
+    def label_rows(conn: sqlite3.Connection) -> Any:
+        return conn.execute("SELECT count(*) FROM label_rows").fetchone()
+
+    assert await catalog._run(label_rows) == (0,)
+
+
+async def test_a_time_zone_with_microseconds_stores_one_time_everywhere(
+    catalog: SQLiteCatalog,
+) -> None:
+    """The UTC time is cut to milliseconds, as PyMongo does: the record, the frame
+    and filters see the same instant (cut before the conversion, the record kept
+    microseconds the indexed column did not)."""
+    odd = dt.timezone(dt.timedelta(microseconds=1))
+    when = dt.datetime(2024, 1, 1, 12, 0, tzinfo=odd)  # 11:59:59.999999 UTC
+    stored = dt.datetime(2024, 1, 1, 11, 59, 59, 999000, tzinfo=UTC)
+    await catalog.insert({**record(1), "creation_time": when})
+    assert (await catalog.get("artifact_0001"))["creation_time"] == stored
+    table = await catalog.find_columns(fields=["creation_time"])
+    assert table["creation_time"] == [stored]
+    assert await catalog.count({"creation_time": stored}) == 1
+    assert await catalog.count({"creation_time": when}) == 1
+    assert await catalog.count({"creation_time": {"$gt": stored}}) == 0
+    assert await catalog.count({"creation_time": {"$in": [stored]}}) == 1
+
+
 def test_date_millis_orders_as_date_text_and_reads_back() -> None:
     """The integer a creation time is stored as orders as its text did, and reads
     back as the date, on the fast path (1970 to 2106) and off it."""

@@ -55,8 +55,6 @@ def _stored_date(value: dt.datetime) -> dt.datetime:
     """The UTC datetime a catalog stores of ``value``; raises as `date_text`."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise TypeError(f"naive datetime {value.isoformat()} cannot be stored; give it a tzinfo")
-    # BSON dates hold milliseconds; every catalog truncates to them, as PyMongo does.
-    value = value.replace(microsecond=value.microsecond // 1000 * 1000)
     try:
         v = value.astimezone(dt.UTC)
     except OverflowError:
@@ -64,7 +62,9 @@ def _stored_date(value: dt.datetime) -> dt.datetime:
             f"datetime {value.isoformat()} is outside the dates a catalog holds (years 1 "
             "to 9999 in UTC); use a date inside them"
         ) from None
-    return v
+    # BSON dates hold milliseconds; every catalog truncates the UTC time to them, as
+    # PyMongo does (an offset with microseconds would otherwise leave some).
+    return v.replace(microsecond=v.microsecond // 1000 * 1000)
 
 
 def parse_date(text: str) -> dt.datetime:

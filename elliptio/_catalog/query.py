@@ -201,19 +201,20 @@ def label_values(labels: Any, skip: Collection[str] = ()) -> list[tuple[str, Any
             else:
                 leaf(item, path)
 
-    def members(items: list[Any], path: str) -> None:
+    def members(items: list[Any], path: str | None) -> None:
         """An array's members: its documents' fields and its scalars (arrays in
-        arrays are skipped), as MongoDB reads them."""
+        arrays are skipped), as MongoDB reads them; ``None``: the labels' own."""
+        prefix = "" if path is None else path + "."
         for item in items:
             if isinstance(item, dict):
-                walk(item, path + ".")
+                walk(item, prefix)
             elif not isinstance(item, list):
-                leaf(item, path)
+                leaf(item, path or "")
 
     if isinstance(labels, dict):
         walk(labels, "")
     elif isinstance(labels, list):
-        members(labels, "")
+        members(labels, None)
     else:
         leaf(labels, "")
     return [(path, value) for path, value, _ in found]
