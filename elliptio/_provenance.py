@@ -431,9 +431,9 @@ def _compute_git_info(toplevel: str, commit: str, symbolic_head: str) -> GitInfo
         dirty = bool(data)
     return GitInfo(
         commit=commit,
-        branch=branch,
+        branch=readable(branch) if branch is not None else None,
         dirty=dirty,
-        remote=remote,
+        remote=readable(remote) if remote is not None else None,
         diff=diff,
         diff_truncated=truncated,
     )

@@ -446,3 +446,22 @@ def test_readable_keeps_unicode_and_escapes_stray_bytes() -> None:
     assert readable("a\ud800b") == "a\\xed\\xa0\\x80b"  # a surrogate not from bytes
     for text in ["plain", os.fsdecode(b"\xff\xfe"), "x\udcff"]:
         readable(text).encode("utf-8")  # always valid UTF-8
+
+
+@requires_git
+def test_git_names_that_are_not_utf8_are_recorded_readably(repo: Path) -> None:
+    """A branch and a remote named with Latin-1 bytes: the git state shows them as
+    \\xNN, so the record (and its JSON sidecar) can be written."""
+    branch = os.fsdecode(b"caf\xe9")
+    subprocess.run(["git", "checkout", "-q", "-b", branch], cwd=repo, check=True, timeout=30)
+    subprocess.run(
+        ["git", "remote", "add", "origin", os.fsdecode(b"/srv/r\xe9po.git")],
+        cwd=repo,
+        check=True,
+        timeout=30,
+    )
+    info = git_info(repo)
+    assert info is not None
+    assert info.branch == "caf\\xe9"
+    assert info.remote == "/srv/r\\xe9po.git"
+    info.model_dump_json()  # valid UTF-8 throughout
