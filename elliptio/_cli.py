@@ -31,7 +31,6 @@ from ._errors import (
     ElliptioError,
     FileNotInArtifactError,
     InvalidLabelsError,
-    InvalidNameError,
     InvalidPathError,
     QueryError,
     UsageError,
@@ -241,12 +240,11 @@ def cmd_upload(args: argparse.Namespace) -> int:
             if args.paths
             else "nothing to upload: give local files or folders, or --reference URL..."
         )
-        print(f"elliptio upload: error: {problem}", file=sys.stderr)
-        raise SystemExit(2)  # a usage error, as argparse reports its own
+        _usage_error(args, problem)
+    if args.reference and args.log:
+        _usage_error(args, "--log keeps local log files; a reference takes none")
     with _handler(args) as h:
         if args.reference:
-            if args.log:
-                raise UsageError("--log keeps local log files; a reference takes none")
             art = h.add_reference(args.reference, labels=labels, name=args.name)
         else:
             art = h.upload(
@@ -260,11 +258,11 @@ def cmd_upload(args: argparse.Namespace) -> int:
     return 0
 
 
-def _at_least_zero(value: int | None, option: str) -> None:
-    """A count option's value: none, or 0 or more (the library names its own
-    parameter, which the command line does not show)."""
-    if value is not None and value < 0:
-        raise QueryError(f"{option} must be 0 or more, not {value}")
+def _usage_error(args: argparse.Namespace, problem: str) -> NoReturn:
+    """Stop on a command line that cannot work as written: one line, exit 2, as
+    argparse reports its own usage errors."""
+    print(f"elliptio {args.command}: error: {redact_url(problem)}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def cmd_find(args: argparse.Namespace) -> int:
@@ -274,7 +272,6 @@ def cmd_find(args: argparse.Namespace) -> int:
             f'the filter {args.filter!r} is not a JSON object; use e.g. \'{{"username": "andy"}}\''
         )
     query.update(_pairs(args.where, "--where", QueryError))
-    _at_least_zero(args.limit, "--limit")
     columns = args.columns.split(",") if args.columns else None
     table = columns is None and args.format == "table"
     with _handler(args) as h:
@@ -377,9 +374,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_set_labels(args: argparse.Namespace) -> int:
     """Replace an artifact's labels; the earlier ones stay in its label history."""
     if args.json is None and not args.label and not args.infos:
-        raise UsageError(
+        _usage_error(
+            args,
             f"set-labels replaces every label of {args.ref}: give the new ones with "
-            "--label KEY=VALUE / --infos JSON, or --json '{}' to clear them"
+            "--label KEY=VALUE / --infos JSON, or --json '{}' to clear them",
         )
     if args.json is not None:
         if args.label or args.infos:
@@ -422,8 +420,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
             suffix, "text"
         )
     if fmt == "png" and args.output is None and sys.stdout.isatty():
-        raise UsageError("a png picture is binary: write it to a file with -o lineage.png")
-    _at_least_zero(args.depth, "--depth")
+        _usage_error(args, "a png picture is binary: write it to a file with -o lineage.png")
     with _handler(args) as h:
         graph = h.lineage(args.artifact_id, args.direction, args.depth)
     if fmt in _PICTURES:
@@ -491,14 +488,13 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_alias(args: argparse.Namespace) -> int:
+    if args.action != "list" and args.alias is None:
+        example = "x:v3 prod" if args.action == "set" else "x prod"
+        _usage_error(args, f"alias {args.action} needs a name and an alias, e.g. {example}")
     with _handler(args) as h:
         if args.action == "set":
-            if args.alias is None:
-                raise InvalidNameError("alias set needs a reference and an alias, e.g. x:v3 prod")
             aliases = h.set_alias(args.target, args.alias)
         elif args.action == "remove":
-            if args.alias is None:
-                raise InvalidNameError("alias remove needs a name and an alias, e.g. x prod")
             known = h.aliases(args.target)
             if args.alias not in known:  # most likely a typo: say so
                 raise UsageError(
@@ -673,6 +669,17 @@ def _in_range(kind: type[float] | type[int], what: str, top: float) -> Callable[
     return parse
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number, 0 or more (argparse names the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number is needed, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 def _common(suppress: bool) -> _Parser:
     # Sub-commands accept the options too; SUPPRESS keeps them from overwriting
     # a value given before the sub-command with their default.
@@ -755,7 +762,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("filter", nargs="?", help="a MongoDB filter as JSON")
     p.add_argument("--where", action="append", help="field=value equality (repeatable)")
-    p.add_argument("--limit", type=int, default=None, help="at most this many (0: none)")
+    p.add_argument("--limit", type=_count, default=None, help="at most this many (0: none)")
     p.add_argument(
         "--columns",
         help="comma-separated columns to show: record fields, dotted paths such as "
@@ -809,7 +816,12 @@ def _parser() -> argparse.ArgumentParser:
         default="both",
         help="up: what it was built from; down: what was built on it; both (default)",
     )
-    p.add_argument("--depth", type=int, default=None, help="at most this many steps (default: all)")
+    p.add_argument(
+        "--depth",
+        type=_count,
+        default=None,
+        help="at most this many steps (default: all)",
+    )
     p.add_argument(
         "--format",
         choices=["text", "tree", "mermaid", "dot", "svg", "png"],

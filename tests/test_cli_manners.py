@@ -194,8 +194,31 @@ def test_find_dotted_columns_and_limit_zero(
     }
     code, out, err = _run(capsys, "find", "--limit", "0")
     assert (code, out, err) == (0, "no artifacts match\n", "")
-    # A negative count names the option (the error named the library's max_docs).
+    # A negative count is a usage error naming the option (exit 2, as argparse's own).
     for argv in (["find", "--limit", "-3"], ["lineage", "ds", "--depth", "-1"]):
-        code, out, err = _run(capsys, *argv)
-        assert (code, out) == (1, "")
-        assert f"QueryError: {argv[-2]} must be 0 or more, not {argv[-1]}" in err
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        out, err = capsys.readouterr()
+        assert (stop.value.code, out) == (2, "")
+        assert f"argument {argv[-2]}: must be 0 or more, not {argv[-1]}" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["alias", "set", "ds:v1"], "alias set needs a name and an alias"),
+        (["alias", "remove", "ds"], "alias remove needs a name and an alias"),
+        (["set-labels", "ds"], "set-labels replaces every label of ds"),
+        (["upload", "--reference", "s3://b/x", "--log", "a.log"], "--log keeps local log files"),
+    ],
+)
+def test_a_command_line_that_cannot_work_is_a_usage_error(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str], argv: list[str], problem: str
+) -> None:
+    """docs/cli.md: usage errors exit 2, with one line naming the problem; nothing runs."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert (stop.value.code, out) == (2, "")
+    assert err == f"elliptio {argv[0]}: error: {problem}" + err.split(problem, 1)[1]
+    assert err.count("\n") == 1
