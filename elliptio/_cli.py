@@ -772,7 +772,10 @@ def _parser() -> argparse.ArgumentParser:
         "--format",
         choices=["table", "json", "csv"],
         default="table",
-        help=_format_help("artifact"),
+        help=_format_help("artifact")
+        + "; the table is a summary for people (ref, created, username, datatype, files, "
+        "size, inputs), csv and json hold the columns of the library's find() frame "
+        "(or those of --columns)",
     )
     _bytes_flag(p)
 

@@ -222,3 +222,31 @@ def test_a_command_line_that_cannot_work_is_a_usage_error(
     assert (stop.value.code, out) == (2, "")
     assert err == f"elliptio {argv[0]}: error: {problem}" + err.split(problem, 1)[1]
     assert err.count("\n") == 1
+
+
+def test_find_csv_and_json_hold_the_libraries_frame(
+    env: dict[str, str], two_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`find --help`: the table is a summary, csv and json hold find()'s frame."""
+    import csv
+    import io
+
+    _run(capsys, "upload", str(two_files[0]), "--infos", '{"seed": 3}', "--name", "ds")
+    _run(capsys, "upload", str(two_files[1]))
+    with elliptio.Handler(
+        storage=env["ELLIPTIO_STORAGE_URL"], catalog=env["ELLIPTIO_CATALOG_URL"]
+    ) as h:
+        frame = h.find()
+    columns = ["artifact_id", *frame.columns]
+    code, out, _ = _run(capsys, "find", "--format", "csv")
+    rows = list(csv.reader(io.StringIO(out)))
+    assert code == 0
+    assert rows[0] == columns
+    assert [row[0] for row in rows[1:]] == list(frame.index)
+    code, out, _ = _run(capsys, "find", "--format", "json")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [list(r) for r in records] == [columns] * 2
+    assert [r["ref"] for r in records] == list(frame["ref"])
+    code, out, _ = _run(capsys, "find")
+    header = out.splitlines()[0].split()
+    assert header == ["ref", "created", "username", "datatype", "files", "size", "inputs"]
