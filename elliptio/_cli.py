@@ -31,6 +31,7 @@ from ._errors import (
     ElliptioError,
     FileNotInArtifactError,
     InvalidLabelsError,
+    InvalidNameError,
     InvalidPathError,
     QueryError,
     UsageError,
@@ -310,27 +311,45 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_url(target: str) -> bool:
-    return "://" in target or Path(target).exists()
+def _could_be_ref(target: str) -> bool:
+    """Whether ``target`` is written as an artifact id or a name reference."""
+    from ._names import ID_PREFIX, parse_ref
+
+    if target.startswith(ID_PREFIX):
+        return True
+    try:
+        parse_ref(target)
+    except InvalidNameError:
+        return False
+    return True
+
+
+def _cat_url(target: str) -> int:
+    from ._urls import default_tools
+
+    with default_tools().open(target, "rb") as f:
+        shutil.copyfileobj(f, sys.stdout.buffer)
+    return 0
 
 
 def cmd_cat(args: argparse.Namespace) -> int:
-    if args.relpath is None and _is_url(args.target):
-        from ._urls import default_tools
-
-        with default_tools().open(args.target, "rb") as f:
-            shutil.copyfileobj(f, sys.stdout.buffer)
-        return 0
+    # A URL, or a local path that no reference could be; a local file that could
+    # be one (`train-set` in the working folder) is read only if no artifact is so named.
+    target, local = args.target, args.relpath is None and Path(args.target).exists()
+    if args.relpath is None and ("://" in target or (local and not _could_be_ref(target))):
+        return _cat_url(target)
     with _handler(args) as h:
         try:
-            art = h.get(args.target)
+            art = h.get(target)
         except ArtifactDeletedError:
             raise
         except ArtifactNotFoundError as err:
+            if local:
+                return _cat_url(target)
             if args.relpath is not None:
                 raise
             raise ArtifactNotFoundError(
-                f"{err.args[0] if err.args else err}; nor is {args.target!r} a local file or URL"
+                f"{err.args[0] if err.args else err}; nor is {target!r} a local file or URL"
             ) from err
         names = sorted(art.files)
         relpath = args.relpath
@@ -803,7 +822,11 @@ def _parser() -> argparse.ArgumentParser:
         "write a file of an artifact, or any URL, to stdout",
         "elliptio cat artifact_... test.txt",
     )
-    p.add_argument("target", help=f"{_REF_HELP}; or a URL or local path")
+    p.add_argument(
+        "target",
+        help=f"{_REF_HELP}; or a URL or local path (an artifact of that name wins over a "
+        "local file: cat ./NAME reads the file)",
+    )
     p.add_argument("relpath", nargs="?", help="the file of the artifact (needed if it has several)")
 
     p = add(

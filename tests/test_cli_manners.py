@@ -161,6 +161,27 @@ def test_cat_a_reference_lists_its_files(
     assert "nor is 'missing.txt' a local file or URL" in err
 
 
+def test_cat_prefers_the_artifact_a_local_file_shares_a_name_with(
+    env: dict[str, str],
+    two_files: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`cat --help`: an artifact of that name wins over a local file; ./NAME reads the file."""
+    _run(capsys, "upload", str(two_files[0]), "--name", "one")
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    for name in ("one", "other", "sub/f.txt"):
+        (work / name).write_text(f"local {name}\n")
+    assert _run(capsys, "cat", "one") == (0, "path,class\na.png,0\n", "")
+    assert _run(capsys, "cat", "./one") == (0, "local one\n", "")
+    # No artifact of that name, or a path no reference could be: the local file.
+    assert _run(capsys, "cat", "other") == (0, "local other\n", "")
+    assert _run(capsys, "cat", "sub/f.txt") == (0, "local sub/f.txt\n", "")
+
+
 def test_find_hints_at_fields_no_record_has(
     env: dict[str, str], two_files: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
