@@ -264,7 +264,6 @@ CLI_CASES: list[CliCase] = [
     ("find bad $date", lambda c: ["find", '{"creation_time": {"$gte": {"$date": "yesterday"}}}'], "QueryError", "yesterday"),
     ("find bad regex", lambda c: ["find", '{"a": {"$regex": "("}}'], "QueryError", "("),
     ("find --columns", lambda c: ["find", "--columns", "nope"], "QueryError", "nope"),
-    ("find --limit -1", lambda c: ["find", "--limit", "-1"], "QueryError", "-1"),
     ("show bad id", lambda c: ["show", "not-an-id"], "ArtifactNotFoundError", "not-an-id"),
     ("show unknown id", lambda c: ["show", UNKNOWN_ID], "ArtifactNotFoundError", UNKNOWN_ID),
     ("download unknown relpath", lambda c: ["download", c.aid, "nope.txt", "-o", str(c.tmp / "out")], "InvalidPathError", "nope.txt"),

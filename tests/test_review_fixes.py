@@ -185,11 +185,12 @@ def test_cli_small_manners(
         code, text = _cli(capsys, handler, "gc", "--grace-hours", hours)
         assert code == 1
         assert "ConfigError: --grace-hours must be between 0" in text
-    # set-labels with nothing to set is a usage error, not a wipe; --json '{}' clears.
+    # set-labels with nothing to set is a usage error (exit 2), not a wipe; --json '{}' clears.
     handler.set_labels("ds:v3", {"datatype": "table"})
-    code, text = _cli(capsys, handler, "set-labels", "ds:v3")
-    assert code == 1
-    assert "--json '{}' to clear them" in text
+    with pytest.raises(SystemExit) as stop:
+        _cli(capsys, handler, "set-labels", "ds:v3")
+    assert stop.value.code == 2
+    assert "--json '{}' to clear them" in capsys.readouterr().err
     assert handler.get("ds:v3").metadata.labels.datatype == "table"
     # A missing local path says what to do next.
     code, text = _cli(capsys, handler, "ls", str(tmp_path / "missing"))
