@@ -88,11 +88,21 @@ def open_filesystem(
     """The fsspec filesystem and root path of a URL: the one place URLs are resolved.
 
     Raises:
-        ConfigError: the URL cannot be opened (missing package, malformed), or it
+        ConfigError: the URL cannot be opened (missing package, malformed, a chain
+            of filesystems such as ``simplecache::s3://...``), or it
             carries a password that the filesystem would keep in its paths (and so
             in every file URL of every record).
     """
     safe = redact_url(url, whole=True)
+    if "::" in url:
+        # fsspec reads "a::b" as a chain of filesystems (simplecache::s3://...), even
+        # inside a path or an IPv6 address: a wrapper would hide which filesystem
+        # and path are meant, and so whether they lie in the store.
+        raise ConfigError(
+            f"cannot open {safe!r}: fsspec reads '::' as a chain of filesystems, which "
+            "elliptio does not take; give the URL of the filesystem itself (elliptio "
+            "caches what it reads on its own, see ELLIPTIO_CACHE_DIR)"
+        )
     try:
         fs, root = fsspec.core.url_to_fs(
             url, **with_http_defaults(url, with_s3_defaults(url, dict(options)))

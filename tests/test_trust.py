@@ -436,6 +436,44 @@ def test_url_tools_read_artifact_files_verified_and_never_change_them(
         assert BAD.decode() not in out.stdout
 
 
+def test_a_chained_url_never_hides_the_store_from_the_url_tools(
+    tampered: tuple[eio.Handler, eio.Artifact], tmp_path: Path
+) -> None:
+    """fsspec chains (simplecache::, filecache::, blockcache::) wrapped store paths
+    so that they passed for URLs outside the store: unverified reads, writes into a
+    committed folder, removal of the whole store. Every URL with '::' is refused."""
+    h, art = tampered
+    url = art.file.url if "://" in art.file.url else f"file://{art.file.url}"
+    root = h.storage.root_url if "://" in h.storage.root_url else f"file://{h.storage.root_url}"
+    folder = url.rsplit("/", 1)[0]
+    calls = [
+        lambda: eio.open(f"simplecache::{url}").read(),
+        lambda: eio.local_copy(f"filecache::{url}").__enter__(),
+        lambda: eio.cp(f"blockcache::{url}", str(tmp_path / "copy.csv")),
+        lambda: eio.cp(str(tmp_path / "table.csv"), f"simplecache::{folder}/planted.csv"),
+        lambda: eio.rm(f"filecache::{url}"),
+        lambda: eio.rm(f"filecache::{root}", recursive=True),
+        lambda: eio.mv(f"simplecache::{url}", str(tmp_path / "moved.csv")),
+        lambda: eio.ls(f"simplecache::{folder}"),
+    ]
+    for call in calls:
+        with pytest.raises(eio.ElliptioError, match="chain of filesystems"):
+            call()
+    assert not (tmp_path / "copy.csv").exists()
+    assert _fs(h).cat_file(h.storage.path(art.file.url)) == BAD  # still there, as it was
+    assert not _fs(h).exists(h.storage.path(art.file.url).rsplit("/", 1)[0] + "/planted.csv")
+    with pytest.raises(eio.ConfigError, match="chain of filesystems"):
+        eio.Handler(storage=f"simplecache::{root}", catalog="memory://")
+    if not h.storage.root_url.startswith("memory://"):
+        h.close()
+        for args in (["cat", f"simplecache::{url}"], ["rm", "-r", f"filecache::{root}"]):
+            out = _cli(h, tmp_path, *args)
+            assert out.returncode == 1
+            assert "chain of filesystems" in out.stderr
+            assert BAD.decode() not in out.stdout
+        assert _fs(h).cat_file(h.storage.path(art.file.url)) == BAD
+
+
 def test_url_tools_read_intact_artifact_files_and_record_lineage(
     handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
