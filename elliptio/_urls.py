@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -257,6 +258,9 @@ class UrlTools:
         except Exception as err:
             raise backend.error(err, action, path) from err
 
+    # A URL's record is named by the sha256 of the whole URL and holds it with its
+    # secrets masked (a presigned URL's signature, a token in the query): no secret
+    # is written to the cache, in a file or in a file name.
     def _record_file(self, url: str) -> Path:
         key = hashlib.sha256(url.encode()).hexdigest()
         return self.cache.root / "urls" / key[:2] / f"{key}.json"
@@ -266,14 +270,21 @@ class UrlTools:
             record: dict[str, Any] = json.loads(self._record_file(url).read_text())
         except (OSError, ValueError):
             return None
-        return record if record.get("url") == url else None
+        return record if record.get("url") == redact_url(url) else None
 
     def _save_record(self, url: str, sha256: str, version: str) -> None:
         target = self._record_file(url)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(
-            json.dumps({"url": url, "sha256": sha256, "version": version, "checked": time.time()})
+            json.dumps(
+                {
+                    "url": redact_url(url),
+                    "sha256": sha256,
+                    "version": version,
+                    "checked": time.time(),
+                }
+            )
         )
         os.replace(tmp, target)
 
@@ -282,7 +293,7 @@ class UrlTools:
         with contextlib.suppress(FileNotFoundError):
             self._record_file(url).unlink()
         if recursive:
-            prefix = url.rstrip("/") + "/"
+            prefix = redact_url(url.rstrip("/") + "/")
             for record_file in (self.cache.root / "urls").glob("*/*.json"):
                 with contextlib.suppress(OSError, ValueError):
                     if json.loads(record_file.read_text()).get("url", "").startswith(prefix):
@@ -359,8 +370,11 @@ class UrlTools:
         return self._named(fetched, path)
 
     def _named(self, entry: Path, path: str) -> Path:
-        """The cache entry under the URL's file name, for readers that go by extension."""
-        return self.cache.named(entry, path.rstrip("/").rpartition("/")[2])
+        """The cache entry under the URL's file name, for readers that go by extension
+        (an HTTP URL's query, which may hold a token, is no part of it)."""
+        if "://" in path:  # HTTP filesystems keep the whole URL as the path
+            path = urllib.parse.urlsplit(path).path
+        return self.cache.named(entry, redact_url(path.rstrip("/").rpartition("/")[2]))
 
     def _fetch(self, backend: Backend, path: str) -> tuple[str, Path]:
         """Stream a file into the cache through the backend's hashing copy."""
@@ -435,11 +449,13 @@ class UrlTools:
         backend, path = self._backend(url)
         fs = backend.fs
         entries = self._call(backend, "list", path, fs.ls, path, True)
-        if isinstance(fs, LocalFileSystem):
-            return entries if detail else [e["name"] for e in entries]
-        if detail:
-            return [{**e, "name": fs.unstrip_protocol(e["name"])} for e in entries]
-        return [fs.unstrip_protocol(e["name"]) for e in entries]
+        local = isinstance(fs, LocalFileSystem)
+        # Names as URLs, their secrets masked (an HTTP page's links repeat a token).
+        named = [
+            {**e, "name": e["name"] if local else redact_url(fs.unstrip_protocol(e["name"]))}
+            for e in entries
+        ]
+        return named if detail else [e["name"] for e in named]
 
     def exists(self, url: str) -> bool:
         """Whether ``url`` exists; offline, True for cached URLs."""

@@ -325,3 +325,33 @@ def test_an_http_server_that_stops_answering_is_unreachable_after_the_read_timeo
         tools.exists(f"{site.url}/a.txt")
     assert time.monotonic() - started < 1.5 * 4  # not aiohttp's 300 s
     site.stall = 0.0
+
+
+def test_a_token_in_a_url_never_reaches_the_cache_or_a_listing(tmp_path: Path, site: _Site) -> None:
+    """docs/cache.md: a presigned URL is read, and its secrets are written nowhere:
+    not in the cache's records, not in a file name, not in what ls prints."""
+    token, signature = "TOKSECRET4711", "SIGSECRET0815"
+    (tmp_path / "www" / "index.html").write_text(
+        f'<a href="a.txt?token={token}">a</a> <a href="b.txt?X-Amz-Signature={signature}">b</a>'
+    )
+    tools = _tools(tmp_path)
+    url = f"{site.url}/a.txt?token={token}&X-Amz-Signature={signature}"
+    for _ in range(2):  # fetched, then from the cache
+        with tools.open(url) as f:
+            assert f.read() == b"hello"
+        assert tools.cached_path(url).name == "a.txt"
+    stored = list(tools.cache.root.rglob("*"))
+    assert stored
+    for path in stored:
+        assert token not in str(path)
+        assert signature not in str(path)
+        if path.is_file() and not path.is_symlink():
+            text = path.read_bytes()
+            assert token.encode() not in text
+            assert signature.encode() not in text
+    # Another token for the same file is its own URL: fetched again, still masked.
+    assert tools.cached_path(f"{site.url}/a.txt?token=other").read_text() == "hello"
+    listed = tools.ls(f"{site.url}/", detail=False)
+    assert listed
+    assert not [name for name in listed if token in name or signature in name]
+    assert any(name.endswith("a.txt?token=***") for name in listed)
