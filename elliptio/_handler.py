@@ -1279,9 +1279,6 @@ def _not_a_ref(ref: object) -> str:
 
 
 def _has_password(url: str) -> bool:
-    from urllib.parse import urlsplit
-
-    try:
-        return urlsplit(url).password is not None
-    except ValueError:
-        return True
+    """Whether ``url`` holds a secret: a password, or a secret-named value in its
+    query (``tlsCertificateKeyFilePassword=...``, ``AWS_SESSION_TOKEN:...``)."""
+    return redact_url(url, whole=True) != url

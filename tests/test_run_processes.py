@@ -293,13 +293,25 @@ def test_a_memory_store_cannot_travel(tmp_path: Path) -> None:
     h.close()
 
 
-def test_run_variables_carry_no_password_and_no_storage_options(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "catalog",
+    [
+        "mongodb://andy:{secret}@127.0.0.1:1/db?serverSelectionTimeoutMS=100",
+        # Secrets in the query, which `elliptio config` masks too.
+        "mongodb://127.0.0.1:1/db?serverSelectionTimeoutMS=100&tlsCertificateKeyFilePassword={secret}",
+        "mongodb://127.0.0.1:1/db?authMechanism=MONGODB-AWS"
+        "&authMechanismProperties=AWS_SESSION_TOKEN:{secret}&serverSelectionTimeoutMS=100",
+    ],
+)
+def test_run_variables_carry_no_password_and_no_storage_options(
+    tmp_path: Path, catalog: str
+) -> None:
     import pickle
 
     secret = "s3cr3t-Passw0rd"
     h = eio.Handler(
         storage=str(tmp_path / "store"),
-        catalog=f"mongodb://andy:{secret}@127.0.0.1:1/db?serverSelectionTimeoutMS=100",
+        catalog=catalog.format(secret=secret),
         storage_options={"auto_mkdir": True, "token": secret},  # as a credential would be
     )
     with h.run() as run:
