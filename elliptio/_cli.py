@@ -14,13 +14,12 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 from . import __version__
 from ._errors import (
@@ -324,11 +323,25 @@ def _could_be_ref(target: str) -> bool:
     return True
 
 
+def _write_out(data: bytes | memoryview) -> None:
+    """Write every byte to stdout: unbuffered (``python -u``, PYTHONUNBUFFERED) it
+    is a raw file, whose ``write`` may take only part of what it is given."""
+    out, view = sys.stdout.buffer, memoryview(data)
+    while view:
+        view = view[out.write(view) or 0 :]
+
+
+def _copy_out(src: IO[bytes]) -> None:
+    while chunk := src.read(2**20):
+        _write_out(chunk)
+    sys.stdout.flush()
+
+
 def _cat_url(target: str) -> int:
     from ._urls import default_tools
 
     with default_tools().open(target, "rb") as f:
-        shutil.copyfileobj(f, sys.stdout.buffer)
+        _copy_out(f)
     return 0
 
 
@@ -364,7 +377,8 @@ def cmd_cat(args: argparse.Namespace) -> int:
             raise FileNotInArtifactError(
                 f"{relpath!r} is not a file of {args.target}; it has {', '.join(names)}"
             )
-        sys.stdout.buffer.write(art.files[relpath].read_bytes())
+        with art.files[relpath].open() as f:  # verified before the first byte
+            _copy_out(f)
     return 0
 
 
@@ -448,7 +462,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         render = {"text": graph.to_text, "mermaid": graph.to_mermaid, "dot": graph.to_dot}
         data = (render["text" if fmt == "tree" else fmt]() + "\n").encode("utf-8")
     if args.output is None:
-        sys.stdout.buffer.write(data)
+        _write_out(data)
         sys.stdout.flush()
     else:
         Path(args.output).write_bytes(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -119,6 +120,39 @@ def test_a_closed_pipe_ends_quietly(env: dict[str, str]) -> None:
         os.close(write)
     assert result.returncode == 141
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_cat_writes_every_byte_and_a_closed_pipe_still_ends_it(
+    env: dict[str, str], tmp_path: Path, unbuffered: str
+) -> None:
+    """With PYTHONUNBUFFERED (Docker, CI) stdout takes part of a large write at a
+    time: cat wrote the first 64 KiB of an artifact and exited 0."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3_000_000))
+    assert main(["upload", str(big), "--name", "big"]) == 0
+    run_env = {**os.environ, **env, "PYTHONUNBUFFERED": unbuffered}
+    whole = subprocess.run(
+        f"{sys.executable} -m elliptio cat big | {sys.executable} -c "
+        "'import sys, hashlib; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'",
+        shell=True,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert whole.stdout.strip() == hashlib.sha256(big.read_bytes()).hexdigest()
+    cut = subprocess.run(
+        f"{sys.executable} -m elliptio cat big | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (cut.stdout.strip(), cut.stderr) == ("141", "")
 
 
 def test_sizes_are_human_with_bytes_for_scripts(
