@@ -232,8 +232,15 @@ class UrlTools:
             return None
         try:
             artifact = handler.get(owner)
-        except ArtifactNotFoundError:
-            return None  # not committed: an orphan, read like any file
+        except ArtifactNotFoundError as err:
+            # No record vouches for the bytes: a commit that never finished, what a
+            # delete left behind, or an artifact of a catalog these settings do not name.
+            raise ArtifactNotFoundError(
+                f"{redact_url(url)} lies in the folder of {owner} in the elliptio store, "
+                f"but no record vouches for its bytes ({err}), so it is not read. Read "
+                "it through a handler on the catalog that holds the artifact; `elliptio "
+                "reindex` restores a whole artifact's record from its sidecar"
+            ) from err
         found = [f for f in [*artifact.files.values(), *artifact.logs.values()] if f.url == url]
         return found[0] if found else None
 

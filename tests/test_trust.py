@@ -474,6 +474,57 @@ def test_a_chained_url_never_hides_the_store_from_the_url_tools(
         assert _fs(h).cat_file(h.storage.path(art.file.url)) == BAD
 
 
+def test_url_tools_never_read_a_store_file_no_record_vouches_for(
+    tampered: tuple[eio.Handler, eio.Artifact], tmp_path: Path
+) -> None:
+    """A file in an artifact's folder that the catalog has no record of (a commit
+    that never finished, a delete's leftovers) was read unverified, as any file."""
+    h, art = tampered
+    orphan_id = new_artifact_id()
+    prefix = artifact_prefix(h.storage.root, datetime.now(tz=UTC), "mallory", orphan_id)
+    orphan = f"{prefix}/table.csv"
+    _fs(h).makedirs(prefix, exist_ok=True)
+    _fs(h).pipe_file(orphan, BAD)
+    url = h.storage.url(orphan)
+    for read in (
+        lambda: eio.open(url).read(),
+        lambda: eio.local_copy(url).__enter__(),
+        lambda: eio.cp(url, str(tmp_path / "copy.csv")),
+    ):
+        with pytest.raises(eio.ArtifactNotFoundError, match="no record vouches for its bytes"):
+            read()
+    assert not (tmp_path / "copy.csv").exists()
+    # A deleted artifact's file put back behind elliptio's back: not served either.
+    h.delete(art.artifact_id, reason="test")
+    _fs(h).pipe_file(h.storage.path(art.file.url), BAD)
+    with pytest.raises(eio.ArtifactNotFoundError, match="no record vouches for its bytes"):
+        eio.open(art.file.url).read()
+    if not h.storage.root_url.startswith("memory://"):
+        h.close()
+        out = _cli(h, tmp_path, "cat", url)
+        assert out.returncode == 1
+        assert "no record vouches for its bytes" in out.stderr
+        assert BAD.decode() not in out.stdout
+
+
+def test_url_tools_never_read_unverified_with_a_catalog_private_to_a_handler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unnamed memory:// catalog lives in one handler: the URL tools' own handler
+    finds no record of the artifact, and then read its tampered file unchecked."""
+    store = tmp_path / "store"
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(store))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", "memory://")
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    with eio.Handler() as h:
+        art = _upload_good(h, tmp_path)
+        _tamper(h, art.file.url, BAD)
+        with pytest.raises(eio.IntegrityError):
+            art.file.read_bytes()
+        with pytest.raises(eio.ArtifactNotFoundError, match="no record vouches for its bytes"):
+            eio.open(art.file.url).read()
+
+
 def test_url_tools_read_intact_artifact_files_and_record_lineage(
     handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
