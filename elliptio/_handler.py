@@ -326,9 +326,30 @@ class AsyncHandler:
         return current_run().run_id
 
     # -- writing ------------------------------------------------------------
+    def _online(self, what: str, *, storage: bool = True, catalog: bool = True) -> None:
+        """Raise `OfflineError` if ``what`` needs a store or catalog a network away
+        while ``ELLIPTIO_OFFLINE`` is set: offline, nothing is sent anywhere."""
+        if not self.settings.offline:
+            return
+        far = [
+            name
+            for name, needed, remote in (
+                (f"store {self.storage.safe_url}", storage, self.storage.remote),
+                ("catalog", catalog, self.catalog.remote),
+            )
+            if needed and remote
+        ]
+        if far:
+            raise OfflineError(
+                f"cannot {what} offline: it needs the {' and the '.join(far)}, and "
+                "ELLIPTIO_OFFLINE is set, so nothing is sent; files and records read "
+                "before stay readable. Unset ELLIPTIO_OFFLINE once the network is back"
+            )
+
     def _draft(
         self, labels: LabelsLike, local_root: str = "", name: str | None = None, dedup: bool = True
     ) -> _Draft:
+        self._online("commit an artifact")
         labels_ = _labels(labels)
         name_ = validate_name(name) if name is not None else None
         if name_ is not None and isinstance(self.catalog, StorageOnlyCatalog):
@@ -668,6 +689,7 @@ class AsyncHandler:
                 filesystem, or two files would get the same relpath.
             InputFileNotFoundError: a URL names nothing.
         """
+        self._online("commit an artifact")
         items = await self._reference_items(urls)
         draft = self._draft(labels, local_root="", name=name, dedup=False)
         await self._begin(draft)
@@ -937,6 +959,7 @@ class AsyncHandler:
         Raises:
             QueryError: the query, sort, limits or columns are malformed or unsupported.
         """
+        self._online("search the catalog", storage=False)
         if query is not None and not isinstance(query, Mapping):
             raise QueryError(f"query must be a dict (a MongoDB filter), not {type(query).__name__}")
         for name, value in (("max_docs", max_docs), ("skip", skip)):
@@ -965,6 +988,7 @@ class AsyncHandler:
         self, query: Mapping[str, Any] | None = None, *, include_deleted: bool = False
     ) -> int:
         """How many artifacts match ``query`` (tombstones only with ``include_deleted``)."""
+        self._online("search the catalog", storage=False)
         if query is not None and not isinstance(query, Mapping):
             raise QueryError(f"query must be a dict (a MongoDB filter), not {type(query).__name__}")
         return await self.catalog.count(_live(query, include_deleted))
@@ -1004,6 +1028,7 @@ class AsyncHandler:
         Returns:
             The name's aliases after the change, as `aliases` gives them.
         """
+        self._online("move an alias", storage=False)
         name = validate_name(name)
         await self.catalog.remove_alias(name, validate_alias(alias))
         return format_aliases(await self.catalog.aliases(name))
@@ -1017,6 +1042,7 @@ class AsyncHandler:
                 not deleted (never committed, or every version deleted), as `get`
                 finds it.
         """
+        self._online("list aliases", storage=False)
         name = validate_name(name)
         aliases = await self.catalog.aliases(name)
         if not aliases and await self.catalog.version_id(name) is None:
@@ -1029,6 +1055,7 @@ class AsyncHandler:
 
     async def names(self) -> pd.DataFrame:
         """Every name with its number of versions, latest version and aliases."""
+        self._online("list names", storage=False)
         import pandas as pd
 
         rows = await self.catalog.names()
@@ -1044,6 +1071,7 @@ class AsyncHandler:
         )
 
     async def _record(self, artifact_id: str) -> Metadata:
+        self._online("read a record from the catalog", storage=False)
         return upgrade_record(await self.catalog.get(artifact_id))
 
     # -- labels and deletion --------------------------------------------------
@@ -1072,6 +1100,7 @@ class AsyncHandler:
             InvalidLabelsError: the labels cannot be stored.
             ArtifactDeletedError: the artifact was deleted.
         """
+        self._online("change labels")
         new_labels = _labels(labels)
         artifact_id = await self.resolve(ref)
         for _ in range(_CHANGE_ATTEMPTS):
@@ -1107,6 +1136,7 @@ class AsyncHandler:
                 retention, a policy); the message names them. If none could be
                 removed, the record is left as it was.
         """
+        self._online("delete an artifact")
         why = check_reason(reason)
         artifact_id = await self.resolve(ref)
         record = await self._record(artifact_id)
@@ -1189,6 +1219,7 @@ class AsyncHandler:
         Reading lineage does not count as reading the artifact.
         """
         artifact_id = await self.resolve(artifact_id)
+        self._online("follow lineage", storage=False)
         return await build_lineage(self.catalog, artifact_id, direction, depth)
 
     async def reindex(self, prefix: str | None = None) -> ReindexReport:
@@ -1203,11 +1234,13 @@ class AsyncHandler:
         Raises:
             InvalidPathError: ``prefix`` is no layout folder under the root.
         """
+        self._online("reindex")
         return await reindex(self.storage, self.catalog, prefix=prefix)
 
     async def index_event(self, event: Any) -> IndexReport:
         """Index the sidecars an S3 event notification announces (see
         `elliptio.index_event`)."""
+        self._online("index an event")
         folders, report = sidecar_folders(event, self.storage.root_url)
         root = self.storage.root.rstrip("/")
         for folder in folders:
@@ -1216,6 +1249,7 @@ class AsyncHandler:
 
     async def gc(self, grace: timedelta = timedelta(hours=24), delete: bool = False) -> GcReport:
         """List (``delete=True``: remove) storage prefixes that never committed."""
+        self._online("collect garbage")
         return await gc(self.storage, self.catalog, grace=grace, delete=delete)
 
     async def diff(self, a: str, b: str) -> ArtifactDiff:
@@ -1238,6 +1272,7 @@ class AsyncHandler:
         Raises:
             ArtifactDeletedError: the artifact was deleted: it has no files to check.
         """
+        self._online("verify an artifact")
         record = await self._record(await self.resolve(artifact_id))
         if record.deleted is not None:
             raise deleted_error(record)

@@ -205,6 +205,8 @@ class Storage:
             self.is_local or protocols & {"file", "local", "memory"}
         )
         self.offline = offline
+        # A network away: not local disk, not this process's memory.
+        self.remote = not (self.is_local or protocols & {"file", "local", "memory"})
         self.progress = progress
         self.max_concurrency = max_workers
         self.reference_roots = [self._reference_root(r) for r in reference_roots]

@@ -162,3 +162,71 @@ def test_a_download_writes_its_bytes_once_and_offline_names_the_file(
             again["train.txt"].download(tmp_path / "t3.txt")
         assert not (tmp_path / "t3.txt").exists()
     assert moto.requests == 0
+
+
+def test_offline_sends_nothing_to_a_remote_store_or_catalog(
+    s3_handler: eio.Handler,
+    data_files: dict[str, Path],
+    s3_options: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    moto: Any,
+) -> None:
+    """docs/configuration.md: ELLIPTIO_OFFLINE=1 never touches the network. Commits,
+    verify, gc, reindex, relabelling and deletes went to S3 all the same."""
+    art = s3_handler.upload(data_files["test"], name="ds")
+    s3_handler.get(art.artifact_id).file.read_bytes()
+    catalog = s3_handler.aio.settings.resolved_catalog_url()
+    s3_handler.close()
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    moto.reset_count()
+    with eio.Handler(
+        storage=f"s3://{S3_BUCKET}/lake", catalog=catalog, storage_options=s3_options
+    ) as offline:
+        attempts = {
+            "upload": lambda: offline.upload(data_files["train"]),
+            "new": lambda: offline.new("x.txt"),
+            "add_reference": lambda: offline.add_reference(f"s3://{S3_BUCKET}/refs/x"),
+            "set_labels": lambda: offline.set_labels(art.artifact_id, {"datatype": "x"}),
+            "delete": lambda: offline.delete(art.artifact_id, reason="offline test"),
+            "verify": lambda: offline.verify(art.artifact_id),
+            "gc": lambda: offline.gc(),
+            "reindex": lambda: offline.reindex(),
+        }
+        for name, attempt in attempts.items():
+            with pytest.raises(eio.OfflineError, match="ELLIPTIO_OFFLINE is set") as info:
+                attempt()
+            assert "the store s3://" in str(info.value), name
+        # The catalog is a local file: searching it sends nothing either way.
+        assert list(offline.find().index) == [art.artifact_id]
+        assert offline.get(art.artifact_id).file.read_bytes() == data_files["test"].read_bytes()
+    assert moto.requests == 0
+    # A local store and catalog are no network: offline, commits work.
+    with eio.Handler(storage=str(tmp_path / "store"), catalog=catalog) as local:
+        assert local.upload(data_files["train"]).file.read_bytes()
+
+
+def test_offline_sends_nothing_to_a_mongodb_catalog(
+    data_files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mongomock_motor import AsyncMongoMockClient
+
+    client = AsyncMongoMockClient()
+    with eio.Handler(storage=str(tmp_path / "store"), catalog=client) as h:
+        art = h.upload(data_files["test"], name="ds")
+        h.get(art.artifact_id)
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    with eio.Handler(storage=str(tmp_path / "store"), catalog=client) as offline:
+        for attempt in (
+            lambda: offline.find(),
+            lambda: offline.count(),
+            lambda: offline.names(),
+            lambda: offline.aliases("ds"),
+            lambda: offline.lineage(art.artifact_id),
+            lambda: offline.upload(data_files["train"]),
+            lambda: offline.set_alias("ds:v1", "prod"),
+        ):
+            with pytest.raises(eio.OfflineError, match="ELLIPTIO_OFFLINE"):
+                attempt()
+        # What was read before stays readable, from the cache.
+        assert offline.get(art.artifact_id).file.read_bytes() == data_files["test"].read_bytes()

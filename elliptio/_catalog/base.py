@@ -67,6 +67,9 @@ class Catalog(abc.ABC):
     loop they were first used on.
     """
 
+    remote: bool = False
+    """Whether the catalog is a network away (``ELLIPTIO_OFFLINE`` keeps off it)."""
+
     @abc.abstractmethod
     async def insert(self, doc: Document) -> None:
         """Insert one document.

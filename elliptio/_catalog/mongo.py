@@ -460,6 +460,8 @@ class MongoCatalog(Catalog):
     and ``collection``) or ``target``, a driver collection object.
     """
 
+    remote = True
+
     def __init__(
         self,
         *,
