@@ -74,14 +74,47 @@ def _parse_value(text: str, error: type[ElliptioError] = QueryError) -> Any:
         raise error(f"{shown!r} nests too deep to be read as JSON") from None
 
 
-def _pairs(items: Sequence[str] | None, what: str, error: type[ElliptioError]) -> dict[str, Any]:
+# Fields that hold only text: ``--label ticket=123`` and ``--where labels.ticket=123``
+# mean the text "123", not a number (JSON strings, objects and arrays stay JSON).
+_TEXT_LABELS = ("ticket", "project", "datatype", "dataset", "description")
+_TEXT_FIELDS = frozenset(
+    {
+        *_TEXT_LABELS,
+        *(f"labels.{key}" for key in _TEXT_LABELS),
+        *("artifact_id", "run_id", "username", "hostname", "argv", "python_version"),
+        *("platform", "file_relpaths", "log_relpaths", "based_on", "remote_root"),
+        *("local_root", "name", "git.commit", "git.branch", "git.remote", "git.diff"),
+        *(f"{kind}.{key}" for kind in ("files", "logs") for key in ("relpath", "url", "sha256")),
+    }
+)
+
+
+def _is_text_field(key: str) -> bool:
+    return key in _TEXT_FIELDS or key.startswith("python_packages.")
+
+
+def _pairs(
+    items: Sequence[str] | None,
+    what: str,
+    error: type[ElliptioError],
+    text: Callable[[str], bool] = _is_text_field,
+) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise error(f"{what} {item!r} must look like key=value")
-        result[key] = _parse_value(value, error)
+        parsed = _parse_value(value, error)
+        # A number, true/false or null where only text can be: the text as given.
+        keep = text(key) and (parsed is None or isinstance(parsed, int | float))
+        result[key] = value if keep else parsed
     return result
+
+
+_LABEL_HELP = (
+    "label as key=value (repeatable): ticket, project, datatype, dataset, description "
+    "take the text as given (ticket=123); infos takes JSON (see --infos)"
+)
 
 
 def _format_help(what: str) -> str:
@@ -774,7 +807,7 @@ def _parser() -> argparse.ArgumentParser:
         "hashed once, never copied; they must lie below a reference root "
         "(ELLIPTIO_REFERENCE_ROOTS)",
     )
-    p.add_argument("--label", action="append", help="label as key=value (repeatable)")
+    p.add_argument("--label", action="append", help=_LABEL_HELP)
     p.add_argument("--infos", help="labels.infos as a JSON object")
     p.add_argument("--log", action="append", help="a log file to keep (repeatable)")
     p.add_argument("--name", help="commit as the next version of this name, e.g. train-set")
@@ -794,7 +827,13 @@ def _parser() -> argparse.ArgumentParser:
         'elliptio find \'{"labels.datatype": "annotation_file"}\' --where username=andy',
     )
     p.add_argument("filter", nargs="?", help="a MongoDB filter as JSON")
-    p.add_argument("--where", action="append", help="field=value equality (repeatable)")
+    p.add_argument(
+        "--where",
+        action="append",
+        help="field=value equality (repeatable); the value is read as JSON (3, true, "
+        'null, {"$gt": 3}) except that a field holding text takes a number as text '
+        "(labels.ticket=123)",
+    )
     p.add_argument("--limit", type=_count, default=None, help="at most this many (0: none)")
     p.add_argument(
         "--columns",
@@ -888,7 +927,7 @@ def _parser() -> argparse.ArgumentParser:
         "elliptio set-labels train-set:v2 --label datatype=annotation_file",
     )
     p.add_argument("ref", metavar="REF", help=_REF_HELP)
-    p.add_argument("--label", action="append", help="label as key=value (repeatable)")
+    p.add_argument("--label", action="append", help=_LABEL_HELP)
     p.add_argument("--infos", help="labels.infos as a JSON object")
     p.add_argument("--json", help="all labels as one JSON object instead")
 

@@ -305,3 +305,36 @@ def test_find_csv_and_json_hold_the_libraries_frame(
     code, out, _ = _run(capsys, "find")
     header = out.splitlines()[0].split()
     assert header == ["ref", "created", "username", "datatype", "files", "size", "inputs"]
+
+
+def test_labels_and_filters_that_look_like_numbers_stay_text(
+    env: dict[str, str], two_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--label ticket=123 was read as JSON, so the upload failed (a ticket is text)
+    and --where labels.ticket=123 missed the record holding "123"."""
+    code, _, err = _run(
+        capsys, "upload", str(two_files[0]), "--label", "ticket=123", "--label", "project=2024",
+        "--infos", '{"seed": 7}', "--name", "ds",
+    )  # fmt: skip
+    assert (code, err.count("Error")) == (0, 0)
+    with elliptio.Handler(
+        storage=env["ELLIPTIO_STORAGE_URL"], catalog=env["ELLIPTIO_CATALOG_URL"]
+    ) as h:
+        labels = h.get("ds").metadata.labels
+    assert (labels.ticket, labels.project, labels.infos) == ("123", "2024", {"seed": 7})
+    for where in (
+        ["--where", "labels.ticket=123"],
+        ["--where", 'labels.ticket="123"'],
+        ["--where", 'labels.ticket={"$in": ["123"]}'],
+        ["--where", "labels.infos.seed=7", "--where", "name_version=1"],
+    ):
+        code, out, _ = _run(capsys, "find", *where, "--format", "json", "--columns", "ref")
+        assert code == 0
+        assert [json.loads(line)["ref"] for line in out.splitlines()] == ["ds:v1"], where
+    assert _run(capsys, "find", "--where", "labels.infos.seed=8")[1] == "no artifacts match\n"
+    code, _, _ = _run(capsys, "set-labels", "ds", "--label", "dataset=42")
+    assert code == 0
+    with elliptio.Handler(
+        storage=env["ELLIPTIO_STORAGE_URL"], catalog=env["ELLIPTIO_CATALOG_URL"]
+    ) as h:
+        assert h.get("ds").metadata.labels.dataset == "42"
