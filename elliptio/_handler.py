@@ -20,6 +20,7 @@ from ._artifact import Artifact
 from ._cache import Cache
 from ._catalog import Catalog, open_catalog
 from ._catalog.base import CatalogLostError, lease_lost_error
+from ._catalog.filters import conjoin
 from ._catalog.none import StorageOnlyCatalog
 from ._config import Settings, load_settings
 from ._diff import ArtifactDiff, diff_records
@@ -105,7 +106,7 @@ def _live(query: Mapping[str, Any] | None, include_deleted: bool) -> Mapping[str
     """``query``, limited to artifacts that are not deleted unless asked."""
     if include_deleted:
         return query or {}
-    return {"$and": [query, _NOT_DELETED]} if query else _NOT_DELETED
+    return conjoin([query, _NOT_DELETED]) if query else _NOT_DELETED
 
 
 _NOT_DELETED: dict[str, Any] = {"deleted": None}

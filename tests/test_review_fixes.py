@@ -229,3 +229,35 @@ def test_a_ui_on_another_loopback_address_answers_under_it(handler: eio.Handler)
         assert client.get("/").status_code == 200
     with TestClient(server.config.app, base_url="http://evil.example") as client:
         assert client.get("/").status_code == 400
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mongomock"])
+def test_find_and_count_take_a_filter_at_the_nesting_limit(
+    backend: str, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """docs/queries.md: a filter nests at most 16 levels. find() and count() wrapped
+    it under $and to leave deleted artifacts out, so 16 levels were refused unless
+    include_deleted=True (helper-37)."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    from elliptio._catalog.filters import MAX_DEPTH
+
+    catalog = f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else AsyncMongoMockClient()
+    with eio.Handler(storage=str(tmp_path / "store"), catalog=catalog) as h:
+        art = h.upload(data_files["test"], labels={"infos": {"t": {"k": 1}}})
+        h.delete(h.upload(data_files["train"]).artifact_id, reason="test")
+        value: object = 1
+        for _ in range(MAX_DEPTH - 1):  # the filter and MAX_DEPTH - 1 documents below it
+            value = {"k": value}
+        at_limit = {"labels.infos.t": value}
+        assert list(h.find(at_limit).index) == []
+        assert h.count(at_limit) == 0
+        assert h.count(at_limit, include_deleted=True) == 0
+        and_at_limit: dict[str, object] = {"labels.infos.t.k": {"$gte": 1}}
+        for _ in range(MAX_DEPTH - 2):  # operator document at the last level
+            and_at_limit = {"$and": [and_at_limit]}
+        assert list(h.find(and_at_limit).index) == [art.artifact_id]
+        for too_deep in ({"labels.infos.t": {"k": value}}, {"$and": [and_at_limit]}):
+            for include_deleted in (False, True):
+                with pytest.raises(QueryError, match=f"deeper than {MAX_DEPTH} levels"):
+                    h.count(too_deep, include_deleted=include_deleted)

@@ -48,6 +48,7 @@ __all__ = [
     "check_paging",
     "check_sort",
     "compile_regex",
+    "conjoin",
     "is_operator_doc",
     "regex_parts",
     "shape",
@@ -56,6 +57,28 @@ __all__ = [
 ]
 
 SERVER_SIDE_OPERATORS = frozenset({"$where", "$function", "$accumulator", "$expr"})
+
+
+def conjoin(parts: Sequence[Any]) -> dict[str, Any]:
+    """The filter matching what every one of ``parts`` matches.
+
+    Documents whose keys differ are merged into one (their keys are ANDed), so
+    elliptio's own conditions (not deleted, the UI's quick filters) cost a filter
+    no level of `MAX_DEPTH`; only parts sharing a key are put under ``$and``.
+    """
+    parts = [part for part in parts if part != {}]
+    if not parts:
+        return {}
+    merged: dict[str, Any] = {}
+    rest: list[Any] = []
+    for part in parts:
+        if isinstance(part, Mapping) and not merged.keys() & part.keys():
+            merged.update(part)
+        else:
+            rest.append(part)
+    return {"$and": [merged, *rest]} if rest else merged
+
+
 LOGICAL_OPERATORS = frozenset({"$and", "$or", "$nor"})
 FIELD_OPERATORS = frozenset(
     {

@@ -29,6 +29,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from elliptio._catalog.filters import conjoin
 from elliptio._errors import (
     ArtifactDeletedError,
     ArtifactNotFoundError,
@@ -130,7 +131,7 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
 
             async def run() -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
                 docs = await handler.catalog.find(
-                    {"$and": [flt, {"deleted": None}]} if flt else {"deleted": None},
+                    conjoin([flt, {"deleted": None}]),
                     sort=form.sort_spec(),
                     skip=form.skip,
                     limit=PAGE_SIZE + 1,

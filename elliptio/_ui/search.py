@@ -2,9 +2,10 @@
 
 The filter box takes the same documents as ``find()`` (JSON, with
 ``{"$date": "2026-01-01T00:00:00Z"}`` for dates, as the CLI reads them); each
-quick filter adds one condition, all joined with ``$and``. What the catalog
-refuses (unknown operators, dangerous regexes) comes back from ``find`` as
-`QueryError`, which the page shows as it is.
+quick filter adds one condition, all joined into one document (``$and`` only
+for conditions on the same key). What the catalog refuses (unknown operators,
+dangerous regexes) comes back from ``find`` as `QueryError`, which the page shows
+as it is.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from elliptio._catalog.filters import conjoin
 from elliptio._errors import QueryError
 
 __all__ = ["PAGE_SIZE", "SORTS", "SearchForm"]
@@ -138,9 +140,7 @@ class SearchForm:
                 raise QueryError(f"the text to search is longer than {_MAX_TEXT} characters")
             pattern = {"$regex": "(?i)" + re.escape(self.text)}
             parts.append({"$or": [{"file_relpaths": pattern}, {"labels.description": pattern}]})
-        if not parts:
-            return {}
-        return parts[0] if len(parts) == 1 else {"$and": parts}
+        return conjoin(parts)
 
     def sort_spec(self) -> list[tuple[str, int]]:
         """``(key, direction)`` pairs for the catalog.
