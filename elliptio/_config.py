@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from ._errors import ConfigError
 
 __all__ = ["Settings", "load_settings", "user_data_dir"]
+
+# What the settings read as JSON look like, for the message when they are not JSON.
+_JSON_EXAMPLES = {
+    "storage_options": """a JSON object such as '{"anon": true}'""",
+    "reference_roots": """a JSON list of URLs such as '["s3://bucket/raw"]'""",
+}
 
 
 def user_data_dir(appname: str = "elliptio") -> Path:
@@ -141,8 +148,12 @@ def load_settings(**overrides: Any) -> Settings:
             "the .env file or the argument"
         ) from None
     except SettingsError as err:
-        # pydantic-settings names the field, never the value; keep it that way.
+        # A value that is not JSON where JSON is read (a dict or list). pydantic-settings
+        # names the field, never the value; keep it that way.
+        field = re.search(r'field "(\w+)"', str(err))
+        name = field[1] if field else ""
+        example = _JSON_EXAMPLES.get(name, "")
         raise ConfigError(
-            f"invalid elliptio setting: {err}; ELLIPTIO_STORAGE_OPTIONS must be a JSON "
-            "object such as '{\"anon\": true}'"
+            f"invalid elliptio setting: ELLIPTIO_{name.upper() or '*'} is not valid JSON"
+            f"{f'; it must be {example}' if example else ''}"
         ) from None

@@ -194,7 +194,7 @@ def test_bad_settings_are_named_without_values(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", '{"secret": "hunter2"')
-    with pytest.raises(eio.ConfigError, match="storage_options") as info:
+    with pytest.raises(eio.ConfigError, match="ELLIPTIO_STORAGE_OPTIONS is not valid JSON") as info:
         eio.Handler(storage=tmp_path, catalog="memory://")
     assert "hunter2" not in str(info.value)
     monkeypatch.delenv("ELLIPTIO_STORAGE_OPTIONS")

@@ -64,3 +64,22 @@ def test_import_has_no_side_effects(tmp_path: Path) -> None:
     env = {"HOME": str(home), "XDG_DATA_HOME": str(home / "data"), "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True)
     assert list(home.iterdir()) == []  # no data dir created, the bad .env not read
+
+
+@pytest.mark.parametrize(
+    ("variable", "shape"),
+    [("ELLIPTIO_STORAGE_OPTIONS", "JSON object"), ("ELLIPTIO_REFERENCE_ROOTS", "JSON list")],
+)
+def test_a_setting_that_is_not_json_is_named_by_its_own_variable(
+    variable: str, shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SECURITY.md: an invalid setting is reported by its variable name, never its
+    value; ELLIPTIO_REFERENCE_ROOTS=notjson was blamed on ELLIPTIO_STORAGE_OPTIONS."""
+    monkeypatch.setenv(variable, "not-json-s3cr3t")
+    with pytest.raises(eio.ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert f"{variable} is not valid JSON; it must be a {shape}" in message
+    others = {"ELLIPTIO_STORAGE_OPTIONS", "ELLIPTIO_REFERENCE_ROOTS"} - {variable}
+    assert not [other for other in others if other in message]
+    assert "s3cr3t" not in message
