@@ -28,8 +28,8 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,12 +271,28 @@ class Cache:
                 tmp.unlink()
             raise
 
+    def write_text(self, path: Path, text: str) -> None:
+        """Write a small file of the cache (a record, a meta file) atomically, with
+        the cache's file mode: it tells what was read, so it is kept as private as
+        the bytes."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")  # threads of one process too
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
+        try:
+            with open(fd, "w", encoding="utf-8") as f:
+                os.fchmod(f.fileno(), self.file_mode)  # whatever the umask
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+
     def _write_meta(self, path: Path) -> None:
         stat = path.stat()
-        meta = self._meta(path)
-        tmp = meta.with_name(f"{meta.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
-        os.replace(tmp, meta)
+        self.write_text(
+            self._meta(path), json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+        )
 
     def _remove(self, path: Path) -> int:
         try:

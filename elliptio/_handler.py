@@ -8,7 +8,6 @@ import dataclasses
 import json
 import logging
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -130,17 +129,14 @@ def _record_path(cache_root: Path, artifact_id: str) -> Path:
     return cache_root / "records" / f"{artifact_id}.json"
 
 
-def _keep_record(cache_root: Path, artifact_id: str, doc: Mapping[str, Any]) -> None:
-    # Written atomically; rewritten only when the record changed (labels, tombstone).
-    path = _record_path(cache_root, artifact_id)
+def _keep_record(cache: Cache, artifact_id: str, doc: Mapping[str, Any]) -> None:
+    # Rewritten only when the record changed (labels, tombstone).
+    path = _record_path(cache.root, artifact_id)
     text = upgrade_record(doc).model_dump_json()
     with contextlib.suppress(OSError):
         if path.read_text() == text:
             return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")  # threads of one process too
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    cache.write_text(path, text)
 
 
 _INLINE_HASH = 64 * 1024
@@ -887,7 +883,7 @@ class AsyncHandler:
                 doc = self._cached_record(artifact_id, err)
             else:
                 if cache is not None:
-                    await asyncio.to_thread(_keep_record, cache.root, artifact_id, doc)
+                    await asyncio.to_thread(_keep_record, cache, artifact_id, doc)
         record = upgrade_record(doc)
         if record.deleted is not None:
             raise deleted_error(record)
@@ -1166,7 +1162,7 @@ class AsyncHandler:
             raise
         cache = self.storage.cache
         if cache is not None:
-            await asyncio.to_thread(_keep_record, cache.root, artifact_id, stone.to_document())
+            await asyncio.to_thread(_keep_record, cache, artifact_id, stone.to_document())
         own = set(self._own_urls(record))
         kept = {
             f.url: self.storage.reference_owner(f.url)[1]

@@ -26,7 +26,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -280,20 +279,10 @@ class UrlTools:
         return record if record.get("url") == redact_url(url) else None
 
     def _save_record(self, url: str, sha256: str, version: str) -> None:
-        target = self._record_file(url)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(
-            json.dumps(
-                {
-                    "url": redact_url(url),
-                    "sha256": sha256,
-                    "version": version,
-                    "checked": time.time(),
-                }
-            )
+        record = {"url": redact_url(url), "sha256": sha256, "version": version}
+        self.cache.write_text(
+            self._record_file(url), json.dumps({**record, "checked": time.time()})
         )
-        os.replace(tmp, target)
 
     def invalidate(self, url: str, recursive: bool = False) -> None:
         """Forget the cached version of ``url`` (and of URLs under it if recursive)."""

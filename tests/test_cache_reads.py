@@ -230,3 +230,46 @@ def test_offline_sends_nothing_to_a_mongodb_catalog(
                 attempt()
         # What was read before stays readable, from the cache.
         assert offline.get(art.artifact_id).file.read_bytes() == data_files["test"].read_bytes()
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640])
+def test_every_file_the_cache_keeps_has_the_cache_file_mode(
+    mode: int,
+    s3_handler: eio.Handler,
+    data_files: dict[str, Path],
+    s3_options: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/configuration.md: ELLIPTIO_FILE_MODE sets the permissions of cached
+    files. The records kept for offline reads (labels, host, command line), the
+    meta files and the URL records were 0644 whatever it said (helper-37)."""
+    import stat
+
+    art = s3_handler.upload(data_files["test"])
+    cache_dir = tmp_path / f"cache-{mode:o}"
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(cache_dir))
+    monkeypatch.setenv("ELLIPTIO_FILE_MODE", f"0o{mode:o}")
+    old = os.umask(0o022)
+    try:
+        with eio.Handler(
+            storage=f"s3://{S3_BUCKET}/lake",
+            catalog=s3_handler.aio.settings.resolved_catalog_url(),
+            storage_options=s3_options,
+        ) as h:
+            h.get(art.artifact_id).file.read_bytes()
+        monkeypatch.setenv("ELLIPTIO_STORAGE_URL", f"s3://{S3_BUCKET}/lake")
+        monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(s3_options))
+        with eio.open(f"s3://{S3_BUCKET}/plain.txt", "wb") as f:
+            f.write(b"plain")
+        with eio.open(f"s3://{S3_BUCKET}/plain.txt") as f:
+            assert f.read() == b"plain"
+    finally:
+        os.umask(old)
+    modes = {
+        str(path.relative_to(cache_dir)): stat.S_IMODE(path.stat().st_mode)
+        for path in cache_dir.rglob("*")
+        if path.is_file() and not path.is_symlink() and path.parent.name != "locks"
+    }
+    assert {p.split("/")[0] for p in modes} >= {"records", "sha256", "urls"}
+    assert {p: m for p, m in modes.items() if m != mode} == {}
