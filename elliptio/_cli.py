@@ -593,7 +593,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         f"added {len(report.added)}, unchanged {len(report.unchanged)}, "
         f"updated {len(report.updated)}, "
         f"conflicting {len(report.conflicting)}, unreadable {len(report.unreadable)}, "
-        f"uncommitted {len(report.uncommitted)}"
+        f"uncommitted {len(report.uncommitted)}, aliases set again {len(report.aliases)}"
     )
     for artifact_id in report.conflicting + report.unreadable:
         print(f"  check {artifact_id}", file=sys.stderr)

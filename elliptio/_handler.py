@@ -63,6 +63,7 @@ from ._maintenance import (
     reindex,
     reindex_folder,
     remove_deleted_files,
+    save_aliases,
     verify,
 )
 from ._models import FileRecord, Labels, Metadata, upgrade_record
@@ -1007,6 +1008,7 @@ class AsyncHandler:
             ArtifactDeletedError: ``ref`` names a deleted version.
             ConfigError: ``ref`` is an artifact without a name.
         """
+        self._online("move an alias")
         validate_alias(alias)
         record = await self._record(await self.resolve(ref))
         if record.deleted is not None:  # delete took its aliases away; none comes back
@@ -1017,6 +1019,7 @@ class AsyncHandler:
                 "with upload(..., name=...) or new(..., name=...)"
             )
         await self.catalog.set_alias(record.name, alias, record.name_version)
+        await save_aliases(self.storage, self.catalog, record.name)
         return await self.aliases(record.name)
 
     async def remove_alias(self, name: str, alias: str) -> dict[str, str]:
@@ -1025,9 +1028,10 @@ class AsyncHandler:
         Returns:
             The name's aliases after the change, as `aliases` gives them.
         """
-        self._online("move an alias", storage=False)
+        self._online("move an alias")
         name = validate_name(name)
-        await self.catalog.remove_alias(name, validate_alias(alias))
+        if await self.catalog.remove_alias(name, validate_alias(alias)) is not None:
+            await save_aliases(self.storage, self.catalog, name)
         return format_aliases(await self.catalog.aliases(name))
 
     async def aliases(self, name: str) -> dict[str, str]:
@@ -1199,6 +1203,8 @@ class AsyncHandler:
         ]
         for alias in pointing:
             await self.catalog.remove_alias(record.name, alias)
+        if pointing:
+            await save_aliases(self.storage, self.catalog, record.name)
         return pointing
 
     async def _nothing_removed(self, record: Metadata) -> bool:

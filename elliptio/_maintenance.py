@@ -40,7 +40,7 @@ from ._errors import (
     SchemaVersionError,
     StorageError,
 )
-from ._layout import ARTIFACT_ID_RE, METADATA_RELPATH
+from ._layout import ARTIFACT_ID_RE, METADATA_RELPATH, RESERVED_DIR
 from ._lifecycle import revision
 from ._models import Metadata, upgrade_record
 from ._storage import Storage
@@ -53,6 +53,7 @@ __all__ = [
     "reindex",
     "reindex_folder",
     "remove_deleted_files",
+    "save_aliases",
     "verify",
 ]
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class ReindexReport:
     uncommitted: list[str] = field(default_factory=list)
     """Whole sidecars whose writer is still writing or died before its commit
     point (its lease is open or condemned): never committed, so left to gc."""
+    aliases: list[str] = field(default_factory=list)
+    """Aliases (``name:alias``) set again from the store's copy of them."""
 
 
 @dataclass
@@ -232,7 +235,60 @@ async def reindex(
     report = ReindexReport()
     for folder in await _prefixes(storage, prefix):
         await reindex_folder(storage, catalog, folder, report)
+    if prefix is None:
+        await _restore_aliases(storage, catalog, report)
     return report
+
+
+# -- aliases: the catalog holds them, the store keeps a copy for reindex --------------
+_ALIASES_DIR = f"{RESERVED_DIR}/aliases"
+_ALIASES_MAX_BYTES = 2**20
+
+
+def _aliases_path(storage: Storage, name: str) -> str:
+    return f"{storage.root.rstrip('/')}/{_ALIASES_DIR}/{name}.json"
+
+
+async def save_aliases(storage: Storage, catalog: Catalog, name: str) -> None:
+    """Copy the aliases of ``name`` from the catalog to the store (after each
+    change), so that `reindex` on a catalog rebuilt from the store sets them again."""
+    aliases = await catalog.aliases(name)
+    data = json.dumps({"name": name, "aliases": aliases}, sort_keys=True).encode()
+    await storage.replace_bytes(_aliases_path(storage, name), data)
+
+
+async def _restore_aliases(storage: Storage, catalog: Catalog, report: ReindexReport) -> None:
+    """Set each alias the store keeps whose name has no alias of that name in the
+    catalog, if the version it points at is there and not deleted. The catalog
+    wins: an alias it holds is never moved."""
+    from ._names import validate_alias, validate_name
+
+    for path in await storage.glob(f"{storage.root.rstrip('/')}/{_ALIASES_DIR}/*.json"):
+        try:
+            raw = await storage.read_bytes(path)
+            if len(raw) > _ALIASES_MAX_BYTES:
+                raise ValueError("too large")
+            doc = json.loads(raw)
+            name = validate_name(doc["name"])
+            if path != _aliases_path(storage, name):
+                raise ValueError("named after another name")
+            wanted = {
+                validate_alias(alias): version
+                for alias, version in doc["aliases"].items()
+                if type(version) is int and version >= 1
+            }
+        except (ElliptioError, ValueError, KeyError, TypeError, AttributeError):
+            log.warning("reindex: %s is not a copy of aliases elliptio wrote; skipped", path)
+            continue
+        held = await catalog.aliases(name)
+        for alias, version in sorted(wanted.items()):
+            artifact_id = await catalog.version_id(name, version)
+            if alias in held or artifact_id is None:
+                continue
+            if (await catalog.get(artifact_id)).get("deleted") is not None:
+                continue  # a delete takes the aliases of its version away
+            await catalog.set_alias(name, alias, version)
+            report.aliases.append(f"{name}:{alias}")
 
 
 async def reindex_folder(

@@ -232,3 +232,47 @@ def test_processes_allocate_versions_atomically(tmp_path: Path) -> None:
         assert h.get("dataset:latest").name_version == workers * per_worker
         frame = h.find({"name": "dataset"})
         assert sorted(frame["name_version"]) == list(range(1, workers * per_worker + 1))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mongomock"])
+def test_reindex_sets_aliases_again_on_a_rebuilt_catalog(
+    backend: str,
+    handler: eio.Handler,
+    data_files: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    """SECURITY.md: reindex rebuilds the catalog from the store. Aliases lived in
+    the catalog only, so `model:prod` was gone after a rebuild (helper-37)."""
+    from datetime import timedelta
+
+    from mongomock_motor import AsyncMongoMockClient
+
+    arts = [handler.upload(data_files[k], name="ds") for k in ("test", "train", "test")]
+    arts.append(handler.upload(data_files["train"], name="other"))
+    handler.set_alias("ds:v1", "prod")
+    handler.set_alias("ds:v2", "dev")
+    handler.set_alias("ds:v2", "gone")
+    handler.remove_alias("ds", "gone")
+    handler.set_alias("ds:v3", "doomed")
+    handler.delete("ds:v3", reason="test")  # its alias goes with it
+    handler.set_alias("other:v1", "prod")
+    # A planted file that is no copy elliptio wrote, and one naming another name.
+    folder = f"{handler.storage.root}/.elliptio/aliases"
+    handler.storage.fs.pipe_file(f"{folder}/bogus.json", b"not json")
+    handler.storage.fs.pipe_file(f"{folder}/x.json", b'{"name": "other", "aliases": {"evil": 1}}')
+    assert handler.gc(grace=timedelta(0), delete=True).removed == []
+    catalog = (
+        f"sqlite:///{tmp_path / 'rebuilt.db'}" if backend == "sqlite" else AsyncMongoMockClient()
+    )
+    with eio.Handler(
+        storage=handler.storage.root_url, catalog=catalog, storage_options=handler.storage.options
+    ) as rebuilt:
+        report = rebuilt.reindex()
+        assert sorted(report.aliases) == ["ds:dev", "ds:prod", "other:prod"]
+        assert rebuilt.aliases("ds") == {"dev": "v2", "prod": "v1"}
+        assert rebuilt.aliases("other") == {"prod": "v1"}
+        assert rebuilt.get("ds:prod").artifact_id == arts[0].artifact_id
+        # The catalog wins: an alias moved there is never moved back.
+        rebuilt.set_alias("ds:v2", "prod")
+        assert rebuilt.reindex().aliases == []
+        assert rebuilt.aliases("ds") == {"dev": "v2", "prod": "v2"}
