@@ -476,15 +476,29 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 _PICTURES = ("svg", "png")
+# What -o's suffix says, when no --format is given ("": no -o, the text tree).
+_SUFFIX_FORMATS = {
+    "": "text",
+    "txt": "text",
+    "svg": "svg",
+    "png": "png",
+    "dot": "dot",
+    "gv": "dot",
+    "mmd": "mermaid",
+}
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     fmt = args.format
     if fmt is None:  # from the output's suffix (lineage.svg), else the text tree
         suffix = Path(args.output).suffix.lower().lstrip(".") if args.output else ""
-        fmt = {"svg": "svg", "png": "png", "dot": "dot", "gv": "dot", "mmd": "mermaid"}.get(
-            suffix, "text"
-        )
+        fmt = _SUFFIX_FORMATS.get(suffix)
+        if fmt is None:
+            _usage_error(
+                args,
+                f"cannot tell a format from {args.output!r}: end it in "
+                f"{', '.join('.' + s for s in _SUFFIX_FORMATS if s)}, or give --format",
+            )
     if fmt == "png" and args.output is None and sys.stdout.isatty():
         _usage_error(args, "a png picture is binary: write it to a file with -o lineage.png")
     with _handler(args) as h:

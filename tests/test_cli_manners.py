@@ -338,3 +338,22 @@ def test_labels_and_filters_that_look_like_numbers_stay_text(
         storage=env["ELLIPTIO_STORAGE_URL"], catalog=env["ELLIPTIO_CATALOG_URL"]
     ) as h:
         assert h.get("ds").metadata.labels.dataset == "42"
+
+
+def test_lineage_refuses_an_output_suffix_it_cannot_write(
+    env: dict[str, str],
+    two_files: list[Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/lineage.md: the format comes from -o's suffix; `-o l.pdf` wrote the
+    text tree into l.pdf and said "wrote l.pdf (text)" (helper-37)."""
+    _run(capsys, "upload", str(two_files[0]), "--name", "ds")
+    with pytest.raises(SystemExit) as stop:
+        main(["lineage", "ds", "-o", str(tmp_path / "l.pdf")])
+    assert stop.value.code == 2
+    assert "cannot tell a format from" in capsys.readouterr().err
+    assert not (tmp_path / "l.pdf").exists()
+    assert main(["lineage", "ds", "-o", str(tmp_path / "l.pdf"), "--format", "text"]) == 0
+    assert main(["lineage", "ds", "-o", str(tmp_path / "l.mmd")]) == 0
+    assert (tmp_path / "l.mmd").read_text().startswith("flowchart")
