@@ -1131,8 +1131,9 @@ class AsyncHandler:
             reason: why; kept in the tombstone (required).
 
         Raises:
-            UsageError: other artifacts reference its files (deduplicated
-                copies); the message names them. Delete those first.
+            UsageError: ``reason`` is empty or longer than 2,000 characters; or
+                other artifacts reference its files (deduplicated copies): the
+                message names them. Delete those first.
             StorageError: the storage refused to remove its files (Object Lock
                 retention, a policy); the message names them. If none could be
                 removed, the record is left as it was.

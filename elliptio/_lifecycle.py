@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from ._catalog.base import record_revision
-from ._errors import ArtifactDeletedError, ConfigError
+from ._errors import ArtifactDeletedError, UsageError
 from ._models import Labels, LabelsChange, Metadata, Tombstone
 
 __all__ = [
@@ -83,13 +83,13 @@ class DeleteReport:
 def check_reason(reason: object) -> str:
     """The reason for a delete, stripped; refuses an empty or huge one."""
     if not isinstance(reason, str) or not reason.strip():
-        raise ConfigError(
+        raise UsageError(
             "a delete needs a reason (e.g. reason='holds personal data'); it is kept in "
             "the tombstone so that others know why the artifact is gone"
         )
     text = reason.strip()
     if len(text) > MAX_REASON:
-        raise ConfigError(f"the reason is {len(text)} characters long; keep it under {MAX_REASON}")
+        raise UsageError(f"the reason is {len(text)} characters long; keep it under {MAX_REASON}")
     return text
 
 
@@ -140,6 +140,7 @@ def deleted_error(record: Metadata) -> ArtifactDeletedError:
     what = record.artifact_id + (f" ({record.ref})" if record.ref else "")
     return ArtifactDeletedError(
         f"{what} was deleted by {stone.deleted_by} on "
-        f"{stone.deleted_at:%Y-%m-%d %H:%M:%S} UTC: {stone.reason!r}; its files are gone"
+        f"{stone.deleted_at:%Y-%m-%d %H:%M:%S} UTC: {stone.reason!r}; it can no longer "
+        "be read (bytes another artifact shares are kept for that one)"
         + (f"; use another version of {record.name!r}" if record.name else "")
     )

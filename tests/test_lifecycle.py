@@ -137,7 +137,7 @@ def test_delete_leaves_a_tombstone_and_moves_latest(h: eio.Handler, tmp_path: Pa
 def test_delete_needs_a_reason_and_a_live_ref(h: eio.Handler, tmp_path: Path) -> None:
     art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
     for reason in ("", "   "):
-        with pytest.raises(eio.ConfigError, match="needs a reason"):
+        with pytest.raises(eio.UsageError, match="needs a reason"):
             h.delete(art.artifact_id, reason=reason)
     assert h.get(art.artifact_id).file.read_bytes() == b"1\n"
     with pytest.raises(eio.ArtifactNotFoundError):
