@@ -17,7 +17,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -35,6 +35,7 @@ from ._errors import (
     QueryError,
     UsageError,
 )
+from ._extjson import extended_json
 from ._redact import known_secrets, redact_argv, redact_options, redact_text, redact_url
 from ._sizes import human_size
 
@@ -53,20 +54,11 @@ def _handler(args: argparse.Namespace) -> Any:
     return handler
 
 
-def _extended_json(obj: dict[str, Any]) -> Any:
-    # MongoDB Extended JSON dates, as mongosh prints them: {"$date": "2026-01-01T00:00:00Z"}.
-    if set(obj) == {"$date"} and isinstance(obj["$date"], str):
-        try:
-            when = datetime.fromisoformat(obj["$date"].replace("Z", "+00:00"))
-        except ValueError:
-            raise QueryError(f"{obj['$date']!r} is not an ISO 8601 date") from None
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
-    return obj
-
-
 def _parse_value(text: str, error: type[ElliptioError] = QueryError) -> Any:
     try:
-        return json.loads(text, object_hook=_extended_json)
+        return json.loads(text, object_hook=extended_json)
+    except ElliptioError:
+        raise  # a bad date inside valid JSON: say so, not that it is no JSON
     except ValueError:
         return text
     except RecursionError:

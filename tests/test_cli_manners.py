@@ -357,3 +357,26 @@ def test_lineage_refuses_an_output_suffix_it_cannot_write(
     assert main(["lineage", "ds", "-o", str(tmp_path / "l.pdf"), "--format", "text"]) == 0
     assert main(["lineage", "ds", "-o", str(tmp_path / "l.mmd")]) == 0
     assert (tmp_path / "l.mmd").read_text().startswith("flowchart")
+
+
+def test_extended_json_dates_in_filters(
+    env: dict[str, str], two_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """{"$date": 0} (milliseconds, as Extended JSON allows) was refused as 'a dict',
+    and a bad date text was reported as 'not a JSON object' (helper-37)."""
+    _run(capsys, "upload", str(two_files[0]), "--name", "ds")
+    for since in ('{"$date": 0}', '{"$date": {"$numberLong": "0"}}', '{"$date": "1970-01-01"}'):
+        code, out, _ = _run(
+            capsys, "find", f'{{"creation_time": {{"$gte": {since}}}}}', "--format", "csv"
+        )
+        assert code == 0
+        assert len(out.splitlines()) == 2, since
+    for bad, says in (
+        ('{"$date": "garbage"}', "'garbage' is not an ISO 8601 date"),
+        ('{"$date": 1e30}', "milliseconds since 1970 is no date"),
+        ('{"$date": [1]}', "give an ISO 8601 text or milliseconds since 1970"),
+    ):
+        code, _, err = _run(capsys, "find", f'{{"creation_time": {{"$gte": {bad}}}}}')
+        assert code == 1
+        assert says in err
+        assert "not a JSON object" not in err

@@ -19,6 +19,7 @@ from typing import Any
 
 from elliptio._catalog.filters import conjoin
 from elliptio._errors import QueryError
+from elliptio._extjson import extended_json
 
 __all__ = ["PAGE_SIZE", "SORTS", "SearchForm"]
 
@@ -40,13 +41,6 @@ EXACT = {
 }
 _MAX_TEXT = 200
 _MAX_PAGE = 1_000_000
-
-
-def _extended_json(obj: dict[str, Any]) -> Any:
-    # MongoDB Extended JSON dates, as mongosh prints them (and the CLI reads them).
-    if set(obj) == {"$date"} and isinstance(obj["$date"], str):
-        return _when(obj["$date"], "$date")
-    return obj
 
 
 def _when(text: str, what: str) -> datetime:
@@ -113,7 +107,9 @@ class SearchForm:
         parts: list[dict[str, Any]] = []
         if self.q:
             try:
-                given = json.loads(self.q, object_hook=_extended_json)
+                given = json.loads(self.q, object_hook=extended_json)
+            except QueryError:
+                raise  # a bad date inside valid JSON
             except ValueError as err:
                 raise QueryError(f"the filter is not valid JSON: {err}") from None
             except RecursionError:
