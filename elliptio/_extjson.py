@@ -39,7 +39,9 @@ def extended_json(obj: dict[str, Any]) -> Any:
         try:
             when = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise QueryError(f"{value!r} is not an ISO 8601 date") from None
+            raise QueryError(
+                f"{value!r} is not a date: use ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z"
+            ) from None
         return when if when.tzinfo else when.replace(tzinfo=UTC)
     raise QueryError(
         f"{{'$date': {value!r}}} is no date: give an ISO 8601 text or milliseconds since 1970"

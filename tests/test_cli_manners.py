@@ -372,7 +372,7 @@ def test_extended_json_dates_in_filters(
         assert code == 0
         assert len(out.splitlines()) == 2, since
     for bad, says in (
-        ('{"$date": "garbage"}', "'garbage' is not an ISO 8601 date"),
+        ('{"$date": "garbage"}', "'garbage' is not a date: use ISO 8601"),
         ('{"$date": 1e30}', "milliseconds since 1970 is no date"),
         ('{"$date": [1]}', "give an ISO 8601 text or milliseconds since 1970"),
     ):
