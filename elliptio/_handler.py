@@ -232,7 +232,7 @@ class AsyncHandler:
         self.catalog: Catalog = open_catalog(
             s.resolved_catalog_url() if catalog is None or isinstance(catalog, str) else catalog
         )
-        self.urls = UrlTools(s)
+        self.urls = UrlTools(s, self)
         """URL tools (open, local_copy, write, ls, exists, cp, mv, rm, cache) on these settings."""
         self._closed = False
         # The catalog URL, when it was given as one (a client object cannot travel).

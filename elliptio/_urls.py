@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,10 +44,12 @@ from ._errors import (
     ArtifactNotFoundError,
     ConfigError,
     ElliptioError,
+    FileNotInArtifactError,
     InvalidPathError,
     OfflineError,
     StorageError,
 )
+from ._layout import METADATA_RELPATH
 from ._process import ProcessLocal
 from ._redact import has_credentials, known_secrets, redact_text, redact_url
 from ._storage import DEFAULT_PART_SIZE, open_filesystem
@@ -54,7 +57,8 @@ from ._sync import sync
 from ._transfer import copy_hashing, write_all
 
 if TYPE_CHECKING:
-    from ._artifact import File
+    from ._artifact import Artifact, File
+    from ._handler import AsyncHandler
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -110,8 +114,11 @@ def is_unreachable(err: BaseException) -> bool:
 class UrlTools:
     """The URL tools bound to one set of settings (cache folder, offline, options)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, handler: AsyncHandler | None = None) -> None:
         self.settings = settings
+        # A handler's own tools (``h.urls``) look records up in its catalog, which
+        # may be an object the settings cannot name (a Catalog, a client, memory://).
+        self._handler = weakref.ref(handler) if handler is not None else None
         self.cache = Cache(
             settings.resolved_cache_dir(), settings.file_mode, settings.cache_max_bytes or None
         )
@@ -219,18 +226,27 @@ class UrlTools:
         stored = self._store_path(backend, path)
         if stored is None:
             return None
-        from ._protocol import ElliptioFileSystem
+        own = self._handler() if self._handler is not None else None
+        get: Callable[[str], Artifact]
+        if own is not None:
+            storage = own.storage
 
-        s = self.settings
-        handler = ElliptioFileSystem(
-            s.resolved_storage_url(), s.resolved_catalog_url(), s.storage_options
-        ).handler
-        url = handler.storage.url(stored)
-        _, owner = handler.storage.reference_owner(url)
+            def get(artifact_id: str) -> Artifact:
+                return sync(own.get(artifact_id))
+        else:
+            from ._protocol import ElliptioFileSystem
+
+            s = self.settings
+            handler = ElliptioFileSystem(
+                s.resolved_storage_url(), s.resolved_catalog_url(), s.storage_options
+            ).handler
+            storage, get = handler.storage, handler.get
+        url = storage.url(stored)
+        _, owner = storage.reference_owner(url)
         if owner is None:
             return None
         try:
-            artifact = handler.get(owner)
+            artifact = get(owner)
         except ArtifactNotFoundError as err:
             # No record vouches for the bytes: a commit that never finished, what a
             # delete left behind, or an artifact of a catalog these settings do not name.
@@ -241,7 +257,15 @@ class UrlTools:
                 "reindex` restores a whole artifact's record from its sidecar"
             ) from err
         found = [f for f in [*artifact.files.values(), *artifact.logs.values()] if f.url == url]
-        return found[0] if found else None
+        if found:
+            return found[0]
+        if stored.endswith(f"/{METADATA_RELPATH}"):
+            return None  # the sidecar: a copy of the record, read as it is
+        raise FileNotInArtifactError(
+            f"{redact_url(url)} lies in the folder of {owner} in the elliptio store, but is "
+            "no file of its record, so nothing vouches for its bytes and it is not read; "
+            f"its files: {', '.join(sorted(artifact.files)) or 'none'}"
+        )
 
     def _refuse_in_store(self, url: str, backend: Backend, path: str, what: str) -> None:
         if self._in_store(backend, path):

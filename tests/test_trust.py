@@ -73,6 +73,12 @@ def _unsealed(art: eio.Artifact) -> Path:
     return stored
 
 
+def _read(tools: Any, url: str) -> bytes:
+    """What the URL tools ``tools`` (``eio`` or ``h.urls``) read at ``url``."""
+    with tools.open(url) as f:
+        return f.read()  # type: ignore[no-any-return]
+
+
 def _cli(h: eio.Handler, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     if h.storage.root_url.startswith("memory://"):
         pytest.skip("an in-memory store lives in one process; the CLI runs in another")
@@ -523,6 +529,47 @@ def test_url_tools_never_read_unverified_with_a_catalog_private_to_a_handler(
             art.file.read_bytes()
         with pytest.raises(eio.ArtifactNotFoundError, match="no record vouches for its bytes"):
             eio.open(art.file.url).read()
+        # The handler's own tools look in its own catalog: verified, and readable.
+        with pytest.raises(eio.IntegrityError):
+            _read(h.urls, art.file.url)
+        _tamper(h, art.file.url, GOOD)
+        assert _read(h.urls, art.file.url) == GOOD
+
+
+def test_a_handlers_url_tools_use_its_own_catalog_object(tmp_path: Path) -> None:
+    """h.urls rebuilt a handler from the settings' catalog URL, so with a Catalog
+    object it found no record of the handler's own artifacts (helper-38)."""
+    from elliptio._catalog import open_catalog
+
+    with eio.Handler(
+        storage=str(tmp_path / "store"), catalog=open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    ) as h:
+        art = _upload_good(h, tmp_path)
+        assert _read(h.urls, art.file.url) == GOOD
+        _tamper(h, art.file.url, BAD)
+        with pytest.raises(eio.IntegrityError):
+            _read(h.urls, art.file.url)
+
+
+def test_url_tools_never_read_a_file_planted_in_a_live_artifacts_folder(
+    handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    art = _upload_good(handler, tmp_path)
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", handler.storage.root_url)
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", handler.aio.settings.resolved_catalog_url())
+    if handler.storage.options:
+        monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(handler.storage.options))
+    folder = handler.storage.path(art.file.url).rsplit("/", 1)[0]
+    planted = f"{folder}/planted.csv"
+    if handler.storage.is_local:
+        os.chmod(folder, 0o755)
+    _fs(handler).pipe_file(planted, BAD)
+    for tools in (eio, handler.urls):
+        with pytest.raises(eio.FileNotInArtifactError, match="no file of its record"):
+            _read(tools, handler.storage.url(planted))
+        # The sidecar, a copy of the record, stays readable.
+        sidecar = handler.storage.url(f"{folder}/{METADATA_RELPATH}")
+        assert json.loads(_read(tools, sidecar))["artifact_id"] == art.artifact_id
 
 
 def test_url_tools_read_intact_artifact_files_and_record_lineage(
