@@ -54,6 +54,22 @@ def _handler(args: argparse.Namespace) -> Any:
     return handler
 
 
+def _tools(args: argparse.Namespace) -> Any:
+    """The URL tools, on the store and catalog of --storage/--catalog when given (so
+    that their store is protected and its files verified), else of the settings."""
+    from ._urls import UrlTools, default_tools
+
+    if getattr(args, "storage", None) is None and getattr(args, "catalog", None) is None:
+        return default_tools()
+    from ._config import load_settings
+
+    given = {
+        "storage_url": getattr(args, "storage", None),
+        "catalog_url": getattr(args, "catalog", None),
+    }
+    return UrlTools(load_settings(**{k: v for k, v in given.items() if v is not None}))
+
+
 def _parse_value(text: str, error: type[ElliptioError] = QueryError) -> Any:
     try:
         return json.loads(text, object_hook=extended_json)
@@ -362,10 +378,8 @@ def _copy_out(src: IO[bytes]) -> None:
     sys.stdout.flush()
 
 
-def _cat_url(target: str) -> int:
-    from ._urls import default_tools
-
-    with default_tools().open(target, "rb") as f:
+def _cat_url(args: argparse.Namespace, target: str) -> int:
+    with _tools(args).open(target, "rb") as f:
         _copy_out(f)
     return 0
 
@@ -375,16 +389,16 @@ def cmd_cat(args: argparse.Namespace) -> int:
     # be one (`train-set` in the working folder) is read only if no artifact is so named.
     target, local = args.target, args.relpath is None and Path(args.target).exists()
     if args.relpath is None and ("://" in target or (local and not _could_be_ref(target))):
-        return _cat_url(target)
+        return _cat_url(args, target)
     with _handler(args) as h:
         try:
             art = h.get(target)
         except ArtifactDeletedError:
             raise
-        except ArtifactNotFoundError as err:
-            if local:
-                return _cat_url(target)
-            if args.relpath is not None:
+        except ElliptioError as err:
+            if local:  # no such artifact, or no catalog to ask (none, offline, down)
+                return _cat_url(args, target)
+            if args.relpath is not None or not isinstance(err, ArtifactNotFoundError):
                 raise
             raise ArtifactNotFoundError(
                 f"{err.args[0] if err.args else err}; nor is {target!r} a local file or URL"
@@ -510,46 +524,34 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from ._urls import default_tools
-
-    for name in default_tools().ls(args.url):
-        print(name)
+    for name in _tools(args).ls(args.url):
+        print(redact_url(name))  # an HTTP page's links may repeat a token
     return 0
 
 
 def cmd_exists(args: argparse.Namespace) -> int:
-    from ._urls import default_tools
-
-    found = default_tools().exists(args.url)
+    found = _tools(args).exists(args.url)
     print("true" if found else "false")
     return 0 if found else 1
 
 
 def cmd_cp(args: argparse.Namespace) -> int:
-    from ._urls import default_tools
-
-    default_tools().cp(args.src, args.dst, recursive=args.recursive)
+    _tools(args).cp(args.src, args.dst, recursive=args.recursive)
     return 0
 
 
 def cmd_mv(args: argparse.Namespace) -> int:
-    from ._urls import default_tools
-
-    default_tools().mv(args.src, args.dst, recursive=args.recursive)
+    _tools(args).mv(args.src, args.dst, recursive=args.recursive)
     return 0
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from ._urls import default_tools
-
-    default_tools().rm(args.url, recursive=args.recursive)
+    _tools(args).rm(args.url, recursive=args.recursive)
     return 0
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from ._urls import default_tools
-
-    tools = default_tools()
+    tools = _tools(args)
     if args.action == "size":
         print(_size(tools.cache_size(), args.bytes))
     elif args.action == "prune":

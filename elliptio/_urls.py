@@ -470,10 +470,8 @@ class UrlTools:
         fs = backend.fs
         entries = self._call(backend, "list", path, fs.ls, path, True)
         local = isinstance(fs, LocalFileSystem)
-        # Names as URLs, their secrets masked (an HTTP page's links repeat a token).
         named = [
-            {**e, "name": e["name"] if local else redact_url(fs.unstrip_protocol(e["name"]))}
-            for e in entries
+            {**e, "name": e["name"] if local else fs.unstrip_protocol(e["name"])} for e in entries
         ]
         return named if detail else [e["name"] for e in named]
 

@@ -380,3 +380,59 @@ def test_extended_json_dates_in_filters(
         assert code == 1
         assert says in err
         assert "not a JSON object" not in err
+
+
+def test_cat_reads_a_local_file_when_no_catalog_can_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cat notes.txt` (a name that could be a reference) asks the catalog first;
+    with catalog none, offline or a catalog that is down it then failed instead of
+    reading the local file (helper-38)."""
+    import elliptio._urls as urls
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(urls._default, "_value", None)
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "notes.txt").write_text("LOCAL\n")
+    for catalog, extra in (
+        ("none", {}),
+        (f"sqlite:///{tmp_path / 'c.db'}", {"ELLIPTIO_OFFLINE": "1"}),
+        ("mongodb://127.0.0.1:9/db?serverSelectionTimeoutMS=200", {}),
+    ):
+        monkeypatch.setenv("ELLIPTIO_CATALOG_URL", catalog)
+        for key, value in extra.items():
+            monkeypatch.setenv(key, value)
+        assert _run(capsys, "cat", "notes.txt") == (0, "LOCAL\n", ""), catalog
+        for key in extra:
+            monkeypatch.delenv(key)
+
+
+def test_url_commands_protect_the_store_given_by_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--storage/--catalog were ignored by cat URL, ls, cp, mv and rm: `elliptio
+    --storage S rm -r S` removed the store, and cat served its files unverified."""
+    import elliptio._urls as urls
+
+    for key in ("ELLIPTIO_STORAGE_URL", "ELLIPTIO_CATALOG_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "home" / "share"))
+    monkeypatch.setattr(urls._default, "_value", None)
+    store, catalog = tmp_path / "store", f"sqlite:///{tmp_path / 'c.db'}"
+    flags = ["--storage", str(store), "--catalog", catalog]
+    src = tmp_path / "g.txt"
+    src.write_text("good\n")
+    with elliptio.Handler(storage=str(store), catalog=catalog) as h:
+        stored = Path(h.upload(src).file.url)
+    os.chmod(stored, 0o644)
+    stored.write_text("evil\n")
+    code, out, err = _run(capsys, *flags, "cat", str(stored))
+    assert (code, out) == (1, "")
+    assert "IntegrityError" in err
+    code, _, err = _run(capsys, *flags, "rm", "-r", str(store))
+    assert code == 1
+    assert "the elliptio store lies in it" in err or "lies in the elliptio store" in err
+    assert stored.exists()

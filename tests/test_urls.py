@@ -327,7 +327,12 @@ def test_an_http_server_that_stops_answering_is_unreachable_after_the_read_timeo
     site.stall = 0.0
 
 
-def test_a_token_in_a_url_never_reaches_the_cache_or_a_listing(tmp_path: Path, site: _Site) -> None:
+def test_a_token_in_a_url_never_reaches_the_cache_or_a_listing(
+    tmp_path: Path,
+    site: _Site,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """docs/cache.md: a presigned URL is read, and its secrets are written nowhere:
     not in the cache's records, not in a file name, not in what ls prints."""
     token, signature = "TOKSECRET4711", "SIGSECRET0815"
@@ -351,7 +356,14 @@ def test_a_token_in_a_url_never_reaches_the_cache_or_a_listing(tmp_path: Path, s
             assert signature.encode() not in text
     # Another token for the same file is its own URL: fetched again, still masked.
     assert tools.cached_path(f"{site.url}/a.txt?token=other").read_text() == "hello"
+    # ls hands the caller the names it can open again; the CLI prints them masked.
     listed = tools.ls(f"{site.url}/", detail=False)
-    assert listed
-    assert not [name for name in listed if token in name or signature in name]
-    assert any(name.endswith("a.txt?token=***") for name in listed)
+    assert any(name.endswith(f"a.txt?token={token}") for name in listed)
+    from elliptio._cli import main
+
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["ls", f"{site.url}/"]) == 0
+    out = capsys.readouterr().out
+    assert "a.txt?token=***" in out
+    assert token not in out
+    assert signature not in out
