@@ -1318,6 +1318,24 @@ def _not_a_ref(ref: object) -> str:
 
 
 def _has_password(url: str) -> bool:
-    """Whether ``url`` holds a secret: a password, or a secret-named value in its
-    query (``tlsCertificateKeyFilePassword=...``, ``AWS_SESSION_TOKEN:...``)."""
-    return redact_url(url, whole=True) != url
+    """Whether ``url`` holds a secret: a password in its user part, or in its query
+    a password or a token (``tlsCertificateKeyFilePassword=...``,
+    ``authMechanismProperties=AWS_SESSION_TOKEN:...``). A key file's path or a
+    Kerberos service name is no secret: such a URL still reaches child processes."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            return True
+    except ValueError:
+        return True
+    words = ("password", "secret", "token")
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if any(word in key.lower() for word in words):
+            return True
+        if key.lower() == "authmechanismproperties" and any(
+            word in value.lower() for word in words
+        ):
+            return True
+    return False

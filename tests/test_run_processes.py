@@ -7,6 +7,7 @@ local disk with a SQLite catalog file, as a pipeline on one machine would.
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
 import subprocess
@@ -392,3 +393,24 @@ def test_a_child_commit_lists_what_the_parent_read_before(
         made = _commit(h, tmp_path)
     assert out.stdout.split() == [arts[0].artifact_id, arts[1].artifact_id]
     assert made.metadata.based_on == [arts[0].artifact_id, arts[1].artifact_id]
+
+
+@pytest.mark.parametrize(
+    "catalog",
+    [
+        "mongodb://127.0.0.1:1/db?tls=true&tlsCertificateKeyFile=/etc/ssl/client.pem"
+        "&authMechanism=MONGODB-X509&serverSelectionTimeoutMS=100",
+        "mongodb://127.0.0.1:1/db?authMechanism=GSSAPI"
+        "&authMechanismProperties=SERVICE_NAME:mongodb&serverSelectionTimeoutMS=100",
+    ],
+)
+def test_a_catalog_url_without_a_secret_reaches_child_processes(
+    tmp_path: Path, catalog: str
+) -> None:
+    """A key file's path or a Kerberos service name is no secret: children of a run
+    on such a catalog must write to it too (helper-38: they lost it)."""
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=catalog)
+    with h.run() as run:
+        sent = json.loads(run.env()["ELLIPTIO_RUN_HANDLER"])
+        assert sent["catalog"] == catalog
+    h.close()
