@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import select
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -369,7 +370,11 @@ def _write_out(data: bytes | memoryview) -> None:
     is a raw file, whose ``write`` may take only part of what it is given."""
     out, view = sys.stdout.buffer, memoryview(data)
     while view:
-        view = view[out.write(view) or 0 :]
+        written = out.write(view)
+        if written is None:  # a non-blocking stdout that is full: wait until it drains
+            select.select([], [out], [])
+            continue
+        view = view[written:]
 
 
 def _copy_out(src: IO[bytes]) -> None:

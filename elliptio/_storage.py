@@ -101,7 +101,8 @@ def open_filesystem(
         raise ConfigError(
             f"cannot open {safe!r}: fsspec reads '::' as a chain of filesystems, which "
             "elliptio does not take; give the URL of the filesystem itself (elliptio "
-            "caches what it reads on its own, see ELLIPTIO_CACHE_DIR)"
+            "caches what it reads on its own, see ELLIPTIO_CACHE_DIR), a host name "
+            "instead of an IPv6 address, and no path holding '::'"
         )
     try:
         fs, root = fsspec.core.url_to_fs(
