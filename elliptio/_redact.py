@@ -57,6 +57,8 @@ SECRET_NAME_PARTS: tuple[str, ...] = (
     "access_key",
     "private",
     "cookie",
+    "jwt",
+    "session",
     "connection_string",
     "connectionstring",
 )

@@ -161,6 +161,7 @@ URL_CASES: list[tuple[str, str]] = [
     ("https://ghp_abcdef@github.com/o/r.git", "https://***@github.com/o/r.git"),
     ("https://x-access-token:ghs_abc@github.com/o/r", "https://x-access-token:***@github.com/o/r"),
     ("https://h/x?token=abc", "https://h/x?token=***"),
+    ("https://h/x?jwt=abc&v=1", "https://h/x?jwt=***&v=1"),  # a JSON Web Token
     ("https://h/x?a=1&TOKEN=abc&b=2", "https://h/x?a=1&TOKEN=***&b=2"),
     (
         "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256"
