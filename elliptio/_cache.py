@@ -280,8 +280,8 @@ class Cache:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
         try:
             with open(fd, "w", encoding="utf-8") as f:
-                os.fchmod(f.fileno(), self.file_mode)  # whatever the umask
                 f.write(text)
+            os.chmod(tmp, self.file_mode)  # whatever the umask
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

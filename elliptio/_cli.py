@@ -114,8 +114,9 @@ def _pairs(
         if not sep or not key:
             raise error(f"{what} {item!r} must look like key=value")
         parsed = _parse_value(value, error)
-        # A number, true/false or null where only text can be: the text as given.
-        keep = text(key) and (parsed is None or isinstance(parsed, int | float))
+        # A number or true/false where only text can be: the text as given (null
+        # stays null: a field that is missing or null).
+        keep = text(key) and isinstance(parsed, int | float)
         result[key] = value if keep else parsed
     return result
 
@@ -601,7 +602,7 @@ def cmd_names(args: argparse.Namespace) -> int:
 
 def cmd_reindex(args: argparse.Namespace) -> int:
     with _handler(args) as h:
-        report = h.reindex(prefix=args.prefix)
+        report = h.reindex(prefix=args.prefix, aliases=args.aliases)
     print(
         f"added {len(report.added)}, unchanged {len(report.unchanged)}, "
         f"updated {len(report.updated)}, "
@@ -1003,6 +1004,13 @@ def _parser() -> argparse.ArgumentParser:
         help="only artifact folders below this folder of the store's layout, relative to "
         "its root (2026/12, 2026/12/04/andy) or as a URL under it; for indexing what "
         "writers with storage credentials only (--catalog none) wrote",
+    )
+    p.add_argument(
+        "--aliases",
+        action="store_true",
+        help="also set again the aliases the store keeps a copy of, for a catalog rebuilt "
+        "from the store (a copy older than the last alias change would bring a removed "
+        "alias back on a catalog in use)",
     )
     p = add(
         "gc",

@@ -235,6 +235,9 @@ class AsyncHandler:
         self.urls = UrlTools(s, self)
         """URL tools (open, local_copy, write, ls, exists, cp, mv, rm, cache) on these settings."""
         self._closed = False
+        # A catalog no URL can name again: an object, or memory:// (one per handler).
+        private = not isinstance(catalog, str | None)
+        self._private_catalog = private or s.resolved_catalog_url().startswith("memory:")
         # The catalog URL, when it was given as one (a client object cannot travel).
         self._catalog_url = (
             s.resolved_catalog_url() if catalog is None or isinstance(catalog, str) else None
@@ -1226,7 +1229,7 @@ class AsyncHandler:
         self._online("follow lineage", storage=False)
         return await build_lineage(self.catalog, artifact_id, direction, depth)
 
-    async def reindex(self, prefix: str | None = None) -> ReindexReport:
+    async def reindex(self, prefix: str | None = None, *, aliases: bool = False) -> ReindexReport:
         """Restore catalog records from the sidecars in storage; safe to repeat.
 
         Args:
@@ -1234,12 +1237,18 @@ class AsyncHandler:
                 relative to its root (``"2026/12"``, ``"2026/12/04/andy"``, one
                 artifact's folder) or as a URL under the root: incremental
                 indexing of what storage-only writers wrote.
+            aliases: also set again each alias the store keeps a copy of
+                (``.elliptio/aliases/NAME.json``, written after every alias
+                change) that the catalog does not hold, if its version is there
+                and not deleted: for a catalog rebuilt from the store. Off by
+                default, since on a catalog in use a copy older than the last
+                alias change would bring a removed alias back.
 
         Raises:
             InvalidPathError: ``prefix`` is no layout folder under the root.
         """
         self._online("reindex")
-        return await reindex(self.storage, self.catalog, prefix=prefix)
+        return await reindex(self.storage, self.catalog, prefix=prefix, aliases=aliases)
 
     async def index_event(self, event: Any) -> IndexReport:
         """Index the sidecars an S3 event notification announces (see
@@ -1330,8 +1339,9 @@ def _has_password(url: str) -> bool:
             return True
     except ValueError:
         return True
-    words = ("password", "secret", "token")
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+    words = ("password", "passwd", "secret", "token", "jwt", "apikey", "api_key", "access_key")
+    # pymongo separates options by "&" or ";".
+    for key, value in parse_qsl(parts.query.replace(";", "&"), keep_blank_values=True):
         if any(word in key.lower() for word in words):
             return True
         if key.lower() == "authmechanismproperties" and any(

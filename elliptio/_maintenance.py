@@ -224,25 +224,26 @@ async def _has_sidecar(storage: Storage, prefix: str, artifact_id: str) -> bool:
 
 
 async def reindex(
-    storage: Storage, catalog: Catalog, *, prefix: str | None = None
+    storage: Storage, catalog: Catalog, *, prefix: str | None = None, aliases: bool = False
 ) -> ReindexReport:
     """Restore catalog records from the sidecars in storage; safe to repeat.
 
     Args:
         prefix: only the artifact folders below this folder of the layout
             (see `_pattern`), e.g. the day a storage-only writer wrote.
+        aliases: also set again the aliases the store keeps a copy of, into a
+            catalog rebuilt from the store (see `_restore_aliases`).
     """
     report = ReindexReport()
     for folder in await _prefixes(storage, prefix):
         await reindex_folder(storage, catalog, folder, report)
-    if prefix is None:
+    if aliases:
         await _restore_aliases(storage, catalog, report)
     return report
 
 
 # -- aliases: the catalog holds them, the store keeps a copy for reindex --------------
 _ALIASES_DIR = f"{RESERVED_DIR}/aliases"
-_ALIASES_MAX_BYTES = 2**20
 
 
 def _aliases_path(storage: Storage, name: str) -> str:
@@ -251,10 +252,20 @@ def _aliases_path(storage: Storage, name: str) -> str:
 
 async def save_aliases(storage: Storage, catalog: Catalog, name: str) -> None:
     """Copy the aliases of ``name`` from the catalog to the store (after each
-    change), so that `reindex` on a catalog rebuilt from the store sets them again."""
-    aliases = await catalog.aliases(name)
-    data = json.dumps({"name": name, "aliases": aliases}, sort_keys=True).encode()
-    await storage.replace_bytes(_aliases_path(storage, name), data)
+    change), so that ``reindex(aliases=True)`` on a catalog rebuilt from the store
+    sets them again. The catalog holds aliases: a copy that cannot be written is
+    logged, and the change stands."""
+    try:
+        aliases = await catalog.aliases(name)
+        data = json.dumps({"name": name, "aliases": aliases}, sort_keys=True).encode()
+        await storage.replace_bytes(_aliases_path(storage, name), data)
+    except ElliptioError as err:
+        log.warning(
+            "the aliases of %r changed in the catalog, but their copy in the store could "
+            "not be written (%s); a catalog rebuilt from the store would miss the change",
+            name,
+            err,
+        )
 
 
 async def _restore_aliases(storage: Storage, catalog: Catalog, report: ReindexReport) -> None:
@@ -265,9 +276,9 @@ async def _restore_aliases(storage: Storage, catalog: Catalog, report: ReindexRe
 
     for path in await storage.glob(f"{storage.root.rstrip('/')}/{_ALIASES_DIR}/*.json"):
         try:
-            raw = await storage.read_bytes(path)
-            if len(raw) > _ALIASES_MAX_BYTES:
-                raise ValueError("too large")
+            raw = await _read_sidecar(storage, path)  # bounded: never read whole
+            if raw is None:
+                continue
             doc = json.loads(raw)
             name = validate_name(doc["name"])
             if path != _aliases_path(storage, name):

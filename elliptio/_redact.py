@@ -58,7 +58,6 @@ SECRET_NAME_PARTS: tuple[str, ...] = (
     "private",
     "cookie",
     "jwt",
-    "session",
     "connection_string",
     "connectionstring",
 )

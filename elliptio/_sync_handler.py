@@ -200,10 +200,10 @@ class Handler:
         """The lineage graph around an artifact; see `AsyncHandler.lineage`."""
         return sync(self.aio.lineage(artifact_id, direction, depth))
 
-    def reindex(self, prefix: str | None = None) -> ReindexReport:
-        """Restore catalog records from the sidecars in storage (below ``prefix``);
-        see `AsyncHandler.reindex`."""
-        return sync(self.aio.reindex(prefix))
+    def reindex(self, prefix: str | None = None, *, aliases: bool = False) -> ReindexReport:
+        """Restore catalog records from the sidecars in storage (below ``prefix``;
+        with ``aliases``, the aliases too); see `AsyncHandler.reindex`."""
+        return sync(self.aio.reindex(prefix, aliases=aliases))
 
     def index_event(self, event: Any) -> IndexReport:
         """Index the sidecars an S3 event notification announces; see

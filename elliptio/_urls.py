@@ -228,7 +228,7 @@ class UrlTools:
             return None
         own = self._handler() if self._handler is not None else None
         get: Callable[[str], Artifact]
-        if own is not None:
+        if own is not None and own._private_catalog and not own._closed:
             storage = own.storage
 
             def get(artifact_id: str) -> Artifact:

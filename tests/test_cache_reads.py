@@ -224,7 +224,7 @@ def test_offline_sends_nothing_to_a_mongodb_catalog(
             lambda: offline.aliases("ds"),
             lambda: offline.lineage(art.artifact_id),
             lambda: offline.upload(data_files["train"]),
-            lambda: offline.set_alias("ds:v1", "prod"),
+            lambda: offline.set_alias(art.artifact_id, "prod"),  # by id: no name to resolve
         ):
             with pytest.raises(eio.OfflineError, match="ELLIPTIO_OFFLINE"):
                 attempt()

@@ -436,3 +436,13 @@ def test_url_commands_protect_the_store_given_by_flags(
     assert code == 1
     assert "the elliptio store lies in it" in err or "lies in the elliptio store" in err
     assert stored.exists()
+
+
+def test_where_null_still_means_missing_or_null(
+    env: dict[str, str], two_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only numbers and true/false become text on text fields; null stays null."""
+    _run(capsys, "upload", str(two_files[0]))
+    code, out, _ = _run(capsys, "find", "--where", "name=null", "--format", "csv")
+    assert code == 0
+    assert len(out.splitlines()) == 2

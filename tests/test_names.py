@@ -267,12 +267,40 @@ def test_reindex_sets_aliases_again_on_a_rebuilt_catalog(
     with eio.Handler(
         storage=handler.storage.root_url, catalog=catalog, storage_options=handler.storage.options
     ) as rebuilt:
-        report = rebuilt.reindex()
+        assert rebuilt.reindex().aliases == []  # only when asked: a catalog in use
+        assert rebuilt.aliases("ds") == {}
+        report = rebuilt.reindex(aliases=True)
         assert sorted(report.aliases) == ["ds:dev", "ds:prod", "other:prod"]
         assert rebuilt.aliases("ds") == {"dev": "v2", "prod": "v1"}
         assert rebuilt.aliases("other") == {"prod": "v1"}
         assert rebuilt.get("ds:prod").artifact_id == arts[0].artifact_id
-        # The catalog wins: an alias moved there is never moved back.
-        rebuilt.set_alias("ds:v2", "prod")
-        assert rebuilt.reindex().aliases == []
+        # The catalog wins: an alias it holds is never moved back to the copy's
+        # version (moved here in the catalog alone, as another client could).
+        sync(rebuilt.catalog.set_alias("ds", "prod", 2))
+        assert rebuilt.reindex(aliases=True).aliases == []
         assert rebuilt.aliases("ds") == {"dev": "v2", "prod": "v2"}
+
+
+def test_an_alias_change_stands_when_its_copy_cannot_be_written(
+    handler: eio.Handler,
+    data_files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The catalog holds aliases; the store's copy is a backup for rebuilds, so a
+    copy that cannot be written is logged and the change stands (helper-39)."""
+    import logging
+
+    from elliptio import _storage
+
+    handler.upload(data_files["test"], name="m")
+    handler.set_alias("m:v1", "prod")
+
+    async def refuse(*_: object) -> None:
+        raise eio.StorageError("the store refuses writes")
+
+    monkeypatch.setattr(_storage.Storage, "replace_bytes", refuse)
+    caplog.set_level(logging.WARNING, logger="elliptio")
+    assert handler.remove_alias("m", "prod") == {}
+    assert handler.aliases("m") == {}
+    assert "could not be written" in caplog.text

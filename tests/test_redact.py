@@ -244,3 +244,12 @@ def test_a_whole_url_has_its_whole_password_masked(url: str, expected: str) -> N
 )
 def test_messages_that_start_with_a_url_are_not_masked_beyond_it(text: str) -> None:
     assert redact_url(text) == text
+
+
+def test_ordinary_session_arguments_are_kept_in_argv() -> None:
+    """Masking 'session' hid --session-dir and --num_sessions=3 (helper-39)."""
+    from elliptio._redact import redact_argv
+
+    assert redact_argv(["t.py", "--session-dir", "runs", "--num_sessions=3"]) == [
+        "t.py", "--session-dir", "runs", "--num_sessions=3",
+    ]  # fmt: skip

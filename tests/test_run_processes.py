@@ -414,3 +414,12 @@ def test_a_catalog_url_without_a_secret_reaches_child_processes(
         sent = json.loads(run.env()["ELLIPTIO_RUN_HANDLER"])
         assert sent["catalog"] == catalog
     h.close()
+
+
+def test_a_password_behind_a_semicolon_never_reaches_child_processes(tmp_path: Path) -> None:
+    """pymongo also separates options with ';' (helper-39)."""
+    from elliptio._handler import _has_password
+
+    assert _has_password("mongodb://h/db?authSource=admin;tlsCertificateKeyFilePassword=x")
+    assert _has_password("mongodb://h/db?jwt=abc")
+    assert not _has_password("mongodb://h/db?authSource=admin;tlsCertificateKeyFile=/a.pem")

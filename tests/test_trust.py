@@ -832,3 +832,15 @@ def test_the_url_tools_never_remove_or_move_a_folder_that_holds_the_store(
     assert done.returncode != 0
     assert "the elliptio store lies in it" in done.stderr
     assert Path(art.file.url).read_bytes() == GOOD
+
+
+def test_a_closed_handlers_url_tools_still_read_through_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """h.urls after h.close() read through the handler and failed with 'catalog is
+    closed' (helper-39); a catalog named by URL is opened again from the settings."""
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    art = _upload_good(h, tmp_path)
+    h.close()
+    assert _read(h.urls, art.file.url) == GOOD
