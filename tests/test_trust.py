@@ -73,6 +73,15 @@ def _unsealed(art: eio.Artifact) -> Path:
     return stored
 
 
+def _export_settings(h: eio.Handler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the ELLIPTIO_* settings at ``h``'s store and catalog, as the URL tools
+    and elliptio:// read them."""
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", h.storage.root_url)
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", h.aio.settings.resolved_catalog_url())
+    if h.storage.options:
+        monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(h.storage.options))
+
+
 def _read(tools: Any, url: str) -> bytes:
     """What the URL tools ``tools`` (``eio`` or ``h.urls``) read at ``url``."""
     with tools.open(url) as f:
@@ -246,10 +255,7 @@ def tampered(
     art = _upload_good(handler, tmp_path)
     _tamper(handler, art.file.url, BAD)
     # elliptio:// resolves through the settings of the process.
-    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", handler.storage.root_url)
-    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", handler.aio.settings.resolved_catalog_url())
-    if handler.storage.options:
-        monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(handler.storage.options))
+    _export_settings(handler, monkeypatch)
     return handler, art
 
 
@@ -557,10 +563,7 @@ def test_url_tools_never_read_a_file_planted_in_a_live_artifacts_folder(
     handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     art = _upload_good(handler, tmp_path)
-    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", handler.storage.root_url)
-    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", handler.aio.settings.resolved_catalog_url())
-    if handler.storage.options:
-        monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(handler.storage.options))
+    _export_settings(handler, monkeypatch)
     folder = handler.storage.path(art.file.url).rsplit("/", 1)[0]
     planted = f"{folder}/planted.csv"
     if handler.storage.is_local:
@@ -578,10 +581,7 @@ def test_url_tools_read_intact_artifact_files_and_record_lineage(
     handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     art = _upload_good(handler, tmp_path)
-    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", handler.storage.root_url)
-    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", handler.aio.settings.resolved_catalog_url())
-    if handler.storage.options:
-        monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(handler.storage.options))
+    _export_settings(handler, monkeypatch)
     tools = eio.Handler(
         storage=handler.storage.root_url, catalog=handler.aio.settings.resolved_catalog_url()
     ).urls
@@ -694,10 +694,7 @@ def test_a_reader_changes_nothing_in_the_store_or_the_catalog(
     from tests.conftest import snapshot
 
     art = _upload_good(handler, tmp_path, name="table")
-    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", handler.storage.root_url)
-    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", handler.aio.settings.resolved_catalog_url())
-    if handler.storage.options:
-        monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(handler.storage.options))
+    _export_settings(handler, monkeypatch)
     before = snapshot(handler)
     file = handler.get("table:latest").file
     assert file.read_bytes() == GOOD
