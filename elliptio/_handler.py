@@ -71,7 +71,7 @@ from ._names import format_aliases, parse_ref, validate_alias, validate_name
 from ._new import NewArtifact
 from ._protocol import remember_handler
 from ._provenance import current_username, git_info, git_info_known, process_info, readable
-from ._redact import has_credentials, redact_url
+from ._redact import has_credentials, is_secret_name, redact_url
 from ._runs import Run, RunScope, current_run
 from ._storage import Storage
 from ._transfer import gather_all, hash_file
@@ -235,13 +235,12 @@ class AsyncHandler:
         self.urls = UrlTools(s, self)
         """URL tools (open, local_copy, write, ls, exists, cp, mv, rm, cache) on these settings."""
         self._closed = False
-        # A catalog no URL can name again: an object, or memory:// (one per handler).
-        private = not isinstance(catalog, str | None)
-        self._private_catalog = private or s.resolved_catalog_url().startswith("memory:")
         # The catalog URL, when it was given as one (a client object cannot travel).
         self._catalog_url = (
             s.resolved_catalog_url() if catalog is None or isinstance(catalog, str) else None
         )
+        # A catalog no URL can name again: an object, or memory:// (one per handler).
+        self._private_catalog = self._catalog_url is None or self._catalog_url.startswith("memory:")
 
     # -- runs and lineage ---------------------------------------------------
     def run(self, name: str | None = None) -> RunScope:
@@ -1339,13 +1338,13 @@ def _has_password(url: str) -> bool:
             return True
     except ValueError:
         return True
-    words = ("password", "passwd", "secret", "token", "jwt", "apikey", "api_key", "access_key")
-    # pymongo separates options by "&" or ";".
+    # pymongo separates options by "&" or ";". The names are judged by the rule every
+    # redaction uses, but a name of a file (tlsCertificateKeyFile) holds a path, and
+    # authMechanismProperties is judged by the names of its properties.
     for key, value in parse_qsl(parts.query.replace(";", "&"), keep_blank_values=True):
-        if any(word in key.lower() for word in words):
-            return True
-        if key.lower() == "authmechanismproperties" and any(
-            word in value.lower() for word in words
-        ):
+        if key.lower() == "authmechanismproperties":
+            if any(is_secret_name(prop.partition(":")[0]) for prop in value.split(",")):
+                return True
+        elif is_secret_name(key) and not key.lower().endswith(("file", "path")):
             return True
     return False

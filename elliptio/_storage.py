@@ -201,13 +201,11 @@ class Storage:
         # stores are read in place (a local path of an in-memory file still needs it).
         protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
         self.is_local = isinstance(fs, LocalFileSystem)
-        self.cache = cache
-        self.cache_reads = cache is not None and not (
-            self.is_local or protocols & {"file", "local", "memory"}
-        )
-        self.offline = offline
         # A network away: not local disk, not this process's memory.
         self.remote = not (self.is_local or protocols & {"file", "local", "memory"})
+        self.cache = cache
+        self.cache_reads = cache is not None and self.remote
+        self.offline = offline
         self.progress = progress
         self.max_concurrency = max_workers
         self.reference_roots = [self._reference_root(r) for r in reference_roots]
