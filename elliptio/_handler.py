@@ -288,8 +288,8 @@ class AsyncHandler:
             CatalogError: the catalog could not take it; the bytes are not handed
                 out, so no read goes unrecorded.
         """
-        if self.settings.offline:
-            return  # nothing reaches the catalog offline; commits cannot either
+        if self._catalog_offline:
+            return  # nothing reaches a remote catalog offline; commits cannot either
         # With it, whatever this process read in the run before it was shared.
         ids = run.unpublished()
         try:
@@ -324,6 +324,12 @@ class AsyncHandler:
     def run_id(self) -> str:
         """The id of the current run."""
         return current_run().run_id
+
+    @property
+    def _catalog_offline(self) -> bool:
+        """Offline with a catalog a network away: records come from the cache.
+        A local catalog (a SQLite file) keeps answering offline."""
+        return self.settings.offline and self.catalog.remote
 
     # -- writing ------------------------------------------------------------
     def _online(self, what: str, *, storage: bool = True, catalog: bool = True) -> None:
@@ -824,7 +830,8 @@ class AsyncHandler:
             ArtifactNotFoundError: nothing has that id, name, version or alias, or
                 ``ref`` is neither an id nor a well-formed reference.
             ArgumentTypeError: ``ref`` is neither a str nor an `Artifact`.
-            OfflineError: a name needs the catalog, which is not available.
+            OfflineError: a name needs the catalog, which is a network away
+                while ``ELLIPTIO_OFFLINE`` is set.
         """
         if isinstance(ref, Artifact):
             return ref.artifact_id
@@ -837,7 +844,7 @@ class AsyncHandler:
         except InvalidNameError as err:
             # Nothing can have it: for get() that is "not found", like a bad id.
             raise ArtifactNotFoundError(str(err)) from None
-        if self.settings.offline:
+        if self._catalog_offline:
             raise OfflineError(
                 f"{ref!r} is a name, which only the catalog can resolve, and "
                 "ELLIPTIO_OFFLINE is set; use the artifact id of an artifact read before"
@@ -867,8 +874,9 @@ class AsyncHandler:
         ``artifact_id`` may also be a name reference: ``train-set`` or
         ``train-set:latest`` (its highest version), ``train-set:v3``, or
         ``train-set:<alias>``. Records read once are kept in the local cache
-        (they never change), so offline, or when the catalog cannot be reached,
-        `get` still returns artifacts read before by id.
+        (they never change), so offline with a catalog a network away, or when
+        the catalog cannot be reached, `get` still returns artifacts read before
+        by id. A local catalog (a SQLite file) keeps answering offline.
 
         Raises:
             ArtifactNotFoundError: no artifact has this id, name or version.
@@ -877,13 +885,22 @@ class AsyncHandler:
         """
         artifact_id = await self.resolve(artifact_id)
         cache = self.storage.cache
-        if self.settings.offline:
+        if self._catalog_offline:
             doc = self._cached_record(artifact_id)
         else:
             try:
                 doc = await self.catalog.get(artifact_id)
             except CatalogUnavailableError as err:
                 doc = self._cached_record(artifact_id, err)
+            except ArtifactNotFoundError:
+                if not self.settings.offline:
+                    raise
+                # Offline, a local catalog answers; what was read before, with
+                # another catalog, stays readable.
+                kept = self._kept_record(artifact_id)
+                if kept is None:
+                    raise
+                doc = kept
             else:
                 if cache is not None:
                     await asyncio.to_thread(_keep_record, cache, artifact_id, doc)
@@ -900,24 +917,31 @@ class AsyncHandler:
 
     async def _deleted(self, artifact_id: str) -> BaseException | None:
         """`ArtifactDeletedError` if the catalog holds ``artifact_id``'s tombstone."""
-        if self.settings.offline:
+        if self._catalog_offline:
             return None
         record = await self._record(artifact_id)
         return deleted_error(record) if record.deleted is not None else None
 
-    def _cached_record(self, artifact_id: str, err: BaseException | None = None) -> dict[str, Any]:
+    def _kept_record(self, artifact_id: str) -> dict[str, Any] | None:
+        """The record kept in the cache when ``artifact_id`` was read before."""
         cache = self.storage.cache
-        path = _record_path(cache.root, artifact_id) if cache is not None else None
+        if cache is None:
+            return None
         try:
-            if path is None:
-                raise FileNotFoundError
-            return upgrade_record(json.loads(path.read_text())).to_document()
+            text = _record_path(cache.root, artifact_id).read_text()
+            return upgrade_record(json.loads(text)).to_document()
         except (OSError, ValueError, CorruptRecordError):
+            return None
+
+    def _cached_record(self, artifact_id: str, err: BaseException | None = None) -> dict[str, Any]:
+        doc = self._kept_record(artifact_id)
+        if doc is None:
             reason = f"the catalog is unreachable ({err})" if err else "ELLIPTIO_OFFLINE is set"
             raise OfflineError(
                 f"{artifact_id} was not read before on this machine and {reason}; "
                 "get it once while online"
             ) from err
+        return doc
 
     async def find(
         self,

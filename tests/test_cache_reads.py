@@ -82,7 +82,7 @@ def test_offline_serves_what_was_read_and_names_what_is_missing(
     moto.reset_count()
     with eio.Handler(
         storage=f"s3://{S3_BUCKET}/lake",
-        catalog="sqlite:////nonexistent/dir/catalog.db",  # no catalog either
+        catalog=f"sqlite:///{tmp_path / 'another.db'}",  # holds none of these records
         storage_options=s3_options,
     ) as offline:
         art = offline.get(read.artifact_id)
@@ -90,7 +90,8 @@ def test_offline_serves_what_was_read_and_names_what_is_missing(
         assert art.files["test.txt"].read_text() == data_files["test"].read_text()
         with pytest.raises(eio.OfflineError, match=r"'train\.txt'.*ELLIPTIO_OFFLINE"):
             art.files["train.txt"].read_bytes()
-        with pytest.raises(eio.OfflineError, match=never.artifact_id):
+        # The local catalog answers offline: it has no such artifact.
+        with pytest.raises(eio.ArtifactNotFoundError, match=never.artifact_id):
             offline.get(never.artifact_id)
         with eio.mock_username("offline"), offline.run():
             offline.get(read.artifact_id)
@@ -204,6 +205,36 @@ def test_offline_sends_nothing_to_a_remote_store_or_catalog(
     # A local store and catalog are no network: offline, commits work.
     with eio.Handler(storage=str(tmp_path / "store"), catalog=catalog) as local:
         assert local.upload(data_files["train"]).file.read_bytes()
+
+
+@pytest.mark.parametrize("store", ["local", "memory"])
+def test_offline_a_local_catalog_answers_everything_it_holds(
+    store: str, data_files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/cache.md: a SQLite catalog is a local file and keeps answering offline.
+    An artifact committed offline, never read, was OfflineError by id and by name."""
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    root = str(tmp_path / "store") if store == "local" else f"memory://offline-{tmp_path.name}"
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    with eio.Handler(storage=root, catalog=catalog) as h:
+        art = h.upload(data_files["test"], name="ds")
+        h.set_alias("ds:v1", "prod")
+    with eio.Handler(storage=root, catalog=catalog) as h, h.run() as run:
+        expected = data_files["test"].read_bytes()
+        for ref in (art.artifact_id, "ds", "ds:latest", "ds:v1", "ds:prod"):
+            assert h.get(ref).file.read_bytes() == expected, ref
+        assert h.based_on == [art.artifact_id]
+        out = h.upload(data_files["train"])
+        assert out.metadata.based_on == [art.artifact_id]
+        assert h.lineage(out.artifact_id, direction="up").parents(out.artifact_id) == [
+            art.artifact_id
+        ]
+        h.delete(art.artifact_id, reason="offline too")
+        with pytest.raises(eio.ArtifactDeletedError, match="offline too"):
+            h.get(art.artifact_id)
+        with pytest.raises(eio.ArtifactNotFoundError, match="no artifact named 'other'"):
+            h.get("other")
+    assert run.run_id == out.metadata.run_id
 
 
 def test_offline_sends_nothing_to_a_mongodb_catalog(

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -24,6 +25,7 @@ from elliptio._ui.app import create_app
 from elliptio._ui.graph import draw, layers, to_dot
 from elliptio._ui.search import SearchForm
 from elliptio._ui.server import exposure_warning, is_loopback
+from tests.conftest import S3_BUCKET
 from tests.ui_lake import XSS, Lake, build
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -567,3 +569,46 @@ def test_a_storage_only_handler_is_refused_before_anything_listens(
     err = capsys.readouterr().err
     assert "UsageError" in err
     assert "storage only" in err
+
+
+def test_offline_the_ui_sends_nothing_to_a_remote_catalog_or_store(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    s3_options: dict[str, Any],
+    moto: Any,
+) -> None:
+    """docs/cache.md: offline, nothing is sent anywhere. The UI read its MongoDB
+    catalog and S3 store directly, past the handler's offline checks."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    client = AsyncMongoMockClient()
+    with eio.Handler(storage=tmp_path / "store", catalog=client) as h:
+        lake = build(h, tmp_path / "src")
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    with (
+        eio.Handler(storage=tmp_path / "store", catalog=client) as h,
+        TestClient(create_app(h.aio), base_url="http://127.0.0.1") as c,
+    ):
+        for url in ("/", "/names", f"/a/{lake.train_v2}", f"/lineage/{lake.train_v2}"):
+            answer = c.get(url)
+            assert answer.status_code == 503, url
+            assert "ELLIPTIO_OFFLINE is set" in html.unescape(answer.text), url
+    # An S3 store with a local catalog: records are shown, files are not fetched.
+    monkeypatch.delenv("ELLIPTIO_OFFLINE")
+    store = f"s3://{S3_BUCKET}/ui-offline"
+    catalog = f"sqlite:///{tmp_path / 's3.db'}"
+    with eio.Handler(storage=store, catalog=catalog, storage_options=s3_options) as h:
+        art = h.upload([tmp_path / "src" / "train.csv"], name="remote")
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    moto.reset_count()
+    with (
+        eio.Handler(storage=store, catalog=catalog, storage_options=s3_options) as h,
+        TestClient(create_app(h.aio), base_url="http://127.0.0.1") as c,
+    ):
+        assert "remote:v1" in c.get("/").text
+        page = html.unescape(c.get("/a/remote:v1").text)
+        assert "cannot read a file offline" in page
+        answer = c.get(f"/file/{art.artifact_id}/train.csv")
+        assert answer.status_code == 503
+        assert "ELLIPTIO_OFFLINE is set" in html.unescape(answer.text)
+    assert moto.requests == 0

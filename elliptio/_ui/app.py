@@ -34,6 +34,7 @@ from elliptio._errors import (
     ArtifactDeletedError,
     ArtifactNotFoundError,
     ElliptioError,
+    OfflineError,
     QueryError,
 )
 from elliptio._handler import AsyncHandler
@@ -107,6 +108,8 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
 
     async def record(ref: str) -> Metadata:
         async def read() -> Metadata:
+            # Offline, the UI sends nothing either: as the handler's own calls.
+            handler._online("read a record from the catalog", storage=False)
             aid = await handler.resolve(ref)
             found = upgrade_record(await handler.catalog.get(aid))
             if found.deleted is not None:  # as get() and find() treat it
@@ -117,6 +120,7 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
 
     async def verified(rec: Metadata, file: FileRecord) -> bytes:
         async def read() -> bytes:
+            handler._online("read a file", catalog=False)
             path = handler.storage.file_path(
                 file.url, rec.artifact_id, file.relpath, reference=rec.reference is not None
             )
@@ -130,6 +134,7 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
             flt = form.filter()
 
             async def run() -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+                handler._online("search the catalog", storage=False)
                 docs = await handler.catalog.find(
                     conjoin([flt, {"deleted": None}]),
                     sort=form.sort_spec(),
@@ -260,6 +265,7 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
 
     async def names(request: Request) -> Response:
         async def read() -> tuple[list[tuple[str, int, int]], dict[str, dict[str, int]]]:
+            handler._online("list names", storage=False)
             return await handler.catalog.names(), await handler.catalog.all_aliases()
 
         rows, aliases = await io(read())
@@ -286,6 +292,9 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
     async def on_query(request: Request, exc: Exception) -> Response:
         return error(400, str(exc))
 
+    async def on_offline(request: Request, exc: Exception) -> Response:
+        return error(503, _problem(exc))
+
     async def on_elliptio(request: Request, exc: Exception) -> Response:
         return error(500, _problem(exc))
 
@@ -307,6 +316,7 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
         ArtifactNotFoundError: on_not_found,
         ArtifactDeletedError: on_deleted,
         QueryError: on_query,
+        OfflineError: on_offline,
         ElliptioError: on_elliptio,
         Exception: on_any,
     }
