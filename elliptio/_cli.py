@@ -391,6 +391,8 @@ def _cat_url(args: argparse.Namespace, target: str) -> int:
 
 
 def cmd_cat(args: argparse.Namespace) -> int:
+    from ._catalog.none import StorageOnlyCatalog
+
     # A URL, or a local path that no reference could be; a local file that could
     # be one (`train-set` in the working folder) is read only if no artifact is so named.
     target, local = args.target, args.relpath is None and Path(args.target).exists()
@@ -403,6 +405,16 @@ def cmd_cat(args: argparse.Namespace) -> int:
             raise
         except ElliptioError as err:
             if local:  # no such artifact, or no catalog to ask (none, offline, down)
+                if not isinstance(err, ArtifactNotFoundError) and not isinstance(
+                    h.catalog, StorageOnlyCatalog
+                ):
+                    # Not a quiet substitution: the artifact may well exist.
+                    print(
+                        f"elliptio cat: the catalog could not say whether an artifact is "
+                        f"named {target!r} ({redact_url(str(err))}); this is the local file "
+                        f"./{target}",
+                        file=sys.stderr,
+                    )
                 return _cat_url(args, target)
             if args.relpath is not None or not isinstance(err, ArtifactNotFoundError):
                 raise
@@ -892,7 +904,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "target",
         help=f"{_REF_HELP}; or a URL or local path (an artifact of that name wins over a "
-        "local file: cat ./NAME reads the file)",
+        "local file: cat ./NAME reads the file; if the catalog cannot answer, the local "
+        "file is read and stderr says so)",
     )
     p.add_argument("relpath", nargs="?", help="the file of the artifact (needed if it has several)")
 

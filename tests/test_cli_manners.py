@@ -216,6 +216,25 @@ def test_cat_prefers_the_artifact_a_local_file_shares_a_name_with(
     assert _run(capsys, "cat", "sub/f.txt") == (0, "local sub/f.txt\n", "")
 
 
+def test_cat_says_so_when_it_reads_a_local_file_because_the_catalog_did_not_answer(
+    env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`cat NAME` with the catalog unreachable (or a network away, offline) read
+    the local file NAME without a word, where an artifact NAME may well exist."""
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", "mongodb://user:s3cret@db.invalid:27017/lake")
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "one").write_text("local one\n")
+    code, out, err = _run(capsys, "cat", "one")
+    assert (code, out) == (0, "local one\n")
+    assert "the catalog could not say whether an artifact is named 'one'" in err
+    assert "ELLIPTIO_OFFLINE" in err
+    assert "s3cret" not in err
+
+
 def test_find_hints_at_fields_no_record_has(
     env: dict[str, str], two_files: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -403,7 +422,12 @@ def test_cat_reads_a_local_file_when_no_catalog_can_answer(
         monkeypatch.setenv("ELLIPTIO_CATALOG_URL", catalog)
         for key, value in extra.items():
             monkeypatch.setenv(key, value)
-        assert _run(capsys, "cat", "notes.txt") == (0, "LOCAL\n", ""), catalog
+        code, out, err = _run(capsys, "cat", "notes.txt")
+        assert (code, out) == (0, "LOCAL\n"), catalog
+        # Said on stderr when a catalog that could hold an artifact of that name
+        # did not answer (a SQLite file answers offline: it has none).
+        said = "this is the local file ./notes.txt" in err
+        assert said == catalog.startswith("mongodb:"), catalog
         for key in extra:
             monkeypatch.delenv(key)
 
