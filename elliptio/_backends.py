@@ -488,6 +488,12 @@ class LocalBackend(Backend):
             os.unlink(self._real(path, "remove"))
 
 
+def is_remote(fs: Any) -> bool:
+    """Whether a filesystem is a network away: not local disk, not this process's memory."""
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    return not (isinstance(fs, LocalFileSystem) or protocols & {"file", "local", "memory"})
+
+
 def make_backend(fs: Any, root: str, *, max_workers: int, part_size: int, redact: Any) -> Backend:
     """The backend for a filesystem: the S3 fast path, local disk, or generic fsspec."""
     from ._s3 import S3Backend, is_s3

@@ -30,7 +30,7 @@ import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.implementations.local import LocalFileSystem
 
-from ._backends import Backend, LocalBackend, make_backend
+from ._backends import Backend, LocalBackend, is_remote, make_backend
 from ._cache import Cache
 from ._errors import (
     ConfigError,
@@ -199,10 +199,8 @@ class Storage:
         )
         # Reads of remote stores go through the local cache; local and in-memory
         # stores are read in place (a local path of an in-memory file still needs it).
-        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
         self.is_local = isinstance(fs, LocalFileSystem)
-        # A network away: not local disk, not this process's memory.
-        self.remote = not (self.is_local or protocols & {"file", "local", "memory"})
+        self.remote = is_remote(fs)
         self.cache = cache
         self.cache_reads = cache is not None and self.remote
         self.offline = offline

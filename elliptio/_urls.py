@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from ._backends import Backend, make_backend
+from ._backends import Backend, is_remote, make_backend
 from ._cache import Cache
 from ._config import Settings, load_settings
 from ._errors import (
@@ -331,11 +331,21 @@ class UrlTools:
         stamp = next((info[key] for key in _STAMP_KEYS if info.get(key)), None)
         return f"size:{info.get('size')}:{stamp}" if stamp else ""
 
+    def _offline(self, *backends: Backend) -> bool:
+        """Whether ``ELLIPTIO_OFFLINE`` keeps these backends' filesystems out of
+        reach: those a network away; local disk and memory stay usable."""
+        return self.settings.offline and any(is_remote(b.fs) for b in backends)
+
     def _offline_error(self, url: str, what: str) -> OfflineError:
         reason = "ELLIPTIO_OFFLINE is set" if self.settings.offline else "storage is unreachable"
+        if what in ("read", "check"):  # the cache could have answered
+            return OfflineError(
+                f"cannot {what} {redact_url(url)!r}: {reason} and it is not in the cache; "
+                "read it once while online, or unset ELLIPTIO_OFFLINE"
+            )
         return OfflineError(
-            f"cannot {what} {redact_url(url)!r}: {reason} and it is not in the cache; "
-            "read it once while online, or unset ELLIPTIO_OFFLINE"
+            f"cannot {what} {redact_url(url)!r}: {reason} and it is a network away; "
+            "unset ELLIPTIO_OFFLINE once the network is back"
         )
 
     # -- reading ------------------------------------------------------------------
@@ -361,10 +371,10 @@ class UrlTools:
         cached = self.cache.lookup(record["sha256"]) if record else None
         if cached is not None and record is not None:
             fresh = time.time() - float(record.get("checked", 0)) < self.settings.revalidate_seconds
-            if fresh or self.settings.offline:
+            if fresh or self._offline(backend):
                 log.debug("cache hit: %s", self._redact(url))
                 return self._named(cached, path)
-        if self.settings.offline:
+        if self._offline(backend):
             raise self._offline_error(url, "read")
         try:
             version = self._version(backend.fs, path)
@@ -426,9 +436,9 @@ class UrlTools:
         """Open ``url``: reads come from the cache, writes go to the URL."""
         if mode in ("r", "rb", "rt"):
             return builtins.open(self.cached_path(url), mode, **kwargs)
-        if self.settings.offline:
-            raise self._offline_error(url, "write")
         backend, path = self._backend(url)
+        if self._offline(backend):
+            raise self._offline_error(url, "write")
         self._refuse_in_store(url, backend, path, "write")
         self.invalidate(url)
         handle: IO[Any] = self._call(backend, "open", path, backend.fs.open, path, mode, **kwargs)
@@ -442,9 +452,9 @@ class UrlTools:
         The written bytes also enter the cache, so reading them back is free.
         """
         url = os.fspath(url)
-        if self.settings.offline:
-            raise self._offline_error(url, "write")
         backend, path = self._backend(url)
+        if self._offline(backend):
+            raise self._offline_error(url, "write")
         self._refuse_in_store(url, backend, path, "write")
         fs = backend.fs
         with tempfile.TemporaryDirectory(prefix="elliptio-write-") as tmp:
@@ -464,9 +474,9 @@ class UrlTools:
     # -- listing and moving -----------------------------------------------------------
     def ls(self, url: str, detail: bool = False) -> list[Any]:
         """List a folder (or prefix); URLs keep their protocol."""
-        if self.settings.offline:
-            raise self._offline_error(url, "list")
         backend, path = self._backend(url)
+        if self._offline(backend):
+            raise self._offline_error(url, "list")
         fs = backend.fs
         entries = self._call(backend, "list", path, fs.ls, path, True)
         local = isinstance(fs, LocalFileSystem)
@@ -478,20 +488,21 @@ class UrlTools:
     def exists(self, url: str) -> bool:
         """Whether ``url`` exists; offline, True for cached URLs."""
         url = os.fspath(url)
-        if self.settings.offline:
+        backend, path = self._backend(url)
+        if self._offline(backend):
             record = self._record(url)
             if record and self.cache.lookup(record["sha256"]):
                 return True
             raise self._offline_error(url, "check")
-        backend, path = self._backend(url)
         return self._call(backend, "check", path, _exists, backend.fs, path)
 
     def cp(self, src: str, dst: str, recursive: bool = False) -> None:
         """Copy ``src`` to ``dst``, within or across filesystems."""
-        if self.settings.offline:
-            raise self._offline_error(dst, "copy to")
         src_backend, src_path = self._backend(src)
         dst_backend, dst_path = self._backend(dst)
+        if self._offline(src_backend, dst_backend):
+            far = dst if self._offline(dst_backend) else src
+            raise self._offline_error(far, "copy to" if far is dst else "copy from")
         self._refuse_in_store(dst, dst_backend, dst_path, "copy to")
         src_fs, dst_fs = src_backend.fs, dst_backend.fs
         if not recursive and self._call(src_backend, "check", src_path, src_fs.isdir, src_path):
@@ -550,9 +561,9 @@ class UrlTools:
 
     def rm(self, url: str, recursive: bool = False) -> None:
         """Remove ``url`` (a folder only with ``recursive=True``)."""
-        if self.settings.offline:
-            raise self._offline_error(url, "remove")
         backend, path = self._backend(url)
+        if self._offline(backend):
+            raise self._offline_error(url, "remove")
         self._refuse_store_or_root(url, backend, path, "remove")
         self._call(backend, "remove", path, backend.fs.rm, path, recursive)
         self.invalidate(os.fspath(url), recursive=recursive)

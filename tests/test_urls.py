@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import pytest
@@ -14,6 +15,7 @@ import pytest
 import elliptio as eio
 from elliptio._config import load_settings
 from elliptio._urls import UrlTools
+from tests.conftest import S3_BUCKET
 
 
 @pytest.fixture
@@ -58,21 +60,62 @@ def test_revalidation_notices_a_new_version(tmp_path: Path, root: str) -> None:
     assert tools.cached_path(url).read_bytes() == b"version 2"
 
 
-def test_forced_offline_serves_cached_and_names_what_is_missing(tmp_path: Path, root: str) -> None:
-    online = _tools(tmp_path)
-    _put(f"{root}/cached.txt", b"kept")
+def test_forced_offline_serves_cached_and_names_what_is_missing(
+    tmp_path: Path, s3_options: dict[str, Any], moto: Any
+) -> None:
+    root = f"s3://{S3_BUCKET}/urls-{uuid.uuid4().hex[:8]}"
+    # The store's options reach every URL of its protocol; these URLs lie outside it.
+    store = {"storage_url": f"s3://{S3_BUCKET}/lake", "storage_options": s3_options}
+    online = _tools(tmp_path, **store)
+    for name, data in (("cached.txt", b"kept"), ("never-read.txt", b"x")):
+        with online.write(f"{root}/{name}") as path:
+            path.write_bytes(data)
+    online.clear_cache()
     online.cached_path(f"{root}/cached.txt")
-    _put(f"{root}/never-read.txt", b"x")
-    offline = _tools(tmp_path, offline=True, revalidate_seconds=0)
+    offline = _tools(tmp_path, offline=True, revalidate_seconds=0, **store)
+    moto.reset_count()
     assert offline.cached_path(f"{root}/cached.txt").read_bytes() == b"kept"
     assert offline.exists(f"{root}/cached.txt")
     with pytest.raises(eio.OfflineError, match=r"never-read\.txt.*ELLIPTIO_OFFLINE"):
         offline.cached_path(f"{root}/never-read.txt")
-    with pytest.raises(eio.OfflineError):
-        offline.ls(root)
-    with pytest.raises(eio.OfflineError):
-        offline.rm(f"{root}/cached.txt")
-    assert fsspec.filesystem("memory").exists(f"{root}/cached.txt".removeprefix("memory://"))
+    local = tmp_path / "local.txt"
+    local.write_bytes(b"local")
+    for attempt in (
+        lambda: offline.ls(root),
+        lambda: offline.rm(f"{root}/cached.txt"),
+        lambda: offline.cp(str(local), f"{root}/up.txt"),
+        lambda: offline.cp(f"{root}/never-read.txt", str(tmp_path / "down.txt")),
+        lambda: offline.open(f"{root}/w.txt", "wb"),
+    ):
+        with pytest.raises(eio.OfflineError, match="ELLIPTIO_OFFLINE is set"):
+            attempt()
+    assert not (tmp_path / "down.txt").exists()
+    assert moto.requests == 0
+    assert online.exists(f"{root}/cached.txt")
+
+
+def test_offline_local_disk_and_memory_stay_usable(tmp_path: Path, root: str) -> None:
+    """docs/cache.md: offline, only what is a network away is refused; local disk
+    and memory:// are not. ls and exists of a local folder, and every memory://
+    URL not read before, were OfflineError."""
+    offline = _tools(tmp_path, offline=True)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"a")
+    assert offline.ls(str(folder)) == [str(folder / "a.txt")]
+    assert offline.exists(str(folder / "a.txt"))
+    assert not offline.exists(str(folder / "b.txt"))
+    offline.cp(str(folder / "a.txt"), f"{root}/a.txt")
+    assert offline.cached_path(f"{root}/a.txt").read_bytes() == b"a"
+    assert offline.ls(root) == [f"{root}/a.txt"]
+    with offline.write(f"{root}/w.txt") as path:
+        path.write_bytes(b"written")
+    with offline.open(f"{root}/w.txt") as f:
+        assert f.read() == b"written"
+    offline.mv(f"{root}/w.txt", str(folder / "w.txt"))
+    assert (folder / "w.txt").read_bytes() == b"written"
+    offline.rm(str(folder), recursive=True)
+    assert not folder.exists()
 
 
 def test_write_uploads_on_exit_and_is_cached(tmp_path: Path, root: str) -> None:
