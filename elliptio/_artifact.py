@@ -220,7 +220,7 @@ class File:
         cache = self._storage.cache
         if cache is None:
             raise UsageError(f"{self.url} has no local path: this handler has no cache")
-        if self._storage.offline:
+        if self._storage.offline and self._storage.remote:
             raise self._not_cached("read it once")
         target = cache.path_for(self.sha256)
         try:

@@ -211,8 +211,10 @@ def test_offline_sends_nothing_to_a_remote_store_or_catalog(
 def test_offline_a_local_catalog_answers_everything_it_holds(
     store: str, data_files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """docs/cache.md: a SQLite catalog is a local file and keeps answering offline.
-    An artifact committed offline, never read, was OfflineError by id and by name."""
+    """docs/cache.md: a SQLite catalog is a local file and keeps answering offline,
+    and local disk and memory:// are no network. An artifact committed offline,
+    never read, was OfflineError by id and by name, and on memory:// by open(),
+    local_path() and its eio_url."""
     monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
     root = str(tmp_path / "store") if store == "local" else f"memory://offline-{tmp_path.name}"
     catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
@@ -223,6 +225,12 @@ def test_offline_a_local_catalog_answers_everything_it_holds(
         expected = data_files["test"].read_bytes()
         for ref in (art.artifact_id, "ds", "ds:latest", "ds:v1", "ds:prod"):
             assert h.get(ref).file.read_bytes() == expected, ref
+        # Every read path: an in-memory file's local path is a cache copy, made offline.
+        file = h.get(art.artifact_id).file
+        with file.open() as f:
+            assert f.read() == expected
+        assert file.local_path().read_bytes() == expected
+        assert pd.read_csv(file.eio_url).shape == (2, 2)
         assert h.based_on == [art.artifact_id]
         out = h.upload(data_files["train"])
         assert out.metadata.based_on == [art.artifact_id]
