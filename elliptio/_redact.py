@@ -58,6 +58,8 @@ SECRET_NAME_PARTS: tuple[str, ...] = (
     "private",
     "cookie",
     "jwt",
+    "passphrase",
+    "passcode",
     "connection_string",
     "connectionstring",
 )

@@ -31,6 +31,9 @@ SECRET_NAMES = [
     "private_key",
     "keyboard",  # contains "key": masked on purpose, see the module docstring
     "authMechanismProperties",
+    "passphrase",  # a key file's (ssh, sftp, PKCS#12); `elliptio config` showed it
+    "ssh_passphrase",
+    "passcode",
 ]
 
 PUBLIC_NAMES = [
