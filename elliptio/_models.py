@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -60,9 +61,10 @@ def check_storable(value: Any, where: str, depth: int = 0) -> Any:
 
     Storable means what both MongoDB and the embedded catalog keep and query
     unchanged: ``str``, ``int``, finite ``float``, ``bool``, ``None``, tz-aware
-    ``datetime`` (converted to UTC), lists/tuples of those and mappings with ``str``
-    keys that neither contain ``.`` nor start with ``$``. numpy and pandas scalars
-    (``np.int64``, ``np.bool_``, ``pd.Timestamp``, ...) become their plain values.
+    ``datetime`` (converted to UTC, to the millisecond), lists/tuples of those and
+    mappings with ``str`` keys that neither contain ``.`` nor start with ``$``.
+    numpy and pandas scalars (``np.int64``, ``np.bool_``, ``pd.Timestamp``, ...)
+    become their plain values.
     """
     if depth > _MAX_DEPTH:
         raise InvalidLabelsError(f"{where} is nested deeper than {_MAX_DEPTH} levels")
@@ -82,7 +84,10 @@ def check_storable(value: Any, where: str, depth: int = 0) -> Any:
             raise InvalidLabelsError(
                 f"{where} is a naive datetime; give it a timezone, e.g. datetime.now(tz=UTC)"
             )
-        return value.astimezone(UTC)
+        # To the millisecond, as every catalog keeps it (BSON dates): the record
+        # returned, the sidecar and the catalog's copy are then the same.
+        utc = value.astimezone(UTC)
+        return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
     if isinstance(value, list | tuple):
         return [check_storable(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
     if isinstance(value, Mapping):
@@ -102,6 +107,36 @@ def check_storable(value: Any, where: str, depth: int = 0) -> Any:
         f"{where} has a value of type {type(value).__name__}, which cannot be stored; "
         "use str, int, float, bool, None, tz-aware datetime, list or dict"
     )
+
+
+def _json_dates(value: Any) -> Any:
+    """``value`` with each datetime as ``{"$date": "<ISO 8601, UTC>"}``."""
+    if isinstance(value, datetime):
+        return {_DATE_KEY: value.isoformat(timespec="microseconds").replace("+00:00", "Z")}
+    if isinstance(value, dict):
+        return {k: _json_dates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_dates(v) for v in value]
+    return value
+
+
+def _dates_of_json(value: Any) -> Any:
+    """``value`` with each ``{"$date": text}`` read as its datetime (`_json_dates`
+    undone); one that does not parse is left for `check_storable` to refuse."""
+    if isinstance(value, Mapping):
+        text = value.get(_DATE_KEY)
+        if len(value) == 1 and isinstance(text, str):
+            try:
+                return datetime.fromisoformat(text)
+            except ValueError:
+                return value
+        return {k: _dates_of_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_dates_of_json(v) for v in value]
+    return value
+
+
+_DATE_KEY = "$date"
 
 
 class Labels(BaseModel):
@@ -132,7 +167,13 @@ class Labels(BaseModel):
     def _storable(cls, value: Any) -> Any:
         if not isinstance(value, Mapping):
             raise InvalidLabelsError(f"labels.infos must be a dict, got {type(value).__name__}")
-        return check_storable(value, "labels.infos")
+        return check_storable(_dates_of_json(value), "labels.infos")
+
+    @field_serializer("infos", when_used="json")
+    def _dates_as_json(self, infos: dict[str, Any]) -> Any:
+        # JSON has no dates: a sidecar or a kept record holds {"$date": text}, read
+        # back as the datetime (an infos key never starts with "$").
+        return _json_dates(infos)
 
     @field_validator("ticket", "project", "datatype", "dataset", "description")
     @classmethod

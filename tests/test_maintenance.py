@@ -82,3 +82,33 @@ def test_verify_finds_damage(handler: eio.Handler, data_files: dict[str, Path]) 
 def test_gc_refuses_negative_grace(handler: eio.Handler) -> None:
     with pytest.raises(eio.ElliptioError, match="grace"):
         sync(gc(handler.storage, handler.catalog, grace=timedelta(hours=-1)))
+
+
+@pytest.mark.parametrize("catalog", ["sqlite", "mongodb"])
+def test_a_label_datetime_with_microseconds_is_one_value_everywhere(
+    catalog: str, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """Catalogs keep milliseconds (BSON dates); the sidecar and the returned record
+    kept microseconds, and the sidecar (JSON) kept dates in labels as text, so
+    reindex called a healthy artifact 'conflicting' (exit 1) and rebuilt a lost
+    record with a string where the date was."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    where = AsyncMongoMockClient() if catalog == "mongodb" else f"sqlite:///{tmp_path / 'c.db'}"
+    when = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    with eio.Handler(storage=tmp_path / "store", catalog=where) as h:
+        art = h.upload(data_files["test"], labels=eio.Labels(infos={"dt": when, "at": [when]}))
+        kept = when.replace(microsecond=123000)
+        assert art.metadata.labels.infos == {"dt": kept, "at": [kept]}
+        assert h.get(art.artifact_id).metadata == art.metadata
+        h.set_labels(art.artifact_id, {"infos": {"dt": when}})
+        assert h.get(art.artifact_id).metadata.labels.infos == {"dt": kept}
+        report = h.reindex()
+        assert (report.unchanged, report.conflicting) == ([art.artifact_id], [])
+        assert list(h.find({"labels.infos.dt": when}).index) == [art.artifact_id]
+        # A record rebuilt from the sidecar holds dates, not their text (JSON has none).
+        expected = h.get(art.artifact_id).metadata
+        sync(h.catalog.delete(art.artifact_id))
+        assert h.reindex().added == [art.artifact_id]
+        assert h.get(art.artifact_id).metadata == expected
+        assert list(h.find({"labels.infos.dt": {"$gte": when}}).index) == [art.artifact_id]
