@@ -22,7 +22,7 @@ code keeps working::
     ├── InvalidNameError(ValueError)       a name, version or alias is malformed
     ├── QueryError(ValueError)             a filter document is malformed or unsupported
     ├── UrlNotFoundError(FileNotFoundError)
-    │                                      an elliptio:// URL names no file or folder
+    │                                      a URL (elliptio:// or any other) names nothing
     ├── ArtifactNotFoundError(KeyError)    no committed artifact has that id
     │   ├── ArtifactUrlNotFoundError(UrlNotFoundError)
     │   │                                  ... named by an elliptio:// URL
@@ -127,7 +127,9 @@ class ArtifactNotFoundError(ElliptioError, KeyError):
 
 
 class UrlNotFoundError(ElliptioError, FileNotFoundError):
-    """An ``elliptio://`` URL names no file or folder of its artifact."""
+    """A URL names nothing: an ``elliptio://`` URL no file or folder of its
+    artifact, or a URL given to the URL tools (``eio.open``, ``cp``, ...) nothing
+    in its filesystem."""
 
 
 class ArtifactUrlNotFoundError(ArtifactNotFoundError, UrlNotFoundError):

@@ -48,6 +48,7 @@ from ._errors import (
     InvalidPathError,
     OfflineError,
     StorageError,
+    UrlNotFoundError,
 )
 from ._layout import METADATA_RELPATH
 from ._process import ProcessLocal
@@ -279,9 +280,11 @@ class UrlTools:
         """A blocking call of the backend's filesystem, its errors translated."""
         try:
             return func(*a)
+        except UrlNotFoundError:
+            raise
         except FileNotFoundError as err:
             if _not_found(err):
-                raise
+                raise _missing(backend, path) from err
             raise backend.error(err.__cause__ or err, action, path) from err
         except OfflineError:
             raise
@@ -356,7 +359,7 @@ class UrlTools:
 
         Raises:
             OfflineError: offline and ``url`` is not cached.
-            FileNotFoundError: ``url`` does not exist.
+            UrlNotFoundError: ``url`` does not exist (a `FileNotFoundError` too).
         """
         url = os.fspath(url)
         backend, path = self._backend(url)
@@ -365,7 +368,7 @@ class UrlTools:
             return file.local_path()
         if isinstance(backend.fs, LocalFileSystem):
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"{path!r} does not exist")
+                raise _missing(backend, path)
             return Path(path)
         record = self._record(url)
         cached = self.cache.lookup(record["sha256"]) if record else None
@@ -380,7 +383,7 @@ class UrlTools:
             version = self._version(backend.fs, path)
         except Exception as err:
             if isinstance(err, FileNotFoundError) and _not_found(err):
-                raise
+                raise _missing(backend, path) from err
             if not is_unreachable(err):
                 # fsspec's HTTP filesystem wraps the status in a FileNotFoundError.
                 shown = err.__cause__ if isinstance(err, FileNotFoundError) else None
@@ -417,7 +420,7 @@ class UrlTools:
             finally:
                 os.close(fd)
             if found is None:
-                raise FileNotFoundError(f"{backend.redact(backend.url(path))!r} does not exist")
+                raise _missing(backend, path)
             target = self.cache.path_for(found[1])
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target)
@@ -629,6 +632,14 @@ def write(url: str) -> contextlib.AbstractContextManager[Path]:
 def ls(url: str, detail: bool = False) -> list[Any]:
     """List a folder or prefix of any fsspec URL."""
     return default_tools().ls(url, detail)
+
+
+def _missing(backend: Backend, path: str) -> UrlNotFoundError:
+    """The error for a URL that names nothing: an `ElliptioError` and a
+    `FileNotFoundError`, as readers expect, naming the URL with its scheme."""
+    if isinstance(backend.fs, LocalFileSystem):
+        return UrlNotFoundError(f"{path!r} does not exist")
+    return UrlNotFoundError(f"{backend.redact(backend.url(path))!r} does not exist")
 
 
 def _exists(fs: Any, path: str) -> bool:

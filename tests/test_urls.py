@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -410,3 +411,24 @@ def test_a_token_in_a_url_never_reaches_the_cache_or_a_listing(
     assert "a.txt?token=***" in out
     assert token not in out
     assert signature not in out
+
+
+def test_a_missing_url_is_an_elliptio_error_naming_the_url(
+    tmp_path: Path, root: str, s3_options: dict[str, Any]
+) -> None:
+    """docs/concepts.md: every error derives from ElliptioError and names the URL.
+    A missing URL was a bare FileNotFoundError naming the path without its scheme."""
+    s3 = f"s3://{S3_BUCKET}/elsewhere"
+    tools = _tools(tmp_path, storage_url=f"s3://{S3_BUCKET}/lake", storage_options=s3_options)
+    for base in (str(tmp_path), root, s3):
+        url = f"{base}/none.csv"
+        for call, extra in (
+            (tools.cached_path, ()),
+            (tools.open, ()),
+            (tools.cp, (str(tmp_path / "copy.csv"),)),
+            (tools.ls, ()),
+        ):
+            with pytest.raises(eio.UrlNotFoundError, match=re.escape(f"{url}' does not exist")):
+                call(url, *extra)
+    with pytest.raises(FileNotFoundError):  # what readers and fsspec expect
+        tools.open(f"{s3}/none.csv")
