@@ -45,3 +45,31 @@ def test_user_story_example_runs_on_the_default(tmp_path: Path) -> None:
     # The second run saved the very same model bytes: stored once, referenced twice.
     assert len(list(store.rglob("model.pt"))) == 1
     assert models[0]["files"][0]["url"] == models[1]["files"][0]["url"]
+
+
+def _python_block_after(text: str, heading: str) -> str:
+    after = text.split(heading, 1)[1]
+    return after.split("```python\n", 1)[1].split("\n```", 1)[0]
+
+
+def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
+    """README "A tour", copied as written after its note's two small files: `.file`
+    on a two-file artifact and an undefined `model` stopped it (helper-42)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELLIPTIO_")}
+    env["HOME"] = str(tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "train.txt").write_text("a,b\n1,2\n")
+    (tmp_path / "docs" / "test.txt").write_text("a,b\n3,4\n")
+    pages = ((ROOT / "README.md", "## A tour"), (ROOT / "docs/concepts.md", "# Concepts"))
+    for page, heading in pages:
+        code = _python_block_after(page.read_text(), heading)
+        env["XDG_DATA_HOME"] = str(tmp_path / page.name)  # a fresh store and catalog
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, f"{page.name}: {result.stderr}"
