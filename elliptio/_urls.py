@@ -269,6 +269,10 @@ class UrlTools:
         )
 
     def _refuse_in_store(self, url: str, backend: Backend, path: str, what: str) -> None:
+        from ._protocol import ElliptioFileSystem
+
+        if isinstance(backend.fs, ElliptioFileSystem):
+            backend.fs._refuse(path)  # ImmutableError now, before anything is written
         if self._in_store(backend, path):
             raise InvalidPathError(
                 f"cannot {what} {redact_url(url)!r}: it lies in the elliptio store, whose "

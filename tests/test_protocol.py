@@ -116,6 +116,12 @@ def test_every_write_is_refused_naming_the_url(configured: eio.Handler, tmp_path
         "mkdir": lambda: fs.mkdir(f"elliptio://{aid}/new"),
         "makedirs": lambda: fs.makedirs(f"elliptio://{aid}/new/deeper"),
         "touch": lambda: fs.touch(url),
+        # The URL tools refuse before handing out a path to write (eio.write
+        # refused only when its block ended, after the work was done).
+        "eio.write": lambda: eio.write(url).__enter__(),
+        "eio.open wb": lambda: eio.open(url, "wb"),
+        "eio.cp into": lambda: eio.cp(str(local), f"elliptio://{aid}/b.csv"),
+        "eio.rm": lambda: eio.rm(url),
     }
     for what, write in writes.items():
         with pytest.raises(eio.ImmutableError, match=r"Handler\.new\(\)") as refused:
