@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     storage_url: str = ""
     storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)
     catalog_url: str = ""
-    mongodb_database: str = ""
+    mongodb_database: str = "elliptio"
     mongodb_collection: str = "artifacts"
     max_concurrency: int = Field(default=16, ge=1, le=1024)
     progress: bool | None = None

@@ -177,6 +177,9 @@ def test_config_masks_secrets(
     assert code == 0
     assert "storage_url" in out
     assert "planted" not in out.lower()
+    # The effective values, defaults included (docs/configuration.md's table).
+    assert "mongodb_database = elliptio\n" in out
+    assert "mongodb_collection = artifacts\n" in out
 
 
 def test_errors_are_one_line_and_exit_1(
