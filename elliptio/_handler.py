@@ -1295,12 +1295,18 @@ class AsyncHandler:
         totals, from the records alone: no file is read, and neither artifact
         counts as an input of the current run.
 
+        Raises:
+            ArtifactDeletedError: one was deleted: its tombstone keeps no files or
+                labels to compare.
+
         Example:
             >>> print(await h.diff("train-set:v2", "train-set:v3"))  # doctest: +SKIP
         """
-        first = await self._record(await self.resolve(a))
-        second = await self._record(await self.resolve(b))
-        return diff_records(first, second)
+        records = [await self._record(await self.resolve(ref)) for ref in (a, b)]
+        for record in records:
+            if record.deleted is not None:
+                raise deleted_error(record)
+        return diff_records(*records)
 
     async def verify(self, artifact_id: str) -> VerifyReport:
         """Re-hash an artifact's stored files against its record.

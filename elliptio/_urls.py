@@ -345,6 +345,11 @@ class UrlTools:
 
     def _offline_error(self, url: str, what: str) -> OfflineError:
         reason = "ELLIPTIO_OFFLINE is set" if self.settings.offline else "storage is unreachable"
+        if not self.settings.offline:
+            return OfflineError(
+                f"cannot {what} {redact_url(url)!r}: {reason} and it is not in the cache; "
+                "check the network and the storage endpoint, then try again"
+            )
         if what in ("read", "check"):  # the cache could have answered
             return OfflineError(
                 f"cannot {what} {redact_url(url)!r}: {reason} and it is not in the cache; "

@@ -57,6 +57,18 @@ def test_diff_of_an_unknown_ref_is_not_found(handler: eio.Handler, tmp_path: Pat
         handler.diff("set:v1", "set:v9")
 
 
+def test_diff_of_a_deleted_artifact_says_it_was_deleted(
+    handler: eio.Handler, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tombstone keeps no files or labels: diff listed every file of the other
+    artifact as added and exited 0 (helper-42); show, cat and verify refuse it."""
+    first, second = _versions(tmp_path, handler)
+    handler.delete("set:v2", reason="bad split")  # v2 refers to v1's same.csv
+    for a, b in (("set:v1", "set:v2"), (second.artifact_id, first.artifact_id)):
+        with pytest.raises(eio.ArtifactDeletedError, match="bad split"):
+            handler.diff(a, b)
+
+
 def test_diff_on_the_command_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

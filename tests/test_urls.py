@@ -291,8 +291,11 @@ def test_http_url_read_once_is_served_from_the_cache_when_the_server_is_down(
     finally:
         site.stop()
     assert tools.cached_path(f"{site.url}/a.txt").read_text() == "hello"
-    with pytest.raises(eio.OfflineError, match="unreachable"):
+    with pytest.raises(eio.OfflineError, match="unreachable") as down:
         tools.cached_path(f"{site.url}/never-read.txt")
+    # ELLIPTIO_OFFLINE is not set: the next step is no advice to unset it.
+    assert "ELLIPTIO_OFFLINE" not in str(down.value)
+    assert "check the network and the storage endpoint" in str(down.value)
 
 
 def test_http_errors_name_the_status_and_a_gateway_error_serves_the_cache(
