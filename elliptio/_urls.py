@@ -646,9 +646,10 @@ def ls(url: str, detail: bool = False) -> list[Any]:
 def _missing(backend: Backend, path: str) -> UrlNotFoundError:
     """The error for a URL that names nothing: an `ElliptioError` and a
     `FileNotFoundError`, as readers expect, naming the URL with its scheme."""
-    if isinstance(backend.fs, LocalFileSystem):
-        return UrlNotFoundError(f"{path!r} does not exist")
-    return UrlNotFoundError(f"{backend.redact(backend.url(path))!r} does not exist")
+    shown = path if isinstance(backend.fs, LocalFileSystem) else backend.redact(backend.url(path))
+    return UrlNotFoundError(
+        f"{shown!r} does not exist; check the path or URL (ls lists what a folder holds)"
+    )
 
 
 def _exists(fs: Any, path: str) -> bool:
