@@ -493,7 +493,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     with _handler(args) as h:
         result = h.diff(args.a, args.b)
     if args.format == "json":
-        print(json.dumps(result.to_dict(), default=str, sort_keys=True))
+        print(json.dumps(_json_value(result.to_dict()), sort_keys=True))
     else:
         print(result)
     return 0

@@ -6,6 +6,7 @@ Pure: it works on two records and reads no file bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ._models import Metadata
@@ -74,12 +75,14 @@ class ArtifactDiff:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
     return _MISSING if value is None else repr(value)
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
-    if not prefix and value == {}:
-        return  # no labels at all: nothing to compare, not a label named ""
+    if "." not in prefix and value == {}:
+        return  # no labels at all, or no infos: nothing to compare
     if isinstance(value, dict) and value:
         for key, item in value.items():
             _flatten(item, f"{prefix}.{key}" if prefix else str(key), out)

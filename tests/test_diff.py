@@ -69,6 +69,29 @@ def test_diff_of_a_deleted_artifact_says_it_was_deleted(
             handler.diff(a, b)
 
 
+def test_diff_shows_dates_in_iso_8601_and_no_empty_infos(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`diff --format json` wrote a date label as Python's str() ("2026-01-01
+    00:00:00+00:00"), the text form as its repr(), and an artifact without infos
+    showed `infos: (absent) -> {}` as a change."""
+    from datetime import UTC, datetime
+
+    storage, catalog = str(tmp_path / "store"), f"sqlite:///{tmp_path / 'c.db'}"
+    (tmp_path / "a.csv").write_text("a\n")
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with eio.Handler(storage=storage, catalog=catalog) as h:
+        h.upload(tmp_path / "a.csv", name="d", labels=eio.Labels(infos={"t": when}))
+        h.upload(tmp_path / "a.csv", name="d")
+        assert h.diff("d:v1", "d:v2").labels == {"infos.t": (when, None)}
+    args = ["--storage", storage, "--catalog", catalog, "diff", "d:v1", "d:v2"]
+    assert main([*args, "--format", "json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["labels"] == {"infos.t": {"a": "2026-01-02T03:04:05+00:00", "b": None}}
+    assert main(args) == 0
+    assert "labels.infos.t: 2026-01-02T03:04:05+00:00 -> (absent)" in capsys.readouterr().out
+
+
 def test_diff_on_the_command_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
