@@ -43,7 +43,7 @@ from ._layout import LOGS_DIR, RESERVED_DIR, split_stored_path
 from ._progress import is_interactive, make_progress
 from ._redact import has_credentials, known_secrets, redact_text, redact_url
 from ._s3 import with_s3_defaults
-from ._transfer import HashResult, write_all
+from ._transfer import CheckedReader, HashResult, write_all
 
 __all__ = [
     "DEFAULT_PART_SIZE",
@@ -535,12 +535,15 @@ class Storage:
         """
         await self._read(path, None, sha256, "restore it from a copy or re-create it")
 
-    def open_local(self, path: str, sha256: str) -> io.FileIO:
+    def open_local(self, path: str, sha256: str) -> CheckedReader:
         """Open a file of a local store for reading, checked against ``sha256``
-        through the very file object returned (blocking; local disk only).
+        through the very file object returned (blocking; local disk only): once
+        when it is opened, and again as it is read from start to end (see
+        `CheckedReader`), so a change made while it is open is caught too.
 
         Raises:
-            IntegrityError: it does not match.
+            IntegrityError: it does not match (at open, or by the read that
+                reaches its end).
         """
         backend = self.backend
         assert isinstance(backend, LocalBackend)
@@ -553,7 +556,14 @@ class Storage:
         if found[1] != sha256:
             src.close()
             raise self._mismatch(path, sha256, "restore it from a copy or re-create it")
-        return src
+        return CheckedReader(
+            src,
+            found[0],
+            sha256,
+            lambda: self._mismatch(
+                path, sha256, "it changed while it was being read; restore it from a copy"
+            ),
+        )
 
     async def read_bytes(self, path: str, sha256: str | None = None) -> bytes:
         """The bytes of a stored file, in memory, checked against ``sha256`` when given."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -843,3 +844,42 @@ def test_a_closed_handlers_url_tools_still_read_through_the_settings(
     art = _upload_good(h, tmp_path)
     h.close()
     assert _read(h.urls, art.file.url) == GOOD
+
+
+def test_open_on_a_local_store_catches_a_change_made_while_the_file_is_open(
+    tmp_path: Path,
+) -> None:
+    """A storage writer (or the file's owner) rewrites bytes in place after open():
+    a read from start to end raises before its last bytes, and never returns a
+    whole file that is not the recorded one."""
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path}/c.db")
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(3 * 2**20))
+    file = h.upload(src).file
+    path = h.storage.path(file.url)
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+
+    def overwrite(offset: int) -> None:  # same size, in place: what `dd conv=notrunc` does
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, b"\0" * 4096, offset)
+        finally:
+            os.close(fd)
+
+    with file.open() as f:
+        assert f.read() == src.read_bytes()  # untouched: served whole
+    with file.open() as f:
+        f.read(1000)
+        overwrite(2**20)
+        with pytest.raises(eio.IntegrityError, match="changed while it was being read"):
+            f.read()
+    os.pwrite(fd := os.open(path, os.O_WRONLY), src.read_bytes(), 0)
+    os.close(fd)
+    with file.open() as f, open(tmp_path / "copy.bin", "wb") as out:
+        out.write(f.read(100))
+        overwrite(2 * 2**20)
+        with pytest.raises(eio.IntegrityError):
+            shutil.copyfileobj(f, out)
+    with pytest.raises(eio.IntegrityError):  # the next open sees it at once
+        file.open()
+    h.close()

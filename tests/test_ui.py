@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import http.client
 import os
 import re
 import shutil
@@ -612,3 +613,26 @@ def test_offline_the_ui_sends_nothing_to_a_remote_catalog_or_store(
         assert answer.status_code == 503
         assert "ELLIPTIO_OFFLINE is set" in html.unescape(answer.text)
     assert moto.requests == 0
+
+
+def test_a_file_changed_while_it_downloads_is_not_served_whole(
+    handler: eio.Handler, tmp_path: Path
+) -> None:
+    """A slow client: the stored file is rewritten in place after the download
+    began. The transfer breaks off instead of ending as if it were complete."""
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(48 * 2**20))
+    art = handler.upload(src)
+    stored = handler.storage.path(art.file.url)
+    os.chmod(stored, 0o644)
+    server = handler.ui()
+    try:
+        with urllib.request.urlopen(f"{server.url}file/{art.artifact_id}/big.bin") as answer:
+            answer.read(2**16)
+            fd = os.open(stored, os.O_WRONLY)
+            os.pwrite(fd, b"\0" * 4096, 47 * 2**20)
+            os.close(fd)
+            with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+                answer.read()
+    finally:
+        server.stop()
