@@ -4,7 +4,8 @@ Artifacts are immutable, so an entry found here never needs a network round trip
 Layout under the cache root::
 
     sha256/ab/cd/<sha256>          the bytes (mode ``file_mode``)
-    sha256/ab/cd/<sha256>.meta     size and mtime at insert; its mtime = last use
+    sha256/ab/cd/<sha256>.meta     size, mtime, ctime and inode when verified;
+                                   its mtime = last use
     sha256/ab/cd/<sha256>.names/<file name>
                                    hard links to the entry under the names readers
                                    asked for (libraries pick a reader by extension)
@@ -12,9 +13,12 @@ Layout under the cache root::
     tmp/                           partial downloads, renamed into place when whole
 
 Entries are written to ``tmp/`` and renamed into place only once their sha256 is
-verified, so readers never see a partial file. A hit checks the entry's size and
-mtime against those recorded at insert and re-hashes it when they differ: a
-corrupted entry is dropped and fetched again. Several processes may share one
+verified, so readers never see a partial file. A hit checks the entry's size,
+mtime, ctime and inode against those recorded when it was verified and re-hashes
+it when they differ: a corrupted entry is dropped and fetched again. Any write,
+``utime`` or ``chmod`` sets the ctime to the current time, and nothing but the
+system clock sets it back, so a change that restores size and mtime is caught
+too. Several processes may share one
 cache: writers of the same key take a file lock, and eviction tolerates entries
 that vanish under it.
 """
@@ -43,6 +47,15 @@ __all__ = ["Cache", "CacheEntry", "user_cache_dir"]
 _CHUNK = 4 * 2**20
 _TOUCH_EVERY = 60.0
 _HEX = frozenset("0123456789abcdef")
+
+
+_Stamp = tuple[int, int, int, int]
+
+
+def _stamp(stat: os.stat_result) -> _Stamp:
+    """What tells a verified entry from a changed one without reading it: size,
+    mtime, ctime (which a write, ``utime`` or ``chmod`` sets to now) and inode."""
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
 
 
 def user_cache_dir(appname: str = "elliptio") -> Path:
@@ -117,9 +130,9 @@ class Cache:
         self.root = Path(root)
         self.file_mode = file_mode
         self.max_bytes = max_bytes or None
-        # Entries this process has checked: size, mtime_ns and when it last marked
+        # Entries this process has checked: their stamp and when it last marked
         # them used, so a hit costs one stat instead of reading the meta file.
-        self._seen: dict[str, tuple[int, int, float]] = {}
+        self._seen: dict[str, tuple[_Stamp, float]] = {}
 
     # -- paths ----------------------------------------------------------------
     def path_for(self, sha256: str) -> Path:
@@ -169,9 +182,9 @@ class Cache:
     def lookup(self, sha256: str) -> Path | None:
         """The path of a valid entry for ``sha256``, or ``None`` on a miss.
 
-        A hit is marked as used now. An entry whose size or mtime changed since
-        it was written is re-hashed; if its bytes no longer match it is removed
-        and this is a miss.
+        A hit is marked as used now. An entry whose size, mtime, ctime or inode
+        changed since it was verified is re-hashed; if its bytes no longer match
+        it is removed and this is a miss.
         """
         path = self.path_for(sha256)
         try:
@@ -179,26 +192,25 @@ class Cache:
         except OSError:
             self._seen.pop(sha256, None)
             return None
-        found = (stat.st_size, stat.st_mtime_ns)
+        found = _stamp(stat)
         seen = self._seen.get(sha256)
-        if seen is None or seen[:2] != found:
+        if seen is None or seen[0] != found:
             # First sight in this process, or changed since: check against the meta.
             try:
                 recorded = json.loads(self._meta(path).read_text())
             except (OSError, ValueError):
                 return None
-            if found != (recorded.get("size"), recorded.get("mtime_ns")):
+            if list(found) != recorded.get("stamp"):
                 if hash_file(path)[1] != sha256:
                     self._remove(path)
                     return None
-                self._write_meta(path)
-                found = (stat.st_size, os.stat(path).st_mtime_ns)
-            seen = (*found, 0.0)
+                found = self._write_meta(path)
+            seen = (found, 0.0)
         now = time.time()
-        if now - seen[2] > _TOUCH_EVERY:  # last use, for eviction: to the minute is enough
+        if now - seen[1] > _TOUCH_EVERY:  # last use, for eviction: to the minute is enough
             with contextlib.suppress(OSError):
                 os.utime(self._meta(path))
-            seen = (*found, now)
+            seen = (found, now)
         self._seen[sha256] = seen
         return path
 
@@ -229,7 +241,7 @@ class Cache:
         """Register a file that a verified download just renamed to `path_for`.
 
         The writer must have checked the bytes against the key already (as
-        `Storage.download` does); this sets the mode, records size and mtime for
+        `Storage.download` does); this sets the mode, records its stamp for
         later checks, and evicts if the cache is over its limit.
         """
         os.chmod(path, self.file_mode)
@@ -288,11 +300,10 @@ class Cache:
                 tmp.unlink()
             raise
 
-    def _write_meta(self, path: Path) -> None:
-        stat = path.stat()
-        self.write_text(
-            self._meta(path), json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
-        )
+    def _write_meta(self, path: Path) -> _Stamp:
+        stamp = _stamp(path.stat())
+        self.write_text(self._meta(path), json.dumps({"stamp": list(stamp)}))
+        return stamp
 
     def _remove(self, path: Path) -> int:
         try:

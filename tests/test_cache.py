@@ -189,3 +189,29 @@ def test_naming_an_entry_evicted_meanwhile_leaves_no_dangling_link(tmp_path: Pat
     cache.clear()
     assert cache.named(entry, "g.txt") == entry
     assert not (entry.parent / f"{entry.name}.names" / "g.txt").is_symlink()
+
+
+def test_a_change_that_restores_size_and_mtime_is_still_caught(tmp_path: Path) -> None:
+    """Someone who can write the cache puts the old mtime back after a same-size
+    write (``touch -d``): the ctime tells, so the entry is hashed, dropped and
+    fetched again, in this process and in a new one."""
+    cache = Cache(tmp_path / "c")
+    data = b"precious bytes"
+    path = cache.fetch(_sha(data), _writer(data))
+    named = cache.named(path, "table.csv")
+    assert cache.lookup(_sha(data)) == path  # linking it under a name keeps it valid
+    before = os.stat(path)
+    os.chmod(named, 0o600)
+    named.write_bytes(b"bit rot!!!!!!!")
+    os.chmod(path, stat.S_IMODE(before.st_mode))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_mtime_ns == before.st_mtime_ns
+    assert os.stat(path).st_size == before.st_size
+    assert cache.lookup(_sha(data)) is None
+    calls: list[int] = []
+    assert cache.fetch(_sha(data), _writer(data, calls)).read_bytes() == data
+    assert calls == [1]
+    fresh = Cache(tmp_path / "c")  # another process: no memory of earlier checks
+    again = fresh.lookup(_sha(data))
+    assert again is not None
+    assert again.read_bytes() == data
