@@ -39,7 +39,7 @@ from fsspec.implementations.local import LocalFileSystem
 from ._errors import ArtifactExistsError, ElliptioError, StorageError
 from ._transfer import HashResult, Writer, copy_hashing, gather_all, write_all
 
-__all__ = ["Backend", "LocalBackend", "make_backend"]
+__all__ = ["Backend", "LocalBackend", "PlantedFileError", "make_backend"]
 
 T = TypeVar("T")
 # A local-disk call that moves at most this many bytes and touches at most
@@ -114,6 +114,11 @@ class Backend:
             return ArtifactExistsError(
                 f"{where} exists already; committed files are never overwritten, "
                 "so save the new content as a new artifact"
+            )
+        if isinstance(err, IsADirectoryError):
+            return PlantedFileError(
+                f"cannot {action} {where}: it is a folder, not a file elliptio wrote; "
+                "someone with write access to the store made it. Remove it"
             )
         return StorageError(
             f"cannot {action} {where}: {type(err).__name__}: {self.redact(str(err))}; "
@@ -351,7 +356,7 @@ class LocalBackend(Backend):
         """``path`` if no part of it below the root is a symlink; else an error."""
         if not self._has_link(path):
             return path
-        raise StorageError(
+        raise PlantedFileError(
             f"refusing to {action} {self.redact(path)}: it is (or lies under) a "
             "symbolic link inside the store, which elliptio never writes; someone "
             "with write access to the store made it. Remove the link"
@@ -393,7 +398,7 @@ class LocalBackend(Backend):
         fd = os.open(self._real(path, action), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            raise StorageError(
+            raise PlantedFileError(
                 f"refusing to {action} {self.redact(path)}: it is not a regular file, "
                 "which elliptio never writes; someone with write access to the store made "
                 "it. Remove it"
@@ -486,6 +491,11 @@ class LocalBackend(Backend):
     def _remove_file(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._real(path, "remove"))
+
+
+class PlantedFileError(StorageError):
+    """What a store's path holds is not what elliptio writes there (a symbolic
+    link, a FIFO, a folder): someone with write access to the store made it."""
 
 
 def is_remote(fs: Any) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -112,3 +114,50 @@ def test_a_label_datetime_with_microseconds_is_one_value_everywhere(
         assert h.reindex().added == [art.artifact_id]
         assert h.get(art.artifact_id).metadata == expected
         assert list(h.find({"labels.infos.dt": {"$gte": when}}).index) == [art.artifact_id]
+
+
+def test_verify_reports_a_planted_link_fifo_or_folder_as_damaged_and_goes_on(
+    tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """A storage writer replaces stored files with things elliptio never writes:
+    verify names each DAMAGED and checks the rest, on the CLI as in the library."""
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        names = ["a.txt", "b.txt", "c.txt", "d.txt"]
+        sources = []
+        for name in names:
+            (tmp_path / name).write_text(name)
+            sources.append(tmp_path / name)
+        art = h.upload(sources)
+        stored = {n: Path(art.files[n].url) for n in names}
+        for path in stored.values():
+            os.chmod(path.parent, 0o755)
+        stored["a.txt"].unlink()
+        stored["a.txt"].symlink_to(data_files["test"])
+        stored["b.txt"].unlink()
+        os.mkfifo(stored["b.txt"])
+        stored["c.txt"].unlink()
+        stored["c.txt"].mkdir()
+        report = h.verify(art.artifact_id)
+        assert sorted(report.damaged) == ["a.txt", "b.txt", "c.txt"]
+        assert report.checked == 4
+        assert not report.ok
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "elliptio",
+            "--storage",
+            str(tmp_path / "store"),
+            "--catalog",
+            f"sqlite:///{tmp_path}/c.db",
+            "verify",
+            art.artifact_id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    for name in ("a.txt", "b.txt", "c.txt"):
+        assert name in out.stdout + out.stderr
