@@ -256,12 +256,18 @@ class AsyncHandler:
         """Store and catalog URLs another process of this machine may open.
 
         Never a password (the catalog URL is left out when it holds one) or
-        storage options; nothing in memory of this process.
+        storage options (only that there are some, so a child without
+        ``ELLIPTIO_STORAGE_OPTIONS`` can say what it lacks); nothing in memory of
+        this process (only its URL, for the same reason).
         """
         out: dict[str, str] = {}
         storage = self._travel_storage_url()
-        if not storage.startswith("memory:"):
+        if storage.startswith("memory:"):
+            out["memory_storage"] = storage  # a child says why it cannot read it
+        else:
             out["storage"] = storage
+            if self.settings.storage_options:
+                out["storage_options"] = "not carried"  # a flag, never the values
         catalog = self._travel_catalog_url()
         if catalog and not catalog.startswith("memory:") and not _has_password(catalog):
             out["catalog"] = catalog

@@ -34,7 +34,15 @@ from ._errors import (
     UrlNotFoundError,
     UsageError,
 )
-from ._runs import RUN_HANDLER_ENV, Run, _current, current_run, find_run, inherited_handler
+from ._runs import (
+    RUN_HANDLER_ENV,
+    Run,
+    _current,
+    current_run,
+    find_run,
+    inherited_gap,
+    inherited_handler,
+)
 
 if TYPE_CHECKING:
     from ._artifact import Artifact, File
@@ -174,6 +182,8 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         if storage is None and catalog is None:
             inherited = inherited_handler()  # the run this process was started in
             storage, catalog = inherited.get("storage"), inherited.get("catalog")
+            if (gap := inherited_gap()) is not None:
+                raise ConfigError(gap)
         self._check_reachable(storage, catalog)
         roots = self._reference_roots
         source = (

@@ -220,6 +220,30 @@ def inherited_handler() -> dict[str, str]:
     return {k: v for k, v in value.items() if k in ("storage", "catalog") and isinstance(v, str)}
 
 
+def inherited_gap() -> str | None:
+    """Why this process cannot open the store of the run it was started in, if it
+    cannot: the store lives in the parent's memory, or was opened with storage
+    options that the environment does not carry."""
+    if _inherited_run() is None:
+        return None
+    value = _inherited_settings()
+    if isinstance(memory := value.get("memory_storage"), str):
+        return (
+            f"the run this process was started in uses the store {memory!r}, which lives "
+            "in the memory of the process that opened it; give the handler a store every "
+            "process reaches (a folder, or s3://...)"
+        )
+    if value.get("storage_options") and "ELLIPTIO_STORAGE_OPTIONS" not in os.environ:
+        return (
+            f"the run this process was started in opened its store {value.get('storage')!r} "
+            "with storage options, which never travel in the environment; set "
+            "ELLIPTIO_STORAGE_OPTIONS (a JSON object: endpoint_url, credentials, ...) for "
+            "this process, or send the file's filesystem (fsspec.open(file.eio_url)) "
+            "instead of the URL string"
+        )
+    return None
+
+
 def run_env() -> dict[str, str]:
     """The environment for a child process that joins the current run.
 

@@ -22,3 +22,11 @@ def rows_in_env(url: str, env: dict[str, str]) -> int:
 
     assert all(os.environ.get(k) == v for k, v in env.items())
     return rows(url)
+
+
+def rows_or_error(url: str) -> str:
+    """Read as `rows` does; the error's type and message if it fails."""
+    try:
+        return str(rows(url))
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"

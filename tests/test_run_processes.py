@@ -423,3 +423,42 @@ def test_a_password_behind_a_semicolon_never_reaches_child_processes(tmp_path: P
     assert _has_password("mongodb://h/db?authSource=admin;tlsCertificateKeyFilePassword=x")
     assert _has_password("mongodb://h/db?jwt=abc")
     assert not _has_password("mongodb://h/db?authSource=admin;tlsCertificateKeyFile=/a.pem")
+
+
+@pytest.mark.parametrize("store", ["s3 with options in code", "memory"])
+def test_a_worker_that_cannot_open_the_runs_store_is_told_what_to_set(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    """Storage options given in code never travel in the environment, and a memory
+    store lives in one process: a spawned worker handed a URL string says so,
+    instead of 'offline, retry when online' or 'not a plain URL of this store'."""
+    if store == "memory":
+        h = eio.Handler(storage="memory://spawned", catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    else:
+        options = request.getfixturevalue("s3_options")
+        h = eio.Handler(
+            storage="s3://elliptio-test/spawned",
+            catalog=f"sqlite:///{tmp_path / 'c.db'}",
+            storage_options=options,
+        )
+    path = tmp_path / "a.csv"
+    path.write_text("a\n1\n2\n")
+    art = h.upload(path)
+    spawn = multiprocessing.get_context("spawn")
+    with h.run():
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            answer = pool.submit(_run_workers.rows_or_error, art.file.eio_url).result()
+        assert answer.startswith("ConfigError"), answer
+        if store == "memory":
+            assert "memory" in answer
+        else:
+            assert "ELLIPTIO_STORAGE_OPTIONS" in answer
+            assert options["secret"] not in answer
+            # What the message says to do works.
+            os.environ["ELLIPTIO_STORAGE_OPTIONS"] = json.dumps(options)
+            try:
+                with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                    assert pool.submit(_run_workers.rows_or_error, art.file.eio_url).result() == "2"
+            finally:
+                del os.environ["ELLIPTIO_STORAGE_OPTIONS"]
+    h.close()
