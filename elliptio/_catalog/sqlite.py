@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import sqlite3
+import threading
 import time
 import urllib.parse
 import weakref
@@ -325,6 +326,53 @@ def _is_lock_error(err: sqlite3.Error) -> bool:
     return isinstance(err, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
+class _ForkGate:
+    """Keeps ``fork`` out of SQLite calls, and SQLite calls out of ``fork``.
+
+    SQLite keeps the locks of a process's connections in one table per database
+    file, in the process's memory. A child forked while a thread of its parent
+    was inside a transaction inherits that table saying "locked by a connection
+    of this process", a connection that does not exist there, so its own
+    connection waits for that lock in vain. A fork therefore waits until no
+    call is inside SQLite (calls run concurrently otherwise), and no call starts
+    until the fork is done.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._inside = 0
+
+    @contextlib.contextmanager
+    def call(self) -> Iterator[None]:
+        with self._cond:
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._inside -= 1
+                if not self._inside:
+                    self._cond.notify_all()
+
+    def before_fork(self) -> None:
+        self._cond.acquire()  # held across the fork: no call can start
+        self._cond.wait_for(lambda: not self._inside)
+
+    def after_fork_in_parent(self) -> None:
+        self._cond.release()
+
+    def after_fork_in_child(self) -> None:
+        self.__init__()  # type: ignore[misc]  # the parent's threads are not here
+
+
+_fork_gate = _ForkGate()
+os.register_at_fork(
+    before=_fork_gate.before_fork,
+    after_in_parent=_fork_gate.after_fork_in_parent,
+    after_in_child=_fork_gate.after_fork_in_child,
+)
+
+
 class _State:
     """What the worker thread owns; kept apart so a finalizer can release it.
 
@@ -419,14 +467,18 @@ class SQLiteCatalog(Catalog):
         deadline = time.monotonic() + _RETRY_SECONDS
         for attempt in itertools.count():
             try:
-                live = self._connection()
-                # Stops a call that keeps evaluating $regex; raises QueryError.
-                with regex_guard.time_limit(live):
-                    return fn(live, *args)
+                with _fork_gate.call():
+                    try:
+                        live = self._connection()
+                        # Stops a call that keeps evaluating $regex; raises QueryError.
+                        with regex_guard.time_limit(live):
+                            return fn(live, *args)
+                    except BaseException:
+                        conn = self._state.connection
+                        if conn is not None and conn.in_transaction:
+                            conn.rollback()  # before a fork may copy its locks
+                        raise
             except sqlite3.Error as err:
-                conn = self._state.connection
-                if conn is not None and conn.in_transaction:
-                    conn.rollback()
                 if not _is_lock_error(err) or time.monotonic() > deadline:
                     raise self._translate(err) from err
                 log.debug("catalog %s is locked (%s); retry %d", self._display, err, attempt + 1)
