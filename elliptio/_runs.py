@@ -170,8 +170,16 @@ def find_run(run_id: str, handler: Mapping[str, str] | None = None) -> Run:
 
 
 def current_run() -> Run:
-    """The innermost open run, or the process's default run."""
+    """The innermost open run, or the process's default run.
+
+    A thread started inside ``with h.run():`` (``threading.Thread``, a thread
+    pool, Dask's threaded scheduler) does not inherit the context it was started
+    in; it joins the innermost run while the open run scopes form one chain, as
+    a child process does (the environment rule), and the default run otherwise.
+    """
     run = _current.get()
+    if run is None:
+        run = _shared_run
     if run is not None:
         return run
     global _process_run
@@ -282,6 +290,10 @@ os.register_at_fork(before=_before_fork, after_in_child=_reset_after_fork)
 # variables are exactly as before the first one opened.
 _open: list[RunScope] = []
 _env_saved: dict[str, str | None] | None = None
+# The run of contexts that have none of their own (threads started inside a run
+# scope): the innermost open run while the scopes form one chain, like the
+# variables above.
+_shared_run: Run | None = None
 _env_lock = threading.Lock()
 
 
@@ -295,8 +307,9 @@ def _set_environ(values: Mapping[str, str | None]) -> None:
 
 
 def _update_environ() -> None:
-    global _env_saved
+    global _env_saved, _shared_run
     if not _open:
+        _shared_run = None
         if _env_saved is not None:
             _set_environ(_env_saved)
             _env_saved = None
@@ -304,7 +317,8 @@ def _update_environ() -> None:
     if _env_saved is None:
         _env_saved = {key: os.environ.get(key) for key in _ENV_KEYS}
     chain = all(later.parent is earlier.run for earlier, later in itertools.pairwise(_open))
-    _set_environ(_open[-1].run._env({"pid": os.getpid()}) if chain else {})
+    _shared_run = _open[-1].run if chain else None
+    _set_environ(_shared_run._env({"pid": os.getpid()}) if _shared_run is not None else {})
 
 
 class RunScope:

@@ -105,3 +105,58 @@ def test_malformed_inherited_run_id_is_ignored(tmp_path: Path) -> None:
     )
     assert out.stdout.startswith("run_")
     assert "DROP" not in out.stdout
+
+
+def test_threads_started_inside_a_run_read_into_it(
+    tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """A thread pool or a thread inside ``with h.run():`` does not inherit the
+    context; its reads went to the process's default run, so the commit lost
+    them and the next commit outside the run gained them."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        arts = [h.upload(data_files["test"], labels={"description": str(n)}) for n in range(4)]
+        out = tmp_path / "out.txt"
+        out.write_text("made from what the threads read")
+        with h.run():
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(lambda a: h.get(a.artifact_id).file.read_bytes(), arts[:2]))
+            worker = threading.Thread(target=lambda: eio_read(arts[2].file.eio_url))
+            worker.start()
+            worker.join()
+            made = h.upload(out)
+        assert set(made.metadata.based_on) == {a.artifact_id for a in arts[:3]}
+        after = h.upload(out)  # outside the run: the default run read nothing
+        assert after.metadata.based_on == []
+
+        # Two runs overlapping in two threads: a third thread belongs to neither.
+        opened, release = threading.Barrier(3), threading.Event()
+        based: dict[str, list[str]] = {}
+
+        def own_run(name: str) -> None:
+            with h.run():
+                opened.wait()
+                release.wait()
+                based[name] = h.upload(out).metadata.based_on
+
+        owners = [threading.Thread(target=own_run, args=(n,)) for n in ("a", "b")]
+        for t in owners:
+            t.start()
+        opened.wait()
+        stray = threading.Thread(target=lambda: h.get(arts[3].artifact_id))
+        stray.start()
+        stray.join()
+        release.set()
+        for t in owners:
+            t.join()
+        assert based == {"a": [], "b": []}
+        assert h.upload(out).metadata.based_on == [arts[3].artifact_id]
+
+
+def eio_read(url: str) -> bytes:
+    import fsspec
+
+    with fsspec.open(url, "rb") as f:
+        return bytes(f.read())
