@@ -323,7 +323,11 @@ class AsyncHandler:
 
     @property
     def based_on(self) -> list[str]:
-        """The artifact ids read so far in the current run."""
+        """The artifact ids read so far in the current run, in this process.
+
+        A commit lists more when other processes joined the run: what every
+        process of it read (see docs/lineage.md).
+        """
         return current_run().inputs
 
     @property

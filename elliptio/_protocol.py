@@ -11,6 +11,7 @@ are refused.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -19,6 +20,7 @@ import socket
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
@@ -264,18 +266,28 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def _artifact(self, artifact_id: str) -> Artifact:
         """The artifact, recorded as an input of the current run (or the carried one)."""
         handler = self._handler_for(artifact_id)
-        # Sent to a worker, it reads in the run it was sent from (unless one is open
-        # where it reads); in the process that made it, in the current run.
-        carried = self._run if self._origin is not None else None
-        token = _current.set(carried) if carried and _current.get() is None else None
         try:
-            return handler.get(artifact_id)
+            with self._carried_run():
+                return handler.get(artifact_id)
         except ArtifactNotFoundError as err:
             raise ArtifactUrlNotFoundError(
                 f"{artifact_url(artifact_id, '')}: {err} (elliptio:// looks an artifact "
                 "up through the handler that made or read it in this process, else through "
                 "the filesystem's arguments or the ELLIPTIO_* settings)"
             ) from err
+
+    @contextlib.contextmanager
+    def _carried_run(self) -> Iterator[None]:
+        """Sent to a worker, it reads in the run it was sent from (unless the
+        reading context opened one itself); in the process that made it, in the
+        current run."""
+        carried = self._run if self._origin is not None else None
+        # A run of the parent, in a child forked inside it, is not one the
+        # reading context opened: a fork pool may outlive that run.
+        own = _current.get()
+        token = _current.set(carried) if carried and (own is None or own.remote) else None
+        try:
+            yield
         finally:
             if token is not None:
                 _current.reset(token)
@@ -372,8 +384,9 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> _Handle:
         if mode != "rb":
             self._refuse(path)
-        file = self._file(path)
-        return _Handle(file.open("rb"), file.size)
+        with self._carried_run():
+            file = self._file(path)
+            return _Handle(file.open("rb"), file.size)
 
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
@@ -393,6 +406,12 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         """Copy one artifact file to ``lpath`` (verified); a folder becomes a local folder."""
+        with self._carried_run():
+            self._get_file(rpath, lpath, callback, outfile)
+
+    def _get_file(
+        self, rpath: str, lpath: Any, callback: Callback, outfile: IO[bytes] | None
+    ) -> None:
         artifact_id, relpath = self._split(rpath)
         artifact = self._artifact(artifact_id)
         file = artifact.files.get(relpath)

@@ -79,7 +79,11 @@ class Handler:
 
     @property
     def based_on(self) -> list[str]:
-        """The artifact ids read so far in the current run."""
+        """The artifact ids read so far in the current run, in this process.
+
+        A commit lists more when other processes joined the run: what every
+        process of it read (see docs/lineage.md).
+        """
         return self.aio.based_on
 
     @property

@@ -462,3 +462,24 @@ def test_a_worker_that_cannot_open_the_runs_store_is_told_what_to_set(
             finally:
                 del os.environ["ELLIPTIO_STORAGE_OPTIONS"]
     h.close()
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_a_pool_that_outlives_its_run_reads_in_the_run_its_tasks_come_from(
+    lake: tuple[eio.Handler, list[eio.Artifact]], tmp_path: Path, method: str
+) -> None:
+    """docs/lineage.md: send the filesystem with the task when a pool outlives the
+    run. A fork worker carried the first run in its memory and credited every
+    later read to it, though that run was closed."""
+    h, arts = lake
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        with h.run():
+            assert pool.submit(_run_workers.rows, arts[0].file.eio_url).result() == 1
+            first = _commit(h, tmp_path)
+        with h.run():
+            fs = fsspec.filesystem("elliptio")
+            assert pool.submit(_run_workers.rows_with, fs, arts[1].file.eio_url).result() == 2
+            second = _commit(h, tmp_path)
+    assert first.metadata.based_on == [arts[0].artifact_id]
+    assert second.metadata.based_on == [arts[1].artifact_id]
