@@ -222,14 +222,19 @@ async def test_a_filter_too_large_for_sqlite_is_a_query_error(catalog: SQLiteCat
     # SQLite cannot parse an expression this wide; that is the query's fault, not
     # the file's, so the error says to split the query, not to check for corruption.
     await catalog.insert(record(1))
-    too_wide = {"extra.i": {"$in": [*range(2000), True]}}
+    too_wide = {"extra.i": {"$in": [*range(20_000), True]}}
     too_long = {"extra." + ".".join(["a"] * 31): 1}
     for flt in (too_wide, too_long):
         with pytest.raises(QueryError, match="split it into several queries") as info:
             await catalog.find(flt)
         assert "corrupt" not in str(info.value)
+    # Thousands of values are one query: an $in of every input of a big run.
+    ids = [f"artifact_{n:04d}" for n in range(6000)]
+    assert await catalog.count({"artifact_id": {"$in": ids}}) == 1
+    await catalog.insert(record(2, extra={"i": 1999}))
+    assert await catalog.count({"extra.i": {"$in": [*range(2000), True]}}) == 1
     # On a label path the same filters are lookups in the label index.
-    assert await catalog.count({"labels.infos.i": {"$in": list(range(2000))}}) == 1
+    assert await catalog.count({"labels.infos.i": {"$in": list(range(2000))}}) == 2
     assert await catalog.count({"labels." + ".".join(["a"] * 31): 1}) == 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -409,3 +410,54 @@ async def test_sqlite_walks_with_find(catalog: SQLiteCatalog) -> None:
     assert await catalog.lineage_docs("eval", "up", None, FIELDS) is None
     g = await build_lineage(catalog, "eval", "up", depth=1)
     assert set(g.nodes) == {"eval", "model", "test"}
+
+
+def test_lineage_of_a_run_that_read_thousands_of_artifacts(tmp_path: Path) -> None:
+    """A commit built from 1,200 inputs: its lineage, on the command line and in
+    the web UI, was QueryError 'Expression tree is too large' on SQLite."""
+    from starlette.testclient import TestClient
+
+    import elliptio as eio
+    from elliptio._ui.app import create_app
+
+    storage, catalog = str(tmp_path / "store"), f"sqlite:///{tmp_path / 'c.db'}"
+    source = tmp_path / "part.txt"
+    with eio.Handler(storage=storage, catalog=catalog) as h:
+        parts = []
+        for n in range(1200):
+            source.write_text(str(n))
+            parts.append(h.upload(source, dedup=False).artifact_id)
+        with h.run():
+            for part in parts:
+                h.get(part)
+            source.write_text("all of them")
+            made = h.upload(source, name="summary")
+        assert len(made.metadata.based_on) == 1200
+        up = h.lineage(made.artifact_id, "up")
+        assert set(up.nodes) == {made.artifact_id, *parts}
+        down = h.lineage(parts[0], "down")
+        assert made.artifact_id in down.nodes
+        with TestClient(create_app(h.aio), base_url="http://127.0.0.1") as client:
+            page = client.get("/lineage/summary", params={"depth": 1})
+            assert page.status_code == 200, page.text[-500:]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "elliptio",
+            "--storage",
+            storage,
+            "--catalog",
+            catalog,
+            "lineage",
+            made.artifact_id,
+            "--format",
+            "mermaid",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parents[1],
+    )
+    assert out.returncode == 0, out.stderr
+    assert all(part[:17] in out.stdout for part in parts)

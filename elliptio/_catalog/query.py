@@ -44,6 +44,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from elliptio._catalog import codec, filters, regex_guard
+from elliptio._errors import QueryError
 
 __all__ = [
     "CANONICAL_FUNCTION",
@@ -426,6 +427,25 @@ def _number_text(value: float) -> str | None:
     return str(value) if abs(value) < 2**53 else None
 
 
+def _join(op: str, parts: Sequence[str]) -> str:
+    """``parts`` joined by ``op`` (AND, OR), grouped as a balanced tree.
+
+    SQLite parses ``a OR b OR c ...`` into a tree as deep as the list is long and
+    refuses one deeper than 1,000; grouped in eights, a list of any length (an
+    ``$in`` of thousands of ids) stays a few levels deep.
+    """
+    if len(parts) <= _GROUP:
+        return "(" + f" {op} ".join(parts) + ")"
+    step = -(-len(parts) // _GROUP)
+    return _join(op, [_join(op, parts[i : i + step]) for i in range(0, len(parts), step)])
+
+
+_GROUP = 8
+# Values an $in may list on a path without an index (each is an EXISTS of its
+# own): 5,000 such values take about 6 s on the 2-core test machine.
+MAX_WALKED_IN = 5_000
+
+
 def _negate(sql: str) -> str:
     # Index-friendly comparisons can be NULL when a field is missing; a negation
     # must still be true there, so test "is not true" instead of NOT.
@@ -495,13 +515,13 @@ class _Translator:
                 clauses.append(self.logical(key, cond, root=root))
             elif key != "$comment":
                 clauses.append(self.field(key, cond, root=root))
-        return "(" + " AND ".join(clauses) + ")" if clauses else "1"
+        return _join("AND", clauses) if clauses else "1"
 
     def logical(self, op: str, subs: Sequence[Mapping[str, Any]], *, root: str | None) -> str:
         parts = [self.filter_doc(sub, root=root) for sub in subs]
         if op == "$and":
-            return "(" + " AND ".join(parts) + ")"
-        joined = "(" + " OR ".join(parts) + ")"
+            return _join("AND", parts)
+        joined = _join("OR", parts)
         return joined if op == "$or" else _negate(joined)
 
     def field(self, key: str, cond: Any, *, root: str | None) -> str:
@@ -625,7 +645,7 @@ class _Translator:
 
     def operators(self, key: str, ops: Mapping[str, Any], source: _Source) -> str:
         parts = [self.operator(key, op, operand, ops, source) for op, operand in ops.items()]
-        return "(" + " AND ".join(p for p in parts if p) + ")"
+        return _join("AND", [p for p in parts if p])
 
     def operator(
         self, key: str, op: str, operand: Any, ops: Mapping[str, Any], source: _Source
@@ -663,7 +683,7 @@ class _Translator:
                     parts.append(self.elem_match(item["$elemMatch"], source))
                 else:
                     parts.append(self.eq_or_regex(item, source))
-            return "(" + " AND ".join(parts) + ")"
+            return _join("AND", parts)
         if op == "$size":
             return source.exists(
                 f"c.leaf = 1 AND c.t = 'array' AND json_array_length(c.v) = {self.param(operand)}"
@@ -695,7 +715,7 @@ class _Translator:
         if label is not None and indexed:
             parts = [self.label_lookup(label, indexed)]
             parts += [self.eq_or_regex(v, source) for v in operand if not label_indexable(v)]
-            return "(" + " OR ".join(parts) + ")"
+            return _join("OR", parts)
         side = self.side(source)
         strings = [v for v in operand if isinstance(v, str)]
         if side is not None and strings:
@@ -703,8 +723,28 @@ class _Translator:
             marks = ", ".join(self.param(v) for v in dict.fromkeys(strings))
             parts = [self.side_lookup(side, f"value IN ({marks})")]
             parts += [self.eq_or_regex(v, source) for v in rest]
-            return "(" + " OR ".join(parts) + ")"
-        return "(" + " OR ".join(self.eq_or_regex(item, source) for item in operand) + ")"
+            return _join("OR", parts)
+        lay = self.layout
+        if (
+            source.fast is not None
+            and lay.id_field
+            and ".".join(source.fast) == lay.id_field
+            and all(isinstance(v, str) for v in operand)
+        ):  # the id column: one indexed list, however long
+            marks = ", ".join(self.param(v) for v in dict.fromkeys(operand))
+            return f"{lay.id_field} IN ({marks})"
+        in_column = (
+            source.fast is not None
+            and ".".join(source.fast) in lay.text_columns
+            and all(isinstance(v, str) for v in operand)
+        )
+        if len(operand) > MAX_WALKED_IN and not in_column:
+            raise QueryError(
+                f"an $in or $nin of {len(operand):,} values on a field the SQLite catalog "
+                f"has no index for: at most {MAX_WALKED_IN:,} are accepted there, as each "
+                "is a search of its own; split it into several queries"
+            )
+        return _join("OR", [self.eq_or_regex(item, source) for item in operand])
 
     def eq_or_regex(self, value: Any, source: _Source) -> str:
         if isinstance(value, re.Pattern):
@@ -862,7 +902,7 @@ class _Translator:
             tests = [
                 f"json_type({column}, {self.param(_quoted_path(p))}) = 'array'" for p in prefixes
             ]
-        return "(" + " OR ".join(tests) + ")"
+        return _join("OR", tests)
 
     def regex(self, pattern: Any, options: Any, source: _Source) -> str:
         text, flags = filters.regex_parts(pattern, options)

@@ -284,7 +284,14 @@ _ACCEPTED_URLS = (
     "'sqlite:///relative/path.db', 'sqlite:////absolute/path.db', 'memory://' or 'memory://name'"
 )
 # SQLite errors about the size of a statement rather than about the database.
-_TOO_LARGE = ("parser stack overflow", "Expression tree is too large", "tables in a join")
+_TOO_LARGE = (
+    "parser stack overflow",
+    "Expression tree is too large",
+    "tables in a join",
+    "too many references to",
+    "variable number must be between",
+    "too many SQL variables",
+)
 _RETRY_SECONDS = 120.0
 _MMAP_BYTES = 1 << 31
 _CACHE_KIB = 64 * 1024
