@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import html
 import http.client
+import ipaddress
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -430,6 +433,41 @@ def test_busy_port_and_exposure_warning(handler: eio.Handler) -> None:
     with pytest.warns(UserWarning, match="without a login"):
         exposed = handler.ui(host="0.0.0.0")
     exposed.stop()
+
+
+def _loopback_only(host: str) -> bool:
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    return all(ipaddress.ip_address(a[4][0]).is_loopback for a in found)
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "hostname"])
+def test_a_loopback_name_keeps_the_host_header_guard(handler: eio.Handler, host: str) -> None:
+    """A name for 127.0.0.1 is loopback: no exposure warning, and the DNS
+    rebinding guard still refuses a foreign Host header."""
+    if host == "hostname":
+        host = socket.gethostname()
+        if not _loopback_only(host):
+            pytest.skip(f"this machine's name {host!r} is not a loopback-only name")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        server = handler.ui(host=host)
+    try:
+        assert server.url.startswith(f"http://{host}:")
+        port = int(server.url.rsplit(":", 1)[1].strip("/"))
+        for name, status in [("evil.test", 400), (host, 200), ("localhost", 200)]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.request("GET", "/names", headers={"Host": f"{name}:{port}"})
+                assert conn.getresponse().status == status, name
+            finally:
+                conn.close()
+    finally:
+        server.stop()
+    assert is_loopback(host)
+    assert not is_loopback("no-such-host.invalid")
 
 
 def test_cli_ui_serves_until_interrupted(tmp_path: Path, lake: Lake) -> None:

@@ -26,13 +26,23 @@ _LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]", "::1"]
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable from this machine only."""
-    if host == "localhost":
-        return True
+    """Whether ``host`` is reachable from this machine only.
+
+    An address literal says so itself; a name (``localhost``, ``127.1``, a
+    hosts-file name for 127.0.0.1, the machine's own name on many Linux systems)
+    when every address it resolves to is a loopback one. A name that does not
+    resolve is not.
+    """
+    name = host.strip("[]")
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
         return False
+    return bool(found) and all(ipaddress.ip_address(a[4][0]).is_loopback for a in found)
 
 
 def exposure_warning(host: str) -> str | None:
@@ -64,7 +74,8 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _server(handler: AsyncHandler, host: str) -> uvicorn.Server:
-    # A loopback address answers under its own name too (127.0.0.2, ...).
+    # A loopback host answers under the name it was given too (127.0.0.2, 127.1,
+    # a hosts-file name): any other Host header is refused (DNS rebinding).
     hosts = [*dict.fromkeys([*_LOOPBACK_NAMES, host])] if is_loopback(host) else ["*"]
     app = create_app(handler, allowed_hosts=hosts)
     config = uvicorn.Config(
