@@ -593,8 +593,71 @@ def test_parquet_preview_and_many_files(handler: eio.Handler, tmp_path: Path) ->
     assert "<th>x</th><th>y</th>" in page
     assert "<td>19</td>" in page  # the first 20 rows
     assert "<td>20</td>" not in page
+    assert "Only part of the file is shown." in page
     assert "pd.read_parquet(art.files[&#x27;many/t.parquet&#x27;].eio_url)" in page
     assert f"/file/{art.artifact_id}/many/f4.bin" in page
+
+
+_PAGE_PEAK = """
+import resource, sys
+import pandas, pyarrow.parquet  # imported before the baseline
+from starlette.testclient import TestClient
+import elliptio as eio
+from elliptio._ui.app import create_app
+
+store, catalog, url = sys.argv[1:]
+with eio.Handler(storage=store, catalog=catalog) as h:
+    with TestClient(create_app(h.aio), base_url="http://127.0.0.1") as c:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        page = c.get(url)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) * (1 if sys.platform == "darwin" else 1024))
+sys.stdout.write(page.text)
+"""
+
+
+def test_a_parquet_preview_decodes_only_what_it_shows(handler: eio.Handler, tmp_path: Path) -> None:
+    """A small file of zeros holds 400 MB of rows once decoded; another has more
+    columns than a page shows. The preview reads only its first rows and columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    zeros = pa.table({"x": pa.array([0] * 2**20, pa.int64())})
+    with pq.ParquetWriter(folder / "zeros.parquet", zeros.schema, compression="zstd") as out:
+        for _ in range(48):
+            out.write_table(zeros)
+    assert (folder / "zeros.parquet").stat().st_size < 2**20
+    pq.write_table(pa.table({f"c{i}": [i] for i in range(60)}), folder / "wide.parquet")
+    art = handler.upload([folder], name="bomb")
+    peak = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _PAGE_PEAK,
+            str(tmp_path / "store"),
+            f"sqlite:///{tmp_path}/c.db",
+            f"/a/{art.artifact_id}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    assert peak.returncode == 0, peak.stderr
+    growth, page = peak.stdout.split("\n", 1)
+    assert int(growth) < 200 * 2**20
+    zeros_preview, wide_preview = (
+        page.split(f"<h3>bomb/{name}</h3>", 1)[1].split("<h3>", 1)[0]
+        for name in ("zeros.parquet", "wide.parquet")
+    )
+    assert zeros_preview.count("<tr><td>0</td></tr>") == 20
+    assert "<th>c49</th>" in wide_preview
+    assert "<th>c50</th>" not in wide_preview
+    assert "Only part of the file is shown." in zeros_preview
+    assert "Only part of the file is shown." in wide_preview
 
 
 def test_a_storage_only_handler_is_refused_before_anything_listens(

@@ -20,6 +20,7 @@ __all__ = ["IMAGE_TYPES", "MAX_PREVIEW_BYTES", "kind", "render"]
 Kind = Literal["csv", "parquet", "image", "text"]
 MAX_PREVIEW_BYTES = 32 * 2**20  # a preview verifies the whole file: keep it small
 ROWS = 20
+COLUMNS = 50
 TEXT_BYTES = 4096
 IMAGE_TYPES = {
     ".png": "image/png",
@@ -50,13 +51,40 @@ def kind(relpath: str) -> Kind | None:
     return None
 
 
-def _table(frame: pd.DataFrame) -> str:
+def _table(frame: pd.DataFrame, *, more_rows: bool = False, more_columns: bool = False) -> str:
     head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
     rows = "".join(
         "<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>"
         for row in frame.itertuples(index=False)
     )
-    return f"<table class=preview><tr>{head}</tr>{rows}</table>"
+    note = "<p class=muted>Only part of the file is shown.</p>" if more_rows or more_columns else ""
+    return f"<table class=preview><tr>{head}</tr>{rows}</table>{note}"
+
+
+def _parquet(data: bytes) -> str:
+    """The first rows and columns, decoded alone: a small file of repeated values
+    can hold billions of rows, and reading it whole would need their memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(io.BytesIO(data))
+    schema = source.schema_arrow
+    index = (schema.pandas_metadata or {}).get("index_columns", [])
+    names = [n for n in schema.names if n not in index]  # pandas' index: as read_parquet
+    batches: list[pa.RecordBatch] = []
+    for batch in source.iter_batches(
+        batch_size=ROWS, columns=names[:COLUMNS], use_pandas_metadata=True
+    ):
+        batches.append(batch)
+        if sum(b.num_rows for b in batches) >= ROWS:
+            break
+    table = pa.Table.from_batches(batches) if batches else schema.empty_table()
+    frame = table.to_pandas().iloc[:ROWS, :COLUMNS]
+    return _table(
+        frame,
+        more_rows=source.metadata.num_rows > len(frame),
+        more_columns=len(names) > COLUMNS,
+    )
 
 
 def render(relpath: str, data: bytes) -> str:
@@ -71,8 +99,7 @@ def render(relpath: str, data: bytes) -> str:
             frame = pd.read_csv(io.BytesIO(data), nrows=ROWS, sep=sep)
             return _table(frame)
         if what == "parquet":
-            frame = pd.read_parquet(io.BytesIO(data)).head(ROWS)
-            return _table(frame)
+            return _parquet(data)
     except ImportError:
         return "<p class=muted>Parquet previews need pyarrow (pip install pyarrow).</p>"
     except Exception as err:  # a malformed file is the file's problem, not the page's
