@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import html
 import http.client
 import ipaddress
@@ -12,6 +13,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -24,6 +27,7 @@ from starlette.testclient import TestClient
 
 import elliptio as eio
 from elliptio._cli import main
+from elliptio._ui import preview as preview_mod
 from elliptio._ui import search as search_mod
 from elliptio._ui.app import create_app
 from elliptio._ui.graph import draw, layers, to_dot
@@ -658,6 +662,57 @@ def test_a_parquet_preview_decodes_only_what_it_shows(handler: eio.Handler, tmp_
     assert "<th>c50</th>" not in wide_preview
     assert "Only part of the file is shown." in zeros_preview
     assert "Only part of the file is shown." in wide_preview
+
+
+def test_a_csv_preview_of_a_huge_header_is_quick_and_bounded(
+    handler: eio.Handler, tmp_path: Path
+) -> None:
+    """300,000 columns: pandas took 20 s over the header. The preview reads the
+    first 64 KiB and shows 50 columns."""
+    n = 300_000
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"c{i}" for i in range(n)) + "\n" + ",".join(["0"] * n) + "\n")
+    art = handler.upload(wide, name="wide")
+    with TestClient(create_app(handler.aio), base_url="http://127.0.0.1") as c:
+        start = time.monotonic()
+        page = c.get(f"/a/{art.artifact_id}")
+        took = time.monotonic() - start
+    assert page.status_code == 200
+    assert took < 5
+    shown = page.text.split("<h3>wide.csv</h3>", 1)[1].split("<h2>", 1)[0]
+    assert shown.count("<th>") == 50
+    assert "<th>c49</th>" in shown
+    assert "Only part of the file is shown." in shown
+
+
+def test_a_slow_preview_does_not_hold_other_pages(
+    handler: eio.Handler, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Previews are built on a thread: while one is slow (held here until the
+    other page answered), the server still answers other requests."""
+    release = threading.Event()
+    real = preview_mod.render
+
+    def slow(relpath: str, data: bytes) -> str:
+        release.wait(30)
+        return real(relpath, data)
+
+    monkeypatch.setattr(preview_mod, "render", slow)
+    server = handler.ui()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            held = pool.submit(urllib.request.urlopen, server.url + "a/train-set:v2", timeout=60)
+            time.sleep(0.5)  # the page has reached its previews
+            try:
+                with urllib.request.urlopen(server.url + "names", timeout=5) as answer:
+                    assert answer.status == 200
+                assert not held.done()
+            finally:
+                release.set()
+            with held.result() as answer:
+                assert b"<td>gamma</td>" in answer.read()
+    finally:
+        server.stop()
 
 
 def test_a_storage_only_handler_is_refused_before_anything_listens(

@@ -188,8 +188,9 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
                     data = await verified(rec, file)
                 except ElliptioError as err:  # damaged or missing: say so, show the rest
                     previews[file.relpath] = f"<div class=error>{esc(_problem(err))}</div>"
-                else:
-                    previews[file.relpath] = preview.render(file.relpath, data)
+                else:  # on a thread: a slow preview must not hold the other pages
+                    html_ = await asyncio.to_thread(preview.render, file.relpath, data)
+                    previews[file.relpath] = html_
         report = await io(handler.verify(rec.artifact_id)) if verify else None
         return HTMLResponse(
             pages.artifact_page(
