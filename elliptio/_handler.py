@@ -266,7 +266,7 @@ class AsyncHandler:
             out["memory_storage"] = storage  # a child says why it cannot read it
         else:
             out["storage"] = storage
-            if self.settings.storage_options:
+            if self.settings.storage_options and self.storage.remote:
                 out["storage_options"] = "not carried"  # a flag, never the values
         catalog = self._travel_catalog_url()
         if catalog and not catalog.startswith("memory:") and not _has_password(catalog):
