@@ -792,3 +792,28 @@ def test_a_file_changed_while_it_downloads_is_not_served_whole(
                 answer.read()
     finally:
         server.stop()
+
+
+def test_entities_and_graphviz_escapes_in_labels_show_as_written(layout: str) -> None:
+    """A label '&lt;b&gt;' showed as '<b>', and '\\N' or '\\G' in a tooltip as the
+    node's or graph's name: the page must show what the record says."""
+    from xml.etree import ElementTree
+
+    from elliptio._lineage import LineageGraph, LineageNode
+    from elliptio._ui import graphviz
+
+    root = "artifact_root"
+    written = "&lt;b&gt; \\N \\G \\L x\\\\y"
+    nodes = {root: LineageNode(root, username=written, datatype=written)}
+    graph = LineageGraph(root, nodes, ())
+    source, _ = to_dot(graph, depth=1, refs={}, url=lambda a: "/x")
+    svg = graphviz.render(source) if layout == "graphviz" else None
+    if svg is None:
+        svg = draw(graph, depth=1, refs={}, url=lambda a: "/x").svg
+    tree = ElementTree.fromstring(svg)
+    texts = [t.text or "" for t in tree.iter() if t.tag.endswith("text")]
+    assert any(written in t for t in texts), texts
+    titles = [v for e in tree.iter() for k, v in e.attrib.items() if k.endswith("title")] + [
+        e.text or "" for e in tree.iter() if e.tag.endswith("title")
+    ]
+    assert any(written in t for t in titles), titles

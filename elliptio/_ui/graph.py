@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from elliptio._lineage import LineageGraph, LineageNode
+from elliptio._lineage import LineageGraph, LineageNode, escape_dot
 
 from .html import esc
 
@@ -190,14 +190,8 @@ def _box(
     )
 
 
-def _dot_escape(text: str) -> str:
-    # Inside a DOT quoted string: backslashes and quotes escaped, so that no
-    # escape sequence of Graphviz (\N, \l, ...) comes from a record.
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
-
-
-def _dot_text(text: str) -> str:
-    return f'"{_dot_escape(text)}"'
+def _dot_text(text: str, *, tooltip: bool = False) -> str:
+    return f'"{escape_dot(text, tooltip=tooltip)}"'
 
 
 def to_dot(
@@ -226,12 +220,12 @@ def to_dot(
             beyond = chosen.beyond(graph, node_id, depth)
             if beyond:
                 text.append(f"+{beyond} more")
-            label = '"' + "\\n".join(_dot_escape(line) for line in text) + '"'
+            label = '"' + "\\n".join(escape_dot(line) for line in text) + '"'
             fill = "#fff3d6" if root else ("#f4f4f4" if node.missing else "#ffffff")
             color = "#d2691e" if root else "#4a6fa5"
             lines.append(
                 f"{ids[node_id]} [id={_dot_text('node-' + node_id)}, label={label}, "
-                f"URL={_dot_text(url(node_id))}, tooltip={_dot_text(node.label)}, "
+                f"URL={_dot_text(url(node_id))}, tooltip={_dot_text(node.label, tooltip=True)}, "
                 f'fillcolor="{fill}", color="{color}", penwidth={3 if root else 1}];'
             )
         if n in chosen.overflow:
