@@ -168,7 +168,7 @@ class LineageGraph:
             style = ', style="dashed"' if node.missing else ""
             style += ', style="dotted", color="gray"' if node.deleted else ""
             style += ", penwidth=3" if artifact_id == self.root else ""
-            text = "\\n".join(_escape_dot(line) for line in node.lines())
+            text = "\\n".join(escape_dot(line) for line in node.lines())
             lines.append(f'    {ids[artifact_id]} [label="{text}"{style}];')
         lines.extend(f"    {ids[a]} -> {ids[b]};" for a, b in self.edges)
         lines.append("}")
@@ -286,11 +286,16 @@ def _escape_mermaid(text: str) -> str:
     return "".join(f"#{ord(c)};" if c in _MERMAID_SPECIAL else c for c in _one_line(text))
 
 
-def _escape_dot(text: str) -> str:
-    # In a quoted DOT string a backslash starts an escape (\n, \N, \G ...) and a
-    # quote ends it; Graphviz also reads ``&name;`` as a character.
+def escape_dot(text: str, *, tooltip: bool = False) -> str:
+    """``text`` for a quoted DOT string, shown exactly as it is.
+
+    A backslash starts an escape (``\\n``, ``\\N``, ``\\G`` ...) and a quote ends
+    the string; Graphviz also reads ``&name;`` as a character. A ``tooltip`` is
+    expanded twice (Graphviz 2.43), so its backslashes are doubled twice.
+    """
     text = _one_line(text).replace("&", "&amp;")
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    backslash = "\\\\\\\\" if tooltip else "\\\\"
+    return text.replace("\\", backslash).replace('"', '\\"')
 
 
 # ``ids -> records``: up, the records with those ids; down, the records naming them.
@@ -429,7 +434,8 @@ async def _walk_down(
         next_frontier: set[str] = set()
         for doc in await fetch(sorted(frontier)):
             child = doc["artifact_id"]
-            edges.update((p, child) for p in _parents(doc) if p in frontier)
+            # A record naming itself is no edge: as on the way up.
+            edges.update((p, child) for p in _parents(doc) if p in frontier and p != child)
             nodes.setdefault(child, LineageNode.from_document(doc))
             if child not in seen:
                 seen.add(child)

@@ -94,6 +94,19 @@ async def test_cycles_end(catalog: SQLiteCatalog) -> None:
     assert "(see above)" in g.to_text()
 
 
+async def test_a_record_naming_itself_is_drawn_alike_both_ways(catalog: SQLiteCatalog) -> None:
+    """A planted record lists itself in based_on: up skipped the self-edge, down
+    drew it (a loop on the root, '(see above)' in the text)."""
+    await catalog.insert(_doc("selfish", ["selfish", "raw"]))
+    up = await build_lineage(catalog, "selfish", "up")
+    down = await build_lineage(catalog, "raw", "down")
+    both = await build_lineage(catalog, "selfish", "both")
+    assert ("selfish", "selfish") not in {*up.edges, *down.edges, *both.edges}
+    assert ("raw", "selfish") in up.edges
+    assert ("raw", "selfish") in down.edges
+    assert set(both.edges) == {("raw", "selfish")}
+
+
 async def test_renderings(catalog: SQLiteCatalog) -> None:
     g = await build_lineage(catalog, "model", "both")
     text = g.to_text()
