@@ -176,6 +176,8 @@ def current_run() -> Run:
     pool, Dask's threaded scheduler) does not inherit the context it was started
     in; it joins the innermost run while the open run scopes form one chain, as
     a child process does (the environment rule), and the default run otherwise.
+    Like a child process, it cannot tell whose run it was started in: while one
+    thread has a run open, the others read into it unless they open their own.
     """
     run = _current.get()
     if run is None:
