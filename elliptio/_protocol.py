@@ -29,10 +29,15 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsspec.utils import isfilelike
 
 from ._errors import (
+    ArtifactDeletedError,
     ArtifactNotFoundError,
     ArtifactUrlNotFoundError,
+    CatalogError,
     ConfigError,
+    CorruptRecordError,
     ImmutableError,
+    OfflineError,
+    StorageError,
     UrlNotFoundError,
     UsageError,
 )
@@ -184,8 +189,6 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         if storage is None and catalog is None:
             inherited = inherited_handler()  # the run this process was started in
             storage, catalog = inherited.get("storage"), inherited.get("catalog")
-            if (gap := inherited_gap()) is not None:
-                raise ConfigError(gap)
         self._check_reachable(storage, catalog)
         roots = self._reference_roots
         source = (
@@ -288,6 +291,20 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         token = _current.set(carried) if carried and (own is None or own.remote) else None
         try:
             yield
+        except (
+            StorageError,
+            OfflineError,
+            CatalogError,
+            ArtifactNotFoundError,
+            CorruptRecordError,
+        ) as err:
+            # Started in a run whose store this process may not reach: say why,
+            # once reaching it failed (its own settings may reach it all the same).
+            inherits = not any(arg is not None for arg in self._handler_args)
+            gap = inherited_gap() if inherits else None
+            if gap is None or isinstance(err, ArtifactDeletedError):
+                raise
+            raise ConfigError(f"{gap} ({type(err).__name__}: {err})") from err
         finally:
             if token is not None:
                 _current.reset(token)

@@ -231,9 +231,11 @@ def inherited_handler() -> dict[str, str]:
 
 
 def inherited_gap() -> str | None:
-    """Why this process cannot open the store of the run it was started in, if it
-    cannot: the store lives in the parent's memory, or was opened with storage
-    options that the environment does not carry."""
+    """Why this process may not reach the store of the run it was started in:
+    the store lives in the parent's memory, or was opened with storage options
+    that the environment does not carry. Told only once reaching it failed: the
+    process's own settings (a ``.env`` file, ``AWS_*`` variables, its own
+    ``ELLIPTIO_STORAGE_URL``) may reach it all the same."""
     if _inherited_run() is None:
         return None
     value = _inherited_settings()

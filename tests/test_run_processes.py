@@ -425,15 +425,42 @@ def test_a_password_behind_a_semicolon_never_reaches_child_processes(tmp_path: P
     assert not _has_password("mongodb://h/db?authSource=admin;tlsCertificateKeyFile=/a.pem")
 
 
-@pytest.mark.parametrize("store", ["s3 with options in code", "memory", "local with options"])
+@pytest.mark.parametrize(
+    "store",
+    [
+        "s3 with options in code",
+        "memory",
+        "local with options",
+        "s3 with credentials in the environment",
+        "memory run, the lake in the environment",
+    ],
+)
 def test_a_worker_that_cannot_open_the_runs_store_is_told_what_to_set(
-    tmp_path: Path, store: str, request: pytest.FixtureRequest
+    tmp_path: Path, store: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Storage options given in code never travel in the environment, and a memory
     store lives in one process: a spawned worker handed a URL string says so,
-    instead of 'offline, retry when online' or 'not a plain URL of this store'."""
+    instead of 'offline, retry when online' or 'not a plain URL of this store'.
+    Only once reaching the store failed: a worker whose own settings reach it
+    (AWS_* variables, its own ELLIPTIO_* lake) reads (helper-49)."""
+    lake = None
     if store == "memory":
         h = eio.Handler(storage="memory://spawned", catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    elif store == "memory run, the lake in the environment":
+        lake = eio.Handler(storage=str(tmp_path / "lake"), catalog=f"sqlite:///{tmp_path / 'l.db'}")
+        monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "lake"))
+        monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path / 'l.db'}")
+        h = eio.Handler(storage="memory://scratch", catalog="memory://scratch")
+    elif store == "s3 with credentials in the environment":
+        options = request.getfixturevalue("s3_options")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", options["endpoint_url"])
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", options["key"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", options["secret"])
+        h = eio.Handler(
+            storage="s3://elliptio-test/spawned-env",
+            catalog=f"sqlite:///{tmp_path / 'c.db'}",
+            storage_options={"default_fill_cache": False},  # tuning only
+        )
     elif store == "local with options":  # nothing a local folder needs: it works
         h = eio.Handler(
             storage=str(tmp_path / "store"),
@@ -449,12 +476,12 @@ def test_a_worker_that_cannot_open_the_runs_store_is_told_what_to_set(
         )
     path = tmp_path / "a.csv"
     path.write_text("a\n1\n2\n")
-    art = h.upload(path)
+    art = (lake or h).upload(path)
     spawn = multiprocessing.get_context("spawn")
     with h.run():
         with ProcessPoolExecutor(1, mp_context=spawn) as pool:
             answer = pool.submit(_run_workers.rows_or_error, art.file.eio_url).result()
-        if store == "local with options":
+        if store not in ("memory", "s3 with options in code"):
             assert answer == "2"
             h.close()
             return
