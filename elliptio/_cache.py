@@ -165,18 +165,35 @@ class Cache:
         tmp = target.with_name(f".{os.getpid()}-{time.monotonic_ns()}.tmp")
         try:
             target.parent.mkdir(exist_ok=True)
+            before = _stamp(os.stat(entry))
+            linked = True
             try:
                 os.link(entry, tmp)
             except FileNotFoundError:
                 return entry  # evicted meanwhile: the caller sees it gone either way
             except OSError:  # no hard links here
                 os.symlink(os.path.join("..", entry.name), tmp)
+                linked = False
             os.replace(tmp, target)  # atomic: a reader sees the old link or the new one
+            if linked:
+                self._carry_over(entry, before)
         except OSError:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             return entry
         return target
+
+    def _carry_over(self, entry: Path, before: _Stamp) -> None:
+        """Linking (and renaming the link) sets the entry's ctime, and nothing
+        else: keep it verified if it was, instead of hashing it on its next use."""
+        after = _stamp(os.stat(entry))
+        if after[:2] != before[:2] or after[3] != before[3]:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(self._meta(entry).read_text()).get("stamp") == list(before):
+                self._write_meta(entry, after)
+                seen = self._seen.get(entry.name)
+                self._seen[entry.name] = (after, seen[1] if seen else 0.0)
 
     # -- reading --------------------------------------------------------------
     def lookup(self, sha256: str) -> Path | None:
@@ -204,7 +221,10 @@ class Cache:
                 if hash_file(path)[1] != sha256:
                     self._remove(path)
                     return None
-                found = self._write_meta(path)
+                with contextlib.suppress(OSError):
+                    if _stamp(os.stat(path)) != found:
+                        return None  # changed while it was hashed: not what was checked
+                self._write_meta(path, found)
             seen = (found, 0.0)
         now = time.time()
         if now - seen[1] > _TOUCH_EVERY:  # last use, for eviction: to the minute is enough
@@ -300,8 +320,8 @@ class Cache:
                 tmp.unlink()
             raise
 
-    def _write_meta(self, path: Path) -> _Stamp:
-        stamp = _stamp(path.stat())
+    def _write_meta(self, path: Path, stamp: _Stamp | None = None) -> _Stamp:
+        stamp = _stamp(path.stat()) if stamp is None else stamp
         self.write_text(self._meta(path), json.dumps({"stamp": list(stamp)}))
         return stamp
 

@@ -215,3 +215,55 @@ def test_a_change_that_restores_size_and_mtime_is_still_caught(tmp_path: Path) -
     again = fresh.lookup(_sha(data))
     assert again is not None
     assert again.read_bytes() == data
+
+
+def test_naming_an_entry_does_not_make_its_next_use_hash_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new hard link sets the entry's ctime: every first read under a new name
+    (and the first read after a download) hashed the whole entry again, in this
+    process and in the next (helper-49)."""
+    import elliptio._cache as cache_module
+
+    cache = Cache(tmp_path / "c")
+    data = os.urandom(4096)
+    path = cache.fetch(_sha(data), _writer(data))
+    hashed: list[Path] = []
+    real = cache_module.hash_file
+
+    def counting(p: Path) -> tuple[int, str]:
+        hashed.append(p)
+        return real(p)
+
+    monkeypatch.setattr(cache_module, "hash_file", counting)
+    for name in ("a.csv", "b.parquet", "a.csv"):
+        cache.named(path, name)
+        assert cache.lookup(_sha(data)) == path
+    assert Cache(tmp_path / "c").lookup(_sha(data)) == path  # another process
+    assert hashed == []
+
+
+def test_an_entry_changed_while_it_is_hashed_is_not_stamped_as_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stamp recorded after a re-hash is the one taken before it: a change
+    made while the old bytes were being hashed is caught on the next use."""
+    import elliptio._cache as cache_module
+
+    cache = Cache(tmp_path / "c")
+    data = b"original bytes"
+    path = cache.fetch(_sha(data), _writer(data))
+    os.utime(path, ns=(1, 1))  # looks changed: the next lookup hashes it
+    real = cache_module.hash_file
+
+    def hash_then_change(p: Path) -> tuple[int, str]:
+        result = real(p)
+        os.chmod(p, 0o600)
+        p.write_bytes(b"changed bytes!")  # same size, after the bytes were read
+        return result
+
+    monkeypatch.setattr(cache_module, "hash_file", hash_then_change)
+    assert cache.lookup(_sha(data)) is None
+    monkeypatch.setattr(cache_module, "hash_file", real)
+    assert cache.lookup(_sha(data)) is None  # hashed again: damaged, dropped
+    assert not path.exists()
