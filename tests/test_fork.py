@@ -348,3 +348,73 @@ def test_a_fork_while_another_thread_commits_leaves_the_child_a_working_catalog(
         busy.join()
     assert set(h.find({"artifact_id": {"$in": made}}).index) == set(made)
     h.close()
+
+
+def test_a_fork_waits_for_a_commit_held_up_by_another_process_a_bounded_time(
+    tmp_path: Path,
+) -> None:
+    """A thread's commit waiting for another process's lock on the catalog (up
+    to the 30 s busy timeout) held every fork of the process that long; a fork
+    made from inside a SQLite call waited for itself for ever (helper-49)."""
+    import contextlib
+    import subprocess
+    import sys
+    import threading
+
+    from elliptio._catalog import sqlite as sqlite_catalog
+
+    db = tmp_path / "catalog.db"
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}")
+    source = tmp_path / "a.txt"
+    source.write_text("a")
+    h.upload(source)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+            "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(20)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "locked\n"
+
+        def commit() -> None:
+            with contextlib.suppress(eio.ElliptioError):  # the lock may outlast the wait
+                h.upload(source)
+
+        committing = threading.Thread(target=commit)
+        committing.start()
+        time.sleep(1.0)  # the commit is now waiting for the lock, inside SQLite
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        forked_after = time.monotonic() - started
+        os.waitpid(pid, 0)
+        assert forked_after < sqlite_catalog._FORK_WAIT + 2, forked_after
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    committing.join()
+    h.close()
+
+    # A fork from inside a SQLite call (a logging handler, a callback) goes ahead.
+    script = (
+        "import os\n"
+        "from elliptio._catalog.sqlite import _fork_gate\n"
+        "with _fork_gate.call():\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os._exit(0)\n"
+        "    os.waitpid(pid, 0)\n"
+        "print('forked')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout == "forked\n", out.stderr

@@ -341,29 +341,37 @@ class _ForkGate:
     was inside a transaction inherits that table saying "locked by a connection
     of this process", a connection that does not exist there, so its own
     connection waits for that lock in vain. A fork therefore waits until no
-    call is inside SQLite (calls run concurrently otherwise), and no call starts
-    until the fork is done.
+    other thread's call is inside SQLite (calls run concurrently otherwise), and
+    no call starts until the fork is done. The wait is bounded (`_FORK_WAIT`):
+    a call held up by another process's lock may take the busy timeout, and a
+    fork made from inside a call (a logging handler, a callback) cannot wait
+    for itself; such a fork goes ahead, and its child's catalog may then report
+    the file locked (`CatalogError`) rather than the parent hang.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._inside = 0
+        self._inside: dict[int, int] = {}  # thread -> calls it is inside
 
     @contextlib.contextmanager
     def call(self) -> Iterator[None]:
+        me = threading.get_ident()
         with self._cond:
-            self._inside += 1
+            self._inside[me] = self._inside.get(me, 0) + 1
         try:
             yield
         finally:
             with self._cond:
-                self._inside -= 1
-                if not self._inside:
+                if self._inside[me] == 1:
+                    del self._inside[me]
                     self._cond.notify_all()
+                else:
+                    self._inside[me] -= 1
 
     def before_fork(self) -> None:
         self._cond.acquire()  # held across the fork: no call can start
-        self._cond.wait_for(lambda: not self._inside)
+        me = threading.get_ident()
+        self._cond.wait_for(lambda: not self._inside.keys() - {me}, timeout=_FORK_WAIT)
 
     def after_fork_in_parent(self) -> None:
         self._cond.release()
@@ -372,6 +380,8 @@ class _ForkGate:
         self.__init__()  # type: ignore[misc]  # the parent's threads are not here
 
 
+# Seconds a fork waits for other threads' SQLite calls to end before going ahead.
+_FORK_WAIT = 5.0
 _fork_gate = _ForkGate()
 os.register_at_fork(
     before=_fork_gate.before_fork,
