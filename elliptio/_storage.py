@@ -563,6 +563,7 @@ class Storage:
             lambda: self._mismatch(
                 path, sha256, "it changed while it was being read; restore it from a copy"
             ),
+            name=path,
         )
 
     async def read_bytes(self, path: str, sha256: str | None = None) -> bytes:

@@ -155,10 +155,16 @@ class CheckedReader(io.RawIOBase):
     """
 
     def __init__(
-        self, raw: io.FileIO, size: int, sha256: str, mismatch: Callable[[], Exception]
+        self,
+        raw: io.FileIO,
+        size: int,
+        sha256: str,
+        mismatch: Callable[[], Exception],
+        name: str | None = None,
     ) -> None:
         super().__init__()
         self._raw = raw
+        self._name = raw.name if name is None else name
         self._size = size
         self._sha256 = sha256
         self._mismatch = mismatch
@@ -174,6 +180,15 @@ class CheckedReader(io.RawIOBase):
 
     def fileno(self) -> int:
         return self._raw.fileno()
+
+    @property
+    def name(self) -> Any:
+        """The path, as ``open()``'s file has it (readers name files by it)."""
+        return self._name
+
+    @property
+    def mode(self) -> str:
+        return "rb"
 
     def tell(self) -> int:
         return self._raw.tell()
@@ -193,7 +208,7 @@ class CheckedReader(io.RawIOBase):
         if position != self._hashed:
             return n
         if n:
-            self._digest.update(memoryview(buffer)[:n])
+            self._digest.update(memoryview(buffer).cast("B")[:n])
             self._hashed += n
         if self._hashed > self._size or (
             (self._hashed == self._size or not n)

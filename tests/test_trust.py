@@ -883,3 +883,31 @@ def test_open_on_a_local_store_catches_a_change_made_while_the_file_is_open(
     with pytest.raises(eio.IntegrityError):  # the next open sees it at once
         file.open()
     h.close()
+
+
+def test_a_checked_local_file_still_looks_like_the_file_open_gives(tmp_path: Path) -> None:
+    """Readers name files by ``.name`` and check ``.mode``; ``readinto`` of a
+    buffer of wider items (an ``array('d')``, a numpy array) hashed a byte count
+    as if it were an item count (helper-49)."""
+    import array
+
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path}/c.db")
+    src = tmp_path / "values.bin"
+    values = array.array("d", range(1000))
+    src.write_bytes(values.tobytes())
+    file = h.upload(src).file
+    with file.open() as f:
+        assert f.name == str(file.local_path())
+        assert f.mode == "rb"
+        raw = f.raw
+        assert raw.name == f.name
+        assert raw.mode == "rb"
+        into = array.array("d", bytes(8 * 1000))
+        assert f.readinto(memoryview(into).cast("B")) == 8000
+        assert into == values
+        assert f.read() == b""  # reached the end whole: checked, no error
+    with file.open(buffering=0) as f:  # the checked file itself
+        into = array.array("d", bytes(8 * 1000))
+        assert f.readinto(into) == 8000
+        assert into == values
+    h.close()
