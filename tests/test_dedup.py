@@ -203,3 +203,21 @@ def test_deleting_a_deduplicated_artifact_says_whose_bytes_stay(
     gone = handler.delete(first.artifact_id, reason="holds personal data")
     assert gone.removed == [first.file.url]
     assert gone.kept == {}
+
+
+def test_a_folder_of_over_a_thousand_files_stored_before(tmp_path: Path) -> None:
+    # Each file's content is in another artifact: one lookup of 1,200 owners, which
+    # SQLite refuses as one $in ("Expression tree is too large"). One local store:
+    # the catalog is what matters here.
+    src = tmp_path / "many"
+    src.mkdir()
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        firsts = []
+        for i in range(1200):
+            (src / f"f{i}.txt").write_text(f"content {i}")
+            firsts.append(h.upload(src / f"f{i}.txt"))
+        folder = h.upload(src)
+        assert len(folder.files) == 1200
+        for i, first in enumerate(firsts):
+            assert folder.files[f"many/f{i}.txt"].url == first.file.url
+        assert h.verify(folder.artifact_id).ok
