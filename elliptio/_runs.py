@@ -178,10 +178,12 @@ def current_run() -> Run:
     a child process does (the environment rule), and the default run otherwise.
     Like a child process, it cannot tell whose run it was started in: while one
     thread has a run open, the others read into it unless they open their own.
+    The thread that opened the run is not among them: its other contexts
+    (concurrent asyncio tasks) keep the run they have.
     """
     run = _current.get()
     if run is None:
-        run = _shared_run
+        run = _thread_run()
     if run is not None:
         return run
     global _process_run
@@ -294,10 +296,10 @@ os.register_at_fork(before=_before_fork, after_in_child=_reset_after_fork)
 # variables are exactly as before the first one opened.
 _open: list[RunScope] = []
 _env_saved: dict[str, str | None] | None = None
-# The run of contexts that have none of their own (threads started inside a run
-# scope): the innermost open run while the scopes form one chain, like the
-# variables above.
-_shared_run: Run | None = None
+# The scope whose run contexts without one of their own read into, in threads
+# other than its own (threads started inside it): the innermost open scope while
+# the scopes form one chain, like the variables above.
+_shared_scope: RunScope | None = None
 _env_lock = threading.Lock()
 
 
@@ -310,10 +312,18 @@ def _set_environ(values: Mapping[str, str | None]) -> None:
             os.environ[key] = value
 
 
+def _thread_run() -> Run | None:
+    """The shared run, for a context of another thread than the one that opened it."""
+    scope = _shared_scope
+    if scope is None or scope.thread == threading.get_ident():
+        return None
+    return scope.run
+
+
 def _update_environ() -> None:
-    global _env_saved, _shared_run
+    global _env_saved, _shared_scope
     if not _open:
-        _shared_run = None
+        _shared_scope = None
         if _env_saved is not None:
             _set_environ(_env_saved)
             _env_saved = None
@@ -321,8 +331,9 @@ def _update_environ() -> None:
     if _env_saved is None:
         _env_saved = {key: os.environ.get(key) for key in _ENV_KEYS}
     chain = all(later.parent is earlier.run for earlier, later in itertools.pairwise(_open))
-    _shared_run = _open[-1].run if chain else None
-    _set_environ(_shared_run._env({"pid": os.getpid()}) if _shared_run is not None else {})
+    _shared_scope = _open[-1] if chain else None
+    shared = _shared_scope.run if _shared_scope is not None else None
+    _set_environ(shared._env({"pid": os.getpid()}) if shared is not None else {})
 
 
 class RunScope:
@@ -341,12 +352,14 @@ class RunScope:
     ) -> None:
         self.run = Run(name=name, handler=handler, maker=maker)
         self.parent: Run | None = None
+        self.thread = 0  # the thread that opened it
         self._token: Token[Run | None] | None = None
 
     def __enter__(self) -> Run:
         if self._token is not None:
             raise RuntimeError("this run scope is open already; call handler.run() again")
         self.parent = _current.get()
+        self.thread = threading.get_ident()
         self._token = _current.set(self.run)
         with _env_lock:
             _open.append(self)

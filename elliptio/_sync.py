@@ -15,6 +15,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from ._runs import _current, current_run
+
 __all__ = ["get_loop", "sync"]
 
 T = TypeVar("T")
@@ -62,8 +64,15 @@ def sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
             "elliptio's sync API was called from elliptio's own IO loop; "
             "await the AsyncHandler's methods instead"
         )
-    # run_coroutine_threadsafe copies this thread's contextvars into the task.
-    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    # run_coroutine_threadsafe copies this thread's contextvars into the task;
+    # the run is the one this thread reads into (see `current_run`), not the
+    # one the IO loop's thread would.
+    token = _current.set(current_run()) if _current.get() is None else None
+    try:
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+    finally:
+        if token is not None:
+            _current.reset(token)
     try:
         return future.result(timeout)
     except BaseException:

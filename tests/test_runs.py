@@ -160,3 +160,38 @@ def eio_read(url: str) -> bytes:
 
     with fsspec.open(url, "rb") as f:
         return bytes(f.read())
+
+
+async def test_an_asyncio_task_without_a_run_keeps_out_of_a_sibling_tasks_run(
+    tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """While one task had a run open, a sibling task of the same thread with no
+    run of its own read and committed into it (through the sync API too, whose
+    calls run on elliptio's IO thread): the run threads share is not shared with
+    the contexts of the thread that opened it (helper-49)."""
+    h = eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path}/c.db")
+    ah = h.aio
+    x, y, z = (h.upload(data_files["test"], labels={"description": n}) for n in "xyz")
+    opened, read = asyncio.Event(), asyncio.Event()
+    made: dict[str, list[str]] = {}
+    out = tmp_path / "out.txt"
+    out.write_text("derived")
+
+    async def with_run() -> None:
+        async with ah.run():
+            await ah.get(x.artifact_id)
+            opened.set()
+            await read.wait()
+            made["a"] = (await ah.upload(out)).metadata.based_on
+
+    async def without_run() -> None:
+        await opened.wait()
+        await ah.get(y.artifact_id)
+        h.get(z.artifact_id).file.read_bytes()  # the sync API, from inside the task
+        made["b"] = h.upload(out).metadata.based_on
+        read.set()
+
+    await asyncio.gather(with_run(), without_run())
+    assert made["a"] == [x.artifact_id]
+    assert sorted(made["b"]) == sorted([y.artifact_id, z.artifact_id])
+    h.close()
