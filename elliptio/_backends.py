@@ -24,6 +24,7 @@ import contextlib
 import functools
 import io
 import os
+import posixpath
 import stat
 import threading
 import uuid
@@ -49,6 +50,15 @@ T = TypeVar("T")
 INLINE_BYTES = 256 * 1024
 INLINE_FILES = 8
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+
+
+def canonical_path(fs: Any, path: str) -> str:
+    """``path`` without the spellings a remote filesystem reads alike or that
+    name a folder above (leading, doubled and ``.`` segments, ``..``), with the
+    filesystem's root marker: to tell whether it lies in the store."""
+    marker = getattr(fs, "root_marker", "") or ""
+    plain = posixpath.normpath("/" + path).lstrip("/")
+    return marker + plain if plain != "." else marker
 
 
 class Backend:
@@ -101,8 +111,8 @@ class Backend:
 
     def plain(self, path: str) -> bool:
         """Whether the filesystem reads ``path`` as the object it names (no version
-        or other suffix it would cut off)."""
-        return True
+        or other suffix it would cut off), spelled one way only (see `canonical_path`)."""
+        return canonical_path(self.fs, path) == path
 
     # -- errors: the one translation ---------------------------------------------
     def error(self, err: BaseException, action: str, path: str) -> ElliptioError:
@@ -348,6 +358,9 @@ class LocalBackend(Backend):
 
     def url(self, path: str) -> str:
         return path
+
+    def plain(self, path: str) -> bool:
+        return True  # made absolute, and compared through realpath where it matters
 
     def inline(self, nbytes: int, nfiles: int) -> bool:
         return nbytes <= INLINE_BYTES and nfiles <= INLINE_FILES

@@ -205,7 +205,7 @@ class S3Backend(Backend):
 
     def plain(self, path: str) -> bool:
         # s3fs cuts "?versionId=..." off a key: such a path names another object.
-        return self.fs.split_path(path)[2] is None and "?" not in path
+        return super().plain(path) and self.fs.split_path(path)[2] is None and "?" not in path
 
     # -- plumbing -------------------------------------------------------------
     async def _on_fs_loop(self, coro: Coroutine[Any, Any, T]) -> T:

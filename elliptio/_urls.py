@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from ._backends import Backend, is_remote, make_backend
+from ._backends import Backend, canonical_path, is_remote, make_backend
 from ._cache import Cache
 from ._config import Settings, load_settings
 from ._errors import (
@@ -172,6 +172,13 @@ class UrlTools:
             return None
         if path == root or path.startswith(root + "/"):
             return path
+        if not isinstance(backend.fs, LocalFileSystem):
+            # Spellings the filesystem reads as the same object: 's3:///bucket/key',
+            # 'lake//x', 'lake/./x', 'lake/a/../x'.
+            canonical = canonical_path(backend.fs, path)
+            if canonical == root or canonical.startswith(root + "/"):
+                return canonical
+            return None
         if isinstance(backend.fs, LocalFileSystem):
             real, real_root = os.path.realpath(path), os.path.realpath(root)
             if real == real_root or real.startswith(real_root.rstrip("/") + "/"):
@@ -183,6 +190,8 @@ class UrlTools:
         if self._store is None:
             url = self.settings.resolved_storage_url()
             fs, root = open_filesystem(url, self.settings.storage_options, self._redact)
+            if not isinstance(fs, LocalFileSystem):
+                root = canonical_path(fs, root)
             self._store = (type(fs), root.rstrip("/"))
         return self._store
 
@@ -193,6 +202,8 @@ class UrlTools:
         if type(backend.fs) is not kind:
             return False
         top = path.rstrip("/")
+        if not isinstance(backend.fs, LocalFileSystem):
+            top = canonical_path(backend.fs, top).rstrip("/")
         if not top or root.startswith(top + "/"):
             return True
         if isinstance(backend.fs, LocalFileSystem):

@@ -911,3 +911,58 @@ def test_a_checked_local_file_still_looks_like_the_file_open_gives(tmp_path: Pat
         assert f.readinto(into) == 8000
         assert into == values
     h.close()
+
+
+def _spellings(url: str) -> list[str]:
+    """Other spellings of a store file's URL that its filesystem reads as the same
+    object: 's3:///bucket/key', a doubled or '.' segment, a '..' that comes back."""
+    scheme, sep, path = url.rpartition("://")
+    head, _, rest = path.lstrip("/").partition("/")
+    lead = "/" if path.startswith("/") else ""
+    return [
+        f"{scheme}{sep}/{path}",
+        f"{scheme}{sep}{lead}{head}//{rest}",
+        f"{scheme}{sep}{lead}{head}/./{rest}",
+        f"{scheme}{sep}{lead}{head}/x/../{rest}",
+    ]
+
+
+def test_another_spelling_of_a_store_file_is_the_store_file(
+    handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s3fs reads 's3:///lake/key' as 's3://lake/key': the URL tools took it for
+    a URL outside the store, so they read a committed file unverified, wrote over
+    it and removed it (helper-51). A spelling the filesystem reads as the store's
+    file is that file, read verified; none is ever written or removed."""
+    art = _upload_good(handler, tmp_path)
+    _export_settings(handler, monkeypatch)
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    url = art.file.url
+    _tamper(handler, url, BAD)
+    read = []
+    for other in _spellings(url):
+        try:
+            got = _read(eio, other)
+        except eio.IntegrityError:
+            read.append(other)
+        except eio.UrlNotFoundError:
+            continue  # a spelling this filesystem reads as another object: none there
+        else:
+            pytest.fail(f"{other} read {got!r}, not the recorded bytes")
+        for change in (
+            lambda o=other: eio.rm(o),
+            lambda o=other: eio.cp(str(tmp_path / "table.csv"), o),
+        ):
+            with pytest.raises(eio.InvalidPathError, match="lies in the elliptio store"):
+                change()
+    assert read
+    if url.startswith("s3://"):
+        assert "s3:///" + url[len("s3://") :] in read
+    _tamper(handler, url, GOOD)
+    assert handler.verify(art.artifact_id).ok
+    if not url.startswith("memory://"):  # the CLI, in another process
+        copy = _cli(handler, tmp_path, "cp", str(tmp_path / "table.csv"), read[0])
+        assert copy.returncode == 1
+        assert "lies in the elliptio store" in copy.stderr
+        _tamper(handler, url, BAD)
+        _cli_cat_refuses(handler, tmp_path, read[0], "IntegrityError")
