@@ -643,10 +643,14 @@ def cmd_gc(args: argparse.Namespace) -> int:
         report = h.gc(grace=timedelta(hours=hours), delete=delete)
     for url in report.orphans:
         print(("removed " if url in report.removed else "orphan ") + url)
+    for url in report.deleted_leftovers:
+        removed = url in report.removed
+        print(("removed " if removed else "files left by a delete in ") + url)
     for artifact_id in report.stale_leases:
         print(f"stale lease {artifact_id} (its writer never wrote a byte)")
     print(
-        f"{len(report.orphans)} orphaned prefixes, {len(report.removed)} removed, "
+        f"{len(report.orphans)} orphaned prefixes, {len(report.deleted_leftovers)} folders "
+        f"of deleted artifacts holding files, {len(report.removed)} removed, "
         f"{len(report.stale_leases)} stale leases" + (" closed" if delete else "")
     )
     return 0

@@ -42,7 +42,7 @@ from ._errors import (
     StorageError,
 )
 from ._layout import ARTIFACT_ID_RE, METADATA_RELPATH, RESERVED_DIR
-from ._lifecycle import revision
+from ._lifecycle import revision, tombstone
 from ._models import Metadata, upgrade_record
 from ._storage import Storage
 
@@ -90,6 +90,7 @@ class GcReport:
 
     orphans: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    """Folders removed with ``delete``: orphans and deleted artifacts' leftovers."""
     dry_run: bool = True
     stale_leases: list[str] = field(default_factory=list)
     """Artifact ids whose writer opened a lease longer than the grace period ago
@@ -186,7 +187,8 @@ async def _read_sidecar(storage: Storage, path: str) -> bytes | None:
     """The bytes of a sidecar, or ``None`` if there is none.
 
     Raises:
-        CorruptRecordError: it is larger than `SIDECAR_LIMIT` (not one elliptio wrote).
+        CorruptRecordError: it is larger than `SIDECAR_LIMIT`, or no regular file
+            (a link, a FIFO, a folder): not one elliptio wrote.
     """
     buffer = io.BytesIO()
 
@@ -198,7 +200,10 @@ async def _read_sidecar(storage: Storage, path: str) -> bytes | None:
             )
         buffer.write(chunk)
 
-    found = await storage.backend.stream(path, write)
+    try:
+        found = await storage.backend.stream(path, write)
+    except PlantedFileError as err:
+        raise CorruptRecordError(str(err)) from None
     return None if found is None else buffer.getvalue()
 
 
@@ -372,13 +377,19 @@ async def _sidecar_is_tombstone(storage: Storage, sidecar: str, artifact_id: str
 
 
 def _newer(a: Metadata, b: Metadata) -> bool:
-    """Whether ``a`` is a later version of the same record as ``b``: the same
-    artifact with more label changes, or its tombstone."""
+    """Whether ``a`` is a later version of the same record as ``b``: ``b`` with
+    more label changes, or its tombstone, and nothing else changed (a sidecar is
+    what anyone who can write the store can write)."""
     if a.artifact_id != b.artifact_id or revision(a) <= revision(b):
         return False
     if a.deleted is not None:
-        return b.deleted is None
-    return a.label_history[: len(b.label_history)] == b.label_history and a.files == b.files
+        if b.deleted is not None:
+            return False
+        gone = a.deleted
+        return a == tombstone(b, gone.deleted_by, gone.deleted_at, gone.reason)
+    return a.label_history[: len(b.label_history)] == b.label_history and b == a.model_copy(
+        update={"labels": b.labels, "label_history": b.label_history}
+    )
 
 
 async def remove_deleted_files(
@@ -550,6 +561,7 @@ async def _finish_delete(
         # Named again on the next run; a tombstone the sidecar does not confirm stays.
         with contextlib.suppress(StorageError, CorruptRecordError):
             await remove_deleted_files(storage, catalog, prefix, artifact_id)
+            report.removed.append(storage.url(prefix))
 
 
 async def _sweep_leases(

@@ -623,6 +623,36 @@ def test_a_fifo_planted_in_the_store_is_refused_not_waited_on(
     assert isinstance(report, eio.StorageError) or not report.ok
 
 
+@pytest.mark.parametrize("planted", ["fifo", "symlink"])
+def test_a_planted_sidecar_is_reported_while_reindex_and_gc_go_on(
+    tmp_path: Path, planted: str
+) -> None:
+    """One FIFO or symbolic link planted as a sidecar stopped reindex (rebuilding
+    a lost catalog restored nothing) and gc at the first folder (helper-51)."""
+    from elliptio._layout import METADATA_RELPATH
+
+    store, catalog = tmp_path / "store", f"sqlite:///{tmp_path / 'c.db'}"
+    with eio.Handler(storage=store, catalog=catalog) as h:
+        art = _upload_good(h, tmp_path)
+    fake = "artifact_11111111-1111-4111-8111-111111111111"
+    sidecar = store / "2000/01/01/x" / f"000000_{fake}" / METADATA_RELPATH
+    sidecar.parent.mkdir(parents=True)
+    if planted == "fifo":
+        os.mkfifo(sidecar)
+    else:
+        sidecar.symlink_to(tmp_path / "table.csv")
+    with eio.Handler(storage=store, catalog=f"sqlite:///{tmp_path / 'lost.db'}") as h:
+        report = _finishes(h.reindex)
+        assert not isinstance(report, BaseException), report
+        assert report.added == [art.artifact_id]
+        assert report.unreadable == [fake]
+        assert h.get(art.artifact_id).file.read_bytes() == GOOD
+        swept = _finishes(lambda: h.gc(grace=timedelta(0)))
+        assert not isinstance(swept, BaseException), swept
+        assert [p.endswith(f"_{fake}") for p in swept.orphans] == [True]
+    assert (tmp_path / "table.csv").read_bytes() == GOOD
+
+
 def test_uploads_never_write_through_a_symlink_planted_in_the_store(
     local: eio.Handler, tmp_path: Path
 ) -> None:
@@ -966,3 +996,60 @@ def test_another_spelling_of_a_store_file_is_the_store_file(
         assert "lies in the elliptio store" in copy.stderr
         _tamper(handler, url, BAD)
         _cli_cat_refuses(handler, tmp_path, read[0], "IntegrityError")
+
+
+def test_a_sidecar_changes_an_existing_record_only_as_a_relabel_or_delete_would(
+    tmp_path: Path,
+) -> None:
+    """reindex finishes a relabel or delete that stopped after its sidecar. A
+    sidecar that passed for one replaced the whole record: a storage writer
+    changed its creator, command line, lineage and name (helper-51). Only the
+    labels (with their history) or the tombstone of the record it holds count."""
+    from elliptio._lifecycle import relabeled, tombstone
+    from elliptio._models import Labels, Metadata
+
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        art = _upload_good(h, tmp_path, name="model")
+        sidecar = Path(h.storage.path(art.metadata.remote_root)) / ".elliptio/metadata.json"
+        stored = Metadata.model_validate_json(sidecar.read_text())
+        now = datetime.now(tz=UTC)
+        relabel = relabeled(stored, Labels(project="p"), "alice", now)
+        delete = tombstone(stored, "alice", now, "a removal request")
+        forged = {
+            "username": "bob",
+            "argv": ["train.py", "--seed", "1"],
+            "based_on": ["artifact_00000000-0000-4000-8000-000000000000"],
+            "name": "approved-model",
+            "name_version": 7,
+        }
+        os.chmod(sidecar, 0o644)
+        for change in (relabel, delete):
+            for field, value in forged.items():
+                sidecar.write_text(change.model_copy(update={field: value}).model_dump_json())
+                assert h.reindex().conflicting == [art.artifact_id], field
+                assert h.get(art.artifact_id).metadata == art.metadata
+        assert h.names().index.tolist() == ["model"]
+        sidecar.write_text(relabel.model_dump_json())  # as a relabel that stopped there
+        assert h.reindex().updated == [art.artifact_id]
+        assert h.get(art.artifact_id).metadata.labels.project == "p"
+        sidecar.write_text(tombstone(relabel, "alice", now, "removal").model_dump_json())
+        assert h.reindex().updated == [art.artifact_id]
+        with pytest.raises(eio.ArtifactDeletedError, match="removal"):
+            h.get(art.artifact_id)
+        h.close()
+        env = {
+            **os.environ,
+            "ELLIPTIO_STORAGE_URL": str(tmp_path / "store"),
+            "ELLIPTIO_CATALOG_URL": f"sqlite:///{tmp_path}/c.db",
+        }
+        swept = subprocess.run(
+            [sys.executable, "-m", "elliptio", "gc", "--grace-hours", "0", "--delete", "--yes"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        # The CLI says what gc removed: it printed "0 removed" here (helper-51).
+        assert swept.returncode == 0, swept.stderr
+        assert f"removed {art.metadata.remote_root}" in swept.stdout
+        assert "1 folders of deleted artifacts holding files, 1 removed" in swept.stdout
+        assert not Path(art.file.url).exists()
