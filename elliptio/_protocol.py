@@ -32,7 +32,6 @@ from ._errors import (
     ArtifactDeletedError,
     ArtifactNotFoundError,
     ArtifactUrlNotFoundError,
-    CatalogError,
     ConfigError,
     CorruptRecordError,
     ImmutableError,
@@ -291,20 +290,25 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         token = _current.set(carried) if carried and (own is None or own.remote) else None
         try:
             yield
-        except (
-            StorageError,
-            OfflineError,
-            CatalogError,
-            ArtifactNotFoundError,
-            CorruptRecordError,
-        ) as err:
+        except (StorageError, OfflineError, ArtifactNotFoundError, CorruptRecordError) as err:
             # Started in a run whose store this process may not reach: say why,
             # once reaching it failed (its own settings may reach it all the same).
             inherits = not any(arg is not None for arg in self._handler_args)
             gap = inherited_gap() if inherits else None
             if gap is None or isinstance(err, ArtifactDeletedError):
                 raise
-            raise ConfigError(f"{gap} ({type(err).__name__}: {err})") from err
+            kind, why = gap
+            if isinstance(err, ArtifactNotFoundError):  # still a KeyError, FileNotFoundError
+                raise type(err)(f"{err}; perhaps because {why}") from err
+            if isinstance(err, CorruptRecordError) and not (
+                # A damaged record is damaged, unless it names the parent's memory
+                # store, which no other process can read.
+                kind == "memory" and "'memory:/" in str(err)
+            ):
+                raise
+            if kind == "memory" and not isinstance(err, CorruptRecordError):
+                raise  # this process's own store failed, not the parent's
+            raise ConfigError(f"{why} ({type(err).__name__}: {err})") from err
         finally:
             if token is not None:
                 _current.reset(token)

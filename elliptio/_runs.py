@@ -232,23 +232,24 @@ def inherited_handler() -> dict[str, str]:
     return {k: v for k, v in value.items() if k in ("storage", "catalog") and isinstance(v, str)}
 
 
-def inherited_gap() -> str | None:
-    """Why this process may not reach the store of the run it was started in:
-    the store lives in the parent's memory, or was opened with storage options
-    that the environment does not carry. Told only once reaching it failed: the
-    process's own settings (a ``.env`` file, ``AWS_*`` variables, its own
-    ``ELLIPTIO_STORAGE_URL``) may reach it all the same."""
+def inherited_gap() -> tuple[str, str] | None:
+    """Why this process may not reach the store of the run it was started in,
+    as ``(kind, message)``: the store lives in the parent's memory (``memory``),
+    or was opened with storage options that the environment does not carry
+    (``options``). Told only once reaching it failed: the process's own settings
+    (a ``.env`` file, ``AWS_*`` variables, its own ``ELLIPTIO_STORAGE_URL``) may
+    reach it all the same."""
     if _inherited_run() is None:
         return None
     value = _inherited_settings()
     if isinstance(memory := value.get("memory_storage"), str):
-        return (
+        return "memory", (
             f"the run this process was started in uses the store {memory!r}, which lives "
             "in the memory of the process that opened it; give the handler a store every "
             "process reaches (a folder, or s3://...)"
         )
     if value.get("storage_options") and "ELLIPTIO_STORAGE_OPTIONS" not in os.environ:
-        return (
+        return "options", (
             f"the run this process was started in opened its store {value.get('storage')!r} "
             "with storage options, which never travel in the environment; set "
             "ELLIPTIO_STORAGE_OPTIONS (a JSON object: endpoint_url, credentials, ...) for "

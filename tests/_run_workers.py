@@ -30,3 +30,12 @@ def rows_or_error(url: str) -> str:
         return str(rows(url))
     except Exception as err:
         return f"{type(err).__name__}: {err}"
+
+
+def error_kinds(url: str) -> list[str]:
+    """The names of the classes of the error reading ``url`` raises ([] if none)."""
+    try:
+        rows(url)
+    except Exception as err:
+        return [cls.__name__ for cls in type(err).__mro__]
+    return []

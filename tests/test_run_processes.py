@@ -520,3 +520,36 @@ def test_a_pool_that_outlives_its_run_reads_in_the_run_its_tasks_come_from(
             second = _commit(h, tmp_path)
     assert first.metadata.based_on == [arts[0].artifact_id]
     assert second.metadata.based_on == [arts[1].artifact_id]
+
+
+def test_a_worker_of_a_memory_run_reading_its_own_lake_gets_its_own_lakes_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged record in the worker's own lake came out as a ConfigError
+    blaming the parent's memory store, and an unknown id too: no longer an
+    IntegrityError, nor a FileNotFoundError (helper-50)."""
+    import sqlite3
+
+    lake = eio.Handler(storage=str(tmp_path / "lake"), catalog=f"sqlite:///{tmp_path / 'l.db'}")
+    path = tmp_path / "a.csv"
+    path.write_text("a\n1\n2\n")
+    art = lake.upload(path)
+    lake.close()
+    db = sqlite3.connect(tmp_path / "l.db")
+    db.execute("UPDATE artifacts SET labels_json = '{bad'")
+    db.commit()
+    db.close()
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "lake"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path / 'l.db'}")
+    unknown = art.file.eio_url.replace(
+        art.artifact_id, "artifact_" + "1" * 8 + "-1111-4111-8111-" + "1" * 12
+    )
+    h = eio.Handler(storage="memory://scratch", catalog="memory://scratch")
+    spawn = multiprocessing.get_context("spawn")
+    with h.run(), ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        damaged = pool.submit(_run_workers.error_kinds, art.file.eio_url).result()
+        missing = pool.submit(_run_workers.error_kinds, unknown).result()
+    assert "IntegrityError" in damaged
+    assert "ConfigError" not in damaged
+    assert "FileNotFoundError" in missing
+    h.close()
