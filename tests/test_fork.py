@@ -350,63 +350,50 @@ def test_a_fork_while_another_thread_commits_leaves_the_child_a_working_catalog(
     h.close()
 
 
-def test_a_fork_waits_for_a_commit_held_up_by_another_process_a_bounded_time(
+def test_a_fork_waits_for_other_threads_sqlite_calls_and_never_for_its_own(
     tmp_path: Path,
 ) -> None:
-    """A thread's commit waiting for another process's lock on the catalog (up
-    to the 30 s busy timeout) held every fork of the process that long; a fork
-    made from inside a SQLite call waited for itself for ever (helper-49)."""
-    import contextlib
+    """A fork that went ahead while another thread was inside SQLite (after a
+    bounded wait) left children hung for ever on a mutex that thread held; a
+    fork made from inside a SQLite call (a logging handler, a callback) waited
+    for itself for ever (helper-49, helper-50). Each case runs in its own
+    process, with a deadline."""
     import subprocess
     import sys
-    import threading
 
-    from elliptio._catalog import sqlite as sqlite_catalog
-
-    db = tmp_path / "catalog.db"
-    h = eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}")
-    source = tmp_path / "a.txt"
-    source.write_text("a")
-    h.upload(source)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sqlite3, sys, time\n"
-            f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
-            "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(20)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+    long_call = (
+        "import os, sqlite3, threading, time\n"
+        "from elliptio._catalog.sqlite import _fork_gate\n"
+        f"db = {str(tmp_path / 'x.db')!r}\n"
+        "inside = threading.Event()\n"
+        "def call():\n"
+        "    with _fork_gate.call():\n"
+        "        inside.set()\n"
+        "        c = sqlite3.connect(db)\n"
+        "        end = time.monotonic() + 6\n"
+        "        while time.monotonic() < end:\n"
+        "            c.execute('WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1"
+        " FROM n WHERE i < 20000) SELECT sum(i) FROM n').fetchone()\n"
+        "        c.close()\n"
+        "t = threading.Thread(target=call)\n"
+        "t.start()\n"
+        "inside.wait()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    c = sqlite3.connect(db)\n"
+        "    c.execute('SELECT 1').fetchone()\n"
+        "    os._exit(0)\n"
+        "print('call over at fork:', not t.is_alive(), flush=True)\n"
+        "assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0\n"
+        "t.join()\n"
+        "print('child done')\n"
     )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "locked\n"
+    out = subprocess.run(
+        [sys.executable, "-c", long_call], capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout == "call over at fork: True\nchild done\n", out.stderr
 
-        def commit() -> None:
-            with contextlib.suppress(eio.ElliptioError):  # the lock may outlast the wait
-                h.upload(source)
-
-        committing = threading.Thread(target=commit)
-        committing.start()
-        time.sleep(1.0)  # the commit is now waiting for the lock, inside SQLite
-        started = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        forked_after = time.monotonic() - started
-        os.waitpid(pid, 0)
-        assert forked_after < sqlite_catalog._FORK_WAIT + 2, forked_after
-    finally:
-        holder.kill()
-        holder.wait()
-        assert holder.stdout is not None
-        holder.stdout.close()
-    committing.join()
-    h.close()
-
-    # A fork from inside a SQLite call (a logging handler, a callback) goes ahead.
-    script = (
+    own_call = (
         "import os\n"
         "from elliptio._catalog.sqlite import _fork_gate\n"
         "with _fork_gate.call():\n"
@@ -416,5 +403,7 @@ def test_a_fork_waits_for_a_commit_held_up_by_another_process_a_bounded_time(
         "    os.waitpid(pid, 0)\n"
         "print('forked')\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", own_call], capture_output=True, text=True, timeout=60
+    )
     assert out.stdout == "forked\n", out.stderr

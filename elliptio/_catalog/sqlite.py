@@ -340,13 +340,13 @@ class _ForkGate:
     file, in the process's memory. A child forked while a thread of its parent
     was inside a transaction inherits that table saying "locked by a connection
     of this process", a connection that does not exist there, so its own
-    connection waits for that lock in vain. A fork therefore waits until no
-    other thread's call is inside SQLite (calls run concurrently otherwise), and
-    no call starts until the fork is done. The wait is bounded (`_FORK_WAIT`):
-    a call held up by another process's lock may take the busy timeout, and a
-    fork made from inside a call (a logging handler, a callback) cannot wait
-    for itself; such a fork goes ahead, and its child's catalog may then report
-    the file locked (`CatalogError`) rather than the parent hang.
+    connection waits for that lock in vain; a thread inside SQLite may also hold
+    one of its process-wide mutexes, which the child would wait for for ever. A
+    fork therefore waits until no other thread's call is inside SQLite (calls
+    run concurrently otherwise), however long that takes (a call waiting for
+    another process's lock may take the busy timeout), and no call starts until
+    the fork is done. A fork made from inside a call (a logging handler, a
+    callback) does not wait for its own thread, which it could never see leave.
     """
 
     def __init__(self) -> None:
@@ -371,7 +371,7 @@ class _ForkGate:
     def before_fork(self) -> None:
         self._cond.acquire()  # held across the fork: no call can start
         me = threading.get_ident()
-        self._cond.wait_for(lambda: not self._inside.keys() - {me}, timeout=_FORK_WAIT)
+        self._cond.wait_for(lambda: not self._inside.keys() - {me})
 
     def after_fork_in_parent(self) -> None:
         self._cond.release()
@@ -379,9 +379,6 @@ class _ForkGate:
     def after_fork_in_child(self) -> None:
         self.__init__()  # type: ignore[misc]  # the parent's threads are not here
 
-
-# Seconds a fork waits for other threads' SQLite calls to end before going ahead.
-_FORK_WAIT = 5.0
 _fork_gate = _ForkGate()
 os.register_at_fork(
     before=_fork_gate.before_fork,
