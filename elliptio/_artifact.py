@@ -229,7 +229,7 @@ class File:
             if is_unreachable(err):
                 raise self._not_cached("retry", err) from err
             raise
-        return await asyncio.to_thread(cache.adopt, target)
+        return await asyncio.to_thread(cache.adopt, target, self.relpath)
 
     async def aread_text(self, encoding: str = "utf-8") -> str:
         """The file's text, checked against the recorded sha256."""

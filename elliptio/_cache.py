@@ -165,35 +165,18 @@ class Cache:
         tmp = target.with_name(f".{os.getpid()}-{time.monotonic_ns()}.tmp")
         try:
             target.parent.mkdir(exist_ok=True)
-            before = _stamp(os.stat(entry))
-            linked = True
             try:
                 os.link(entry, tmp)
             except FileNotFoundError:
                 return entry  # evicted meanwhile: the caller sees it gone either way
             except OSError:  # no hard links here
                 os.symlink(os.path.join("..", entry.name), tmp)
-                linked = False
             os.replace(tmp, target)  # atomic: a reader sees the old link or the new one
-            if linked:
-                self._carry_over(entry, before)
         except OSError:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             return entry
         return target
-
-    def _carry_over(self, entry: Path, before: _Stamp) -> None:
-        """Linking (and renaming the link) sets the entry's ctime, and nothing
-        else: keep it verified if it was, instead of hashing it on its next use."""
-        after = _stamp(os.stat(entry))
-        if after[:2] != before[:2] or after[3] != before[3]:
-            return
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(self._meta(entry).read_text()).get("stamp") == list(before):
-                self._write_meta(entry, after)
-                seen = self._seen.get(entry.name)
-                self._seen[entry.name] = (after, seen[1] if seen else 0.0)
 
     # -- reading --------------------------------------------------------------
     def lookup(self, sha256: str) -> Path | None:
@@ -257,14 +240,18 @@ class Cache:
         self._evict_if_needed(keep=path)
         return path
 
-    def adopt(self, path: Path) -> Path:
+    def adopt(self, path: Path, name: str | None = None) -> Path:
         """Register a file that a verified download just renamed to `path_for`.
 
         The writer must have checked the bytes against the key already (as
-        `Storage.download` does); this sets the mode, records its stamp for
-        later checks, and evicts if the cache is over its limit.
+        `Storage.download` does); this sets the mode, links it under ``name``
+        (see `named`) before recording its stamp for later checks, so the link
+        does not make its next use hash it again, and evicts if the cache is
+        over its limit.
         """
         os.chmod(path, self.file_mode)
+        if name is not None:
+            self.named(path, name)
         self._write_meta(path)
         self._evict_if_needed(keep=path)
         return path

@@ -423,11 +423,8 @@ class UrlTools:
         return self._named(fetched, path)
 
     def _named(self, entry: Path, path: str) -> Path:
-        """The cache entry under the URL's file name, for readers that go by extension
-        (an HTTP URL's query, which may hold a token, is no part of it)."""
-        if "://" in path:  # HTTP filesystems keep the whole URL as the path
-            path = urllib.parse.urlsplit(path).path
-        return self.cache.named(entry, redact_url(path.rstrip("/").rpartition("/")[2]))
+        """The cache entry under the URL's file name, for readers that go by extension."""
+        return self.cache.named(entry, _file_name(path))
 
     def _fetch(self, backend: Backend, path: str) -> tuple[str, Path]:
         """Stream a file into the cache through the backend's hashing copy."""
@@ -448,7 +445,7 @@ class UrlTools:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        return found[1], self.cache.adopt(target)
+        return found[1], self.cache.adopt(target, _file_name(path))
 
     @contextlib.contextmanager
     def local_copy(self, url: str) -> Iterator[Path]:
@@ -726,3 +723,11 @@ def prune_cache(older_than: datetime | timedelta | float) -> int:
 def clear_cache() -> int:
     """Empty the local cache; bytes freed."""
     return default_tools().clear_cache()
+
+
+def _file_name(path: str) -> str:
+    """The file name of a path or URL (an HTTP URL's query, which may hold a
+    token, is no part of it)."""
+    if "://" in path:  # HTTP filesystems keep the whole URL as the path
+        path = urllib.parse.urlsplit(path).path
+    return redact_url(path.rstrip("/").rpartition("/")[2])

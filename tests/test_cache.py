@@ -8,7 +8,7 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -217,30 +217,32 @@ def test_a_change_that_restores_size_and_mtime_is_still_caught(tmp_path: Path) -
     assert again.read_bytes() == data
 
 
-def test_naming_an_entry_does_not_make_its_next_use_hash_it(
+def test_a_change_made_while_an_entry_is_named_is_caught(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A new hard link sets the entry's ctime: every first read under a new name
-    (and the first read after a download) hashed the whole entry again, in this
-    process and in the next (helper-49)."""
+    """Naming an entry (a hard link) sets its ctime; taking that change for the
+    link's own and keeping the entry verified served bytes another program
+    changed meanwhile, size and mtime put back (helper-50). The next use hashes
+    the entry instead."""
     import elliptio._cache as cache_module
 
     cache = Cache(tmp_path / "c")
-    data = os.urandom(4096)
+    data = b"amount,100\n"
     path = cache.fetch(_sha(data), _writer(data))
-    hashed: list[Path] = []
-    real = cache_module.hash_file
+    real_link = os.link
 
-    def counting(p: Path) -> tuple[int, str]:
-        hashed.append(p)
-        return real(p)
+    def link_while_rewritten(src: Any, dst: Any) -> None:
+        before = os.stat(path)
+        os.chmod(path, 0o600)
+        path.write_bytes(b"amount,999\n")  # same size, then the old mtime back
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        real_link(src, dst)
 
-    monkeypatch.setattr(cache_module, "hash_file", counting)
-    for name in ("a.csv", "b.parquet", "a.csv"):
-        cache.named(path, name)
-        assert cache.lookup(_sha(data)) == path
-    assert Cache(tmp_path / "c").lookup(_sha(data)) == path  # another process
-    assert hashed == []
+    monkeypatch.setattr(cache_module.os, "link", link_while_rewritten)
+    cache.named(path, "t.csv")
+    monkeypatch.setattr(cache_module.os, "link", real_link)
+    assert cache.lookup(_sha(data)) is None
+    assert Cache(tmp_path / "c").lookup(_sha(data)) is None
 
 
 def test_an_entry_changed_while_it_is_hashed_is_not_stamped_as_verified(
@@ -267,3 +269,33 @@ def test_an_entry_changed_while_it_is_hashed_is_not_stamped_as_verified(
     monkeypatch.setattr(cache_module, "hash_file", real)
     assert cache.lookup(_sha(data)) is None  # hashed again: damaged, dropped
     assert not path.exists()
+
+
+def test_a_download_adopted_under_its_name_is_not_hashed_again_on_its_next_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A download is verified as it streams; linking it under the file's name
+    afterwards set its ctime, so the first read after every download hashed the
+    whole entry again (helper-49). The name is linked before the stamp."""
+    import elliptio._cache as cache_module
+
+    cache = Cache(tmp_path / "c")
+    data = os.urandom(4096)
+    target = cache.path_for(_sha(data))
+    target.parent.mkdir(parents=True)
+    target.write_bytes(data)
+    hashed: list[Path] = []
+    real = cache_module.hash_file
+
+    def counting(p: Path) -> tuple[int, str]:
+        hashed.append(p)
+        return real(p)
+
+    monkeypatch.setattr(cache_module, "hash_file", counting)
+    entry = cache.adopt(target, "data/t.csv")
+    named = cache.named(entry, "t.csv")
+    assert named.name == "t.csv"
+    assert cache.lookup(_sha(data)) == entry
+    assert Cache(tmp_path / "c").lookup(_sha(data)) == entry  # another process
+    assert hashed == []
+    assert named.read_bytes() == data

@@ -379,6 +379,7 @@ class _ForkGate:
     def after_fork_in_child(self) -> None:
         self.__init__()  # type: ignore[misc]  # the parent's threads are not here
 
+
 _fork_gate = _ForkGate()
 os.register_at_fork(
     before=_fork_gate.before_fork,
