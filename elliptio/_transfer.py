@@ -151,7 +151,8 @@ class CheckedReader(io.RawIOBase):
     size differ, so a sequential read (``read()``, a copy, a streamed download)
     never completes with changed bytes, and ``read()`` of the whole file never
     returns any. Seeking back to 0 starts the check over; bytes read after a
-    seek elsewhere are checked only by the hash taken at open.
+    seek elsewhere, or through the descriptor (``fileno()``, as ``numpy.fromfile``
+    reads), are checked only by the hash taken at open.
     """
 
     def __init__(

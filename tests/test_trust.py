@@ -936,10 +936,11 @@ def test_a_checked_local_file_still_looks_like_the_file_open_gives(tmp_path: Pat
         assert f.readinto(memoryview(into).cast("B")) == 8000
         assert into == values
         assert f.read() == b""  # reached the end whole: checked, no error
-    with file.open(buffering=0) as f:  # the checked file itself
-        into = array.array("d", bytes(8 * 1000))
-        assert f.readinto(into) == 8000
-        assert into == values
+    with file.open() as f:  # the checked file itself, under the buffer
+        into = array.array("d", bytes(8 * 2000))  # larger than the file
+        assert f.raw.readinto(into) == 8000
+        assert into[:1000] == values
+        assert f.raw.readinto(into) == 0  # the end, whole: checked, no error
     h.close()
 
 
