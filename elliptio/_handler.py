@@ -264,6 +264,8 @@ class AsyncHandler:
         storage = self._travel_storage_url()
         if storage.startswith("memory:"):
             out["memory_storage"] = storage  # a child says why it cannot read it
+        elif has_credentials(storage):
+            pass  # never in the environment: children use their own settings
         else:
             out["storage"] = storage
             if self.settings.storage_options and self.storage.remote:

@@ -553,3 +553,18 @@ def test_a_worker_of_a_memory_run_reading_its_own_lake_gets_its_own_lakes_errors
     assert "ConfigError" not in damaged
     assert "FileNotFoundError" in missing
     h.close()
+
+
+def test_a_store_url_with_credentials_never_reaches_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A storage URL whose filesystem keeps the userinfo out of its paths
+    (``sftp://user:password@host/lake``) was put whole into the variables every
+    child process inherits (helper-50); like a catalog URL with a password, it
+    is left out, and children use their own settings."""
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    monkeypatch.setattr(h.aio, "_travel_storage_url", lambda: "sftp://me:s3cr3t@host/lake")
+    with h.run() as run:
+        assert "s3cr3t" not in json.dumps(run.env())
+        assert "s3cr3t" not in json.dumps(dict(os.environ))
+    h.close()
