@@ -393,3 +393,28 @@ async def test_records_written_before_environments_read_and_match_as_they_are() 
     await database["artifacts"].insert_one({**record(9), "_environment": "staging"})
     assert (await cat.get("artifact_0009"))["_environment"] == "staging"
     await cat.close()
+
+
+async def test_who_uses_the_files_of_a_huge_artifact_is_asked_in_filters_mongodb_takes() -> None:
+    """Deleting an artifact of 100,000 files asked MongoDB who else names them in
+    one filter of 2 x 100,000 URLs, over the 16 MiB a BSON document may hold."""
+    import bson
+
+    cat = open_catalog(AsyncMongoMockClient())
+    urls = [
+        "s3://team-lake/projects/vision/2026/01/01/someone/000000_artifact_"
+        f"0f8e6d2c-5b3a-4c1d-9e7f-123456789abc/data/train/part-{i:06d}.snappy.parquet"
+        for i in range(100_000)
+    ]
+    sent: list[int] = []
+    real = cat.find
+
+    async def find(flt: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(len(bson.encode(to_mongo_filter(flt))))
+        return await real(flt, *args, **kwargs)
+
+    cat.find = find  # type: ignore[method-assign]
+    assert await cat.object_users(urls) == {}
+    assert sent
+    assert max(sent) < 16 * 2**20
+    await cat.close()

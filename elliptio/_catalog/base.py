@@ -43,6 +43,9 @@ SortSpec = Sequence[tuple[str, int]]
 LeaseState = Literal["open", "committing", "condemned"]
 
 
+_URLS_PER_QUERY = 5_000
+
+
 @dataclass(frozen=True)
 class Lease:
     """The catalog's note that an artifact is being written.
@@ -185,14 +188,18 @@ class Catalog(abc.ABC):
         if not wanted:
             return found
         urls_ = sorted(wanted)
-        flt = {"$or": [{"files.url": {"$in": urls_}}, {"logs.url": {"$in": urls_}}]}
-        for doc in await self.find(flt, fields=["files", "logs"]):
-            for field in ("files", "logs"):
-                items = doc.get(field)
-                for item in items if isinstance(items, list) else ():
-                    url = item.get("url") if isinstance(item, dict) else None
-                    if url in wanted:
-                        found.setdefault(url, set()).add(doc["artifact_id"])
+        # A few thousand URLs per query: a MongoDB filter is one BSON document
+        # (16 MiB at most), and an artifact may hold a hundred thousand files.
+        for start in range(0, len(urls_), _URLS_PER_QUERY):
+            some = urls_[start : start + _URLS_PER_QUERY]
+            flt = {"$or": [{"files.url": {"$in": some}}, {"logs.url": {"$in": some}}]}
+            for doc in await self.find(flt, fields=["files", "logs"]):
+                for field in ("files", "logs"):
+                    items = doc.get(field)
+                    for item in items if isinstance(items, list) else ():
+                        url = item.get("url") if isinstance(item, dict) else None
+                        if url in wanted:
+                            found.setdefault(url, set()).add(doc["artifact_id"])
         return found
 
     # -- commit leases -----------------------------------------------------------
