@@ -101,7 +101,10 @@ _PORT = re.compile(r"\d*(?:[/?#]|$)")
 # `http(s)://token@host`: a bare user name over HTTP is almost always a token
 # (GitHub / GitLab personal access tokens in remote URLs).
 _HTTP_BARE_USER = re.compile(r"(?P<head>\bhttps?://)(?P<user>[^/?#@:\s]+)@", re.I)
-_PARAM = re.compile(r"(?P<name>[^=&#;?\s]+)=(?P<value>[^&#;\s]*)")
+# A quote that closes the value's text (a URL shown as repr) is no part of it.
+_PARAM = re.compile(
+    r"(?P<name>[^=&#;?\s]+)=(?P<value>[^&#;\s]*?)(?=$|[&#;\s]|['\"](?:$|[\s:,;.)\]}>]))"
+)
 
 
 def is_secret_name(name: str) -> bool:

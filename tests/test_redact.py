@@ -256,3 +256,14 @@ def test_ordinary_session_arguments_are_kept_in_argv() -> None:
     assert redact_argv(["t.py", "--session-dir", "runs", "--num_sessions=3"]) == [
         "t.py", "--session-dir", "runs", "--num_sessions=3",
     ]  # fmt: skip
+
+
+def test_a_masked_query_keeps_the_quote_that_closes_a_url_in_a_message() -> None:
+    """A URL shown as repr in an error lost its closing quote to the masked value
+    (helper-51); a quote inside the value is still masked with it."""
+    url = "https://h/x.csv?X-Amz-Signature=abcdef&X-Amz-Credential=zz"
+    assert redact_url(f"cannot read {url!r}: gone") == (
+        "cannot read 'https://h/x.csv?X-Amz-Signature=***&X-Amz-Credential=***': gone"
+    )
+    assert redact_url(repr("https://h/x?token=ab'cd")) == '"https://h/x?token=***"'
+    assert "cd" not in redact_url("https://h/x?token=ab'cd', then")
