@@ -58,6 +58,7 @@ SECRET_NAME_PARTS: tuple[str, ...] = (
     "private",
     "cookie",
     "jwt",
+    "bearer",
     "passphrase",
     "passcode",
     "connection_string",

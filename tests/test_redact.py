@@ -267,3 +267,10 @@ def test_a_masked_query_keeps_the_quote_that_closes_a_url_in_a_message() -> None
     )
     assert redact_url(repr("https://h/x?token=ab'cd")) == '"https://h/x?token=***"'
     assert "cd" not in redact_url("https://h/x?token=ab'cd', then")
+
+
+def test_a_bearer_token_option_is_masked() -> None:
+    """``--bearer TOKEN`` was recorded as given (helper-51)."""
+    assert is_secret_name("--bearer")
+    assert "tok123" not in " ".join(redact_argv(["serve.py", "--bearer", "tok123"]))
+    assert "tok123" not in redact_url("https://h/api?bearer=tok123")
