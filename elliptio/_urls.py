@@ -393,7 +393,10 @@ class UrlTools:
         record = self._record(url)
         cached = self.cache.lookup(record["sha256"]) if record else None
         if cached is not None and record is not None:
-            fresh = time.time() - float(record.get("checked", 0)) < self.settings.revalidate_seconds
+            # A copy of a URL whose server tells no version is never fresh.
+            fresh = bool(record.get("version")) and (
+                time.time() - float(record.get("checked", 0)) < self.settings.revalidate_seconds
+            )
             if fresh or self._offline(backend):
                 log.debug("cache hit: %s", self._redact(url))
                 return self._named(cached, path)
