@@ -569,11 +569,14 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
+    if args.days is not None and args.action != "prune":
+        _usage_error(args, f"--days is for prune; 'cache {args.action}' takes none")
     tools = _tools(args)
     if args.action == "size":
         print(_size(tools.cache_size(), args.bytes))
     elif args.action == "prune":
-        print(f"freed {_size(tools.prune_cache(timedelta(days=args.days)), args.bytes)}")
+        days = 30.0 if args.days is None else args.days
+        print(f"freed {_size(tools.prune_cache(timedelta(days=days)), args.bytes)}")
     else:
         print(f"freed {_size(tools.clear_cache(), args.bytes)}")
     return 0
@@ -1005,8 +1008,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--days",
         type=_in_range(float, "--days", 36_500),
-        default=30.0,
-        help="prune: unused for this long",
+        default=None,
+        help="prune only: drop what was unused for this long (default: 30)",
     )
     _bytes_flag(p)
 

@@ -150,6 +150,12 @@ def test_url_commands(
     assert int(out) > 0
     assert _run(capsys, "cache", "size")[1].strip().endswith(" B")  # a unit, for people
     assert _run(capsys, "cache", "prune")[0] == 0
+    assert _run(capsys, "cache", "prune", "--days", "1")[1] == "freed 0 B\n"
+    # --days is for prune: 'clear --days 3650' cleared everything (helper-52).
+    code, out, err = _run(capsys, "cache", "clear", "--days", "3650")
+    assert (code, out) == (2, "")
+    assert "--days is for prune" in err
+    assert int(_run(capsys, "cache", "size", "--bytes")[1]) > 0
     assert _run(capsys, "cache", "clear")[1].startswith("freed ")
     assert _run(capsys, "cache", "size")[1] == "0 B\n"
     assert _run(capsys, "cache", "size", "--bytes")[1] == "0\n"
