@@ -240,8 +240,10 @@ class File:
 
         The copy is written to a temporary file beside ``path``, verified against
         the recorded sha256 and renamed into place, so a damaged download never
-        leaves a file at ``path``. A folder as ``path`` receives the file by name.
-        A progress bar shows for long downloads (see the ``progress`` setting).
+        leaves a file at ``path``. A folder as ``path`` (one that exists, or a path
+        ending in ``/``, made if missing) receives the file by name. A file at
+        ``path`` is replaced, as ``cp`` replaces one. A progress bar shows for long
+        downloads (see the ``progress`` setting).
 
         Raises:
             IntegrityError: the stored bytes do not match the recorded sha256;
@@ -251,7 +253,8 @@ class File:
             The local path written.
         """
         target = Path(path) if path is not None else Path.cwd() / Path(self.relpath).name
-        if target.is_dir():
+        folder = path is not None and os.fspath(path).endswith(("/", os.sep))
+        if folder or target.is_dir():
             target = target / Path(self.relpath).name
         progress = self._storage.progress_for(f"download {self.relpath}", files=1, nbytes=self.size)
         try:

@@ -200,6 +200,10 @@ def test_download_verifies_and_names(
     folder.mkdir()
     assert art.file.download(folder) == (folder / "test.txt").resolve()
     assert art.file.download().name == "test.txt"  # default: the current folder
+    # A path ending in '/' is a folder, made if missing (it was written as a file
+    # named like the folder; helper-52).
+    assert art.file.download(f"{tmp_path}/new/") == (tmp_path / "new" / "test.txt").resolve()
+    assert (tmp_path / "new" / "test.txt").read_bytes() == data_files["test"].read_bytes()
 
 
 def test_reads_through_file_record_lineage(
