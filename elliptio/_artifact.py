@@ -23,6 +23,7 @@ from typing import IO, Any
 from fsspec.callbacks import DEFAULT_CALLBACK
 
 from ._errors import (
+    ArgumentTypeError,
     ArtifactExistsError,
     ElliptioError,
     ImmutableError,
@@ -319,6 +320,13 @@ class File:
         """``elliptio://<artifact_id>/<relpath>``: opening it anywhere records lineage."""
         return artifact_url(self.artifact_id, self.relpath)
 
+    def __reduce__(self) -> Any:
+        raise ArgumentTypeError(
+            f"a File ({self.relpath!r} of {self.artifact_id}) holds this process's handler "
+            "and does not travel to other processes; send file.eio_url (opened there "
+            "with pandas or fsspec, lineage included) or fsspec.open(file.eio_url)"
+        )
+
     def open(self, mode: str = "rb", **kwargs: Any) -> IO[Any]:
         """Open the file for reading (``"rb"`` or ``"r"``) as a file object.
 
@@ -551,6 +559,13 @@ class Artifact:
     ) -> list[Path]:
         """Sync twin of `adownload`: every file under ``folder``, verified."""
         return sync(self.adownload(folder, overwrite=overwrite))
+
+    def __reduce__(self) -> Any:
+        raise ArgumentTypeError(
+            f"an Artifact ({self.metadata.artifact_id}) holds this process's handler and "
+            "does not travel to other processes; send its id (h.get(id) there) or its "
+            "files' eio_url (opened with pandas or fsspec, lineage included)"
+        )
 
     def __repr__(self) -> str:
         m = self.metadata

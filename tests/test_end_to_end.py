@@ -329,3 +329,18 @@ def test_lineage_and_maintenance_on_the_handler(
     assert handler.reindex().added == []
     assert handler.gc().orphans == []
     assert handler.urls.exists(new.artifact.file.url)
+
+
+def test_an_artifact_or_file_sent_to_another_process_says_what_to_send(
+    handler: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    """Sending a File or an Artifact to a process pool failed with "cannot pickle
+    '_thread.lock' object" (helper-52); the error names what travels instead."""
+    import pickle
+
+    art = handler.upload(data_files["test"])
+    with pytest.raises(eio.ArgumentTypeError, match="eio_url"):
+        pickle.dumps(art.file)
+    with pytest.raises(eio.ArgumentTypeError, match="eio_url"):
+        pickle.dumps(art)
+    assert pickle.loads(pickle.dumps(art.file.eio_url)) == art.file.eio_url
