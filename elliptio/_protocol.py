@@ -275,7 +275,9 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
             raise ArtifactUrlNotFoundError(
                 f"{artifact_url(artifact_id, '')}: {err} (elliptio:// looks an artifact "
                 "up through the handler that made or read it in this process, else through "
-                "the filesystem's arguments or the ELLIPTIO_* settings)"
+                "the filesystem's arguments or the ELLIPTIO_* settings; to a worker, send "
+                "fsspec.open(url) or fsspec.filesystem('elliptio') with the task, which "
+                "carry the handler's settings)"
             ) from err
 
     @contextlib.contextmanager
