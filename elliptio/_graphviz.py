@@ -20,8 +20,9 @@ Picture = Literal["svg", "png"]
 
 INSTALL_HINT = (
     "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz; "
-    "conda: conda install -c conda-forge graphviz), or use --format text, mermaid or dot, "
-    "which need no Graphviz"
+    "conda: conda install -c conda-forge graphviz), or draw it as text, Mermaid or DOT, "
+    "which need no Graphviz (graph.to_text(), to_mermaid(), to_dot(); on the command "
+    "line --format text, mermaid or dot)"
 )
 _TIMEOUT = 60.0
 

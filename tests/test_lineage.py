@@ -219,7 +219,7 @@ def test_without_graphviz_a_clear_error_and_a_table(
     message = str(info.value)
     assert "brew install graphviz" in message
     assert "conda" in message
-    assert "--format text, mermaid or dot" in message
+    assert "graph.to_text(), to_mermaid(), to_dot()" in message  # Python calls, for Python
     with pytest.raises(GraphvizNotFoundError):
         named.to_png()
     page = named._repr_html_()
