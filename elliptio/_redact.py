@@ -102,10 +102,10 @@ _PORT = re.compile(r"\d*(?:[/?#]|$)")
 # `http(s)://token@host`: a bare user name over HTTP is almost always a token
 # (GitHub / GitLab personal access tokens in remote URLs).
 _HTTP_BARE_USER = re.compile(r"(?P<head>\bhttps?://)(?P<user>[^/?#@:\s]+)@", re.I)
-# A quote that closes the value's text (a URL shown as repr) is no part of it.
-_PARAM = re.compile(
-    r"(?P<name>[^=&#;?\s]+)=(?P<value>[^&#;\s]*?)(?=$|[&#;\s]|['\"](?:$|[\s:,;.)\]}>]))"
-)
+_PARAM = re.compile(r"(?P<name>[^=&#;?\s]+)=(?P<value>[^&#;\s]*)")
+# What may follow a URL shown in quotes (repr) in a message: the closing quote
+# and punctuation, kept outside the mask; only at the very end of the value.
+_QUOTE_TAIL = re.compile(r"['\"][:,;.)\]}>]*$")
 
 
 def is_secret_name(name: str) -> bool:
@@ -134,7 +134,8 @@ def _is_secret_param(name: str) -> bool:
 def _mask_params(params: str) -> str:
     def repl(match: re.Match[str]) -> str:
         if match["value"] and _is_secret_param(match["name"]):
-            return f"{match['name']}={MASK}"
+            tail = _QUOTE_TAIL.search(match["value"])
+            return f"{match['name']}={MASK}{tail[0] if tail else ''}"
         return match[0]
 
     return _PARAM.sub(repl, params)

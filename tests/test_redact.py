@@ -267,6 +267,11 @@ def test_a_masked_query_keeps_the_quote_that_closes_a_url_in_a_message() -> None
     )
     assert redact_url(repr("https://h/x?token=ab'cd")) == '"https://h/x?token=***"'
     assert "cd" not in redact_url("https://h/x?token=ab'cd', then")
+    # A quote inside the value, then punctuation, then more of it (helper-53).
+    for tail in ("'.T41L", "')T41L", "':T41L", '",T41L'):
+        for whole in (False, True):
+            assert "T41L" not in redact_url(f"https://h/x?token=S3CR3T{tail}&x=2", whole=whole)
+        assert "T41L" not in redact_url(f"read https://h/x?token=S3CR3T{tail}")
 
 
 def test_a_bearer_token_option_is_masked() -> None:
