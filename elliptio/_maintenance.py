@@ -387,8 +387,17 @@ def _newer(a: Metadata, b: Metadata) -> bool:
             return False
         gone = a.deleted
         return a == tombstone(b, gone.deleted_by, gone.deleted_at, gone.reason)
-    return a.label_history[: len(b.label_history)] == b.label_history and b == a.model_copy(
-        update={"labels": b.labels, "label_history": b.label_history}
+    # One relabel of b: its labels go to the end of the history, nothing else moves
+    # (a relabel writes its sidecar from the record, so a sidecar is one ahead).
+    history = a.label_history
+    if len(history) != len(b.label_history) + 1 or history[:-1] != b.label_history:
+        return False
+    change = history[-1]
+    earlier = [b.creation_time, *(c.replaced_at for c in b.label_history)]
+    return (
+        change.labels == b.labels
+        and change.replaced_at >= max(earlier)
+        and b == a.model_copy(update={"labels": b.labels, "label_history": b.label_history})
     )
 
 

@@ -1030,6 +1030,25 @@ def test_a_sidecar_changes_an_existing_record_only_as_a_relabel_or_delete_would(
                 assert h.reindex().conflicting == [art.artifact_id], field
                 assert h.get(art.artifact_id).metadata == art.metadata
         assert h.names().index.tolist() == ["model"]
+        # A history the record never had: two changes at once, the current labels
+        # replaced by others in the history, a change dated before the record.
+        from elliptio._models import LabelsChange
+
+        twice = relabeled(relabel, Labels(project="q"), "cfo", now)
+        rewritten = relabel.model_copy(
+            update={
+                "label_history": [
+                    LabelsChange(labels=Labels(project="NO"), replaced_by="ceo", replaced_at=now)
+                ]
+            }
+        )
+        backdated = relabeled(
+            stored, Labels(project="p"), "alice", datetime(2000, 1, 1, tzinfo=UTC)
+        )
+        for forgery in (twice, rewritten, backdated):
+            sidecar.write_text(forgery.model_dump_json())
+            assert h.reindex().conflicting == [art.artifact_id]
+            assert h.get(art.artifact_id).metadata == art.metadata
         sidecar.write_text(relabel.model_dump_json())  # as a relabel that stopped there
         assert h.reindex().updated == [art.artifact_id]
         assert h.get(art.artifact_id).metadata.labels.project == "p"
