@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 
@@ -320,11 +320,15 @@ class File:
         """``elliptio://<artifact_id>/<relpath>``: opening it anywhere records lineage."""
         return artifact_url(self.artifact_id, self.relpath)
 
+    def __copy__(self) -> File:
+        return _shallow_copy(self)
+
     def __reduce__(self) -> Any:
         raise ArgumentTypeError(
-            f"a File ({self.relpath!r} of {self.artifact_id}) holds this process's handler "
-            "and does not travel to other processes; send file.eio_url (opened there "
-            "with pandas or fsspec, lineage included) or fsspec.open(file.eio_url)"
+            f"a File ({self.relpath!r} of {self.artifact_id}) holds this process's handler, "
+            "so it is neither pickled nor deep-copied, nor sent to other processes; send "
+            "file.eio_url (opened there with pandas or fsspec, lineage included) or "
+            "fsspec.open(file.eio_url)"
         )
 
     def open(self, mode: str = "rb", **kwargs: Any) -> IO[Any]:
@@ -560,11 +564,15 @@ class Artifact:
         """Sync twin of `adownload`: every file under ``folder``, verified."""
         return sync(self.adownload(folder, overwrite=overwrite))
 
+    def __copy__(self) -> Artifact:
+        return _shallow_copy(self)
+
     def __reduce__(self) -> Any:
         raise ArgumentTypeError(
-            f"an Artifact ({self.metadata.artifact_id}) holds this process's handler and "
-            "does not travel to other processes; send its id (h.get(id) there) or its "
-            "files' eio_url (opened with pandas or fsspec, lineage included)"
+            f"an Artifact ({self.metadata.artifact_id}) holds this process's handler, so it "
+            "is neither pickled nor deep-copied, nor sent to other processes; send its id "
+            "(h.get(id) there) or its files' eio_url (opened with pandas or fsspec, "
+            "lineage included)"
         )
 
     def __repr__(self) -> str:
@@ -582,3 +590,13 @@ def _html(text: str) -> str:
 
 def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+_T = TypeVar("_T")
+
+
+def _shallow_copy(obj: _T) -> _T:
+    """A copy sharing ``obj``'s handler and record (both immutable here)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new

@@ -344,3 +344,6 @@ def test_an_artifact_or_file_sent_to_another_process_says_what_to_send(
     with pytest.raises(eio.ArgumentTypeError, match="eio_url"):
         pickle.dumps(art)
     assert pickle.loads(pickle.dumps(art.file.eio_url)) == art.file.eio_url
+    import copy  # a shallow copy stays in this process: it works (helper-53)
+
+    assert copy.copy(art).file.read_bytes() == copy.copy(art.file).read_bytes()
