@@ -254,6 +254,14 @@ class UrlTools:
             ).handler
             storage, get = handler.storage, handler.get
         url = storage.url(stored)
+        if not storage.backend.plain(stored):
+            # Another object than the path names (an S3 version of it): not what
+            # any record vouches for, so never read past the check.
+            raise FileNotInArtifactError(
+                f"{redact_url(url)} names a version or another form of a path in the "
+                "elliptio store, which no record vouches for, so it is not read; read "
+                "the artifact's file by its URL (file.url) or its eio_url"
+            )
         _, owner = storage.reference_owner(url)
         if owner is None:
             return None

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -976,8 +977,8 @@ def test_another_spelling_of_a_store_file_is_the_store_file(
             got = _read(eio, other)
         except eio.IntegrityError:
             read.append(other)
-        except eio.UrlNotFoundError:
-            continue  # a spelling this filesystem reads as another object: none there
+        except (eio.UrlNotFoundError, eio.FileNotInArtifactError):
+            continue  # a spelling this filesystem reads as another object: not read
         else:
             pytest.fail(f"{other} read {got!r}, not the recorded bytes")
         for change in (
@@ -1073,3 +1074,48 @@ def test_a_sidecar_changes_an_existing_record_only_as_a_relabel_or_delete_would(
         assert f"removed {art.metadata.remote_root}" in swept.stdout
         assert "1 folders of deleted artifacts holding files, 1 removed" in swept.stdout
         assert not Path(art.file.url).exists()
+
+
+def test_a_version_of_a_store_file_is_never_read_unverified(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a versioned bucket opened with version_aware, 'url?versionId=<id>' is
+    read by s3fs as that version: the URL tools took it for no store file and
+    served a storage writer's bytes unverified (helper-53)."""
+    import boto3
+
+    bucket = f"versioned-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    options = {
+        "endpoint_url": s3_endpoint,
+        "key": "testing",
+        "secret": "testing",
+        "version_aware": True,
+    }
+    h = eio.Handler(
+        storage=f"s3://{bucket}/store",
+        catalog=f"sqlite:///{tmp_path}/c.db",
+        storage_options=options,
+    )
+    art = _upload_good(h, tmp_path)
+    _export_settings(h, monkeypatch)
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    key = art.file.url.split("/", 3)[3]
+    s3.put_object(Bucket=bucket, Key=key, Body=BAD)  # a storage writer
+    version = s3.head_object(Bucket=bucket, Key=key)["VersionId"]
+    versioned = f"{art.file.url}?versionId={version}"
+    with pytest.raises(eio.FileNotInArtifactError, match="version"):
+        _read(eio, versioned)
+    with pytest.raises(eio.FileNotInArtifactError), eio.local_copy(versioned):
+        pass
+    with pytest.raises(eio.IntegrityError):
+        _read(eio, art.file.url)
+    h.close()
