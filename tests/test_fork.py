@@ -388,10 +388,15 @@ def test_a_fork_waits_for_other_threads_sqlite_calls_and_never_for_its_own(
         "t.join()\n"
         "print('child done')\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", long_call], capture_output=True, text=True, timeout=60
-    )
-    assert out.stdout == "call over at fork: True\nchild done\n", out.stderr
+
+    def printed(script: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+        assert not done.stderr, done.stderr
+        return done.stdout
+
+    assert printed(long_call) == "call over at fork: True\nchild done\n"
 
     own_call = (
         "import os\n"
@@ -403,7 +408,4 @@ def test_a_fork_waits_for_other_threads_sqlite_calls_and_never_for_its_own(
         "    os.waitpid(pid, 0)\n"
         "print('forked')\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", own_call], capture_output=True, text=True, timeout=60
-    )
-    assert out.stdout == "forked\n", out.stderr
+    assert printed(own_call) == "forked\n"
