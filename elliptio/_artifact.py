@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Self
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 
@@ -54,7 +54,28 @@ Publish = Callable[[Run, str], Coroutine[Any, Any, None]]
 Gone = Callable[[str], Coroutine[Any, Any, BaseException | None]]
 
 
-class File:
+class _InProcess:
+    """What holds this process's handler: copied shallowly (sharing handler and
+    record), never pickled, so never sent to another process by accident."""
+
+    def _travel_hint(self) -> tuple[str, str]:
+        """What it is, and what to send to another process instead."""
+        raise NotImplementedError
+
+    def __copy__(self) -> Self:
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __reduce__(self) -> Any:
+        what, send = self._travel_hint()
+        raise ArgumentTypeError(
+            f"{what} holds this process's handler, so it is neither pickled nor "
+            f"deep-copied, nor sent to other processes; send {send}"
+        )
+
+
+class File(_InProcess):
     """One committed file of an artifact.
 
     Attributes:
@@ -320,15 +341,11 @@ class File:
         """``elliptio://<artifact_id>/<relpath>``: opening it anywhere records lineage."""
         return artifact_url(self.artifact_id, self.relpath)
 
-    def __copy__(self) -> File:
-        return _shallow_copy(self)
-
-    def __reduce__(self) -> Any:
-        raise ArgumentTypeError(
-            f"a File ({self.relpath!r} of {self.artifact_id}) holds this process's handler, "
-            "so it is neither pickled nor deep-copied, nor sent to other processes; send "
+    def _travel_hint(self) -> tuple[str, str]:
+        return (
+            f"a File ({self.relpath!r} of {self.artifact_id})",
             "file.eio_url (opened there with pandas or fsspec, lineage included) or "
-            "fsspec.open(file.eio_url)"
+            "fsspec.open(file.eio_url)",
         )
 
     def open(self, mode: str = "rb", **kwargs: Any) -> IO[Any]:
@@ -372,7 +389,7 @@ def _copy_atomically(src: Path, target: Path) -> None:
 
 
 @dataclass(frozen=True, repr=False)
-class Artifact:
+class Artifact(_InProcess):
     """A committed artifact: its metadata record and its files.
 
     Attributes:
@@ -564,15 +581,11 @@ class Artifact:
         """Sync twin of `adownload`: every file under ``folder``, verified."""
         return sync(self.adownload(folder, overwrite=overwrite))
 
-    def __copy__(self) -> Artifact:
-        return _shallow_copy(self)
-
-    def __reduce__(self) -> Any:
-        raise ArgumentTypeError(
-            f"an Artifact ({self.metadata.artifact_id}) holds this process's handler, so it "
-            "is neither pickled nor deep-copied, nor sent to other processes; send its id "
-            "(h.get(id) there) or its files' eio_url (opened with pandas or fsspec, "
-            "lineage included)"
+    def _travel_hint(self) -> tuple[str, str]:
+        return (
+            f"an Artifact ({self.metadata.artifact_id})",
+            "its id (h.get(id) there) or its files' eio_url (opened with pandas or "
+            "fsspec, lineage included)",
         )
 
     def __repr__(self) -> str:
@@ -590,13 +603,3 @@ def _html(text: str) -> str:
 
 def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
-
-
-_T = TypeVar("_T")
-
-
-def _shallow_copy(obj: _T) -> _T:
-    """A copy sharing ``obj``'s handler and record (both immutable here)."""
-    new = object.__new__(type(obj))
-    new.__dict__.update(obj.__dict__)
-    return new

@@ -302,14 +302,14 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
             kind, why = gap
             if isinstance(err, ArtifactNotFoundError):  # still a KeyError, FileNotFoundError
                 raise type(err)(f"{err}; perhaps because {why}") from err
-            if isinstance(err, CorruptRecordError) and not (
-                # A damaged record is damaged, unless it names the parent's memory
-                # store, which no other process can read.
-                kind == "memory" and "'memory:/" in str(err)
-            ):
+            # Blamed on the gap only when the parent's store is what failed: the
+            # inherited store (options), or a record naming the parent's memory
+            # store; a damaged record, or this process's own store, is not.
+            corrupt = isinstance(err, CorruptRecordError)
+            if kind == "memory" and not (corrupt and "'memory:/" in str(err)):
                 raise
-            if kind == "memory" and not isinstance(err, CorruptRecordError):
-                raise  # this process's own store failed, not the parent's
+            if kind == "options" and corrupt:
+                raise
             raise ConfigError(f"{why} ({type(err).__name__}: {err})") from err
         finally:
             if token is not None:
