@@ -179,10 +179,9 @@ class UrlTools:
             if canonical == root or canonical.startswith(root + "/"):
                 return canonical
             return None
-        if isinstance(backend.fs, LocalFileSystem):
-            real, real_root = os.path.realpath(path), os.path.realpath(root)
-            if real == real_root or real.startswith(real_root.rstrip("/") + "/"):
-                return root + real[len(real_root) :]
+        real, real_root = os.path.realpath(path), os.path.realpath(root)
+        if real == real_root or real.startswith(real_root.rstrip("/") + "/"):
+            return root + real[len(real_root) :]
         return None
 
     def _store_root(self) -> tuple[type, str]:
