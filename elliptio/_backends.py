@@ -25,6 +25,7 @@ import functools
 import io
 import os
 import posixpath
+import re
 import stat
 import threading
 import uuid
@@ -40,7 +41,7 @@ from fsspec.implementations.local import LocalFileSystem
 from ._errors import ArtifactExistsError, ElliptioError, StorageError
 from ._transfer import HashResult, Writer, copy_hashing, gather_all, write_all
 
-__all__ = ["Backend", "LocalBackend", "PlantedFileError", "make_backend"]
+__all__ = ["Backend", "LocalBackend", "PlantedFileError", "literal", "make_backend"]
 
 T = TypeVar("T")
 # A local-disk call that moves at most this many bytes and touches at most
@@ -50,6 +51,17 @@ T = TypeVar("T")
 INLINE_BYTES = 256 * 1024
 INLINE_FILES = 8
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+
+
+def literal(path: str) -> str:
+    """``path`` as a glob pattern that matches only itself.
+
+    fsspec's ``rm``, ``copy`` and ``mv`` read ``*``, ``?`` and ``[`` as patterns
+    (a user folder ``ci[bot]`` would name ``cib``, ``cio`` and ``cit``, and a
+    URL ``s3://b/[l]ake`` the store at ``s3://b/lake``): paths elliptio means
+    as they are go to them escaped, each such character in a class of its own.
+    """
+    return re.sub(r"([*?\[])", r"[\1]", path)
 
 
 def canonical_path(fs: Any, path: str) -> str:
@@ -243,7 +255,9 @@ class Backend:
         return await self.run("write", path, self._write_sealed, path, view, seal, inline=inline)
 
     def _move(self, source: str, target: str) -> None:
-        self.fs.mv(source, target)
+        # One file to one path: ``mv`` would read glob characters in the paths.
+        self.fs.cp_file(source, target)
+        self.fs.rm_file(source)
 
     async def replace_bytes(self, path: str, data: bytes) -> None:
         """Put ``data`` at ``path`` in place of what is there, in one step: a reader
@@ -318,7 +332,7 @@ class Backend:
 
     def _remove_tree(self, path: str) -> None:
         if self.fs.exists(path):
-            self.fs.rm(path, recursive=True)
+            self.fs.rm(literal(path), recursive=True)
 
     async def remove_tree(self, path: str) -> None:
         """Remove a folder and everything under it, if it exists."""

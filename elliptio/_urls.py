@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from ._backends import Backend, canonical_path, is_remote, make_backend
+from ._backends import Backend, canonical_path, is_remote, literal, make_backend
 from ._cache import Cache
 from ._config import Settings, load_settings
 from ._errors import (
@@ -540,6 +540,20 @@ class UrlTools:
                 f"cannot copy {redact_url(src)!r} without recursive=True (elliptio cp -r): "
                 "it is a folder"
             )
+        if recursive:
+            # Files copied into or out of a folder that holds the store would pass
+            # through it unchecked: written over committed files, read unverified.
+            for url, backend, path, what in (
+                (src, src_backend, src_path, "copy"),
+                (dst, dst_backend, dst_path, "copy into"),
+            ):
+                if self._holds_store(backend, path):
+                    raise InvalidPathError(
+                        f"cannot {what} {redact_url(url)!r} recursively: the elliptio store "
+                        f"lies in it ({redact_url(backend.url(self._store_root()[1]))}); "
+                        "copy artifacts out with Handler.download() (elliptio download), "
+                        "or give a folder that does not hold the store"
+                    )
         if self._in_store(src_backend, src_path):
             # Bytes of committed artifacts leave the store verified, one file at a time.
             names = [src_path]
@@ -556,7 +570,9 @@ class UrlTools:
                     )
                 local, local_path = self._backend(str(file.local_path()))
                 self._stream(local, local_path, dst_backend, target)
-        elif src_fs is dst_fs:
+        elif src_fs is dst_fs and literal(src_path) == src_path:
+            # (A name with glob characters goes file by file below: fsspec's copy
+            # would read it as a pattern.)
             self._call(src_backend, "copy", src_path, src_fs.copy, src_path, dst_path, recursive)
         elif recursive:
             names = self._call(src_backend, "list", src_path, src_fs.find, src_path)
@@ -595,7 +611,7 @@ class UrlTools:
         if self._offline(backend):
             raise self._offline_error(url, "remove")
         self._refuse_store_or_root(url, backend, path, "remove")
-        self._call(backend, "remove", path, backend.fs.rm, path, recursive)
+        self._call(backend, "remove", path, backend.fs.rm, literal(path), recursive)
         self.invalidate(os.fspath(url), recursive=recursive)
 
     # -- cache housekeeping -----------------------------------------------------------

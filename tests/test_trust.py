@@ -1000,6 +1000,93 @@ def test_another_spelling_of_a_store_file_is_the_store_file(
         _cli_cat_refuses(handler, tmp_path, read[0], "IntegrityError")
 
 
+def _patterns(h: eio.Handler, url: str) -> list[str]:
+    """Glob patterns fsspec would expand to a store file's URL, or to the store."""
+    root = h.storage.root_url.rstrip("/")
+    rest = url[len(root) :]
+    top = root[: root.rindex("/") + 1]
+    name = root[len(top) :]
+    return [
+        f"{top}[{name[0]}]{name[1:]}{rest}",
+        f"{top}{name[:-1]}?{rest}",
+        f"{top}{name[:-1]}*{rest}",
+    ]
+
+
+def test_glob_characters_in_a_url_are_names_never_patterns(
+    handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsspec's rm and copy expand '[l]ake', 'lak?' and 'lak*': the URL tools
+    checked the URL as written, so `eio.rm`, `eio.cp` and `eio.mv` (and the CLI)
+    removed the store and copied tampered bytes out unchecked (helper-55)."""
+    art = _upload_good(handler, tmp_path)
+    _export_settings(handler, monkeypatch)
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    url = art.file.url
+    _tamper(handler, url, BAD)
+    root = handler.storage.root_url.rstrip("/")
+    for pattern in [*_patterns(handler, url), *_patterns(handler, root)]:
+        with pytest.raises(eio.UrlNotFoundError):
+            eio.rm(pattern, recursive=True)
+        with pytest.raises(eio.UrlNotFoundError):
+            eio.cp(pattern, str(tmp_path / "out.csv"))
+        with pytest.raises(eio.UrlNotFoundError):
+            eio.mv(pattern, str(tmp_path / "moved.csv"))
+    assert not (tmp_path / "out.csv").exists()
+    assert not (tmp_path / "moved.csv").exists()
+    _tamper(handler, url, GOOD)
+    assert handler.verify(art.artifact_id).ok
+    if not url.startswith("memory://"):  # the CLI, in another process
+        for pattern in _patterns(handler, root):
+            out = _cli(handler, tmp_path, "rm", "-r", pattern)
+            assert out.returncode == 1, out.stderr
+        assert handler.verify(art.artifact_id).ok
+
+
+def test_a_recursive_copy_never_goes_through_a_folder_holding_the_store(
+    handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`eio.cp(folder, parent_of_store, recursive=True)` wrote over committed files
+    with plain PUTs, and a copy out of such a folder read them unverified
+    (helper-55)."""
+    art = _upload_good(handler, tmp_path)
+    _export_settings(handler, monkeypatch)
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    root = handler.storage.root_url.rstrip("/")
+    parent = root[: root.rindex("/") + 1]
+    relative = art.file.url[len(parent) :]
+    evil = tmp_path / "evil"
+    (evil / relative).parent.mkdir(parents=True)
+    (evil / relative).write_bytes(BAD)
+    with pytest.raises(eio.InvalidPathError, match="the elliptio store lies in it"):
+        eio.cp(str(evil), parent, recursive=True)
+    with pytest.raises(eio.InvalidPathError, match="the elliptio store lies in it"):
+        eio.cp(parent, str(tmp_path / "out"), recursive=True)
+    assert not (tmp_path / "out").exists()
+    assert handler.verify(art.artifact_id).ok
+    if not root.startswith("memory://"):
+        out = _cli(handler, tmp_path, "cp", "-r", str(evil), parent)
+        assert out.returncode == 1
+        assert "the elliptio store lies in it" in out.stderr
+        assert handler.verify(art.artifact_id).ok
+
+
+def test_a_user_name_with_glob_characters_relabels_and_deletes(
+    handler: eio.Handler, tmp_path: Path
+) -> None:
+    """A sidecar is replaced with one move; fsspec's mv read 'ci[bot]' in its
+    folder as a pattern, so on a memory store set_labels and delete failed for
+    such a user (helper-55)."""
+    with eio.mock_username("ci[bot]"):
+        art = _upload_good(handler, tmp_path)
+        handler.set_labels(art.artifact_id, {"project": "p"})
+        assert handler.get(art.artifact_id).metadata.labels.project == "p"
+        handler.delete(art.artifact_id, reason="test")
+    with pytest.raises(eio.ArtifactDeletedError):
+        handler.get(art.artifact_id)
+    assert handler.reindex().conflicting == []
+
+
 def test_a_sidecar_changes_an_existing_record_only_as_a_relabel_or_delete_would(
     tmp_path: Path,
 ) -> None:
