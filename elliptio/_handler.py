@@ -1057,6 +1057,12 @@ class AsyncHandler:
                 "with upload(..., name=...) or new(..., name=...)"
             )
         await self.catalog.set_alias(record.name, alias, record.name_version)
+        latest = await self._record(record.artifact_id)
+        if latest.deleted is not None:  # a delete took its aliases meanwhile
+            if (await self.catalog.aliases(record.name)).get(alias) == record.name_version:
+                await self.catalog.remove_alias(record.name, alias)
+            await save_aliases(self.storage, self.catalog, record.name)
+            raise deleted_error(latest)
         await save_aliases(self.storage, self.catalog, record.name)
         return await self.aliases(record.name)
 
@@ -1122,11 +1128,22 @@ class AsyncHandler:
     async def _change(self, record: Metadata, new: Metadata) -> bool:
         """Write ``new`` in place of ``record``: sidecar first, then the catalog.
 
-        ``False`` if the catalog record changed since ``record`` was read (the
-        sidecar is then rewritten from the catalog by the caller's retry).
+        ``False`` if the catalog record changed since ``record`` was read; the
+        sidecar then holds the catalog's record again, so that it never keeps a
+        change that did not land (a relabel that lost to a delete left a live
+        record over the tombstone, which `reindex` brought back).
         """
-        await self.storage.replace_bytes(self._sidecar(record), new.to_json(indent=2))
-        return await self.catalog.replace(new.to_document(), revision(record))
+        sidecar = self._sidecar(record)
+        await self.storage.replace_bytes(sidecar, new.to_json(indent=2))
+        if await self.catalog.replace(new.to_document(), revision(record)):
+            return True
+        for _ in range(_CHANGE_ATTEMPTS):
+            current = await self._record(record.artifact_id)
+            await self.storage.replace_bytes(sidecar, current.to_json(indent=2))
+            # Another change that landed meanwhile wrote its sidecar before its record.
+            if revision(await self._record(record.artifact_id)) == revision(current):
+                break
+        return False
 
     async def set_labels(self, ref: str, labels: LabelsLike) -> Artifact:
         """Replace the labels of a committed artifact; its files never change.
@@ -1142,8 +1159,11 @@ class AsyncHandler:
         self._online("change labels")
         new_labels = _labels(labels)
         artifact_id = await self.resolve(ref)
+        new: Metadata | None = None
         for _ in range(_CHANGE_ATTEMPTS):
             record = await self._record(artifact_id)
+            if record == new:  # a reindex meanwhile took this edit from the sidecar
+                return self._bind(record)
             if record.deleted is not None:
                 raise deleted_error(record)
             new = relabeled(record, new_labels, current_username(), _now_ms())
@@ -1182,14 +1202,19 @@ class AsyncHandler:
         record = await self._record(artifact_id)
         folder = self._sidecar(record).rsplit(f"/{METADATA_RELPATH}", 1)[0]
         if record.deleted is not None:
+            # A delete that stopped before its aliases went, or lost to another.
+            aliases = await self._drop_aliases(record)
             removed, _ = await remove_deleted_files(self.storage, self.catalog, folder, artifact_id)
-            return DeleteReport(artifact_id, record.ref, removed, [], already_deleted=True)
+            return DeleteReport(artifact_id, record.ref, removed, aliases, already_deleted=True)
         for _ in range(_CHANGE_ATTEMPTS):
             await self._refuse_if_referenced(record)
             stone = tombstone(record, current_username(), _now_ms(), why)
             if await self._change(record, stone):
                 break
-            record = await self._record(artifact_id)
+            current = await self._record(artifact_id)
+            if current == stone:  # a reindex meanwhile took this delete from the sidecar
+                break
+            record = current
             if record.deleted is not None:  # someone else deleted it meanwhile
                 return await self.delete(artifact_id, reason=why)
         else:
@@ -1202,6 +1227,8 @@ class AsyncHandler:
                 await self._change(stone, record)  # all refused: the record stays as it was
                 for alias in aliases:
                     await self.catalog.set_alias(record.name or "", alias, record.name_version or 0)
+                if aliases:
+                    await save_aliases(self.storage, self.catalog, record.name or "")
             raise
         cache = self.storage.cache
         if cache is not None:

@@ -367,6 +367,16 @@ async def reindex_folder(
         report.conflicting.append(artifact_id)
 
 
+def _unconfirmed_tombstone(storage: Storage, sidecar: str, artifact_id: str) -> CorruptRecordError:
+    # A delete writes its sidecar first: a tombstone only in the catalog was not
+    # written by one, so nothing is removed on the catalog's word alone.
+    return CorruptRecordError(
+        f"the catalog holds a tombstone of {artifact_id}, but its sidecar "
+        f"{storage.url(sidecar)} does not; nothing was removed. Someone with write "
+        "access to the catalog changed the record: restore it with 'elliptio reindex'"
+    )
+
+
 async def _sidecar_is_tombstone(storage: Storage, sidecar: str, artifact_id: str) -> bool:
     try:
         raw = await _read_sidecar(storage, sidecar)
@@ -419,13 +429,7 @@ async def remove_deleted_files(
     folder = storage.prefix_path(prefix, artifact_id)
     sidecar = f"{folder}/{METADATA_RELPATH}"
     if not await _sidecar_is_tombstone(storage, sidecar, artifact_id):
-        # A delete writes its sidecar first: a tombstone only in the catalog was not
-        # written by one, so nothing is removed on the catalog's word alone.
-        raise CorruptRecordError(
-            f"the catalog holds a tombstone of {artifact_id}, but its sidecar "
-            f"{storage.url(sidecar)} does not; nothing was removed. Someone with write "
-            "access to the catalog changed the record: restore it with 'elliptio reindex'"
-        )
+        raise _unconfirmed_tombstone(storage, sidecar, artifact_id)
     paths = [p for p in await storage.find(folder) if p != sidecar]
     urls = [storage.url(p) for p in paths]
     users = await catalog.object_users(urls)
@@ -561,14 +565,20 @@ async def _finish_delete(
     delete: bool,
     report: GcReport,
 ) -> None:
-    """Note (and with ``delete`` remove) files a stopped delete left in its folder."""
+    """Note (and with ``delete`` remove) files a stopped delete left in its folder.
+
+    Raises:
+        CorruptRecordError: the catalog's tombstone is not in the sidecar (forged
+            in the catalog alone); nothing is removed.
+    """
     sidecar = f"{prefix}/{METADATA_RELPATH}"
     if not [p for p in await storage.find(prefix) if p != sidecar]:
         return
+    if not await _sidecar_is_tombstone(storage, sidecar, artifact_id):
+        raise _unconfirmed_tombstone(storage, sidecar, artifact_id)
     report.deleted_leftovers.append(storage.url(prefix))
     if delete:
-        # Named again on the next run; a tombstone the sidecar does not confirm stays.
-        with contextlib.suppress(StorageError, CorruptRecordError):
+        with contextlib.suppress(StorageError):  # named again on the next run
             await remove_deleted_files(storage, catalog, prefix, artifact_id)
             report.removed.append(storage.url(prefix))
 

@@ -244,10 +244,137 @@ def test_a_tombstone_only_in_the_catalog_removes_nothing(h: eio.Handler, tmp_pat
     assert sync(h.catalog.replace(forged.to_document(), revision(art.metadata)))
     with pytest.raises(eio.CorruptRecordError, match="sidecar"):
         h.delete(art.artifact_id, reason="again")
-    h.gc(grace=timedelta(0), delete=True)
+    for delete in (False, True):  # gc said nothing and listed it as a leftover (helper-56)
+        with pytest.raises(eio.CorruptRecordError, match="sidecar"):
+            h.gc(grace=timedelta(0), delete=delete)
     assert len(_stored_files(h, art)) == 2  # the file and the sidecar stay
     report = h.reindex()  # the sidecar is the older version: reported, not applied
     assert report.unchanged == [art.artifact_id]
+
+
+async def _sidecar_of(ah: eio.AsyncHandler, artifact_id: str) -> dict[str, Any]:
+    from elliptio._models import upgrade_record
+
+    record = upgrade_record(await ah.catalog.get(artifact_id))
+    raw = await asyncio.to_thread(ah.storage.backend.fs.cat_file, ah._sidecar(record))
+    data: dict[str, Any] = json.loads(raw)
+    return data
+
+
+async def _other(ah: eio.AsyncHandler) -> eio.AsyncHandler:
+    """A second handler on the same store and catalog, as another process has."""
+    return eio.AsyncHandler(storage=ah.storage.root_url, catalog=ah.catalog)
+
+
+async def test_a_relabel_that_loses_to_a_delete_leaves_the_tombstone_in_the_sidecar(
+    ah: eio.AsyncHandler, tmp_path: Path
+) -> None:
+    """A relabel read the record, a delete landed, then the relabel wrote the live
+    record with new labels over the tombstone sidecar: a catalog rebuilt from the
+    store brought the artifact back, and the delete could not be run again
+    (helper-56)."""
+    art = await ah.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), labels={"project": "a"})
+    other = await _other(ah)
+    real = other._record
+
+    async def read_then_delete(artifact_id: str) -> Any:
+        record = await real(artifact_id)
+        if not getattr(read_then_delete, "done", False):
+            read_then_delete.done = True  # type: ignore[attr-defined]
+            await ah.delete(art.artifact_id, reason="personal data")
+        return record
+
+    other._record = read_then_delete  # type: ignore[method-assign]
+    with pytest.raises(eio.ArtifactDeletedError):
+        await other.set_labels(art.artifact_id, {"project": "b"})
+    side = await _sidecar_of(ah, art.artifact_id)
+    assert side["deleted"]["reason"] == "personal data"
+    assert "files" not in side or side["files"] == []
+    async with eio.AsyncHandler(
+        storage=ah.storage.root_url, catalog=f"sqlite:///{tmp_path}/rebuilt.db"
+    ) as rebuilt:
+        assert (await rebuilt.reindex()).added == [art.artifact_id]
+        with pytest.raises(eio.ArtifactDeletedError, match="personal data"):
+            await rebuilt.get(art.artifact_id)
+    assert (await ah.delete(art.artifact_id, reason="again")).already_deleted
+
+
+async def test_two_deletes_at_once_leave_one_tombstone_in_sidecar_and_catalog(
+    ah: eio.AsyncHandler, tmp_path: Path
+) -> None:
+    art = await ah.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
+    other = await _other(ah)
+    real = other._record
+
+    async def read_then_delete(artifact_id: str) -> Any:
+        record = await real(artifact_id)
+        if not getattr(read_then_delete, "done", False):
+            read_then_delete.done = True  # type: ignore[attr-defined]
+            await ah.delete(art.artifact_id, reason="first")
+        return record
+
+    other._record = read_then_delete  # type: ignore[method-assign]
+    assert (await other.delete(art.artifact_id, reason="second")).already_deleted
+    side = await _sidecar_of(ah, art.artifact_id)
+    assert side["deleted"]["reason"] == "first"
+    assert (await ah.reindex()).conflicting == []
+
+
+async def test_a_reindex_during_a_relabel_applies_it_once(
+    ah: eio.AsyncHandler, tmp_path: Path
+) -> None:
+    """reindex (or the indexer) took the relabel from its sidecar before the
+    relabel reached the catalog, which then relabelled again: two history
+    entries for one edit (helper-56)."""
+    art = await ah.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), labels={"project": "a"})
+    catalog = ah.catalog
+    real = catalog.replace
+
+    async def reindex_first(doc: Any, expected: Any) -> bool:
+        if not getattr(reindex_first, "done", False):
+            reindex_first.done = True  # type: ignore[attr-defined]
+            assert (await ah.reindex()).updated == [art.artifact_id]
+        return await real(doc, expected)
+
+    catalog.replace = reindex_first  # type: ignore[method-assign]
+    try:
+        done = await ah.set_labels(art.artifact_id, {"project": "b"})
+    finally:
+        catalog.replace = real  # type: ignore[method-assign]
+    assert done.metadata.labels.project == "b"
+    history = (await ah.get(art.artifact_id)).metadata.label_history
+    assert [change.labels.project for change in history] == ["a"]
+
+
+async def test_no_alias_is_left_on_a_deleted_version(ah: eio.AsyncHandler, tmp_path: Path) -> None:
+    """A delete that stopped after its catalog write, and a set_alias racing a
+    delete, left aliases on the tombstone that no rerun removed (helper-56)."""
+    from elliptio._lifecycle import revision
+
+    art = await ah.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), name="ds")
+    await ah.set_alias("ds:v1", "production")
+    stone = tombstone(art.metadata, "someone", art.metadata.creation_time, "stopped")
+    await ah.storage.replace_bytes(ah._sidecar(art.metadata), stone.to_json(indent=2))
+    assert await ah.catalog.replace(stone.to_document(), revision(art.metadata))
+    report = await ah.delete("ds:v1", reason="again")
+    assert report.already_deleted
+    assert report.aliases == ["production"]
+    assert await ah.catalog.aliases("ds") == {}
+
+    second = await ah.upload(_folder(tmp_path, "b", {"y.csv": b"2\n"}), name="ds")
+    real = ah.catalog.set_alias
+
+    async def delete_first(name: str, alias: str, version: int) -> Any:
+        await (await _other(ah)).delete(second.artifact_id, reason="gone")
+        return await real(name, alias, version)
+
+    ah.catalog.set_alias = delete_first  # type: ignore[method-assign]
+    try:
+        with pytest.raises(eio.ArtifactDeletedError):
+            await ah.set_alias("ds:v2", "production")
+    finally:
+        ah.catalog.set_alias = real  # type: ignore[method-assign]
+    assert await ah.catalog.aliases("ds") == {}
 
 
 def test_lineage_keeps_a_deleted_node(h: eio.Handler, tmp_path: Path) -> None:
@@ -330,6 +457,14 @@ def test_a_refused_file_removal_leaves_the_record_intact(
     assert h.get("kept:prod").file.read_bytes() == b"1\n"
     assert "deleted" not in _sidecar(h, art)
     assert h.reindex().unchanged == [art.artifact_id]
+    # The store's copy of the aliases is back too: a rebuilt catalog gets them.
+    with eio.Handler(
+        storage=h.storage.root_url,
+        catalog=f"sqlite:///{tmp_path}/new.db",
+        storage_options=h.storage.options,
+    ) as again:
+        again.reindex(aliases=True)
+        assert again.aliases("kept") == {"prod": "v1"}
 
 
 # -- labels ------------------------------------------------------------------------
