@@ -633,9 +633,11 @@ class UrlTools:
         return self.cache.prune(cutoff)
 
     def clear_cache(self) -> int:
-        """Empty the cache; returns bytes freed."""
+        """Empty the cache, with the records kept for offline reads (a deleted
+        artifact's labels among them); returns the bytes of the files freed."""
         freed = self.cache.clear()
-        shutil.rmtree(self.cache.root / "urls", ignore_errors=True)
+        for folder in ("urls", "records"):
+            shutil.rmtree(self.cache.root / folder, ignore_errors=True)
         return freed
 
 

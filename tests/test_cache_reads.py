@@ -126,6 +126,35 @@ def test_records_are_kept_for_offline_use(
     assert eio.Metadata.model_validate(json.loads(kept.read_text())) == art.metadata
 
 
+def test_clearing_the_cache_leaves_nothing_of_a_deleted_artifact(
+    s3_handler: eio.Handler,
+    data_files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SECURITY.md: copies in local caches stay after a delete; `elliptio cache
+    clear` clears them. The records kept for offline reads (labels included)
+    stayed (helper-55)."""
+    from elliptio._cli import main
+
+    art = s3_handler.upload(data_files["test"], labels={"description": "scan of Jane Doe"})
+    s3_handler.get(art.artifact_id).file.read_bytes()
+    reader_cache = s3_handler.storage.cache.root
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(reader_cache.parent / "elsewhere"))
+    other = eio.Handler(
+        storage=s3_handler.storage.root_url,
+        catalog=s3_handler.aio.settings.resolved_catalog_url(),
+        storage_options=s3_handler.storage.options,
+    )
+    other.delete(art.artifact_id, reason="holds personal data")
+    other.close()
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(reader_cache))
+    assert main(["cache", "clear"]) == 0
+    capsys.readouterr()
+    left = [p for p in reader_cache.rglob("*") if p.is_file() and b"Jane Doe" in p.read_bytes()]
+    assert left == []
+
+
 def test_a_download_writes_its_bytes_once_and_offline_names_the_file(
     s3_handler: eio.Handler,
     data_files: dict[str, Path],
