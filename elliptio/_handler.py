@@ -66,7 +66,7 @@ from ._maintenance import (
     save_aliases,
     verify,
 )
-from ._models import FileRecord, Labels, Metadata, upgrade_record
+from ._models import FileRecord, Labels, Metadata, refuse_nul, upgrade_record
 from ._names import format_aliases, parse_ref, validate_alias, validate_name
 from ._new import NewArtifact
 from ._protocol import remember_handler
@@ -91,15 +91,17 @@ log = logging.getLogger(__name__)
 
 
 def _labels(labels: LabelsLike) -> Labels:
+    """New labels, checked."""
     if labels is None:
         return Labels()
-    if isinstance(labels, Labels):
-        return labels
     if isinstance(labels, Mapping):
-        return Labels(**labels)
-    raise InvalidLabelsError(
-        f"labels must be eio.Labels(...) or a dict, not {type(labels).__name__}"
-    )
+        labels = Labels(**labels)
+    if not isinstance(labels, Labels):
+        raise InvalidLabelsError(
+            f"labels must be eio.Labels(...) or a dict, not {type(labels).__name__}"
+        )
+    refuse_nul(labels.model_dump())
+    return labels
 
 
 def _live(query: Mapping[str, Any] | None, include_deleted: bool) -> Mapping[str, Any]:

@@ -35,6 +35,7 @@ __all__ = [
     "Metadata",
     "Tombstone",
     "check_storable",
+    "refuse_nul",
     "upgrade_record",
 ]
 
@@ -54,6 +55,26 @@ def _check_text(text: str, where: str) -> str:
             "decode bytes with errors='replace' or store them as a file"
         ) from None
     return text
+
+
+def refuse_nul(value: Any, where: str = "labels") -> None:
+    """Raise `InvalidLabelsError` if a string in new labels holds NUL (``\\x00``).
+
+    The embedded catalog's text functions stop at it, so queries would not see
+    past it where MongoDB does. Records stored before are read as they are.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidLabelsError(
+                f"{where} = {value[:60]!r} holds the NUL character (\\x00), which queries "
+                "cannot search past; remove it, or store such text as a file"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_nul(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            refuse_nul(item, f"{where}[{i}]")
 
 
 def check_storable(value: Any, where: str, depth: int = 0) -> Any:
@@ -140,7 +161,13 @@ _DATE_KEY = "$date"
 
 
 class Labels(BaseModel):
-    """The user's own labels of an artifact; every field is optional."""
+    """The user's own labels of an artifact; every field is optional.
+
+    ``infos`` holds str (without the NUL character), 64-bit int, finite float,
+    bool, None and timezone-aware datetime values, and lists and dicts of them
+    (keys without ``.``, not starting with ``$``); all labels together take at
+    most 1 MiB as JSON. Anything else raises `InvalidLabelsError`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

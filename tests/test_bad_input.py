@@ -162,6 +162,9 @@ def test_query_of_wrong_type(seeded: eio.Handler) -> None:
         ({3: "x"}, "3"),
         ({"deep": {"er": {"k.ey": 1}}}, "'k.ey'"),
         ({"n": 2**70}, "64 bits"),
+        # SQLite's text functions stop at NUL: queries missed what follows (helper-54).
+        ({"note": "part1\x00part2"}, "NUL"),
+        ({"tags": ["ok", "a\x00b"]}, "NUL"),
     ],
 )
 def test_label_infos_that_cannot_be_stored(
@@ -173,6 +176,18 @@ def test_label_infos_that_cannot_be_stored(
         eio.InvalidLabelsError,
         named,
     )
+
+
+def test_a_nul_character_in_labels_is_refused_on_every_write(
+    seeded: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    art = seeded.upload(data_files["train"])
+    for write in (
+        lambda: seeded.upload(data_files["train"], labels={"description": "a\x00b"}),
+        lambda: seeded.upload(data_files["train"], labels=eio.Labels(ticket="x\x00")),
+        lambda: seeded.set_labels(art.artifact_id, {"project": "p\x00"}),
+    ):
+        _expect(seeded, write, eio.InvalidLabelsError, "NUL")
 
 
 def test_labels_of_wrong_shape(seeded: eio.Handler, data_files: dict[str, Path]) -> None:
