@@ -8,7 +8,7 @@ import hashlib
 import multiprocessing
 import os
 import re
-import time
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -944,9 +944,15 @@ async def test_a_write_to_a_file_lost_under_the_catalog_raises(
     assert await catalog.close() is None  # still idempotent
 
 
-async def test_a_large_insert_leaves_the_event_loop_running(tmp_path: Path) -> None:
+async def test_a_large_insert_leaves_the_event_loop_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Encoding thousands of records happens on the catalog's worker thread: other
-    tasks of the program's event loop keep running meanwhile."""
+    tasks of the program's event loop keep running meanwhile. (Which thread
+    encodes is asserted; a bound on the loop's longest pause failed under the
+    suite's load on 2 cores, helper-57.)"""
+    from elliptio._catalog import sqlite as sqlite_module
+
     docs = [
         {
             "artifact_id": f"artifact_{i:05d}",
@@ -957,26 +963,34 @@ async def test_a_large_insert_leaves_the_event_loop_running(tmp_path: Path) -> N
         }
         for i in range(5000)
     ]
+    encoders: set[int] = set()
+    real_row = sqlite_module._row
+
+    def row(doc: Any) -> Any:
+        encoders.add(threading.get_ident())
+        return real_row(doc)
+
+    monkeypatch.setattr(sqlite_module, "_row", row)
     cat = SQLiteCatalog(tmp_path / "c.db")
-    gaps: list[float] = []
+    ticks = 0
 
     async def ticker() -> None:
-        last = time.perf_counter()
+        nonlocal ticks
         while True:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
+            await asyncio.sleep(0)
+            ticks += 1
 
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0.01)
-    started = time.perf_counter()
+    before = ticks
     await cat.insert_many(docs)
-    took = time.perf_counter() - started
+    during = ticks - before
     task.cancel()
     assert await cat.count() == 5000
     await cat.close()
-    assert max(gaps) < took / 2, (max(gaps), took)
+    assert encoders
+    assert threading.get_ident() not in encoders
+    assert during > 1  # the loop ran other tasks while the worker inserted
 
 
 async def test_a_reader_of_schema_10_fails_loudly_once_the_file_is_upgraded(
