@@ -97,6 +97,8 @@ _USERINFO_PASSWORD = re.compile(
 )
 # A string that starts with a scheme: a setting or an argument that is one URL.
 _SCHEME_FIRST = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+# A scheme with one slash or more, as in a mistyped 'mongodb:/user:pw@host'.
+_SCHEME_SLASH = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:/+")
 # Digits, then the path or nothing: a port, not a password.
 _PORT = re.compile(r"\d*(?:[/?#]|$)")
 # `http(s)://token@host`: a bare user name over HTTP is almost always a token
@@ -178,15 +180,17 @@ def _whole_userinfo(url: str) -> tuple[int, int] | None:
     password may hold "#", "?", "/", "@" and blanks; the user name before the
     first ":" holds no "/", "?" or "#". ``None`` when there is no password."""
     scheme = _SCHEME_FIRST.match(url)
-    if scheme is None:
-        return None
-    userinfo, at, _ = url[scheme.end() :].rpartition("@")
+    # A mistyped URL ('mongodb:/u:p@h', 'mongodb//u:p@h', 'u:p@h:27017/db') is
+    # shown in the error that refuses it: what runs to its last "@" is userinfo.
+    loose = scheme is None
+    begin = scheme.end() if scheme else (m.end() if (m := _SCHEME_SLASH.match(url)) else 0)
+    userinfo, at, _ = url[begin:].rpartition("@")
     user, colon, password = userinfo.partition(":")
-    if not at or not colon or not password or any(c in user for c in "/?#"):
+    if not at or not colon or not password or (not loose and any(c in user for c in "/?#")):
         return None
     if _PORT.match(password):
         return None
-    start = scheme.end() + len(user) + 1
+    start = begin + len(user) + 1
     return start, start + len(password)
 
 
@@ -424,6 +428,8 @@ def redact_options(value: Any, key: str = "") -> Any:
         return shown
     if is_secret_name(key) and value is not None:
         return MASK
+    if isinstance(value, str) and key.endswith("_url"):  # a setting that is one URL
+        value = redact_url(value, whole=True)
     return _redact_string(value) if isinstance(value, str) else value
 
 

@@ -268,6 +268,35 @@ def test_config_masks_every_secret_setting(
 
 
 @pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        ("ELLIPTIO_CATALOG_URL", "mongodb:/alice:SECRETx@db.example.com/lake"),
+        ("ELLIPTIO_CATALOG_URL", "mongodb//alice:SECRETx@db.example.com/lake"),
+        ("ELLIPTIO_CATALOG_URL", "alice:SECRETx@db.example.com:27017/lake"),
+        ("ELLIPTIO_STORAGE_URL", "s3:/KEY:SECRETx@bucket/lake"),
+    ],
+)
+def test_a_mistyped_url_setting_never_shows_its_password(
+    variable: str,
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A catalog URL missing a slash was printed whole by `elliptio config` and in
+    the error refusing it, password included (helper-55)."""
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
+    monkeypatch.setenv(variable, url)
+    assert main(["config"]) == 0
+    out, err = capsys.readouterr()
+    assert "***" in out
+    main(["find"])
+    more, more_err = capsys.readouterr()
+    assert "SECRETx" not in out + err + more + more_err
+
+
+@pytest.mark.parametrize(
     "options",
     [
         {"endpoint_url": "https://u:SECRET'x@minio.local"},  # a quote in the password

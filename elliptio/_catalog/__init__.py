@@ -69,7 +69,9 @@ def open_catalog(spec: str | Catalog | Any, settings: Settings | None = None) ->
             f"catalog of type {type(spec).__name__} is neither a catalog URL, a Catalog nor "
             f"a MongoDB async client, database or collection; use {_ACCEPTED}"
         )
-    raise ConfigError(f"catalog {redact_url(str(spec))!r} is not a catalog URL; use {_ACCEPTED}")
+    raise ConfigError(
+        f"catalog {redact_url(str(spec), whole=True)!r} is not a catalog URL; use {_ACCEPTED}"
+    )
 
 
 def _open_mongo(factory: Any, spec: Any, settings: Settings | None) -> Catalog:
