@@ -163,16 +163,22 @@ def _whole_numbers(frame: Any) -> Any:
 
 
 def _csv(frame: Any) -> None:
+    import pandas as pd
+
     frame = _whole_numbers(frame)
     for column in frame.columns:
         if frame[column].dtype == object:
-            # Lists and mappings as JSON, as `--format json` writes them.
-            frame[column] = frame[column].map(
-                lambda v: (
+            # Lists and mappings as JSON, as `--format json` writes them; the rest
+            # as they are (map() would make ints with gaps floats again).
+            frame[column] = pd.Series(
+                [
                     json.dumps(_json_value(v), ensure_ascii=False)
                     if isinstance(v, list | tuple | Mapping)
                     else v
-                )
+                    for v in frame[column]
+                ],
+                index=frame.index,
+                dtype=object,
             )
     frame.to_csv(sys.stdout)
 

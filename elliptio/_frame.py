@@ -172,6 +172,10 @@ def build_frame(table: Mapping[str, Sequence[Any]], plan: FramePlan) -> pd.DataF
             data[column] = cells
     index = pd.Index(ids, name="artifact_id", dtype=object)
     frame = pd.DataFrame(data, index=index, columns=list(data))
+    for column in frame.columns[frame.dtypes == "float64"]:
+        # ints with gaps become floats, exact only up to 2**53: keep larger ones whole
+        if any(type(v) is int and not -_EXACT <= v <= _EXACT for v in data[column]):
+            frame[column] = pd.Series(data[column], index=index, dtype=object)
     if "creation_time" in frame.columns:
         frame["creation_time"] = pd.to_datetime(frame["creation_time"], utc=True)
     return frame
@@ -230,6 +234,8 @@ def _flatten(prefix: str, cells: Sequence[Any]) -> dict[str, list[Any]]:
     return made
 
 
+# The largest integers a float64 holds exactly.
+_EXACT = 2**53
 # Values that are never mappings: tested by type, much cheaper than Mapping.
 _LEAVES = frozenset({str, int, float, bool, type(None), list})
 

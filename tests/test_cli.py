@@ -404,7 +404,8 @@ def _strict_json(line: str) -> Any:
 def test_json_format_is_json_lines_of_plain_json(
     env: dict[str, str], files: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    infos = '{"ratio": 0.25, "big": 1e300, "neg": -2.5, "seed": 7}'
+    # An int above 2**53 in a column with gaps came back rounded (helper-54).
+    infos = '{"ratio": 0.25, "big": 1e300, "neg": -2.5, "seed": 7, "huge": 9007199254740993}'
     named = _run(capsys, "upload", str(files[0]), "--name", "train-set", "--infos", infos)[1]
     unnamed = _run(capsys, "upload", str(files[1]), "--label", "datatype=model")[1]
     named, unnamed = named.strip(), unnamed.strip()
@@ -426,6 +427,9 @@ def test_json_format_is_json_lines_of_plain_json(
             when = datetime.fromisoformat(record["creation_time"])
             assert "T" in record["creation_time"]
             assert when.utcoffset() == timedelta(0)
+    code, out, _ = _run(capsys, "find", "--format", "csv", "--columns", "labels.infos.huge")
+    assert code == 0
+    assert f"{named},9007199254740993" in out.splitlines()
     code, out, _ = _run(capsys, "names", "--format", "json")
     assert code == 0
     assert [_strict_json(line) for line in out.splitlines()] == [

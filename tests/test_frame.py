@@ -104,6 +104,16 @@ def test_default_frame_is_small_with_ref_and_used_labels() -> None:
     assert DEFAULT_COLUMNS[:2] == ("ref", "name")
 
 
+def test_an_int_too_large_for_a_float_stays_whole_beside_gaps() -> None:
+    docs = _docs()
+    docs[0]["labels"]["infos"]["seed"] = 2**53 + 1
+    del docs[1]["labels"]["infos"]["seed"]
+    column = to_frame(docs, columns=["labels.infos.seed"])["labels.infos.seed"]
+    assert column.tolist() == [2**53 + 1, None]
+    docs[0]["labels"]["infos"]["seed"] = 3  # small ones: floats with NaN, as pandas makes them
+    assert to_frame(docs, columns=["labels.infos.seed"])["labels.infos.seed"].dtype == "float64"
+
+
 def test_unknown_columns_are_refused() -> None:
     with pytest.raises(eio.QueryError, match="nope"):
         plan_frame(["nope.x"])
