@@ -108,7 +108,16 @@ def _pairs(
     error: type[ElliptioError],
     text: Callable[[str], bool] = _is_text_field,
 ) -> dict[str, Any]:
-    result: dict[str, Any] = {}
+    return dict(_pair_list(items, what, error, text))
+
+
+def _pair_list(
+    items: Sequence[str] | None,
+    what: str,
+    error: type[ElliptioError],
+    text: Callable[[str], bool] = _is_text_field,
+) -> list[tuple[str, Any]]:
+    result: list[tuple[str, Any]] = []
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -117,8 +126,23 @@ def _pairs(
         # A number or true/false where only text can be: the text as given (null
         # stays null: a field that is missing or null).
         keep = text(key) and isinstance(parsed, int | float)
-        result[key] = value if keep else parsed
+        result.append((key, value if keep else parsed))
     return result
+
+
+def _all_of(query: dict[str, Any], pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``query`` and every ``--where`` condition: one document while their fields
+    differ, else ``$and`` (a second condition on a field never replaces the first)."""
+    merged = dict(query)
+    for key, value in pairs:
+        if key in merged or key.startswith("$"):
+            return (
+                {"$and": [query, *({k: v} for k, v in pairs)]}
+                if query
+                else {"$and": [{k: v} for k, v in pairs]}
+            )
+        merged[key] = value
+    return merged
 
 
 _LABEL_HELP = (
@@ -320,7 +344,7 @@ def cmd_find(args: argparse.Namespace) -> int:
         raise QueryError(
             f'the filter {args.filter!r} is not a JSON object; use e.g. \'{{"username": "andy"}}\''
         )
-    query.update(_pairs(args.where, "--where", QueryError))
+    query = _all_of(query, _pair_list(args.where, "--where", QueryError))
     columns = args.columns.split(",") if args.columns else None
     table = columns is None and args.format == "table"
     with _handler(args) as h:

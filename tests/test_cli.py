@@ -401,6 +401,26 @@ def _strict_json(line: str) -> Any:
     return json.loads(line, parse_constant=refuse)
 
 
+def test_repeated_where_conditions_all_hold(
+    env: dict[str, str], files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second --where on a field, or one on a field of the JSON filter,
+    replaced the first silently (helper-54)."""
+    only_a = _run(capsys, "upload", str(files[0]), "--infos", '{"tags": ["a"]}')[1].strip()
+    both = _run(capsys, "upload", str(files[1]), "--infos", '{"tags": ["a", "b"]}')[1].strip()
+    for argv in (
+        ["--where", "labels.infos.tags=a", "--where", "labels.infos.tags=b"],
+        ["--where", "labels.infos.tags=b", "--where", "labels.infos.tags=a"],
+        ['{"labels.infos.tags": "b"}', "--where", "labels.infos.tags=a"],
+        ['{"labels.infos.tags": "a"}', "--where", "labels.infos.tags=b"],
+    ):
+        code, out, _ = _run(capsys, "find", *argv, "--format", "json")
+        assert code == 0
+        assert [json.loads(line)["artifact_id"] for line in out.splitlines()] == [both], argv
+    code, out, _ = _run(capsys, "find", "--where", "labels.infos.tags=a", "--format", "json")
+    assert {json.loads(line)["artifact_id"] for line in out.splitlines()} == {only_a, both}
+
+
 def test_json_format_is_json_lines_of_plain_json(
     env: dict[str, str], files: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
