@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from ._backends import PlantedFileError
 from ._catalog.base import Catalog
 from ._errors import (
+    ArgumentTypeError,
     ArtifactExistsError,
     ArtifactNotFoundError,
     ConfigError,
@@ -136,6 +137,17 @@ def _prefix_time(relative: str) -> datetime | None:
 
 # The layout's five levels below the root: YYYY/MM/DD/user/HHMMSS_<id>.
 _LEVELS = ("*", "*", "*", "*", "*_artifact_*")
+# What each level of a prefix may be: year, month, day, user, an artifact's folder.
+_LEVEL_RES = tuple(
+    re.compile(p)
+    for p in (
+        r"[0-9]{4}",
+        r"0[1-9]|1[0-2]",
+        r"0[1-9]|[12][0-9]|3[01]",
+        r"[^/]+",
+        r"[0-9]{6}_" + ARTIFACT_ID_RE.pattern.strip("^$"),
+    )
+)
 
 
 def _pattern(storage: Storage, under: str | None) -> str:
@@ -151,6 +163,10 @@ def _pattern(storage: Storage, under: str | None) -> str:
     root = storage.root.rstrip("/")
     if under is None:
         return "/".join([root, *_LEVELS])
+    if not isinstance(under, str):
+        raise ArgumentTypeError(
+            f"prefix must be a str such as '2026/12/04', not {type(under).__name__}"
+        )
     text = under.strip()
     for base in (storage.root_url.rstrip("/"), root):
         if text == base:
@@ -164,12 +180,14 @@ def _pattern(storage: Storage, under: str | None) -> str:
         or text.startswith("/")
         or len(parts) > len(_LEVELS)
         or any(p in ("", ".", "..") or any(c in p for c in "*?[]\\") for p in parts)
+        or not all(level.fullmatch(p) for level, p in zip(_LEVEL_RES, parts, strict=False))
     )
     if bad:
         raise InvalidPathError(
             f"prefix {storage.redact(under)!r} is no folder of the store's layout under "
             f"{storage.redact(storage.root_url)!r}; give one relative to the root, such as "
-            "'2026', '2026/12/04', '2026/12/04/andy' or an artifact's folder"
+            "'2026', '2026/12/04' (two digits for month and day), '2026/12/04/andy' or "
+            "an artifact's folder"
         )
     return "/".join([root, *parts, *_LEVELS[len(parts) :]])
 

@@ -142,10 +142,29 @@ def test_reindex_prefix_indexes_only_that_folder_and_is_incremental(
 
 
 @pytest.mark.parametrize(
-    "prefix", ["../outside", "/etc", "2026/*/04", "2026/12/04/andy/x/y", "2026//12", "s3://other/x"]
+    "prefix",
+    [
+        "../outside",
+        "/etc",
+        "2026/*/04",
+        "2026/12/04/andy/x/y",
+        "2026//12",
+        "s3://other/x",
+        # Folders the layout never makes: reported "added 0" as if done (helper-57).
+        "2026/12/5",
+        "2099/13/45",
+        "26/12",
+        "2026/12/04/andy/not-an-artifact",
+    ],
 )
 def test_reindex_prefix_refuses_what_is_no_layout_folder(indexer: eio.Handler, prefix: str) -> None:
     with pytest.raises(eio.InvalidPathError, match="layout"):
+        indexer.reindex(prefix=prefix)
+
+
+@pytest.mark.parametrize("prefix", [5, b"2026", ["2026"]])
+def test_reindex_prefix_of_another_type_is_a_typed_error(indexer: eio.Handler, prefix: Any) -> None:
+    with pytest.raises(eio.ArgumentTypeError, match="prefix must be a str"):
         indexer.reindex(prefix=prefix)
 
 
