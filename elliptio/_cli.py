@@ -17,6 +17,7 @@ import os
 import select
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -1187,6 +1188,21 @@ def _logging(verbose: int, secrets: Callable[[], set[str]]) -> Iterator[None]:
         logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _one_line_warnings(secrets: Callable[[], set[str]]) -> Iterator[None]:
+    """Python warnings (elliptio's, a driver's) as one line each, secrets masked,
+    for one command: not the two lines of file, line and source code."""
+
+    def show(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
+        text = redact_text(redact_url(f"{category.__name__}: {message}"), secrets())
+        print(f"elliptio: warning: {' '.join(text.split())}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # shown once each, never raised
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -1194,7 +1210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        with _logging(args.verbose, lambda: _secrets(argv, args)):
+        with (
+            _logging(args.verbose, lambda: _secrets(argv, args)),
+            _one_line_warnings(lambda: _secrets(argv, args)),
+        ):
             code: int = args.func(args)
             sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +126,34 @@ class Settings(BaseSettings):
         return self.catalog_url or f"sqlite:///{user_data_dir() / 'catalog.db'}"
 
 
+# ELLIPTIO_* variables that are not settings: those runs pass to their children.
+_OTHER_VARIABLES = frozenset({"ELLIPTIO_RUN_ID", "ELLIPTIO_RUN_HANDLER"})
+_warned: set[str] = set()
+
+
+def _warn_misspelled() -> None:
+    """Warn (once per process) of each ``ELLIPTIO_*`` variable, in the environment
+    or ``.env``, that is no setting but close to one: 'ELLIPTIO_STORAGE_ULR' was
+    ignored without a word, and files went to the default store."""
+    known = [f"ELLIPTIO_{name.upper()}" for name in Settings.model_fields]
+    names = set(os.environ)
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        for line in Path(".env").read_text(encoding="utf-8").splitlines():
+            names.add(line.strip().removeprefix("export ").partition("=")[0].strip())
+    for name in sorted(names):
+        upper = name.upper()
+        if not upper.startswith("ELLIPTIO_") or upper in known or upper in _OTHER_VARIABLES:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+        if close and name not in _warned:
+            _warned.add(name)
+            warnings.warn(
+                f"{name} is no elliptio setting and is ignored; did you mean {close[0]}?",
+                UserWarning,
+                stacklevel=4,
+            )
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment and ``.env``; ``overrides`` win.
 
@@ -130,6 +161,7 @@ def load_settings(**overrides: Any) -> Settings:
         ConfigError: a setting has an invalid value; the message names the
             ``ELLIPTIO_*`` variable but never its value.
     """
+    _warn_misspelled()
     given = {key: value for key, value in overrides.items() if value is not None}
     # pydantic-settings merges a dict argument into the env's; an argument must win whole.
     options = given.pop("storage_options", None)

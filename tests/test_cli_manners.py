@@ -470,3 +470,19 @@ def test_where_null_still_means_missing_or_null(
     code, out, _ = _run(capsys, "find", "--where", "name=null", "--format", "csv")
     assert code == 0
     assert len(out.splitlines()) == 2
+
+
+def test_a_drivers_warning_is_one_line_and_masked(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PyMongo warns of an unknown URL option in two lines (its source file and
+    code) before elliptio's one-line error (helper-54)."""
+    url = "mongodb://u:SECRETx@127.0.0.1:9/db?tlsInsecur=true&serverSelectionTimeoutMS=100"
+    code, out, err = _run(capsys, "--catalog", url, "find")
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].startswith("elliptio: warning: UserWarning: Unknown option")
+    assert lines[1].startswith("elliptio: error: ")
+    assert "SECRETx" not in err
+    assert ".py:" not in err

@@ -40,6 +40,39 @@ def test_env_dotenv_and_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert s.storage_options == {"a": 1}
 
 
+def test_a_misspelled_setting_is_named_with_the_one_meant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ELLIPTIO_STORAGE_ULR was ignored without a word, and files went to the
+    default local store (helper-57)."""
+    import warnings
+
+    from elliptio import _config
+    from elliptio._cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_config, "_warned", set())
+    monkeypatch.setenv("ELLIPTIO_STORAGE_ULR", "s3://team/lake")
+    monkeypatch.setenv("ELLIPTIO_RUN_ID", "run_x")  # not a setting, and no misspelling
+    monkeypatch.setenv("ELLIPTIO_SOMETHING_ELSE", "1")  # close to nothing: not ours to judge
+    (tmp_path / ".env").write_text("export ELLIPTIO_CATALOG_ULR=sqlite:///x.db\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_settings()
+    said = sorted(str(w.message) for w in caught)
+    assert said == [
+        "ELLIPTIO_CATALOG_ULR is no elliptio setting and is ignored; did you mean "
+        "ELLIPTIO_CATALOG_URL?",
+        "ELLIPTIO_STORAGE_ULR is no elliptio setting and is ignored; did you mean "
+        "ELLIPTIO_STORAGE_URL?",
+    ]
+    monkeypatch.setattr(_config, "_warned", set())
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "lake"))
+    assert main(["config"]) == 0
+    err = capsys.readouterr().err
+    assert sorted(err.splitlines()) == [f"elliptio: warning: UserWarning: {line}" for line in said]
+
+
 def test_handler_uses_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "lake"))
     monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path / 'c.db'}")
