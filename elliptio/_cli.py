@@ -28,7 +28,6 @@ from ._errors import (
     ArtifactDeletedError,
     ArtifactExistsError,
     ArtifactNotFoundError,
-    ConfigError,
     ElliptioError,
     FileNotInArtifactError,
     InvalidLabelsError,
@@ -664,15 +663,16 @@ _MAX_GRACE_HOURS = 1_000_000
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
+    hours = args.grace_hours
+    if not 0 <= hours <= _MAX_GRACE_HOURS:  # also nan
+        _usage_error(
+            args,
+            f"--grace-hours must be between 0 and {_MAX_GRACE_HOURS:,}, not {hours}; "
+            "writers may be at work on prefixes younger than that, e.g. --grace-hours 24",
+        )
     delete = args.delete and args.yes
     if args.delete and not args.yes:
         print("a dry run: add --yes to --delete to remove what is listed", file=sys.stderr)
-    hours = args.grace_hours
-    if not 0 <= hours <= _MAX_GRACE_HOURS:  # also nan
-        raise ConfigError(
-            f"--grace-hours must be between 0 and {_MAX_GRACE_HOURS:,}, not {hours}; "
-            "writers may be at work on prefixes younger than that, e.g. --grace-hours 24"
-        )
     with _handler(args) as h:
         report = h.gc(grace=timedelta(hours=hours), delete=delete)
     for url in report.orphans:

@@ -10,7 +10,7 @@ columns. Columns may be dotted paths into a record (``labels.infos.seed``); with
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +105,12 @@ def plan_frame(
     else:
         if isinstance(columns, str):
             columns = [columns]
+        if isinstance(columns, Mapping) or not isinstance(columns, Iterable):
+            raise QueryError(
+                f"columns must be a list of field names, not {type(columns).__name__}; "
+                "e.g. columns=['name', 'labels.infos.seed']"
+            )
+        columns = list(columns)
         if not all(isinstance(c, str) for c in columns):
             raise QueryError(f"columns must be field names (strings), not {list(columns)!r}")
         unknown = [c for c in columns if c.split(".", 1)[0] not in _KNOWN]
@@ -183,8 +189,18 @@ def build_frame(table: Mapping[str, Sequence[Any]], plan: FramePlan) -> pd.DataF
 
 def _dig(value: Any, path: str, flat: bool = False) -> Any:
     """The value at ``path`` in ``value``, or None; with ``flat``, None for a
-    mapping without leaves too (it makes no column)."""
+    mapping without leaves too (it makes no column). Through a list, a number
+    picks an item (``file_relpaths.0``) and a name collects that field of its
+    mappings (``files.relpath``: a list), as queries read such paths."""
     for key in path.split("."):
+        if isinstance(value, list):
+            if key.isdigit():
+                if int(key) >= len(value):
+                    return None
+                value = value[int(key)]
+            else:
+                value = [v[key] for v in value if isinstance(v, Mapping) and key in v]
+            continue
         if not isinstance(value, Mapping) or key not in value:
             return None
         value = value[key]

@@ -148,6 +148,15 @@ def test_query_of_wrong_type(seeded: eio.Handler) -> None:
     _expect(seeded, lambda: seeded.find("username == andy"), eio.QueryError, "dict")  # type: ignore[arg-type]
     _expect(seeded, lambda: seeded.find({}, max_docs=-1), eio.QueryError, "max_docs")
     _expect(seeded, lambda: seeded.find({}, columns=["nope"]), eio.QueryError, "nope")
+    # Not a list at all: a bare TypeError before (helper-54).
+    for columns in (123, 1.5, int, {"name": 1}):
+        _expect(
+            seeded,
+            lambda c=columns: seeded.find({}, columns=c),  # type: ignore[misc]
+            eio.QueryError,
+            "columns must be a list of field names",
+        )
+    assert list(seeded.find({}, columns=iter(["name"])).columns) == ["name"]
 
 
 @pytest.mark.parametrize(

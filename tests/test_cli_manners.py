@@ -284,6 +284,11 @@ def test_find_dotted_columns_and_limit_zero(
         (["alias", "remove", "ds"], "alias remove needs a name and an alias"),
         (["set-labels", "ds"], "set-labels replaces every label of ds"),
         (["upload", "--reference", "s3://b/x", "--log", "a.log"], "--log keeps local log files"),
+        # A number out of range is a usage error, as cli.md says (it exited 1, helper-56).
+        *(
+            (["gc", "--grace-hours", hours], "--grace-hours must be between 0")
+            for hours in ("-1", "nan", "inf", "1e308")
+        ),
     ],
 )
 def test_a_command_line_that_cannot_work_is_a_usage_error(

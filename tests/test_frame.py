@@ -114,6 +114,20 @@ def test_an_int_too_large_for_a_float_stays_whole_beside_gaps() -> None:
     assert to_frame(docs, columns=["labels.infos.seed"])["labels.infos.seed"].dtype == "float64"
 
 
+def test_columns_through_lists_pick_items_and_collect_fields() -> None:
+    """A column path through an array was None in every row, while queries
+    read it (helper-54)."""
+    docs = _docs()
+    docs[0]["file_relpaths"] = ["a.txt", "b.txt"]
+    docs[0]["files"] = [{"relpath": "a.txt"}, {"relpath": "b.txt"}]
+    docs[0]["labels"]["infos"]["tags"] = ["x", "y"]
+    frame = to_frame(
+        docs, columns=["file_relpaths.1", "files.relpath", "labels.infos.tags.0", "files.9"]
+    )
+    assert frame.loc["a0"].tolist() == ["b.txt", ["a.txt", "b.txt"], "x", None]
+    assert frame.loc["a1"].isna().all()
+
+
 def test_unknown_columns_are_refused() -> None:
     with pytest.raises(eio.QueryError, match="nope"):
         plan_frame(["nope.x"])

@@ -180,11 +180,6 @@ def test_cli_small_manners(
     code, text = _cli(capsys, handler, "alias", "remove", "ds", "prod")
     assert code == 1
     assert "UsageError: 'ds' has no alias 'prod'" in text
-    # gc's grace is checked, nan and infinity too, naming the option.
-    for hours in ("nan", "-5", "1e308", "inf"):
-        code, text = _cli(capsys, handler, "gc", "--grace-hours", hours)
-        assert code == 1
-        assert "ConfigError: --grace-hours must be between 0" in text
     # set-labels with nothing to set is a usage error (exit 2), not a wipe; --json '{}' clears.
     handler.set_labels("ds:v3", {"datatype": "table"})
     with pytest.raises(SystemExit) as stop:
