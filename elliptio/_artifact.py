@@ -14,7 +14,7 @@ import io
 import logging
 import os
 import shutil
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -539,6 +539,7 @@ class Artifact(_InProcess):
             The local paths written, in relpath order.
         """
         root = Path(folder)
+        _check_folder(root, self.artifact_id)
         items = sorted(self.files.items())
         targets = [root / relpath for relpath, _ in items]
         folders = [str(t) for t in targets if t.is_dir()]
@@ -569,9 +570,14 @@ class Artifact(_InProcess):
             async with slots:
                 return await file._save(target, progress)
 
+        made = _new_paths(root, targets)
         try:
-            # On the first failure the other files stop and leave nothing behind.
+            # On the first failure the other files stop, and the files and folders
+            # this call made go: nothing is left of a download that failed.
             return await gather_all(save(f, t) for (_, f), t in zip(items, targets, strict=True))
+        except BaseException:
+            await asyncio.to_thread(_remove_made, made)
+            raise
         finally:
             progress.close()
 
@@ -595,6 +601,39 @@ class Artifact(_InProcess):
             f"creation_time={m.creation_time.isoformat()!r}, files={sorted(self.files)!r}"
             + (f", ref={m.ref!r})" if m.ref else ")")
         )
+
+
+def _check_folder(root: Path, artifact_id: str) -> None:
+    if root.exists() and not root.is_dir():
+        raise InvalidPathError(
+            f"{str(root)!r} is a file, not a folder; give the folder to write the files "
+            f"of {artifact_id} under (made if missing)"
+        )
+
+
+def _new_paths(root: Path, targets: Sequence[Path]) -> list[Path]:
+    """The targets and folders above them (up to ``root`` and ``root`` itself)
+    that do not exist yet, deepest first: what a download makes."""
+    found: dict[Path, None] = {}
+    for target in targets:
+        path = target
+        while not path.exists():
+            found[path] = None
+            if path == root or path.parent == path:
+                break
+            path = path.parent
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_made(paths: Sequence[Path]) -> None:
+    """Remove what `_new_paths` listed and a download made: files, then folders
+    left empty."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink()
 
 
 def _html(text: str) -> str:

@@ -379,7 +379,19 @@ def cmd_download(args: argparse.Namespace) -> int:
                     f"{target} exists already; pass --overwrite to replace it, or choose "
                     "another folder with -o"
                 )
-            print(art.files[relpath].download(target))
+        if not args.relpaths:
+            paths = art.download(args.output, overwrite=args.overwrite)
+        else:  # all of them, or nothing this command made when one fails
+            from ._artifact import _new_paths, _remove_made
+
+            made = _new_paths(Path(args.output), [Path(args.output) / r for r in wanted])
+            try:
+                paths = [art.files[r].download(Path(args.output) / r) for r in wanted]
+            except BaseException:
+                _remove_made(made)
+                raise
+    for path in paths:
+        print(path)
     return 0
 
 

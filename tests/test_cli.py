@@ -351,6 +351,12 @@ def test_progress_flag_forces_bars(
     assert "2/2" in err
     code, _, err = _run(capsys, "download", out.strip(), "-o", str(tmp_path / "d"), "--progress")
     assert code == 0
+    assert f"download {out.strip()}" in err  # one bar for the artifact, as upload shows
+    assert "2/2" in err
+    code, _, err = _run(
+        capsys, "download", out.strip(), "test.txt", "-o", str(tmp_path / "e"), "--progress"
+    )
+    assert code == 0
     assert "download test.txt" in err
     monkeypatch.setenv("ELLIPTIO_PROGRESS", "true")  # the flag wins over the setting
     code, out, err = _run(capsys, "upload", str(files[0]), "--no-progress", "--no-dedup")

@@ -578,7 +578,18 @@ async def test_async_artifact_download_refuses_damaged_bytes(
     fs.pipe_file(path, b"3\n")  # same size, other bytes
     with pytest.raises(eio.IntegrityError):
         await art.adownload(tmp_path / "out")
-    assert not (tmp_path / "out" / "data" / "b.csv").exists()
+    # Not even the good file, nor the folders: a retry after a repair is not
+    # refused by what the failed one left (helper-55).
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(eio.IntegrityError):
+        await art.adownload(tmp_path / "kept")
+    assert list((tmp_path / "kept").iterdir()) == []
+    fs.pipe_file(path, b"2\n")
+    assert len(await art.adownload(tmp_path / "out")) == 2
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(eio.InvalidPathError, match="is a file, not a folder"):
+        await art.adownload(tmp_path / "a-file")
 
 
 # -- command line ------------------------------------------------------------------
@@ -641,3 +652,21 @@ def test_cli_set_labels(
         record = h.get(art.artifact_id).metadata
     assert record.labels == eio.Labels(datatype="csv")
     assert [c.labels.project for c in record.label_history] == ["a", "b"]
+
+
+def test_cli_download_that_fails_leaves_nothing(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = f"sqlite:///{tmp_path / 'cli.db'}"
+    with eio.Handler(storage=store, catalog=catalog) as h:
+        art = h.upload(_folder(tmp_path, "data", {"a.csv": b"1\n", "b.csv": b"2\n"}))
+        path = h.storage.path(art.files["data/b.csv"].url)
+        if h.storage.is_local:
+            os.chmod(path, 0o644)
+        h.storage.fs.pipe_file(path, b"3\n")
+    for extra in ([], ["data/a.csv", "data/b.csv"]):
+        out = tmp_path / f"out{len(extra)}"
+        argv = ["--storage", store, "--catalog", catalog, "download", art.artifact_id]
+        assert main([*argv, *extra, "-o", str(out)]) == 1
+        assert "IntegrityError" in capsys.readouterr().err
+        assert not out.exists()
