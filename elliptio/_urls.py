@@ -523,6 +523,10 @@ class UrlTools:
             record = self._record(url)
             if record and self.cache.lookup(record["sha256"]):
                 return True
+            # A file of an artifact read before: open() serves it from the cache.
+            file = self._store_file(backend, path)
+            if file is not None and self.cache.lookup(file.sha256):
+                return True
             raise self._offline_error(url, "check")
         return self._call(backend, "check", path, _exists, backend.fs, path)
 

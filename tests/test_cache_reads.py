@@ -117,6 +117,28 @@ def test_unreachable_storage_is_detected(
             again.files["train.txt"].read_bytes()
 
 
+def test_offline_exists_of_a_cached_artifact_file_is_true(
+    s3_handler: eio.Handler,
+    data_files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    moto: Any,
+) -> None:
+    """eio.open() served a cached artifact file offline while eio.exists() of the
+    same URL raised OfflineError (helper-55)."""
+    art = s3_handler.upload([data_files["test"], data_files["train"]])
+    s3_handler.get(art.artifact_id).files["test.txt"].read_bytes()
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", s3_handler.storage.root_url)
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", s3_handler.aio.settings.resolved_catalog_url())
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(s3_handler.storage.options))
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(s3_handler.storage.cache.root))
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    moto.requests = 0
+    assert eio.exists(art.files["test.txt"].url)
+    with pytest.raises(eio.OfflineError):
+        eio.exists(art.files["train.txt"].url)  # never read here: cannot tell
+    assert moto.requests == 0
+
+
 def test_records_are_kept_for_offline_use(
     s3_handler: eio.Handler, data_files: dict[str, Path]
 ) -> None:
