@@ -45,7 +45,6 @@ from ._transfer import hash_file
 __all__ = ["Cache", "CacheEntry", "user_cache_dir"]
 
 _CHUNK = 4 * 2**20
-_TOUCH_EVERY = 60.0
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -132,7 +131,7 @@ class Cache:
         self.max_bytes = max_bytes or None
         # Entries this process has checked: their stamp and when it last marked
         # them used, so a hit costs one stat instead of reading the meta file.
-        self._seen: dict[str, tuple[_Stamp, float]] = {}
+        self._seen: dict[str, _Stamp] = {}
 
     # -- paths ----------------------------------------------------------------
     def path_for(self, sha256: str) -> Path:
@@ -193,8 +192,7 @@ class Cache:
             self._seen.pop(sha256, None)
             return None
         found = _stamp(stat)
-        seen = self._seen.get(sha256)
-        if seen is None or seen[0] != found:
+        if self._seen.get(sha256) != found:
             # First sight in this process, or changed since: check against the meta.
             try:
                 recorded = json.loads(self._meta(path).read_text())
@@ -208,13 +206,9 @@ class Cache:
                     if _stamp(os.stat(path)) != found:
                         return None  # changed while it was hashed: not what was checked
                 self._write_meta(path, found)
-            seen = (found, 0.0)
-        now = time.time()
-        if now - seen[1] > _TOUCH_EVERY:  # last use, for eviction: to the minute is enough
-            with contextlib.suppress(OSError):
-                os.utime(self._meta(path))
-            seen = (found, now)
-        self._seen[sha256] = seen
+            self._seen[sha256] = found
+        with contextlib.suppress(OSError):  # last use, for eviction (one utime)
+            os.utime(self._meta(path))
         return path
 
     # -- writing --------------------------------------------------------------

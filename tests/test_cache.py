@@ -92,6 +92,22 @@ def test_lru_eviction_keeps_the_recently_used(tmp_path: Path) -> None:
     assert cache.size() == 20
 
 
+def test_every_use_counts_for_eviction(tmp_path: Path) -> None:
+    """Last use was noted once a minute per process: read A, A, B, A, then C
+    evicted A, the most recently used (helper-55)."""
+    cache = Cache(tmp_path / "c", max_bytes=25)
+    a, b, c = (bytes([65 + i]) * 10 for i in range(3))
+    path_a = cache.fetch(_sha(a), _writer(a))
+    path_b = cache.fetch(_sha(b), _writer(b))
+    assert cache.lookup(_sha(a)) is not None
+    os.utime(cache._meta(path_a), (100, 100))  # A used, then B
+    os.utime(cache._meta(path_b), (200, 200))
+    assert cache.lookup(_sha(a)) is not None  # A again, last
+    cache.fetch(_sha(c), _writer(c))  # 30 bytes > 25: evict the least recent, B
+    assert cache.lookup(_sha(b)) is None
+    assert cache.lookup(_sha(a)) is not None
+
+
 def test_prune_and_clear(tmp_path: Path) -> None:
     cache = Cache(tmp_path / "c")
     old = cache.fetch(_sha(b"old"), _writer(b"old"))
