@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,21 @@ def test_malformed_and_unsupported_queries(
     seeded: eio.Handler, query: dict[str, Any], named: str
 ) -> None:
     _expect(seeded, lambda: seeded.find(query), eio.QueryError, named)
+
+
+def test_a_date_field_compared_with_text_is_named(seeded: eio.Handler) -> None:
+    """MongoDB's rules make text never match a date: {"creation_time": {"$gte":
+    "2020-01-01"}} read as "no artifacts match" (helper-57)."""
+    for query in (
+        {"creation_time": {"$gte": "2020-01-01"}},
+        {"creation_time": "2026-12-05T10:00:00Z"},
+        {"$or": [{"username": "x"}, {"creation_time": {"$in": ["2026-01-01"]}}]},
+        {"deleted.deleted_at": {"$lt": "2030"}},
+    ):
+        _expect(seeded, lambda q=query: seeded.find(q), eio.QueryError, "holds dates")
+        _expect(seeded, lambda q=query: seeded.count(q), eio.QueryError, "holds dates")
+    since = {"$gte": datetime(2020, 1, 1, tzinfo=UTC)}
+    assert seeded.count({"creation_time": since}) == seeded.count()
 
 
 def test_query_of_wrong_type(seeded: eio.Handler) -> None:
