@@ -90,6 +90,18 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
+def _equal(x: Any, y: Any) -> bool:
+    """Equal as queries tell values apart: ``True`` is not ``1`` (Python's ``==``
+    says it is), ``1`` is ``1.0``, and a missing label is ``None``."""
+    if isinstance(x, bool) or isinstance(y, bool):
+        return type(x) is type(y) and x == y
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(_equal(i, j) for i, j in zip(x, y, strict=True))
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_equal(x[k], y[k]) for k in x)
+    return bool(x == y)
+
+
 def diff_records(a: Metadata, b: Metadata) -> ArtifactDiff:
     """The difference from record ``a`` to record ``b``."""
     files_a = {f.relpath: f for f in a.files}
@@ -102,7 +114,7 @@ def diff_records(a: Metadata, b: Metadata) -> ArtifactDiff:
     labels = {
         path: (labels_a.get(path), labels_b.get(path))
         for path in sorted(labels_a.keys() | labels_b.keys())
-        if labels_a.get(path) != labels_b.get(path)
+        if not _equal(labels_a.get(path), labels_b.get(path))
     }
     return ArtifactDiff(
         a=a.ref or a.artifact_id,

@@ -109,3 +109,18 @@ def test_diff_on_the_command_line(
     err = capsys.readouterr().err
     assert "nope" in err
     assert "Traceback" not in err
+
+
+def test_labels_that_queries_tell_apart_are_not_the_same(
+    handler: eio.Handler, tmp_path: Path
+) -> None:
+    """True and 1 are == in Python: diff said 'same' where a query on the label
+    finds one and not the other (helper-56)."""
+    src = tmp_path / "a.txt"
+    src.write_text("a\n")
+    x = handler.upload(src, labels={"infos": {"flag": 1, "lr": 1, "tags": [True]}})
+    y = handler.upload(src, labels={"infos": {"flag": True, "lr": 1.0, "tags": [1]}})
+    result = handler.diff(x.artifact_id, y.artifact_id)
+    assert set(result.labels) == {"infos.flag", "infos.tags"}  # 1 == 1.0 for queries too
+    assert not result.same
+    assert handler.count({"labels.infos.flag": True}) == 1
