@@ -322,6 +322,14 @@ CASES: list[Case] = [
     Case("$elemMatch value range", {"files.size": {"$elemMatch": {"$gt": 1, "$lt": 6}}}, set()),
     # an element that is an array matches when one of its members does (issue 17)
     Case("$elemMatch value in a nested array", {"arr": {"$elemMatch": {"$eq": 1}}}, {"types"}),
+    # An element that is an array reads as a document keyed by its indexes
+    # (MongoDB's jstests/arrayfind9.js; helper-54).
+    Case(
+        "$elemMatch fields of an array element",
+        {"arr": {"$elemMatch": {"0": 1, "1": 2}}},
+        {"types"},
+    ),
+    Case("$elemMatch index of a nested array", {"mixed": {"$elemMatch": {"0": 1}}}, {"types3"}),
     Case(
         "$elemMatch $in in nested arrays",
         {"mixed": {"$elemMatch": {"$in": [1]}}},

@@ -495,6 +495,8 @@ class _Translator:
         self.params: list[Any] = []
         self.layout = layout
         self._ids = itertools.count()
+        # The JSON type of a root other than a record's (an $elemMatch element).
+        self.root_types: dict[str, str] = {}
 
     # -- helpers -----------------------------------------------------------
 
@@ -548,7 +550,8 @@ class _Translator:
         # in the path length. Columns: t json type (NULL if missing), v value,
         # m 1 for "missing", k how the value was reached ('f' field, 'i' index).
         prefix = self.name("_n")
-        ctes = [f"{prefix}_0(t, v, m, k) AS (SELECT 'object', {root}, 0, 'f')"]
+        kind = self.root_types.get(root, "'object'")
+        ctes = [f"{prefix}_0(t, v, m, k) AS (SELECT {kind}, {root}, 0, 'f')"]
         scalar_dead_end = "(p.t NOT IN ('object', 'array') AND p.k = 'f')"
         for depth, segment in enumerate(segments):
             prev, cur = f"{prefix}_{depth}", f"{prefix}_{depth + 1}"
@@ -700,8 +703,11 @@ class _Translator:
         if value_form:
             predicate = self.operators("", inner, self.single_source(alias))
         else:
+            # An element that is an array is read as a document whose fields are
+            # its indexes ("0", "1", ...), as MongoDB reads it.
+            self.root_types[f"{alias}.value"] = f"{alias}.type"
             doc = self.filter_doc(inner, root=f"{alias}.value")
-            predicate = f"{alias}.type = 'object' AND {doc}"
+            predicate = f"{alias}.type IN ('object', 'array') AND {doc}"
         return source.exists(
             f"c.leaf = 1 AND c.t = 'array' AND EXISTS (SELECT 1 FROM json_each("
             f"CASE WHEN c.t = 'array' THEN c.v END) AS {alias} WHERE {predicate})"
