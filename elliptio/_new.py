@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 __all__ = ["NewArtifact", "NewFile"]
 
 
+class _StagingPath(type(Path())):  # type: ignore[misc]
+    """A staging file's path that may also be called, giving itself."""
+
+    def __call__(self) -> Path:
+        return self
+
+
 class NewFile:
     """A file of an artifact that is being written.
 
@@ -57,10 +64,14 @@ class NewFile:
 
     @property
     def local_path(self) -> Path:
-        """A local staging file to write; it is uploaded when the artifact commits."""
+        """A local staging file to write; it is uploaded when the artifact commits.
+
+        Calling it gives the same path (``new.file.local_path()``), as a
+        committed file's `File.local_path()` is called.
+        """
         self._owner._check_open()
         if self._staging is None:
-            self._staging = self._owner._staging_dir() / self.relpath
+            self._staging = _StagingPath(self._owner._staging_dir() / self.relpath)
             self._staging.parent.mkdir(parents=True, exist_ok=True)
         return self._staging
 

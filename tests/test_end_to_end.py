@@ -162,6 +162,20 @@ def test_new_three_ways_to_write(handler: eio.Handler) -> None:
     assert art.files["a.bin"].sha256 == hashlib.sha256(b"bytes-a").hexdigest()
 
 
+def test_a_new_files_local_path_is_also_called_as_a_committed_files_is(
+    handler: eio.Handler,
+) -> None:
+    """`new.file.local_path()` raised "'PosixPath' object is not callable": a
+    committed file's local_path is a method (helper-57)."""
+    with handler.new(["a.txt", "b.txt"]) as new:
+        new.files["a.txt"].local_path().write_text("called")
+        new.files["b.txt"].local_path.write_text("read")
+        assert new.files["a.txt"].local_path() == new.files["a.txt"].local_path
+    art = handler.get(new.artifact_id)
+    assert art.files["a.txt"].local_path().read_text() == "called"
+    assert art.files["b.txt"].read_text() == "read"
+
+
 def test_new_exception_commits_nothing(handler: eio.Handler) -> None:
     from tests.conftest import snapshot
 
