@@ -53,6 +53,27 @@ INLINE_FILES = 8
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
+_READING = frozenset({"read", "list", "check", "open", "download"})
+
+
+def _next_step(err: BaseException, action: str) -> str:
+    """What to do about a storage error, by its cause where that is known."""
+    text = f"{type(err).__name__}: {err}"
+    if "NoCredentialsError" in text or "Unable to locate credentials" in text:
+        return (
+            "give the storage credentials: key and secret in storage_options "
+            "(ELLIPTIO_STORAGE_OPTIONS), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or AWS_PROFILE"
+        )
+    if "NoSuchBucket" in text or "bucket does not exist" in text:
+        return "check the bucket in the storage URL (ELLIPTIO_STORAGE_URL), or create it"
+    if isinstance(err, PermissionError) or "AccessDenied" in text or "Forbidden" in text:
+        return f"check that these credentials may {action} there"
+    if action in _READING:
+        return "check that the storage is reachable, then retry"
+    return "check that the storage is reachable and writable, then retry"
+
+
 def literal(path: str) -> str:
     """``path`` as a glob pattern that matches only itself.
 
@@ -144,7 +165,7 @@ class Backend:
             )
         return StorageError(
             f"cannot {action} {where}: {type(err).__name__}: {self.redact(str(err))}; "
-            "check that the storage is reachable and writable, then retry"
+            f"{_next_step(err, action)}"
         )
 
     def _pool(self) -> ThreadPoolExecutor:

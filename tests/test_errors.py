@@ -180,3 +180,28 @@ def test_a_ref_of_the_wrong_type_is_a_type_error(h: eio.Handler, tmp_path: Path)
 def test_usage_errors_are_documented_where_raised() -> None:
     assert "UsageError" in (inspect.getdoc(eio.Artifact.file) or "")
     assert "ArgumentTypeError" in (inspect.getdoc(eio.AsyncHandler.resolve) or "")
+
+
+def test_a_storage_error_names_the_next_step_its_cause_asks_for(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No credentials, or no such bucket, were told to 'check that the storage is
+    reachable and writable, then retry', which retrying never fixes (helper-57)."""
+    src = tmp_path / "t.csv"
+    src.write_text("a\n1\n")
+    catalog = f"sqlite:///{tmp_path / 'c.db'}"
+    options = {"endpoint_url": s3_endpoint, "key": "testing", "secret": "testing"}
+    with eio.Handler(
+        storage="s3://no-such-bucket/lake", catalog=catalog, storage_options=options
+    ) as h:
+        with pytest.raises(eio.StorageError, match="check the bucket in the storage URL"):
+            h.upload(src)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    bare = {"endpoint_url": s3_endpoint}
+    with eio.Handler(storage="s3://elliptio-test/lake", catalog=catalog, storage_options=bare) as h:
+        with pytest.raises(eio.StorageError, match="give the storage credentials"):
+            h.upload(src)
