@@ -41,7 +41,7 @@ from fsspec.implementations.local import LocalFileSystem
 from ._errors import ArtifactExistsError, ElliptioError, StorageError
 from ._transfer import HashResult, Writer, copy_hashing, gather_all, write_all
 
-__all__ = ["Backend", "LocalBackend", "PlantedFileError", "literal", "make_backend"]
+__all__ = ["Backend", "LocalBackend", "PlantedFileError", "make_backend", "rm_path"]
 
 T = TypeVar("T")
 # A local-disk call that moves at most this many bytes and touches at most
@@ -74,14 +74,17 @@ def _next_step(err: BaseException, action: str) -> str:
     return "check that the storage is reachable and writable, then retry"
 
 
-def literal(path: str) -> str:
-    """``path`` as a glob pattern that matches only itself.
+def rm_path(fs: Any, path: str) -> str:
+    """``path`` as ``fs.rm`` takes it to remove that name and nothing else.
 
-    fsspec's ``rm``, ``copy`` and ``mv`` read ``*``, ``?`` and ``[`` as patterns
-    (a user folder ``ci[bot]`` would name ``cib``, ``cio`` and ``cit``, and a
-    URL ``s3://b/[l]ake`` the store at ``s3://b/lake``): paths elliptio means
-    as they are go to them escaped, each such character in a class of its own.
+    fsspec's generic ``rm`` (memory, S3, ...) reads ``*``, ``?`` and ``[`` as
+    patterns (a user folder ``ci[bot]`` would name ``cib``, ``cio`` and ``cit``,
+    and a URL ``s3://b/[l]ake`` the store at ``s3://b/lake``): there each such
+    character goes in a class of its own. The local filesystem's ``rm`` takes
+    names as they are.
     """
+    if isinstance(fs, LocalFileSystem):
+        return path
     return re.sub(r"([*?\[])", r"[\1]", path)
 
 
@@ -353,7 +356,7 @@ class Backend:
 
     def _remove_tree(self, path: str) -> None:
         if self.fs.exists(path):
-            self.fs.rm(literal(path), recursive=True)
+            self.fs.rm(rm_path(self.fs, path), recursive=True)
 
     async def remove_tree(self, path: str) -> None:
         """Remove a folder and everything under it, if it exists."""

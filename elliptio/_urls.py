@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import shutil
 import sys
 import tempfile
@@ -37,7 +38,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from ._backends import Backend, canonical_path, is_remote, literal, make_backend
+from ._backends import Backend, canonical_path, is_remote, make_backend, rm_path
 from ._cache import Cache
 from ._config import Settings, load_settings
 from ._errors import (
@@ -531,7 +532,13 @@ class UrlTools:
         return self._call(backend, "check", path, _exists, backend.fs, path)
 
     def cp(self, src: str, dst: str, recursive: bool = False) -> None:
-        """Copy ``src`` to ``dst``, within or across filesystems."""
+        """Copy ``src`` to ``dst``, within or across filesystems.
+
+        As fsspec copies: into a folder that exists (or a ``dst`` ending in
+        ``/``) the source keeps its name, unless a folder is given with a
+        trailing ``/``, whose contents go there. Each file goes on its own, its
+        target checked before anything is written.
+        """
         src_backend, src_path = self._backend(src)
         dst_backend, dst_path = self._backend(dst)
         if self._offline(src_backend, dst_backend):
@@ -558,14 +565,22 @@ class UrlTools:
                         "copy artifacts out with Handler.download() (elliptio download), "
                         "or give a folder that does not hold the store"
                     )
-        if self._in_store(src_backend, src_path):
-            # Bytes of committed artifacts leave the store verified, one file at a time.
-            names = [src_path]
-            if recursive:
-                names = self._call(src_backend, "list", src_path, src_fs.find, src_path)
-            for name in names:
-                rel = name[len(src_path.rstrip("/")) + 1 :] if recursive else ""
-                target = f"{dst_path.rstrip('/')}/{rel}" if rel else dst_path
+        top = src_path.rstrip("/")
+        into = os.fspath(dst).endswith("/") or self._call(
+            dst_backend, "check", dst_path, dst_fs.isdir, dst_path
+        )
+        base = dst_path.rstrip("/")
+        if into and not (recursive and os.fspath(src).endswith("/")):
+            base = f"{base}/{posixpath.basename(top)}"
+        pairs = [(src_path, base)]
+        if recursive:
+            names = self._call(src_backend, "list", src_path, src_fs.find, src_path)
+            pairs = [(n, f"{base}/{n[len(top) + 1 :]}" if n != top else base) for n in names]
+        for _, target in pairs:  # a link on the way may lead into the store
+            self._refuse_in_store(dst, dst_backend, target, "copy to")
+        for name, target in pairs:
+            if self._in_store(src_backend, name):
+                # Bytes of committed artifacts leave the store verified.
                 file = self._store_file(src_backend, name)
                 if file is None:
                     raise InvalidPathError(
@@ -574,19 +589,18 @@ class UrlTools:
                     )
                 local, local_path = self._backend(str(file.local_path()))
                 self._stream(local, local_path, dst_backend, target)
-        elif src_fs is dst_fs and literal(src_path) == src_path:
-            # (A name with glob characters goes file by file below: fsspec's copy
-            # would read it as a pattern.)
-            self._call(src_backend, "copy", src_path, src_fs.copy, src_path, dst_path, recursive)
-        elif recursive:
-            names = self._call(src_backend, "list", src_path, src_fs.find, src_path)
-            for name in names:
-                rel = name[len(src_path.rstrip("/")) + 1 :]
-                self._stream(src_backend, name, dst_backend, f"{dst_path.rstrip('/')}/{rel}")
-        else:
-            self._stream(src_backend, src_path, dst_backend, dst_path)
+            elif src_fs is dst_fs:  # one file to one path: no glob in the names is read
+                self._call(src_backend, "copy", name, self._copy_file, src_fs, name, target)
+            else:
+                self._stream(src_backend, name, dst_backend, target)
         log.info("copied %s to %s", self._redact(os.fspath(src)), self._redact(os.fspath(dst)))
         self.invalidate(os.fspath(dst), recursive=recursive)
+
+    @staticmethod
+    def _copy_file(fs: fsspec.AbstractFileSystem, source: str, target: str) -> None:
+        if isinstance(fs, LocalFileSystem):
+            fs.makedirs(fs._parent(target), exist_ok=True)
+        fs.cp_file(source, target)
 
     def _stream(self, src: Backend, src_path: str, dst: Backend, dst_path: str) -> None:
         """Copy one file across filesystems through the one copy loop."""
@@ -615,7 +629,7 @@ class UrlTools:
         if self._offline(backend):
             raise self._offline_error(url, "remove")
         self._refuse_store_or_root(url, backend, path, "remove")
-        self._call(backend, "remove", path, backend.fs.rm, literal(path), recursive)
+        self._call(backend, "remove", path, backend.fs.rm, rm_path(backend.fs, path), recursive)
         self.invalidate(os.fspath(url), recursive=recursive)
 
     # -- cache housekeeping -----------------------------------------------------------

@@ -1071,6 +1071,66 @@ def test_a_recursive_copy_never_goes_through_a_folder_holding_the_store(
         assert handler.verify(art.artifact_id).ok
 
 
+def test_names_with_glob_characters_are_removed_copied_and_moved_as_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Escaping glob characters for fsspec's generic rm broke the local one, which
+    takes names as they are: eio.rm, mv and gc failed on 'report [final].txt'
+    (helper-58). A recursive copy keeps fsspec's rule (into an existing folder
+    the source keeps its name) for such names too."""
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
+    (tmp_path / "work" / "runs" / "run[1]").mkdir(parents=True)
+    (tmp_path / "work" / "backup").mkdir()
+    for root in (str(tmp_path / "work"), "memory://glob-names"):
+        for name in ("report [final].txt", "b*.txt", "run?"):
+            with eio.write(f"{root}/{name}") as path:
+                path.write_text("x")
+            eio.mv(f"{root}/{name}", f"{root}/moved")
+            assert not eio.exists(f"{root}/{name}")
+            eio.rm(f"{root}/moved")
+        with eio.write(f"{root}/runs/run[1]/results.csv") as path:
+            path.write_text("new")
+        with eio.write(f"{root}/backup/results.csv") as path:
+            path.write_text("precious")
+        eio.cp(f"{root}/runs/run[1]", f"{root}/backup", recursive=True)
+        with eio.open(f"{root}/backup/results.csv") as f:
+            assert f.read() == b"precious"
+        with eio.open(f"{root}/backup/run[1]/results.csv") as f:
+            assert f.read() == b"new"
+        eio.rm(f"{root}/runs", recursive=True)
+        assert not eio.exists(f"{root}/runs")
+    with eio.Handler() as h, eio.mock_username("ci[bot]"):
+        with pytest.raises(RuntimeError), h.new("a.txt") as new:
+            new.file.write_bytes(b"1")
+            raise RuntimeError("a writer that fails")
+        left = [p for p in Path(h.storage.root).rglob("*") if "_artifact_" in p.name]
+        assert left == []  # its folder went
+
+
+def test_a_link_inside_the_target_of_a_recursive_copy_never_leads_into_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dst/lake -> <store>`: the check looked at dst alone, so the copy wrote
+    through the link into committed folders (helper-58)."""
+    with eio.Handler(storage=tmp_path / "lake", catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        art = _upload_good(h, tmp_path)
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "lake"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
+    relative = Path(art.file.url).relative_to(tmp_path / "lake")
+    payload = tmp_path / "payload" / "lake"
+    (payload / relative).parent.mkdir(parents=True)
+    (payload / relative).write_bytes(BAD)
+    (payload / "planted.txt").write_text("x")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "lake").symlink_to(tmp_path / "lake")
+    with pytest.raises(eio.InvalidPathError, match="lies in the elliptio store"):
+        eio.cp(str(payload), str(dst), recursive=True)
+    assert not (tmp_path / "lake" / "planted.txt").exists()
+    assert Path(art.file.url).read_bytes() == GOOD
+
+
 def test_a_user_name_with_glob_characters_relabels_and_deletes(
     handler: eio.Handler, tmp_path: Path
 ) -> None:
