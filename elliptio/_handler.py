@@ -1165,22 +1165,25 @@ class AsyncHandler:
     async def _change(self, record: Metadata, new: Metadata) -> bool:
         """Write ``new`` in place of ``record``: sidecar first, then the catalog.
 
-        ``False`` if the catalog record changed since ``record`` was read; the
-        sidecar then holds the catalog's record again, so that it never keeps a
-        change that did not land (a relabel that lost to a delete left a live
-        record over the tombstone, which `reindex` brought back).
+        ``False`` if the catalog record changed since ``record`` was read. Either
+        way the sidecar then holds the catalog's record, written after this
+        change's catalog write and checked against the catalog once more, so
+        that it never keeps a change that did not land (a relabel that lost to a
+        delete left a live record over the tombstone, which `reindex` brought
+        back) and every change that lands after this one rewrites it in turn.
         """
         sidecar = self._sidecar(record)
         await self.storage.replace_bytes(sidecar, new.to_json(indent=2))
-        if await self.catalog.replace(new.to_document(), revision(record)):
-            return True
+        landed = await self.catalog.replace(new.to_document(), revision(record))
+        # Landed or not, the sidecar ends as the catalog's record: a change racing
+        # this one may have written its sidecar over this one's, or the other way.
         for _ in range(_CHANGE_ATTEMPTS):
             current = await self._record(record.artifact_id)
             await self.storage.replace_bytes(sidecar, current.to_json(indent=2))
-            # Another change that landed meanwhile wrote its sidecar before its record.
+            # A change that landed meanwhile wrote its sidecar before its record.
             if revision(await self._record(record.artifact_id)) == revision(current):
                 break
-        return False
+        return landed
 
     async def set_labels(self, ref: str, labels: LabelsLike) -> Artifact:
         """Replace the labels of a committed artifact; its files never change.

@@ -299,6 +299,64 @@ async def test_a_relabel_that_loses_to_a_delete_leaves_the_tombstone_in_the_side
     assert (await ah.delete(art.artifact_id, reason="again")).already_deleted
 
 
+async def test_a_late_sidecar_fix_never_outlives_a_delete_that_lands_after_it(
+    ah: eio.AsyncHandler, tmp_path: Path
+) -> None:
+    """Relabel L loses to relabel W1 and rewrites the sidecar from the catalog;
+    delete D wrote its tombstone sidecar meanwhile and lands after L's check: L's
+    fix-up left the live record over the tombstone (helper-58). Every change now
+    rewrites the sidecar from the catalog after its own catalog write."""
+    art = await ah.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), labels={"project": "a"})
+    aid = art.artifact_id
+    late, deleter = await _other(ah), await _other(ah)
+    catalog = ah.catalog
+    real_replace, real_record = catalog.replace, late._record
+    stone_written, checked, landed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    tasks: list[asyncio.Task[Any]] = []
+    reads = [0]
+
+    async def replace(doc: Any, expected: Any) -> bool:
+        if doc.get("deleted"):  # the delete: its sidecar is written
+            stone_written.set()
+            await checked.wait()
+            done = await real_replace(doc, expected)
+            landed.set()
+            return done
+        return await real_replace(doc, expected)
+
+    async def record(artifact_id: str) -> Any:
+        reads[0] += 1
+        n = reads[0]
+        if n == 4:
+            await landed.wait()
+        found = await real_record(artifact_id)
+        if n == 1:
+            await ah.set_labels(aid, {"project": "w1"})  # W1 lands first
+        if n == 2:  # L's fix-up read: the delete starts and writes its sidecar
+            tasks.append(asyncio.create_task(deleter.delete(aid, reason="personal data")))
+            await stone_written.wait()
+        if n == 3:
+            checked.set()
+        return found
+
+    catalog.replace = replace  # type: ignore[method-assign]
+    late._record = record  # type: ignore[method-assign]
+    try:
+        with pytest.raises(eio.ArtifactDeletedError):
+            await late.set_labels(aid, {"project": "late"})
+        await tasks[0]
+    finally:
+        catalog.replace = real_replace  # type: ignore[method-assign]
+    side = await _sidecar_of(ah, aid)
+    assert side["deleted"]["reason"] == "personal data"
+    async with eio.AsyncHandler(
+        storage=ah.storage.root_url, catalog=f"sqlite:///{tmp_path}/rebuilt.db"
+    ) as rebuilt:
+        await rebuilt.reindex()
+        with pytest.raises(eio.ArtifactDeletedError):
+            await rebuilt.get(aid)
+
+
 async def test_two_deletes_at_once_leave_one_tombstone_in_sidecar_and_catalog(
     ah: eio.AsyncHandler, tmp_path: Path
 ) -> None:
