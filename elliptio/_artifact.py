@@ -617,7 +617,7 @@ def _new_paths(root: Path, targets: Sequence[Path]) -> list[Path]:
     found: dict[Path, None] = {}
     for target in targets:
         path = target
-        while not path.exists():
+        while not os.path.lexists(path):  # a link, even one leading nowhere, is not ours
             found[path] = None
             if path == root or path.parent == path:
                 break
@@ -630,10 +630,10 @@ def _remove_made(paths: Sequence[Path]) -> None:
     left empty."""
     for path in paths:
         with contextlib.suppress(OSError):
-            if path.is_dir() and not path.is_symlink():
-                path.rmdir()
-            else:
+            if path.is_symlink() or not path.is_dir():
                 path.unlink()
+            else:
+                path.rmdir()
 
 
 def _html(text: str) -> str:

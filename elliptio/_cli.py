@@ -382,8 +382,9 @@ def cmd_download(args: argparse.Namespace) -> int:
         if not args.relpaths:
             paths = art.download(args.output, overwrite=args.overwrite)
         else:  # all of them, or nothing this command made when one fails
-            from ._artifact import _new_paths, _remove_made
+            from ._artifact import _check_folder, _new_paths, _remove_made
 
+            _check_folder(Path(args.output), art.artifact_id)
             made = _new_paths(Path(args.output), [Path(args.output) / r for r in wanted])
             try:
                 paths = [art.files[r].download(Path(args.output) / r) for r in wanted]

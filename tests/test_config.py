@@ -55,6 +55,7 @@ def test_a_misspelled_setting_is_named_with_the_one_meant(
     monkeypatch.setenv("ELLIPTIO_STORAGE_ULR", "s3://team/lake")
     monkeypatch.setenv("ELLIPTIO_RUN_ID", "run_x")  # not a setting, and no misspelling
     monkeypatch.setenv("ELLIPTIO_SOMETHING_ELSE", "1")  # close to nothing: not ours to judge
+    monkeypatch.setenv("ELLIPTIO_TEST_MONGODB_DATABASE", "t")  # a test set-up's (helper-58)
     (tmp_path / ".env").write_text("export ELLIPTIO_CATALOG_ULR=sqlite:///x.db\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -648,6 +648,13 @@ async def test_async_artifact_download_refuses_damaged_bytes(
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(eio.InvalidPathError, match="is a file, not a folder"):
         await art.adownload(tmp_path / "a-file")
+    # A link of the user's that leads nowhere is not something the download made:
+    # the cleanup after a failure removed it (helper-58).
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "data").symlink_to(tmp_path / "unmounted" / "data")
+    with pytest.raises(eio.ElliptioError):
+        await art.adownload(tmp_path / "linked")
+    assert (tmp_path / "linked" / "data").is_symlink()
 
 
 # -- command line ------------------------------------------------------------------
@@ -728,3 +735,6 @@ def test_cli_download_that_fails_leaves_nothing(
         assert main([*argv, *extra, "-o", str(out)]) == 1
         assert "IntegrityError" in capsys.readouterr().err
         assert not out.exists()
+        (tmp_path / "t.csv").write_text("mine")
+        assert main([*argv, *extra, "-o", str(tmp_path / "t.csv")]) == 1
+        assert "is a file, not a folder" in capsys.readouterr().err
