@@ -180,15 +180,21 @@ def _whole_userinfo(url: str) -> tuple[int, int] | None:
     password may hold "#", "?", "/", "@" and blanks; the user name before the
     first ":" holds no "/", "?" or "#". ``None`` when there is no password."""
     scheme = _SCHEME_FIRST.match(url)
-    # A mistyped URL ('mongodb:/u:p@h', 'mongodb//u:p@h', 'u:p@h:27017/db') is
-    # shown in the error that refuses it: what runs to its last "@" is userinfo.
-    loose = scheme is None
-    begin = scheme.end() if scheme else (m.end() if (m := _SCHEME_SLASH.match(url)) else 0)
+    if scheme is not None and not url[scheme.end() :].startswith("/"):
+        return _userinfo_password(url, scheme.end(), strict=True)
+    # A mistyped URL ('mongodb:/u:p@h', 'mongodb:///u:p@h', 'mongodb//u:p@h',
+    # 'u:p@h:27017/db') is shown in the error that refuses it: what runs to its
+    # last "@" is userinfo all the same.
+    slashes = _SCHEME_SLASH.match(url)
+    return _userinfo_password(url, slashes.end() if slashes else 0, strict=False)
+
+
+def _userinfo_password(url: str, begin: int, *, strict: bool) -> tuple[int, int] | None:
     userinfo, at, _ = url[begin:].rpartition("@")
     user, colon, password = userinfo.partition(":")
-    if not at or not colon or not password or (not loose and any(c in user for c in "/?#")):
+    if not at or not colon or not password or (strict and any(c in user for c in "/?#")):
         return None
-    if _PORT.match(password):
+    if _PORT.match(password) and not password.isdigit():  # 'host:8080/x@y': a port
         return None
     start = begin + len(user) + 1
     return start, start + len(password)
