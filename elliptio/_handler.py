@@ -106,36 +106,43 @@ def _labels(labels: LabelsLike) -> Labels:
 
 # Fields every record holds dates at: text compared with them matches nothing.
 _DATE_FIELDS = frozenset({"creation_time", "deleted.deleted_at", "label_history.replaced_at"})
-_COMPARE = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"})
+# Comparisons that then match nothing ($ne, $nin, $not and $nor match everything).
+_MATCHING = frozenset({"$eq", "$gt", "$gte", "$lt", "$lte", "$in"})
 
 
-def _refuse_text_dates(query: Any) -> None:
+def _refuse_text_dates(query: Any, prefix: str = "") -> None:
     """Raise `QueryError` where ``query`` compares a date field with text
     (``{"creation_time": {"$gte": "2026-01-01"}}``): MongoDB's rules match
     nothing then, which reads as "no such artifacts"."""
     if isinstance(query, list | tuple):
         for item in query:
-            _refuse_text_dates(item)
+            _refuse_text_dates(item, prefix)
         return
     if not isinstance(query, Mapping):
         return
     for key, value in query.items():
-        if key in ("$and", "$or", "$nor"):
-            _refuse_text_dates(value)
-        elif key in _DATE_FIELDS:
-            conditions = value if isinstance(value, Mapping) else {"$eq": value}
-            if isinstance(conditions.get("$not"), Mapping):
-                conditions = {**conditions, **conditions["$not"]}
-            for op, operand in conditions.items():
-                listed = op in ("$in", "$nin") and isinstance(operand, list)
-                texts = [i for i in (operand if listed else [operand]) if isinstance(i, str)]
-                if op in _COMPARE and texts:
-                    raise QueryError(
-                        f"{key} holds dates, and {op} compares it with the text {texts[0]!r}, "
-                        "which matches nothing; give a timezone-aware datetime, e.g. "
-                        "datetime(2026, 1, 1, tzinfo=UTC), or in JSON "
-                        '{"$date": "2026-01-01T00:00:00Z"}'
-                    )
+        if key in ("$and", "$or"):
+            _refuse_text_dates(value, prefix)
+        if key.startswith("$"):
+            continue
+        # label_history.0.replaced_at is a label_history.replaced_at.
+        path = ".".join(p for p in f"{prefix}{key}".split(".") if not p.isdigit())
+        operators = isinstance(value, Mapping) and all(str(k).startswith("$") for k in value)
+        conditions = value if operators else {"$eq": value}
+        if isinstance(conditions.get("$elemMatch"), Mapping):
+            _refuse_text_dates(conditions["$elemMatch"], f"{path}.")
+        if path not in _DATE_FIELDS:
+            continue
+        for op, operand in conditions.items():
+            listed = op == "$in" and isinstance(operand, list)
+            texts = [i for i in (operand if listed else [operand]) if isinstance(i, str)]
+            if op in _MATCHING and texts:
+                raise QueryError(
+                    f"{path} holds dates, and {op} compares it with the text {texts[0]!r}, "
+                    "which matches nothing; give a timezone-aware datetime, e.g. "
+                    "datetime(2026, 1, 1, tzinfo=UTC), or in JSON "
+                    '{"$date": "2026-01-01T00:00:00Z"}'
+                )
 
 
 def _live(query: Mapping[str, Any] | None, include_deleted: bool) -> Mapping[str, Any]:

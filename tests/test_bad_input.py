@@ -153,11 +153,22 @@ def test_a_date_field_compared_with_text_is_named(seeded: eio.Handler) -> None:
         {"creation_time": "2026-12-05T10:00:00Z"},
         {"$or": [{"username": "x"}, {"creation_time": {"$in": ["2026-01-01"]}}]},
         {"deleted.deleted_at": {"$lt": "2030"}},
+        # Through an array, by index or $elemMatch (helper-58).
+        {"label_history.0.replaced_at": {"$gte": "2000-01-01"}},
+        {"label_history": {"$elemMatch": {"replaced_at": {"$gte": "2000-01-01"}}}},
     ):
         _expect(seeded, lambda q=query: seeded.find(q), eio.QueryError, "holds dates")
         _expect(seeded, lambda q=query: seeded.count(q), eio.QueryError, "holds dates")
     since = {"$gte": datetime(2020, 1, 1, tzinfo=UTC)}
     assert seeded.count({"creation_time": since}) == seeded.count()
+    # These match every record whatever the text, as MongoDB has it (helper-58).
+    for query in (
+        {"creation_time": {"$ne": "2020-01-01"}},
+        {"creation_time": {"$nin": ["2020-01-01"]}},
+        {"creation_time": {"$not": {"$gte": "2020-01-01"}}},
+        {"$nor": [{"creation_time": "2020-01-01"}]},
+    ):
+        assert seeded.count(query) == seeded.count()
 
 
 def test_query_of_wrong_type(seeded: eio.Handler) -> None:

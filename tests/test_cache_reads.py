@@ -136,6 +136,10 @@ def test_offline_exists_of_a_cached_artifact_file_is_true(
     assert eio.exists(art.files["test.txt"].url)
     with pytest.raises(eio.OfflineError):
         eio.exists(art.files["train.txt"].url)  # never read here: cannot tell
+    folder = art.files["train.txt"].url.rsplit("/", 1)[0]
+    for other in (folder, f"{folder}/trian.txt"):  # online: True, False (helper-58)
+        with pytest.raises(eio.OfflineError):
+            eio.exists(other)
     assert moto.requests == 0
 
 
