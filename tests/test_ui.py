@@ -817,3 +817,37 @@ def test_entities_and_graphviz_escapes_in_labels_show_as_written(layout: str) ->
         e.text or "" for e in tree.iter() if e.tag.endswith("title")
     ]
     assert any(written in t for t in titles), titles
+
+
+def test_a_parquet_preview_reads_and_shows_a_bounded_amount(tmp_path: Path) -> None:
+    """A kilobyte of zstd held 20 rows of one 20 MiB string: the preview decoded
+    them all into a 419 MB page and ~2.5 GB of memory (helper-59). Text is read
+    as dictionaries and cut to a cell's length; more decoded bytes than a
+    preview reads is a note. Each case runs in a process of its own, measured."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "bomb.py"
+    script.write_text(
+        "import io, resource, sys\n"
+        "import pyarrow as pa, pyarrow.parquet as pq\n"
+        "from elliptio._ui import preview\n"
+        "big = pa.array(['a' * (20 * 2**20)]).dictionary_encode().dictionary\n"
+        "column = pa.DictionaryArray.from_arrays(pa.array([0] * 20, pa.int32()), big)\n"
+        "buf = io.BytesIO()\n"
+        "pq.write_table(pa.table({'c': column}), buf, compression='zstd',\n"
+        "               use_dictionary=sys.argv[1] == 'dict')\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "page = preview.render('b.parquet', buf.getvalue())\n"
+        "grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(len(page), grew // 1024, page.count('a' * 200 + ' …'),\n"
+        "      int('more than a preview reads' in page))\n"
+    )
+    for how, cut, refused in (("dict", 20, 0), ("plain", 0, 1)):
+        out = subprocess.run(
+            [sys.executable, str(script), how], capture_output=True, text=True, check=True
+        ).stdout
+        page, grew_mb, cells, note = map(int, out.split())
+        assert page < 20_000, out
+        assert grew_mb < 200, out  # the rows' 400 MB were never made
+        assert (cells, note) == (cut, refused), out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -25,6 +25,10 @@ ROWS = 20
 COLUMNS = 50
 CSV_BYTES = 64 * 2**10
 TEXT_BYTES = 4096
+CELL_CHARS = 200  # a cell shows this much of its text
+# A Parquet preview decodes at most this much (the columns' uncompressed size):
+# a kilobyte of zstd can hold rows of 20 MiB strings.
+PARQUET_DECODED_BYTES = 64 * 2**20
 IMAGE_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -54,10 +58,15 @@ def kind(relpath: str) -> Kind | None:
     return None
 
 
+def _cell(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= CELL_CHARS else text[:CELL_CHARS] + " …"
+
+
 def _table(frame: pd.DataFrame, *, more_rows: bool = False, more_columns: bool = False) -> str:
-    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
+    head = "".join(f"<th>{esc(_cell(c))}</th>" for c in frame.columns)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>"
+        "<tr>" + "".join(f"<td>{esc(_cell(v))}</td>" for v in row) + "</tr>"
         for row in frame.itertuples(index=False)
     )
     note = "<p class=muted>Only part of the file is shown.</p>" if more_rows or more_columns else ""
@@ -99,6 +108,29 @@ def _parquet(data: bytes) -> str:
     schema = source.schema_arrow
     index = (schema.pandas_metadata or {}).get("index_columns", [])
     names = [n for n in schema.names if n not in index]  # pandas' index: as read_parquet
+    if source.metadata.num_row_groups:
+        group = source.metadata.row_group(0)  # what the first rows are read from
+        # (A RangeIndex is described by a dict, stored as no column.)
+        shown = set(names[:COLUMNS]) | {i for i in index if isinstance(i, str)}
+        decoded = sum(
+            group.column(i).total_uncompressed_size
+            for i in range(group.num_columns)
+            if group.column(i).path_in_schema.split(".")[0] in shown
+        )
+        if decoded > PARQUET_DECODED_BYTES:
+            return (
+                "<p class=muted>No preview: the first rows of this Parquet file take "
+                f"{decoded:,} bytes decoded, more than a preview reads.</p>"
+            )
+    # Text is read as dictionaries (each distinct value once) and cut to what a
+    # cell shows before pandas sees it: 20 rows of one 20 MiB string stay small.
+    texts = [
+        f.name
+        for f in schema
+        if f.name in names[:COLUMNS]
+        and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+    ]
+    source = pq.ParquetFile(io.BytesIO(data), read_dictionary=texts)
     batches: list[pa.RecordBatch] = []
     for batch in source.iter_batches(
         batch_size=ROWS, columns=names[:COLUMNS], use_pandas_metadata=True
@@ -106,12 +138,30 @@ def _parquet(data: bytes) -> str:
         batches.append(batch)
         if sum(b.num_rows for b in batches) >= ROWS:
             break
-    table = pa.Table.from_batches(batches) if batches else schema.empty_table()
+    table = pa.Table.from_batches(batches) if batches else source.schema_arrow.empty_table()
+    table = pa.Table.from_arrays([_cut_text(c) for c in table.columns], schema=table.schema)
     frame = table.to_pandas().iloc[:ROWS, :COLUMNS]
     return _table(
         frame,
         more_rows=source.metadata.num_rows > len(frame),
         more_columns=len(names) > COLUMNS,
+    )
+
+
+def _cut_text(column: Any) -> Any:
+    """A column with its dictionaries' text cut to a cell's length (in Arrow)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_dictionary(column.type):
+        return column
+    return pa.chunked_array(
+        [
+            pa.DictionaryArray.from_arrays(
+                chunk.indices, pc.utf8_slice_codeunits(chunk.dictionary, 0, CELL_CHARS + 1)
+            )
+            for chunk in column.chunks
+        ],
     )
 
 
