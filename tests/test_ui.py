@@ -851,3 +851,26 @@ def test_a_parquet_preview_reads_and_shows_a_bounded_amount(tmp_path: Path) -> N
         assert page < 20_000, out
         assert grew_mb < 200, out  # the rows' 400 MB were never made
         assert (cells, note) == (cut, refused), out
+
+
+def test_a_malformed_record_is_marked_on_the_search_page(
+    handler: eio.Handler, tmp_path: Path
+) -> None:
+    """A catalog writer's record with `files: 5` (or a relpath of 5) took the
+    search page, the home page, down with a 500 (helper-59)."""
+    from elliptio._sync import sync
+
+    src = tmp_path / "a.txt"
+    src.write_text("a")
+    good = handler.upload(src).metadata.to_document()
+    planted = []
+    for files in (5, [{"relpath": 5, "size": 1}]):
+        doc = {**good, "artifact_id": f"artifact_{len(planted):08d}-0000-4000-8000-000000000000"}
+        doc["files"] = files
+        planted.append(doc)
+    sync(handler.aio.catalog.insert_many(planted))
+    with TestClient(create_app(handler.aio), base_url="http://127.0.0.1") as c:
+        page = c.get("/")
+    assert page.status_code == 200
+    assert page.text.count("a malformed record") == 1  # files: 5
+    assert good["artifact_id"] in page.text

@@ -61,6 +61,28 @@ def _input(name: str, value: str, placeholder: str = "", type_: str = "text") ->
     )
 
 
+def _result_row(doc: Mapping[str, Any], aliases: Mapping[str, Mapping[str, int]]) -> str:
+    """One row of search results; TypeError and the like for a malformed record."""
+    ref = artifact_ref(doc)
+    files = doc.get("files") or []
+    relpaths = [str(f.get("relpath", "")) for f in files if isinstance(f, Mapping)]
+    size = sum(_count(f.get("size")) for f in files if isinstance(f, Mapping))
+    labels = doc.get("labels") or {}
+    named = aliases.get(str(doc.get("name")), {}) if doc.get("name") else {}
+    tags = [a for a, v in sorted(named.items()) if v == doc.get("name_version")]
+    shown = ", ".join(relpaths[:3]) + (f" (+{len(relpaths) - 3})" if len(relpaths) > 3 else "")
+    return (
+        "<tr>"
+        f"<td>{link(ref_path('/a', str(doc['artifact_id'])), ref)}</td>"
+        f"<td>{esc(', '.join(tags))}</td>"
+        f"<td>{esc(doc.get('username', ''))}</td>"
+        f"<td class=time>{esc(_time(doc.get('creation_time')))}</td>"
+        f"<td>{esc(labels.get('datatype', '') if isinstance(labels, Mapping) else '')}</td>"
+        f"<td>{esc(shown)}</td>"
+        f"<td class=num>{esc(nice_size(size))}</td></tr>"
+    )
+
+
 def search_page(
     form: SearchForm,
     docs: Sequence[Mapping[str, Any]],
@@ -108,24 +130,16 @@ def search_page(
         head.append(f"<th>{link(url, title + mark)}</th>")
     rows = []
     for doc in docs:
-        ref = artifact_ref(doc)
-        files = doc.get("files") or []
-        relpaths = [f.get("relpath", "") for f in files if isinstance(f, Mapping)]
-        size = sum(_count(f.get("size")) for f in files if isinstance(f, Mapping))
-        labels = doc.get("labels") or {}
-        named = aliases.get(str(doc.get("name")), {}) if doc.get("name") else {}
-        tags = [a for a, v in sorted(named.items()) if v == doc.get("name_version")]
-        shown = ", ".join(relpaths[:3]) + (f" (+{len(relpaths) - 3})" if len(relpaths) > 3 else "")
-        rows.append(
-            "<tr>"
-            f"<td>{link(ref_path('/a', str(doc['artifact_id'])), ref)}</td>"
-            f"<td>{esc(', '.join(tags))}</td>"
-            f"<td>{esc(doc.get('username', ''))}</td>"
-            f"<td class=time>{esc(_time(doc.get('creation_time')))}</td>"
-            f"<td>{esc(labels.get('datatype', '') if isinstance(labels, Mapping) else '')}</td>"
-            f"<td>{esc(shown)}</td>"
-            f"<td class=num>{esc(nice_size(size))}</td></tr>"
-        )
+        try:
+            rows.append(_result_row(doc, aliases))
+        except (TypeError, ValueError, KeyError, AttributeError) as err:
+            # A malformed record (a catalog writer's) is marked; the page stands.
+            rows.append(
+                f"<tr class=damaged><td colspan={len(_COLUMNS)}>"
+                f"{esc(str(doc.get('artifact_id', '?')))}: a malformed record "
+                f"(CorruptRecordError: {esc(type(err).__name__)}: {esc(str(err)[:120])}); "
+                "restore it with elliptio reindex</td></tr>"
+            )
     first = form.skip + 1
     summary = f"rows {first} to {form.skip + len(docs)}" if docs else "no artifact matches"
     pager = [f"<span>{esc(summary)}</span>"]
