@@ -28,6 +28,7 @@ from ._errors import (
     ArtifactDeletedError,
     ArtifactExistsError,
     ArtifactNotFoundError,
+    ConfigError,
     ElliptioError,
     FileNotInArtifactError,
     InvalidLabelsError,
@@ -746,8 +747,17 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from ._ui import require
 
     require()
+    from ._config import load_settings
     from ._ui.server import exposure_warning, serve
 
+    catalog = args.catalog or load_settings().resolved_catalog_url()
+    if isinstance(catalog, str) and catalog.startswith("sqlite:///"):
+        path = Path(catalog[len("sqlite:///") :])
+        if not path.exists():  # opening it would make an empty catalog there
+            raise ConfigError(
+                f"no catalog file at {str(path)!r}; the UI is read-only and opens only an "
+                "existing catalog: check --catalog or ELLIPTIO_CATALOG_URL"
+            )
     warning = exposure_warning(args.host)
     if warning is not None:
         print(f"elliptio: {warning}", file=sys.stderr)

@@ -510,6 +510,8 @@ def test_cli_ui_serves_until_interrupted(tmp_path: Path, lake: Lake) -> None:
 
 
 def test_cli_ui_warns_when_exposed(tmp_path: Path) -> None:
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        assert h.count() == 0  # the catalog file is made
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -874,3 +876,15 @@ def test_a_malformed_record_is_marked_on_the_search_page(
     assert page.status_code == 200
     assert page.text.count("a malformed record") == 1  # files: 5
     assert good["artifact_id"] in page.text
+
+
+def test_the_read_only_ui_never_makes_a_catalog_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --catalog path made an empty catalog there and served it
+    (helper-59): the UI opens only an existing one."""
+    typo = tmp_path / "typo.db"
+    argv = ["--storage", str(tmp_path / "store"), "--catalog", f"sqlite:///{typo}"]
+    assert main([*argv, "ui", "--no-browser", "--port", "0"]) == 1
+    assert "no catalog file at" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
