@@ -35,14 +35,22 @@ def is_loopback(host: str) -> bool:
     """
     name = host.strip("[]")
     try:
-        return ipaddress.ip_address(name).is_loopback
+        return _loopback_address(name)
     except ValueError:
         pass
     try:
         found = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         return False
-    return bool(found) and all(ipaddress.ip_address(a[4][0]).is_loopback for a in found)
+    return bool(found) and all(_loopback_address(str(a[4][0])) for a in found)
+
+
+def _loopback_address(text: str) -> bool:
+    """Whether an address literal is a loopback one, IPv4-mapped too
+    (``::ffff:127.0.0.1``, which Python 3.11 does not count)."""
+    address = ipaddress.ip_address(text.split("%", 1)[0])
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def exposure_warning(host: str) -> str | None:
