@@ -162,7 +162,7 @@ class File(_InProcess):
                 return path.read_bytes()
             return await asyncio.to_thread(path.read_bytes)
         try:
-            data = await self._storage.read_bytes(self._path, self.sha256)
+            data = await self._storage.read_bytes(self._path, self.sha256, self.size)
         except MissingFileError as err:
             if (deleted := await self._deleted()) is not None:
                 raise deleted from err
@@ -246,7 +246,7 @@ class File(_InProcess):
             raise self._not_cached("read it once")
         target = cache.path_for(self.sha256)
         try:
-            await self._storage.download(self._path, target, self.sha256, progress)
+            await self._storage.download(self._path, target, self.sha256, progress, self.size)
         except ElliptioError as err:
             if is_unreachable(err):
                 raise self._not_cached("retry", err) from err
@@ -302,7 +302,7 @@ class File(_InProcess):
         if self._storage.cache_reads and self._storage.offline:
             raise self._not_cached("download it")
         try:
-            await self._storage.download(self._path, target, self.sha256, progress)
+            await self._storage.download(self._path, target, self.sha256, progress, self.size)
         except MissingFileError as err:
             if (deleted := await self._deleted()) is not None:
                 raise deleted from err

@@ -566,10 +566,21 @@ class Storage:
             name=path,
         )
 
-    async def read_bytes(self, path: str, sha256: str | None = None) -> bytes:
-        """The bytes of a stored file, in memory, checked against ``sha256`` when given."""
+    async def read_bytes(
+        self, path: str, sha256: str | None = None, size: int | None = None
+    ) -> bytes:
+        """The bytes of a stored file, in memory, checked against ``sha256`` when
+        given; with ``size``, a file that grew past it stops the read there (a
+        planted gigabyte is not read into memory to find that it does not match)."""
         buffer = io.BytesIO()
-        await self._read(path, buffer.write, sha256, "restore it from a copy or re-create it")
+        consequence = "restore it from a copy or re-create it"
+
+        def write(chunk: Any) -> None:
+            buffer.write(chunk)
+            if size is not None and buffer.tell() > size:
+                raise self._mismatch(path, sha256 or "", consequence)
+
+        await self._read(path, write, sha256, consequence)
         return buffer.getvalue()
 
     async def download(
@@ -578,18 +589,22 @@ class Storage:
         local: Path,
         sha256: str | None = None,
         progress: Any = DEFAULT_CALLBACK,
+        size: int | None = None,
     ) -> None:
         """Copy a stored file to ``local`` atomically, verifying ``sha256``.
 
         The bytes go to a temporary file beside ``local``, hashed as they are
         written; only a verified copy is renamed into place, so a damaged
-        download leaves nothing at ``local`` (and no temporary file).
+        download leaves nothing at ``local`` (and no temporary file). With
+        ``size``, a file that grew past it stops the download there.
         """
         # Made and renamed here, not on a thread: a cancelled download (another file
         # of the artifact failed) must not leave a temporary file or land its file.
         fd, tmp, made = temp_beside(local)
         lock = threading.Lock()
         closed = False
+        written = [0]
+        consequence = f"nothing was written to {str(local)!r}"
 
         def write(view: memoryview) -> None:
             # The reading thread may outlive a cancelled await: it never writes to
@@ -597,14 +612,15 @@ class Storage:
             with lock:
                 if closed:
                     raise _Stopped(local)
+                written[0] += len(view)
+                if size is not None and written[0] > size:
+                    raise self._mismatch(path, sha256 or "", consequence)
                 write_all(fd, view)
 
         try:
             try:
                 child = progress.branched(self.url(path), str(local))
-                await self._read(
-                    path, write, sha256, f"nothing was written to {str(local)!r}", child
-                )
+                await self._read(path, write, sha256, consequence, child)
             finally:
                 with lock:
                     closed = True

@@ -1266,3 +1266,29 @@ def test_a_version_of_a_store_file_is_never_read_unverified(
     with pytest.raises(eio.IntegrityError):
         _read(eio, art.file.url)
     h.close()
+
+
+def test_a_read_stops_where_a_grown_file_passes_its_recorded_size(
+    handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorded size bounded previews, but read_bytes buffered the whole
+    stored object before the sha256 told it apart: a 6-byte file grown to 1 GiB
+    was read into memory whole (helper-59)."""
+    art = _upload_good(handler, tmp_path)
+    grown = GOOD + b"x" * (64 * 2**20)
+    _tamper(handler, art.file.url, grown)
+    backend = handler.storage.backend
+    real = backend.stream
+    delivered = [0]
+
+    async def stream(path: str, write: Any, progress: Any = None) -> Any:
+        def counted(chunk: Any) -> None:
+            delivered[0] += len(chunk)
+            write(chunk)
+
+        return await real(path, counted if write is not None else None, progress)
+
+    monkeypatch.setattr(backend, "stream", stream)
+    with pytest.raises(eio.IntegrityError):
+        handler.get(art.artifact_id).file.read_bytes()
+    assert 0 < delivered[0] < 32 * 2**20
