@@ -675,7 +675,7 @@ def test_a_csv_preview_of_a_huge_header_is_quick_and_bounded(
     handler: eio.Handler, tmp_path: Path
 ) -> None:
     """300,000 columns: pandas took 20 s over the header. The preview reads the
-    first 64 KiB and shows 50 columns."""
+    first 2 MiB and shows 50 columns."""
     n = 300_000
     wide = tmp_path / "wide.csv"
     wide.write_text(",".join(f"c{i}" for i in range(n)) + "\n" + ",".join(["0"] * n) + "\n")
@@ -893,3 +893,13 @@ def test_the_read_only_ui_never_makes_a_catalog_file(
     assert main([*argv, "ui", "--no-browser", "--port", "0"]) == 1
     assert "no catalog file at" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_csv_preview_of_long_lines_shows_its_rows() -> None:
+    """Rows of 60 cells of 1,200 characters: the first 64 KiB held no whole row,
+    so the preview showed a header and no data (helper-59)."""
+    cell = "x" * 1200
+    lines = [",".join(f"c{i}" for i in range(60))] + [",".join([cell] * 60)] * 30
+    page = preview_mod.render("wide.csv", ("\n".join(lines) + "\n").encode())
+    assert page.count("<tr>") == 21  # the header and 20 rows
+    assert page.count("<th>") == 50

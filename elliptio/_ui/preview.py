@@ -23,7 +23,7 @@ Kind = Literal["csv", "parquet", "image", "text"]
 MAX_PREVIEW_BYTES = 32 * 2**20  # a preview verifies the whole file: keep it small
 ROWS = 20
 COLUMNS = 50
-CSV_BYTES = 64 * 2**10
+CSV_BYTES = 2 * 2**20  # the rows shown come from this much: 20 rows of long lines fit
 TEXT_BYTES = 4096
 CELL_CHARS = 200  # a cell shows this much of its text
 # A Parquet preview decodes at most this much (the columns' uncompressed size):
@@ -74,7 +74,7 @@ def _table(frame: pd.DataFrame, *, more_rows: bool = False, more_columns: bool =
 
 
 def _csv(data: bytes, sep: str) -> str:
-    """The first rows and columns from the first 64 KiB: a header of 300,000
+    """The first rows and columns from the first 2 MiB: a header of 300,000
     columns kept pandas busy for 20 s. Only the rows and columns shown go
     through pandas, so they read as the whole file would (types, empty cells)."""
     head, cut, long_header = data[:CSV_BYTES], len(data) > CSV_BYTES, False
@@ -83,7 +83,7 @@ def _csv(data: bytes, sep: str) -> str:
         if end == -1:  # a first line longer than that: its whole fields
             end, long_header = head.rfind(sep.encode()), True
         if end <= 0:
-            return "<p class=muted>No preview: the first field is longer than 64 KiB.</p>"
+            return "<p class=muted>No preview: the first field is longer than 2 MiB.</p>"
         head = head[:end]
     text = head.decode("utf-8-sig", errors="replace")
     lines = (r for r in csv.reader(io.StringIO(text), delimiter=sep) if r)
