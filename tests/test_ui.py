@@ -360,7 +360,7 @@ def test_lineage_page(client: TestClient, lake: Lake, layout: str) -> None:
         assert f">{ref}</text>" in graph
     assert "Nothing is hidden" in page
     shallow = html.unescape(client.get(f"/lineage/{lake.train_v2}", params={"depth": "1"}).text)
-    assert "2 more artifacts lie beyond depth 1" in shallow
+    assert "2 more artifacts lie one step beyond depth 1" in shallow
     assert f'id="node-{lake.raw}"' not in shallow
     assert ">+1 more</text>" in shallow
     assert client.get(f"/lineage/{lake.xss}", params={"depth": "x"}).status_code == 200

@@ -124,7 +124,7 @@ def test_search_preview_lineage_versions(
     # depth control: depth 1 from train-set:v2 hides two, says so
     page.goto(f"{url}lineage/{lake.train_v2}")
     page.click("text=depth 1")
-    assert "2 more artifacts lie beyond depth 1" in page.locator("#hidden").inner_text()
+    assert "2 more artifacts lie one step beyond depth 1" in page.locator("#hidden").inner_text()
     assert node(page, lake.raw).count() == 0
     # switch to another version of the name
     page.click("#root-link")

@@ -275,8 +275,9 @@ def lineage_page(root: Mapping[str, Any], picture: Picture, depth: int, max_dept
         else:
             steps.append(link(href(ref_path("/lineage", aid), {"depth": d}), text))
     hidden = (
-        f"{picture.hidden} more artifacts lie beyond depth {depth} (+n on a box: its "
-        "hidden neighbours); raise the depth to see them."
+        f"{picture.hidden} more artifacts lie one step beyond depth {depth} (+n on a "
+        "box: its hidden neighbours), and maybe more past them; raise the depth to "
+        "see them."
         if picture.hidden
         else "Nothing is hidden at this depth."
     )
