@@ -579,6 +579,7 @@ class UrlTools:
             pairs = [(n, f"{base}/{n[len(top) + 1 :]}" if n != top else base) for n in names]
         for _, target in pairs:  # a link on the way may lead into the store
             self._refuse_in_store(dst, dst_backend, target, "copy to")
+        within: list[tuple[str, str]] = []  # on one filesystem: copied there
         for name, target in pairs:
             if self._in_store(src_backend, name):
                 # Bytes of committed artifacts leave the store verified.
@@ -590,18 +591,26 @@ class UrlTools:
                     )
                 local, local_path = self._backend(str(file.local_path()))
                 self._stream(local, local_path, dst_backend, target)
-            elif src_fs is dst_fs:  # one file to one path: no glob in the names is read
-                self._call(src_backend, "copy", name, self._copy_file, src_fs, name, target)
+            elif src_fs is dst_fs:
+                within.append((name, target))
             else:
                 self._stream(src_backend, name, dst_backend, target)
+        if within:
+            self._call(src_backend, "copy", src_path, self._copy_within, src_fs, within)
         log.info("copied %s to %s", self._redact(os.fspath(src)), self._redact(os.fspath(dst)))
         self.invalidate(os.fspath(dst), recursive=recursive)
 
     @staticmethod
-    def _copy_file(fs: fsspec.AbstractFileSystem, source: str, target: str) -> None:
-        if isinstance(fs, LocalFileSystem):
+    def _copy_within(fs: fsspec.AbstractFileSystem, pairs: list[tuple[str, str]]) -> None:
+        """Copy files to paths on one filesystem: lists of names, which fsspec takes
+        as they are (no glob read), in one call (concurrent server-side copies on
+        S3); on local disk one by one, each folder made first."""
+        if not isinstance(fs, LocalFileSystem):
+            fs.copy([s for s, _ in pairs], [t for _, t in pairs])
+            return
+        for source, target in pairs:
             fs.makedirs(fs._parent(target), exist_ok=True)
-        fs.cp_file(source, target)
+            fs.cp_file(source, target)
 
     def _stream(self, src: Backend, src_path: str, dst: Backend, dst_path: str) -> None:
         """Copy one file across filesystems through the one copy loop."""
