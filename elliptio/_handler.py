@@ -123,8 +123,8 @@ def _refuse_text_dates(query: Any, prefix: str = "") -> None:
     for key, value in query.items():
         if key in ("$and", "$or"):
             _refuse_text_dates(value, prefix)
-        if key.startswith("$"):
-            continue
+        if not isinstance(key, str) or key.startswith("$"):
+            continue  # (a key of another type is the filter check's to refuse)
         # label_history.0.replaced_at is a label_history.replaced_at.
         path = ".".join(p for p in f"{prefix}{key}".split(".") if not p.isdigit())
         operators = isinstance(value, Mapping) and all(str(k).startswith("$") for k in value)
