@@ -752,7 +752,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     catalog = args.catalog or load_settings().resolved_catalog_url()
     if isinstance(catalog, str) and catalog.startswith("sqlite:///"):
-        path = Path(catalog[len("sqlite:///") :])
+        path = Path(catalog[len("sqlite:///") :]).expanduser()
         if not path.exists():  # opening it would make an empty catalog there
             raise ConfigError(
                 f"no catalog file at {str(path)!r}; the UI is read-only and opens only an "

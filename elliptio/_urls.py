@@ -574,9 +574,16 @@ class UrlTools:
         if into and not (recursive and os.fspath(src).endswith("/")):
             base = f"{base}/{posixpath.basename(top)}"
         pairs = [(src_path, base)]
+        folders: list[str] = []  # made at the target: empty ones too (mv is cp + rm)
         if recursive:
-            names = self._call(src_backend, "list", src_path, src_fs.find, src_path)
-            pairs = [(n, f"{base}/{n[len(top) + 1 :]}" if n != top else base) for n in names]
+            if not self._call(src_backend, "check", src_path, src_fs.exists, src_path):
+                raise _missing(src_backend, src_path)
+            found = self._call(
+                src_backend, "list", src_path, src_fs.find, src_path, None, True, True
+            )
+            rel = {n: f"{base}/{n[len(top) + 1 :]}" if n != top else base for n in found}
+            pairs = [(n, rel[n]) for n, info in found.items() if info.get("type") != "directory"]
+            folders = [base, *(rel[n] for n, i in found.items() if i.get("type") == "directory")]
         for _, target in pairs:  # a link on the way may lead into the store
             self._refuse_in_store(dst, dst_backend, target, "copy to")
         within: list[tuple[str, str]] = []  # on one filesystem: copied there
@@ -597,6 +604,9 @@ class UrlTools:
                 self._stream(src_backend, name, dst_backend, target)
         if within:
             self._call(src_backend, "copy", src_path, self._copy_within, src_fs, within)
+        if folders and self._call(src_backend, "check", src_path, src_fs.isdir, src_path):
+            for folder in folders:  # where folders exist (not on object stores)
+                self._call(dst_backend, "create", folder, dst_fs.makedirs, folder, True)
         log.info("copied %s to %s", self._redact(os.fspath(src)), self._redact(os.fspath(dst)))
         self.invalidate(os.fspath(dst), recursive=recursive)
 
@@ -629,9 +639,38 @@ class UrlTools:
     def mv(self, src: str, dst: str, recursive: bool = False) -> None:
         """Move ``src`` to ``dst``."""
         src_backend, src_path = self._backend(src)
+        dst_backend, dst_path = self._backend(dst)
         self._refuse_store_or_root(src, src_backend, src_path, "move")
+        if src_backend.fs is dst_backend.fs:
+            # Onto itself, or into itself (a folder to a folder inside it, or to
+            # itself, which names it/<name>): the copy would be removed with it.
+            here, there = self._spot(src_backend, src_path), self._spot(dst_backend, dst_path)
+            if there == here or there.startswith(here.rstrip("/") + "/"):
+                raise InvalidPathError(
+                    f"cannot move {redact_url(src)!r} to {redact_url(dst)!r}: that lies in "
+                    "it (or is it); give a target outside it"
+                )
+            if recursive and self._call(
+                src_backend, "check", src_path, src_backend.fs.isdir, src_path
+            ):
+                into = f"{there.rstrip('/')}/{posixpath.basename(here.rstrip('/'))}"
+                if (
+                    self._call(dst_backend, "check", dst_path, dst_backend.fs.isdir, dst_path)
+                    and into == here
+                ):
+                    raise InvalidPathError(
+                        f"cannot move {redact_url(src)!r} into {redact_url(dst)!r}: it is "
+                        "there already"
+                    )
         self.cp(src, dst, recursive=recursive)
         self.rm(src, recursive=recursive)
+
+    @staticmethod
+    def _spot(backend: Backend, path: str) -> str:
+        """Where ``path`` is: resolved on local disk, canonical elsewhere."""
+        if isinstance(backend.fs, LocalFileSystem):
+            return os.path.realpath(path)
+        return canonical_path(backend.fs, path)
 
     def rm(self, url: str, recursive: bool = False) -> None:
         """Remove ``url`` (a folder only with ``recursive=True``)."""

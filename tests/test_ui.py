@@ -903,3 +903,49 @@ def test_a_csv_preview_of_long_lines_shows_its_rows() -> None:
     page = preview_mod.render("wide.csv", ("\n".join(lines) + "\n").encode())
     assert page.count("<tr>") == 21  # the header and 20 rows
     assert page.count("<th>") == 50
+
+
+def test_ui_reads_stop_at_the_recorded_size_and_hosts_and_cells_are_read_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """helper-60: the UI's own verified read buffered a grown file whole; a UI on
+    ::ffff:127.0.0.1 refused its own URL's Host; a CSV cell over the csv module's
+    limit blanked the preview; `~` in the catalog path was refused."""
+    from elliptio._ui import server as server_mod
+
+    with eio.Handler(storage=f"memory://ui-{tmp_path.name}", catalog="memory://") as h:
+        src = tmp_path / "small.txt"
+        src.write_text("tiny\n")
+        art = h.upload(src, name="grown")
+        h.storage.fs.pipe_file(h.storage.path(art.file.url), b"x" * (40 * 2**20))
+        backend = h.storage.backend
+        real = backend.stream
+        delivered = [0]
+
+        async def stream(path: str, write: Any, progress: Any = None) -> Any:
+            def counted(chunk: Any) -> None:
+                delivered[0] += len(chunk)
+                write(chunk)
+
+            return await real(path, counted if write is not None else None, progress)
+
+        monkeypatch.setattr(backend, "stream", stream)
+        with TestClient(create_app(h.aio), base_url="http://127.0.0.1") as c:
+            assert c.get(f"/a/{art.artifact_id}").status_code == 200
+        assert 0 < delivered[0] < 16 * 2**20
+    hosts = server_mod._spellings("::ffff:127.0.0.1")
+    assert {"[::ffff:127.0.0.1]", "[::ffff:7f00:1]"} <= set(hosts)
+    cell = "y" * 200_000
+    page = preview_mod.render("t.csv", f"a,b\n1,2\n{cell},3\n".encode())
+    assert "<td>1</td>" in page
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with eio.Handler(storage=tmp_path / "store", catalog="sqlite:///~/cat.db") as h:
+        assert h.count() == 0  # made at ~/cat.db
+    argv = ["--storage", str(tmp_path / "store"), "--catalog", "sqlite:///~/missing.db"]
+    assert main([*argv, "ui", "--no-browser", "--port", "0"]) == 1
+    assert "missing.db" in capsys.readouterr().err
+    from elliptio._cli import _parser
+
+    args = _parser().parse_args(["--catalog", "sqlite:///~/cat.db", "ui"])
+    monkeypatch.setattr(server_mod, "serve", lambda *a, **k: None)
+    assert args.func(args) == 0  # the existing file is found

@@ -436,3 +436,33 @@ def test_a_missing_url_is_an_elliptio_error_naming_the_url(
                 call(url, *extra)
     with pytest.raises(FileNotFoundError):  # what readers and fsspec expect
         tools.open(f"{s3}/none.csv")
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_moving_keeps_empty_folders_and_never_moves_into_itself(
+    tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cp listed files only: `mv -r` of a project lost its empty outputs/ folder,
+    and a recursive cp of a missing folder succeeded. mv into itself (or onto
+    itself) copied, then removed the source with the copy in it (helper-60)."""
+    import fsspec
+
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
+    root = str(tmp_path / "w") if where == "local" else f"memory://mv-{tmp_path.name}"
+    fs = fsspec.filesystem("file" if where == "local" else "memory")
+    plain = root.removeprefix("memory://")
+    fs.makedirs(f"{plain}/proj/outputs", exist_ok=True)
+    fs.pipe(f"{plain}/proj/readme.txt", b"r")
+    eio.mv(f"{root}/proj", f"{root}/proj2", recursive=True)
+    assert fs.isdir(f"{plain}/proj2/outputs")
+    assert fs.cat(f"{plain}/proj2/readme.txt") == b"r"
+    assert not fs.exists(f"{plain}/proj")
+    with pytest.raises(eio.UrlNotFoundError):
+        eio.cp(f"{root}/typo", f"{root}/x", recursive=True)
+    for target in (f"{root}/proj2/sub", f"{root}/proj2", root):
+        with pytest.raises(eio.InvalidPathError):
+            eio.mv(f"{root}/proj2", target, recursive=True)
+    with pytest.raises(eio.InvalidPathError):
+        eio.mv(f"{root}/proj2/readme.txt", f"{root}/proj2/readme.txt")
+    assert fs.cat(f"{plain}/proj2/readme.txt") == b"r"

@@ -124,7 +124,7 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
             path = handler.storage.file_path(
                 file.url, rec.artifact_id, file.relpath, reference=rec.reference is not None
             )
-            return await handler.storage.read_bytes(path, file.sha256)
+            return await handler.storage.read_bytes(path, file.sha256, file.size)
 
         return await io(read())
 

@@ -24,6 +24,7 @@ MAX_PREVIEW_BYTES = 32 * 2**20  # a preview verifies the whole file: keep it sma
 ROWS = 20
 COLUMNS = 50
 CSV_BYTES = 2 * 2**20  # the rows shown come from this much: 20 rows of long lines fit
+CSV_SHORT_BYTES = 64 * 2**10  # ... or, where a field is over the csv module's limit, this
 TEXT_BYTES = 4096
 CELL_CHARS = 200  # a cell shows this much of its text
 # A Parquet preview decodes at most this much (the columns' uncompressed size):
@@ -74,16 +75,23 @@ def _table(frame: pd.DataFrame, *, more_rows: bool = False, more_columns: bool =
 
 
 def _csv(data: bytes, sep: str) -> str:
+    try:
+        return _csv_head(data, sep, CSV_BYTES)
+    except csv.Error:  # a field above the csv module's limit: fewer, whole lines
+        return _csv_head(data, sep, CSV_SHORT_BYTES)
+
+
+def _csv_head(data: bytes, sep: str, budget: int) -> str:
     """The first rows and columns from the first 2 MiB: a header of 300,000
     columns kept pandas busy for 20 s. Only the rows and columns shown go
     through pandas, so they read as the whole file would (types, empty cells)."""
-    head, cut, long_header = data[:CSV_BYTES], len(data) > CSV_BYTES, False
+    head, cut, long_header = data[:budget], len(data) > budget, False
     if cut:  # whole lines only
         end = head.rfind(b"\n")
         if end == -1:  # a first line longer than that: its whole fields
             end, long_header = head.rfind(sep.encode()), True
         if end <= 0:
-            return "<p class=muted>No preview: the first field is longer than 2 MiB.</p>"
+            return "<p class=muted>No preview: the first field is too long.</p>"
         head = head[:end]
     text = head.decode("utf-8-sig", errors="replace")
     lines = (r for r in csv.reader(io.StringIO(text), delimiter=sep) if r)

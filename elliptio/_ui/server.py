@@ -81,10 +81,24 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _spellings(host: str) -> list[str]:
+    """The Host headers a client may send for ``host``: an IPv6 literal in
+    brackets, also in its compressed form (``[::ffff:7f00:1]``)."""
+    name = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return [host]
+    if address.version == 4:
+        return [name]
+    forms = dict.fromkeys([name, address.compressed])
+    return [*forms, *(f"[{f}]" for f in forms)]
+
+
 def _server(handler: AsyncHandler, host: str) -> uvicorn.Server:
     # A loopback host answers under the name it was given too (127.0.0.2, 127.1,
     # a hosts-file name): any other Host header is refused (DNS rebinding).
-    hosts = [*dict.fromkeys([*_LOOPBACK_NAMES, host])] if is_loopback(host) else ["*"]
+    hosts = [*dict.fromkeys([*_LOOPBACK_NAMES, *_spellings(host)])] if is_loopback(host) else ["*"]
     app = create_app(handler, allowed_hosts=hosts)
     config = uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="off", log_level="warning"
