@@ -177,3 +177,19 @@ def snapshot(h: eio.Handler | eio.AsyncHandler) -> tuple[list[str], list[Any]]:
     catalog = h.catalog
     docs = sync(catalog.find({}, sort=[("artifact_id", 1)]))
     return paths, docs
+
+
+def count_delivered(backend: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the bytes ``backend``'s reads hand over (in the returned list's one item)."""
+    real = backend.stream
+    delivered = [0]
+
+    async def stream(path: str, write: Any, progress: Any = None) -> Any:
+        def counted(chunk: Any) -> None:
+            delivered[0] += len(chunk)
+            write(chunk)
+
+        return await real(path, counted if write is not None else None, progress)
+
+    monkeypatch.setattr(backend, "stream", stream)
+    return delivered

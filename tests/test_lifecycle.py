@@ -266,6 +266,23 @@ async def _other(ah: eio.AsyncHandler) -> eio.AsyncHandler:
     return eio.AsyncHandler(storage=ah.storage.root_url, catalog=ah.catalog)
 
 
+async def _deleting_first(ah: eio.AsyncHandler, artifact_id: str, reason: str) -> Any:
+    """A second handler whose first read of a record lets ``ah`` delete it right
+    after: its change then races a delete that landed."""
+    other = await _other(ah)
+    real = other._record
+
+    async def read_then_delete(wanted: str) -> Any:
+        record = await real(wanted)
+        if not getattr(read_then_delete, "done", False):
+            read_then_delete.done = True  # type: ignore[attr-defined]
+            await ah.delete(artifact_id, reason=reason)
+        return record
+
+    other._record = read_then_delete  # type: ignore[method-assign]
+    return other
+
+
 async def test_a_relabel_that_loses_to_a_delete_leaves_the_tombstone_in_the_sidecar(
     ah: eio.AsyncHandler, tmp_path: Path
 ) -> None:
@@ -274,17 +291,7 @@ async def test_a_relabel_that_loses_to_a_delete_leaves_the_tombstone_in_the_side
     store brought the artifact back, and the delete could not be run again
     (helper-56)."""
     art = await ah.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), labels={"project": "a"})
-    other = await _other(ah)
-    real = other._record
-
-    async def read_then_delete(artifact_id: str) -> Any:
-        record = await real(artifact_id)
-        if not getattr(read_then_delete, "done", False):
-            read_then_delete.done = True  # type: ignore[attr-defined]
-            await ah.delete(art.artifact_id, reason="personal data")
-        return record
-
-    other._record = read_then_delete  # type: ignore[method-assign]
+    other = await _deleting_first(ah, art.artifact_id, "personal data")
     with pytest.raises(eio.ArtifactDeletedError):
         await other.set_labels(art.artifact_id, {"project": "b"})
     side = await _sidecar_of(ah, art.artifact_id)
@@ -361,17 +368,7 @@ async def test_two_deletes_at_once_leave_one_tombstone_in_sidecar_and_catalog(
     ah: eio.AsyncHandler, tmp_path: Path
 ) -> None:
     art = await ah.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
-    other = await _other(ah)
-    real = other._record
-
-    async def read_then_delete(artifact_id: str) -> Any:
-        record = await real(artifact_id)
-        if not getattr(read_then_delete, "done", False):
-            read_then_delete.done = True  # type: ignore[attr-defined]
-            await ah.delete(art.artifact_id, reason="first")
-        return record
-
-    other._record = read_then_delete  # type: ignore[method-assign]
+    other = await _deleting_first(ah, art.artifact_id, "first")
     assert (await other.delete(art.artifact_id, reason="second")).already_deleted
     side = await _sidecar_of(ah, art.artifact_id)
     assert side["deleted"]["reason"] == "first"

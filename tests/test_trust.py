@@ -28,6 +28,7 @@ from elliptio._layout import METADATA_RELPATH, artifact_prefix, new_artifact_id
 from elliptio._models import Metadata
 from elliptio._protocol import ElliptioFileSystem
 from elliptio._sync import sync
+from tests.conftest import count_delivered
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = b"path,class\n/a.png,0\n/b.png,1\n"
@@ -1277,18 +1278,7 @@ def test_a_read_stops_where_a_grown_file_passes_its_recorded_size(
     art = _upload_good(handler, tmp_path)
     grown = GOOD + b"x" * (64 * 2**20)
     _tamper(handler, art.file.url, grown)
-    backend = handler.storage.backend
-    real = backend.stream
-    delivered = [0]
-
-    async def stream(path: str, write: Any, progress: Any = None) -> Any:
-        def counted(chunk: Any) -> None:
-            delivered[0] += len(chunk)
-            write(chunk)
-
-        return await real(path, counted if write is not None else None, progress)
-
-    monkeypatch.setattr(backend, "stream", stream)
+    delivered = count_delivered(handler.storage.backend, monkeypatch)
     with pytest.raises(eio.IntegrityError):
         handler.get(art.artifact_id).file.read_bytes()
     assert 0 < delivered[0] < 32 * 2**20

@@ -33,7 +33,7 @@ from elliptio._ui.app import create_app
 from elliptio._ui.graph import draw, layers, to_dot
 from elliptio._ui.search import SearchForm
 from elliptio._ui.server import exposure_warning, is_loopback
-from tests.conftest import S3_BUCKET
+from tests.conftest import S3_BUCKET, count_delivered
 from tests.ui_lake import XSS, Lake, build
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -918,18 +918,7 @@ def test_ui_reads_stop_at_the_recorded_size_and_hosts_and_cells_are_read_as_give
         src.write_text("tiny\n")
         art = h.upload(src, name="grown")
         h.storage.fs.pipe_file(h.storage.path(art.file.url), b"x" * (40 * 2**20))
-        backend = h.storage.backend
-        real = backend.stream
-        delivered = [0]
-
-        async def stream(path: str, write: Any, progress: Any = None) -> Any:
-            def counted(chunk: Any) -> None:
-                delivered[0] += len(chunk)
-                write(chunk)
-
-            return await real(path, counted if write is not None else None, progress)
-
-        monkeypatch.setattr(backend, "stream", stream)
+        delivered = count_delivered(h.storage.backend, monkeypatch)
         with TestClient(create_app(h.aio), base_url="http://127.0.0.1") as c:
             assert c.get(f"/a/{art.artifact_id}").status_code == 200
         assert 0 < delivered[0] < 16 * 2**20
