@@ -37,6 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
 
 from ._backends import Backend, canonical_path, is_remote, make_backend, rm_path
 from ._cache import Cache
@@ -576,15 +577,18 @@ class UrlTools:
         pairs = [(src_path, base)]
         folders: list[str] = []  # made at the target: empty ones too (mv is cp + rm)
         if recursive:
-            if not self._call(src_backend, "check", src_path, src_fs.exists, src_path):
+            if not self._call(src_backend, "check", src_path, _exists, src_fs, src_path):
                 raise _missing(src_backend, src_path)
             found = self._call(
                 src_backend, "list", src_path, src_fs.find, src_path, None, True, True
             )
             rel = {n: f"{base}/{n[len(top) + 1 :]}" if n != top else base for n in found}
             pairs = [(n, rel[n]) for n, info in found.items() if info.get("type") != "directory"]
-            folders = [base, *(rel[n] for n, i in found.items() if i.get("type") == "directory")]
-        for _, target in pairs:  # a link on the way may lead into the store
+            # (find() lists the source folder itself among its folders.)
+            folders = [rel[n] for n, info in found.items() if info.get("type") == "directory"]
+        if not isinstance(dst_fs, LocalFileSystem | MemoryFileSystem):
+            folders = []  # an object store: folders are only their files' prefixes
+        for target in [*(t for _, t in pairs), *folders]:  # a link may lead into the store
             self._refuse_in_store(dst, dst_backend, target, "copy to")
         within: list[tuple[str, str]] = []  # on one filesystem: copied there
         for name, target in pairs:
@@ -604,9 +608,8 @@ class UrlTools:
                 self._stream(src_backend, name, dst_backend, target)
         if within:
             self._call(src_backend, "copy", src_path, self._copy_within, src_fs, within)
-        if folders and self._call(src_backend, "check", src_path, src_fs.isdir, src_path):
-            for folder in folders:  # where folders exist (not on object stores)
-                self._call(dst_backend, "create", folder, dst_fs.makedirs, folder, True)
+        for folder in folders:  # empty ones too: mv is cp + rm
+            self._call(dst_backend, "create", folder, dst_fs.makedirs, folder, True)
         log.info("copied %s to %s", self._redact(os.fspath(src)), self._redact(os.fspath(dst)))
         self.invalidate(os.fspath(dst), recursive=recursive)
 
@@ -637,31 +640,30 @@ class UrlTools:
         self._call(src, "copy", src_path, copy)
 
     def mv(self, src: str, dst: str, recursive: bool = False) -> None:
-        """Move ``src`` to ``dst``."""
+        """Move ``src`` to ``dst``: a copy, then the source removed. Never onto
+        itself or into itself, where the removal would take the copy too."""
         src_backend, src_path = self._backend(src)
         dst_backend, dst_path = self._backend(dst)
+        if self._offline(src_backend, dst_backend):
+            far = dst if self._offline(dst_backend) else src
+            raise self._offline_error(far, "move to" if far is dst else "move")
         self._refuse_store_or_root(src, src_backend, src_path, "move")
-        if src_backend.fs is dst_backend.fs:
-            # Onto itself, or into itself (a folder to a folder inside it, or to
-            # itself, which names it/<name>): the copy would be removed with it.
+        if type(src_backend.fs) is type(dst_backend.fs):
             here, there = self._spot(src_backend, src_path), self._spot(dst_backend, dst_path)
-            if there == here or there.startswith(here.rstrip("/") + "/"):
-                raise InvalidPathError(
-                    f"cannot move {redact_url(src)!r} to {redact_url(dst)!r}: that lies in "
-                    "it (or is it); give a target outside it"
-                )
-            if recursive and self._call(
-                src_backend, "check", src_path, src_backend.fs.isdir, src_path
+            into = os.fspath(dst).endswith("/") or self._call(
+                dst_backend, "check", dst_path, dst_backend.fs.isdir, dst_path
+            )
+            contents = recursive and os.fspath(src).endswith("/")
+            named = f"{there.rstrip('/')}/{posixpath.basename(here.rstrip('/'))}"
+            if (
+                there == here
+                or there.startswith(here.rstrip("/") + "/")
+                or (into and not contents and named == here)
             ):
-                into = f"{there.rstrip('/')}/{posixpath.basename(here.rstrip('/'))}"
-                if (
-                    self._call(dst_backend, "check", dst_path, dst_backend.fs.isdir, dst_path)
-                    and into == here
-                ):
-                    raise InvalidPathError(
-                        f"cannot move {redact_url(src)!r} into {redact_url(dst)!r}: it is "
-                        "there already"
-                    )
+                raise InvalidPathError(
+                    f"cannot move {redact_url(src)!r} to {redact_url(dst)!r}: that is where "
+                    "it is, or lies in it; give a target outside it"
+                )
         self.cp(src, dst, recursive=recursive)
         self.rm(src, recursive=recursive)
 

@@ -463,6 +463,31 @@ def test_moving_keeps_empty_folders_and_never_moves_into_itself(
     for target in (f"{root}/proj2/sub", f"{root}/proj2", root):
         with pytest.raises(eio.InvalidPathError):
             eio.mv(f"{root}/proj2", target, recursive=True)
-    with pytest.raises(eio.InvalidPathError):
-        eio.mv(f"{root}/proj2/readme.txt", f"{root}/proj2/readme.txt")
+    for target in (f"{root}/proj2/readme.txt", f"{root}/proj2/", f"{root}/proj2"):
+        with pytest.raises(eio.InvalidPathError):  # onto itself, or its own folder (helper-61)
+            eio.mv(f"{root}/proj2/readme.txt", target)
     assert fs.cat(f"{plain}/proj2/readme.txt") == b"r"
+    eio.mv(f"{root}/proj2/", root, recursive=True)  # its contents, one level up
+    assert fs.cat(f"{plain}/readme.txt") == b"r"
+
+
+def test_no_folder_is_made_in_the_store_through_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cp -r made the source's empty folders at the target, checking only files:
+    through a link into the store it made folders in an artifact's (helper-61)."""
+    store = tmp_path / "store"
+    with eio.Handler(storage=store, catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        src = tmp_path / "x.csv"
+        src.write_text("1\n")
+        art = h.upload(src)
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(store))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
+    folder = Path(art.file.url).parent
+    before = sorted(p.name for p in folder.iterdir())
+    (tmp_path / "template" / "data" / "raw").mkdir(parents=True)
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "data").symlink_to(folder)
+    with pytest.raises(eio.InvalidPathError, match="lies in the elliptio store"):
+        eio.cp(f"{tmp_path}/template/", str(tmp_path / "project"), recursive=True)
+    assert sorted(p.name for p in folder.iterdir()) == before
