@@ -138,7 +138,7 @@ class UrlTools:
         """The backend of a URL's filesystem and the URL's storage path."""
         if not isinstance(url, str | os.PathLike) or not os.fspath(url):
             raise StorageError(f"{url!r} is not a URL or path")
-        url = os.fspath(url)
+        url = _text(url)
         if has_credentials(url):
             # They would be echoed by backend errors and kept in the cache's records.
             raise ConfigError(
@@ -541,6 +541,7 @@ class UrlTools:
         trailing ``/``, whose contents go there. Each file goes on its own, its
         target checked before anything is written.
         """
+        src, dst = _text(src), _text(dst)
         src_backend, src_path = self._backend(src)
         dst_backend, dst_path = self._backend(dst)
         if self._offline(src_backend, dst_backend):
@@ -642,6 +643,7 @@ class UrlTools:
     def mv(self, src: str, dst: str, recursive: bool = False) -> None:
         """Move ``src`` to ``dst``: a copy, then the source removed. Never onto
         itself or into itself, where the removal would take the copy too."""
+        src, dst = _text(src), _text(dst)
         src_backend, src_path = self._backend(src)
         dst_backend, dst_path = self._backend(dst)
         if self._offline(src_backend, dst_backend):
@@ -655,10 +657,22 @@ class UrlTools:
             )
             contents = recursive and os.fspath(src).endswith("/")
             named = f"{there.rstrip('/')}/{posixpath.basename(here.rstrip('/'))}"
+            inside = False
+            if contents and here.startswith(there.rstrip("/") + "/"):
+                # Its contents into a folder above it: a file at d/<rest> would land
+                # in the source itself (d/d/keep.txt onto d/keep.txt), then go with it.
+                sub = here[len(there.rstrip("/")) + 1 :]
+                top = src_path.rstrip("/")
+                names = self._call(
+                    src_backend, "list", src_path, src_backend.fs.find, src_path, None, True
+                )
+                rels = [n[len(top) + 1 :] for n in names if n != top]
+                inside = any(r == sub or r.startswith(sub + "/") for r in rels)
             if (
                 there == here
                 or there.startswith(here.rstrip("/") + "/")
                 or (into and not contents and named == here)
+                or inside
             ):
                 raise InvalidPathError(
                     f"cannot move {redact_url(src)!r} to {redact_url(dst)!r}: that is where "
@@ -669,13 +683,20 @@ class UrlTools:
 
     @staticmethod
     def _spot(backend: Backend, path: str) -> str:
-        """Where ``path`` is: resolved on local disk, canonical elsewhere."""
+        """Where ``path`` is: resolved on local disk, canonical elsewhere (on S3
+        without a ``?versionId=``, which names the same key)."""
         if isinstance(backend.fs, LocalFileSystem):
             return os.path.realpath(path)
-        return canonical_path(backend.fs, path)
+        canonical = canonical_path(backend.fs, path)
+        split = getattr(backend.fs, "split_path", None)
+        if split is None:
+            return canonical
+        bucket, key, _ = split(canonical)
+        return f"{bucket}/{key}".rstrip("/")
 
     def rm(self, url: str, recursive: bool = False) -> None:
         """Remove ``url`` (a folder only with ``recursive=True``)."""
+        url = os.fspath(url)
         backend, path = self._backend(url)
         if self._offline(backend):
             raise self._offline_error(url, "remove")
@@ -755,6 +776,12 @@ def _missing(backend: Backend, path: str) -> UrlNotFoundError:
     return UrlNotFoundError(
         f"{shown!r} does not exist; check the path or URL (ls lists what a folder holds)"
     )
+
+
+def _text(url: Any) -> Any:
+    """A path-like URL as text (messages quote it); anything else as it is, for
+    `UrlTools._backend` to refuse."""
+    return os.fspath(url) if isinstance(url, os.PathLike) else url
 
 
 def _exists(fs: Any, path: str) -> bool:

@@ -467,8 +467,17 @@ def test_moving_keeps_empty_folders_and_never_moves_into_itself(
         with pytest.raises(eio.InvalidPathError):  # onto itself, or its own folder (helper-61)
             eio.mv(f"{root}/proj2/readme.txt", target)
     assert fs.cat(f"{plain}/proj2/readme.txt") == b"r"
+    fs.makedirs(f"{plain}/proj2/proj2", exist_ok=True)
+    fs.pipe(f"{plain}/proj2/proj2/keep.txt", b"k")  # would land in proj2 itself (helper-62)
+    with pytest.raises(eio.InvalidPathError):
+        eio.mv(f"{root}/proj2/", root, recursive=True)
+    assert fs.cat(f"{plain}/proj2/proj2/keep.txt") == b"k"
+    fs.rm(f"{plain}/proj2/proj2", recursive=True)
     eio.mv(f"{root}/proj2/", root, recursive=True)  # its contents, one level up
     assert fs.cat(f"{plain}/readme.txt") == b"r"
+    if where == "local":  # path-like arguments, refused as text is (helper-62)
+        with pytest.raises(eio.InvalidPathError):
+            eio.mv(tmp_path / "w", tmp_path / "w" / "sub", recursive=True)
 
 
 def test_no_folder_is_made_in_the_store_through_a_link(
@@ -491,3 +500,24 @@ def test_no_folder_is_made_in_the_store_through_a_link(
     with pytest.raises(eio.InvalidPathError, match="lies in the elliptio store"):
         eio.cp(f"{tmp_path}/template/", str(tmp_path / "project"), recursive=True)
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_a_versioned_spelling_of_the_same_s3_key_is_no_other_place(
+    s3_options: dict[str, object], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """s3fs reads 'f?versionId=1' as key f: mv f to it copied f onto itself and
+    removed it (helper-62)."""
+    import json
+
+    from tests.conftest import S3_BUCKET
+
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", f"s3://{S3_BUCKET}/lake")
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(s3_options))
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    url = f"s3://{S3_BUCKET}/plain/f.txt"
+    with eio.write(url) as path:
+        path.write_text("f")
+    with pytest.raises(eio.InvalidPathError):
+        eio.mv(url, f"{url}?versionId=1")
+    assert eio.exists(url)
