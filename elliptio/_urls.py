@@ -580,11 +580,19 @@ class UrlTools:
         if recursive:
             if not self._call(src_backend, "check", src_path, _exists, src_fs, src_path):
                 raise _missing(src_backend, src_path)
+            # An object store may hold an object named as the folder too (keys d
+            # and d/x): it goes along, as the removal of a move takes it. (Asked
+            # before find(), whose listing would answer for it.)
+            named_too = not isinstance(src_fs, LocalFileSystem) and self._call(
+                src_backend, "check", src_path, src_fs.isfile, src_path
+            )
             found = self._call(
                 src_backend, "list", src_path, src_fs.find, src_path, None, True, True
             )
             rel = {n: f"{base}/{n[len(top) + 1 :]}" if n != top else base for n in found}
             pairs = [(n, rel[n]) for n, info in found.items() if info.get("type") != "directory"]
+            if named_too and top not in dict(pairs):
+                pairs.append((top, base))
             # (find() lists the source folder itself among its folders.)
             folders = [rel[n] for n, info in found.items() if info.get("type") == "directory"]
         if not isinstance(dst_fs, LocalFileSystem | MemoryFileSystem):

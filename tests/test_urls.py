@@ -521,3 +521,27 @@ def test_a_versioned_spelling_of_the_same_s3_key_is_no_other_place(
     with pytest.raises(eio.InvalidPathError):
         eio.mv(url, f"{url}?versionId=1")
     assert eio.exists(url)
+
+
+def test_a_move_takes_an_s3_object_named_as_its_folder_along(
+    s3_options: dict[str, object], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Keys d and d/inner: mv -r d e copied d/inner only, and the removal took
+    the object d (helper-62)."""
+    import json
+
+    import fsspec
+
+    from tests.conftest import S3_BUCKET
+
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", f"s3://{S3_BUCKET}/lake")
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(s3_options))
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    fs = fsspec.filesystem("s3", **s3_options)
+    fs.pipe(f"{S3_BUCKET}/both/d", b"object")
+    fs.pipe(f"{S3_BUCKET}/both/d/inner", b"inner")
+    eio.mv(f"s3://{S3_BUCKET}/both/d", f"s3://{S3_BUCKET}/both/e", recursive=True)
+    fs.invalidate_cache()
+    assert fs.cat(f"{S3_BUCKET}/both/e") == b"object"
+    assert fs.cat(f"{S3_BUCKET}/both/e/inner") == b"inner"
