@@ -312,6 +312,11 @@ class UrlTools:
             raise backend.error(err.__cause__ or err, action, path) from err
         except OfflineError:
             raise
+        except (FileExistsError, NotADirectoryError) as err:  # a path of the user's
+            raise InvalidPathError(
+                f"cannot {action} {redact_url(backend.url(path))!r}: something exists there "
+                "already (a file where a folder is needed); remove it or choose another target"
+            ) from err
         except Exception as err:
             raise backend.error(err, action, path) from err
 
@@ -709,6 +714,12 @@ class UrlTools:
         if self._offline(backend):
             raise self._offline_error(url, "remove")
         self._refuse_store_or_root(url, backend, path, "remove")
+        if not recursive and self._call(backend, "check", path, backend.fs.isdir, path):
+            # (S3 removed nothing and said nothing; local disk raised.)
+            raise InvalidPathError(
+                f"cannot remove {redact_url(url)!r} without recursive=True (elliptio rm -r): "
+                "it is a folder"
+            )
         self._call(backend, "remove", path, backend.fs.rm, rm_path(backend.fs, path), recursive)
         self.invalidate(os.fspath(url), recursive=recursive)
 

@@ -478,6 +478,16 @@ def test_moving_keeps_empty_folders_and_never_moves_into_itself(
     if where == "local":  # path-like arguments, refused as text is (helper-62)
         with pytest.raises(eio.InvalidPathError):
             eio.mv(tmp_path / "w", tmp_path / "w" / "sub", recursive=True)
+        # A file where a folder goes: not "committed files are never overwritten".
+        fs.makedirs(f"{plain}/tree/inner", exist_ok=True)
+        fs.pipe(f"{plain}/taken", b"t")
+        with pytest.raises(eio.InvalidPathError, match="exists there already"):
+            eio.cp(f"{root}/tree", f"{root}/taken/x", recursive=True)
+    fs.makedirs(f"{plain}/folder", exist_ok=True)
+    fs.pipe(f"{plain}/folder/f.txt", b"1")
+    with pytest.raises(eio.InvalidPathError, match="without recursive=True"):
+        eio.rm(f"{root}/folder")  # a folder: rm -r (S3 removed nothing, silently)
+    assert fs.cat(f"{plain}/folder/f.txt") == b"1"
 
 
 def test_no_folder_is_made_in_the_store_through_a_link(
@@ -520,6 +530,9 @@ def test_a_versioned_spelling_of_the_same_s3_key_is_no_other_place(
         path.write_text("f")
     with pytest.raises(eio.InvalidPathError):
         eio.mv(url, f"{url}?versionId=1")
+    assert eio.exists(url)
+    with pytest.raises(eio.InvalidPathError, match="without recursive=True"):
+        eio.rm(f"s3://{S3_BUCKET}/plain")
     assert eio.exists(url)
 
 
