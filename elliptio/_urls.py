@@ -138,7 +138,7 @@ class UrlTools:
         """The backend of a URL's filesystem and the URL's storage path."""
         if not isinstance(url, str | os.PathLike) or not os.fspath(url):
             raise StorageError(f"{url!r} is not a URL or path")
-        url = _text(url)
+        url = os.fspath(url)
         if has_credentials(url):
             # They would be echoed by backend errors and kept in the cache's records.
             raise ConfigError(
@@ -546,12 +546,20 @@ class UrlTools:
         trailing ``/``, whose contents go there. Each file goes on its own, its
         target checked before anything is written.
         """
-        src, dst = _text(src), _text(dst)
+        self._cp(_text(src), _text(dst), recursive, moving=False)
+
+    def _cp(self, src: str, dst: str, recursive: bool, *, moving: bool) -> None:
+        """`cp`; ``moving``: the copy of a move, refused if a target is the source
+        or lies in it (the removal would take the copy too)."""
         src_backend, src_path = self._backend(src)
         dst_backend, dst_path = self._backend(dst)
         if self._offline(src_backend, dst_backend):
-            far = dst if self._offline(dst_backend) else src
-            raise self._offline_error(far, "copy to" if far is dst else "copy from")
+            verb = "move" if moving else "copy"
+            if self._offline(dst_backend):
+                raise self._offline_error(dst, f"{verb} to")
+            raise self._offline_error(src, verb if moving else "copy from")
+        if moving:
+            self._refuse_store_or_root(src, src_backend, src_path, "move")
         self._refuse_in_store(dst, dst_backend, dst_path, "copy to")
         src_fs, dst_fs = src_backend.fs, dst_backend.fs
         if not recursive and self._call(src_backend, "check", src_path, src_fs.isdir, src_path):
@@ -602,6 +610,17 @@ class UrlTools:
             folders = [rel[n] for n, info in found.items() if info.get("type") == "directory"]
         if not isinstance(dst_fs, LocalFileSystem | MemoryFileSystem):
             folders = []  # an object store: folders are only their files' prefixes
+        if moving and type(src_fs) is type(dst_fs):
+            # mv d d, d into d/sub, a file into its own folder, d/ into d's parent
+            # when d holds a d: each puts a target in the source.
+            here = self._spot(src_backend, src_path).rstrip("/")
+            for target in [*(t for _, t in pairs), *folders]:
+                spot = self._spot(dst_backend, target)
+                if spot == here or spot.startswith(here + "/"):
+                    raise InvalidPathError(
+                        f"cannot move {redact_url(src)!r} to {redact_url(dst)!r}: it would "
+                        "land where it is, or in itself; give a target outside it"
+                    )
         for target in [*(t for _, t in pairs), *folders]:  # a link may lead into the store
             self._refuse_in_store(dst, dst_backend, target, "copy to")
         within: list[tuple[str, str]] = []  # on one filesystem: copied there
@@ -657,41 +676,7 @@ class UrlTools:
         """Move ``src`` to ``dst``: a copy, then the source removed. Never onto
         itself or into itself, where the removal would take the copy too."""
         src, dst = _text(src), _text(dst)
-        src_backend, src_path = self._backend(src)
-        dst_backend, dst_path = self._backend(dst)
-        if self._offline(src_backend, dst_backend):
-            far = dst if self._offline(dst_backend) else src
-            raise self._offline_error(far, "move to" if far is dst else "move")
-        self._refuse_store_or_root(src, src_backend, src_path, "move")
-        if type(src_backend.fs) is type(dst_backend.fs):
-            here, there = self._spot(src_backend, src_path), self._spot(dst_backend, dst_path)
-            into = os.fspath(dst).endswith("/") or self._call(
-                dst_backend, "check", dst_path, dst_backend.fs.isdir, dst_path
-            )
-            contents = recursive and os.fspath(src).endswith("/")
-            named = f"{there.rstrip('/')}/{posixpath.basename(here.rstrip('/'))}"
-            inside = False
-            if contents and here.startswith(there.rstrip("/") + "/"):
-                # Its contents into a folder above it: a file at d/<rest> would land
-                # in the source itself (d/d/keep.txt onto d/keep.txt), then go with it.
-                sub = here[len(there.rstrip("/")) + 1 :]
-                top = src_path.rstrip("/")
-                names = self._call(
-                    src_backend, "list", src_path, src_backend.fs.find, src_path, None, True
-                )
-                rels = [n[len(top) + 1 :] for n in names if n != top]
-                inside = any(r == sub or r.startswith(sub + "/") for r in rels)
-            if (
-                there == here
-                or there.startswith(here.rstrip("/") + "/")
-                or (into and not contents and named == here)
-                or inside
-            ):
-                raise InvalidPathError(
-                    f"cannot move {redact_url(src)!r} to {redact_url(dst)!r}: that is where "
-                    "it is, or lies in it; give a target outside it"
-                )
-        self.cp(src, dst, recursive=recursive)
+        self._cp(src, dst, recursive, moving=True)
         self.rm(src, recursive=recursive)
 
     @staticmethod
@@ -709,7 +694,7 @@ class UrlTools:
 
     def rm(self, url: str, recursive: bool = False) -> None:
         """Remove ``url`` (a folder only with ``recursive=True``)."""
-        url = os.fspath(url)
+        url = _text(url)
         backend, path = self._backend(url)
         if self._offline(backend):
             raise self._offline_error(url, "remove")
