@@ -39,7 +39,15 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from ._errors import ArtifactExistsError, ElliptioError, StorageError
-from ._transfer import HashResult, Writer, copy_hashing, gather_all, write_all
+from ._transfer import (
+    KERNEL_COPY_MIN,
+    HashResult,
+    Writer,
+    copy_hashing,
+    copying_reader,
+    gather_all,
+    write_all,
+)
 
 __all__ = ["Backend", "LocalBackend", "PlantedFileError", "make_backend", "rm_path"]
 
@@ -464,7 +472,8 @@ class LocalBackend(Backend):
             raise self.error(err, "write", path) from err
 
     def _create(self, path: str) -> int:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0))
+        # Read and write: a kernel copy hashes what landed by reading it back.
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0))
 
     def _prepare(self, paths: Sequence[str]) -> None:
         for folder in {os.path.dirname(p) for p in paths}:
@@ -474,8 +483,11 @@ class LocalBackend(Backend):
         fd = self._create(path)
         try:
             with open(local, "rb", buffering=0) as src:
-                size = os.fstat(src.fileno()).st_size
-                return copy_hashing(src.readinto, functools.partial(write_all, fd), progress, size)
+                found = os.fstat(src.fileno())
+                if stat.S_ISREG(found.st_mode) and found.st_size >= KERNEL_COPY_MIN:
+                    return copy_hashing(copying_reader(src.fileno(), fd), None, progress)
+                write = functools.partial(write_all, fd)
+                return copy_hashing(src.readinto, write, progress, found.st_size)
         finally:
             os.close(fd)
 

@@ -285,3 +285,62 @@ def test_is_interactive_follows_the_terminal(monkeypatch: pytest.MonkeyPatch) ->
     assert is_interactive()
     monkeypatch.setattr("sys.stderr", None)
     assert not is_interactive()
+
+
+def _refuse(name: str, code: int) -> Any:
+    def refuse(*args: Any) -> int:
+        raise OSError(code, f"{name} refused")
+
+    return refuse
+
+
+@pytest.mark.parametrize("kernel", ["copy_file_range", "sendfile", "user space"])
+def test_a_large_local_file_is_stored_and_hashed_whichever_way_it_is_copied(
+    kernel: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large local files are copied inside the kernel and hashed as read back from the
+    store; where the kernel cannot copy between the two files (another filesystem,
+    another system), the next way takes over and the record is the same."""
+    import errno
+
+    if kernel != "copy_file_range":
+        monkeypatch.setattr(os, "copy_file_range", _refuse("copy_file_range", errno.EXDEV))
+    if kernel == "user space":
+        monkeypatch.setattr(os, "sendfile", _refuse("sendfile", errno.EINVAL))
+    data = os.urandom(3 * 16 * MiB + 12345)  # several kernel steps, not a multiple
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    h = eio.Handler(storage=str(tmp_path / "lake"), catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    with h:
+        art = h.upload(source, name="big")
+        assert art.file.sha256 == _sha(data)
+        assert art.file.size == len(data)
+        assert h.get(art.artifact_id).file.read_bytes() == data
+        assert Path(art.file.local_path()).read_bytes() == data
+
+
+def test_a_disk_error_in_a_kernel_copy_fails_the_upload_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a kernel that cannot copy between the two files at all hands over to
+    another way; a disk error mid-copy fails the upload, with nothing left."""
+    import errno
+
+    real = os.copy_file_range
+    calls: list[int] = []
+
+    def fails_second_time(src: int, dst: int, count: int, *args: Any) -> int:
+        calls.append(count)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "disk failed")
+        return real(src, dst, count, *args)
+
+    monkeypatch.setattr(os, "copy_file_range", fails_second_time)
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(40 * MiB))
+    h = eio.Handler(storage=str(tmp_path / "lake"), catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    with h:
+        with pytest.raises(eio.StorageError):
+            h.upload(source, name="big")
+        assert h.find({}).empty
+    assert not [p for p in (tmp_path / "lake").rglob("*") if p.is_file()]
