@@ -142,8 +142,9 @@ def copying_reader(src: int, dst: int) -> Reader:
     chunk is read back from ``dst``'s page cache; the Python bytes copy of the
     write is gone, so a 1 GB copy costs about one sha256 pass. Where the kernel
     cannot copy between these files at all, before any byte moved, the chunk
-    is read from ``src`` and written to ``dst`` instead. ``dst`` must be open
-    for reading too.
+    is read from ``src`` and written to ``dst`` instead, as is the rest after a
+    kernel copy stops (a read confirms the end). ``dst`` must be open for
+    reading too.
     """
     moves: list[Callable[[int], int]] = []
     if hasattr(os, "copy_file_range") and hasattr(os, "preadv"):  # Linux
@@ -161,7 +162,11 @@ def copying_reader(src: int, dst: int) -> Reader:
                     raise
                 moves.pop(0)
                 continue
-            if n and os.preadv(dst, [buffer[:n]], moved) != n:
+            if not n:
+                # A read tells the end: kernel copies stop early on some files.
+                moves.clear()
+                break
+            if os.preadv(dst, [buffer[:n]], moved) != n:
                 raise OSError(errno.EIO, "the copy reads back shorter than what was copied")
             moved += n
             return n

@@ -344,3 +344,28 @@ def test_a_disk_error_in_a_kernel_copy_fails_the_upload_and_leaves_nothing(
             h.upload(source, name="big")
         assert h.find({}).empty
     assert not [p for p in (tmp_path / "lake").rglob("*") if p.is_file()]
+
+
+def test_a_kernel_copy_that_stops_early_is_finished_by_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some filesystems' kernel copies report the end before it (as /proc files
+    do): the end is the one a read finds, so nothing is stored short."""
+    real = os.copy_file_range
+    calls: list[int] = []
+
+    def stops_after_one(src: int, dst: int, count: int, *args: Any) -> int:
+        calls.append(count)
+        return real(src, dst, count, *args) if len(calls) == 1 else 0
+
+    monkeypatch.setattr(os, "copy_file_range", stops_after_one)
+    data = os.urandom(20 * MiB + 7)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    h = eio.Handler(storage=str(tmp_path / "lake"), catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    with h:
+        art = h.upload(source, name="big")
+        assert art.file.size == len(data)
+        assert art.file.sha256 == _sha(data)
+        assert art.file.read_bytes() == data
+    assert len(calls) == 2
