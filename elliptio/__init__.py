@@ -70,7 +70,7 @@ from ._urls import (
     write,
 )
 
-__version__ = "0.10.0"
+__version__ = "0.10.1"
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
