@@ -369,3 +369,29 @@ def test_a_kernel_copy_that_stops_early_is_finished_by_reads(
         assert art.file.sha256 == _sha(data)
         assert art.file.read_bytes() == data
     assert len(calls) == 2
+
+
+def test_a_source_changed_during_a_large_local_upload_is_recorded_as_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record holds the sha256 of the bytes that landed in the store, even when
+    the source changes while it is copied: the artifact stays readable and verified."""
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(24 * MiB))
+    real = os.copy_file_range
+
+    def changes_source_midway(src: int, dst: int, count: int, *args: Any) -> int:
+        n = real(src, dst, count, *args)
+        with open(source, "r+b") as f:  # someone rewrites the tail meanwhile
+            f.seek(20 * MiB)
+            f.write(os.urandom(MiB))
+        return n
+
+    monkeypatch.setattr(os, "copy_file_range", changes_source_midway)
+    h = eio.Handler(storage=str(tmp_path / "lake"), catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    with h:
+        art = h.upload(source, name="big")
+        stored = Path(art.file.local_path()).read_bytes()
+        assert art.file.sha256 == _sha(stored)
+        assert h.get(art.artifact_id).file.read_bytes() == stored
+        assert h.verify(art.artifact_id).ok
