@@ -1448,6 +1448,8 @@ def _has_password(url: str) -> bool:
     Kerberos service name is no secret: such a URL still reaches child processes."""
     from urllib.parse import parse_qsl, urlsplit
 
+    if has_credentials(url):  # the userinfo runs to the last "@", as pymongo reads it
+        return True
     try:
         parts = urlsplit(url)
         if parts.password is not None:

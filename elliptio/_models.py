@@ -209,7 +209,7 @@ class Labels(BaseModel):
 
     @model_validator(mode="after")
     def _bounded(self) -> Labels:
-        size = len(self.model_dump_json())
+        size = len(self.model_dump_json().encode("utf-8"))
         if size > MAX_LABELS_BYTES:
             raise InvalidLabelsError(
                 f"labels are {size} bytes as JSON, more than the limit of {MAX_LABELS_BYTES}; "

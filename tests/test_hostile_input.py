@@ -155,6 +155,9 @@ def test_labels_are_bounded(handler: eio.Handler, tmp_path: Path) -> None:
         handler.upload(tmp_path / "f.txt", labels={"infos": many})
     with pytest.raises(eio.InvalidLabelsError, match="limit"):
         eio.Labels(description="d" * (MAX_LABELS_BYTES + 1))
+    # The limit is in bytes of UTF-8 JSON, not in characters (helper-64).
+    with pytest.raises(eio.InvalidLabelsError, match="limit"):
+        eio.Labels(description="\U0001f600" * (MAX_LABELS_BYTES // 3))
     assert snapshot(handler) == before
 
 

@@ -425,6 +425,19 @@ def test_a_password_behind_a_semicolon_never_reaches_child_processes(tmp_path: P
     assert not _has_password("mongodb://h/db?authSource=admin;tlsCertificateKeyFile=/a.pem")
 
 
+def test_a_password_holding_a_hash_sign_never_reaches_child_processes(tmp_path: Path) -> None:
+    """pymongo reads the userinfo to the last "@": "#" is part of the password, not
+    the start of a fragment (helper-64)."""
+    catalog = "mongodb://andy:PLANTED#PW1@127.0.0.1:1/db?serverSelectionTimeoutMS=100"
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=catalog)
+    with h.run() as run:
+        sent = json.loads(run.env()["ELLIPTIO_RUN_HANDLER"])
+        assert "catalog" not in sent
+        assert "PLANTED" not in json.dumps(run.env())
+        assert "PLANTED" not in os.environ.get("ELLIPTIO_RUN_HANDLER", "")
+    h.close()
+
+
 @pytest.mark.parametrize(
     "store",
     [
