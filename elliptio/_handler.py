@@ -409,8 +409,17 @@ class AsyncHandler:
             )
 
     def _draft(
-        self, labels: LabelsLike, local_root: str = "", name: str | None = None, dedup: bool = True
+        self,
+        labels: LabelsLike,
+        local_root: str = "",
+        name: str | None = None,
+        dedup: bool = True,
+        relpaths: Sequence[str] = (),
     ) -> _Draft:
+        """A new artifact's id, time, place and labels, checked; nothing written.
+
+        ``relpaths``: the store paths (below the artifact's folder) it will write.
+        """
         self._online("commit an artifact")
         labels_ = _labels(labels)
         name_ = validate_name(name) if name is not None else None
@@ -426,6 +435,14 @@ class AsyncHandler:
         created = _now_ms()
         username = current_username()
         prefix = artifact_prefix(self.storage.root, created, username, artifact_id)
+        for relpath in relpaths:
+            if not self.storage.backend.plain(f"{prefix}/{relpath}"):
+                raise InvalidPathError(
+                    f"relpath {relpath!r} cannot be stored in "
+                    f"{self.storage.redact(self.storage.root_url)}: this "
+                    "store reads it as another object (S3 reads '?versionId=' in a key as "
+                    "a version); rename the file"
+                )
         return _Draft(
             artifact_id, created, username, prefix, current_run(), labels_, local_root, name_, dedup
         )
@@ -683,7 +700,10 @@ class AsyncHandler:
         """
         parent, items = collect_local_files(local_paths)
         log_items = collect_local_files(logs)[1] if logs is not None else []
-        draft = self._draft(labels, local_root=readable(str(parent)), name=name, dedup=dedup)
+        stored = [r for _, r in items] + [f"{LOGS_DIR}/{r}" for _, r in log_items]
+        draft = self._draft(
+            labels, local_root=readable(str(parent)), name=name, dedup=dedup, relpaths=stored
+        )
         progress = self.storage.progress_for(
             f"upload {draft.artifact_id}",
             files=len(items) + len(log_items),
@@ -845,7 +865,7 @@ class AsyncHandler:
         """
         single = isinstance(relpaths, str | os.PathLike)
         relpaths_ = validate_relpaths([relpaths] if single else relpaths)
-        draft = self._draft(labels, name=name, dedup=dedup)
+        draft = self._draft(labels, name=name, dedup=dedup, relpaths=relpaths_)
 
         async def commit(new: NewArtifact, written: dict[str, tuple[int, str]]) -> Artifact:
             keys = {r: (sha256, size) for r, (size, sha256) in written.items()}

@@ -28,7 +28,7 @@ from elliptio._layout import METADATA_RELPATH, artifact_prefix, new_artifact_id
 from elliptio._models import Metadata
 from elliptio._protocol import ElliptioFileSystem
 from elliptio._sync import sync
-from tests.conftest import count_delivered
+from tests.conftest import count_delivered, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = b"path,class\n/a.png,0\n/b.png,1\n"
@@ -708,6 +708,38 @@ def test_a_version_suffix_never_passes_the_layout_check_on_s3(
         h.get(record.artifact_id).file.read_bytes()
     with pytest.raises(eio.CorruptRecordError):
         h.verify(record.artifact_id)
+    h.close()
+
+
+@pytest.mark.parametrize("how", ["upload", "upload a folder", "new", "log"])
+def test_a_file_name_s3_reads_as_a_version_is_refused_before_anything_is_written(
+    s3_options: dict[str, Any], tmp_path: Path, how: str
+) -> None:
+    """s3fs reads '?versionId=' in a key as a version: 'x.csv?versionId=abc' would
+    land at key 'x.csv' and every read of the artifact fail (helper-64)."""
+    h = eio.Handler(
+        storage="s3://elliptio-test/lake",
+        catalog=f"sqlite:///{tmp_path / 'c.db'}",
+        storage_options=s3_options,
+    )
+    folder = tmp_path / "d"
+    folder.mkdir()
+    odd = folder / "x.csv?versionId=abc"
+    odd.write_bytes(GOOD)
+    plain = tmp_path / "plain.csv"
+    plain.write_bytes(GOOD)
+    before = snapshot(h)
+    with pytest.raises(eio.InvalidPathError, match="versionId"):
+        if how == "upload":
+            h.upload(odd)
+        elif how == "upload a folder":
+            h.upload(folder)
+        elif how == "log":
+            h.upload(plain, logs=[odd])
+        else:
+            with h.new(["x.csv?versionId=abc"]) as new:
+                new.file.write_bytes(GOOD)
+    assert snapshot(h) == before
     h.close()
 
 
