@@ -29,6 +29,7 @@ from ._errors import (
     ArtifactExistsError,
     ArtifactNotFoundError,
     ConfigError,
+    CorruptRecordError,
     ElliptioError,
     FileNotInArtifactError,
     InvalidLabelsError,
@@ -255,15 +256,34 @@ _SUMMARY_COLUMNS = [
 ]
 
 
+def _check_cells(frame: Any, column: str, fine: Callable[[list[Any]], bool]) -> None:
+    """Raise `CorruptRecordError` naming the first artifact whose ``column`` is not
+    a list that ``fine`` accepts, or missing (a record planted in a shared catalog)."""
+    for artifact_id, value in frame[column].items():
+        if value is not None and (type(value) is not list or not fine(value)):
+            raise CorruptRecordError(
+                f"the record of {artifact_id!r} in the catalog is malformed: field "
+                f"{column!r} holds {str(value)[:80]!r}; someone with write access to the "
+                "catalog changed it. Remove that record, or show the others with "
+                "--format json"
+            )
+
+
 def _summary(frame: Any, exact: bool) -> Any:
     """The table view: one short line per artifact, the id never cut."""
 
-    def files(relpaths: list[str]) -> str:
+    def files(relpaths: list[str] | None) -> str:
+        relpaths = relpaths or []
         return ", ".join(relpaths[:3]) + (f" (+{len(relpaths) - 3})" if len(relpaths) > 3 else "")
 
     def size(files: Sequence[Mapping[str, Any]] | None) -> str:
         return _size(sum(f["size"] for f in files or ()), exact)
 
+    _check_cells(frame, "file_relpaths", lambda v: all(type(r) is str for r in v))
+    _check_cells(frame, "based_on", lambda v: all(type(r) is str for r in v))
+    _check_cells(
+        frame, "files", lambda v: all(type(f) is dict and type(f.get("size")) is int for f in v)
+    )
     named = frame["ref"].where(frame["ref"] != frame.index, "-")
     return frame.assign(
         ref=named,
@@ -271,7 +291,7 @@ def _summary(frame: Any, exact: bool) -> Any:
         datatype=frame["labels.datatype"].fillna(""),
         files=frame["file_relpaths"].map(files),
         size=frame["files"].map(size),
-        inputs=frame["based_on"].map(len),
+        inputs=frame["based_on"].map(lambda parents: len(parents or ())),
     )[["ref", "created", "username", "datatype", "files", "size", "inputs"]]
 
 

@@ -10,12 +10,13 @@ columns. Columns may be dotted paths into a record (``labels.infos.seed``); with
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._catalog.base import document_columns
-from ._errors import QueryError
+from ._errors import CorruptRecordError, QueryError
 from ._names import format_ref
 
 if TYPE_CHECKING:
@@ -183,8 +184,37 @@ def build_frame(table: Mapping[str, Sequence[Any]], plan: FramePlan) -> pd.DataF
         if any(type(v) is int and not -_EXACT <= v <= _EXACT for v in data[column]):
             frame[column] = pd.Series(data[column], index=index, dtype=object)
     if "creation_time" in frame.columns:
-        frame["creation_time"] = pd.to_datetime(frame["creation_time"], utc=True)
+        frame["creation_time"] = _creation_times(ids, data["creation_time"], index)
     return frame
+
+
+def _creation_times(ids: Sequence[str], cells: Sequence[Any], index: pd.Index) -> pd.Series:
+    """The ``creation_time`` column as UTC timestamps; a record holding something
+    else there (planted in a shared catalog) is `CorruptRecordError` naming it."""
+    import pandas as pd
+
+    column = pd.Series(cells, index=index, dtype=object)
+    if set(map(type, cells)) <= {dt.datetime, type(None)}:  # checked in C: 100k rows
+        try:
+            return pd.to_datetime(column, utc=True)
+        except (ValueError, OverflowError):  # a date pandas cannot hold (year 3000)
+            pass
+    for artifact_id, cell in zip(ids, cells, strict=True):
+        if cell is None:
+            continue
+        if isinstance(cell, dt.datetime):
+            try:
+                pd.Timestamp(cell)
+                continue
+            except (ValueError, OverflowError):
+                pass
+        raise CorruptRecordError(
+            f"the record of {artifact_id!r} in the catalog is malformed: field "
+            f"'creation_time' holds {str(cell)[:80]!r}, not the date of a commit; "
+            "someone with write access to the catalog changed it. Remove that record"
+        )
+    return pd.to_datetime(column, utc=True)
+
 
 
 def _dig(value: Any, path: str, flat: bool = False) -> Any:

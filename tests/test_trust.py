@@ -1314,3 +1314,87 @@ def test_a_read_stops_where_a_grown_file_passes_its_recorded_size(
     with pytest.raises(eio.IntegrityError):
         handler.get(art.artifact_id).file.read_bytes()
     assert 0 < delivered[0] < 32 * 2**20
+
+
+def _plant_field(h: eio.Handler, template: eio.Artifact, path: str, value: Any) -> str:
+    """Insert a copy of ``template``'s record whose field at dotted ``path`` is
+    ``value``, as a catalog writer can; its artifact id."""
+    import copy
+
+    doc = copy.deepcopy(template.metadata.to_document())
+    aid = new_artifact_id()
+    doc["artifact_id"] = aid
+    doc["remote_root"] = doc["remote_root"].replace(template.artifact_id, aid)
+    *parents, last = path.split(".")
+    target: Any = doc
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    target[int(last) if last.isdigit() else last] = value
+    sync(h.catalog.insert(doc))
+    return aid
+
+
+MALFORMED_CREATION = ["yesterday", True, [1], 1e300, 5]
+
+
+@pytest.mark.parametrize("catalog", ["sqlite", "mongomock"])
+@pytest.mark.parametrize("value", MALFORMED_CREATION, ids=repr)
+def test_a_planted_creation_time_that_is_no_date_is_a_corrupt_record_in_find(
+    tmp_path: Path, catalog: str, value: Any
+) -> None:
+    """find() builds a date column: a record holding anything else there is
+    CorruptRecordError naming the record and the field, on every backend
+    (it was a raw pandas DateParseError, TypeError or OutOfBoundsDatetime)."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    target: Any = (
+        f"sqlite:///{tmp_path / 'c.db'}" if catalog == "sqlite" else AsyncMongoMockClient()["db"]
+    )
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=target)
+    (tmp_path / "a.txt").write_text("a")
+    template = h.upload(tmp_path / "a.txt")
+    aid = _plant_field(h, template, "creation_time", value)
+    for columns in (None, ["creation_time"]):
+        with pytest.raises(eio.CorruptRecordError, match=f"{aid}.*creation_time"):
+            h.find(columns=columns)
+    assert list(h.find({"artifact_id": template.artifact_id}).index) == [template.artifact_id]
+    h.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("creation_time", "yesterday"),
+        ("files.0.size", "12"),
+        ("files", {"a": 1}),
+        ("files", [None]),
+        ("file_relpaths", [1]),
+        ("file_relpaths", "abc"),
+        ("based_on", [1]),
+        ("based_on", "artifact_x"),
+    ],
+)
+def test_a_planted_malformed_record_is_named_by_the_cli_table(
+    cli_env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    path: str,
+    value: Any,
+) -> None:
+    """`elliptio find` names the malformed record in one line, exit 1, instead of
+    a TypeError from summing its sizes or joining its file names."""
+    from elliptio._cli import main
+
+    env = cli_env
+    h = eio.Handler(storage=env["ELLIPTIO_STORAGE_URL"], catalog=env["ELLIPTIO_CATALOG_URL"])
+    (tmp_path / "a.txt").write_text("a")
+    aid = _plant_field(h, h.upload(tmp_path / "a.txt"), path, value)
+    h.close()
+    assert main(["find"]) == 1
+    err = capsys.readouterr().err
+    assert "CorruptRecordError" in err
+    assert aid in err
+    assert repr(path.split(".")[0]) in err
+    assert "Traceback" not in err
+    # Only the table sums and joins these fields; JSON shows them as stored.
+    assert main(["find", "--format", "json"]) == (1 if path == "creation_time" else 0)
