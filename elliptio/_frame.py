@@ -216,7 +216,6 @@ def _creation_times(ids: Sequence[str], cells: Sequence[Any], index: pd.Index) -
     return pd.to_datetime(column, utc=True)
 
 
-
 def _dig(value: Any, path: str, flat: bool = False) -> Any:
     """The value at ``path`` in ``value``, or None; with ``flat``, None for a
     mapping without leaves too (it makes no column). Through a list, a number

@@ -232,7 +232,9 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
 
     Handles ``--password=x``, ``--password x`` (the next element is masked unless
     it starts with ``--``), ``-password x``, ``PASSWORD=x``, ``+db.password=x``,
-    ``"Authorization: Bearer x"`` and credentials in URLs anywhere in an element
+    ``"Authorization: Bearer x"``, an option whose value is one of these
+    (``--conf=a.secret.key=x``, ``--header=Authorization: Bearer x``), and
+    credentials in URLs anywhere in an element
     (``--uri=mongodb://u:p@h`` becomes ``--uri=mongodb://u:***@h``). Single-letter
     options such as ``-p x`` are not masked: their meaning is unknown.
 
@@ -264,7 +266,9 @@ def _redact_element(arg: str) -> str:
             head = arg[: match.start("value")]
             if match["value"] and is_secret_name(match["name"]):
                 return head + MASK
-            return head + _redact_value(match["value"])
+            # The value may be an assignment or a header itself:
+            # --conf=spark.hadoop.fs.s3a.secret.key=x, --header="Authorization: Bearer x".
+            return head + _redact_element(match["value"])
     header = _HEADER.fullmatch(arg)
     if header and is_secret_name(header["name"]):
         return f"{header['lead']}{header['name']}:{header['space']}{MASK}"

@@ -102,6 +102,15 @@ ARGV_CASES: list[tuple[list[str], list[str]]] = [
     (["-H", "Authorization: Bearer abc"], ["-H", "Authorization: ***"]),
     (["-H", "X-API-Key:abc"], ["-H", "X-API-Key:***"]),
     (["-H", "Accept: text/plain"], ["-H", "Accept: text/plain"]),
+    # an option whose value is itself a header or an assignment (helper-64)
+    (["--header=Authorization: Bearer abc"], ["--header=Authorization: ***"]),
+    (
+        ["--conf=spark.hadoop.fs.s3a.secret.key=abc", "--conf=spark.executor.cores=2"],
+        ["--conf=spark.hadoop.fs.s3a.secret.key=***", "--conf=spark.executor.cores=2"],
+    ),
+    (["--set=db.password=abc", "--set=replicas=3"], ["--set=db.password=***", "--set=replicas=3"]),
+    (["-Dfs.s3a.access.key=abc"], ["-Dfs.s3a.access.key=***"]),
+    (["--env=A=1"], ["--env=A=1"]),
     # URLs anywhere in an element
     (["mongodb://u:p@h/db"], ["mongodb://u:***@h/db"]),
     (["--uri=mongodb://u:p@h"], ["--uri=mongodb://u:***@h"]),
