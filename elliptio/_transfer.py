@@ -116,20 +116,6 @@ def copy_hashing(
 # A local file at least this large is copied inside the kernel
 # (`copying_reader`); pseudo-files (``/proc``, ``/sys``) report smaller sizes.
 KERNEL_COPY_MIN = CHUNK
-# What a kernel copy raises when it cannot copy between two files at all
-# (another filesystem, an old kernel, a file it cannot map); anything else is a
-# real error.
-_NO_KERNEL_COPY = frozenset(
-    {
-        errno.EXDEV,
-        errno.ENOSYS,
-        errno.EINVAL,
-        errno.EOPNOTSUPP,
-        errno.ENOTSUP,
-        errno.EBADF,
-        errno.ENOTSOCK,
-    }
-)
 
 
 def copying_reader(src: int, dst: int) -> Reader:
@@ -158,7 +144,10 @@ def copying_reader(src: int, dst: int) -> Reader:
             try:
                 n = moves[0](len(buffer))
             except OSError as err:
-                if moved or err.errno not in _NO_KERNEL_COPY:
+                # Before any byte moved, any refusal (another filesystem, an old
+                # kernel, a sandbox's EPERM) hands over to the next way, as
+                # shutil's fast copy does; a full disk is a full disk.
+                if moved or err.errno == errno.ENOSPC:
                     raise
                 moves.pop(0)
                 continue
