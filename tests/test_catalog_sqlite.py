@@ -1172,3 +1172,35 @@ async def test_a_planted_zip_bomb_is_damage_and_every_document_written_reads_bac
     conn.execute("UPDATE packed_docs SET doc = ? WHERE id = 2", (stored,))
     with pytest.raises(CorruptRecordError, match="reindex"):
         await catalog.get("artifact_0002")
+
+
+@pytest.mark.parametrize("entry", ["library", "cli"])
+def test_another_users_catalog_this_user_may_not_write_is_refused_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], entry: str
+) -> None:
+    """A reader without write rights on another user's SQLite file made its -shm and
+    -wal, which then locked the owner out of every commit (helper-64); nothing is
+    opened now, and the error says what to do."""
+    import elliptio as eio
+    from elliptio._cli import main
+
+    db = tmp_path / "catalog.db"
+    (tmp_path / "a.txt").write_text("a")
+    with eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}") as h:
+        h.upload(tmp_path / "a.txt")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    owner = db.stat().st_uid
+    real_access = os.access
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 1)  # another user ...
+    monkeypatch.setattr(  # ... with read rights only
+        os, "access", lambda p, mode, **kw: mode != os.W_OK and real_access(p, mode, **kw)
+    )
+    if entry == "library":
+        with pytest.raises(CatalogError, match=r"another user.*group with write rights"):
+            eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}").find()
+    else:
+        monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+        monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{db}")
+        assert main(["find"]) == 1
+        assert "belongs to another user" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -shm, no -wal

@@ -500,6 +500,28 @@ class SQLiteCatalog(Catalog):
                 time.sleep(min(0.005 * 2**attempt, 0.25))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _refuse_others_file(self) -> None:
+        """Refuse a catalog file of another user that this one may not write.
+
+        SQLite reads a WAL database through a shared index (``-shm``) and a log
+        (``-wal``) beside it, made by whoever opens it first: a reader without
+        write rights either cannot open it or makes files its owner then cannot
+        write, which breaks every later commit. So nothing is opened.
+        """
+        try:
+            st = os.stat(self._target)
+        except OSError:
+            return  # not there yet: made by this user
+        if st.st_uid != os.geteuid() and not os.access(self._target, os.W_OK):
+            raise CatalogError(
+                f"SQLite catalog {self._display} belongs to another user and this one may "
+                "not write it. An embedded catalog is opened only by users who may write "
+                "the file and its folder: SQLite keeps its log and shared index beside "
+                "it, and files a reader made there would lock its owner out. Share it "
+                "through a group with write rights, or give readers a MongoDB catalog "
+                "with find rights"
+            )
+
     def _identity(self) -> tuple[int, int]:
         """``(st_dev, st_ino)`` of the database file ``sqlite3.connect`` just opened."""
         try:
@@ -621,6 +643,8 @@ class SQLiteCatalog(Catalog):
                         f"SQLite catalog {self._display}: cannot create directory "
                         f"{parent!r} ({err}); choose a writable location"
                     ) from err
+        if not self._uri and self._target != ":memory:":
+            self._refuse_others_file()
         conn = sqlite3.connect(
             self._target,
             uri=self._uri,
