@@ -122,6 +122,8 @@ class UrlTools:
         # A handler's own tools (``h.urls``) look records up in its catalog, which
         # may be an object the settings cannot name (a Catalog, a client, memory://).
         self._handler = weakref.ref(handler) if handler is not None else None
+        if handler is not None:
+            _handlers.add(handler)
         self.cache = Cache(
             settings.resolved_cache_dir(), settings.file_mode, settings.cache_max_bytes or None
         )
@@ -165,11 +167,14 @@ class UrlTools:
         return backend, path
 
     # -- files of the configured store ---------------------------------------------------
-    def _store_path(self, backend: Backend, path: str) -> str | None:
+    def _store_path(
+        self, backend: Backend, path: str, store: tuple[type, str] | None = None
+    ) -> str | None:
         """``path`` as a path of the store of these settings (its artifacts' files) if
         it lies in it: as given, or on local disk reached through a symbolic link
-        outside the store (``/home/me/lake`` for a store at ``/data/me/lake``)."""
-        kind, root = self._store_root()
+        outside the store (``/home/me/lake`` for a store at ``/data/me/lake``).
+        ``store``: another store's ``(filesystem type, root)`` instead."""
+        kind, root = store or self._store_root()
         if type(backend.fs) is not kind:
             return None
         if path == root or path.startswith(root + "/"):
@@ -196,10 +201,31 @@ class UrlTools:
             self._store = (type(fs), root.rstrip("/"))
         return self._store
 
-    def _holds_store(self, backend: Backend, path: str) -> bool:
+    def _stores(self) -> list[tuple[type, str]]:
+        """The store of these settings, then that of every handler of this process:
+        the URL tools write, move or remove nothing in any of them."""
+        stores = [self._store_root()]
+        for handler in list(_handlers):
+            fs, root = handler.storage.fs, handler.storage.root
+            if not isinstance(fs, LocalFileSystem):
+                root = canonical_path(fs, root)
+            stores.append((type(fs), root.rstrip("/")))
+        return list(dict.fromkeys(stores))
+
+    def _holding(self, backend: Backend, path: str) -> str | None:
+        """The root of a store (see `_stores`) that the folder ``path`` holds, if any."""
+        for store in self._stores():
+            if self._holds_store(backend, path, store):
+                return store[1]
+        return None
+
+    def _holds_store(
+        self, backend: Backend, path: str, store: tuple[type, str] | None = None
+    ) -> bool:
         """Whether the store lies inside the folder ``path`` (on local disk also as
-        reached through symbolic links), so removing or moving it takes the store."""
-        kind, root = self._store_root()
+        reached through symbolic links), so removing or moving it takes the store.
+        ``store``: another store's ``(filesystem type, root)`` instead."""
+        kind, root = store or self._store_root()
         if type(backend.fs) is not kind:
             return False
         top = path.rstrip("/")
@@ -216,10 +242,11 @@ class UrlTools:
         """Refuse to remove or move the store, anything in it, a folder holding it,
         or the root of a local filesystem."""
         self._refuse_in_store(url, backend, path, what)
-        if self._holds_store(backend, path):
+        held = self._holding(backend, path)
+        if held is not None:
             raise InvalidPathError(
                 f"cannot {what} {redact_url(url)!r}: the elliptio store lies in it "
-                f"({redact_url(backend.url(self._store_root()[1]))}), and its committed "
+                f"({redact_url(backend.url(held))}), and its committed "
                 "artifacts never change; delete artifacts with Handler.delete() (elliptio "
                 "delete), or give a folder that does not hold the store"
             )
@@ -293,7 +320,7 @@ class UrlTools:
 
         if isinstance(backend.fs, ElliptioFileSystem):
             backend.fs._refuse(path)  # ImmutableError now, before anything is written
-        if self._in_store(backend, path):
+        if any(self._store_path(backend, path, store) for store in self._stores()):
             raise InvalidPathError(
                 f"cannot {what} {redact_url(url)!r}: it lies in the elliptio store, whose "
                 "committed artifacts never change; write new files with Handler.new() or "
@@ -574,10 +601,11 @@ class UrlTools:
                 (src, src_backend, src_path, "copy"),
                 (dst, dst_backend, dst_path, "copy into"),
             ):
-                if self._holds_store(backend, path):
+                held = self._holding(backend, path)
+                if held is not None:
                     raise InvalidPathError(
                         f"cannot {what} {redact_url(url)!r} recursively: the elliptio store "
-                        f"lies in it ({redact_url(backend.url(self._store_root()[1]))}); "
+                        f"lies in it ({redact_url(backend.url(held))}); "
                         "copy artifacts out with Handler.download() (elliptio download), "
                         "or give a folder that does not hold the store"
                     )
@@ -734,6 +762,9 @@ class UrlTools:
             shutil.rmtree(self.cache.root / folder, ignore_errors=True)
         return freed
 
+
+# The handlers of this process: their stores are written by nothing but them.
+_handlers: weakref.WeakSet[AsyncHandler] = weakref.WeakSet()
 
 # The URL tools of this process, by the ELLIPTIO_* variables they were built from.
 _default: ProcessLocal[dict[tuple[tuple[str, str], ...], UrlTools]] = ProcessLocal(dict)

@@ -458,6 +458,30 @@ def test_url_tools_read_artifact_files_verified_and_never_change_them(
     _cli_cat_refuses(h, tmp_path, url, "IntegrityError")
 
 
+def test_module_url_tools_never_change_the_store_of_a_handler_of_this_process(
+    handler: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eio.rm(art.file.url) removed a committed file when the handler's store was
+    given in code rather than in the settings (helper-64): the stores of every
+    handler of the process are never written, moved or removed by the URL tools."""
+    monkeypatch.delenv("ELLIPTIO_STORAGE_URL", raising=False)  # settings name another
+    art = _upload_good(handler, tmp_path)
+    url, root = art.file.url, handler.storage.root_url
+    folder = url.rsplit("/", 1)[0]
+    for change in (
+        lambda: eio.rm(url),
+        lambda: eio.mv(url, str(tmp_path / "moved.csv")),
+        lambda: eio.cp(str(tmp_path / "table.csv"), url),
+        lambda: eio.rm(folder, recursive=True),
+        lambda: eio.rm(root, recursive=True),
+        lambda: eio.cp(str(tmp_path / "table.csv"), f"{folder}/new.csv"),
+    ):
+        with pytest.raises(eio.InvalidPathError, match="elliptio store"):
+            change()
+    assert handler.verify(art.artifact_id).ok
+    assert handler.get(art.artifact_id).file.read_bytes() == GOOD
+
+
 def test_a_chained_url_never_hides_the_store_from_the_url_tools(
     tampered: tuple[eio.Handler, eio.Artifact], tmp_path: Path
 ) -> None:
