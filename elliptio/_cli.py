@@ -256,11 +256,16 @@ _SUMMARY_COLUMNS = [
 ]
 
 
+def _is_int(value: Any) -> bool:
+    """An int, as records hold sizes (``bson.Int64`` from MongoDB too), not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_cells(frame: Any, column: str, fine: Callable[[list[Any]], bool]) -> None:
     """Raise `CorruptRecordError` naming the first artifact whose ``column`` is not
     a list that ``fine`` accepts, or missing (a record planted in a shared catalog)."""
     for artifact_id, value in frame[column].items():
-        if value is not None and (type(value) is not list or not fine(value)):
+        if value is not None and (not isinstance(value, list) or not fine(value)):
             raise CorruptRecordError(
                 f"the record of {artifact_id!r} in the catalog is malformed: field "
                 f"{column!r} holds {str(value)[:80]!r}; someone with write access to the "
@@ -279,10 +284,10 @@ def _summary(frame: Any, exact: bool) -> Any:
     def size(files: Sequence[Mapping[str, Any]] | None) -> str:
         return _size(sum(f["size"] for f in files or ()), exact)
 
-    _check_cells(frame, "file_relpaths", lambda v: all(type(r) is str for r in v))
-    _check_cells(frame, "based_on", lambda v: all(type(r) is str for r in v))
+    _check_cells(frame, "file_relpaths", lambda v: all(isinstance(r, str) for r in v))
+    _check_cells(frame, "based_on", lambda v: all(isinstance(r, str) for r in v))
     _check_cells(
-        frame, "files", lambda v: all(type(f) is dict and type(f.get("size")) is int for f in v)
+        frame, "files", lambda v: all(isinstance(f, dict) and _is_int(f.get("size")) for f in v)
     )
     named = frame["ref"].where(frame["ref"] != frame.index, "-")
     return frame.assign(

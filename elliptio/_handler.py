@@ -66,7 +66,14 @@ from ._maintenance import (
     save_aliases,
     verify,
 )
-from ._models import FileRecord, Labels, Metadata, refuse_nul, upgrade_record
+from ._models import (
+    MAX_LABELS_BYTES,
+    FileRecord,
+    Labels,
+    Metadata,
+    refuse_nul,
+    upgrade_record,
+)
 from ._names import format_aliases, parse_ref, validate_alias, validate_name
 from ._new import NewArtifact
 from ._protocol import remember_handler
@@ -101,6 +108,13 @@ def _labels(labels: LabelsLike) -> Labels:
             f"labels must be eio.Labels(...) or a dict, not {type(labels).__name__}"
         )
     refuse_nul(labels.model_dump())
+    size = len(labels.model_dump_json().encode("utf-8"))
+    if size > MAX_LABELS_BYTES:
+        raise InvalidLabelsError(
+            f"labels are {size} bytes as JSON (UTF-8), more than the limit of "
+            f"{MAX_LABELS_BYTES}; save large data as a file of the artifact and keep "
+            "labels small"
+        )
     return labels
 
 
@@ -439,9 +453,9 @@ class AsyncHandler:
             if not self.storage.backend.plain(f"{prefix}/{relpath}"):
                 raise InvalidPathError(
                     f"relpath {relpath!r} cannot be stored in "
-                    f"{self.storage.redact(self.storage.root_url)}: this "
-                    "store reads it as another object (S3 reads '?versionId=' in a key as "
-                    "a version); rename the file"
+                    f"{self.storage.redact(self.storage.root_url)}: the store would read "
+                    "it as another object (on S3 a '?' starts a version: '?versionId=' in "
+                    "a key names a version of another key); rename the file"
                 )
         return _Draft(
             artifact_id, created, username, prefix, current_run(), labels_, local_root, name_, dedup
@@ -1468,8 +1482,13 @@ def _has_password(url: str) -> bool:
     Kerberos service name is no secret: such a URL still reaches child processes."""
     from urllib.parse import parse_qsl, urlsplit
 
-    if has_credentials(url):  # the userinfo runs to the last "@", as pymongo reads it
-        return True
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in ("mongodb", "mongodb+srv"):
+        # As pymongo reads it: the hosts run to the first "/", the userinfo in them
+        # to their last "@", so the password may hold "#" or "?".
+        userinfo = rest.partition("/")[0].rpartition("@")[0]
+        if userinfo.partition(":")[2]:
+            return True
     try:
         parts = urlsplit(url)
         if parts.password is not None:

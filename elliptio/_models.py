@@ -209,7 +209,9 @@ class Labels(BaseModel):
 
     @model_validator(mode="after")
     def _bounded(self) -> Labels:
-        size = len(self.model_dump_json().encode("utf-8"))
+        # Characters here, so that every record an earlier release wrote reads;
+        # new labels are held to the limit in bytes (`elliptio._handler._labels`).
+        size = len(self.model_dump_json())
         if size > MAX_LABELS_BYTES:
             raise InvalidLabelsError(
                 f"labels are {size} bytes as JSON, more than the limit of {MAX_LABELS_BYTES}; "

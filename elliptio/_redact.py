@@ -260,19 +260,24 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
 
 
 def _redact_element(arg: str) -> str:
-    for pattern in (_OPTION, _ASSIGNMENT):
-        match = pattern.fullmatch(arg)
-        if match and match["value"] is not None:
-            head = arg[: match.start("value")]
-            if match["value"] and is_secret_name(match["name"]):
-                return head + MASK
-            # The value may be an assignment or a header itself:
-            # --conf=spark.hadoop.fs.s3a.secret.key=x, --header="Authorization: Bearer x".
-            return head + _redact_element(match["value"])
+    head = ""  # the option and assignment names peeled off so far
+    while True:
+        for pattern in (_OPTION, _ASSIGNMENT):
+            match = pattern.fullmatch(arg)
+            if match and match["value"] is not None:
+                head += arg[: match.start("value")]
+                if match["value"] and is_secret_name(match["name"]):
+                    return head + MASK
+                # The value may be an assignment or a header itself:
+                # --conf=spark.hadoop.fs.s3a.secret.key=x, --header="Authorization: x".
+                arg = match["value"]
+                break
+        else:
+            break
     header = _HEADER.fullmatch(arg)
     if header and is_secret_name(header["name"]):
-        return f"{header['lead']}{header['name']}:{header['space']}{MASK}"
-    return _redact_value(arg)
+        return f"{head}{header['lead']}{header['name']}:{header['space']}{MASK}"
+    return head + _redact_value(arg)
 
 
 def _redact_value(value: str) -> str:

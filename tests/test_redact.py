@@ -111,6 +111,8 @@ ARGV_CASES: list[tuple[list[str], list[str]]] = [
     (["--set=db.password=abc", "--set=replicas=3"], ["--set=db.password=***", "--set=replicas=3"]),
     (["-Dfs.s3a.access.key=abc"], ["-Dfs.s3a.access.key=***"]),
     (["--env=A=1"], ["--env=A=1"]),
+    (["--x=" + "a=" * 2000 + "1"], ["--x=" + "a=" * 2000 + "1"]),  # no recursion limit
+    (["--x=" + "a=" * 2000 + "password=1"], ["--x=" + "a=" * 2000 + "password=***"]),
     # URLs anywhere in an element
     (["mongodb://u:p@h/db"], ["mongodb://u:***@h/db"]),
     (["--uri=mongodb://u:p@h"], ["--uri=mongodb://u:***@h"]),

@@ -439,6 +439,24 @@ def test_a_password_holding_a_hash_sign_never_reaches_child_processes(tmp_path: 
 
 
 @pytest.mark.parametrize(
+    "catalog",
+    [
+        "mongodb://h1:27017,h2:27017/db?replicaSet=rs&appName=me@lab",
+        "mongodb://[::1]:27017/db?appName=me@lab",
+        "sqlite:////tmp/proj:v2/runs@2024/cat.db",
+    ],
+)
+def test_an_at_sign_after_the_hosts_is_no_password(catalog: str) -> None:
+    """pymongo reads the userinfo in the hosts, before the first '/': an '@' in the
+    options or in a SQLite path holds no secret, and workers need the URL (helper-65)."""
+    from elliptio._handler import _has_password
+
+    assert not _has_password(catalog)
+    assert _has_password("mongodb://u:p?w@h/db")
+    assert _has_password("mongodb+srv://u:p#w@cluster.example.net/db")
+
+
+@pytest.mark.parametrize(
     "store",
     [
         "s3 with options in code",

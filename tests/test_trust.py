@@ -1422,3 +1422,26 @@ def test_a_planted_malformed_record_is_named_by_the_cli_table(
     assert "Traceback" not in err
     # Only the table sums and joins these fields; JSON shows them as stored.
     assert main(["find", "--format", "json"]) == (1 if path == "creation_time" else 0)
+
+
+def test_the_cli_table_sums_sizes_a_real_mongodb_returns_as_int64() -> None:
+    """pymongo hands sizes of 2 GiB and more back as bson.Int64 (an int): the table's
+    check of malformed records must take them (helper-65)."""
+    from bson.int64 import Int64
+
+    from elliptio._cli import _SUMMARY_COLUMNS, _summary
+    from elliptio._frame import to_frame
+
+    doc = {
+        "artifact_id": new_artifact_id(),
+        "creation_time": datetime(2026, 1, 1, tzinfo=UTC),
+        "username": "andy",
+        "labels": {"datatype": "table"},
+        "file_relpaths": ["big.bin"],
+        "files": [{"relpath": "big.bin", "url": "s3://b/k", "size": Int64(3 * 2**30)}],
+        "based_on": [],
+        "name": None,
+        "name_version": None,
+    }
+    shown = _summary(to_frame([doc], columns=_SUMMARY_COLUMNS), exact=True)
+    assert shown["size"].tolist() == [str(3 * 2**30)]
