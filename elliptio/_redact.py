@@ -65,6 +65,9 @@ SECRET_NAME_PARTS: tuple[str, ...] = (
     "connectionstring",
 )
 """Substrings that make an option, variable or parameter name secret."""
+# Words that do as a whole part of a name (``--pass``, ``db.pass``, ``FTP_PASS``),
+# not inside others (``--passes``, ``bypass``, ``compass``).
+_SECRET_WORDS = frozenset({"pass"})
 
 # Query parameters that carry a signature rather than a named secret (S3 / GCS
 # presigned URLs, Azure SAS tokens).
@@ -115,7 +118,7 @@ def is_secret_name(name: str) -> bool:
 
     The name is lower-cased and every run of non-alphanumeric characters becomes
     ``_`` (so ``--API-Key``, ``api.key`` and ``API_KEY`` are all alike); it is secret
-    when it contains any of `SECRET_NAME_PARTS`.
+    when it contains any of `SECRET_NAME_PARTS`, or ``pass`` as a whole part.
 
     Args:
         name: The name, with or without leading dashes.
@@ -124,7 +127,9 @@ def is_secret_name(name: str) -> bool:
         True when values under this name must be masked.
     """
     normalised = _NOT_SECRET_AUTH.sub("", _NON_ALNUM.sub("_", name.lower()))
-    return any(part in normalised for part in SECRET_NAME_PARTS)
+    return any(part in normalised for part in SECRET_NAME_PARTS) or bool(
+        _SECRET_WORDS & set(normalised.split("_"))
+    )
 
 
 def _is_secret_param(name: str) -> bool:

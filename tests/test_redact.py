@@ -111,6 +111,15 @@ ARGV_CASES: list[tuple[list[str], list[str]]] = [
     (["--set=db.password=abc", "--set=replicas=3"], ["--set=db.password=***", "--set=replicas=3"]),
     (["-Dfs.s3a.access.key=abc"], ["-Dfs.s3a.access.key=***"]),
     (["--env=A=1"], ["--env=A=1"]),
+    # "pass" as a whole part of a name, not inside a word
+    (
+        ["--pass", "x", "--hydra=db.pass=y", "FTP_PASS=z"],
+        ["--pass", "***", "--hydra=db.pass=***", "FTP_PASS=***"],
+    ),
+    (
+        ["--passes=3", "--bypass=1", "--compass", "n"],
+        ["--passes=3", "--bypass=1", "--compass", "n"],
+    ),
     (["--x=" + "a=" * 2000 + "1"], ["--x=" + "a=" * 2000 + "1"]),  # no recursion limit
     (["--x=" + "a=" * 2000 + "password=1"], ["--x=" + "a=" * 2000 + "password=***"]),
     # URLs anywhere in an element
