@@ -1483,22 +1483,26 @@ def _has_password(url: str) -> bool:
     from urllib.parse import parse_qsl, urlsplit
 
     scheme, sep, rest = url.partition("://")
-    if sep and scheme.lower() in ("mongodb", "mongodb+srv"):
-        # As pymongo reads it: the hosts run to the first "/", the userinfo in them
-        # to their last "@", so the password may hold "#" or "?".
-        userinfo = rest.partition("/")[0].rpartition("@")[0]
-        if userinfo.partition(":")[2]:
-            return True
     try:
         parts = urlsplit(url)
         if parts.password is not None:
             return True
     except ValueError:
         return True
+    query = parts.query
+    if sep and scheme.lower() in ("mongodb", "mongodb+srv"):
+        # pymongo reads the hosts up to the first "/" and the userinfo in them up to
+        # their last "@" (a password may hold "#" or "?"); a password holding "/",
+        # which pymongo refuses, counts too: the userinfo before the options. The
+        # options run to the end: pymongo knows no fragment.
+        for hosts in (rest.partition("/")[0], rest.partition("?")[0]):
+            if hosts.rpartition("@")[0].partition(":")[2]:
+                return True
+        query = rest.partition("?")[2]
     # pymongo separates options by "&" or ";". The names are judged by the rule every
     # redaction uses, but a name of a file (tlsCertificateKeyFile) holds a path, and
     # authMechanismProperties is judged by the names of its properties.
-    for key, value in parse_qsl(parts.query.replace(";", "&"), keep_blank_values=True):
+    for key, value in parse_qsl(query.replace(";", "&"), keep_blank_values=True):
         if key.lower() == "authmechanismproperties":
             if any(is_secret_name(prop.partition(":")[0]) for prop in value.split(",")):
                 return True

@@ -214,7 +214,8 @@ class Labels(BaseModel):
         size = len(self.model_dump_json())
         if size > MAX_LABELS_BYTES:
             raise InvalidLabelsError(
-                f"labels are {size} bytes as JSON, more than the limit of {MAX_LABELS_BYTES}; "
+                f"labels are {size} characters as JSON, more than the limit of "
+                f"{MAX_LABELS_BYTES}; "
                 "save large data as a file of the artifact and keep labels small"
             )
         return self

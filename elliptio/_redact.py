@@ -83,6 +83,8 @@ _NOT_SECRET_AUTH = re.compile(r"author(?!i[sz])|auth_?source|auth_?mechanism(?!_
 _OPTION = re.compile(r"(?P<prefix>--?)(?P<name>[A-Za-z][\w.\-]*)(?:(?P<eq>=)(?P<value>.*))?", re.S)
 # `NAME=value`, also Hydra-style `+name=value` / `++name=value`.
 _ASSIGNMENT = re.compile(r"(?P<prefix>\+{0,2})(?P<name>[A-Za-z_][\w.\-]*)=(?P<value>.*)", re.S)
+# The front of `--name=value` or `name=value` (`_OPTION`, `_ASSIGNMENT`) up to the "=".
+_NAME_EQ = re.compile(r"(?:--?(?P<option>[A-Za-z][\w.\-]*)|\+{0,2}(?P<name>[A-Za-z_][\w.\-]*))=")
 # `Header-Name: value`, as passed to curl-like tools with -H.
 _HEADER = re.compile(r"(?P<lead>\s*)(?P<name>[A-Za-z][\w\-]*):(?P<space>\s*)(?P<value>\S.*)", re.S)
 
@@ -107,7 +109,9 @@ _PORT = re.compile(r"\d*(?:[/?#]|$)")
 # `http(s)://token@host`: a bare user name over HTTP is almost always a token
 # (GitHub / GitLab personal access tokens in remote URLs).
 _HTTP_BARE_USER = re.compile(r"(?P<head>\bhttps?://)(?P<user>[^/?#@:\s]+)@", re.I)
-_PARAM = re.compile(r"(?P<name>[^=&#;?\s]+)=(?P<value>[^&#;\s]*)")
+# A name starts after a separator (or at the start): tried inside a long word, the
+# match took time quadratic in its length (100 KB of JSON text: 41 s).
+_PARAM = re.compile(r"(?<![^=&#;?\s])(?P<name>[^=&#;?\s]+)=(?P<value>[^&#;\s]*)")
 # What may follow a URL shown in quotes (repr) in a message: the closing quote
 # and punctuation, kept outside the mask; only at the very end of the value.
 _QUOTE_TAIL = re.compile(r"['\"][:,;.)\]}>]*$")
@@ -265,20 +269,15 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
 
 
 def _redact_element(arg: str) -> str:
-    head = ""  # the option and assignment names peeled off so far
-    while True:
-        for pattern in (_OPTION, _ASSIGNMENT):
-            match = pattern.fullmatch(arg)
-            if match and match["value"] is not None:
-                head += arg[: match.start("value")]
-                if match["value"] and is_secret_name(match["name"]):
-                    return head + MASK
-                # The value may be an assignment or a header itself:
-                # --conf=spark.hadoop.fs.s3a.secret.key=x, --header="Authorization: x".
-                arg = match["value"]
-                break
-        else:
-            break
+    # Peel `--name=` and `name=` off the front (the value may be an assignment or a
+    # header itself: --conf=spark.hadoop.fs.s3a.secret.key=x, --header="Authorization:
+    # x"), one match at the front each, so a long chain costs linear time.
+    start = 0
+    while match := _NAME_EQ.match(arg, start):
+        start = match.end()
+        if start < len(arg) and is_secret_name(match["option"] or match["name"]):
+            return arg[:start] + MASK
+    head, arg = arg[:start], arg[start:]
     header = _HEADER.fullmatch(arg)
     if header and is_secret_name(header["name"]):
         return f"{head}{header['lead']}{header['name']}:{header['space']}{MASK}"

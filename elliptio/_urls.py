@@ -168,12 +168,17 @@ class UrlTools:
 
     # -- files of the configured store ---------------------------------------------------
     def _store_path(
-        self, backend: Backend, path: str, store: tuple[type, str] | None = None
+        self,
+        backend: Backend,
+        path: str,
+        store: tuple[type, str] | None = None,
+        real: Callable[[str], str] = os.path.realpath,
     ) -> str | None:
         """``path`` as a path of the store of these settings (its artifacts' files) if
         it lies in it: as given, or on local disk reached through a symbolic link
         outside the store (``/home/me/lake`` for a store at ``/data/me/lake``).
-        ``store``: another store's ``(filesystem type, root)`` instead."""
+        ``store``: another store's ``(filesystem type, root)`` instead; ``real``:
+        ``os.path.realpath``, or a memo of it for checks of one path against many."""
         kind, root = store or self._store_root()
         if type(backend.fs) is not kind:
             return None
@@ -186,9 +191,9 @@ class UrlTools:
             if canonical == root or canonical.startswith(root + "/"):
                 return canonical
             return None
-        real, real_root = os.path.realpath(path), os.path.realpath(root)
-        if real == real_root or real.startswith(real_root.rstrip("/") + "/"):
-            return root + real[len(real_root) :]
+        resolved, real_root = real(path), _real_root(root)
+        if resolved == real_root or resolved.startswith(real_root.rstrip("/") + "/"):
+            return root + resolved[len(real_root) :]
         return None
 
     def _store_root(self) -> tuple[type, str]:
@@ -214,13 +219,18 @@ class UrlTools:
 
     def _holding(self, backend: Backend, path: str) -> str | None:
         """The root of a store (see `_stores`) that the folder ``path`` holds, if any."""
+        real = functools.cache(os.path.realpath)
         for store in self._stores():
-            if self._holds_store(backend, path, store):
+            if self._holds_store(backend, path, store, real):
                 return store[1]
         return None
 
     def _holds_store(
-        self, backend: Backend, path: str, store: tuple[type, str] | None = None
+        self,
+        backend: Backend,
+        path: str,
+        store: tuple[type, str] | None = None,
+        real: Callable[[str], str] = os.path.realpath,
     ) -> bool:
         """Whether the store lies inside the folder ``path`` (on local disk also as
         reached through symbolic links), so removing or moving it takes the store.
@@ -234,8 +244,8 @@ class UrlTools:
         if not top or root.startswith(top + "/"):
             return True
         if isinstance(backend.fs, LocalFileSystem):
-            real, real_root = os.path.realpath(path).rstrip("/"), os.path.realpath(root)
-            return not real or real_root.startswith(real + "/")
+            resolved = real(path).rstrip("/")
+            return not resolved or _real_root(root).startswith(resolved + "/")
         return False
 
     def _refuse_store_or_root(self, url: str, backend: Backend, path: str, what: str) -> None:
@@ -320,7 +330,8 @@ class UrlTools:
 
         if isinstance(backend.fs, ElliptioFileSystem):
             backend.fs._refuse(path)  # ImmutableError now, before anything is written
-        if any(self._store_path(backend, path, store) for store in self._stores()):
+        real = functools.cache(os.path.realpath)
+        if any(self._store_path(backend, path, store, real) for store in self._stores()):
             raise InvalidPathError(
                 f"cannot {what} {redact_url(url)!r}: it lies in the elliptio store, whose "
                 "committed artifacts never change; write new files with Handler.new() or "
@@ -765,6 +776,20 @@ class UrlTools:
 
 # The handlers of this process: their stores are written by nothing but them.
 _handlers: weakref.WeakSet[AsyncHandler] = weakref.WeakSet()
+# The real path of each local store root, fixed once the root exists (as in
+# `LocalBackend`): checking a path against a thousand stores costs no thousand
+# resolutions.
+_real_roots: dict[str, str] = {}
+
+
+def _real_root(root: str) -> str:
+    real = _real_roots.get(root)
+    if real is None:
+        real = os.path.realpath(root)
+        if os.path.isdir(root):
+            _real_roots[root] = real
+    return real
+
 
 # The URL tools of this process, by the ELLIPTIO_* variables they were built from.
 _default: ProcessLocal[dict[tuple[tuple[str, str], ...], UrlTools]] = ProcessLocal(dict)

@@ -454,6 +454,11 @@ def test_an_at_sign_after_the_hosts_is_no_password(catalog: str) -> None:
     assert not _has_password(catalog)
     assert _has_password("mongodb://u:p?w@h/db")
     assert _has_password("mongodb+srv://u:p#w@cluster.example.net/db")
+    # A "/" in the password (pymongo refuses it, but the URL would travel first),
+    # and options after a "#", which pymongo reads as options (helper-66).
+    assert _has_password("mongodb://u:abc/def@127.0.0.1:1/db")
+    assert _has_password("mongodb://h/db?appname=a#&tlsCertificateKeyFilePassword=S")
+    assert _has_password("mongodb://h/db?a=1#&authMechanismProperties=AWS_SESSION_TOKEN:S")
 
 
 @pytest.mark.parametrize(
