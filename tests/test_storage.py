@@ -287,6 +287,19 @@ def test_is_interactive_follows_the_terminal(monkeypatch: pytest.MonkeyPatch) ->
     assert not is_interactive()
 
 
+def _stored_whole(tmp_path: Path, data: bytes) -> None:
+    """Upload ``data`` from a local file into a local store; its record and every
+    read of it must be the bytes given."""
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    with eio.Handler(storage=str(tmp_path / "lake"), catalog=f"sqlite:///{tmp_path / 'c.db'}") as h:
+        art = h.upload(source, name="big")
+        assert art.file.sha256 == _sha(data)
+        assert art.file.size == len(data)
+        assert h.get(art.artifact_id).file.read_bytes() == data
+        assert Path(art.file.local_path()).read_bytes() == data
+
+
 def _refuse(name: str, code: int) -> Any:
     def refuse(*args: Any) -> int:
         raise OSError(code, f"{name} refused")
@@ -312,16 +325,7 @@ def test_a_large_local_file_is_stored_and_hashed_whichever_way_it_is_copied(
         monkeypatch.setattr(os, "copy_file_range", _refuse("copy_file_range", errno.EXDEV))
     if kernel == "user space":
         monkeypatch.setattr(os, "sendfile", _refuse("sendfile", errno.EINVAL))
-    data = os.urandom(3 * 16 * MiB + 12345)  # several kernel steps, not a multiple
-    source = tmp_path / "big.bin"
-    source.write_bytes(data)
-    h = eio.Handler(storage=str(tmp_path / "lake"), catalog=f"sqlite:///{tmp_path / 'c.db'}")
-    with h:
-        art = h.upload(source, name="big")
-        assert art.file.sha256 == _sha(data)
-        assert art.file.size == len(data)
-        assert h.get(art.artifact_id).file.read_bytes() == data
-        assert Path(art.file.local_path()).read_bytes() == data
+    _stored_whole(tmp_path, os.urandom(3 * 16 * MiB + 12345))  # steps, not a multiple
 
 
 def test_a_disk_error_in_a_kernel_copy_fails_the_upload_and_leaves_nothing(
@@ -364,15 +368,7 @@ def test_a_kernel_copy_that_stops_early_is_finished_by_reads(
         return real(src, dst, count, *args) if len(calls) == 1 else 0
 
     monkeypatch.setattr(os, "copy_file_range", stops_after_one)
-    data = os.urandom(20 * MiB + 7)
-    source = tmp_path / "big.bin"
-    source.write_bytes(data)
-    h = eio.Handler(storage=str(tmp_path / "lake"), catalog=f"sqlite:///{tmp_path / 'c.db'}")
-    with h:
-        art = h.upload(source, name="big")
-        assert art.file.size == len(data)
-        assert art.file.sha256 == _sha(data)
-        assert art.file.read_bytes() == data
+    _stored_whole(tmp_path, os.urandom(20 * MiB + 7))
     assert len(calls) == 2
 
 
