@@ -1491,13 +1491,16 @@ def _has_password(url: str) -> bool:
         return True
     query = parts.query
     if sep and scheme.lower() in ("mongodb", "mongodb+srv"):
-        # pymongo reads the hosts up to the first "/" and the userinfo in them up to
-        # their last "@" (a password may hold "#" or "?"); a password holding "/",
-        # which pymongo refuses, counts too: the userinfo before the options. The
-        # options run to the end: pymongo knows no fragment.
-        for hosts in (rest.partition("/")[0], rest.partition("?")[0]):
-            if hosts.rpartition("@")[0].partition(":")[2]:
+        # Read as pymongo reads it (a password may hold "#"; no DNS lookup for +srv);
+        # a URL pymongo cannot read is never handed on either. The options run to
+        # the end: pymongo knows no fragment.
+        from pymongo.uri_parser import parse_uri
+
+        try:
+            if parse_uri(f"mongodb://{rest}", validate=False)["password"]:
                 return True
+        except Exception:
+            return True
         query = rest.partition("?")[2]
     # pymongo separates options by "&" or ";". The names are judged by the rule every
     # redaction uses, but a name of a file (tlsCertificateKeyFile) holds a path, and

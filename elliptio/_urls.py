@@ -191,7 +191,7 @@ class UrlTools:
             if canonical == root or canonical.startswith(root + "/"):
                 return canonical
             return None
-        resolved, real_root = real(path), _real_root(root)
+        resolved, real_root = real(path), real(root)
         if resolved == real_root or resolved.startswith(real_root.rstrip("/") + "/"):
             return root + resolved[len(real_root) :]
         return None
@@ -245,7 +245,7 @@ class UrlTools:
             return True
         if isinstance(backend.fs, LocalFileSystem):
             resolved = real(path).rstrip("/")
-            return not resolved or _real_root(root).startswith(resolved + "/")
+            return not resolved or real(root).startswith(resolved + "/")
         return False
 
     def _refuse_store_or_root(self, url: str, backend: Backend, path: str, what: str) -> None:
@@ -325,12 +325,21 @@ class UrlTools:
             f"its files: {', '.join(sorted(artifact.files)) or 'none'}"
         )
 
-    def _refuse_in_store(self, url: str, backend: Backend, path: str, what: str) -> None:
+    def _refuse_in_store(
+        self,
+        url: str,
+        backend: Backend,
+        path: str,
+        what: str,
+        real: Callable[[str], str] | None = None,
+    ) -> None:
+        """Refuse a write into a store (see `_stores`); ``real``: a memo of
+        ``os.path.realpath`` shared by the checks of one operation."""
         from ._protocol import ElliptioFileSystem
 
         if isinstance(backend.fs, ElliptioFileSystem):
             backend.fs._refuse(path)  # ImmutableError now, before anything is written
-        real = functools.cache(os.path.realpath)
+        real = real or functools.cache(os.path.realpath)
         if any(self._store_path(backend, path, store, real) for store in self._stores()):
             raise InvalidPathError(
                 f"cannot {what} {redact_url(url)!r}: it lies in the elliptio store, whose "
@@ -660,8 +669,9 @@ class UrlTools:
                         f"cannot move {redact_url(src)!r} to {redact_url(dst)!r}: it would "
                         "land where it is, or in itself; give a target outside it"
                     )
+        real = functools.cache(os.path.realpath)  # each store's root resolved once here
         for target in [*(t for _, t in pairs), *folders]:  # a link may lead into the store
-            self._refuse_in_store(dst, dst_backend, target, "copy to")
+            self._refuse_in_store(dst, dst_backend, target, "copy to", real)
         within: list[tuple[str, str]] = []  # on one filesystem: copied there
         for name, target in pairs:
             if self._in_store(src_backend, name):
@@ -776,19 +786,6 @@ class UrlTools:
 
 # The handlers of this process: their stores are written by nothing but them.
 _handlers: weakref.WeakSet[AsyncHandler] = weakref.WeakSet()
-# The real path of each local store root, fixed once the root exists (as in
-# `LocalBackend`): checking a path against a thousand stores costs no thousand
-# resolutions.
-_real_roots: dict[str, str] = {}
-
-
-def _real_root(root: str) -> str:
-    real = _real_roots.get(root)
-    if real is None:
-        real = os.path.realpath(root)
-        if os.path.isdir(root):
-            _real_roots[root] = real
-    return real
 
 
 # The URL tools of this process, by the ELLIPTIO_* variables they were built from.

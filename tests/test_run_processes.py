@@ -459,6 +459,10 @@ def test_an_at_sign_after_the_hosts_is_no_password(catalog: str) -> None:
     assert _has_password("mongodb://u:abc/def@127.0.0.1:1/db")
     assert _has_password("mongodb://h/db?appname=a#&tlsCertificateKeyFilePassword=S")
     assert _has_password("mongodb://h/db?a=1#&authMechanismProperties=AWS_SESSION_TOKEN:S")
+    # A password holding "/" and "?" (helper-67): pymongo cannot read the URL.
+    assert _has_password("mongodb://u:a/b?c@h/db")
+    assert _has_password("mongodb+srv://u:p/q?r@c.example.net/db")
+    assert not _has_password("mongodb://user@h/db")  # a user name alone is no secret
 
 
 @pytest.mark.parametrize(

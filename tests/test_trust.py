@@ -1445,3 +1445,30 @@ def test_the_cli_table_sums_sizes_a_real_mongodb_returns_as_int64() -> None:
     }
     shown = _summary(to_frame([doc], columns=_SUMMARY_COLUMNS), exact=True)
     assert shown["size"].tolist() == [str(3 * 2**30)]
+
+
+def test_a_store_root_re_pointed_after_a_check_is_still_the_store(tmp_path: Path) -> None:
+    """The URL tools resolve each store's root at every check: a root that is a
+    link re-pointed to a copy of the store, after a first check, still protects
+    the copy (a cached resolution let rm and cp through, helper-67)."""
+    import shutil
+
+    disk1, disk2, lake = tmp_path / "disk1", tmp_path / "disk2", tmp_path / "lake"
+    disk1.mkdir()
+    lake.symlink_to(disk1)
+    h = eio.Handler(storage=str(lake), catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    art = _upload_good(h, tmp_path)
+    eio.cp(str(tmp_path / "table.csv"), str(tmp_path / "copy.csv"))  # a first check
+    shutil.copytree(disk1, disk2, symlinks=True)
+    lake.unlink()
+    lake.symlink_to(disk2)
+    stored = disk2 / Path(art.file.url).relative_to(lake)
+    for change in (
+        lambda: eio.rm(str(stored)),
+        lambda: eio.cp(str(tmp_path / "table.csv"), str(stored)),
+        lambda: eio.rm(str(disk2), recursive=True),
+    ):
+        with pytest.raises(eio.InvalidPathError, match="elliptio store"):
+            change()
+    assert stored.read_bytes() == GOOD
+    h.close()
