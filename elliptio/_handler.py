@@ -1491,13 +1491,16 @@ def _has_password(url: str) -> bool:
         return True
     query = parts.query
     if sep and scheme.lower() in ("mongodb", "mongodb+srv"):
-        # Read as pymongo reads it (a password may hold "#"; no DNS lookup for +srv);
-        # a URL pymongo cannot read is never handed on either. The options run to
-        # the end: pymongo knows no fragment.
-        from pymongo.uri_parser import parse_uri
+        # The hosts and userinfo as pymongo reads them (hosts to the first "/",
+        # userinfo to their last "@": a password may hold "#"); hosts or a userinfo
+        # pymongo cannot read (a password holding "/" or "?") are never handed on
+        # either. The options run to the end: pymongo knows no fragment.
+        from pymongo.uri_parser import parse_userinfo, split_hosts
 
+        userinfo, at, hosts = rest.partition("/")[0].rpartition("@")
         try:
-            if parse_uri(f"mongodb://{rest}", validate=False)["password"]:
+            split_hosts(hosts, default_port=None)
+            if at and parse_userinfo(userinfo)[1]:
                 return True
         except Exception:
             return True

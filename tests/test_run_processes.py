@@ -463,6 +463,9 @@ def test_an_at_sign_after_the_hosts_is_no_password(catalog: str) -> None:
     assert _has_password("mongodb://u:a/b?c@h/db")
     assert _has_password("mongodb+srv://u:p/q?r@c.example.net/db")
     assert not _has_password("mongodb://user@h/db")  # a user name alone is no secret
+    assert not _has_password("mongodb+srv://c.example.net/db?srvServiceName=x&srvMaxHosts=2")
+    assert not _has_password("mongodb://h:27017/db?directConnection=true&loadBalanced=false")
+    assert not _has_password("mongodb://%2Ftmp%2Fmongodb-27017.sock/db")
 
 
 @pytest.mark.parametrize(
