@@ -175,8 +175,9 @@ def redact_url(url: str, *, whole: bool = False) -> str:
     span = _whole_userinfo(url) if whole else None
     if span is not None:
         url = url[: span[0]] + MASK + url[span[1] :]
-    url = _USERINFO_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", url)
-    url = _HTTP_BARE_USER.sub(lambda m: f"{m['head']}{MASK}@", url)
+    if "@" in url:  # else no userinfo, and the scans below are quadratic in its length
+        url = _USERINFO_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", url)
+        url = _HTTP_BARE_USER.sub(lambda m: f"{m['head']}{MASK}@", url)
     cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
     if cut < 0:
         return url
@@ -223,7 +224,7 @@ def has_credentials(url: str) -> bool:
     Returns:
         True when `redact_url` would mask part of the URL's userinfo.
     """
-    return bool(
+    return "@" in url and bool(
         _USERINFO_PASSWORD.search(url)
         or _HTTP_BARE_USER.search(url)
         or _whole_userinfo(url) is not None
@@ -326,12 +327,13 @@ def redact_text(text: str, secrets: Iterable[str]) -> str:
 
 
 def _url_passwords(url: str) -> set[str]:
-    found = {match["password"] for match in _USERINFO_PASSWORD.finditer(url)}
-    span = _whole_userinfo(url)
-    if span is not None:
-        found.add(url[span[0] : span[1]])
-    for match in _HTTP_BARE_USER.finditer(url):
-        found.add(match["user"])
+    found: set[str] = set()
+    if "@" in url:  # else no userinfo (see `redact_url`)
+        found.update(match["password"] for match in _USERINFO_PASSWORD.finditer(url))
+        span = _whole_userinfo(url)
+        if span is not None:
+            found.add(url[span[0] : span[1]])
+        found.update(match["user"] for match in _HTTP_BARE_USER.finditer(url))
     cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
     if cut >= 0:
         for match in _PARAM.finditer(url[cut:]):
