@@ -29,7 +29,6 @@ from ._errors import (
     ArtifactExistsError,
     ArtifactNotFoundError,
     ConfigError,
-    CorruptRecordError,
     ElliptioError,
     FileNotInArtifactError,
     InvalidLabelsError,
@@ -264,13 +263,12 @@ def _is_int(value: Any) -> bool:
 def _check_cells(frame: Any, column: str, fine: Callable[[list[Any]], bool]) -> None:
     """Raise `CorruptRecordError` naming the first artifact whose ``column`` is not
     a list that ``fine`` accepts, or missing (a record planted in a shared catalog)."""
+    from ._models import malformed_field  # pydantic: not on every CLI start
+
     for artifact_id, value in frame[column].items():
         if value is not None and (not isinstance(value, list) or not fine(value)):
-            raise CorruptRecordError(
-                f"the record of {artifact_id!r} in the catalog is malformed: field "
-                f"{column!r} holds {str(value)[:80]!r}; someone with write access to the "
-                "catalog changed it. Remove that record, or show the others with "
-                "--format json"
+            raise malformed_field(
+                artifact_id, column, value, "Remove that record, or show all with --format json"
             )
 
 

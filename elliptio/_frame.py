@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._catalog.base import document_columns
-from ._errors import CorruptRecordError, QueryError
+from ._errors import QueryError
+from ._models import malformed_field
 from ._names import format_ref
 
 if TYPE_CHECKING:
@@ -190,7 +191,8 @@ def build_frame(table: Mapping[str, Sequence[Any]], plan: FramePlan) -> pd.DataF
 
 def _creation_times(ids: Sequence[str], cells: Sequence[Any], index: pd.Index) -> pd.Series:
     """The ``creation_time`` column as UTC timestamps; a record holding something
-    else there (planted in a shared catalog) is `CorruptRecordError` naming it."""
+    else there (planted in a shared catalog) is `CorruptRecordError` naming it
+    (`malformed_field`)."""
     import pandas as pd
 
     column = pd.Series(cells, index=index, dtype=object)
@@ -208,11 +210,7 @@ def _creation_times(ids: Sequence[str], cells: Sequence[Any], index: pd.Index) -
                 continue
             except (ValueError, OverflowError):
                 pass
-        raise CorruptRecordError(
-            f"the record of {artifact_id!r} in the catalog is malformed: field "
-            f"'creation_time' holds {str(cell)[:80]!r}, not the date of a commit; "
-            "someone with write access to the catalog changed it. Remove that record"
-        )
+        raise malformed_field(artifact_id, "creation_time", cell)
     return pd.to_datetime(column, utc=True)
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "Metadata",
     "Tombstone",
     "check_storable",
+    "malformed_field",
     "refuse_nul",
     "upgrade_record",
 ]
@@ -392,6 +393,18 @@ def upgrade_record(doc: Mapping[str, Any]) -> Metadata:
             f"record of {_shown_id(artifact_id)} is malformed ({_problems(err)}); restore it "
             "from its sidecar with `elliptio reindex`, or report how it was written"
         ) from None
+
+
+def malformed_field(
+    artifact_id: object, field: str, value: object, next_step: str = "Remove that record"
+) -> CorruptRecordError:
+    """The error for a catalog record whose ``field`` holds what no commit writes
+    there (planted in a shared catalog), for reads that take fields one by one."""
+    return CorruptRecordError(
+        f"the record of '{_shown_id(artifact_id)}' in the catalog is malformed: field "
+        f"{field!r} holds {str(value)[:80]!r}; someone with write access to the catalog "
+        f"changed it. {next_step}"
+    )
 
 
 def _shown_id(artifact_id: object) -> str:

@@ -81,9 +81,8 @@ _NOT_SECRET_AUTH = re.compile(r"author(?!i[sz])|auth_?source|auth_?mechanism(?!_
 
 # `--name=value`, `--name`, `-name` (no short single-letter options: too ambiguous).
 _OPTION = re.compile(r"(?P<prefix>--?)(?P<name>[A-Za-z][\w.\-]*)(?:(?P<eq>=)(?P<value>.*))?", re.S)
-# `NAME=value`, also Hydra-style `+name=value` / `++name=value`.
-_ASSIGNMENT = re.compile(r"(?P<prefix>\+{0,2})(?P<name>[A-Za-z_][\w.\-]*)=(?P<value>.*)", re.S)
-# The front of `--name=value` or `name=value` (`_OPTION`, `_ASSIGNMENT`) up to the "=".
+# The front of `--name=value`, `-name=value` or `NAME=value` (also Hydra-style
+# `+name=value` / `++name=value`), up to the "=".
 _NAME_EQ = re.compile(r"(?:--?(?P<option>[A-Za-z][\w.\-]*)|\+{0,2}(?P<name>[A-Za-z_][\w.\-]*))=")
 # `Header-Name: value`, as passed to curl-like tools with -H.
 _HEADER = re.compile(r"(?P<lead>\s*)(?P<name>[A-Za-z][\w\-]*):(?P<space>\s*)(?P<value>\S.*)", re.S)
@@ -269,15 +268,24 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
     return result
 
 
-def _redact_element(arg: str) -> str:
-    # Peel `--name=` and `name=` off the front (the value may be an assignment or a
-    # header itself: --conf=spark.hadoop.fs.s3a.secret.key=x, --header="Authorization:
-    # x"), one match at the front each, so a long chain costs linear time.
+def _peeled(arg: str) -> tuple[int, bool]:
+    """Peel `--name=` and `name=` off the front of ``arg`` (a value may be an
+    assignment or a header itself: ``--conf=spark.hadoop.fs.s3a.secret.key=x``,
+    ``--header="Authorization: x"``), one match at the front each, so a long chain
+    costs linear time. Where the rest starts, and whether it is a secret value
+    (its name was secret)."""
     start = 0
     while match := _NAME_EQ.match(arg, start):
         start = match.end()
         if start < len(arg) and is_secret_name(match["option"] or match["name"]):
-            return arg[:start] + MASK
+            return start, True
+    return start, False
+
+
+def _redact_element(arg: str) -> str:
+    start, secret = _peeled(arg)
+    if secret:
+        return arg[:start] + MASK
     head, arg = arg[:start], arg[start:]
     header = _HEADER.fullmatch(arg)
     if header and is_secret_name(header["name"]):
@@ -349,11 +357,14 @@ def _secret_pair(value: Sequence[Any]) -> bool:
 
 
 def _element_secret(arg: str) -> str | None:
-    """The secret of ``--token=x``, ``TOKEN=x`` or ``Authorization: Bearer x``."""
-    for pattern in (_OPTION, _ASSIGNMENT, _HEADER):
-        match = pattern.fullmatch(arg)
-        if match and match["value"] and is_secret_name(match["name"]):
-            return str(match["value"])
+    """The secret that `_redact_element` masks as a whole value: of ``--token=x``,
+    ``TOKEN=x``, ``Authorization: Bearer x``, and of these as an option's value."""
+    start, secret = _peeled(arg)
+    if secret:
+        return arg[start:]
+    header = _HEADER.fullmatch(arg, start)
+    if header and header["value"] and is_secret_name(header["name"]):
+        return str(header["value"])
     return None
 
 

@@ -200,21 +200,16 @@ class UrlTools:
         """The filesystem type and root path of the store of these settings."""
         if self._store is None:
             url = self.settings.resolved_storage_url()
-            fs, root = open_filesystem(url, self.settings.storage_options, self._redact)
-            if not isinstance(fs, LocalFileSystem):
-                root = canonical_path(fs, root)
-            self._store = (type(fs), root.rstrip("/"))
+            self._store = _store_key(
+                *open_filesystem(url, self.settings.storage_options, self._redact)
+            )
         return self._store
 
     def _stores(self) -> list[tuple[type, str]]:
         """The store of these settings, then that of every handler of this process:
         the URL tools write, move or remove nothing in any of them."""
         stores = [self._store_root()]
-        for handler in list(_handlers):
-            fs, root = handler.storage.fs, handler.storage.root
-            if not isinstance(fs, LocalFileSystem):
-                root = canonical_path(fs, root)
-            stores.append((type(fs), root.rstrip("/")))
+        stores += [_store_key(h.storage.fs, h.storage.root) for h in list(_handlers)]
         return list(dict.fromkeys(stores))
 
     def _holding(self, backend: Backend, path: str) -> str | None:
@@ -225,17 +220,14 @@ class UrlTools:
                 return store[1]
         return None
 
+    @staticmethod
     def _holds_store(
-        self,
-        backend: Backend,
-        path: str,
-        store: tuple[type, str] | None = None,
-        real: Callable[[str], str] = os.path.realpath,
+        backend: Backend, path: str, store: tuple[type, str], real: Callable[[str], str]
     ) -> bool:
-        """Whether the store lies inside the folder ``path`` (on local disk also as
-        reached through symbolic links), so removing or moving it takes the store.
-        ``store``: another store's ``(filesystem type, root)`` instead."""
-        kind, root = store or self._store_root()
+        """Whether ``store`` (``(filesystem type, root)``) lies inside the folder
+        ``path`` (on local disk also as reached through symbolic links), so removing
+        or moving it takes the store; ``real``: a memo of ``os.path.realpath``."""
+        kind, root = store
         if type(backend.fs) is not kind:
             return False
         top = path.rstrip("/")
@@ -782,6 +774,14 @@ class UrlTools:
         for folder in ("urls", "records"):
             shutil.rmtree(self.cache.root / folder, ignore_errors=True)
         return freed
+
+
+def _store_key(fs: fsspec.AbstractFileSystem, root: str) -> tuple[type, str]:
+    """A store as the URL tools compare paths with it: its filesystem type and its
+    root (canonical where the filesystem reads several spellings alike)."""
+    if not isinstance(fs, LocalFileSystem):
+        root = canonical_path(fs, root)
+    return (type(fs), root.rstrip("/"))
 
 
 # The handlers of this process: their stores are written by nothing but them.

@@ -299,3 +299,14 @@ def test_a_bearer_token_option_is_masked() -> None:
     assert is_secret_name("--bearer")
     assert "tok123" not in " ".join(redact_argv(["serve.py", "--bearer", "tok123"]))
     assert "tok123" not in redact_url("https://h/api?bearer=tok123")
+
+
+def test_the_secrets_collected_are_those_the_redaction_masks() -> None:
+    """known_secrets (which masks them in every message) takes a secret given as an
+    option's value too, as redact_argv and redact_options mask it."""
+    from elliptio._redact import known_secrets, redact_options
+
+    options = {"extra": "--conf=fs.s3a.secret.key=S3CR3T", "h": "--header=Authorization: B X"}
+    assert {"S3CR3T", "B X"} <= known_secrets([], options)
+    assert "S3CR3T" not in str(redact_options(options))
+    assert "B X" not in str(redact_options(options))
