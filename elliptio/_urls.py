@@ -240,18 +240,30 @@ class UrlTools:
             return not resolved or real(root).startswith(resolved + "/")
         return False
 
-    def _refuse_store_or_root(self, url: str, backend: Backend, path: str, what: str) -> None:
-        """Refuse to remove or move the store, anything in it, a folder holding it,
-        or the root of a local filesystem."""
-        self._refuse_in_store(url, backend, path, what)
+    def _refuse_holding(
+        self, url: str, backend: Backend, path: str, what: str, next_step: str
+    ) -> None:
+        """Refuse to ``what`` the folder ``path`` when a store (see `_stores`) lies in it."""
         held = self._holding(backend, path)
         if held is not None:
             raise InvalidPathError(
                 f"cannot {what} {redact_url(url)!r}: the elliptio store lies in it "
-                f"({redact_url(backend.url(held))}), and its committed "
-                "artifacts never change; delete artifacts with Handler.delete() (elliptio "
-                "delete), or give a folder that does not hold the store"
+                f"({redact_url(backend.url(held))}); {next_step}, or give a folder that "
+                "does not hold the store"
             )
+
+    def _refuse_store_or_root(self, url: str, backend: Backend, path: str, what: str) -> None:
+        """Refuse to remove or move the store, anything in it, a folder holding it,
+        or the root of a local filesystem."""
+        self._refuse_in_store(url, backend, path, what)
+        self._refuse_holding(
+            url,
+            backend,
+            path,
+            what,
+            "its committed artifacts never change; delete "
+            "artifacts with Handler.delete() (elliptio delete)",
+        )
         if isinstance(backend.fs, LocalFileSystem) and os.path.realpath(path) == "/":
             raise InvalidPathError(f"cannot {what} {redact_url(url)!r}: it is the root folder")
 
@@ -613,14 +625,13 @@ class UrlTools:
                 (src, src_backend, src_path, "copy"),
                 (dst, dst_backend, dst_path, "copy into"),
             ):
-                held = self._holding(backend, path)
-                if held is not None:
-                    raise InvalidPathError(
-                        f"cannot {what} {redact_url(url)!r} recursively: the elliptio store "
-                        f"lies in it ({redact_url(backend.url(held))}); "
-                        "copy artifacts out with Handler.download() (elliptio download), "
-                        "or give a folder that does not hold the store"
-                    )
+                self._refuse_holding(
+                    url,
+                    backend,
+                    path,
+                    f"{what} recursively",
+                    "copy artifacts out with Handler.download() (elliptio download)",
+                )
         top = src_path.rstrip("/")
         into = os.fspath(dst).endswith("/") or self._call(
             dst_backend, "check", dst_path, dst_fs.isdir, dst_path
