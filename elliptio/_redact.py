@@ -4,11 +4,12 @@ Everything elliptio writes into a record or an error message passes through here
 first, so that no password, token or signed-URL credential is ever stored:
 
 - `redact_argv` masks the values of secret-looking options (``--password x``,
-  ``--api-key=x``), ``KEY=value`` pairs (``PASSWORD=x``, ``db.password=x``), HTTP
-  header arguments (``"Authorization: Bearer x"``) and credentials inside any URL in
-  any element.
-- `redact_url` masks the password in a URL's userinfo and secret query or fragment
-  parameters (``?token=x``, ``X-Amz-Signature=x``, ``sig=x``).
+  ``--api-key=x``), ``KEY=value`` pairs (``PASSWORD=x``, ``db.password=x``, also
+  inside an element: ``--opts=a=1,token=x``), HTTP header arguments
+  (``"Authorization: Bearer x"``), the same in an element that is a command line
+  itself, and credentials inside any URL in any element.
+- `redact_url` masks the password in a URL's userinfo and secret query, fragment
+  or path parameters (``?token=x``, ``X-Amz-Signature=x``, ``sig=x``, ``;token=x``).
 - `redact_text` masks known secret strings, for messages built from backend errors.
 - `has_credentials` tells whether a URL carries a password or token in its userinfo.
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -74,10 +75,14 @@ _SECRET_WORDS = frozenset({"pass"})
 _SECRET_QUERY_NAMES = frozenset({"sig", "signature"})
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
-# Names that contain "auth" without being credentials: "author", "authored",
-# "authority", and MongoDB's `authSource` / `authMechanism`. "authorization",
-# "authorize" and `authMechanismProperties` (it can hold a session token) still are.
-_NOT_SECRET_AUTH = re.compile(r"author(?!i[sz])|auth_?source|auth_?mechanism(?!_?prop)")
+# Names that contain a secret part without being credentials: "author",
+# "authored", "authority", MongoDB's `authSource` / `authMechanism`, a tokenizer
+# and counts of tokens (`max_new_tokens`). "authorization", "authorize",
+# `authMechanismProperties` (it can hold a session token) and "tokens" alone still are.
+_NOT_SECRET = re.compile(
+    r"author(?!i[sz])|auth_?source|auth_?mechanism(?!_?prop)"
+    r"|tokeni[sz]|(?<![a-z0-9])(?:max|min|num|n|total)_(?:new_)?tokens(?![a-z0-9])"
+)
 
 # `--name=value`, `--name`, `-name` (no short single-letter options: too ambiguous).
 _OPTION = re.compile(r"(?P<prefix>--?)(?P<name>[A-Za-z][\w.\-]*)(?:(?P<eq>=)(?P<value>.*))?", re.S)
@@ -111,6 +116,14 @@ _HTTP_BARE_USER = re.compile(r"(?P<head>\bhttps?://)(?P<user>[^/?#@:\s]+)@", re.
 # A name starts after a separator (or at the start): tried inside a long word, the
 # match took time quadratic in its length (100 KB of JSON text: 41 s).
 _PARAM = re.compile(r"(?<![^=&#;?\s])(?P<name>[^=&#;?\s]+)=(?P<value>[^&#;\s]*)")
+# `name=value` after a blank or a list separator inside an argument
+# (`--opts=a=1,password=x`, `"run with token=x"`); the value runs to the next blank.
+_ASSIGNMENT = re.compile(
+    r"(?<![^\s,;&])(?P<front>[-+]{0,2}(?P<name>[A-Za-z_][\w.\-]*)=)(?P<value>\S*)"
+)
+# A word of a command line given as one argument, quotes and all (an unclosed
+# quote runs to the end).
+_WORD = re.compile(r"""(?:[^\s'"]++|'[^']*+'?|"(?:[^"\\]|\\.)*+"?)++""")
 # What may follow a URL shown in quotes (repr) in a message: the closing quote
 # and punctuation, kept outside the mask; only at the very end of the value.
 _QUOTE_TAIL = re.compile(r"['\"][:,;.)\]}>]*$")
@@ -129,7 +142,7 @@ def is_secret_name(name: str) -> bool:
     Returns:
         True when values under this name must be masked.
     """
-    normalised = _NOT_SECRET_AUTH.sub("", _NON_ALNUM.sub("_", name.lower()))
+    normalised = _NOT_SECRET.sub("", _NON_ALNUM.sub("_", name.lower()))
     return any(part in normalised for part in SECRET_NAME_PARTS) or bool(
         _SECRET_WORDS & set(normalised.split("_"))
     )
@@ -177,10 +190,15 @@ def redact_url(url: str, *, whole: bool = False) -> str:
     if "@" in url:  # else no userinfo, and the scans below are quadratic in its length
         url = _USERINFO_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", url)
         url = _HTTP_BARE_USER.sub(lambda m: f"{m['head']}{MASK}@", url)
-    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
-    if cut < 0:
-        return url
-    return url[:cut] + _mask_params(url[cut:])
+    return "".join(_mask_params(part) if i else part for i, part in enumerate(_parts(url)))
+
+
+def _parts(url: str) -> list[str]:
+    """A URL cut before its path parameters (``https://h/x;token=abc``) and before
+    its query or fragment: the parts after the first hold parameters."""
+    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
+    semi = url.find(";", 0, cut)
+    return [url[:semi], url[semi:cut], url[cut:]] if semi >= 0 else [url[:cut], url[cut:]]
 
 
 def _whole_userinfo(url: str) -> tuple[int, int] | None:
@@ -242,7 +260,10 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
     Handles ``--password=x``, ``--password x`` (the next element is masked unless
     it starts with ``--``), ``-password x``, ``PASSWORD=x``, ``+db.password=x``,
     ``"Authorization: Bearer x"``, an option whose value is one of these
-    (``--conf=a.secret.key=x``, ``--header=Authorization: Bearer x``), and
+    (``--conf=a.secret.key=x``, ``--header=Authorization: Bearer x``), secret
+    assignments after a blank or a separator inside an element
+    (``--opts=a=1,password=x``), the words of an element that is a command line
+    itself (``bash -c "tool --token x"``, one level deep), and
     credentials in URLs anywhere in an element
     (``--uri=mongodb://u:p@h`` becomes ``--uri=mongodb://u:***@h``). Single-letter
     options such as ``-p x`` are not masked: their meaning is unknown.
@@ -253,19 +274,50 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
     Returns:
         A new list of the same length with secret values replaced by ``***``.
     """
+    return _redact_args(argv, _redact_element)
+
+
+def _redact_args(args: Iterable[str], element: Callable[[str], str]) -> list[str]:
+    """``args`` with each one passed through ``element`` and the one after a secret
+    option (``--password x``) masked."""
     result: list[str] = []
     mask_next = False
-    for arg in argv:
+    for arg in args:
         if mask_next:
             mask_next = False
             if not arg.startswith("--"):
                 result.append(MASK)
                 continue
-        result.append(_redact_element(arg))
+        result.append(element(arg))
         option = _OPTION.fullmatch(arg)
         if option and not option["eq"] and is_secret_name(option["name"]):
             mask_next = True
     return result
+
+
+def _redact_words(text: str) -> str:
+    """An argument that is a command line itself (``bash -c "tool --token x"``,
+    ``--extra-args="--password x"``): its words redacted as arguments, each
+    without its quotes, one level deep."""
+    words = list(_WORD.finditer(text))
+    inner = [_unquoted(m[0]) for m in words]
+    shown = _redact_args(inner, _redact_flat)
+    out, last = [], 0
+    for match, old, new in zip(words, inner, shown, strict=True):
+        if new != old:
+            begin = match.start() + (len(match[0]) - len(old)) // 2
+            out += [text[last:begin], new]
+            last = begin + len(old)
+    return "".join([*out, text[last:]])
+
+
+def _unquoted(word: str) -> str:
+    quoted = len(word) >= 2 and word[0] == word[-1] and word[0] in "'\""
+    return word[1:-1] if quoted else word
+
+
+def _redact_flat(arg: str) -> str:
+    return _redact_element(arg, nested=False)
 
 
 def _peeled(arg: str) -> tuple[int, bool]:
@@ -282,7 +334,7 @@ def _peeled(arg: str) -> tuple[int, bool]:
     return start, False
 
 
-def _redact_element(arg: str) -> str:
+def _redact_element(arg: str, *, nested: bool = True) -> str:
     start, secret = _peeled(arg)
     if secret:
         return arg[:start] + MASK
@@ -290,18 +342,36 @@ def _redact_element(arg: str) -> str:
     header = _HEADER.fullmatch(arg)
     if header and is_secret_name(header["name"]):
         return f"{head}{header['lead']}{header['name']}:{header['space']}{MASK}"
-    return head + _redact_value(arg)
+    return head + _redact_value(arg, nested=nested)
 
 
-def _redact_value(value: str) -> str:
+def _redact_value(value: str, *, nested: bool = True) -> str:
     """One argument or option value: JSON text as the options it holds, a URL that
-    is the whole value with its whole password, URLs inside other text."""
+    is the whole value with its whole password; else URLs inside the text, secret
+    assignments after a blank or a separator (``a=1,password=x``) and, in text
+    with blanks, the words of a command line (see `_redact_words`)."""
     parsed = _json_in(value)
     if parsed is not None:
         return _redact_json(value, parsed)
     if _SCHEME_FIRST.match(value):
         return redact_url(value, whole=True)
-    return _redact_urls_in(value)
+    value = _ASSIGNMENT.sub(_mask_assignment, _redact_urls_in(value))
+    if nested and any(c.isspace() for c in value) and _names_secret(value):
+        value = _redact_words(value)
+    return value
+
+
+def _names_secret(text: str) -> bool:
+    """Whether some name in ``text`` may be secret: a quick test before its words
+    are redacted one by one."""
+    normalised = _NON_ALNUM.sub("_", text.lower())
+    return any(part in normalised for part in (*SECRET_NAME_PARTS, *_SECRET_WORDS))
+
+
+def _mask_assignment(match: re.Match[str]) -> str:
+    if match["value"] and is_secret_name(match["name"]):
+        return f"{match['front']}{MASK}"
+    return match[0]
 
 
 def _redact_json(text: str, parsed: Any) -> str:
@@ -342,9 +412,8 @@ def _url_passwords(url: str) -> set[str]:
         if span is not None:
             found.add(url[span[0] : span[1]])
         found.update(match["user"] for match in _HTTP_BARE_USER.finditer(url))
-    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
-    if cut >= 0:
-        for match in _PARAM.finditer(url[cut:]):
+    for part in _parts(url)[1:]:
+        for match in _PARAM.finditer(part):
             if match["value"] and _is_secret_param(match["name"]):
                 found.add(match["value"])
     return found | {unquote(s) for s in found}

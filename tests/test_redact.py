@@ -122,6 +122,27 @@ ARGV_CASES: list[tuple[list[str], list[str]]] = [
     ),
     (["--x=" + "a=" * 2000 + "1"], ["--x=" + "a=" * 2000 + "1"]),  # no recursion limit
     (["--x=" + "a=" * 2000 + "password=1"], ["--x=" + "a=" * 2000 + "password=***"]),
+    # a secret assignment in a list, or after a blank, inside an argument
+    (["--opts=a=1,password=abc,b=2"], ["--opts=a=1,password=***"]),
+    (["--msg", "run with token=abc now"], ["--msg", "run with token=*** now"]),
+    (["--env=A=1;SECRET_KEY=abc"], ["--env=A=1;SECRET_KEY=***"]),
+    # an argument that is a command line: its words as arguments, one level deep
+    (
+        ["--extra-args=--epochs 3 --password abc --lr=0.1"],
+        ["--extra-args=--epochs 3 --password *** --lr=0.1"],
+    ),
+    (
+        ["bash", "-c", "curl -H 'Authorization: Bearer abc' -d \"--token=xyz\" h"],
+        ["bash", "-c", "curl -H 'Authorization: ***' -d \"--token=***\" h"],
+    ),
+    (["-c", 'tool --api-key "a b" --n 2'], ["-c", 'tool --api-key "***" --n 2']),
+    (["--note", "a 'b c' \"d"], ["--note", "a 'b c' \"d"]),  # no secret: as written
+    # counts of tokens and tokenizers are no secrets; "tokens" alone is
+    (
+        ["--max-new-tokens", "512", "--tokenizer", "bert", "--gen=max_tokens=9"],
+        ["--max-new-tokens", "512", "--tokenizer", "bert", "--gen=max_tokens=9"],
+    ),
+    (["--tokens", "abc", "--hf-token", "def"], ["--tokens", "***", "--hf-token", "***"]),
     # URLs anywhere in an element
     (["mongodb://u:p@h/db"], ["mongodb://u:***@h/db"]),
     (["--uri=mongodb://u:p@h"], ["--uri=mongodb://u:***@h"]),
@@ -202,6 +223,9 @@ URL_CASES: list[tuple[str, str]] = [
     ("https://h/cb#access_token=abc&state=1", "https://h/cb#access_token=***&state=1"),
     ("https://h/x?api_key=abc#frag", "https://h/x?api_key=***#frag"),
     ("bucket/key?token=abc", "bucket/key?token=***"),
+    # path parameters
+    ("https://h/x;token=abc", "https://h/x;token=***"),
+    ("https://h/a;b/c;jsessionid=1?sig=abc", "https://h/a;b/c;jsessionid=1?sig=***"),
     # unchanged
     ("https://example.com/a/b?x=1&page=2", "https://example.com/a/b?x=1&page=2"),
     ("https://host:8080/x?email=a@b.com", "https://host:8080/x?email=a@b.com"),

@@ -34,6 +34,12 @@ ARGV_SECRETS = {
     "mongodb://andy:a b#PLANTED_ARGV_RAW_PW@db.example/x": "PLANTED_ARGV_RAW_PW",
     # Options given as JSON text.
     '--opts={"aws_secret_access_key": "PLANTED_ARGV_JSON"}': "PLANTED_ARGV_JSON",
+    # A secret assignment in a list, a command line given as one argument, and a
+    # URL's path parameter.
+    "--opts=a=1,password=PLANTED_ARGV_LISTED": "PLANTED_ARGV_LISTED",
+    "--extra-args=--epochs 3 --api-key PLANTED_ARGV_NESTED": "PLANTED_ARGV_NESTED",
+    "curl -H 'Authorization: Bearer PLANTED_ARGV_NESTED_HEADER' x": "PLANTED_ARGV_NESTED_HEADER",
+    "https://h.example/x;token=PLANTED_ARGV_PATH_PARAM": "PLANTED_ARGV_PATH_PARAM",
 }
 # `--api-key VALUE`: the secret is the next element.
 SPLIT_SECRET = "PLANTED_ARGV_SPLIT_KEY"
