@@ -653,12 +653,19 @@ class UrlTools:
             found = self._call(
                 src_backend, "list", src_path, src_fs.find, src_path, None, True, True
             )
-            rel = {n: f"{base}/{n[len(top) + 1 :]}" if n != top else base for n in found}
-            pairs = [(n, rel[n]) for n, info in found.items() if info.get("type") != "directory"]
+            rel = {
+                n: f"{base}/{n[len(top) + 1 :]}".rstrip("/") if n != top else base for n in found
+            }
+            # A key ending in "/" (``d/empty/``, as S3 consoles make folders) is a
+            # folder's marker: a folder here, not a file.
+            is_folder = {
+                n: info.get("type") == "directory" or n.endswith("/") for n, info in found.items()
+            }
+            pairs = [(n, rel[n]) for n in found if not is_folder[n]]
             if named_too and top not in dict(pairs):
                 pairs.append((top, base))
             # (find() lists the source folder itself among its folders.)
-            folders = [rel[n] for n, info in found.items() if info.get("type") == "directory"]
+            folders = list(dict.fromkeys(rel[n] for n in found if is_folder[n]))
         if not isinstance(dst_fs, LocalFileSystem | MemoryFileSystem):
             folders = []  # an object store: folders are only their files' prefixes
         if moving and type(src_fs) is type(dst_fs):

@@ -558,3 +558,37 @@ def test_a_move_takes_an_s3_object_named_as_its_folder_along(
     fs.invalidate_cache()
     assert fs.cat(f"{S3_BUCKET}/both/e") == b"object"
     assert fs.cat(f"{S3_BUCKET}/both/e/inner") == b"inner"
+
+
+def test_s3_folder_markers_are_folders_in_copies_and_moves(
+    s3_options: dict[str, object], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Keys ending in "/" (``d/sub/``, as the S3 console makes folders) were copied
+    as files: cp -r to local disk stopped with 'a file where a folder is needed'
+    after some files, and cp -r / mv -r within S3 with UrlNotFoundError."""
+    import json
+
+    import fsspec
+
+    from tests.conftest import S3_BUCKET
+
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", f"s3://{S3_BUCKET}/lake")
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(s3_options))
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    fs = fsspec.filesystem("s3", **s3_options)
+    d = f"{S3_BUCKET}/console/d"
+    fs.pipe({f"{d}/a.txt": b"a", f"{d}/empty/": b"", f"{d}/sub/": b"", f"{d}/sub/b.txt": b"b"})
+
+    eio.cp(f"s3://{d}", str(tmp_path / "out"), recursive=True)
+    assert (tmp_path / "out" / "sub" / "b.txt").read_bytes() == b"b"
+    assert (tmp_path / "out" / "a.txt").read_bytes() == b"a"
+    assert (tmp_path / "out" / "empty").is_dir()
+
+    eio.cp(f"s3://{d}", f"s3://{S3_BUCKET}/console/e", recursive=True)
+    eio.mv(f"s3://{d}", f"s3://{S3_BUCKET}/console/f", recursive=True)
+    fs.invalidate_cache()
+    for folder in ("e", "f"):
+        assert fs.cat(f"{S3_BUCKET}/console/{folder}/sub/b.txt") == b"b"
+        assert fs.cat(f"{S3_BUCKET}/console/{folder}/a.txt") == b"a"
+    assert not fs.exists(d)
