@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -71,6 +70,7 @@ from ._models import (
     FileRecord,
     Labels,
     Metadata,
+    record_from_json,
     refuse_nul,
     upgrade_record,
 )
@@ -1019,8 +1019,8 @@ class AsyncHandler:
             return None
         try:
             text = _record_path(cache.root, artifact_id).read_text()
-            return upgrade_record(json.loads(text)).to_document()
-        except (OSError, ValueError, CorruptRecordError):
+            return record_from_json(text).to_document()
+        except (OSError, CorruptRecordError):
             return None
 
     def _cached_record(self, artifact_id: str, err: BaseException | None = None) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from ._errors import (
 )
 from ._layout import ARTIFACT_ID_RE, METADATA_RELPATH, RESERVED_DIR
 from ._lifecycle import revision, tombstone
-from ._models import Metadata, upgrade_record
+from ._models import Metadata, record_from_json, upgrade_record
 from ._storage import Storage
 
 __all__ = [
@@ -239,7 +239,7 @@ async def _has_sidecar(storage: Storage, prefix: str, artifact_id: str) -> bool:
     if raw is None:
         return False
     try:
-        record = upgrade_record(json.loads(raw))
+        record = record_from_json(raw)
     except SchemaVersionError:
         return True
     except (ValueError, CorruptRecordError):  # cut-off JSON, or JSON that is not a record
@@ -312,7 +312,7 @@ async def _restore_aliases(storage: Storage, catalog: Catalog, report: ReindexRe
                 for alias, version in doc["aliases"].items()
                 if type(version) is int and version >= 1
             }
-        except (ElliptioError, ValueError, KeyError, TypeError, AttributeError):
+        except (ElliptioError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             log.warning("reindex: %s is not a copy of aliases elliptio wrote; skipped", path)
             continue
         held = await catalog.aliases(name)
@@ -340,7 +340,7 @@ async def reindex_folder(
     if raw is None:
         return  # never committed: a matter for gc
     try:
-        record = upgrade_record(json.loads(raw))
+        record = record_from_json(raw)
     except (ValueError, SchemaVersionError, CorruptRecordError):
         report.unreadable.append(artifact_id)
         return
@@ -398,7 +398,7 @@ def _unconfirmed_tombstone(storage: Storage, sidecar: str, artifact_id: str) -> 
 async def _sidecar_is_tombstone(storage: Storage, sidecar: str, artifact_id: str) -> bool:
     try:
         raw = await _read_sidecar(storage, sidecar)
-        record = upgrade_record(json.loads(raw)) if raw is not None else None
+        record = record_from_json(raw) if raw is not None else None
     except (ValueError, SchemaVersionError, CorruptRecordError):
         return False
     return record is not None and record.artifact_id == artifact_id and record.deleted is not None

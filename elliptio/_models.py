@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -393,6 +394,24 @@ def upgrade_record(doc: Mapping[str, Any]) -> Metadata:
             f"record of {_shown_id(artifact_id)} is malformed ({_problems(err)}); restore it "
             "from its sidecar with `elliptio reindex`, or report how it was written"
         ) from None
+
+
+def record_from_json(text: str | bytes) -> Metadata:
+    """A record from the JSON text of a sidecar or a kept copy, as `upgrade_record`.
+
+    Raises:
+        SchemaVersionError: as `upgrade_record`.
+        CorruptRecordError: the text is not JSON of an object (cut off, or nested
+            too deeply to read), or not a valid record.
+    """
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        reason = "nested too deeply" if isinstance(err, RecursionError) else "not JSON"
+        raise CorruptRecordError(f"a record's text is {reason}; restore it from a backup") from None
+    if not isinstance(doc, dict):
+        raise CorruptRecordError("a record's text is no JSON object; restore it from a backup")
+    return upgrade_record(doc)
 
 
 def malformed_field(

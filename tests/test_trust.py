@@ -649,12 +649,13 @@ def test_a_fifo_planted_in_the_store_is_refused_not_waited_on(
     assert isinstance(report, eio.StorageError) or not report.ok
 
 
-@pytest.mark.parametrize("planted", ["fifo", "symlink"])
+@pytest.mark.parametrize("planted", ["fifo", "symlink", "deep"])
 def test_a_planted_sidecar_is_reported_while_reindex_and_gc_go_on(
     tmp_path: Path, planted: str
 ) -> None:
     """One FIFO or symbolic link planted as a sidecar stopped reindex (rebuilding
-    a lost catalog restored nothing) and gc at the first folder (helper-51)."""
+    a lost catalog restored nothing) and gc at the first folder (helper-51); so
+    did JSON nested too deeply to decode, with a raw RecursionError (helper-69)."""
     from elliptio._layout import METADATA_RELPATH
 
     store, catalog = tmp_path / "store", f"sqlite:///{tmp_path / 'c.db'}"
@@ -665,6 +666,8 @@ def test_a_planted_sidecar_is_reported_while_reindex_and_gc_go_on(
     sidecar.parent.mkdir(parents=True)
     if planted == "fifo":
         os.mkfifo(sidecar)
+    elif planted == "deep":
+        sidecar.write_text(f'{{"artifact_id": "{fake}", "x": {"[" * 20000}{"]" * 20000}}}')
     else:
         sidecar.symlink_to(tmp_path / "table.csv")
     with eio.Handler(storage=store, catalog=f"sqlite:///{tmp_path / 'lost.db'}") as h:

@@ -254,10 +254,18 @@ _DATE_MARK = f'"{DATE_KEY}"'
 
 
 def loads(text: str) -> Any:
-    """Decode text written by `dumps`; ``{"$date": ...}`` becomes a UTC datetime."""
-    if _DATE_MARK not in text:
-        return json.loads(text)
-    return _DECODER.decode(text)
+    """Decode text written by `dumps`; ``{"$date": ...}`` becomes a UTC datetime.
+
+    Raises:
+        ValueError: the text is not JSON, or nested too deeply to decode (text
+            planted in a catalog: `dumps` never writes it).
+    """
+    try:
+        if _DATE_MARK not in text:
+            return json.loads(text)
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to decode") from None
 
 
 def loads_many(texts: Sequence[str]) -> list[Any]:
