@@ -304,3 +304,71 @@ def test_an_alias_change_stands_when_its_copy_cannot_be_written(
     assert handler.remove_alias("m", "prod") == {}
     assert handler.aliases("m") == {}
     assert "could not be written" in caplog.text
+
+
+def _plant_alias_rows(h: eio.Handler, rows: list[dict[str, Any]]) -> None:
+    """Alias rows as someone with write access to a shared catalog may write them."""
+    import sqlite3
+
+    if hasattr(h.catalog, "_side"):  # MongoDB
+        collection = sync(h.catalog._side("aliases"))
+        for row in rows:
+            sync(collection.insert_one(dict(row)))
+        return
+    with sqlite3.connect(h.aio.settings.catalog_url.removeprefix("sqlite:///")) as conn:
+        for row in rows:
+            conn.execute(
+                "INSERT INTO aliases (name, alias, version) VALUES (?, ?, ?)",
+                (row["name"], row["alias"], row.get("version")),
+            )
+    conn.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mongomock"])
+def test_a_planted_alias_row_is_no_alias_and_blocks_nothing(
+    backend: str, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """An alias row whose version is no number made names(), aliases(), get of
+    any alias and set_alias raise a raw ValueError, and on MongoDB a delete
+    stopped after its tombstone, its files left in the store (helper-69)."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    catalog: Any = (
+        f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else AsyncMongoMockClient()
+    )
+    with eio.Handler(storage=tmp_path / "store", catalog=catalog) as h:
+        art = h.upload(data_files["test"], name="ds")
+        h.set_alias("ds:v1", "prod")
+        planted = [{"name": "ds", "alias": "evil", "version": "abc"}]
+        planted.append({"name": "ds", "alias": "zero", "version": 0})
+        _plant_alias_rows(h, planted)
+        assert h.aliases("ds") == {"prod": "v1"}
+        assert h.get("ds:prod").artifact_id == art.artifact_id
+        assert list(h.names().index) == ["ds"]
+        with pytest.raises(eio.ElliptioError, match="evil"):
+            h.get("ds:evil")
+        h.set_alias("ds:v1", "evil")  # over the planted row
+        assert h.aliases("ds") == {"evil": "v1", "prod": "v1"}
+        report = h.delete("ds:v1", reason="test")
+        assert sorted(report.aliases) == ["evil", "prod"]
+        assert report.removed
+        assert not h.storage.fs.exists(h.storage.path(art.file.url))
+
+
+def test_a_planted_version_counter_never_blocks_a_name(
+    tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """A counter that is no number ('zz' + 1 is 1 in SQL) handed out v1 again at
+    every commit: ArtifactExistsError for good (helper-69). So does one planted
+    below the versions held."""
+    import sqlite3
+
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path / 'c.db'}") as h:
+        h.upload(data_files["test"], name="ds")
+        h.upload(data_files["train"], name="ds")
+        for planted in ("'zz'", "0"):
+            with sqlite3.connect(tmp_path / "c.db") as conn:
+                conn.execute(f"UPDATE names SET last_version = {planted}")
+            conn.close()
+            art = h.upload(data_files["test"], name="ds")
+        assert art.name_version == 4

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,7 @@ __all__ = [
     "Lease",
     "LeaseState",
     "SortSpec",
+    "alias_version",
     "document_columns",
     "exists_error",
     "grouped_aliases",
@@ -36,6 +38,8 @@ __all__ = [
     "record_revision",
     "version_taken_error",
 ]
+
+log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 Filter = Mapping[str, Any]
@@ -401,11 +405,29 @@ def version_taken_error(catalog: str, name: str, version: int) -> ArtifactExists
 
 
 def grouped_aliases(rows: Iterable[tuple[Any, Any, Any]]) -> dict[str, dict[str, int]]:
-    """``{name: {alias: version}}`` from ``(name, alias, version)`` rows, in order."""
+    """``{name: {alias: version}}`` from ``(name, alias, version)`` rows, in order,
+    without the rows no commit writes (see `alias_version`)."""
     found: dict[str, dict[str, int]] = {}
     for name, alias, version in rows:
-        found.setdefault(str(name), {})[str(alias)] = int(version)
+        if (number := alias_version(name, alias, version)) is not None:
+            found.setdefault(name, {})[alias] = number
     return found
+
+
+def alias_version(name: Any, alias: Any, version: Any) -> int | None:
+    """The version an alias row points at, or ``None`` for a row no commit writes
+    (planted in a shared catalog: a version that is no number >= 1, a name or an
+    alias that is no text), which is then no alias at all."""
+    if (
+        isinstance(name, str)
+        and isinstance(alias, str)
+        and isinstance(version, int)
+        and not isinstance(version, bool)
+        and version >= 1
+    ):
+        return int(version)
+    log.warning("catalog: an alias row of %.80r points at no version; ignored", name)
+    return None
 
 
 def packages_environment(value: Any) -> tuple[Any, str, str]:

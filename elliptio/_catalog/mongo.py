@@ -37,6 +37,7 @@ from elliptio._catalog.base import (
     Filter,
     Lease,
     SortSpec,
+    alias_version,
     exists_error,
     grouped_aliases,
     packages_environment,
@@ -1042,21 +1043,22 @@ class MongoCatalog(Catalog):
                 upsert=True,
                 return_document=ReturnDocument.BEFORE,
             )
-        return None if before is None else int(before["version"])
+        return None if before is None else alias_version(name, alias, before.get("version"))
 
     async def remove_alias(self, name: str, alias: str) -> int | None:
         """Remove ``name:alias``; return the version it pointed at, if any."""
         aliases = await self._side("aliases")
         async with self._errors():
             before = await aliases.find_one_and_delete({"name": name, "alias": alias})
-        return None if before is None else int(before["version"])
+        return None if before is None else alias_version(name, alias, before.get("version"))
 
     async def aliases(self, name: str) -> dict[str, int]:
         """The aliases of ``name``, each with the version it points at."""
         aliases = await self._side("aliases")
         async with self._errors():
             docs = await aliases.find({"name": name}, sort=[("alias", ASCENDING)]).to_list(None)
-        return {str(d["alias"]): int(d["version"]) for d in docs}
+        rows = ((name, d.get("alias"), d.get("version")) for d in docs)
+        return grouped_aliases(rows).get(name, {})
 
     async def all_aliases(self) -> dict[str, dict[str, int]]:
         """Every name's aliases, in one query; see `Catalog.all_aliases`."""
@@ -1064,7 +1066,7 @@ class MongoCatalog(Catalog):
         order = [("name", ASCENDING), ("alias", ASCENDING)]
         async with self._errors():
             docs = await aliases.find({}, sort=order).to_list(None)
-        return grouped_aliases((d["name"], d["alias"], d["version"]) for d in docs)
+        return grouped_aliases((d.get("name"), d.get("alias"), d.get("version")) for d in docs)
 
     async def names(self) -> list[tuple[str, int, int]]:
         """Every name with committed artifacts: ``(name, count, latest version)``."""

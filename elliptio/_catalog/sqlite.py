@@ -41,6 +41,7 @@ from elliptio._catalog.base import (
     Filter,
     Lease,
     SortSpec,
+    alias_version,
     exists_error,
     grouped_aliases,
     lease_lost_error,
@@ -1140,8 +1141,13 @@ class SQLiteCatalog(Catalog):
         """Reserve the next version number of ``name``; see `Catalog.reserve_version`."""
         rows = await self._run(
             self._write_returning,
-            "INSERT INTO names (name, last_version) VALUES (?, 1) ON CONFLICT (name)"
-            " DO UPDATE SET last_version = last_version + 1 RETURNING last_version",
+            # Never below a version the records hold, whatever the counter says (a
+            # row planted in a shared catalog would otherwise block the name).
+            "INSERT INTO names (name, last_version) VALUES (?1, 1) ON CONFLICT (name)"
+            " DO UPDATE SET last_version = 1 + max("
+            " CASE WHEN typeof(last_version) = 'integer' THEN last_version ELSE 0 END,"
+            " (SELECT coalesce(max(name_version), 0) FROM artifacts"
+            " WHERE name = ?1 AND name_version IS NOT NULL)) RETURNING last_version",
             (name,),
         )
         return int(rows[0][0])
@@ -1176,7 +1182,7 @@ class SQLiteCatalog(Catalog):
                 " (name, alias) DO UPDATE SET version = excluded.version",
                 (name, alias, version),
             )
-        return None if row is None else int(row[0])
+        return None if row is None else alias_version(name, alias, row[0])
 
     async def remove_alias(self, name: str, alias: str) -> int | None:
         """Remove ``name:alias``; return the version it pointed at, if any."""
@@ -1185,14 +1191,14 @@ class SQLiteCatalog(Catalog):
             "DELETE FROM aliases WHERE name = ? AND alias = ? RETURNING version",
             (name, alias),
         )
-        return int(rows[0][0]) if rows else None
+        return alias_version(name, alias, rows[0][0]) if rows else None
 
     async def aliases(self, name: str) -> dict[str, int]:
         """The aliases of ``name``, each with the version it points at."""
         rows = await self._run(
             self._select, "SELECT alias, version FROM aliases WHERE name = ? ORDER BY alias", [name]
         )
-        return {str(alias): int(version) for alias, version in rows}
+        return grouped_aliases((name, alias, version) for alias, version in rows).get(name, {})
 
     async def all_aliases(self) -> dict[str, dict[str, int]]:
         """Every name's aliases, in one query; see `Catalog.all_aliases`."""
