@@ -52,7 +52,7 @@ from ._errors import (
     StorageError,
     UrlNotFoundError,
 )
-from ._layout import METADATA_RELPATH
+from ._layout import METADATA_RELPATH, RESERVED_DIR
 from ._process import ProcessLocal
 from ._redact import has_credentials, known_secrets, redact_text, redact_url
 from ._storage import DEFAULT_PART_SIZE, open_filesystem
@@ -306,7 +306,13 @@ class UrlTools:
             )
         _, owner = storage.reference_owner(url)
         if owner is None:
-            return None
+            if _is_metadata(storage.root, stored) and not _linked(backend, storage.root, stored):
+                return None  # a sidecar or the copy of a name's aliases, read as it is
+            raise FileNotInArtifactError(
+                f"{redact_url(url)} lies in the elliptio store but is no file of a "
+                "committed artifact, so nothing vouches for its bytes and it is not read; "
+                "read artifact files through a handler (h.get(...).files)"
+            )
         try:
             artifact = get(owner)
         except ArtifactNotFoundError as err:
@@ -321,7 +327,7 @@ class UrlTools:
         found = [f for f in [*artifact.files.values(), *artifact.logs.values()] if f.url == url]
         if found:
             return found[0]
-        if stored.endswith(f"/{METADATA_RELPATH}"):
+        if stored.endswith(f"/{METADATA_RELPATH}") and not _linked(backend, storage.root, stored):
             return None  # the sidecar: a copy of the record, read as it is
         raise FileNotInArtifactError(
             f"{redact_url(url)} lies in the folder of {owner} in the elliptio store, but is "
@@ -792,6 +798,29 @@ class UrlTools:
         for folder in ("urls", "records"):
             shutil.rmtree(self.cache.root / folder, ignore_errors=True)
         return freed
+
+
+def _is_metadata(root: str, path: str) -> bool:
+    """Whether ``path`` of a store is one of elliptio's metadata files: a sidecar
+    or the copy of a name's aliases (``.elliptio/aliases/NAME.json`` at the root)."""
+    aliases = f"{root.rstrip('/')}/{RESERVED_DIR}/aliases/"
+    name = path[len(aliases) :]
+    return path.endswith(f"/{METADATA_RELPATH}") or (
+        path.startswith(aliases) and "/" not in name and name.endswith(".json")
+    )
+
+
+def _linked(backend: Backend, root: str, path: str) -> bool:
+    """Whether, on local disk, ``path`` of the store at ``root`` is reached through
+    a symbolic link below the root (planted by someone who can write the store)."""
+    if not isinstance(backend.fs, LocalFileSystem):
+        return False
+    here = root.rstrip("/")
+    for part in path[len(here) :].strip("/").split("/"):
+        here = f"{here}/{part}"
+        if os.path.islink(here):
+            return True
+    return False
 
 
 def _store_key(fs: fsspec.AbstractFileSystem, root: str) -> tuple[type, str]:

@@ -596,12 +596,50 @@ def test_url_tools_never_read_a_file_planted_in_a_live_artifacts_folder(
     if handler.storage.is_local:
         os.chmod(folder, 0o755)
     _fs(handler).pipe_file(planted, BAD)
+    # Beside the sidecar, and outside any artifact's folder (helper-69: read as they
+    # were, unverified, on every filesystem).
+    beside = f"{folder}/.elliptio/planted.csv"
+    loose = f"{handler.storage.root}/2001/01/01/x/loose.csv"
+    for path in (beside, loose):
+        _fs(handler).makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        _fs(handler).pipe_file(path, BAD)
     for tools in (eio, handler.urls):
         with pytest.raises(eio.FileNotInArtifactError, match="no file of its record"):
             _read(tools, handler.storage.url(planted))
+        for path in (beside, loose):
+            with pytest.raises(eio.FileNotInArtifactError, match="no file of a committed"):
+                _read(tools, handler.storage.url(path))
+            with (
+                pytest.raises(eio.FileNotInArtifactError),
+                tools.local_copy(handler.storage.url(path)),
+            ):
+                pass
         # The sidecar, a copy of the record, stays readable.
         sidecar = handler.storage.url(f"{folder}/{METADATA_RELPATH}")
         assert json.loads(_read(tools, sidecar))["artifact_id"] == art.artifact_id
+
+
+def test_url_tools_never_follow_a_link_planted_in_a_local_store(
+    local: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A symbolic link planted in the store, as a folder or as a sidecar, led reads
+    of the URL tools to a file outside it (helper-69)."""
+    art = _upload_good(local, tmp_path)
+    _export_settings(local, monkeypatch)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"SECRET")
+    folder = Path(local.storage.path(art.file.url)).parent
+    os.chmod(folder.parent, 0o755)
+    (folder.parent / "lnk").symlink_to(outside, target_is_directory=True)
+    sidecar = folder / METADATA_RELPATH
+    os.chmod(sidecar.parent, 0o755)
+    sidecar.unlink()
+    sidecar.symlink_to(outside / "secret.txt")
+    for tools in (eio, local.urls):
+        for path in (folder.parent / "lnk" / "secret.txt", sidecar):
+            with pytest.raises(eio.FileNotInArtifactError):
+                _read(tools, str(path))
 
 
 def test_url_tools_read_intact_artifact_files_and_record_lineage(
