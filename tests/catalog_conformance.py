@@ -336,6 +336,34 @@ CASES: list[Case] = [
         {"types", "types3"},
     ),
     Case("$elemMatch on a non-array", {"labels": {"$elemMatch": {"project": "p1"}}}, set()),
+    # $size and equality to an array or a document inside $elemMatch, over arrays
+    # holding text: SQLite called a JSON function on the text (helper-68)
+    # (mongomock sizes the array itself, and compares no array inside $in there)
+    Case(
+        "$elemMatch $size",
+        {"mixed": {"$elemMatch": {"$size": 1}}},
+        {"types3"},
+        mock={"types", "types3"},
+    ),
+    Case("$elemMatch $eq an array", {"mixed": {"$elemMatch": {"$eq": [1]}}}, {"types3"}),
+    Case(
+        "$elemMatch $in arrays",
+        {"mixed": {"$elemMatch": {"$in": [[1], [7]]}}},
+        {"types3"},
+        mock=set(),
+    ),
+    Case("$elemMatch $eq a document", {"mixed": {"$elemMatch": {"$eq": {"a": 1}}}}, set()),
+    Case(
+        "$elemMatch $eq an array of names",
+        {"file_relpaths": {"$elemMatch": {"$in": [["data.csv"], {"a": 1}]}}},
+        set(),
+    ),
+    Case(
+        "$elemMatch $size of names",
+        {"file_relpaths": {"$elemMatch": {"$size": 1}}},
+        set(),
+        mock={"bob", "old", "story"},
+    ),
     # nested documents
     Case("nested field", {"labels.datatype": "annotation_file"}, {"story", "old"}),
     Case("deeper nested field", {"labels.infos.n": {"$gte": 3}}, {"story"}),

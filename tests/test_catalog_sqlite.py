@@ -893,7 +893,7 @@ async def test_a_failed_column_read_raises_and_leaves_the_catalog_usable(
     assert table["username"] == ["bob", "bob", "bob"]
     # So is a damaged column of the fields a default frame shows, and one nested
     # too deeply to decode (a raw RecursionError, helper-69).
-    deep = "'{\"run_id\": " + "[" * 100_000 + "]" * 100_000 + "}'"
+    deep = '\'{"run_id": ' + "[" * 100_000 + "]" * 100_000 + "}'"
     for damaged in ("'{'", "'[1]'", deep):
         conn.execute(f"UPDATE artifacts SET head_json = {damaged} WHERE id = 4")
         with pytest.raises(CorruptRecordError, match="reindex"):

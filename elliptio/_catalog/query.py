@@ -330,13 +330,21 @@ def canonical_sql(text: object) -> str | None:
     """The JSON text of a container with whole floats written as integers.
 
     This is the deterministic SQL function ``elliptio_canonical``; MongoDB finds
-    ``[1, 2.0]`` equal to ``[1.0, 2]``, so containers compare in this form.
+    ``[1, 2.0]`` equal to ``[1.0, 2]``, so containers compare in this form. Text
+    that is no JSON (SQLite may call it on a string element before a type test)
+    gives ``None``.
     """
     if not isinstance(text, str):
         return None
-    return json.dumps(
-        _canonical(json.loads(text)), ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    )
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return json.dumps(_canonical(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+# The length of the array ``c.v``, called on JSON only (see `canonical_sql`).
+_ARRAY_LENGTH = "json_array_length(CASE WHEN json_valid(c.v) THEN c.v ELSE '[]' END)"
 
 
 def array_paths_text(paths: Sequence[str]) -> str:
@@ -689,7 +697,9 @@ class _Translator:
             return _join("AND", parts)
         if op == "$size":
             return source.exists(
-                f"c.leaf = 1 AND c.t = 'array' AND json_array_length(c.v) = {self.param(operand)}"
+                # SQLite may call the function before it tests the type (the test
+                # is propagated into the CASE), on the text of a string element.
+                f"c.leaf = 1 AND c.t = 'array' AND {_ARRAY_LENGTH} = {self.param(operand)}"
             )
         assert op == "$elemMatch", op
         return self.elem_match(operand, source)
@@ -1004,7 +1014,7 @@ class _Translator:
                 " WHERE NOT (c.leaf = 1 AND c.t = 'array')"
                 " UNION ALL SELECT 0, NULL FROM"
                 f" ({empty_with}SELECT 1 FROM {empty_from} WHERE c.leaf = 1 AND c.t = 'array'"
-                " AND json_array_length(c.v) = 0)"
+                f" AND {_ARRAY_LENGTH} = 0)"
             )
             return f"(SELECT {what} FROM ({candidates}) ORDER BY r {order}, v {order} LIMIT 1)"
 
