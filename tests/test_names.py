@@ -355,20 +355,32 @@ def test_a_planted_alias_row_is_no_alias_and_blocks_nothing(
         assert not h.storage.fs.exists(h.storage.path(art.file.url))
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "mongomock"])
 def test_a_planted_version_counter_never_blocks_a_name(
-    tmp_path: Path, data_files: dict[str, Path]
+    backend: str, tmp_path: Path, data_files: dict[str, Path]
 ) -> None:
     """A counter that is no number ('zz' + 1 is 1 in SQL) handed out v1 again at
-    every commit: ArtifactExistsError for good (helper-69). So does one planted
-    below the versions held."""
+    every commit on SQLite, ArtifactExistsError for good, and failed every commit
+    on MongoDB (helper-69); one planted below the versions held handed out a
+    version again."""
     import sqlite3
 
-    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path / 'c.db'}") as h:
+    from mongomock_motor import AsyncMongoMockClient
+
+    catalog: Any = (
+        f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else AsyncMongoMockClient()
+    )
+    with eio.Handler(storage=tmp_path / "store", catalog=catalog) as h:
         h.upload(data_files["test"], name="ds")
         h.upload(data_files["train"], name="ds")
-        for planted in ("'zz'", "0"):
-            with sqlite3.connect(tmp_path / "c.db") as conn:
-                conn.execute(f"UPDATE names SET last_version = {planted}")
-            conn.close()
+        for planted in ("zz", 0, 1.5):
+            if backend == "sqlite":
+                with sqlite3.connect(tmp_path / "c.db") as conn:
+                    conn.execute("UPDATE names SET last_version = ?", (planted,))
+                conn.close()
+            else:
+                names = sync(h.catalog._side("names"))
+                sync(names.update_one({"name": "ds"}, {"$set": {"last_version": planted}}))
             art = h.upload(data_files["test"], name="ds")
-        assert art.name_version == 4
+        assert art.name_version == 5
+        assert sorted(h.find({"name": "ds"})["name_version"]) == [1, 2, 3, 4, 5]

@@ -393,6 +393,8 @@ def _name_version(doc: Document) -> int | None:
     return None
 
 
+# Attempts at setting a planted version counter right (see `reserve_version`).
+_COUNTER_REPAIRS = 5
 # What `_name_version` counts as a named record, as a filter: a string ``name`` (not
 # an array holding one) and a whole ``name_version`` of at least 1.
 _NAMED: dict[str, Any] = {
@@ -1008,16 +1010,51 @@ class MongoCatalog(Catalog):
             return [doc["artifact_id"] async for doc in cursor]
 
     async def reserve_version(self, name: str) -> int:
-        """Reserve the next version number of ``name``; see `Catalog.reserve_version`."""
+        """Reserve the next version number of ``name``; see `Catalog.reserve_version`.
+
+        A counter that is no whole number, or below a version the records hold
+        (planted by someone with insert rights), is set past the highest version
+        held, by a compare-and-set, so concurrent writers still never share one.
+        """
         names = await self._side("names")
+        for _ in range(_COUNTER_REPAIRS):
+            try:
+                async with self._errors():
+                    doc = await names.find_one_and_update(
+                        {"name": name},
+                        {"$inc": {"last_version": 1}},
+                        upsert=True,
+                        return_document=ReturnDocument.AFTER,
+                    )
+                found = doc["last_version"]
+            except (CatalogError, TypeError):  # $inc of a value that is no number
+                async with self._errors():
+                    doc = await names.find_one({"name": name})
+                found = doc.get("last_version") if doc else None
+            held = await self._highest_version(name)
+            if type(found) is int and found > held:
+                return found
+            async with self._errors():
+                repaired = await names.find_one_and_update(
+                    {"name": name, "last_version": found},
+                    {"$set": {"last_version": held + 1}},
+                )
+            if repaired is not None:
+                return held + 1
+        raise CatalogError(
+            f"the version counter of {name!r} in catalog {self._display} kept changing; retry"
+        )
+
+    async def _highest_version(self, name: str) -> int:
+        """The highest version of ``name`` the records hold (0: none)."""
+        collection = await self._collection()
         async with self._errors():
-            doc = await names.find_one_and_update(
-                {"name": name},
-                {"$inc": {"last_version": 1}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
+            doc = await collection.find_one(
+                {**_NAMED, "name": name},
+                {"_id": 0, "name_version": 1},
+                sort=[("name_version", DESCENDING)],
             )
-        return int(doc["last_version"])
+        return int(doc["name_version"]) if doc is not None else 0
 
     async def version_id(self, name: str, version: int | None = None) -> str | None:
         """The artifact id of ``name:v<version>``, or of its highest version."""
