@@ -39,7 +39,7 @@ from ._errors import (
     InvalidPathError,
     StorageError,
 )
-from ._layout import LOGS_DIR, RESERVED_DIR, split_stored_path
+from ._layout import LOGS_DIR, METADATA_RELPATH, RESERVED_DIR, split_stored_path
 from ._progress import is_interactive, make_progress
 from ._redact import has_credentials, known_secrets, redact_text, redact_url
 from ._s3 import with_s3_defaults
@@ -398,6 +398,15 @@ class Storage:
         except ValueError:
             return None, None
         return (path, owner) if _is_file_of_artifact(inner) else (None, None)
+
+    def sidecar_owner(self, url: str) -> str | None:
+        """The id of the artifact whose sidecar ``url`` is, by the layout; ``None``
+        for any other URL."""
+        try:
+            _, _, owner, inner = self._stored(url)
+        except ValueError:
+            return None
+        return owner if inner == METADATA_RELPATH else None
 
     def prefix_path(self, prefix: str, artifact_id: str) -> str:
         """``prefix`` (a storage path) if it is the folder of ``artifact_id`` under the root.

@@ -52,7 +52,7 @@ from ._errors import (
     StorageError,
     UrlNotFoundError,
 )
-from ._layout import METADATA_RELPATH, RESERVED_DIR
+from ._layout import RESERVED_DIR
 from ._process import ProcessLocal
 from ._redact import has_credentials, known_secrets, redact_text, redact_url
 from ._storage import DEFAULT_PART_SIZE, open_filesystem
@@ -306,7 +306,8 @@ class UrlTools:
             )
         _, owner = storage.reference_owner(url)
         if owner is None:
-            if _is_metadata(storage.root, stored) and not _linked(backend, storage.root, stored):
+            metadata = storage.sidecar_owner(url) is not None or _aliases_copy(storage.root, stored)
+            if metadata and not _linked(backend, storage.root, stored):
                 return None  # a sidecar or the copy of a name's aliases, read as it is
             raise FileNotInArtifactError(
                 f"{redact_url(url)} lies in the elliptio store but is no file of a "
@@ -327,8 +328,6 @@ class UrlTools:
         found = [f for f in [*artifact.files.values(), *artifact.logs.values()] if f.url == url]
         if found:
             return found[0]
-        if stored.endswith(f"/{METADATA_RELPATH}") and not _linked(backend, storage.root, stored):
-            return None  # the sidecar: a copy of the record, read as it is
         raise FileNotInArtifactError(
             f"{redact_url(url)} lies in the folder of {owner} in the elliptio store, but is "
             "no file of its record, so nothing vouches for its bytes and it is not read; "
@@ -800,14 +799,12 @@ class UrlTools:
         return freed
 
 
-def _is_metadata(root: str, path: str) -> bool:
-    """Whether ``path`` of a store is one of elliptio's metadata files: a sidecar
-    or the copy of a name's aliases (``.elliptio/aliases/NAME.json`` at the root)."""
+def _aliases_copy(root: str, path: str) -> bool:
+    """Whether ``path`` of a store is the copy of a name's aliases
+    (``.elliptio/aliases/NAME.json`` at its root)."""
     aliases = f"{root.rstrip('/')}/{RESERVED_DIR}/aliases/"
     name = path[len(aliases) :]
-    return path.endswith(f"/{METADATA_RELPATH}") or (
-        path.startswith(aliases) and "/" not in name and name.endswith(".json")
-    )
+    return path.startswith(aliases) and "/" not in name and name.endswith(".json")
 
 
 def _linked(backend: Backend, root: str, path: str) -> bool:

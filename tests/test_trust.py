@@ -600,14 +600,21 @@ def test_url_tools_never_read_a_file_planted_in_a_live_artifacts_folder(
     # were, unverified, on every filesystem).
     beside = f"{folder}/.elliptio/planted.csv"
     loose = f"{handler.storage.root}/2001/01/01/x/loose.csv"
-    for path in (beside, loose):
+    # Named as sidecars, but none by the layout (helper-70).
+    named = [
+        f"{handler.storage.root}/loose/{METADATA_RELPATH}",
+        f"{handler.storage.root}/{METADATA_RELPATH}",
+        f"{folder}/sub/{METADATA_RELPATH}",
+        f"{folder}/.elliptio/x/{METADATA_RELPATH}",
+    ]
+    for path in (beside, loose, *named):
         _fs(handler).makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         _fs(handler).pipe_file(path, BAD)
     for tools in (eio, handler.urls):
         with pytest.raises(eio.FileNotInArtifactError, match="no file of its record"):
             _read(tools, handler.storage.url(planted))
-        for path in (beside, loose):
-            with pytest.raises(eio.FileNotInArtifactError, match="no file of a committed"):
+        for path in (beside, loose, *named):
+            with pytest.raises(eio.FileNotInArtifactError, match="no file of"):
                 _read(tools, handler.storage.url(path))
             with (
                 pytest.raises(eio.FileNotInArtifactError),
