@@ -81,7 +81,8 @@ _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 # `authMechanismProperties` (it can hold a session token) and "tokens" alone still are.
 _NOT_SECRET = re.compile(
     r"author(?!i[sz])|auth_?source|auth_?mechanism(?!_?prop)"
-    r"|tokeni[sz]|(?<![a-z0-9])(?:max|min|num|n|total)_(?:new_)?tokens(?![a-z0-9])"
+    r"|tokeni[sz](?:er|e|ed|ation)s?(?![a-z0-9])"
+    r"|(?<![a-z0-9])(?:max|min|num|n|total)_(?:new_)?tokens(?![a-z0-9])"
 )
 
 # `--name=value`, `--name`, `-name` (no short single-letter options: too ambiguous).
@@ -123,7 +124,9 @@ _ASSIGNMENT = re.compile(
 )
 # A word of a command line given as one argument, quotes and all (an unclosed
 # quote runs to the end).
-_WORD = re.compile(r"""(?:[^\s'"]++|'[^']*+'?|"(?:[^"\\]|\\.)*+"?)++""")
+_WORD = re.compile(r"""(?:[^\s'"\\]++|\\.|'[^']*+'?|"(?:[^"\\]|\\.)*+"?)++""", re.S)
+# `;name=value` in a URL's path, the value up to the next "/".
+_PATH_PARAM = re.compile(r"(?<=;)(?P<name>[^=;/?#\s]+)=(?P<value>[^;/?#\s]*)")
 # What may follow a URL shown in quotes (repr) in a message: the closing quote
 # and punctuation, kept outside the mask; only at the very end of the value.
 _QUOTE_TAIL = re.compile(r"['\"][:,;.)\]}>]*$")
@@ -190,7 +193,17 @@ def redact_url(url: str, *, whole: bool = False) -> str:
     if "@" in url:  # else no userinfo, and the scans below are quadratic in its length
         url = _USERINFO_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", url)
         url = _HTTP_BARE_USER.sub(lambda m: f"{m['head']}{MASK}@", url)
-    return "".join(_mask_params(part) if i else part for i, part in enumerate(_parts(url)))
+    parts = _parts(url)
+    if len(parts) == 3:  # path parameters: each value ends at the next "/"
+        parts[1] = _PATH_PARAM.sub(_mask_path_param, parts[1])
+    parts[-1] = _mask_params(parts[-1])
+    return "".join(parts)
+
+
+def _mask_path_param(match: re.Match[str]) -> str:
+    if match["value"] and _is_secret_param(match["name"]):
+        return f"{match['name']}={MASK}"
+    return match[0]
 
 
 def _parts(url: str) -> list[str]:
@@ -355,10 +368,12 @@ def _redact_value(value: str, *, nested: bool = True) -> str:
         return _redact_json(value, parsed)
     if _SCHEME_FIRST.match(value):
         return redact_url(value, whole=True)
-    value = _ASSIGNMENT.sub(_mask_assignment, _redact_urls_in(value))
+    value = _redact_urls_in(value)
     if nested and any(c.isspace() for c in value) and _names_secret(value):
-        value = _redact_words(value)
-    return value
+        # Word by word, each with its assignments, so that a quoted value with
+        # blanks (--password="a b") is masked whole.
+        return _redact_words(value)
+    return _ASSIGNMENT.sub(_mask_assignment, value)
 
 
 def _names_secret(text: str) -> bool:
@@ -412,8 +427,10 @@ def _url_passwords(url: str) -> set[str]:
         if span is not None:
             found.add(url[span[0] : span[1]])
         found.update(match["user"] for match in _HTTP_BARE_USER.finditer(url))
-    for part in _parts(url)[1:]:
-        for match in _PARAM.finditer(part):
+    parts = _parts(url)
+    for i, part in enumerate(parts[1:], start=1):
+        params = _PATH_PARAM if i == 1 and len(parts) == 3 else _PARAM
+        for match in params.finditer(part):
             if match["value"] and _is_secret_param(match["name"]):
                 found.add(match["value"])
     return found | {unquote(s) for s in found}

@@ -137,6 +137,15 @@ ARGV_CASES: list[tuple[list[str], list[str]]] = [
     ),
     (["-c", 'tool --api-key "a b" --n 2'], ["-c", 'tool --api-key "***" --n 2']),
     (["--note", "a 'b c' \"d"], ["--note", "a 'b c' \"d"]),  # no secret: as written
+    # a quoted or escaped value with blanks is masked whole (helper-70)
+    (
+        ["bash", "-c", 'tool --password="correct horse staple" --n 2'],
+        ["bash", "-c", "tool --password=*** --n 2"],
+    ),
+    (["bash", "-c", 'export API_KEY="abc def"; run'], ["bash", "-c", "export API_KEY=*** run"]),
+    (["bash", "-c", "tool --password='a b'"], ["bash", "-c", "tool --password=***"]),
+    (["bash", "-c", "tool --password a\\ b c"], ["bash", "-c", "tool --password *** c"]),
+    (["--tokenizerpass", "x"], ["--tokenizerpass", "***"]),
     # counts of tokens and tokenizers are no secrets; "tokens" alone is
     (
         ["--max-new-tokens", "512", "--tokenizer", "bert", "--gen=max_tokens=9"],
@@ -226,6 +235,7 @@ URL_CASES: list[tuple[str, str]] = [
     # path parameters
     ("https://h/x;token=abc", "https://h/x;token=***"),
     ("https://h/a;b/c;jsessionid=1?sig=abc", "https://h/a;b/c;jsessionid=1?sig=***"),
+    ("s3://b/path;key=abc/part.parquet", "s3://b/path;key=***/part.parquet"),
     # unchanged
     ("https://example.com/a/b?x=1&page=2", "https://example.com/a/b?x=1&page=2"),
     ("https://host:8080/x?email=a@b.com", "https://host:8080/x?email=a@b.com"),
