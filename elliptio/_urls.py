@@ -662,7 +662,15 @@ class UrlTools:
                 n: f"{base}/{n[len(top) + 1 :]}".rstrip("/") if n != top else base for n in found
             }
             # A key ending in "/" (``d/empty/``, as S3 consoles make folders) is a
-            # folder's marker: a folder here, not a file.
+            # folder's marker: a folder here, not a file. One that holds bytes is
+            # neither, and nothing is copied (a move would lose them).
+            for n, info in found.items():
+                if n.endswith("/") and info.get("type") != "directory" and info.get("size"):
+                    raise InvalidPathError(
+                        f"cannot copy {redact_url(src_backend.url(n))!r}: a name ending in "
+                        "'/' that holds bytes is no file and no folder here; copy or rename "
+                        "it on its own first"
+                    )
             is_folder = {
                 n: info.get("type") == "directory" or n.endswith("/") for n, info in found.items()
             }

@@ -592,3 +592,15 @@ def test_s3_folder_markers_are_folders_in_copies_and_moves(
         assert fs.cat(f"{S3_BUCKET}/console/{folder}/sub/b.txt") == b"b"
         assert fs.cat(f"{S3_BUCKET}/console/{folder}/a.txt") == b"a"
     assert not fs.exists(d)
+    # A key ending in "/" that holds bytes is refused before anything is copied
+    # or removed: a move lost its bytes (helper-70).
+    fs.pipe({f"{d}/a.txt": b"a", f"{d}/notes/": b"32 bytes of notes"})
+    for target in (f"s3://{S3_BUCKET}/console/g", str(tmp_path / "g")):
+        with pytest.raises(eio.InvalidPathError, match="holds bytes"):
+            eio.mv(f"s3://{d}", target, recursive=True)
+    fs.invalidate_cache()
+    listed = fs.find(d, withdirs=True, detail=True)
+    assert listed[f"{d}/notes/"]["size"] == len(b"32 bytes of notes")
+    assert f"{d}/a.txt" in listed
+    assert not fs.exists(f"{S3_BUCKET}/console/g")
+    assert not (tmp_path / "g").exists()
