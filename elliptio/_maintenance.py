@@ -75,8 +75,9 @@ class ReindexReport:
     unchanged: list[str] = field(default_factory=list)
     conflicting: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
-    """Records replaced by their newer sidecar: a delete or label change that
-    stopped after writing it."""
+    """Records replaced by their newer sidecar (a delete or label change that
+    stopped after writing it), or restored from it (a record the catalog holds
+    that cannot be read)."""
     unreadable: list[str] = field(default_factory=list)
     uncommitted: list[str] = field(default_factory=list)
     """Whole sidecars whose writer is still writing or died before its commit
@@ -355,7 +356,17 @@ async def reindex_folder(
         report.unreadable.append(artifact_id)
         return
     try:
-        existing = await catalog.get(artifact_id)
+        stored = upgrade_record(await catalog.get(artifact_id))
+    except CorruptRecordError:
+        # A record that cannot be read (damaged, or planted): its sidecar restores it.
+        try:
+            await catalog.delete(artifact_id)
+            await catalog.insert(record.to_document())
+        except ElliptioError:
+            report.unreadable.append(artifact_id)
+        else:
+            report.updated.append(artifact_id)
+        return
     except ArtifactNotFoundError:
         lease = await catalog.get_lease(artifact_id)
         if lease is not None and lease.state != "committing":
@@ -373,7 +384,6 @@ async def reindex_folder(
         with contextlib.suppress(ElliptioError):
             await storage.seal([p for p in paths if p.startswith(f"{prefix}/")] + [sidecar])
         return
-    stored = upgrade_record(existing)
     if stored == record:
         report.unchanged.append(artifact_id)
     elif _newer(record, stored) and await catalog.replace(record.to_document(), revision(stored)):

@@ -196,7 +196,12 @@ class Labels(BaseModel):
     def _storable(cls, value: Any) -> Any:
         if not isinstance(value, Mapping):
             raise InvalidLabelsError(f"labels.infos must be a dict, got {type(value).__name__}")
-        return check_storable(_dates_of_json(value), "labels.infos")
+        try:
+            return check_storable(_dates_of_json(value), "labels.infos")
+        except RecursionError:
+            raise InvalidLabelsError(
+                "labels.infos is nested too deeply; keep it to a few levels"
+            ) from None
 
     @field_serializer("infos", when_used="json")
     def _dates_as_json(self, infos: dict[str, Any]) -> Any:
@@ -389,9 +394,10 @@ def upgrade_record(doc: Mapping[str, Any]) -> Metadata:
         version = data["version"]
     try:
         return Metadata.model_validate(data)
-    except (ValidationError, InvalidLabelsError) as err:
+    except (ValidationError, InvalidLabelsError, RecursionError) as err:
+        problems = "nested too deeply" if isinstance(err, RecursionError) else _problems(err)
         raise CorruptRecordError(
-            f"record of {_shown_id(artifact_id)} is malformed ({_problems(err)}); restore it "
+            f"record of {_shown_id(artifact_id)} is malformed ({problems}); restore it "
             "from its sidecar with `elliptio reindex`, or report how it was written"
         ) from None
 

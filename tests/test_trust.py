@@ -1520,3 +1520,33 @@ def test_a_store_root_re_pointed_after_a_check_is_still_the_store(tmp_path: Path
             change()
     assert stored.read_bytes() == GOOD
     h.close()
+
+
+def test_a_record_nested_too_deeply_is_corrupt_and_reindex_restores_it(
+    tmp_path: Path,
+) -> None:
+    """Labels nested 600 deep in a planted row made get(), show and reindex raise a
+    raw RecursionError (and reindex stop for the whole store); the same labels as
+    input did too (helper-70)."""
+    import sqlite3
+
+    store, catalog = tmp_path / "store", f"sqlite:///{tmp_path / 'c.db'}"
+    deep = "[" * 600 + "]" * 600
+    with eio.Handler(storage=store, catalog=catalog) as h:
+        nested: list[Any] = []
+        for _ in range(600):
+            nested = [nested]
+        with pytest.raises(eio.InvalidLabelsError, match="nested too deeply"):
+            eio.Labels(infos={"deep": nested})
+        art = _upload_good(h, tmp_path)
+        with sqlite3.connect(tmp_path / "c.db") as conn:
+            conn.execute(
+                "UPDATE artifacts SET labels_json = ?",
+                ('{"labels": {"infos": {"deep": ' + deep + "}}}",),
+            )
+        conn.close()
+        with pytest.raises(eio.CorruptRecordError, match="nested too deeply"):
+            h.get(art.artifact_id)
+        report = h.reindex()
+        assert report.updated == [art.artifact_id]
+        assert h.get(art.artifact_id).file.read_bytes() == GOOD

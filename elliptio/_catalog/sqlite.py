@@ -1552,7 +1552,7 @@ def _forget_side(conn: sqlite3.Connection, row_id: int, doc: Document | None) ->
         try:
             _delete_side(conn, row_id, _row(doc))
             return
-        except TypeError:
+        except (TypeError, RecursionError):  # planted: nested too deeply to encode
             pass
     for table, _, _, _ in _SIDE_ROWS:
         conn.execute(f"DELETE FROM {table} WHERE artifact = ?", (row_id,))
