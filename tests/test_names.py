@@ -341,16 +341,18 @@ def test_a_planted_alias_row_is_no_alias_and_blocks_nothing(
         h.set_alias("ds:v1", "prod")
         planted = [{"name": "ds", "alias": "evil", "version": "abc"}]
         planted.append({"name": "ds", "alias": "zero", "version": 0})
+        # A whole float, as older shells and JavaScript clients write it, counts.
+        planted.append({"name": "ds", "alias": "js", "version": 1.0})
         _plant_alias_rows(h, planted)
-        assert h.aliases("ds") == {"prod": "v1"}
+        assert h.aliases("ds") == {"js": "v1", "prod": "v1"}
         assert h.get("ds:prod").artifact_id == art.artifact_id
         assert list(h.names().index) == ["ds"]
         with pytest.raises(eio.ElliptioError, match="evil"):
             h.get("ds:evil")
         h.set_alias("ds:v1", "evil")  # over the planted row
-        assert h.aliases("ds") == {"evil": "v1", "prod": "v1"}
+        assert h.aliases("ds") == {"evil": "v1", "js": "v1", "prod": "v1"}
         report = h.delete("ds:v1", reason="test")
-        assert sorted(report.aliases) == ["evil", "prod"]
+        assert sorted(report.aliases) == ["evil", "js", "prod"]
         assert report.removed
         assert not h.storage.fs.exists(h.storage.path(art.file.url))
 
@@ -384,3 +386,24 @@ def test_a_planted_version_counter_never_blocks_a_name(
             art = h.upload(data_files["test"], name="ds")
         assert art.name_version == 5
         assert sorted(h.find({"name": "ds"})["name_version"]) == [1, 2, 3, 4, 5]
+        # A planted record, or counter, at the top of 64 bits: one more would
+        # overflow (InvalidLabelsError at every commit, helper-70).
+        top = 2**63 - 1
+        if backend == "sqlite":
+            with sqlite3.connect(tmp_path / "c.db") as conn:
+                conn.execute(
+                    "INSERT INTO artifacts (artifact_id, arrays, labels_json, name, name_version)"
+                    " VALUES ('artifact_planted', '', '{}', 'ds', ?)",
+                    (top,),
+                )
+                conn.execute("UPDATE names SET last_version = ?", (top,))
+            conn.close()
+        else:
+            collection = sync(h.catalog._collection())
+            sync(
+                collection.insert_one(
+                    {"artifact_id": "artifact_planted", "name": "ds", "name_version": top}
+                )
+            )
+            sync(names.update_one({"name": "ds"}, {"$set": {"last_version": top}}))
+        assert h.upload(data_files["test"], name="ds").name_version == 6

@@ -418,12 +418,14 @@ def alias_version(name: Any, alias: Any, version: Any) -> int | None:
     """The version an alias row points at, or ``None`` for a row no commit writes
     (planted in a shared catalog: a version that is no number >= 1, a name or an
     alias that is no text), which is then no alias at all."""
+    # A whole float counts: older MongoDB shells and JavaScript clients write numbers so.
+    whole = isinstance(version, int) or (isinstance(version, float) and version.is_integer())
     if (
         isinstance(name, str)
         and isinstance(alias, str)
-        and isinstance(version, int)
+        and whole
         and not isinstance(version, bool)
-        and version >= 1
+        and 1 <= version <= 2**63 - 1
     ):
         return int(version)
     log.warning("catalog: an alias row of %.80r points at no version; ignored", name)

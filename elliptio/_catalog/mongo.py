@@ -393,8 +393,10 @@ def _name_version(doc: Document) -> int | None:
     return None
 
 
-# Attempts at setting a planted version counter right (see `reserve_version`).
+# Attempts at setting a planted version counter right (see `reserve_version`),
+# and the highest version counted (a planted one past it is not).
 _COUNTER_REPAIRS = 5
+_VERSION_CEILING = 2**53
 # What `_name_version` counts as a named record, as a filter: a string ``name`` (not
 # an array holding one) and a whole ``name_version`` of at least 1.
 _NAMED: dict[str, Any] = {
@@ -1032,7 +1034,7 @@ class MongoCatalog(Catalog):
                     doc = await names.find_one({"name": name})
                 found = doc.get("last_version") if doc else None
             held = await self._highest_version(name)
-            if type(found) is int and found > held:
+            if type(found) is int and held < found <= _VERSION_CEILING:
                 return found
             async with self._errors():
                 repaired = await names.find_one_and_update(
@@ -1050,7 +1052,7 @@ class MongoCatalog(Catalog):
         collection = await self._collection()
         async with self._errors():
             doc = await collection.find_one(
-                {**_NAMED, "name": name},
+                {**_NAMED, "name": name, "$and": [{"name_version": {"$lt": _VERSION_CEILING}}]},
                 {"_id": 0, "name_version": 1},
                 sort=[("name_version", DESCENDING)],
             )

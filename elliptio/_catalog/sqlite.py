@@ -294,6 +294,13 @@ _TOO_LARGE = (
     "too many SQL variables",
 )
 _RETRY_SECONDS = 120.0
+# The highest version of name ?1 the records hold (0: none); a planted one past
+# ?2 (where 1 more would leave 64 bits) is not counted.
+_HELD = (
+    "(SELECT coalesce(max(name_version), 0) FROM artifacts"
+    " WHERE name = ?1 AND name_version BETWEEN 1 AND ?2)"
+)
+_VERSION_CEILING = 2**53
 _MMAP_BYTES = 1 << 31
 _CACHE_KIB = 64 * 1024
 
@@ -1143,12 +1150,11 @@ class SQLiteCatalog(Catalog):
             self._write_returning,
             # Never below a version the records hold, whatever the counter says (a
             # row planted in a shared catalog would otherwise block the name).
-            "INSERT INTO names (name, last_version) VALUES (?1, 1) ON CONFLICT (name)"
-            " DO UPDATE SET last_version = 1 + max("
-            " CASE WHEN typeof(last_version) = 'integer' THEN last_version ELSE 0 END,"
-            " (SELECT coalesce(max(name_version), 0) FROM artifacts"
-            " WHERE name = ?1 AND name_version IS NOT NULL)) RETURNING last_version",
-            (name,),
+            f"INSERT INTO names (name, last_version) VALUES (?1, 1 + {_HELD}) ON CONFLICT (name)"
+            " DO UPDATE SET last_version = 1 + max(CASE WHEN typeof(last_version) = 'integer'"
+            f" AND last_version BETWEEN 0 AND ?2 THEN last_version ELSE 0 END, {_HELD})"
+            " RETURNING last_version",
+            (name, _VERSION_CEILING),
         )
         return int(rows[0][0])
 
