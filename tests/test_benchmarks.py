@@ -74,3 +74,19 @@ def test_index_benchmark_prints_its_ratios() -> None:
     ]
     assert rows[0][3].strip() == "1.00x"
     assert all(row[3].strip().endswith("x") for row in rows)
+
+
+def test_in_lists_benchmark_finds_what_pandas_finds() -> None:
+    lines = _run("in_lists.py", "--size", "400", "--values", "300")
+    rows = [line.split("|") for line in lines if line.startswith("| ") and "---" not in line]
+    found = {row[1].strip(): int(row[3].strip().replace(",", "")) for row in rows[1:]}
+    assert set(found) == {
+        "artifact_id",
+        "labels.infos.seed",
+        "based_on",
+        "username",
+        "labels.datatype",
+    }
+    # Every other id and seed of 400 records: 200 of them; every user and datatype.
+    assert found["artifact_id"] == found["labels.infos.seed"] == 200
+    assert found["username"] == found["labels.datatype"] == 400
