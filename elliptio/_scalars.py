@@ -63,6 +63,8 @@ def plain_tree(value: Any) -> Any:
             return value
         return dict(items)
     if isinstance(value, list | tuple):
+        if all(type(item) in _PLAIN for item in value):
+            return value  # plain already (a long $in list of ids)
         converted = [plain_tree(item) for item in value]
         if all(a is b for a, b in zip(converted, value, strict=True)):
             return value

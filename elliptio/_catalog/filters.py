@@ -381,6 +381,8 @@ def _operator(key: str, op: str, operand: Any, ops: Mapping[str, Any]) -> None:
     elif op in ("$in", "$nin"):
         if not isinstance(operand, list | tuple):
             raise QueryError(f"{where} needs a list, not {type(operand).__name__}")
+        if all(type(item) is str for item in operand):
+            return  # a list of ids or names, however long: nothing to check
         for i, item in enumerate(operand):
             if is_operator_doc(item):
                 raise QueryError(f"{where}[{i}]: operators cannot appear inside $in / $nin")
