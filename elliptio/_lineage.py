@@ -14,6 +14,7 @@ vouch for.
 
 from __future__ import annotations
 
+import functools
 import html
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -112,36 +113,49 @@ class LineageGraph:
     nodes: dict[str, LineageNode] = field(default_factory=dict)
     edges: tuple[tuple[str, str], ...] = ()
 
+    @functools.cached_property
+    def _adjacent(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """Inputs and outputs of every artifact, in edge order, made once: a scan
+        of the edges per node took time quadratic in a wide lineage."""
+        inputs: dict[str, list[str]] = {}
+        outputs: dict[str, list[str]] = {}
+        for a, b in self.edges:
+            inputs.setdefault(b, []).append(a)
+            outputs.setdefault(a, []).append(b)
+        return inputs, outputs
+
     def parents(self, artifact_id: str) -> list[str]:
         """Inputs of ``artifact_id`` within the graph."""
-        return [a for a, b in self.edges if b == artifact_id]
+        return list(self._adjacent[0].get(artifact_id, ()))
 
     def children(self, artifact_id: str) -> list[str]:
         """Artifacts in the graph built on ``artifact_id``."""
-        return [b for a, b in self.edges if a == artifact_id]
+        return list(self._adjacent[1].get(artifact_id, ()))
 
     def to_text(self) -> str:
-        """A tree: the root, its inputs above (``<-``) and its outputs below (``->``)."""
+        """A tree: the root, its inputs above (``<-``) and its outputs below (``->``).
+
+        Each artifact is drawn once on each side; where it comes again, it is
+        marked ``(see above)``. So the tree grows with the artifacts and edges,
+        never with the number of paths, and is walked without recursion.
+        """
         lines = [self.nodes[self.root].label]
-
-        def walk(node: str, step: str, neighbours: Any, prefix: str, seen: set[str]) -> None:
-            items = neighbours(node)
-            for i, other in enumerate(items):
-                last = i == len(items) - 1
+        for step, neighbours in (("<-", self.parents), ("->", self.children)):
+            shown = {self.root}
+            # (neighbours of a node, the next one to draw, the prefix of their lines)
+            stack: list[tuple[list[str], int, str]] = [(neighbours(self.root), 0, "")]
+            while stack:
+                items, i, prefix = stack.pop()
+                if i == len(items):
+                    continue
+                stack.append((items, i + 1, prefix))
+                other, last = items[i], i == len(items) - 1
+                repeat = " (see above)" if other in shown else ""
                 branch = "└── " if last else "├── "
-                repeat = " (see above)" if other in seen else ""
                 lines.append(f"{prefix}{branch}{step} {self.nodes[other].label}{repeat}")
-                if not repeat:
-                    walk(
-                        other,
-                        step,
-                        neighbours,
-                        prefix + ("    " if last else "│   "),
-                        seen | {other},
-                    )
-
-        walk(self.root, "<-", self.parents, "", {self.root})
-        walk(self.root, "->", self.children, "", {self.root})
+                if not repeat:  # its own branch is drawn right under its line
+                    shown.add(other)
+                    stack.append((neighbours(other), 0, prefix + ("    " if last else "│   ")))
         return "\n".join(lines)
 
     def _ids(self) -> dict[str, str]:

@@ -474,3 +474,31 @@ def test_lineage_of_a_run_that_read_thousands_of_artifacts(tmp_path: Path) -> No
     )
     assert out.returncode == 0, out.stderr
     assert all(part[:17] in out.stdout for part in parts)
+
+
+def test_the_text_tree_grows_with_artifacts_not_paths_and_any_depth() -> None:
+    """Two artifacts per step, each built on both of the step before, drew every
+    path: 262,143 lines for 36 artifacts; a chain of 1,100 raised RecursionError
+    (helper-71). Each artifact is drawn once per side, later ones '(see above)'."""
+    import itertools
+
+    from elliptio._lineage import LineageNode
+
+    ids = [f"artifact_{i:04d}" for i in range(40)]
+    edges = tuple(
+        (ids[i], ids[j]) for j in range(2, 40) for i in ((j // 2 - 1) * 2, (j // 2 - 1) * 2 + 1)
+    )
+    wide = LineageGraph(ids[-1], {a: LineageNode(a) for a in ids}, edges)
+    text = wide.to_text().splitlines()
+    assert len(text) < 2 * len(edges) + 2
+    drawn = [line for line in text if "(see above)" not in line]
+    assert len(drawn) == len(ids) - 1  # every input of the last one, and itself
+    chain_ids = [f"artifact_{i:05d}" for i in range(5000)]
+    chain = LineageGraph(
+        chain_ids[-1],
+        {a: LineageNode(a) for a in chain_ids},
+        tuple(itertools.pairwise(chain_ids)),
+    )
+    lines = chain.to_text().splitlines()
+    assert len(lines) == 5000
+    assert f"<- {chain_ids[0]} " in lines[-1]
