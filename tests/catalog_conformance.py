@@ -346,6 +346,8 @@ CASES: list[Case] = [
     Case("long $in of names", {"based_on": {"$in": [*_MANY, "story"]}}, {"bob"}),
     Case("long $in of labels", {"labels.infos.n": {"$in": [*range(4, 200), 3]}}, {"story"}),
     Case("long $in of types", {"labels.datatype": {"$in": [*_MANY, "model"]}}, {"bob"}),
+    # json_each cut a string at NUL: "model\x00x" matched "model" (helper-72)
+    Case("long $in with NUL", {"labels.datatype": {"$in": [*_MANY, "model\x00x"]}}, set()),
     # $size and equality to an array or a document inside $elemMatch, over arrays
     # holding text: SQLite called a JSON function on the text (helper-68)
     # (mongomock sizes the array itself, and compares no array inside $in there)

@@ -407,3 +407,29 @@ def test_a_planted_version_counter_never_blocks_a_name(
             )
             sync(names.update_one({"name": "ds"}, {"$set": {"last_version": top}}))
         assert h.upload(data_files["test"], name="ds").name_version == 6
+
+
+def test_a_failed_counter_write_on_mongodb_never_hands_a_version_out_twice(
+    tmp_path: Path, data_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reservation whose $inc failed once (a write conflict) returned the counter
+    as it stood: the version another writer had reserved (helper-72)."""
+    from mongomock_motor import AsyncMongoMockClient
+    from pymongo import errors
+
+    with eio.Handler(storage=tmp_path / "store", catalog=AsyncMongoMockClient()) as h:
+        first = sync(h.catalog.reserve_version("ds"))  # reserved, not committed
+        names = sync(h.catalog._side("names"))
+        real = type(names).find_one_and_update
+        failed: list[bool] = []
+
+        async def once_failing(self: Any, query: Any, update: Any, *args: Any, **kw: Any) -> Any:
+            if not failed and "$inc" in update:
+                failed.append(True)
+                raise errors.OperationFailure("WriteConflict", code=112)
+            return await real(self, query, update, *args, **kw)
+
+        monkeypatch.setattr(type(names), "find_one_and_update", once_failing)
+        second = sync(h.catalog.reserve_version("ds"))
+        assert failed
+        assert second != first

@@ -1020,6 +1020,7 @@ class MongoCatalog(Catalog):
         """
         names = await self._side("names")
         for _ in range(_COUNTER_REPAIRS):
+            own = True
             try:
                 async with self._errors():
                     doc = await names.find_one_and_update(
@@ -1030,19 +1031,22 @@ class MongoCatalog(Catalog):
                     )
                 found = doc["last_version"]
             except (CatalogError, TypeError):  # $inc of a value that is no number
+                own = False  # what is read now is no version of this call's own
                 async with self._errors():
                     doc = await names.find_one({"name": name})
                 found = doc.get("last_version") if doc else None
             held = await self._highest_version(name)
-            if type(found) is int and held < found <= _VERSION_CEILING:
-                return found
+            valid = type(found) is int and 0 <= found <= _VERSION_CEILING
+            if own and valid and found > held:
+                return int(found)
+            mine = max(int(found) if valid else 0, held) + 1
             async with self._errors():
                 repaired = await names.find_one_and_update(
                     {"name": name, "last_version": found},
-                    {"$set": {"last_version": held + 1}},
+                    {"$set": {"last_version": mine}},
                 )
             if repaired is not None:
-                return held + 1
+                return mine
         raise CatalogError(
             f"the version counter of {name!r} in catalog {self._display} kept changing; retry"
         )

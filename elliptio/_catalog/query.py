@@ -521,8 +521,9 @@ class _Translator:
         of parameters: an ``$in`` of 100,000 ids took 16 s before it ran)."""
         distinct = list(dict.fromkeys(values))
         if len(distinct) > _LISTED_AS_PARAMS and all(
-            type(v) is str or (type(v) is int and abs(v) <= 2**63 - 1) for v in distinct
-        ):
+            (type(v) is str and "\x00" not in v) or (type(v) is int and abs(v) <= 2**63 - 1)
+            for v in distinct
+        ):  # (json_each cuts a string at NUL)
             return f"(SELECT value FROM json_each({self.param(json.dumps(distinct))}))"
         return "(" + ", ".join(self.param(v) for v in distinct) + ")"
 
