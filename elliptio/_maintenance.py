@@ -75,9 +75,8 @@ class ReindexReport:
     unchanged: list[str] = field(default_factory=list)
     conflicting: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
-    """Records replaced by their newer sidecar (a delete or label change that
-    stopped after writing it), or restored from it (a record the catalog holds
-    that cannot be read)."""
+    """Records replaced by their newer sidecar: a delete or label change that
+    stopped after writing it."""
     unreadable: list[str] = field(default_factory=list)
     uncommitted: list[str] = field(default_factory=list)
     """Whole sidecars whose writer is still writing or died before its commit
@@ -358,14 +357,11 @@ async def reindex_folder(
     try:
         stored = upgrade_record(await catalog.get(artifact_id))
     except CorruptRecordError:
-        # A record that cannot be read (damaged, or planted): its sidecar restores it.
-        try:
-            await catalog.delete(artifact_id)
-            await catalog.insert(record.to_document())
-        except ElliptioError:
-            report.unreadable.append(artifact_id)
-        else:
-            report.updated.append(artifact_id)
+        # A record that cannot be read (damaged, or planted): reported, and the
+        # other folders go on. Not replaced from this sidecar: the record may be
+        # of another store sharing the catalog, whose writers this store's trust
+        # does not cover.
+        report.unreadable.append(artifact_id)
         return
     except ArtifactNotFoundError:
         lease = await catalog.get_lease(artifact_id)
