@@ -31,6 +31,8 @@ __all__ = [
 RESERVED_DIR = ".elliptio"
 METADATA_RELPATH = f"{RESERVED_DIR}/metadata.json"
 LOGS_DIR = f"{RESERVED_DIR}/logs"
+# The store's copy of each name's aliases: ALIASES_DIR/NAME.json at the root.
+ALIASES_DIR = f"{RESERVED_DIR}/aliases"
 ARTIFACT_ID_RE = re.compile(
     r"artifact_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 )

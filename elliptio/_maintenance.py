@@ -42,7 +42,7 @@ from ._errors import (
     SchemaVersionError,
     StorageError,
 )
-from ._layout import ARTIFACT_ID_RE, METADATA_RELPATH, RESERVED_DIR
+from ._layout import ALIASES_DIR, ARTIFACT_ID_RE, METADATA_RELPATH
 from ._lifecycle import revision, tombstone
 from ._models import Metadata, record_from_json, upgrade_record
 from ._storage import Storage
@@ -267,11 +267,10 @@ async def reindex(
 
 
 # -- aliases: the catalog holds them, the store keeps a copy for reindex --------------
-_ALIASES_DIR = f"{RESERVED_DIR}/aliases"
 
 
 def _aliases_path(storage: Storage, name: str) -> str:
-    return f"{storage.root.rstrip('/')}/{_ALIASES_DIR}/{name}.json"
+    return f"{storage.root.rstrip('/')}/{ALIASES_DIR}/{name}.json"
 
 
 async def save_aliases(storage: Storage, catalog: Catalog, name: str) -> None:
@@ -298,7 +297,7 @@ async def _restore_aliases(storage: Storage, catalog: Catalog, report: ReindexRe
     wins: an alias it holds is never moved."""
     from ._names import validate_alias, validate_name
 
-    for path in await storage.glob(f"{storage.root.rstrip('/')}/{_ALIASES_DIR}/*.json"):
+    for path in await storage.glob(f"{storage.root.rstrip('/')}/{ALIASES_DIR}/*.json"):
         try:
             raw = await _read_sidecar(storage, path)  # bounded: never read whole
             if raw is None:

@@ -52,7 +52,7 @@ from ._errors import (
     StorageError,
     UrlNotFoundError,
 )
-from ._layout import RESERVED_DIR
+from ._layout import ALIASES_DIR
 from ._process import ProcessLocal
 from ._redact import has_credentials, known_secrets, redact_text, redact_url
 from ._storage import DEFAULT_PART_SIZE, open_filesystem
@@ -668,8 +668,8 @@ class UrlTools:
                 if n.endswith("/") and info.get("type") != "directory" and info.get("size"):
                     raise InvalidPathError(
                         f"cannot copy {redact_url(src_backend.url(n))!r}: a name ending in "
-                        "'/' that holds bytes is no file and no folder here; copy or rename "
-                        "it on its own first"
+                        "'/' that holds bytes is no file and no folder here; rename or remove "
+                        "it with your storage's own tools, then copy the folder"
                     )
             is_folder = {
                 n: info.get("type") == "directory" or n.endswith("/") for n, info in found.items()
@@ -810,7 +810,7 @@ class UrlTools:
 def _aliases_copy(root: str, path: str) -> bool:
     """Whether ``path`` of a store is the copy of a name's aliases
     (``.elliptio/aliases/NAME.json`` at its root)."""
-    aliases = f"{root.rstrip('/')}/{RESERVED_DIR}/aliases/"
+    aliases = f"{root.rstrip('/')}/{ALIASES_DIR}/"
     name = path[len(aliases) :]
     return path.startswith(aliases) and "/" not in name and name.endswith(".json")
 

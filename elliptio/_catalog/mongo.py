@@ -1056,7 +1056,7 @@ class MongoCatalog(Catalog):
         collection = await self._collection()
         async with self._errors():
             doc = await collection.find_one(
-                {**_NAMED, "name": name, "$and": [{"name_version": {"$lt": _VERSION_CEILING}}]},
+                {**_NAMED, "name": name, "$and": [{"name_version": {"$lte": _VERSION_CEILING}}]},
                 {"_id": 0, "name_version": 1},
                 sort=[("name_version", DESCENDING)],
             )
