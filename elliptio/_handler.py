@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._artifact import Artifact
 from ._cache import Cache
 from ._catalog import Catalog, open_catalog
-from ._catalog.base import CatalogLostError, lease_lost_error
+from ._catalog.base import VERSION_CEILING, CatalogLostError, lease_lost_error
 from ._catalog.filters import conjoin
 from ._catalog.none import StorageOnlyCatalog
 from ._config import Settings, load_settings
@@ -477,6 +477,13 @@ class AsyncHandler:
         # git runs once per process; later commits read its cache without a thread hop.
         git = git_info() if git_info_known() else await asyncio.to_thread(git_info)
         version = await self.catalog.reserve_version(draft.name) if draft.name else None
+        if version is not None and version > VERSION_CEILING:
+            raise InvalidNameError(
+                f"name {draft.name!r} has no version left: the catalog holds a record of "
+                f"version {VERSION_CEILING:,}, the highest elliptio counts (one planted in "
+                "the catalog?). Save under another name, or ask whoever administers the "
+                "catalog to remove that record."
+            )
         record = Metadata(
             artifact_id=draft.artifact_id,
             run_id=draft.run.run_id,

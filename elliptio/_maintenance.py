@@ -44,7 +44,7 @@ from ._errors import (
 )
 from ._layout import ALIASES_DIR, ARTIFACT_ID_RE, METADATA_RELPATH
 from ._lifecycle import revision, tombstone
-from ._models import Metadata, record_from_json, upgrade_record
+from ._models import RESTORE_FROM_SIDECAR, Metadata, record_from_json, upgrade_record
 from ._storage import Storage
 
 __all__ = [
@@ -396,7 +396,7 @@ def _unconfirmed_tombstone(storage: Storage, sidecar: str, artifact_id: str) -> 
     return CorruptRecordError(
         f"the catalog holds a tombstone of {artifact_id}, but its sidecar "
         f"{storage.url(sidecar)} does not; nothing was removed. Someone with write "
-        "access to the catalog changed the record: restore it with 'elliptio reindex'"
+        f"access to the catalog changed the record: {RESTORE_FROM_SIDECAR}"
     )
 
 

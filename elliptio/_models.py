@@ -44,6 +44,12 @@ __all__ = [
 SCHEMA_VERSION = 2
 _MAX_DEPTH = 32
 MAX_LABELS_BYTES = 2**20
+# The next step for a catalog record that cannot be read: `reindex` never
+# replaces a record the catalog holds (it may be another store's), so whoever
+# administers the catalog removes it first.
+RESTORE_FROM_SIDECAR = (
+    "once it is removed from the catalog, `elliptio reindex` restores it from its sidecar"
+)
 """The largest labels a record may carry, as JSON: records stay far below MongoDB's
 16 MiB document limit and every `find` stays cheap; keep big data in files."""
 
@@ -397,8 +403,8 @@ def upgrade_record(doc: Mapping[str, Any]) -> Metadata:
     except (ValidationError, InvalidLabelsError, RecursionError) as err:
         problems = "nested too deeply" if isinstance(err, RecursionError) else _problems(err)
         raise CorruptRecordError(
-            f"record of {_shown_id(artifact_id)} is malformed ({problems}); restore it "
-            "from its sidecar with `elliptio reindex`, or report how it was written"
+            f"record of {_shown_id(artifact_id)} is malformed ({problems}); "
+            f"{RESTORE_FROM_SIDECAR}, or report how it was written"
         ) from None
 
 

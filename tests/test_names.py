@@ -407,6 +407,30 @@ def test_a_planted_version_counter_never_blocks_a_name(
             )
             sync(names.update_one({"name": "ds"}, {"$set": {"last_version": top}}))
         assert h.upload(data_files["test"], name="ds").name_version == 6
+        # One at the ceiling itself leaves no version to give: a clear error
+        # naming the way out, and nothing left behind (it was ArtifactExistsError
+        # at every commit, from the second one on, for good).
+        ceiling = 2**53
+        if backend == "sqlite":
+            with sqlite3.connect(tmp_path / "c.db") as conn:
+                conn.execute(
+                    "INSERT INTO artifacts (artifact_id, arrays, labels_json, name, name_version)"
+                    " VALUES ('artifact_ceiling', '', '{}', 'ds', ?)",
+                    (ceiling,),
+                )
+            conn.close()
+        else:
+            sync(
+                collection.insert_one(
+                    {"artifact_id": "artifact_ceiling", "name": "ds", "name_version": ceiling}
+                )
+            )
+        before = sorted(p.name for p in (tmp_path / "store").rglob("*"))
+        for _ in range(2):
+            with pytest.raises(eio.InvalidNameError, match=r"no version left.*another name"):
+                h.upload(data_files["test"], name="ds")
+        assert sorted(p.name for p in (tmp_path / "store").rglob("*")) == before
+        assert h.upload(data_files["test"], name="ds2").name_version == 1
 
 
 def test_a_failed_counter_write_on_mongodb_never_hands_a_version_out_twice(

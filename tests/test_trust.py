@@ -1549,5 +1549,11 @@ def test_a_record_nested_too_deeply_is_corrupt_and_reindex_goes_on(
             h.get(art.artifact_id)
         report = h.reindex()  # reported, never replaced from a sidecar (helper-72)
         assert report.unreadable == [art.artifact_id]
-        with pytest.raises(eio.CorruptRecordError, match="nested too deeply"):
+        with pytest.raises(eio.CorruptRecordError, match="nested too deeply") as caught:
             h.get(art.artifact_id)
+        # The message names the step that works: reindex restores the record
+        # once it is gone from the catalog (it said "restore it with reindex").
+        assert "once it is removed from the catalog" in str(caught.value)
+        sync(h.catalog.delete(art.artifact_id))
+        assert h.reindex().added == [art.artifact_id]
+        assert h.get(art.artifact_id).files["table.csv"].read_bytes() == GOOD

@@ -48,6 +48,10 @@ LeaseState = Literal["open", "committing", "condemned"]
 
 
 _URLS_PER_QUERY = 5_000
+# The highest version a name counts to: past it, a counter or ``name_version``
+# (one planted in a shared catalog) is ignored, and one more than 64 bits hold is
+# never computed; JSON readers take integers up to it exactly.
+VERSION_CEILING = 2**53
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from pymongo import errors as mongo_errors
 
 from elliptio._catalog import codec, filters, regex_guard
 from elliptio._catalog.base import (
+    VERSION_CEILING,
     Catalog,
     Document,
     Filter,
@@ -396,7 +397,6 @@ def _name_version(doc: Document) -> int | None:
 # Attempts at setting a planted version counter right (see `reserve_version`),
 # and the highest version counted (a planted one past it is not).
 _COUNTER_REPAIRS = 5
-_VERSION_CEILING = 2**53
 # What `_name_version` counts as a named record, as a filter: a string ``name`` (not
 # an array holding one) and a whole ``name_version`` of at least 1.
 _NAMED: dict[str, Any] = {
@@ -1036,7 +1036,7 @@ class MongoCatalog(Catalog):
                     doc = await names.find_one({"name": name})
                 found = doc.get("last_version") if doc else None
             held = await self._highest_version(name)
-            valid = type(found) is int and 0 <= found <= _VERSION_CEILING
+            valid = type(found) is int and 0 <= found <= VERSION_CEILING
             if own and valid and found > held:
                 return int(found)
             mine = max(int(found) if valid else 0, held) + 1
@@ -1056,7 +1056,7 @@ class MongoCatalog(Catalog):
         collection = await self._collection()
         async with self._errors():
             doc = await collection.find_one(
-                {**_NAMED, "name": name, "$and": [{"name_version": {"$lte": _VERSION_CEILING}}]},
+                {**_NAMED, "name": name, "$and": [{"name_version": {"$lte": VERSION_CEILING}}]},
                 {"_id": 0, "name_version": 1},
                 sort=[("name_version", DESCENDING)],
             )

@@ -35,6 +35,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 from elliptio import _progress
 from elliptio._catalog import codec, filters, query, regex_guard
 from elliptio._catalog.base import (
+    VERSION_CEILING,
     Catalog,
     CatalogLostError,
     Document,
@@ -300,7 +301,6 @@ _HELD = (
     "(SELECT coalesce(max(name_version), 0) FROM artifacts"
     " WHERE name = ?1 AND name_version BETWEEN 1 AND ?2)"
 )
-_VERSION_CEILING = 2**53
 _MMAP_BYTES = 1 << 31
 _CACHE_KIB = 64 * 1024
 
@@ -1154,7 +1154,7 @@ class SQLiteCatalog(Catalog):
             " DO UPDATE SET last_version = 1 + max(CASE WHEN typeof(last_version) = 'integer'"
             f" AND last_version BETWEEN 0 AND ?2 THEN last_version ELSE 0 END, {_HELD})"
             " RETURNING last_version",
-            (name, _VERSION_CEILING),
+            (name, VERSION_CEILING),
         )
         return int(rows[0][0])
 

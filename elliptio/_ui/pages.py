@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from elliptio._maintenance import VerifyReport
-from elliptio._models import Metadata
+from elliptio._models import RESTORE_FROM_SIDECAR, Metadata
 from elliptio._protocol import artifact_url
 
 from .graph import Picture
@@ -138,7 +138,7 @@ def search_page(
                 f"<tr class=damaged><td colspan={len(_COLUMNS)}>"
                 f"{esc(str(doc.get('artifact_id', '?')))}: a malformed record "
                 f"(CorruptRecordError: {esc(type(err).__name__)}: {esc(str(err)[:120])}); "
-                "restore it with elliptio reindex</td></tr>"
+                f"{esc(RESTORE_FROM_SIDECAR)}</td></tr>"
             )
     first = form.skip + 1
     summary = f"rows {first} to {form.skip + len(docs)}" if docs else "no artifact matches"
