@@ -722,6 +722,40 @@ def test_a_slow_preview_does_not_hold_other_pages(
         server.stop()
 
 
+def test_a_slow_lineage_drawing_does_not_hold_other_pages(
+    handler: eio.Handler, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lineage page is laid out on a thread: while its drawing is slow (a very
+    wide lineage; held here until the other page answered), the server still
+    answers other requests. It drew on the event loop (helper-71)."""
+    import elliptio._ui.app as app_mod
+
+    release = threading.Event()
+    real = app_mod.draw
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app_mod, "draw", slow)
+    server = handler.ui()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            page = server.url + f"lineage/{lake.train_v2}"
+            held = pool.submit(urllib.request.urlopen, page, timeout=60)
+            time.sleep(0.5)  # the page has reached its drawing
+            try:
+                with urllib.request.urlopen(server.url + "names", timeout=5) as answer:
+                    assert answer.status == 200
+                assert not held.done()
+            finally:
+                release.set()
+            with held.result() as answer:
+                assert b"<svg" in answer.read()
+    finally:
+        server.stop()
+
+
 def test_a_storage_only_handler_is_refused_before_anything_listens(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -44,7 +44,7 @@ from elliptio._redact import redact_url
 from elliptio._sync import get_loop
 
 from . import graphviz, pages, preview
-from .graph import draw, to_dot
+from .graph import Picture, draw, to_dot
 from .html import SCRIPT, esc, href, ref_path
 from .search import PAGE_SIZE, SearchForm
 
@@ -256,9 +256,14 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
         def url(node: str) -> str:
             return href(ref_path("/lineage", node), {"depth": depth})
 
-        picture = draw(graph, depth=depth, refs=refs, url=url)
-        source, _ = to_dot(graph, depth=depth, refs=refs, url=url)
-        svg = await asyncio.to_thread(graphviz.render, source)
+        def lay_out() -> tuple[Picture, str | None]:
+            # Off the event loop: a wide lineage takes a while, and the other
+            # pages keep answering meanwhile.
+            picture = draw(graph, depth=depth, refs=refs, url=url)
+            source, _ = to_dot(graph, depth=depth, refs=refs, url=url)
+            return picture, graphviz.render(source)
+
+        picture, svg = await asyncio.to_thread(lay_out)
         if svg is not None:  # Graphviz is installed: its layout, same nodes and links
             picture = dataclasses.replace(picture, svg=svg)
         root = {"artifact_id": aid, "name": rec.name, "name_version": rec.name_version}
