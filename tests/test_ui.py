@@ -549,6 +549,28 @@ def test_cli_ui_warns_when_exposed(tmp_path: Path) -> None:
     assert "without a login" in err
 
 
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [("", "empty, which would listen on every interface"), (" ", "empty"), ("\udcff", "no host")],
+)
+def test_a_host_that_is_no_address_is_refused_before_anything_listens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], host: str, message: str
+) -> None:
+    """An empty host listened on every interface (after the exposure warning
+    showed a blank address); one that is not a name raised a raw TypeError."""
+    catalog = f"sqlite:///{tmp_path}/c.db"
+    with eio.Handler(storage=tmp_path / "store", catalog=catalog) as h:
+        assert h.count() == 0  # the catalog file is made
+        with pytest.raises(eio.ConfigError, match=message):
+            h.ui(host=host)
+    argv = ["--storage", str(tmp_path / "store"), "--catalog", catalog, "ui", "--host", host]
+    assert main([*argv, "--port", "0", "--no-browser"]) == 1
+    err = capsys.readouterr().err
+    assert "ConfigError: the UI's host" in err
+    assert "WARNING" not in err
+    assert "Traceback" not in err
+
+
 def test_ui_benchmark_runs_and_prints_its_table() -> None:
     done = subprocess.run(
         [

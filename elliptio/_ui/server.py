@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from elliptio._errors import ConfigError, UsageError
+from elliptio._errors import ArgumentTypeError, ConfigError, UsageError
 from elliptio._handler import AsyncHandler
 
 from .app import create_app
@@ -53,8 +53,32 @@ def _loopback_address(text: str) -> bool:
     return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
+def _check_host(host: str) -> None:
+    """Refuse a host that is no address or name to listen on, before anything
+    listens: an empty one would listen on every interface, unasked."""
+    if not isinstance(host, str):
+        raise ArgumentTypeError(f"the UI's host is a str, not {type(host).__name__}")
+    if not host.strip():
+        raise ConfigError(
+            "the UI's host is empty, which would listen on every interface; give "
+            "127.0.0.1 (the default), or 0.0.0.0 if everyone who can reach this "
+            "machine may read the catalog and store"
+        )
+    try:
+        host.strip("[]").encode("idna")
+    except UnicodeError:
+        raise ConfigError(
+            f"the UI's host {host!r} is no host name or address; give one such as 127.0.0.1"
+        ) from None
+
+
 def exposure_warning(host: str) -> str | None:
-    """The loud warning for a non-loopback address, ``None`` for loopback."""
+    """The loud warning for a non-loopback address, ``None`` for loopback.
+
+    Raises:
+        ConfigError: ``host`` is empty or no host name (nothing listens).
+    """
+    _check_host(host)
     if is_loopback(host):
         return None
     return (
@@ -65,6 +89,7 @@ def exposure_warning(host: str) -> str | None:
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    _check_host(host)
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
