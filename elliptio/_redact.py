@@ -125,6 +125,11 @@ _ASSIGNMENT = re.compile(
 # A word of a command line given as one argument, quotes and all (an unclosed
 # quote runs to the end).
 _WORD = re.compile(r"""(?:[^\s'"\\]++|\\.|'[^']*+'?|"(?:[^"\\]|\\.)*+"?)++""", re.S)
+# What separates the assignments of a connection string or an option list.
+_LIST_SEPARATOR = re.compile(r"([;,])")
+# The name of one of those assignments: words (`User Id`), maybe an option's
+# (`--opts=a=1,...`) or behind a quote; never the words of a command line.
+_LIST_NAME = re.compile(r"""\s*['"]?[-+]{0,2}[A-Za-z_][\w.\-]*(?: +[A-Za-z_][\w.\-]*)*\s*""")
 # `;name=value` in a URL's path, the value up to the next "/".
 _PATH_PARAM = re.compile(r"(?<=;)(?P<name>[^=;/?#\s]+)=(?P<value>[^;/?#\s]*)")
 # What may follow a URL shown in quotes (repr) in a message: the closing quote
@@ -351,6 +356,9 @@ def _redact_element(arg: str, *, nested: bool = True) -> str:
     start, secret = _peeled(arg)
     if secret:
         return arg[:start] + MASK
+    listed = _redact_list(arg, nested=nested)
+    if listed is not None:
+        return listed
     head, arg = arg[:start], arg[start:]
     header = _HEADER.fullmatch(arg)
     if header and is_secret_name(header["name"]):
@@ -374,6 +382,34 @@ def _redact_value(value: str, *, nested: bool = True) -> str:
         # blanks (--password="a b") is masked whole.
         return _redact_words(value)
     return _ASSIGNMENT.sub(_mask_assignment, value)
+
+
+def _redact_list(text: str, *, nested: bool) -> str | None:
+    """Text that is a list of two assignments or more separated by ";" or ","
+    (a connection string ``Server=x;User Id=u;Password=a b``,
+    ``--opts=a=1,password=a b``) with the values before the first secret one
+    redacted as values (``nested`` as in `_redact_value`) and everything from
+    that one on masked, blanks and all (a closing quote kept); ``None`` for any
+    other text. Two assignments at least are needed, the secret one among them."""
+    pieces = _LIST_SEPARATOR.split(text)
+    assigned = 0
+    for i in range(0, len(pieces), 2):
+        name, eq, value = pieces[i].partition("=")
+        if not eq:
+            if pieces[i].strip():
+                return None  # a piece that assigns nothing: no such list
+            continue
+        if not _LIST_NAME.fullmatch(name):
+            return None  # e.g. words of a command line: `tool --opts=a=1,b=2`
+        assigned += 1
+        if value.strip() and is_secret_name(name):
+            # To the end: a password may hold the separator ("a,b=c").
+            quote = text[-1] if text[-1] in "'\"" and text.count(text[-1]) % 2 == 0 else ""
+            del pieces[i + 1 :]
+            pieces[i] = f"{name}={MASK}{quote}"
+            break
+        pieces[i] = f"{name}={_redact_value(value, nested=nested)}"
+    return "".join(pieces) if assigned >= 2 else None
 
 
 def _names_secret(text: str) -> bool:

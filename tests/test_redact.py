@@ -126,6 +126,25 @@ ARGV_CASES: list[tuple[list[str], list[str]]] = [
     (["--opts=a=1,password=abc,b=2"], ["--opts=a=1,password=***"]),
     (["--msg", "run with token=abc now"], ["--msg", "run with token=*** now"]),
     (["--env=A=1;SECRET_KEY=abc"], ["--env=A=1;SECRET_KEY=***"]),
+    # a secret in a list of assignments holding blanks: masked whole, to the end
+    # (the words after the blank were kept)
+    (
+        ["--conn", "Server=x;User Id=u;Password=SEK RIT;Database=d"],
+        ["--conn", "Server=x;User Id=u;Password=***"],
+    ),
+    (["--opts=a=1,password=SEK RIT"], ["--opts=a=1,password=***"]),
+    (["'Server=x;Pwd=SEK RIT'"], ["'Server=x;Pwd=***'"]),
+    (
+        ["bash", "-c", "tool --opts='a=1,password=SEK RIT' x"],
+        ["bash", "-c", "tool --opts='a=1,password=***' x"],
+    ),
+    (
+        ["Data Source=mongodb://u:SEK RIT@h/db;Initial Catalog=c"],
+        ["Data Source=mongodb://u:***@h/db;Initial Catalog=c"],
+    ),
+    # a list whose values are not secret keeps them, each redacted as a value
+    (["a=1,b=run --token abc"], ["a=1,b=run --token ***"]),
+    (["--input=/data/a,b.csv", "x=1, y=2"], ["--input=/data/a,b.csv", "x=1, y=2"]),
     # an argument that is a command line: its words as arguments, one level deep
     (
         ["--extra-args=--epochs 3 --password abc --lr=0.1"],
