@@ -384,13 +384,13 @@ def _redact_value(value: str, *, nested: bool = True) -> str:
     return _ASSIGNMENT.sub(_mask_assignment, value)
 
 
-def _redact_list(text: str, *, nested: bool) -> str | None:
+def _assignments(text: str) -> tuple[list[str], int | None] | None:
     """Text that is a list of two assignments or more separated by ";" or ","
     (a connection string ``Server=x;User Id=u;Password=a b``,
-    ``--opts=a=1,password=a b``) with the values before the first secret one
-    redacted as values (``nested`` as in `_redact_value`) and everything from
-    that one on masked, blanks and all (a closing quote kept); ``None`` for any
-    other text. Two assignments at least are needed, the secret one among them."""
+    ``--opts=a=1,password=a b``): its pieces and separators (`_LIST_SEPARATOR`),
+    and the index of the first piece whose value is secret; everything from that
+    piece on is its value, blanks and all, since a password may hold the
+    separator too (``a,b=c``). ``None`` for any other text."""
     pieces = _LIST_SEPARATOR.split(text)
     assigned = 0
     for i in range(0, len(pieces), 2):
@@ -403,13 +403,39 @@ def _redact_list(text: str, *, nested: bool) -> str | None:
             return None  # e.g. words of a command line: `tool --opts=a=1,b=2`
         assigned += 1
         if value.strip() and is_secret_name(name):
-            # To the end: a password may hold the separator ("a,b=c").
-            quote = text[-1] if text[-1] in "'\"" and text.count(text[-1]) % 2 == 0 else ""
-            del pieces[i + 1 :]
-            pieces[i] = f"{name}={MASK}{quote}"
-            break
-        pieces[i] = f"{name}={_redact_value(value, nested=nested)}"
-    return "".join(pieces) if assigned >= 2 else None
+            return (pieces, i) if assigned >= 2 else None
+    return (pieces, None) if assigned >= 2 else None
+
+
+def _list_secret(text: str) -> str | None:
+    """The secret `_redact_list` masks in ``text``, its closing quote left out."""
+    found = _assignments(text)
+    if found is None or found[1] is None:
+        return None
+    secret = "".join(found[0][found[1] :]).partition("=")[2]
+    return secret[: -len(_closing_quote(text))] if _closing_quote(text) else secret
+
+
+def _closing_quote(text: str) -> str:
+    """The quote that ends ``text`` and closes one opened in it, or ``""``."""
+    return text[-1] if text[-1:] in ("'", '"') and text.count(text[-1]) % 2 == 0 else ""
+
+
+def _redact_list(text: str, *, nested: bool) -> str | None:
+    """`_assignments` text with the values before the secret one redacted as
+    values (``nested`` as in `_redact_value`) and the secret masked; ``None``
+    for any other text."""
+    found = _assignments(text)
+    if found is None:
+        return None
+    pieces, secret = found
+    shown = []
+    for piece in pieces[:secret]:
+        name, eq, value = piece.partition("=")  # a separator, or a blank piece, has none
+        shown.append(f"{name}={_redact_value(value, nested=nested)}" if eq else piece)
+    if secret is not None:
+        shown.append(f"{pieces[secret].partition('=')[0]}={MASK}{_closing_quote(text)}")
+    return "".join(shown)
 
 
 def _names_secret(text: str) -> bool:
@@ -518,9 +544,7 @@ def _string_secrets(text: str) -> set[str]:
     found = _url_passwords(text) | (_option_secrets(parsed) if parsed is not None else set())
     found.update(m["value"] for m in _PARAM.finditer(text) if _is_secret_param(m["name"]))
     for line in text.split("\n"):
-        element = _element_secret(line)
-        if element:
-            found.add(element)
+        found.update(s for s in (_element_secret(line), _list_secret(line)) if s)
     return found
 
 

@@ -363,3 +363,8 @@ def test_the_secrets_collected_are_those_the_redaction_masks() -> None:
     assert {"S3CR3T", "B X"} <= known_secrets([], options)
     assert "S3CR3T" not in str(redact_options(options))
     assert "B X" not in str(redact_options(options))
+    # a secret in a list of assignments, blanks and all (only "SEK" was taken)
+    options = {"a": "Server=x;Password=SEK RIT;Database=d", "b": "--opts='a=1,token=TOK EN'"}
+    assert {"SEK RIT;Database=d", "TOK EN"} <= known_secrets([], options)
+    assert "RIT" not in str(redact_options(options))
+    assert "EN" not in str(redact_options(options))
