@@ -69,7 +69,7 @@ def sidecar_folders(event: Any, root_url: str) -> tuple[list[str], IndexReport]:
         )
     root = root_url.rstrip("/")
     report = IndexReport()
-    folders: list[str] = []
+    folders: dict[str, None] = {}  # in order, each once
     for number, record in enumerate(records):
         s3 = record.get("s3") if isinstance(record, Mapping) else None
         bucket = s3.get("bucket") if isinstance(s3, Mapping) else None
@@ -96,9 +96,8 @@ def sidecar_folders(event: Any, root_url: str) -> tuple[list[str], IndexReport]:
         ):
             report.refused.append(url)
             continue
-        if relative not in folders:
-            folders.append(relative)
-    return folders, report
+        folders[relative] = None
+    return list(folders), report
 
 
 def index_event(event: Any, handler: Handler | None = None) -> dict[str, list[str]]:
