@@ -25,6 +25,7 @@ import logging
 import os
 import posixpath
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -881,10 +882,33 @@ def ls(url: str, detail: bool = False) -> list[Any]:
 def _missing(backend: Backend, path: str) -> UrlNotFoundError:
     """The error for a URL that names nothing: an `ElliptioError` and a
     `FileNotFoundError`, as readers expect, naming the URL with its scheme."""
+    if isinstance(backend.fs, LocalFileSystem):
+        special = _special_local(path)
+        if special:
+            return UrlNotFoundError(f"{path!r} {special}")
     shown = path if isinstance(backend.fs, LocalFileSystem) else backend.redact(backend.url(path))
     return UrlNotFoundError(
         f"{shown!r} does not exist; check the path or URL (ls lists what a folder holds)"
     )
+
+
+def _special_local(path: str) -> str | None:
+    """What a local path that the URL tools take for missing is, when it is there:
+    a symbolic link to nothing, or no regular file or folder (a FIFO, a socket, a
+    device), which they never read."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISLNK(mode):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return None
+        return f"is a symbolic link to {target!r}, which does not exist; fix or remove the link"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "is no regular file or folder (a FIFO, a socket or a device): only those are read"
+    return None
 
 
 def _text(url: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -436,6 +437,22 @@ def test_a_missing_url_is_an_elliptio_error_naming_the_url(
                 call(url, *extra)
     with pytest.raises(FileNotFoundError):  # what readers and fsspec expect
         tools.open(f"{s3}/none.csv")
+
+
+def test_a_dangling_link_or_a_fifo_is_named_for_what_it_is(tmp_path: Path) -> None:
+    """cp, mv, open and cat of a symbolic link to nothing, or of a FIFO, said the
+    path does not exist, while ls showed it there."""
+    tools = _tools(tmp_path, storage_url=str(tmp_path / "store"))
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone.csv")
+    os.mkfifo(tmp_path / "fifo")
+    for name, said in (("dangling", "symbolic link to '.*gone.csv'"), ("fifo", "a FIFO")):
+        url = str(tmp_path / name)
+        for call in (tools.cp, tools.mv, tools.open):
+            args = (url, str(tmp_path / "out")) if call != tools.open else (url,)
+            with pytest.raises(eio.UrlNotFoundError, match=said):
+                call(*args)
+        assert (tmp_path / name).is_symlink() or (tmp_path / name).is_fifo()
+        assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("where", ["local", "memory"])
