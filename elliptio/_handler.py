@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -184,13 +185,16 @@ def _sort(sort: SortLike) -> list[tuple[str, int]]:
     return [(str(k), d) for k, d in items]
 
 
-def _record_path(cache_root: Path, artifact_id: str) -> Path:
-    return cache_root / "records" / f"{artifact_id}.json"
+def _record_path(cache_root: Path, catalog: Catalog, artifact_id: str) -> Path:
+    # Kept per catalog: a record read through another catalog (one whose writers
+    # planted a record under this id) never stands in for this catalog's.
+    key = hashlib.sha256(catalog.identity.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return cache_root / "records" / key / f"{artifact_id}.json"
 
 
-def _keep_record(cache: Cache, artifact_id: str, doc: Mapping[str, Any]) -> None:
+def _keep_record(cache: Cache, catalog: Catalog, artifact_id: str, doc: Mapping[str, Any]) -> None:
     # Rewritten only when the record changed (labels, tombstone).
-    path = _record_path(cache.root, artifact_id)
+    path = _record_path(cache.root, catalog, artifact_id)
     text = upgrade_record(doc).model_dump_json()
     with contextlib.suppress(OSError):
         if path.read_text() == text:
@@ -989,18 +993,9 @@ class AsyncHandler:
                 doc = await self.catalog.get(artifact_id)
             except CatalogUnavailableError as err:
                 doc = self._cached_record(artifact_id, err)
-            except ArtifactNotFoundError:
-                if not self.settings.offline:
-                    raise
-                # Offline, a local catalog answers; what was read before, with
-                # another catalog, stays readable.
-                kept = self._kept_record(artifact_id)
-                if kept is None:
-                    raise
-                doc = kept
             else:
                 if cache is not None:
-                    await asyncio.to_thread(_keep_record, cache, artifact_id, doc)
+                    await asyncio.to_thread(_keep_record, cache, self.catalog, artifact_id, doc)
         record = upgrade_record(doc)
         if record.deleted is not None:
             raise deleted_error(record)
@@ -1025,7 +1020,7 @@ class AsyncHandler:
         if cache is None:
             return None
         try:
-            text = _record_path(cache.root, artifact_id).read_text()
+            text = _record_path(cache.root, self.catalog, artifact_id).read_text()
             return record_from_json(text).to_document()
         except (OSError, CorruptRecordError):
             return None
@@ -1320,7 +1315,9 @@ class AsyncHandler:
             raise
         cache = self.storage.cache
         if cache is not None:
-            await asyncio.to_thread(_keep_record, cache, artifact_id, stone.to_document())
+            await asyncio.to_thread(
+                _keep_record, cache, self.catalog, artifact_id, stone.to_document()
+            )
         own = set(self._own_urls(record))
         kept = {
             f.url: self.storage.reference_owner(f.url)[1]

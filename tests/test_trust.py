@@ -1557,3 +1557,42 @@ def test_a_record_nested_too_deeply_is_corrupt_and_reindex_goes_on(
         sync(h.catalog.delete(art.artifact_id))
         assert h.reindex().added == [art.artifact_id]
         assert h.get(art.artifact_id).files["table.csv"].read_bytes() == GOOD
+
+
+def test_a_record_planted_in_another_catalog_never_stands_in_for_a_kept_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records kept in the cache were kept by artifact id alone: one get() through
+    catalog A, whose writer planted a record under the id of catalog B's
+    artifact naming another file of B's store, replaced what B's readers read
+    offline, or with B's server down, and served that file's bytes, verified
+    (helper-73)."""
+    import asyncio
+    import copy
+
+    from mongomock_motor import AsyncMongoMockClient
+
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "model.bin").write_bytes(GOOD)
+    (tmp_path / "evil.bin").write_bytes(b"EVIL")
+    client_b = AsyncMongoMockClient("mongodb://team-b:27017")
+    client_a = AsyncMongoMockClient("mongodb://other-a:27017")
+    store = tmp_path / "store"
+    with eio.Handler(storage=store, catalog=client_b) as hb:
+        x = hb.upload(tmp_path / "model.bin", name="model")
+        y = hb.upload(tmp_path / "evil.bin")
+        assert hb.get(x.artifact_id).files["model.bin"].read_bytes() == GOOD  # kept
+    records = client_b["elliptio"]["artifacts"]
+    planted = copy.deepcopy(
+        asyncio.run(records.find_one({"artifact_id": x.artifact_id}, {"_id": 0}))
+    )
+    evil = asyncio.run(records.find_one({"artifact_id": y.artifact_id}, {"_id": 0}))
+    planted["files"] = [{**evil["files"][0], "relpath": "model.bin"}]
+    planted.pop("_environment", None)
+    planted["python_packages"] = {}
+    asyncio.run(client_a["elliptio"]["artifacts"].insert_one(planted))
+    with eio.Handler(storage=tmp_path / "other", catalog=client_a) as ha:
+        ha.get(x.artifact_id)  # a mere look-up through catalog A
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    with eio.Handler(storage=store, catalog=client_b) as hb:
+        assert hb.get(x.artifact_id).files["model.bin"].read_bytes() == GOOD

@@ -81,6 +81,12 @@ class Catalog(abc.ABC):
     remote: bool = False
     """Whether the catalog is a network away (``ELLIPTIO_OFFLINE`` keeps off it)."""
 
+    @property
+    def identity(self) -> str:
+        """What tells this catalog from every other one, the same in every process
+        (records kept in the local cache are kept per catalog); may hold secrets."""
+        return repr(self)
+
     @abc.abstractmethod
     async def insert(self, doc: Document) -> None:
         """Insert one document.

@@ -491,9 +491,19 @@ class MongoCatalog(Catalog):
         else:
             full = getattr(target, "full_name", None) or getattr(target, "name", "?")
             self._display = f"MongoDB collection {full!r}"
+        # The display names only the collection of a client object: the repr of
+        # PyMongo's objects names their hosts too (Motor's, of what they wrap).
+        shown = "" if target is None else repr(target)
+        if " object at 0x" in shown:
+            shown = repr(getattr(target, "delegate", target))
+        self._identity = f"{self!r} {shown}"
 
     def __repr__(self) -> str:
         return f"MongoCatalog({self._display!r})"
+
+    @property
+    def identity(self) -> str:
+        return self._identity
 
     # -- connection ------------------------------------------------------------
 
