@@ -224,22 +224,28 @@ def _whole_userinfo(url: str) -> tuple[int, int] | None:
     the way pymongo reads its URLs: the userinfo runs to the last "@", so the
     password may hold "#", "?", "/", "@" and blanks; the user name before the
     first ":" holds no "/", "?" or "#". ``None`` when there is no password."""
+    # Only a web URL takes 'host:8080/x@y' for a port and a path: a path holding
+    # "@" is common there (file@2x.png); elsewhere ('mongodb://u:2024/pw@h')
+    # "digits/" before an "@" is read as the start of a password.
+    ports = url[:5].lower() in ("http:", "https")
     scheme = _SCHEME_FIRST.match(url)
     if scheme is not None and not url[scheme.end() :].startswith("/"):
-        return _userinfo_password(url, scheme.end(), strict=True)
+        return _userinfo_password(url, scheme.end(), strict=True, ports=ports)
     # A mistyped URL ('mongodb:/u:p@h', 'mongodb:///u:p@h', 'mongodb//u:p@h',
     # 'u:p@h:27017/db') is shown in the error that refuses it: what runs to its
     # last "@" is userinfo all the same.
     slashes = _SCHEME_SLASH.match(url)
-    return _userinfo_password(url, slashes.end() if slashes else 0, strict=False)
+    return _userinfo_password(url, slashes.end() if slashes else 0, strict=False, ports=ports)
 
 
-def _userinfo_password(url: str, begin: int, *, strict: bool) -> tuple[int, int] | None:
+def _userinfo_password(
+    url: str, begin: int, *, strict: bool, ports: bool
+) -> tuple[int, int] | None:
     userinfo, at, _ = url[begin:].rpartition("@")
     user, colon, password = userinfo.partition(":")
     if not at or not colon or not password or (strict and any(c in user for c in "/?#")):
         return None
-    if _PORT.match(password) and not password.isdigit():  # 'host:8080/x@y': a port
+    if ports and _PORT.match(password) and not password.isdigit():  # 'host:8080/x@y'
         return None
     start = begin + len(user) + 1
     return start, start + len(password)

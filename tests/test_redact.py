@@ -300,6 +300,9 @@ def test_redact_text_ignores_short_secrets_and_regex_characters() -> None:
         ("mongodb://u:a b@h/db?x=mongodb://a", "mongodb://u:***@h/db?x=mongodb://a"),
         ("s3://KEY:SE/CR ET@bucket/x", "s3://KEY:***@bucket/x"),
         ("https://host:8443/x@y", "https://host:8443/x@y"),  # a port, not a password
+        # elsewhere digits and "/" before an "@" start a password (helper-73)
+        ("mongodb://u:2024/pw@h/db", "mongodb://u:***@h/db"),
+        ("memory://u:2024/pw@lake", "memory://u:***@lake"),
         ("s3://bucket/a:b@c/x", "s3://bucket/a:b@c/x"),  # a path
     ],
 )

@@ -175,6 +175,14 @@ class _Uri:
         database = urllib.parse.unquote_plus(path).split(".", 1)[0] if path else ""
         self.database = database
         self.options = {key.lower(): value for key, value in urllib.parse.parse_qsl(query_text)}
+        if "@" in path:
+            # pymongo reads 'u:2024/pw@h/db' as host u:2024 and database 'pw@h':
+            # a password holding "/" that was not escaped, never to be shown.
+            raise ConfigError(
+                f"catalog URL {self.safe!r} holds '@' after its first '/': percent-escape "
+                "a password that holds '/' or '@' ('/' as %2F, '@' as %40; "
+                "urllib.parse.quote_plus does it)"
+            )
         if not self.hosts:
             raise ConfigError(
                 f"catalog URL {self.safe!r} names no host; use e.g. "
