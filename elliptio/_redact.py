@@ -540,8 +540,10 @@ def _redact_string(text: str) -> str:
     parsed = _json_in(text)
     if parsed is not None:
         return _redact_json(text, parsed)
-    text = _mask_params(redact_url(text, whole="\n" not in text))
-    return "\n".join(_redact_element(line) for line in text.split("\n"))
+    text = redact_url(text, whole="\n" not in text)
+    # Lines first: a quoted value with blanks (password='a b') is masked whole
+    # there; parameters cut at the first blank would leave its other words.
+    return _mask_params("\n".join(_redact_element(line) for line in text.split("\n")))
 
 
 def _string_secrets(text: str) -> set[str]:
@@ -551,6 +553,20 @@ def _string_secrets(text: str) -> set[str]:
     found.update(m["value"] for m in _PARAM.finditer(text) if _is_secret_param(m["name"]))
     for line in text.split("\n"):
         found.update(s for s in (_element_secret(line), _list_secret(line)) if s)
+        if any(c.isspace() for c in line) and _names_secret(line):
+            found |= _word_secrets(line)
+    return found
+
+
+def _word_secrets(text: str) -> set[str]:
+    """The secrets `_redact_words` masks in ``text``: a word after a secret option,
+    and the value of a secret word, with and without its quotes."""
+    words = [_unquoted(m[0]) for m in _WORD.finditer(text)]
+    found = {w for w, masked in zip(words, _masked_args(words), strict=True) if masked}
+    for word in words:
+        secret = _element_secret(word)
+        if secret:
+            found |= {secret, _unquoted(secret)}
     return found
 
 

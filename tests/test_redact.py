@@ -371,3 +371,8 @@ def test_the_secrets_collected_are_those_the_redaction_masks() -> None:
     assert {"SEK RIT;Database=d", "TOK EN"} <= known_secrets([], options)
     assert "RIT" not in str(redact_options(options))
     assert "EN" not in str(redact_options(options))
+    # a quoted value with blanks in a libpq DSN: masked whole (helper-73)
+    options = {"dsn": "host=db user=u password='correct horse battery' dbname=x"}
+    assert "correct horse battery" in known_secrets([], options)
+    assert redact_options(options) == {"dsn": "host=db user=u password=*** dbname=x"}
+    assert "horse" not in redact_text(str(options), known_secrets([], options))
