@@ -174,6 +174,57 @@ def test_gc_cli_reports_a_corrupt_lease_in_one_line(
     assert len(out.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "mongomock"])
+def test_a_malformed_planted_lease_stops_gc_with_corrupt_record_error(
+    backend: str, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """A planted lease missing a field, or holding one of another type, made gc
+    raise a raw KeyError, AttributeError or TypeError on MongoDB (and a
+    start time that is no date, a raw ValueError on SQLite) (helper-73)."""
+    import sqlite3
+
+    from mongomock_motor import AsyncMongoMockClient
+
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    catalog: Any = (
+        f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else AsyncMongoMockClient()
+    )
+    planted: list[dict[str, Any]] = [
+        {"artifact_id": new_artifact_id(), "started": old, "prefix": "x", "state": "gone"},
+    ]
+    if backend == "sqlite":  # a text that sorts as old but is no date
+        planted.append(
+            {
+                "artifact_id": new_artifact_id(),
+                "started": "2020-13-45",
+                "prefix": "x",
+                "state": "open",
+            }
+        )
+    else:
+        planted += [
+            {"artifact_id": new_artifact_id(), "started": old, "state": "open"},
+            {"started": old, "prefix": "x", "state": "open"},
+            {"artifact_id": new_artifact_id(), "started": old, "prefix": 5, "state": "open"},
+        ]
+    with eio.Handler(storage=tmp_path / "store", catalog=catalog) as h:
+        h.upload(data_files["test"])
+        for doc in planted:
+            if backend == "sqlite":
+                with sqlite3.connect(tmp_path / "c.db") as conn:
+                    conn.execute("DELETE FROM leases")
+                    started = doc["started"]
+                    row = (doc["artifact_id"], doc["prefix"], str(started), doc["state"])
+                    conn.execute("INSERT INTO leases VALUES (?, ?, ?, ?)", row)
+                conn.close()
+            else:
+                leases = sync(h.catalog._side("leases"))
+                sync(leases.delete_many({}))
+                sync(leases.insert_one(dict(doc)))
+            with pytest.raises(eio.CorruptRecordError, match=r"lease .* elliptio did not write"):
+                h.gc()
+
+
 # -- 2. records and sidecars naming files outside the layout -----------------------
 def _planted_record(h: eio.Handler, template: eio.Artifact, url: str) -> Metadata:
     """A record like ``template`` under a new id whose file URL is ``url``."""

@@ -12,6 +12,7 @@ filter documents; every backend accepts and refuses the same ones
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,7 +21,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from elliptio._catalog import codec
-from elliptio._errors import ArtifactExistsError, ArtifactNotFoundError, CatalogError, CommitError
+from elliptio._errors import (
+    ArtifactExistsError,
+    ArtifactNotFoundError,
+    CatalogError,
+    CommitError,
+    CorruptRecordError,
+)
 
 __all__ = [
     "Catalog",
@@ -69,6 +76,29 @@ class Lease:
     prefix: str
     started: datetime
     state: LeaseState
+
+
+def read_lease(artifact_id: Any, prefix: Any, started: Any, state: Any) -> Lease:
+    """A lease as a catalog holds it, checked: one elliptio did not write (a
+    catalog writer's: a field missing or of another type, an unknown state) is
+    `CorruptRecordError` naming it, as the leases `gc` judges are."""
+    if isinstance(started, str):
+        with contextlib.suppress(ValueError):
+            started = datetime.fromisoformat(started)
+    if (
+        isinstance(artifact_id, str)
+        and isinstance(prefix, str)
+        and isinstance(started, datetime)
+        and started.tzinfo is not None
+        and state in ("open", "committing", "condemned")
+    ):
+        return Lease(artifact_id, prefix, started, state)
+    shown = artifact_id if isinstance(artifact_id, str) else f"({type(artifact_id).__name__})"
+    raise CorruptRecordError(
+        f"the catalog holds a lease of {shown[:100]!r} that elliptio did not write (its "
+        "artifact id, prefix, start time or state is missing or malformed); remove it "
+        "from the catalog's leases"
+    )
 
 
 class Catalog(abc.ABC):

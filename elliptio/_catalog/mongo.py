@@ -42,6 +42,7 @@ from elliptio._catalog.base import (
     exists_error,
     grouped_aliases,
     packages_environment,
+    read_lease,
     version_taken_error,
 )
 from elliptio._errors import (
@@ -413,6 +414,11 @@ _NAMED: dict[str, Any] = {
     "name_version": {"$gte": 1},
     "$or": [{"name_version": {"$type": "int"}}, {"name_version": {"$type": "long"}}],
 }
+
+
+def _lease(doc: Document) -> Lease:
+    started = _aware({"t": doc.get("started")})["t"]
+    return read_lease(doc.get("artifact_id"), doc.get("prefix"), started, doc.get("state"))
 
 
 def _aware(value: Any) -> Any:
@@ -958,10 +964,7 @@ class MongoCatalog(Catalog):
         leases = await self._side("leases")
         async with self._errors():
             doc = await leases.find_one({"artifact_id": artifact_id}, {"_id": 0})
-        if doc is None:
-            return None
-        started = _aware({"t": doc["started"]})["t"]
-        return Lease(doc["artifact_id"], doc["prefix"], started, doc["state"])
+        return None if doc is None else _lease(doc)
 
     async def claim_lease(
         self,
@@ -994,10 +997,7 @@ class MongoCatalog(Catalog):
                 query, {"_id": 0}, sort=[("started", ASCENDING), ("artifact_id", ASCENDING)]
             )
             docs = await cursor.to_list(None)
-        return [
-            Lease(d["artifact_id"], d["prefix"], _aware({"t": d["started"]})["t"], d["state"])
-            for d in docs
-        ]
+        return [_lease(d) for d in docs]
 
     # -- names, versions and aliases ---------------------------------------------
 

@@ -47,6 +47,7 @@ from elliptio._catalog.base import (
     grouped_aliases,
     lease_lost_error,
     packages_environment,
+    read_lease,
     record_revision,
     version_taken_error,
 )
@@ -1055,8 +1056,7 @@ class SQLiteCatalog(Catalog):
         )
         if not rows:
             return None
-        found, prefix, started, state = rows[0]
-        return Lease(found, prefix, dt.datetime.fromisoformat(started), state)
+        return read_lease(*rows[0])
 
     async def claim_lease(
         self,
@@ -1085,7 +1085,7 @@ class SQLiteCatalog(Catalog):
             " ORDER BY started, artifact_id",
             [codec.date_text(started_before)],
         )
-        return [Lease(a, p, dt.datetime.fromisoformat(t), s) for a, p, t, s in rows]
+        return [read_lease(*row) for row in rows]
 
     # -- run inputs ---------------------------------------------------------------
 
