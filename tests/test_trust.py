@@ -1647,3 +1647,38 @@ def test_a_record_planted_in_another_catalog_never_stands_in_for_a_kept_one(
     monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
     with eio.Handler(storage=store, catalog=client_b) as hb:
         assert hb.get(x.artifact_id).files["model.bin"].read_bytes() == GOOD
+
+
+def test_planted_mongodb_documents_are_corrupt_records_never_raw_errors(
+    tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """On MongoDB a record with no artifact_id made find, get by name, delete and
+    lineage raise a raw KeyError or TypeError; an environment holding a BSON
+    value JSON does not hold, a raw TypeError; a run_inputs row with no id, or
+    one that is no text, stopped every commit of the run (helper-73)."""
+    from bson import Binary
+    from mongomock_motor import AsyncMongoMockClient
+
+    client = AsyncMongoMockClient()
+    db = client["elliptio"]
+    with eio.Handler(storage=tmp_path / "store", catalog=client) as h:
+        art = h.upload(data_files["test"], name="ds")
+        with h.run() as run:
+            run.env()  # the run is shared: its inputs are read from the catalog
+            rows = [{}, {"artifact_id": 5}, {"artifact_id": {"x": 1}}]
+            sync(
+                db["artifacts.run_inputs"].insert_many([{"run_id": run.run_id, **r} for r in rows])
+            )
+            h.get(art.artifact_id)
+            assert h.upload(data_files["train"]).metadata.based_on == [art.artifact_id]
+        sync(
+            db["artifacts.environments"].update_many(
+                {}, {"$set": {"python_packages.x": Binary(b"\0")}}
+            )
+        )
+        with pytest.raises(eio.CorruptRecordError, match="environment"):
+            h.get(art.artifact_id)
+        sync(db["artifacts"].insert_one({"name": "ds", "name_version": 9, "based_on": []}))
+        for call in (lambda: h.find(), lambda: h.get("ds"), lambda: h.get("ds:v9")):
+            with pytest.raises(eio.CorruptRecordError, match="no artifact_id"):
+                call()

@@ -55,6 +55,7 @@ from elliptio._errors import (
     InvalidLabelsError,
     QueryError,
 )
+from elliptio._models import RESTORE_FROM_SIDECAR
 from elliptio._redact import known_secrets, redact_text, redact_url
 
 __all__ = [
@@ -416,6 +417,26 @@ _NAMED: dict[str, Any] = {
 }
 
 
+def _genuine(environment: Document) -> bool:
+    """Whether an environment document is what its id (a sha256) says: a catalog
+    writer may have planted another list under it, or values JSON does not hold."""
+    try:
+        return environment_of(_aware(environment))[1] == environment
+    except (TypeError, ValueError, RecursionError):
+        return False
+
+
+def _no_id_error(display: str, doc: Document) -> CorruptRecordError:
+    found = doc.get("artifact_id")
+    what = "no artifact_id" if found is None else f"an artifact_id of type {type(found).__name__}"
+    named = f" (name {doc['name']!r})" if isinstance(doc.get("name"), str) else ""
+    return CorruptRecordError(
+        f"catalog {display} holds a record{named} with {what}, which elliptio never "
+        "writes; remove it from the collection (it matches {'artifact_id': {'$not': "
+        "{'$type': 'string'}}})"
+    )
+
+
 def _lease(doc: Document) -> Lease:
     started = _aware({"t": doc.get("started")})["t"]
     return read_lease(doc.get("artifact_id"), doc.get("prefix"), started, doc.get("state"))
@@ -696,6 +717,9 @@ class MongoCatalog(Catalog):
         """Records as read: each environment's packages back in the records naming it
         (a copy each), datetimes in UTC."""
         out = [_aware(dict(doc)) for doc in docs]
+        for doc in out:
+            if not isinstance(doc.get("artifact_id"), str):
+                raise _no_id_error(self._display, doc)
         wanted = {doc[ENVIRONMENT] for doc in out if _is_sha(doc.get(ENVIRONMENT))}
         if not wanted:
             return out
@@ -704,9 +728,7 @@ class MongoCatalog(Catalog):
             found = await environments.find({"_id": {"$in": sorted(wanted)}}).to_list(None)
         # An environment is what its sha256 says, or no environment at all (a
         # catalog writer could have planted another list under that id).
-        packages = {
-            env["_id"]: env.get(PACKAGES) for env in found if environment_of(_aware(env))[1] == env
-        }
+        packages = {env["_id"]: env.get(PACKAGES) for env in found if _genuine(env)}
         for doc in out:
             if not _is_sha(doc.get(ENVIRONMENT)):
                 continue  # no environment (or a field of that name from before 0.5)
@@ -715,8 +737,7 @@ class MongoCatalog(Catalog):
                 raise CorruptRecordError(
                     f"record {doc.get('artifact_id')!r} in catalog {self._display} names "
                     f"environment {sha!r}, which is missing from the environments "
-                    "collection or does not hash to its id; rebuild the catalog with "
-                    "'elliptio reindex'"
+                    f"collection or does not hash to its id; {RESTORE_FROM_SIDECAR}"
                 )
             doc[PACKAGES] = _aware(copy.deepcopy(packages[sha]))
         return out
@@ -1027,7 +1048,7 @@ class MongoCatalog(Catalog):
         async with self._errors():
             cursor = inputs.find({"run_id": run_id}, {"_id": 0, "artifact_id": 1})
             cursor = cursor.sort("_id", ASCENDING)
-            return [doc["artifact_id"] async for doc in cursor]
+            return [doc.get("artifact_id") async for doc in cursor]
 
     async def reserve_version(self, name: str) -> int:
         """Reserve the next version number of ``name``; see `Catalog.reserve_version`.
@@ -1092,6 +1113,8 @@ class MongoCatalog(Catalog):
             doc = await collection.find_one(
                 query, {"_id": 0, "artifact_id": 1}, sort=[("name_version", DESCENDING)]
             )
+        if doc is not None and not isinstance(doc.get("artifact_id"), str):
+            raise _no_id_error(self._display, {**doc, "name": name})
         return None if doc is None else str(doc["artifact_id"])
 
     async def set_alias(self, name: str, alias: str, version: int) -> int | None:
