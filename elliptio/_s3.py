@@ -158,7 +158,10 @@ def with_s3_defaults(url: str, options: dict[str, Any]) -> dict[str, Any]:
         # botocore rewrites this dict in place (max_attempts -> total_max_attempts):
         # keep it away from the defaults above and from the caller's options.
         config["retries"] = dict(config["retries"])
-    return {**options, "config_kwargs": config}
+    # No listings kept: s3fs answered exists() and info() from a listing made
+    # before, so a process never saw another writer's change to a folder it had
+    # listed (a removed key still there, an added one missing, old bytes).
+    return {"use_listings_cache": False, **options, "config_kwargs": config}
 
 
 def is_s3(fs: Any) -> bool:

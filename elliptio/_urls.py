@@ -55,7 +55,7 @@ from ._errors import (
 )
 from ._layout import ALIASES_DIR
 from ._process import ProcessLocal
-from ._redact import has_credentials, known_secrets, redact_text, redact_url
+from ._redact import has_credentials, is_secret_name, known_secrets, redact_text, redact_url
 from ._storage import DEFAULT_PART_SIZE, open_filesystem
 from ._sync import sync
 from ._transfer import copy_hashing, write_all
@@ -380,32 +380,46 @@ class UrlTools:
     # A URL's record is named by the sha256 of the whole URL and holds it with its
     # secrets masked (a presigned URL's signature, a token in the query): no secret
     # is written to the cache, in a file or in a file name.
-    def _record_file(self, url: str) -> Path:
-        key = hashlib.sha256(url.encode()).hexdigest()
+    # What the cache knows of a URL it fetched is kept under the URL as its
+    # filesystem spells it (however it was written) and where that filesystem
+    # talks to: the same bucket and key on another endpoint is another file.
+    def _record_id(self, backend: Backend, path: str) -> dict[str, str]:
+        return {"url": redact_url(backend.url(path)), "where": _endpoint(backend)}
+
+    def _record_file(self, backend: Backend, path: str) -> Path:
+        key = hashlib.sha256(json.dumps(self._record_id(backend, path)).encode()).hexdigest()
         return self.cache.root / "urls" / key[:2] / f"{key}.json"
 
-    def _record(self, url: str) -> dict[str, Any] | None:
+    def _record(self, backend: Backend, path: str) -> dict[str, Any] | None:
         try:
-            record: dict[str, Any] = json.loads(self._record_file(url).read_text())
+            record: dict[str, Any] = json.loads(self._record_file(backend, path).read_text())
         except (OSError, ValueError):
             return None
-        return record if record.get("url") == redact_url(url) else None
+        wanted = self._record_id(backend, path)
+        return record if all(record.get(k) == v for k, v in wanted.items()) else None
 
-    def _save_record(self, url: str, sha256: str, version: str) -> None:
-        record = {"url": redact_url(url), "sha256": sha256, "version": version}
+    def _save_record(self, backend: Backend, path: str, sha256: str, version: str) -> None:
+        record = {**self._record_id(backend, path), "sha256": sha256, "version": version}
         self.cache.write_text(
-            self._record_file(url), json.dumps({**record, "checked": time.time()})
+            self._record_file(backend, path), json.dumps({**record, "checked": time.time()})
         )
 
     def invalidate(self, url: str, recursive: bool = False) -> None:
         """Forget the cached version of ``url`` (and of URLs under it if recursive)."""
+        self._forget(*self._backend(os.fspath(url)), recursive=recursive)
+
+    def _forget(self, backend: Backend, path: str, *, recursive: bool = False) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self._record_file(url).unlink()
+            self._record_file(backend, path).unlink()
         if recursive:
-            prefix = redact_url(url.rstrip("/") + "/")
+            wanted = self._record_id(backend, path)
+            prefix = wanted["url"].rstrip("/") + "/"
             for record_file in (self.cache.root / "urls").glob("*/*.json"):
-                with contextlib.suppress(OSError, ValueError):
-                    if json.loads(record_file.read_text()).get("url", "").startswith(prefix):
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    record = json.loads(record_file.read_text())
+                    if record.get("where") == wanted["where"] and record.get("url", "").startswith(
+                        prefix
+                    ):
                         record_file.unlink()
 
     @staticmethod
@@ -461,7 +475,7 @@ class UrlTools:
             if not os.path.isfile(path):
                 raise _missing(backend, path)
             return Path(path)
-        record = self._record(url)
+        record = self._record(backend, path)
         cached = self.cache.lookup(record["sha256"]) if record else None
         if cached is not None and record is not None:
             # A copy of a URL whose server tells no version is never fresh.
@@ -489,11 +503,11 @@ class UrlTools:
         known = bool(version) and record is not None and record.get("version") == version
         if cached is not None and record is not None and known:
             log.debug("cache hit: %s (revalidated)", self._redact(url))
-            self._save_record(url, record["sha256"], version)
+            self._save_record(backend, path, record["sha256"], version)
             return self._named(cached, path)
         sha256, fetched = self._fetch(backend, path)
         log.info("downloaded %s to the cache", self._redact(url))
-        self._save_record(url, sha256, version)
+        self._save_record(backend, path, sha256, version)
         return self._named(fetched, path)
 
     def _named(self, entry: Path, path: str) -> Path:
@@ -534,7 +548,7 @@ class UrlTools:
         if self._offline(backend):
             raise self._offline_error(url, "write")
         self._refuse_in_store(url, backend, path, "write")
-        self.invalidate(url)
+        self._forget(backend, path)
         handle: IO[Any] = self._call(backend, "open", path, backend.fs.open, path, mode, **kwargs)
         return handle
 
@@ -558,12 +572,12 @@ class UrlTools:
                 raise StorageError(f"nothing was written to {str(local)!r} for {redact_url(url)!r}")
             self._call(backend, "write", path, fs.put_file, str(local), path)
             log.info("uploaded %s", self._redact(url))
-            self.invalidate(url)
+            self._forget(backend, path)
             if not isinstance(fs, LocalFileSystem):
                 with builtins.open(local, "rb") as f:
                     sha256, _ = self.cache.put(lambda dst: shutil.copyfileobj(f, dst))
                 version = self._call(backend, "check", path, self._version, fs, path)
-                self._save_record(url, sha256, version)
+                self._save_record(backend, path, sha256, version)
 
     # -- listing and moving -----------------------------------------------------------
     def ls(self, url: str, detail: bool = False) -> list[Any]:
@@ -584,7 +598,7 @@ class UrlTools:
         url = os.fspath(url)
         backend, path = self._backend(url)
         if self._offline(backend):
-            record = self._record(url)
+            record = self._record(backend, path)
             if record and self.cache.lookup(record["sha256"]):
                 return True
             # A file of an artifact read before: open() serves it from the cache.
@@ -717,7 +731,9 @@ class UrlTools:
         for folder in folders:  # empty ones too: mv is cp + rm
             self._call(dst_backend, "create", folder, dst_fs.makedirs, folder, True)
         log.info("copied %s to %s", self._redact(os.fspath(src)), self._redact(os.fspath(dst)))
-        self.invalidate(os.fspath(dst), recursive=recursive)
+        for _, target in pairs:  # each file written, also one copied into a folder
+            self._forget(dst_backend, target)
+        self._forget(dst_backend, dst_path, recursive=recursive)
 
     @staticmethod
     def _copy_within(fs: fsspec.AbstractFileSystem, pairs: list[tuple[str, str]]) -> None:
@@ -877,6 +893,31 @@ def write(url: str) -> contextlib.AbstractContextManager[Path]:
 def ls(url: str, detail: bool = False) -> list[Any]:
     """List a folder or prefix of any fsspec URL."""
     return default_tools().ls(url, detail)
+
+
+def _endpoint(backend: Backend) -> str:
+    """Where a backend's filesystem talks to, as its options (or, for S3, the
+    AWS environment) name it: no secret, only endpoints, hosts and accounts."""
+    options = getattr(backend.fs, "storage_options", None) or {}
+    client = options.get("client_kwargs")
+    found = {
+        key: value
+        for source in (options, client if isinstance(client, dict) else {})
+        for key, value in source.items()
+        if isinstance(value, str)
+        and any(w in key.lower() for w in ("endpoint", "host", "account"))
+        and not is_secret_name(key)  # account_key
+    }
+    if "s3" in _protocols(backend.fs):
+        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+            if os.environ.get(name):
+                found.setdefault(name, os.environ[name])
+    return redact_url(json.dumps(found, sort_keys=True))
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def _missing(backend: Backend, path: str) -> UrlNotFoundError:

@@ -621,3 +621,99 @@ def test_s3_folder_markers_are_folders_in_copies_and_moves(
     assert f"{d}/a.txt" in listed
     assert not fs.exists(f"{S3_BUCKET}/console/g")
     assert not (tmp_path / "g").exists()
+
+
+def _read(tools: UrlTools, url: str) -> bytes:
+    with tools.open(url) as f:
+        data: bytes = f.read()
+    return data
+
+
+def _other_s3(s3_options: dict[str, Any]) -> fsspec.AbstractFileSystem:
+    """A filesystem of another process's: none of the tools' cached state."""
+    return fsspec.filesystem("s3", skip_instance_cache=True, **s3_options)
+
+
+def test_a_copy_into_a_folder_forgets_the_cached_version_of_what_it_wrote(
+    tmp_path: Path, s3_options: dict[str, Any]
+) -> None:
+    """cp and mv forgot the cached version of the URL they were given only: a
+    copy into a folder (``dst`` ending in "/") left ``folder/a.csv``'s old bytes
+    served until it was revalidated, and for good offline (helper-74)."""
+    store = {"storage_url": f"s3://{S3_BUCKET}/lake", "storage_options": s3_options}
+    tools = _tools(tmp_path, revalidate_seconds=3600, **store)
+    url = f"s3://{S3_BUCKET}/data/folder/a.csv"
+    (tmp_path / "a.csv").write_bytes(b"x\n1\n")
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "a.csv").write_bytes(b"x\n2\n")
+    tools.cp(str(tmp_path / "a.csv"), url)
+    assert _read(tools, url) == b"x\n1\n"
+    tools.cp(str(tmp_path / "new" / "a.csv"), f"s3://{S3_BUCKET}/data/folder/")
+    assert _read(tools, url) == b"x\n2\n"
+    tools.cp(str(tmp_path / "a.csv"), url)
+    assert _read(tools, url) == b"x\n1\n"
+    tools.cp(str(tmp_path / "new") + "/", f"s3://{S3_BUCKET}/data/folder/", recursive=True)
+    assert _read(tools, url) == b"x\n2\n"
+
+
+def test_a_listing_never_answers_for_the_folder_later(
+    tmp_path: Path, s3_options: dict[str, Any]
+) -> None:
+    """After ls() of a folder, s3fs answered exists(), revalidation and copies from
+    that listing: another writer's new bytes were never read, a removed key still
+    existed, an added one did not (helper-74)."""
+    store = {"storage_url": f"s3://{S3_BUCKET}/lake", "storage_options": s3_options}
+    tools = _tools(tmp_path, revalidate_seconds=0, **store)
+    folder = f"s3://{S3_BUCKET}/shared/f"
+    other = _other_s3(s3_options)
+    other.pipe(f"{S3_BUCKET}/shared/f/a.csv", b"version 1\n")
+    assert tools.ls(folder) == [f"{folder}/a.csv"]
+    assert _read(tools, f"{folder}/a.csv") == b"version 1\n"
+    other.pipe(f"{S3_BUCKET}/shared/f/a.csv", b"version 2\n")
+    other.pipe(f"{S3_BUCKET}/shared/f/b.csv", b"b\n")
+    assert _read(tools, f"{folder}/a.csv") == b"version 2\n"
+    assert tools.exists(f"{folder}/b.csv")
+    other.rm(f"{S3_BUCKET}/shared/f/b.csv")
+    assert not tools.exists(f"{folder}/b.csv")
+
+
+def test_the_same_key_on_another_endpoint_is_another_file(
+    tmp_path: Path, s3_options: dict[str, Any]
+) -> None:
+    """The cache kept a URL's version by its text alone: the same bucket and key
+    read through another endpoint (staging and production) served the first
+    endpoint's bytes, offline too (helper-74)."""
+    import socket
+    import subprocess
+    import sys
+
+    import requests
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                requests.put(f"{endpoint}/{S3_BUCKET}", timeout=1).raise_for_status()
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        production = {**s3_options, "endpoint_url": endpoint}
+        _other_s3(s3_options).pipe(f"{S3_BUCKET}/config.csv", b"STAGING\n")
+        _other_s3(production).pipe(f"{S3_BUCKET}/config.csv", b"PRODUCTION\n")
+        url = f"s3://{S3_BUCKET}/config.csv"
+        for options, expected in ((s3_options, b"STAGING\n"), (production, b"PRODUCTION\n")):
+            store = {"storage_url": f"s3://{S3_BUCKET}/lake", "storage_options": options}
+            assert _read(_tools(tmp_path, revalidate_seconds=3600, **store), url) == expected
+            offline = _tools(tmp_path, offline=True, **store)
+            assert _read(offline, url) == expected
+    finally:
+        server.terminate()
+        server.wait(10)
