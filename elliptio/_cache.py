@@ -352,14 +352,21 @@ class Cache:
     def _evict_if_needed(self, keep: Path) -> None:
         if self.max_bytes is None:
             return
+        in_use = time.time() - IN_USE_SECONDS
         with _locked(self.root / "locks" / "evict.lock"):
             entries = self.entries()
             total = sum(e.size for e in entries)
-            for entry in entries:
-                if total <= self.max_bytes:
+            for entry in entries:  # least recently used first
+                if total <= self.max_bytes or entry.last_used >= in_use:
                     break
                 if entry.path != keep:
                     total -= self._remove(entry.path)
+
+
+# An entry used this recently is never evicted, past the limit if need be: a path
+# `local_path()` handed out (to a lazy reader, one of several files read in
+# turn) stays there at least this long.
+IN_USE_SECONDS = 600.0
 
 
 class _HashingFile:

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import pytest
 
-from elliptio._cache import Cache
+from elliptio._cache import IN_USE_SECONDS, Cache
 from elliptio._errors import IntegrityError
 
 
@@ -106,6 +106,25 @@ def test_every_use_counts_for_eviction(tmp_path: Path) -> None:
     cache.fetch(_sha(c), _writer(c))  # 30 bytes > 25: evict the least recent, B
     assert cache.lookup(_sha(b)) is None
     assert cache.lookup(_sha(a)) is not None
+
+
+def test_an_entry_in_use_is_never_evicted(tmp_path: Path) -> None:
+    """Past the limit, the entry just handed out evicted the one before it, used a
+    moment ago: a path local_path() gave for the first of two files was gone when
+    the second was read (helper-74). Recent entries stay, past the limit; they go
+    once they are old."""
+    cache = Cache(tmp_path / "c", max_bytes=15)
+    a, b, c = (bytes([65 + i]) * 10 for i in range(3))
+    path_a = cache.fetch(_sha(a), _writer(a))
+    path_b = cache.fetch(_sha(b), _writer(b))
+    assert path_a.exists() and path_b.exists()
+    assert cache.size() == 20  # over the limit, for the while they are in use
+    old = time.time() - 2 * IN_USE_SECONDS
+    os.utime(cache._meta(path_a), (old, old))
+    os.utime(cache._meta(path_b), (old, old))
+    cache.fetch(_sha(c), _writer(c))
+    assert not path_a.exists() and not path_b.exists()
+    assert cache.size() == 10
 
 
 def test_prune_and_clear(tmp_path: Path) -> None:
