@@ -44,18 +44,26 @@ class NewFile:
     Attributes:
         relpath: the path inside the artifact.
         url: where to write it with any fsspec-aware writer (a plain absolute path
-            on local disk); also as ``remote_url``.
+            on local disk); also as ``remote_url``. Once the artifact committed, the
+            URL of its committed file: another artifact's, when the same bytes
+            were committed before (the copy written here is then removed).
     """
 
     def __init__(self, owner: NewArtifact, relpath: str, path: str) -> None:
         self._owner = owner
         self.relpath = relpath
         self._path = path
-        self.url: str = owner._storage.url(path)
-        self.remote_url = self.url
+        self._url = owner._storage.url(path)
         self._written: tuple[int, str] | None = None
         self._open_writer = False
         self._staging: Path | None = None
+
+    @property
+    def url(self) -> str:
+        committed = self._owner._artifact
+        return committed.files[self.relpath].url if committed is not None else self._url
+
+    remote_url = url
 
     @property
     def storage_options(self) -> dict[str, Any]:

@@ -54,11 +54,15 @@ def test_new_artifacts_reference_committed_content(
 ) -> None:
     first = handler.upload(data_files["train"])
     with handler.new(["copy.txt", "fresh.txt"]) as new:
+        written = new.files["copy.txt"].url
         new.files["copy.txt"].write_text(data_files["train"].read_text())
         new.files["fresh.txt"].write_text("something new")
     art = new.artifact
     assert art.files["copy.txt"].url == first.file.url
-    assert not handler.storage.fs.exists(_path(handler, new.files["copy.txt"].url))
+    assert not handler.storage.fs.exists(_path(handler, written))
+    # The file's URL is now the committed one, which holds the bytes (it named
+    # the copy removed at the commit, helper-74).
+    assert new.files["copy.txt"].url == first.file.url
     assert art.files["fresh.txt"].url == new.files["fresh.txt"].url
     assert len(_data_objects(handler)) == 2
     assert handler.verify(art.artifact_id).ok
