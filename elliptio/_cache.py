@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -341,6 +341,11 @@ class Cache:
         """Remove entries last used before ``older_than`` (epoch seconds); bytes freed."""
         with _locked(self.root / "locks" / "evict.lock"):
             return sum(self._remove(e.path) for e in self.entries() if e.last_used < older_than)
+
+    def discard(self, sha256s: Iterable[str]) -> int:
+        """Remove the entries of these contents, if held; bytes freed."""
+        with _locked(self.root / "locks" / "evict.lock"):
+            return sum(self._remove(self.path_for(sha)) for sha in set(sha256s))
 
     def clear(self) -> int:
         """Remove every entry; bytes freed."""

@@ -1318,12 +1318,16 @@ class AsyncHandler:
                 if aliases:
                     await save_aliases(self.storage, self.catalog, record.name or "")
             raise
+        own = set(self._own_urls(record))
         cache = self.storage.cache
         if cache is not None:
             await asyncio.to_thread(
                 _keep_record, cache, self.catalog, artifact_id, stone.to_document()
             )
-        own = set(self._own_urls(record))
+            # This machine's copies of the bytes removed go too (other machines'
+            # stay: SECURITY.md).
+            gone = [f.sha256 for f in [*record.files, *record.logs] if f.url in own]
+            await asyncio.to_thread(cache.discard, gone)
         kept = {
             f.url: self.storage.reference_owner(f.url)[1]
             for f in [*record.files, *record.logs]

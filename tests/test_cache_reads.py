@@ -190,6 +190,23 @@ def test_clearing_the_cache_leaves_nothing_of_a_deleted_artifact(
     assert left == []
 
 
+def test_a_delete_removes_the_deleting_machines_cached_copies(
+    s3_handler: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    """The bytes of a deleted artifact stayed in the cache of the machine that
+    deleted it, served to an Artifact fetched before (helper-74); other
+    machines' caches are theirs to clear (SECURITY.md)."""
+    art = s3_handler.upload(data_files["test"])
+    fetched = s3_handler.get(art.artifact_id)
+    assert fetched.file.read_bytes() == data_files["test"].read_bytes()
+    cache = s3_handler.storage.cache
+    assert cache is not None and cache.lookup(art.file.sha256) is not None
+    s3_handler.delete(art.artifact_id, reason="holds personal data")
+    assert cache.lookup(art.file.sha256) is None
+    with pytest.raises(eio.ArtifactNotFoundError):
+        fetched.file.read_bytes()
+
+
 def test_a_download_writes_its_bytes_once_and_offline_names_the_file(
     s3_handler: eio.Handler,
     data_files: dict[str, Path],
