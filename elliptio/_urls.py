@@ -598,16 +598,30 @@ class UrlTools:
         url = os.fspath(url)
         backend, path = self._backend(url)
         if self._offline(backend):
-            record = self._record(backend, path)
-            if record and self.cache.lookup(record["sha256"]):
+            if self._cached(backend, path):
                 return True
-            # A file of an artifact read before: open() serves it from the cache.
-            with contextlib.suppress(FileNotInArtifactError, ArtifactNotFoundError):
-                file = self._store_file(backend, path)
-                if file is not None and self.cache.lookup(file.sha256):
-                    return True
             raise self._offline_error(url, "check")  # online it could tell
-        return self._call(backend, "check", path, _exists, backend.fs, path)
+        try:
+            return self._call(backend, "check", path, _exists, backend.fs, path)
+        except StorageError as err:
+            # Unreachable: what open() would serve from the cache exists.
+            if err.__cause__ is None or not is_unreachable(err.__cause__):
+                raise
+            if self._cached(backend, path):
+                return True
+            raise self._offline_error(url, "check") from err
+
+    def _cached(self, backend: Backend, path: str) -> bool:
+        """Whether the cache holds the bytes of ``path``, as `cached_path` reads them."""
+        record = self._record(backend, path)
+        if record and self.cache.lookup(record["sha256"]):
+            return True
+        # A file of an artifact read before: open() serves it from the cache.
+        with contextlib.suppress(FileNotInArtifactError, ArtifactNotFoundError):
+            file = self._store_file(backend, path)
+            if file is not None and self.cache.lookup(file.sha256):
+                return True
+        return False
 
     def cp(self, src: str, dst: str, recursive: bool = False) -> None:
         """Copy ``src`` to ``dst``, within or across filesystems.

@@ -124,6 +124,11 @@ def test_unreachable_storage_is_detected(
         assert again.files["test.txt"].read_bytes() == data_files["test"].read_bytes()
         with pytest.raises(eio.OfflineError, match="cannot be reached"):
             again.files["train.txt"].read_bytes()
+        # exists() answers as open() reads: cached, it is there; else it cannot
+        # tell (it raised StorageError for both, helper-74).
+        assert h.urls.exists(again.files["test.txt"].url)
+        with pytest.raises(eio.OfflineError, match="unreachable"):
+            h.urls.exists(again.files["train.txt"].url)
 
 
 def test_offline_exists_of_a_cached_artifact_file_is_true(
