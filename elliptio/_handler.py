@@ -969,8 +969,8 @@ class AsyncHandler:
         if artifact_id is None:
             what = f"version v{version} of" if version is not None else "artifact named"
             raise ArtifactNotFoundError(
-                f"no {what} {parsed.name!r} in the catalog; list names and versions with "
-                "names() or `elliptio names`"
+                f"no {what} {parsed.name!r} in catalog {self.catalog!r}; list names and "
+                "versions with names() or `elliptio names`"
             )
         return artifact_id
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import queue
+import re
 from pathlib import Path
 from typing import Any
 
@@ -457,3 +458,13 @@ def test_a_failed_counter_write_on_mongodb_never_hands_a_version_out_twice(
         second = sync(h.catalog.reserve_version("ds"))
         assert failed
         assert second != first
+
+
+def test_an_unknown_name_names_the_catalog_searched(tmp_path: Path) -> None:
+    """elliptio://NAME URLs go through the settings' catalog unless a handler made
+    or read that artifact: the error said "not in the catalog" without saying
+    which one it searched (helper-74)."""
+    catalog = tmp_path / "team.db"
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{catalog}") as h:
+        with pytest.raises(eio.ArtifactNotFoundError, match=re.escape(str(catalog))):
+            h.get("train-set:latest")
