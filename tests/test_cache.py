@@ -117,13 +117,15 @@ def test_an_entry_in_use_is_never_evicted(tmp_path: Path) -> None:
     a, b, c = (bytes([65 + i]) * 10 for i in range(3))
     path_a = cache.fetch(_sha(a), _writer(a))
     path_b = cache.fetch(_sha(b), _writer(b))
-    assert path_a.exists() and path_b.exists()
+    assert path_a.exists()
+    assert path_b.exists()
     assert cache.size() == 20  # over the limit, for the while they are in use
     old = time.time() - 2 * IN_USE_SECONDS
     os.utime(cache._meta(path_a), (old, old))
     os.utime(cache._meta(path_b), (old, old))
     cache.fetch(_sha(c), _writer(c))
-    assert not path_a.exists() and not path_b.exists()
+    assert not path_a.exists()
+    assert not path_b.exists()
     assert cache.size() == 10
 
 

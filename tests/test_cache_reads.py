@@ -205,7 +205,8 @@ def test_a_delete_removes_the_deleting_machines_cached_copies(
     fetched = s3_handler.get(art.artifact_id)
     assert fetched.file.read_bytes() == data_files["test"].read_bytes()
     cache = s3_handler.storage.cache
-    assert cache is not None and cache.lookup(art.file.sha256) is not None
+    assert cache is not None
+    assert cache.lookup(art.file.sha256) is not None
     s3_handler.delete(art.artifact_id, reason="holds personal data")
     assert cache.lookup(art.file.sha256) is None
     with pytest.raises(eio.ArtifactNotFoundError):
