@@ -70,7 +70,7 @@ from ._urls import (
     write,
 )
 
-__version__ = "0.10.2"
+__version__ = "0.11.0"
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
