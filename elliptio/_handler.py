@@ -49,6 +49,7 @@ from ._layout import (
     artifact_prefix,
     collect_local_files,
     new_artifact_id,
+    relpath_clash,
     validate_artifact_id,
     validate_relpath,
     validate_relpaths,
@@ -868,12 +869,11 @@ class AsyncHandler:
             base = path.rstrip("/").rpartition("/")[0]
             for inner in sorted(found):
                 items.append((inner, validate_relpath(inner[len(base) :].lstrip("/"))))
-        relpaths = [relpath for _, relpath in items]
-        if len(set(relpaths)) != len(relpaths):
-            twice = sorted({r for r in relpaths if relpaths.count(r) > 1})
+        problem = relpath_clash(relpath for _, relpath in items)
+        if problem is not None:
             raise InvalidPathError(
-                f"two references would both be the file {twice[0]!r} of the artifact; "
-                "reference their folders, or add them as separate artifacts"
+                f"the references cannot be files of one artifact: {problem}; reference "
+                "their folders, or add them as separate artifacts"
             )
         return items
 

@@ -128,20 +128,29 @@ def validate_relpaths(relpaths: Iterable[object]) -> list[str]:
     result = [validate_relpath(r) for r in relpaths]
     if not result:
         raise InvalidPathError("an artifact needs at least one file; no relpath was given")
+    problem = relpath_clash(result)
+    if problem is not None:
+        raise InvalidPathError(problem)
+    return result
+
+
+def relpath_clash(relpaths: Iterable[str]) -> str | None:
+    """What keeps these relpaths from being files of one folder (one given twice,
+    one inside another, ``a`` and ``a/b``), or ``None``."""
     seen: set[str] = set()
-    for relpath in result:
+    for relpath in relpaths:
         if relpath in seen:
-            raise InvalidPathError(f"relpath {relpath!r} is given twice")
+            return f"relpath {relpath!r} is given twice"
         seen.add(relpath)
-    for relpath in result:
+    for relpath in seen:
         parts = relpath.split("/")
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in seen:
-                raise InvalidPathError(
+                return (
                     f"relpath {relpath!r} lies inside {'/'.join(parts[:i])!r}, "
                     "which is a file of the same artifact"
                 )
-    return result
+    return None
 
 
 def artifact_prefix(root: str, creation_time: datetime, username: str, artifact_id: str) -> str:

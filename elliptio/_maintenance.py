@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from ._backends import PlantedFileError
-from ._catalog.base import Catalog
+from ._catalog.base import VERSION_CEILING, Catalog
 from ._errors import (
     ArgumentTypeError,
     ArtifactExistsError,
@@ -38,6 +38,7 @@ from ._errors import (
     ConfigError,
     CorruptRecordError,
     ElliptioError,
+    InvalidLabelsError,
     InvalidPathError,
     SchemaVersionError,
     StorageError,
@@ -309,7 +310,7 @@ async def _restore_aliases(storage: Storage, catalog: Catalog, report: ReindexRe
             wanted = {
                 validate_alias(alias): version
                 for alias, version in doc["aliases"].items()
-                if type(version) is int and version >= 1
+                if type(version) is int and 1 <= version <= VERSION_CEILING
             }
         except (ElliptioError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             log.warning("reindex: %s is not a copy of aliases elliptio wrote; skipped", path)
@@ -372,6 +373,9 @@ async def reindex_folder(
             report.added.append(artifact_id)
         except ArtifactExistsError:  # another reindex won the race
             report.unchanged.append(artifact_id)
+        except InvalidLabelsError:  # a value the catalog cannot store: no sidecar of ours
+            report.unreadable.append(artifact_id)
+            return
         # Its writer died after its commit point, before closing the lease.
         await catalog.close_lease(artifact_id)
         # Its writer died between sidecar and record, maybe before sealing.

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from ._errors import CorruptRecordError, InvalidLabelsError, SchemaVersionError
-from ._layout import ARTIFACT_ID_RE, validate_relpath
+from ._layout import ARTIFACT_ID_RE, relpath_clash, validate_relpath
 from ._names import format_ref, validate_name
 from ._provenance import GitInfo
 from ._scalars import plain
@@ -241,7 +241,7 @@ class FileRecord(BaseModel):
 
     relpath: str
     url: str
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, lt=2**63)  # what a catalog stores
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
     @field_validator("relpath")
@@ -319,7 +319,7 @@ class Metadata(BaseModel):
     remote_root: str
     local_root: str = ""
     name: str | None = None
-    name_version: int | None = Field(default=None, ge=1)
+    name_version: int | None = Field(default=None, ge=1, le=2**53)  # VERSION_CEILING
     label_history: list[LabelsChange] = Field(default_factory=list)
     deleted: Tombstone | None = None
     reference: dict[str, str] | None = None
@@ -333,6 +333,11 @@ class Metadata(BaseModel):
             raise ValueError("name and name_version are set together or not at all")
         if self.name is not None:
             validate_name(self.name)
+        # Files land in one folder (a download): "a" and "a/b" cannot both.
+        for records in (self.files, self.logs):
+            problem = relpath_clash(f.relpath for f in records)
+            if problem is not None:
+                raise ValueError(problem)
         return self
 
     @property

@@ -382,12 +382,16 @@ class UrlTools:
     # is written to the cache, in a file or in a file name.
     # What the cache knows of a URL it fetched is kept under the URL as its
     # filesystem spells it (however it was written) and where that filesystem
-    # talks to: the same bucket and key on another endpoint is another file.
+    # talks to: the same bucket and key on another endpoint is another file. The
+    # file is named by a hash of both, the URL whole (two URLs told apart by a
+    # query parameter that redaction masks are two files); the record holds them
+    # with secrets masked.
     def _record_id(self, backend: Backend, path: str) -> dict[str, str]:
         return {"url": redact_url(backend.url(path)), "where": _endpoint(backend)}
 
     def _record_file(self, backend: Backend, path: str) -> Path:
-        key = hashlib.sha256(json.dumps(self._record_id(backend, path)).encode()).hexdigest()
+        whole = json.dumps([backend.url(path), _endpoint(backend)])
+        key = hashlib.sha256(whole.encode("utf-8", "surrogatepass")).hexdigest()
         return self.cache.root / "urls" / key[:2] / f"{key}.json"
 
     def _record(self, backend: Backend, path: str) -> dict[str, Any] | None:
@@ -604,12 +608,12 @@ class UrlTools:
         try:
             return self._call(backend, "check", path, _exists, backend.fs, path)
         except StorageError as err:
-            # Unreachable: what open() would serve from the cache exists.
-            if err.__cause__ is None or not is_unreachable(err.__cause__):
-                raise
-            if self._cached(backend, path):
+            # Unreachable: what open() would serve from the cache exists; of
+            # anything else it cannot tell (StorageError, as docs/cache.md says).
+            cause = err.__cause__
+            if cause is not None and is_unreachable(cause) and self._cached(backend, path):
                 return True
-            raise self._offline_error(url, "check") from err
+            raise
 
     def _cached(self, backend: Backend, path: str) -> bool:
         """Whether the cache holds the bytes of ``path``, as `cached_path` reads them."""
@@ -911,7 +915,8 @@ def ls(url: str, detail: bool = False) -> list[Any]:
 
 def _endpoint(backend: Backend) -> str:
     """Where a backend's filesystem talks to, as its options (or, for S3, the
-    AWS environment) name it: no secret, only endpoints, hosts and accounts."""
+    AWS environment and profile) name it: no secret, only endpoints, hosts,
+    accounts and profiles."""
     options = getattr(backend.fs, "storage_options", None) or {}
     client = options.get("client_kwargs")
     found = {
@@ -923,7 +928,10 @@ def _endpoint(backend: Backend) -> str:
         and not is_secret_name(key)  # account_key
     }
     if "s3" in _protocols(backend.fs):
-        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        # A profile (in ~/.aws/config) may name the endpoint too.
+        if isinstance(options.get("profile"), str):
+            found["profile"] = options["profile"]
+        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
             if os.environ.get(name):
                 found.setdefault(name, os.environ[name])
     return redact_url(json.dumps(found, sort_keys=True))

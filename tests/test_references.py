@@ -160,6 +160,7 @@ def test_bad_references_are_refused_and_nothing_is_written(
     h: eio.Handler, lake: Lake, data: dict[str, bytes], tmp_path: Path
 ) -> None:
     h.upload(_local(tmp_path, "seed.txt"))  # the store exists
+    lake.put("other/ds", b"a file named as the folder ds\n")
     before = snapshot(h)
     elsewhere = lake.raw.replace("raw-", "elsewhere-") if "://" in lake.raw else str(tmp_path)
     cases: list[tuple[Any, type[Exception]]] = [
@@ -167,6 +168,9 @@ def test_bad_references_are_refused_and_nothing_is_written(
         (lake.store, eio.InvalidPathError),  # inside the store
         (lake.url("missing.txt"), eio.InputFileNotFoundError),
         ([lake.url("ds/t.csv"), lake.url("ds/t.csv")], eio.InvalidPathError),  # twice
+        # "ds" and "ds/t.csv" cannot both be files of one folder: an artifact no
+        # download could write (helper-76)
+        ([lake.url("other/ds"), lake.url("ds")], eio.InvalidPathError),
         (123, eio.ArgumentTypeError),
         ([], eio.ArgumentTypeError),
     ]

@@ -1682,3 +1682,82 @@ def test_planted_mongodb_documents_are_corrupt_records_never_raw_errors(
         for call in (lambda: h.find(), lambda: h.get("ds"), lambda: h.get("ds:v9")):
             with pytest.raises(eio.CorruptRecordError, match="no artifact_id"):
                 call()
+
+
+def test_a_record_whose_files_clash_is_corrupt_before_a_download(tmp_path: Path) -> None:
+    """A planted record with files "a" and "a/b" (both intact references) made
+    download raise a raw IsADirectoryError, CLI too; add_reference could make
+    such an artifact (helper-76)."""
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path / 'c.db'}") as h:
+        (tmp_path / "src").mkdir()
+        (tmp_path / "src" / "p").write_bytes(b"P" * 10)
+        (tmp_path / "src" / "q").write_bytes(b"Q" * 10)
+        template = h.upload(tmp_path / "src")
+        p, q = template.files["src/p"], template.files["src/q"]
+        files = [
+            {"relpath": "a", "url": p.url, "size": p.size, "sha256": p.sha256},
+            {"relpath": "a/b", "url": q.url, "size": q.size, "sha256": q.sha256},
+        ]
+        aid = _plant_field(h, template, "files", files)
+        with pytest.raises(eio.CorruptRecordError, match="lies inside 'a'"):
+            h.get(aid)
+        from elliptio._cli import main
+
+        cli = ["--storage", str(tmp_path / "store"), "--catalog", f"sqlite:///{tmp_path / 'c.db'}"]
+        assert main([*cli, "download", aid, "-o", str(tmp_path / "out")]) == 1
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_sidecar_or_copy_of_aliases_past_64_bits_never_stops_reindex(
+    handler: eio.Handler, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """A planted sidecar with a file size of 2**64 (or a version past the ceiling)
+    stopped reindex for every later folder with InvalidLabelsError; a planted
+    copy of aliases with a version of 2**70 raised a raw OverflowError
+    (helper-76)."""
+    import json as json_mod
+
+    real = handler.upload(data_files["test"], name="ds")
+    planted = _planted_record(handler, real, real.file.url)
+    doc = json_mod.loads(planted.to_json())
+    doc["files"][0]["size"] = 2**64
+    sidecar = handler.storage.path(planted.remote_root) + "/.elliptio/metadata.json"
+    handler.storage.fs.makedirs(sidecar.rsplit("/", 1)[0], exist_ok=True)
+    handler.storage.fs.pipe(sidecar, json_mod.dumps(doc).encode())
+    handler.storage.fs.makedirs(f"{handler.storage.root}/.elliptio/aliases", exist_ok=True)
+    aliases = f"{handler.storage.root}/.elliptio/aliases/ds.json"
+    handler.storage.fs.pipe(
+        aliases, json_mod.dumps({"name": "ds", "aliases": {"prod": 2**70}}).encode()
+    )
+    sync(handler.catalog.delete(real.artifact_id))
+    report = handler.reindex(aliases=True)
+    assert report.added == [real.artifact_id]
+    assert report.unreadable == [planted.artifact_id]
+    assert handler.aliases("ds") == {}
+    assert handler.get("ds:v1").artifact_id == real.artifact_id
+
+
+def test_planted_sqlite_columns_of_another_type_are_no_raw_errors(
+    tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """An environment id or a name_version of text in one SQLite row made find()
+    or names() raise a raw TypeError or ValueError, in the CLI and the UI too
+    (helper-76)."""
+    import sqlite3
+
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path / 'c.db'}") as h:
+        first = h.upload(data_files["test"], name="ds")
+        h.upload(data_files["train"], name="ds")
+        with sqlite3.connect(tmp_path / "c.db") as conn:
+            conn.execute(
+                "UPDATE artifacts SET environment = 'x' WHERE artifact_id = ?", (first.artifact_id,)
+            )
+            conn.execute(
+                "UPDATE artifacts SET name_version = 'x' WHERE artifact_id = ?",
+                (first.artifact_id,),
+            )
+        conn.close()
+        assert len(h.find()) == 2  # the default frame reads no packages
+        with pytest.raises(eio.CorruptRecordError):
+            h.get(first.artifact_id)
+        assert h.names().to_dict("records")[0]["versions"] == 1

@@ -302,6 +302,9 @@ _HELD = (
     "(SELECT coalesce(max(name_version), 0) FROM artifacts"
     " WHERE name = ?1 AND name_version BETWEEN 1 AND ?2)"
 )
+# A named record's version, as `_name_version` writes it: a whole number of 1 or
+# more (a planted text or real there is no version; it sorted above them all).
+_NAMED = "typeof(a.name_version) = 'integer' AND a.name_version >= 1"
 _MMAP_BYTES = 1 << 31
 _CACHE_KIB = 64 * 1024
 
@@ -1163,7 +1166,7 @@ class SQLiteCatalog(Catalog):
         if version is None:
             sql = (
                 "SELECT a.artifact_id FROM artifacts a"
-                f" WHERE a.name = ? AND a.name_version IS NOT NULL AND {_LIVE}"
+                f" WHERE a.name = ? AND {_NAMED} AND {_LIVE}"
                 " ORDER BY a.name_version DESC LIMIT 1"
             )
             rows = await self._run(self._select, sql, [name])
@@ -1218,7 +1221,7 @@ class SQLiteCatalog(Catalog):
         rows = await self._run(
             self._select,
             "SELECT a.name, count(*), max(a.name_version) FROM artifacts a"
-            f" WHERE a.name_version IS NOT NULL AND {_LIVE}"
+            f" WHERE {_NAMED} AND {_LIVE}"
             " GROUP BY a.name ORDER BY a.name",
             [],
         )
@@ -1849,7 +1852,7 @@ _DECODE_OFF_LOOP = 1000
 
 def _environment_texts(conn: sqlite3.Connection, ids: set[Any]) -> dict[int, str]:
     """``{id: packages JSON}`` of the environments ``ids`` (``None`` among them is none)."""
-    wanted = sorted(i for i in ids if i is not None)
+    wanted = sorted(i for i in ids if type(i) is int)  # a planted text id names none
     found: dict[int, str] = {}
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
