@@ -130,6 +130,11 @@ _LIST_SEPARATOR = re.compile(r"([;,])")
 # The name of one of those assignments: words (`User Id`), maybe an option's
 # (`--opts=a=1,...`) or behind a quote; never the words of a command line.
 _LIST_NAME = re.compile(r"""\s*['"]?[-+]{0,2}[A-Za-z_][\w.\-]*(?: +[A-Za-z_][\w.\-]*)*\s*""")
+# Schemes with a port before a path that may hold "@" (see `_whole_userinfo`).
+_PATH_AT_SCHEMES = frozenset(
+    {"http", "https", "ftp", "ftps", "sftp", "ssh", "scp", "hdfs", "webhdfs", "swebhdfs"}
+    | {"smb", "webdav", "dav", "davs", "ws", "wss"}
+)
 # `;name=value` in a URL's path, the value up to the next "/".
 _PATH_PARAM = re.compile(r"(?<=;)(?P<name>[^=;/?#\s]+)=(?P<value>[^;/?#\s]*)")
 # What may follow a URL shown in quotes (repr) in a message: the closing quote
@@ -224,10 +229,10 @@ def _whole_userinfo(url: str) -> tuple[int, int] | None:
     the way pymongo reads its URLs: the userinfo runs to the last "@", so the
     password may hold "#", "?", "/", "@" and blanks; the user name before the
     first ":" holds no "/", "?" or "#". ``None`` when there is no password."""
-    # Only a web URL takes 'host:8080/x@y' for a port and a path: a path holding
-    # "@" is common there (file@2x.png); elsewhere ('mongodb://u:2024/pw@h')
-    # "digits/" before an "@" is read as the start of a password.
-    ports = url[:5].lower() in ("http:", "https")
+    # Only URLs whose paths may hold "@" (file@2x.png) after a port take
+    # 'host:8080/x@y' for a port and a path; elsewhere ('mongodb://u:2024/pw@h',
+    # 's3://KEY:2024/secret@bucket') "digits/" before an "@" starts a password.
+    ports = url.partition(":")[0].lower() in _PATH_AT_SCHEMES
     scheme = _SCHEME_FIRST.match(url)
     if scheme is not None and not url[scheme.end() :].startswith("/"):
         return _userinfo_password(url, scheme.end(), strict=True, ports=ports)
@@ -402,13 +407,13 @@ def _assignments(text: str) -> tuple[list[str], int | None] | None:
     for i in range(0, len(pieces), 2):
         name, eq, value = pieces[i].partition("=")
         if not eq:
-            if pieces[i].strip():
-                return None  # a piece that assigns nothing: no such list
-            continue
+            if pieces[i].strip() and not assigned:
+                return None  # no assignment first: no such list
+            continue  # more of the value before (Server=tcp:host,1433)
         if not _LIST_NAME.fullmatch(name):
             return None  # e.g. words of a command line: `tool --opts=a=1,b=2`
         assigned += 1
-        if value.strip() and is_secret_name(name):
+        if value.strip() and _is_secret_param(name.strip()):  # sig=, ...Signature= too
             return (pieces, i) if assigned >= 2 else None
     return (pieces, None) if assigned >= 2 else None
 

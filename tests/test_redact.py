@@ -142,6 +142,20 @@ ARGV_CASES: list[tuple[list[str], list[str]]] = [
         ["Data Source=mongodb://u:SEK RIT@h/db;Initial Catalog=c"],
         ["Data Source=mongodb://u:***@h/db;Initial Catalog=c"],
     ),
+    # a signature in a list (an Azure SAS connection string), a value with a
+    # comma (Server=tcp:host,1433) before the secret (helper-75)
+    (
+        [
+            "--conn",
+            "BlobEndpoint=https://a.blob.core.windows.net/;SharedAccessSignature=sv=1&sig=S",
+        ],
+        ["--conn", "BlobEndpoint=https://a.blob.core.windows.net/;SharedAccessSignature=***"],
+    ),
+    (
+        ["--conn=Server=tcp:db.example.net,1433;User ID=u;Password=SEK RIT;Encrypt=True"],
+        ["--conn=Server=tcp:db.example.net,1433;User ID=u;Password=***"],
+    ),
+    (["hosts=a,b;password=SEK RIT"], ["hosts=a,b;password=***"]),
     # a list whose values are not secret keeps them, each redacted as a value
     (["a=1,b=run --token abc"], ["a=1,b=run --token ***"]),
     (["--input=/data/a,b.csv", "x=1, y=2"], ["--input=/data/a,b.csv", "x=1, y=2"]),
@@ -300,6 +314,10 @@ def test_redact_text_ignores_short_secrets_and_regex_characters() -> None:
         ("mongodb://u:a b@h/db?x=mongodb://a", "mongodb://u:***@h/db?x=mongodb://a"),
         ("s3://KEY:SE/CR ET@bucket/x", "s3://KEY:***@bucket/x"),
         ("https://host:8443/x@y", "https://host:8443/x@y"),  # a port, not a password
+        # so on every scheme whose paths may hold "@" (helper-75)
+        ("sftp://host:22/home/me/icon@2x.png", "sftp://host:22/home/me/icon@2x.png"),
+        ("hdfs://namenode:8020/user/me@corp/x.csv", "hdfs://namenode:8020/user/me@corp/x.csv"),
+        ("s3://KEY:2024/secret@bucket/x", "s3://KEY:***@bucket/x"),
         # elsewhere digits and "/" before an "@" start a password (helper-73)
         ("mongodb://u:2024/pw@h/db", "mongodb://u:***@h/db"),
         ("memory://u:2024/pw@lake", "memory://u:***@lake"),
