@@ -1679,9 +1679,12 @@ def test_planted_mongodb_documents_are_corrupt_records_never_raw_errors(
         with pytest.raises(eio.CorruptRecordError, match="environment"):
             h.get(art.artifact_id)
         sync(db["artifacts"].insert_one({"name": "ds", "name_version": 9, "based_on": []}))
-        for call in (lambda: h.find(), lambda: h.get("ds"), lambda: h.get("ds:v9")):
+        for call in (lambda: h.get("ds"), lambda: h.get("ds:v9")):
             with pytest.raises(eio.CorruptRecordError, match="no artifact_id"):
                 call()
+        # A search leaves it out, with a warning: one such record must not stop
+        # every search of everyone (helper-75).
+        assert len(h.find(include_deleted=True)) == 2
 
 
 def test_a_record_whose_files_clash_is_corrupt_before_a_download(tmp_path: Path) -> None:
@@ -1761,3 +1764,22 @@ def test_planted_sqlite_columns_of_another_type_are_no_raw_errors(
         with pytest.raises(eio.CorruptRecordError):
             h.get(first.artifact_id)
         assert h.names().to_dict("records")[0]["versions"] == 1
+
+
+def test_the_identity_of_a_mongodb_client_object_is_the_same_in_every_process() -> None:
+    """Records kept for offline reads are kept per catalog: the identity of a
+    client object held object addresses (ServerApi) and hosts in set order, so
+    another process never found them (helper-75). Other hosts, another catalog."""
+    import pymongo
+    from pymongo.server_api import ServerApi
+
+    from elliptio._catalog import open_catalog
+
+    def identity(uri: str, **kwargs: Any) -> str:
+        client: Any = pymongo.AsyncMongoClient(uri, connect=False, **kwargs)
+        return str(open_catalog(client).identity)
+
+    one = identity("mongodb://h2:27017,h1:27018/?replicaSet=rs", server_api=ServerApi("1"))
+    assert one == identity("mongodb://h1:27018,h2:27017/?replicaSet=rs", server_api=ServerApi("1"))
+    assert "0x" not in one
+    assert one != identity("mongodb://h3:27017/?replicaSet=rs")

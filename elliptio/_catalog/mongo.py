@@ -417,6 +417,19 @@ _NAMED: dict[str, Any] = {
 }
 
 
+def _hosts_of(target: Any) -> list[str]:
+    """The servers a client object talks to, sorted, as its repr names them (the
+    same in every process): PyMongo's ``host=['h1:27017', ...]`` or an SRV name,
+    mongomock's ``MongoClient('h', 27017)``; Motor's objects through what they
+    wrap. Object addresses and options are left out."""
+    shown = repr(target)
+    if " object at 0x" in shown and type(target).__module__.startswith(("motor", "mongomock")):
+        shown = repr(getattr(target, "delegate", target))
+    hosts = set(re.findall(r"mongodb(?:\+srv)?://[^'\s,/?]+|[\w.\-]+:\d+", shown))
+    hosts.update(f"{h}:{p}" for h, p in re.findall(r"MongoClient\('([^']+)', (\d+)\)", shown))
+    return sorted(hosts)
+
+
 def _genuine(environment: Document) -> bool:
     """Whether an environment document is what its id (a sha256) says: a catalog
     writer may have planted another list under it, or values JSON does not hold."""
@@ -526,12 +539,7 @@ class MongoCatalog(Catalog):
         else:
             full = getattr(target, "full_name", None) or getattr(target, "name", "?")
             self._display = f"MongoDB collection {full!r}"
-        # The display names only the collection of a client object: the repr of
-        # PyMongo's objects names their hosts too (Motor's, of what they wrap).
-        shown = "" if target is None else repr(target)
-        if " object at 0x" in shown:
-            shown = repr(getattr(target, "delegate", target))
-        self._identity = f"{self!r} {shown}"
+        self._identity = repr(self) if target is None else f"{self!r} {_hosts_of(target)}"
 
     def __repr__(self) -> str:
         return f"MongoCatalog({self._display!r})"
@@ -715,11 +723,15 @@ class MongoCatalog(Catalog):
 
     async def _loaded(self, docs: list[Any]) -> list[Document]:
         """Records as read: each environment's packages back in the records naming it
-        (a copy each), datetimes in UTC."""
+        (a copy each), datetimes in UTC. A record with no text ``artifact_id`` (a
+        catalog writer's) is left out, with a warning: it names no artifact, and
+        one such record must not stop every search."""
         out = [_aware(dict(doc)) for doc in docs]
-        for doc in out:
-            if not isinstance(doc.get("artifact_id"), str):
-                raise _no_id_error(self._display, doc)
+        if not all(isinstance(doc.get("artifact_id"), str) for doc in out):
+            for doc in out:
+                if not isinstance(doc.get("artifact_id"), str):
+                    log.warning("%s", _no_id_error(self._display, doc))
+            out = [doc for doc in out if isinstance(doc.get("artifact_id"), str)]
         wanted = {doc[ENVIRONMENT] for doc in out if _is_sha(doc.get(ENVIRONMENT))}
         if not wanted:
             return out
