@@ -110,7 +110,7 @@ _SCHEME_FIRST = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 # A scheme with one slash or more, as in a mistyped 'mongodb:/user:pw@host'.
 _SCHEME_SLASH = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:/+")
 # Digits, then the path or nothing: a port, not a password.
-_PORT = re.compile(r"\d*(?:[/?#]|$)")
+_PORT = re.compile(r"\d+(?:[/?#]|$)")
 # `http(s)://token@host`: a bare user name over HTTP is almost always a token
 # (GitHub / GitLab personal access tokens in remote URLs).
 _HTTP_BARE_USER = re.compile(r"(?P<head>\bhttps?://)(?P<user>[^/?#@:\s]+)@", re.I)
@@ -239,8 +239,12 @@ def _whole_userinfo(url: str) -> tuple[int, int] | None:
     # A mistyped URL ('mongodb:/u:p@h', 'mongodb:///u:p@h', 'mongodb//u:p@h',
     # 'u:p@h:27017/db') is shown in the error that refuses it: what runs to its
     # last "@" is userinfo all the same.
+    # A path ('/data/10:30/a@b.csv', 'file:///x/10:30/a@b') has no authority:
+    # there "digits/" is read as a port, as before, unless it is a MongoDB URL.
     slashes = _SCHEME_SLASH.match(url)
-    return _userinfo_password(url, slashes.end() if slashes else 0, strict=False, ports=ports)
+    mongodb = url.lower().startswith("mongodb")
+    begin = slashes.end() if slashes else 0
+    return _userinfo_password(url, begin, strict=False, ports=ports or not mongodb)
 
 
 def _userinfo_password(
@@ -395,27 +399,43 @@ def _redact_value(value: str, *, nested: bool = True) -> str:
     return _ASSIGNMENT.sub(_mask_assignment, value)
 
 
-def _assignments(text: str) -> tuple[list[str], int | None] | None:
+def _assignments(text: str) -> tuple[list[tuple[str, str]], int | None] | None:
     """Text that is a list of two assignments or more separated by ";" or ","
-    (a connection string ``Server=x;User Id=u;Password=a b``,
-    ``--opts=a=1,password=a b``): its pieces and separators (`_LIST_SEPARATOR`),
-    and the index of the first piece whose value is secret; everything from that
-    piece on is its value, blanks and all, since a password may hold the
-    separator too (``a,b=c``). ``None`` for any other text."""
+    (a connection string ``Server=tcp:h,1433;User Id=u;Password=a b``,
+    ``--opts=a=1,password=a b``): each assignment as ``(text, separator after
+    it)``, a piece without "=" taken as more of the value before it
+    (``tcp:h,1433``), and the index of the first assignment whose value is
+    secret; everything from that one on is its value, blanks and all, since a
+    password may hold the separator too (``a,b=c``). ``None`` for any other text."""
     pieces = _LIST_SEPARATOR.split(text)
-    assigned = 0
+    entries: list[list[str]] = []  # [assignment text, separator after it]
     for i in range(0, len(pieces), 2):
-        name, eq, value = pieces[i].partition("=")
-        if not eq:
-            if pieces[i].strip() and not assigned:
-                return None  # no assignment first: no such list
-            continue  # more of the value before (Server=tcp:host,1433)
-        if not _LIST_NAME.fullmatch(name):
+        piece, after = pieces[i], pieces[i + 1] if i + 1 < len(pieces) else ""
+        name, eq, _ = piece.partition("=")
+        if eq and not _LIST_NAME.fullmatch(name):
             return None  # e.g. words of a command line: `tool --opts=a=1,b=2`
-        assigned += 1
-        if value.strip() and _is_secret_param(name.strip()):  # sig=, ...Signature= too
-            return (pieces, i) if assigned >= 2 else None
-    return (pieces, None) if assigned >= 2 else None
+        if eq:
+            entries.append([piece, after])
+        elif entries:
+            entries[-1][0] += entries[-1][1] + piece  # more of the value before
+            entries[-1][1] = after
+        elif piece.strip():
+            return None  # no assignment first: no such list
+    if len(entries) < 2:
+        return None
+    found = [(entry, after) for entry, after in entries]
+    for index, (entry, _) in enumerate(found):
+        name, _, value = entry.partition("=")
+        if value.strip() and _is_list_secret(name.strip()):
+            return found, index
+    return found, None
+
+
+def _is_list_secret(name: str) -> bool:
+    """A secret name in a list of assignments: as an option's, or a signature
+    (``sig``, ``SharedAccessSignature``; not ``signature_version``)."""
+    lowered = name.lower()
+    return is_secret_name(name) or lowered in _SECRET_QUERY_NAMES or lowered.endswith("signature")
 
 
 def _list_secret(text: str) -> str | None:
@@ -423,8 +443,11 @@ def _list_secret(text: str) -> str | None:
     found = _assignments(text)
     if found is None or found[1] is None:
         return None
-    secret = "".join(found[0][found[1] :]).partition("=")[2]
-    return secret[: -len(_closing_quote(text))] if _closing_quote(text) else secret
+    entries, index = found
+    rest = "".join(entry + after for entry, after in entries[index:])
+    secret = rest.partition("=")[2]
+    quote = _closing_quote(text)
+    return secret[: -len(quote)] if quote and secret.endswith(quote) else secret
 
 
 def _closing_quote(text: str) -> str:
@@ -439,13 +462,14 @@ def _redact_list(text: str, *, nested: bool) -> str | None:
     found = _assignments(text)
     if found is None:
         return None
-    pieces, secret = found
+    entries, secret = found
     shown = []
-    for piece in pieces[:secret]:
-        name, eq, value = piece.partition("=")  # a separator, or a blank piece, has none
-        shown.append(f"{name}={_redact_value(value, nested=nested)}" if eq else piece)
+    for entry, after in entries[:secret]:
+        name, _, value = entry.partition("=")
+        shown.append(f"{name}={_redact_value(value, nested=nested)}{after}")
     if secret is not None:
-        shown.append(f"{pieces[secret].partition('=')[0]}={MASK}{_closing_quote(text)}")
+        name = entries[secret][0].partition("=")[0]
+        shown.append(f"{name}={MASK}{_closing_quote(text)}")
     return "".join(shown)
 
 

@@ -156,6 +156,16 @@ ARGV_CASES: list[tuple[list[str], list[str]]] = [
         ["--conn=Server=tcp:db.example.net,1433;User ID=u;Password=***"],
     ),
     (["hosts=a,b;password=SEK RIT"], ["hosts=a,b;password=***"]),
+    # what follows a comma in a value is redacted with it (helper-77: URLs and
+    # command words there were kept), and signature_version is no signature
+    (["a=1,b=2,mongodb://u:SECRET@h/db"], ["a=1,b=2,mongodb://u:***@h/db"]),
+    (["--db=a=1,url=postgresql://u:pa,ss@h/db"], ["--db=a=1,url=postgresql://u:***@h/db"]),
+    (["a=1,b=2,c --token SECRET"], ["a=1,b=2,c --token ***"]),
+    (["--hosts=a=1,b=2,s3://KEY:SEC/RET@bucket"], ["--hosts=a=1,b=2,s3://KEY:***@bucket"]),
+    (
+        ["--s3=region=eu-west-1,signature_version=s3v4,addressing_style=path"],
+        ["--s3=region=eu-west-1,signature_version=s3v4,addressing_style=path"],
+    ),
     # a list whose values are not secret keeps them, each redacted as a value
     (["a=1,b=run --token abc"], ["a=1,b=run --token ***"]),
     (["--input=/data/a,b.csv", "x=1, y=2"], ["--input=/data/a,b.csv", "x=1, y=2"]),
@@ -318,6 +328,14 @@ def test_redact_text_ignores_short_secrets_and_regex_characters() -> None:
         ("sftp://host:22/home/me/icon@2x.png", "sftp://host:22/home/me/icon@2x.png"),
         ("hdfs://namenode:8020/user/me@corp/x.csv", "hdfs://namenode:8020/user/me@corp/x.csv"),
         ("s3://KEY:2024/secret@bucket/x", "s3://KEY:***@bucket/x"),
+        ("sftp://u:/pw@host/x", "sftp://u:***@host/x"),  # no port: a password
+        # a path has no authority: "10:30/" is no password (helper-77)
+        (
+            "/data/2024-01-01T10:30/user@example.com.csv",
+            "/data/2024-01-01T10:30/user@example.com.csv",
+        ),
+        ("file:///data/10:30/user@example.com.csv", "file:///data/10:30/user@example.com.csv"),
+        ("mongodb:/u:2024/pw@h", "mongodb:/u:***@h"),
         # elsewhere digits and "/" before an "@" start a password (helper-73)
         ("mongodb://u:2024/pw@h/db", "mongodb://u:***@h/db"),
         ("memory://u:2024/pw@lake", "memory://u:***@lake"),
