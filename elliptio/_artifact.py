@@ -32,6 +32,7 @@ from ._errors import (
     UsageError,
 )
 from ._files import FileMap, listing
+from ._layout import relpath_clash
 from ._models import FileRecord, Metadata
 from ._protocol import artifact_url
 from ._runs import Run, current_run
@@ -541,6 +542,12 @@ class Artifact(_InProcess):
         root = Path(folder)
         _check_folder(root, self.artifact_id)
         items = sorted(self.files.items())
+        clash = relpath_clash(relpath for relpath, _ in items)
+        if clash is not None:  # a reference written before 0.11 may hold "a" and "a/b"
+            raise InvalidPathError(
+                f"{self.artifact_id} cannot be downloaded into one folder: {clash}; "
+                "download its files one by one (file.download(path))"
+            )
         targets = [root / relpath for relpath, _ in items]
         folders = [str(t) for t in targets if t.is_dir()]
         if folders:

@@ -333,8 +333,10 @@ class Metadata(BaseModel):
             raise ValueError("name and name_version are set together or not at all")
         if self.name is not None:
             validate_name(self.name)
-        # Files land in one folder (a download): "a" and "a/b" cannot both.
-        for records in (self.files, self.logs):
+        # Files land in one folder (a download): "a" and "a/b" cannot both. A
+        # reference written before 0.11 could hold such files (only duplicates
+        # were refused): it stays readable, file by file.
+        for records in (self.files, self.logs) if self.reference is None else ():
             problem = relpath_clash(f.relpath for f in records)
             if problem is not None:
                 raise ValueError(problem)

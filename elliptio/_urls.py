@@ -931,7 +931,13 @@ def _endpoint(backend: Backend) -> str:
         # A profile (in ~/.aws/config) may name the endpoint too.
         if isinstance(options.get("profile"), str):
             found["profile"] = options["profile"]
-        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        for name in (
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ENDPOINT_URL",
+            "AWS_DEFAULT_PROFILE",  # botocore reads it before AWS_PROFILE
+            "AWS_PROFILE",
+            "AWS_CONFIG_FILE",  # what a profile means
+        ):
             if os.environ.get(name):
                 found.setdefault(name, os.environ[name])
     return redact_url(json.dumps(found, sort_keys=True))

@@ -289,3 +289,30 @@ def test_pickled_filesystems_carry_the_reference_roots(
     worker = pickle.loads(sent)
     assert worker.cat_file(art.file.eio_url) == data["one.txt"]
     assert worker.handler.storage.reference_roots
+
+
+def test_a_reference_written_before_with_files_a_and_a_slash_b_stays_readable(
+    h: eio.Handler, lake: Lake, data: dict[str, bytes], tmp_path: Path
+) -> None:
+    """Before 0.11, add_reference refused only duplicate relpaths, so a reference
+    could hold files "a" and "a/b"; the check of clashing relpaths made such a
+    record unreadable for good (helper-77). It reads file by file; a download
+    into one folder, which cannot hold both, says so."""
+    from elliptio._layout import new_artifact_id
+    from elliptio._sync import sync
+
+    art = h.add_reference([lake.url("one.txt"), lake.url("ds/t.csv")])
+    doc = art.metadata.to_document()
+    aid = new_artifact_id()
+    renamed = {"one.txt": "a", "t.csv": "a/b"}
+    doc["files"] = [{**f, "relpath": renamed[f["relpath"]]} for f in doc["files"]]
+    doc["file_relpaths"] = [renamed[r] for r in doc["file_relpaths"]]
+    doc["reference"] = {renamed[k]: v for k, v in doc["reference"].items()}
+    doc.update(artifact_id=aid, remote_root=doc["remote_root"].replace(art.artifact_id, aid))
+    sync(h.catalog.insert(doc))
+    old = h.get(aid)
+    assert old.files["a"].read_bytes() == data["one.txt"]
+    assert old.files["a/b"].read_bytes() == data["ds/t.csv"]
+    with pytest.raises(eio.InvalidPathError, match="one by one"):
+        old.download(tmp_path / "out")
+    assert not (tmp_path / "out").exists()

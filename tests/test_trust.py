@@ -1783,3 +1783,9 @@ def test_the_identity_of_a_mongodb_client_object_is_the_same_in_every_process() 
     assert one == identity("mongodb://h1:27018,h2:27017/?replicaSet=rs", server_api=ServerApi("1"))
     assert "0x" not in one
     assert one != identity("mongodb://h3:27017/?replicaSet=rs")
+    # IPv6 servers are told apart (only their last group was kept, helper-77);
+    # a URL's identity holds no option and no host order.
+    assert identity("mongodb://[2001:db8::1]:27017") != identity("mongodb://[fd00::1]:27017")
+    urls = ["mongodb://h2,h1:27017/db?serverSelectionTimeoutMS=5", "mongodb://h1,h2/db"]
+    assert len({open_catalog(url).identity for url in urls}) == 1
+    assert open_catalog("mongodb://h1/db").identity != open_catalog("mongodb://h1/other").identity

@@ -418,16 +418,31 @@ _NAMED: dict[str, Any] = {
 
 
 def _hosts_of(target: Any) -> list[str]:
-    """The servers a client object talks to, sorted, as its repr names them (the
-    same in every process): PyMongo's ``host=['h1:27017', ...]`` or an SRV name,
-    mongomock's ``MongoClient('h', 27017)``; Motor's objects through what they
-    wrap. Object addresses and options are left out."""
+    """The servers a client object talks to, as its repr names them (the same
+    in every process): PyMongo's ``host=['h1:27017', ...]`` (IPv6 ones too) or
+    ``host='mongodb+srv://...'``, mongomock's ``MongoClient('h', 27017)``; Motor's
+    objects through what they wrap. Options and object addresses are left out."""
     shown = repr(target)
     if " object at 0x" in shown and type(target).__module__.startswith(("motor", "mongomock")):
         shown = repr(getattr(target, "delegate", target))
-    hosts = set(re.findall(r"mongodb(?:\+srv)?://[^'\s,/?]+|[\w.\-]+:\d+", shown))
-    hosts.update(f"{h}:{p}" for h, p in re.findall(r"MongoClient\('([^']+)', (\d+)\)", shown))
-    return sorted(hosts)
+    listed = re.search(r"host=(\[[^\]]*\]|'[^']*')", shown)
+    hosts = re.findall(r"'([^']*)'", listed[1]) if listed else []
+    hosts += [f"{h}:{p}" for h, p in re.findall(r"MongoClient\('([^']+)', (\d+)\)", shown)]
+    return _server_names(hosts)
+
+
+def _server_names(hosts: Sequence[str]) -> list[str]:
+    """Hosts as one spelling, sorted: the default port made explicit, an SRV URL
+    as its name."""
+    names = set()
+    for host in hosts:
+        host = host.strip()
+        if host.lower().startswith("mongodb+srv://"):
+            names.add("srv:" + host[len("mongodb+srv://") :].rstrip("/").lower())
+        elif host:
+            bare = host.rsplit("]", 1)[-1] if host.startswith("[") else host
+            names.add(host.lower() if re.search(r":\d+$", bare) else f"{host.lower()}:27017")
+    return sorted(names)
 
 
 def _genuine(environment: Document) -> bool:
@@ -539,7 +554,17 @@ class MongoCatalog(Catalog):
         else:
             full = getattr(target, "full_name", None) or getattr(target, "name", "?")
             self._display = f"MongoDB collection {full!r}"
-        self._identity = repr(self) if target is None else f"{self!r} {_hosts_of(target)}"
+        # What tells this catalog from another, the same for a URL and a client
+        # object of the same servers, in every process: the collection and the
+        # servers, sorted, never options (records kept for offline reads, per catalog).
+        if uri is not None:
+            srv = uri.uri.lower().startswith("mongodb+srv://")
+            servers = [f"mongodb+srv://{uri.hosts}"] if srv else uri.hosts.split(",")
+            where, names = f"{database}.{collection}", _server_names(servers)
+        else:
+            where = str(getattr(target, "full_name", None) or getattr(target, "name", "?"))
+            names = _hosts_of(target)
+        self._identity = f"MongoDB {where} at {','.join(names)}"
 
     def __repr__(self) -> str:
         return f"MongoCatalog({self._display!r})"
