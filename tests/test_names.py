@@ -390,42 +390,33 @@ def test_a_planted_version_counter_never_blocks_a_name(
         # A planted record, or counter, at the top of 64 bits: one more would
         # overflow (InvalidLabelsError at every commit, helper-70).
         top = 2**63 - 1
+
+        def plant(artifact_id: str, version: int) -> None:
+            """A record of ``ds`` at ``version``, as a catalog writer can."""
+            if backend == "sqlite":
+                with sqlite3.connect(tmp_path / "c.db") as conn:
+                    conn.execute(
+                        "INSERT INTO artifacts (artifact_id, arrays, labels_json, name,"
+                        " name_version) VALUES (?, '', '{}', 'ds', ?)",
+                        (artifact_id, version),
+                    )
+                conn.close()
+            else:
+                doc = {"artifact_id": artifact_id, "name": "ds", "name_version": version}
+                sync(sync(h.catalog._collection()).insert_one(doc))
+
+        plant("artifact_planted", top)
         if backend == "sqlite":
             with sqlite3.connect(tmp_path / "c.db") as conn:
-                conn.execute(
-                    "INSERT INTO artifacts (artifact_id, arrays, labels_json, name, name_version)"
-                    " VALUES ('artifact_planted', '', '{}', 'ds', ?)",
-                    (top,),
-                )
                 conn.execute("UPDATE names SET last_version = ?", (top,))
             conn.close()
         else:
-            collection = sync(h.catalog._collection())
-            sync(
-                collection.insert_one(
-                    {"artifact_id": "artifact_planted", "name": "ds", "name_version": top}
-                )
-            )
             sync(names.update_one({"name": "ds"}, {"$set": {"last_version": top}}))
         assert h.upload(data_files["test"], name="ds").name_version == 6
         # One at the ceiling itself leaves no version to give: a clear error
         # naming the way out, and nothing left behind (it was ArtifactExistsError
         # at every commit, from the second one on, for good).
-        ceiling = 2**53
-        if backend == "sqlite":
-            with sqlite3.connect(tmp_path / "c.db") as conn:
-                conn.execute(
-                    "INSERT INTO artifacts (artifact_id, arrays, labels_json, name, name_version)"
-                    " VALUES ('artifact_ceiling', '', '{}', 'ds', ?)",
-                    (ceiling,),
-                )
-            conn.close()
-        else:
-            sync(
-                collection.insert_one(
-                    {"artifact_id": "artifact_ceiling", "name": "ds", "name_version": ceiling}
-                )
-            )
+        plant("artifact_ceiling", 2**53)
         before = sorted(p.name for p in (tmp_path / "store").rglob("*"))
         for _ in range(2):
             with pytest.raises(eio.InvalidNameError, match=r"no version left.*another name"):

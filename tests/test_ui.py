@@ -714,6 +714,27 @@ def test_a_csv_preview_of_a_huge_header_is_quick_and_bounded(
     assert "Only part of the file is shown." in shown
 
 
+def _held_page_does_not_hold_others(
+    handler: eio.Handler, page: str, release: threading.Event, shown: bytes
+) -> None:
+    """While ``page`` is held (until ``release``), the names page answers."""
+    server = handler.ui()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            held = pool.submit(urllib.request.urlopen, server.url + page, timeout=60)
+            time.sleep(0.5)  # the page has reached the slow part
+            try:
+                with urllib.request.urlopen(server.url + "names", timeout=5) as answer:
+                    assert answer.status == 200
+                assert not held.done()
+            finally:
+                release.set()
+            with held.result() as answer:
+                assert shown in answer.read()
+    finally:
+        server.stop()
+
+
 def test_a_slow_preview_does_not_hold_other_pages(
     handler: eio.Handler, lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -727,21 +748,7 @@ def test_a_slow_preview_does_not_hold_other_pages(
         return real(relpath, data)
 
     monkeypatch.setattr(preview_mod, "render", slow)
-    server = handler.ui()
-    try:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            held = pool.submit(urllib.request.urlopen, server.url + "a/train-set:v2", timeout=60)
-            time.sleep(0.5)  # the page has reached its previews
-            try:
-                with urllib.request.urlopen(server.url + "names", timeout=5) as answer:
-                    assert answer.status == 200
-                assert not held.done()
-            finally:
-                release.set()
-            with held.result() as answer:
-                assert b"<td>gamma</td>" in answer.read()
-    finally:
-        server.stop()
+    _held_page_does_not_hold_others(handler, "a/train-set:v2", release, b"<td>gamma</td>")
 
 
 def test_a_slow_lineage_drawing_does_not_hold_other_pages(
@@ -760,22 +767,7 @@ def test_a_slow_lineage_drawing_does_not_hold_other_pages(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(app_mod, "draw", slow)
-    server = handler.ui()
-    try:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            page = server.url + f"lineage/{lake.train_v2}"
-            held = pool.submit(urllib.request.urlopen, page, timeout=60)
-            time.sleep(0.5)  # the page has reached its drawing
-            try:
-                with urllib.request.urlopen(server.url + "names", timeout=5) as answer:
-                    assert answer.status == 200
-                assert not held.done()
-            finally:
-                release.set()
-            with held.result() as answer:
-                assert b"<svg" in answer.read()
-    finally:
-        server.stop()
+    _held_page_does_not_hold_others(handler, f"lineage/{lake.train_v2}", release, b"<svg")
 
 
 def test_a_storage_only_handler_is_refused_before_anything_listens(
