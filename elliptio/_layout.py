@@ -134,15 +134,15 @@ def validate_relpaths(relpaths: Iterable[object]) -> list[str]:
     return result
 
 
-def relpath_clash(relpaths: Iterable[str]) -> str | None:
+def relpath_clash(relpaths: Iterable[str], *, nesting: bool = True) -> str | None:
     """What keeps these relpaths from being files of one folder (one given twice,
-    one inside another, ``a`` and ``a/b``), or ``None``."""
+    or, with ``nesting``, one inside another: ``a`` and ``a/b``), or ``None``."""
     seen: set[str] = set()
     for relpath in relpaths:
         if relpath in seen:
             return f"relpath {relpath!r} is given twice"
         seen.add(relpath)
-    for relpath in seen:
+    for relpath in seen if nesting else ():
         parts = relpath.split("/")
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in seen:

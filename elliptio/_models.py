@@ -336,8 +336,8 @@ class Metadata(BaseModel):
         # Files land in one folder (a download): "a" and "a/b" cannot both. A
         # reference written before 0.11 could hold such files (only duplicates
         # were refused): it stays readable, file by file.
-        for records in (self.files, self.logs) if self.reference is None else ():
-            problem = relpath_clash(f.relpath for f in records)
+        for records in (self.files, self.logs):
+            problem = relpath_clash((f.relpath for f in records), nesting=self.reference is None)
             if problem is not None:
                 raise ValueError(problem)
         return self

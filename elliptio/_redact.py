@@ -101,9 +101,11 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
 # "@" before the path ends the userinfo) but never "/", "?" or "#".
 # The password may hold "@" (up to the last one before the path) or "/" (AWS secret
 # keys do; then up to the first "@"); a port (digits, then the path) is no password.
+# That scan stops at the next "://": run from every "://x:" to the end of a long
+# text, it took quadratic time.
 _USERINFO_PASSWORD = re.compile(
     r"(?P<head>://[^/?#@:\s]*:)"
-    r"(?P<password>[^/?#\s]*|(?!\d*(?:[/?#]|$))[^?#\s@]*)@"
+    r"(?P<password>[^/?#\s]*|(?!\d*(?:[/?#]|$))(?:(?!://)[^?#\s@])*)@"
 )
 # A string that starts with a scheme: a setting or an argument that is one URL.
 _SCHEME_FIRST = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -130,6 +132,8 @@ _LIST_SEPARATOR = re.compile(r"([;,])")
 # The name of one of those assignments: words (`User Id`), maybe an option's
 # (`--opts=a=1,...`) or behind a quote; never the words of a command line.
 _LIST_NAME = re.compile(r"""\s*['"]?[-+]{0,2}[A-Za-z_][\w.\-]*(?: +[A-Za-z_][\w.\-]*)*\s*""")
+# A local path, which holds no userinfo (see `_whole_userinfo`).
+_LOCAL = re.compile(r"[/~.\\]|[A-Za-z]:[/\\]|(?:file|local|memory):", re.I)
 # Schemes with a port before a path that may hold "@" (see `_whole_userinfo`).
 _PATH_AT_SCHEMES = frozenset(
     {"http", "https", "ftp", "ftps", "sftp", "ssh", "scp", "hdfs", "webhdfs", "swebhdfs"}
@@ -239,12 +243,17 @@ def _whole_userinfo(url: str) -> tuple[int, int] | None:
     # A mistyped URL ('mongodb:/u:p@h', 'mongodb:///u:p@h', 'mongodb//u:p@h',
     # 'u:p@h:27017/db') is shown in the error that refuses it: what runs to its
     # last "@" is userinfo all the same.
-    # A path ('/data/10:30/a@b.csv', 'file:///x/10:30/a@b') has no authority:
-    # there "digits/" is read as a port, as before, unless it is a MongoDB URL.
+    # A local path ('/data/10:30/a@b.csv', 'file:///x/10:30/a@b', 'C:\\x') has
+    # no userinfo; in anything else ('u:2024/pw@h:27017/db', 's3:/KEY:12/34@b')
+    # "digits/" starts a password.
+    if _LOCAL.match(url):
+        return None
     slashes = _SCHEME_SLASH.match(url)
-    mongodb = url.lower().startswith("mongodb")
     begin = slashes.end() if slashes else 0
-    return _userinfo_password(url, begin, strict=False, ports=ports or not mongodb)
+    # A user name holding "/" is a path ('data/10:30/a@b.csv'), unless the text
+    # is a MongoDB URL missing its ':' ('mongodb//u:p@h').
+    strict = not url.lower().startswith("mongodb")
+    return _userinfo_password(url, begin, strict=strict, ports=ports)
 
 
 def _userinfo_password(
@@ -396,7 +405,8 @@ def _redact_value(value: str, *, nested: bool = True) -> str:
         # Word by word, each with its assignments, so that a quoted value with
         # blanks (--password="a b") is masked whole.
         return _redact_words(value)
-    return _ASSIGNMENT.sub(_mask_assignment, value)
+    # Then `&`-joined parameters (a SAS token: sv=...&sig=x).
+    return _mask_params(_ASSIGNMENT.sub(_mask_assignment, value))
 
 
 def _assignments(text: str) -> tuple[list[tuple[str, str]], int | None] | None:
@@ -408,22 +418,23 @@ def _assignments(text: str) -> tuple[list[tuple[str, str]], int | None] | None:
     secret; everything from that one on is its value, blanks and all, since a
     password may hold the separator too (``a,b=c``). ``None`` for any other text."""
     pieces = _LIST_SEPARATOR.split(text)
-    entries: list[list[str]] = []  # [assignment text, separator after it]
+    entries: list[tuple[list[str], str]] = []  # (parts of an assignment, separator after)
     for i in range(0, len(pieces), 2):
         piece, after = pieces[i], pieces[i + 1] if i + 1 < len(pieces) else ""
         name, eq, _ = piece.partition("=")
         if eq and not _LIST_NAME.fullmatch(name):
             return None  # e.g. words of a command line: `tool --opts=a=1,b=2`
         if eq:
-            entries.append([piece, after])
+            entries.append(([piece], after))
         elif entries:
-            entries[-1][0] += entries[-1][1] + piece  # more of the value before
-            entries[-1][1] = after
+            parts, before = entries[-1]
+            parts += [before, piece]  # more of the value before
+            entries[-1] = (parts, after)
         elif piece.strip():
             return None  # no assignment first: no such list
     if len(entries) < 2:
         return None
-    found = [(entry, after) for entry, after in entries]
+    found = [("".join(parts), after) for parts, after in entries]
     for index, (entry, _) in enumerate(found):
         name, _, value = entry.partition("=")
         if value.strip() and _is_list_secret(name.strip()):
@@ -481,7 +492,7 @@ def _names_secret(text: str) -> bool:
 
 
 def _mask_assignment(match: re.Match[str]) -> str:
-    if match["value"] and is_secret_name(match["name"]):
+    if match["value"] and _is_list_secret(match["name"]):  # sig=, ...Signature= too
         return f"{match['front']}{MASK}"
     return match[0]
 

@@ -156,6 +156,8 @@ ARGV_CASES: list[tuple[list[str], list[str]]] = [
         ["--conn=Server=tcp:db.example.net,1433;User ID=u;Password=***"],
     ),
     (["hosts=a,b;password=SEK RIT"], ["hosts=a,b;password=***"]),
+    # a signature joined by "&" (a SAS token as an argument, helper-78)
+    (["--sas=sv=2020&ss=b&sig=SIGX"], ["--sas=sv=2020&ss=b&sig=***"]),
     # what follows a comma in a value is redacted with it (helper-77: URLs and
     # command words there were kept), and signature_version is no signature
     (["a=1,b=2,mongodb://u:SECRET@h/db"], ["a=1,b=2,mongodb://u:***@h/db"]),
@@ -336,6 +338,17 @@ def test_redact_text_ignores_short_secrets_and_regex_characters() -> None:
         ),
         ("file:///data/10:30/user@example.com.csv", "file:///data/10:30/user@example.com.csv"),
         ("mongodb:/u:2024/pw@h", "mongodb:/u:***@h"),
+        # a mistyped URL of any scheme, or none, still has its password masked;
+        # a local path has no userinfo at all (helper-78)
+        ("mongdb:/u:2024/pw@h/db", "mongdb:/u:***@h/db"),
+        ("u:2024/pw@h:27017/db", "u:***@h:27017/db"),
+        ("s3:/AKIAKEY:12/34SECRET@bucket/lake", "s3:/AKIAKEY:***@bucket/lake"),
+        (
+            "/data/snap_2024-01-01T10:30:00@node1.parquet",
+            "/data/snap_2024-01-01T10:30:00@node1.parquet",
+        ),
+        ("data/10:30/a@b.txt", "data/10:30/a@b.txt"),
+        ("C:\\Users\\me\\a:b@c.txt", "C:\\Users\\me\\a:b@c.txt"),
         # elsewhere digits and "/" before an "@" start a password (helper-73)
         ("mongodb://u:2024/pw@h/db", "mongodb://u:***@h/db"),
         ("memory://u:2024/pw@lake", "memory://u:***@lake"),

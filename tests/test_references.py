@@ -316,3 +316,9 @@ def test_a_reference_written_before_with_files_a_and_a_slash_b_stays_readable(
     with pytest.raises(eio.InvalidPathError, match="one by one"):
         old.download(tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    # Two files of one relpath were never allowed: one would hide the other.
+    doc["files"] = [{**f, "relpath": "a"} for f in doc["files"]]
+    doc.update(artifact_id=new_artifact_id())
+    sync(h.catalog.insert(doc))
+    with pytest.raises(eio.CorruptRecordError, match="given twice"):
+        h.get(doc["artifact_id"])

@@ -1786,6 +1786,10 @@ def test_the_identity_of_a_mongodb_client_object_is_the_same_in_every_process() 
     # IPv6 servers are told apart (only their last group was kept, helper-77);
     # a URL's identity holds no option and no host order.
     assert identity("mongodb://[2001:db8::1]:27017") != identity("mongodb://[fd00::1]:27017")
+    # the same servers by URL and by client object, IPv6 and sockets too (helper-78)
+    for uri in ("mongodb://[::1]:27017/elliptio", "mongodb://%2Ftmp%2Fm.sock/elliptio"):
+        assert open_catalog(uri).identity == identity(uri.replace("/elliptio", ""))
+    assert identity("mongodb://%2Ftmp%2FA.sock") != identity("mongodb://%2Ftmp%2Fa.sock")
     urls = ["mongodb://h2,h1:27017/db?serverSelectionTimeoutMS=5", "mongodb://h1,h2/db"]
     assert len({open_catalog(url).identity for url in urls}) == 1
     assert open_catalog("mongodb://h1/db").identity != open_catalog("mongodb://h1/other").identity

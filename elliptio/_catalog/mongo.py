@@ -432,16 +432,22 @@ def _hosts_of(target: Any) -> list[str]:
 
 
 def _server_names(hosts: Sequence[str]) -> list[str]:
-    """Hosts as one spelling, sorted: the default port made explicit, an SRV URL
-    as its name."""
+    """Hosts as one spelling, sorted, whether a URL or a client's repr named
+    them: percent-escapes undone, IPv6 without brackets, the default port made
+    explicit, a socket path as it is, an SRV URL as its name."""
     names = set()
-    for host in hosts:
-        host = host.strip()
+    for host in (urllib.parse.unquote(h.strip()) for h in hosts):
         if host.lower().startswith("mongodb+srv://"):
             names.add("srv:" + host[len("mongodb+srv://") :].rstrip("/").lower())
+        elif "/" in host:  # a Unix socket
+            names.add(host)
+        elif host.startswith("["):  # [::1]:27017, [::1]
+            address, _, port = host[1:].partition("]")
+            names.add(f"{address.lower()}:{port.lstrip(':') or 27017}")
+        elif host.count(":") > 1:  # IPv6 as PyMongo's repr writes it: ::1:27017
+            names.add(host.lower())
         elif host:
-            bare = host.rsplit("]", 1)[-1] if host.startswith("[") else host
-            names.add(host.lower() if re.search(r":\d+$", bare) else f"{host.lower()}:27017")
+            names.add(host.lower() if ":" in host else f"{host.lower()}:27017")
     return sorted(names)
 
 
@@ -559,7 +565,10 @@ class MongoCatalog(Catalog):
         # servers, sorted, never options (records kept for offline reads, per catalog).
         if uri is not None:
             srv = uri.uri.lower().startswith("mongodb+srv://")
-            servers = [f"mongodb+srv://{uri.hosts}"] if srv else uri.hosts.split(",")
+            # An SRV service name picks other servers under the same name.
+            service = uri.options.get("srvservicename")
+            named = f"{uri.hosts}/{service}" if service else uri.hosts
+            servers = [f"mongodb+srv://{named}"] if srv else uri.hosts.split(",")
             where, names = f"{database}.{collection}", _server_names(servers)
         else:
             where = str(getattr(target, "full_name", None) or getattr(target, "name", "?"))
