@@ -133,7 +133,8 @@ _LIST_SEPARATOR = re.compile(r"([;,])")
 # (`--opts=a=1,...`) or behind a quote; never the words of a command line.
 _LIST_NAME = re.compile(r"""\s*['"]?[-+]{0,2}[A-Za-z_][\w.\-]*(?: +[A-Za-z_][\w.\-]*)*\s*""")
 # A local path, which holds no userinfo (see `_whole_userinfo`).
-_LOCAL = re.compile(r"[/~.\\]|[A-Za-z]:[/\\]|(?:file|local|memory):", re.I)
+# ('//u:p@h', a URL missing its scheme, is none).
+_LOCAL = re.compile(r"/(?!/)|[~.\\]|[A-Za-z]:[/\\]|(?:file|local|memory):", re.I)
 # Schemes with a port before a path that may hold "@" (see `_whole_userinfo`).
 _PATH_AT_SCHEMES = frozenset(
     {"http", "https", "ftp", "ftps", "sftp", "ssh", "scp", "hdfs", "webhdfs", "swebhdfs"}
@@ -249,7 +250,7 @@ def _whole_userinfo(url: str) -> tuple[int, int] | None:
     if _LOCAL.match(url):
         return None
     slashes = _SCHEME_SLASH.match(url)
-    begin = slashes.end() if slashes else 0
+    begin = slashes.end() if slashes else len(url) - len(url.lstrip("/"))  # '//u:p@h'
     # A user name holding "/" is a path ('data/10:30/a@b.csv'), unless the text
     # is a MongoDB URL missing its ':' ('mongodb//u:p@h').
     strict = not url.lower().startswith("mongodb")

@@ -348,6 +348,7 @@ def test_redact_text_ignores_short_secrets_and_regex_characters() -> None:
             "/data/snap_2024-01-01T10:30:00@node1.parquet",
         ),
         ("data/10:30/a@b.txt", "data/10:30/a@b.txt"),
+        ("//u:pw@h/db", "//u:***@h/db"),  # a URL missing its scheme is no path
         ("C:\\Users\\me\\a:b@c.txt", "C:\\Users\\me\\a:b@c.txt"),
         # elsewhere digits and "/" before an "@" start a password (helper-73)
         ("mongodb://u:2024/pw@h/db", "mongodb://u:***@h/db"),
