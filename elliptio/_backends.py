@@ -561,10 +561,14 @@ class PlantedFileError(StorageError):
     link, a FIFO, a folder): someone with write access to the store made it."""
 
 
+def protocols(fs: Any) -> set[str]:
+    """The protocols a filesystem answers to (fsspec gives a str or a tuple)."""
+    return {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+
+
 def is_remote(fs: Any) -> bool:
     """Whether a filesystem is a network away: not local disk, not this process's memory."""
-    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-    return not (isinstance(fs, LocalFileSystem) or protocols & {"file", "local", "memory"})
+    return not (isinstance(fs, LocalFileSystem) or protocols(fs) & {"file", "local", "memory"})
 
 
 def make_backend(fs: Any, root: str, *, max_workers: int, part_size: int, redact: Any) -> Backend:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._artifact import Artifact
 from ._cache import Cache
 from ._catalog import Catalog, open_catalog
-from ._catalog.base import VERSION_CEILING, CatalogLostError, lease_lost_error
+from ._catalog.base import CatalogLostError, lease_lost_error
 from ._catalog.filters import conjoin
 from ._catalog.none import StorageOnlyCatalog
 from ._config import Settings, load_settings
@@ -76,7 +76,7 @@ from ._models import (
     refuse_nul,
     upgrade_record,
 )
-from ._names import format_aliases, parse_ref, validate_alias, validate_name
+from ._names import VERSION_CEILING, format_aliases, parse_ref, validate_alias, validate_name
 from ._new import NewArtifact
 from ._protocol import remember_handler
 from ._provenance import current_username, git_info, git_info_known, process_info, readable

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from ._backends import PlantedFileError
-from ._catalog.base import VERSION_CEILING, Catalog
+from ._catalog.base import Catalog
 from ._errors import (
     ArgumentTypeError,
     ArtifactExistsError,
@@ -46,6 +46,7 @@ from ._errors import (
 from ._layout import ALIASES_DIR, ARTIFACT_ID_RE, METADATA_RELPATH
 from ._lifecycle import revision, tombstone
 from ._models import RESTORE_FROM_SIDECAR, Metadata, record_from_json, upgrade_record
+from ._names import VERSION_CEILING
 from ._storage import Storage
 
 __all__ = [

@@ -22,7 +22,7 @@ from pydantic import (
 
 from ._errors import CorruptRecordError, InvalidLabelsError, SchemaVersionError
 from ._layout import ARTIFACT_ID_RE, relpath_clash, validate_relpath
-from ._names import format_ref, validate_name
+from ._names import VERSION_CEILING, format_ref, validate_name
 from ._provenance import GitInfo
 from ._scalars import plain
 
@@ -319,7 +319,7 @@ class Metadata(BaseModel):
     remote_root: str
     local_root: str = ""
     name: str | None = None
-    name_version: int | None = Field(default=None, ge=1, le=2**53)  # VERSION_CEILING
+    name_version: int | None = Field(default=None, ge=1, le=VERSION_CEILING)
     label_history: list[LabelsChange] = Field(default_factory=list)
     deleted: Tombstone | None = None
     reference: dict[str, str] | None = None

@@ -18,6 +18,11 @@ from dataclasses import dataclass
 
 from ._errors import InvalidNameError
 
+# The highest version a name counts to: past it, a counter or ``name_version``
+# (one planted in a shared catalog) is ignored, and one more than 64 bits hold is
+# never computed; JSON readers take integers up to it exactly.
+VERSION_CEILING = 2**53
+
 __all__ = [
     "LATEST",
     "NameRef",

@@ -582,9 +582,9 @@ def _redact_string(text: str) -> str:
     if parsed is not None:
         return _redact_json(text, parsed)
     text = redact_url(text, whole="\n" not in text)
-    # Lines first: a quoted value with blanks (password='a b') is masked whole
-    # there; parameters cut at the first blank would leave its other words.
-    return _mask_params("\n".join(_redact_element(line) for line in text.split("\n")))
+    # Line by line, as arguments: a quoted value with blanks (password='a b') is
+    # masked whole, parameters (...;AccountKey=x, &sig=x) as in `_redact_value`.
+    return "\n".join(_redact_element(line) for line in text.split("\n"))
 
 
 def _string_secrets(text: str) -> set[str]:

@@ -40,7 +40,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from ._backends import Backend, canonical_path, is_remote, make_backend, rm_path
+from ._backends import Backend, canonical_path, is_remote, make_backend, protocols, rm_path
 from ._cache import Cache
 from ._config import Settings, load_settings
 from ._errors import (
@@ -377,46 +377,44 @@ class UrlTools:
         except Exception as err:
             raise backend.error(err, action, path) from err
 
-    # A URL's record is named by the sha256 of the whole URL and holds it with its
-    # secrets masked (a presigned URL's signature, a token in the query): no secret
-    # is written to the cache, in a file or in a file name.
     # What the cache knows of a URL it fetched is kept under the URL as its
     # filesystem spells it (however it was written) and where that filesystem
     # talks to: the same bucket and key on another endpoint is another file. The
-    # file is named by a hash of both, the URL whole (two URLs told apart by a
+    # file is named by the sha256 of both, the URL whole (two URLs told apart by a
     # query parameter that redaction masks are two files); the record holds them
-    # with secrets masked.
-    def _record_id(self, backend: Backend, path: str) -> dict[str, str]:
-        return {"url": redact_url(backend.url(path)), "where": _endpoint(backend)}
-
-    def _record_file(self, backend: Backend, path: str) -> Path:
-        whole = json.dumps([backend.url(path), _endpoint(backend)])
-        key = hashlib.sha256(whole.encode("utf-8", "surrogatepass")).hexdigest()
-        return self.cache.root / "urls" / key[:2] / f"{key}.json"
+    # with secrets masked (a presigned URL's signature, a token in the query): no
+    # secret is written to the cache, in a file or in a file name.
+    def _record_place(self, backend: Backend, path: str) -> tuple[Path, dict[str, str]]:
+        """The record's file, and what it holds of the URL."""
+        url, where = backend.url(path), _endpoint(backend)
+        key = hashlib.sha256(json.dumps([url, where]).encode("utf-8", "surrogatepass")).hexdigest()
+        return self.cache.root / "urls" / key[:2] / f"{key}.json", {
+            "url": redact_url(url),
+            "where": where,
+        }
 
     def _record(self, backend: Backend, path: str) -> dict[str, Any] | None:
+        file, wanted = self._record_place(backend, path)
         try:
-            record: dict[str, Any] = json.loads(self._record_file(backend, path).read_text())
+            record: dict[str, Any] = json.loads(file.read_text())
         except (OSError, ValueError):
             return None
-        wanted = self._record_id(backend, path)
         return record if all(record.get(k) == v for k, v in wanted.items()) else None
 
     def _save_record(self, backend: Backend, path: str, sha256: str, version: str) -> None:
-        record = {**self._record_id(backend, path), "sha256": sha256, "version": version}
-        self.cache.write_text(
-            self._record_file(backend, path), json.dumps({**record, "checked": time.time()})
-        )
+        file, known = self._record_place(backend, path)
+        record = {**known, "sha256": sha256, "version": version, "checked": time.time()}
+        self.cache.write_text(file, json.dumps(record))
 
     def invalidate(self, url: str, recursive: bool = False) -> None:
         """Forget the cached version of ``url`` (and of URLs under it if recursive)."""
         self._forget(*self._backend(os.fspath(url)), recursive=recursive)
 
     def _forget(self, backend: Backend, path: str, *, recursive: bool = False) -> None:
+        file, wanted = self._record_place(backend, path)
         with contextlib.suppress(FileNotFoundError):
-            self._record_file(backend, path).unlink()
+            file.unlink()
         if recursive:
-            wanted = self._record_id(backend, path)
             prefix = wanted["url"].rstrip("/") + "/"
             for record_file in (self.cache.root / "urls").glob("*/*.json"):
                 with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -927,7 +925,7 @@ def _endpoint(backend: Backend) -> str:
         and any(w in key.lower() for w in ("endpoint", "host", "account"))
         and not is_secret_name(key)  # account_key
     }
-    if "s3" in _protocols(backend.fs):
+    if "s3" in protocols(backend.fs):
         # A profile (in ~/.aws/config) may name the endpoint too.
         if isinstance(options.get("profile"), str):
             found["profile"] = options["profile"]
@@ -941,11 +939,6 @@ def _endpoint(backend: Backend) -> str:
             if os.environ.get(name):
                 found.setdefault(name, os.environ[name])
     return redact_url(json.dumps(found, sort_keys=True))
-
-
-def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
-    protocol = fs.protocol
-    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def _missing(backend: Backend, path: str) -> UrlNotFoundError:

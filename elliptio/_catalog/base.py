@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from elliptio._catalog import codec
 from elliptio._errors import (
@@ -55,10 +55,6 @@ LeaseState = Literal["open", "committing", "condemned"]
 
 
 _URLS_PER_QUERY = 5_000
-# The highest version a name counts to: past it, a counter or ``name_version``
-# (one planted in a shared catalog) is ignored, and one more than 64 bits hold is
-# never computed; JSON readers take integers up to it exactly.
-VERSION_CEILING = 2**53
 
 
 @dataclass(frozen=True)
@@ -90,7 +86,7 @@ def read_lease(artifact_id: Any, prefix: Any, started: Any, state: Any) -> Lease
         and isinstance(prefix, str)
         and isinstance(started, datetime)
         and started.tzinfo is not None
-        and state in ("open", "committing", "condemned")
+        and state in get_args(LeaseState)
     ):
         return Lease(artifact_id, prefix, started, state)
     shown = artifact_id if isinstance(artifact_id, str) else f"({type(artifact_id).__name__})"

@@ -32,7 +32,6 @@ from pymongo import errors as mongo_errors
 
 from elliptio._catalog import codec, filters, regex_guard
 from elliptio._catalog.base import (
-    VERSION_CEILING,
     Catalog,
     Document,
     Filter,
@@ -56,6 +55,7 @@ from elliptio._errors import (
     QueryError,
 )
 from elliptio._models import RESTORE_FROM_SIDECAR
+from elliptio._names import VERSION_CEILING
 from elliptio._redact import known_secrets, redact_text, redact_url
 
 __all__ = [

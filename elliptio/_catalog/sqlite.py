@@ -35,7 +35,6 @@ from typing import Any, Literal, NamedTuple, TypeVar
 from elliptio import _progress
 from elliptio._catalog import codec, filters, query, regex_guard
 from elliptio._catalog.base import (
-    VERSION_CEILING,
     Catalog,
     CatalogLostError,
     Document,
@@ -61,6 +60,7 @@ from elliptio._errors import (
     InvalidLabelsError,
     QueryError,
 )
+from elliptio._names import VERSION_CEILING
 
 __all__ = ["SQLiteCatalog", "open_sqlite_catalog", "register_functions"]
 
