@@ -463,22 +463,28 @@ async def remove_deleted_files(
     users = await catalog.object_users(urls)
     kept = [u for u, ids in users.items() if ids - {artifact_id}]
     removed: list[str] = []
-    refused: list[tuple[str, str]] = []
+    refused: list[tuple[str, ElliptioError]] = []
     for path, url in zip(paths, urls, strict=True):
         if url in kept:
             continue
         try:
             await storage.remove_file(path)
         except ElliptioError as err:
-            refused.append((url, str(err)))
+            refused.append((url, err))
             continue
         removed.append(url)
     if refused:
         names = ", ".join(url for url, _ in refused[:5]) + (" ..." if len(refused) > 5 else "")
-        raise StorageError(
+        planted = [err for _, err in refused if isinstance(err, PlantedFileError)]
+        advice = (
+            "Remove what was planted in the folder, then rerun the delete"
+            if planted
+            else "Object Lock retention or a bucket policy keeps them; remove them once "
+            "it allows it, or rerun the delete"
+        )
+        raise (PlantedFileError if planted else StorageError)(
             f"the storage refused to remove {len(refused)} file(s) of deleted artifact "
-            f"{artifact_id}: {names} ({refused[0][1]}). Object Lock retention or a bucket "
-            "policy keeps them; remove them once it allows it, or rerun the delete"
+            f"{artifact_id}: {names} ({(planted or [refused[0][1]])[0]}). {advice}"
         )
     return removed, kept
 

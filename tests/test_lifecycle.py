@@ -522,6 +522,27 @@ def test_a_refused_file_removal_leaves_the_record_intact(
         assert again.aliases("kept") == {"prod": "v1"}
 
 
+def test_a_link_planted_in_the_folder_is_named_by_the_delete(tmp_path: Path) -> None:
+    # The delete leaves the planted link (and what it points at) alone and says
+    # so, rather than blaming Object Lock; once the link is gone, it finishes.
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path / 'c.db'}") as h:
+        art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
+        folder = Path(h.storage.path(art.metadata.remote_root))
+        (folder / "planted").symlink_to(outside)
+        with pytest.raises(eio.StorageError, match="symbolic link") as caught:
+            h.delete(art.artifact_id, reason="gone")
+        message = str(caught.value)
+        assert f"{folder}/planted" in message
+        assert "Object Lock" not in message
+        assert "rerun the delete" in message
+        assert outside.read_text() == "keep me"
+        (folder / "planted").unlink()
+        assert h.delete(art.artifact_id, reason="gone").already_deleted
+        assert _stored_files(h, art) == [METADATA_RELPATH]
+
+
 # -- labels ------------------------------------------------------------------------
 
 
