@@ -475,7 +475,7 @@ async def remove_deleted_files(
         removed.append(url)
     if refused:
         names = ", ".join(url for url, _ in refused[:5]) + (" ..." if len(refused) > 5 else "")
-        planted = [err for _, err in refused if isinstance(err, PlantedFileError)]
+        planted: list[ElliptioError] = [e for _, e in refused if isinstance(e, PlantedFileError)]
         advice = (
             "Remove what was planted in the folder, then rerun the delete"
             if planted
