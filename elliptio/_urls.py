@@ -63,6 +63,7 @@ from ._transfer import copy_hashing, write_all
 if TYPE_CHECKING:
     from ._artifact import Artifact, File
     from ._handler import AsyncHandler
+    from ._storage import Storage
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -148,9 +149,7 @@ class UrlTools:
                 f"{redact_url(url, whole=True)!r} carries credentials in the URL; pass them in "
                 "storage_options (ELLIPTIO_STORAGE_OPTIONS) instead"
             )
-        protocol = fsspec.core.split_protocol(url)[0]
-        # The store's options (endpoint, credentials) apply to URLs of its protocol.
-        options = self.settings.storage_options if protocol == self._store_protocol else {}
+        options = self._options_for(url)
         try:
             fs, path = open_filesystem(url, options, self._redact)
         except ElliptioError as err:
@@ -166,6 +165,18 @@ class UrlTools:
                 redact=self._redact,
             )
         return backend, path
+
+    def _options_for(self, url: str) -> dict[str, Any]:
+        """The storage options for ``url``: those of the store of another open
+        handler of this process when it lies there (outside this store), else this
+        store's for URLs of its protocol (endpoint, credentials), else none."""
+        protocol = fsspec.core.split_protocol(url)[0]
+        mine = protocol == self._store_protocol
+        if not (mine and _under(url, self.settings.resolved_storage_url())):
+            for other in list(_handlers):
+                if not other._closed and _under(url, other.storage.root_url):
+                    return dict(other.storage.options)
+        return self.settings.storage_options if mine else {}
 
     # -- files of the configured store ---------------------------------------------------
     def _store_path(
@@ -234,11 +245,11 @@ class UrlTools:
         top = path.rstrip("/")
         if not isinstance(backend.fs, LocalFileSystem):
             top = canonical_path(backend.fs, top).rstrip("/")
-        if not top or root.startswith(top + "/"):
+        if not top or root == top or root.startswith(top + "/"):
             return True
         if isinstance(backend.fs, LocalFileSystem):
-            resolved = real(path).rstrip("/")
-            return not resolved or real(root).startswith(resolved + "/")
+            resolved, real_root = real(path).rstrip("/"), real(root)
+            return not resolved or real_root == resolved or real_root.startswith(resolved + "/")
         return False
 
     def _refuse_holding(
@@ -269,33 +280,68 @@ class UrlTools:
             raise InvalidPathError(f"cannot {what} {redact_url(url)!r}: it is the root folder")
 
     def _in_store(self, backend: Backend, path: str) -> bool:
-        """Whether ``path`` lies in the store of these settings (see `_store_path`)."""
-        return self._store_path(backend, path) is not None
+        """Whether ``path`` lies in a store these tools read (see `_readers`)."""
+        return bool(self._readers(backend, path))
+
+    def _readers(
+        self, backend: Backend, path: str
+    ) -> list[tuple[str, Storage, Callable[[str], Artifact]]]:
+        """``(path in the store, its storage, get an artifact by id)`` for each store
+        ``path`` lies in: the store of these settings (through the handler of these
+        tools, when its catalog is one no URL names), then that of every open
+        handler of this process, also one given its store in code."""
+        found: list[tuple[str, Storage, Callable[[str], Artifact]]] = []
+        stored = self._store_path(backend, path)
+        if stored is not None:
+            own = self._handler() if self._handler is not None else None
+            if own is not None and own._private_catalog and not own._closed:
+                found.append((stored, own.storage, _getter(own)))
+            else:
+                from ._protocol import ElliptioFileSystem
+
+                s = self.settings
+                handler = ElliptioFileSystem(
+                    s.resolved_storage_url(), s.resolved_catalog_url(), s.storage_options
+                ).handler
+                found.append((stored, handler.storage, handler.get))
+        real = functools.cache(os.path.realpath)
+        for other in list(_handlers):
+            if other._closed or (found and other is self._handler_or_none()):
+                continue
+            store = _store_key(other.storage.fs, other.storage.root)
+            in_other = self._store_path(backend, path, store, real)
+            if in_other is not None:
+                found.append((in_other, other.storage, _getter(other)))
+        return found
+
+    def _handler_or_none(self) -> AsyncHandler | None:
+        return self._handler() if self._handler is not None else None
 
     def _store_file(self, backend: Backend, path: str) -> File | None:
-        """The committed artifact file at ``path`` of the store, if it is one.
+        """The committed artifact file at ``path`` of a store, if it is one.
 
         Its bytes then leave the store only through the verified read path, and
         the read counts as reading the artifact (lineage), as for any `File`.
+        Stores are tried in the order of `_readers`; the first whose catalog holds
+        the artifact answers.
         """
-        stored = self._store_path(backend, path)
-        if stored is None:
+        readers = self._readers(backend, path)
+        if not readers:
             return None
-        own = self._handler() if self._handler is not None else None
-        get: Callable[[str], Artifact]
-        if own is not None and own._private_catalog and not own._closed:
-            storage = own.storage
+        first: ElliptioError | None = None
+        for stored, storage, get in readers:
+            try:
+                return self._file_of(backend, stored, storage, get)
+            except ArtifactNotFoundError as err:
+                first = first or err
+        assert first is not None
+        raise first
 
-            def get(artifact_id: str) -> Artifact:
-                return sync(own.get(artifact_id))
-        else:
-            from ._protocol import ElliptioFileSystem
-
-            s = self.settings
-            handler = ElliptioFileSystem(
-                s.resolved_storage_url(), s.resolved_catalog_url(), s.storage_options
-            ).handler
-            storage, get = handler.storage, handler.get
+    def _file_of(
+        self, backend: Backend, stored: str, storage: Storage, get: Callable[[str], Artifact]
+    ) -> File | None:
+        """`_store_file` in one store: ``None`` for a sidecar or the copy of a name's
+        aliases (read as they are)."""
         url = storage.url(stored)
         if not storage.backend.plain(stored):
             # Another object than the path names (an S3 version of it): not what
@@ -666,7 +712,7 @@ class UrlTools:
                     backend,
                     path,
                     f"{what} recursively",
-                    "copy artifacts out with Handler.download() (elliptio download)",
+                    "copy artifacts out with Artifact.download() (elliptio download)",
                 )
         top = src_path.rstrip("/")
         into = os.fspath(dst).endswith("/") or self._call(
@@ -726,17 +772,16 @@ class UrlTools:
         real = functools.cache(os.path.realpath)  # each store's root resolved once here
         for target in [*(t for _, t in pairs), *folders]:  # a link may lead into the store
             self._refuse_in_store(dst, dst_backend, target, "copy to", real)
+        # Bytes of committed artifacts leave the store verified; a sidecar or the
+        # copy of a name's aliases as it is. Every file is vouched for and read
+        # (into the cache) before the first is written: a refused one leaves
+        # nothing at the target.
+        files = {name: self._store_file(src_backend, name) for name, _ in pairs}
+        verified = {name: str(f.local_path()) for name, f in files.items() if f is not None}
         within: list[tuple[str, str]] = []  # on one filesystem: copied there
         for name, target in pairs:
-            if self._in_store(src_backend, name):
-                # Bytes of committed artifacts leave the store verified.
-                file = self._store_file(src_backend, name)
-                if file is None:
-                    raise InvalidPathError(
-                        f"cannot copy {redact_url(src_backend.url(name))!r}: it lies in the "
-                        "elliptio store but is no file of a committed artifact"
-                    )
-                local, local_path = self._backend(str(file.local_path()))
+            if name in verified:
+                local, local_path = self._backend(verified[name])
                 self._stream(local, local_path, dst_backend, target)
             elif src_fs is dst_fs:
                 within.append((name, target))
@@ -859,6 +904,21 @@ def _linked(backend: Backend, root: str, path: str) -> bool:
         if os.path.islink(here):
             return True
     return False
+
+
+def _under(url: str, root: str) -> bool:
+    """Whether ``url`` is ``root`` or lies below it, as spelled."""
+    top = root.rstrip("/")
+    return url == top or url.startswith(top + "/")
+
+
+def _getter(handler: AsyncHandler) -> Callable[[str], Artifact]:
+    """A handler's ``get`` for the (blocking) URL tools."""
+
+    def get(artifact_id: str) -> Artifact:
+        return sync(handler.get(artifact_id))
+
+    return get
 
 
 def _store_key(fs: fsspec.AbstractFileSystem, root: str) -> tuple[type, str]:

@@ -28,7 +28,7 @@ from elliptio._layout import METADATA_RELPATH, artifact_prefix, new_artifact_id
 from elliptio._models import Metadata
 from elliptio._protocol import ElliptioFileSystem
 from elliptio._sync import sync
-from tests.conftest import count_delivered, snapshot
+from tests.conftest import S3_BUCKET, count_delivered, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = b"path,class\n/a.png,0\n/b.png,1\n"
@@ -533,6 +533,54 @@ def test_module_url_tools_never_change_the_store_of_a_handler_of_this_process(
     assert handler.get(art.artifact_id).file.read_bytes() == GOOD
 
 
+@pytest.mark.parametrize("where", ["file", "s3"])
+def test_module_url_tools_read_the_store_of_a_handler_built_in_code_verified(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """helper-79: eio.open / local_copy / cp served a tampered file of a handler's
+    store given in code (the settings naming another store) unverified, counted no
+    input, and copied the whole store out; on S3 they lacked the handler's options."""
+    for name in ("ELLIPTIO_STORAGE_URL", "ELLIPTIO_STORAGE_OPTIONS", "ELLIPTIO_CATALOG_URL"):
+        monkeypatch.delenv(name, raising=False)
+    options: dict[str, Any] = {}
+    store = str(tmp_path / "store")
+    if where == "s3":
+        options = request.getfixturevalue("s3_options")
+        store = f"s3://{S3_BUCKET}/lake-{uuid.uuid4().hex[:8]}"
+    with eio.Handler(
+        storage=store, catalog=f"sqlite:///{tmp_path / 'c.db'}", storage_options=options
+    ) as h:
+        good = _upload_good(h, tmp_path)
+        _tamper(h, good.file.url, BAD)  # before any read: no cached copy of the good bytes
+        (tmp_path / "other.csv").write_bytes(b"x,y\n1,2\n")
+        other = h.upload(tmp_path / "other.csv", dedup=False)
+        with h.run():
+            assert _read(eio, other.file.url) == b"x,y\n1,2\n"
+            assert h.upload(tmp_path / "other.csv", dedup=False).metadata.based_on == [
+                other.artifact_id
+            ]
+        # A folder's files go verified, its sidecar as it is.
+        eio.cp(other.file.url.rsplit("/", 1)[0], str(tmp_path / "copied"), recursive=True)
+        copied = tmp_path / "copied"
+        assert (copied / "other.csv").read_bytes() == b"x,y\n1,2\n"
+        sidecar = json.loads((copied / ".elliptio" / "metadata.json").read_text())
+        assert sidecar["artifact_id"] == other.artifact_id
+        folder = good.file.url.rsplit("/", 1)[0]
+        for read in (
+            lambda: _read(eio, good.file.url),
+            lambda: eio.local_copy(good.file.url).__enter__(),
+            lambda: eio.cp(good.file.url, str(tmp_path / "out.csv")),
+            lambda: eio.cp(folder, str(tmp_path / "out"), recursive=True),
+        ):
+            with pytest.raises(eio.IntegrityError):
+                read()
+        assert not (tmp_path / "out.csv").exists()
+        assert not (tmp_path / "out").exists()
+        with pytest.raises(eio.InvalidPathError, match=r"Artifact\.download"):
+            eio.cp(h.storage.root_url, str(tmp_path / "whole"), recursive=True)
+        assert not (tmp_path / "whole").exists()
+
+
 def test_a_chained_url_never_hides_the_store_from_the_url_tools(
     tampered: tuple[eio.Handler, eio.Artifact], tmp_path: Path
 ) -> None:
@@ -613,13 +661,18 @@ def test_url_tools_never_read_unverified_with_a_catalog_private_to_a_handler(
         _tamper(h, art.file.url, BAD)
         with pytest.raises(eio.IntegrityError):
             art.file.read_bytes()
-        with pytest.raises(eio.ArtifactNotFoundError, match="no record vouches for its bytes"):
+        # The settings' catalog (another memory://) holds no record of it; the open
+        # handler whose store holds it does: the read is verified there.
+        with pytest.raises(eio.IntegrityError):
             eio.open(art.file.url).read()
         # The handler's own tools look in its own catalog: verified, and readable.
         with pytest.raises(eio.IntegrityError):
             _read(h.urls, art.file.url)
         _tamper(h, art.file.url, GOOD)
         assert _read(h.urls, art.file.url) == GOOD
+    # With that handler closed, no catalog the process knows vouches for the bytes.
+    with pytest.raises(eio.ArtifactNotFoundError, match="no record vouches for its bytes"):
+        eio.open(art.file.url).read()
 
 
 def test_a_handlers_url_tools_use_its_own_catalog_object(tmp_path: Path) -> None:
