@@ -152,6 +152,11 @@ class CommitError(ElliptioError):
     """An artifact opened with `new()` cannot be committed."""
 
 
+class DedupSourceDeletedError(CommitError):
+    """The artifact whose stored copy of a file a commit referenced (deduplication)
+    was deleted while the commit was being written; nothing was committed."""
+
+
 class IntegrityError(ElliptioError):
     """Bytes read back do not match the sha256 recorded for them."""
 

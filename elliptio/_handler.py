@@ -31,6 +31,7 @@ from ._errors import (
     CommitError,
     ConfigError,
     CorruptRecordError,
+    DedupSourceDeletedError,
     ElliptioError,
     InputFileNotFoundError,
     InvalidLabelsError,
@@ -530,6 +531,7 @@ class AsyncHandler:
             seal=[path for path in own if self.storage.url(path) in recorded],
         )
         await self.catalog.commit(record.to_document())
+        await self._confirm_owners(record)
         if log.isEnabledFor(logging.INFO):  # masking the URL is not free
             log.info(
                 "committed %s%s: %d files, %d bytes, at %s",
@@ -540,6 +542,40 @@ class AsyncHandler:
                 self.storage.redact(record.remote_root),
             )
         return self._bind(record)
+
+    async def _confirm_owners(self, record: Metadata) -> None:
+        """After a commit: the artifacts whose files it references (deduplication)
+        are still there; if one was deleted meanwhile, the record goes again.
+
+        A delete tombstones its record before it asks the catalog who uses the
+        files it is about to remove, and keeps those: so a commit that lands
+        before that question keeps its bytes, and one that lands after sees the
+        tombstone here.
+
+        Raises:
+            DedupSourceDeletedError: an owner was deleted; nothing stays committed.
+        """
+        owners = {
+            owner
+            for f in [*record.files, *record.logs]
+            if (owner := self.storage.reference_owner(f.url)[1]) not in (None, record.artifact_id)
+        }
+        if not owners:
+            return
+        live = {
+            doc["artifact_id"]
+            for doc in await self.catalog.find(
+                {"artifact_id": {"$in": sorted(owners)}, "deleted": None}, fields=["artifact_id"]
+            )
+        }
+        gone = sorted(owners - live)
+        if gone:
+            await self.catalog.delete(record.artifact_id)
+            raise DedupSourceDeletedError(
+                f"{record.artifact_id} was not committed: {', '.join(gone)}, whose stored "
+                "copy of one of its files it referenced (deduplication), was deleted while "
+                "it was being written; commit it again (upload() does so once by itself)"
+            )
 
     async def _fail(self, draft: _Draft, err: BaseException) -> None:
         """Clean up after a failed write; raise the clear error if gc took it away.
@@ -729,6 +765,20 @@ class AsyncHandler:
         Returns:
             The committed `Artifact`.
         """
+        try:
+            return await self._upload(local_paths, labels, logs, name, dedup)
+        except DedupSourceDeletedError as err:
+            log.info("%s; uploading again", err)
+            return await self._upload(local_paths, labels, logs, name, dedup)
+
+    async def _upload(
+        self,
+        local_paths: LocalPaths,
+        labels: LabelsLike,
+        logs: LocalPaths | None,
+        name: str | None,
+        dedup: bool,
+    ) -> Artifact:
         parent, items = collect_local_files(local_paths)
         log_items = collect_local_files(logs)[1] if logs is not None else []
         stored = [r for _, r in items] + [f"{LOGS_DIR}/{r}" for _, r in log_items]
@@ -901,15 +951,20 @@ class AsyncHandler:
             keys = {r: (sha256, size) for r, (size, sha256) in written.items()}
             existing = await self._existing(list(keys.values())) if dedup else {}
             files = []
+            copies = []  # written, and referenced elsewhere instead: removed once committed
             for r, f in new.files.items():
                 url = existing.get(keys[r])
                 if url is not None:
                     log.debug("dedup: %s references %s", r, self.storage.redact(url))
-                    await self.storage.remove_file(f._path)
+                    copies.append(f._path)
                 files.append(
                     FileRecord(relpath=r, url=url or f.url, size=keys[r][1], sha256=keys[r][0])
                 )
-            return await self._commit(draft, files, [])
+            artifact = await self._commit(draft, files, [])
+            for path in copies:
+                with contextlib.suppress(ElliptioError):  # gc takes what stays behind
+                    await self.storage.remove_file(path)
+            return artifact
 
         async def begin(new: NewArtifact) -> None:
             await self._begin(draft)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -225,3 +227,68 @@ def test_a_folder_of_over_a_thousand_files_stored_before(tmp_path: Path) -> None
         for i, first in enumerate(firsts):
             assert folder.files[f"many/f{i}.txt"].url == first.file.url
         assert h.verify(folder.artifact_id).ok
+
+
+@pytest.fixture(params=["sqlite", "mongomock"])
+def racing(
+    request: pytest.FixtureRequest,
+    storage_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[eio.Handler, eio.Artifact, Path]]:
+    """A handler, a committed artifact holding ``shared.txt``, and that file's local
+    source; the next dedup lookup that finds it deletes the artifact right after,
+    as another process's delete would while a commit is being written."""
+    catalog: Any = f"sqlite:///{tmp_path / 'c.db'}"
+    if request.param == "mongomock":
+        from mongomock_motor import AsyncMongoMockClient
+
+        catalog = AsyncMongoMockClient()["elliptio"]["artifacts"]
+    with eio.Handler(storage=storage_url, catalog=catalog) as h:
+        src = tmp_path / "shared.txt"
+        src.write_text("shared bytes\n")
+        owner = h.upload(src)
+        lookup = eio.AsyncHandler._existing
+        fired: list[bool] = []
+
+        async def then_delete(self: eio.AsyncHandler, keys: Any) -> dict[Any, str]:
+            found = await lookup(self, keys)
+            if found and not fired:
+                fired.append(True)
+                await self.delete(owner.artifact_id, reason="meanwhile")
+            return found
+
+        monkeypatch.setattr(eio.AsyncHandler, "_existing", then_delete)
+        yield h, owner, src
+
+
+def test_an_upload_whose_dedup_source_is_deleted_meanwhile_copies_its_bytes(
+    racing: tuple[eio.Handler, eio.Artifact, Path], tmp_path: Path
+) -> None:
+    """helper-80: a commit referenced a file that a concurrent delete removed after
+    the dedup lookup: committed, and unreadable for good. upload() now sees the
+    owner gone after its commit, takes its record back and uploads again."""
+    h, owner, src = racing
+    (tmp_path / "more.txt").write_text("more\n")
+    art = h.upload([src, tmp_path / "more.txt"])
+    assert art.files["shared.txt"].url.startswith(art.metadata.remote_root)  # copied
+    again = h.get(art.artifact_id)
+    assert again.files["shared.txt"].read_text() == "shared bytes\n"
+    assert h.verify(art.artifact_id).ok
+    with pytest.raises(eio.ArtifactDeletedError):
+        h.get(owner.artifact_id)
+    assert len(h.find()) == 1  # the first try took its record back
+
+
+def test_a_new_artifact_whose_dedup_source_is_deleted_meanwhile_is_not_committed(
+    racing: tuple[eio.Handler, eio.Artifact, Path],
+) -> None:
+    h, owner, _ = racing
+    with pytest.raises(eio.DedupSourceDeletedError, match=owner.artifact_id) as caught:
+        with h.new("copy.txt") as new:
+            new.file.write_text("shared bytes\n")
+    assert isinstance(caught.value, eio.CommitError)
+    with pytest.raises(eio.ArtifactNotFoundError):
+        h.get(new.artifact_id)
+    assert len(h.find()) == 0
+    assert not h.storage.fs.exists(h.storage.path(new.file.url))  # nothing left behind
