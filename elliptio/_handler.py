@@ -61,6 +61,7 @@ from ._maintenance import (
     GcReport,
     ReindexReport,
     VerifyReport,
+    drop_aliases,
     gc,
     reindex,
     reindex_folder,
@@ -1409,18 +1410,9 @@ class AsyncHandler:
             )
 
     async def _drop_aliases(self, record: Metadata) -> list[str]:
-        if record.name is None:
+        if record.name is None or record.name_version is None:
             return []
-        pointing = [
-            a
-            for a, v in (await self.catalog.aliases(record.name)).items()
-            if v == record.name_version
-        ]
-        for alias in pointing:
-            await self.catalog.remove_alias(record.name, alias)
-        if pointing:
-            await save_aliases(self.storage, self.catalog, record.name)
-        return pointing
+        return await drop_aliases(self.storage, self.catalog, record.name, record.name_version)
 
     async def _nothing_removed(self, record: Metadata) -> bool:
         paths = [self.storage.path(u) for u in self._own_urls(record)]

@@ -26,8 +26,10 @@ import io
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ._backends import PlantedFileError
 from ._catalog.base import Catalog
@@ -458,7 +460,7 @@ async def remove_deleted_files(
     sidecar = f"{folder}/{METADATA_RELPATH}"
     if not await _sidecar_is_tombstone(storage, sidecar, artifact_id):
         raise _unconfirmed_tombstone(storage, sidecar, artifact_id)
-    paths = [p for p in await storage.find(folder) if p != sidecar]
+    paths = [p for p in await storage.find(folder) if not _is_metadata(folder, p)]
     urls = [storage.url(p) for p in paths]
     users = await catalog.object_users(urls)
     kept = [u for u, ids in users.items() if ids - {artifact_id}]
@@ -528,8 +530,10 @@ async def gc(
     report = GcReport(dry_run=not delete)
     prefixes = await _prefixes(storage)
     tombstones = {
-        doc["artifact_id"]
-        for doc in await catalog.find({"deleted": {"$ne": None}}, fields=["artifact_id"])
+        doc["artifact_id"]: doc
+        for doc in await catalog.find(
+            {"deleted": {"$ne": None}}, fields=["artifact_id", "name", "name_version"]
+        )
     }
     seen: set[str] = set()
     for prefix in prefixes:
@@ -540,7 +544,7 @@ async def gc(
         artifact_id = _PREFIX_RE.search(relative)["id"]  # type: ignore[index]
         seen.add(artifact_id)
         if artifact_id in tombstones:
-            await _finish_delete(storage, catalog, prefix, artifact_id, delete, report)
+            await _finish_delete(storage, catalog, prefix, tombstones[artifact_id], delete, report)
             continue
         lease = await catalog.get_lease(artifact_id)
         if lease is not None:
@@ -595,26 +599,54 @@ async def _finish_delete(
     storage: Storage,
     catalog: Catalog,
     prefix: str,
-    artifact_id: str,
+    stone: Mapping[str, Any],
     delete: bool,
     report: GcReport,
 ) -> None:
-    """Note (and with ``delete`` remove) files a stopped delete left in its folder.
+    """Note (and with ``delete`` finish) what a stopped delete left: files in its
+    folder, and aliases pointing at its version (a delete drops them before the
+    files, so a folder emptied has none left).
 
     Raises:
         CorruptRecordError: the catalog's tombstone is not in the sidecar (forged
             in the catalog alone); nothing is removed.
     """
+    artifact_id = stone["artifact_id"]
     sidecar = f"{prefix}/{METADATA_RELPATH}"
-    if not [p for p in await storage.find(prefix) if p != sidecar]:
+    if not [p for p in await storage.find(prefix) if not _is_metadata(prefix, p)]:
         return
     if not await _sidecar_is_tombstone(storage, sidecar, artifact_id):
         raise _unconfirmed_tombstone(storage, sidecar, artifact_id)
     report.deleted_leftovers.append(storage.url(prefix))
     if delete:
+        name, version = stone.get("name"), stone.get("name_version")
+        if isinstance(name, str) and type(version) is int:
+            await drop_aliases(storage, catalog, name, version)
         with contextlib.suppress(StorageError):  # named again on the next run
             await remove_deleted_files(storage, catalog, prefix, artifact_id)
             report.removed.append(storage.url(prefix))
+
+
+async def drop_aliases(storage: Storage, catalog: Catalog, name: str, version: int) -> list[str]:
+    """Remove the aliases of ``name`` pointing at ``version`` (a deleted one), in
+    the catalog and its copy in the store; the aliases removed."""
+    pointing = [a for a, v in (await catalog.aliases(name)).items() if v == version]
+    for alias in pointing:
+        await catalog.remove_alias(name, alias)
+    if pointing:
+        await save_aliases(storage, catalog, name)
+    return pointing
+
+
+def _is_metadata(folder: str, path: str) -> bool:
+    """Whether ``path`` is the sidecar of the artifact folder ``folder``, or a
+    temporary copy that a writer replacing the sidecar moves over it (see
+    `Backend.replace_bytes`); a delete leaves them to their writers."""
+    sidecar = f"{folder}/{METADATA_RELPATH}"
+    return path == sidecar or _SIDECAR_COPY.fullmatch(path.removeprefix(sidecar)) is not None
+
+
+_SIDECAR_COPY = re.compile(r"\.[0-9a-f]{32}\.tmp")
 
 
 async def _sweep_leases(

@@ -7,6 +7,7 @@ S3 (the moto server) where files are involved.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import json
 import os
@@ -520,6 +521,51 @@ def test_a_refused_file_removal_leaves_the_record_intact(
     ) as again:
         again.reindex(aliases=True)
         assert again.aliases("kept") == {"prod": "v1"}
+
+
+def test_gc_finishes_a_delete_stopped_before_its_aliases_went(
+    h: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """helper-80: a delete killed after its tombstone kept the aliases on the deleted
+    version, and gc --delete removed the files but not them."""
+    h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), name="ds")
+    art = h.upload(_folder(tmp_path, "b", {"x.csv": b"2\n"}), name="ds")
+    h.set_alias("ds:v2", "prod")
+
+    async def crash(self: eio.AsyncHandler, record: Any) -> list[str]:
+        raise RuntimeError("the process dies here")
+
+    monkeypatch.setattr(eio.AsyncHandler, "_drop_aliases", crash)
+    with pytest.raises(RuntimeError, match="dies here"):
+        h.delete("ds:v2", reason="stopped")
+    monkeypatch.undo()
+    assert h.aliases("ds") == {"prod": "v2"}
+    report = h.gc(delete=True, grace=dt.timedelta(0))
+    assert report.deleted_leftovers == [art.metadata.remote_root]
+    assert h.aliases("ds") == {}
+    assert _stored_files(h, art) == [METADATA_RELPATH]
+    with eio.Handler(
+        storage=h.storage.root_url,
+        catalog=f"sqlite:///{tmp_path}/rebuilt.db",
+        storage_options=h.storage.options,
+    ) as again:
+        again.reindex(aliases=True)
+        assert again.aliases("ds") == {}  # the store's copy went too
+
+
+def test_a_delete_leaves_the_sidecar_copy_another_writer_is_moving(
+    h: eio.Handler, tmp_path: Path
+) -> None:
+    """helper-80: concurrent deletes of one artifact removed each other's temporary
+    sidecar copies (and counted them as its files), so a deleter failed after its
+    tombstone had landed."""
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}))
+    folder = h.storage.path(art.metadata.remote_root)
+    temp = f"{folder}/{METADATA_RELPATH}.{uuid.uuid4().hex}.tmp"
+    h.storage.fs.pipe_file(temp, b"{}")
+    report = h.delete(art.artifact_id, reason="gone")
+    assert report.removed == [art.files["a/x.csv"].url]
+    assert h.storage.fs.exists(temp)
 
 
 def test_a_link_planted_in_the_folder_is_named_by_the_delete(tmp_path: Path) -> None:
