@@ -222,7 +222,7 @@ class File(_InProcess):
         found = self._hit()
         if found is None and self._storage.is_local:
             path = self._path
-            await self._storage.verify(path, self.sha256)
+            await self._storage.verify(path, self.sha256, self.size)
             found = Path(path)
         elif found is None:
             found = await self._fetch(progress)
@@ -364,7 +364,7 @@ class File(_InProcess):
             # Hashed through the very file handed out: a swap of the path after
             # the check is not read.
             try:
-                raw = self._storage.open_local(self._path, self.sha256)
+                raw = self._storage.open_local(self._path, self.sha256, self.size)
             except MissingFileError as err:
                 if (deleted := sync(self._deleted())) is not None:
                     raise deleted from err

@@ -531,16 +531,21 @@ class LocalBackend(Backend):
                 progress.set_size(size)
             return copy_hashing(src.readinto, write, progress, size)
 
-    def open_hashed(self, path: str) -> tuple[io.FileIO, HashResult]:
+    def open_hashed(self, path: str, size: int | None = None) -> tuple[io.FileIO, HashResult]:
         """Open a stored file and hash it through the same open file, rewound.
 
         What the caller then reads is what was hashed, even if the path is
-        changed meanwhile.
+        changed meanwhile. A file whose size is not ``size`` (the recorded one)
+        is not read: its sha256 comes back empty, which matches no record (a
+        planted sparse file of a terabyte is refused at once).
         """
         fd = self._open_regular(path, "read")
         src = io.FileIO(fd, "rb")
         try:
-            found = copy_hashing(src.readinto, None, None, os.fstat(fd).st_size)
+            actual = os.fstat(fd).st_size
+            if size is not None and actual != size:
+                return src, (actual, "")
+            found = copy_hashing(src.readinto, None, None, actual)
             src.seek(0)
         except BaseException:
             src.close()

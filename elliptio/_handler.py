@@ -647,7 +647,7 @@ class AsyncHandler:
                 return False
             async with slots:
                 try:
-                    return await self.storage.hash_file(path) == (key[1], key[0])
+                    return await self.storage.hash_file(path, key[1]) == (key[1], key[0])
                 except ElliptioError:
                     return False
 

@@ -710,7 +710,7 @@ async def verify(storage: Storage, record: Metadata) -> VerifyReport:
     paths = _record_paths(storage, record)
     for file, path in zip([*record.files, *record.logs], paths, strict=True):
         try:
-            found = await storage.hash_file(path)
+            found = await storage.hash_file(path, file.size)
         except PlantedFileError:  # a link, FIFO or folder where the file was
             found = (-1, "")
         report.checked += 1

@@ -35,6 +35,7 @@ from ._cache import Cache
 from ._errors import (
     ConfigError,
     CorruptRecordError,
+    ElliptioError,
     IntegrityError,
     InvalidPathError,
     StorageError,
@@ -121,6 +122,25 @@ def open_filesystem(
     if isinstance(fs, LocalFileSystem):
         root = os.path.abspath(os.path.expanduser(root))
     return fs, root
+
+
+class _PastSize(ElliptioError):
+    """A stored file is longer than its recorded size (raised by `_stop_past`; an
+    `ElliptioError` so that the backends pass it through untranslated)."""
+
+
+def _stop_past(size: int, error: Callable[[], Exception]) -> Callable[[Any], None]:
+    """A writer for `copy_hashing` that keeps nothing and raises ``error()`` once
+    more than ``size`` bytes went through it."""
+    seen = 0
+
+    def count(chunk: Any) -> None:
+        nonlocal seen
+        seen += len(chunk)
+        if seen > size:
+            raise error()
+
+    return count
 
 
 class HashingWriter(io.RawIOBase):
@@ -532,23 +552,38 @@ class Storage:
             raise self._mismatch(path, sha256, consequence)
         return found
 
-    async def hash_file(self, path: str) -> HashResult | None:
-        """Size and sha256 of a stored file, or ``None`` if it does not exist."""
-        return await self.backend.stream(path, None)
+    async def hash_file(self, path: str, size: int | None = None) -> HashResult | None:
+        """Size and sha256 of a stored file, or ``None`` if it does not exist.
 
-    async def verify(self, path: str, sha256: str) -> None:
-        """Re-hash a stored file in place against ``sha256``.
+        With ``size`` (the recorded one), a file longer than that is read no
+        further: its sha256 comes back empty, which matches no record.
+        """
+        if size is None:
+            return await self.backend.stream(path, None)
+        try:
+            return await self.backend.stream(path, _stop_past(size, _PastSize))
+        except _PastSize:
+            return size + 1, ""
+
+    async def verify(self, path: str, sha256: str, size: int | None = None) -> None:
+        """Re-hash a stored file in place against ``sha256``; with ``size`` (the
+        recorded one), a longer file is refused once it has been read that far.
 
         Raises:
             IntegrityError: it does not match.
         """
-        await self._read(path, None, sha256, "restore it from a copy or re-create it")
+        consequence = "restore it from a copy or re-create it"
+        write = None
+        if size is not None:
+            write = _stop_past(size, lambda: self._mismatch(path, sha256, consequence))
+        await self._read(path, write, sha256, consequence)
 
-    def open_local(self, path: str, sha256: str) -> CheckedReader:
+    def open_local(self, path: str, sha256: str, size: int | None = None) -> CheckedReader:
         """Open a file of a local store for reading, checked against ``sha256``
-        through the very file object returned (blocking; local disk only): once
-        when it is opened, and again as it is read from start to end (see
-        `CheckedReader`), so a change made while it is open is caught too.
+        (and ``size``, the recorded one, before any byte is hashed) through the
+        very file object returned (blocking; local disk only): once when it is
+        opened, and again as it is read from start to end (see `CheckedReader`),
+        so a change made while it is open is caught too.
 
         Raises:
             IntegrityError: it does not match (at open, or by the read that
@@ -557,7 +592,7 @@ class Storage:
         backend = self.backend
         assert isinstance(backend, LocalBackend)
         try:
-            src, found = backend.open_hashed(path)
+            src, found = backend.open_hashed(path, size)
         except FileNotFoundError:
             raise self._missing(path) from None
         except Exception as err:

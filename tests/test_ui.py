@@ -986,3 +986,42 @@ def test_ui_reads_stop_at_the_recorded_size_and_hosts_and_cells_are_read_as_give
     args = _parser().parse_args(["--catalog", "sqlite:///~/cat.db", "ui"])
     monkeypatch.setattr(server_mod, "serve", lambda *a, **k: None)
     assert args.func(args) == 0  # the existing file is found
+
+
+def test_a_planted_sparse_file_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """helper-81: a committed file replaced by a sparse file of a terabyte made the
+    UI's download (and each <img> preview of it) hash the whole of it before
+    refusing it, holding the UI's threads for minutes. Every local read path now
+    checks the recorded size before hashing, or stops at it."""
+    from elliptio import _backends
+
+    read = [0]
+    real = _backends.copy_hashing
+
+    def counting(readinto: Any, *args: Any, **kwargs: Any) -> Any:
+        def counted(buffer: Any) -> int:
+            n: int = readinto(buffer)
+            read[0] += n
+            return n
+
+        return real(counted, *args, **kwargs)
+
+    monkeypatch.setattr(_backends, "copy_hashing", counting)
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path / 'c.db'}") as h:
+        src = tmp_path / "c.png"
+        src.write_bytes(b"\x89PNG\r\n\x1a\n")
+        art = h.upload(src)
+        path = h.storage.path(art.file.url)
+        os.chmod(path, 0o644)
+        os.truncate(path, 2**30)  # sparse: a gigabyte of zeros on no disk
+        read[0] = 0
+        file = h.get(art.artifact_id).file
+        for call in (lambda: file.open().read(), file.local_path, file.read_bytes):
+            with pytest.raises(eio.IntegrityError):
+                call()
+        assert not h.verify(art.artifact_id).ok
+        with TestClient(create_app(h.aio), base_url="http://127.0.0.1") as c:
+            assert c.get(f"/file/{art.artifact_id}/c.png").status_code >= 400
+        assert read[0] < 2**30 // 4  # a few chunks in all, never the whole file

@@ -219,7 +219,9 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
             path = handler.storage.file_path(
                 found.url, rec.artifact_id, found.relpath, reference=rec.reference is not None
             )
-            raw = await asyncio.to_thread(handler.storage.open_local, path, found.sha256)
+            raw = await asyncio.to_thread(
+                handler.storage.open_local, path, found.sha256, found.size
+            )
 
             def chunks() -> Any:
                 with raw:
