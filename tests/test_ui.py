@@ -1025,3 +1025,36 @@ def test_a_planted_sparse_file_is_refused_before_it_is_read(
         with TestClient(create_app(h.aio), base_url="http://127.0.0.1") as c:
             assert c.get(f"/file/{art.artifact_id}/c.png").status_code >= 400
         assert read[0] < 2**30 // 4  # a few chunks in all, never the whole file
+
+
+def test_another_sites_page_cannot_make_the_browser_ask_the_ui(
+    client: TestClient, lake: Lake
+) -> None:
+    """helper-81: <img src=http://127.0.0.1:PORT/?text=...> on any web page started a
+    search (a slow one hangs the UI for everyone) and told that page what exists by
+    whether it loaded. Cross-site subresource requests are refused; a link followed
+    to the UI from elsewhere still opens it."""
+    image = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "no-cors", "sec-fetch-dest": "image"}
+    for url in ("/", "/?text=aaaa", "/names", f"/a/{lake.raw}"):
+        answer = client.get(url, headers=image)
+        assert answer.status_code == 403, url
+    frame = {
+        "sec-fetch-site": "cross-site",
+        "sec-fetch-mode": "navigate",
+        "sec-fetch-dest": "iframe",
+    }
+    assert client.get("/", headers=frame).status_code == 403
+    fetch = {"sec-fetch-site": "same-site", "sec-fetch-mode": "cors", "sec-fetch-dest": "empty"}
+    assert client.get("/names", headers=fetch).status_code == 403
+    link = {
+        "sec-fetch-site": "cross-site",
+        "sec-fetch-mode": "navigate",
+        "sec-fetch-dest": "document",
+    }
+    assert client.get("/", headers=link).status_code == 200
+    own = {"sec-fetch-site": "same-origin", "sec-fetch-mode": "no-cors", "sec-fetch-dest": "image"}
+    assert client.get(f"/a/{lake.raw}", headers=own).status_code == 200
+    typed = {"sec-fetch-site": "none", "sec-fetch-mode": "navigate", "sec-fetch-dest": "document"}
+    answer = client.get("/", headers=typed)
+    assert answer.status_code == 200
+    assert answer.headers["cross-origin-resource-policy"] == "same-origin"

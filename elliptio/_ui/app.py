@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -82,11 +82,40 @@ class _Headers:
                     (b"referrer-policy", b"same-origin"),
                     (b"x-frame-options", b"DENY"),
                     (b"cache-control", b"no-store"),
+                    (b"cross-origin-resource-policy", b"same-origin"),
                 ]
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with)
+
+
+class _SameSite:
+    """Refuse what another site's page makes a browser ask for (``Sec-Fetch-Site``):
+    an image, a frame, a script or a fetch of this UI from a web page the user has
+    open would start searches, previews and hashes here (hanging the UI for
+    everyone) and tell that page what exists by whether it loads. Following a
+    link to the UI from elsewhere (a top-level navigation) is answered; a
+    request without the header (curl, an older browser) too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers", []))
+            site = headers.get(b"sec-fetch-site", b"same-origin")
+            navigation = (
+                headers.get(b"sec-fetch-mode") == b"navigate"
+                and headers.get(b"sec-fetch-dest", b"document") == b"document"
+            )
+            if site not in (b"same-origin", b"none") and not navigation:
+                refused = PlainTextResponse(
+                    "this UI answers its own pages, and links followed to it, only", 403
+                )
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _problem(err: BaseException) -> str:
@@ -333,6 +362,7 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
         middleware=[
             Middleware(_Headers),
             Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
+            Middleware(_SameSite),
         ],
         exception_handlers=handlers,
     )
