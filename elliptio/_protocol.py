@@ -67,10 +67,13 @@ _by_source: dict[tuple[Any, ...], Handler] = {}
 # Variables besides ELLIPTIO_* that the default locations depend on.
 _PLACES = ("HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "LOCALAPPDATA")
 _handlers_lock = threading.Lock()
-# Which handler made or read each artifact lately, so that its ``eio_url`` resolves
-# through that handler (its store, catalog and options) in this process.
-_made: OrderedDict[str, weakref.ref[AsyncHandler]] = OrderedDict()
+# Which handlers made or read each artifact lately (the latest first), so that its
+# ``eio_url`` resolves through one of them still open (its store, catalog and
+# options) in this process: a second handler that read it and was closed since
+# leaves the first to answer.
+_made: OrderedDict[str, list[weakref.ref[AsyncHandler]]] = OrderedDict()
 _MADE_MAX = 100_000
+_MADE_PER_ARTIFACT = 4
 
 
 def _forget_handlers() -> None:
@@ -86,10 +89,17 @@ os.register_at_fork(after_in_child=_forget_handlers)
 def remember_handler(artifact_id: str, handler: AsyncHandler) -> None:
     """Note that ``handler`` made or read ``artifact_id``: its URLs resolve through it."""
     with _handlers_lock:
-        _made[artifact_id] = weakref.ref(handler)
+        kept = [r for r in _made.get(artifact_id, []) if _open(r) not in (None, handler)]
+        _made[artifact_id] = [weakref.ref(handler), *kept][:_MADE_PER_ARTIFACT]
         _made.move_to_end(artifact_id)
         if len(_made) > _MADE_MAX:
             _made.popitem(last=False)
+
+
+def _open(ref: weakref.ref[AsyncHandler]) -> AsyncHandler | None:
+    """The handler of ``ref`` if it lives and is open."""
+    handler = ref()
+    return handler if handler is not None and not handler._closed else None
 
 
 def _settings_source(storage: str | None, catalog: str | None, options: Any) -> tuple[Any, ...]:
@@ -109,20 +119,15 @@ def _settings_source(storage: str | None, catalog: str | None, options: Any) -> 
 
 def _handler_that_made(artifact_id: str) -> AsyncHandler | None:
     with _handlers_lock:
-        ref = _made.get(artifact_id)
-    handler = ref() if ref is not None else None
-    return handler if handler is not None and not handler._closed else None
+        refs = list(_made.get(artifact_id, []))
+    return next((h for h in map(_open, refs) if h is not None), None)
 
 
 def _latest_handler() -> AsyncHandler | None:
     """The live handler that made or read an artifact last, if any."""
     with _handlers_lock:
-        refs = list(reversed(_made.values()))
-    for ref in refs[:64]:
-        handler = ref()
-        if handler is not None and not handler._closed:
-            return handler
-    return None
+        refs = [r for many in list(reversed(_made.values()))[:64] for r in many]
+    return next((h for h in map(_open, refs) if h is not None), None)
 
 
 def artifact_url(artifact_id: str, relpath: str) -> str:

@@ -178,3 +178,23 @@ def test_the_filesystem_follows_changed_settings_and_dotenv(
         f"ELLIPTIO_STORAGE_URL={tmp_path / 'b'}\n"
     )
     assert fs.cat_file("set:latest/test.txt") == data_files["test"].read_bytes()
+
+
+def test_an_eio_url_outlives_another_handler_that_read_the_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """helper-79: the process kept one handler per artifact, the last to read it; once
+    that one was closed, the eio_url of an artifact whose own (still open) handler
+    was built from explicit arguments no longer resolved."""
+    monkeypatch.delenv("ELLIPTIO_STORAGE_URL", raising=False)
+    monkeypatch.delenv("ELLIPTIO_CATALOG_URL", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the default catalog holds nothing
+    args = {"storage": str(tmp_path / "store"), "catalog": f"sqlite:///{tmp_path / 'c.db'}"}
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    with eio.Handler(**args) as h:
+        url = h.upload(tmp_path / "a.csv").file.eio_url
+        with eio.Handler(**args) as other:
+            other.get(url.split("/")[2])
+        assert pd.read_csv(url)["x"].tolist() == [1]
+        with fsspec.open(url, "rb") as f:
+            assert f.read() == b"x\n1\n"
