@@ -376,7 +376,7 @@ class AsyncHandler:
 
     async def _note_read(self, artifact_id: str) -> None:
         run = current_run()
-        if run.record_input(artifact_id):
+        if run.record_input(artifact_id, self):
             await self._publish_read(run, artifact_id)
 
     async def _run_inputs(self, run: Run) -> list[str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import re
 import threading
@@ -34,12 +35,15 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
 
+from ._errors import ElliptioError
 from ._layout import new_run_id
 
 RUN_ID_ENV = "ELLIPTIO_RUN_ID"
 RUN_HANDLER_ENV = "ELLIPTIO_RUN_HANDLER"
 _ENV_KEYS = (RUN_ID_ENV, RUN_HANDLER_ENV)
 _RUN_ID_RE = re.compile(r"run_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Run",
@@ -82,14 +86,20 @@ class Run:
         # carries its settings.
         self.maker: weakref.ref[Any] | None = weakref.ref(maker) if maker is not None else None
         self.exported = False
+        # The handler of the latest read not yet in the catalog: it publishes the
+        # run's earlier reads when the run is first shared (see `_env`).
+        self._via: weakref.ref[Any] | None = None
         _runs.add(self)
 
-    def record_input(self, artifact_id: str) -> bool:
-        """Note that ``artifact_id`` was read in this run; ``True`` if the catalog
-        must hear of it too: the run is shared with other processes (joined here,
-        or exported to children) and the catalog does not hold it yet."""
+    def record_input(self, artifact_id: str, via: Any = None) -> bool:
+        """Note that ``artifact_id`` was read in this run (through the handler
+        ``via``); ``True`` if the catalog must hear of it too: the run is shared
+        with other processes (joined here, or exported to children) and the
+        catalog does not hold it yet."""
         with self._lock:
             self._inputs.setdefault(artifact_id, None)
+            if via is not None and artifact_id not in self._published:
+                self._via = weakref.ref(via)
             return self.shared and artifact_id not in self._published
 
     def unpublished(self) -> list[str]:
@@ -128,7 +138,9 @@ class Run:
             >>> with h.run() as run:  # doctest: +SKIP
             ...     subprocess.run(["python", "step.py"], env={**os.environ, **run.env()})
         """
-        return self._env({})
+        env = self._env({})
+        self._publish_earlier()
+        return env
 
     def _env(self, extra: Mapping[str, Any]) -> dict[str, str]:
         self.exported = True
@@ -136,6 +148,25 @@ class Run:
         if self._handler or extra:
             env[RUN_HANDLER_ENV] = json.dumps({**self._handler, **extra}, sort_keys=True)
         return env
+
+    def _publish_earlier(self) -> None:
+        """Put the reads made here before the run was shared into the catalog, so
+        that a child's commit counts them (later reads go there as they happen).
+
+        Raises:
+            CatalogError: the catalog could not take them.
+        """
+        if not self.unpublished():
+            return
+        via = self._via() if self._via is not None else None
+        if via is None or via._closed:
+            return
+        from ._sync import sync
+
+        try:
+            sync(via._publish_read(self, self.unpublished()[-1]))
+        except RuntimeError:  # on elliptio's IO loop itself: the next read publishes them
+            log.debug("run %s: earlier reads not published from the IO loop", self.run_id)
 
     def __repr__(self) -> str:
         return f"Run(run_id={self.run_id!r}, inputs={self.inputs!r})"
@@ -335,6 +366,11 @@ def _update_environ() -> None:
     _shared_scope = _open[-1] if chain else None
     shared = _shared_scope.run if _shared_scope is not None else None
     _set_environ(shared._env({"pid": os.getpid()}) if shared is not None else {})
+    if shared is not None:
+        try:
+            shared._publish_earlier()
+        except ElliptioError as err:  # exported all the same; a child's commit misses them
+            log.warning("%s", err)
 
 
 class RunScope:

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -393,6 +394,56 @@ def test_a_child_commit_lists_what_the_parent_read_before(
         made = _commit(h, tmp_path)
     assert out.stdout.split() == [arts[0].artifact_id, arts[1].artifact_id]
     assert made.metadata.based_on == [arts[0].artifact_id, arts[1].artifact_id]
+
+
+_CHILD = (
+    "import sys, elliptio as eio\n"
+    "h = eio.Handler(storage=sys.argv[1], catalog=sys.argv[2])\n"
+    "with h.new('child.txt') as new:\n"
+    "    new.file.write_text('made in the child')\n"
+    "print(' '.join(new.artifact.metadata.based_on))\n"
+)
+
+
+def test_reads_made_before_a_run_is_shared_count_in_a_childs_commit(
+    lake: tuple[eio.Handler, list[eio.Artifact]],
+) -> None:
+    """helper-80: reads of a run that was not shared yet stayed in the parent's
+    memory; a child started with eio.run_env() (the default run) or run.env() (a
+    run overlapping another, so not in os.environ) committed without them."""
+    h, arts = lake
+    storage, catalog = h.aio._travel_storage_url(), str(h.aio._travel_catalog_url())
+
+    def child(env: dict[str, str]) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", _CHILD, storage, catalog],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        return out.stdout.split()
+
+    h.get(arts[0].artifact_id)  # in the process's default run
+    assert child(eio.run_env()) == [arts[0].artifact_id]
+    opened, done = threading.Event(), threading.Event()
+
+    def other_run() -> None:  # a run of another thread overlaps: neither is in os.environ
+        with h.run():
+            opened.set()
+            done.wait(60)
+
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    try:
+        assert opened.wait(60)
+        with h.run() as run:
+            h.get(arts[1].artifact_id)
+            assert child({**os.environ, **run.env()}) == [arts[1].artifact_id]
+    finally:
+        done.set()
+        thread.join()
 
 
 @pytest.mark.parametrize(
