@@ -30,6 +30,7 @@ code keeps working::
     ├── ArtifactExistsError(FileExistsError)
     │                                      an id or a file of an artifact exists already
     ├── CommitError                        a `new()` artifact cannot be committed
+    │   └── DedupSourceDeletedError        the artifact a file was deduplicated to went
     ├── IntegrityError                     bytes do not match their recorded sha256
     │   └── CorruptRecordError             a stored record is malformed
     ├── SchemaVersionError                 a record has a schema version this release cannot read
@@ -55,6 +56,7 @@ __all__ = [
     "CommitError",
     "ConfigError",
     "CorruptRecordError",
+    "DedupSourceDeletedError",
     "ElliptioError",
     "FileNotInArtifactError",
     "GraphvizError",

@@ -1017,9 +1017,13 @@ class AsyncHandler:
             version = aliases.get(parsed.alias)
             if version is None:
                 known = ", ".join(sorted(aliases)) or "none"
+                try:
+                    validate_alias(parsed.alias)
+                    hint = f"set one with set_alias('{parsed.name}:v<n>', '{parsed.alias}')"
+                except InvalidNameError:  # v0, latest-like: no alias can be called so
+                    hint = "versions count from v1; list them with names() or `elliptio names`"
                 raise ArtifactNotFoundError(
-                    f"{parsed.name!r} has no alias {parsed.alias!r} (its aliases: {known}); "
-                    f"set one with set_alias('{parsed.name}:v<n>', '{parsed.alias}')"
+                    f"{parsed.name!r} has no alias {parsed.alias!r} (its aliases: {known}); " + hint
                 )
         artifact_id = await self.catalog.version_id(parsed.name, version)
         if artifact_id is None:

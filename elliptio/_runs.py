@@ -35,7 +35,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
 
-from ._errors import ElliptioError
+from ._errors import ElliptioError, UsageError
 from ._layout import new_run_id
 
 RUN_ID_ENV = "ELLIPTIO_RUN_ID"
@@ -394,7 +394,7 @@ class RunScope:
 
     def __enter__(self) -> Run:
         if self._token is not None:
-            raise RuntimeError("this run scope is open already; call handler.run() again")
+            raise UsageError("this run scope is open already; call handler.run() again")
         self.parent = _current.get()
         self.thread = threading.get_ident()
         self._token = _current.set(self.run)

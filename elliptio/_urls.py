@@ -44,6 +44,7 @@ from ._backends import Backend, canonical_path, is_remote, make_backend, protoco
 from ._cache import Cache
 from ._config import Settings, load_settings
 from ._errors import (
+    ArgumentTypeError,
     ArtifactNotFoundError,
     ConfigError,
     ElliptioError,
@@ -52,6 +53,7 @@ from ._errors import (
     OfflineError,
     StorageError,
     UrlNotFoundError,
+    UsageError,
 )
 from ._layout import ALIASES_DIR
 from ._process import ProcessLocal
@@ -872,8 +874,18 @@ class UrlTools:
             cutoff = time.time() - older_than.total_seconds()
         elif isinstance(older_than, datetime):
             cutoff = older_than.timestamp()
-        else:
+        elif isinstance(older_than, int | float) and not isinstance(older_than, bool):
             cutoff = float(older_than)
+            if not _EPOCH_FLOOR <= cutoff <= _EPOCH_CEILING:  # nan is neither
+                raise UsageError(
+                    f"older_than={older_than!r} is no time to prune by: a number is epoch "
+                    "seconds (after 2001); give an age, e.g. timedelta(days=30), or a datetime"
+                )
+        else:
+            raise ArgumentTypeError(
+                f"older_than must be an age (timedelta), a datetime or epoch seconds, not "
+                f"{type(older_than).__name__} {older_than!r}; e.g. timedelta(days=30)"
+            )
         return self.cache.prune(cutoff)
 
     def clear_cache(self) -> int:
@@ -883,6 +895,12 @@ class UrlTools:
         for folder in ("urls", "records"):
             shutil.rmtree(self.cache.root / folder, ignore_errors=True)
         return freed
+
+
+# Epoch seconds before 2001-09-09 are a mistaken age (30 days given as 30); after
+# 2096, a mistaken unit (milliseconds).
+_EPOCH_FLOOR = 1e9
+_EPOCH_CEILING = 4e9
 
 
 def _aliases_copy(root: str, path: str) -> bool:

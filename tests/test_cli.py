@@ -201,8 +201,9 @@ def test_errors_are_one_line_and_exit_1(
     code, _, err = _run(capsys, "find", '{"$where": "1"}')
     assert code == 1
     assert "$where" in err
-    code, _, err = _run(capsys, "find", "--where", "novalue")
-    assert code == 1
+    with pytest.raises(SystemExit) as stopped:  # a command line that cannot work: usage
+        _run(capsys, "find", "--where", "novalue")
+    assert stopped.value.code == 2
     code, _, err = _run(capsys, "--debug", "show", "nope")  # --debug: the traceback
     assert code == 1
     assert err.startswith("Traceback")
