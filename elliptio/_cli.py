@@ -845,15 +845,6 @@ def _in_range(kind: type[float] | type[int], what: str, top: float) -> Callable[
     return parse
 
 
-def _key_value(text: str) -> str:
-    """An argparse type: ``key=value`` (the value is read later), else a usage
-    error naming the option."""
-    key, sep, _ = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r} must look like key=value")
-    return text
-
-
 def _count(text: str) -> int:
     """An argparse type: a whole number, 0 or more (argparse names the option)."""
     try:
@@ -926,7 +917,7 @@ def _parser() -> argparse.ArgumentParser:
         "hashed once, never copied; they must lie below a reference root "
         "(ELLIPTIO_REFERENCE_ROOTS)",
     )
-    p.add_argument("--label", action="append", type=_key_value, help=_LABEL_HELP)
+    p.add_argument("--label", action="append", help=_LABEL_HELP)
     p.add_argument("--infos", help="labels.infos as a JSON object")
     p.add_argument("--log", action="append", help="a log file to keep (repeatable)")
     p.add_argument("--name", help="commit as the next version of this name, e.g. train-set")
@@ -949,7 +940,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--where",
         action="append",
-        type=_key_value,
         help="field=value equality (repeatable); the value is read as JSON (3, true, "
         'null, {"$gt": 3}) except that a field holding text takes a number as text '
         "(labels.ticket=123)",
@@ -1048,7 +1038,7 @@ def _parser() -> argparse.ArgumentParser:
         "elliptio set-labels train-set:v2 --label datatype=annotation_file",
     )
     p.add_argument("ref", metavar="REF", help=_REF_HELP)
-    p.add_argument("--label", action="append", type=_key_value, help=_LABEL_HELP)
+    p.add_argument("--label", action="append", help=_LABEL_HELP)
     p.add_argument("--infos", help="labels.infos as a JSON object")
     p.add_argument("--json", help="all labels as one JSON object instead")
 
