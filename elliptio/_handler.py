@@ -561,13 +561,11 @@ class AsyncHandler:
             for f in [*record.files, *record.logs]
             if (owner := self.storage.reference_owner(f.url)[1]) not in (None, record.artifact_id)
         }
-        if not owners:
+        live_owners = {"artifact_id": {"$in": sorted(owners)}, "deleted": None}
+        if not owners or await self.catalog.count(live_owners) == len(owners):
             return
         live = {
-            doc["artifact_id"]
-            for doc in await self.catalog.find(
-                {"artifact_id": {"$in": sorted(owners)}, "deleted": None}, fields=["artifact_id"]
-            )
+            d["artifact_id"] for d in await self.catalog.find(live_owners, fields=["artifact_id"])
         }
         gone = sorted(owners - live)
         if gone:
