@@ -84,7 +84,9 @@ def exposure_warning(host: str) -> str | None:
     return (
         f"WARNING: the elliptio UI listens on {host}: anyone who can reach this address "
         "can read every record and every file of this catalog and store, without a "
-        "login. Use --host 127.0.0.1 (the default) unless that is what you want."
+        "login, and so can a web page opened in a browser that can reach it (DNS "
+        "rebinding: off loopback the UI cannot tell its own names by the Host header). "
+        "Use --host 127.0.0.1 (the default) unless that is what you want."
     )
 
 
