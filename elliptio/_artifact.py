@@ -130,13 +130,13 @@ class File(_InProcess):
     def _record_read(self) -> None:
         """Note the read in the current run (sync callers: a user's thread)."""
         run = current_run()
-        if run.record_input(self.artifact_id) and self._publish is not None:
+        if run.record_input(self.artifact_id, self._publish) and self._publish is not None:
             sync(self._publish(run, self.artifact_id))
 
     async def _arecord_read(self) -> None:
         """Note the read in the current run; a joined run's catalog hears of it first."""
         run = current_run()
-        if run.record_input(self.artifact_id) and self._publish is not None:
+        if run.record_input(self.artifact_id, self._publish) and self._publish is not None:
             await self._publish(run, self.artifact_id)
 
     async def _deleted(self) -> BaseException | None:

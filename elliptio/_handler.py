@@ -236,6 +236,8 @@ class _Draft:
     local_root: str
     name: str | None
     dedup: bool
+    # Holds True once the record is in the catalog: nothing of it is removed after.
+    committed: list[bool] = dataclasses.field(default_factory=list)
 
 
 class AsyncHandler:
@@ -376,7 +378,7 @@ class AsyncHandler:
 
     async def _note_read(self, artifact_id: str) -> None:
         run = current_run()
-        if run.record_input(artifact_id, self):
+        if run.record_input(artifact_id, self._publish_read):
             await self._publish_read(run, artifact_id)
 
     async def _run_inputs(self, run: Run) -> list[str]:
@@ -532,6 +534,7 @@ class AsyncHandler:
             seal=[path for path in own if self.storage.url(path) in recorded],
         )
         await self.catalog.commit(record.to_document())
+        draft.committed.append(True)
         await self._confirm_owners(record)
         if log.isEnabledFor(logging.INFO):  # masking the URL is not free
             log.info(
@@ -562,12 +565,20 @@ class AsyncHandler:
             if (owner := self.storage.reference_owner(f.url)[1]) not in (None, record.artifact_id)
         }
         live_owners = {"artifact_id": {"$in": sorted(owners)}, "deleted": None}
-        if not owners or await self.catalog.count(live_owners) == len(owners):
+        try:
+            if not owners or await self.catalog.count(live_owners) == len(owners):
+                return
+            found = await self.catalog.find(live_owners, fields=["artifact_id"])
+        except ElliptioError as err:  # the commit stands, as it did before the check
+            log.warning(
+                "%s is committed, but whether the artifacts it references are still there "
+                "could not be checked (%s); 'elliptio verify %s' tells",
+                record.artifact_id,
+                err,
+                record.artifact_id,
+            )
             return
-        live = {
-            d["artifact_id"] for d in await self.catalog.find(live_owners, fields=["artifact_id"])
-        }
-        gone = sorted(owners - live)
+        gone = sorted(owners - {d["artifact_id"] for d in found})
         if gone:
             await self.catalog.delete(record.artifact_id)
             raise DedupSourceDeletedError(
@@ -582,7 +593,11 @@ class AsyncHandler:
         A write whose catalog file was lost after its sidecar was written keeps its
         files: they are a whole artifact that `reindex` restores (and that gc, seeing
         a sidecar without record or lease, leaves alone).
+        A record that is in the catalog keeps everything, whatever failed after it
+        (a cancellation, say), unless the commit took it back itself.
         """
+        if draft.committed and not isinstance(err, DedupSourceDeletedError):
+            return
         if isinstance(err, CatalogLostError):
             kept = False
             with contextlib.suppress(ElliptioError):

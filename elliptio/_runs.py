@@ -86,20 +86,21 @@ class Run:
         # carries its settings.
         self.maker: weakref.ref[Any] | None = weakref.ref(maker) if maker is not None else None
         self.exported = False
-        # The handler of the latest read not yet in the catalog: it publishes the
-        # run's earlier reads when the run is first shared (see `_env`).
-        self._via: weakref.ref[Any] | None = None
+        # How the latest read not yet in the catalog would be noted there (its
+        # handler's `_publish_read`): the run's earlier reads go that way when the
+        # run is first shared (see `_publish_earlier`).
+        self._via: weakref.WeakMethod[Any] | None = None
         _runs.add(self)
 
-    def record_input(self, artifact_id: str, via: Any = None) -> bool:
-        """Note that ``artifact_id`` was read in this run (through the handler
-        ``via``); ``True`` if the catalog must hear of it too: the run is shared
-        with other processes (joined here, or exported to children) and the
-        catalog does not hold it yet."""
+    def record_input(self, artifact_id: str, publish: Any = None) -> bool:
+        """Note that ``artifact_id`` was read in this run (``publish``: the bound
+        ``_publish_read`` of the handler it was read through); ``True`` if the
+        catalog must hear of it too: the run is shared with other processes
+        (joined here, or exported to children) and the catalog does not hold it yet."""
         with self._lock:
             self._inputs.setdefault(artifact_id, None)
-            if via is not None and artifact_id not in self._published:
-                self._via = weakref.ref(via)
+            if hasattr(publish, "__self__") and artifact_id not in self._published:
+                self._via = weakref.WeakMethod(publish)
             return self.shared and artifact_id not in self._published
 
     def unpublished(self) -> list[str]:
@@ -153,20 +154,28 @@ class Run:
         """Put the reads made here before the run was shared into the catalog, so
         that a child's commit counts them (later reads go there as they happen).
 
-        Raises:
-            CatalogError: the catalog could not take them.
+        A catalog that cannot take them (down, or bound to another event loop)
+        is logged: the environment is handed out all the same, and a child's
+        commit misses them.
         """
         if not self.unpublished():
             return
-        via = self._via() if self._via is not None else None
-        if via is None or via._closed:
+        publish = self._via() if self._via is not None else None
+        if publish is None or getattr(publish.__self__, "_closed", False):
             return
         from ._sync import sync
 
         try:
-            sync(via._publish_read(self, self.unpublished()[-1]))
+            sync(publish(self, self.unpublished()[-1]))
         except RuntimeError:  # on elliptio's IO loop itself: the next read publishes them
             log.debug("run %s: earlier reads not published from the IO loop", self.run_id)
+        except ElliptioError as err:
+            log.warning(
+                "run %s is shared now, but what it read before could not be noted in "
+                "the catalog (%s); commits of other processes will not list it",
+                self.run_id,
+                err,
+            )
 
     def __repr__(self) -> str:
         return f"Run(run_id={self.run_id!r}, inputs={self.inputs!r})"
@@ -352,25 +361,23 @@ def _thread_run() -> Run | None:
     return scope.run
 
 
-def _update_environ() -> None:
+def _update_environ() -> Run | None:
+    """Put the run of the open scopes' chain in ``os.environ``; that run, whose
+    earlier reads the caller publishes (`Run._publish_earlier`) outside the lock."""
     global _env_saved, _shared_scope
     if not _open:
         _shared_scope = None
         if _env_saved is not None:
             _set_environ(_env_saved)
             _env_saved = None
-        return
+        return None
     if _env_saved is None:
         _env_saved = {key: os.environ.get(key) for key in _ENV_KEYS}
     chain = all(later.parent is earlier.run for earlier, later in itertools.pairwise(_open))
     _shared_scope = _open[-1] if chain else None
     shared = _shared_scope.run if _shared_scope is not None else None
     _set_environ(shared._env({"pid": os.getpid()}) if shared is not None else {})
-    if shared is not None:
-        try:
-            shared._publish_earlier()
-        except ElliptioError as err:  # exported all the same; a child's commit misses them
-            log.warning("%s", err)
+    return shared
 
 
 class RunScope:
@@ -400,7 +407,9 @@ class RunScope:
         self._token = _current.set(self.run)
         with _env_lock:
             _open.append(self)
-            _update_environ()
+            shared = _update_environ()
+        if shared is not None:
+            shared._publish_earlier()
         return self.run
 
     def __exit__(
@@ -418,7 +427,9 @@ class RunScope:
             with _env_lock:
                 if self in _open:
                     _open.remove(self)
-                _update_environ()
+                shared = _update_environ()
+            if shared is not None:
+                shared._publish_earlier()
 
     async def __aenter__(self) -> Run:
         return self.__enter__()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
 import os
 from collections.abc import Iterator
@@ -292,3 +294,45 @@ def test_a_new_artifact_whose_dedup_source_is_deleted_meanwhile_is_not_committed
         h.get(new.artifact_id)
     assert len(h.find()) == 0
     assert not h.storage.fs.exists(h.storage.path(new.file.url))  # nothing left behind
+
+
+def test_a_failure_after_the_commit_landed_keeps_the_artifact_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """helper-82: the owner check after a commit failed (a catalog blip, a
+    cancellation), and the upload's clean-up then removed the files and sidecar of
+    an artifact whose record stood. A record in the catalog keeps its files."""
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path / 'c.db'}") as h:
+        (tmp_path / "a.txt").write_text("same bytes\n")
+        (tmp_path / "b.txt").write_text("unique bytes\n")
+        h.upload(tmp_path / "a.txt")
+        catalog = h.aio.catalog
+        real_count = catalog.count
+
+        async def blip(flt: Any = None, **kwargs: Any) -> int:
+            if flt and "deleted" in flt:
+                raise eio.CatalogUnavailableError("connection reset (a blip)")
+            return await real_count(flt, **kwargs)
+
+        monkeypatch.setattr(catalog, "count", blip)
+        art = h.upload([tmp_path / "a.txt", tmp_path / "b.txt"])
+        with h.new("c.txt") as new:
+            new.file.write_text("same bytes\n")
+        monkeypatch.undo()
+        for made in (art, new.artifact):
+            again = h.get(made.artifact_id)
+            assert h.verify(made.artifact_id).ok
+            for file in again.files.values():
+                assert file.read_text() in ("same bytes\n", "unique bytes\n")
+
+        async def cancelled(flt: Any = None, **kwargs: Any) -> int:
+            if flt and "deleted" in flt:
+                raise asyncio.CancelledError
+            return await real_count(flt, **kwargs)
+
+        monkeypatch.setattr(catalog, "count", cancelled)
+        with pytest.raises(concurrent.futures.CancelledError):  # as the sync API reports it
+            h.upload([tmp_path / "a.txt", tmp_path / "b.txt"])
+        monkeypatch.undo()
+        assert len(h.find()) == 4
+        assert all(h.verify(a).ok for a in h.find().index)

@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import elliptio as eio
 from elliptio._runs import RUN_ID_ENV, current_run
@@ -195,3 +198,23 @@ async def test_an_asyncio_task_without_a_run_keeps_out_of_a_sibling_tasks_run(
     assert made["a"] == [x.artifact_id]
     assert sorted(made["b"]) == sorted([y.artifact_id, z.artifact_id])
     h.close()
+
+
+def test_a_run_is_handed_out_when_its_earlier_reads_cannot_be_noted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """helper-82: run_env() raised when the catalog could not take the run's earlier
+    reads (down, or a client bound to another event loop), so the child step never
+    started; the environment is handed out, and the miss is logged."""
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path / 'c.db'}") as h:
+        (tmp_path / "a.txt").write_text("a")
+        art = h.upload(tmp_path / "a.txt")
+        run = current_run()  # the process's default run, shared with nobody yet
+        assert art.file.read_bytes() == b"a"
+
+        async def down(run_id: str, ids: Any) -> None:
+            raise eio.CatalogUnavailableError("the catalog is down")
+
+        monkeypatch.setattr(h.aio.catalog, "add_run_inputs", down)
+        assert eio.run_env()[RUN_ID_ENV] == run.run_id
+        assert "could not be noted in the catalog" in caplog.text
