@@ -42,6 +42,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from ._backends import Backend, canonical_path, is_remote, make_backend, protocols, rm_path
 from ._cache import Cache
+from ._catalog.none import StorageOnlyCatalog
 from ._config import Settings, load_settings
 from ._errors import (
     ArgumentTypeError,
@@ -308,7 +309,11 @@ class UrlTools:
                 found.append((stored, handler.storage, handler.get))
         real = functools.cache(os.path.realpath)
         for other in list(_handlers):
-            if other._closed or (found and other is self._handler_or_none()):
+            if (
+                other._closed
+                or isinstance(other.catalog, StorageOnlyCatalog)  # it can vouch for nothing
+                or (found and other is self._handler_or_none())
+            ):
                 continue
             store = _store_key(other.storage.fs, other.storage.root)
             in_other = self._store_path(backend, path, store, real)
@@ -334,7 +339,9 @@ class UrlTools:
         for stored, storage, get in readers:
             try:
                 return self._file_of(backend, stored, storage, get)
-            except ArtifactNotFoundError as err:
+            except FileNotInArtifactError:
+                raise  # what the path is, whichever catalog is asked
+            except ElliptioError as err:  # this catalog holds no record, or cannot answer
                 first = first or err
         assert first is not None
         raise first

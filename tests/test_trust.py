@@ -581,6 +581,29 @@ def test_module_url_tools_read_the_store_of_a_handler_built_in_code_verified(
         assert not (tmp_path / "whole").exists()
 
 
+def test_a_storage_only_writer_never_stands_in_the_way_of_a_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """helper-82: with an indexer's writer (catalog='none') open on the store, the
+    URL tools asked it first and failed (UsageError), though another open handler
+    held the record; a catalog that cannot answer now steps aside."""
+    for name in ("ELLIPTIO_STORAGE_URL", "ELLIPTIO_CATALOG_URL"):
+        monkeypatch.delenv(name, raising=False)
+    store = str(tmp_path / "store")
+    writers = [eio.Handler(storage=store, catalog="none") for _ in range(5)]  # whichever first
+    try:
+        with eio.Handler(storage=store, catalog=f"sqlite:///{tmp_path / 'c.db'}") as reader:
+            art = _upload_good(writers[0], tmp_path)
+            reader.reindex()
+            assert _read(eio, art.file.url) == GOOD
+            _tamper(reader, art.file.url, BAD)
+            with pytest.raises(eio.IntegrityError):
+                _read(eio, art.file.url)
+    finally:
+        for writer in writers:
+            writer.close()
+
+
 def test_a_chained_url_never_hides_the_store_from_the_url_tools(
     tampered: tuple[eio.Handler, eio.Artifact], tmp_path: Path
 ) -> None:
