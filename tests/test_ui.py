@@ -1055,6 +1055,10 @@ def test_another_sites_page_cannot_make_the_browser_ask_the_ui(
     own = {"sec-fetch-site": "same-origin", "sec-fetch-mode": "no-cors", "sec-fetch-dest": "image"}
     assert client.get(f"/a/{lake.raw}", headers=own).status_code == 200
     typed = {"sec-fetch-site": "none", "sec-fetch-mode": "navigate", "sec-fetch-dest": "document"}
+    # helper-82: speculation rules on any page prefetch or prerender with no click.
+    for purpose in ("prefetch", "prefetch;prerender"):
+        assert client.get("/?text=a", headers={**typed, "sec-purpose": purpose}).status_code == 403
+    assert client.get("/", headers={"purpose": "prefetch"}).status_code == 403
     answer = client.get("/", headers=typed)
     assert answer.status_code == 200
     assert answer.headers["cross-origin-resource-policy"] == "same-origin"

@@ -96,7 +96,9 @@ class _SameSite:
     open would start searches, previews and hashes here (hanging the UI for
     everyone) and tell that page what exists by whether it loads. Following a
     link to the UI from elsewhere (a top-level navigation) is answered; a
-    request without the header (curl, an older browser) too."""
+    request without the header (curl, an older browser) too. A prefetch or
+    prerender (``Sec-Purpose``), which a page's speculation rules start without
+    a click, is not."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -109,7 +111,10 @@ class _SameSite:
                 headers.get(b"sec-fetch-mode") == b"navigate"
                 and headers.get(b"sec-fetch-dest", b"document") == b"document"
             )
-            if site not in (b"same-origin", b"none") and not navigation:
+            # A prefetch or prerender (speculation rules on any page, with no click)
+            # says so; a real navigation follows if the user does click.
+            speculative = b"sec-purpose" in headers or b"prefetch" in headers.get(b"purpose", b"")
+            if speculative or (site not in (b"same-origin", b"none") and not navigation):
                 refused = PlainTextResponse(
                     "this UI answers its own pages, and links followed to it, only", 403
                 )
