@@ -442,9 +442,11 @@ def _newer(a: Metadata, b: Metadata) -> bool:
 
 
 async def remove_deleted_files(
-    storage: Storage, catalog: Catalog, prefix: str, artifact_id: str
+    storage: Storage, catalog: Catalog, prefix: str, artifact_id: str, *, copies: bool = False
 ) -> tuple[list[str], list[str]]:
-    """Remove the files of a deleted artifact's folder, all but its sidecar.
+    """Remove the files of a deleted artifact's folder, all but its sidecar and
+    (unless ``copies``: gc, long after) the temporary sidecar copies that a writer
+    may be moving into place right now, or that a stopped writer left.
 
     Files that a record in the catalog still names (a deduplicated copy of
     them committed meanwhile) stay.
@@ -460,7 +462,7 @@ async def remove_deleted_files(
     sidecar = f"{folder}/{METADATA_RELPATH}"
     if not await _sidecar_is_tombstone(storage, sidecar, artifact_id):
         raise _unconfirmed_tombstone(storage, sidecar, artifact_id)
-    paths = [p for p in await storage.find(folder) if not _is_metadata(folder, p)]
+    paths = [p for p in await storage.find(folder) if _removable(folder, p, copies)]
     urls = [storage.url(p) for p in paths]
     users = await catalog.object_users(urls)
     kept = [u for u, ids in users.items() if ids - {artifact_id}]
@@ -613,7 +615,7 @@ async def _finish_delete(
     """
     artifact_id = stone["artifact_id"]
     sidecar = f"{prefix}/{METADATA_RELPATH}"
-    if not [p for p in await storage.find(prefix) if not _is_metadata(prefix, p)]:
+    if not [p for p in await storage.find(prefix) if _removable(prefix, p, copies=True)]:
         return
     if not await _sidecar_is_tombstone(storage, sidecar, artifact_id):
         raise _unconfirmed_tombstone(storage, sidecar, artifact_id)
@@ -623,7 +625,7 @@ async def _finish_delete(
         if isinstance(name, str) and type(version) is int:
             await drop_aliases(storage, catalog, name, version)
         with contextlib.suppress(StorageError):  # named again on the next run
-            await remove_deleted_files(storage, catalog, prefix, artifact_id)
+            await remove_deleted_files(storage, catalog, prefix, artifact_id, copies=True)
             report.removed.append(storage.url(prefix))
 
 
@@ -638,12 +640,15 @@ async def drop_aliases(storage: Storage, catalog: Catalog, name: str, version: i
     return pointing
 
 
-def _is_metadata(folder: str, path: str) -> bool:
-    """Whether ``path`` is the sidecar of the artifact folder ``folder``, or a
-    temporary copy that a writer replacing the sidecar moves over it (see
-    `Backend.replace_bytes`); a delete leaves them to their writers."""
+def _removable(folder: str, path: str, copies: bool) -> bool:
+    """Whether a delete removes ``path`` of the artifact folder ``folder``: not its
+    sidecar, and a temporary copy that a writer replacing the sidecar moves over
+    it (see `Backend.replace_bytes`) only with ``copies`` (gc finishing a delete:
+    a stopped writer's copy holds the whole record, labels and all)."""
     sidecar = f"{folder}/{METADATA_RELPATH}"
-    return path == sidecar or _SIDECAR_COPY.fullmatch(path.removeprefix(sidecar)) is not None
+    if path == sidecar:
+        return False
+    return copies or _SIDECAR_COPY.fullmatch(path.removeprefix(sidecar)) is None
 
 
 _SIDECAR_COPY = re.compile(r"\.[0-9a-f]{32}\.tmp")

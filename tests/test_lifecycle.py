@@ -566,6 +566,10 @@ def test_a_delete_leaves_the_sidecar_copy_another_writer_is_moving(
     report = h.delete(art.artifact_id, reason="gone")
     assert report.removed == [art.files["a/x.csv"].url]
     assert h.storage.fs.exists(temp)
+    # A stopped writer's copy holds the whole record: gc --delete finishes it (helper-82).
+    assert h.gc(delete=True, grace=dt.timedelta(0)).deleted_leftovers == [art.metadata.remote_root]
+    assert not h.storage.fs.exists(temp)
+    assert _stored_files(h, art) == [METADATA_RELPATH]
 
 
 def test_a_link_planted_in_the_folder_is_named_by_the_delete(tmp_path: Path) -> None:
