@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import logging
+import numbers
 import os
 import posixpath
 import shutil
@@ -878,10 +879,15 @@ class UrlTools:
         ``older_than`` is a datetime, an age (``timedelta``), or epoch seconds.
         """
         if isinstance(older_than, timedelta):
+            if older_than < timedelta(0):
+                raise UsageError(
+                    f"older_than={older_than!r} is a negative age, which would prune every "
+                    "entry; give an age of zero or more, e.g. timedelta(days=30)"
+                )
             cutoff = time.time() - older_than.total_seconds()
         elif isinstance(older_than, datetime):
             cutoff = older_than.timestamp()
-        elif isinstance(older_than, int | float) and not isinstance(older_than, bool):
+        elif isinstance(older_than, numbers.Real) and not isinstance(older_than, bool):
             cutoff = float(older_than)
             if not _EPOCH_FLOOR <= cutoff <= _EPOCH_CEILING:  # nan is neither
                 raise UsageError(
