@@ -879,11 +879,6 @@ class UrlTools:
         ``older_than`` is a datetime, an age (``timedelta``), or epoch seconds.
         """
         if isinstance(older_than, timedelta):
-            if older_than < timedelta(0):
-                raise UsageError(
-                    f"older_than={older_than!r} is a negative age, which would prune every "
-                    "entry; give an age of zero or more, e.g. timedelta(days=30)"
-                )
             cutoff = time.time() - older_than.total_seconds()
         elif isinstance(older_than, datetime):
             cutoff = older_than.timestamp()
