@@ -598,6 +598,15 @@ class AsyncHandler:
         """
         if draft.committed and not isinstance(err, DedupSourceDeletedError):
             return
+        if not isinstance(err, DedupSourceDeletedError):
+            # A commit whose record landed though its call failed (the lease's
+            # close, or the answer, lost): its files stay. One that cannot be
+            # told stays too; gc takes a folder without a record after its grace.
+            try:
+                if await self.catalog.count({"artifact_id": draft.artifact_id}):
+                    return
+            except ElliptioError:
+                return
         if isinstance(err, CatalogLostError):
             kept = False
             with contextlib.suppress(ElliptioError):

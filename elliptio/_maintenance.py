@@ -442,10 +442,16 @@ def _newer(a: Metadata, b: Metadata) -> bool:
 
 
 async def remove_deleted_files(
-    storage: Storage, catalog: Catalog, prefix: str, artifact_id: str, *, copies: bool = False
+    storage: Storage,
+    catalog: Catalog,
+    prefix: str,
+    artifact_id: str,
+    *,
+    copies_before: datetime | None = None,
 ) -> tuple[list[str], list[str]]:
     """Remove the files of a deleted artifact's folder, all but its sidecar and
-    (unless ``copies``: gc, long after) the temporary sidecar copies that a writer
+    (unless ``copies_before``: gc, for copies last written before it) the
+    temporary sidecar copies that a writer
     may be moving into place right now, or that a stopped writer left.
 
     Files that a record in the catalog still names (a deduplicated copy of
@@ -462,7 +468,7 @@ async def remove_deleted_files(
     sidecar = f"{folder}/{METADATA_RELPATH}"
     if not await _sidecar_is_tombstone(storage, sidecar, artifact_id):
         raise _unconfirmed_tombstone(storage, sidecar, artifact_id)
-    paths = [p for p in await storage.find(folder) if _removable(folder, p, copies)]
+    paths = await _removable(storage, folder, copies_before)
     urls = [storage.url(p) for p in paths]
     users = await catalog.object_users(urls)
     kept = [u for u, ids in users.items() if ids - {artifact_id}]
@@ -546,7 +552,8 @@ async def gc(
         artifact_id = _PREFIX_RE.search(relative)["id"]  # type: ignore[index]
         seen.add(artifact_id)
         if artifact_id in tombstones:
-            await _finish_delete(storage, catalog, prefix, tombstones[artifact_id], delete, report)
+            stone = tombstones[artifact_id]
+            await _finish_delete(storage, catalog, prefix, stone, delete, report, cutoff)
             continue
         lease = await catalog.get_lease(artifact_id)
         if lease is not None:
@@ -604,6 +611,7 @@ async def _finish_delete(
     stone: Mapping[str, Any],
     delete: bool,
     report: GcReport,
+    copies_before: datetime,
 ) -> None:
     """Note (and with ``delete`` finish) what a stopped delete left: files in its
     folder, and aliases pointing at its version (a delete drops them before the
@@ -615,7 +623,7 @@ async def _finish_delete(
     """
     artifact_id = stone["artifact_id"]
     sidecar = f"{prefix}/{METADATA_RELPATH}"
-    if not [p for p in await storage.find(prefix) if _removable(prefix, p, copies=True)]:
+    if not await _removable(storage, prefix, copies_before):
         return
     if not await _sidecar_is_tombstone(storage, sidecar, artifact_id):
         raise _unconfirmed_tombstone(storage, sidecar, artifact_id)
@@ -625,7 +633,9 @@ async def _finish_delete(
         if isinstance(name, str) and type(version) is int:
             await drop_aliases(storage, catalog, name, version)
         with contextlib.suppress(StorageError):  # named again on the next run
-            await remove_deleted_files(storage, catalog, prefix, artifact_id, copies=True)
+            await remove_deleted_files(
+                storage, catalog, prefix, artifact_id, copies_before=copies_before
+            )
             report.removed.append(storage.url(prefix))
 
 
@@ -640,15 +650,36 @@ async def drop_aliases(storage: Storage, catalog: Catalog, name: str, version: i
     return pointing
 
 
-def _removable(folder: str, path: str, copies: bool) -> bool:
-    """Whether a delete removes ``path`` of the artifact folder ``folder``: not its
-    sidecar, and a temporary copy that a writer replacing the sidecar moves over
-    it (see `Backend.replace_bytes`) only with ``copies`` (gc finishing a delete:
-    a stopped writer's copy holds the whole record, labels and all)."""
+async def _removable(storage: Storage, folder: str, copies_before: datetime | None) -> list[str]:
+    """What a delete removes in the artifact folder ``folder``: not its sidecar,
+    and a temporary copy that a writer replacing the sidecar moves over it (see
+    `Backend.replace_bytes`) only if it was last written before ``copies_before``
+    (gc finishing a delete, past its grace: a stopped writer's copy holds the
+    whole record, labels and all; a live one is a moment old)."""
     sidecar = f"{folder}/{METADATA_RELPATH}"
-    if path == sidecar:
+    found = []
+    for path in await storage.find(folder):
+        if path == sidecar:
+            continue
+        copy = _SIDECAR_COPY.fullmatch(path.removeprefix(sidecar)) is not None
+        if copy and (
+            copies_before is None or not await _written_before(storage, path, copies_before)
+        ):
+            continue
+        found.append(path)
+    return found
+
+
+async def _written_before(storage: Storage, path: str, when: datetime) -> bool:
+    """Whether ``path`` was last written before ``when`` (``False`` if unknown)."""
+    try:
+        info = await storage.backend.run("check", path, storage.fs.info, path)
+    except ElliptioError:
         return False
-    return copies or _SIDECAR_COPY.fullmatch(path.removeprefix(sidecar)) is None
+    stamp = info.get("LastModified") or info.get("mtime") or info.get("last_modified")
+    if isinstance(stamp, int | float):
+        stamp = datetime.fromtimestamp(stamp, tz=UTC)
+    return isinstance(stamp, datetime) and stamp.tzinfo is not None and stamp < when
 
 
 _SIDECAR_COPY = re.compile(r"\.[0-9a-f]{32}\.tmp")

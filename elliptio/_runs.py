@@ -174,7 +174,7 @@ class Run:
                 "run %s is shared now, but what it read before could not be noted in "
                 "the catalog (%s); commits of other processes will not list it",
                 self.run_id,
-                err,
+                err.__cause__ or err,
             )
 
     def __repr__(self) -> str:

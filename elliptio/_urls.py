@@ -309,12 +309,14 @@ class UrlTools:
                 ).handler
                 found.append((stored, handler.storage, handler.get))
         real = functools.cache(os.path.realpath)
-        for other in list(_handlers):
-            if (
-                other._closed
-                or isinstance(other.catalog, StorageOnlyCatalog)  # it can vouch for nothing
-                or (found and other is self._handler_or_none())
-            ):
+        # A handler that writes to storage only cannot vouch for anything: asked
+        # last, its store still counts (its refusal, never an unchecked read).
+        others = sorted(
+            (h for h in list(_handlers) if not h._closed),
+            key=lambda h: isinstance(h.catalog, StorageOnlyCatalog),
+        )
+        for other in others:
+            if found and other is self._handler_or_none():
                 continue
             store = _store_key(other.storage.fs, other.storage.root)
             in_other = self._store_path(backend, path, store, real)
@@ -336,16 +338,16 @@ class UrlTools:
         readers = self._readers(backend, path)
         if not readers:
             return None
-        first: ElliptioError | None = None
+        errors: list[ElliptioError] = []
         for stored, storage, get in readers:
             try:
                 return self._file_of(backend, stored, storage, get)
             except FileNotInArtifactError:
                 raise  # what the path is, whichever catalog is asked
             except ElliptioError as err:  # this catalog holds no record, or cannot answer
-                first = first or err
-        assert first is not None
-        raise first
+                errors.append(err)
+        # A catalog that could not answer says more than one that has no record.
+        raise next((e for e in errors if not isinstance(e, ArtifactNotFoundError)), errors[0])
 
     def _file_of(
         self, backend: Backend, stored: str, storage: Storage, get: Callable[[str], Artifact]
@@ -883,7 +885,13 @@ class UrlTools:
         elif isinstance(older_than, datetime):
             cutoff = older_than.timestamp()
         elif isinstance(older_than, numbers.Real) and not isinstance(older_than, bool):
-            cutoff = float(older_than)
+            try:
+                cutoff = float(older_than)
+            except TypeError:  # numpy's timedelta64 registers as a number
+                raise ArgumentTypeError(
+                    f"older_than must be an age (timedelta), a datetime or epoch seconds, "
+                    f"not {type(older_than).__name__} {older_than!r}; e.g. timedelta(days=30)"
+                ) from None
             if not _EPOCH_FLOOR <= cutoff <= _EPOCH_CEILING:  # nan is neither
                 raise UsageError(
                     f"older_than={older_than!r} is no time to prune by: a number is epoch "

@@ -273,6 +273,8 @@ def test_misused_calls_of_helper_79_and_80_get_typed_errors(
     import numpy as np
 
     assert eio.prune_cache(np.int64(1_700_000_000)) >= 0
+    with pytest.raises(eio.ArgumentTypeError, match="timedelta"):
+        eio.prune_cache(np.timedelta64(30, "D"))
     assert eio.prune_cache(timedelta(days=30)) >= 0
     scope = handler.run()
     with scope, pytest.raises(eio.UsageError, match="open already"), scope:

@@ -336,3 +336,27 @@ def test_a_failure_after_the_commit_landed_keeps_the_artifact_whole(
         monkeypatch.undo()
         assert len(h.find()) == 4
         assert all(h.verify(a).ok for a in h.find().index)
+
+
+def test_a_commit_whose_call_failed_after_its_record_landed_keeps_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """helper-83: the record was in the catalog but the commit call failed (the
+    lease's close, or the answer, lost), and the clean-up removed its files and
+    sidecar: a record in the catalog pointing at nothing, beyond reindex's reach."""
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path / 'c.db'}") as h:
+        catalog = h.aio.catalog
+        real_commit = catalog.commit
+
+        async def answer_lost(doc: Any) -> None:
+            await real_commit(doc)
+            raise eio.CatalogUnavailableError("the answer was lost")
+
+        monkeypatch.setattr(catalog, "commit", answer_lost)
+        (tmp_path / "a.txt").write_text("kept\n")
+        with pytest.raises(eio.CatalogUnavailableError):
+            h.upload(tmp_path / "a.txt")
+        monkeypatch.undo()
+        [aid] = list(h.find().index)
+        assert h.get(aid).file.read_text() == "kept\n"
+        assert h.verify(aid).ok

@@ -599,6 +599,13 @@ def test_a_storage_only_writer_never_stands_in_the_way_of_a_reader(
             _tamper(reader, art.file.url, BAD)
             with pytest.raises(eio.IntegrityError):
                 _read(eio, art.file.url)
+        # With only the writers open, their store still counts: refused, never read
+        # unchecked (helper-83).
+        with pytest.raises(eio.UsageError, match="storage only"):
+            _read(eio, art.file.url)
+        with pytest.raises(eio.UsageError, match="storage only"):
+            eio.cp(art.file.url, str(tmp_path / "out.csv"))
+        assert not (tmp_path / "out.csv").exists()
     finally:
         for writer in writers:
             writer.close()
