@@ -238,6 +238,8 @@ class _Draft:
     dedup: bool
     # Holds True once the record is in the catalog: nothing of it is removed after.
     committed: list[bool] = dataclasses.field(default_factory=list)
+    # Holds True once the record was sent to the catalog (it may have landed).
+    sent: list[bool] = dataclasses.field(default_factory=list)
 
 
 class AsyncHandler:
@@ -533,6 +535,7 @@ class AsyncHandler:
             sidecar,
             seal=[path for path in own if self.storage.url(path) in recorded],
         )
+        draft.sent.append(True)
         await self.catalog.commit(record.to_document())
         draft.committed.append(True)
         await self._confirm_owners(record)
@@ -598,14 +601,23 @@ class AsyncHandler:
         """
         if draft.committed and not isinstance(err, DedupSourceDeletedError):
             return
-        if not isinstance(err, DedupSourceDeletedError):
-            # A commit whose record landed though its call failed (the lease's
-            # close, or the answer, lost): its files stay. One that cannot be
-            # told stays too; gc takes a folder without a record after its grace.
+        if draft.sent and not isinstance(err, DedupSourceDeletedError):
+            # A record sent may have landed though the call failed (the lease's
+            # close, or the answer, lost): then its files stay, and so they do
+            # when the catalog cannot tell.
             try:
-                if await self.catalog.count({"artifact_id": draft.artifact_id}):
-                    return
+                landed = await self.catalog.count({"artifact_id": draft.artifact_id}) > 0
             except ElliptioError:
+                log.warning(
+                    "%s: the catalog cannot tell whether its record landed (%s); its files "
+                    "stay at %s: 'elliptio reindex' restores the artifact from them, "
+                    "delete it if it should not be",
+                    draft.artifact_id,
+                    err,
+                    self.storage.redact(self.storage.url(draft.prefix)),
+                )
+                return
+            if landed:
                 return
         if isinstance(err, CatalogLostError):
             kept = False

@@ -676,10 +676,17 @@ async def _written_before(storage: Storage, path: str, when: datetime) -> bool:
         info = await storage.backend.run("check", path, storage.fs.info, path)
     except ElliptioError:
         return False
-    stamp = info.get("LastModified") or info.get("mtime") or info.get("last_modified")
-    if isinstance(stamp, int | float):
-        stamp = datetime.fromtimestamp(stamp, tz=UTC)
-    return isinstance(stamp, datetime) and stamp.tzinfo is not None and stamp < when
+    for key in ("LastModified", "mtime", "last_modified", "created"):
+        stamp = info.get(key)
+        if isinstance(stamp, str):
+            with contextlib.suppress(ValueError):
+                stamp = datetime.fromisoformat(stamp)
+        if isinstance(stamp, int | float):
+            stamp = datetime.fromtimestamp(stamp, tz=UTC)
+        if isinstance(stamp, datetime):
+            # fsspec's memory filesystem gives naive UTC times.
+            return (stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)) < when
+    return False
 
 
 _SIDECAR_COPY = re.compile(r"\.[0-9a-f]{32}\.tmp")

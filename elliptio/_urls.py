@@ -346,8 +346,9 @@ class UrlTools:
                 raise  # what the path is, whichever catalog is asked
             except ElliptioError as err:  # this catalog holds no record, or cannot answer
                 errors.append(err)
-        # A catalog that could not answer says more than one that has no record.
-        raise next((e for e in errors if not isinstance(e, ArtifactNotFoundError)), errors[0])
+        # A catalog that could not answer says more than one that has no record,
+        # which says more than a handler that keeps no records (catalog='none').
+        raise min(errors, key=_telling)
 
     def _file_of(
         self, backend: Backend, stored: str, storage: Storage, get: Callable[[str], Artifact]
@@ -938,6 +939,14 @@ def _linked(backend: Backend, root: str, path: str) -> bool:
         if os.path.islink(here):
             return True
     return False
+
+
+def _telling(err: ElliptioError) -> int:
+    """How little an error of a store's reader says (lowest first): a catalog that
+    could not answer, one without the record, a handler that keeps no records."""
+    if isinstance(err, UsageError):
+        return 2
+    return 1 if isinstance(err, ArtifactNotFoundError) else 0
 
 
 def _under(url: str, root: str) -> bool:

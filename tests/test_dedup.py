@@ -7,12 +7,14 @@ import concurrent.futures
 import hashlib
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import elliptio as eio
+from elliptio._sync import sync
 
 
 def _data_objects(h: eio.Handler) -> list[str]:
@@ -360,3 +362,55 @@ def test_a_commit_whose_call_failed_after_its_record_landed_keeps_its_files(
         [aid] = list(h.find().index)
         assert h.get(aid).file.read_text() == "kept\n"
         assert h.verify(aid).ok
+
+
+def test_a_write_that_failed_before_its_commit_cleans_up_whatever_the_catalog_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """helper-84: a failure before the record was sent still asked the catalog
+    whether it had landed; a catalog blip then (or catalog='none', which cannot
+    count) left the files and an open lease behind."""
+    from elliptio._backends import LocalBackend
+
+    with eio.Handler(storage=tmp_path / "store", catalog=f"sqlite:///{tmp_path / 'c.db'}") as h:
+        (tmp_path / "a.txt").write_text("a\n")
+
+        async def blip(*args: Any, **kwargs: Any) -> int:
+            raise eio.CatalogError("blip")
+
+        monkeypatch.setattr(h.aio.catalog, "count", blip)
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise OSError("disk gone mid-upload")
+
+        monkeypatch.setattr(LocalBackend, "_put_file", broken)
+        with pytest.raises(eio.StorageError, match="disk gone"):
+            h.upload(tmp_path / "a.txt", dedup=False)
+        monkeypatch.undo()
+        assert h.storage.fs.find(h.storage.root) == []
+        later = datetime.now(UTC) + timedelta(days=1)
+        assert sync(h.aio.catalog.old_leases(later)) == []  # the lease closed too
+    with eio.Handler(storage=tmp_path / "none", catalog="none") as writer:
+        with pytest.raises(ZeroDivisionError), writer.new("c.txt") as new:
+            new.file.write_text("c")
+            1 / 0  # noqa: B018
+        assert writer.storage.fs.find(writer.storage.root) == []
+
+
+def test_gc_finds_a_stopped_writers_sidecar_copy_in_memory(tmp_path: Path) -> None:
+    """helper-84: a memory:// store's files have only 'created' times: gc never
+    judged the age of a temporary sidecar copy there, and kept it for good."""
+    import uuid
+
+    from elliptio._layout import METADATA_RELPATH
+
+    with eio.Handler(storage=f"memory://gc-{uuid.uuid4().hex}", catalog="memory://") as h:
+        (tmp_path / "a.txt").write_text("a\n")
+        art = h.upload(tmp_path / "a.txt")
+        h.delete(art.artifact_id, reason="gone")
+        folder = h.storage.path(art.metadata.remote_root)
+        temp = f"{folder}/{METADATA_RELPATH}.{uuid.uuid4().hex}.tmp"
+        h.storage.fs.pipe_file(temp, b"{}")
+        assert h.gc(delete=True).deleted_leftovers == []  # within the grace: maybe live
+        assert h.gc(delete=True, grace=timedelta(0)).deleted_leftovers == [art.metadata.remote_root]
+        assert not h.storage.fs.exists(temp)

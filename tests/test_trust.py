@@ -594,6 +594,10 @@ def test_a_storage_only_writer_never_stands_in_the_way_of_a_reader(
     try:
         with eio.Handler(storage=store, catalog=f"sqlite:///{tmp_path / 'c.db'}") as reader:
             art = _upload_good(writers[0], tmp_path)
+            # The reader's catalog has no record yet: that is what the error says,
+            # not the writers' "storage only" (helper-84).
+            with pytest.raises(eio.ArtifactNotFoundError, match="no record vouches"):
+                _read(eio, art.file.url)
             reader.reindex()
             assert _read(eio, art.file.url) == GOOD
             _tamper(reader, art.file.url, BAD)
