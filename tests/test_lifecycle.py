@@ -514,13 +514,18 @@ def test_a_refused_file_removal_leaves_the_record_intact(
     assert "deleted" not in _sidecar(h, art)
     assert h.reindex().unchanged == [art.artifact_id]
     # The store's copy of the aliases is back too: a rebuilt catalog gets them.
+    assert _rebuilt_aliases(h, tmp_path, "kept") == {"prod": "v1"}
+
+
+def _rebuilt_aliases(h: eio.Handler, tmp_path: Path, name: str) -> dict[str, str]:
+    """The aliases of ``name`` in a catalog rebuilt from ``h``'s store."""
     with eio.Handler(
         storage=h.storage.root_url,
-        catalog=f"sqlite:///{tmp_path}/new.db",
+        catalog=f"sqlite:///{tmp_path}/rebuilt-{uuid.uuid4().hex}.db",
         storage_options=h.storage.options,
     ) as again:
         again.reindex(aliases=True)
-        assert again.aliases("kept") == {"prod": "v1"}
+        return again.aliases(name)
 
 
 def test_gc_finishes_a_delete_stopped_before_its_aliases_went(
@@ -544,13 +549,7 @@ def test_gc_finishes_a_delete_stopped_before_its_aliases_went(
     assert report.deleted_leftovers == [art.metadata.remote_root]
     assert h.aliases("ds") == {}
     assert _stored_files(h, art) == [METADATA_RELPATH]
-    with eio.Handler(
-        storage=h.storage.root_url,
-        catalog=f"sqlite:///{tmp_path}/rebuilt.db",
-        storage_options=h.storage.options,
-    ) as again:
-        again.reindex(aliases=True)
-        assert again.aliases("ds") == {}  # the store's copy went too
+    assert _rebuilt_aliases(h, tmp_path, "ds") == {}  # the store's copy went too
 
 
 def test_a_delete_leaves_the_sidecar_copy_another_writer_is_moving(

@@ -1034,27 +1034,19 @@ def test_another_sites_page_cannot_make_the_browser_ask_the_ui(
     search (a slow one hangs the UI for everyone) and told that page what exists by
     whether it loaded. Cross-site subresource requests are refused; a link followed
     to the UI from elsewhere still opens it."""
-    image = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "no-cors", "sec-fetch-dest": "image"}
+
+    def fetch(site: str, mode: str, dest: str) -> dict[str, str]:
+        return {"sec-fetch-site": site, "sec-fetch-mode": mode, "sec-fetch-dest": dest}
+
     for url in ("/", "/?text=aaaa", "/names", f"/a/{lake.raw}"):
-        answer = client.get(url, headers=image)
+        answer = client.get(url, headers=fetch("cross-site", "no-cors", "image"))
         assert answer.status_code == 403, url
-    frame = {
-        "sec-fetch-site": "cross-site",
-        "sec-fetch-mode": "navigate",
-        "sec-fetch-dest": "iframe",
-    }
-    assert client.get("/", headers=frame).status_code == 403
-    fetch = {"sec-fetch-site": "same-site", "sec-fetch-mode": "cors", "sec-fetch-dest": "empty"}
-    assert client.get("/names", headers=fetch).status_code == 403
-    link = {
-        "sec-fetch-site": "cross-site",
-        "sec-fetch-mode": "navigate",
-        "sec-fetch-dest": "document",
-    }
-    assert client.get("/", headers=link).status_code == 200
-    own = {"sec-fetch-site": "same-origin", "sec-fetch-mode": "no-cors", "sec-fetch-dest": "image"}
+    assert client.get("/", headers=fetch("cross-site", "navigate", "iframe")).status_code == 403
+    assert client.get("/names", headers=fetch("same-site", "cors", "empty")).status_code == 403
+    assert client.get("/", headers=fetch("cross-site", "navigate", "document")).status_code == 200
+    own = fetch("same-origin", "no-cors", "image")
     assert client.get(f"/a/{lake.raw}", headers=own).status_code == 200
-    typed = {"sec-fetch-site": "none", "sec-fetch-mode": "navigate", "sec-fetch-dest": "document"}
+    typed = fetch("none", "navigate", "document")
     # helper-82: speculation rules on any page prefetch or prerender with no click.
     for purpose in ("prefetch", "prefetch;prerender"):
         assert client.get("/?text=a", headers={**typed, "sec-purpose": purpose}).status_code == 403
