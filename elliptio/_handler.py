@@ -599,9 +599,9 @@ class AsyncHandler:
         A record that is in the catalog keeps everything, whatever failed after it
         (a cancellation, say), unless the commit took it back itself.
         """
-        if draft.committed and not isinstance(err, DedupSourceDeletedError):
-            return
         if draft.sent and not isinstance(err, DedupSourceDeletedError):
+            if draft.committed:
+                return
             # A record sent may have landed though the call failed (the lease's
             # close, or the answer, lost): then its files stay, and so they do
             # when the catalog cannot tell.

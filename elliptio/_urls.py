@@ -283,10 +283,6 @@ class UrlTools:
         if isinstance(backend.fs, LocalFileSystem) and os.path.realpath(path) == "/":
             raise InvalidPathError(f"cannot {what} {redact_url(url)!r}: it is the root folder")
 
-    def _in_store(self, backend: Backend, path: str) -> bool:
-        """Whether ``path`` lies in a store these tools read (see `_readers`)."""
-        return bool(self._readers(backend, path))
-
     def _readers(
         self, backend: Backend, path: str
     ) -> list[tuple[str, Storage, Callable[[str], Artifact]]]:
@@ -295,9 +291,9 @@ class UrlTools:
         tools, when its catalog is one no URL names), then that of every open
         handler of this process, also one given its store in code."""
         found: list[tuple[str, Storage, Callable[[str], Artifact]]] = []
+        own = self._handler() if self._handler is not None else None
         stored = self._store_path(backend, path)
         if stored is not None:
-            own = self._handler() if self._handler is not None else None
             if own is not None and own._private_catalog and not own._closed:
                 found.append((stored, own.storage, _getter(own)))
             else:
@@ -316,16 +312,13 @@ class UrlTools:
             key=lambda h: isinstance(h.catalog, StorageOnlyCatalog),
         )
         for other in others:
-            if found and other is self._handler_or_none():
+            if found and other is own:
                 continue
             store = _store_key(other.storage.fs, other.storage.root)
             in_other = self._store_path(backend, path, store, real)
             if in_other is not None:
                 found.append((in_other, other.storage, _getter(other)))
         return found
-
-    def _handler_or_none(self) -> AsyncHandler | None:
-        return self._handler() if self._handler is not None else None
 
     def _store_file(self, backend: Backend, path: str) -> File | None:
         """The committed artifact file at ``path`` of a store, if it is one.
