@@ -516,6 +516,7 @@ SQLite and a real server, and the mock's own answer for the mock:
 - ``$size`` counts a scalar as one element;
 - ``$type`` does not implement ``null``, type numbers or lists of types;
 - sorting descending, it orders an array by its smallest element, not its largest;
+  and an array of documents by the whole array, not by one of its documents;
 - it returns naive datetimes (the catalog makes them UTC-aware again).
 """
 
@@ -725,6 +726,59 @@ class CatalogConformance:
             assert down == [T0, True, {"k": 1}, "b", "a", 2.5, 1, [0.5, 9], None, "<missing>", []]
         else:
             assert down == [T0, True, {"k": 1}, "b", "a", [0.5, 9], 2.5, 1, None, "<missing>", []]
+
+    async def test_sort_orders_documents_like_mongodb(self, backend: Backend) -> None:
+        """Documents compare field by field (the value's type, then the name, then
+        the value; the shorter one first), never as their JSON text: ``{"a": 2.5}``
+        before ``{"a": 10}``, a number before a string. Arrays in them, and
+        documents or arrays in a sorted array, compare the same way."""
+        cat = backend.catalog
+        old = dt.datetime(1960, 1, 1, tzinfo=UTC)
+        ordered: list[Any] = [
+            {},
+            {"a": None},
+            {"a": -3},
+            {"a": 1},
+            {"a": 1, "b": 1},
+            {"a": 2.5},
+            {"a": 10},
+            {"a": 2**62},
+            {"b": 0},
+            {"a": ""},
+            {"a": "x"},
+            {"a": "é"},
+            {"a": {"c": 1}},
+            {"a": {"c": 1, "d": 0}},
+            {"a": []},
+            {"a": [2, 1]},
+            {"a": [10]},
+            {"a": [[0]]},
+            {"a": False},
+            {"a": True},
+            {"a": old},
+            {"a": T0},
+        ]
+        shuffled = [ordered[i] for i in (7, 3, 12, 0, 20, 15, 9, 1, 18, 5, 14, 21, 2)]
+        shuffled += [ordered[i] for i in (11, 17, 6, 19, 4, 16, 8, 13, 10)]
+        await cat.insert_many([{"artifact_id": f"id{i}", "v": v} for i, v in enumerate(shuffled)])
+        up = [d["v"] for d in await cat.find(sort=[("v", 1)])]
+        assert up == ordered
+        down = [d["v"] for d in await cat.find(sort=[("v", -1)])]
+        assert down == ordered[::-1]
+        # in an array: its smallest element ascending, its largest descending
+        await cat.insert_many(
+            [
+                {"artifact_id": "ten", "w": [{"a": 10}, {"a": 11}]},
+                {"artifact_id": "two", "w": [{"a": 30}, {"a": 2}]},
+                {"artifact_id": "nested", "w": [[10], [{"a": 1}]]},
+            ]
+        )
+        has_w = {"w": {"$exists": True}}
+        up_w = _ids(await cat.find(has_w, sort=[("w", 1)]))
+        # (mongomock compares an array of documents whole, not by its smallest one)
+        assert up_w == (["ten", "two", "nested"] if backend.is_mock else ["two", "ten", "nested"])
+        if not backend.is_mock:  # (mongomock: by the smallest element descending too)
+            assert _ids(await cat.find(has_w, sort=[("w", -1)])) == ["nested", "two", "ten"]
 
     async def test_sort_on_a_promoted_text_path_like_mongodb(self, backend: Backend) -> None:
         """``username`` and ``labels.datatype`` have plain columns on SQLite: strings,

@@ -38,6 +38,7 @@ import datetime as dt
 import functools
 import itertools
 import json
+import math
 import re
 import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -50,10 +51,12 @@ __all__ = [
     "CANONICAL_FUNCTION",
     "PLAIN",
     "REGEXP_FUNCTION",
+    "SORT_KEY_FUNCTION",
     "Layout",
     "canonical_sql",
     "regexp_sql",
     "register_functions",
+    "sort_key_sql",
     "translate",
     "translate_query",
     "translate_sort",
@@ -61,6 +64,7 @@ __all__ = [
 
 REGEXP_FUNCTION = "elliptio_regexp"
 CANONICAL_FUNCTION = "elliptio_canonical"
+SORT_KEY_FUNCTION = "elliptio_sort_key"
 
 _COMPARISONS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -343,6 +347,75 @@ def canonical_sql(text: object) -> str | None:
     return json.dumps(_canonical(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
+# Type ranks of values inside documents and arrays, as MongoDB orders types.
+_RANK_NULL, _RANK_NUMBER, _RANK_TEXT = b"\x01", b"\x02", b"\x03"
+_RANK_OBJECT, _RANK_ARRAY, _RANK_BOOL, _RANK_DATE = b"\x04", b"\x05", b"\x08", b"\x09"
+_END = b"\x00"  # ends a document or an array: the shorter one sorts first
+_EXPONENT_BIAS = 2000  # below the smallest double's exponent (-1074)
+
+
+def _text_key(text: str) -> bytes:
+    # UTF-8 bytes order as MongoDB compares strings; NUL escaped, then a terminator,
+    # so that a string sorts before every longer string it starts.
+    return text.encode("utf-8", "surrogatepass").replace(b"\x00", b"\x00\xff") + b"\x00\x00"
+
+
+def _number_key(value: float) -> bytes:
+    """Bytes ordered as the numbers are, exactly across integers and floats."""
+    if value == 0:
+        return b"\x80"
+    magnitude = abs(value)
+    if isinstance(magnitude, int):
+        exponent = magnitude.bit_length() - 1
+        shift = 63 - exponent
+        mantissa = magnitude << shift if shift >= 0 else magnitude >> -shift
+    else:
+        fraction, binary_exponent = math.frexp(magnitude)
+        exponent, mantissa = binary_exponent - 1, int(fraction * 2**64)
+    body = (exponent + _EXPONENT_BIAS).to_bytes(2, "big") + mantissa.to_bytes(8, "big")
+    if value > 0:
+        return b"\x81" + body
+    return b"\x7f" + bytes(255 - byte for byte in body)
+
+
+def _sort_key(value: Any) -> bytes:
+    """The type rank and the bytes of a decoded value, ordered as MongoDB orders
+    BSON values: documents field by field (the value's type, then the name, then
+    the value), arrays element by element."""
+    if value is None:
+        return _RANK_NULL
+    if isinstance(value, bool):
+        return _RANK_BOOL + (b"\x01" if value else b"\x00")
+    if isinstance(value, int | float):
+        return _RANK_NUMBER + _number_key(value)
+    if isinstance(value, str):
+        return _RANK_TEXT + _text_key(value)
+    if isinstance(value, dt.datetime):
+        return _RANK_DATE + (codec.date_millis(value) + 2**63).to_bytes(8, "big")
+    if isinstance(value, dict):
+        parts = [_RANK_OBJECT]
+        for name, item in value.items():
+            key = _sort_key(item)
+            parts += [key[:1], _text_key(name), key[1:]]
+        return b"".join([*parts, _END])
+    if isinstance(value, list):
+        return b"".join([_RANK_ARRAY, *(_sort_key(item) for item in value), _END])
+    return _RANK_NULL
+
+
+def sort_key_sql(text: object) -> bytes | None:
+    """Bytes that order the JSON text of documents (dates among them) and arrays
+    as MongoDB orders the values: ``{"a": 2}`` before ``{"a": 10}``, a number
+    before a string. This is the deterministic SQL function ``elliptio_sort_key``;
+    text that is no JSON gives ``None``."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return _sort_key(codec.loads(text))
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
 # The length of the array ``c.v``, called on JSON only (see `canonical_sql`).
 _ARRAY_LENGTH = "json_array_length(CASE WHEN json_valid(c.v) THEN c.v ELSE '[]' END)"
 
@@ -364,6 +437,7 @@ def register_functions(conn: sqlite3.Connection) -> None:
     """
     conn.create_function(REGEXP_FUNCTION, 3, regexp_sql, deterministic=True)
     conn.create_function(CANONICAL_FUNCTION, 1, canonical_sql, deterministic=True)
+    conn.create_function(SORT_KEY_FUNCTION, 1, sort_key_sql, deterministic=True)
     regex_guard.install(conn)
 
 
@@ -390,7 +464,8 @@ def translate_sort(sort: Any, *, layout: Layout = PLAIN) -> tuple[str, list[Any]
 
     Values order as MongoDB orders types: missing and null, numbers, strings,
     documents, arrays, booleans, dates; an array sorts by its smallest element
-    ascending and its largest descending, an empty one below null.
+    ascending and its largest descending, an empty one below null; documents
+    and arrays compare by their members (`sort_key_sql`), not their JSON text.
 
     Returns:
         ``"ORDER BY ..."`` (``""`` when ``sort`` is empty) and its parameters.
@@ -454,6 +529,16 @@ _LISTED_AS_PARAMS = 100
 # Values an $in may list on a path without an index (each is an EXISTS of its
 # own): 5,000 such values take about 6 s on the 2-core test machine.
 MAX_WALKED_IN = 5_000
+
+
+def _ordered_value(kind: str, value: str) -> str:
+    """SQL of what orders the values of one type rank: documents and arrays by
+    their sort key (`sort_key_sql`), never by their JSON text; dates by their
+    text, which has a fixed width; scalars as they are."""
+    return (
+        f"CASE WHEN {kind} = 'array' OR ({kind} = 'object' AND {value} NOT GLOB '{_DATE_GLOB}')"
+        f" THEN {SORT_KEY_FUNCTION}({value}) ELSE {value} END"
+    )
 
 
 def _negate(sql: str) -> str:
@@ -996,15 +1081,16 @@ class _Translator:
         column = lay.column(segments[0])
         path = self.param("$" + "".join(f'."{segment}"' for segment in segments))
         kind = f"json_type({column}, {path})"
-        value = f"json_extract({column}, {path})"
+        raw = f"json_extract({column}, {path})"
         scalar_rank = (
             f"CASE WHEN {kind} IS NULL OR {kind} = 'null' THEN 1"
             f" WHEN {kind} IN ('integer', 'real') THEN 2"
             f" WHEN {kind} = 'text' THEN 3"
             f" WHEN {kind} = 'object' THEN"
-            f" (CASE WHEN {value} GLOB '{_DATE_GLOB}' THEN 9 ELSE 4 END)"
+            f" (CASE WHEN {raw} GLOB '{_DATE_GLOB}' THEN 9 ELSE 4 END)"
             f" ELSE 8 END"
         )
+        value = _ordered_value(kind, raw)
         if key in lay.flat_paths:
             if head:
                 # Only rows without a date there need the JSON to break ties.
@@ -1026,7 +1112,8 @@ class _Translator:
             with_sql, from_sql = self.walk(segments, column)
             empty_with, empty_from = self.walk(segments, column)
             candidates = (
-                f"{with_sql}SELECT {rank_of} AS r, c.v AS v FROM {from_sql}"
+                f"{with_sql}SELECT {rank_of} AS r, {_ordered_value('c.t', 'c.v')} AS v"
+                f" FROM {from_sql}"
                 " WHERE NOT (c.leaf = 1 AND c.t = 'array')"
                 " UNION ALL SELECT 0, NULL FROM"
                 f" ({empty_with}SELECT 1 FROM {empty_from} WHERE c.leaf = 1 AND c.t = 'array'"
