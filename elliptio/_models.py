@@ -101,7 +101,7 @@ def check_storable(value: Any, where: str, depth: int = 0) -> Any:
     if isinstance(value, str):
         return _check_text(value, where)
     if value is None or isinstance(value, bool | int):
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
             raise InvalidLabelsError(f"{where} = {value} does not fit in 64 bits; store it as str")
         return value
     if isinstance(value, float):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mongomock_motor import AsyncMongoMockClient
 
 import elliptio as eio
 from tests.conftest import snapshot
@@ -212,6 +213,21 @@ def test_label_infos_that_cannot_be_stored(
         eio.InvalidLabelsError,
         named,
     )
+
+
+@pytest.mark.parametrize("catalog", ["sqlite", "mongodb"])
+def test_label_integers_at_the_64_bit_bounds_are_stored(
+    tmp_path: Path, data_files: dict[str, Path], catalog: str
+) -> None:
+    """-2**63 and 2**63 - 1 are 64-bit integers like any other: stored, read and
+    found on every catalog (the lower one was refused as not fitting)."""
+    where = AsyncMongoMockClient() if catalog == "mongodb" else f"sqlite:///{tmp_path / 'c.db'}"
+    with eio.Handler(storage=tmp_path / "store", catalog=where) as h:
+        art = h.upload(data_files["train"], labels={"infos": {"low": -(2**63), "high": 2**63 - 1}})
+        assert h.get(art.artifact_id).metadata.labels.infos == {"low": -(2**63), "high": 2**63 - 1}
+        assert h.count({"labels.infos.low": -(2**63), "labels.infos.high": 2**63 - 1}) == 1
+        with pytest.raises(eio.InvalidLabelsError, match="64 bits"):
+            h.upload(data_files["train"], labels={"infos": {"low": -(2**63) - 1}})
 
 
 def test_a_nul_character_in_labels_is_refused_on_every_write(
