@@ -299,11 +299,23 @@ CASES: list[Case] = [
     Case("nested arrays are not flattened", {"arr": 1}, set()),
     Case("equal document", {"dict": {"k": 1, "j": [1, 2]}}, {"types2"}),
     Case("document key order matters", {"dict": {"j": [1, 2], "k": 1}}, set(), mock={"types2"}),
+    # an array held as an element is equal, so $ne excludes it
+    Case("$ne an array element", {"arr": {"$ne": [1, 2]}}, ALL - {"types"}, mock=ALL),
+    # an empty document equals only an empty document, never a missing field
+    Case("empty document", {"dict": {}}, set(), mock=ALL - {"types2"}),
+    # no element is a document with "b": nothing is greater, so $not holds
+    Case(
+        "$not through arrays without the field",
+        {"arr.b": {"$not": {"$gt": 1}}},
+        ALL,
+        mock=ALL - {"types", "types2"},
+    ),
     Case("$size", {"arr": {"$size": 2}}, {"types"}),
     Case("$size 0", {"arr": {"$size": 0}}, {"types2"}),
     Case("$size on a non-array", {"n": {"$size": 1}}, set(), mock=TYPES),
     Case("$all", {"file_relpaths": {"$all": ["notes.txt", "data.csv"]}}, {"story"}),
     Case("$all miss", {"file_relpaths": {"$all": ["notes.txt", "zzz"]}}, set()),
+    Case("$all of nothing", {"file_relpaths": {"$all": []}}, set(), mock=ALL),
     Case("$all on a scalar", {"username": {"$all": ["bob"]}}, {"bob"}),
     Case(
         "$all with $elemMatch",
@@ -512,7 +524,10 @@ SQLite and a real server, and the mock's own answer for the mock:
 - a dotted path that meets a scalar midway yields nothing instead of null, and
   ``$exists: false`` through an array of documents ignores the ones that have it;
 - several conditions on one path through an array must hold for one element;
-- embedded documents compare equal whatever their key order;
+- embedded documents compare equal whatever their key order; ``{}`` equals a
+  missing field, and ``$ne`` with an array ignores an element equal to it;
+- ``$all`` of an empty list matches every document instead of none;
+- ``$not`` through an array without the field (``[]``, arrays of arrays) fails;
 - ``$size`` counts a scalar as one element;
 - ``$type`` does not implement ``null``, type numbers or lists of types;
 - sorting descending, it orders an array by its smallest element, not its largest;
