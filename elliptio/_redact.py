@@ -6,8 +6,10 @@ first, so that no password, token or signed-URL credential is ever stored:
 - `redact_argv` masks the values of secret-looking options (``--password x``,
   ``--api-key=x``), ``KEY=value`` pairs (``PASSWORD=x``, ``db.password=x``, also
   inside an element: ``--opts=a=1,token=x``), HTTP header arguments
-  (``"Authorization: Bearer x"``), the same in an element that is a command line
-  itself, and credentials inside any URL in any element.
+  (``"Authorization: Bearer x"``), credentials that go by no secret name
+  (``-u user:x``, ``--user=user:x``, ``-px``, ``user/x@db``, ``user:x@host``,
+  ``Bearer x``), the same in an element that is a command line itself, and
+  credentials inside any URL in any element.
 - `redact_url` masks the password in a URL's userinfo and secret query, fragment
   or path parameters (``?token=x``, ``X-Amz-Signature=x``, ``sig=x``, ``;token=x``).
 - `redact_text` masks known secret strings, for messages built from backend errors.
@@ -66,9 +68,9 @@ SECRET_NAME_PARTS: tuple[str, ...] = (
     "connectionstring",
 )
 """Substrings that make an option, variable or parameter name secret."""
-# Words that do as a whole part of a name (``--pass``, ``db.pass``, ``FTP_PASS``),
-# not inside others (``--passes``, ``bypass``, ``compass``).
-_SECRET_WORDS = frozenset({"pass"})
+# Words that do as a whole part of a name (``--pass``, ``db.pass``, ``FTP_PASS``,
+# ``--pw``), not inside others (``--passes``, ``bypass``, ``compass``).
+_SECRET_WORDS = frozenset({"pass", "pw"})
 
 # Query parameters that carry a signature rather than a named secret (S3 / GCS
 # presigned URLs, Azure SAS tokens).
@@ -88,8 +90,10 @@ _NOT_SECRET = re.compile(
 # `--name=value`, `--name`, `-name` (no short single-letter options: too ambiguous).
 _OPTION = re.compile(r"(?P<prefix>--?)(?P<name>[A-Za-z][\w.\-]*)(?:(?P<eq>=)(?P<value>.*))?", re.S)
 # The front of `--name=value`, `-name=value` or `NAME=value` (also Hydra-style
-# `+name=value` / `++name=value`), up to the "=".
-_NAME_EQ = re.compile(r"(?:--?(?P<option>[A-Za-z][\w.\-]*)|\+{0,2}(?P<name>[A-Za-z_][\w.\-]*))=")
+# `+name=value` / `++name=value`, and `--name:value`), up to the "=" or ":".
+_NAME_EQ = re.compile(
+    r"(?:--?(?P<option>[A-Za-z][\w.\-]*)[=:]|\+{0,2}(?P<name>[A-Za-z_][\w.\-]*)=)"
+)
 # `Header-Name: value`, as passed to curl-like tools with -H.
 _HEADER = re.compile(r"(?P<lead>\s*)(?P<name>[A-Za-z][\w\-]*):(?P<space>\s*)(?P<value>\S.*)", re.S)
 
@@ -107,8 +111,9 @@ _USERINFO_PASSWORD = re.compile(
     r"(?P<head>://[^/?#@:\s]*:)"
     r"(?P<password>[^/?#\s]*|(?!\d*(?:[/?#]|$))(?:(?!://)[^?#\s@])*)@"
 )
-# A string that starts with a scheme: a setting or an argument that is one URL.
-_SCHEME_FIRST = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+# A string that starts with a scheme: a setting or an argument that is one URL
+# (a JDBC URL's scheme has a prefix: 'jdbc:postgresql://').
+_SCHEME_FIRST = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*(?::[A-Za-z][A-Za-z0-9+.\-]*)*://")
 # A scheme with one slash or more, as in a mistyped 'mongodb:/user:pw@host'.
 _SCHEME_SLASH = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:/+")
 # Digits, then the path or nothing: a port, not a password.
@@ -132,6 +137,23 @@ _LIST_SEPARATOR = re.compile(r"([;,])")
 # The name of one of those assignments: words (`User Id`), maybe an option's
 # (`--opts=a=1,...`) or behind a quote; never the words of a command line.
 _LIST_NAME = re.compile(r"""\s*['"]?[-+]{0,2}[A-Za-z_][\w.\-]*(?: +[A-Za-z_][\w.\-]*)*\s*""")
+# The credentials of a command line that go by no secret name: the value of a user
+# option (`-u`, `-U`, `--user`, `--proxy-user`: curl's `user:password`) when it
+# holds a ":" that starts no path or URL, and a password attached to `-p`
+# (`mysql -pSECRET`; `-p` apart from its value is a port or a plugin: `ssh -p 22`,
+# `pytest -p no:x`).
+_USER_OPTION = re.compile(r"-[uU]|--(?:[\w.\-]*[_.\-])?user", re.I)
+_USER_PASSWORD = re.compile(r"[^\s:]*:(?![/\\]).*", re.S)
+_ATTACHED_PASSWORD = re.compile(r"-p.+", re.S)
+# A quick test for those, before the words of an argument are redacted one by one.
+_CREDENTIAL_OPTION = re.compile(r"(?<![^\s'\"])(?:-p\S|-[uU]|--[\w.\-]*user\b)")
+# An Oracle login `user/password@database`, alone or after a ":" (JDBC thin URLs:
+# 'jdbc:oracle:thin:scott/tiger@h:1521:orcl'); also `owner/x@ref`, over-masked.
+_SLASH_LOGIN = re.compile(r"(?<![^\s:=])(?P<user>[A-Za-z_][\w$#]*/)(?P<password>[^/\s@]+)@(?=\S)")
+# `user:password@host` with no scheme (pip's --proxy), as a whole value.
+_BARE_USERINFO = re.compile(r"^(?P<user>[\w.\-%]+:)(?P<password>[^/\s]+)@(?=[^\s@]+$)")
+# An HTTP bearer token given without its header name.
+_BEARER = re.compile(r"(?P<scheme>\bBearer\s+)(?P<token>[^\s'\"]+)", re.I)
 # A local path, which holds no userinfo (see `_whole_userinfo`).
 # ('//u:p@h', a URL missing its scheme, is none).
 _LOCAL = re.compile(r"/(?!/)|[~.\\]|[A-Za-z]:[/\\]|(?:file|local|memory):", re.I)
@@ -229,7 +251,7 @@ def _parts(url: str) -> list[str]:
     return [url[:semi], url[semi:cut], url[cut:]] if semi >= 0 else [url[:cut], url[cut:]]
 
 
-def _whole_userinfo(url: str) -> tuple[int, int] | None:
+def _whole_userinfo(url: str, *, ports_in_paths: bool = True) -> tuple[int, int] | None:
     """Where the password of a string that is one URL and nothing else lies, read
     the way pymongo reads its URLs: the userinfo runs to the last "@", so the
     password may hold "#", "?", "/", "@" and blanks; the user name before the
@@ -237,10 +259,16 @@ def _whole_userinfo(url: str) -> tuple[int, int] | None:
     # Only URLs whose paths may hold "@" (file@2x.png) after a port take
     # 'host:8080/x@y' for a port and a path; elsewhere ('mongodb://u:2024/pw@h',
     # 's3://KEY:2024/secret@bucket') "digits/" before an "@" starts a password.
+    # On a command line (``ports_in_paths=False``) they are a port only when a query
+    # or a fragment follows them ('host:8080/x?to=a@b'): 'https://u:2024/pw@h/x'
+    # is masked, and 'https://host:8443/x@y' over-masked, rather than leaked.
     ports = url.partition(":")[0].lower() in _PATH_AT_SCHEMES
+    port_needs = "" if ports_in_paths else "?#"
     scheme = _SCHEME_FIRST.match(url)
     if scheme is not None and not url[scheme.end() :].startswith("/"):
-        return _userinfo_password(url, scheme.end(), strict=True, ports=ports)
+        return _userinfo_password(
+            url, scheme.end(), strict=True, ports=ports, port_needs=port_needs
+        )
     # A mistyped URL ('mongodb:/u:p@h', 'mongodb:///u:p@h', 'mongodb//u:p@h',
     # 'u:p@h:27017/db') is shown in the error that refuses it: what runs to its
     # last "@" is userinfo all the same.
@@ -254,17 +282,21 @@ def _whole_userinfo(url: str) -> tuple[int, int] | None:
     # A user name holding "/" is a path ('data/10:30/a@b.csv'), unless the text
     # is a MongoDB URL missing its ':' ('mongodb//u:p@h').
     strict = not url.lower().startswith("mongodb")
-    return _userinfo_password(url, begin, strict=strict, ports=ports)
+    return _userinfo_password(url, begin, strict=strict, ports=ports, port_needs=port_needs)
 
 
 def _userinfo_password(
-    url: str, begin: int, *, strict: bool, ports: bool
+    url: str, begin: int, *, strict: bool, ports: bool, port_needs: str
 ) -> tuple[int, int] | None:
+    """The span of the password, up to the last "@"; ``None`` when there is none,
+    or when it may be a port and a path (``ports``) that hold one of the
+    characters of ``port_needs``, if any are given."""
     userinfo, at, _ = url[begin:].rpartition("@")
     user, colon, password = userinfo.partition(":")
     if not at or not colon or not password or (strict and any(c in user for c in "/?#")):
         return None
-    if ports and _PORT.match(password) and not password.isdigit():  # 'host:8080/x@y'
+    port = ports and _PORT.match(password) and not password.isdigit()  # 'host:8080/x@y'
+    if port and (not port_needs or any(c in password for c in port_needs)):
         return None
     start = begin + len(user) + 1
     return start, start + len(password)
@@ -308,8 +340,14 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
     (``--opts=a=1,password=x``), the words of an element that is a command line
     itself (``bash -c "tool --token x"``, one level deep), and
     credentials in URLs anywhere in an element
-    (``--uri=mongodb://u:p@h`` becomes ``--uri=mongodb://u:***@h``). Single-letter
-    options such as ``-p x`` are not masked: their meaning is unknown.
+    (``--uri=mongodb://u:p@h`` becomes ``--uri=mongodb://u:***@h``; in a URL that
+    is a whole element, what runs to the last "@" is the password, even digits
+    and "/" that could be a port and a path), a JDBC URL too. Credentials without
+    a secret name: the value of a user option holding ":" (``-u user:x``,
+    ``--user=user:x``, ``--proxy-user``, ``-U``: masked whole), a password
+    attached to ``-p`` (``-px``), an Oracle login (``user/x@db``), ``user:x@host``
+    with no scheme, and ``Bearer x``. Other single-letter options, ``-p x`` among
+    them, are not masked: their meaning is unknown (``ssh -p 22``).
 
     Args:
         argv: The command line, for instance ``sys.orig_argv``.
@@ -324,14 +362,20 @@ def _redact_args(args: Iterable[str], element: Callable[[str], str]) -> list[str
     """``args`` with each one passed through ``element`` and the one after a secret
     option (``--password x``) masked."""
     result: list[str] = []
-    mask_next = False
+    mask_next = user_next = False
     for arg in args:
         if mask_next:
             mask_next = False
             if not arg.startswith("--"):
                 result.append(MASK)
                 continue
+        if user_next:
+            user_next = False
+            if _USER_PASSWORD.fullmatch(arg):  # `-u bob:password`
+                result.append(MASK)
+                continue
         result.append(element(arg))
+        user_next = bool(_USER_OPTION.fullmatch(arg))
         option = _OPTION.fullmatch(arg)
         if option and not option["eq"] and is_secret_name(option["name"]):
             mask_next = True
@@ -377,7 +421,24 @@ def _peeled(arg: str) -> tuple[int, bool]:
     return start, False
 
 
+def _attached_credential(arg: str) -> int | None:
+    """Where the credential of ``-pSECRET``, ``-ubob:pw`` or ``--user=bob:pw``
+    starts in ``arg`` (see `_USER_OPTION`), or ``None``."""
+    name, eq, value = arg.partition("=")
+    if eq and name.startswith("--") and _USER_OPTION.fullmatch(name):
+        return len(name) + 1 if _USER_PASSWORD.fullmatch(value) else None
+    if arg[:2] in ("-u", "-U"):
+        return 2 if _USER_PASSWORD.fullmatch(arg, 2) else None
+    option = _OPTION.fullmatch(arg)
+    if _ATTACHED_PASSWORD.fullmatch(arg) and not (option and is_secret_name(option["name"])):
+        return 2  # (`-password x`, `-pwd=x` are masked as secret options)
+    return None
+
+
 def _redact_element(arg: str, *, nested: bool = True) -> str:
+    attached = _attached_credential(arg)
+    if attached is not None:
+        return arg[:attached] + MASK
     start, secret = _peeled(arg)
     if secret:
         return arg[:start] + MASK
@@ -400,8 +461,15 @@ def _redact_value(value: str, *, nested: bool = True) -> str:
     if parsed is not None:
         return _redact_json(value, parsed)
     if _SCHEME_FIRST.match(value):
+        span = _whole_userinfo(value, ports_in_paths=False)
+        if span is not None:
+            value = value[: span[0]] + MASK + value[span[1] :]
         return redact_url(value, whole=True)
+    value = _BARE_USERINFO.sub(lambda m: f"{m['user']}{MASK}@", value)
     value = _redact_urls_in(value)
+    if "@" in value:
+        value = _SLASH_LOGIN.sub(lambda m: f"{m['user']}{MASK}@", value)
+    value = _BEARER.sub(lambda m: f"{m['scheme']}{MASK}", value)
     if nested and any(c.isspace() for c in value) and _names_secret(value):
         # Word by word, each with its assignments, so that a quoted value with
         # blanks (--password="a b") is masked whole.
@@ -486,10 +554,12 @@ def _redact_list(text: str, *, nested: bool) -> str | None:
 
 
 def _names_secret(text: str) -> bool:
-    """Whether some name in ``text`` may be secret: a quick test before its words
-    are redacted one by one."""
+    """Whether some name or option in ``text`` may be secret: a quick test before
+    its words are redacted one by one."""
     normalised = _NON_ALNUM.sub("_", text.lower())
-    return any(part in normalised for part in (*SECRET_NAME_PARTS, *_SECRET_WORDS))
+    return any(part in normalised for part in (*SECRET_NAME_PARTS, *_SECRET_WORDS)) or bool(
+        _CREDENTIAL_OPTION.search(text)
+    )
 
 
 def _mask_assignment(match: re.Match[str]) -> str:
@@ -554,6 +624,9 @@ def _secret_pair(value: Sequence[Any]) -> bool:
 def _element_secret(arg: str) -> str | None:
     """The secret that `_redact_element` masks as a whole value: of ``--token=x``,
     ``TOKEN=x``, ``Authorization: Bearer x``, and of these as an option's value."""
+    attached = _attached_credential(arg)
+    if attached is not None:
+        return arg[attached:]
     start, secret = _peeled(arg)
     if secret:
         return arg[start:]
@@ -592,6 +665,8 @@ def _string_secrets(text: str) -> set[str]:
     parsed = _json_in(text)
     found = _url_passwords(text) | (_option_secrets(parsed) if parsed is not None else set())
     found.update(m["value"] for m in _PARAM.finditer(text) if _is_secret_param(m["name"]))
+    found.update(m["password"] for m in _SLASH_LOGIN.finditer(text))
+    found.update(m["token"] for m in _BEARER.finditer(text))
     for line in text.split("\n"):
         found.update(s for s in (_element_secret(line), _list_secret(line)) if s)
         if any(c.isspace() for c in line) and _names_secret(line):

@@ -426,3 +426,53 @@ def test_the_secrets_collected_are_those_the_redaction_masks() -> None:
     assert "correct horse battery" in known_secrets([], options)
     assert redact_options(options) == {"dsn": "host=db user=u password=*** dbname=x"}
     assert "horse" not in redact_text(str(options), known_secrets([], options))
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # a user option's value is a credential pair: masked whole (curl, wget, httpie)
+        (["curl", "-u", "bob:hunter22", "h"], ["curl", "-u", MASK, "h"]),
+        (["curl", "-ubob:hunter22", "h"], ["curl", f"-u{MASK}", "h"]),
+        (["curl", "--user=bob:hunter22"], ["curl", f"--user={MASK}"]),
+        (["curl", "--user", "sk_live_abc:", "h"], ["curl", "--user", MASK, "h"]),
+        (["curl", "--proxy-user", "bob:hunter22"], ["curl", "--proxy-user", MASK]),
+        (["curl", "-U", "bob:hunter22"], ["curl", "-U", MASK]),
+        (["bash", "-c", "curl -u bob:hunter22 h"], ["bash", "-c", f"curl -u {MASK} h"]),
+        # a user name alone, a path or a URL after -u is kept
+        (["mysql", "-uroot", "-u", "andy"], ["mysql", "-uroot", "-u", "andy"]),
+        (["python", "-u", "C:\\x\\train.py"], ["python", "-u", "C:\\x\\train.py"]),
+        (
+            ["--username", "bob:x", "--user-agent", "a:b"],
+            ["--username", "bob:x", "--user-agent", "a:b"],
+        ),
+        # a password attached to -p (mysql, sshpass); -p apart is a port or a plugin
+        (["mysql", "-pS3cr3t!", "db"], ["mysql", f"-p{MASK}", "db"]),
+        (["bash", "-c", "mysql -uroot -pS3cr3t db"], ["bash", "-c", f"mysql -uroot -p{MASK} db"]),
+        (["pytest", "-p", "no:cacheprovider"], ["pytest", "-p", "no:cacheprovider"]),
+        (["ssh", "-p", "22", "h"], ["ssh", "-p", "22", "h"]),
+        (["-password", "x", "-pwd=y"], ["-password", MASK, f"-pwd={MASK}"]),
+        # a JDBC URL: its whole password, "#" and all
+        (["jdbc:postgresql://u:SEC#RET@h/db"], ["jdbc:postgresql://u:***@h/db"]),
+        (["--url=jdbc:mysql://u:a/b@c@h:3306/db"], ["--url=jdbc:mysql://u:***@h:3306/db"]),
+        # digits and "/" before the "@" of a URL on a command line: a password
+        # (over-masked when they were a port and a path holding "@")
+        (["https://u:2024/SECRET@h/x"], ["https://u:***@h/x"]),
+        # an Oracle login user/password@database, also in a JDBC thin URL
+        (["sqlplus", "scott/TIGER@db"], ["sqlplus", "scott/***@db"]),
+        (["userid=scott/TIGER@//h:1521/orcl"], ["userid=scott/***@//h:1521/orcl"]),
+        (["jdbc:oracle:thin:scott/TIGER@h:1521:orcl"], ["jdbc:oracle:thin:scott/***@h:1521:orcl"]),
+        (["data/file.csv", "a/b.txt@"], ["data/file.csv", "a/b.txt@"]),
+        # a bearer token given alone
+        (["--header-value", "Bearer abc.def"], ["--header-value", "Bearer ***"]),
+        # `user:password@host` without a scheme (pip --proxy), `--name:value`, `--pw`
+        (["pip", "--proxy", "bob:S3CR3T@proxy:3128"], ["pip", "--proxy", "bob:***@proxy:3128"]),
+        (["--proxy=bob:S3:CR3T@proxy"], ["--proxy=bob:***@proxy"]),
+        (["git@github.com:o/r.git", "a b:c@d"], ["git@github.com:o/r.git", "a b:c@d"]),
+        (["/data/10:30/a@b.csv", "me@host:/x"], ["/data/10:30/a@b.csv", "me@host:/x"]),
+        (["--password:S3CR3T", "--lr:0.1"], ["--password:***", "--lr:0.1"]),
+        (["--pw", "S3CR3T", "DB_PW=x"], ["--pw", MASK, "DB_PW=***"]),
+    ],
+)
+def test_common_command_line_credentials_are_masked(argv: list[str], expected: list[str]) -> None:
+    assert redact_argv(argv) == expected
