@@ -212,6 +212,12 @@ class Storage:
         # backend error (botocore, for one, quotes a bucket name with its userinfo).
         self._secrets = known_secrets([url], options)
         fs, root = open_filesystem(url, options, self._redact)
+        if any(secret in root for secret in known_secrets([url])):  # '?token=x', ';sig=x'
+            raise ConfigError(
+                f"storage URL {redact_url(url, whole=True)!r} carries a secret that would "
+                "be written into every file URL of every record; pass it in "
+                "storage_options (ELLIPTIO_STORAGE_OPTIONS) instead"
+            )
         self.options = options
         self.root: str = root.rstrip("/") or "/"
         self.backend: Backend = make_backend(

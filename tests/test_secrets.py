@@ -198,6 +198,9 @@ def test_s3_storage_options_never_surface(
         f"s3://AKIAEXAMPLE:{URL_SECRET}@{S3_BUCKET}/lake",
         f"memory://andy:{URL_SECRET}@lake",
         f"s3://AKIAEXAMPLE:x {URL_SECRET} y@{S3_BUCKET}/lake",  # blanks in the password
+        # A secret query or path parameter the filesystem keeps in its paths.
+        f"s3://{S3_BUCKET}/lake?X-Amz-Security-Token={URL_SECRET}",
+        f"memory://lake;token={URL_SECRET}/x",
     ],
 )
 def test_storage_url_with_credentials_is_refused_without_echoing_them(
