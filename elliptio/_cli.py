@@ -1181,7 +1181,10 @@ def _secrets(argv: Sequence[str], args: argparse.Namespace) -> set[str]:
             options = json.loads(raw) if raw else {}
         except ValueError:
             options = {"secret": raw}  # unreadable: mask it whole
-    return known_secrets(urls, options if isinstance(options, dict) else {"secret": options})
+    # The command line's secrets as its record would mask them (redact_argv).
+    return known_secrets(urls, options if isinstance(options, dict) else {"secret": options}) | (
+        known_secrets(options={"argv": list(argv)})
+    )
 
 
 def _report(err: BaseException, secrets: set[str], debug: bool) -> None:

@@ -664,6 +664,9 @@ def _string_secrets(text: str) -> set[str]:
     """The secrets `_redact_string` masks in ``text``."""
     parsed = _json_in(text)
     found = _url_passwords(text) | (_option_secrets(parsed) if parsed is not None else set())
+    if _SCHEME_FIRST.match(text):  # its password as `_redact_value` reads it, port or not
+        span = _whole_userinfo(text, ports_in_paths=False)
+        found.update([text[span[0] : span[1]]] if span else [])
     found.update(m["value"] for m in _PARAM.finditer(text) if _is_secret_param(m["name"]))
     found.update(m["password"] for m in _SLASH_LOGIN.finditer(text))
     found.update(m["token"] for m in _BEARER.finditer(text))

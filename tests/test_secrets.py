@@ -557,3 +557,26 @@ def test_usage_errors_do_not_echo_a_url_password(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert "unrecognized arguments" in err
     assert _leaks([err]) == []
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+def test_cli_errors_mask_a_url_password_read_as_a_port_and_a_path(
+    url_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], debug: bool
+) -> None:
+    """'https://u:2024/pw@h/x' is a host, a port and a path to an HTTP client, but
+    the password its writer meant: the record masks it, so does every error."""
+    url = f"http://andy.invalid:2024/{URL_SECRET}@h.example/x.txt"
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", f"s3://{S3_BUCKET}/lake")
+    monkeypatch.setenv(
+        "ELLIPTIO_STORAGE_OPTIONS",
+        json.dumps(
+            {
+                "endpoint_url": f"http://andy.invalid:2024/{MONGO_PASSWORD}@127.0.0.1:9",
+                "config_kwargs": {"retries": {"max_attempts": 1}},
+            }
+        ),
+    )
+    for argv in (["cat", url], ["ls", f"s3://{S3_BUCKET}/lake/"]):
+        assert main(["--debug", *argv] if debug else argv) == 1
+        _, err = capsys.readouterr()
+        assert _leaks([err]) == []
