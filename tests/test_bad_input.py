@@ -137,6 +137,9 @@ def test_unknown_artifact_id(seeded: eio.Handler, artifact_id: str) -> None:
         ({"$and": []}, "$and"),
         ({"$or": {"a": 1}}, "$or"),
         ({"a": {"$regex": 5}}, "$regex"),
+        # Python's escapes, which a MongoDB server refuses: refused alike everywhere.
+        ({"a": {"$regex": r"caf\u00e9"}}, "escape \\u"),
+        ({"a": {"$in": [re.compile(r"\N{EM DASH}")]}}, "escape \\N"),
         ({"a": {"$exists": "maybe"}}, "$exists"),
     ],
 )

@@ -492,6 +492,12 @@ def _value(where: str, value: Any) -> None:
     )
 
 
+# A pattern's escapes, and those of Python's `re` that MongoDB's PCRE refuses
+# (\u00e9, \U0001F600, \N{EM DASH}): refused on every backend alike.
+_ESCAPE = re.compile(r"\\(.)", re.S)
+_PYTHON_ESCAPES = frozenset("uUN")
+
+
 def _regex(where: str, pattern: Any, options: Any) -> None:
     if isinstance(pattern, re.Pattern):
         if not isinstance(pattern.pattern, str):
@@ -512,6 +518,12 @@ def _regex(where: str, pattern: Any, options: Any) -> None:
         compiled = compile_regex(text, flags)
     except re.error as err:
         raise QueryError(f"{where}: invalid regular expression {text!r}: {err}") from err
+    escape = next((m[1] for m in _ESCAPE.finditer(text) if m[1] in _PYTHON_ESCAPES), None)
+    if escape is not None:
+        raise QueryError(
+            f"{where}: the escape \\{escape} of {text!r} is Python's, which MongoDB's "
+            "PCRE refuses; write the character itself ('é' for \\u00e9)"
+        )
     reason = regex_guard.refusal(text, compiled.flags)
     if reason is not None:
         shown = text if len(text) <= 60 else text[:57] + "..."
