@@ -317,6 +317,9 @@ class S3Backend(Backend):
             Bucket=bucket,
             Key=key,
             Body=data,
+            # Named as well as given: a bucket with an Object Lock default retention
+            # refuses a PUT without Content-MD5 or x-amz-sdk-checksum-algorithm.
+            ChecksumAlgorithm="SHA256",
             ChecksumSHA256=_b64(digest),
             Metadata={WRITE_ID_KEY: token},
         )

@@ -200,6 +200,38 @@ async def test_s3_without_conditional_writes_still_refuses(
     storage.close()
 
 
+def test_s3_object_lock_bucket_takes_every_commit(
+    s3_options: dict[str, Any], tmp_path: Path, catalog_url: str, small_parts: int, blob: bytes
+) -> None:
+    """docs/storage.md advises S3 Object Lock: a bucket with a default retention
+    refuses a PUT that carries neither Content-MD5 nor x-amz-sdk-checksum-algorithm,
+    so every write must name its checksum algorithm (small files, large ones, the
+    sidecar, aliases, bytes written through `new`)."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_options["endpoint_url"])
+    s3.create_bucket(Bucket="locked-lake", ObjectLockEnabledForBucket=True)
+    s3.put_object_lock_configuration(
+        Bucket="locked-lake",
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}},
+        },
+    )
+    (tmp_path / "small.txt").write_text("a,b\n1,2\n")
+    (tmp_path / "large.bin").write_bytes(blob)
+    with eio.Handler(
+        storage="s3://locked-lake/lake", catalog=catalog_url, storage_options=s3_options
+    ) as h:
+        art = h.upload([tmp_path / "small.txt", tmp_path / "large.bin"], name="locked")
+        h.set_alias("locked:v1", "production")
+        with h.new(["w.bin"]) as new:
+            new.file.write_bytes(b"written")
+        assert h.verify(art).ok
+        assert h.get("locked:production").files["large.bin"].read_bytes() == blob
+        assert h.get(new.artifact_id).file.read_bytes() == b"written"
+
+
 def test_s3_errors_name_the_url_without_credentials(
     s3_endpoint: str, tmp_path: Path, catalog_url: str
 ) -> None:
