@@ -158,6 +158,10 @@ class Backend:
         or other suffix it would cut off), spelled one way only (see `canonical_path`)."""
         return canonical_path(self.fs, path) == path
 
+    def key_limit(self, path: str) -> int | None:
+        """The store's longest name in bytes, if ``path`` is longer; else ``None``."""
+        return None
+
     # -- errors: the one translation ---------------------------------------------
     def error(self, err: BaseException, action: str, path: str) -> ElliptioError:
         """``err`` as the `ElliptioError` to raise, its URL and secrets masked."""

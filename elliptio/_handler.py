@@ -473,6 +473,14 @@ class AsyncHandler:
                     "it as another object (on S3 a '?' starts a version: '?versionId=' in "
                     "a key names a version of another key); rename the file"
                 )
+            limit = self.storage.backend.key_limit(f"{prefix}/{relpath}")
+            if limit is not None:
+                raise InvalidPathError(
+                    f"relpath {relpath!r} is too long for "
+                    f"{self.storage.redact(self.storage.root_url)}: its key there (the "
+                    f"artifact's folder, then this path) would pass the {limit} bytes "
+                    "the store takes; shorten the file's path"
+                )
         return _Draft(
             artifact_id, created, username, prefix, current_run(), labels_, local_root, name_, dedup
         )

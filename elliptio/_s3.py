@@ -71,6 +71,8 @@ __all__ = ["S3Backend", "is_s3"]
 T = TypeVar("T")
 # Below this, reading a local file on the event loop is cheaper than a thread hop.
 INLINE_READ = 256 * 1024
+# The longest key S3 stores, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
 
 
 # Fail fast when the endpoint is down (offline detection, no retry storm): a short
@@ -209,6 +211,11 @@ class S3Backend(Backend):
     def plain(self, path: str) -> bool:
         # s3fs cuts "?versionId=..." off a key: such a path names another object.
         return super().plain(path) and self.fs.split_path(path)[2] is None and "?" not in path
+
+    def key_limit(self, path: str) -> int | None:
+        # S3 refuses a key longer than 1024 bytes (KeyTooLongError) only when the
+        # write reaches it, after the files before it went up.
+        return MAX_KEY_BYTES if len(self._split(path)[1].encode()) > MAX_KEY_BYTES else None
 
     # -- plumbing -------------------------------------------------------------
     async def _on_fs_loop(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -12,6 +12,7 @@ import hashlib
 import os
 import stat
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +231,30 @@ def test_s3_object_lock_bucket_takes_every_commit(
         assert h.verify(art).ok
         assert h.get("locked:production").files["large.bin"].read_bytes() == blob
         assert h.get(new.artifact_id).file.read_bytes() == b"written"
+
+
+def test_a_name_past_s3s_key_limit_is_refused_before_any_write(
+    s3_options: dict[str, Any], tmp_path: Path, catalog_url: str
+) -> None:
+    """S3 keys hold at most 1024 bytes: a relpath within elliptio's own limit that
+    passes it once below the artifact's folder is refused up front, naming it,
+    rather than by S3 halfway through the upload (KeyTooLongError)."""
+    folder = tmp_path / "data"
+    deep = folder.joinpath(*["d" * 200] * 4)
+    deep.mkdir(parents=True)
+    (folder / "first.txt").write_text("first")
+    (deep / ("f" * 150 + ".txt")).write_text("deep")
+    with eio.Handler(
+        storage="s3://elliptio-test/lake", catalog=catalog_url, storage_options=s3_options
+    ) as h:
+        with pytest.raises(eio.InvalidPathError, match="1024 bytes"):
+            h.upload(folder)
+        with pytest.raises(eio.InvalidPathError, match="1024 bytes"):
+            h.new(["ok.txt", "/".join(["e" * 250] * 4) + "/f.txt"])
+        fs = fsspec.filesystem("s3", **s3_options)
+        assert not fs.exists("elliptio-test/lake")
+        report = h.gc(grace=timedelta(0))
+        assert (report.orphans, report.stale_leases) == ([], [])
 
 
 def test_s3_errors_name_the_url_without_credentials(
