@@ -32,6 +32,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -357,7 +358,15 @@ class Backend:
         found: list[str] = await self.run("list", path, self.fs.find, path)
         return found
 
+    async def open_uploads(self, path: str) -> list[tuple[str, str, datetime | None]]:
+        """Multipart uploads begun under a folder and neither completed nor aborted:
+        ``(path, upload id, when begun)`` each; none on stores without them."""
+        return []
+
     # -- removing ------------------------------------------------------------------
+    async def abort_upload(self, path: str, upload_id: str) -> None:
+        """End an upload of `open_uploads`, dropping the parts it holds."""
+
     def _remove_file(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(path)

@@ -718,11 +718,17 @@ def cmd_gc(args: argparse.Namespace) -> int:
         removed = url in report.removed
         print(("removed " if removed else "files left by a delete in ") + url)
     for artifact_id in report.stale_leases:
-        print(f"stale lease {artifact_id} (its writer never wrote a byte)")
+        print(f"stale lease {artifact_id} (its writer left no file in the store)")
+    for url in report.incomplete_uploads:
+        aborted = url in report.aborted_uploads
+        print(("aborted upload of " if aborted else "incomplete upload of ") + url)
     print(
         f"{len(report.orphans)} orphaned prefixes, {len(report.deleted_leftovers)} folders "
         f"of deleted artifacts holding files, {len(report.removed)} removed, "
-        f"{len(report.stale_leases)} stale leases" + (" closed" if delete else "")
+        f"{len(report.stale_leases)} stale leases"
+        + (" closed" if delete else "")
+        + f", {len(report.incomplete_uploads)} incomplete uploads"
+        + (f" ({len(report.aborted_uploads)} aborted)" if delete else "")
     )
     return 0
 

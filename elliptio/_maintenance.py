@@ -45,7 +45,7 @@ from ._errors import (
     SchemaVersionError,
     StorageError,
 )
-from ._layout import ALIASES_DIR, ARTIFACT_ID_RE, METADATA_RELPATH
+from ._layout import ALIASES_DIR, ARTIFACT_ID_RE, METADATA_RELPATH, split_stored_path
 from ._lifecycle import revision, tombstone
 from ._models import RESTORE_FROM_SIDECAR, Metadata, record_from_json, upgrade_record
 from ._names import VERSION_CEILING
@@ -103,6 +103,13 @@ class GcReport:
     deleted_leftovers: list[str] = field(default_factory=list)
     """Folders of deleted artifacts (tombstones) that still hold files, left by a
     delete that was interrupted; removed with ``delete``."""
+    incomplete_uploads: list[str] = field(default_factory=list)
+    """URLs of files in artifact folders whose multipart upload (S3) was begun
+    longer than the grace period ago and never completed nor aborted: a writer
+    killed mid-upload, or whose abort could not reach the store. Their parts are
+    billed, yet no listing shows them."""
+    aborted_uploads: list[str] = field(default_factory=list)
+    """Those of ``incomplete_uploads`` aborted with ``delete`` (their parts dropped)."""
 
 
 @dataclass
@@ -527,7 +534,8 @@ async def gc(
     before anything is removed; a writer that then tries to commit fails and
     commits nothing. A prefix whose writer is committing is never touched. An
     artifact whose whole sidecar exists but whose record and lease are missing
-    is left alone: `reindex` restores it.
+    is left alone: `reindex` restores it. Multipart uploads left open in artifact
+    folders (S3) are listed too, and aborted with ``delete``.
     """
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise ConfigError(f"grace must be a timedelta of zero or more, got {grace!r}")
@@ -594,6 +602,7 @@ async def gc(
             if await _remove(storage, prefix):
                 report.removed.append(storage.url(prefix))
     corrupt = await _sweep_leases(storage, catalog, seen, cutoff, delete, report)
+    await _sweep_uploads(storage, catalog, now, grace, delete, report)
     if corrupt:
         raise CorruptRecordError(
             f"{len(corrupt)} lease(s) in the catalog name folders that are not their "
@@ -733,6 +742,46 @@ async def _sweep_leases(
         if await _remove(storage, prefix):
             await catalog.close_lease(lease.artifact_id)
     return corrupt
+
+
+async def _sweep_uploads(
+    storage: Storage,
+    catalog: Catalog,
+    now: datetime,
+    grace: timedelta,
+    delete: bool,
+    report: GcReport,
+) -> None:
+    """Note (and with ``delete`` abort) the multipart uploads left open in artifact
+    folders, begun longer than ``grace`` ago by a writer that is not committing.
+
+    An upload's parts are never part of a committed file (a completed upload is no
+    longer open), so aborting one takes nothing committed.
+    """
+    root = storage.root.rstrip("/") + "/"
+    for path, upload_id, begun in await storage.backend.open_uploads(storage.root):
+        try:
+            _, artifact_id, inner = split_stored_path(path.removeprefix(root))
+        except ValueError:
+            continue  # not in an artifact's folder: not elliptio's to end
+        if not path.startswith(root) or not inner:
+            continue
+        if begun is not None and now - _as_utc(begun) < grace:
+            continue
+        lease = await catalog.get_lease(artifact_id)
+        if lease is not None and (
+            lease.state == "committing" or (lease.state == "open" and now - lease.started < grace)
+        ):
+            continue  # a commit in flight
+        report.incomplete_uploads.append(storage.url(path))
+        if delete:
+            with contextlib.suppress(StorageError):  # named again on the next run
+                await storage.backend.abort_upload(path, upload_id)
+                report.aborted_uploads.append(storage.url(path))
+
+
+def _as_utc(stamp: datetime) -> datetime:
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
 async def _remove(storage: Storage, prefix: str, attempts: int = 3) -> bool:

@@ -58,6 +58,7 @@ import sys
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -425,6 +426,34 @@ class S3Backend(Backend):
         # Best effort: an upload left open costs storage until a lifecycle rule ends it.
         with contextlib.suppress(Exception):
             await self._call("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+
+    async def open_uploads(self, path: str) -> list[tuple[str, str, datetime | None]]:
+        return await self._on_fs_loop(self._guard("list", path, self._open_uploads(path)))
+
+    async def _open_uploads(self, path: str) -> list[tuple[str, str, datetime | None]]:
+        bucket, key = self._split(path)
+        query: dict[str, Any] = {"Bucket": bucket, "Prefix": f"{key.rstrip('/')}/" if key else ""}
+        found = []
+        while True:
+            page = await self._call("list_multipart_uploads", **query)
+            for upload in page.get("Uploads", []):
+                begun = upload.get("Initiated")
+                found.append(
+                    (
+                        f"{bucket}/{upload['Key']}",
+                        upload["UploadId"],
+                        begun if isinstance(begun, datetime) else None,
+                    )
+                )
+            if not page.get("IsTruncated"):
+                return found
+            query["KeyMarker"] = page.get("NextKeyMarker", "")
+            query["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+
+    async def abort_upload(self, path: str, upload_id: str) -> None:
+        bucket, key = self._split(path)
+        call = self._call("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+        await self._on_fs_loop(self._guard("abort", path, call))
 
     async def replace_bytes(self, path: str, data: bytes) -> None:
         """Put ``data`` at ``path`` over what is there: one PUT, which S3 makes

@@ -20,6 +20,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +339,34 @@ def test_persistent_upload_faults_fail_cleanly(
     assert h.count() == 0
     assert h.find({}).empty
     assert _stored(direct, h) == []
+    assert _open_uploads(direct) == []
+
+
+def test_gc_lists_and_aborts_a_multipart_upload_left_open(
+    small_parts: int,
+    h: eio.Handler,
+    proxy: FaultProxy,
+    tmp_path: Path,
+    direct: s3fs.S3FileSystem,
+) -> None:
+    """An upload whose parts and whose abort both fail (the endpoint went away; or
+    the writer was killed) leaves its parts on S3, billed and in no listing: gc
+    names the open upload, and with delete aborts it."""
+    paths = _write(tmp_path / "in", {"big.bin": os.urandom(2 * small_parts + 1)})
+    proxy.add("status", "UploadPart", times=None, status=500, code="InternalError")
+    proxy.add("status", "AbortMultipartUpload", times=None, status=500, code="InternalError")
+    with pytest.raises(eio.StorageError):
+        h.upload(paths)
+    left = [f"s3://{S3_BUCKET}/{u['Key']}" for u in _open_uploads(direct)]
+    assert len(left) == 1
+    assert left[0].startswith(h.storage.root_url + "/")
+    proxy.clear()
+    report = h.gc(grace=timedelta(0))
+    assert report.incomplete_uploads == left
+    assert report.aborted_uploads == []
+    assert len(_open_uploads(direct)) == 1  # a dry run aborts nothing
+    report = h.gc(grace=timedelta(0), delete=True)
+    assert report.aborted_uploads == left
     assert _open_uploads(direct) == []
 
 
