@@ -184,6 +184,11 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _not_implemented(err: BaseException) -> bool:
     return (isinstance(err, OSError) and err.errno == errno.ENOSYS) or "NotImplemented" in str(err)
 
@@ -225,9 +230,25 @@ class S3Backend(Backend):
             running = asyncio.get_running_loop()
         except RuntimeError:  # pragma: no cover - always called from a coroutine
             running = None
-        if running is loop:
+        if running is loop or running is None:
             return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        finished = running.create_future()
+
+        async def run() -> T:
+            try:
+                return await coro
+            finally:
+                with contextlib.suppress(RuntimeError):  # the caller's loop is closed
+                    running.call_soon_threadsafe(_set_done, finished)
+
+        try:
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), loop))
+        except asyncio.CancelledError:
+            # Cancelled here, the call goes on until its own clean-up is done (a
+            # multipart upload aborted): wait for that, or the caller's clean-up
+            # and the process's exit would overtake it.
+            await asyncio.shield(finished)
+            raise
 
     async def _guard(self, action: str, path: str, coro: Awaitable[T]) -> T:
         try:

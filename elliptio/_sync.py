@@ -68,13 +68,27 @@ def sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     # the run is the one this thread reads into (see `current_run`), not the
     # one the IO loop's thread would.
     token = _current.set(current_run()) if _current.get() is None else None
+    finished = threading.Event()
     try:
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        future = asyncio.run_coroutine_threadsafe(_until_done(coro, finished), loop)
     finally:
         if token is not None:
             _current.reset(token)
     try:
         return future.result(timeout)
     except BaseException:
-        future.cancel()
+        # Ctrl-C (or a timeout) here: the call's clean-up (aborting an upload,
+        # closing its lease) runs once it is cancelled, and the caller returns only
+        # after it, or the process could exit under it. A second Ctrl-C stops waiting.
+        if future.cancel():
+            finished.wait()
         raise
+
+
+async def _until_done(coro: Coroutine[Any, Any, T], finished: threading.Event) -> T:
+    # The task's first step always runs before a cancellation sent from another
+    # thread reaches it, so ``finished`` is always set.
+    try:
+        return await coro
+    finally:
+        finished.set()

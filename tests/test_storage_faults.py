@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -368,6 +371,61 @@ def test_gc_lists_and_aborts_a_multipart_upload_left_open(
     report = h.gc(grace=timedelta(0), delete=True)
     assert report.aborted_uploads == left
     assert _open_uploads(direct) == []
+
+
+_CTRL_C_MID_UPLOAD = """
+import os, signal, sys
+import elliptio as eio
+from elliptio import _s3
+
+call = _s3.S3Backend._call
+parts = 0
+
+
+async def interrupted(self, method, **kwargs):
+    global parts
+    if method == "upload_part":
+        parts += 1
+        if parts == 2:  # Ctrl-C while the second part is on its way
+            os.kill(os.getpid(), signal.SIGINT)
+    return await call(self, method, **kwargs)
+
+
+_s3.S3Backend._call = interrupted
+h = eio.Handler(storage=sys.argv[1], catalog=sys.argv[2])
+h.upload(sys.argv[3], dedup=False)
+"""
+
+
+def test_ctrl_c_mid_multipart_upload_aborts_it_and_closes_the_lease(
+    small_parts: int,
+    s3_options: dict[str, Any],
+    tmp_path: Path,
+    direct: s3fs.S3FileSystem,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C during a sync upload stops it with KeyboardInterrupt only once its
+    clean-up ran: the multipart upload is aborted (its parts are not left billed)
+    and the writer's lease closed, rather than the process exiting under them."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(4 * small_parts))
+    root = f"s3://{S3_BUCKET}/lake-{uuid.uuid4().hex[:8]}"
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(s3_options))
+    done = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_MID_UPLOAD, root, catalog, str(big)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode != 0
+    assert "KeyboardInterrupt" in done.stderr
+    assert "never retrieved" not in done.stderr
+    assert _open_uploads(direct) == []
+    with eio.Handler(storage=root, catalog=catalog, storage_options=s3_options) as h:
+        report = h.gc(grace=timedelta(0))
+    assert (report.orphans, report.stale_leases, report.incomplete_uploads) == ([], [], [])
 
 
 @pytest.mark.parametrize("how", ["upload", "new"])
