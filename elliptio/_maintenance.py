@@ -759,7 +759,12 @@ async def _sweep_uploads(
     longer open), so aborting one takes nothing committed.
     """
     root = storage.root.rstrip("/") + "/"
-    for path, upload_id, begun in await storage.backend.open_uploads(storage.root):
+    try:
+        uploads = await storage.backend.open_uploads(storage.root)
+    except StorageError as err:  # a policy without s3:ListBucketMultipartUploads
+        log.warning("gc could not list the multipart uploads left open: %s", err)
+        return
+    for path, upload_id, begun in uploads:
         try:
             _, artifact_id, inner = split_stored_path(path.removeprefix(root))
         except ValueError:

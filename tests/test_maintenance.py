@@ -161,3 +161,20 @@ def test_verify_reports_a_planted_link_fifo_or_folder_as_damaged_and_goes_on(
     assert "Traceback" not in out.stderr
     for name in ("a.txt", "b.txt", "c.txt"):
         assert name in out.stdout + out.stderr
+
+
+def test_gc_goes_on_when_open_uploads_cannot_be_listed(
+    handler: eio.Handler, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An S3 policy without s3:ListBucketMultipartUploads: gc still collects
+    orphans, and says what it could not list."""
+    orphan = _orphan(handler, datetime.now(UTC) - timedelta(days=2))
+    backend = handler.storage.backend
+
+    async def refused(path: str) -> list[tuple[str, str, datetime | None]]:
+        raise eio.StorageError("AccessDenied: ListMultipartUploads")
+
+    monkeypatch.setattr(backend, "open_uploads", refused)
+    report = sync(gc(handler.storage, handler.catalog, delete=True))
+    assert report.removed == [handler.storage.url(orphan)]
+    assert "could not list the multipart uploads" in caplog.text
