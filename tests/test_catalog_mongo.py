@@ -101,6 +101,22 @@ def test_bad_mongodb_settings(
         open_catalog(url)
 
 
+def test_an_unreadable_tls_file_is_a_config_error(tmp_path: Path) -> None:
+    """A TLS file the URL names that cannot be read: ConfigError naming the
+    setting, its password masked (PyMongo raised a bare FileNotFoundError)."""
+    url = (
+        "mongodb://u:S3CRET@127.0.0.1:1/db?tls=true"
+        f"&tlsCertificateKeyFile={tmp_path / 'missing.pem'}&serverSelectionTimeoutMS=200"
+    )
+    h = eio.Handler(storage=tmp_path / "store", catalog=url)
+    try:
+        with pytest.raises(ConfigError, match="tlscertificatekeyfile") as info:
+            h.find({})
+        assert "S3CRET" not in str(info.value)
+    finally:
+        h.close()
+
+
 def test_objects_that_are_not_async_mongodb_are_refused() -> None:
     import mongomock
 

@@ -651,7 +651,8 @@ class MongoCatalog(Catalog):
             kwargs["serverSelectionTimeoutMS"] = DEFAULT_TIMEOUT_MS
         try:
             return AsyncMongoClient(uri.uri, **kwargs)
-        except (mongo_errors.ConfigurationError, ValueError, TypeError) as err:
+        # OSError: a TLS file named in the URL cannot be read.
+        except (mongo_errors.ConfigurationError, ValueError, TypeError, OSError) as err:
             raise ConfigError(
                 f"catalog URL {uri.safe!r} cannot be used: {redact_text(str(err), uri.secrets)}; "
                 "see https://www.mongodb.com/docs/manual/reference/connection-string/"
