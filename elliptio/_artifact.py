@@ -41,6 +41,7 @@ from ._storage import MissingFileError, Storage, discard_temp, temp_beside
 from ._sync import sync
 from ._transfer import gather_all
 from ._urls import is_unreachable
+from ._workers import to_thread
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class File(_InProcess):
             path = await self.alocal_path()
             if self.size <= _INLINE_READ:
                 return path.read_bytes()
-            return await asyncio.to_thread(path.read_bytes)
+            return await to_thread(path.read_bytes)
         try:
             data = await self._storage.read_bytes(self._path, self.sha256, self.size)
         except MissingFileError as err:
@@ -252,7 +253,7 @@ class File(_InProcess):
             if is_unreachable(err):
                 raise self._not_cached("retry", err) from err
             raise
-        return await asyncio.to_thread(cache.adopt, target, self.relpath)
+        return await to_thread(cache.adopt, target, self.relpath)
 
     async def aread_text(self, encoding: str = "utf-8") -> str:
         """The file's text, checked against the recorded sha256."""
@@ -295,11 +296,11 @@ class File(_InProcess):
         """
         cached = self._hit() if self._storage.cache_reads else None
         if cached is not None:
-            await asyncio.to_thread(_copy_atomically, cached, target)
+            await to_thread(_copy_atomically, cached, target)
             progress.branched(str(cached), str(target)).relative_update(self.size)
             progress.relative_update(1)
             await self._arecord_read()
-            return await asyncio.to_thread(target.resolve)
+            return await to_thread(target.resolve)
         if self._storage.cache_reads and self._storage.offline:
             raise self._not_cached("download it")
         try:
@@ -313,7 +314,7 @@ class File(_InProcess):
                 raise self._not_cached("retry", err) from err
             raise
         await self._arecord_read()
-        return await asyncio.to_thread(target.resolve)
+        return await to_thread(target.resolve)
 
     def read_bytes(self) -> bytes:
         """Sync twin of `aread_bytes`."""
@@ -583,7 +584,7 @@ class Artifact(_InProcess):
             # this call made go: nothing is left of a download that failed.
             return await gather_all(save(f, t) for (_, f), t in zip(items, targets, strict=True))
         except BaseException:
-            await asyncio.to_thread(_remove_made, made)
+            await to_thread(_remove_made, made)
             raise
         finally:
             progress.close()

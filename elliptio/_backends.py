@@ -31,7 +31,6 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -49,6 +48,7 @@ from ._transfer import (
     gather_all,
     write_all,
 )
+from ._workers import Workers
 
 __all__ = ["Backend", "LocalBackend", "PlantedFileError", "make_backend", "rm_path"]
 
@@ -119,7 +119,7 @@ class Backend:
         self._fs: fsspec.AbstractFileSystem = fs
         self.max_workers = max(1, max_workers)
         self.redact = redact
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: Workers | None = None
         # Threads for blocking calls: more than the cores only buys hand-offs.
         self.workers = max(2, min(self.max_workers, (os.cpu_count() or 1) * 2))
         self._pid = os.getpid()
@@ -184,11 +184,11 @@ class Backend:
             f"{_next_step(err, action)}"
         )
 
-    def _pool(self) -> ThreadPoolExecutor:
+    def _pool(self) -> Workers:
         # Created on first use (again in a forked child, see _renew_after_fork).
         with self._lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(
+                self._executor = Workers(
                     max_workers=self.workers, thread_name_prefix="elliptio-storage"
                 )
             return self._executor

@@ -87,6 +87,7 @@ from ._runs import Run, RunScope, current_run
 from ._storage import Storage
 from ._transfer import gather_all, hash_file
 from ._urls import UrlTools
+from ._workers import to_thread
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -499,7 +500,7 @@ class AsyncHandler:
     ) -> Artifact:
         info = process_info()
         # git runs once per process; later commits read its cache without a thread hop.
-        git = git_info() if git_info_known() else await asyncio.to_thread(git_info)
+        git = git_info() if git_info_known() else await to_thread(git_info)
         version = await self.catalog.reserve_version(draft.name) if draft.name else None
         if version is not None and version > VERSION_CEILING:
             raise InvalidNameError(
@@ -720,9 +721,7 @@ class AsyncHandler:
         hashed = dict(
             zip(
                 large,
-                await asyncio.gather(
-                    *(asyncio.to_thread(_hash_or_none, items[i][0]) for i in large)
-                ),
+                await asyncio.gather(*(to_thread(_hash_or_none, items[i][0]) for i in large)),
                 strict=True,
             )
         )
@@ -1102,7 +1101,7 @@ class AsyncHandler:
                 doc = self._cached_record(artifact_id, err)
             else:
                 if cache is not None:
-                    await asyncio.to_thread(_keep_record, cache, self.catalog, artifact_id, doc)
+                    await to_thread(_keep_record, cache, self.catalog, artifact_id, doc)
         record = upgrade_record(doc)
         if record.deleted is not None:
             raise deleted_error(record)
@@ -1423,13 +1422,11 @@ class AsyncHandler:
         own = set(self._own_urls(record))
         cache = self.storage.cache
         if cache is not None:
-            await asyncio.to_thread(
-                _keep_record, cache, self.catalog, artifact_id, stone.to_document()
-            )
+            await to_thread(_keep_record, cache, self.catalog, artifact_id, stone.to_document())
             # This machine's copies of the bytes removed go too (other machines'
             # stay: SECURITY.md).
             gone = [f.sha256 for f in [*record.files, *record.logs] if f.url in own]
-            await asyncio.to_thread(cache.discard, gone)
+            await to_thread(cache.discard, gone)
         kept = {
             f.url: self.storage.reference_owner(f.url)[1]
             for f in [*record.files, *record.logs]

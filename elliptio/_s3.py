@@ -66,6 +66,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK
 
 from ._backends import Backend
 from ._transfer import CHUNK, HashResult, Writer, gather_all
+from ._workers import to_thread
 
 __all__ = ["S3Backend", "is_s3"]
 
@@ -324,17 +325,17 @@ class S3Backend(Backend):
                 if size <= INLINE_READ:
                     data = _read_small(local)
                 else:
-                    data = await asyncio.to_thread(local.read_bytes)
+                    data = await to_thread(local.read_bytes)
                 result = await self._put_small(path, data)
             child.relative_update(result[0])
             return result
-        src = await asyncio.to_thread(open, local, "rb")
+        src = await to_thread(open, local, "rb")
         with src:
             return await self._put_multipart(path, src.read, slots, child)
 
     async def _put_small(self, path: str, data: bytes | bytearray) -> HashResult:
         if len(data) > INLINE_READ:
-            digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
+            digest = await to_thread(lambda: hashlib.sha256(data).digest())
         else:
             digest = hashlib.sha256(data).digest()
         bucket, key = self._split(path)
@@ -414,7 +415,7 @@ class S3Backend(Backend):
             while True:
                 await slots.acquire()
                 try:
-                    part, crc32 = await asyncio.to_thread(next_part)
+                    part, crc32 = await to_thread(next_part)
                 except BaseException:
                     slots.release()
                     raise
@@ -567,7 +568,7 @@ class S3Backend(Backend):
                 backoff.reset()
                 if pending is not None:
                     await pending
-                pending = asyncio.ensure_future(asyncio.to_thread(consume, chunk))
+                pending = asyncio.ensure_future(to_thread(consume, chunk))
                 size += len(chunk)
                 if progress is not None:
                     progress.relative_update(len(chunk))

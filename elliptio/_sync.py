@@ -16,6 +16,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from ._runs import _current, current_run
+from ._workers import spare
 
 __all__ = ["get_loop", "sync"]
 
@@ -33,6 +34,10 @@ def get_loop() -> asyncio.AbstractEventLoop:
         with _lock:
             if _loop is None:
                 loop = asyncio.new_event_loop()
+                # Other libraries' thread jobs on this loop (DNS lookups, motor)
+                # go to threads that keep working while the interpreter waits for
+                # the program's threads at exit (see _workers).
+                loop.set_default_executor(spare.get())
                 thread = threading.Thread(target=loop.run_forever, name="elliptio-io", daemon=True)
                 thread.start()
                 _thread = thread

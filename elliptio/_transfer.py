@@ -12,10 +12,11 @@ import hashlib
 import io
 import os
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from ._process import ProcessLocal
+from ._workers import Workers
 
 __all__ = [
     "CHUNK",
@@ -46,9 +47,7 @@ Writer = Callable[[memoryview], object]
 # deadlock behind the storage workers that submit them. Created on first use and
 # made again in a forked child, whose copy of the threads does not exist.
 _hash_pool = ProcessLocal(
-    lambda: ThreadPoolExecutor(
-        max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="elliptio-hash"
-    )
+    lambda: Workers(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="elliptio-hash")
 )
 
 

@@ -816,10 +816,12 @@ def _by_columns(docs: list[dict[str, Any]], fields: list[str]) -> dict[str, list
     }
 
 
-async def test_many_documents_are_decoded_off_the_event_loop(catalog: SQLiteCatalog) -> None:
-    import concurrent.futures
+async def test_many_documents_are_decoded_off_the_event_loop(
+    catalog: SQLiteCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from elliptio import _workers
 
-    class Counting(concurrent.futures.ThreadPoolExecutor):
+    class Counting(_workers.Workers):
         calls = 0
 
         def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -827,8 +829,8 @@ async def test_many_documents_are_decoded_off_the_event_loop(catalog: SQLiteCata
             return super().submit(fn, *args, **kwargs)
 
     await catalog.insert_many([record(i) for i in range(1200)])
-    executor = Counting(max_workers=1)
-    asyncio.get_running_loop().set_default_executor(executor)  # the catalog's worker is its own
+    executor = Counting(1, "counting")
+    monkeypatch.setattr(_workers.spare, "_value", executor)  # the catalog's worker is its own
     try:
         few = await catalog.find({"username": "bob"}, limit=10)
         assert len(few) == 10

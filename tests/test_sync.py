@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import os
+import subprocess
+import sys
 import threading
+import uuid
 import warnings
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from elliptio._sync import get_loop, sync
+from tests.conftest import S3_BUCKET
 
 _var: contextvars.ContextVar[str] = contextvars.ContextVar("_var", default="unset")
 
@@ -76,3 +83,54 @@ def test_child_after_fork_gets_its_own_loop() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.read(read, 2) == b"ok"
     assert status == 0
+
+
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_a_thread_that_outlives_the_main_thread_keeps_working(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Python waits for a program's other threads when its main thread ends, but
+    runs ``concurrent.futures``' exit hook first: from then on every
+    ``ThreadPoolExecutor`` refuses work. Every call of a worker thread still
+    uploading then failed with a bare ``RuntimeError`` ("cannot schedule new
+    futures after interpreter shutdown").
+
+    The S3 store is used before the main thread ends: s3fs runs on fsspec's
+    event loop, whose default executor (aiobotocore's first client, DNS) is
+    fsspec's, not elliptio's, and has the same limit."""
+    options: dict[str, Any] = {}
+    if store == "s3":
+        options = request.getfixturevalue("s3_options")
+        url = f"s3://{S3_BUCKET}/lake-{uuid.uuid4().hex[:8]}"
+    else:
+        url = str(tmp_path / "store")
+    script = (
+        "import json, os, sys, threading\n"
+        "import elliptio as eio\n"
+        "url, catalog, folder, options = sys.argv[1:]\n"
+        "h = eio.Handler(storage=url, catalog=catalog, storage_options=json.loads(options))\n"
+        "with open(os.path.join(folder, 'early.txt'), 'w') as f:\n"
+        "    f.write('early')\n"
+        "h.upload(os.path.join(folder, 'early.txt'))  # the catalog's thread exists now\n"
+        "def work():\n"
+        "    threading.main_thread().join()  # the interpreter is shutting down now\n"
+        "    source = os.path.join(folder, 'late.bin')\n"
+        "    content = os.urandom(256 * 1024)\n"
+        "    with open(source, 'wb') as f:\n"
+        "        f.write(content)\n"
+        "    art = h.upload(source, labels={'project': 'late'})\n"
+        "    assert h.get(art.artifact_id).file.read_bytes() == content\n"
+        "    assert h.get(art.artifact_id).file.local_path().read_bytes() == content\n"
+        "    print(h.count(), len(h.find({'labels.project': 'late'})), flush=True)\n"
+        "threading.Thread(target=work).start()\n"
+    )
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    done = subprocess.run(
+        [sys.executable, "-c", script, url, catalog, str(tmp_path), json.dumps(options)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stdout == "2 1\n"
+    assert done.returncode == 0

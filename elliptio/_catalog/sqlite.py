@@ -14,7 +14,6 @@ raises `CatalogLostError` (see `SQLiteCatalog._check_file`).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
@@ -61,6 +60,7 @@ from elliptio._errors import (
     QueryError,
 )
 from elliptio._names import VERSION_CEILING
+from elliptio._workers import Workers, to_thread
 
 __all__ = ["SQLiteCatalog", "open_sqlite_catalog", "register_functions"]
 
@@ -410,9 +410,7 @@ class _State:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="elliptio-sqlite"
-        )
+        self.executor = Workers(max_workers=1, thread_name_prefix="elliptio-sqlite")
         self.connection: sqlite3.Connection | None = None
         # (st_dev, st_ino) of the database file the connection opened.
         self.identity: tuple[int, int] | None = None
@@ -839,7 +837,7 @@ class SQLiteCatalog(Catalog):
         if len(rows) < _DECODE_OFF_LOOP:
             return _load_all(rows, envs, wanted)
         # Decoding many documents takes long enough to stall other tasks.
-        return await asyncio.to_thread(_load_all, rows, envs, wanted)
+        return await to_thread(_load_all, rows, envs, wanted)
 
     def _select_docs_matching(
         self, conn: sqlite3.Connection, sql: Callable[[sqlite3.Connection], str], params: list[Any]
@@ -898,7 +896,7 @@ class SQLiteCatalog(Catalog):
 
         sql, params = self._matching(filter, pairs, skip, limit, select, ['$."$"', *paths])
         rows, envs = await self._run(self._select_docs_matching, sql, params)
-        return await asyncio.to_thread(_columns, rows, envs, wanted, groups)
+        return await to_thread(_columns, rows, envs, wanted, groups)
 
     def _matching(
         self,
