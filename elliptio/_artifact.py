@@ -18,12 +18,11 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import IO, Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 
 from ._errors import (
-    ArgumentTypeError,
     ArtifactExistsError,
     ElliptioError,
     ImmutableError,
@@ -34,6 +33,7 @@ from ._errors import (
 from ._files import FileMap, listing
 from ._layout import relpath_clash
 from ._models import FileRecord, Metadata
+from ._process import InProcess
 from ._protocol import artifact_url
 from ._runs import Run, current_run
 from ._sizes import human_size
@@ -56,28 +56,7 @@ Publish = Callable[[Run, str], Coroutine[Any, Any, None]]
 Gone = Callable[[str], Coroutine[Any, Any, BaseException | None]]
 
 
-class _InProcess:
-    """What holds this process's handler: copied shallowly (sharing handler and
-    record), never pickled, so never sent to another process by accident."""
-
-    def _travel_hint(self) -> tuple[str, str]:
-        """What it is, and what to send to another process instead."""
-        raise NotImplementedError
-
-    def __copy__(self) -> Self:
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        return new
-
-    def __reduce__(self) -> Any:
-        what, send = self._travel_hint()
-        raise ArgumentTypeError(
-            f"{what} holds this process's handler, so it is neither pickled nor "
-            f"deep-copied, nor sent to other processes; send {send}"
-        )
-
-
-class File(_InProcess):
+class File(InProcess):
     """One committed file of an artifact.
 
     Attributes:
@@ -391,7 +370,7 @@ def _copy_atomically(src: Path, target: Path) -> None:
 
 
 @dataclass(frozen=True, repr=False)
-class Artifact(_InProcess):
+class Artifact(InProcess):
     """A committed artifact: its metadata record and its files.
 
     Attributes:

@@ -80,6 +80,7 @@ from ._models import (
 )
 from ._names import VERSION_CEILING, format_aliases, parse_ref, validate_alias, validate_name
 from ._new import NewArtifact
+from ._process import InProcess
 from ._protocol import remember_handler
 from ._provenance import current_username, git_info, git_info_known, process_info, readable
 from ._redact import has_credentials, is_secret_name, redact_url
@@ -243,7 +244,7 @@ class _Draft:
     sent: list[bool] = dataclasses.field(default_factory=list)
 
 
-class AsyncHandler:
+class AsyncHandler(InProcess):
     """Save, find and read artifacts; every method is a coroutine.
 
     Args:
@@ -1566,6 +1567,13 @@ class AsyncHandler:
         return (
             f"{type(self).__name__}(storage={self.storage.safe_url!r}, "
             f"catalog={type(self.catalog).__name__})"
+        )
+
+    def _travel_hint(self) -> tuple[str, str]:
+        return (
+            "an AsyncHandler",
+            "its arguments and make one there with them, or send fsspec.filesystem("
+            "'elliptio') or a file's eio_url, which carry its store, catalog and run",
         )
 
 

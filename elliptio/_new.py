@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ._errors import CommitError, ImmutableError, UsageError
 from ._files import FileMap, listing
+from ._process import InProcess
 from ._storage import HashingWriter, Storage
 from ._sync import sync
 
@@ -38,7 +39,7 @@ class _StagingPath(type(Path())):  # type: ignore[misc]
         return self
 
 
-class NewFile:
+class NewFile(InProcess):
     """A file of an artifact that is being written.
 
     Attributes:
@@ -48,6 +49,13 @@ class NewFile:
             URL of its committed file: another artifact's, when the same bytes
             were committed before (the copy written here is then removed).
     """
+
+    def _travel_hint(self) -> tuple[str, str]:
+        return (
+            "a file of an artifact being written (h.new)",
+            "nothing of it: write its files in this process; once it committed, send "
+            "the artifact's id or its files' eio_url",
+        )
 
     def __init__(self, owner: NewArtifact, relpath: str, path: str) -> None:
         self._owner = owner
@@ -160,7 +168,7 @@ class NewFile:
         return found
 
 
-class NewArtifact:
+class NewArtifact(InProcess):
     """An artifact being written; use it as ``with`` (sync) or ``async with``.
 
     On a clean exit the artifact commits (files, then sidecar, then catalog
@@ -169,6 +177,13 @@ class NewArtifact:
     took the unfinished artifact meanwhile, a `CommitError` saying so replaces
     it (chained), as when gc wins against the commit itself.
     """
+
+    def _travel_hint(self) -> tuple[str, str]:
+        return (
+            "an artifact being written (h.new)",
+            "nothing of it: write its files in this process; once it committed, send "
+            "the artifact's id or its files' eio_url",
+        )
 
     def __init__(
         self,

@@ -2,7 +2,8 @@
 
 A thread pool, a lock or a client made in a parent does not work in a child made
 by ``fork`` (its threads do not exist there, a lock may be held forever). Every
-such value the library keeps at module level is a `ProcessLocal`.
+such value the library keeps at module level is a `ProcessLocal`. What holds
+them (a handler, and what holds a handler) is an `InProcess`: never pickled.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
-__all__ = ["ProcessLocal"]
+from ._errors import ArgumentTypeError
+
+__all__ = ["InProcess", "ProcessLocal"]
 
 T = TypeVar("T")
 
@@ -50,3 +53,26 @@ def _forget_all() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_all)
+
+
+class InProcess:
+    """What holds this process's threads and connections (a handler, or what holds
+    one): copied shallowly (sharing them), never pickled nor deep-copied, so never
+    sent to another process by accident (a bare "cannot pickle '_thread.lock'
+    object" said nothing), with an error that says what to send instead."""
+
+    def _travel_hint(self) -> tuple[str, str]:
+        """What it is, and what to send to another process instead."""
+        raise NotImplementedError
+
+    def __copy__(self) -> Self:
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __reduce__(self) -> Any:
+        what, send = self._travel_hint()
+        raise ArgumentTypeError(
+            f"{what} holds this process's threads and connections, so it is neither "
+            f"pickled nor deep-copied, nor sent to other processes; send {send}"
+        )

@@ -37,6 +37,7 @@ from typing import Any
 
 from ._errors import ElliptioError, UsageError
 from ._layout import new_run_id
+from ._process import InProcess
 
 RUN_ID_ENV = "ELLIPTIO_RUN_ID"
 RUN_HANDLER_ENV = "ELLIPTIO_RUN_HANDLER"
@@ -56,13 +57,21 @@ __all__ = [
 ]
 
 
-class Run:
+class Run(InProcess):
     """One run: its id and the artifacts read in it, in first-read order.
 
     Attributes:
         run_id: ``run_<uuid4>``.
         name: the name given to ``handler.run(name)``, if any.
     """
+
+    def _travel_hint(self) -> tuple[str, str]:
+        return (
+            f"a run ({self.run_id})",
+            "run.env() in the child's environment (subprocess.run(cmd, env={**os.environ, "
+            "**run.env()})), or fsspec.filesystem('elliptio') or a file's eio_url with "
+            "the task, which carry the run",
+        )
 
     def __init__(
         self,
@@ -380,13 +389,21 @@ def _update_environ() -> Run | None:
     return shared
 
 
-class RunScope:
+class RunScope(InProcess):
     """Context manager (``with`` and ``async with``) that opens a new run.
 
     While it is open, and no other run scope of the process overlaps it, the
     run's `Run.env` is in ``os.environ``, so that child processes started inside
     it join it.
     """
+
+    def _travel_hint(self) -> tuple[str, str]:
+        return (
+            "a run scope (h.run())",
+            "run.env() in the child's environment (subprocess.run(cmd, env={**os.environ, "
+            "**run.env()})), or fsspec.filesystem('elliptio') or a file's eio_url with "
+            "the task, which carry the run",
+        )
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from ._lifecycle import DeleteReport
 from ._lineage import Direction, LineageGraph
 from ._maintenance import GcReport, ReindexReport, VerifyReport
 from ._new import NewArtifact
+from ._process import InProcess
 from ._runs import RunScope
 from ._sync import sync
 from ._urls import UrlTools
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Handler"]
 
 
-class Handler:
+class Handler(InProcess):
     """Save, find and read artifacts; the blocking twin of `AsyncHandler`.
 
     It works in scripts and inside running event loops such as Jupyter's: calls
@@ -278,3 +279,10 @@ class Handler:
 
     def __repr__(self) -> str:
         return repr(self.aio).replace("AsyncHandler", "Handler", 1)
+
+    def _travel_hint(self) -> tuple[str, str]:
+        return (
+            "a Handler",
+            "its arguments and make one there with them, or send fsspec.filesystem("
+            "'elliptio') or a file's eio_url, which carry its store, catalog and run",
+        )

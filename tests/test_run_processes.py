@@ -662,3 +662,40 @@ def test_a_store_url_with_credentials_never_reaches_the_environment(
         assert "s3cr3t" not in json.dumps(run.env())
         assert "s3cr3t" not in json.dumps(dict(os.environ))
     h.close()
+
+
+def test_a_handler_a_run_or_a_new_artifact_sent_to_a_worker_says_what_to_send(
+    tmp_path: Path,
+) -> None:
+    """A Handler passed to a process pool failed with a bare "cannot pickle
+    '_thread.lock' object" (so did a run, a run scope and an artifact being
+    written); like an Artifact, each says what travels instead."""
+    import copy
+    import pickle
+
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        with h.run() as run, h.new(["a.txt"]) as new:
+            new.file.url  # noqa: B018 - a file being written
+            Path(new.file.url).write_text("a")
+            held: list[tuple[object, str]] = [
+                (h, "fsspec.filesystem('elliptio')"),
+                (h.aio, "fsspec.filesystem('elliptio')"),
+                (run, "run.env()"),
+                (h.run(), "run.env()"),
+                (new, "eio_url"),
+                (new.file, "eio_url"),
+            ]
+            for obj, hint in held:
+                with pytest.raises(eio.ArgumentTypeError, match=r"neither pickled") as err:
+                    pickle.dumps(obj)
+                assert hint in str(err.value)
+                with pytest.raises(eio.ArgumentTypeError, match=r"neither pickled"):
+                    copy.deepcopy(obj)
+            assert copy.copy(h).count() == 0  # a shallow copy stays here: it works
+            # What a pool's user sees: the error, on the future.
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                with pytest.raises(eio.ArgumentTypeError, match="a Handler"):
+                    pool.submit(repr, h).result(timeout=120)
+    finally:
+        h.close()
