@@ -6,14 +6,20 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import s3fs
 
 import elliptio
 from elliptio._cli import _parser, main
+from tests.conftest import S3_BUCKET, S3_CREDENTIALS
+from tests.fault_proxy import FaultProxy
 
 
 @pytest.fixture
@@ -491,3 +497,63 @@ def test_a_drivers_warning_is_one_line_and_masked(
     assert lines[1].startswith("elliptio: error: ")
     assert "SECRETx" not in err
     assert ".py:" not in err
+
+
+def _interrupt_when(proc: subprocess.Popen[str], reached: Callable[[], bool]) -> tuple[str, str]:
+    """Send Ctrl-C (SIGINT) to ``proc`` once ``reached()``; its stdout and stderr."""
+    for _ in range(1200):  # a bound, not a timing: the request is stalled meanwhile
+        if reached() or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=120)
+
+
+def _s3_cli_env(env: dict[str, str], proxy: FaultProxy) -> dict[str, str]:
+    # Files s3fs writes go up in parts of 5 MiB.
+    options = {"endpoint_url": proxy.url, "default_block_size": 5 * 2**20, **S3_CREDENTIALS}
+    return {
+        **os.environ,
+        **env,
+        "ELLIPTIO_STORAGE_URL": f"s3://{S3_BUCKET}/lake",
+        "ELLIPTIO_STORAGE_OPTIONS": json.dumps(options),
+        "ELLIPTIO_PART_SIZE": str(5 * 2**20),
+        "ELLIPTIO_PROGRESS": "false",
+    }
+
+
+def test_ctrl_c_during_an_upload_leaves_nothing(
+    env: dict[str, str], s3_endpoint: str, tmp_path: Path
+) -> None:
+    """Ctrl-C while a file goes up: exit 130, no traceback, and the upload cleans
+    up before the process ends (it left the file in the store and its lease open,
+    for gc a day later)."""
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(1000))
+    direct = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True, **S3_CREDENTIALS)
+    with FaultProxy(s3_endpoint) as proxy:
+        proxy.add("slow", op="PutObject", key=r"data\.bin", delay=60)
+        run_env = _s3_cli_env(env, proxy)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "elliptio", "upload", str(data), "--name", "ds"],
+            env=run_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out, err = _interrupt_when(proc, lambda: proxy.served("PutObject") >= 1)
+        assert (proc.returncode, out, err) == (130, "", "")
+        direct.invalidate_cache()
+        assert direct.find(f"{S3_BUCKET}/lake") == []  # the file moto took was removed
+        gc = subprocess.run(
+            [sys.executable, "-m", "elliptio", "gc", "--grace-hours", "0"],
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert gc.stdout.splitlines() == [
+        "0 orphaned prefixes, 0 folders of deleted artifacts holding files, 0 removed, "
+        "0 stale leases"
+    ]  # the lease was closed
