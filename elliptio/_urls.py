@@ -40,6 +40,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
+from fsspec.spec import AbstractBufferedFile
 
 from ._backends import Backend, canonical_path, is_remote, make_backend, protocols, rm_path
 from ._cache import Cache
@@ -820,11 +821,17 @@ class UrlTools:
         def copy() -> None:
             if isinstance(dst.fs, LocalFileSystem):
                 dst.fs.makedirs(dst.fs._parent(dst_path), exist_ok=True)
-            with src.fs.open(src_path, "rb") as f_in, dst.fs.open(dst_path, "wb") as f_out:
+            with src.fs.open(src_path, "rb") as f_in:
                 readinto = getattr(f_in, "readinto", None)
                 if readinto is None:
                     raise StorageError(f"{src.redact(src.url(src_path))!r} cannot be streamed")
-                copy_hashing(readinto, f_out.write)
+                f_out = dst.fs.open(dst_path, "wb")
+                try:
+                    copy_hashing(readinto, f_out.write)
+                    f_out.close()  # an object store's last part goes up here
+                except BaseException:  # an error or Ctrl-C halfway: no cut file at the target
+                    _abandon(dst.fs, f_out, dst_path)
+                    raise
 
         self._call(src, "copy", src_path, copy)
 
@@ -1108,6 +1115,18 @@ def _http_status(err: BaseException | None) -> int | None:
 def exists(url: str) -> bool:
     """Whether a URL exists (offline: whether it is cached)."""
     return default_tools().exists(url)
+
+
+def _abandon(fs: fsspec.AbstractFileSystem, f: IO[bytes], path: str) -> None:
+    """Drop a write that stopped halfway: an object store's upload is aborted
+    (closing the file would commit the part written), a file elsewhere removed."""
+    with contextlib.suppress(Exception):
+        if isinstance(f, AbstractBufferedFile):
+            f.discard()  # s3fs: abort the multipart upload
+            f.closed = True  # close() would commit what was written
+            return
+        f.close()
+        fs.rm_file(path)
 
 
 def cp(src: str, dst: str, recursive: bool = False) -> None:

@@ -12,7 +12,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import fsspec
 import pytest
 import s3fs
 
@@ -557,3 +559,55 @@ def test_ctrl_c_during_an_upload_leaves_nothing(
         "0 orphaned prefixes, 0 folders of deleted artifacts holding files, 0 removed, "
         "0 stale leases"
     ]  # the lease was closed
+
+
+def test_ctrl_c_during_cp_leaves_no_part_of_the_file(
+    env: dict[str, str], s3_endpoint: str, tmp_path: Path
+) -> None:
+    """Ctrl-C while `cp` writes to S3: the multipart upload is aborted, not
+    completed with the parts sent so far (the target held a cut file)."""
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(12 * 2**20))  # three parts of 5 MiB
+    direct = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True, **S3_CREDENTIALS)
+    with FaultProxy(s3_endpoint) as proxy:
+        proxy.add("slow", op="UploadPart", delay=60, every=2, times=None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "elliptio", "cp", str(data), f"s3://{S3_BUCKET}/out/d.bin"],
+            env=_s3_cli_env(env, proxy),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out, err = _interrupt_when(proc, lambda: proxy.faults["slow"] >= 1)
+    assert (proc.returncode, out, err) == (130, "", "")
+    direct.invalidate_cache()
+    assert not direct.exists(f"{S3_BUCKET}/out/d.bin")
+    assert direct.call_s3("list_multipart_uploads", Bucket=S3_BUCKET).get("Uploads", []) == []
+
+
+def test_a_copy_that_fails_halfway_leaves_no_part_of_the_file(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy to local disk that fails after its first chunk: no cut file at the
+    target, which looked copied."""
+    import elliptio._urls as urls
+
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(3 * 2**20))
+    real = urls.copy_hashing
+
+    def failing(readinto: Any, write: Any, *args: Any) -> Any:
+        def cut(view: Any) -> None:
+            write(view)
+            raise OSError("the source went away")
+
+        return real(readinto, cut, *args)
+
+    monkeypatch.setattr(urls, "copy_hashing", failing)
+    target = tmp_path / "out" / "d.bin"
+    fs = fsspec.filesystem("memory")
+    fs.pipe(f"/src-{tmp_path.name}/d.bin", data.read_bytes())
+    assert main(["cp", f"memory://src-{tmp_path.name}/d.bin", str(target)]) == 1
+    assert not target.exists()
+    assert main(["cp", str(data), f"memory://dst-{tmp_path.name}/d.bin"]) == 1
+    assert not fs.exists(f"/dst-{tmp_path.name}/d.bin")
