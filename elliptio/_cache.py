@@ -195,7 +195,7 @@ class Cache:
         if self._seen.get(sha256) != found:
             # First sight in this process, or changed since: check against the meta.
             try:
-                recorded = json.loads(self._meta(path).read_text())
+                recorded = json.loads(self._meta(path).read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 return None
             if list(found) != recorded.get("stamp"):

@@ -202,7 +202,7 @@ def _keep_record(cache: Cache, catalog: Catalog, artifact_id: str, doc: Mapping[
     path = _record_path(cache.root, catalog, artifact_id)
     text = upgrade_record(doc).model_dump_json()
     with contextlib.suppress(OSError):
-        if path.read_text() == text:
+        if path.read_text(encoding="utf-8") == text:
             return
     cache.write_text(path, text)
 
@@ -1127,7 +1127,7 @@ class AsyncHandler(InProcess):
         if cache is None:
             return None
         try:
-            text = _record_path(cache.root, self.catalog, artifact_id).read_text()
+            text = _record_path(cache.root, self.catalog, artifact_id).read_text(encoding="utf-8")
             return record_from_json(text).to_document()
         except (OSError, CorruptRecordError):
             return None

@@ -449,7 +449,7 @@ class UrlTools:
     def _record(self, backend: Backend, path: str) -> dict[str, Any] | None:
         file, wanted = self._record_place(backend, path)
         try:
-            record: dict[str, Any] = json.loads(file.read_text())
+            record: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         return record if all(record.get(k) == v for k, v in wanted.items()) else None
@@ -471,7 +471,7 @@ class UrlTools:
             prefix = wanted["url"].rstrip("/") + "/"
             for record_file in (self.cache.root / "urls").glob("*/*.json"):
                 with contextlib.suppress(OSError, ValueError, AttributeError):
-                    record = json.loads(record_file.read_text())
+                    record = json.loads(record_file.read_text(encoding="utf-8"))
                     if record.get("where") == wanted["where"] and record.get("url", "").startswith(
                         prefix
                     ):

@@ -611,3 +611,41 @@ def test_a_copy_that_fails_halfway_leaves_no_part_of_the_file(
     assert not target.exists()
     assert main(["cp", str(data), f"memory://dst-{tmp_path.name}/d.bin"]) == 1
     assert not fs.exists(f"/dst-{tmp_path.name}/d.bin")
+
+
+def test_a_locale_that_is_not_utf8_reads_what_the_cache_keeps(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Under LANG=C without Python's UTF-8 mode (a minimal container, an old
+    system) the cache's records, written as UTF-8, were read in the locale's
+    encoding: `show` of a record with a non-ASCII label failed with a bare
+    UnicodeDecodeError, and a latin-1 locale read the labels back garbled."""
+    data = tmp_path / "data.txt"
+    data.write_text("x\n")
+    run_env = {
+        **os.environ,
+        **env,
+        "LC_ALL": "C",
+        "LANG": "C",
+        "PYTHONUTF8": "0",
+        "PYTHONCOERCECLOCALE": "0",
+        "PYTHONIOENCODING": "utf-8",
+    }
+
+    def cli(*argv: str, **extra: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "elliptio", *argv],
+            env={**run_env, **extra},
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    cli("upload", str(data), "--name", "ds", "--label", 'project="caf\\u00e9 \\u2615"')
+    for _ in range(2):  # the record kept in the cache, then compared with it
+        assert json.loads(cli("show", "ds"))["labels"]["project"] == "café ☕"
+    shown = cli("show", "ds", ELLIPTIO_OFFLINE="1")  # from the cache alone
+    assert json.loads(shown)["labels"]["project"] == "café ☕"
