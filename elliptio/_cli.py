@@ -224,7 +224,7 @@ def _print_frame(frame: Any, fmt: str) -> None:
     elif frame.empty:
         print("no artifacts match")
     else:
-        shown = frame.copy()
+        shown = _whole_numbers(frame)  # a seed some records lack: 1, <NA>; not 1.0, NaN
         for column in shown.columns:
             if shown[column].dtype.kind not in "biufcmM":  # text, whatever its dtype
                 shown[column] = shown[column].map(_printable)
@@ -236,6 +236,8 @@ def _printable(value: Any) -> Any:
     cannot move the cursor, retitle or clear the terminal it is shown in."""
     if isinstance(value, str) and not value.isprintable():
         return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+    if type(value) is int:  # as it is: a column of ints and gaps would print 9.007199e+15
+        return str(value)
     return value
 
 

@@ -457,6 +457,13 @@ def test_json_format_is_json_lines_of_plain_json(
     code, out, _ = _run(capsys, "find", "--format", "csv", "--columns", "labels.infos.huge")
     assert code == 0
     assert f"{named},9007199254740993" in out.splitlines()
+    # The table shows the same whole numbers (it showed 7.0, NaN and 9.007199e+15;
+    # helper-87).
+    code, out, _ = _run(capsys, "find", "--columns", "labels.infos.seed,labels.infos.huge")
+    assert code == 0
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:]}
+    assert rows[named] == ["7", "9007199254740993"]
+    assert rows[unnamed][0] == "<NA>"
     code, out, _ = _run(capsys, "names", "--format", "json")
     assert code == 0
     assert [_strict_json(line) for line in out.splitlines()] == [

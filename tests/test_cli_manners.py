@@ -557,8 +557,8 @@ def test_ctrl_c_during_an_upload_leaves_nothing(
         )
     assert gc.stdout.splitlines() == [
         "0 orphaned prefixes, 0 folders of deleted artifacts holding files, 0 removed, "
-        "0 stale leases"
-    ]  # the lease was closed
+        "0 stale leases, 0 incomplete uploads"
+    ]  # the lease was closed, no multipart upload left open
 
 
 def test_ctrl_c_during_cp_leaves_no_part_of_the_file(
