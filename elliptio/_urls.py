@@ -813,7 +813,12 @@ class UrlTools:
             return
         for source, target in pairs:
             fs.makedirs(fs._parent(target), exist_ok=True)
-            fs.cp_file(source, target)
+            try:
+                fs.cp_file(source, target)
+            except BaseException:  # a full disk or Ctrl-C halfway: no cut file at the target
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+                raise
 
     def _stream(self, src: Backend, src_path: str, dst: Backend, dst_path: str) -> None:
         """Copy one file across filesystems through the one copy loop."""

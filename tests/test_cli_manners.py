@@ -613,6 +613,26 @@ def test_a_copy_that_fails_halfway_leaves_no_part_of_the_file(
     assert not fs.exists(f"/dst-{tmp_path.name}/d.bin")
 
 
+def test_a_local_copy_that_fails_halfway_leaves_no_part_of_the_file(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local-to-local copy (fsspec's cp_file) cut by a full disk: no cut file at
+    the target either."""
+    import shutil
+
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(2**20))
+
+    def full_disk(src: str, dst: str, **kwargs: Any) -> str:
+        Path(dst).write_bytes(Path(src).read_bytes()[: 2**19])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full_disk)
+    target = tmp_path / "out" / "d.bin"
+    assert main(["cp", str(data), str(target)]) == 1
+    assert not target.exists()
+
+
 def test_a_locale_that_is_not_utf8_reads_what_the_cache_keeps(
     env: dict[str, str], tmp_path: Path
 ) -> None:
