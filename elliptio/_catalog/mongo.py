@@ -587,7 +587,8 @@ class MongoCatalog(Catalog):
     async def _collection(self) -> Any:
         if self._closed:
             raise CatalogError(
-                f"catalog {self._display} is closed; open a new catalog to keep working"
+                f"catalog {self._display} is closed (its handler was closed); open a new "
+                "Handler to keep working"
             )
         if self._pid != os.getpid():
             self._forget_parent_client()

@@ -468,7 +468,8 @@ class SQLiteCatalog(Catalog):
         state = self._state
         if state.closed:
             raise CatalogError(
-                f"catalog {self._display} is closed; open a new catalog to keep working"
+                f"catalog {self._display} is closed (its handler was closed); open a new "
+                "Handler to keep working"
             )
         if state.pid != os.getpid():
             state = self._reopen_after_fork()
