@@ -7,7 +7,7 @@ first, so that no password, token or signed-URL credential is ever stored:
   ``--api-key=x``), ``KEY=value`` pairs (``PASSWORD=x``, ``db.password=x``, also
   inside an element: ``--opts=a=1,token=x``), HTTP header arguments
   (``"Authorization: Bearer x"``), credentials that go by no secret name
-  (``-u user:x``, ``--user=user:x``, ``-px``, ``user/x@db``, ``user:x@host``,
+  (``-u user:x``, ``--user=user:x``, ``mysql -px``, ``user/x@db``, ``user:x@host``,
   ``Bearer x``), the same in an element that is a command line itself, and
   credentials inside any URL in any element.
 - `redact_url` masks the password in a URL's userinfo and secret query, fragment
@@ -139,12 +139,15 @@ _LIST_SEPARATOR = re.compile(r"([;,])")
 _LIST_NAME = re.compile(r"""\s*['"]?[-+]{0,2}[A-Za-z_][\w.\-]*(?: +[A-Za-z_][\w.\-]*)*\s*""")
 # The credentials of a command line that go by no secret name: the value of a user
 # option (`-u`, `-U`, `--user`, `--proxy-user`: curl's `user:password`) when it
-# holds a ":" that starts no path or URL, and a password attached to `-p`
-# (`mysql -pSECRET`; `-p` apart from its value is a port or a plugin: `ssh -p 22`,
-# `pytest -p no:x`).
+# holds a ":" that starts no path or URL, and a password attached to `-p` after a
+# MySQL or MariaDB client (`mysql -pSECRET`, `docker exec db mysqldump -pSECRET`):
+# elsewhere `-p` and what follows it are a port, a path or flags (`-p8000`,
+# `mkdir -pv`, `find -print`, `perl -pe`), and `-p` apart from its value is never
+# the password (`ssh -p 22`, `pytest -p no:x`).
 _USER_OPTION = re.compile(r"-[uU]|--(?:[\w.\-]*[_.\-])?user", re.I)
 _USER_PASSWORD = re.compile(r"[^\s:]*:(?![/\\]).*", re.S)
 _ATTACHED_PASSWORD = re.compile(r"-p.+", re.S)
+_MYSQL_CLIENT = re.compile(r"(?:.*[/\\])?(?:mysql|mariadb)[\w.\-]*", re.I)
 # A quick test for those, before the words of an argument are redacted one by one.
 _CREDENTIAL_OPTION = re.compile(r"(?<![^\s'\"])(?:-p\S|-[uU]|--[\w.\-]*user\b)")
 # An Oracle login `user/password@database`, alone or after a ":" (JDBC thin URLs:
@@ -345,9 +348,10 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
     and "/" that could be a port and a path), a JDBC URL too. Credentials without
     a secret name: the value of a user option holding ":" (``-u user:x``,
     ``--user=user:x``, ``--proxy-user``, ``-U``: masked whole), a password
-    attached to ``-p`` (``-px``), an Oracle login (``user/x@db``), ``user:x@host``
-    with no scheme, and ``Bearer x``. Other single-letter options, ``-p x`` among
-    them, are not masked: their meaning is unknown (``ssh -p 22``).
+    attached to ``-p`` after a MySQL client (``mysql -px``), an Oracle login
+    (``user/x@db``), ``user:x@host`` with no scheme, and ``Bearer x``. Other
+    single-letter options, ``-p x`` among them, are not masked: their meaning is
+    unknown (``ssh -p 22``, ``python serve.py -p8000``).
 
     Args:
         argv: The command line, for instance ``sys.orig_argv``.
@@ -362,7 +366,7 @@ def _redact_args(args: Iterable[str], element: Callable[[str], str]) -> list[str
     """``args`` with each one passed through ``element`` and the one after a secret
     option (``--password x``) masked."""
     result: list[str] = []
-    mask_next = user_next = False
+    mask_next = user_next = mysql = False
     for arg in args:
         if mask_next:
             mask_next = False
@@ -374,6 +378,10 @@ def _redact_args(args: Iterable[str], element: Callable[[str], str]) -> list[str
             if _USER_PASSWORD.fullmatch(arg):  # `-u bob:password`
                 result.append(MASK)
                 continue
+        if mysql and _ATTACHED_PASSWORD.fullmatch(arg):  # `mysql -pSECRET`
+            result.append(arg[:2] + MASK)
+            continue
+        mysql = mysql or bool(_MYSQL_CLIENT.fullmatch(arg))
         result.append(element(arg))
         user_next = bool(_USER_OPTION.fullmatch(arg))
         option = _OPTION.fullmatch(arg)
@@ -422,16 +430,13 @@ def _peeled(arg: str) -> tuple[int, bool]:
 
 
 def _attached_credential(arg: str) -> int | None:
-    """Where the credential of ``-pSECRET``, ``-ubob:pw`` or ``--user=bob:pw``
+    """Where the credential of ``-ubob:pw`` or ``--user=bob:pw``
     starts in ``arg`` (see `_USER_OPTION`), or ``None``."""
     name, eq, value = arg.partition("=")
     if eq and name.startswith("--") and _USER_OPTION.fullmatch(name):
         return len(name) + 1 if _USER_PASSWORD.fullmatch(value) else None
     if arg[:2] in ("-u", "-U"):
         return 2 if _USER_PASSWORD.fullmatch(arg, 2) else None
-    option = _OPTION.fullmatch(arg)
-    if _ATTACHED_PASSWORD.fullmatch(arg) and not (option and is_secret_name(option["name"])):
-        return 2  # (`-password x`, `-pwd=x` are masked as secret options)
     return None
 
 

@@ -1058,7 +1058,7 @@ class CatalogConformance:
         await backend.catalog.insert(record(1))
         await backend.catalog.close()
         await backend.catalog.close()
-        with pytest.raises(CatalogError, match="closed.*open a new Handler"):
+        with pytest.raises(CatalogError, match=r"closed.*open a new Handler"):
             await backend.catalog.get("artifact_0001")
 
     # -- run inputs -------------------------------------------------------------------

@@ -446,9 +446,19 @@ def test_the_secrets_collected_are_those_the_redaction_masks() -> None:
             ["--username", "bob:x", "--user-agent", "a:b"],
             ["--username", "bob:x", "--user-agent", "a:b"],
         ),
-        # a password attached to -p (mysql, sshpass); -p apart is a port or a plugin
+        # a password attached to -p after a MySQL client; -p apart is a port or a
+        # plugin, and elsewhere -p with something attached is a port, a path or flags
         (["mysql", "-pS3cr3t!", "db"], ["mysql", f"-p{MASK}", "db"]),
         (["bash", "-c", "mysql -uroot -pS3cr3t db"], ["bash", "-c", f"mysql -uroot -p{MASK} db"]),
+        (
+            ["docker", "exec", "db", "/usr/bin/mysqldump", "-uroot", "-pS3cr3t", "shop"],
+            ["docker", "exec", "db", "/usr/bin/mysqldump", "-uroot", f"-p{MASK}", "shop"],
+        ),
+        (["mariadb", "-pS3cr3t"], ["mariadb", f"-p{MASK}"]),
+        (["python", "serve.py", "-p8000"], ["python", "serve.py", "-p8000"]),
+        (["pytest", "-pno:cacheprovider", "-pxdist"], ["pytest", "-pno:cacheprovider", "-pxdist"]),
+        (["find", ".", "-path", "*/x", "-print"], ["find", ".", "-path", "*/x", "-print"]),
+        (["bash", "-c", "mkdir -pv out && perl -pe s/a/b/ f"],) * 2,
         (["pytest", "-p", "no:cacheprovider"], ["pytest", "-p", "no:cacheprovider"]),
         (["ssh", "-p", "22", "h"], ["ssh", "-p", "22", "h"]),
         (["-password", "x", "-pwd=y"], ["-password", MASK, f"-pwd={MASK}"]),

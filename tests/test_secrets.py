@@ -42,7 +42,7 @@ ARGV_SECRETS = {
     "https://h.example/x;token=PLANTED_ARGV_PATH_PARAM": "PLANTED_ARGV_PATH_PARAM",
     # Credentials that go by no secret name (curl, mysql, JDBC, Oracle, pip --proxy).
     "--user=andy:PLANTED_ARGV_CURL_USER": "PLANTED_ARGV_CURL_USER",
-    "-pPLANTED_ARGV_MYSQL": "PLANTED_ARGV_MYSQL",
+    "mysql -uandy -pPLANTED_ARGV_MYSQL shop": "PLANTED_ARGV_MYSQL",
     "jdbc:postgresql://andy:a#PLANTED_ARGV_JDBC@db.example/x": "PLANTED_ARGV_JDBC",
     "scott/PLANTED_ARGV_ORACLE@orcl": "PLANTED_ARGV_ORACLE",
     "andy:PLANTED_ARGV_PROXY@proxy.example:3128": "PLANTED_ARGV_PROXY",
