@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import warnings
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -21,6 +22,9 @@ from ._workers import spare
 __all__ = ["get_loop", "sync"]
 
 T = TypeVar("T")
+# How long an interrupted call's clean-up runs before the caller is told it waits
+# (a store that stopped answering holds it for each request's network timeouts).
+CLEANUP_NOTICE_SECONDS = 1.0
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -85,7 +89,15 @@ def sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         # Ctrl-C (or a timeout) here: the call's clean-up (aborting an upload,
         # closing its lease) runs once it is cancelled, and the caller returns only
         # after it, or the process could exit under it. A second Ctrl-C stops waiting.
-        if future.cancel():
+        if future.cancel() and not finished.wait(CLEANUP_NOTICE_SECONDS):
+            # Told whatever logging is set up: nothing else shows why Ctrl-C did nothing.
+            warnings.warn(
+                "interrupted: waiting for the call's clean-up (aborting what it began, "
+                "closing its lease), which lasts while the store or catalog does not "
+                "answer; press Ctrl-C again to stop waiting ('elliptio gc' ends what is left)",
+                UserWarning,
+                stacklevel=3,
+            )
             finished.wait()
         raise
 

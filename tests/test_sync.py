@@ -134,3 +134,29 @@ def test_a_thread_that_outlives_the_main_thread_keeps_working(
     assert "Traceback" not in done.stderr, done.stderr
     assert done.stdout == "2 1\n"
     assert done.returncode == 0
+
+
+def test_an_interrupted_call_whose_clean_up_lasts_says_that_it_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C (here a timeout) waits for the call's clean-up, which runs into
+    network timeouts for minutes when the store stopped answering: the caller is
+    told why nothing happens, and that a second Ctrl-C stops waiting."""
+    from elliptio import _sync
+
+    monkeypatch.setattr(_sync, "CLEANUP_NOTICE_SECONDS", 0)
+    with warnings.catch_warnings(record=True) as told:
+        warnings.simplefilter("always")
+
+        async def call() -> None:
+            try:
+                await asyncio.sleep(3600)
+            finally:  # the clean-up lasts until the caller is told
+                for _ in range(3000):
+                    if told:
+                        break
+                    await asyncio.sleep(0.01)
+
+        with pytest.raises(TimeoutError):
+            sync(call(), timeout=0.01)
+    assert any("Ctrl-C again" in str(w.message) for w in told)
