@@ -467,6 +467,13 @@ class AsyncHandler(InProcess):
         created = _now_ms()
         username = current_username()
         prefix = artifact_prefix(self.storage.root, created, username, artifact_id)
+        limit = self.storage.backend.key_limit(f"{prefix}/{METADATA_RELPATH}")
+        if limit is not None:  # the artifact's sidecar would not fit
+            raise ConfigError(
+                f"storage URL {self.storage.redact(self.storage.root_url)!r} is too long: "
+                f"an artifact's keys under it would pass the {limit} bytes the store "
+                "takes; use a shorter prefix"
+            )
         for relpath in relpaths:
             if not self.storage.backend.plain(f"{prefix}/{relpath}"):
                 raise InvalidPathError(

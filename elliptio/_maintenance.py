@@ -771,8 +771,8 @@ async def _sweep_uploads(
             continue  # not in an artifact's folder: not elliptio's to end
         if not path.startswith(root) or not inner:
             continue
-        if begun is not None and now - _as_utc(begun) < grace:
-            continue
+        if begun is None or now - _as_utc(begun) < grace:
+            continue  # young, or of unknown age (a store that does not say): maybe live
         lease = await catalog.get_lease(artifact_id)
         if lease is not None and (
             lease.state == "committing" or (lease.state == "open" and now - lease.started < grace)

@@ -75,6 +75,8 @@ T = TypeVar("T")
 INLINE_READ = 256 * 1024
 # The longest key S3 stores, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
+# How long the abort of a failed or interrupted multipart upload may take.
+ABORT_SECONDS = 10.0
 
 
 # Fail fast when the endpoint is down (offline detection, no retry storm): a short
@@ -445,9 +447,13 @@ class S3Backend(Backend):
         return size, digest.hexdigest()
 
     async def _abort(self, bucket: str, key: str, upload_id: str) -> None:
-        # Best effort: an upload left open costs storage until a lifecycle rule ends it.
+        # Best effort, and brief: a store that stopped answering would hold a Ctrl-C
+        # for its read timeouts and retries; `gc` ends an upload left open.
         with contextlib.suppress(Exception):
-            await self._call("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+            await asyncio.wait_for(
+                self._call("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id),
+                ABORT_SECONDS,
+            )
 
     async def open_uploads(self, path: str) -> list[tuple[str, str, datetime | None]]:
         return await self._on_fs_loop(self._guard("list", path, self._open_uploads(path)))

@@ -178,3 +178,29 @@ def test_gc_goes_on_when_open_uploads_cannot_be_listed(
     report = sync(gc(handler.storage, handler.catalog, delete=True))
     assert report.removed == [handler.storage.url(orphan)]
     assert "could not list the multipart uploads" in caplog.text
+
+
+def test_gc_leaves_an_open_upload_of_unknown_age_alone(
+    handler: eio.Handler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that does not say when a multipart upload began: the upload may be
+    a live writer's (one without a lease: catalog='none'), so gc keeps it, as it
+    keeps a sidecar copy of unknown age (helper-90)."""
+    from elliptio._layout import artifact_prefix, new_artifact_id
+
+    prefix = artifact_prefix(
+        handler.storage.root, datetime.now(UTC) - timedelta(days=2), "w", new_artifact_id()
+    )
+    backend = handler.storage.backend
+    aborted: list[str] = []
+
+    async def listed(path: str) -> list[tuple[str, str, datetime | None]]:
+        return [(f"{prefix}/big.bin", "upload-1", None)]
+
+    async def abort(path: str, upload_id: str) -> None:
+        aborted.append(upload_id)
+
+    monkeypatch.setattr(backend, "open_uploads", listed)
+    monkeypatch.setattr(backend, "abort_upload", abort)
+    report = sync(gc(handler.storage, handler.catalog, grace=timedelta(0), delete=True))
+    assert (report.incomplete_uploads, aborted) == ([], [])

@@ -8,6 +8,7 @@ request only.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import stat
@@ -21,6 +22,7 @@ import pytest
 
 import elliptio as eio
 from elliptio._storage import Storage
+from elliptio._sync import sync
 
 MiB = 2**20
 PART = 5 * MiB  # the smallest part S3 accepts, so a few MiB exercise multipart
@@ -255,6 +257,13 @@ def test_a_name_past_s3s_key_limit_is_refused_before_any_write(
         assert not fs.exists("elliptio-test/lake")
         report = h.gc(grace=timedelta(0))
         assert (report.orphans, report.stale_leases) == ([], [])
+    # A store root so long that the sidecar's key would not fit, whatever the
+    # files are called: refused up front too (helper-90).
+    root = "s3://elliptio-test/" + "/".join(["r" * 200] * 5)
+    with eio.Handler(storage=root, catalog=catalog_url, storage_options=s3_options) as h:
+        with pytest.raises(eio.ConfigError, match=r"storage URL .* is too long"):
+            h.upload(folder / "first.txt")
+        assert not fs.exists(root.removeprefix("s3://"))
 
 
 def test_s3_errors_name_the_url_without_credentials(
@@ -453,3 +462,33 @@ def test_a_source_changed_during_a_large_local_upload_is_recorded_as_stored(
         assert art.file.sha256 == _sha(stored)
         assert h.get(art.artifact_id).file.read_bytes() == stored
         assert h.verify(art.artifact_id).ok
+
+
+def test_the_abort_of_a_failed_upload_gives_up_on_a_silent_store(
+    s3_options: dict[str, Any], tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that stopped answering holds the abort of a multipart upload no
+    longer than its bound (a Ctrl-C waits for it; gc ends what it leaves), rather
+    than for every read timeout and retry (helper-90: minutes)."""
+    import elliptio._s3 as s3
+
+    monkeypatch.setattr(s3, "ABORT_SECONDS", 0.2)
+    with eio.Handler(
+        storage="s3://elliptio-test/lake", catalog=catalog_url, storage_options=s3_options
+    ) as h:
+        backend = h.storage.backend
+        real = backend._call
+
+        async def silent(method: str, **kwargs: Any) -> Any:
+            if method == "abort_multipart_upload":
+                await asyncio.Event().wait()  # never answers
+            return await real(method, **kwargs)
+
+        monkeypatch.setattr(backend, "_call", silent)
+
+        async def abort() -> None:
+            await asyncio.wait_for(
+                backend._on_fs_loop(backend._abort("elliptio-test", "lake/x", "id")), 30
+            )
+
+        sync(abort())  # returns (old: TimeoutError after 30 s)
