@@ -526,6 +526,10 @@ class UrlTools:
         file = self._store_file(backend, path)
         if file is not None:
             return file.local_path()
+        return self._cached_path(url, backend, path)
+
+    def _cached_path(self, url: str, backend: Backend, path: str) -> Path:
+        """`cached_path` of a URL that is no artifact file of a store."""
         if isinstance(backend.fs, LocalFileSystem):
             if not os.path.isfile(path):
                 raise _missing(backend, path)
@@ -598,7 +602,15 @@ class UrlTools:
     def open(self, url: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
         """Open ``url``: reads come from the cache, writes go to the URL."""
         if mode in ("r", "rb", "rt"):
-            return builtins.open(self.cached_path(url), mode, **kwargs)
+            url = os.fspath(url)
+            backend, path = self._backend(url)
+            file = self._store_file(backend, path)
+            if file is not None:
+                # The artifact file's own open: on local disk the very file object
+                # that was hashed, checked again as it is read (a change made while
+                # it is open is caught, and a path swapped after the check is not read).
+                return file.open("rb" if "b" in mode else "r", **kwargs)
+            return builtins.open(self._cached_path(url, backend, path), mode, **kwargs)
         backend, path = self._backend(url)
         if self._offline(backend):
             raise self._offline_error(url, "write")
