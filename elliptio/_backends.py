@@ -544,26 +544,29 @@ class LocalBackend(Backend):
                 progress.set_size(size)
             return copy_hashing(src.readinto, write, progress, size)
 
-    def open_hashed(self, path: str, size: int | None = None) -> tuple[io.FileIO, HashResult]:
+    def open_hashed(
+        self, path: str, size: int | None = None
+    ) -> tuple[io.FileIO, HashResult, os.stat_result]:
         """Open a stored file and hash it through the same open file, rewound.
 
         What the caller then reads is what was hashed, even if the path is
         changed meanwhile. A file whose size is not ``size`` (the recorded one)
         is not read: its sha256 comes back empty, which matches no record (a
-        planted sparse file of a terabyte is refused at once).
+        planted sparse file of a terabyte is refused at once). Also returns the
+        file's status taken before it was hashed: a change since shows in it.
         """
         fd = self._open_regular(path, "read")
         src = io.FileIO(fd, "rb")
         try:
-            actual = os.fstat(fd).st_size
-            if size is not None and actual != size:
-                return src, (actual, "")
-            found = copy_hashing(src.readinto, None, None, actual)
+            status = os.fstat(fd)
+            if size is not None and status.st_size != size:
+                return src, (status.st_size, ""), status
+            found = copy_hashing(src.readinto, None, None, status.st_size)
             src.seek(0)
         except BaseException:
             src.close()
             raise
-        return src, found
+        return src, found, status
 
     def _remove_tree(self, path: str) -> None:
         if os.path.lexists(path):

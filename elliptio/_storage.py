@@ -588,8 +588,8 @@ class Storage:
         """Open a file of a local store for reading, checked against ``sha256``
         (and ``size``, the recorded one, before any byte is hashed) through the
         very file object returned (blocking; local disk only): once when it is
-        opened, and again as it is read from start to end (see `CheckedReader`),
-        so a change made while it is open is caught too.
+        opened, and again as it is read (see `CheckedReader`), so a change made
+        while it is open is caught too.
 
         Raises:
             IntegrityError: it does not match (at open, or by the read that
@@ -598,7 +598,7 @@ class Storage:
         backend = self.backend
         assert isinstance(backend, LocalBackend)
         try:
-            src, found = backend.open_hashed(path, size)
+            src, found, status = backend.open_hashed(path, size)
         except FileNotFoundError:
             raise self._missing(path) from None
         except Exception as err:
@@ -614,6 +614,7 @@ class Storage:
                 path, sha256, "it changed while it was being read; restore it from a copy"
             ),
             name=path,
+            status=status,
         )
 
     async def read_bytes(

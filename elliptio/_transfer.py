@@ -198,17 +198,21 @@ async def gather_all(aws: Iterable[Awaitable[T]]) -> list[T]:
 
 
 class CheckedReader(io.RawIOBase):
-    """A file read from start to end, checked against its sha256 as it streams.
+    """A file read through this object, checked against its sha256 as it is read.
 
     What the file held when it was opened was hashed already; this guards the
-    read itself against a change made while it is open. Bytes read in order from
-    the start are hashed as they pass; the read that reaches the recorded size
-    raises ``mismatch()`` instead of returning its bytes when the hash or the
-    size differ, so a sequential read (``read()``, a copy, a streamed download)
-    never completes with changed bytes, and ``read()`` of the whole file never
-    returns any. Seeking back to 0 starts the check over; bytes read after a
-    seek elsewhere, or through the descriptor (``fileno()``, as ``numpy.fromfile``
-    reads), are checked only by the hash taken at open.
+    reads themselves against a change made while it is open. Bytes read in order
+    from the start are hashed as they pass; the read that reaches the recorded
+    size raises ``mismatch()`` instead of returning its bytes when the hash or
+    the size differ, so a sequential read (``read()``, a copy, a streamed
+    download) never completes with changed bytes, and ``read()`` of the whole
+    file never returns any. A read elsewhere (after a seek: parquet reads its
+    footer first, zip its central directory) is checked against the file's
+    status (inode, size, modification and change times) taken before it was
+    hashed at open: when that changed, the file is hashed again before the read
+    returns, and ``mismatch()`` raised if it no longer matches. Bytes read
+    through the descriptor (``fileno()``, as ``numpy.fromfile`` reads) are
+    checked only by the hash taken at open.
     """
 
     def __init__(
@@ -218,6 +222,7 @@ class CheckedReader(io.RawIOBase):
         sha256: str,
         mismatch: Callable[[], Exception],
         name: str | None = None,
+        status: os.stat_result | None = None,
     ) -> None:
         super().__init__()
         self._raw = raw
@@ -228,6 +233,7 @@ class CheckedReader(io.RawIOBase):
         self._digest = hashlib.sha256()
         self._hashed = 0  # bytes hashed in order from the start
         self._bad = False
+        self._stamp = _stamp(os.fstat(raw.fileno()) if status is None else status)
 
     def readable(self) -> bool:
         return True
@@ -263,6 +269,7 @@ class CheckedReader(io.RawIOBase):
         position = self._raw.tell()
         n = self._raw.readinto(buffer) or 0
         if position != self._hashed:
+            self._check_unchanged()
             return n
         if n:
             self._digest.update(memoryview(buffer).cast("B")[:n])
@@ -275,6 +282,31 @@ class CheckedReader(io.RawIOBase):
             raise self._mismatch()
         return n
 
+    def _check_unchanged(self) -> None:
+        """Raise ``mismatch()`` if the file changed since it was hashed at open:
+        its status tells; a status changed by what keeps the bytes (``chmod``, a
+        hard link, a removal of the path) costs one more hash, never an error."""
+        stamp = _stamp(os.fstat(self._raw.fileno()))
+        if stamp == self._stamp:
+            return
+        if stamp[1] == self._size:
+            position = self._raw.tell()
+            self._raw.seek(0)
+            try:
+                found = copy_hashing(self._raw.readinto, None, size_hint=self._size)
+            finally:
+                self._raw.seek(position)
+            if found == (self._size, self._sha256):
+                self._stamp = stamp
+                return
+        self._bad = True
+        raise self._mismatch()
+
     def close(self) -> None:
         self._raw.close()
         super().close()
+
+
+def _stamp(status: os.stat_result) -> tuple[int, int, int, int]:
+    """What changes when a file's bytes are written: inode, size, mtime, ctime."""
+    return (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)

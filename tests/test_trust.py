@@ -1190,6 +1190,61 @@ def test_url_tools_on_a_local_store_catch_a_change_made_while_the_file_is_open(
     h.close()
 
 
+def test_random_access_reads_on_a_local_store_catch_a_change_made_while_the_file_is_open(
+    tmp_path: Path,
+) -> None:
+    """Readers that seek (parquet reads its footer, then the row groups it needs;
+    zip its central directory, then a member) read bytes the sequential check
+    never hashes: a same-size change made after open() was served as data."""
+    import zipfile
+
+    import pyarrow.parquet as pq
+
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path}/c.db")
+    table = pd.DataFrame({"a": range(20_000)})
+    table.to_parquet(tmp_path / "t.parquet", row_group_size=2_000, compression=None)
+    with zipfile.ZipFile(tmp_path / "arc.zip", "w") as z:
+        z.writestr("a.txt", "A" * 50_000)
+        z.writestr("b.txt", "B" * 50_000)
+    art = h.upload([tmp_path / "t.parquet", tmp_path / "arc.zip"])
+
+    def flip(file: eio.File, offset: int) -> None:  # same size, in place
+        path = h.storage.path(file.url)
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.pwrite(fd, bytes([os.pread(fd, 1, offset)[0] ^ 0x55]), offset)
+            # The write moves the modification time, by a clock tick that an old
+            # kernel may not tell from the open's: a second makes it plain.
+            st = os.fstat(fd)
+            os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        finally:
+            os.close(fd)
+        os.chmod(path, stat.S_IRUSR)
+
+    parquet = art.files["t.parquet"]
+    for opened in (parquet.open, lambda: fsspec.open(parquet.eio_url).open()):
+        with opened() as f:
+            pf = pq.ParquetFile(f)
+            offset = pf.metadata.row_group(5).column(0).data_page_offset + 100
+            assert pf.read_row_group(4).column(0).to_pylist() == list(range(8_000, 10_000))
+            flip(parquet, offset)
+            with pytest.raises(eio.IntegrityError, match="changed while it was being read"):
+                pf.read_row_group(5)
+        flip(parquet, offset)  # back as it was
+    archive = art.files["arc.zip"]
+    with archive.open() as f, zipfile.ZipFile(f) as z:
+        offset = z.getinfo("b.txt").header_offset + 100
+        flip(archive, offset)
+        with pytest.raises(eio.IntegrityError):
+            z.read("b.txt")
+    flip(archive, offset)
+    with archive.open() as f, zipfile.ZipFile(f) as z:  # a status change alone is no error
+        os.chmod(h.storage.path(archive.url), stat.S_IRUSR | stat.S_IWUSR)
+        assert z.read("b.txt") == b"B" * 50_000
+    h.close()
+
+
 def test_a_checked_local_file_still_looks_like_the_file_open_gives(tmp_path: Path) -> None:
     """Readers name files by ``.name`` and check ``.mode``; ``readinto`` of a
     buffer of wider items (an ``array('d')``, a numpy array) hashed a byte count
