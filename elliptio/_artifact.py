@@ -62,7 +62,9 @@ class File(InProcess):
     Attributes:
         relpath: the path inside the artifact, e.g. ``"test.txt"``.
         url: a plain fsspec URL (an absolute path on local disk) that pandas and
-            any fsspec-aware reader open directly; also as ``remote_url``.
+            any fsspec-aware reader open directly, as is: neither verified nor
+            recorded as an input (``eio_url`` and `eio.open` are both); also as
+            ``remote_url``.
         size: bytes. sha256: hex digest of the content.
     """
 
