@@ -419,11 +419,13 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
     ) -> bytes:
+        """The bytes ``start:end`` of a file; negative values count from its end,
+        as in a slice."""
         with self._open(path, "rb") as f:
-            if start:
-                f.seek(start if start >= 0 else max(0, f.seek(0, 2) + start))
-            data = f.read() if end is None else f.read(max(0, end - (start or 0)))
-        return data
+            first, stop, _ = slice(start, end).indices(f.size)
+            if first:
+                f.seek(first)
+            return f.read() if end is None else f.read(max(0, stop - first))
 
     def get_file(
         self,

@@ -70,6 +70,21 @@ def test_listing_info_and_read_block(configured: eio.Handler, tmp_path: Path) ->
     assert fs.read_block(f"{aid}/ds/labels.csv", 0, 3, delimiter=b"\n") == b"x\n1\n"
 
 
+def test_byte_ranges_are_the_ones_fsspec_gives(handler: eio.Handler, tmp_path: Path) -> None:
+    """cat_file and cat_ranges take negative ends (and starts) from the end of the
+    file, as every fsspec filesystem does: ``end=-10`` gave nothing and a
+    negative start with a positive end read to the end of the file."""
+    data = bytes(range(256)) * 4
+    (tmp_path / "b.bin").write_bytes(data)
+    url = handler.upload(tmp_path / "b.bin").file.eio_url
+    fs = fsspec.filesystem("elliptio")
+    ranges = [(10, -10), (-100, 1000), (-100, -50), (None, -1), (-2000, 10), (5, 3), (2000, None)]
+    for start, end in ranges:
+        assert fs.cat_file(url, start, end) == data[start:end], (start, end)
+    starts, ends = [r[0] for r in ranges], [r[1] for r in ranges]
+    assert fs.cat_ranges([url] * len(ranges), starts, ends) == [data[s:e] for s, e in ranges]
+
+
 def test_unknown_paths_are_file_not_found(configured: eio.Handler, tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("x\n1\n")
     aid = configured.upload(tmp_path / "a.csv").artifact_id
