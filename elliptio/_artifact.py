@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 
@@ -335,13 +335,20 @@ class File(InProcess):
         """Open the file for reading (``"rb"`` or ``"r"``) as a file object.
 
         It opens `local_path`, so its bytes were checked against the recorded
-        sha256 first (`IntegrityError` if they do not match).
+        sha256 first (`IntegrityError` if they do not match). Keyword
+        arguments are those of `open` (``buffering``; ``encoding``, ``errors``
+        and ``newline`` in text mode).
         """
         if mode not in ("rb", "r"):
             raise ImmutableError(
                 f"{self.relpath!r} of {self.artifact_id} is committed and immutable; "
                 f"open it with mode 'rb' or 'r', not {mode!r}"
             )
+        text = set(kwargs) - {"buffering"}
+        if mode == "rb" and text:
+            raise UsageError(f"binary mode ('rb') takes no {', '.join(sorted(text))} argument")
+        if mode == "r" and kwargs.get("buffering") == 0:
+            raise UsageError("text mode ('r') cannot be unbuffered: give buffering=1 or more")
         if self._storage.is_local:
             # Hashed through the very file handed out: a swap of the path after
             # the check is not read.
@@ -352,8 +359,15 @@ class File(InProcess):
                     raise deleted from err
                 raise
             self._record_read()
-            binary = io.BufferedReader(raw)
-            return binary if mode == "rb" else io.TextIOWrapper(binary, **kwargs)
+            # open()'s keyword arguments: buffering as it takes it, the rest
+            # (encoding, errors, newline) for the text layer.
+            buffering = kwargs.pop("buffering", -1)
+            if buffering == 0:
+                return cast(IO[Any], raw)
+            binary = io.BufferedReader(raw, buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE)
+            if mode == "rb":
+                return binary
+            return io.TextIOWrapper(binary, line_buffering=buffering == 1, **kwargs)
         return open(self.local_path(), mode, **kwargs)
 
     def __repr__(self) -> str:

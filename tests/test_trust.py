@@ -1190,6 +1190,30 @@ def test_url_tools_on_a_local_store_catch_a_change_made_while_the_file_is_open(
     h.close()
 
 
+@pytest.mark.parametrize("store", ["local", "memory"])
+def test_file_open_takes_the_keyword_arguments_of_open(store: str, tmp_path: Path) -> None:
+    """On a local store file.open("r", buffering=1) raised TypeError from
+    TextIOWrapper (and so did eio.open of the store file, which opens it), where
+    a remote store's file, opened with open(), took it; "rb" dropped encoding
+    without a word."""
+    root = str(tmp_path / "store") if store == "local" else f"memory://k-{uuid.uuid4().hex}"
+    h = eio.Handler(storage=root, catalog=f"sqlite:///{tmp_path}/c.db")
+    (tmp_path / "a.txt").write_bytes(b"x\r\ny\n")
+    file = h.upload(tmp_path / "a.txt").file
+    with file.open("r", buffering=1) as f:
+        assert f.read() == "x\ny\n"
+    with file.open("r", encoding="latin-1", newline="") as f:
+        assert f.read() == "x\r\ny\n"
+    for buffering in (0, 64, -1):
+        with file.open("rb", buffering=buffering) as f:
+            assert f.read() == b"x\r\ny\n"
+    with pytest.raises(eio.UsageError, match="encoding"):
+        file.open("rb", encoding="utf-8")
+    with pytest.raises(eio.UsageError, match="unbuffered"):
+        file.open("r", buffering=0)
+    h.close()
+
+
 def test_random_access_reads_on_a_local_store_catch_a_change_made_while_the_file_is_open(
     tmp_path: Path,
 ) -> None:
