@@ -201,7 +201,7 @@ def _keep_record(cache: Cache, catalog: Catalog, artifact_id: str, doc: Mapping[
     # Rewritten only when the record changed (labels, tombstone).
     path = _record_path(cache.root, catalog, artifact_id)
     text = upgrade_record(doc).model_dump_json()
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, UnicodeDecodeError):  # none, or unreadable: rewritten
         if path.read_text(encoding="utf-8") == text:
             return
     cache.write_text(path, text)
@@ -1136,7 +1136,7 @@ class AsyncHandler(InProcess):
         try:
             text = _record_path(cache.root, self.catalog, artifact_id).read_text(encoding="utf-8")
             return record_from_json(text).to_document()
-        except (OSError, CorruptRecordError):
+        except (OSError, UnicodeDecodeError, CorruptRecordError):
             return None
 
     def _cached_record(self, artifact_id: str, err: BaseException | None = None) -> dict[str, Any]:

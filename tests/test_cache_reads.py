@@ -166,6 +166,21 @@ def test_records_are_kept_for_offline_use(
     assert eio.Metadata.model_validate(json.loads(kept.read_text())) == art.metadata
 
 
+def test_a_kept_record_that_is_not_utf8_is_read_again(
+    s3_handler: eio.Handler, data_files: dict[str, Path]
+) -> None:
+    """A kept record in another encoding (written in a latin-1 locale before the
+    cache wrote UTF-8, or damaged) is not a record: ``get`` failed with a bare
+    UnicodeDecodeError instead of reading the catalog's again."""
+    art = s3_handler.upload(data_files["test"], labels={"description": "Zürich"})
+    s3_handler.get(art.artifact_id)
+    (kept,) = (s3_handler.storage.cache.root / "records").glob(f"*/{art.artifact_id}.json")
+    text = kept.read_text(encoding="utf-8")
+    kept.write_bytes(text.replace("Zürich", "Zurich").encode() + "é".encode("latin-1"))
+    assert s3_handler.get(art.artifact_id).metadata == art.metadata
+    assert kept.read_text(encoding="utf-8") == text
+
+
 def test_clearing_the_cache_leaves_nothing_of_a_deleted_artifact(
     s3_handler: eio.Handler,
     data_files: dict[str, Path],
