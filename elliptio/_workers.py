@@ -84,6 +84,10 @@ class Workers(ThreadPoolExecutor):
                 self._started.append(thread)
             return future
 
+    def runs(self, thread: threading.Thread) -> bool:
+        """Whether ``thread`` is one of the pool's."""
+        return thread in self._started
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Take no more work; the threads end once the work queued is done."""
         with self._guard:

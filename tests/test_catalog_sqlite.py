@@ -1208,3 +1208,28 @@ def test_another_users_catalog_this_user_may_not_write_is_refused_untouched(
         assert main(["find"]) == 1
         assert "belongs to another user" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -shm, no -wal
+
+
+async def test_the_exit_finalizer_closes_the_connection_after_the_running_call(
+    tmp_path: Path,
+) -> None:
+    """At interpreter exit the catalog's finalizer closed the connection from the
+    main thread while the worker (a daemon thread now, which keeps working for
+    the program's daemon threads) ran a call on it: the call failed, and a
+    program whose daemon threads uploaded at exit died of a segmentation fault in
+    about one exit out of five. The connection is closed on the worker, after the
+    call it runs."""
+    catalog = SQLiteCatalog(tmp_path / "catalog.db")
+    await catalog.insert_many([record(0)])
+    started, go = threading.Event(), threading.Event()
+
+    def slow(conn: Any) -> int:
+        started.set()
+        go.wait(30)
+        return int(conn.execute("SELECT 1").fetchone()[0])
+
+    call = asyncio.ensure_future(catalog._run(slow))
+    await asyncio.to_thread(started.wait, 30)
+    threading.Timer(0.2, go.set).start()
+    await asyncio.to_thread(catalog._finalizer)  # what atexit runs
+    assert await call == 1

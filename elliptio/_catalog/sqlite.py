@@ -420,10 +420,19 @@ class _State:
         self.closed = True
         if self.pid != os.getpid():
             return  # the parent's, inherited through fork
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
+        # On the worker, after the calls it has: at interpreter exit it may still
+        # run a daemon thread's call, and a connection closed under a call crashes
+        # the interpreter. (Here when the worker itself dropped the catalog.)
+        if not self.executor.runs(threading.current_thread()):
+            with contextlib.suppress(RuntimeError):  # shut down: no call runs
+                self.executor.submit(self._close).result()
+        self._close()
         self.executor.shutdown(wait=False)
+
+    def _close(self) -> None:
+        conn, self.connection = self.connection, None
+        if conn is not None:
+            conn.close()
 
 
 class SQLiteCatalog(Catalog):
