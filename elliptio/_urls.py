@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -61,7 +62,7 @@ from ._errors import (
 from ._layout import ALIASES_DIR
 from ._process import ProcessLocal
 from ._redact import has_credentials, is_secret_name, known_secrets, redact_text, redact_url
-from ._storage import DEFAULT_PART_SIZE, open_filesystem
+from ._storage import DEFAULT_PART_SIZE, discard_temp, open_filesystem, temp_beside
 from ._sync import sync
 from ._transfer import copy_hashing, write_all
 
@@ -824,13 +825,7 @@ class UrlTools:
             fs.copy([s for s, _ in pairs], [t for _, t in pairs])
             return
         for source, target in pairs:
-            fs.makedirs(fs._parent(target), exist_ok=True)
-            try:
-                fs.cp_file(source, target)
-            except BaseException:  # a full disk or Ctrl-C halfway: no cut file at the target
-                with contextlib.suppress(OSError):
-                    os.unlink(target)
-                raise
+            _copy_local(fs._strip_protocol(source), fs._strip_protocol(target))
 
     def _stream(self, src: Backend, src_path: str, dst: Backend, dst_path: str) -> None:
         """Copy one file across filesystems through the one copy loop."""
@@ -1132,6 +1127,30 @@ def _http_status(err: BaseException | None) -> int | None:
 def exists(url: str) -> bool:
     """Whether a URL exists (offline: whether it is cached)."""
     return default_tools().exists(url)
+
+
+def _copy_local(source: str, target: str) -> None:
+    """Copy a local file to ``target`` through a temporary file beside it, renamed
+    over it once whole: a copy cut halfway (a full disk, Ctrl-C) leaves no cut
+    file, and one that fails leaves what ``target`` held (removing the target on
+    any failure took the file itself in ``cp a.txt a.txt``)."""
+    if not os.path.isfile(source):  # a dangling link, a FIFO: as fsspec's cp_file says
+        raise FileNotFoundError(source)
+    if os.path.exists(target):
+        if os.path.samefile(source, target):
+            raise InvalidPathError(
+                f"cannot copy {source!r} to {target!r}: they are the same file; give another target"
+            )
+        if not os.access(target, os.W_OK):  # refused as writing into it is, not replaced
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), target)
+    fd, tmp, made = temp_beside(Path(target))
+    try:
+        os.close(fd)
+        shutil.copyfile(source, tmp)  # in the kernel where it can
+        os.replace(tmp, target)
+    except BaseException:
+        discard_temp(tmp, Path(target), made)
+        raise
 
 
 def _abandon(fs: fsspec.AbstractFileSystem, f: IO[bytes], path: str) -> None:

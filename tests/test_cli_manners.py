@@ -633,6 +633,30 @@ def test_a_local_copy_that_fails_halfway_leaves_no_part_of_the_file(
     assert not target.exists()
 
 
+def test_a_local_copy_that_fails_never_removes_what_was_at_the_target(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local-to-local copy that failed removed its target whatever the failure:
+    `cp a.txt a.txt` (shutil's "same file" error) deleted a.txt, and a copy whose
+    source could not be read deleted the file the target already held."""
+    import shutil
+
+    data = tmp_path / "a.txt"
+    data.write_bytes(b"precious")
+    assert main(["cp", str(data), str(data)]) == 1
+    assert data.read_bytes() == b"precious"
+    target = tmp_path / "b.txt"
+    target.write_bytes(b"kept")
+
+    def unreadable(src: str, dst: str, **kwargs: Any) -> str:
+        raise PermissionError(13, "Permission denied", src)
+
+    monkeypatch.setattr(shutil, "copyfile", unreadable)
+    assert main(["cp", str(data), str(target)]) == 1
+    assert target.read_bytes() == b"kept"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
+
+
 def test_a_locale_that_is_not_utf8_reads_what_the_cache_keeps(
     env: dict[str, str], tmp_path: Path
 ) -> None:
