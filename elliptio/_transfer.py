@@ -266,6 +266,8 @@ class CheckedReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         if self._bad:
             raise self._mismatch()
+        if not memoryview(buffer).nbytes:
+            return 0  # read(0): nothing asked, nothing read, and no sign of the end
         position = self._raw.tell()
         n = self._raw.readinto(buffer) or 0
         if position != self._hashed:

@@ -1214,6 +1214,24 @@ def test_file_open_takes_the_keyword_arguments_of_open(store: str, tmp_path: Pat
     h.close()
 
 
+def test_an_empty_read_of_a_checked_local_file_is_no_integrity_error(tmp_path: Path) -> None:
+    """read(0) of the unbuffered file (file.open("rb", buffering=0), which
+    eio.open gives too) read nothing at the start, took that for the end of a
+    short file and raised IntegrityError, then refused every later read."""
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path}/c.db")
+    (tmp_path / "a.bin").write_bytes(b"0123456789")
+    file = h.upload(tmp_path / "a.bin").file
+    with file.open("rb", buffering=0) as f:
+        assert f.read(0) == b""
+        assert f.readinto(bytearray()) == 0
+        assert f.read() == b"0123456789"
+    with eio.open(file.url, "rb", buffering=0) as f:
+        f.seek(4)
+        assert f.read(0) == b""
+        assert f.read(3) == b"456"
+    h.close()
+
+
 def test_random_access_reads_on_a_local_store_catch_a_change_made_while_the_file_is_open(
     tmp_path: Path,
 ) -> None:
