@@ -12,6 +12,7 @@ import contextlib
 import html
 import io
 import logging
+import operator
 import os
 import shutil
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -344,11 +345,23 @@ class File(InProcess):
                 f"{self.relpath!r} of {self.artifact_id} is committed and immutable; "
                 f"open it with mode 'rb' or 'r', not {mode!r}"
             )
-        text = set(kwargs) - {"buffering"}
+        unknown = set(kwargs) - {"buffering", *_TEXT_ARGUMENTS}
+        if unknown:
+            raise UsageError(
+                f"File.open takes open()'s buffering, encoding, errors and newline, not "
+                f"{', '.join(sorted(unknown))}"
+            )
+        # None is open()'s default for each of them, in either mode.
+        text = {k: v for k, v in kwargs.items() if k in _TEXT_ARGUMENTS and v is not None}
+        buffering = operator.index(kwargs.get("buffering", -1))  # TypeError, as open()
         if mode == "rb" and text:
             raise UsageError(f"binary mode ('rb') takes no {', '.join(sorted(text))} argument")
-        if mode == "r" and kwargs.get("buffering") == 0:
+        if mode == "r" and buffering == 0:
             raise UsageError("text mode ('r') cannot be unbuffered: give buffering=1 or more")
+        if mode == "r":
+            # A bad encoding, errors or newline raises what open() raises, before the
+            # file is opened or its read noted.
+            io.TextIOWrapper(io.BytesIO(), **text).detach()
         if self._storage.is_local:
             # Hashed through the very file handed out: a swap of the path after
             # the check is not read.
@@ -361,17 +374,22 @@ class File(InProcess):
             self._record_read()
             # open()'s keyword arguments: buffering as it takes it, the rest
             # (encoding, errors, newline) for the text layer.
-            buffering = kwargs.pop("buffering", -1)
             if buffering == 0:
                 return cast(IO[Any], raw)
             binary = io.BufferedReader(raw, buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE)
             if mode == "rb":
                 return binary
-            return io.TextIOWrapper(binary, line_buffering=buffering == 1, **kwargs)
-        return open(self.local_path(), mode, **kwargs)
+            wrapper = io.TextIOWrapper(binary, line_buffering=buffering == 1, **text)
+            wrapper.mode = mode  # type: ignore[misc]  # as open() sets it
+            return wrapper
+        return open(self.local_path(), mode, buffering, **text)
 
     def __repr__(self) -> str:
         return f"File(relpath={self.relpath!r}, url={self.url!r}, size={self.size})"
+
+
+# The keyword arguments of open() for its text layer.
+_TEXT_ARGUMENTS = ("encoding", "errors", "newline")
 
 
 def _copy_atomically(src: Path, target: Path) -> None:

@@ -1232,6 +1232,36 @@ def test_an_empty_read_of_a_checked_local_file_is_no_integrity_error(tmp_path: P
     h.close()
 
 
+@pytest.mark.parametrize("store", ["local", "memory"])
+def test_file_open_takes_what_open_takes_as_open_does(store: str, tmp_path: Path) -> None:
+    """open(path, "rb", encoding=None) is fine (None is open()'s default), and so
+    was eio.open of a store file before it went through File.open, which said
+    binary mode takes no encoding; the text file had no .mode; a bad encoding
+    was found only after the file was opened and its read noted as an input of
+    the run (on a local store a descriptor left to the garbage collector), and an
+    argument File.open does not take was a TypeError on one store only."""
+    root = str(tmp_path / "store") if store == "local" else f"memory://k-{uuid.uuid4().hex}"
+    h = eio.Handler(storage=root, catalog=f"sqlite:///{tmp_path}/c.db")
+    (tmp_path / "a.txt").write_bytes(b"x\r\ny\n")
+    file = h.upload(tmp_path / "a.txt").file
+    with file.open("rb", encoding=None, errors=None, newline=None) as f:
+        assert f.read() == b"x\r\ny\n"
+    with eio.open(file.url, "rb", encoding=None) as f:
+        assert f.read() == b"x\r\ny\n"
+    with file.open("r") as f, open(tmp_path / "a.txt") as plain:
+        assert (f.mode, f.read()) == (plain.mode, plain.read())
+    with h.run() as run:
+        with pytest.raises(LookupError):
+            file.open("r", encoding="no-such-codec")
+        with pytest.raises(ValueError, match="newline"):
+            file.open("r", newline="\t")
+        for mode in ("r", "rb"):
+            with pytest.raises(eio.UsageError, match="closefd"):
+                file.open(mode, closefd=True)
+        assert run.inputs == []
+    h.close()
+
+
 def test_random_access_reads_on_a_local_store_catch_a_change_made_while_the_file_is_open(
     tmp_path: Path,
 ) -> None:
