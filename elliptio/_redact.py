@@ -140,14 +140,19 @@ _LIST_NAME = re.compile(r"""\s*['"]?[-+]{0,2}[A-Za-z_][\w.\-]*(?: +[A-Za-z_][\w.
 # The credentials of a command line that go by no secret name: the value of a user
 # option (`-u`, `-U`, `--user`, `--proxy-user`: curl's `user:password`) when it
 # holds a ":" that starts no path or URL, and a password attached to `-p` after a
-# MySQL or MariaDB client (`mysql -pSECRET`, `docker exec db mysqldump -pSECRET`):
+# program that takes one so: a MySQL or MariaDB client (`mysql -pSECRET`, `docker
+# exec db mysqldump -pSECRET`, `mycli`), `sshpass`, 7-Zip and RAR (`7z a -pSECRET`):
 # elsewhere `-p` and what follows it are a port, a path or flags (`-p8000`,
 # `mkdir -pv`, `find -print`, `perl -pe`), and `-p` apart from its value is never
 # the password (`ssh -p 22`, `pytest -p no:x`).
 _USER_OPTION = re.compile(r"-[uU]|--(?:[\w.\-]*[_.\-])?user", re.I)
 _USER_PASSWORD = re.compile(r"[^\s:]*:(?![/\\]).*", re.S)
 _ATTACHED_PASSWORD = re.compile(r"-p.+", re.S)
-_MYSQL_CLIENT = re.compile(r"(?:.*[/\\])?(?:mysql|mariadb)[\w.\-]*", re.I)
+_PASSWORD_P_PROGRAM = re.compile(
+    r"(?:.*[/\\])?(?:(?:mysql|mariadb)[\w.\-]*"
+    r"|(?:mycli|sshpass|7z[arz]?|7zz|(?:un|win)?rar)(?:\.exe)?)",
+    re.I,
+)
 # A quick test for those, before the words of an argument are redacted one by one.
 _CREDENTIAL_OPTION = re.compile(r"(?<![^\s'\"])(?:-p\S|-[uU]|--[\w.\-]*user\b)")
 # An Oracle login `user/password@database`, alone or after a ":" (JDBC thin URLs:
@@ -348,7 +353,8 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
     and "/" that could be a port and a path), a JDBC URL too. Credentials without
     a secret name: the value of a user option holding ":" (``-u user:x``,
     ``--user=user:x``, ``--proxy-user``, ``-U``: masked whole), a password
-    attached to ``-p`` after a MySQL client (``mysql -px``), an Oracle login
+    attached to ``-p`` after a program that takes one so (``mysql -px``,
+    ``sshpass -px``, ``7z a -px``), an Oracle login
     (``user/x@db``), ``user:x@host`` with no scheme, and ``Bearer x``. Other
     single-letter options, ``-p x`` among them, are not masked: their meaning is
     unknown (``ssh -p 22``, ``python serve.py -p8000``).
@@ -366,7 +372,7 @@ def _redact_args(args: Iterable[str], element: Callable[[str], str]) -> list[str
     """``args`` with each one passed through ``element`` and the one after a secret
     option (``--password x``) masked."""
     result: list[str] = []
-    mask_next = user_next = mysql = False
+    mask_next = user_next = password_p = False
     for arg in args:
         if mask_next:
             mask_next = False
@@ -378,10 +384,10 @@ def _redact_args(args: Iterable[str], element: Callable[[str], str]) -> list[str
             if _USER_PASSWORD.fullmatch(arg):  # `-u bob:password`
                 result.append(MASK)
                 continue
-        if mysql and _ATTACHED_PASSWORD.fullmatch(arg):  # `mysql -pSECRET`
+        if password_p and _ATTACHED_PASSWORD.fullmatch(arg):  # `mysql -pSECRET`, `sshpass -pX`
             result.append(arg[:2] + MASK)
             continue
-        mysql = mysql or bool(_MYSQL_CLIENT.fullmatch(arg))
+        password_p = password_p or bool(_PASSWORD_P_PROGRAM.fullmatch(arg))
         result.append(element(arg))
         user_next = bool(_USER_OPTION.fullmatch(arg))
         option = _OPTION.fullmatch(arg)
