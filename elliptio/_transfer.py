@@ -206,13 +206,13 @@ class CheckedReader(io.RawIOBase):
     size raises ``mismatch()`` instead of returning its bytes when the hash or
     the size differ, so a sequential read (``read()``, a copy, a streamed
     download) never completes with changed bytes, and ``read()`` of the whole
-    file never returns any. A read elsewhere (after a seek: parquet reads its
-    footer first, zip its central directory) is checked against the file's
-    status (inode, size, modification and change times) taken before it was
-    hashed at open: when that changed, the file is hashed again before the read
-    returns, and ``mismatch()`` raised if it no longer matches. Bytes read
-    through the descriptor (``fileno()``, as ``numpy.fromfile`` reads) are
-    checked only by the hash taken at open.
+    file never returns any. Every read (one in order that stops before the end,
+    one after a seek: parquet reads its footer first, zip its central directory)
+    is checked against the file's status (inode, size, modification and change
+    times) taken before it was hashed at open: when that changed, the file is
+    hashed again before the read returns, and ``mismatch()`` raised if it no
+    longer matches. Bytes read through the descriptor (``fileno()``, as
+    ``numpy.fromfile`` reads) are checked only by the hash taken at open.
     """
 
     def __init__(
@@ -270,8 +270,11 @@ class CheckedReader(io.RawIOBase):
             return 0  # read(0): nothing asked, nothing read, and no sign of the end
         position = self._raw.tell()
         n = self._raw.readinto(buffer) or 0
+        # Every read, in order or not: bytes read from the start are checked by the
+        # hash only once the end is reached, and a reader that stops before it (zip
+        # reads its first member after a seek back to 0) would get changed bytes.
+        self._check_unchanged()
         if position != self._hashed:
-            self._check_unchanged()
             return n
         if n:
             self._digest.update(memoryview(buffer).cast("B")[:n])

@@ -1317,6 +1317,33 @@ def test_random_access_reads_on_a_local_store_catch_a_change_made_while_the_file
     h.close()
 
 
+def test_a_read_from_the_start_after_a_seek_catches_a_change_made_while_the_file_is_open(
+    tmp_path: Path,
+) -> None:
+    """zip reads its central directory at the end, then seeks back to 0 for its
+    first member: a read from the start, which only the hash at the end of the
+    file checked, so a part of that member changed after open() was served."""
+    import zipfile
+
+    h = eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path}/c.db")
+    with zipfile.ZipFile(tmp_path / "arc.zip", "w") as z:
+        z.writestr("a.txt", "A" * 50_000)
+        z.writestr("b.txt", "B" * 50_000)
+    archive = h.upload(tmp_path / "arc.zip").file
+    path = h.storage.path(archive.url)
+    with archive.open() as f, zipfile.ZipFile(f) as z:
+        assert z.getinfo("a.txt").header_offset == 0
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        fd = os.open(path, os.O_RDWR)
+        os.pwrite(fd, b"Z", 100)  # same size, in place
+        st = os.fstat(fd)  # a second later, plain to an old kernel too
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        os.close(fd)
+        with pytest.raises(eio.IntegrityError), z.open("a.txt") as member:
+            member.read(1000)
+    h.close()
+
+
 def test_a_checked_local_file_still_looks_like_the_file_open_gives(tmp_path: Path) -> None:
     """Readers name files by ``.name`` and check ``.mode``; ``readinto`` of a
     buffer of wider items (an ``array('d')``, a numpy array) hashed a byte count
