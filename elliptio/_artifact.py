@@ -333,13 +333,14 @@ class File(InProcess):
         )
 
     def open(self, mode: str = "rb", **kwargs: Any) -> IO[Any]:
-        """Open the file for reading (``"rb"`` or ``"r"``) as a file object.
+        """Open the file for reading (``"rb"`` or ``"r"``, ``"rt"`` too) as a file object.
 
         It opens `local_path`, so its bytes were checked against the recorded
         sha256 first (`IntegrityError` if they do not match). Keyword
         arguments are those of `open` (``buffering``; ``encoding``, ``errors``
         and ``newline`` in text mode).
         """
+        mode = {"rt": "r", "tr": "r", "br": "rb"}.get(mode, mode)  # as open() spells them
         if mode not in ("rb", "r"):
             raise ImmutableError(
                 f"{self.relpath!r} of {self.artifact_id} is committed and immutable; "

@@ -1250,6 +1250,9 @@ def test_file_open_takes_what_open_takes_as_open_does(store: str, tmp_path: Path
         assert f.read() == b"x\r\ny\n"
     with file.open("r") as f, open(tmp_path / "a.txt") as plain:
         assert (f.mode, f.read()) == (plain.mode, plain.read())
+    for mode in ("rt", "tr", "br"):  # open()'s spellings of the two read modes
+        with file.open(mode) as f:
+            assert f.read() in ("x\ny\n", b"x\r\ny\n")
     with h.run() as run:
         with pytest.raises(LookupError):
             file.open("r", encoding="no-such-codec")
