@@ -797,12 +797,17 @@ class UrlTools:
         # (into the cache) before the first is written: a refused one leaves
         # nothing at the target.
         files = {name: self._store_file(src_backend, name) for name, _ in pairs}
-        verified = {name: str(f.local_path()) for name, f in files.items() if f is not None}
+        verified = {name: (f, str(f.local_path())) for name, f in files.items() if f is not None}
         within: list[tuple[str, str]] = []  # on one filesystem: copied there
         for name, target in pairs:
             if name in verified:
-                local, local_path = self._backend(verified[name])
-                self._stream(local, local_path, dst_backend, target)
+                # Read through the file's own open, as eio.open reads it: on local
+                # disk the very file object that is hashed, checked as it is read
+                # (its path reopened after the check could hold other bytes).
+                file, path = verified[name]
+                local, local_path = self._backend(path)
+                opener = functools.partial(file.open, "rb", buffering=0)
+                self._stream(local, local_path, dst_backend, target, opener)
             elif src_fs is dst_fs:
                 within.append((name, target))
             else:
@@ -827,13 +832,21 @@ class UrlTools:
         for source, target in pairs:
             _copy_local(fs._strip_protocol(source), fs._strip_protocol(target))
 
-    def _stream(self, src: Backend, src_path: str, dst: Backend, dst_path: str) -> None:
-        """Copy one file across filesystems through the one copy loop."""
+    def _stream(
+        self,
+        src: Backend,
+        src_path: str,
+        dst: Backend,
+        dst_path: str,
+        opener: Callable[[], IO[bytes]] | None = None,
+    ) -> None:
+        """Copy one file across filesystems through the one copy loop; ``opener``
+        opens the source (an artifact file's own open) instead of its path."""
 
         def copy() -> None:
             if isinstance(dst.fs, LocalFileSystem):
                 dst.fs.makedirs(dst.fs._parent(dst_path), exist_ok=True)
-            with src.fs.open(src_path, "rb") as f_in:
+            with opener() if opener is not None else src.fs.open(src_path, "rb") as f_in:
                 readinto = getattr(f_in, "readinto", None)
                 if readinto is None:
                     raise StorageError(f"{src.redact(src.url(src_path))!r} cannot be streamed")

@@ -1347,6 +1347,36 @@ def test_a_read_from_the_start_after_a_seek_catches_a_change_made_while_the_file
     h.close()
 
 
+def test_cp_out_of_a_local_store_copies_the_bytes_it_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cp of a store file checked it (local_path re-hashes it), then opened its
+    path afresh to copy it: a same-size change made in between (or a path swapped)
+    was copied without a word, where eio.open reads through the checked file."""
+    import elliptio._artifact as artifact_module
+
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path / 'c.db'}")
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    h = eio.Handler()
+    (tmp_path / "a.txt").write_bytes(b"good bytes")
+    file = h.upload(tmp_path / "a.txt").file
+    path = h.storage.path(file.url)
+    checked = artifact_module.File.local_path
+
+    def then_changed(self: eio.File) -> Path:
+        found = checked(self)
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        Path(path).write_bytes(b"evil bytes")  # same size, right after the check
+        return found
+
+    monkeypatch.setattr(artifact_module.File, "local_path", then_changed)
+    with pytest.raises(eio.IntegrityError):
+        eio.cp(file.url, str(tmp_path / "out.txt"))
+    assert not (tmp_path / "out.txt").exists()
+    h.close()
+
+
 def test_a_checked_local_file_still_looks_like_the_file_open_gives(tmp_path: Path) -> None:
     """Readers name files by ``.name`` and check ``.mode``; ``readinto`` of a
     buffer of wider items (an ``array('d')``, a numpy array) hashed a byte count
