@@ -657,6 +657,32 @@ def test_a_local_copy_that_fails_never_removes_what_was_at_the_target(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
 
 
+def test_a_copy_refused_before_writing_leaves_the_target_as_it_was(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A local copy that fails before it writes (its source missing or unreadable,
+    the target the source itself) removed the target anyway: ``cp a a`` deleted
+    the only copy of ``a``; a missing source took the file it was to replace; a
+    recursive copy took the target's own file where a source file was broken."""
+    only = tmp_path / "only.txt"
+    only.write_text("the only copy")
+    assert main(["cp", str(only), str(only)]) == 1
+    assert only.read_text() == "the only copy"
+    kept = tmp_path / "kept.txt"
+    kept.write_text("kept")
+    assert main(["cp", str(tmp_path / "missing.txt"), str(kept)]) == 1
+    assert kept.read_text() == "kept"
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.txt").write_text("a")
+    (source / "b.txt").symlink_to(tmp_path / "nowhere")  # listed, not copied
+    target = tmp_path / "dst" / "src"
+    target.mkdir(parents=True)
+    (target / "b.txt").write_text("the target's own")
+    assert main(["cp", "-r", str(source), str(tmp_path / "dst")]) == 1
+    assert (target / "b.txt").read_text() == "the target's own"
+
+
 def test_a_locale_that_is_not_utf8_reads_what_the_cache_keeps(
     env: dict[str, str], tmp_path: Path
 ) -> None:
