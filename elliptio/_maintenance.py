@@ -107,7 +107,8 @@ class GcReport:
     """URLs of files in artifact folders whose multipart upload (S3) was begun
     longer than the grace period ago and never completed nor aborted: a writer
     killed mid-upload, or whose abort could not reach the store. Their parts are
-    billed, yet no listing shows them."""
+    billed, yet no listing shows them. Also those whose store does not say when
+    they began, which ``delete`` leaves alone (maybe a writer's still)."""
     aborted_uploads: list[str] = field(default_factory=list)
     """Those of ``incomplete_uploads`` aborted with ``delete`` (their parts dropped)."""
 
@@ -771,15 +772,17 @@ async def _sweep_uploads(
             continue  # not in an artifact's folder: not elliptio's to end
         if not path.startswith(root) or not inner:
             continue
-        if begun is None or now - _as_utc(begun) < grace:
-            continue  # young, or of unknown age (a store that does not say): maybe live
+        if begun is not None and now - _as_utc(begun) < grace:
+            continue
         lease = await catalog.get_lease(artifact_id)
         if lease is not None and (
             lease.state == "committing" or (lease.state == "open" and now - lease.started < grace)
         ):
             continue  # a commit in flight
         report.incomplete_uploads.append(storage.url(path))
-        if delete:
+        # One of unknown age (a store that does not say) may be a live writer's
+        # (one without a lease: catalog='none'): listed, never aborted.
+        if delete and begun is not None:
             with contextlib.suppress(StorageError):  # named again on the next run
                 await storage.backend.abort_upload(path, upload_id)
                 report.aborted_uploads.append(storage.url(path))

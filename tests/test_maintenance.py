@@ -184,8 +184,8 @@ def test_gc_leaves_an_open_upload_of_unknown_age_alone(
     handler: eio.Handler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A store that does not say when a multipart upload began: the upload may be
-    a live writer's (one without a lease: catalog='none'), so gc keeps it, as it
-    keeps a sidecar copy of unknown age (helper-90)."""
+    a live writer's (one without a lease: catalog='none'), so gc lists it and
+    keeps it, as it keeps a sidecar copy of unknown age (helpers 90 and 93)."""
     from elliptio._layout import artifact_prefix, new_artifact_id
 
     prefix = artifact_prefix(
@@ -203,4 +203,5 @@ def test_gc_leaves_an_open_upload_of_unknown_age_alone(
     monkeypatch.setattr(backend, "open_uploads", listed)
     monkeypatch.setattr(backend, "abort_upload", abort)
     report = sync(gc(handler.storage, handler.catalog, grace=timedelta(0), delete=True))
-    assert (report.incomplete_uploads, aborted) == ([], [])
+    url = handler.storage.url(f"{prefix}/big.bin")
+    assert (report.incomplete_uploads, report.aborted_uploads, aborted) == ([url], [], [])
