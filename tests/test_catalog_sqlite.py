@@ -1233,3 +1233,51 @@ async def test_the_exit_finalizer_closes_the_connection_after_the_running_call(
     threading.Timer(0.2, go.set).start()
     await asyncio.to_thread(catalog._finalizer)  # what atexit runs
     assert await call == 1
+
+
+def test_exit_does_not_wait_for_a_daemon_threads_call_blocked_on_another_process_lock(
+    tmp_path: Path,
+) -> None:
+    """At interpreter exit the finalizer waited for the call the worker ran (a
+    daemon thread's upload) before closing the connection: while another
+    process held the catalog's write lock, the program's exit waited as long as
+    that lock was held (200 s for a lock held 200 s). The close is queued behind
+    the call and the interpreter exits, as it does with daemon threads."""
+    import sqlite3
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import sys, threading, time
+        import elliptio as eio
+        d = sys.argv[1]
+        h = eio.Handler(d + "/store", f"sqlite:///{d}/catalog.db")
+        open(d + "/a.txt", "w").write("x")
+        h.upload([d + "/a.txt"])
+        print("ready", flush=True)
+        sys.stdin.readline()
+        threading.Thread(target=h.upload, args=([d + "/a.txt"],), daemon=True).start()
+        time.sleep(0.5)
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdin is not None
+        assert child.stdout is not None
+        assert child.stdout.readline() == "ready\n"
+        other = sqlite3.connect(tmp_path / "catalog.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # held until the child is gone
+        try:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.wait(timeout=120) == 0  # it waited for the lock: 150 s and more
+        finally:
+            child.kill()
+            other.execute("ROLLBACK")
+            other.close()

@@ -422,10 +422,17 @@ class _State:
             return  # the parent's, inherited through fork
         # On the worker, after the calls it has: at interpreter exit it may still
         # run a daemon thread's call, and a connection closed under a call crashes
-        # the interpreter. (Here when the worker itself dropped the catalog.)
+        # the interpreter. (Here when the worker itself dropped the catalog.) At
+        # exit (the main thread is gone) nothing waits for it: that call may wait
+        # for another process's lock as long as that process holds it, and the
+        # interpreter does not wait for daemon threads.
         if not self.executor.runs(threading.current_thread()):
             with contextlib.suppress(RuntimeError):  # shut down: no call runs
-                self.executor.submit(self._close).result()
+                closed = self.executor.submit(self._close)
+                if threading.main_thread().is_alive():
+                    closed.result()
+                self.executor.shutdown(wait=False)
+                return
         self._close()
         self.executor.shutdown(wait=False)
 
