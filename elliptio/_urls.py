@@ -1149,6 +1149,9 @@ def _copy_local(source: str, target: str) -> None:
     any failure took the file itself in ``cp a.txt a.txt``)."""
     if not os.path.isfile(source):  # a dangling link, a FIFO: as fsspec's cp_file says
         raise FileNotFoundError(source)
+    # As cp: through a link at the target, to the file it names (the link stays).
+    target = os.path.realpath(target)
+    held = None
     if os.path.exists(target):
         if os.path.samefile(source, target):
             raise InvalidPathError(
@@ -1156,10 +1159,18 @@ def _copy_local(source: str, target: str) -> None:
             )
         if not os.access(target, os.W_OK):  # refused as writing into it is, not replaced
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), target)
+        held = os.stat(target)
     fd, tmp, made = temp_beside(Path(target))
     try:
         os.close(fd)
         shutil.copyfile(source, tmp)  # in the kernel where it can
+        if held is not None:  # as cp: the file it overwrites keeps its owner and mode
+            mode = stat.S_IMODE(held.st_mode)
+            with contextlib.suppress(OSError):
+                os.chown(tmp, held.st_uid, held.st_gid)
+            if os.stat(tmp).st_gid != held.st_gid:
+                mode &= ~0o070  # another group now: not readable by it
+            os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         discard_temp(tmp, Path(target), made)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -719,3 +720,29 @@ def test_a_locale_that_is_not_utf8_reads_what_the_cache_keeps(
         assert json.loads(cli("show", "ds"))["labels"]["project"] == "café ☕"
     shown = cli("show", "ds", ELLIPTIO_OFFLINE="1")  # from the cache alone
     assert json.loads(shown)["labels"]["project"] == "café ☕"
+
+
+def test_a_local_copy_over_a_file_keeps_its_mode_and_writes_through_a_link(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Since the local copy became a temporary file renamed over the target, an
+    overwritten file came back with a new file's mode (0644 for a 0600 file that
+    held a secret: readable by every user) and a symlink at the target was
+    replaced by a file, the file it named left as it was. `cp` keeps the mode of
+    the file it overwrites and writes through the link."""
+    source = tmp_path / "new.txt"
+    source.write_bytes(b"new")
+    private = tmp_path / "private.txt"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    assert main(["cp", str(source), str(private)]) == 0
+    assert private.read_bytes() == b"new"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    real = tmp_path / "real.txt"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(real.name)
+    assert main(["cp", str(source), str(link)]) == 0
+    assert link.is_symlink()
+    assert real.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
