@@ -150,9 +150,15 @@ _USER_PASSWORD = re.compile(r"[^\s:]*:(?![/\\]).*", re.S)
 _ATTACHED_PASSWORD = re.compile(r"-p.+", re.S)
 _PASSWORD_P_PROGRAM = re.compile(
     r"(?:.*[/\\])?(?:(?:mysql|mariadb)[\w.\-]*"
-    r"|(?:mycli|sshpass|7z[arz]?|7zz|(?:un|win)?rar)(?:\.exe)?)",
+    r"|(?:mycli|sshpass|7z[arz]?|7zz|(?P<rar>(?:un|win)?rar))(?:\.exe)?)",
     re.I,
 )
+# RAR's password that also encrypts the names (`rar a -hpSECRET`).
+_RAR_PASSWORD = re.compile(r"-hp.+", re.S | re.I)
+# The programs whose password is the argument after an option, as their manuals
+# give it (`sshpass -p SECRET ssh h`, `zip -P SECRET x.zip f`): that option.
+_PASSWORD_OPTION = {"sshpass": "-p", "zip": "-P", "unzip": "-P"}
+_PROGRAM = re.compile(r"(?:.*[/\\])?(?P<name>[\w.\-]+?)(?:\.exe)?", re.I)
 # A quick test for those, before the words of an argument are redacted one by one.
 _CREDENTIAL_OPTION = re.compile(r"(?<![^\s'\"])(?:-p\S|-[uU]|--[\w.\-]*user\b)")
 # An Oracle login `user/password@database`, alone or after a ":" (JDBC thin URLs:
@@ -354,9 +360,10 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
     a secret name: the value of a user option holding ":" (``-u user:x``,
     ``--user=user:x``, ``--proxy-user``, ``-U``: masked whole), a password
     attached to ``-p`` after a program that takes one so (``mysql -px``,
-    ``sshpass -px``, ``7z a -px``), an Oracle login
+    ``sshpass -px``, ``7z a -px``, ``rar a -hpx``), the argument after
+    ``sshpass -p`` and ``zip -P``/``unzip -P``, an Oracle login
     (``user/x@db``), ``user:x@host`` with no scheme, and ``Bearer x``. Other
-    single-letter options, ``-p x`` among them, are not masked: their meaning is
+    single-letter options, ``-p x`` among them elsewhere, are not masked: their meaning is
     unknown (``ssh -p 22``, ``python serve.py -p8000``).
 
     Args:
@@ -372,7 +379,8 @@ def _redact_args(args: Iterable[str], element: Callable[[str], str]) -> list[str
     """``args`` with each one passed through ``element`` and the one after a secret
     option (``--password x``) masked."""
     result: list[str] = []
-    mask_next = user_next = password_p = False
+    mask_next = user_next = password_p = rar = False
+    password_option = None
     for arg in args:
         if mask_next:
             mask_next = False
@@ -387,7 +395,18 @@ def _redact_args(args: Iterable[str], element: Callable[[str], str]) -> list[str
         if password_p and _ATTACHED_PASSWORD.fullmatch(arg):  # `mysql -pSECRET`, `sshpass -pX`
             result.append(arg[:2] + MASK)
             continue
-        password_p = password_p or bool(_PASSWORD_P_PROGRAM.fullmatch(arg))
+        if rar and _RAR_PASSWORD.fullmatch(arg):  # `rar a -hpSECRET`
+            result.append(arg[:3] + MASK)
+            continue
+        if program := _PASSWORD_P_PROGRAM.fullmatch(arg):
+            password_p = True
+            rar = rar or program["rar"] is not None
+        if password_option is not None and arg == password_option:  # `sshpass -p SECRET`
+            result.append(arg)
+            mask_next = True
+            continue
+        if password_option is None and (name := _PROGRAM.fullmatch(arg)):
+            password_option = _PASSWORD_OPTION.get(name["name"].lower())
         result.append(element(arg))
         user_next = bool(_USER_OPTION.fullmatch(arg))
         option = _OPTION.fullmatch(arg)
