@@ -844,12 +844,18 @@ class UrlTools:
         opens the source (an artifact file's own open) instead of its path."""
 
         def copy() -> None:
-            if isinstance(dst.fs, LocalFileSystem):
-                dst.fs.makedirs(dst.fs._parent(dst_path), exist_ok=True)
             with opener() if opener is not None else src.fs.open(src_path, "rb") as f_in:
                 readinto = getattr(f_in, "readinto", None)
                 if readinto is None:
                     raise StorageError(f"{src.redact(src.url(src_path))!r} cannot be streamed")
+                if isinstance(dst.fs, LocalFileSystem):  # what was there stays on a failure
+
+                    def fill(tmp: str) -> None:
+                        with open(tmp, "wb") as f_out:
+                            copy_hashing(readinto, f_out.write)
+
+                    _write_local(dst.fs._strip_protocol(dst_path), fill)
+                    return
                 f_out = dst.fs.open(dst_path, "wb")
                 try:
                     copy_hashing(readinto, f_out.write)
@@ -1143,17 +1149,24 @@ def exists(url: str) -> bool:
 
 
 def _copy_local(source: str, target: str) -> None:
-    """Copy a local file to ``target`` through a temporary file beside it, renamed
-    over it once whole: a copy cut halfway (a full disk, Ctrl-C) leaves no cut
-    file, and one that fails leaves what ``target`` held (removing the target on
-    any failure took the file itself in ``cp a.txt a.txt``)."""
+    """Copy a local file to ``target`` as `_write_local` writes (removing the
+    target on any failure took the file itself in ``cp a.txt a.txt``)."""
     if not os.path.isfile(source):  # a dangling link, a FIFO: as fsspec's cp_file says
         raise FileNotFoundError(source)
-    # As cp: through a link at the target, to the file it names (the link stays).
+    _write_local(target, lambda tmp: shutil.copyfile(source, tmp), source)  # in the kernel
+
+
+def _write_local(target: str, fill: Callable[[str], object], source: str | None = None) -> None:
+    """Write ``target`` on local disk: ``fill`` writes a temporary file beside it,
+    renamed over it once whole. A copy cut halfway (a full disk, Ctrl-C, a lost
+    connection) leaves no cut file, and one that fails leaves what ``target``
+    held. As ``cp``, through a link at the target to the file it names (the link
+    stays), and the file overwritten keeps its owner and mode (group bits
+    dropped if its group cannot be kept)."""
     target = os.path.realpath(target)
     held = None
     if os.path.exists(target):
-        if os.path.samefile(source, target):
+        if source is not None and os.path.samefile(source, target):
             raise InvalidPathError(
                 f"cannot copy {source!r} to {target!r}: they are the same file; give another target"
             )
@@ -1163,8 +1176,8 @@ def _copy_local(source: str, target: str) -> None:
     fd, tmp, made = temp_beside(Path(target))
     try:
         os.close(fd)
-        shutil.copyfile(source, tmp)  # in the kernel where it can
-        if held is not None:  # as cp: the file it overwrites keeps its owner and mode
+        fill(tmp)
+        if held is not None:
             mode = stat.S_IMODE(held.st_mode)
             with contextlib.suppress(OSError):
                 os.chown(tmp, held.st_uid, held.st_gid)

@@ -746,3 +746,31 @@ def test_a_local_copy_over_a_file_keeps_its_mode_and_writes_through_a_link(
     assert link.is_symlink()
     assert real.read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
+
+
+def test_a_copy_from_another_store_that_fails_halfway_leaves_what_was_at_the_target(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy streamed onto local disk (from S3, memory, or an artifact's file since
+    it reads through the file's own open, checked as it is read) truncated the
+    file at the target, then removed it when the copy failed halfway: a lost
+    connection or a file changed in the store took the file the target held."""
+    import elliptio._urls as urls
+
+    real = urls.copy_hashing
+
+    def failing(readinto: Any, write: Any, *args: Any) -> Any:
+        def cut(view: Any) -> None:
+            write(view)
+            raise OSError("the source went away")
+
+        return real(readinto, cut, *args)
+
+    monkeypatch.setattr(urls, "copy_hashing", failing)
+    target = tmp_path / "kept.bin"
+    target.write_bytes(b"kept")
+    fs = fsspec.filesystem("memory")
+    fs.pipe(f"/src-{tmp_path.name}/d.bin", os.urandom(2**16))
+    assert main(["cp", f"memory://src-{tmp_path.name}/d.bin", str(target)]) == 1
+    assert target.read_bytes() == b"kept"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
