@@ -1153,7 +1153,15 @@ def _copy_local(source: str, target: str) -> None:
     target on any failure took the file itself in ``cp a.txt a.txt``)."""
     if not os.path.isfile(source):  # a dangling link, a FIFO: as fsspec's cp_file says
         raise FileNotFoundError(source)
-    _write_local(target, lambda tmp: shutil.copyfile(source, tmp), source)  # in the kernel
+
+    def fill(path: str) -> None:
+        if os.path.isfile(path):
+            shutil.copyfile(source, path)  # in the kernel where it can
+        else:  # a pipe, a device: which copyfile refuses or may not copy into
+            with open(source, "rb") as f_in, open(path, "wb") as f_out:
+                shutil.copyfileobj(f_in, f_out)
+
+    _write_local(target, fill, source)
 
 
 def _write_local(target: str, fill: Callable[[str], object], source: str | None = None) -> None:
@@ -1162,7 +1170,15 @@ def _write_local(target: str, fill: Callable[[str], object], source: str | None 
     connection) leaves no cut file, and one that fails leaves what ``target``
     held. As ``cp``, through a link at the target to the file it names (the link
     stays), and the file overwritten keeps its owner and mode (group bits
-    dropped if its group cannot be kept)."""
+    dropped if its group cannot be kept). What is not a plain file (/dev/null,
+    /dev/stdout, a pipe) is written into, as ``cp`` does."""
+    try:
+        plain = stat.S_ISREG(os.stat(target).st_mode)
+    except OSError:
+        plain = True  # none yet (or a dangling link): made as a plain file
+    if not plain:
+        fill(target)
+        return
     target = os.path.realpath(target)
     held = None
     if os.path.exists(target):

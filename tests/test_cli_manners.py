@@ -774,3 +774,24 @@ def test_a_copy_from_another_store_that_fails_halfway_leaves_what_was_at_the_tar
     assert main(["cp", f"memory://src-{tmp_path.name}/d.bin", str(target)]) == 1
     assert target.read_bytes() == b"kept"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
+
+
+def test_a_local_copy_onto_a_device_writes_into_it(env: dict[str, str], tmp_path: Path) -> None:
+    """Since the local copy became a temporary file renamed over the target,
+    `elliptio cp a.txt /dev/stdout` failed (no file could be made beside
+    /proc/<pid>/fd/pipe:[…]), and a device at the target (/dev/null run as
+    root) was replaced by a plain file. A target that is not a plain file is
+    written into, as cp does."""
+    source = tmp_path / "a.txt"
+    source.write_bytes(b"to stdout")
+    done = subprocess.run(
+        [sys.executable, "-m", "elliptio", "cp", str(source), "/dev/stdout"],
+        capture_output=True,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, b"to stdout")
+    if os.geteuid() == 0:  # a device of one's own (mknod needs root)
+        device = tmp_path / "null"
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        assert main(["cp", str(source), str(device)]) == 0
+        assert stat.S_ISCHR(device.stat().st_mode)
