@@ -1171,7 +1171,8 @@ def _write_local(target: str, fill: Callable[[str], object], source: str | None 
     held. As ``cp``, through a link at the target to the file it names (the link
     stays), and the file overwritten keeps its owner and mode (group bits
     dropped if its group cannot be kept). What is not a plain file (/dev/null,
-    /dev/stdout, a pipe) is written into, as ``cp`` does."""
+    /dev/stdout, a pipe), and a file in a folder this user may not write, are
+    written into, as ``cp`` does."""
     try:
         plain = stat.S_ISREG(os.stat(target).st_mode)
     except OSError:
@@ -1189,7 +1190,13 @@ def _write_local(target: str, fill: Callable[[str], object], source: str | None 
         if not os.access(target, os.W_OK):  # refused as writing into it is, not replaced
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), target)
         held = os.stat(target)
-    fd, tmp, made = temp_beside(Path(target))
+    try:
+        fd, tmp, made = temp_beside(Path(target))
+    except InvalidPathError:
+        if held is None:
+            raise
+        fill(target)  # a file it may write in a folder it may not: written into, as cp
+        return
     try:
         os.close(fd)
         fill(tmp)

@@ -795,3 +795,25 @@ def test_a_local_copy_onto_a_device_writes_into_it(env: dict[str, str], tmp_path
         os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
         assert main(["cp", str(source), str(device)]) == 0
         assert stat.S_ISCHR(device.stat().st_mode)
+
+
+def test_a_local_copy_over_a_writable_file_in_a_folder_it_may_not_write(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file this user may write in a folder it may not (a shared output file):
+    `cp` writes into it; the temporary file beside it could not be made, so the
+    copy failed, saying "cannot download to"."""
+    import tempfile
+
+    source = tmp_path / "a.txt"
+    source.write_bytes(b"new")
+    target = tmp_path / "shared" / "out.txt"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+
+    def unwritable_folder(*args: Any, **kwargs: Any) -> Any:  # as root could not see it
+        raise PermissionError(13, "Permission denied", str(target.parent))
+
+    monkeypatch.setattr(tempfile, "mkstemp", unwritable_folder)
+    assert main(["cp", str(source), str(target)]) == 0
+    assert target.read_bytes() == b"new"
