@@ -586,15 +586,10 @@ def test_ctrl_c_during_cp_leaves_no_part_of_the_file(
     assert direct.call_s3("list_multipart_uploads", Bucket=S3_BUCKET).get("Uploads", []) == []
 
 
-def test_a_copy_that_fails_halfway_leaves_no_part_of_the_file(
-    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A copy to local disk that fails after its first chunk: no cut file at the
-    target, which looked copied."""
+def _cut_after_the_first_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every copy of the URL tools fail once its first chunk is written."""
     import elliptio._urls as urls
 
-    data = tmp_path / "data.bin"
-    data.write_bytes(os.urandom(3 * 2**20))
     real = urls.copy_hashing
 
     def failing(readinto: Any, write: Any, *args: Any) -> Any:
@@ -605,6 +600,17 @@ def test_a_copy_that_fails_halfway_leaves_no_part_of_the_file(
         return real(readinto, cut, *args)
 
     monkeypatch.setattr(urls, "copy_hashing", failing)
+
+
+def test_a_copy_that_fails_halfway_leaves_no_part_of_the_file(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy to local disk that fails after its first chunk: no cut file at the
+    target, which looked copied."""
+
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(3 * 2**20))
+    _cut_after_the_first_chunk(monkeypatch)
     target = tmp_path / "out" / "d.bin"
     fs = fsspec.filesystem("memory")
     fs.pipe(f"/src-{tmp_path.name}/d.bin", data.read_bytes())
@@ -755,18 +761,8 @@ def test_a_copy_from_another_store_that_fails_halfway_leaves_what_was_at_the_tar
     it reads through the file's own open, checked as it is read) truncated the
     file at the target, then removed it when the copy failed halfway: a lost
     connection or a file changed in the store took the file the target held."""
-    import elliptio._urls as urls
 
-    real = urls.copy_hashing
-
-    def failing(readinto: Any, write: Any, *args: Any) -> Any:
-        def cut(view: Any) -> None:
-            write(view)
-            raise OSError("the source went away")
-
-        return real(readinto, cut, *args)
-
-    monkeypatch.setattr(urls, "copy_hashing", failing)
+    _cut_after_the_first_chunk(monkeypatch)
     target = tmp_path / "kept.bin"
     target.write_bytes(b"kept")
     fs = fsspec.filesystem("memory")
