@@ -517,6 +517,10 @@ def test_url_tools_refuse_a_url_password_without_echoing_it(
     assert _leaks([str(info.value), *(r.getMessage() for r in caplog.records)]) == []
 
 
+# An unclosed socket of an earlier test, collected during the command, would be
+# printed as the CLI prints warnings (pytest turns ResourceWarning on; Python's
+# default filters, which the CLI runs under, ignore it).
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_cli_errors_mask_secrets_of_options_and_urls_with_and_without_debug(
     url_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
