@@ -486,6 +486,7 @@ def test_where_null_still_means_missing_or_null(
     assert len(out.splitlines()) == 2
 
 
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # an earlier test's socket
 def test_a_drivers_warning_is_one_line_and_masked(
     env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
