@@ -723,7 +723,14 @@ def cmd_gc(args: argparse.Namespace) -> int:
         print(f"stale lease {artifact_id} (its writer left no file in the store)")
     for url in report.incomplete_uploads:
         aborted = url in report.aborted_uploads
-        print(("aborted upload of " if aborted else "incomplete upload of ") + url)
+        left = (
+            " (not aborted: the store gave no start time, so it may be a writer's still, "
+            "or refused the abort; a bucket lifecycle rule for incomplete multipart "
+            "uploads ends it)"
+            if delete and not aborted
+            else ""
+        )
+        print(("aborted upload of " if aborted else "incomplete upload of ") + url + left)
     print(
         f"{len(report.orphans)} orphaned prefixes, {len(report.deleted_leftovers)} folders "
         f"of deleted artifacts holding files, {len(report.removed)} removed, "

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,33 @@ def test_maintenance_commands(
     assert "dry run" in err
     assert "0 orphaned prefixes" in out
     assert _run(capsys, "verify", art)[0] == 0
+
+
+def test_gc_says_why_an_open_upload_was_not_aborted(
+    env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An open upload gc leaves under --delete (no start time from the store): the
+    line says why, and what ends it (helper-94)."""
+    from elliptio._backends import Backend
+    from elliptio._layout import artifact_prefix, new_artifact_id
+
+    prefix = artifact_prefix(
+        str(tmp_path / "store"), datetime(2020, 1, 1, tzinfo=UTC), "w", new_artifact_id()
+    )
+
+    async def listed(self: Backend, path: str) -> list[tuple[str, str, datetime | None]]:
+        return [(f"{prefix}/big.bin", "upload-1", None)]
+
+    monkeypatch.setattr(Backend, "open_uploads", listed)
+    code, out, _ = _run(capsys, "gc", "--delete", "--yes")
+    assert code == 0
+    [line] = [line for line in out.splitlines() if "big.bin" in line]
+    assert line.startswith("incomplete upload of ")
+    assert "not aborted: the store gave no start time" in line
+    assert "lifecycle rule" in line
 
 
 def test_config_masks_secrets(
