@@ -341,6 +341,9 @@ class File(InProcess):
         and ``newline`` in text mode).
         """
         mode = {"rt": "r", "tr": "r", "br": "rb"}.get(mode, mode)  # as open() spells them
+        if mode not in ("rb", "r") and not (isinstance(mode, str) and set(mode) & set("wax+")):
+            # 'b', 'rr', 'x y': no mode open() takes, and no write
+            raise UsageError(f"invalid mode {mode!r} to read {self.relpath!r}: give 'rb' or 'r'")
         if mode not in ("rb", "r"):
             raise ImmutableError(
                 f"{self.relpath!r} of {self.artifact_id} is committed and immutable; "

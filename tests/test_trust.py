@@ -1261,6 +1261,13 @@ def test_file_open_takes_what_open_takes_as_open_does(store: str, tmp_path: Path
         for mode in ("r", "rb"):
             with pytest.raises(eio.UsageError, match="closefd"):
                 file.open(mode, closefd=True)
+        # A mistyped mode is no write to an immutable file (helper-94).
+        for mode in ("b", "rr", "t"):
+            with pytest.raises(eio.UsageError, match="invalid mode"):
+                file.open(mode)
+        for mode in ("wb", "r+", "a"):
+            with pytest.raises(eio.ImmutableError):
+                file.open(mode)
         assert run.inputs == []
     h.close()
 
