@@ -1281,3 +1281,37 @@ def test_exit_does_not_wait_for_a_daemon_threads_call_blocked_on_another_process
             child.kill()
             other.execute("ROLLBACK")
             other.close()
+
+
+def test_exit_closes_an_idle_connection_leaving_the_catalog_file_whole(tmp_path: Path) -> None:
+    """At interpreter exit the finalizer queued the close and did not wait for it,
+    even with no call running: the interpreter was gone before the worker closed
+    the connection, so every program left ``catalog.db-wal`` (and ``-shm``) behind
+    holding its last records, which a copy of ``catalog.db`` alone lost."""
+    import sqlite3
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import sys
+        import elliptio as eio
+        d = sys.argv[1]
+        h = eio.Handler(d + "/store", f"sqlite:///{d}/catalog.db")
+        open(d + "/a.txt", "w").write("x")
+        h.upload([d + "/a.txt"])
+        """
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=120)
+    assert not (tmp_path / "catalog.db-wal").exists()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "catalog.db").write_bytes((tmp_path / "catalog.db").read_bytes())
+    conn = sqlite3.connect(copy / "catalog.db")
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        assert tables
+        assert sum(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables) > 0
+    finally:
+        conn.close()

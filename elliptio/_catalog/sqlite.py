@@ -415,6 +415,22 @@ class _State:
         # (st_dev, st_ino) of the database file the connection opened.
         self.identity: tuple[int, int] | None = None
         self.closed = False
+        # Calls queued or running on the worker: at exit the close is waited for
+        # only when none is (it then runs at once, and the database file is left
+        # whole, its WAL checkpointed and removed).
+        self.pending = 0
+        self.lock = threading.Lock()
+
+    def count(self, step: int) -> None:
+        with self.lock:
+            self.pending += step
+
+    def counted(self, call: Callable[[], T]) -> T:
+        """Run ``call`` (on the worker), counted as pending since it was queued."""
+        try:
+            return call()
+        finally:
+            self.count(-1)
 
     def release(self) -> None:
         self.closed = True
@@ -423,13 +439,15 @@ class _State:
         # On the worker, after the calls it has: at interpreter exit it may still
         # run a daemon thread's call, and a connection closed under a call crashes
         # the interpreter. (Here when the worker itself dropped the catalog.) At
-        # exit (the main thread is gone) nothing waits for it: that call may wait
-        # for another process's lock as long as that process holds it, and the
-        # interpreter does not wait for daemon threads.
+        # exit (the main thread is gone) nothing waits for it behind a call: that
+        # call may wait for another process's lock as long as that process holds
+        # it, and the interpreter does not wait for daemon threads. With no call
+        # the close is waited for: else the interpreter ends first and leaves the
+        # last records in the -wal file, not in the database file.
         if not self.executor.runs(threading.current_thread()):
             with contextlib.suppress(RuntimeError):  # shut down: no call runs
                 closed = self.executor.submit(self._close)
-                if threading.main_thread().is_alive():
+                if threading.main_thread().is_alive() or not self.pending:
                     closed.result()
                 self.executor.shutdown(wait=False)
                 return
@@ -490,7 +508,14 @@ class SQLiteCatalog(Catalog):
         if state.pid != os.getpid():
             state = self._reopen_after_fork()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(state.executor, functools.partial(self._call, fn, *args))
+        call = functools.partial(state.counted, functools.partial(self._call, fn, *args))
+        state.count(1)
+        try:
+            future = loop.run_in_executor(state.executor, call)
+        except BaseException:
+            state.count(-1)  # not queued
+            raise
+        return await future
 
     def _reopen_after_fork(self) -> _State:
         """In a child made by ``fork``: this process's own worker and connection."""
