@@ -1198,6 +1198,8 @@ def _write_local(target: str, fill: Callable[[str], object], source: str | None 
         fill(target)  # a file it may write in a folder it may not: written into, as cp
         return
     try:
+        if held is not None:  # none but this user reads it until it takes the old one's mode
+            os.fchmod(fd, 0o600)
         os.close(fd)
         fill(tmp)
         if held is not None:

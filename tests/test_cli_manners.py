@@ -755,6 +755,38 @@ def test_a_local_copy_over_a_file_keeps_its_mode_and_writes_through_a_link(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
 
 
+def test_a_copy_over_a_private_file_is_never_readable_by_others_while_written(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary file beside a 0600 target took the target's mode only once
+    whole: while the bytes were written it had a new file's mode (0644), so any
+    user could open it then and read the secret going into a private file."""
+    import fsspec
+
+    import elliptio._urls as urls
+
+    with fsspec.open("memory://h95/secret.txt", "wb") as f:
+        f.write(b"new secret")
+    private = tmp_path / "private.txt"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    modes: list[int] = []
+    real = urls.copy_hashing
+
+    def watching(readinto: Any, write: Any, *args: Any) -> Any:
+        def seen(view: Any) -> None:
+            modes.extend(stat.S_IMODE(p.stat().st_mode) for p in tmp_path.glob(".*.part"))
+            write(view)
+
+        return real(readinto, seen, *args)
+
+    monkeypatch.setattr(urls, "copy_hashing", watching)
+    assert main(["cp", "memory://h95/secret.txt", str(private)]) == 0
+    assert private.read_bytes() == b"new secret"
+    assert modes
+    assert all(mode == 0o600 for mode in modes)
+
+
 def test_a_copy_from_another_store_that_fails_halfway_leaves_what_was_at_the_target(
     env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
