@@ -159,8 +159,11 @@ _RAR_PASSWORD = re.compile(r"-hp.+", re.S | re.I)
 # give it (`sshpass -p SECRET ssh h`, `zip -P SECRET x.zip f`): that option.
 _PASSWORD_OPTION = {"sshpass": "-p", "zip": "-P", "unzip": "-P"}
 _PROGRAM = re.compile(r"(?:.*[/\\])?(?P<name>[\w.\-]+?)(?:\.exe)?", re.I)
-# A quick test for those, before the words of an argument are redacted one by one.
-_CREDENTIAL_OPTION = re.compile(r"(?<![^\s'\"])(?:-p\S|-[uU]|--[\w.\-]*user\b)")
+# A quick test for those, before the words of an argument are redacted one by one:
+# each option `_redact_args` may mask a value of (`zip -P x`, `rar a -hpx` too).
+_CREDENTIAL_OPTION = re.compile(
+    r"(?<![^\s'\"])(?:-p\S|-P(?![^\s'\"])|-[hH][pP]\S|-[uU]|--[\w.\-]*user\b)"
+)
 # An Oracle login `user/password@database`, alone or after a ":" (JDBC thin URLs:
 # 'jdbc:oracle:thin:scott/tiger@h:1521:orcl'); also `owner/x@ref`, over-masked.
 _SLASH_LOGIN = re.compile(r"(?<![^\s:=])(?P<user>[A-Za-z_][\w$#]*/)(?P<password>[^/\s@]+)@(?=\S)")

@@ -468,6 +468,11 @@ def test_the_secrets_collected_are_those_the_redaction_masks() -> None:
         (["zip", "-P", "S3cr3t", "x.zip", "f"], ["zip", "-P", MASK, "x.zip", "f"]),
         (["unzip", "-P", "S3cr3t", "x.zip"], ["unzip", "-P", MASK, "x.zip"]),
         (["rar", "a", "-hpS3cr3t", "x.rar"], ["rar", "a", f"-hp{MASK}", "x.rar"]),
+        # ... in a command line given as one argument too (they named no secret word)
+        (["bash", "-c", "zip -P S3cr3t x.zip f"], ["bash", "-c", f"zip -P {MASK} x.zip f"]),
+        (["sh", "-c", "unzip -P S3cr3t x.zip"], ["sh", "-c", f"unzip -P {MASK} x.zip"]),
+        (["sh", "-c", "rar a -hpS3cr3t x.rar"], ["sh", "-c", f"rar a -hp{MASK} x.rar"]),
+        (["bash", "-c", "unzip -p x.zip f | wc"],) * 2,
         (["mysql", "-hprod-db", "-pS3cr3t"], ["mysql", "-hprod-db", f"-p{MASK}"]),
         (["ssh", "-p", "22", "u@h", "ls"], ["ssh", "-p", "22", "u@h", "ls"]),
         (["python", "rar.py", "-p8000"], ["python", "rar.py", "-p8000"]),
