@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 __all__ = ["NewArtifact", "NewFile"]
 
 
+# What to send another process instead of an artifact being written (see `InProcess`).
+_SEND_NEW = (
+    "nothing of it: write its files in this process; once it committed, send the "
+    "artifact's id or its files' eio_url"
+)
+
+
 class _StagingPath(type(Path())):  # type: ignore[misc]
     """A staging file's path that may also be called, giving itself."""
 
@@ -53,8 +60,7 @@ class NewFile(InProcess):
     def _travel_hint(self) -> tuple[str, str]:
         return (
             "a file of an artifact being written (h.new)",
-            "nothing of it: write its files in this process; once it committed, send "
-            "the artifact's id or its files' eio_url",
+            _SEND_NEW,
         )
 
     def __init__(self, owner: NewArtifact, relpath: str, path: str) -> None:
@@ -181,8 +187,7 @@ class NewArtifact(InProcess):
     def _travel_hint(self) -> tuple[str, str]:
         return (
             "an artifact being written (h.new)",
-            "nothing of it: write its files in this process; once it committed, send "
-            "the artifact's id or its files' eio_url",
+            _SEND_NEW,
         )
 
     def __init__(

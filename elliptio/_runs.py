@@ -45,6 +45,12 @@ _ENV_KEYS = (RUN_ID_ENV, RUN_HANDLER_ENV)
 _RUN_ID_RE = re.compile(r"run_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 log = logging.getLogger(__name__)
+# What to send another process instead of a run or its scope (see `InProcess`).
+_SEND_RUN = (
+    "run.env() in the child's environment (subprocess.run(cmd, env={**os.environ, "
+    "**run.env()})), or fsspec.filesystem('elliptio') or a file's eio_url with the task, "
+    "which carry the run"
+)
 
 __all__ = [
     "Run",
@@ -68,9 +74,7 @@ class Run(InProcess):
     def _travel_hint(self) -> tuple[str, str]:
         return (
             f"a run ({self.run_id})",
-            "run.env() in the child's environment (subprocess.run(cmd, env={**os.environ, "
-            "**run.env()})), or fsspec.filesystem('elliptio') or a file's eio_url with "
-            "the task, which carry the run",
+            _SEND_RUN,
         )
 
     def __init__(
@@ -400,9 +404,7 @@ class RunScope(InProcess):
     def _travel_hint(self) -> tuple[str, str]:
         return (
             "a run scope (h.run())",
-            "run.env() in the child's environment (subprocess.run(cmd, env={**os.environ, "
-            "**run.env()})), or fsspec.filesystem('elliptio') or a file's eio_url with "
-            "the task, which carry the run",
+            _SEND_RUN,
         )
 
     def __init__(
