@@ -1315,3 +1315,25 @@ def test_exit_closes_an_idle_connection_leaving_the_catalog_file_whole(tmp_path:
         assert sum(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables) > 0
     finally:
         conn.close()
+
+
+async def test_a_call_cancelled_while_queued_is_counted_off(tmp_path: Path) -> None:
+    """The calls the exit's close waits behind are counted until done; one cancelled
+    before the worker took it counted forever, so that process's exit left the
+    catalog's last records in its -wal file (read in 9beadb1, reviewed)."""
+    cat = SQLiteCatalog(tmp_path / "catalog.db")
+    try:
+        await cat.count()
+        release = threading.Event()
+        busy = asyncio.ensure_future(cat._run(lambda conn: release.wait(30)))
+        await asyncio.sleep(0.05)  # the worker holds the first call
+        queued = asyncio.ensure_future(cat.count())
+        await asyncio.sleep(0.05)
+        queued.cancel()
+        release.set()
+        await busy
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        assert cat._state.pending == 0
+    finally:
+        await cat.close()

@@ -425,13 +425,6 @@ class _State:
         with self.lock:
             self.pending += step
 
-    def counted(self, call: Callable[[], T]) -> T:
-        """Run ``call`` (on the worker), counted as pending since it was queued."""
-        try:
-            return call()
-        finally:
-            self.count(-1)
-
     def release(self) -> None:
         self.closed = True
         if self.pid != os.getpid():
@@ -507,15 +500,15 @@ class SQLiteCatalog(Catalog):
             )
         if state.pid != os.getpid():
             state = self._reopen_after_fork()
-        loop = asyncio.get_running_loop()
-        call = functools.partial(state.counted, functools.partial(self._call, fn, *args))
         state.count(1)
         try:
-            future = loop.run_in_executor(state.executor, call)
+            future = state.executor.submit(functools.partial(self._call, fn, *args))
         except BaseException:
             state.count(-1)  # not queued
             raise
-        return await future
+        # Counted off once done: run, failed, or cancelled while still queued.
+        future.add_done_callback(lambda _: state.count(-1))
+        return await asyncio.wrap_future(future)
 
     def _reopen_after_fork(self) -> _State:
         """In a child made by ``fork``: this process's own worker and connection."""
