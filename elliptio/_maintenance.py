@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._backends import PlantedFileError
-from ._catalog.base import Catalog
+from ._catalog.base import Catalog, Lease
 from ._errors import (
     ArgumentTypeError,
     ArtifactExistsError,
@@ -566,10 +566,8 @@ async def gc(
             continue
         lease = await catalog.get_lease(artifact_id)
         if lease is not None:
-            if lease.state == "committing" or (
-                lease.state == "open" and now - lease.started < grace
-            ):
-                continue  # a commit in flight
+            if _in_flight(lease, now, grace):
+                continue
             if await catalog.count({"artifact_id": artifact_id}):
                 continue  # a lease beside a record: never take a committed artifact
             report.orphans.append(storage.url(prefix))
@@ -775,10 +773,8 @@ async def _sweep_uploads(
         if begun is not None and now - _as_utc(begun) < grace:
             continue
         lease = await catalog.get_lease(artifact_id)
-        if lease is not None and (
-            lease.state == "committing" or (lease.state == "open" and now - lease.started < grace)
-        ):
-            continue  # a commit in flight
+        if lease is not None and _in_flight(lease, now, grace):
+            continue
         report.incomplete_uploads.append(storage.url(path))
         # One of unknown age (a store that does not say) may be a live writer's
         # (one without a lease: catalog='none'): listed, never aborted.
@@ -786,6 +782,12 @@ async def _sweep_uploads(
             with contextlib.suppress(StorageError):  # named again on the next run
                 await storage.backend.abort_upload(path, upload_id)
                 report.aborted_uploads.append(storage.url(path))
+
+
+def _in_flight(lease: Lease, now: datetime, grace: timedelta) -> bool:
+    """Whether the lease's writer is committing, or began within ``grace``: a
+    commit in flight, whose folder and uploads gc leaves alone."""
+    return lease.state == "committing" or (lease.state == "open" and now - lease.started < grace)
 
 
 def _as_utc(stamp: datetime) -> datetime:
