@@ -1043,7 +1043,8 @@ def test_another_sites_page_cannot_make_the_browser_ask_the_ui(
         assert answer.status_code == 403, url
     assert client.get("/", headers=fetch("cross-site", "navigate", "iframe")).status_code == 403
     assert client.get("/names", headers=fetch("same-site", "cors", "empty")).status_code == 403
-    assert client.get("/", headers=fetch("cross-site", "navigate", "document")).status_code == 200
+    clicked = {**fetch("cross-site", "navigate", "document"), "sec-fetch-user": "?1"}
+    assert client.get("/", headers=clicked).status_code == 200
     own = fetch("same-origin", "no-cors", "image")
     assert client.get(f"/a/{lake.raw}", headers=own).status_code == 200
     typed = fetch("none", "navigate", "document")
@@ -1054,3 +1055,40 @@ def test_another_sites_page_cannot_make_the_browser_ask_the_ui(
     answer = client.get("/", headers=typed)
     assert answer.status_code == 200
     assert answer.headers["cross-origin-resource-policy"] == "same-origin"
+
+
+def test_another_sites_page_cannot_send_the_browser_to_the_ui_without_a_click(
+    client: TestClient, lake: Lake
+) -> None:
+    """A page of another site that sends the browser to the UI by itself (a script
+    setting location, a meta refresh, or the opener of a UI tab navigating it again
+    and again) started searches, previews and hashes with no click: only a link the
+    user follows is a click (Sec-Fetch-User: ?1). Without one the UI answers a page
+    that does nothing but offer the link."""
+    sent = {
+        "sec-fetch-site": "cross-site",
+        "sec-fetch-mode": "navigate",
+        "sec-fetch-dest": "document",
+    }
+    slow = "/?text=aaaa&page=2"
+    for url in (slow, f"/a/{lake.train_v2}", f"/lineage/{lake.raw}?depth=8"):
+        answer = client.get(url, headers=sent)
+        assert answer.status_code == 403, url
+        assert "<table" not in answer.text
+        assert "<svg" not in answer.text
+    for site in ("cross-site", "same-site"):
+        answer = client.get(slow, headers={**sent, "sec-fetch-site": site})
+        assert answer.status_code == 403
+    # ... and that page's one link is the UI's own page, opened by a click.
+    offered = re.findall(r'<a href="([^"]+)" id=continue>', answer.text)
+    assert [html.unescape(u) for u in offered] == [slow]
+    assert client.get("//evil.test/x", headers=sent).status_code in (403, 404)
+    assert 'href="//' not in client.get("//evil.test/x", headers=sent).text
+    sent_form = client.post(f"/a/{lake.raw}/verify", headers=sent)  # by a script
+    assert sent_form.status_code == 403
+    assert "/verify" not in sent_form.text
+    clicked = {**sent, "sec-fetch-user": "?1"}
+    assert client.get(slow, headers=clicked).status_code == 200
+    assert client.get(f"/a/{lake.train_v2}", headers=clicked).status_code == 200
+    typed = {**sent, "sec-fetch-site": "none"}
+    assert client.get(slow, headers=typed).status_code == 200

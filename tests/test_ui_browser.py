@@ -144,3 +144,55 @@ def test_script_label_shows_as_text(page: Any, served: tuple[str, Lake]) -> None
     assert XSS in page.locator(".previews pre").inner_text()
     # the only script on the page is the UI's own
     assert page.evaluate("[...document.scripts].map(s => s.src)") == [f"{url}_ui.js"]
+
+
+def test_another_site_cannot_send_the_browser_to_the_ui_without_a_click(
+    served: tuple[str, Lake],
+) -> None:
+    """A page of another site (here on ``localhost``, the UI on ``127.0.0.1``) that
+    moves the browser to a UI search by itself gets the UI's page offering the
+    link, with nothing looked up; a link the user clicks opens the UI."""
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    url, _ = served
+    target = f"{url}?datatype=annotation_file"
+    pages = {
+        "/auto": f'<script>location.href = "{target}"</script>',
+        "/link": f'<a id=go href="{target}">the UI</a>',
+    }
+
+    class Site(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path, "").encode()
+            self.send_response(200 if body else 404)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    other = f"http://localhost:{site.server_address[1]}"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            tab = browser.new_page()
+            tab.goto(f"{other}/auto")
+            tab.wait_for_url(target)
+            assert tab.title() == "Opened from another site · elliptio"
+            assert tab.locator("#results").count() == 0
+            tab.click("#continue")  # the user's own click: a page of the UI's own
+            assert tab.locator("#results td:first-child a").count() == 2
+            tab.goto(f"{other}/link")
+            tab.click("#go")
+            tab.wait_for_url(target)
+            assert tab.locator("#results td:first-child a").count() == 2
+            browser.close()
+    finally:
+        site.shutdown()
+        site.server_close()

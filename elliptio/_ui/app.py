@@ -45,7 +45,7 @@ from elliptio._sync import get_loop
 
 from . import graphviz, pages, preview
 from .graph import Picture, draw, to_dot
-from .html import SCRIPT, esc, href, ref_path
+from .html import SCRIPT, esc, href, page, ref_path
 from .search import PAGE_SIZE, SearchForm
 
 __all__ = ["create_app"]
@@ -95,10 +95,13 @@ class _SameSite:
     an image, a frame, a script or a fetch of this UI from a web page the user has
     open would start searches, previews and hashes here (hanging the UI for
     everyone) and tell that page what exists by whether it loads. Following a
-    link to the UI from elsewhere (a top-level navigation) is answered; a
-    request without the header (curl, an older browser) too. A prefetch or
-    prerender (``Sec-Purpose``), which a page's speculation rules start without
-    a click, is not."""
+    link to the UI from elsewhere (a top-level navigation the user clicked,
+    ``Sec-Fetch-User: ?1``) is answered; a request without the header (curl, an
+    older browser) too. A prefetch or prerender (``Sec-Purpose``), which a
+    page's speculation rules start without a click, is not; nor is a navigation
+    with no click (a script setting ``location``, a meta refresh, the opener of
+    a UI tab navigating it again and again, a browser that does not say): it
+    gets a page that does nothing but offer the link to click."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -114,13 +117,34 @@ class _SameSite:
             # A prefetch or prerender (speculation rules on any page, with no click)
             # says so; a real navigation follows if the user does click.
             speculative = b"sec-purpose" in headers or b"prefetch" in headers.get(b"purpose", b"")
+            refused = PlainTextResponse(
+                "this UI answers its own pages, and links followed to it, only", 403
+            )
             if speculative or (site not in (b"same-origin", b"none") and not navigation):
-                refused = PlainTextResponse(
-                    "this UI answers its own pages, and links followed to it, only", 403
-                )
                 await refused(scope, receive, send)
                 return
+            if site not in (b"same-origin", b"none") and headers.get(b"sec-fetch-user") != b"?1":
+                if scope["method"] in ("GET", "HEAD"):
+                    await _unclicked(scope, receive, send)
+                else:  # a form sent by a script: no page of ours to offer
+                    await refused(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+
+async def _unclicked(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer to another site's navigation with no click: the link, nothing done."""
+    path = "/" + quote(str(scope["path"]).lstrip("/"), safe="/:@!$&'()*+,;=-._~")
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    target = path + ("?" + query if query else "")
+    body = (
+        "<h1>Opened from another site</h1><p>Another site's page sent your browser "
+        "here without a click, so nothing was looked up. Open it if you meant to: "
+        f'<a href="{esc(target)}" id=continue>{esc(target)}</a></p>'
+    )
+    await HTMLResponse(page("Opened from another site", body), status_code=403)(
+        scope, receive, send
+    )
 
 
 def _problem(err: BaseException) -> str:
