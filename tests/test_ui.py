@@ -1092,3 +1092,26 @@ def test_another_sites_page_cannot_send_the_browser_to_the_ui_without_a_click(
     assert client.get(f"/a/{lake.train_v2}", headers=clicked).status_code == 200
     typed = {**sent, "sec-fetch-site": "none"}
     assert client.get(slow, headers=typed).status_code == 200
+
+
+def test_an_image_too_large_to_preview_is_not_drawn(handler: eio.Handler, tmp_path: Path) -> None:
+    """A preview reads the whole file through the verified read: an image of
+    hundreds of megabytes was put on the page as <img>, so each view of the
+    artifact hashed and sent all of it (from S3, held whole in the server's
+    memory, six at a time), where any other file that large says to download it."""
+    from tests.ui_lake import png
+
+    big = tmp_path / "scan.png"
+    with big.open("wb") as out:
+        out.write(png())
+        out.truncate(preview_mod.MAX_PREVIEW_BYTES + 1)
+    (tmp_path / "cover.png").write_bytes(png())
+    art = handler.upload([big, tmp_path / "cover.png"], name="scans")
+    with TestClient(create_app(handler.aio), base_url="http://127.0.0.1") as c:
+        page = c.get(f"/a/{art.artifact_id}").text
+    previews = page.split("<h2>Previews</h2>", 1)[1].split("<h2>", 1)[0]
+    shown = previews.split("<h3>cover.png</h3>", 1)[1]
+    assert f'<img src="/file/{art.artifact_id}/cover.png"' in shown
+    large = previews.split("<h3>scan.png</h3>", 1)[1].split("<h3>", 1)[0]
+    assert "<img" not in large
+    assert "Too large to preview here" in large

@@ -234,13 +234,13 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
             what = preview.kind(file.relpath)
             if what is None:
                 continue
-            if what == "image":
-                src = ref_path("/file", rec.artifact_id, file.relpath)
-                previews[file.relpath] = f'<img src="{esc(src)}" alt="{esc(file.relpath)}">'
-            elif file.size > preview.MAX_PREVIEW_BYTES:
+            if file.size > preview.MAX_PREVIEW_BYTES:  # an image too: its <img> reads it all
                 previews[file.relpath] = (
                     "<p class=muted>Too large to preview here; download it.</p>"
                 )
+            elif what == "image":
+                src = ref_path("/file", rec.artifact_id, file.relpath)
+                previews[file.relpath] = f'<img src="{esc(src)}" alt="{esc(file.relpath)}">'
             else:
                 try:
                     data = await verified(rec, file)
