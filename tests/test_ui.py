@@ -1115,3 +1115,29 @@ def test_an_image_too_large_to_preview_is_not_drawn(handler: eio.Handler, tmp_pa
     large = previews.split("<h3>scan.png</h3>", 1)[1].split("<h3>", 1)[0]
     assert "<img" not in large
     assert "Too large to preview here" in large
+
+
+def test_offline_an_image_preview_from_a_remote_store_says_so_in_place(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    s3_options: dict[str, Any],
+    moto: Any,
+) -> None:
+    """docs/ui.md: offline, a file from a remote store answers 503 and previews say
+    so in place. An image's preview was an <img> of that 503: a broken picture."""
+    from tests.ui_lake import png
+
+    store = f"s3://{S3_BUCKET}/ui-offline-image"
+    catalog = f"sqlite:///{tmp_path / 'c.db'}"
+    (tmp_path / "cover.png").write_bytes(png())
+    with eio.Handler(storage=store, catalog=catalog, storage_options=s3_options) as h:
+        art = h.upload(tmp_path / "cover.png", name="cover")
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    with (
+        eio.Handler(storage=store, catalog=catalog, storage_options=s3_options) as h,
+        TestClient(create_app(h.aio), base_url="http://127.0.0.1") as c,
+    ):
+        page = html.unescape(c.get(f"/a/{art.artifact_id}").text)
+    preview = page.split("<h3>cover.png</h3>", 1)[1].split("<h2>", 1)[0]
+    assert "<img" not in preview
+    assert "cannot read a file offline" in preview

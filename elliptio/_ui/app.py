@@ -239,6 +239,11 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
                     "<p class=muted>Too large to preview here; download it.</p>"
                 )
             elif what == "image":
+                try:  # offline, its <img> would be a broken picture: say why in place
+                    handler._online("read a file", catalog=False)
+                except OfflineError as err:
+                    previews[file.relpath] = f"<div class=error>{esc(_problem(err))}</div>"
+                    continue
                 src = ref_path("/file", rec.artifact_id, file.relpath)
                 previews[file.relpath] = f'<img src="{esc(src)}" alt="{esc(file.relpath)}">'
             else:
