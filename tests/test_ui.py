@@ -1141,3 +1141,26 @@ def test_offline_an_image_preview_from_a_remote_store_says_so_in_place(
     preview = page.split("<h3>cover.png</h3>", 1)[1].split("<h2>", 1)[0]
     assert "<img" not in preview
     assert "cannot read a file offline" in preview
+
+
+def test_the_lineage_of_a_deleted_artifact_is_drawn_as_get_lineage_draws_it(
+    handler: eio.Handler, lake: Lake
+) -> None:
+    """A tombstone keeps its lineage so that descendants keep theirs, and
+    h.lineage() and 'elliptio lineage' draw it; the UI drew the deleted box in a
+    child's picture with a link to its lineage view, which answered 410: a dead
+    end in the middle of the chain. Its own page still answers 410."""
+    handler.delete(lake.clean, reason="mistake")
+    with TestClient(create_app(handler.aio), base_url="http://127.0.0.1") as c:
+        child = html.unescape(c.get(f"/lineage/{lake.train_v2}").text)
+        assert f'href="/lineage/{lake.clean}?depth=2"' in child
+        answer = c.get(f"/lineage/{lake.clean}")
+        assert answer.status_code == 200
+        graph = html.unescape(answer.text.split("<div id=graph>", 1)[1])
+        for aid in (lake.raw, lake.clean, lake.train_v2):
+            assert f'id="node-{aid}"' in graph
+        assert "(deleted)" in graph
+        assert "This artifact was deleted" in answer.text
+        assert "This artifact was deleted" not in child
+        assert c.get(f"/a/{lake.clean}").status_code == 410
+        assert c.get(f"/file/{lake.clean}/clean.csv").status_code == 410

@@ -164,13 +164,16 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
         future = asyncio.run_coroutine_threadsafe(coro, get_loop())
         return await asyncio.wrap_future(future)
 
-    async def record(ref: str) -> Metadata:
+    async def record(ref: str, *, tombstone: bool = False) -> Metadata:
+        """The record ``ref`` names; a deleted one only with ``tombstone`` (its
+        lineage, which it keeps, as `lineage` walks it), else `ArtifactDeletedError`."""
+
         async def read() -> Metadata:
             # Offline, the UI sends nothing either: as the handler's own calls.
             handler._online("read a record from the catalog", storage=False)
             aid = await handler.resolve(ref)
             found = upgrade_record(await handler.catalog.get(aid))
-            if found.deleted is not None:  # as get() and find() treat it
+            if found.deleted is not None and not tombstone:  # as get() and find() treat it
                 raise deleted_error(found)
             return found
 
@@ -305,7 +308,7 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
             depth = min(max(int(request.query_params.get("depth", "2")), 1), MAX_DEPTH)
         except ValueError:
             depth = 2
-        rec = await record(request.path_params["ref"])
+        rec = await record(request.path_params["ref"], tombstone=True)
         aid = rec.artifact_id
 
         async def walk() -> tuple[Any, dict[str, str]]:
@@ -331,7 +334,12 @@ def create_app(handler: AsyncHandler, *, allowed_hosts: list[str] | None = None)
         picture, svg = await asyncio.to_thread(lay_out)
         if svg is not None:  # Graphviz is installed: its layout, same nodes and links
             picture = dataclasses.replace(picture, svg=svg)
-        root = {"artifact_id": aid, "name": rec.name, "name_version": rec.name_version}
+        root = {
+            "artifact_id": aid,
+            "name": rec.name,
+            "name_version": rec.name_version,
+            "deleted": rec.deleted is not None,
+        }
         return HTMLResponse(pages.lineage_page(root, picture, depth, MAX_DEPTH))
 
     async def names(request: Request) -> Response:

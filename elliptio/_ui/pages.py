@@ -281,8 +281,14 @@ def lineage_page(root: Mapping[str, Any], picture: Picture, depth: int, max_dept
         if picture.hidden
         else "Nothing is hidden at this depth."
     )
+    gone = (
+        "<p class=error id=deleted>This artifact was deleted (its page says by whom, "
+        "when and why); its lineage is kept so that what was built on it keeps its own.</p>"
+        if root.get("deleted")
+        else ""
+    )
     body = (
-        f"<h1>Lineage of {link(ref_path('/a', aid), ref, id='root-link')}</h1>"
+        f"<h1>Lineage of {link(ref_path('/a', aid), ref, id='root-link')}</h1>{gone}"
         f"<p>{' · '.join(steps)}</p>"
         "<p class=muted>Inputs on the left, what was built from them on the right; click "
         "a box to centre the view on it.</p>"
