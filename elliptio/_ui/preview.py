@@ -120,10 +120,12 @@ def _parquet(data: bytes) -> str:
         group = source.metadata.row_group(0)  # what the first rows are read from
         # (A RangeIndex is described by a dict, stored as no column.)
         shown = set(names[:COLUMNS]) | {i for i in index if isinstance(i, str)}
+        firsts = {name.split(".", 1)[0] for name in shown}  # a quick no for most columns
         decoded = sum(
             group.column(i).total_uncompressed_size
             for i in range(group.num_columns)
-            if group.column(i).path_in_schema.split(".")[0] in shown
+            if (path := group.column(i).path_in_schema).split(".", 1)[0] in firsts
+            and _under(path, shown)
         )
         if decoded > PARQUET_DECODED_BYTES:
             return (
@@ -153,6 +155,15 @@ def _parquet(data: bytes) -> str:
         frame,
         more_rows=source.metadata.num_rows > len(frame),
         more_columns=len(names) > COLUMNS,
+    )
+
+
+def _under(path: str, names: set[str]) -> bool:
+    """Whether a Parquet leaf column (its dotted path) belongs to one of the
+    top-level columns ``names``: ``a.b`` to ``a`` (a struct's field) or to ``a.b``
+    (a column named with a dot). Both, when both exist: counted, never missed."""
+    return any(
+        path.startswith(name) and path[len(name) : len(name) + 1] in ("", ".") for name in names
     )
 
 
