@@ -1205,3 +1205,58 @@ def test_a_parquet_preview_counts_columns_named_with_dots(tmp_path: Path) -> Non
         grew_mb, note = map(int, out.split())
         assert note == 1, (names, out)
         assert grew_mb < 200, (names, out)  # the rows' 400 MB a column were never made
+
+
+def test_a_parquet_preview_counts_every_row_group_its_rows_come_from(tmp_path: Path) -> None:
+    """Only the first row group's decoded size was counted, but the first 20 rows
+    are read from as many row groups as hold them: a first group of one small
+    row, then 19 groups of one 20 MiB row each (15 KB of zstd), took ~800 MB to
+    preview. Every group the rows come from is counted now. Run in a process of
+    its own, measured."""
+    script = tmp_path / "groups.py"
+    script.write_text(
+        "import resource, sys\n"
+        "import pyarrow as pa, pyarrow.parquet as pq\n"
+        "from elliptio._ui import preview\n"
+        "path = sys.argv[2]\n"
+        "if sys.argv[1] == 'make':\n"
+        "    schema = pa.schema([('c', pa.binary())])\n"
+        "    with pq.ParquetWriter(path, schema, compression='zstd', use_dictionary=False) as w:\n"
+        "        w.write_table(pa.table({'c': pa.array([b'x'], pa.binary())}, schema=schema))\n"
+        "        w.write_table(pa.table({'c': pa.array([], pa.binary())}, schema=schema))\n"
+        "        big = pa.array([b'a' * (20 * 2**20)], pa.binary())\n"
+        "        for _ in range(19):\n"
+        "            w.write_table(pa.table({'c': big}, schema=schema))\n"
+        "    sys.exit()\n"
+        "data = open(path, 'rb').read()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "page = preview.render('b.parquet', data)\n"
+        "grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(grew // 1024, int('more than a preview reads' in page))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    path = str(tmp_path / "groups.parquet")
+    for step in ("make", "show"):
+        out = subprocess.run(
+            [sys.executable, str(script), step, path],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        ).stdout
+    assert os.path.getsize(path) < 64 * 2**10
+    grew_mb, note = map(int, out.split())
+    assert note == 1, out
+    assert grew_mb < 200, out  # the rows' 380 MB were never made
+    # Small groups of small rows still show their first 20 rows.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    small = tmp_path / "small.parquet"
+    with pq.ParquetWriter(small, pa.schema([("n", pa.int64())])) as w:
+        for i in range(30):
+            w.write_table(pa.table({"n": [i]}))
+    page = preview_mod.render("s.parquet", small.read_bytes())
+    assert page.count("<tr><td>") == 20
+    assert "<td>19</td>" in page
+    assert "Only part of the file is shown." in page

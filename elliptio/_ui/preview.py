@@ -116,16 +116,21 @@ def _parquet(data: bytes) -> str:
     schema = source.schema_arrow
     index = (schema.pandas_metadata or {}).get("index_columns", [])
     names = [n for n in schema.names if n not in index]  # pandas' index: as read_parquet
-    if source.metadata.num_row_groups:
-        group = source.metadata.row_group(0)  # what the first rows are read from
+    # The row groups the first rows are read from: as many as hold them.
+    groups: list[int] = []
+    held = 0
+    while held < ROWS and len(groups) < source.metadata.num_row_groups:
+        held += source.metadata.row_group(len(groups)).num_rows
+        groups.append(len(groups))
+    if groups:
         # (A RangeIndex is described by a dict, stored as no column.)
         shown = set(names[:COLUMNS]) | {i for i in index if isinstance(i, str)}
         firsts = {name.split(".", 1)[0] for name in shown}  # a quick no for most columns
         decoded = sum(
-            group.column(i).total_uncompressed_size
-            for i in range(group.num_columns)
-            if (path := group.column(i).path_in_schema).split(".", 1)[0] in firsts
-            and _under(path, shown)
+            column.total_uncompressed_size
+            for group in map(source.metadata.row_group, groups)
+            for column in map(group.column, range(group.num_columns))
+            if (path := column.path_in_schema).split(".", 1)[0] in firsts and _under(path, shown)
         )
         if decoded > PARQUET_DECODED_BYTES:
             return (
@@ -143,7 +148,7 @@ def _parquet(data: bytes) -> str:
     source = pq.ParquetFile(io.BytesIO(data), read_dictionary=texts)
     batches: list[pa.RecordBatch] = []
     for batch in source.iter_batches(
-        batch_size=ROWS, columns=names[:COLUMNS], use_pandas_metadata=True
+        batch_size=ROWS, row_groups=groups, columns=names[:COLUMNS], use_pandas_metadata=True
     ):
         batches.append(batch)
         if sum(b.num_rows for b in batches) >= ROWS:
