@@ -1260,3 +1260,22 @@ def test_a_parquet_preview_counts_every_row_group_its_rows_come_from(tmp_path: P
     assert page.count("<tr><td>") == 20
     assert "<td>19</td>" in page
     assert "Only part of the file is shown." in page
+
+
+def test_the_snippet_of_a_tsv_file_reads_its_columns(handler: eio.Handler, tmp_path: Path) -> None:
+    """The page's snippet for a table file is what a user pastes into a notebook:
+    for a .tsv it was pd.read_csv(url), which reads every line as one column."""
+    import pandas as pd
+
+    (tmp_path / "scores.tsv").write_text("sample\tscore\nalpha\t1\nbeta\t2\n")
+    art = handler.upload(tmp_path / "scores.tsv", name="scores")
+    with TestClient(create_app(handler.aio), base_url="http://127.0.0.1") as c:
+        page = c.get(f"/a/{art.artifact_id}").text
+    codes = re.findall(r"<div class=snippet><code>(.*?)</code>", page)
+    snippets = [html.unescape(s) for s in codes]
+    reads = [s for s in snippets if s.startswith("pd.read_")]
+    assert len(reads) == 1, snippets
+    assert "<th>sample</th><th>score</th>" in page  # the preview reads it right
+    frame = eval(reads[0], {"pd": pd, "art": handler.get("scores:v1")})  # the page's own snippet
+    assert list(frame.columns) == ["sample", "score"]
+    assert frame["score"].tolist() == [1, 2]

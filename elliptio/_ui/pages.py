@@ -203,8 +203,9 @@ def artifact_page(
     table = next((f.relpath for f in record.files if kind(f.relpath) in ("csv", "parquet")), None)
     if table is not None:
         reader = "read_parquet" if kind(table) == "parquet" else "read_csv"
+        tabs = ", sep='\\t'" if table.lower().endswith(".tsv") else ""  # as its preview reads it
         # eio_url: read through elliptio, verified and recorded as lineage.
-        snippets.append(f"pd.{reader}(art.files[{table!r}].eio_url)")
+        snippets.append(f"pd.{reader}(art.files[{table!r}].eio_url{tabs})")
     elif record.files:
         snippets.append(f"art.files[{record.files[0].relpath!r}].local_path()")
     snippets += [artifact_url(aid, f.relpath) for f in record.files[:5]]
