@@ -1099,6 +1099,14 @@ class AsyncHandler(InProcess):
             OfflineError: offline or catalog unreachable, and not read before.
         """
         artifact_id = await self.resolve(artifact_id)
+        artifact = await self._lookup(artifact_id)
+        await self._note_read(artifact_id)
+        return artifact
+
+    async def _lookup(self, artifact_id: str | Artifact) -> Artifact:
+        """`get` without noting the read: for the ``elliptio://`` protocol, whose
+        reads are noted by the file once its bytes are verified."""
+        artifact_id = await self.resolve(artifact_id)
         cache = self.storage.cache
         if self._catalog_offline:
             doc = self._cached_record(artifact_id)
@@ -1113,7 +1121,6 @@ class AsyncHandler(InProcess):
         record = upgrade_record(doc)
         if record.deleted is not None:
             raise deleted_error(record)
-        await self._note_read(artifact_id)
         return self._bind(record)
 
     def _bind(self, record: Metadata) -> Artifact:

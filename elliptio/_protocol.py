@@ -49,6 +49,7 @@ from ._runs import (
     inherited_gap,
     inherited_handler,
 )
+from ._sync import sync
 
 if TYPE_CHECKING:
     from ._artifact import Artifact, File
@@ -271,11 +272,13 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         return artifact_id, relpath
 
     def _artifact(self, artifact_id: str) -> Artifact:
-        """The artifact, recorded as an input of the current run (or the carried one)."""
+        """The artifact, not yet recorded as an input: its files note the read in
+        the current run (or the carried one) once their bytes are verified, so a
+        damaged or missing file is no input."""
         handler = self._handler_for(artifact_id)
         try:
             with self._carried_run():
-                return handler.get(artifact_id)
+                return sync(handler.aio._lookup(artifact_id))
         except ArtifactNotFoundError as err:
             raise ArtifactUrlNotFoundError(
                 f"{artifact_url(artifact_id, '')}: {err} (elliptio:// looks an artifact "
@@ -401,7 +404,7 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     # -- reading ------------------------------------------------------------------
     def _file(self, path: str) -> File:
-        """The artifact file at ``path``, its artifact recorded as an input."""
+        """The artifact file at ``path`` (its read is noted when it is opened)."""
         artifact_id, relpath = self._split(path)
         artifact = self._artifact(artifact_id)
         file = artifact.files.get(relpath)

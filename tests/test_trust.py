@@ -21,6 +21,7 @@ from typing import Any
 
 import fsspec
 import pandas as pd
+import pyarrow.dataset as ds
 import pytest
 
 import elliptio as eio
@@ -339,6 +340,43 @@ def test_every_read_path_refuses_a_same_size_tamper(
     assert not (tmp_path / "out" / "table.csv").exists()
     assert not (tmp_path / "got.csv").exists()
     assert not h.verify(art.artifact_id).ok
+
+
+def test_a_read_refused_as_damaged_is_no_input_of_the_run(
+    tampered: tuple[eio.Handler, eio.Artifact], tmp_path: Path
+) -> None:
+    """A reader that got IntegrityError used none of the bytes: a commit of the same
+    run must not list the artifact as built on it, whichever way it was read."""
+    h, art = tampered
+    file = art.file  # from upload: not read yet
+    url = file.eio_url
+    (tmp_path / "out.txt").write_text("derived")
+    reads = {
+        "read_bytes": file.read_bytes,
+        "open": lambda: file.open().read(),
+        "local_path": file.local_path,
+        "download": lambda: file.download(tmp_path / "out" / "table.csv"),
+        "pandas": lambda: pd.read_csv(url),
+        "fsspec.open": lambda: fsspec.open(url, "rb").open().read(),
+        "cat_file": lambda: ElliptioFileSystem().cat_file(url),
+        "get_file": lambda: ElliptioFileSystem().get_file(url, str(tmp_path / "got.csv")),
+        "pyarrow": lambda: ds.dataset(
+            url, format="csv", filesystem=fsspec.filesystem("elliptio")
+        ).to_table(),
+    }
+    for name, read in reads.items():
+        with h.run():
+            with pytest.raises(eio.IntegrityError):
+                read()
+            assert h.upload(tmp_path / "out.txt").metadata.based_on == [], name
+    with h.run():  # nor is a file the artifact does not have
+        with pytest.raises(FileNotFoundError):
+            pd.read_csv(f"elliptio://{art.artifact_id}/missing.csv")
+        assert h.upload(tmp_path / "out.txt").metadata.based_on == []
+    with h.run():  # a read that succeeds is one
+        _tamper(h, art.file.url, GOOD)
+        assert pd.read_csv(url).shape == (2, 2)
+        assert h.upload(tmp_path / "out.txt").metadata.based_on == [art.artifact_id]
 
 
 async def test_async_reads_refuse_a_same_size_tamper(
