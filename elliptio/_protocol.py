@@ -34,6 +34,7 @@ from ._errors import (
     ArtifactUrlNotFoundError,
     ConfigError,
     CorruptRecordError,
+    ElliptioError,
     ImmutableError,
     OfflineError,
     StorageError,
@@ -131,6 +132,13 @@ def _latest_handler() -> AsyncHandler | None:
     return next((h for h in map(_open, refs) if h is not None), None)
 
 
+def _run_maker() -> AsyncHandler | None:
+    """The open handler whose ``run()`` opened the current run of this process, if any."""
+    run = current_run()
+    maker = run.maker() if run.maker is not None and not run.remote else None
+    return maker if maker is not None and not maker._closed else None
+
+
 def artifact_url(artifact_id: str, relpath: str) -> str:
     """The ``elliptio://`` URL of one artifact file."""
     return f"{PROTOCOL}://{artifact_id}/{relpath}"
@@ -140,8 +148,11 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
     """Read-only filesystem over committed artifacts: ``elliptio://<id>/<relpath>``.
 
     An artifact resolves through the handler that made or read it in this
-    process; otherwise through the arguments, else the store and catalog of the
-    run this process was started in, else the ``ELLIPTIO_*`` settings.
+    process, else (a name, an id read nowhere here yet) the handler whose
+    ``run()`` the read is in, as in the children that inherit that run;
+    otherwise (or when that handler's lake does not hold it) through the
+    arguments, else the store and catalog of the run this process was started
+    in, else the ``ELLIPTIO_*`` settings.
 
     Pickled (as Dask and Ray send it to workers), it carries the store and catalog
     settings it resolved through, storage options included (inside the pickle
@@ -257,15 +268,21 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
                     "(catalog='mongodb://...' or ELLIPTIO_CATALOG_URL)"
                 )
 
-    def _handler_for(self, artifact_id: str) -> Handler:
+    def _handler_for(self, artifact_id: str) -> tuple[Handler, bool]:
+        """The handler to look ``artifact_id`` up through, and whether it is the
+        handler of the current run (no handler here made or read it)."""
         if not any(arg is not None for arg in self._handler_args):
+            # Else the handler whose run() the reading context is in: a name, or an
+            # id no handler here read yet, resolves in its lake, as it does in the
+            # children that inherit the run.
             made = _handler_that_made(artifact_id)
-            if made is not None:
-                self._via = made
+            chosen = made if made is not None else _run_maker()
+            if chosen is not None:
+                self._via = chosen
                 from ._sync_handler import Handler
 
-                return Handler._over(made)
-        return self.handler
+                return Handler._over(chosen), made is None
+        return self.handler, False
 
     def _split(self, path: str) -> tuple[str, str]:
         artifact_id, _, relpath = self._strip_protocol(path).partition("/")
@@ -275,15 +292,29 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         """The artifact, not yet recorded as an input: its files note the read in
         the current run (or the carried one) once their bytes are verified, so a
         damaged or missing file is no input."""
-        handler = self._handler_for(artifact_id)
+        handler, of_run = self._handler_for(artifact_id)
         try:
             with self._carried_run():
-                return sync(handler.aio._lookup(artifact_id))
+                try:
+                    return sync(handler.aio._lookup(artifact_id))
+                except ArtifactNotFoundError as err:
+                    # Not in the run's lake: the settings' lake, as before the run.
+                    if not of_run or isinstance(err, ArtifactDeletedError):
+                        raise
+                    try:
+                        fallback = self.handler
+                    except ElliptioError:
+                        raise err from None
+                    if fallback.aio is handler.aio:
+                        raise
+                    self._via = None
+                    return sync(fallback.aio._lookup(artifact_id))
         except ArtifactNotFoundError as err:
             raise ArtifactUrlNotFoundError(
                 f"{artifact_url(artifact_id, '')}: {err} (elliptio:// looks an artifact "
                 "up through the handler that made or read it in this process, else through "
-                "the filesystem's arguments or the ELLIPTIO_* settings; to a worker, send "
+                "that of the current run, the filesystem's arguments or the ELLIPTIO_* "
+                "settings; to a worker, send "
                 "fsspec.open(url) or fsspec.filesystem('elliptio') with the task, which "
                 "carry the handler's settings)"
             ) from err

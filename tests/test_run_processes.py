@@ -181,6 +181,42 @@ def test_eio_url_resolves_through_the_handler_that_made_it(
     assert run.inputs == [arts[1].artifact_id]
 
 
+def test_a_name_url_resolves_in_the_runs_lake_in_the_process_that_opened_it(
+    lake: tuple[eio.Handler, list[eio.Artifact]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside ``h.run()``, one URL string names the same bytes in the driver as in
+    the children that inherit the run, whatever the ELLIPTIO_* settings name."""
+    h, arts = lake
+    other = eio.Handler(storage=str(tmp_path / "other"), catalog=f"sqlite:///{tmp_path / 'o.db'}")
+    (tmp_path / "t1.csv").write_text("a,b\n" + "9,9\n" * 5)
+    theirs = other.upload(tmp_path / "t1.csv", name="table-1")  # another lake, another table-1
+    other.close()
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "other"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path / 'o.db'}")
+    url = "elliptio://table-1:latest/t1.csv"
+    with h.run():
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, pandas as pd; print(len(pd.read_csv(sys.argv[1])))",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        assert child.stdout.strip() == "2"
+        assert len(pd.read_csv(url)) == 2
+        assert len(pd.read_csv(arts[3].file.eio_url.replace(arts[3].artifact_id, "table-3"))) == 4
+        # What the run's lake does not hold is looked up as before the run.
+        assert len(pd.read_csv(f"elliptio://{theirs.artifact_id}/t1.csv")) == 5
+        made = _commit(h, tmp_path)
+    ids = [arts[1].artifact_id, arts[3].artifact_id, theirs.artifact_id]
+    assert made.metadata.based_on == ids
+
+
 def test_pickled_filesystem_carries_store_catalog_and_run(
     lake: tuple[eio.Handler, list[eio.Artifact]], tmp_path: Path
 ) -> None:
