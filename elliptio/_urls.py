@@ -305,7 +305,7 @@ class UrlTools:
                 handler = ElliptioFileSystem(
                     s.resolved_storage_url(), s.resolved_catalog_url(), s.storage_options
                 ).handler
-                found.append((stored, handler.storage, handler.get))
+                found.append((stored, handler.storage, _getter(handler.aio)))
         real = functools.cache(os.path.realpath)
         # A handler that writes to storage only cannot vouch for anything: asked
         # last, its store still counts (its refusal, never an unchecked read).
@@ -987,10 +987,12 @@ def _under(url: str, root: str) -> bool:
 
 
 def _getter(handler: AsyncHandler) -> Callable[[str], Artifact]:
-    """A handler's ``get`` for the (blocking) URL tools."""
+    """A handler's ``get`` for the (blocking) URL tools, without noting the read:
+    the file notes it once its bytes are verified (nothing for a damaged file, or
+    for `exists` asking the cache)."""
 
     def get(artifact_id: str) -> Artifact:
-        return sync(handler.get(artifact_id))
+        return sync(handler._lookup(artifact_id))
 
     return get
 

@@ -342,6 +342,16 @@ def test_every_read_path_refuses_a_same_size_tamper(
     assert not h.verify(art.artifact_id).ok
 
 
+def _whole(f: Any) -> bytes:
+    with f:
+        return f.read()  # type: ignore[no-any-return]
+
+
+def _local_copy(url: str) -> bytes:
+    with eio.local_copy(url) as path:
+        return path.read_bytes()
+
+
 def test_a_read_refused_as_damaged_is_no_input_of_the_run(
     tampered: tuple[eio.Handler, eio.Artifact], tmp_path: Path
 ) -> None:
@@ -353,16 +363,20 @@ def test_a_read_refused_as_damaged_is_no_input_of_the_run(
     (tmp_path / "out.txt").write_text("derived")
     reads = {
         "read_bytes": file.read_bytes,
-        "open": lambda: file.open().read(),
+        "open": lambda: _whole(file.open()),
         "local_path": file.local_path,
         "download": lambda: file.download(tmp_path / "out" / "table.csv"),
         "pandas": lambda: pd.read_csv(url),
-        "fsspec.open": lambda: fsspec.open(url, "rb").open().read(),
+        "fsspec.open": lambda: _whole(fsspec.open(url, "rb").open()),
         "cat_file": lambda: ElliptioFileSystem().cat_file(url),
         "get_file": lambda: ElliptioFileSystem().get_file(url, str(tmp_path / "got.csv")),
         "pyarrow": lambda: ds.dataset(
             url, format="csv", filesystem=fsspec.filesystem("elliptio")
         ).to_table(),
+        "eio.open": lambda: _whole(eio.open(file.url)),
+        "h.urls.open": lambda: _whole(h.urls.open(file.url)),
+        "eio.local_copy": lambda: _local_copy(file.url),
+        "eio.cp": lambda: eio.cp(file.url, str(tmp_path / "cp.csv")),
     }
     for name, read in reads.items():
         with h.run():
@@ -373,10 +387,11 @@ def test_a_read_refused_as_damaged_is_no_input_of_the_run(
         with pytest.raises(FileNotFoundError):
             pd.read_csv(f"elliptio://{art.artifact_id}/missing.csv")
         assert h.upload(tmp_path / "out.txt").metadata.based_on == []
-    with h.run():  # a read that succeeds is one
-        _tamper(h, art.file.url, GOOD)
-        assert pd.read_csv(url).shape == (2, 2)
-        assert h.upload(tmp_path / "out.txt").metadata.based_on == [art.artifact_id]
+    _tamper(h, art.file.url, GOOD)
+    for name, read in reads.items():  # a read that succeeds is one
+        with h.run():
+            read()
+            assert h.upload(tmp_path / "out.txt").metadata.based_on == [art.artifact_id], name
 
 
 async def test_async_reads_refuse_a_same_size_tamper(
