@@ -434,3 +434,29 @@ async def test_who_uses_the_files_of_a_huge_artifact_is_asked_in_filters_mongodb
     assert sent
     assert max(sent) < 16 * 2**20
     await cat.close()
+
+
+async def test_run_inputs_read_by_processes_in_one_second_keep_first_read_first() -> None:
+    """Each process's ObjectIds carry its own random bytes: within one second they
+    sort by process, not by when the read was noted."""
+    from bson import ObjectId
+
+    database = AsyncMongoMockClient()["elliptio"]
+    cat = MongoCatalog(target=database["artifacts"])
+    await cat.add_run_inputs("run_a", ["artifact_0001"])  # this process reads first
+    side = database["artifacts.run_inputs"]
+    ours = await side.find_one({"run_id": "run_a"})
+    assert ours is not None
+    # Another process of the run, later in the same second, whose random bytes sort
+    # before this process's: the document its insert_many writes.
+    theirs = ObjectId(ours["_id"].binary[:4] + b"\x00" * 8)
+    await side.insert_one(
+        {
+            "_id": theirs,
+            "run_id": "run_a",
+            "artifact_id": "artifact_0002",
+            "read": ours["read"] + dt.timedelta(milliseconds=1),
+        }
+    )
+    assert await cat.run_inputs("run_a") == ["artifact_0001", "artifact_0002"]
+    await cat.close()

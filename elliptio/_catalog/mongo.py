@@ -1095,7 +1095,9 @@ class MongoCatalog(Catalog):
         inputs = await self._side("run_inputs")
         async with self._errors():
             cursor = inputs.find({"run_id": run_id}, {"_id": 0, "artifact_id": 1})
-            cursor = cursor.sort("_id", ASCENDING)
+            # By when each was noted: ObjectIds order one process's inserts, but
+            # within one second those of two processes by their random bytes.
+            cursor = cursor.sort([("read", ASCENDING), ("_id", ASCENDING)])
             return [doc.get("artifact_id") async for doc in cursor]
 
     async def reserve_version(self, name: str) -> int:
