@@ -133,9 +133,10 @@ def _latest_handler() -> AsyncHandler | None:
 
 
 def _run_maker() -> AsyncHandler | None:
-    """The open handler whose ``run()`` opened the current run of this process, if any."""
+    """The open handler whose ``run()`` opened the current run, if any: in this
+    process, or in the parent of a forked child, which holds a copy of it."""
     run = current_run()
-    maker = run.maker() if run.maker is not None and not run.remote else None
+    maker = run.maker() if run.maker is not None else None
     return maker if maker is not None and not maker._closed else None
 
 

@@ -181,8 +181,12 @@ def test_eio_url_resolves_through_the_handler_that_made_it(
     assert run.inputs == [arts[1].artifact_id]
 
 
-def test_a_name_url_resolves_in_the_runs_lake_in_the_process_that_opened_it(
-    lake: tuple[eio.Handler, list[eio.Artifact]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("start", ["subprocess", "spawn", "fork"])
+def test_a_name_url_resolves_in_the_runs_lake_in_every_process_of_it(
+    lake: tuple[eio.Handler, list[eio.Artifact]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    start: str,
 ) -> None:
     """Inside ``h.run()``, one URL string names the same bytes in the driver as in
     the children that inherit the run, whatever the ELLIPTIO_* settings name."""
@@ -195,19 +199,19 @@ def test_a_name_url_resolves_in_the_runs_lake_in_the_process_that_opened_it(
     monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path / 'o.db'}")
     url = "elliptio://table-1:latest/t1.csv"
     with h.run():
-        child = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import sys, pandas as pd; print(len(pd.read_csv(sys.argv[1])))",
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=ROOT,
-        )
-        assert child.stdout.strip() == "2"
+        if start == "subprocess":
+            code = "import sys, tests._run_workers as w; print(w.rows_or_error(sys.argv[1]))"
+            out = subprocess.run(
+                [sys.executable, "-c", code, url],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            ).stdout.strip()
+        else:
+            with multiprocessing.get_context(start).Pool(1) as pool:
+                out = pool.apply(_run_workers.rows_or_error, (url,))
+        assert out == "2"
         assert len(pd.read_csv(url)) == 2
         assert len(pd.read_csv(arts[3].file.eio_url.replace(arts[3].artifact_id, "table-3"))) == 4
         # What the run's lake does not hold is looked up as before the run.
