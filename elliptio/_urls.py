@@ -549,6 +549,8 @@ class UrlTools:
             raise self._offline_error(url, "read")
         try:
             version = self._version(backend.fs, path)
+        except UrlNotFoundError:
+            raise  # elliptio:// names it already (an unknown artifact: both errors)
         except Exception as err:
             if isinstance(err, FileNotFoundError) and _not_found(err):
                 raise _missing(backend, path) from err

@@ -107,6 +107,31 @@ def test_unknown_paths_are_file_not_found(configured: eio.Handler, tmp_path: Pat
         fs.ls("")
 
 
+def test_the_url_tools_name_an_unknown_artifact_as_the_filesystem_does(
+    configured: eio.Handler, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/concepts.md: an elliptio:// URL naming no artifact raises
+    ArtifactUrlNotFoundError, given to the URL tools too. eio.open, eio.local_copy
+    and `elliptio cat` said only "does not exist" (a bare UrlNotFoundError, no
+    KeyError), dropping the catalog they asked, while eio.ls and eio.cp named it."""
+    from elliptio._cli import main
+
+    url = "elliptio://artifact_00000000-0000-4000-8000-000000000000/x.csv"
+    for call in (
+        lambda: eio.open(url).__enter__(),
+        lambda: eio.local_copy(url).__enter__(),
+        lambda: eio.cp(url, str(tmp_path / "copy.csv")),
+        lambda: eio.ls(url),
+    ):
+        with pytest.raises(eio.ArtifactUrlNotFoundError, match="no artifact") as gone:
+            call()
+        assert isinstance(gone.value, KeyError)
+        assert isinstance(gone.value, FileNotFoundError)
+    capsys.readouterr()
+    assert main(["cat", url]) == 1
+    assert "ArtifactUrlNotFoundError" in capsys.readouterr().err
+
+
 def test_every_write_is_refused_naming_the_url(configured: eio.Handler, tmp_path: Path) -> None:
     local = tmp_path / "a.csv"
     local.write_text("x\n1\n")
