@@ -1231,7 +1231,7 @@ class AsyncHandler(InProcess):
         return await self.catalog.count(_live(query, include_deleted))
 
     # -- names and aliases --------------------------------------------------
-    async def set_alias(self, ref: str, alias: str) -> dict[str, str]:
+    async def set_alias(self, ref: str | Artifact, alias: str) -> dict[str, str]:
         """Point ``name:<alias>`` at the named artifact ``ref``; it moves only so.
 
         Example: ``await h.set_alias("train-set:v3", "production")``; then
@@ -1349,7 +1349,7 @@ class AsyncHandler(InProcess):
                 break
         return landed
 
-    async def set_labels(self, ref: str, labels: LabelsLike) -> Artifact:
+    async def set_labels(self, ref: str | Artifact, labels: LabelsLike) -> Artifact:
         """Replace the labels of a committed artifact; its files never change.
 
         The record keeps every earlier version of its labels, with who replaced
@@ -1375,7 +1375,7 @@ class AsyncHandler(InProcess):
                 return self._bind(new)
         raise CatalogError(f"the labels of {artifact_id} kept changing under this edit; try again")
 
-    async def delete(self, ref: str, *, reason: str) -> DeleteReport:
+    async def delete(self, ref: str | Artifact, *, reason: str) -> DeleteReport:
         """Delete an artifact: remove its files from storage, keep a tombstone.
 
         The tombstone keeps its id, name and version, run, creator and
@@ -1479,7 +1479,7 @@ class AsyncHandler(InProcess):
 
     # -- lineage and maintenance --------------------------------------------
     async def lineage(
-        self, artifact_id: str, direction: Direction = "both", depth: int | None = None
+        self, artifact_id: str | Artifact, direction: Direction = "both", depth: int | None = None
     ) -> LineageGraph:
         """What ``artifact_id`` was built from (``"up"``), what was built on it
         (``"down"``), or both, as a graph that renders as text, Mermaid or DOT.
@@ -1526,7 +1526,7 @@ class AsyncHandler(InProcess):
         self._online("collect garbage")
         return await gc(self.storage, self.catalog, grace=grace, delete=delete)
 
-    async def diff(self, a: str, b: str) -> ArtifactDiff:
+    async def diff(self, a: str | Artifact, b: str | Artifact) -> ArtifactDiff:
         """Compare two artifacts (ids or references such as ``train-set:v2``).
 
         Files added, removed and changed (by sha256), labels changed, and size
@@ -1546,7 +1546,7 @@ class AsyncHandler(InProcess):
                 raise deleted_error(record)
         return diff_records(*records)
 
-    async def verify(self, artifact_id: str) -> VerifyReport:
+    async def verify(self, artifact_id: str | Artifact) -> VerifyReport:
         """Re-hash an artifact's stored files against its record.
 
         Raises:

@@ -132,7 +132,7 @@ class Handler(InProcess):
         """The artifact id a reference names; see `AsyncHandler.resolve`."""
         return sync(self.aio.resolve(ref))
 
-    def set_alias(self, ref: str, alias: str) -> dict[str, str]:
+    def set_alias(self, ref: str | Artifact, alias: str) -> dict[str, str]:
         """Point ``name:<alias>`` at the named artifact ``ref``; see `AsyncHandler.set_alias`."""
         return sync(self.aio.set_alias(ref, alias))
 
@@ -185,12 +185,12 @@ class Handler(InProcess):
         """How many artifacts match ``query`` (tombstones only with ``include_deleted``)."""
         return sync(self.aio.count(query, include_deleted=include_deleted))
 
-    def set_labels(self, ref: str, labels: LabelsLike) -> Artifact:
+    def set_labels(self, ref: str | Artifact, labels: LabelsLike) -> Artifact:
         """Replace an artifact's labels, keeping the earlier ones; see
         `AsyncHandler.set_labels`."""
         return sync(self.aio.set_labels(ref, labels))
 
-    def delete(self, ref: str, *, reason: str) -> DeleteReport:
+    def delete(self, ref: str | Artifact, *, reason: str) -> DeleteReport:
         """Delete an artifact's files and keep a tombstone; see `AsyncHandler.delete`."""
         return sync(self.aio.delete(ref, reason=reason))
 
@@ -200,7 +200,7 @@ class Handler(InProcess):
         return self.aio.urls
 
     def lineage(
-        self, artifact_id: str, direction: Direction = "both", depth: int | None = None
+        self, artifact_id: str | Artifact, direction: Direction = "both", depth: int | None = None
     ) -> LineageGraph:
         """The lineage graph around an artifact; see `AsyncHandler.lineage`."""
         return sync(self.aio.lineage(artifact_id, direction, depth))
@@ -219,11 +219,11 @@ class Handler(InProcess):
         """List (``delete=True``: remove) storage prefixes that never committed."""
         return sync(self.aio.gc(grace, delete))
 
-    def diff(self, a: str, b: str) -> ArtifactDiff:
+    def diff(self, a: str | Artifact, b: str | Artifact) -> ArtifactDiff:
         """Compare two artifacts; see `AsyncHandler.diff`."""
         return sync(self.aio.diff(a, b))
 
-    def verify(self, artifact_id: str) -> VerifyReport:
+    def verify(self, artifact_id: str | Artifact) -> VerifyReport:
         """Re-hash an artifact's stored files against its record."""
         return sync(self.aio.verify(artifact_id))
 

@@ -73,3 +73,28 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
             timeout=120,
         )
         assert result.returncode == 0, f"{page.name}: {result.stderr}"
+
+
+def test_the_readme_tour_type_checks(tmp_path: Path) -> None:
+    """The package ships py.typed, so the README tour must pass a strict type
+    check as written: `h.lineage(artifact, ...)` takes the Artifact the tour holds
+    (as get, resolve and the runtime do), but lineage, verify, diff, set_alias,
+    set_labels and delete were annotated `str` only."""
+    pages = ((ROOT / "README.md", "## A tour"), (ROOT / "docs/concepts.md", "# Concepts"))
+    for page, heading in pages:
+        code = _python_block_after(page.read_text(), heading)
+        extra = (
+            "\nh.verify(artifact); h.diff(artifact, artifact)"
+            '\nh.set_alias(artifact, "p"); h.set_labels(artifact, {}); '
+            'h.delete(artifact, reason="r")\n'
+        )
+        (tmp_path / f"tour_{page.stem}.py").write_text(code + extra)
+    tours = sorted(str(p) for p in tmp_path.glob("tour_*.py"))
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--ignore-missing-imports", *tours],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
