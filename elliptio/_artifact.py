@@ -41,7 +41,7 @@ from ._sizes import human_size
 from ._storage import MissingFileError, Storage, discard_temp, temp_beside
 from ._sync import sync
 from ._transfer import gather_all
-from ._urls import is_unreachable
+from ._urls import is_unreachable, refuse_store_target
 from ._workers import to_thread
 
 log = logging.getLogger(__name__)
@@ -262,6 +262,7 @@ class File(InProcess):
         folder = path is not None and os.fspath(path).endswith(("/", os.sep))
         if folder or target.is_dir():
             target = target / Path(self.relpath).name
+        refuse_store_target(target)
         progress = self._storage.progress_for(f"download {self.relpath}", files=1, nbytes=self.size)
         try:
             return await self._save(target, progress)
@@ -567,6 +568,8 @@ class Artifact(InProcess):
                 "download its files one by one (file.download(path))"
             )
         targets = [root / relpath for relpath, _ in items]
+        for target in [root, *targets]:
+            refuse_store_target(target)
         folders = [str(t) for t in targets if t.is_dir()]
         if folders:
             raise InvalidPathError(

@@ -1011,6 +1011,28 @@ def _store_key(fs: fsspec.AbstractFileSystem, root: str) -> tuple[type, str]:
 _handlers: weakref.WeakSet[AsyncHandler] = weakref.WeakSet()
 
 
+def refuse_store_target(target: str | os.PathLike[str]) -> None:
+    """Refuse a local path a download would write (or replace) when it lies in
+    the local store of a handler of this process, also reached through a link:
+    committed files never change, and the store holds nothing else.
+
+    Raises:
+        InvalidPathError: naming ``target``.
+    """
+    path = os.path.abspath(os.fspath(target))
+    # The file itself is replaced, not what a link there points at.
+    where = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    for handler in list(_handlers):
+        if not isinstance(handler.storage.fs, LocalFileSystem):
+            continue
+        root = os.path.realpath(handler.storage.root).rstrip("/") + "/"
+        if where.startswith(root) or where + "/" == root:
+            raise InvalidPathError(
+                f"cannot download to {path!r}: it lies in the elliptio store, whose "
+                "committed artifacts never change; download somewhere else"
+            )
+
+
 # The URL tools of this process, by the ELLIPTIO_* variables they were built from.
 _default: ProcessLocal[dict[tuple[tuple[str, str], ...], UrlTools]] = ProcessLocal(dict)
 

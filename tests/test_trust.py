@@ -1095,6 +1095,46 @@ def test_downloads_have_the_mode_of_a_new_file_and_never_replace_a_folder(
         art.download(tmp_path / "dl", overwrite=True)
 
 
+def test_a_download_never_writes_into_a_local_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: committed files never change. file.download(path) replaced a file at
+    ``path`` even when it was another artifact's committed file in the store (its
+    bytes, then its read-only mode, changed; verify then found it damaged), and
+    artifact.download(folder) wrote into the store's folders; the URL tools refuse
+    both. Also through the CLI and a store reached by a link."""
+    from elliptio._cli import main
+
+    store = tmp_path / "store"
+    (tmp_path / "a.txt").write_bytes(b"AAA\n")
+    (tmp_path / "b.txt").write_bytes(b"BBB\n")
+    os.symlink(store, tmp_path / "alias")
+    with eio.Handler(storage=str(store), catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        a, b = h.upload(tmp_path / "a.txt"), h.upload(tmp_path / "b.txt")
+        into = Path(b.file.url)
+        linked = tmp_path / "alias" / into.relative_to(store)
+        for call in (
+            lambda: a.file.download(into),
+            lambda: a.file.download(linked),
+            lambda: a.file.download(str(into.parent) + "/"),
+            lambda: a.download(into.parent, overwrite=True),
+            lambda: a.download(store / "elsewhere"),
+            lambda: fsspec.filesystem("elliptio").get_file(a.file.eio_url, str(into)),
+        ):
+            with pytest.raises(eio.InvalidPathError, match="lies in the elliptio store"):
+                call()
+        capsys.readouterr()
+        args = ["--storage", str(store), "--catalog", f"sqlite:///{tmp_path}/c.db"]
+        assert main([*args, "download", a.artifact_id, "-o", str(into.parent), "--overwrite"]) == 1
+        assert "lies in the elliptio store" in capsys.readouterr().err
+        assert into.read_bytes() == b"BBB\n"
+        assert stat.S_IMODE(into.stat().st_mode) & 0o222 == 0
+        assert h.verify(b).damaged == []
+        assert not (into.parent / "a.txt").exists()
+        assert not (store / "elsewhere").exists()
+        assert a.file.download(tmp_path / "out" / "a.txt").read_bytes() == b"AAA\n"
+
+
 def test_a_store_path_reached_through_a_link_outside_the_store_is_the_store_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
