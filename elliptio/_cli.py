@@ -594,7 +594,11 @@ def cmd_lineage(args: argparse.Namespace) -> int:
             )
     if fmt == "png" and args.output is None and sys.stdout.isatty():
         _usage_error(args, "a png picture is binary: write it to a file with -o lineage.png")
+    from ._urls import refuse_store_target
+
     with _handler(args) as h:
+        if args.output is not None:
+            refuse_store_target(args.output, "write")
         graph = h.lineage(args.artifact_id, args.direction, args.depth)
     if fmt in _PICTURES:
         data = graph.to_png() if fmt == "png" else graph.to_svg().encode("utf-8")

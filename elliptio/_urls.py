@@ -1011,10 +1011,11 @@ def _store_key(fs: fsspec.AbstractFileSystem, root: str) -> tuple[type, str]:
 _handlers: weakref.WeakSet[AsyncHandler] = weakref.WeakSet()
 
 
-def refuse_store_target(target: str | os.PathLike[str]) -> None:
-    """Refuse a local path a download would write (or replace) when it lies in
-    the local store of a handler of this process, also reached through a link:
-    committed files never change, and the store holds nothing else.
+def refuse_store_target(target: str | os.PathLike[str], what: str = "download to") -> None:
+    """Refuse a local path a download (or the CLI's ``-o``) would write or
+    replace when it lies in the local store of a handler of this process, also
+    reached through a link: committed files never change, and the store holds
+    nothing else.
 
     Raises:
         InvalidPathError: naming ``target``.
@@ -1028,8 +1029,8 @@ def refuse_store_target(target: str | os.PathLike[str]) -> None:
         root = os.path.realpath(handler.storage.root).rstrip("/") + "/"
         if where.startswith(root) or where + "/" == root:
             raise InvalidPathError(
-                f"cannot download to {path!r}: it lies in the elliptio store, whose "
-                "committed artifacts never change; download somewhere else"
+                f"cannot {what} {path!r}: it lies in the elliptio store, whose "
+                "committed artifacts never change; write it somewhere else"
             )
 
 

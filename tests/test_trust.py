@@ -1135,6 +1135,31 @@ def test_a_download_never_writes_into_a_local_store(
         assert a.file.download(tmp_path / "out" / "a.txt").read_bytes() == b"AAA\n"
 
 
+def test_lineage_output_never_lands_in_a_local_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`elliptio lineage REF -o PATH` wrote its drawing wherever -o said: onto a
+    committed file of the store (for a user who may write it, root in a
+    container: the file's bytes changed) or as a new file among the artifacts."""
+    from elliptio._cli import main
+
+    store = tmp_path / "store"
+    (tmp_path / "a.txt").write_bytes(b"AAA\n")
+    args = ["--storage", str(store), "--catalog", f"sqlite:///{tmp_path}/c.db"]
+    with eio.Handler(storage=str(store), catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        art = h.upload(tmp_path / "a.txt")
+    committed = Path(art.file.url)
+    for target in (committed, committed.parent / "lineage.svg", store / "lineage.txt"):
+        capsys.readouterr()
+        assert main([*args, "lineage", art.artifact_id, "-o", str(target)]) == 1
+        assert "lies in the elliptio store" in capsys.readouterr().err
+    assert committed.read_bytes() == b"AAA\n"
+    assert sorted(p.name for p in committed.parent.iterdir()) == [".elliptio", "a.txt"]
+    assert not (store / "lineage.txt").exists()
+    assert main([*args, "lineage", art.artifact_id, "-o", str(tmp_path / "l.txt")]) == 0
+    assert art.artifact_id in (tmp_path / "l.txt").read_text()
+
+
 def test_a_store_path_reached_through_a_link_outside_the_store_is_the_store_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
