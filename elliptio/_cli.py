@@ -991,7 +991,8 @@ def _parser() -> argparse.ArgumentParser:
         "elliptio download train-set:latest test.txt -o data/",
     )
     p.add_argument("artifact_id", metavar="REF", help=_REF_HELP)
-    p.add_argument("relpaths", nargs="*", help="files to download (default: all)")
+    # A default, or argparse counts an empty "*" among the required arguments.
+    p.add_argument("relpaths", nargs="*", default=[], help="files to download (default: all)")
     p.add_argument("-o", "--output", default=".", help="target folder (default: .)")
     p.add_argument(
         "--overwrite", action="store_true", help="replace files that exist in the target folder"

@@ -312,6 +312,20 @@ def test_a_command_line_that_cannot_work_is_a_usage_error(
     assert err.count("\n") == 1
 
 
+def test_a_missing_reference_names_only_what_is_required(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`elliptio download` with no reference said "the following arguments are
+    required: REF, relpaths", though its --help says the files default to all."""
+    with pytest.raises(SystemExit) as stop:
+        main(["download"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert err.splitlines()[-1] == (
+        "elliptio download: error: the following arguments are required: REF"
+    )
+
+
 def test_find_csv_and_json_hold_the_libraries_frame(
     env: dict[str, str], two_files: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
