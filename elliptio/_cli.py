@@ -103,15 +103,6 @@ def _is_text_field(key: str) -> bool:
     return key in _TEXT_FIELDS or key.startswith("python_packages.")
 
 
-def _pairs(
-    items: Sequence[str] | None,
-    what: str,
-    error: type[ElliptioError],
-    text: Callable[[str], bool] = _is_text_field,
-) -> dict[str, Any]:
-    return dict(_pair_list(items, what, error, text))
-
-
 def _pair_list(
     items: Sequence[str] | None,
     what: str,
@@ -322,16 +313,32 @@ def _field_hints(h: Any, query: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-# -- commands ------------------------------------------------------------------------
-def cmd_upload(args: argparse.Namespace) -> int:
-    labels = _pairs(args.label, "--label", InvalidLabelsError)
+def _labels(args: argparse.Namespace) -> dict[str, Any]:
+    """The labels of ``--label`` and ``--infos``; a label given twice is refused,
+    since one of its values would be dropped without a word."""
+    pairs = _pair_list(args.label, "--label", InvalidLabelsError)
     if args.infos:
         infos = _parse_value(args.infos, InvalidLabelsError)
         if not isinstance(infos, dict):
             raise InvalidLabelsError(
                 f"--infos {args.infos!r} must be a JSON object such as '{{\"seed\": 1}}'"
             )
-        labels["infos"] = infos
+        pairs.append(("infos", infos))
+    labels: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in labels:
+            raise InvalidLabelsError(
+                f"the label {key!r} is given twice (--label {key}=..."
+                + (" and --infos" if key == "infos" and args.infos else " twice")
+                + "); give each label once"
+            )
+        labels[key] = value
+    return labels
+
+
+# -- commands ------------------------------------------------------------------------
+def cmd_upload(args: argparse.Namespace) -> int:
+    labels = _labels(args)
     if bool(args.paths) == bool(args.reference):
         problem = (
             "give local files or folders to upload, or --reference URL... to reference "
@@ -545,12 +552,7 @@ def cmd_set_labels(args: argparse.Namespace) -> int:
         if not isinstance(labels, dict):
             raise InvalidLabelsError(f"--json {args.json!r} must be a JSON object of labels")
     else:
-        labels = _pairs(args.label, "--label", InvalidLabelsError)
-        if args.infos:
-            infos = _parse_value(args.infos, InvalidLabelsError)
-            if not isinstance(infos, dict):
-                raise InvalidLabelsError(f"--infos {args.infos!r} must be a JSON object")
-            labels["infos"] = infos
+        labels = _labels(args)
     with _handler(args) as h:
         art = h.set_labels(args.ref, labels)
     print(art.metadata.labels.model_dump_json(exclude_defaults=True))

@@ -326,6 +326,34 @@ def test_a_missing_reference_names_only_what_is_required(
     )
 
 
+def test_a_label_given_twice_is_refused_not_dropped(
+    env: dict[str, str], two_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--label ticket=1 --label ticket=2` kept ticket 2, and `--label infos=...
+    --infos ...` kept the --infos object, dropping the other value without a word
+    (a second --where never replaces the first either); upload and set-labels."""
+    file = str(two_files[0])
+    for argv in (
+        ["upload", file, "--label", "ticket=1", "--label", "ticket=2"],
+        ["upload", file, "--label", 'infos={"a": 1}', "--infos", '{"b": 2}'],
+        ["set-labels", "ds", "--label", "project=p", "--label", "project=q"],
+        ["set-labels", "ds", "--label", 'infos={"a": 1}', "--infos", '{"b": 2}'],
+    ):
+        if argv[0] == "set-labels":
+            assert _run(capsys, "upload", file, "--name", "ds")[0] == 0
+        code, out, err = _run(capsys, *argv)
+        assert (code, out) == (1, "")
+        assert "InvalidLabelsError" in err
+        assert "given twice" in err
+    with elliptio.Handler(
+        storage=env["ELLIPTIO_STORAGE_URL"], catalog=env["ELLIPTIO_CATALOG_URL"]
+    ) as h:
+        assert h.count() == 2  # the two uploads of set-labels' target, nothing else
+        assert [h.get(ref).metadata.labels.project for ref in ("ds:v1", "ds:v2")] == ["", ""]
+    code, _, _ = _run(capsys, "upload", file, "--label", "ticket=1", "--infos", '{"b": 2}')
+    assert code == 0
+
+
 def test_find_csv_and_json_hold_the_libraries_frame(
     env: dict[str, str], two_files: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
