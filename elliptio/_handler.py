@@ -898,8 +898,9 @@ class AsyncHandler(InProcess):
 
         Raises:
             ConfigError: a URL lies below no reference root, or carries credentials.
-            InvalidPathError: a URL lies inside the store, is not on the store's
-                filesystem, or two files would get the same relpath.
+            InvalidPathError: a URL lies inside the store (or is a folder that
+                holds it), is not on the store's filesystem, or two files would get
+                the same relpath.
             InputFileNotFoundError: a URL names nothing.
         """
         self._online("commit an artifact")

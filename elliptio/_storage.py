@@ -283,8 +283,8 @@ class Storage:
         """The storage path of a file or folder to reference (`AsyncHandler.add_reference`).
 
         Raises:
-            InvalidPathError: it is no URL on the store's filesystem, or lies inside
-                the store.
+            InvalidPathError: it is no URL on the store's filesystem, lies inside
+                the store, or is a folder that holds the store.
             ConfigError: it lies below no reference root of this handler.
         """
         shown = repr(self._redact(url))
@@ -298,6 +298,12 @@ class Storage:
             raise InvalidPathError(
                 f"{shown} lies inside the store, where elliptio keeps what it commits; "
                 "reference data outside the store, or upload it"
+            )
+        if self.root.startswith(path.rstrip("/") + "/"):
+            # Walking it would take in the store's own files and sidecars.
+            raise InvalidPathError(
+                f"{shown} holds the store ({self.safe_url}); reference the folders "
+                "beside the store instead, one by one"
             )
         return self._check_root(path, shown)
 

@@ -322,3 +322,23 @@ def test_a_reference_written_before_with_files_a_and_a_slash_b_stays_readable(
     sync(h.catalog.insert(doc))
     with pytest.raises(eio.CorruptRecordError, match="given twice"):
         h.get(doc["artifact_id"])
+
+
+def test_a_folder_that_holds_the_store_is_refused_and_nothing_is_written(
+    lake: Lake, data: dict[str, bytes], catalog_spec: Any, tmp_path: Path
+) -> None:
+    """The store lies inside the folder referenced: walking it met the store's own
+    files (other artifacts' files and sidecars), and the reference committed them,
+    an artifact no read could serve that blocked deleting the artifacts it swept in."""
+    store = lake.url("ds/lake")
+    with eio.Handler(storage=store, catalog=catalog_spec, reference_roots=[lake.raw]) as h:
+        stored = h.upload(_local(tmp_path, "a.txt"), name="stored")
+        before = snapshot(h)
+        for folder in (lake.url("ds"), lake.url("ds") + "/"):
+            with pytest.raises(eio.InvalidPathError, match="holds the store") as err:
+                h.add_reference(folder, name="raw")
+            assert h.storage.safe_url in str(err.value)
+        assert snapshot(h) == before
+        h.delete("stored:v1", reason="holds personal data")  # nothing blocks it
+        with pytest.raises(eio.ArtifactDeletedError):
+            h.get(stored.artifact_id)
