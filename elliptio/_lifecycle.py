@@ -104,8 +104,9 @@ def tombstone(record: Metadata, by: str, at: datetime, reason: str) -> Metadata:
     """The tombstone of ``record``: its id, name and version, run, creator and
     ``based_on`` (so lineage keeps the node), and who deleted it, when and why.
 
-    Files, logs, labels (and their history), the command line, git state and
-    packages are dropped: any of them may hold what the delete is for.
+    Files (also the relpaths a reference pins), logs, labels (and their
+    history), the command line, git state and packages are dropped: any of them
+    may hold what the delete is for.
     """
     return Metadata.model_validate(
         {
@@ -120,6 +121,8 @@ def tombstone(record: Metadata, by: str, at: datetime, reason: str) -> Metadata:
             "log_relpaths": [],
             "local_root": "",
             "label_history": [],
+            # Still marks a reference; its keys are the relpaths of the files dropped.
+            "reference": {} if record.reference is not None else None,
             "deleted": Tombstone(deleted_by=by, deleted_at=at, reason=reason),
         }
     )

@@ -342,3 +342,26 @@ def test_a_folder_that_holds_the_store_is_refused_and_nothing_is_written(
         h.delete("stored:v1", reason="holds personal data")  # nothing blocks it
         with pytest.raises(eio.ArtifactDeletedError):
             h.get(stored.artifact_id)
+
+
+def test_the_tombstone_of_a_reference_keeps_none_of_its_relpaths(
+    h: eio.Handler, lake: Lake, data: dict[str, bytes]
+) -> None:
+    """A tombstone drops the files (SECURITY.md): their relpaths may be what the
+    delete is for. A reference's tombstone kept them, as the keys of the ETags
+    of ``metadata.reference``, in the catalog and in the sidecar."""
+    from elliptio._sync import sync
+
+    lake.put("patients/jane-doe-diagnosis.csv", b"name\nJane Doe\n")
+    art = h.add_reference(lake.url("patients"))
+    h.delete(art.artifact_id, reason="holds personal data")
+    sidecar = f"{h.storage.path(art.metadata.remote_root)}/{METADATA_RELPATH}"
+    kept = [json.dumps(sync(h.catalog.get(art.artifact_id)), default=str)]
+    kept.append(h.storage.fs.cat_file(sidecar).decode())
+    for text in kept:
+        assert "jane-doe" not in text
+        assert '"deleted"' in text
+    assert h.reindex().unchanged == [art.artifact_id]
+    with pytest.raises(eio.ArtifactDeletedError, match="personal data"):
+        h.get(art.artifact_id)
+    assert lake.fs.cat_file(lake.fs._strip_protocol(lake.url("patients/jane-doe-diagnosis.csv")))
