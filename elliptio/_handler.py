@@ -962,6 +962,8 @@ class AsyncHandler(InProcess):
                 )
             isdir = await storage.backend.run("read", path, storage.fs.isdir, path)
             if not isdir:
+                # Checked as reads check it: a root that is a file has nothing below it.
+                storage.source_path(storage.url(path), "the file")
                 items.append((path, validate_relpath(path.rstrip("/").rpartition("/")[2])))
                 continue
             found = await storage.find(path)

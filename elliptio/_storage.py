@@ -305,6 +305,8 @@ class Storage:
                 f"{shown} holds the store ({self.safe_url}); reference the folders "
                 "beside the store instead, one by one"
             )
+        if path in (r.rstrip("/") for r in self.reference_roots):
+            return path  # a root itself: its files lie below it (`source_path` checks each)
         return self._check_root(path, shown)
 
     def source_path(self, url: str, what: str = "", *, allowed: bool = True) -> str:

@@ -365,3 +365,22 @@ def test_the_tombstone_of_a_reference_keeps_none_of_its_relpaths(
     with pytest.raises(eio.ArtifactDeletedError, match="personal data"):
         h.get(art.artifact_id)
     assert lake.fs.cat_file(lake.fs._strip_protocol(lake.url("patients/jane-doe-diagnosis.csv")))
+
+
+def test_a_reference_root_itself_can_be_referenced(
+    h: eio.Handler, lake: Lake, data: dict[str, bytes], tmp_path: Path
+) -> None:
+    """ELLIPTIO_REFERENCE_ROOTS='["s3://raw-bucket/data"]', then
+    add_reference("s3://raw-bucket/data"): its files lie below the root, yet it
+    was refused as lying below none, with the advice to add it to the roots."""
+    top = lake.raw.rstrip("/").rpartition("/")[2]
+    for url in (lake.raw, lake.raw + "/"):
+        art = h.add_reference(url, name="raw")
+        assert sorted(art.files) == sorted(f"{top}/{relpath}" for relpath in data)
+    reader = _fresh(h, lake, tmp_path, reference_roots=[lake.raw])
+    for relpath, content in data.items():
+        assert reader.get("raw:v2").files[f"{top}/{relpath}"].read_bytes() == content
+    # A root that is a file names nothing below it: no read could open it.
+    as_root = _fresh(h, lake, tmp_path, reference_roots=[lake.url("one.txt")])
+    with pytest.raises(eio.ConfigError, match="reference roots"):
+        as_root.add_reference(lake.url("one.txt"))
