@@ -966,7 +966,8 @@ class AsyncHandler(InProcess):
                 storage.source_path(storage.url(path), "the file")
                 items.append((path, validate_relpath(path.rstrip("/").rpartition("/")[2])))
                 continue
-            found = await storage.find(path)
+            # A key ending in "/" is a folder marker (the S3 console's "Create folder").
+            found = [p for p in await storage.find(path) if not p.endswith("/")]
             if not found:
                 raise InvalidPathError(f"{storage.redact(text)} is a folder without files")
             base = path.rstrip("/").rpartition("/")[0]

@@ -384,3 +384,27 @@ def test_a_reference_root_itself_can_be_referenced(
     as_root = _fresh(h, lake, tmp_path, reference_roots=[lake.url("one.txt")])
     with pytest.raises(eio.ConfigError, match="reference roots"):
         as_root.add_reference(lake.url("one.txt"))
+
+
+def test_folder_markers_in_a_bucket_are_no_files_of_a_reference(
+    s3_options: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    catalog_spec: Any,
+    tmp_path: Path,
+) -> None:
+    """The S3 console's "Create folder" leaves an empty object named ``folder/``:
+    add_reference of a prefix holding one failed on an "empty segment" relpath."""
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(s3_options))
+    fs = fsspec.filesystem("s3", **s3_options)
+    raw = f"s3://{S3_BUCKET}/raw-{uuid.uuid4().hex[:8]}"
+    fs.pipe({f"{raw}/ds/a.txt": b"a", f"{raw}/ds/sub/": b"", f"{raw}/ds/sub/b.txt": b"b"})
+    fs.pipe({f"{raw}/ds/empty/": b"", f"{raw}/only-markers/x/": b""})
+    store = f"s3://{S3_BUCKET}/lake-{uuid.uuid4().hex[:8]}"
+    with eio.Handler(storage=store, catalog=catalog_spec, reference_roots=[raw]) as h:
+        art = h.add_reference(f"{raw}/ds/")
+        assert sorted(art.files) == ["ds/a.txt", "ds/sub/b.txt"]
+        assert art.files["ds/sub/b.txt"].read_bytes() == b"b"
+        before = snapshot(h)
+        with pytest.raises(eio.InvalidPathError, match="without files"):
+            h.add_reference(f"{raw}/only-markers")
+        assert snapshot(h) == before
