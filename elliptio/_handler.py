@@ -306,6 +306,10 @@ class AsyncHandler(InProcess):
         self.urls = UrlTools(s, self)
         """URL tools (open, local_copy, write, ls, exists, cp, mv, rm, cache) on these settings."""
         self._closed = False
+        # Built from arguments, not only the settings: name URLs of the names it
+        # made or read resolve through it (those of one built from the settings
+        # follow the settings, as they change).
+        self._explicit = storage is not None or catalog is not None
         # The catalog URL, when it was given as one (a client object cannot travel).
         self._catalog_url = (
             s.resolved_catalog_url() if catalog is None or isinstance(catalog, str) else None
@@ -1130,6 +1134,8 @@ class AsyncHandler(InProcess):
     def _bind(self, record: Metadata) -> Artifact:
         """An `Artifact` on this handler's store; its ``eio_url`` resolves through it."""
         remember_handler(record.artifact_id, self)
+        if record.name is not None and self._explicit:  # elliptio://train-set:v3/...
+            remember_handler(record.name, self)
         return Artifact.from_metadata(record, self.storage, self._publish_read, self._deleted)
 
     async def _deleted(self, artifact_id: str) -> BaseException | None:

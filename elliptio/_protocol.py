@@ -41,6 +41,7 @@ from ._errors import (
     UrlNotFoundError,
     UsageError,
 )
+from ._names import ID_PREFIX
 from ._runs import (
     RUN_HANDLER_ENV,
     Run,
@@ -72,7 +73,8 @@ _handlers_lock = threading.Lock()
 # Which handlers made or read each artifact lately (the latest first), so that its
 # ``eio_url`` resolves through one of them still open (its store, catalog and
 # options) in this process: a second handler that read it and was closed since
-# leaves the first to answer.
+# leaves the first to answer. Kept by artifact id, and by name for the URLs that
+# name one (``elliptio://train-set:v3/...``; no name starts as an id does).
 _made: OrderedDict[str, list[weakref.ref[AsyncHandler]]] = OrderedDict()
 _MADE_MAX = 100_000
 _MADE_PER_ARTIFACT = 4
@@ -89,7 +91,8 @@ os.register_at_fork(after_in_child=_forget_handlers)
 
 
 def remember_handler(artifact_id: str, handler: AsyncHandler) -> None:
-    """Note that ``handler`` made or read ``artifact_id``: its URLs resolve through it."""
+    """Note that ``handler`` made or read ``artifact_id`` (or an artifact of that
+    name): its URLs resolve through it."""
     with _handlers_lock:
         kept = [r for r in _made.get(artifact_id, []) if _open(r) not in (None, handler)]
         _made[artifact_id] = [weakref.ref(handler), *kept][:_MADE_PER_ARTIFACT]
@@ -275,8 +278,11 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         if not any(arg is not None for arg in self._handler_args):
             # Else the handler whose run() the reading context is in: a name, or an
             # id no handler here read yet, resolves in its lake, as it does in the
-            # children that inherit the run.
-            made = _handler_that_made(artifact_id)
+            # children that inherit the run. A reference (train-set:v3) first
+            # resolves through a handler that made or read an artifact of that name:
+            # the same name elsewhere is another one.
+            key = artifact_id if artifact_id.startswith(ID_PREFIX) else artifact_id.split(":")[0]
+            made = _handler_that_made(key)
             chosen = made if made is not None else _run_maker()
             if chosen is not None:
                 self._via = chosen

@@ -54,6 +54,40 @@ def test_elliptio_urls_take_names_versions_and_aliases(
         assert configured.based_on == [v2.artifact_id, v1.artifact_id]
 
 
+@pytest.mark.parametrize("catalog", ["sqlite", "mongomock"])
+def test_name_urls_resolve_through_the_handler_that_made_or_read_the_name(
+    configured: eio.Handler, data_files: dict[str, Path], tmp_path: Path, catalog: str
+) -> None:
+    """A handler built from explicit arguments: ``elliptio://train-set:v1/...``
+    looked the name up in the ELLIPTIO_* settings' catalog instead, where the same
+    name may be another artifact, and read that one."""
+    personal = configured.upload(data_files["test"], name="train-set")  # the settings' lake
+    team_catalog: object = f"sqlite:///{tmp_path / 'team.db'}"
+    if catalog == "mongomock":
+        from mongomock_motor import AsyncMongoMockClient
+
+        team_catalog = AsyncMongoMockClient()["elliptio"]["team"]
+    with eio.Handler(storage=str(tmp_path / "team"), catalog=team_catalog) as team:
+        made = team.upload(data_files["train"], name="train-set")
+        team.set_alias("train-set:v1", "golden")
+        train = data_files["train"].read_bytes()
+        for ref in ("train-set", "train-set:latest", "train-set:v1", "train-set:golden"):
+            assert fsspec.filesystem("elliptio").cat_file(f"{ref}/train.txt") == train
+            with fsspec.open(f"elliptio://{ref}/train.txt") as f:
+                assert f.read() == train
+        assert pd.read_csv("elliptio://train-set:v1/train.txt").shape == (2, 2)
+        assert fsspec.filesystem("elliptio").ls("train-set:v1", detail=False) == [
+            "train-set:v1/train.txt"
+        ]
+        with team.run():
+            pd.read_csv("elliptio://train-set:golden/train.txt")
+            assert team.based_on == [made.artifact_id]
+    # The team's handler is closed: the settings' lake answers again.
+    assert fsspec.filesystem("elliptio").cat_file("train-set:v1/test.txt") == (
+        personal.file.read_bytes()
+    )
+
+
 def test_listing_info_and_read_block(configured: eio.Handler, tmp_path: Path) -> None:
     data = tmp_path / "ds"
     (data / "img").mkdir(parents=True)
