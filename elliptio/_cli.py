@@ -19,7 +19,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -280,15 +280,25 @@ def _summary(frame: Any, exact: bool) -> Any:
     _check_cells(
         frame, "files", lambda v: all(isinstance(f, dict) and _is_int(f.get("size")) for f in v)
     )
+
+    def gone(stone: Mapping[str, Any] | None) -> str:
+        if not isinstance(stone, Mapping):
+            return ""
+        when = stone.get("deleted_at")
+        when = when.strftime("%Y-%m-%d %H:%M:%S") if isinstance(when, datetime) else ""
+        return f"by {stone.get('deleted_by')} {when}: {stone.get('reason')}"
+
     named = frame["ref"].where(frame["ref"] != frame.index, "-")
+    extra = {"deleted": frame["deleted"].map(gone)} if "deleted" in frame else {}
     return frame.assign(
+        **extra,
         ref=named,
         created=frame["creation_time"].dt.strftime("%Y-%m-%d %H:%M:%S"),
         datatype=frame["labels.datatype"].fillna(""),
         files=frame["file_relpaths"].map(files),
         size=frame["files"].map(size),
         inputs=frame["based_on"].map(lambda parents: len(parents or ())),
-    )[["ref", "created", "username", "datatype", "files", "size", "inputs"]]
+    )[["ref", "created", "username", "datatype", "files", "size", "inputs", *extra]]
 
 
 def _field_hints(h: Any, query: Mapping[str, Any]) -> list[str]:
@@ -380,8 +390,10 @@ def cmd_find(args: argparse.Namespace) -> int:
     query = _all_of(query, _pair_list(args.where, "--where", QueryError))
     columns = args.columns.split(",") if args.columns else None
     table = columns is None and args.format == "table"
+    deleted = args.include_deleted
+    shown = [*_SUMMARY_COLUMNS, *(["deleted"] if deleted else [])] if table else columns
     with _handler(args) as h:
-        frame = h.find(query, max_docs=args.limit, columns=_SUMMARY_COLUMNS if table else columns)
+        frame = h.find(query, max_docs=args.limit, columns=shown, include_deleted=deleted)
         hints = _field_hints(h, query) if frame.empty and query and args.limit != 0 else []
     for hint in hints:
         print(f"elliptio: {hint}", file=sys.stderr)
@@ -966,6 +978,12 @@ def _parser() -> argparse.ArgumentParser:
         "(labels.ticket=123)",
     )
     p.add_argument("--limit", type=_count, default=None, help="at most this many (0: none)")
+    p.add_argument(
+        "--include-deleted",
+        action="store_true",
+        help="also list the tombstones of deleted artifacts, with who deleted each, when "
+        "and why (a deleted column)",
+    )
     p.add_argument(
         "--columns",
         help="comma-separated columns to show: record fields, dotted paths such as "

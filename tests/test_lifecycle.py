@@ -768,6 +768,40 @@ def test_cli_delete_asks_and_needs_a_reason(
     assert main(["delete", art.artifact_id, "--reason", "pii", "--yes"]) == 0
 
 
+def test_cli_find_lists_tombstones_when_asked(
+    store: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """find()/count() leave tombstones out unless include_deleted=True; the command
+    line had no way to list them (who deleted what, when and why)."""
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", store)
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    with eio.Handler() as h:
+        gone = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), name="set")
+        kept = h.upload(_folder(tmp_path, "b", {"y.csv": b"2\n"}), name="set")
+        with eio.mock_username("dora"):
+            h.delete("set:v1", reason="holds personal data")
+    assert main(["find", "--format", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["artifact_id"] for r in rows] == [kept.artifact_id]
+    assert main(["find", "--include-deleted", "--format", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by_id = {r["artifact_id"]: r for r in rows}
+    assert set(by_id) == {gone.artifact_id, kept.artifact_id}
+    assert by_id[gone.artifact_id]["deleted"]["deleted_by"] == "dora"
+    assert by_id[gone.artifact_id]["deleted"]["reason"] == "holds personal data"
+    assert by_id[kept.artifact_id]["deleted"] is None
+    assert main(["find", "--include-deleted", "--where", "name=set"]) == 0
+    table = capsys.readouterr().out
+    line = next(row for row in table.splitlines() if gone.artifact_id in row)
+    assert "set:v1" in line
+    assert "dora" in line
+    assert "holds personal data" in line
+    assert "set:v2" in table
+
+
 def test_cli_set_labels(
     store: str,
     tmp_path: Path,
