@@ -1419,7 +1419,16 @@ class AsyncHandler(InProcess):
             # A delete that stopped before its aliases went, or lost to another.
             aliases = await self._drop_aliases(record)
             removed, _ = await remove_deleted_files(self.storage, self.catalog, folder, artifact_id)
+            # The record read here before, if any, still names the files (and labels).
+            kept = self._kept_record(artifact_id)
+            earlier = upgrade_record(kept) if kept is not None else None
+            if earlier is not None and earlier.artifact_id == artifact_id:
+                await self._forget_copies(earlier, record)
             return DeleteReport(artifact_id, record.ref, removed, aliases, already_deleted=True)
+        # This machine's copies go first, so that a delete that stops midway leaves
+        # none (SECURITY.md), and again at the end (a read meanwhile may add one).
+        await self._refuse_if_referenced(record)
+        await self._forget_copies(record)
         for _ in range(_CHANGE_ATTEMPTS):
             await self._refuse_if_referenced(record)
             stone = tombstone(record, current_username(), _now_ms(), why)
@@ -1445,19 +1454,27 @@ class AsyncHandler(InProcess):
                     await save_aliases(self.storage, self.catalog, record.name or "")
             raise
         own = set(self._own_urls(record))
-        cache = self.storage.cache
-        if cache is not None:
-            await to_thread(_keep_record, cache, self.catalog, artifact_id, stone.to_document())
-            # This machine's copies of the bytes removed go too (other machines'
-            # stay: SECURITY.md).
-            gone = [f.sha256 for f in [*record.files, *record.logs] if f.url in own]
-            await to_thread(cache.discard, gone)
+        await self._forget_copies(record, stone)
         kept = {
             f.url: self.storage.reference_owner(f.url)[1]
             for f in [*record.files, *record.logs]
             if f.url not in own
         }
         return DeleteReport(artifact_id, record.ref, removed, aliases, kept=kept)
+
+    async def _forget_copies(self, record: Metadata, stone: Metadata | None = None) -> None:
+        """Remove this machine's cached copies of the bytes a delete of ``record``
+        removes (other machines' stay: SECURITY.md); with its ``stone``, keep that
+        in place of the record read before."""
+        cache = self.storage.cache
+        if cache is None:
+            return
+        own = set(self._own_urls(record))
+        gone = [f.sha256 for f in [*record.files, *record.logs] if f.url in own]
+        await to_thread(cache.discard, gone)
+        if stone is not None:
+            doc = stone.to_document()
+            await to_thread(_keep_record, cache, self.catalog, record.artifact_id, doc)
 
     def _own_urls(self, record: Metadata) -> list[str]:
         """URLs of the files in the artifact's own folder (not deduplicated ones)."""

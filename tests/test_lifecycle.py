@@ -234,6 +234,65 @@ def test_a_delete_stopped_after_the_catalog_is_finished_by_rerunning_it(
     assert _stored_files(h, art) == [METADATA_RELPATH]
 
 
+@pytest.mark.parametrize("stop", ["after_tombstone", "midway"])
+def test_a_delete_run_again_after_a_crash_leaves_no_copy_in_this_machines_cache(
+    storage_url_s3: str,
+    catalog_spec: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stop: str,
+) -> None:
+    """SECURITY.md: a delete removes the copies of the files in the deleting
+    machine's cache, and after a crash running it again finishes it. The copies
+    went only at the very end, and a rerun (which finds a tombstone) never
+    removed them."""
+    from elliptio import _handler, _storage
+
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    h = eio.Handler(storage=storage_url_s3, catalog=catalog_spec)
+    art = h.upload(
+        _folder(tmp_path, "a", {f"p{i}.csv": b"name\nJane Doe %d\n" % i for i in range(4)})
+    )
+    shas = {f.sha256 for f in art.files.values()}
+    for file in h.get(art.artifact_id).files.values():  # the record kept on this machine
+        file.read_bytes()  # and the bytes
+    assert h.storage.cache is not None
+
+    def cached() -> set[str]:
+        return {sha for sha in shas if h.storage.cache.lookup(sha) is not None}  # type: ignore[union-attr]
+
+    assert cached() == shas
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the process died here")
+
+    if stop == "after_tombstone":
+        monkeypatch.setattr(_handler.AsyncHandler, "_drop_aliases", crash)
+    else:
+        real = _storage.Storage.remove_file
+        removed: list[str] = []
+
+        async def remove_file(self: Any, path: str) -> None:
+            if removed:
+                crash()
+            removed.append(path)
+            await real(self, path)
+
+        monkeypatch.setattr(_storage.Storage, "remove_file", remove_file)
+    with pytest.raises(RuntimeError):
+        h.delete(art.artifact_id, reason="holds personal data")
+    monkeypatch.undo()
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    assert h.delete(art.artifact_id, reason="holds personal data").already_deleted
+    assert cached() == set()
+    assert _stored_files(h, art) == [METADATA_RELPATH]
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")  # the record kept here: the tombstone
+    with eio.Handler(storage=storage_url_s3, catalog=h.catalog) as offline:
+        with pytest.raises(eio.ArtifactDeletedError, match="personal data"):
+            offline.get(art.artifact_id)
+    h.close()
+
+
 def test_a_tombstone_only_in_the_catalog_removes_nothing(h: eio.Handler, tmp_path: Path) -> None:
     from datetime import timedelta
 
