@@ -281,6 +281,9 @@ async def reindex(
 # -- aliases: the catalog holds them, the store keeps a copy for reindex --------------
 
 
+_COPY_ATTEMPTS = 5
+
+
 def _aliases_path(storage: Storage, name: str) -> str:
     return f"{storage.root.rstrip('/')}/{ALIASES_DIR}/{name}.json"
 
@@ -292,8 +295,15 @@ async def save_aliases(storage: Storage, catalog: Catalog, name: str) -> None:
     logged, and the change stands."""
     try:
         aliases = await catalog.aliases(name)
-        data = json.dumps({"name": name, "aliases": aliases}, sort_keys=True).encode()
-        await storage.replace_bytes(_aliases_path(storage, name), data)
+        for _ in range(_COPY_ATTEMPTS):
+            data = json.dumps({"name": name, "aliases": aliases}, sort_keys=True).encode()
+            await storage.replace_bytes(_aliases_path(storage, name), data)
+            # Another client's change may have landed, and its copy been written,
+            # while this one was being written: the copy ends as the catalog holds them.
+            now = await catalog.aliases(name)
+            if now == aliases:
+                break
+            aliases = now
     except ElliptioError as err:
         log.warning(
             "the aliases of %r changed in the catalog, but their copy in the store could "

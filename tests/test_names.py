@@ -282,6 +282,45 @@ def test_reindex_sets_aliases_again_on_a_rebuilt_catalog(
         assert rebuilt.aliases("ds") == {"dev": "v2", "prod": "v2"}
 
 
+def test_the_store_copy_of_aliases_ends_as_the_catalog_holds_them(
+    handler: eio.Handler, data_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two clients move one alias at once: the copy of the first, written last,
+    kept the alias where the catalog no longer had it, and a catalog rebuilt from
+    the store (reindex(aliases=True)) pointed it at the wrong version."""
+    handler.upload(data_files["train"], name="ds")
+    handler.upload(data_files["test"], name="ds")
+    other = eio.Handler(
+        storage=handler.storage.root_url,
+        catalog=handler.catalog,
+        storage_options=handler.storage.options,
+    )
+    real = handler.storage.replace_bytes
+    raced: list[bool] = []
+
+    async def racing(path: str, data: bytes) -> None:
+        if path.endswith("/ds.json") and not raced:
+            raced.append(True)  # the other client moves it, and its copy lands first
+            await other.aio.set_alias("ds:v2", "prod")
+        await real(path, data)
+
+    handler.storage.replace_bytes = racing  # type: ignore[method-assign]
+    try:
+        assert handler.set_alias("ds:v1", "prod") == {"prod": "v2"}
+    finally:
+        del handler.storage.replace_bytes
+    assert raced
+    assert handler.aliases("ds") == {"prod": "v2"}
+    with eio.Handler(
+        storage=handler.storage.root_url,
+        catalog=f"sqlite:///{tmp_path / 'rebuilt.db'}",
+        storage_options=handler.storage.options,
+    ) as rebuilt:
+        rebuilt.reindex(aliases=True)
+        assert rebuilt.aliases("ds") == {"prod": "v2"}
+    other.close()
+
+
 def test_an_alias_change_stands_when_its_copy_cannot_be_written(
     handler: eio.Handler,
     data_files: dict[str, Path],
