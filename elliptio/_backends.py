@@ -428,6 +428,13 @@ class LocalBackend(Backend):
         """``path`` if no part of it below the root is a symlink; else an error."""
         if not self._has_link(path):
             return path
+        if not path.startswith(self.root.rstrip("/") + "/"):  # a reference's source
+            raise PlantedFileError(
+                f"refusing to {action} {self.redact(path)}: it is (or lies under) a "
+                "symbolic link, and elliptio reads references only where they really "
+                f"lie: {self.redact(os.path.realpath(path))} (put its folder in "
+                "ELLIPTIO_REFERENCE_ROOTS and reference it there)"
+            )
         raise PlantedFileError(
             f"refusing to {action} {self.redact(path)}: it is (or lies under) a "
             "symbolic link inside the store, which elliptio never writes; someone "

@@ -408,3 +408,28 @@ def test_folder_markers_in_a_bucket_are_no_files_of_a_reference(
         with pytest.raises(eio.InvalidPathError, match="without files"):
             h.add_reference(f"{raw}/only-markers")
         assert snapshot(h) == before
+
+
+def test_a_reference_under_a_linked_folder_names_where_it_really_lies(
+    tmp_path: Path, catalog_spec: Any
+) -> None:
+    """/data linked to /mnt/disk1/data: elliptio reads no reference through a link,
+    but the error blamed a link "inside the store" planted by someone with write
+    access to it, with no way on. It names the file's real place, which works."""
+    real = tmp_path / "disk1" / "data"
+    (real / "ds").mkdir(parents=True)
+    (real / "ds" / "a.txt").write_bytes(b"a\n")
+    (tmp_path / "data").symlink_to(real)
+    linked = eio.Handler(
+        storage=str(tmp_path / "lake"),
+        catalog=catalog_spec,
+        reference_roots=[str(tmp_path / "data")],
+    )
+    with linked, pytest.raises(eio.ElliptioError) as err:
+        linked.add_reference(str(tmp_path / "data" / "ds"))
+    assert "inside the store" not in str(err.value)
+    assert str(real / "ds" / "a.txt") in str(err.value)
+    with eio.Handler(
+        storage=str(tmp_path / "lake"), catalog=catalog_spec, reference_roots=[str(real)]
+    ) as h:
+        assert h.add_reference(str(real / "ds")).file.read_bytes() == b"a\n"
