@@ -29,6 +29,7 @@ from ._errors import (
     ImmutableError,
     InvalidPathError,
     OfflineError,
+    StorageError,
     UsageError,
 )
 from ._files import FileMap, listing
@@ -141,10 +142,19 @@ class File(InProcess):
             OfflineError: offline and the file is not cached.
         """
         if self._storage.cache_reads:
-            path = await self.alocal_path()
-            if self.size <= _INLINE_READ:
-                return path.read_bytes()
-            return await to_thread(path.read_bytes)
+            retried = False
+            while True:
+                path = await self.alocal_path()
+                try:
+                    if self.size <= _INLINE_READ:
+                        return path.read_bytes()
+                    return await to_thread(path.read_bytes)
+                except FileNotFoundError as err:  # removed meanwhile: see `_cached`
+                    if (deleted := await self._deleted()) is not None:
+                        raise deleted from err
+                    if retried:
+                        raise self._vanished() from err
+                    retried = True
         try:
             data = await self._storage.read_bytes(self._path, self.sha256, self.size)
         except MissingFileError as err:
@@ -194,12 +204,30 @@ class File(InProcess):
         return found
 
     async def _cached(self, progress: Any) -> Path:
-        try:
-            return await self._cached_or_missing(progress)
-        except MissingFileError as err:
-            if (deleted := await self._deleted()) is not None:
-                raise deleted from err
-            raise
+        retried = False
+        while True:
+            try:
+                return await self._cached_or_missing(progress)
+            except MissingFileError as err:
+                if (deleted := await self._deleted()) is not None:
+                    raise deleted from err
+                raise
+            except FileNotFoundError as err:
+                # The cache entry went between its fetch and its use: a delete of
+                # this artifact (which removes this machine's copies) or an eviction
+                # by another process; the latter is fetched once more.
+                if (deleted := await self._deleted()) is not None:
+                    raise deleted from err
+                if retried:
+                    raise self._vanished() from err
+                retried = True
+
+    def _vanished(self) -> StorageError:
+        return StorageError(
+            f"the cached copy of {self.relpath!r} of {self.artifact_id} was removed twice "
+            "while it was read (another process evicting the cache, or clearing it); "
+            "read it again, or give the cache more room (ELLIPTIO_CACHE_MAX_BYTES)"
+        )
 
     async def _cached_or_missing(self, progress: Any) -> Path:
         found = self._hit()
