@@ -450,6 +450,11 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
             raise _not_found(artifact, relpath)
         return file
 
+    def _artifact_file(self, path: str) -> File:
+        """`_file` in the run this filesystem reads in (see `_carried_run`)."""
+        with self._carried_run():
+            return self._file(path)
+
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> _Handle:
         if mode != "rb":
             self._refuse(path)

@@ -328,8 +328,14 @@ class UrlTools:
         Its bytes then leave the store only through the verified read path, and
         the read counts as reading the artifact (lineage), as for any `File`.
         Stores are tried in the order of `_readers`; the first whose catalog holds
-        the artifact answers.
+        the artifact answers. An ``elliptio://`` URL names its artifact's file.
         """
+        from ._protocol import ElliptioFileSystem
+
+        if isinstance(backend.fs, ElliptioFileSystem):
+            # Read through the artifact, as pd.read_csv(eio_url) reads it: its own
+            # cache and offline rules, and the read counted as an input.
+            return backend.fs._artifact_file(path)
         readers = self._readers(backend, path)
         if not readers:
             return None
@@ -492,8 +498,14 @@ class UrlTools:
 
     def _offline(self, *backends: Backend) -> bool:
         """Whether ``ELLIPTIO_OFFLINE`` keeps these backends' filesystems out of
-        reach: those a network away; local disk and memory stay usable."""
-        return self.settings.offline and any(is_remote(b.fs) for b in backends)
+        reach: those a network away; local disk and memory stay usable, and
+        ``elliptio://`` answers by the offline rules of the artifacts it names
+        (cached files and kept records stay readable, a local store too)."""
+        from ._protocol import ElliptioFileSystem
+
+        return self.settings.offline and any(
+            is_remote(b.fs) and not isinstance(b.fs, ElliptioFileSystem) for b in backends
+        )
 
     def _offline_error(self, url: str, what: str) -> OfflineError:
         reason = "ELLIPTIO_OFFLINE is set" if self.settings.offline else "storage is unreachable"

@@ -414,3 +414,43 @@ def test_every_file_the_cache_keeps_has_the_cache_file_mode(
     }
     assert {p.split("/")[0] for p in modes} >= {"records", "sha256", "urls"}
     assert {p: m for p, m in modes.items() if m != mode} == {}
+
+
+def test_offline_the_url_tools_read_an_eio_url_as_the_artifact_file_it_names(
+    s3_handler: eio.Handler,
+    data_files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    moto: Any,
+) -> None:
+    """Offline, `eio.open`, `local_copy`, `exists` and `elliptio cat` of an
+    `eio_url` raised OfflineError ("not in the cache") for a file that was cached
+    (and, on a local store, for every file), while `pd.read_csv` of the same
+    URL and `file.read_bytes()` served it: they took elliptio:// for a plain
+    remote URL, with a cache record of its own."""
+    from elliptio._cli import main
+
+    remote = s3_handler.upload(data_files["test"])
+    s3_handler.get(remote.artifact_id).file.read_bytes()  # cached by the artifact read
+    local = eio.Handler(
+        storage=str(tmp_path / "store"), catalog=s3_handler.aio.settings.resolved_catalog_url()
+    )
+    on_disk = local.upload(data_files["train"])
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", s3_handler.storage.root_url)
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", s3_handler.aio.settings.resolved_catalog_url())
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(s3_handler.storage.options))
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(s3_handler.storage.cache.root))
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    moto.reset_count()
+    for art, source in ((remote, data_files["test"]), (on_disk, data_files["train"])):
+        url, expected = art.file.eio_url, source.read_bytes()
+        with eio.open(url) as f:
+            assert f.read() == expected
+        with eio.local_copy(url) as path:
+            assert path.read_bytes() == expected
+        assert eio.exists(url)
+        capsys.readouterr()
+        assert main(["cat", url]) == 0
+        assert capsys.readouterr().out.encode() == expected
+    assert moto.requests == 0
