@@ -137,7 +137,7 @@ class UrlTools:
         )
         self._store_protocol = fsspec.core.split_protocol(settings.resolved_storage_url())[0]
         self._secrets = known_secrets([settings.storage_url], settings.storage_options)
-        self._backends: dict[tuple[type, int], Backend] = {}
+        self._backends: dict[tuple[type, int | str], Backend] = {}
         self._store: tuple[type, str] | None = None
 
     def _redact(self, text: str) -> str:
@@ -160,7 +160,11 @@ class UrlTools:
             fs, path = open_filesystem(url, options, self._redact)
         except ElliptioError as err:
             raise StorageError(str(err)) from None
-        key = (type(fs), id(fs))
+        # fsspec hands out one instance per set of arguments, but makes a new one on
+        # every call for a filesystem that is not cachable (elliptio://): those are
+        # told apart by their arguments' token, or each call would keep one more.
+        cachable = getattr(type(fs), "cachable", True)
+        key = (type(fs), id(fs) if cachable else str(getattr(fs, "_fs_token", id(fs))))
         backend = self._backends.get(key)
         if backend is None:
             backend = self._backends[key] = make_backend(

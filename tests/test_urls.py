@@ -762,3 +762,26 @@ def test_urls_told_apart_by_a_masked_parameter_are_two_files(tmp_path: Path) -> 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_reading_eio_urls_keeps_no_filesystem_per_call(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """fsspec makes a new elliptio:// filesystem on every call (it is not
+    cachable); the URL tools kept each one, with a backend, for the life of the
+    process: a loop over eio_urls grew without end."""
+    import gc
+
+    from elliptio._protocol import ElliptioFileSystem
+
+    source = tmp_path / "a.txt"
+    source.write_text("hello")
+    with eio.Handler() as h:
+        url = h.upload(source).file.eio_url
+        for _ in range(30):
+            with eio.open(url) as f:
+                assert f.read() == b"hello"
+            assert eio.exists(url)
+        gc.collect()
+        alive = [o for o in gc.get_objects() if isinstance(o, ElliptioFileSystem)]
+        assert len(alive) < 5
