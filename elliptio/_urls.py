@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -1050,6 +1051,9 @@ def refuse_store_target(target: str | os.PathLike[str], what: str = "download to
             )
 
 
+# This process among those sharing the cache (a fork is another process).
+_process_token: ProcessLocal[str] = ProcessLocal(lambda: uuid.uuid4().hex)
+
 # The URL tools of this process, by the ELLIPTIO_* variables they were built from.
 _default: ProcessLocal[dict[tuple[tuple[str, str], ...], UrlTools]] = ProcessLocal(dict)
 
@@ -1091,7 +1095,7 @@ def ls(url: str, detail: bool = False) -> list[Any]:
 def _endpoint(backend: Backend) -> str:
     """Where a backend's filesystem talks to, as its options (or, for S3, the
     AWS environment and profile) name it: no secret, only endpoints, hosts,
-    accounts and profiles."""
+    accounts and profiles; for memory://, this process."""
     options = getattr(backend.fs, "storage_options", None) or {}
     client = options.get("client_kwargs")
     found = {
@@ -1102,6 +1106,10 @@ def _endpoint(backend: Backend) -> str:
         and any(w in key.lower() for w in ("endpoint", "host", "account"))
         and not is_secret_name(key)  # account_key
     }
+    if "memory" in protocols(backend.fs):
+        # memory:// lives in one process while the cache is shared: what another
+        # process's memory held never answers here.
+        found["process"] = _process_token.get()
     if "s3" in protocols(backend.fs):
         # A profile (in ~/.aws/config) may name the endpoint too.
         if isinstance(options.get("profile"), str):

@@ -785,3 +785,33 @@ def test_reading_eio_urls_keeps_no_filesystem_per_call(
         gc.collect()
         alive = [o for o in gc.get_objects() if isinstance(o, ElliptioFileSystem)]
         assert len(alive) < 5
+
+
+def test_a_memory_url_read_in_another_process_is_never_served_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """memory:// lives in one process, but the cache that records what a URL held
+    is shared: for ELLIPTIO_REVALIDATE_SECONDS another process's memory file
+    was served for a path that held other bytes here, or nothing."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    url = f"memory://shared-{uuid.uuid4().hex}/a.txt"
+    other = (
+        "import sys, elliptio as eio\n"
+        "with eio.open(sys.argv[1], 'wb') as f: f.write(b'theirs')\n"
+        "assert eio.open(sys.argv[1]).read() == b'theirs'\n"
+    )
+    subprocess.run([sys.executable, "-c", other, url], check=True, env=os.environ)
+    with pytest.raises(eio.UrlNotFoundError), eio.open(url) as f:
+        f.read()
+    fs = fsspec.filesystem("memory")
+    try:
+        fs.pipe(url, b"mine!!")  # the same size
+        with eio.open(url) as f:
+            assert f.read() == b"mine!!"
+        with eio.local_copy(url) as path:
+            assert path.read_bytes() == b"mine!!"
+    finally:
+        fs.rm(url)
