@@ -258,7 +258,11 @@ class File(InProcess):
             raise self._not_cached("read it once")
         target = cache.path_for(self.sha256)
         try:
-            await self._storage.download(self._path, target, self.sha256, progress, self.size)
+            # Private from the first byte: readable by others while it downloads,
+            # a file that holds them open would keep them reading it.
+            await self._storage.download(
+                self._path, target, self.sha256, progress, self.size, mode=cache.file_mode
+            )
         except ElliptioError as err:
             if is_unreachable(err):
                 raise self._not_cached("retry", err) from err

@@ -649,17 +649,20 @@ class Storage:
         sha256: str | None = None,
         progress: Any = DEFAULT_CALLBACK,
         size: int | None = None,
+        mode: int | None = None,
     ) -> None:
         """Copy a stored file to ``local`` atomically, verifying ``sha256``.
 
         The bytes go to a temporary file beside ``local``, hashed as they are
         written; only a verified copy is renamed into place, so a damaged
         download leaves nothing at ``local`` (and no temporary file). With
-        ``size``, a file that grew past it stops the download there.
+        ``size``, a file that grew past it stops the download there. ``mode``:
+        the permissions of the file from its first byte (the cache's), else
+        those a new file of this process gets.
         """
         # Made and renamed here, not on a thread: a cancelled download (another file
         # of the artifact failed) must not leave a temporary file or land its file.
-        fd, tmp, made = temp_beside(local)
+        fd, tmp, made = temp_beside(local, mode)
         lock = threading.Lock()
         closed = False
         written = [0]
@@ -733,10 +736,11 @@ def _is_file_of_artifact(inner: str) -> bool:
     )
 
 
-def temp_beside(local: Path) -> tuple[int, str, Path | None]:
+def temp_beside(local: Path, mode: int | None = None) -> tuple[int, str, Path | None]:
     """A new temporary file beside ``local`` (its folder made if needed): fd, path,
-    and the topmost folder made for it (``None`` if none was). The file has the
-    mode a new file of this process gets (0666 less the umask), not 0600.
+    and the topmost folder made for it (``None`` if none was). The file has
+    ``mode``, else the mode a new file of this process gets (0666 less the
+    umask), not 0600.
 
     Raises:
         InvalidPathError: that folder cannot be made or written.
@@ -755,7 +759,7 @@ def temp_beside(local: Path) -> tuple[int, str, Path | None]:
             "folder you can write (a missing folder is created)"
         ) from err
     with contextlib.suppress(OSError):
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~_umask() if mode is None else mode)
     return fd, tmp, made
 
 

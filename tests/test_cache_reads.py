@@ -454,3 +454,36 @@ def test_offline_the_url_tools_read_an_eio_url_as_the_artifact_file_it_names(
         assert main(["cat", url]) == 0
         assert capsys.readouterr().out.encode() == expected
     assert moto.requests == 0
+
+
+def test_a_file_downloading_into_the_cache_is_as_private_as_the_cache(
+    s3_handler: eio.Handler,
+    data_files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An artifact file being fetched into the cache was written, for the whole
+    download, to a temporary file of mode 0644 (0666 less the umask) beside its
+    entry, and only set to ELLIPTIO_FILE_MODE (0600) once renamed: another local
+    user could open it meanwhile and read it all through that descriptor."""
+    import stat
+
+    art = s3_handler.upload(data_files["test"])
+    cache = s3_handler.storage.cache
+    assert cache is not None
+    modes: dict[str, int] = {}
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        if str(dst).startswith(str(cache.root)):
+            modes[str(src)] = stat.S_IMODE(os.stat(src).st_mode)
+        real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    old = os.umask(0o022)
+    try:
+        assert art.file.local_path().read_bytes() == data_files["test"].read_bytes()
+    finally:
+        os.umask(old)
+    parts = {src: mode for src, mode in modes.items() if src.endswith(".part")}
+    assert parts
+    assert {src: mode for src, mode in parts.items() if mode != 0o600} == {}
