@@ -11,6 +11,7 @@ Layout under the cache root::
                                    asked for (libraries pick a reader by extension)
     locks/<sha256>.lock            one writer per key, across processes
     tmp/                           partial downloads, renamed into place when whole
+    sha256/ab/cd/.<sha256>.*.part  an artifact file's partial download (the same)
 
 Entries are written to ``tmp/`` and renamed into place only once their sha256 is
 verified, so readers never see a partial file. A hit checks the entry's size,
@@ -338,9 +339,11 @@ class Cache:
         return sum(e.size for e in self.entries())
 
     def prune(self, older_than: float) -> int:
-        """Remove entries last used before ``older_than`` (epoch seconds); bytes freed."""
+        """Remove entries last used before ``older_than`` (epoch seconds), and
+        partial downloads last written before it; bytes freed."""
         with _locked(self.root / "locks" / "evict.lock"):
-            return sum(self._remove(e.path) for e in self.entries() if e.last_used < older_than)
+            freed = sum(self._remove(e.path) for e in self.entries() if e.last_used < older_than)
+            return freed + self._remove_partials(older_than)
 
     def discard(self, sha256s: Iterable[str]) -> int:
         """Remove the entries of these contents, if held; bytes freed."""
@@ -351,8 +354,22 @@ class Cache:
         """Remove every entry; bytes freed."""
         with _locked(self.root / "locks" / "evict.lock"):
             freed = sum(self._remove(e.path) for e in self.entries())
+            freed += self._remove_partials(None)
             shutil.rmtree(self.root / "tmp", ignore_errors=True)
             return freed
+
+    def _remove_partials(self, older_than: float | None) -> int:
+        """Remove partial downloads (last written before ``older_than``, if given):
+        those of a process that died downloading stay, beside their entry or in
+        ``tmp/``, holding its bytes; bytes freed."""
+        freed = 0
+        for part in [*self.root.glob("sha256/*/*/.*.part"), *self.root.glob("tmp/*.part")]:
+            with contextlib.suppress(OSError):
+                st = part.stat()
+                if older_than is None or st.st_mtime < older_than:
+                    part.unlink()
+                    freed += st.st_size
+        return freed
 
     def _evict_if_needed(self, keep: Path) -> None:
         if self.max_bytes is None:

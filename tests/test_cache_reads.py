@@ -487,3 +487,52 @@ def test_a_file_downloading_into_the_cache_is_as_private_as_the_cache(
     parts = {src: mode for src, mode in modes.items() if src.endswith(".part")}
     assert parts
     assert {src: mode for src, mode in parts.items() if mode != 0o600} == {}
+
+
+def test_clearing_the_cache_removes_what_a_crashed_download_left(
+    s3_handler: eio.Handler,
+    data_files: dict[str, Path],
+    s3_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process killed while it fetched an artifact file into the cache left its
+    partial download beside the entry, where `clear_cache()` (`elliptio cache
+    clear`) and `prune_cache()` never looked: disk taken for good, and counted
+    nowhere; with bytes of an artifact that `elliptio cache clear` should have
+    dropped (SECURITY.md)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.fault_proxy import FaultProxy
+
+    art = s3_handler.upload(data_files["test"])
+    cache_dir = tmp_path / "crash-cache"
+    options = {**s3_handler.storage.options}
+    with FaultProxy(s3_endpoint) as proxy:
+        proxy.add("slow", op="GetObject", delay=60)
+        options["endpoint_url"] = proxy.url
+        env = {
+            **os.environ,
+            "ELLIPTIO_STORAGE_URL": s3_handler.storage.root_url,
+            "ELLIPTIO_CATALOG_URL": s3_handler.aio.settings.resolved_catalog_url(),
+            "ELLIPTIO_STORAGE_OPTIONS": json.dumps(options),
+            "ELLIPTIO_CACHE_DIR": str(cache_dir),
+        }
+        code = "import sys, elliptio as eio\neio.Handler().get(sys.argv[1]).file.read_bytes()\n"
+        proc = subprocess.Popen([sys.executable, "-c", code, art.artifact_id], env=env)
+        try:
+            for _ in range(1200):  # a bound, not a timing: the request is stalled meanwhile
+                if proxy.faults["slow"] >= 1 or proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None
+            assert [p.name for p in cache_dir.rglob("*.part")]  # the download under way
+        finally:
+            proc.send_signal(signal.SIGKILL)  # a crash: nothing cleans up
+            proc.wait(timeout=60)
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(cache_dir))
+    eio.clear_cache()
+    assert [p.name for p in cache_dir.rglob("*.part")] == []
