@@ -815,3 +815,41 @@ def test_a_memory_url_read_in_another_process_is_never_served_here(
             assert path.read_bytes() == b"mine!!"
     finally:
         fs.rm(url)
+
+
+@pytest.mark.parametrize("given", [{}, {"version_aware": True}])
+def test_a_url_naming_an_s3_version_reads_that_version(
+    given: dict[str, Any], s3_options: dict[str, Any], tmp_path: Path
+) -> None:
+    """`s3://bucket/key?versionId=V` served the current object's bytes: the
+    download asked for the key without its version, though the HEAD that
+    checks the version asked for V (s3fs makes the filesystem version aware for
+    such a URL), so they were cached as V's."""
+    import s3fs
+
+    from tests.conftest import S3_CREDENTIALS
+
+    direct = s3fs.S3FileSystem(
+        endpoint_url=s3_options["endpoint_url"],
+        skip_instance_cache=True,
+        version_aware=True,
+        **S3_CREDENTIALS,
+    )
+    direct.call_s3(
+        "put_bucket_versioning",
+        Bucket=S3_BUCKET,
+        VersioningConfiguration={"Status": "Enabled"},
+    )
+    key = f"{S3_BUCKET}/versions-{uuid.uuid4().hex[:8]}/k.txt"
+    direct.pipe(key, b"the first")
+    first = direct.info(key)["VersionId"]
+    direct.pipe(key, b"the second, current")
+    options = {**s3_options, **given}
+    tools = _tools(tmp_path, storage_url=f"s3://{S3_BUCKET}/lake", storage_options=options)
+    url = f"s3://{key}?versionId={first}"
+    with tools.open(url) as f:
+        assert f.read() == b"the first"
+    with tools.local_copy(url) as path:
+        assert path.read_bytes() == b"the first"
+    with tools.open(f"s3://{key}") as f:
+        assert f.read() == b"the second, current"
