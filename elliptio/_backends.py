@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import io
 import os
@@ -63,6 +64,7 @@ READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
 _READING = frozenset({"read", "list", "check", "open", "download"})
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def _next_step(err: BaseException, action: str) -> str:
@@ -78,6 +80,14 @@ def _next_step(err: BaseException, action: str) -> str:
         return "check the bucket in the storage URL (ELLIPTIO_STORAGE_URL), or create it"
     if isinstance(err, PermissionError) or "AccessDenied" in text or "Forbidden" in text:
         return f"check that these credentials may {action} there"
+    if isinstance(err, OSError) and err.errno in _NO_ROOM:
+        # Raised by the local write (the cache, a download, a local store), not by
+        # the storage: a network check would be the wrong lead.
+        return (
+            "there is no room on the local disk it was written to (full, over a quota "
+            "or a file size limit): free space (elliptio cache prune, or ELLIPTIO_CACHE_DIR "
+            "on a larger disk), then retry"
+        )
     if action in _READING:
         return "check that the storage is reachable, then retry"
     return "check that the storage is reachable and writable, then retry"

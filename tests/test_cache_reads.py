@@ -536,3 +536,54 @@ def test_clearing_the_cache_removes_what_a_crashed_download_left(
     monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(cache_dir))
     eio.clear_cache()
     assert [p.name for p in cache_dir.rglob("*.part")] == []
+
+
+def test_a_cache_fill_with_no_room_on_the_disk_says_so(
+    s3_handler: eio.Handler,
+    s3_options: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """A cache fill that ran out of local disk (here a file size limit: EFBIG,
+    as ENOSPC when the disk is full) raised "check that the storage is
+    reachable, then retry": the wrong lead. Nothing is left in the cache."""
+    import subprocess
+    import sys
+
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(200_000))
+    art = s3_handler.upload(source)
+    plain = f"s3://{S3_BUCKET}/plain.bin"
+    s3_handler.urls.cp(str(source), plain)
+    cache_dir = tmp_path / "full-cache"
+    env = {
+        **os.environ,
+        "ELLIPTIO_STORAGE_URL": s3_handler.storage.root_url,
+        "ELLIPTIO_CATALOG_URL": s3_handler.aio.settings.resolved_catalog_url(),
+        "ELLIPTIO_STORAGE_OPTIONS": json.dumps(s3_options),
+        "ELLIPTIO_CACHE_DIR": str(cache_dir),
+    }
+    code = (
+        "import resource, signal, sys\n"
+        "import elliptio as eio\n"
+        "file = eio.Handler().get(sys.argv[1]).file\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal\n"
+        "for read in (file.local_path, lambda: eio.open(sys.argv[2]).read()):\n"
+        "    try:\n"
+        "        read()\n"
+        "    except eio.StorageError as err:\n"
+        "        print(err)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, art.artifact_id, plain],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = run.stdout.splitlines()
+    assert len(lines) == 2, (run.stdout, run.stderr)
+    for line in lines:
+        assert "no room on the local disk" in line
+        assert "reachable" not in line
+    assert [p for p in cache_dir.rglob("*.part")] == []
