@@ -256,6 +256,7 @@ class File(InProcess):
             raise UsageError(f"{self.url} has no local path: this handler has no cache")
         if self._storage.offline and self._storage.remote:
             raise self._not_cached("read it once")
+        cache.folder()  # made private before anything is written in it
         target = cache.path_for(self.sha256)
         try:
             # Private from the first byte: readable by others while it downloads,

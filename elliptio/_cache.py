@@ -135,6 +135,18 @@ class Cache:
         self._seen: dict[str, _Stamp] = {}
 
     # -- paths ----------------------------------------------------------------
+    def folder(self) -> Path:
+        """The cache folder, made if missing with the file mode's permissions plus
+        the right to enter (0700 for 0600): what was read, by its file names and
+        contents' sha256, is no one else's to list. A folder that exists is left
+        as it is."""
+        if not self.root.is_dir():
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                readable = self.file_mode & 0o044  # group, others: may enter where they read
+                self.root.mkdir(mode=0o700 | (self.file_mode & 0o077) | readable >> 2)
+        return self.root
+
     def path_for(self, sha256: str) -> Path:
         """Where the entry for ``sha256`` lives (whether or not it exists)."""
         key = _check_key(sha256)
@@ -227,7 +239,7 @@ class Cache:
         found = self.lookup(sha256)
         if found is not None:
             return found
-        with _locked(self.root / "locks" / f"{_check_key(sha256)}.lock"):
+        with _locked(self.folder() / "locks" / f"{_check_key(sha256)}.lock"):
             found = self.lookup(sha256)
             if found is not None:
                 return found
@@ -260,8 +272,8 @@ class Cache:
     def _store(
         self, expected: str | None, write: Callable[[IO[bytes]], None], what: str
     ) -> tuple[str, Path]:
-        tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp_dir = self.folder() / "tmp"
+        tmp_dir.mkdir(exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
         tmp = Path(tmp_name)
         try:
@@ -289,6 +301,7 @@ class Cache:
         """Write a small file of the cache (a record, a meta file) atomically, with
         the cache's file mode: it tells what was read, so it is kept as private as
         the bytes."""
+        self.folder()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")  # threads of one process too
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
@@ -341,18 +354,18 @@ class Cache:
     def prune(self, older_than: float) -> int:
         """Remove entries last used before ``older_than`` (epoch seconds), and
         partial downloads last written before it; bytes freed."""
-        with _locked(self.root / "locks" / "evict.lock"):
+        with _locked(self.folder() / "locks" / "evict.lock"):
             freed = sum(self._remove(e.path) for e in self.entries() if e.last_used < older_than)
             return freed + self._remove_partials(older_than)
 
     def discard(self, sha256s: Iterable[str]) -> int:
         """Remove the entries of these contents, if held; bytes freed."""
-        with _locked(self.root / "locks" / "evict.lock"):
+        with _locked(self.folder() / "locks" / "evict.lock"):
             return sum(self._remove(self.path_for(sha)) for sha in set(sha256s))
 
     def clear(self) -> int:
         """Remove every entry; bytes freed."""
-        with _locked(self.root / "locks" / "evict.lock"):
+        with _locked(self.folder() / "locks" / "evict.lock"):
             freed = sum(self._remove(e.path) for e in self.entries())
             freed += self._remove_partials(None)
             shutil.rmtree(self.root / "tmp", ignore_errors=True)
@@ -375,7 +388,7 @@ class Cache:
         if self.max_bytes is None:
             return
         in_use = time.time() - IN_USE_SECONDS
-        with _locked(self.root / "locks" / "evict.lock"):
+        with _locked(self.folder() / "locks" / "evict.lock"):
             entries = self.entries()
             total = sum(e.size for e in entries)
             for entry in entries:  # least recently used first

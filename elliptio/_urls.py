@@ -595,8 +595,8 @@ class UrlTools:
 
     def _fetch(self, backend: Backend, path: str) -> tuple[str, Path]:
         """Stream a file into the cache through the backend's hashing copy."""
-        tmp_dir = self.cache.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp_dir = self.cache.folder() / "tmp"
+        tmp_dir.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
         try:
             try:

@@ -587,3 +587,41 @@ def test_a_cache_fill_with_no_room_on_the_disk_says_so(
         assert "no room on the local disk" in line
         assert "reachable" not in line
     assert [p for p in cache_dir.rglob("*.part")] == []
+
+
+@pytest.mark.parametrize(("mode", "folder"), [(0o600, 0o700), (0o640, 0o750)])
+def test_the_cache_folder_is_as_private_as_its_files(
+    mode: int,
+    folder: int,
+    s3_handler: eio.Handler,
+    data_files: dict[str, Path],
+    s3_options: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cache's files were 0600, but the folders it made were 0755: anyone
+    could list what its user read, by file name (`.names/salaries.csv`),
+    artifact id (`records/`) and sha256."""
+    import stat
+
+    art = s3_handler.upload(data_files["test"])
+    monkeypatch.setenv("ELLIPTIO_FILE_MODE", f"0o{mode:o}")
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", f"s3://{S3_BUCKET}/lake")
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(s3_options))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", s3_handler.aio.settings.resolved_catalog_url())
+    with eio.open(f"s3://{S3_BUCKET}/plain.txt", "wb") as f:
+        f.write(b"plain")
+    old = os.umask(0o022)
+    try:
+        for first in ("artifact", "plain"):  # what writes to the cache first
+            cache_dir = tmp_path / first / "cache"
+            monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(cache_dir))
+            if first == "artifact":
+                with eio.Handler() as h:
+                    assert h.get(art.artifact_id).file.local_path().name == "test.txt"
+            else:
+                with eio.open(f"s3://{S3_BUCKET}/plain.txt") as f:
+                    assert f.read() == b"plain"
+            assert stat.S_IMODE(cache_dir.stat().st_mode) == folder
+    finally:
+        os.umask(old)
