@@ -21,6 +21,7 @@ import contextlib
 import errno
 import functools
 import hashlib
+import io
 import json
 import logging
 import numbers
@@ -37,7 +38,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -620,7 +621,8 @@ class UrlTools:
         yield self.cached_path(url)
 
     def open(self, url: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
-        """Open ``url``: reads come from the cache, writes go to the URL."""
+        """Open ``url``: reads come from the cache, writes go to the URL (a ``with``
+        block that raises leaves nothing there; errors are `StorageError`)."""
         if mode in ("r", "rb", "rt"):
             url = os.fspath(url)
             backend, path = self._backend(url)
@@ -637,7 +639,8 @@ class UrlTools:
         self._refuse_in_store(url, backend, path, "write")
         self._forget(backend, path)
         handle: IO[Any] = self._call(backend, "open", path, backend.fs.open, path, mode, **kwargs)
-        return handle
+        call = functools.partial(self._call, backend, "write", path)
+        return cast("IO[Any]", _Writing(handle, call, backend.fs, path))
 
     # -- writing ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -1264,6 +1267,47 @@ def _write_local(target: str, fill: Callable[[str], object], source: str | None 
     except BaseException:
         discard_temp(tmp, Path(target), made)
         raise
+
+
+class _Writing:
+    """A file `UrlTools.open` writes to a URL: its errors translated (``call``:
+    `UrlTools._call` for it), and a ``with`` block that raises leaves nothing
+    there (closing would commit what was written, as ``cp`` never does)."""
+
+    def __init__(
+        self, f: IO[Any], call: Callable[..., Any], fs: fsspec.AbstractFileSystem, path: str
+    ) -> None:
+        self._f = f
+        self._call = call
+        self._fs = fs
+        self._path = path
+
+    def write(self, data: Any) -> Any:
+        return self._call(self._f.write, data)
+
+    def flush(self) -> None:
+        self._call(self._f.flush)
+
+    def close(self) -> None:
+        self._call(self._f.close)
+
+    def __enter__(self) -> _Writing:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.close()
+            return
+        raw = self._f.buffer if isinstance(self._f, io.TextIOWrapper) else self._f
+        _abandon(self._fs, raw, self._path)
+
+    def __iter__(self) -> Any:
+        return iter(self._f)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_f":  # not set yet: never recurse
+            raise AttributeError(name)
+        return getattr(self._f, name)
 
 
 def _abandon(fs: fsspec.AbstractFileSystem, f: IO[bytes], path: str) -> None:

@@ -853,3 +853,36 @@ def test_a_url_naming_an_s3_version_reads_that_version(
         assert path.read_bytes() == b"the first"
     with tools.open(f"s3://{key}") as f:
         assert f.read() == b"the second, current"
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+@pytest.mark.parametrize("mode", ["wb", "w"])
+def test_a_write_through_open_that_fails_leaves_nothing_and_says_so(
+    where: str, mode: str, s3_options: dict[str, Any], tmp_path: Path
+) -> None:
+    """`with eio.open(url, "wb") as f:` whose block raised committed what was
+    written so far (closing the file uploads it): a cut file at the URL, where
+    `cp` and `eio.write` leave none. And a storage that failed on the write
+    raised botocore's own exception, no ElliptioError."""
+    options = {**s3_options, "default_block_size": 5 * 2**20}  # parts of 5 MiB
+    tools = _tools(tmp_path, storage_url=f"s3://{S3_BUCKET}/lake", storage_options=options)
+    url = f"s3://{S3_BUCKET}/out-{mode}.csv" if where == "s3" else str(tmp_path / f"o-{mode}.csv")
+    data: Any = b"a,b\n1," if mode == "wb" else "a,b\n1,"
+    with pytest.raises(ZeroDivisionError), tools.open(url, mode) as f:
+        f.write(data)
+        f.write(data[:1] * (6 * 2**20))  # past one part: a multipart upload under way
+        1 / 0  # noqa: B018 - the program fails halfway
+    assert not tools.exists(url)
+    if where == "s3":  # the parts sent were dropped too
+        s3 = fsspec.filesystem("s3", skip_instance_cache=True, **s3_options)
+        assert s3.call_s3("list_multipart_uploads", Bucket=S3_BUCKET).get("Uploads", []) == []
+    with tools.open(url, mode) as f:
+        f.write(data)
+    with tools.open(url) as f:
+        assert f.read() == b"a,b\n1,"
+    if where == "s3":
+        down = {**s3_options, "endpoint_url": "http://127.0.0.1:9"}
+        unreachable = _tools(tmp_path, storage_url=f"s3://{S3_BUCKET}/lake", storage_options=down)
+        with pytest.raises(eio.StorageError, match="cannot write"):
+            with unreachable.open(url, mode) as f:
+                f.write(data)
