@@ -121,6 +121,12 @@ _PORT = re.compile(r"\d+(?:[/?#]|$)")
 # `http(s)://token@host`: a bare user name over HTTP is almost always a token
 # (GitHub / GitLab personal access tokens in remote URLs).
 _HTTP_BARE_USER = re.compile(r"(?P<head>\bhttps?://)(?P<user>[^/?#@:\s]+)@", re.I)
+# `http(s)://token:@host`, `http(s)://token:x-oauth-basic@host`: the token is the
+# user name and the password is empty or a fixed word (GitHub's OAuth form), so
+# the user name is masked as a bare one is.
+_HTTP_TOKEN_USER = re.compile(
+    r"(?P<head>\bhttps?://)(?P<user>[^/?#@:\s]+):(?:x-oauth-basic)?@", re.I
+)
 # A name starts after a separator (or at the start): tried inside a long word, the
 # match took time quadratic in its length (100 KB of JSON text: 41 s).
 _PARAM = re.compile(r"(?<![^=&#;?\s])(?P<name>[^=&#;?\s]+)=(?P<value>[^&#;\s]*)")
@@ -241,6 +247,7 @@ def redact_url(url: str, *, whole: bool = False) -> str:
     Returns:
         The URL with its secrets replaced by ``***``.
     """
+    url = _mask_token_user(url)
     span = _whole_userinfo(url) if whole else None
     if span is not None:
         url = url[: span[0]] + MASK + url[span[1] :]
@@ -252,6 +259,13 @@ def redact_url(url: str, *, whole: bool = False) -> str:
         parts[1] = _PATH_PARAM.sub(_mask_path_param, parts[1])
     parts[-1] = _mask_params(parts[-1])
     return "".join(parts)
+
+
+def _mask_token_user(url: str) -> str:
+    """``http(s)://***@host`` for a token given as the user name (`_HTTP_TOKEN_USER`)."""
+    if "@" not in url:
+        return url
+    return _HTTP_TOKEN_USER.sub(lambda m: f"{m['head']}{MASK}@", url)
 
 
 def _mask_path_param(match: re.Match[str]) -> str:
@@ -494,6 +508,7 @@ def _redact_value(value: str, *, nested: bool = True) -> str:
     if parsed is not None:
         return _redact_json(value, parsed)
     if _SCHEME_FIRST.match(value):
+        value = _mask_token_user(value)
         span = _whole_userinfo(value, ports_in_paths=False)
         if span is not None:
             value = value[: span[0]] + MASK + value[span[1] :]
@@ -639,6 +654,7 @@ def _url_passwords(url: str) -> set[str]:
         if span is not None:
             found.add(url[span[0] : span[1]])
         found.update(match["user"] for match in _HTTP_BARE_USER.finditer(url))
+        found.update(match["user"] for match in _HTTP_TOKEN_USER.finditer(url))
     parts = _parts(url)
     for i, part in enumerate(parts[1:], start=1):
         params = _PATH_PARAM if i == 1 and len(parts) == 3 else _PARAM

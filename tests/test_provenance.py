@@ -26,6 +26,7 @@ from elliptio._provenance import (
     mock_username,
     process_info,
 )
+from elliptio._redact import redact_argv
 
 requires_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -334,6 +335,22 @@ def test_git_info_remote_credentials_are_stripped(repo: Path) -> None:
     assert info is not None
     assert info.remote == "https://x-access-token:***@github.com/o/r.git"
     assert "ghs_abc" not in info.model_dump_json()
+
+
+@requires_git
+@pytest.mark.parametrize("password", ["", "x-oauth-basic"])
+def test_git_info_masks_a_token_given_as_the_user_name(repo: Path, password: str) -> None:
+    """GitHub's OAuth form `https://TOKEN:x-oauth-basic@github.com/o/r` (or an empty
+    password) carries the token as the user name: it is masked as a bare user is,
+    in the record's git remote and in its command line (helper-99)."""
+    token = "ghp_0123456789abcdefTOKEN"
+    url = f"https://{token}:{password}@github.com/o/r.git"
+    _git(repo, "remote", "add", "origin", url)
+    info = git_info(repo)
+    assert info is not None
+    assert info.remote == "https://***@github.com/o/r.git"
+    assert token not in info.model_dump_json()
+    assert token not in " ".join(redact_argv(["git", "clone", url, f"--mirror={url}"]))
 
 
 @requires_git

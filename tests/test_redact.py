@@ -258,6 +258,8 @@ URL_CASES: list[tuple[str, str]] = [
     ("https://user:pa%40ss@host/path", "https://user:***@host/path"),
     ("https://ghp_abcdef@github.com/o/r.git", "https://***@github.com/o/r.git"),
     ("https://x-access-token:ghs_abc@github.com/o/r", "https://x-access-token:***@github.com/o/r"),
+    ("https://ghp_abcdef:x-oauth-basic@github.com/o/r", "https://***@github.com/o/r"),
+    ("https://ghp_abcdef:@github.com/o/r", "https://***@github.com/o/r"),
     ("https://h/x?token=abc", "https://h/x?token=***"),
     ("https://h/x?jwt=abc&v=1", "https://h/x?jwt=***&v=1"),  # a JSON Web Token
     ("https://h/x?a=1&TOKEN=abc&b=2", "https://h/x?a=1&TOKEN=***&b=2"),
