@@ -51,11 +51,14 @@ class LineageNode:
         labels = doc.get("labels") or {}
         name, version = doc.get("name"), doc.get("name_version")
         named = isinstance(name, str) and isinstance(version, int) and name and version > 0
+        # Only a list names files: a record planted in a shared catalog may hold
+        # anything there (a number, a text), and one node must not stop the graph.
+        relpaths = doc.get("file_relpaths")
         return cls(
             artifact_id=doc["artifact_id"],
             username=str(doc.get("username") or ""),
             creation_time=doc.get("creation_time"),
-            file_relpaths=tuple(str(p) for p in doc.get("file_relpaths") or ()),
+            file_relpaths=tuple(map(str, relpaths)) if isinstance(relpaths, list) else (),
             datatype=str(labels.get("datatype") or "") if isinstance(labels, dict) else "",
             name=name if named else None,
             name_version=version if named else None,

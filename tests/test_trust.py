@@ -2223,3 +2223,40 @@ def test_the_identity_of_a_mongodb_client_object_is_the_same_in_every_process() 
     urls = ["mongodb://h2,h1:27017/db?serverSelectionTimeoutMS=5", "mongodb://h1,h2/db"]
     assert len({open_catalog(url).identity for url in urls}) == 1
     assert open_catalog("mongodb://h1/db").identity != open_catalog("mongodb://h1/other").identity
+
+
+@pytest.mark.parametrize("catalog", ["sqlite", "mongodb"])
+@pytest.mark.parametrize("relpaths", [5, 1.5, True, "a.txt"])
+def test_a_planted_record_whose_relpaths_are_no_list_never_stops_lineage(
+    tmp_path: Path, data_files: dict[str, Path], catalog: str, relpaths: Any
+) -> None:
+    """A record built on a real artifact, planted with ``file_relpaths`` that is
+    no list: `lineage` of that artifact raised a raw TypeError ('int' object is
+    not iterable), in the library and the CLI, or showed a text as its letters
+    (helper-99). The node shows no files; the rest of the graph is drawn."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    client = AsyncMongoMockClient()
+    where: Any = client if catalog == "mongodb" else f"sqlite:///{tmp_path / 'c.db'}"
+    with eio.Handler(storage=tmp_path / "store", catalog=where) as h:
+        art = h.upload(data_files["test"])
+        doc = sync(h.catalog.get(art.artifact_id))
+        planted_id = new_artifact_id()
+        planted = {**doc, "artifact_id": planted_id, "based_on": [art.artifact_id]}
+        planted["file_relpaths"] = relpaths
+        if catalog == "mongodb":
+            planted.pop("python_packages", None)
+            sync(client["elliptio"]["artifacts"].insert_one(planted))
+        else:
+            sync(h.catalog.insert(planted))
+        for direction in ("down", "both"):
+            graph = h.lineage(art.artifact_id, direction=direction)  # type: ignore[arg-type]
+            assert graph.children(art.artifact_id) == [planted_id]
+            assert graph.nodes[planted_id].file_relpaths == ()
+            assert planted_id in graph.to_text()
+        assert h.lineage(planted_id, direction="up").parents(planted_id) == [art.artifact_id]
+        if catalog == "sqlite":
+            h.close()
+            out = _cli(h, tmp_path, "lineage", art.artifact_id)
+            assert out.returncode == 0, out.stderr
+            assert planted_id[:17] in out.stdout
