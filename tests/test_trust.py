@@ -2260,3 +2260,27 @@ def test_a_planted_record_whose_relpaths_are_no_list_never_stops_lineage(
             out = _cli(h, tmp_path, "lineage", art.artifact_id)
             assert out.returncode == 0, out.stderr
             assert planted_id[:17] in out.stdout
+
+
+def test_a_record_planted_on_mongodb_never_shares_a_version_silently(
+    tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """MongoDB has no unique index on (name, name_version): a record inserted by
+    someone with insert rights could claim ds:v1 beside the one committed as v1,
+    and which of them `get('ds:v1')` returned was up to the server's order
+    (helper-99). Both are named in a CorruptRecordError; the ids still read."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    client = AsyncMongoMockClient()
+    with eio.Handler(storage=tmp_path / "store", catalog=client) as h:
+        art = h.upload(data_files["test"], name="ds")
+        doc = sync(h.catalog.get(art.artifact_id))
+        planted = {**doc, "artifact_id": new_artifact_id(), "labels": {"description": "mine"}}
+        planted.pop("python_packages", None)
+        sync(client["elliptio"]["artifacts"].insert_one(planted))
+        for ref in ("ds:v1", "ds", "ds:latest"):
+            with pytest.raises(eio.CorruptRecordError, match="claimed by two") as err:
+                h.get(ref)
+            assert art.artifact_id in str(err.value)
+            assert planted["artifact_id"] in str(err.value)
+        assert h.get(art.artifact_id).file.read_bytes() == data_files["test"].read_bytes()

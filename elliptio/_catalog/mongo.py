@@ -1160,12 +1160,28 @@ class MongoCatalog(Catalog):
         else:
             query["deleted"] = None  # the latest that is not a tombstone
         async with self._errors():
-            doc = await collection.find_one(
-                query, {"_id": 0, "artifact_id": 1}, sort=[("name_version", DESCENDING)]
-            )
-        if doc is not None and not isinstance(doc.get("artifact_id"), str):
+            # Two: the unique version has no unique index (see INDEXES), so a record
+            # inserted by someone with insert rights can claim a version another holds.
+            docs = await collection.find(
+                query,
+                {"_id": 0, "artifact_id": 1, "name_version": 1},
+                sort=[("name_version", DESCENDING)],
+                limit=2,
+            ).to_list(2)
+        if not docs:
+            return None
+        doc = docs[0]
+        if not isinstance(doc.get("artifact_id"), str):
             raise _no_id_error(self._display, {**doc, "name": name})
-        return None if doc is None else str(doc["artifact_id"])
+        if len(docs) == 2 and docs[1].get("name_version") == doc.get("name_version"):
+            ids = sorted(str(d.get("artifact_id")) for d in docs)
+            raise CorruptRecordError(
+                f"{name}:v{doc.get('name_version')} is claimed by two records in catalog "
+                f"{self._display} ({ids[0]} and {ids[1]}); elliptio gives each version to "
+                "one commit, so one was inserted by hand: remove it from the collection, "
+                "or read the one you want by its artifact id"
+            )
+        return str(doc["artifact_id"])
 
     async def set_alias(self, name: str, alias: str, version: int) -> int | None:
         """Point ``name:alias`` at ``version``; return the version it pointed at."""
