@@ -155,8 +155,18 @@ def _warn_misspelled() -> None:
             warnings.warn(
                 f"{name} is no elliptio setting and is ignored; did you mean {close[0]}?",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=_outside_stacklevel(),
             )
+
+
+def _outside_stacklevel() -> int:
+    """The ``stacklevel`` of a warning raised by the caller that names the first
+    frame outside elliptio: the user's line that made the handler, however deep."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -117,3 +117,25 @@ def test_a_setting_that_is_not_json_is_named_by_its_own_variable(
     others = {"ELLIPTIO_STORAGE_OPTIONS", "ELLIPTIO_REFERENCE_ROOTS"} - {variable}
     assert not [other for other in others if other in message]
     assert "s3cr3t" not in message
+
+
+def test_a_misspelled_setting_is_warned_about_at_the_users_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warning named a line inside elliptio (_sync_handler.py), not the line
+    that made the handler (helper-97)."""
+    import warnings
+
+    from elliptio import _config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_config, "_warned", set())
+    monkeypatch.setenv("ELLIPTIO_STORAGE_ULR", "s3://team/lake")
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "lake"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", "memory://")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        h = eio.Handler()  # the line the warning must name
+        h.close()
+    [warning] = [w for w in caught if "ELLIPTIO_STORAGE_ULR" in str(w.message)]
+    assert warning.filename == __file__
