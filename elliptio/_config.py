@@ -9,6 +9,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
@@ -163,7 +164,8 @@ def _outside_stacklevel() -> int:
     """The ``stacklevel`` of a warning raised by the caller that names the first
     frame outside elliptio: the user's line that made the handler, however deep."""
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame, level = sys._getframe(2), 2
+    frame: FrameType | None = sys._getframe(2)
+    level = 2
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
     return level
