@@ -250,7 +250,10 @@ def _kind(path: Path) -> int:
     try:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
-        raise InputFileNotFoundError(f"local path {str(path)!r} does not exist") from None
+        raise InputFileNotFoundError(
+            f"local path {str(path)!r} does not exist; check its spelling, or give "
+            "the path of an existing file or folder"
+        ) from None
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise InputFileNotFoundError(

@@ -888,3 +888,18 @@ def test_a_local_copy_over_a_writable_file_in_a_folder_it_may_not_write(
     monkeypatch.setattr(tempfile, "mkstemp", unwritable_folder)
     assert main(["cp", str(source), str(target)]) == 0
     assert target.read_bytes() == b"new"
+
+
+def test_uploading_a_missing_path_says_what_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """'elliptio upload nope' said only that the path does not exist, with no next
+    step (helper-97)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path / 'c.db'}")
+    assert main(["upload", "nope.csv"]) == 1
+    err = capsys.readouterr().err
+    assert f"local path {str(tmp_path / 'nope.csv')!r} does not exist; " in err
+    assert "check its spelling" in err
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.csv"))
