@@ -638,9 +638,15 @@ class UrlTools:
             raise self._offline_error(url, "write")
         self._refuse_in_store(url, backend, path, "write")
         self._forget(backend, path)
+        # A local file added to ('a') is cut back to what it held, not removed.
+        held: int | None = None
+        if "a" in mode and isinstance(backend.fs, LocalFileSystem):
+            with contextlib.suppress(OSError):
+                held = os.path.getsize(path)
         handle: IO[Any] = self._call(backend, "open", path, backend.fs.open, path, mode, **kwargs)
         call = functools.partial(self._call, backend, "write", path)
-        return cast("IO[Any]", _Writing(handle, call, backend.fs, path))
+        fresh = "w" in mode or "x" in mode
+        return cast("IO[Any]", _Writing(handle, call, backend.fs, path, fresh, held))
 
     # -- writing ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -1272,15 +1278,26 @@ def _write_local(target: str, fill: Callable[[str], object], source: str | None 
 class _Writing:
     """A file `UrlTools.open` writes to a URL: its errors translated (``call``:
     `UrlTools._call` for it), and a ``with`` block that raises leaves nothing
-    there (closing would commit what was written, as ``cp`` never does)."""
+    there (closing would commit what was written, as ``cp`` never does). A
+    file that existed before (``fresh`` false: opened to add to, ``"a"``, or to
+    change in place, ``"r+"``) is never removed: a local one added to is cut back
+    to the ``held`` bytes it had."""
 
     def __init__(
-        self, f: IO[Any], call: Callable[..., Any], fs: fsspec.AbstractFileSystem, path: str
+        self,
+        f: IO[Any],
+        call: Callable[..., Any],
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        fresh: bool = True,
+        held: int | None = None,
     ) -> None:
         self._f = f
         self._call = call
         self._fs = fs
         self._path = path
+        self._fresh = fresh
+        self._held = held
 
     def write(self, data: Any) -> Any:
         return self._call(self._f.write, data)
@@ -1299,7 +1316,14 @@ class _Writing:
             self.close()
             return
         raw = self._f.buffer if isinstance(self._f, io.TextIOWrapper) else self._f
-        _abandon(self._fs, raw, self._path)
+        if self._fresh or isinstance(raw, AbstractBufferedFile):
+            _abandon(self._fs, raw, self._path)  # an object store keeps what it held
+            return
+        with contextlib.suppress(Exception):
+            if self._held is not None:
+                self._f.flush()
+                os.truncate(self._path, self._held)
+            self._f.close()
 
     def __iter__(self) -> Any:
         return iter(self._f)

@@ -886,3 +886,23 @@ def test_a_write_through_open_that_fails_leaves_nothing_and_says_so(
         with pytest.raises(eio.StorageError, match="cannot write"):
             with unreachable.open(url, mode) as f:
                 f.write(data)
+
+
+@pytest.mark.parametrize("mode", ["a", "ab", "r+b"])
+def test_a_failed_write_to_a_file_that_existed_keeps_what_it_held(
+    mode: str, tmp_path: Path
+) -> None:
+    """`with eio.open(path, "a") as f:` whose block raised removed the whole file:
+    the lines a log held before the append were gone with the failed write. A
+    file opened to add to or change in place keeps what it held before."""
+    tools = _tools(tmp_path)
+    target = tmp_path / "log.txt"
+    target.write_bytes(b"kept line\n")
+    with pytest.raises(ZeroDivisionError), tools.open(str(target), mode) as f:
+        if "a" in mode:
+            f.write("half a" if mode == "a" else b"half a")
+        1 / 0  # noqa: B018 - the program fails halfway
+    assert target.read_bytes() == b"kept line\n"
+    with tools.open(str(target), "ab") as f:  # a write that succeeds still lands
+        f.write(b"new line\n")
+    assert target.read_bytes() == b"kept line\nnew line\n"
