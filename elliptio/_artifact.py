@@ -335,8 +335,12 @@ class File(InProcess):
     def read_bytes(self) -> bytes:
         """Sync twin of `aread_bytes`."""
         if self._storage.cache_reads and (hit := self._hit()) is not None:
-            self._record_read()
-            return hit.read_bytes()
+            # An entry removed since it was found (another process clearing the
+            # cache) is read as a miss: `aread_bytes` tells a delete, or fetches.
+            with contextlib.suppress(FileNotFoundError):
+                data = hit.read_bytes()
+                self._record_read()
+                return data
         return sync(self.aread_bytes())
 
     def read_text(self, encoding: str = "utf-8") -> str:
@@ -350,8 +354,10 @@ class File(InProcess):
     def local_path(self) -> Path:
         """Sync twin of `alocal_path`."""
         if (hit := self._hit()) is not None:
-            self._record_read()
-            return self._named(hit)
+            named = self._named(hit)
+            if named.exists():  # else removed since it was found: as a miss
+                self._record_read()
+                return named
         return sync(self.alocal_path())
 
     @property
@@ -420,7 +426,12 @@ class File(InProcess):
             wrapper = io.TextIOWrapper(binary, line_buffering=buffering == 1, **text)
             wrapper.mode = mode  # type: ignore[misc]  # as open() sets it
             return wrapper
-        return open(self.local_path(), mode, buffering, **text)
+        try:
+            return open(self.local_path(), mode, buffering, **text)
+        except FileNotFoundError:
+            # The cache entry went since it was found (another process clearing
+            # the cache): found or fetched again, or the delete's error.
+            return open(sync(self.alocal_path()), mode, buffering, **text)
 
     def __repr__(self) -> str:
         return f"File(relpath={self.relpath!r}, url={self.url!r}, size={self.size})"

@@ -625,3 +625,44 @@ def test_the_cache_folder_is_as_private_as_its_files(
             assert stat.S_IMODE(cache_dir.stat().st_mode) == folder
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("read", ["read_bytes", "open", "local_path"])
+def test_a_cache_entry_removed_as_a_sync_read_finds_it_is_fetched_again(
+    read: str,
+    s3_handler: eio.Handler,
+    data_files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`file.read_bytes()`, `file.open()` and `file.local_path()` of a cached file
+    serve a hit without the IO loop; an entry another process removed (`elliptio
+    cache clear`, an eviction) just after the hit was found raised a bare
+    FileNotFoundError (local_path handed out a path to nothing), and the failed
+    read was already noted as an input of the run. The async read fetched again."""
+    from elliptio._cache import Cache
+
+    art = s3_handler.upload(data_files["test"])
+    expected = data_files["test"].read_bytes()
+    file = s3_handler.get(art.artifact_id).file
+    assert file.read_bytes() == expected  # cached
+    lookup = Cache.lookup
+    removals = []
+
+    def found_then_cleared(self: Cache, sha256: str) -> Path | None:
+        found = lookup(self, sha256)
+        if found is not None and not removals:
+            removals.append(self.clear())  # another process, at that very moment
+        return found
+
+    monkeypatch.setattr(Cache, "lookup", found_then_cleared)
+    with s3_handler.run():
+        if read == "read_bytes":
+            assert file.read_bytes() == expected
+        elif read == "local_path":
+            assert file.local_path().read_bytes() == expected
+        else:
+            with file.open("rb") as f:
+                assert f.read() == expected
+        out = s3_handler.upload(data_files["train"])
+    assert removals
+    assert out.metadata.based_on == [art.artifact_id]
