@@ -493,6 +493,10 @@ class ElliptioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         file = artifact.files.get(relpath)
         if outfile is None and isfilelike(lpath):
             outfile = lpath
+        if outfile is None:
+            from ._urls import refuse_store_target
+
+            refuse_store_target(lpath)  # before any folder is made there
         if file is None:
             if (not relpath or _is_folder(artifact, relpath)) and outfile is None:
                 os.makedirs(lpath, exist_ok=True)

@@ -272,3 +272,21 @@ def test_an_eio_url_outlives_another_handler_that_read_the_artifact(
         assert pd.read_csv(url)["x"].tolist() == [1]
         with fsspec.open(url, "rb") as f:
             assert f.read() == b"x\n1\n"
+
+
+def test_fsspec_get_into_a_local_store_leaves_no_folder_there(tmp_path: Path) -> None:
+    """`fsspec.filesystem("elliptio").get(eio_url, path)` with a path in the local
+    store was refused (downloads never write there), but only after it had made the
+    path's folders among the store's date folders: each refused get left one."""
+    store = tmp_path / "store"
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    with eio.Handler(storage=str(store), catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        art = h.upload(tmp_path / "a.csv")
+        before = sorted(store.iterdir())
+        fs = fsspec.filesystem("elliptio")
+        for target in (str(store / "new" / "a.csv"), f"{store}/more/sub/"):
+            with pytest.raises(eio.InvalidPathError, match="lies in the elliptio store"):
+                fs.get(art.file.eio_url, target)
+        assert sorted(store.iterdir()) == before
+        fs.get(art.file.eio_url, str(tmp_path / "out" / "a.csv"))  # elsewhere it lands
+        assert (tmp_path / "out" / "a.csv").read_text() == "x\n1\n"
