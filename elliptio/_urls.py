@@ -64,6 +64,7 @@ from ._errors import (
 from ._layout import ALIASES_DIR
 from ._process import ProcessLocal
 from ._redact import has_credentials, is_secret_name, known_secrets, redact_text, redact_url
+from ._runs import inherited_handler
 from ._storage import DEFAULT_PART_SIZE, discard_temp, open_filesystem, temp_beside
 from ._sync import sync
 from ._transfer import copy_hashing, write_all
@@ -229,10 +230,27 @@ class UrlTools:
             )
         return self._store
 
+    def _inherited_store(self) -> tuple[tuple[type, str], str, str | None] | None:
+        """The store of the run this process was started in (``(filesystem type,
+        root)``, its storage URL, its catalog URL), if that names one: a child
+        started inside ``h.run()`` reads and guards it as ``h``'s own process does."""
+        inherited = inherited_handler()
+        storage = inherited.get("storage")
+        if storage is None:
+            return None
+        try:
+            key = _store_key(*open_filesystem(storage, {}, self._redact))
+        except ElliptioError:
+            return None
+        return key, storage, inherited.get("catalog")
+
     def _stores(self) -> list[tuple[type, str]]:
-        """The store of these settings, then that of every handler of this process:
-        the URL tools write, move or remove nothing in any of them."""
+        """The store of these settings, that of the run this process was started
+        in, then that of every handler of this process: the URL tools write, move
+        or remove nothing in any of them."""
         stores = [self._store_root()]
+        if (inherited := self._inherited_store()) is not None:
+            stores.append(inherited[0])
         stores += [_store_key(h.storage.fs, h.storage.root) for h in list(_handlers)]
         return list(dict.fromkeys(stores))
 
@@ -296,8 +314,9 @@ class UrlTools:
     ) -> list[tuple[str, Storage, Callable[[str], Artifact]]]:
         """``(path in the store, its storage, get an artifact by id)`` for each store
         ``path`` lies in: the store of these settings (through the handler of these
-        tools, when its catalog is one no URL names), then that of every open
-        handler of this process, also one given its store in code."""
+        tools, when its catalog is one no URL names), then that of the run this
+        process was started in, then that of every open handler of this process,
+        also one given its store in code."""
         found: list[tuple[str, Storage, Callable[[str], Artifact]]] = []
         own = self._handler() if self._handler is not None else None
         stored = self._store_path(backend, path)
@@ -313,6 +332,14 @@ class UrlTools:
                 ).handler
                 found.append((stored, handler.storage, _getter(handler.aio)))
         real = functools.cache(os.path.realpath)
+        inherited = self._inherited_store()
+        if inherited is not None and inherited[0] != self._store_root():
+            in_run = self._store_path(backend, path, inherited[0], real)
+            if in_run is not None:
+                from ._protocol import ElliptioFileSystem
+
+                handler = ElliptioFileSystem(inherited[1], inherited[2]).handler
+                found.append((in_run, handler.storage, _getter(handler.aio)))
         # A handler that writes to storage only cannot vouch for anything: asked
         # last, its store still counts (its refusal, never an unchecked read).
         others = sorted(

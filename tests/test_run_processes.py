@@ -739,3 +739,36 @@ def test_a_handler_a_run_or_a_new_artifact_sent_to_a_worker_says_what_to_send(
                     pool.submit(repr, h).result(timeout=120)
     finally:
         h.close()
+
+
+def test_a_child_reads_the_runs_store_paths_as_artifact_files(
+    lake: tuple[eio.Handler, list[eio.Artifact]], tmp_path: Path
+) -> None:
+    """A child started inside `with h.run():` knows the run's store and catalog
+    (its elliptio:// URLs resolve there), yet the URL tools took a path in that
+    store for a plain file: `elliptio cat STORE_PATH` served a damaged file's bytes
+    with exit 0, a good one was no input of the run, and `elliptio rm` removed a
+    committed file."""
+    h, arts = lake
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "elliptio", *args]
+        return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+
+    damaged = Path(arts[2].file.url)
+    os.chmod(damaged, 0o644)
+    damaged.write_text("a,b\n9,9\n9,9\n")
+    with h.run():
+        good = cli("cat", arts[1].file.url)
+        assert good.returncode == 0, good.stderr
+        assert good.stdout == Path(arts[1].file.url).read_text()
+        bad = cli("cat", arts[2].file.url)
+        assert bad.returncode == 1
+        assert "IntegrityError" in bad.stderr
+        assert "9,9" not in bad.stdout
+        removed = cli("rm", arts[3].file.url)
+        assert removed.returncode != 0
+        assert "elliptio store" in removed.stderr
+        made = _commit(h, tmp_path)
+    assert made.metadata.based_on == [arts[1].artifact_id]
+    assert Path(arts[3].file.url).exists()
