@@ -471,6 +471,10 @@ class LocalBackend(Backend):
             if os.path.isdir(self.root):  # fixed once the root exists
                 self._real_root = real_root
         rel = os.path.relpath(path, self.root)
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            # Outside the store (a reference's source): the root's own links, if the
+            # store is reached through one, say nothing of where this path lies.
+            return os.path.realpath(path) != os.path.normpath(path)
         return os.path.realpath(path) != os.path.normpath(os.path.join(real_root, rel))
 
     def _makedirs(self, folder: str) -> None:

@@ -433,3 +433,28 @@ def test_a_reference_under_a_linked_folder_names_where_it_really_lies(
         storage=str(tmp_path / "lake"), catalog=catalog_spec, reference_roots=[str(real)]
     ) as h:
         assert h.add_reference(str(real / "ds")).file.read_bytes() == b"a\n"
+
+
+def test_a_store_reached_through_a_link_references_files_beside_it(
+    tmp_path: Path, catalog_spec: Any
+) -> None:
+    """The store at /data/lake with /data linked to /mnt/disk1/data (or /tmp to
+    /private/tmp on macOS): every reference, even to a file with no link on its way,
+    was refused as lying under a symbolic link, "really" lying where it was given.
+    The store's own link says nothing of a file outside it."""
+    real = tmp_path / "disk1" / "data"
+    real.mkdir(parents=True)
+    (tmp_path / "data").symlink_to(real)
+    (tmp_path / "raw" / "ds").mkdir(parents=True)
+    (tmp_path / "raw" / "ds" / "x.txt").write_bytes(b"x\n")
+    with eio.Handler(
+        storage=str(tmp_path / "data" / "lake"),
+        catalog=catalog_spec,
+        reference_roots=[str(tmp_path / "raw")],
+    ) as h:
+        one = h.add_reference(str(tmp_path / "raw" / "ds" / "x.txt"), name="one")
+        folder = h.add_reference(str(tmp_path / "raw" / "ds"), name="folder")
+        assert h.get("one").file.read_bytes() == b"x\n"
+        assert h.get("folder").files["ds/x.txt"].read_bytes() == b"x\n"
+        assert one.file.url == str(tmp_path / "raw" / "ds" / "x.txt")
+        assert folder.artifact_id != one.artifact_id
