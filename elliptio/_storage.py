@@ -294,12 +294,15 @@ class Storage:
                 f"{shown} is no plain URL on the store's filesystem ({self.safe_url}): "
                 "references are read with the store's filesystem and credentials"
             )
-        if self._inside(path):
+        spellings = [(path, self.root)]
+        if self.is_local:  # the store reached through a link is there by its real path too
+            spellings.append((os.path.realpath(path), os.path.realpath(self.root)))
+        if any(p == root or p.startswith(root.rstrip("/") + "/") for p, root in spellings):
             raise InvalidPathError(
                 f"{shown} lies inside the store, where elliptio keeps what it commits; "
                 "reference data outside the store, or upload it"
             )
-        if self.root.startswith(path.rstrip("/") + "/"):
+        if any(root.startswith(p.rstrip("/") + "/") for p, root in spellings):
             # Walking it would take in the store's own files and sidecars.
             raise InvalidPathError(
                 f"{shown} holds the store ({self.safe_url}); reference the folders "

@@ -458,3 +458,32 @@ def test_a_store_reached_through_a_link_references_files_beside_it(
         assert h.get("folder").files["ds/x.txt"].read_bytes() == b"x\n"
         assert one.file.url == str(tmp_path / "raw" / "ds" / "x.txt")
         assert folder.artifact_id != one.artifact_id
+
+
+def test_a_store_reached_through_a_link_is_no_reference_by_its_real_path(
+    tmp_path: Path, catalog_spec: Any
+) -> None:
+    """The store at /data/lake with /data linked to /mnt/disk1/data: referencing
+    /mnt/disk1/data (where the error for a linked reference sends the user) walked
+    into the store by its real path and took in its files and sidecars, and a file
+    of the store by its real path was taken too. Both are refused, as by the store's
+    own path."""
+    real = tmp_path / "disk1" / "data"
+    real.mkdir(parents=True)
+    (real / "x.txt").write_bytes(b"x\n")
+    (tmp_path / "data").symlink_to(real)
+    with eio.Handler(
+        storage=str(tmp_path / "data" / "lake"),
+        catalog=catalog_spec,
+        reference_roots=[str(tmp_path / "disk1")],
+    ) as h:
+        stored = h.upload(_local(tmp_path, "a.txt"), name="stored")
+        own = stored.file.url.replace(str(tmp_path / "data"), str(real), 1)
+        assert Path(own).read_bytes() == stored.file.read_bytes()
+        before = snapshot(h)
+        with pytest.raises(eio.InvalidPathError, match="holds the store"):
+            h.add_reference(str(real), name="raw")
+        with pytest.raises(eio.InvalidPathError, match="inside the store"):
+            h.add_reference(own, name="raw")
+        assert snapshot(h) == before
+        assert h.add_reference(str(real / "x.txt")).file.read_bytes() == b"x\n"
