@@ -1348,7 +1348,19 @@ class AsyncHandler(InProcess):
         """
         sidecar = self._sidecar(record)
         await self.storage.replace_bytes(sidecar, new.to_json(indent=2))
-        landed = await self.catalog.replace(new.to_document(), revision(record))
+        try:
+            landed = await self.catalog.replace(new.to_document(), revision(record))
+        except ElliptioError:
+            # Refused or unanswered: the sidecar goes back to the catalog's record (the
+            # one read before if that cannot be read), or `reindex` would take a change
+            # that raised (a delete the catalog refused deleted the artifact).
+            with contextlib.suppress(ElliptioError):
+                try:
+                    current = await self._record(record.artifact_id)
+                except ElliptioError:
+                    current = record
+                await self.storage.replace_bytes(sidecar, current.to_json(indent=2))
+            raise
         # Landed or not, the sidecar ends as the catalog's record: a change racing
         # this one may have written its sidecar over this one's, or the other way.
         for _ in range(_CHANGE_ATTEMPTS):

@@ -576,6 +576,32 @@ def test_a_refused_file_removal_leaves_the_record_intact(
     assert _rebuilt_aliases(h, tmp_path, "kept") == {"prod": "v1"}
 
 
+def test_a_delete_the_catalog_refused_leaves_no_tombstone_in_the_sidecar(
+    h: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog refused the tombstone (a MongoDB user with insert and find rights
+    only, as SECURITY.md advises for writers; a lost connection): delete raised, yet
+    the sidecar kept the tombstone, so the next reindex deleted the artifact and
+    gc --delete then removed its files. The sidecar goes back, as for a relabel."""
+    art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), name="kept")
+
+    async def refuse(*args: Any, **kwargs: Any) -> bool:
+        raise eio.CatalogUnavailableError("not authorized on elliptio to execute command update")
+
+    for change in (
+        lambda: h.delete("kept:v1", reason="try"),
+        lambda: h.set_labels("kept:v1", {"description": "relabelled"}),
+    ):
+        with monkeypatch.context() as m:
+            m.setattr(h.catalog, "replace", refuse)
+            with pytest.raises(eio.CatalogUnavailableError):
+                change()
+        assert "deleted" not in _sidecar(h, art)
+        assert "relabelled" not in json.dumps(_sidecar(h, art))
+        assert h.reindex().unchanged == [art.artifact_id]
+    assert h.get("kept").file.read_bytes() == b"1\n"
+
+
 def _rebuilt_aliases(h: eio.Handler, tmp_path: Path, name: str) -> dict[str, str]:
     """The aliases of ``name`` in a catalog rebuilt from ``h``'s store."""
     with eio.Handler(
