@@ -1437,10 +1437,6 @@ class AsyncHandler(InProcess):
             if earlier is not None and earlier.artifact_id == artifact_id:
                 await self._forget_copies(earlier, record)
             return DeleteReport(artifact_id, record.ref, removed, aliases, already_deleted=True)
-        # This machine's copies go first, so that a delete that stops midway leaves
-        # none (SECURITY.md), and again at the end (a read meanwhile may add one).
-        await self._refuse_if_referenced(record)
-        await self._forget_copies(record)
         for _ in range(_CHANGE_ATTEMPTS):
             await self._refuse_if_referenced(record)
             stone = tombstone(record, current_username(), _now_ms(), why)
@@ -1454,6 +1450,11 @@ class AsyncHandler(InProcess):
                 return await self.delete(artifact_id, reason=why)
         else:
             raise CatalogError(f"{artifact_id} kept changing under this delete; try again")
+        # This machine's copies go once the tombstone landed (not before: a delete
+        # refused until then leaves the artifact as it was), so that a delete that
+        # stops midway leaves none (SECURITY.md), and again at the end (a read
+        # meanwhile may add one).
+        await self._forget_copies(record)
         aliases = await self._drop_aliases(record)
         try:
             removed, _ = await remove_deleted_files(self.storage, self.catalog, folder, artifact_id)

@@ -602,6 +602,31 @@ def test_a_delete_the_catalog_refused_leaves_no_tombstone_in_the_sidecar(
     assert h.get("kept").file.read_bytes() == b"1\n"
 
 
+def test_a_delete_that_never_landed_keeps_this_machines_cached_copy(
+    storage_url_s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete the catalog refused (a reader or writer without update rights) or
+    that another artifact's reference stopped leaves the artifact as it was: its
+    copy in this machine's cache too, so an offline read still serves it. The
+    copies went before the tombstone was even tried."""
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(tmp_path / "cache"))
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    with eio.Handler(storage=storage_url_s3, catalog=catalog) as h:
+        art = h.upload(_folder(tmp_path, "a", {"x.csv": b"1\n"}), name="kept")
+        assert h.get("kept:v1").file.read_bytes() == b"1\n"  # cached here
+
+        async def refuse(*args: Any, **kwargs: Any) -> bool:
+            raise eio.CatalogUnavailableError("not authorized to execute command update")
+
+        with monkeypatch.context() as m:
+            m.setattr(h.catalog, "replace", refuse)
+            with pytest.raises(eio.CatalogUnavailableError):
+                h.delete("kept:v1", reason="try")
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    with eio.Handler(storage=storage_url_s3, catalog=catalog) as offline:
+        assert offline.get(art.artifact_id).file.read_bytes() == b"1\n"
+
+
 def _rebuilt_aliases(h: eio.Handler, tmp_path: Path, name: str) -> dict[str, str]:
     """The aliases of ``name`` in a catalog rebuilt from ``h``'s store."""
     with eio.Handler(
