@@ -1279,3 +1279,81 @@ def test_the_snippet_of_a_tsv_file_reads_its_columns(handler: eio.Handler, tmp_p
     frame = eval(reads[0], {"pd": pd, "art": handler.get("scores:v1")})  # the page's own snippet
     assert list(frame.columns) == ["sample", "score"]
     assert frame["score"].tolist() == [1, 2]
+
+
+def test_a_parquet_preview_is_not_fooled_by_a_footer_that_understates_the_decoded_size(
+    tmp_path: Path,
+) -> None:
+    """The decoded size a preview may read was taken from the footer's totals
+    (total_uncompressed_size), which the file's writer sets: a footer that says
+    1000 bytes, over pages of 20 rows of 20 MiB (13 KB of zstd), took ~850 MB to
+    preview, 50 such columns ~40 GB. The pages' own headers say what the reader
+    allocates for them; those are counted now, and the preview is a note. Run in
+    a process of its own, measured."""
+    script = tmp_path / "lying.py"
+    script.write_text(
+        "import resource, struct, sys\n"
+        "import pyarrow as pa, pyarrow.parquet as pq\n"
+        "from elliptio._ui import preview\n"
+        "path = sys.argv[2]\n"
+        "def varint(n, width=0):\n"
+        "    out = bytearray()\n"
+        "    while n >= 0x80 or len(out) + 1 < width:\n"
+        "        out.append(n & 0x7F | 0x80)\n"
+        "        n >>= 7\n"
+        "    return bytes(out + bytes([n]))\n"
+        "if sys.argv[1] == 'make':\n"
+        "    schema = pa.schema([('c', pa.binary())])\n"
+        "    with pq.ParquetWriter(path, schema, compression='zstd', use_dictionary=False) as w:\n"
+        "        big = pa.array([b'a' * (20 * 2**20)] * 20, pa.binary())\n"
+        "        w.write_table(pa.table({'c': big}, schema=schema))\n"
+        "    data = bytearray(open(path, 'rb').read())\n"
+        "    meta = pq.ParquetFile(path).metadata.row_group(0)\n"
+        "    footer = len(data) - 8 - struct.unpack('<I', data[-8:-4])[0]\n"
+        "    for size in {meta.column(0).total_uncompressed_size, meta.total_byte_size}:\n"
+        "        true = varint(2 * size)  # thrift's zigzag varint, the same width\n"
+        "        data[footer:] = data[footer:].replace(true, varint(2 * 1000, len(true)))\n"
+        "    open(path, 'wb').write(data)\n"
+        "    said = pq.ParquetFile(path).metadata.row_group(0).column(0)\n"
+        "    assert said.total_uncompressed_size == 1000\n"
+        "    sys.exit()\n"
+        "data = open(path, 'rb').read()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "page = preview.render('b.parquet', data)\n"
+        "grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(grew // 1024, int('more than a preview reads' in page))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    path = str(tmp_path / "lying.parquet")
+    for step in ("make", "show"):
+        out = subprocess.run(
+            [sys.executable, str(script), step, path],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        ).stdout
+    assert os.path.getsize(path) < 64 * 2**10
+    grew_mb, note = map(int, out.split())
+    assert note == 1, out
+    assert grew_mb < 200, out  # the rows' 400 MB were never made
+    # Files whose pages the headers walk: a group of no rows has a chunk with no page.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"s": pa.array([], pa.string()), "n": pa.array([], pa.int64())}), empty)
+    assert preview_mod.render("e.parquet", empty.read_bytes()) == (
+        "<table class=preview><tr><th>s</th><th>n</th></tr></table>"
+    )
+    nested = tmp_path / "nested.parquet"
+    table = pa.table(
+        {
+            "s": pa.array([{"a": i, "b": str(i)} for i in range(30)]),
+            "l": pa.array([[i, None] for i in range(30)]),
+            "m": pa.array([[("k", i)] for i in range(30)], pa.map_(pa.string(), pa.int64())),
+        }
+    )
+    pq.write_table(table, nested, row_group_size=7, data_page_version="2.0", compression="zstd")
+    page = preview_mod.render("n.parquet", nested.read_bytes())
+    assert page.count("<tr><td>") == 20, page

@@ -126,8 +126,10 @@ def _parquet(data: bytes) -> str:
         # (A RangeIndex is described by a dict, stored as no column.)
         shown = set(names[:COLUMNS]) | {i for i in index if isinstance(i, str)}
         firsts = {name.split(".", 1)[0] for name in shown}  # a quick no for most columns
+        # Summed from the pages' own headers, which say what the reader allocates:
+        # the footer's totals are the writer's word, never checked against them.
         decoded = sum(
-            column.total_uncompressed_size
+            _pages_decoded(data, column)
             for group in map(source.metadata.row_group, groups)
             for column in map(group.column, range(group.num_columns))
             if (path := column.path_in_schema).split(".", 1)[0] in firsts and _under(path, shown)
@@ -161,6 +163,88 @@ def _parquet(data: bytes) -> str:
         more_rows=source.metadata.num_rows > len(frame),
         more_columns=len(names) > COLUMNS,
     )
+
+
+def _pages_decoded(data: bytes, column: Any) -> int:
+    """What the pages of a column chunk decode to, as their headers say: the
+    reader reads the pages in the bytes the chunk's offsets and compressed size
+    span, and decompresses each into a buffer of the size its header gives;
+    a chunk of no values (a group of no rows) it never reads."""
+    if column.num_values <= 0:
+        return 0
+    start = column.data_page_offset
+    if column.has_dictionary_page and 0 < (column.dictionary_page_offset or 0) < start:
+        start = column.dictionary_page_offset  # as the reader starts the chunk
+    end = min(start + column.total_compressed_size, len(data))
+    total = 0
+    while 0 <= start < end:
+        fields: dict[int, int] = {}
+        start = _thrift_struct(data, start, fields)
+        total += max(fields.get(2, 0), 0)  # uncompressed_page_size
+        start += max(fields.get(3, 0), 0)  # compressed_page_size: the page's body
+    return total
+
+
+def _varint(data: bytes, pos: int, signed: bool = False) -> tuple[int, int]:
+    """A Thrift compact varint at ``pos`` (zigzag when ``signed``), and where it ends."""
+    value = shift = 0
+    while True:
+        byte = data[pos]  # an IndexError past the end: a malformed file
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return ((value >> 1) ^ -(value & 1) if signed else value), pos
+
+
+def _thrift_struct(data: bytes, pos: int, top: dict[int, int] | None = None) -> int:
+    """Skip a Thrift compact struct at ``pos``, its integer fields kept in ``top``;
+    where it ends."""
+    field = 0
+    while (head := data[pos]) != 0:
+        pos += 1
+        if head >> 4:  # the field id as a delta, or in full after the head
+            field += head >> 4
+        else:
+            field, pos = _varint(data, pos, signed=True)
+        if top is not None and head & 0x0F in (4, 5, 6):  # i16, i32, i64
+            top[field], pos = _varint(data, pos, signed=True)
+        elif head & 0x0F not in (1, 2):  # a field's true or false is in its head
+            pos = _thrift_value(data, pos, head & 0x0F)
+    return pos + 1
+
+
+def _thrift_value(data: bytes, pos: int, kind: int) -> int:
+    """Skip one Thrift compact value of type ``kind`` at ``pos``; where it ends."""
+    if kind in (1, 2, 3):  # a bool (in a list or map) or a byte
+        end = pos + 1
+    elif kind in (4, 5, 6):
+        end = _varint(data, pos)[1]
+    elif kind == 7:
+        end = pos + 8
+    elif kind == 8:
+        size, pos = _varint(data, pos)
+        end = pos + size
+    elif kind in (9, 10):  # list, set: the size and the elements' type, then those
+        head, end = data[pos], pos + 1
+        size = head >> 4
+        if size == 15:
+            size, end = _varint(data, end)
+        for _ in range(size):
+            end = _thrift_value(data, end, head & 0x0F)
+    elif kind == 11:  # map: the size, then the keys' and values' types, then pairs
+        size, end = _varint(data, pos)
+        if size:
+            types, end = data[end], end + 1
+            for _ in range(size):
+                end = _thrift_value(data, end, types >> 4)
+                end = _thrift_value(data, end, types & 0x0F)
+    elif kind == 12:
+        end = _thrift_struct(data, pos)
+    else:
+        raise ValueError(f"a Parquet page header holds an unknown Thrift type {kind}")
+    if end > len(data):
+        raise ValueError("a Parquet page header runs past the end of the file")
+    return end
 
 
 def _under(path: str, names: set[str]) -> bool:
