@@ -1357,3 +1357,51 @@ def test_a_parquet_preview_is_not_fooled_by_a_footer_that_understates_the_decode
     pq.write_table(table, nested, row_group_size=7, data_page_version="2.0", compression="zstd")
     page = preview_mod.render("n.parquet", nested.read_bytes())
     assert page.count("<tr><td>") == 20, page
+
+
+def test_a_parquet_preview_of_one_long_dictionary_value_repeated_stays_small(
+    tmp_path: Path,
+) -> None:
+    """A column of bytes stores a repeated value once, in its dictionary page:
+    the decoded size counted that page once, but the rows were decoded each with
+    its own copy, so 20 rows naming one 30 MB value (2 KB of zstd) took ~1.5 GB
+    to preview, 20 fixed-size values of 20 MiB ~500 MB, 20 byte views (pyarrow
+    16's binary_view, not read as dictionaries as text was) of 10 MB ~450 MB.
+    Bytes and views are read as dictionaries and cut to a cell now, as text is,
+    and fixed-size values count once a row. Run in a process of its own, measured."""
+    script = tmp_path / "repeated.py"
+    script.write_text(
+        "import resource, sys\n"
+        "import pyarrow as pa, pyarrow.parquet as pq\n"
+        "from elliptio._ui import preview\n"
+        "path, kind = sys.argv[2], sys.argv[3]\n"
+        "if sys.argv[1] == 'make':\n"
+        "    value, of = (b'a' * 30_000_000, pa.binary()) if kind == 'bytes' else (\n"
+        "        b'a' * 2**20 * 20, pa.binary(2**20 * 20))\n"
+        "    column = pa.DictionaryArray.from_arrays([0] * 20, pa.array([value], of))\n"
+        "    if kind == 'view':  # a text view (pyarrow 16): its schema is kept\n"
+        "        column = pa.array([b'a' * 10_000_000] * 20, pa.binary_view())\n"
+        "    pq.write_table(pa.table({'c': column, 'n': list(range(20))}), path,\n"
+        "                   compression='zstd', store_schema=False)  # read back dense\n"
+        "    sys.exit()\n"
+        "data = open(path, 'rb').read()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "page = preview.render('b.parquet', data)\n"
+        "grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(grew // 1024, page.count('<td>b&#x27;aaaa'), int('more than a preview' in page))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    for kind, shown, note in (("bytes", 20, 0), ("fixed", 0, 1), ("view", 20, 0)):
+        path = str(tmp_path / f"{kind}.parquet")
+        for step in ("make", "show"):
+            out = subprocess.run(
+                [sys.executable, str(script), step, path, kind],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+            ).stdout
+        assert os.path.getsize(path) < 64 * 2**10
+        grew_mb, cells, said = map(int, out.split())
+        assert (cells, said) == (shown, note), (kind, out)
+        assert grew_mb < 200, (kind, out)  # the rows' copies were never made

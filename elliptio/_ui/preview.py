@@ -37,6 +37,15 @@ IMAGE_TYPES = {
     ".gif": "image/gif",
     ".webp": "image/webp",
 }
+# Read as dictionaries and cut (the views since pyarrow 16).
+_DICTIONARY_TYPES = (
+    "is_string",
+    "is_large_string",
+    "is_string_view",
+    "is_binary",
+    "is_large_binary",
+    "is_binary_view",
+)
 _TEXT = {".txt", ".md", ".json", ".jsonl", ".yaml", ".yml", ".log", ".py", ".toml", ".ini", ".xml"}
 
 
@@ -134,18 +143,25 @@ def _parquet(data: bytes) -> str:
             for column in map(group.column, range(group.num_columns))
             if (path := column.path_in_schema).split(".", 1)[0] in firsts and _under(path, shown)
         )
+        # A fixed-size value a dictionary holds once is made once a row.
+        decoded += sum(
+            ROWS * f.type.byte_width
+            for f in schema
+            if f.name in shown and pa.types.is_fixed_size_binary(f.type)
+        )
         if decoded > PARQUET_DECODED_BYTES:
             return (
                 "<p class=muted>No preview: the first rows of this Parquet file take "
                 f"{decoded:,} bytes decoded, more than a preview reads.</p>"
             )
-    # Text is read as dictionaries (each distinct value once) and cut to what a
-    # cell shows before pandas sees it: 20 rows of one 20 MiB string stay small.
+    # Text and bytes are read as dictionaries (each distinct value once) and cut
+    # to what a cell shows before pandas sees them: 20 rows of one 20 MiB string
+    # stay small, where decoding made each row its own copy.
     texts = [
         f.name
         for f in schema
         if f.name in names[:COLUMNS]
-        and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+        and any(getattr(pa.types, check, lambda _: False)(f.type) for check in _DICTIONARY_TYPES)
     ]
     source = pq.ParquetFile(io.BytesIO(data), read_dictionary=texts)
     batches: list[pa.RecordBatch] = []
@@ -156,7 +172,9 @@ def _parquet(data: bytes) -> str:
         if sum(b.num_rows for b in batches) >= ROWS:
             break
     table = pa.Table.from_batches(batches) if batches else source.schema_arrow.empty_table()
-    table = pa.Table.from_arrays([_cut_text(c) for c in table.columns], schema=table.schema)
+    cut = [_cut_text(c) for c in table.columns]
+    fields = [f.with_type(c.type) for f, c in zip(table.schema, cut, strict=True)]
+    table = pa.Table.from_arrays(cut, schema=pa.schema(fields, metadata=table.schema.metadata))
     frame = table.to_pandas().iloc[:ROWS, :COLUMNS]
     return _table(
         frame,
@@ -257,12 +275,22 @@ def _under(path: str, names: set[str]) -> bool:
 
 
 def _cut_text(column: Any) -> Any:
-    """A column with its dictionaries' text cut to a cell's length (in Arrow)."""
+    """A column with its dictionaries' text or bytes cut to a cell's length (in
+    Arrow); bytes then as plain values again, as pandas showed them before."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if not pa.types.is_dictionary(column.type):
         return column
+    value = column.type.value_type
+    if pa.types.is_binary(value) or pa.types.is_large_binary(value):
+        return pa.chunked_array(
+            [
+                pc.binary_slice(chunk.dictionary, 0, CELL_CHARS + 1).take(chunk.indices)
+                for chunk in column.chunks
+            ],
+            value,
+        )
     return pa.chunked_array(
         [
             pa.DictionaryArray.from_arrays(
