@@ -1405,3 +1405,29 @@ def test_a_parquet_preview_of_one_long_dictionary_value_repeated_stays_small(
         grew_mb, cells, said = map(int, out.split())
         assert (cells, said) == (shown, note), (kind, out)
         assert grew_mb < 200, (kind, out)  # the rows' copies were never made
+
+
+def test_a_parquet_preview_reads_the_headers_of_so_many_pages_only(tmp_path: Path) -> None:
+    """The decoded size is summed from the pages' headers, read in Python: a
+    file of a million one-value pages (28 MB) kept a thread of the UI busy for
+    seconds at each view. Past 50,000 pages (more than any writer makes of a file
+    the UI previews: pages are a MiB or a thousand values) the preview is a note."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "pages.parquet"
+    pq.write_table(
+        pa.table({"c": pa.array([0] * 300_000, pa.int8())}),
+        path,
+        data_page_size=1,
+        write_batch_size=1,
+        compression="none",
+        use_dictionary=False,
+        write_statistics=False,
+    )
+    assert path.stat().st_size < preview_mod.MAX_PREVIEW_BYTES
+    page = preview_mod.render("p.parquet", path.read_bytes())
+    assert "No preview: the first rows of this Parquet file lie in more than 50,000 pages" in page
+    few = tmp_path / "few.parquet"
+    pq.write_table(pa.table({"c": pa.array([0] * 300_000, pa.int8())}), few, data_page_size=1)
+    assert preview_mod.render("f.parquet", few.read_bytes()).count("<tr><td>0</td></tr>") == 20

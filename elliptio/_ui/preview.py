@@ -30,6 +30,7 @@ CELL_CHARS = 200  # a cell shows this much of its text
 # A Parquet preview decodes at most this much (the columns' uncompressed size):
 # a kilobyte of zstd can hold rows of 20 MiB strings.
 PARQUET_DECODED_BYTES = 64 * 2**20
+PARQUET_PAGES = 50_000  # ... summed from this many pages' headers at most
 IMAGE_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -137,12 +138,19 @@ def _parquet(data: bytes) -> str:
         firsts = {name.split(".", 1)[0] for name in shown}  # a quick no for most columns
         # Summed from the pages' own headers, which say what the reader allocates:
         # the footer's totals are the writer's word, never checked against them.
-        decoded = sum(
-            _pages_decoded(data, column)
-            for group in map(source.metadata.row_group, groups)
-            for column in map(group.column, range(group.num_columns))
-            if (path := column.path_in_schema).split(".", 1)[0] in firsts and _under(path, shown)
-        )
+        # They are read in Python: so many only (a MiB or a thousand values a page).
+        decoded = pages = 0
+        for group in map(source.metadata.row_group, groups):
+            for column in map(group.column, range(group.num_columns)):
+                path = column.path_in_schema
+                if path.split(".", 1)[0] in firsts and _under(path, shown):
+                    size, count = _pages_decoded(data, column, PARQUET_PAGES + 1 - pages)
+                    decoded, pages = decoded + size, pages + count
+                if pages > PARQUET_PAGES:
+                    return (
+                        "<p class=muted>No preview: the first rows of this Parquet file lie "
+                        f"in more than {PARQUET_PAGES:,} pages, more than a preview reads.</p>"
+                    )
         # A fixed-size value a dictionary holds once is made once a row.
         decoded += sum(
             ROWS * f.type.byte_width
@@ -183,24 +191,26 @@ def _parquet(data: bytes) -> str:
     )
 
 
-def _pages_decoded(data: bytes, column: Any) -> int:
-    """What the pages of a column chunk decode to, as their headers say: the
-    reader reads the pages in the bytes the chunk's offsets and compressed size
-    span, and decompresses each into a buffer of the size its header gives;
-    a chunk of no values (a group of no rows) it never reads."""
+def _pages_decoded(data: bytes, column: Any, most: int) -> tuple[int, int]:
+    """What the pages of a column chunk decode to, as their headers say, and how
+    many pages it has (up to ``most``): the reader reads the pages in the bytes
+    the chunk's offsets and compressed size span, and decompresses each into a
+    buffer of the size its header gives; a chunk of no values (a group of no
+    rows) it never reads."""
     if column.num_values <= 0:
-        return 0
+        return 0, 0
     start = column.data_page_offset
     if column.has_dictionary_page and 0 < (column.dictionary_page_offset or 0) < start:
         start = column.dictionary_page_offset  # as the reader starts the chunk
     end = min(start + column.total_compressed_size, len(data))
-    total = 0
-    while 0 <= start < end:
+    total = pages = 0
+    while 0 <= start < end and pages < most:
         fields: dict[int, int] = {}
         start = _thrift_struct(data, start, fields)
         total += max(fields.get(2, 0), 0)  # uncompressed_page_size
         start += max(fields.get(3, 0), 0)  # compressed_page_size: the page's body
-    return total
+        pages += 1
+    return total, pages
 
 
 def _varint(data: bytes, pos: int, signed: bool = False) -> tuple[int, int]:
