@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import html
 import http.client
+import io
 import ipaddress
 import os
 import re
@@ -1431,3 +1432,35 @@ def test_a_parquet_preview_reads_the_headers_of_so_many_pages_only(tmp_path: Pat
     few = tmp_path / "few.parquet"
     pq.write_table(pa.table({"c": pa.array([0] * 300_000, pa.int8())}), few, data_page_size=1)
     assert preview_mod.render("f.parquet", few.read_bytes()).count("<tr><td>0</td></tr>") == 20
+
+
+def _parquet_with_header(prefix: bytes) -> bytes:
+    """A Parquet file whose first column's first page header starts with ``prefix``
+    (inserted there: the footer still points at it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.write_table(pa.table({"a": pa.array(range(20))}), out, compression="none")
+    data = out.getvalue()
+    column = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(0)
+    start = column.dictionary_page_offset or column.data_page_offset
+    return data[:start] + prefix + data[start:]
+
+
+def test_a_parquet_preview_refuses_a_page_header_of_a_long_varint_or_list() -> None:
+    """The page headers are read in Python: a varint of 400 KB of 0xff (its number
+    growing a bit at each byte, the cost squared) kept a UI thread busy ~5 s, one
+    of 4 MB ~8 minutes; a list of millions of elements one step each. A varint of
+    more than 10 bytes is refused, and the headers are read up to so many values."""
+    varint = _parquet_with_header(b"\x15" + b"\xff" * 1000 + b"\x01\x00")
+    page = preview_mod.render("v.parquet", varint)
+    assert "No preview: ValueError: a Parquet page header holds a varint longer than 10" in page
+    size = preview_mod.PARQUET_HEADER_VALUES + 1
+    count = b""
+    while size >= 0x80:
+        count, size = count + bytes([size & 0x7F | 0x80]), size >> 7
+    bools = b"\x01" * (preview_mod.PARQUET_HEADER_VALUES + 1)
+    listed = _parquet_with_header(b"\x19\xf1" + count + bytes([size]) + bools + b"\x00")
+    page = preview_mod.render("l.parquet", listed)
+    assert "page headers hold more than 2,000,000 values, more than a preview reads" in page

@@ -31,6 +31,7 @@ CELL_CHARS = 200  # a cell shows this much of its text
 # a kilobyte of zstd can hold rows of 20 MiB strings.
 PARQUET_DECODED_BYTES = 64 * 2**20
 PARQUET_PAGES = 50_000  # ... summed from this many pages' headers at most
+PARQUET_HEADER_VALUES = 40 * PARQUET_PAGES  # ... of this many Thrift values in all
 IMAGE_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -140,11 +141,12 @@ def _parquet(data: bytes) -> str:
         # the footer's totals are the writer's word, never checked against them.
         # They are read in Python: so many only (a MiB or a thousand values a page).
         decoded = pages = 0
+        thrift = _Thrift(data)
         for group in map(source.metadata.row_group, groups):
             for column in map(group.column, range(group.num_columns)):
                 path = column.path_in_schema
                 if path.split(".", 1)[0] in firsts and _under(path, shown):
-                    size, count = _pages_decoded(data, column, PARQUET_PAGES + 1 - pages)
+                    size, count = _pages_decoded(thrift, column, PARQUET_PAGES + 1 - pages)
                     decoded, pages = decoded + size, pages + count
                 if pages > PARQUET_PAGES:
                     return (
@@ -191,7 +193,7 @@ def _parquet(data: bytes) -> str:
     )
 
 
-def _pages_decoded(data: bytes, column: Any, most: int) -> tuple[int, int]:
+def _pages_decoded(thrift: _Thrift, column: Any, most: int) -> tuple[int, int]:
     """What the pages of a column chunk decode to, as their headers say, and how
     many pages it has (up to ``most``): the reader reads the pages in the bytes
     the chunk's offsets and compressed size span, and decompresses each into a
@@ -202,77 +204,98 @@ def _pages_decoded(data: bytes, column: Any, most: int) -> tuple[int, int]:
     start = column.data_page_offset
     if column.has_dictionary_page and 0 < (column.dictionary_page_offset or 0) < start:
         start = column.dictionary_page_offset  # as the reader starts the chunk
-    end = min(start + column.total_compressed_size, len(data))
+    end = min(start + column.total_compressed_size, len(thrift.data))
     total = pages = 0
     while 0 <= start < end and pages < most:
         fields: dict[int, int] = {}
-        start = _thrift_struct(data, start, fields)
+        start = thrift.struct(start, fields)
         total += max(fields.get(2, 0), 0)  # uncompressed_page_size
         start += max(fields.get(3, 0), 0)  # compressed_page_size: the page's body
         pages += 1
     return total, pages
 
 
-def _varint(data: bytes, pos: int, signed: bool = False) -> tuple[int, int]:
-    """A Thrift compact varint at ``pos`` (zigzag when ``signed``), and where it ends."""
-    value = shift = 0
-    while True:
-        byte = data[pos]  # an IndexError past the end: a malformed file
-        value |= (byte & 0x7F) << shift
-        pos, shift = pos + 1, shift + 7
-        if not byte & 0x80:
-            return ((value >> 1) ^ -(value & 1) if signed else value), pos
+class _Thrift:
+    """Skips Thrift compact values in ``data``: a page header holds a few dozen
+    (its sizes, encodings, statistics), so a preview reads so many only, and a
+    varint of more bytes than 64 bits take is refused: a malformed file of a
+    long varint or a list of millions of elements kept a UI thread busy for
+    minutes (the varint's number grew a bit at each byte, its cost squared)."""
 
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.left = PARQUET_HEADER_VALUES
 
-def _thrift_struct(data: bytes, pos: int, top: dict[int, int] | None = None) -> int:
-    """Skip a Thrift compact struct at ``pos``, its integer fields kept in ``top``;
-    where it ends."""
-    field = 0
-    while (head := data[pos]) != 0:
-        pos += 1
-        if head >> 4:  # the field id as a delta, or in full after the head
-            field += head >> 4
-        else:
-            field, pos = _varint(data, pos, signed=True)
-        if top is not None and head & 0x0F in (4, 5, 6):  # i16, i32, i64
-            top[field], pos = _varint(data, pos, signed=True)
-        elif head & 0x0F not in (1, 2):  # a field's true or false is in its head
-            pos = _thrift_value(data, pos, head & 0x0F)
-    return pos + 1
+    def varint(self, pos: int, signed: bool = False) -> tuple[int, int]:
+        """A varint at ``pos`` (zigzag when ``signed``), and where it ends."""
+        value = shift = 0
+        while True:
+            byte = self.data[pos]  # an IndexError past the end: a malformed file
+            value |= (byte & 0x7F) << shift
+            pos, shift = pos + 1, shift + 7
+            if not byte & 0x80:
+                return ((value >> 1) ^ -(value & 1) if signed else value), pos
+            if shift >= 70:
+                raise ValueError("a Parquet page header holds a varint longer than 10 bytes")
 
+    def struct(self, pos: int, top: dict[int, int] | None = None) -> int:
+        """Skip a struct at ``pos``, its integer fields kept in ``top``; where it ends."""
+        field = 0
+        while (head := self.data[pos]) != 0:
+            self._count()
+            pos += 1
+            if head >> 4:  # the field id as a delta, or in full after the head
+                field += head >> 4
+            else:
+                field, pos = self.varint(pos, signed=True)
+            if top is not None and head & 0x0F in (4, 5, 6):  # i16, i32, i64
+                top[field], pos = self.varint(pos, signed=True)
+            elif head & 0x0F not in (1, 2):  # a field's true or false is in its head
+                pos = self.value(pos, head & 0x0F)
+        return pos + 1
 
-def _thrift_value(data: bytes, pos: int, kind: int) -> int:
-    """Skip one Thrift compact value of type ``kind`` at ``pos``; where it ends."""
-    if kind in (1, 2, 3):  # a bool (in a list or map) or a byte
-        end = pos + 1
-    elif kind in (4, 5, 6):
-        end = _varint(data, pos)[1]
-    elif kind == 7:
-        end = pos + 8
-    elif kind == 8:
-        size, pos = _varint(data, pos)
-        end = pos + size
-    elif kind in (9, 10):  # list, set: the size and the elements' type, then those
-        head, end = data[pos], pos + 1
-        size = head >> 4
-        if size == 15:
-            size, end = _varint(data, end)
-        for _ in range(size):
-            end = _thrift_value(data, end, head & 0x0F)
-    elif kind == 11:  # map: the size, then the keys' and values' types, then pairs
-        size, end = _varint(data, pos)
-        if size:
-            types, end = data[end], end + 1
+    def value(self, pos: int, kind: int) -> int:
+        """Skip one value of type ``kind`` at ``pos``; where it ends."""
+        self._count()
+        data = self.data
+        if kind in (1, 2, 3):  # a bool (in a list or map) or a byte
+            end = pos + 1
+        elif kind in (4, 5, 6):
+            end = self.varint(pos)[1]
+        elif kind == 7:
+            end = pos + 8
+        elif kind == 8:
+            size, pos = self.varint(pos)
+            end = pos + size
+        elif kind in (9, 10):  # list, set: the size and the elements' type, then those
+            head, end = data[pos], pos + 1
+            size = head >> 4
+            if size == 15:
+                size, end = self.varint(end)
             for _ in range(size):
-                end = _thrift_value(data, end, types >> 4)
-                end = _thrift_value(data, end, types & 0x0F)
-    elif kind == 12:
-        end = _thrift_struct(data, pos)
-    else:
-        raise ValueError(f"a Parquet page header holds an unknown Thrift type {kind}")
-    if end > len(data):
-        raise ValueError("a Parquet page header runs past the end of the file")
-    return end
+                end = self.value(end, head & 0x0F)
+        elif kind == 11:  # map: the size, then the keys' and values' types, then pairs
+            size, end = self.varint(pos)
+            if size:
+                types, end = data[end], end + 1
+                for _ in range(size):
+                    end = self.value(end, types >> 4)
+                    end = self.value(end, types & 0x0F)
+        elif kind == 12:
+            end = self.struct(pos)
+        else:
+            raise ValueError(f"a Parquet page header holds an unknown Thrift type {kind}")
+        if end > len(data):
+            raise ValueError("a Parquet page header runs past the end of the file")
+        return end
+
+    def _count(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise ValueError(
+                f"the Parquet page headers hold more than {PARQUET_HEADER_VALUES:,} values, "
+                "more than a preview reads"
+            )
 
 
 def _under(path: str, names: set[str]) -> bool:
