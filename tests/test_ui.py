@@ -1464,3 +1464,24 @@ def test_a_parquet_preview_refuses_a_page_header_of_a_long_varint_or_list() -> N
     listed = _parquet_with_header(b"\x19\xf1" + count + bytes([size]) + bools + b"\x00")
     page = preview_mod.render("l.parquet", listed)
     assert "page headers hold more than 2,000,000 values, more than a preview reads" in page
+
+
+def test_a_parquet_preview_shows_long_texts_alike_in_their_first_characters() -> None:
+    """Text is read as dictionaries and cut to a cell: two texts alike in their
+    first 200 characters became one value twice in the dictionary, and pandas
+    refused the column (No preview: Categorical categories must be unique), for
+    a plain column of pyarrow, polars or pandas, as for a pandas categorical."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = ["a" * 300 + str(i) for i in range(30)]
+    for column in (pa.array(texts), pa.array(texts, pa.large_string())):
+        out = io.BytesIO()
+        pq.write_table(pa.table({"c": column}), out)
+        page = preview_mod.render("t.parquet", out.getvalue())
+        assert page.count("<tr><td>" + "a" * 200 + " …</td></tr>") == 20, page[:300]
+    out = io.BytesIO()
+    pd.DataFrame({"c": pd.Categorical(texts), "n": pd.Categorical([1, 2] * 15)}).to_parquet(out)
+    page = preview_mod.render("t.parquet", out.getvalue())
+    assert page.count("<tr><td>" + "a" * 200 + " …</td><td>1</td></tr>") == 10, page[:300]

@@ -309,7 +309,9 @@ def _under(path: str, names: set[str]) -> bool:
 
 def _cut_text(column: Any) -> Any:
     """A column with its dictionaries' text or bytes cut to a cell's length (in
-    Arrow); bytes then as plain values again, as pandas showed them before."""
+    Arrow), then as plain values again, as pandas showed them before: cut, two
+    values can become one (long texts alike in their first 200 characters), and
+    a dictionary of the two made pandas refuse the column (categories not unique)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -317,20 +319,14 @@ def _cut_text(column: Any) -> Any:
         return column
     value = column.type.value_type
     if pa.types.is_binary(value) or pa.types.is_large_binary(value):
-        return pa.chunked_array(
-            [
-                pc.binary_slice(chunk.dictionary, 0, CELL_CHARS + 1).take(chunk.indices)
-                for chunk in column.chunks
-            ],
-            value,
-        )
+        cut = pc.binary_slice
+    elif pa.types.is_string(value) or pa.types.is_large_string(value):
+        cut = pc.utf8_slice_codeunits
+    else:  # a pandas categorical of numbers or times: no text to cut
+        return column
     return pa.chunked_array(
-        [
-            pa.DictionaryArray.from_arrays(
-                chunk.indices, pc.utf8_slice_codeunits(chunk.dictionary, 0, CELL_CHARS + 1)
-            )
-            for chunk in column.chunks
-        ],
+        [cut(chunk.dictionary, 0, CELL_CHARS + 1).take(chunk.indices) for chunk in column.chunks],
+        value,
     )
 
 
