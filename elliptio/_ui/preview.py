@@ -48,6 +48,8 @@ _DICTIONARY_TYPES = (
     "is_large_binary",
     "is_binary_view",
 )
+# Encodings pyarrow cannot read as a dictionary ("Not yet implemented").
+_DELTA = {"DELTA_BYTE_ARRAY", "DELTA_LENGTH_BYTE_ARRAY"}
 _TEXT = {".txt", ".md", ".json", ".jsonl", ".yaml", ".yml", ".log", ".py", ".toml", ".ini", ".xml"}
 
 
@@ -129,6 +131,7 @@ def _parquet(data: bytes) -> str:
     names = [n for n in schema.names if n not in index]  # pandas' index: as read_parquet
     # The row groups the first rows are read from: as many as hold them.
     groups: list[int] = []
+    delta: set[str] = set()  # columns of prefix-coded chunks, read as plain values
     held = 0
     while held < ROWS and len(groups) < source.metadata.num_row_groups:
         held += source.metadata.row_group(len(groups)).num_rows
@@ -146,7 +149,13 @@ def _parquet(data: bytes) -> str:
             for column in map(group.column, range(group.num_columns)):
                 path = column.path_in_schema
                 if path.split(".", 1)[0] in firsts and _under(path, shown):
-                    size, count = _pages_decoded(thrift, column, PARQUET_PAGES + 1 - pages)
+                    size, count, largest = _pages_decoded(thrift, column, PARQUET_PAGES + 1 - pages)
+                    if _DELTA & set(column.encodings):  # read as plain values
+                        delta.add(path)
+                    if "DELTA_BYTE_ARRAY" in column.encodings:
+                        # A value is a prefix of the one before and its own
+                        # suffix: each row can be as long as the page holding it.
+                        size += ROWS * largest
                     decoded, pages = decoded + size, pages + count
                 if pages > PARQUET_PAGES:
                     return (
@@ -171,6 +180,7 @@ def _parquet(data: bytes) -> str:
         f.name
         for f in schema
         if f.name in names[:COLUMNS]
+        and f.name not in delta
         and any(getattr(pa.types, check, lambda _: False)(f.type) for check in _DICTIONARY_TYPES)
     ]
     source = pq.ParquetFile(io.BytesIO(data), read_dictionary=texts)
@@ -193,26 +203,27 @@ def _parquet(data: bytes) -> str:
     )
 
 
-def _pages_decoded(thrift: _Thrift, column: Any, most: int) -> tuple[int, int]:
-    """What the pages of a column chunk decode to, as their headers say, and how
-    many pages it has (up to ``most``): the reader reads the pages in the bytes
-    the chunk's offsets and compressed size span, and decompresses each into a
-    buffer of the size its header gives; a chunk of no values (a group of no
-    rows) it never reads."""
+def _pages_decoded(thrift: _Thrift, column: Any, most: int) -> tuple[int, int, int]:
+    """What the pages of a column chunk decode to, as their headers say, how
+    many pages it has (up to ``most``) and the largest page: the reader reads
+    the pages in the bytes the chunk's offsets and compressed size span, and
+    decompresses each into a buffer of the size its header gives; a chunk of no
+    values (a group of no rows) it never reads."""
     if column.num_values <= 0:
-        return 0, 0
+        return 0, 0, 0
     start = column.data_page_offset
     if column.has_dictionary_page and 0 < (column.dictionary_page_offset or 0) < start:
         start = column.dictionary_page_offset  # as the reader starts the chunk
     end = min(start + column.total_compressed_size, len(thrift.data))
-    total = pages = 0
+    total = pages = largest = 0
     while 0 <= start < end and pages < most:
         fields: dict[int, int] = {}
         start = thrift.struct(start, fields)
-        total += max(fields.get(2, 0), 0)  # uncompressed_page_size
+        size = max(fields.get(2, 0), 0)  # uncompressed_page_size
+        total, largest = total + size, max(largest, size)
         start += max(fields.get(3, 0), 0)  # compressed_page_size: the page's body
         pages += 1
-    return total, pages
+    return total, pages, largest
 
 
 class _Thrift:
