@@ -1351,25 +1351,28 @@ class AsyncHandler(InProcess):
         try:
             landed = await self.catalog.replace(new.to_document(), revision(record))
         except ElliptioError:
-            # Refused or unanswered: the sidecar goes back to the catalog's record (the
-            # one read before if that cannot be read), or `reindex` would take a change
-            # that raised (a delete the catalog refused deleted the artifact).
+            # Refused or unanswered: the sidecar goes back to the catalog's record, or
+            # `reindex` would take a change that raised (a delete the catalog refused
+            # deleted the artifact). If the catalog cannot be read, the change may have
+            # landed with its answer lost: the sidecar keeps it, as after a crash
+            # between the two writes (a tombstone it did not confirm would stop every
+            # later delete as tampering), and a rerun or `reindex` settles it.
             with contextlib.suppress(ElliptioError):
-                try:
-                    current = await self._record(record.artifact_id)
-                except ElliptioError:
-                    current = record
-                await self.storage.replace_bytes(sidecar, current.to_json(indent=2))
+                await self._sidecar_as_catalog(record.artifact_id, sidecar)
             raise
-        # Landed or not, the sidecar ends as the catalog's record: a change racing
-        # this one may have written its sidecar over this one's, or the other way.
+        await self._sidecar_as_catalog(record.artifact_id, sidecar)
+        return landed
+
+    async def _sidecar_as_catalog(self, artifact_id: str, sidecar: str) -> None:
+        """Write the catalog's record to ``sidecar``, and again while it changes."""
+        # A change racing this one may have written its sidecar over this one's,
+        # or the other way.
         for _ in range(_CHANGE_ATTEMPTS):
-            current = await self._record(record.artifact_id)
+            current = await self._record(artifact_id)
             await self.storage.replace_bytes(sidecar, current.to_json(indent=2))
             # A change that landed meanwhile wrote its sidecar before its record.
-            if revision(await self._record(record.artifact_id)) == revision(current):
+            if revision(await self._record(artifact_id)) == revision(current):
                 break
-        return landed
 
     async def set_labels(self, ref: str | Artifact, labels: LabelsLike) -> Artifact:
         """Replace the labels of a committed artifact; its files never change.
