@@ -665,14 +665,16 @@ class UrlTools:
             raise self._offline_error(url, "write")
         self._refuse_in_store(url, backend, path, "write")
         self._forget(backend, path)
-        # A local file added to ('a') is cut back to what it held, not removed.
+        # A local or memory:// file added to ('a') is cut back to what it held, not
+        # removed; one that did not exist is new, removed as a file written afresh.
         held: int | None = None
-        if "a" in mode and isinstance(backend.fs, LocalFileSystem):
+        fresh = "w" in mode or "x" in mode
+        if "a" in mode and isinstance(backend.fs, LocalFileSystem | MemoryFileSystem):
             with contextlib.suppress(OSError):
-                held = os.path.getsize(path)
+                held = int(backend.fs.size(path))
+            fresh = held is None
         handle: IO[Any] = self._call(backend, "open", path, backend.fs.open, path, mode, **kwargs)
         call = functools.partial(self._call, backend, "write", path)
-        fresh = "w" in mode or "x" in mode
         return cast("IO[Any]", _Writing(handle, call, backend.fs, path, fresh, held))
 
     # -- writing ----------------------------------------------------------------------
@@ -1349,7 +1351,10 @@ class _Writing:
         with contextlib.suppress(Exception):
             if self._held is not None:
                 self._f.flush()
-                os.truncate(self._path, self._held)
+                if isinstance(self._fs, LocalFileSystem):
+                    os.truncate(self._path, self._held)
+                else:  # memory://: the file is the stored bytes, added to in place
+                    raw.truncate(self._held)
             self._f.close()
 
     def __iter__(self) -> Any:

@@ -906,3 +906,36 @@ def test_a_failed_write_to_a_file_that_existed_keeps_what_it_held(
     with tools.open(str(target), "ab") as f:  # a write that succeeds still lands
         f.write(b"new line\n")
     assert target.read_bytes() == b"kept line\nnew line\n"
+
+
+@pytest.mark.parametrize("where", ["local", "memory", "s3"])
+@pytest.mark.parametrize("mode", ["a", "ab"])
+def test_a_failed_append_elsewhere_keeps_only_what_the_file_held(
+    where: str, mode: str, s3_options: dict[str, Any], tmp_path: Path
+) -> None:
+    """A local file added to is cut back to what it held when the block raises;
+    one on memory:// kept the half-written addition (its file is the stored
+    bytes themselves, added to in place), and a file the append made (none was
+    there) was left half-written, where the docstring says a block that raises
+    leaves nothing. An object store's upload is dropped whole."""
+    tools = _tools(tmp_path, storage_url=f"s3://{S3_BUCKET}/lake", storage_options=s3_options)
+    url = {
+        "s3": f"s3://{S3_BUCKET}/log-{mode}.txt",
+        "memory": f"memory:///log-{uuid.uuid4().hex}.txt",
+        "local": str(tmp_path / "log.txt"),
+    }[where]
+    with pytest.raises(ZeroDivisionError), tools.open(url, mode) as f:
+        f.write("half a" if mode == "a" else b"half a")
+        1 / 0  # noqa: B018 - the program fails halfway
+    assert not tools.exists(url)
+    with tools.open(url, "wb") as f:
+        f.write(b"kept line\n")
+    with pytest.raises(ZeroDivisionError), tools.open(url, mode) as f:
+        f.write("half a" if mode == "a" else b"half a")
+        1 / 0  # noqa: B018 - the program fails halfway
+    with tools.open(url) as f:
+        assert f.read() == b"kept line\n"
+    with tools.open(url, "ab") as f:  # a write that succeeds still lands
+        f.write(b"new line\n")
+    with tools.open(url) as f:
+        assert f.read() == b"kept line\nnew line\n"
