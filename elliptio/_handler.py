@@ -848,11 +848,15 @@ class AsyncHandler(InProcess):
             # The lease opens while the catalog is asked for stored copies of the
             # files (one trip to the catalog for both); nothing is written before
             # the lease is open.
-            opened, found = await asyncio.gather(
-                self._begin(draft),
-                self._deduplicated(items + log_items, progress, dedup),
-                return_exceptions=True,
-            )
+            try:
+                opened, found = await asyncio.gather(
+                    self._begin(draft),
+                    self._deduplicated(items + log_items, progress, dedup),
+                    return_exceptions=True,
+                )
+            except BaseException:  # cancelled, maybe once the lease was in the catalog
+                await self._discard(draft)
+                raise
             if isinstance(opened, BaseException):
                 raise opened  # no lease: nothing to clean up
             try:
@@ -910,7 +914,11 @@ class AsyncHandler(InProcess):
         self._online("commit an artifact")
         items = await self._reference_items(urls)
         draft = self._draft(labels, local_root="", name=name, dedup=False)
-        await self._begin(draft)
+        try:
+            await self._begin(draft)
+        except BaseException:  # cancelled, maybe once the lease was in the catalog
+            await self._discard(draft)
+            raise
         progress = self.storage.progress_for(f"hash {draft.artifact_id}", files=len(items))
         try:
             slots = asyncio.Semaphore(self.storage.max_concurrency)

@@ -253,12 +253,19 @@ class NewArtifact(InProcess):
     async def _enter(self) -> NewArtifact:
         if self._state != "new":
             raise UsageError(f"{self.artifact_id} was opened already; call new() again")
-        if self._begin is not None:
-            await self._begin(self)
-        if self._storage.is_local:
-            # Path-only writers (Path(url).write_text) need the folders to exist.
-            for path in {f._path.rsplit("/", 1)[0] for f in self.files.values()}:
-                await self._storage.makedirs(path)
+        try:
+            if self._begin is not None:
+                await self._begin(self)
+            if self._storage.is_local:
+                # Path-only writers (Path(url).write_text) need the folders to exist.
+                for path in {f._path.rsplit("/", 1)[0] for f in self.files.values()}:
+                    await self._storage.makedirs(path)
+        except BaseException:
+            # Failed or cancelled, maybe once the lease was in the catalog: nothing
+            # of the block was written yet, so its folder and lease go.
+            self._state = "discarded"
+            await self._discard(self, None)
+            raise
         self._state = "open"
         return self
 

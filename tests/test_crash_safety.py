@@ -11,6 +11,7 @@ visible). At the end `gc` + `reindex` must leave storage and catalog in line.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -18,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,52 @@ def test_sigkill_during_writes_on_s3(
         _check_in_line(h)
         records = set(h.find({}, columns=["file_relpaths"]).index)
         assert set(reported) <= records
+
+
+@pytest.mark.parametrize("writer", ["upload", "new", "add_reference"])
+async def test_a_writer_cancelled_while_its_lease_opens_leaves_no_lease(
+    writer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``task.cancel()`` (or an ``asyncio.wait_for`` timeout) that reaches a writer
+    once its lease is in the catalog but before the catalog's answer is back: the
+    lease was left open (``gc`` listed a stale lease a day later), because the
+    clean-up only guarded what came after the lease's opening."""
+    (tmp_path / "raw").mkdir()
+    source = tmp_path / "raw" / "a.txt"
+    source.write_text("some rows\n")
+    async with eio.AsyncHandler(
+        storage=str(tmp_path / "store"),
+        catalog=f"sqlite:///{tmp_path / 'catalog.db'}",
+        reference_roots=[str(tmp_path / "raw")],
+    ) as h:
+        catalog = h.catalog
+        opened = asyncio.Event()
+        real_open = catalog.open_lease
+
+        async def open_lease(*args: Any) -> None:
+            await real_open(*args)
+            opened.set()  # the lease is in the catalog; its answer never comes
+            await asyncio.Event().wait()
+
+        monkeypatch.setattr(catalog, "open_lease", open_lease)
+
+        async def write() -> None:
+            if writer == "upload":
+                await h.upload(source)
+            elif writer == "add_reference":
+                await h.add_reference(str(source))
+            else:
+                async with h.new("b.txt") as new:
+                    await new.file.awrite_text("never written")
+
+        task = asyncio.create_task(write())
+        await opened.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        far = datetime.now(tz=UTC) + timedelta(days=1)
+        assert await catalog.old_leases(far) == []
+        assert (await h.gc(grace=timedelta(0))).stale_leases == []
+        assert await h.count() == 0
+        store = tmp_path / "store"
+        assert not store.exists() or [p for p in store.rglob("*") if p.is_file()] == []
