@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from ._artifact import Artifact
 from ._cache import Cache
@@ -101,6 +102,23 @@ SortLike = str | Sequence[tuple[str, int]] | Mapping[str, int] | None
 DEFAULT_SORT: list[tuple[str, int]] = [("creation_time", -1), ("artifact_id", -1)]
 
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_H = TypeVar("_H", bound="AsyncHandler")
+
+
+def _write(
+    method: Callable[Concatenate[_H, _P], Coroutine[Any, Any, _R]],
+) -> Callable[Concatenate[_H, _P], Coroutine[Any, Any, _R]]:
+    """A write of the handler's, which `AsyncHandler.close` lets end first."""
+
+    @functools.wraps(method)
+    async def write(self: _H, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._writing():
+            return await method(self, *args, **kwargs)
+
+    return write
 
 
 def _labels(labels: LabelsLike) -> Labels:
@@ -306,6 +324,8 @@ class AsyncHandler(InProcess):
         self.urls = UrlTools(s, self)
         """URL tools (open, local_copy, write, ls, exists, cp, mv, rm, cache) on these settings."""
         self._closed = False
+        # The tasks writing through the handler now (with how many nested writes).
+        self._writes: dict[asyncio.Task[Any], int] = {}
         # Built from arguments, not only the settings: name URLs of the names it
         # made or read resolve through it (those of one built from the settings
         # follow the settings, as they change).
@@ -784,6 +804,7 @@ class AsyncHandler(InProcess):
             for (_, relpath), path, (size, sha256) in zip(items, paths, results, strict=True)
         ]
 
+    @_write
     async def upload(
         self,
         local_paths: LocalPaths,
@@ -876,6 +897,7 @@ class AsyncHandler(InProcess):
         finally:
             progress.close()
 
+    @_write
     async def add_reference(
         self,
         urls: str | Sequence[str],
@@ -1014,6 +1036,10 @@ class AsyncHandler(InProcess):
         draft = self._draft(labels, name=name, dedup=dedup, relpaths=relpaths_)
 
         async def commit(new: NewArtifact, written: dict[str, tuple[int, str]]) -> Artifact:
+            with self._writing():
+                return await committed(new, written)
+
+        async def committed(new: NewArtifact, written: dict[str, tuple[int, str]]) -> Artifact:
             keys = {r: (sha256, size) for r, (size, sha256) in written.items()}
             existing = await self._existing(list(keys.values())) if dedup else {}
             files = []
@@ -1033,13 +1059,15 @@ class AsyncHandler(InProcess):
             return artifact
 
         async def begin(new: NewArtifact) -> None:
-            await self._begin(draft)
+            with self._writing():
+                await self._begin(draft)
 
         async def discard(new: NewArtifact, err: BaseException | None) -> None:
-            if err is None:
-                await self._discard(draft)
-            else:
-                await self._fail(draft, err)
+            with self._writing():
+                if err is None:
+                    await self._discard(draft)
+                else:
+                    await self._fail(draft, err)
 
         return NewArtifact(
             self.storage, draft.artifact_id, draft.prefix, relpaths_, commit, discard, begin
@@ -1382,6 +1410,7 @@ class AsyncHandler(InProcess):
             if revision(await self._record(artifact_id)) == revision(current):
                 break
 
+    @_write
     async def set_labels(self, ref: str | Artifact, labels: LabelsLike) -> Artifact:
         """Replace the labels of a committed artifact; its files never change.
 
@@ -1408,6 +1437,7 @@ class AsyncHandler(InProcess):
                 return self._bind(new)
         raise CatalogError(f"the labels of {artifact_id} kept changing under this edit; try again")
 
+    @_write
     async def delete(self, ref: str | Artifact, *, reason: str) -> DeleteReport:
         """Delete an artifact: remove its files from storage, keep a tombstone.
 
@@ -1610,10 +1640,39 @@ class AsyncHandler(InProcess):
         return await verify(self.storage, record)
 
     # -- lifecycle ----------------------------------------------------------
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Count the current task as writing until the block ends."""
+        task = asyncio.current_task()
+        if task is None:
+            yield
+            return
+        self._writes[task] = self._writes.get(task, 0) + 1
+        try:
+            yield
+        finally:
+            if self._writes[task] > 1:
+                self._writes[task] -= 1
+            else:
+                del self._writes[task]
+
     async def close(self) -> None:
-        """Close the catalog and storage workers; idempotent."""
+        """Close the catalog and storage workers; idempotent.
+
+        Writes in flight on this event loop (uploads, a ``new()`` block's commit,
+        deletes, label edits) end first, committed or cleaned up: closing under
+        them left their files and leases to gc.
+        """
         if not self._closed:
             self._closed = True
+            loop = asyncio.get_running_loop()
+            me = asyncio.current_task()
+            while pending := [
+                task
+                for task in list(self._writes)
+                if task is not me and task.get_loop() is loop and not task.done()
+            ]:
+                await asyncio.wait(pending)
             await self.catalog.close()
             self.storage.close()
 

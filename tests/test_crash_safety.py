@@ -224,3 +224,48 @@ async def test_a_writer_cancelled_while_its_lease_opens_leaves_no_lease(
         assert await h.count() == 0
         store = tmp_path / "store"
         assert not store.exists() or [p for p in store.rglob("*") if p.is_file()] == []
+
+
+async def test_closing_an_async_handler_waits_for_its_writes_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``async with eio.AsyncHandler() as h:`` whose block ends (or ``await
+    h.close()``) while upload tasks are under way: the catalog and storage were
+    closed under them, so each failed with 'catalog ... is closed' and, its
+    clean-up failing too, left its files and an open lease behind for gc a day
+    later. Now the close waits for the writes in flight to end."""
+    sources = []
+    for i in range(5):
+        sources.append(tmp_path / f"part{i}.bin")
+        sources[-1].write_bytes(os.urandom(100_000))
+    h = eio.AsyncHandler(
+        storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path / 'catalog.db'}"
+    )
+    catalog = h.catalog
+    await h.count()  # the catalog is open
+    opened = 0
+    all_open = asyncio.Event()
+    real_open = catalog.open_lease
+
+    async def open_lease(*args: Any) -> None:
+        nonlocal opened
+        await real_open(*args)
+        opened += 1
+        if opened == len(sources):
+            all_open.set()
+
+    monkeypatch.setattr(catalog, "open_lease", open_lease)
+    async with h:
+        tasks = [asyncio.create_task(h.upload(source)) for source in sources]
+        await all_open.wait()  # every upload is under way
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, eio.Artifact) for r in results), results
+    with eio.Handler(
+        storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path / 'catalog.db'}"
+    ) as again:
+        assert again.count() == len(sources)
+        report = again.gc(grace=timedelta(0))
+        assert (report.orphans, report.stale_leases) == ([], [])
+        for art in results:
+            assert isinstance(art, eio.Artifact)
+            assert again.verify(art.artifact_id).ok
