@@ -257,9 +257,11 @@ class Backend:
                     if failed.is_set():
                         return
                     local, path = items[i]
-                    child = progress.branched(str(local), self.url(path))
+                    child = _Stopping(progress.branched(str(local), self.url(path)), failed)
                     results[i] = self._put_file(local, path, child)
                     progress.relative_update(1)
+            except _Stop:
+                return  # another thread failed, or the call was cancelled
             except Exception as err:
                 failed.set()
                 raise self.error(err, "write", path) from err
@@ -271,10 +273,18 @@ class Backend:
         if len(items) <= INLINE_FILES and self.inline(_total_size(items), len(items)):
             batch(range(len(items)))
             return [r for r in results if r is not None]
-        loop = asyncio.get_running_loop()
-        await gather_all(
-            loop.run_in_executor(self._pool(), batch, range(k, len(items), n)) for k in range(n)
-        )
+        pool = self._pool()
+        jobs = [pool.submit(batch, range(k, len(items), n)) for k in range(n)]
+        try:
+            await gather_all(asyncio.wrap_future(job) for job in jobs)
+        except BaseException:
+            # Cancelled (Ctrl-C through the sync API), or a thread failed: the others
+            # stop at their next chunk, and the caller's clean-up (removing the
+            # folder) runs only once none of them writes any more.
+            failed.set()
+            running = [asyncio.wrap_future(job) for job in jobs if not job.cancel()]
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
         return [r for r in results if r is not None]
 
     def _write_bytes(self, path: str, data: memoryview) -> HashResult:
@@ -398,6 +408,26 @@ class Backend:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
         self._executor = None
+
+
+class _Stop(Exception):
+    """A copy told to stop: another copy of its call failed, or the call was cancelled."""
+
+
+class _Stopping:
+    """A progress callback of one file's copy that stops the copy once ``stop`` is set."""
+
+    def __init__(self, inner: Any, stop: threading.Event) -> None:
+        self._inner = inner
+        self._stop = stop
+
+    def relative_update(self, inc: int = 1) -> None:
+        if self._stop.is_set():
+            raise _Stop
+        self._inner.relative_update(inc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 _live: weakref.WeakSet[Backend] = weakref.WeakSet()

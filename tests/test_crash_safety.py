@@ -18,6 +18,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -269,3 +270,56 @@ async def test_closing_an_async_handler_waits_for_its_writes_in_flight(
         for art in results:
             assert isinstance(art, eio.Artifact)
             assert again.verify(art.artifact_id).ok
+
+
+async def test_a_cancelled_upload_cleans_up_once_no_copy_runs_any_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in a notebook cell (the sync API cancels the call) or ``task.cancel()``
+    during a local upload of many files: the cancellation ended the await of the
+    copying threads but not the threads, which went on copying while the clean-up
+    removed the folder and closed the lease; files that landed during the removal
+    stayed in a folder without lease or record. The threads now stop at their next
+    chunk, and the clean-up runs once they have."""
+    (tmp_path / "src").mkdir()
+    for i in range(3):
+        (tmp_path / "src" / f"f{i}.bin").write_bytes(os.urandom(200_000))  # not inline
+    h = eio.AsyncHandler(
+        storage=str(tmp_path / "store"),
+        catalog=f"sqlite:///{tmp_path / 'catalog.db'}",
+        max_concurrency=2,
+    )
+    backend = h.storage.backend
+    copying, removing = threading.Event(), threading.Event()
+    copies_at_removal: list[bool] = []
+    real_put, real_remove = backend._put_file, h.storage.remove_tree
+
+    def put_file(local: Path, path: str, progress: Any) -> Any:
+        if local.name != "f0.bin":
+            return real_put(local, path, progress)
+        copying.set()
+        try:
+            while not removing.is_set():  # a copy whose chunks keep coming
+                progress.relative_update(0)
+                time.sleep(0.001)
+            return real_put(local, path, progress)
+        finally:
+            copying.clear()
+
+    async def remove_tree(path: str) -> None:
+        copies_at_removal.append(copying.is_set())
+        removing.set()
+        await real_remove(path)
+
+    monkeypatch.setattr(backend, "_put_file", put_file)
+    monkeypatch.setattr(h.storage, "remove_tree", remove_tree)
+    task = asyncio.create_task(h.upload(tmp_path / "src"))
+    await asyncio.to_thread(copying.wait)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert copies_at_removal == [False]
+    store = tmp_path / "store"
+    assert [p for p in store.rglob("*") if p.is_file()] == []
+    assert await h.catalog.old_leases(datetime.now(tz=UTC) + timedelta(days=1)) == []
+    await h.close()
