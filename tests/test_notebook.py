@@ -55,3 +55,78 @@ def test_user_story_notebook_runs_in_a_kernel_without_warnings(
     assert "The user story works." in text
     assert "<b>Lineage of artifact_" in text  # the graph, drawn by its _repr_html_
     assert (tmp_path / "data" / "elliptio" / "catalog.db").is_file()
+
+
+def test_interrupting_an_upload_in_a_kernel_leaves_nothing_and_the_handler_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jupyter's "interrupt the kernel" while a cell uploads a folder (the cell's
+    KeyboardInterrupt cancels the call on the IO loop): the copying threads went
+    on after the clean-up had removed the folder and closed the lease, so files
+    that landed during the removal stayed in a folder without lease or record."""
+    from jupyter_client.manager import start_new_kernel
+
+    for key in [k for k in os.environ if k.startswith("ELLIPTIO_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    path = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), path) if p))
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(200):
+        (src / f"f{i}.bin").write_bytes(os.urandom(500_000))
+    store = tmp_path / "store"
+    manager, client = start_new_kernel(kernel_name="python3")
+    try:
+
+        def run(code: str, interrupt_on: str | None = None) -> list[str]:
+            msg_id = client.execute(code)
+            seen: list[str] = []
+            while True:
+                msg = client.get_iopub_msg(timeout=120)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "stream":
+                    seen.append(content["text"])
+                    if interrupt_on is not None and interrupt_on in content["text"]:
+                        manager.interrupt_kernel()
+                elif kind == "error":
+                    seen.append(f"{content['ename']}: {content['evalue']}")
+                elif kind == "execute_result":
+                    seen.append(content["data"]["text/plain"])
+                elif kind == "status" and content["execution_state"] == "idle":
+                    return seen
+
+        setup = (
+            "import os, threading, time\n"
+            "import elliptio as eio\n"
+            f"h = eio.Handler(storage={str(store)!r}, "
+            f"catalog={'sqlite:///' + str(tmp_path / 'catalog.db')!r})\n"
+            "def tell():  # once the first file has landed, the copy is under way\n"
+            f"    while not any(n.endswith('.bin') for *_, ns in os.walk({str(store)!r}) "
+            "for n in ns):\n"
+            "        time.sleep(0.001)\n"
+            "    print('copying', flush=True)\n"
+        )
+        assert run(setup) == []
+        out = run(
+            f"threading.Thread(target=tell).start()\nh.upload({str(src)!r})",
+            interrupt_on="copying",
+        )
+        assert any(line.startswith("KeyboardInterrupt") for line in out), out
+        assert run("print(h.count())") == ["0\n"]
+        assert [p for p in store.rglob("*") if p.is_file()] == []
+        leases = "from datetime import UTC, datetime, timedelta\nfrom elliptio._sync import sync\n"
+        leases += "print(sync(h.catalog.old_leases(datetime.now(tz=UTC) + timedelta(days=1))))"
+        assert run(leases) == ["[]\n"]
+        again = run(
+            f"print(h.upload({str(src / 'f1.bin')!r}).file.read_bytes() == "
+            f"open({str(src / 'f1.bin')!r}, 'rb').read(), h.count())"
+        )
+        assert again == ["True 1\n"]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
