@@ -216,8 +216,17 @@ class Backend:
         try:
             if inline:
                 return func(*args)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool(), functools.partial(func, *args))
+            job = self._pool().submit(func, *args)
+            try:
+                return await asyncio.wrap_future(job)
+            except asyncio.CancelledError:
+                # The thread does not stop with the caller: the caller's clean-up
+                # (removing a folder) waits until it is done, so nothing lands
+                # behind it. A job still queued never starts.
+                if not job.cancel():
+                    with contextlib.suppress(Exception):
+                        await asyncio.wrap_future(job)
+                raise
         except Exception as err:
             raise self.error(err, action, path) from err
 

@@ -323,3 +323,53 @@ async def test_a_cancelled_upload_cleans_up_once_no_copy_runs_any_more(
     assert [p for p in store.rglob("*") if p.is_file()] == []
     assert await h.catalog.old_leases(datetime.now(tz=UTC) + timedelta(days=1)) == []
     await h.close()
+
+
+async def test_a_commit_cancelled_while_its_sidecar_is_written_cleans_up_after_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation (Ctrl-C through the sync API, ``task.cancel()``) while a
+    storage thread writes the sidecar: the clean-up removed the folder while the
+    thread went on, and a sidecar that landed after the removal (its write makes
+    the folder again) stayed without files, lease or record, where ``reindex``
+    would restore an artifact whose files are gone. The clean-up now waits for
+    the thread."""
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"rows")
+    h = eio.AsyncHandler(
+        storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path / 'catalog.db'}"
+    )
+    backend = h.storage.backend
+    writing, release = threading.Event(), threading.Event()
+    writing_at_removal: list[bool] = []
+    real_write, real_remove = backend._write_sealed, h.storage.remove_tree
+
+    def write_sealed(path: str, data: Any, seal: Any) -> Any:
+        writing.set()
+        try:
+            release.wait()
+            return real_write(path, data, seal)
+        finally:
+            writing.clear()
+
+    async def remove_tree(path: str) -> None:
+        writing_at_removal.append(writing.is_set())
+        await real_remove(path)
+
+    monkeypatch.setattr(backend, "inline", lambda nbytes, nfiles: False)  # a large sidecar
+    monkeypatch.setattr(backend, "_write_sealed", write_sealed)
+    monkeypatch.setattr(h.storage, "remove_tree", remove_tree)
+    task = asyncio.create_task(h.upload(source))
+    await asyncio.to_thread(writing.wait)
+    task.cancel()
+    for _ in range(20):  # the clean-up would start within these turns of the loop
+        await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert writing_at_removal == [False]
+    store = tmp_path / "store"
+    assert [p for p in store.rglob("*") if p.is_file()] == []
+    assert (await h.reindex()).added == []
+    assert await h.catalog.old_leases(datetime.now(tz=UTC) + timedelta(days=1)) == []
+    await h.close()
