@@ -1383,11 +1383,11 @@ class AsyncHandler(InProcess):
         back) and every change that lands after this one rewrites it in turn.
         """
         sidecar = self._sidecar(record)
-        await self.storage.replace_bytes(sidecar, new.to_json(indent=2))
         try:
+            await self.storage.replace_bytes(sidecar, new.to_json(indent=2))
             landed = await self.catalog.replace(new.to_document(), revision(record))
-        except ElliptioError:
-            # Refused or unanswered: the sidecar goes back to the catalog's record, or
+        except BaseException:
+            # Refused, unanswered or cancelled: the sidecar goes back to the catalog's record, or
             # `reindex` would take a change that raised (a delete the catalog refused
             # deleted the artifact). If the catalog cannot be read, the change may have
             # landed with its answer lost: the sidecar keeps it, as after a crash

@@ -373,3 +373,35 @@ async def test_a_commit_cancelled_while_its_sidecar_is_written_cleans_up_after_t
     assert (await h.reindex()).added == []
     assert await h.catalog.old_leases(datetime.now(tz=UTC) + timedelta(days=1)) == []
     await h.close()
+
+
+async def test_a_label_edit_cancelled_before_its_record_lands_leaves_the_sidecar_as_the_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``set_labels`` cancelled (Ctrl-C through the sync API, ``task.cancel()``)
+    after it wrote the new labels to the sidecar, before the catalog took them:
+    the sidecar kept labels the catalog never had, so a ``reindex`` (after a lost
+    catalog) brought back an edit that had raised. Refused edits were already
+    taken back; cancelled ones are now too."""
+    source = tmp_path / "a.txt"
+    source.write_text("rows")
+    async with eio.AsyncHandler(
+        storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path / 'catalog.db'}"
+    ) as h:
+        art = await h.upload(source, labels={"project": "before"})
+        sent = asyncio.Event()
+
+        async def replace(*args: Any) -> bool:
+            sent.set()
+            await asyncio.Event().wait()  # the catalog never answers
+            return False
+
+        monkeypatch.setattr(h.catalog, "replace", replace)
+        task = asyncio.create_task(h.set_labels(art.artifact_id, {"project": "after"}))
+        await sent.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        sidecar = Path(art.metadata.remote_root) / METADATA_RELPATH
+        assert json.loads(sidecar.read_text())["labels"]["project"] == "before"
+        assert (await h.get(art.artifact_id)).metadata.labels.project == "before"
