@@ -221,9 +221,11 @@ class Backend:
                 return await asyncio.wrap_future(job)
             except asyncio.CancelledError:
                 # The thread does not stop with the caller: the caller's clean-up
-                # (removing a folder) waits until it is done, so nothing lands
-                # behind it. A job still queued never starts.
-                if not job.cancel():
+                # (removing a folder) waits until a write is done, so nothing lands
+                # behind it. A read lands nothing (a download's reader stops writing
+                # once it is cancelled): Ctrl-C ends it at once, not once the whole
+                # file is read. A job still queued never starts.
+                if not job.cancel() and action not in _READS:
                     with contextlib.suppress(Exception):
                         await asyncio.wrap_future(job)
                 raise
@@ -417,6 +419,10 @@ class Backend:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
         self._executor = None
+
+
+# The actions of `Backend.run` that change nothing in storage.
+_READS = frozenset({"read", "check", "list"})
 
 
 class _Stop(Exception):

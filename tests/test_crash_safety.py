@@ -405,3 +405,46 @@ async def test_a_label_edit_cancelled_before_its_record_lands_leaves_the_sidecar
         sidecar = Path(art.metadata.remote_root) / METADATA_RELPATH
         assert json.loads(sidecar.read_text())["labels"]["project"] == "before"
         assert (await h.get(art.artifact_id)).metadata.labels.project == "before"
+
+
+async def test_a_cancelled_download_from_a_local_store_returns_without_waiting_for_its_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (through the sync API, ``task.cancel()``) on a download or a verify of
+    a large file of a local store: the call waited for its reading thread to read
+    the whole file, so Ctrl-C did nothing for as long as the copy took. A read
+    leaves nothing behind it (the download's temporary file is gone and its
+    reader never writes once the download is cancelled), so it returns at once."""
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"rows" * 1000)
+    h = eio.AsyncHandler(
+        storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path / 'catalog.db'}"
+    )
+    artifact = await h.upload(source)
+    backend = h.storage.backend
+    reading, release = threading.Event(), threading.Event()
+    real_stream = backend._stream
+
+    def stream(path: str, write: Any, progress: Any) -> Any:
+        reading.set()
+        release.wait()  # a file still being read
+        return real_stream(path, write, progress)
+
+    monkeypatch.setattr(backend, "_stream", stream)
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        for call in (artifact.file.adownload(out / "a.bin"), h.verify(artifact)):
+            reading.clear()
+            task = asyncio.ensure_future(call)
+            await asyncio.to_thread(reading.wait)
+            task.cancel()
+            for _ in range(20):  # the cancellation ends the call within these turns
+                await asyncio.sleep(0)
+            assert task.done()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert list(out.iterdir()) == []
+    finally:
+        release.set()
+    await h.close()
