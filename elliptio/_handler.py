@@ -1667,12 +1667,18 @@ class AsyncHandler(InProcess):
             self._closed = True
             loop = asyncio.get_running_loop()
             me = asyncio.current_task()
-            while pending := [
-                task
-                for task in list(self._writes)
-                if task is not me and task.get_loop() is loop and not task.done()
-            ]:
-                await asyncio.wait(pending)
+            try:
+                while pending := [
+                    task
+                    for task in list(self._writes)
+                    if task is not me and task.get_loop() is loop and not task.done()
+                ]:
+                    await asyncio.wait(pending)
+            except BaseException:
+                # Interrupted while it waited (Ctrl-C): nothing is closed, so a
+                # later close still closes.
+                self._closed = False
+                raise
             await self.catalog.close()
             self.storage.close()
 

@@ -448,3 +448,40 @@ async def test_a_cancelled_download_from_a_local_store_returns_without_waiting_f
     finally:
         release.set()
     await h.close()
+
+
+async def test_a_close_interrupted_while_it_waits_for_a_write_closes_when_called_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C on ``h.close()`` (through the sync API, ``task.cancel()``) while it
+    waits for an upload in flight: the handler counted as closed without closing
+    anything, so every later close did nothing and its catalog and storage
+    workers stayed open. A close that did not end closes when called again."""
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"rows")
+    h = eio.AsyncHandler(
+        storage=str(tmp_path / "store"), catalog=f"sqlite:///{tmp_path / 'catalog.db'}"
+    )
+    await h.count()  # the catalog is open
+    opened, release = asyncio.Event(), asyncio.Event()
+    real_open = h.catalog.open_lease
+
+    async def open_lease(*args: Any) -> None:
+        await real_open(*args)
+        opened.set()
+        await release.wait()  # a store that does not answer yet
+
+    monkeypatch.setattr(h.catalog, "open_lease", open_lease)
+    upload = asyncio.create_task(h.upload(source))
+    await opened.wait()
+    closing = asyncio.create_task(h.close())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    release.set()
+    assert isinstance(await upload, eio.Artifact)
+    await h.close()
+    with pytest.raises(eio.CatalogError, match="is closed"):
+        await h.count()
