@@ -150,10 +150,7 @@ class File(InProcess):
                         return path.read_bytes()
                     return await to_thread(path.read_bytes)
                 except FileNotFoundError as err:  # removed meanwhile: see `_cached`
-                    if (deleted := await self._deleted()) is not None:
-                        raise deleted from err
-                    if retried:
-                        raise self._vanished() from err
+                    await self._entry_gone(err, retried)
                     retried = True
         try:
             data = await self._storage.read_bytes(self._path, self.sha256, self.size)
@@ -213,21 +210,22 @@ class File(InProcess):
                     raise deleted from err
                 raise
             except FileNotFoundError as err:
-                # The cache entry went between its fetch and its use: a delete of
-                # this artifact (which removes this machine's copies) or an eviction
-                # by another process; the latter is fetched once more.
-                if (deleted := await self._deleted()) is not None:
-                    raise deleted from err
-                if retried:
-                    raise self._vanished() from err
+                await self._entry_gone(err, retried)
                 retried = True
 
-    def _vanished(self) -> StorageError:
-        return StorageError(
-            f"the cached copy of {self.relpath!r} of {self.artifact_id} was removed twice "
-            "while it was read (another process evicting the cache, or clearing it); "
-            "read it again, or give the cache more room (ELLIPTIO_CACHE_MAX_BYTES)"
-        )
+    async def _entry_gone(self, err: FileNotFoundError, retried: bool) -> None:
+        """For a cache entry gone between its fetch and its use: a delete of this
+        artifact (which removes this machine's copies) raises its error; an
+        eviction by another process returns, to fetch once more, and a second
+        raises."""
+        if (deleted := await self._deleted()) is not None:
+            raise deleted from err
+        if retried:
+            raise StorageError(
+                f"the cached copy of {self.relpath!r} of {self.artifact_id} was removed "
+                "twice while it was read (another process evicting the cache, or clearing "
+                "it); read it again, or give the cache more room (ELLIPTIO_CACHE_MAX_BYTES)"
+            ) from err
 
     async def _cached_or_missing(self, progress: Any) -> Path:
         found = self._hit()

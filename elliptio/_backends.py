@@ -63,6 +63,8 @@ INLINE_FILES = 8
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
+# The actions that change nothing in storage (a download's reader stops writing
+# its local copy once cancelled).
 _READING = frozenset({"read", "list", "check", "open", "download"})
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -225,7 +227,7 @@ class Backend:
                 # behind it. A read lands nothing (a download's reader stops writing
                 # once it is cancelled): Ctrl-C ends it at once, not once the whole
                 # file is read. A job still queued never starts.
-                if not job.cancel() and action not in _READS:
+                if not job.cancel() and action not in _READING:
                     with contextlib.suppress(Exception):
                         await asyncio.wrap_future(job)
                 raise
@@ -419,10 +421,6 @@ class Backend:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
         self._executor = None
-
-
-# The actions of `Backend.run` that change nothing in storage.
-_READS = frozenset({"read", "check", "list"})
 
 
 class _Stop(Exception):

@@ -1387,12 +1387,13 @@ class AsyncHandler(InProcess):
             await self.storage.replace_bytes(sidecar, new.to_json(indent=2))
             landed = await self.catalog.replace(new.to_document(), revision(record))
         except BaseException:
-            # Refused, unanswered or cancelled: the sidecar goes back to the catalog's record, or
-            # `reindex` would take a change that raised (a delete the catalog refused
-            # deleted the artifact). If the catalog cannot be read, the change may have
-            # landed with its answer lost: the sidecar keeps it, as after a crash
-            # between the two writes (a tombstone it did not confirm would stop every
-            # later delete as tampering), and a rerun or `reindex` settles it.
+            # Refused, unanswered or cancelled: the sidecar goes back to the catalog's
+            # record, or `reindex` would take a change that raised (a delete the
+            # catalog refused deleted the artifact). If the catalog cannot be read,
+            # the change may have landed with its answer lost: the sidecar keeps it,
+            # as after a crash between the two writes (a tombstone it did not confirm
+            # would stop every later delete as tampering), and a rerun or `reindex`
+            # settles it.
             with contextlib.suppress(ElliptioError):
                 await self._sidecar_as_catalog(record.artifact_id, sidecar)
             raise
