@@ -460,3 +460,52 @@ async def test_run_inputs_read_by_processes_in_one_second_keep_first_read_first(
     )
     assert await cat.run_inputs("run_a") == ["artifact_0001", "artifact_0002"]
     await cat.close()
+
+
+def _decoding_collection() -> Any:
+    """A mongomock collection that holds what a MongoDB server hands back: every
+    document written goes through a real BSON round trip first, as PyMongo decodes
+    it (whole numbers beyond 32 bits as ``bson.Int64``, dates tz-aware)."""
+    import bson
+    from bson.codec_options import CodecOptions
+
+    options: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)
+    collection = AsyncMongoMockClient()["elliptio"]["artifacts"]
+
+    def decoded(doc: Any) -> Any:
+        return bson.decode(bson.encode(doc), codec_options=options)
+
+    insert_one, insert_many, replace_one = (
+        collection.insert_one,
+        collection.insert_many,
+        collection.replace_one,
+    )
+
+    async def one(doc: Any, *args: Any, **kwargs: Any) -> Any:
+        return await insert_one(decoded(doc), *args, **kwargs)
+
+    async def many(docs: Any, *args: Any, **kwargs: Any) -> Any:
+        return await insert_many([decoded(d) for d in docs], *args, **kwargs)
+
+    async def replace(flt: Any, doc: Any, *args: Any, **kwargs: Any) -> Any:
+        return await replace_one(flt, decoded(doc), *args, **kwargs)
+
+    collection.insert_one, collection.insert_many, collection.replace_one = one, many, replace
+    return collection
+
+
+def test_whole_numbers_beyond_32_bits_are_found_exact_on_mongodb(tmp_path: Path) -> None:
+    """PyMongo decodes a BSON int64 as ``bson.Int64``; a label of 2**60 + 1 that some
+    records lack came back from find() as the float 1.152921504606847e+18 (SQLite:
+    the int), and get() handed out the driver's type."""
+    big = 2**60 + 1
+    (tmp_path / "a.txt").write_text("a")
+    for catalog in (f"sqlite:///{tmp_path / 'c.db'}", _decoding_collection()):
+        with eio.Handler(storage=tmp_path / "store", catalog=catalog) as h:
+            art = h.upload([tmp_path / "a.txt"], labels={"infos": {"seed": big}})
+            h.upload([tmp_path / "a.txt"], labels={"project": "p"})
+            seeds = h.find(query={}, sort=[("creation_time", 1)])["labels.infos.seed"]
+            assert seeds.tolist()[0] == big
+            assert type(seeds.tolist()[0]) is int
+            got = h.get(art.metadata.artifact_id).metadata.labels.infos["seed"]
+            assert (got, type(got)) == (big, int)

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+from bson.int64 import Int64
 from bson.regex import Regex
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo import errors as mongo_errors
@@ -477,14 +478,19 @@ def _lease(doc: Document) -> Lease:
 
 
 def _aware(value: Any) -> Any:
-    """Datetimes in UTC, whatever the client's codec options (mongomock: naive)."""
+    """Datetimes in UTC, whatever the client's codec options (mongomock: naive), and
+    whole numbers as plain ints: PyMongo decodes a BSON int64 (any number beyond 32
+    bits: a size of 2 GiB, a seed of 2**40) as ``bson.Int64``, which SQLite never
+    gives and which `type(v) is int` checks (pandas' exact-int columns) pass over."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+    if isinstance(value, Int64):
+        return int(value)
     if isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(item, dt.datetime | dict | list):
+            if isinstance(item, dt.datetime | dict | list | Int64):
                 value[key] = _aware(item)
         return value
     if isinstance(value, list):
