@@ -1426,6 +1426,25 @@ class CatalogConformance:
         await cat.delete("artifact_0003")
         assert await cat.known_sizes([3, 4]) == {4}
 
+    async def test_files_of_2_gib_and_more_are_found_for_deduplication(
+        self, backend: Backend
+    ) -> None:
+        """A size beyond 32 bits is a BSON int64, which PyMongo hands back as
+        ``bson.Int64``: the MongoDB catalog skipped those as no whole number, so a
+        file of 2 GiB or more, the kind deduplication saves most on, was copied again."""
+        cat = backend.catalog
+        big, huge, sha = 3 * 2**30, 2**40 + 7, "e" * 64
+        await cat.insert(
+            record(
+                1,
+                files=[_file("big.bin", "/s/big.bin", big, sha)],
+                logs=[_file("huge.log", "/s/.logs/huge.log", huge, sha)],
+            )
+        )
+        assert await cat.known_sizes([big, huge, big + 1]) == {big, huge}
+        found = await cat.find_objects([(sha, big), (sha, huge), (sha, 1)], "/s/")
+        assert found == {(sha, big): "/s/big.bin", (sha, huge): "/s/.logs/huge.log"}
+
     # -- lineage ---------------------------------------------------------------------
 
     async def test_lineage_walk(self, backend: Backend) -> None:

@@ -398,6 +398,12 @@ def _has_regex(value: Any) -> bool:
     return False
 
 
+def _whole(value: Any) -> int | None:
+    """A whole number as read from MongoDB, as an int: PyMongo decodes one beyond 32
+    bits (a size of 2 GiB or more) as ``bson.Int64``; a bool or anything else is none."""
+    return int(value) if type(value) is int or type(value) is Int64 else None
+
+
 def _name_version(doc: Document) -> int | None:
     version = doc.get("name_version")
     if isinstance(doc.get("name"), str) and type(version) is int and version >= 1:
@@ -1253,7 +1259,7 @@ class MongoCatalog(Catalog):
                 values = await collection.distinct(
                     f"{field}.size", {f"{field}.size": {"$in": wanted}}
                 )
-                found.update(v for v in values if type(v) is int)
+                found.update(n for n in map(_whole, values) if n is not None)
         return found & set(wanted)
 
     async def _reopen_lease(self, artifact_id: str) -> None:
@@ -1285,8 +1291,8 @@ class MongoCatalog(Catalog):
                 for item in items if isinstance(items, list) else ():
                     if not isinstance(item, dict):
                         continue
-                    sha, size, url = item.get("sha256"), item.get("size"), item.get("url")
-                    if not (isinstance(sha, str) and type(size) is int and isinstance(url, str)):
+                    sha, size, url = item.get("sha256"), _whole(item.get("size")), item.get("url")
+                    if not (isinstance(sha, str) and size is not None and isinstance(url, str)):
                         continue
                     key = (sha, size)
                     if key in wanted and key not in found and url.startswith(url_prefix):
