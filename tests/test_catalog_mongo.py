@@ -12,6 +12,7 @@ import datetime as dt
 import gc
 import re
 import socket
+import uuid
 import warnings
 from collections.abc import Coroutine
 from pathlib import Path
@@ -509,3 +510,26 @@ def test_whole_numbers_beyond_32_bits_are_found_exact_on_mongodb(tmp_path: Path)
             assert type(seeds.tolist()[0]) is int
             got = h.get(art.metadata.artifact_id).metadata.labels.infos["seed"]
             assert (got, type(got)) == (big, int)
+
+
+def test_a_planted_record_whose_artifact_id_is_a_list_is_a_corrupt_record(tmp_path: Path) -> None:
+    """MongoDB matches ``{"artifact_id": X}`` against every element of an array, so a
+    record a catalog writer planted with ``artifact_id: [X]`` (X: an id it saw in
+    an open lease, say) was found by get(X), then dropped as no record, and get,
+    lineage and set_labels of X crashed with a ValueError instead of an elliptio error."""
+    collection = _decoding_collection()
+    (tmp_path / "a.txt").write_text("a")
+    planted = f"artifact_{uuid.uuid4()}"
+    with eio.Handler(storage=tmp_path / "store", catalog=collection) as h:
+        art = h.upload([tmp_path / "a.txt"])
+        doc = asyncio.run(collection.find_one({"artifact_id": art.metadata.artifact_id}))
+        del doc["_id"]
+        asyncio.run(collection.insert_one({**doc, "artifact_id": [planted, "x"]}))
+        for call in (
+            lambda: h.get(planted),
+            lambda: h.lineage(planted),
+            lambda: h.set_labels(planted, {"project": "p"}),
+        ):
+            with pytest.raises(eio.CorruptRecordError, match="artifact_id of type list"):
+                call()
+        assert h.get(art.metadata.artifact_id).file.read_bytes() == b"a"

@@ -934,6 +934,10 @@ class MongoCatalog(Catalog):
                 f"no artifact {artifact_id!r} in catalog {self._display}; check the id, "
                 "or search with find()"
             )
+        if not isinstance(doc.get("artifact_id"), str):
+            # MongoDB matched the id inside an array (or a document) a catalog
+            # writer put there: no record of this artifact, but one that blocks it.
+            raise _no_id_error(self._display, doc)
         [result] = await self._loaded([doc])
         return result
 
