@@ -2284,3 +2284,29 @@ def test_a_record_planted_on_mongodb_never_shares_a_version_silently(
             assert art.artifact_id in str(err.value)
             assert planted["artifact_id"] in str(err.value)
         assert h.get(art.artifact_id).file.read_bytes() == data_files["test"].read_bytes()
+
+
+def test_a_record_planted_at_a_deleted_version_never_becomes_the_latest(
+    tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """A tombstone keeps its version (numbers are never reused), but the latest
+    version was looked up among records not deleted only: a record planted at the
+    deleted ds:v2 made get('ds') return it silently, while get('ds:v2') named
+    both. Every reference to that version now names both."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    client = AsyncMongoMockClient()
+    with eio.Handler(storage=tmp_path / "store", catalog=client) as h:
+        first = h.upload(data_files["test"], name="ds")
+        second = h.upload(data_files["test"], name="ds")
+        doc = sync(h.catalog.get(second.artifact_id))
+        h.delete("ds:v2", reason="test")
+        # A whole record, as a catalog writer inserts it (its own package list).
+        planted = {**doc, "artifact_id": new_artifact_id(), "labels": {"description": "mine"}}
+        sync(client["elliptio"]["artifacts"].insert_one(planted))
+        for ref in ("ds:v2", "ds", "ds:latest"):
+            with pytest.raises(eio.CorruptRecordError, match="claimed by two") as err:
+                h.get(ref)
+            assert second.artifact_id in str(err.value)
+            assert planted["artifact_id"] in str(err.value)
+        assert h.get("ds:v1").artifact_id == first.artifact_id

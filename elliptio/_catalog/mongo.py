@@ -1170,11 +1170,20 @@ class MongoCatalog(Catalog):
     async def version_id(self, name: str, version: int | None = None) -> str | None:
         """The artifact id of ``name:v<version>``, or of its highest version."""
         collection = await self._collection()
+        if version is None:
+            # The latest that is not a tombstone; then that version like any other,
+            # so that a record claiming it beside a tombstone is found as well.
+            async with self._errors():
+                latest = await collection.find_one(
+                    {**_NAMED, "name": name, "deleted": None},
+                    {"_id": 0, "name_version": 1},
+                    sort=[("name_version", DESCENDING)],
+                )
+            if latest is None:
+                return None
+            version = int(latest["name_version"])
         query: dict[str, Any] = {**_NAMED, "name": name}
-        if version is not None:
-            query["name_version"] = {"$eq": version, "$gte": 1}
-        else:
-            query["deleted"] = None  # the latest that is not a tombstone
+        query["name_version"] = {"$eq": version, "$gte": 1}
         async with self._errors():
             # Two: the unique version has no unique index (see INDEXES), so a record
             # inserted by someone with insert rights can claim a version another holds.
