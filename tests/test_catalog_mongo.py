@@ -533,3 +533,56 @@ def test_a_planted_record_whose_artifact_id_is_a_list_is_a_corrupt_record(tmp_pa
             with pytest.raises(eio.CorruptRecordError, match="artifact_id of type list"):
                 call()
         assert h.get(art.metadata.artifact_id).file.read_bytes() == b"a"
+
+
+def _decoding_reads(collection: Any) -> Any:
+    """``collection`` answering as PyMongo does: every document read is decoded
+    from BSON (with the catalog's tz-aware options), so one a server holds but
+    Python cannot (a date past year 9999) raises ``bson.errors.InvalidBSON``."""
+    import bson
+    from bson.codec_options import CodecOptions
+
+    options: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)
+
+    def decoded(doc: Any) -> Any:
+        return bson.decode(bson.encode(doc), codec_options=options)
+
+    find_one, find = collection.find_one, collection.find
+
+    class Cursor:
+        def __init__(self, cursor: Any) -> None:
+            self._cursor = cursor
+
+        async def to_list(self, length: int | None) -> list[Any]:
+            return [decoded(doc) for doc in await self._cursor.to_list(length)]
+
+    async def one(*args: Any, **kwargs: Any) -> Any:
+        doc = await find_one(*args, **kwargs)
+        return None if doc is None else decoded(doc)
+
+    collection.find_one = one
+    collection.find = lambda *args, **kwargs: Cursor(find(*args, **kwargs))
+    return collection
+
+
+def test_a_planted_record_that_does_not_decode_is_a_corrupt_record(tmp_path: Path) -> None:
+    """A catalog writer can store a date Python cannot hold (mongosh: new
+    Date('+010000-01-01')); PyMongo then raises bson.errors.InvalidBSON, which is
+    no PyMongoError, so every find() and the get() of that record crashed with it
+    instead of the CorruptRecordError SECURITY.md promises for a record that does
+    not decode."""
+    from bson.datetime_ms import DatetimeMS
+
+    collection = _decoding_reads(AsyncMongoMockClient()["elliptio"]["artifacts"])
+    (tmp_path / "a.txt").write_text("a")
+    with eio.Handler(storage=tmp_path / "store", catalog=collection) as h:
+        art = h.upload([tmp_path / "a.txt"])
+        doc = asyncio.run(collection.find_one({"artifact_id": art.metadata.artifact_id}))
+        del doc["_id"]
+        planted = f"artifact_{uuid.uuid4()}"
+        doc["labels"]["infos"] = {"when": DatetimeMS(2**62)}
+        asyncio.run(collection.insert_one({**doc, "artifact_id": planted}))
+        for call in (lambda: h.get(planted), lambda: h.find(query={})):
+            with pytest.raises(eio.CorruptRecordError, match="does not decode"):
+                call()
+        assert h.get(art.metadata.artifact_id).file.read_bytes() == b"a"

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+from bson.errors import InvalidBSON
 from bson.int64 import Int64
 from bson.regex import Regex
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
@@ -698,6 +699,15 @@ class MongoCatalog(Catalog):
                 f"({self._reason(err)}); check that the server runs and that this machine "
                 "may reach it (network, firewall, Atlas IP access list), or raise "
                 "serverSelectionTimeoutMS in the URL"
+            ) from None
+        except InvalidBSON as err:  # no PyMongoError: PyMongo decoding what it read
+            reason = self._reason(err).split(" (Consider")[0]
+            raise CorruptRecordError(
+                f"MongoDB catalog {self._display} holds a document that does not decode "
+                f"({reason}), which elliptio never writes: a date outside years 1 to "
+                "9999 or text that is no UTF-8, inserted by someone with write access "
+                "to the catalog; find it with mongosh and remove it (`elliptio reindex` "
+                "restores a record from its sidecar)"
             ) from None
         except mongo_errors.ExecutionTimeout:
             raise QueryError(
