@@ -397,6 +397,31 @@ def test_a_planted_alias_row_is_no_alias_and_blocks_nothing(
         assert not h.storage.fs.exists(h.storage.path(art.file.url))
 
 
+def test_a_planted_alias_row_holding_an_array_is_no_alias_on_mongodb(
+    tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """MongoDB matches {"name": "ds", "alias": "prod"} against arrays too: a row
+    planted as {"name": "ds", "alias": ["prod"]} made set_alias('ds:v2', 'prod')
+    succeed on it while get('ds:prod') stayed not found (the alias was blocked for
+    good), and one planted as {"name": ["ds"], "alias": "stage"} was followed by
+    get('ds:stage') though names() and aliases() listed no such alias."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    with eio.Handler(storage=tmp_path / "store", catalog=AsyncMongoMockClient()) as h:
+        h.upload(data_files["test"], name="ds")
+        second = h.upload(data_files["train"], name="ds")
+        rows = sync(h.catalog._side("aliases"))
+        sync(rows.insert_one({"name": "ds", "alias": ["prod", "x"], "version": 1}))
+        sync(rows.insert_one({"name": ["ds"], "alias": "stage", "version": 1}))
+        assert h.aliases("ds") == {}
+        with pytest.raises(eio.ArtifactNotFoundError, match="stage"):
+            h.get("ds:stage")
+        h.set_alias("ds:v2", "prod")  # over the planted row
+        assert h.get("ds:prod").artifact_id == second.artifact_id
+        assert h.aliases("ds") == {"prod": "v2"}
+        assert h.names().loc["ds", "aliases"] == {"prod": "v2"}
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "mongomock"])
 def test_a_planted_version_counter_never_blocks_a_name(
     backend: str, tmp_path: Path, data_files: dict[str, Path]

@@ -1222,27 +1222,36 @@ class MongoCatalog(Catalog):
         """Point ``name:alias`` at ``version``; return the version it pointed at."""
         aliases = await self._side("aliases")
         async with self._errors():
-            before = await aliases.find_one_and_update(
+            # The whole row, not its version only: MongoDB also matches a row whose
+            # name or alias is an array holding them (a catalog writer's), which no
+            # read takes for an alias; replaced, it is this alias as elliptio writes it.
+            before = await aliases.find_one_and_replace(
                 {"name": name, "alias": alias},
-                {"$set": {"version": version}},
+                {"name": name, "alias": alias, "version": version},
                 upsert=True,
                 return_document=ReturnDocument.BEFORE,
             )
-        return None if before is None else alias_version(name, alias, before.get("version"))
+        if before is None:
+            return None
+        return alias_version(before.get("name"), before.get("alias"), before.get("version"))
 
     async def remove_alias(self, name: str, alias: str) -> int | None:
         """Remove ``name:alias``; return the version it pointed at, if any."""
         aliases = await self._side("aliases")
         async with self._errors():
             before = await aliases.find_one_and_delete({"name": name, "alias": alias})
-        return None if before is None else alias_version(name, alias, before.get("version"))
+        if before is None:
+            return None
+        return alias_version(before.get("name"), before.get("alias"), before.get("version"))
 
     async def aliases(self, name: str) -> dict[str, int]:
         """The aliases of ``name``, each with the version it points at."""
         aliases = await self._side("aliases")
         async with self._errors():
             docs = await aliases.find({"name": name}, sort=[("alias", ASCENDING)]).to_list(None)
-        rows = ((name, d.get("alias"), d.get("version")) for d in docs)
+        # Each row's own name and alias: one holding them in an array (matched as
+        # well) is no alias, as `all_aliases` finds too.
+        rows = ((d.get("name"), d.get("alias"), d.get("version")) for d in docs)
         return grouped_aliases(rows).get(name, {})
 
     async def all_aliases(self) -> dict[str, dict[str, int]]:
