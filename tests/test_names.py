@@ -6,6 +6,7 @@ import asyncio
 import multiprocessing
 import queue
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -420,6 +421,30 @@ def test_a_planted_alias_row_holding_an_array_is_no_alias_on_mongodb(
         assert h.get("ds:prod").artifact_id == second.artifact_id
         assert h.aliases("ds") == {"prod": "v2"}
         assert h.names().loc["ds", "aliases"] == {"prod": "v2"}
+
+
+def test_a_record_planted_with_an_array_of_versions_counts_as_no_version_on_mongodb(
+    tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """MongoDB's $type and $gte look into arrays: a record planted at name_version
+    [2, 3] counted as a version of ds, so names() crashed on it (its $max is the
+    array: TypeError on a server, in mongomock's own $max here), and on a server,
+    which sorts an array by its largest element, every commit of ds crashed in
+    int([2, 3]) and get('ds:v2') found the planted record first."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    client = AsyncMongoMockClient()
+    with eio.Handler(storage=tmp_path / "store", catalog=client) as h:
+        h.upload(data_files["test"], name="ds")
+        second = h.upload(data_files["train"], name="ds")
+        doc = sync(h.catalog.get(second.artifact_id))
+        planted = {**doc, "artifact_id": f"artifact_{uuid.uuid4()}", "name_version": [2, 3]}
+        sync(client["elliptio"]["artifacts"].insert_one(planted))
+        names = h.names()
+        assert (names.loc["ds", "versions"], names.loc["ds", "latest"]) == (2, "v2")
+        assert h.get("ds:v2").artifact_id == second.artifact_id
+        assert h.get("ds").artifact_id == second.artifact_id
+        assert h.upload(data_files["test"], name="ds").name_version == 3
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "mongomock"])

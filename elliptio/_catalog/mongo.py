@@ -415,12 +415,14 @@ def _name_version(doc: Document) -> int | None:
 # Attempts at setting a planted version counter right (see `reserve_version`),
 # and the highest version counted (a planted one past it is not).
 _COUNTER_REPAIRS = 5
-# What `_name_version` counts as a named record, as a filter: a string ``name`` (not
-# an array holding one) and a whole ``name_version`` of at least 1.
+# What `_name_version` counts as a named record, as a filter: a string ``name`` and a
+# whole ``name_version`` of at least 1, neither an array holding one ($type and $gte
+# look into arrays; an array's $max, and its place in a sort, are no version).
 _NAMED: dict[str, Any] = {
     "name": {"$type": "string"},
     "name.0": {"$exists": False},
     "name_version": {"$gte": 1},
+    "name_version.0": {"$exists": False},
     "$or": [{"name_version": {"$type": "int"}}, {"name_version": {"$type": "long"}}],
 }
 
