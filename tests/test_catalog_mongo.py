@@ -586,3 +586,34 @@ def test_a_planted_record_that_does_not_decode_is_a_corrupt_record(tmp_path: Pat
             with pytest.raises(eio.CorruptRecordError, match="does not decode"):
                 call()
         assert h.get(art.metadata.artifact_id).file.read_bytes() == b"a"
+
+
+async def test_versions_past_32_bits_are_still_handed_out_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record at version 2**40 (a catalog writer's: the next version follows the
+    highest held) puts the name's counter past 32 bits, which PyMongo hands back as
+    bson.Int64: the counter was then taken for no number at every reservation, set
+    back to the highest version held plus one, and every writer got that same
+    version until one of them committed."""
+    import bson
+    from bson.codec_options import CodecOptions
+
+    options: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)
+    collection_class = type(AsyncMongoMockClient()["elliptio"]["artifacts"])
+    for method in ("find_one_and_update", "find_one"):
+        original = getattr(collection_class, method)
+
+        def decoding(original: Any) -> Any:
+            async def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+                doc = await original(self, *args, **kwargs)
+                return None if doc is None else bson.decode(bson.encode(doc), options)
+
+            return call
+
+        monkeypatch.setattr(collection_class, method, decoding(original))
+    cat = open_catalog(AsyncMongoMockClient()["elliptio"]["artifacts"])
+    await cat.insert(record(1, name="ds", name_version=2**40))
+    reserved = [await cat.reserve_version("ds") for _ in range(3)]
+    assert reserved == [2**40 + 1, 2**40 + 2, 2**40 + 3]
+    await cat.close()

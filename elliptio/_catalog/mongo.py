@@ -1153,10 +1153,13 @@ class MongoCatalog(Catalog):
                     doc = await names.find_one({"name": name})
                 found = doc.get("last_version") if doc else None
             held = await self._highest_version(name)
-            valid = type(found) is int and 0 <= found <= VERSION_CEILING
-            if own and valid and found > held:
-                return int(found)
-            mine = max(int(found) if valid else 0, held) + 1
+            # A counter past 32 bits comes back as bson.Int64: a number all the same.
+            number = _whole(found)
+            if number is not None and not 0 <= number <= VERSION_CEILING:
+                number = None  # past the versions counted: not trusted either
+            if own and number is not None and number > held:
+                return number
+            mine = max(number or 0, held) + 1
             async with self._errors():
                 repaired = await names.find_one_and_update(
                     {"name": name, "last_version": found},
