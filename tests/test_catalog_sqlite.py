@@ -1210,6 +1210,48 @@ def test_another_users_catalog_this_user_may_not_write_is_refused_untouched(
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -shm, no -wal
 
 
+@pytest.mark.parametrize("unwritable", ["catalog.db", "catalog.db-shm", "catalog.db-wal"])
+def test_an_own_catalog_this_user_may_not_write_is_refused_untouched(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    unwritable: str,
+) -> None:
+    """The owner's own catalog file made read-only (``chmod 0444``, a copy from a
+    read-only medium) was opened: SQLite made its -shm and -wal with the file's
+    mode, read-only too, and once the file was writable again every commit failed
+    with "attempt to write a readonly database" and advice to make the file and
+    folder writable, which they were. A -shm or -wal left so, beside a writable
+    file, failed every commit the same way. Nothing is opened now, and the error
+    names the file to give write rights to."""
+    import elliptio as eio
+    from elliptio._cli import main
+
+    db = tmp_path / "catalog.db"
+    (tmp_path / "a.txt").write_text("a")
+    with eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}") as h:
+        h.upload(tmp_path / "a.txt")
+    if unwritable != "catalog.db":
+        (tmp_path / unwritable).write_bytes(b"")  # left behind by an earlier reader
+    before = sorted(p.name for p in tmp_path.iterdir())
+    real_access = os.access
+    target = str(tmp_path / unwritable)
+
+    def access(path: Any, mode: int, **kw: Any) -> bool:
+        if mode & os.W_OK and os.fspath(path) == target:
+            return False  # this user may read it only (root may write anything)
+        return real_access(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    with pytest.raises(CatalogError, match=rf"{unwritable}.*not writable.*chmod u\+w"):
+        eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}").find()
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{db}")
+    assert main(["find"]) == 1
+    assert f"{unwritable} is not writable" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -shm, no -wal made
+
+
 async def test_the_exit_finalizer_closes_the_connection_after_the_running_call(
     tmp_path: Path,
 ) -> None:

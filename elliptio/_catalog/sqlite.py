@@ -545,13 +545,15 @@ class SQLiteCatalog(Catalog):
                 time.sleep(min(0.005 * 2**attempt, 0.25))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _refuse_others_file(self) -> None:
-        """Refuse a catalog file of another user that this one may not write.
+    def _refuse_unwritable_file(self) -> None:
+        """Refuse a catalog file, or its ``-wal`` or ``-shm``, this user may not write.
 
         SQLite reads a WAL database through a shared index (``-shm``) and a log
-        (``-wal``) beside it, made by whoever opens it first: a reader without
-        write rights either cannot open it or makes files its owner then cannot
-        write, which breaks every later commit. So nothing is opened.
+        (``-wal``) beside it, made by whoever opens it first with the file's mode:
+        a reader without write rights either cannot open it or makes files that
+        nobody can then write (the owner included, once the file is writable
+        again), which breaks every later commit. A ``-wal`` or ``-shm`` left so
+        fails every commit too. So nothing is opened.
         """
         try:
             st = os.stat(self._target)
@@ -566,6 +568,16 @@ class SQLiteCatalog(Catalog):
                 "through a group with write rights, or give readers a MongoDB catalog "
                 "with find rights"
             )
+        for path in (self._target, f"{self._target}-wal", f"{self._target}-shm"):
+            if os.path.exists(path) and not os.access(path, os.W_OK):
+                raise CatalogError(
+                    f"SQLite catalog {self._display}: {path} is not writable by this user, "
+                    "so nothing is opened. An embedded catalog is opened only by users who "
+                    "may write the file, its -wal and -shm and its folder: SQLite would "
+                    "make its log and shared index beside it read-only, and every later "
+                    f"commit would fail. Give this user write rights on it (chmod u+w "
+                    f"{path!r}), or read a writable copy of the catalog"
+                )
 
     def _identity(self) -> tuple[int, int]:
         """``(st_dev, st_ino)`` of the database file ``sqlite3.connect`` just opened."""
@@ -689,7 +701,7 @@ class SQLiteCatalog(Catalog):
                         f"{parent!r} ({err}); choose a writable location"
                     ) from err
         if not self._uri and self._target != ":memory:":
-            self._refuse_others_file()
+            self._refuse_unwritable_file()
         conn = sqlite3.connect(
             self._target,
             uri=self._uri,
