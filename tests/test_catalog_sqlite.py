@@ -748,6 +748,42 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     await cat.close()
 
 
+def test_a_catalog_of_a_newer_schema_names_both_versions_and_the_upgrade_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file a newer elliptio wrote was refused with "upgrade elliptio" followed by
+    "check that the database file and its directory are writable and not
+    corrupted ... then retry": advice about a damaged or locked file, for a file
+    that is neither. The error names the file's schema, this release's, and the
+    one step that helps; the file is left as it was."""
+    import sqlite3
+
+    import elliptio as eio
+    from elliptio._cli import main
+
+    db = tmp_path / "catalog.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version=99")
+    conn.close()
+    before = db.read_bytes()
+    with pytest.raises(CatalogError) as caught:
+        eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}").find()
+    text = str(caught.value)
+    assert "schema 99" in text
+    assert "schema 12" in text
+    assert eio.__version__ in text
+    assert "upgrade elliptio" in text
+    assert "corrupted" not in text
+    assert "writable" not in text
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{db}")
+    assert main(["find"]) == 1
+    err = capsys.readouterr().err
+    assert "schema 99" in err
+    assert "corrupted" not in err
+    assert db.read_bytes() == before
+
+
 async def test_many_documents_read_back_whole_or_projected(catalog: SQLiteCatalog) -> None:
     """Documents read in batches are those inserted, with their types, in order."""
     docs = [

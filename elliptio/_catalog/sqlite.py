@@ -718,6 +718,7 @@ class SQLiteCatalog(Catalog):
             conn.execute("PRAGMA synchronous=NORMAL")
             # Pages of the indexes a write touches stay in memory between writes.
             conn.execute(f"PRAGMA cache_size={-_CACHE_KIB}")
+            self._refuse_newer(conn)  # before anything changes the file
             if self._target != ":memory:" and not self._uri:
                 conn.execute("PRAGMA journal_mode=WAL")
                 # Reads from the OS page cache without a copy or a system call per
@@ -730,17 +731,28 @@ class SQLiteCatalog(Catalog):
         self._state.connection = conn
         return conn
 
+    def _refuse_newer(self, conn: sqlite3.Connection) -> None:
+        """Raise `CatalogError` if a newer release wrote the file: its schema is not
+        this release's to read or change."""
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            from elliptio import __version__
+
+            raise CatalogError(
+                f"SQLite catalog {self._display} has schema {version}, written by a newer "
+                f"release of elliptio than this one ({__version__}, which reads schema "
+                f"{SCHEMA_VERSION} and earlier); the file is left as it was. Open it with "
+                "that release: upgrade elliptio (pip install -U elliptio)"
+            )
+
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version == SCHEMA_VERSION:
             return
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"schema version {version} is newer than this release understands "
-                f"({SCHEMA_VERSION}); upgrade elliptio"
-            )
+        self._refuse_newer(conn)
         conn.execute("BEGIN IMMEDIATE")
         try:
+            self._refuse_newer(conn)  # a newer release may have been first
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version != SCHEMA_VERSION:  # another process may have been first
                 if version == 0:
