@@ -735,6 +735,52 @@ async def test_file_lookups_confirm_their_hashed_keys_in_the_records(
     assert await catalog.object_users(["file:///lake/one/x"]) == {"file:///lake/one/x": {"two"}}
 
 
+async def test_a_process_opening_a_file_another_one_upgrades_waits_for_the_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other processes wait meanwhile, docs/queries.md says: a process opening a file
+    of an earlier schema that another process held locked (upgrading it, 35 s per
+    100,000 records) gave up after the catalog's lock retries (about two minutes)
+    with "database is locked", so every process but one failed on a file of a few
+    hundred thousand records. It waits for the lock while the file is not yet of
+    this schema, and then finds it upgraded (or upgrades it itself)."""
+    import shutil
+    import sqlite3
+
+    from elliptio._catalog import sqlite as sqlite_module
+
+    path = tmp_path / "catalog.db"
+    shutil.copyfile(_DATA / "catalog-schema-11.db", path)
+    upgrader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    upgrader.execute("BEGIN IMMEDIATE")  # the other process, upgrading
+
+    # Lock waits and retries of minutes, shortened: each wait gives up at once.
+    real_connect = sqlite3.connect
+
+    class Impatient(sqlite3.Connection):
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            if sql.startswith("PRAGMA busy_timeout"):
+                sql = "PRAGMA busy_timeout=20"
+            return super().execute(sql, *args)
+
+    monkeypatch.setattr(
+        sqlite_module.sqlite3, "connect", lambda *a, **kw: real_connect(*a, **kw, factory=Impatient)
+    )
+    monkeypatch.setattr(sqlite_module, "_RETRY_SECONDS", 0.05)
+    done = threading.Timer(1.0, upgrader.rollback)  # ... done much later than that
+    done.start()
+    cat = SQLiteCatalog(path)
+    try:
+        assert await cat.count() == len(_old_records())
+    finally:
+        done.join()
+        upgrader.close()
+        await cat.close()
+    conn = real_connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     import sqlite3
 

@@ -296,6 +296,9 @@ _TOO_LARGE = (
     "too many SQL variables",
 )
 _RETRY_SECONDS = 120.0
+# How long a process opening a file of an earlier schema waits for another one
+# that holds it locked (upgrading it) before it gives up.
+_UPGRADE_WAIT_SECONDS = 3600.0
 # The highest version of name ?1 the records hold (0: none); a planted one past
 # ?2 (where 1 more would leave 64 bits) is not counted.
 _HELD = (
@@ -745,12 +748,44 @@ class SQLiteCatalog(Catalog):
                 "that release: upgrade elliptio (pip install -U elliptio)"
             )
 
+    def _lock_for_upgrade(self, conn: sqlite3.Connection, version: int) -> bool:
+        """Begin the write transaction that brings a file of schema ``version`` to
+        this one; False if the file is of this schema once the lock is free.
+
+        A process upgrading a large file holds the lock for minutes (about 35 s per
+        100,000 records): the others wait for it as long as the file is not of this
+        schema yet, not only as long as the lock retries of other calls last.
+        """
+        deadline = time.monotonic() + _UPGRADE_WAIT_SECONDS
+        waiting = False
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return True
+            except sqlite3.OperationalError as err:
+                if not _is_lock_error(err) or time.monotonic() > deadline:
+                    raise
+            with contextlib.suppress(sqlite3.OperationalError):  # read locked out
+                if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                    return False
+            if not waiting:
+                waiting = True
+                log.warning(
+                    "catalog %s (schema %d) is locked by another process, most likely "
+                    "upgrading it to schema %d (about 35 s per 100,000 records); waiting",
+                    self._display,
+                    version,
+                    SCHEMA_VERSION,
+                )
+            time.sleep(0.05)
+
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version == SCHEMA_VERSION:
             return
         self._refuse_newer(conn)
-        conn.execute("BEGIN IMMEDIATE")
+        if not self._lock_for_upgrade(conn, version):
+            return  # another process upgraded it meanwhile
         try:
             self._refuse_newer(conn)  # a newer release may have been first
             (version,) = conn.execute("PRAGMA user_version").fetchone()
