@@ -830,6 +830,36 @@ def test_a_catalog_of_a_newer_schema_names_both_versions_and_the_upgrade_only(
     assert db.read_bytes() == before
 
 
+def test_a_sqlite_database_of_another_program_is_refused_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SQLite file of the user's own (a table pandas' to_sql wrote) given as the
+    catalog, by a slip of the path, was made a catalog by a mere `elliptio find`:
+    elliptio's eleven tables added beside the user's, its schema version set and
+    the file switched to WAL. It is refused with an error naming its tables, and
+    left as it was."""
+    import sqlite3
+
+    import elliptio as eio
+    from elliptio._cli import main
+
+    db = tmp_path / "results.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE measurements (a INTEGER)")
+    conn.execute("INSERT INTO measurements VALUES (1)")
+    conn.commit()
+    conn.close()
+    before = db.read_bytes()
+    with pytest.raises(CatalogError, match=r"results\.db.*another program.*measurements"):
+        eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}").find()
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{db}")
+    assert main(["find"]) == 1
+    assert "another program" in capsys.readouterr().err
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.db"]  # no -wal, -shm
+
+
 async def test_many_documents_read_back_whole_or_projected(catalog: SQLiteCatalog) -> None:
     """Documents read in batches are those inserted, with their types, in order."""
     docs = [

@@ -722,6 +722,7 @@ class SQLiteCatalog(Catalog):
             # Pages of the indexes a write touches stay in memory between writes.
             conn.execute(f"PRAGMA cache_size={-_CACHE_KIB}")
             self._refuse_newer(conn)  # before anything changes the file
+            self._refuse_foreign(conn)
             if self._target != ":memory:" and not self._uri:
                 conn.execute("PRAGMA journal_mode=WAL")
                 # Reads from the OS page cache without a copy or a system call per
@@ -746,6 +747,29 @@ class SQLiteCatalog(Catalog):
                 f"release of elliptio than this one ({__version__}, which reads schema "
                 f"{SCHEMA_VERSION} and earlier); the file is left as it was. Open it with "
                 "that release: upgrade elliptio (pip install -U elliptio)"
+            )
+
+    def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
+        """Raise `CatalogError` if the file is a SQLite database of another program:
+        elliptio makes its catalog in a new or empty file only, never beside another
+        program's tables (a path given by a slip would gain them)."""
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version != 0:
+            return
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY 1"
+            )
+        ]
+        if names:
+            shown = ", ".join(repr(name) for name in names[:5])
+            more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+            raise CatalogError(
+                f"SQLite catalog {self._display} is a database of another program (it "
+                f"holds {shown}{more} and no elliptio catalog); the file is left as it "
+                "was. elliptio makes its catalog in a new or empty file only: give the "
+                "path of the catalog, or of a file that does not exist yet"
             )
 
     def _lock_for_upgrade(self, conn: sqlite3.Connection, version: int) -> bool:
@@ -791,6 +815,7 @@ class SQLiteCatalog(Catalog):
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version != SCHEMA_VERSION:  # another process may have been first
                 if version == 0:
+                    self._refuse_foreign(conn)  # made meanwhile by another program
                     for statement in _SCHEMA:
                         conn.execute(statement)
                 else:
