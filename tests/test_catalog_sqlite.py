@@ -860,6 +860,40 @@ def test_a_sqlite_database_of_another_program_is_refused_untouched(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.db"]  # no -wal, -shm
 
 
+@pytest.mark.parametrize("damage", ["truncated", "not sqlite"])
+def test_a_damaged_catalog_file_says_how_to_rebuild_it_and_is_left_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    """A truncated catalog file, or a file that is no SQLite database at all, was
+    refused with advice to check that it is "writable and not corrupted ... then
+    retry": a retry never helps a damaged file. The error says it is damaged and
+    how to get the records back (the sidecars in storage, `elliptio reindex` into
+    a new file), and the file is left as it was for whoever wants to rescue it."""
+    import elliptio as eio
+    from elliptio._cli import main
+
+    db = tmp_path / "catalog.db"
+    store = str(tmp_path / "store")
+    (tmp_path / "a.txt").write_text("a")
+    with eio.Handler(storage=store, catalog=f"sqlite:///{db}") as h:
+        for _ in range(40):
+            h.upload(tmp_path / "a.txt", labels={"description": "x" * 2000})
+    if damage == "truncated":
+        with db.open("r+b") as f:
+            f.truncate(db.stat().st_size // 2)
+    else:
+        db.write_text("artifact_id,name\n1,a\n")
+    before = db.read_bytes()
+    with pytest.raises(CatalogError, match=r"catalog\.db.*damaged.*elliptio reindex") as caught:
+        eio.Handler(storage=store, catalog=f"sqlite:///{db}").find()
+    assert "retry" not in str(caught.value)
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", store)
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{db}")
+    assert main(["find"]) == 1
+    assert "elliptio reindex" in capsys.readouterr().err
+    assert db.read_bytes() == before
+
+
 async def test_many_documents_read_back_whole_or_projected(catalog: SQLiteCatalog) -> None:
     """Documents read in batches are those inserted, with their types, in order."""
     docs = [

@@ -296,6 +296,9 @@ _TOO_LARGE = (
     "too many SQL variables",
 )
 _RETRY_SECONDS = 120.0
+# SQLite's words for a file that is no database or is damaged (SQLITE_NOTADB,
+# SQLITE_CORRUPT): no retry helps.
+_DAMAGED = ("file is not a database", "database disk image is malformed")
 # How long a process opening a file of an earlier schema waits for another one
 # that holds it locked (upgrading it) before it gives up.
 _UPGRADE_WAIT_SECONDS = 3600.0
@@ -683,6 +686,14 @@ class SQLiteCatalog(Catalog):
             )
         if "malformed JSON" in str(err):
             return _corrupt(err)
+        if isinstance(err, sqlite3.DatabaseError) and any(text in str(err) for text in _DAMAGED):
+            return CatalogError(
+                f"SQLite catalog {self._display} is damaged or is no SQLite database "
+                f"({err}); elliptio leaves it as it is. Restore it from a backup, or "
+                "move it aside and rebuild the catalog from the sidecars in storage "
+                "into a new file: elliptio reindex --catalog sqlite:///NEW.db (add "
+                "--aliases to set the aliases again)"
+            )
         return CatalogError(
             f"SQLite catalog {self._display} failed ({err}); check that the database "
             "file and its directory are writable and not corrupted, and that no other "
