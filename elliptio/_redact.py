@@ -107,8 +107,9 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
 # keys do; then up to the first "@"); a port (digits, then the path) is no password.
 # That scan stops at the next "://": run from every "://x:" to the end of a long
 # text, it took quadratic time.
+# The ":" may be written "%3A" (a "user:password" quoted whole, by quote_plus).
 _USERINFO_PASSWORD = re.compile(
-    r"(?P<head>://[^/?#@:\s]*:)"
+    r"(?P<head>://[^/?#@:\s]*?(?::|%3[aA]))"
     r"(?P<password>[^/?#\s]*|(?!\d*(?:[/?#]|$))(?:(?!://)[^?#\s@])*)@"
 )
 # A string that starts with a scheme: a setting or an argument that is one URL
@@ -324,12 +325,14 @@ def _userinfo_password(
     characters of ``port_needs``, if any are given."""
     userinfo, at, _ = url[begin:].rpartition("@")
     user, colon, password = userinfo.partition(":")
+    if not colon:  # "user:password" quoted whole: the ":" written "%3A"
+        user, colon, password = userinfo.replace("%3a", "%3A").partition("%3A")
     if not at or not colon or not password or (strict and any(c in user for c in "/?#")):
         return None
     port = ports and _PORT.match(password) and not password.isdigit()  # 'host:8080/x@y'
     if port and (not port_needs or any(c in password for c in port_needs)):
         return None
-    start = begin + len(user) + 1
+    start = begin + len(user) + len(colon)
     return start, start + len(password)
 
 
