@@ -51,7 +51,14 @@ from ._transfer import (
 )
 from ._workers import Workers
 
-__all__ = ["Backend", "LocalBackend", "PlantedFileError", "make_backend", "rm_path"]
+__all__ = [
+    "Backend",
+    "LocalBackend",
+    "PlantedFileError",
+    "glob_literal",
+    "make_backend",
+    "rm_path",
+]
 
 T = TypeVar("T")
 # A local-disk call that moves at most this many bytes and touches at most
@@ -95,6 +102,13 @@ def _next_step(err: BaseException, action: str) -> str:
     return "check that the storage is reachable and writable, then retry"
 
 
+def glob_literal(path: str) -> str:
+    """``path`` as a glob pattern that matches that name only: each ``*``, ``?``
+    and ``[`` in a class of its own (fsspec's ``glob`` reads them as patterns on
+    every filesystem, local disk too)."""
+    return re.sub(r"([*?\[])", r"[\1]", path)
+
+
 def rm_path(fs: Any, path: str) -> str:
     """``path`` as ``fs.rm`` takes it to remove that name and nothing else.
 
@@ -106,7 +120,7 @@ def rm_path(fs: Any, path: str) -> str:
     """
     if isinstance(fs, LocalFileSystem):
         return path
-    return re.sub(r"([*?\[])", r"[\1]", path)
+    return glob_literal(path)
 
 
 def canonical_path(fs: Any, path: str) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._backends import PlantedFileError
+from ._backends import PlantedFileError, glob_literal
 from ._catalog.base import Catalog, Lease
 from ._errors import (
     ArgumentTypeError,
@@ -173,8 +173,9 @@ def _pattern(storage: Storage, under: str | None) -> str:
         InvalidPathError: ``under`` lies outside the root or is no layout folder.
     """
     root = storage.root.rstrip("/")
+    pattern = glob_literal(root)  # the root's own '*', '?' and '[' are no patterns
     if under is None:
-        return "/".join([root, *_LEVELS])
+        return "/".join([pattern, *_LEVELS])
     if not isinstance(under, str):
         raise ArgumentTypeError(
             f"prefix must be a str such as '2026/12/04', not {type(under).__name__}"
@@ -182,7 +183,7 @@ def _pattern(storage: Storage, under: str | None) -> str:
     text = under.strip()
     for base in (storage.root_url.rstrip("/"), root):
         if text == base:
-            return "/".join([root, *_LEVELS])
+            return "/".join([pattern, *_LEVELS])
         if text.startswith(base + "/"):
             text = text[len(base) + 1 :]
             break
@@ -201,7 +202,7 @@ def _pattern(storage: Storage, under: str | None) -> str:
             "'2026', '2026/12/04' (two digits for month and day), '2026/12/04/andy' or "
             "an artifact's folder"
         )
-    return "/".join([root, *parts, *_LEVELS[len(parts) :]])
+    return "/".join([pattern, *parts, *_LEVELS[len(parts) :]])
 
 
 async def _prefixes(storage: Storage, under: str | None = None) -> list[str]:
@@ -319,7 +320,8 @@ async def _restore_aliases(storage: Storage, catalog: Catalog, report: ReindexRe
     wins: an alias it holds is never moved."""
     from ._names import validate_alias, validate_name
 
-    for path in await storage.glob(f"{storage.root.rstrip('/')}/{ALIASES_DIR}/*.json"):
+    root = glob_literal(storage.root.rstrip("/"))
+    for path in await storage.glob(f"{root}/{ALIASES_DIR}/*.json"):
         try:
             raw = await _read_sidecar(storage, path)  # bounded: never read whole
             if raw is None:

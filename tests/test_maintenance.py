@@ -205,3 +205,25 @@ def test_gc_leaves_an_open_upload_of_unknown_age_alone(
     report = sync(gc(handler.storage, handler.catalog, grace=timedelta(0), delete=True))
     url = handler.storage.url(f"{prefix}/big.bin")
     assert (report.incomplete_uploads, report.aborted_uploads, aborted) == ([url], [], [])
+
+
+def test_reindex_gc_and_aliases_see_a_store_whose_root_holds_glob_characters(
+    storage_url: str, catalog_url: str, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """The store's root went into gc's and reindex's glob as it was: a root such
+    as ``.../run[1]*`` matched ``run1x`` and not itself, so reindex restored none
+    of its artifacts, gc listed none of its orphans and ``reindex --aliases``
+    found no copy of an alias (on every backend)."""
+    root = f"{storage_url}/run[1]*"
+    with eio.Handler(storage=root, catalog=catalog_url) as h:
+        art = h.upload(data_files["test"], name="ds")
+        h.set_alias("ds:v1", "prod")
+        orphan = _orphan(h, datetime.now(tz=UTC) - timedelta(days=2))
+        report = h.gc(delete=True)
+        assert report.removed == [h.storage.url(orphan)]
+        assert not h.storage.fs.exists(orphan)
+    with eio.Handler(storage=root, catalog=f"sqlite:///{tmp_path / 'lost.db'}") as h:
+        restored = h.reindex(aliases=True)
+        assert restored.added == [art.artifact_id]
+        assert restored.aliases
+        assert h.get("ds:prod").file.read_text() == data_files["test"].read_text()
