@@ -1136,14 +1136,20 @@ def _endpoint(backend: Backend) -> str:
     accounts and profiles; for memory://, this process."""
     options = getattr(backend.fs, "storage_options", None) or {}
     client = options.get("client_kwargs")
-    found = {
-        key: value
-        for source in (options, client if isinstance(client, dict) else {})
-        for key, value in source.items()
-        if isinstance(value, str)
-        and any(w in key.lower() for w in ("endpoint", "host", "account"))
-        and not is_secret_name(key)  # account_key
-    }
+    found: dict[str, str] = {}
+    for source in (options, client if isinstance(client, dict) else {}):
+        for key, value in source.items():
+            if not isinstance(value, str):
+                continue
+            if _names_endpoint(key):
+                found[key] = value
+            # A connection string (Azure's "AccountName=a;AccountKey=k;..."): a
+            # secret as a whole, whose account and endpoints are not.
+            for part in value.split(";") if ";" in value else ():
+                name, equals, field = part.partition("=")
+                name = name.strip()
+                if equals and name.isidentifier() and _names_endpoint(name):
+                    found[f"{key}.{name}"] = field.strip()
     if "memory" in protocols(backend.fs):
         # memory:// lives in one process while the cache is shared: what another
         # process's memory held never answers here.
@@ -1162,6 +1168,13 @@ def _endpoint(backend: Backend) -> str:
             if os.environ.get(name):
                 found.setdefault(name, os.environ[name])
     return redact_url(json.dumps(found, sort_keys=True))
+
+
+def _names_endpoint(key: str) -> bool:
+    """Whether an option named ``key`` names where a filesystem talks to (not a
+    secret such as ``account_key``)."""
+    lowered = key.lower()
+    return any(w in lowered for w in ("endpoint", "host", "account")) and not is_secret_name(key)
 
 
 def _missing(backend: Backend, path: str) -> UrlNotFoundError:

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import fsspec
 import pytest
@@ -721,6 +721,72 @@ def test_the_same_key_on_another_endpoint_is_another_file(
     finally:
         server.terminate()
         server.wait(10)
+
+
+class _AccountFS(fsspec.AbstractFileSystem):
+    """An object store (as Azure's) whose account, and so its endpoint, is named
+    only inside a secret option: ``connection_string``."""
+
+    protocol = "acctfs"
+    root_marker = ""
+    accounts: ClassVar[dict[str, dict[str, bytes]]] = {}
+
+    def __init__(self, connection_string: str = "", **kwargs: Any) -> None:
+        super().__init__(connection_string=connection_string, **kwargs)
+        fields = dict(part.split("=", 1) for part in connection_string.split(";") if "=" in part)
+        self.blobs = self.accounts.setdefault(fields.get("AccountName", ""), {})
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        return super()._strip_protocol(path).rstrip("/")
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        path = self._strip_protocol(path)
+        if path not in self.blobs:
+            raise FileNotFoundError(path)
+        data = self.blobs[path]
+        etag = hashlib.md5(data).hexdigest()
+        return {"name": path, "size": len(data), "type": "file", "etag": etag}
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        import io
+
+        return io.BytesIO(self.blobs[self._strip_protocol(path)])
+
+
+def test_the_same_key_of_another_account_named_in_a_connection_string_is_another_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/cache.md: what the cache knows of a URL is kept for the endpoint it was
+    read from. An object store whose options name the account only inside a
+    secret (Azure's ``connection_string``) kept one record for both accounts:
+    ``container/config.csv`` read with production's options was served staging's
+    bytes, online within the revalidation interval and offline for good."""
+    import importlib
+
+    registry = importlib.import_module("fsspec.registry")._registry
+    monkeypatch.setitem(registry, "acctfs", _AccountFS)
+    monkeypatch.setattr(
+        _AccountFS,
+        "accounts",
+        {
+            "staging": {"container/config.csv": b"STAGING\n"},
+            "production": {"container/config.csv": b"PRODUCTION\n"},
+        },
+    )
+    url = "acctfs://container/config.csv"
+    for account, expected in (("staging", b"STAGING\n"), ("production", b"PRODUCTION\n")):
+        secret = f"KEY-OF-{account.upper()}"
+        options = {
+            "connection_string": f"DefaultEndpointsProtocol=https;AccountName={account};"
+            f"AccountKey={secret};EndpointSuffix=core.windows.net"
+        }
+        store = {"storage_url": "acctfs://container/lake", "storage_options": options}
+        assert _read(_tools(tmp_path, revalidate_seconds=3600, **store), url) == expected
+        assert _read(_tools(tmp_path, offline=True, **store), url) == expected
+        for file in (tmp_path / "cache").rglob("*"):
+            assert secret not in file.name
+            assert not file.is_file() or secret.encode() not in file.read_bytes()
 
 
 def test_urls_told_apart_by_a_masked_parameter_are_two_files(tmp_path: Path) -> None:
