@@ -30,7 +30,7 @@ import fsspec
 from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.implementations.local import LocalFileSystem
 
-from ._backends import Backend, LocalBackend, is_remote, make_backend
+from ._backends import Backend, LocalBackend, canonical_path, is_remote, make_backend
 from ._cache import Cache
 from ._errors import (
     ConfigError,
@@ -223,6 +223,18 @@ class Storage:
         self.backend: Backend = make_backend(
             fs, self.root, max_workers=max_workers, part_size=part_size, redact=self._redact
         )
+        if not self.backend.plain(self.root):
+            # Every file URL below it would be read as another object, so no upload
+            # could land and no record written through the plain URL would read.
+            canonical = canonical_path(fs, self.root)
+            plain = self._redact(self.url(canonical)) if canonical.strip("/") else None
+            raise ConfigError(
+                f"storage URL {self.safe_url!r} names its folder in a spelling the "
+                "filesystem reads as another path (a '.', '..' or empty segment, or on "
+                "S3 a version): give "
+                + (f"{plain!r}" if plain and canonical != self.root else "a folder's plain URL")
+                + " as the storage URL (ELLIPTIO_STORAGE_URL)"
+            )
         # Reads of remote stores go through the local cache; local and in-memory
         # stores are read in place (a local path of an in-memory file still needs it).
         self.is_local = isinstance(fs, LocalFileSystem)

@@ -492,3 +492,26 @@ def test_the_abort_of_a_failed_upload_gives_up_on_a_silent_store(
             )
 
         sync(abort())  # returns (old: TimeoutError after 30 s)
+
+
+def test_a_store_url_in_a_spelling_the_filesystem_reads_otherwise_is_named_up_front(
+    storage_url: str, catalog_url: str, tmp_path: Path
+) -> None:
+    """A store URL with a '.' segment (or '//', or 's3:///bucket') opened, then every
+    upload failed with InvalidPathError telling the user to rename their file,
+    and every read of a record written through the plain URL was a
+    CorruptRecordError blaming someone with write access. The URL is refused
+    when the handler is made, naming the URL to give (local paths are made
+    absolute and normalised, as before)."""
+    head, tail = storage_url.rsplit("/", 1)
+    spelled = f"{head}/./{tail}"
+    local = tmp_path / "a.txt"
+    local.write_bytes(b"a")
+    if storage_url.startswith("/"):
+        with eio.Handler(storage=spelled, catalog=catalog_url) as h:
+            assert h.upload(local).file.url.startswith(storage_url + "/")
+        return
+    with pytest.raises(eio.ConfigError) as err:
+        eio.Handler(storage=spelled, catalog=catalog_url)
+    assert repr(storage_url.replace(":///", "://")) in str(err.value).replace(":///", "://")
+    assert "ELLIPTIO_STORAGE_URL" in str(err.value)
