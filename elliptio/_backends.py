@@ -392,9 +392,20 @@ class Backend:
         """
         return await self.run("read", path, self._stream, path, write, progress)
 
+    def _exists(self, path: str) -> bool:
+        if type(self.fs).exists is not fsspec.AbstractFileSystem.exists:
+            return self.fs.exists(path)  # type: ignore[no-any-return]
+        # fsspec's own answers False to every error (a refused connection too), which
+        # would report a store that cannot be reached as one without the file.
+        try:
+            self.fs.info(path)
+        except FileNotFoundError:
+            return False
+        return True
+
     async def exists(self, path: str) -> bool:
-        """Whether a storage path exists."""
-        return await self.run("check", path, self.fs.exists, path)
+        """Whether a storage path exists (an error that is no "not found" raises)."""
+        return await self.run("check", path, self._exists, path)
 
     async def glob(self, pattern: str) -> list[str]:
         """Storage paths matching a glob pattern."""

@@ -487,3 +487,42 @@ def test_a_store_reached_through_a_link_is_no_reference_by_its_real_path(
             h.add_reference(own, name="raw")
         assert snapshot(h) == before
         assert h.add_reference(str(real / "x.txt")).file.read_bytes() == b"x\n"
+
+
+class _UnreachableFS(fsspec.AbstractFileSystem):
+    """A synchronous filesystem a network away (as SFTP or FTP) whose server
+    refuses every connection; ``exists`` is fsspec's own, which answers False
+    to any error."""
+
+    protocol = "unreachablefs"
+    root_marker = ""
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+def test_a_reference_on_a_store_that_cannot_be_reached_is_no_missing_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a filesystem whose ``exists`` answers False to every error (fsspec's
+    default, kept by synchronous filesystems), add_reference to a store that
+    refused the connection said the file does not exist (InputFileNotFoundError, a
+    FileNotFoundError); on S3 the same is a StorageError saying to check that
+    the storage is reachable. Both are that StorageError now."""
+    import importlib
+
+    registry = importlib.import_module("fsspec.registry")._registry
+    monkeypatch.setitem(registry, "unreachablefs", _UnreachableFS)
+    with eio.Handler(
+        storage="unreachablefs://bkt/lake",
+        catalog=f"sqlite:///{tmp_path / 'c.db'}",
+        reference_roots=["unreachablefs://bkt/raw"],
+    ) as h:
+        with pytest.raises(eio.StorageError, match="check that the storage is reachable") as err:
+            h.add_reference(["unreachablefs://bkt/raw/table.csv"])
+        assert not isinstance(err.value, FileNotFoundError)
+        assert "ConnectionRefusedError" in str(err.value)
+        assert h.find({}).empty
