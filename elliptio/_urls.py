@@ -523,6 +523,9 @@ class UrlTools:
         says nothing that does (an HTTP server without ETag or Last-Modified):
         then a cached copy is never taken for the current bytes."""
         info = fs.info(path)
+        if info.get("type") == "directory":
+            # Object stores' buffered files read a folder as an empty file.
+            raise FileNotFoundError(errno.ENOENT, "a folder, not a file", path)
         for key in _VERSION_KEYS:
             if info.get(key):
                 return f"{key}:{info[key]}"

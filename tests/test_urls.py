@@ -789,6 +789,69 @@ def test_the_same_key_of_another_account_named_in_a_connection_string_is_another
             assert not file.is_file() or secret.encode() not in file.read_bytes()
 
 
+class _BlobFS(fsspec.AbstractFileSystem):
+    """An object store as gcsfs and adlfs are: flat keys, folders as prefixes that
+    ``info`` reports as directories of size 0, files read through fsspec's
+    ``AbstractBufferedFile`` (which reads whatever size ``info`` gave)."""
+
+    protocol = "blobfs"
+    root_marker = ""
+    blobs: ClassVar[dict[str, bytes]] = {}
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        return super()._strip_protocol(path).rstrip("/")
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        path = self._strip_protocol(path)
+        if path in self.blobs:
+            return {"name": path, "size": len(self.blobs[path]), "type": "file"}
+        if any(key.startswith(path + "/") for key in self.blobs):
+            return {"name": path, "size": 0, "type": "directory"}
+        raise FileNotFoundError(path)
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        path = self._strip_protocol(path)
+        names = {
+            path + "/" + k[len(path) + 1 :].split("/")[0]
+            for k in self.blobs
+            if k.startswith(path + "/")
+        }
+        found = [self.info(n) for n in sorted(names)]
+        return found if detail else [f["name"] for f in found]
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        from fsspec.spec import AbstractBufferedFile
+
+        class Blob(AbstractBufferedFile):  # type: ignore[misc]
+            def _fetch_range(self, start: int, end: int) -> bytes:
+                return _BlobFS.blobs[self.path][start:end]
+
+        return Blob(self, self._strip_protocol(path), mode)
+
+
+def test_a_folder_of_an_object_store_is_no_empty_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an object store whose files are fsspec buffered files (gcsfs, adlfs), a
+    folder's URL given to eio.open, local_copy or `elliptio cat` was read as an
+    empty file (and cached as one): b'' with no error, where local disk, memory://
+    and S3 say that the URL names no file (UrlNotFoundError)."""
+    import importlib
+
+    registry = importlib.import_module("fsspec.registry")._registry
+    monkeypatch.setitem(registry, "blobfs", _BlobFS)
+    monkeypatch.setattr(_BlobFS, "blobs", {"bkt/data/a.csv": b"a,b\n1,2\n"})
+    tools = _tools(tmp_path)
+    assert _read(tools, "blobfs://bkt/data/a.csv") == b"a,b\n1,2\n"
+    for url in ("blobfs://bkt/data", "blobfs://bkt/data/"):
+        with pytest.raises(eio.UrlNotFoundError, match="does not exist"):
+            tools.cached_path(url)
+        with pytest.raises(eio.UrlNotFoundError):
+            _read(tools, url)
+    assert tools.cache_size() == len(b"a,b\n1,2\n")
+
+
 def test_urls_told_apart_by_a_masked_parameter_are_two_files(tmp_path: Path) -> None:
     """A URL's record was named by the URL with its secrets masked: two resources
     told apart only by a parameter redaction masks (?key=a.csv, ?page_token=p2)
