@@ -953,8 +953,11 @@ class UrlTools:
         if self._offline(backend):
             raise self._offline_error(url, "remove")
         self._refuse_store_or_root(url, backend, path, "remove")
-        if not recursive and self._call(backend, "check", path, backend.fs.isdir, path):
-            # (S3 removed nothing and said nothing; local disk raised.)
+        # One question answers both: a URL that names nothing is UrlNotFoundError on
+        # every store (S3 deletes a missing key without a word), and a folder needs
+        # recursive=True (S3 removed nothing and said nothing; local disk raised).
+        info = self._call(backend, "check", path, backend.fs.info, path)
+        if not recursive and info.get("type") == "directory":
             raise InvalidPathError(
                 f"cannot remove {redact_url(url)!r} without recursive=True (elliptio rm -r): "
                 "it is a folder"

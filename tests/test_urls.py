@@ -1068,3 +1068,31 @@ def test_a_failed_append_elsewhere_keeps_only_what_the_file_held(
         f.write(b"new line\n")
     with tools.open(url) as f:
         assert f.read() == b"kept line\nnew line\n"
+
+
+@pytest.mark.parametrize("kind", ["file", "memory", "s3"])
+def test_rm_of_a_url_that_names_nothing_is_url_not_found_on_every_store(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """docs/concepts.md: a URL that names nothing, given to the URL tools, raises
+    UrlNotFoundError. rm did on local disk and memory://, but on S3 (whose
+    deletes answer the same whether the key was there or not) it removed
+    nothing and said nothing: a typo in `elliptio rm` went unnoticed."""
+    settings: dict[str, Any] = {}
+    if kind == "file":
+        base = str(tmp_path / "data")
+        os.makedirs(base)
+    elif kind == "memory":
+        base = f"memory:///rm-{uuid.uuid4().hex}"
+    else:
+        options = request.getfixturevalue("s3_options")
+        settings = {"storage_url": f"s3://{S3_BUCKET}/lake", "storage_options": options}
+        base = f"s3://{S3_BUCKET}/rm-{uuid.uuid4().hex[:8]}"
+    tools = _tools(tmp_path, **settings)
+    with tools.write(f"{base}/kept.csv") as path:
+        path.write_bytes(b"kept")
+    for recursive in (False, True):
+        with pytest.raises(eio.UrlNotFoundError, match="missing"):
+            tools.rm(f"{base}/missing.csv", recursive=recursive)
+    tools.rm(f"{base}/kept.csv")
+    assert not tools.exists(f"{base}/kept.csv")
