@@ -114,6 +114,17 @@ def open_filesystem(
             f"cannot open {safe!r}: {redact(str(err))}; install the filesystem's package "
             "(for s3://: pip install 'elliptio[s3]') or check the URL"
         ) from None
+    if isinstance(getattr(fs, "fs", None), fsspec.AbstractFileSystem):
+        # The same wrappers as a chain, named through options (simplecache:// with
+        # target_protocol, dir:// with path): the files it writes have the wrapped
+        # filesystem's URLs, which would not count as lying in the store.
+        raise ConfigError(
+            f"cannot open {safe!r}: it wraps another filesystem ({type(fs.fs).__name__}, "
+            "named by its target_protocol, fs or path option), which elliptio does not "
+            "take, as it takes no chain of filesystems ('::'); give the URL of that "
+            "filesystem itself (elliptio caches what it reads on its own, see "
+            "ELLIPTIO_CACHE_DIR)"
+        )
     if any(f":{secret}@" in root for secret in known_secrets([url])):
         raise ConfigError(
             f"{safe!r} carries credentials that would be written into every record and "

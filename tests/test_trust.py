@@ -706,6 +706,26 @@ def test_a_chained_url_never_hides_the_store_from_the_url_tools(
         assert _fs(h).cat_file(h.storage.path(art.file.url)) == BAD
 
 
+@pytest.mark.parametrize("wrapper", ["simplecache", "filecache", "blockcache", "dir"])
+def test_a_filesystem_wrapped_through_storage_options_is_refused_as_a_chain_is(
+    wrapper: str, tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    """'simplecache::memory://...' is refused, but the same wrapper given as
+    'simplecache://...' with storage_options={'target_protocol': 'memory'} (or
+    'dir://' with a path) made a store: its records named the wrapped
+    filesystem's URLs (memory://...), which the URL tools took for URLs outside
+    the store, so eio.cp wrote over a committed file and eio.rm removed it."""
+    folder = f"/wrapped-{uuid.uuid4().hex}"
+    if wrapper == "dir":
+        url, options = "dir://lake", {"path": folder, "target_protocol": "memory"}
+    else:
+        url, options = f"{wrapper}://{folder}/lake", {"target_protocol": "memory"}
+    with pytest.raises(eio.ConfigError, match="wraps another filesystem") as err:
+        eio.Handler(storage=url, catalog=f"sqlite:///{tmp_path / 'c.db'}", storage_options=options)
+    assert "target_protocol" in str(err.value)
+    assert not fsspec.filesystem("memory").exists(folder)
+
+
 def test_url_tools_never_read_a_store_file_no_record_vouches_for(
     tampered: tuple[eio.Handler, eio.Artifact], tmp_path: Path
 ) -> None:
