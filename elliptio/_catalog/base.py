@@ -475,24 +475,27 @@ def packages_environment(value: Any) -> tuple[Any, str, str]:
 
     The records of one environment carry equal lists: the last one's text is
     kept, and reused when the next list of plain strings is equal (equal strings
-    encode alike; numbers would not: ``1 == 1.0``).
+    encode alike; numbers would not: ``1 == 1.0``). The list is compared with a
+    shallow copy of the last one: records made by one process share its strings,
+    so most items compare by identity.
     """
     last = _LAST_ENVIRONMENT[0]
-    if (
-        last is not None
-        and type(value) is dict
-        and value == last[0]
-        and set(map(type, value.values())) <= {str}
-    ):
-        return last
+    if last is not None and type(value) is dict and value == last[0]:
+        with contextlib.suppress(TypeError):  # joins strings only
+            "".join(value.values())
+            return last[1]
     text = codec.to_text({"python_packages": value})
-    sha = hashlib.sha256(text.encode()).hexdigest()
-    last = _LAST_ENVIRONMENT[0] = (codec.loads(text)["python_packages"], text, sha)
-    return last
+    environment = (
+        codec.loads(text)["python_packages"],
+        text,
+        hashlib.sha256(text.encode()).hexdigest(),
+    )
+    _LAST_ENVIRONMENT[0] = (dict(value) if type(value) is dict else None, environment)
+    return environment
 
 
-# The last environment `packages_environment` made: (a copy of its value, text, sha256).
-_LAST_ENVIRONMENT: list[tuple[Any, str, str] | None] = [None]
+# The last list `packages_environment` was given (a shallow copy), and what it made.
+_LAST_ENVIRONMENT: list[tuple[dict[Any, Any] | None, tuple[Any, str, str]] | None] = [None]
 
 
 def document_columns(docs: Sequence[Document], fields: Sequence[str]) -> dict[str, list[Any]]:
