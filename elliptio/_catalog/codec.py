@@ -136,18 +136,18 @@ def storable(value: Any) -> bool:
     if kind is dict:
         if not value:
             return True
-        keys = "\n" + "\n".join(value) if set(map(type, value)) == _STR_ONLY else None
-        if (
-            keys is not None
-            and "\n$" not in keys
-            and "\x00" not in keys
-            and set(map(type, value.values())) == _STR_ONLY
-        ):
-            # A flat str -> str mapping (python_packages): checked in C loops.
-            return _storable_str(keys) and _storable_str("".join(value.values()))
-        for key, item in value.items():
-            if type(key) is not str or key[:1] == "$" or "\x00" in key:
-                return False
+        # The keys checked at once, in C loops: strings, none holding a NUL or
+        # starting with "$" (a key holding a newline may make one look so).
+        if set(map(type, value)) != _STR_ONLY:
+            return False
+        keys = "\n" + "\n".join(value)
+        if "\x00" in keys or not _storable_str(keys):
+            return False
+        if "\n$" in keys and any(key[:1] == "$" for key in value):
+            return False
+        if set(map(type, value.values())) == _STR_ONLY:  # e.g. python_packages
+            return _storable_str("".join(value.values()))
+        for item in value.values():
             item_kind = type(item)
             if item_kind is str:
                 if not item.isascii() and not _storable_str(item):
