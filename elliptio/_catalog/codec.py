@@ -44,27 +44,23 @@ def date_text(value: dt.datetime) -> str:
         TypeError: ``value`` is naive (has no timezone), or outside years 1 to 9999
             in UTC.
     """
-    v = _stored_date(value)
-    return (
-        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:"
-        f"{v.second:02d}.{v.microsecond:06d}Z"
-    )
+    # BSON dates hold milliseconds; every catalog truncates the UTC time to them, as
+    # PyMongo does (an offset with microseconds would otherwise leave some).
+    text = dt.datetime.isoformat(_utc(value), "T", "milliseconds")  # truncates
+    return f"{text[:23]}000Z"
 
 
-def _stored_date(value: dt.datetime) -> dt.datetime:
-    """The UTC datetime a catalog stores of ``value``; raises as `date_text`."""
+def _utc(value: dt.datetime) -> dt.datetime:
+    """``value`` in UTC; raises as `date_text`."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise TypeError(f"naive datetime {value.isoformat()} cannot be stored; give it a tzinfo")
     try:
-        v = value.astimezone(dt.UTC)
+        return value.astimezone(dt.UTC)
     except OverflowError:
         raise TypeError(
             f"datetime {value.isoformat()} is outside the dates a catalog holds (years 1 "
             "to 9999 in UTC); use a date inside them"
         ) from None
-    # BSON dates hold milliseconds; every catalog truncates the UTC time to them, as
-    # PyMongo does (an offset with microseconds would otherwise leave some).
-    return v.replace(microsecond=v.microsecond // 1000 * 1000)
 
 
 def parse_date(text: str) -> dt.datetime:
@@ -83,7 +79,7 @@ def date_millis(value: dt.datetime) -> int:
     Raises:
         TypeError: as `date_text`.
     """
-    return (_stored_date(value) - _EPOCH) // _MILLISECOND
+    return (_utc(value) - _EPOCH) // _MILLISECOND  # floored to milliseconds, as `date_text`
 
 
 def from_millis(millis: int) -> dt.datetime:
