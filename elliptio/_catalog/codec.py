@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 __all__ = [
@@ -112,6 +112,19 @@ def _storable_str(value: str) -> bool:
 _STR_ONLY = {str}
 
 
+def _all_storable(items: Collection[Any]) -> bool:
+    if set(map(type, items)) == _STR_ONLY:  # e.g. file names, python_packages
+        return _storable_str("".join(items))
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if not item.isascii() and not _storable_str(item):
+                return False
+        elif kind is not bool and item is not None and not storable(item):
+            return False
+    return True
+
+
 def storable(value: Any) -> bool:
     """Tell, quickly, whether a value is stored exactly as it is.
 
@@ -141,18 +154,9 @@ def storable(value: Any) -> bool:
             return False
         if "\n$" in keys and any(key[:1] == "$" for key in value):
             return False
-        if set(map(type, value.values())) == _STR_ONLY:  # e.g. python_packages
-            return _storable_str("".join(value.values()))
-        for item in value.values():
-            item_kind = type(item)
-            if item_kind is str:
-                if not item.isascii() and not _storable_str(item):
-                    return False
-            elif item_kind is not bool and item is not None and not storable(item):
-                return False
-        return True
+        return _all_storable(value.values())
     if kind is list:
-        return all(storable(item) for item in value)
+        return _all_storable(value)
     if kind is dt.datetime:
         return value.tzinfo is not None and value.utcoffset() is not None
     return False
