@@ -502,9 +502,13 @@ class LocalBackend(Backend):
     def inline(self, nbytes: int, nfiles: int) -> bool:
         return nbytes <= INLINE_BYTES and nfiles <= INLINE_FILES
 
-    def _real(self, path: str, action: str) -> str:
-        """``path`` if no part of it below the root is a symlink; else an error."""
-        if not self._has_link(path):
+    def _real(self, path: str, action: str, checked: set[str] | None = None) -> str:
+        """``path`` if no part of it below the root is a symlink; else an error.
+
+        ``checked``: folders found no link earlier in the same call (not looked at
+        again); the folders found now are added to it.
+        """
+        if not self._has_link(path, checked):
             return path
         if not path.startswith(self.root.rstrip("/") + "/"):  # a reference's source
             raise PlantedFileError(
@@ -519,19 +523,24 @@ class LocalBackend(Backend):
             "with write access to the store made it. Remove the link"
         )
 
-    def _has_link(self, path: str) -> bool:
-        """Whether a part of ``path`` below the root is a symbolic link."""
+    def _has_link(self, path: str, checked: set[str] | None = None) -> bool:
+        """Whether a part of ``path`` below the root is a symbolic link (see `_real`)."""
         prefix = self.root.rstrip("/") + "/"
         if path.startswith(prefix) and os.path.normpath(path) == path:
             # One lstat per part below the root, down to the first that does not exist.
             current = self.root.rstrip("/")
             for part in path[len(prefix) :].split("/"):
                 current = f"{current}/{part}"
+                if checked is not None and current in checked:
+                    continue
                 try:
-                    if stat.S_ISLNK(os.lstat(current).st_mode):
-                        return True
+                    found = os.lstat(current).st_mode
                 except FileNotFoundError:
                     return False
+                if stat.S_ISLNK(found):
+                    return True
+                if checked is not None and stat.S_ISDIR(found):
+                    checked.add(current)
             return False
         real_root = self._real_root
         if real_root is None:
@@ -545,18 +554,18 @@ class LocalBackend(Backend):
             return os.path.realpath(path) != os.path.normpath(path)
         return os.path.realpath(path) != os.path.normpath(os.path.join(real_root, rel))
 
-    def _makedirs(self, folder: str) -> None:
+    def _makedirs(self, folder: str, checked: set[str] | None = None) -> None:
         """Create ``folder``, never through a symbolic link planted in the store."""
         existing = folder
         while not os.path.lexists(existing) and existing != os.path.dirname(existing):
             existing = os.path.dirname(existing)
         if existing == folder or existing.startswith(self.root.rstrip("/") + "/"):
-            self._real(existing, "write into")
+            self._real(existing, "write into", checked)
         os.makedirs(folder, exist_ok=True)
 
-    def _open_regular(self, path: str, action: str) -> int:
+    def _open_regular(self, path: str, action: str, checked: set[str] | None = None) -> int:
         """An fd of the regular file at ``path`` (no link, no FIFO, no device)."""
-        fd = os.open(self._real(path, action), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(self._real(path, action, checked), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise PlantedFileError(
@@ -593,11 +602,18 @@ class LocalBackend(Backend):
         finally:
             os.close(fd)
 
-    def _write_bytes(self, path: str, data: memoryview) -> HashResult:
-        self._makedirs(os.path.dirname(path))
+    def _write_sealed(self, path: str, data: memoryview, seal: Sequence[str] | None) -> HashResult:
+        # The folders checked for links on the way in are not looked at again when
+        # ``seal`` is sealed, and the new file is sealed through the fd it was made with.
+        checked: set[str] = set()
+        self._makedirs(os.path.dirname(path), checked)
         fd = self._create(path)
         try:
-            return copy_hashing(_reader(data), functools.partial(write_all, fd), None, len(data))
+            result = copy_hashing(_reader(data), functools.partial(write_all, fd), None, len(data))
+            if seal is not None:
+                self._seal(seal, checked)
+                self._seal_fd(fd, path)
+            return result
         finally:
             os.close(fd)
 
@@ -608,19 +624,23 @@ class LocalBackend(Backend):
         # Over a sealed (read-only) file too: renaming needs only the folder writable.
         os.replace(self._real(source, "write"), self._real(target, "write"))
 
-    def _seal(self, paths: Sequence[str]) -> None:
+    def _seal(self, paths: Sequence[str], checked: set[str] | None = None) -> None:
         """Make committed files read-only (``chmod 0444``); symlinks are refused."""
+        checked = set() if checked is None else checked  # a folder is checked once
         for path in paths:
-            fd = self._open_regular(path, "seal")
+            fd = self._open_regular(path, "seal", checked)
             try:
-                if os.fstat(fd).st_nlink != 1:  # elliptio never makes hard links
-                    raise StorageError(
-                        f"refusing to seal {self.redact(path)}: it has other names (hard "
-                        "links), which elliptio never makes; remove them"
-                    )
-                os.fchmod(fd, READ_ONLY)
+                self._seal_fd(fd, path)
             finally:
                 os.close(fd)
+
+    def _seal_fd(self, fd: int, path: str) -> None:
+        if os.fstat(fd).st_nlink != 1:  # elliptio never makes hard links
+            raise StorageError(
+                f"refusing to seal {self.redact(path)}: it has other names (hard "
+                "links), which elliptio never makes; remove them"
+            )
+        os.fchmod(fd, READ_ONLY)
 
     def _stream(self, path: str, write: Writer | None, progress: Any) -> HashResult | None:
         try:
