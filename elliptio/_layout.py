@@ -229,6 +229,8 @@ def collect_local_files(
     if not given:
         raise InvalidPathError("local_paths is empty; give at least one file or folder")
     kinds = [_kind(path) for path in given]
+    if len(given) == 1 and stat.S_ISREG(kinds[0]):  # one file: its name is its relpath
+        return given[0].parent, [(given[0], validate_relpath(given[0].name))]
     parent = Path(os.path.commonpath([str(p.parent) for p in given]))
     files: list[tuple[Path, str]] = []
     for path, kind in zip(given, kinds, strict=True):
