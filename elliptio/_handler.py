@@ -260,6 +260,8 @@ class _Draft:
     committed: list[bool] = dataclasses.field(default_factory=list)
     # Holds True once the record was sent to the catalog (it may have landed).
     sent: list[bool] = dataclasses.field(default_factory=list)
+    # Holds True once its lease is open.
+    leased: list[bool] = dataclasses.field(default_factory=list)
 
 
 class AsyncHandler(InProcess):
@@ -518,10 +520,26 @@ class AsyncHandler(InProcess):
             artifact_id, created, username, prefix, current_run(), labels_, local_root, name_, dedup
         )
 
-    async def _begin(self, draft: _Draft) -> None:
+    async def _begin(
+        self, draft: _Draft, keys: Sequence[tuple[str, int]] = ()
+    ) -> dict[tuple[str, int], str]:
+        """Open the draft's lease; with ``keys``, in the same trip to the catalog, the
+        URLs of committed files with these contents (see `Catalog.find_objects`)."""
         # The lease is open before the first byte is written, so gc never takes
         # the files of a commit in flight (see `Lease`).
-        await self.catalog.open_lease(draft.artifact_id, draft.prefix, draft.creation_time)
+        if keys:
+            found = await self.catalog.open_lease_finding(
+                draft.artifact_id, draft.prefix, draft.creation_time, keys, self._objects_root
+            )
+        else:
+            await self.catalog.open_lease(draft.artifact_id, draft.prefix, draft.creation_time)
+            found = {}
+        draft.leased.append(True)
+        return found
+
+    @property
+    def _objects_root(self) -> str:
+        return self.storage.root_url.rstrip("/") + "/"
 
     async def _commit(
         self,
@@ -688,8 +706,11 @@ class AsyncHandler(InProcess):
             await self.catalog.close_lease(draft.artifact_id)
 
     # -- deduplication ------------------------------------------------------
-    async def _existing(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
-        """URLs of committed files in this store with these contents, confirmed.
+    async def _existing(
+        self, keys: Sequence[tuple[str, int]], draft: _Draft | None = None
+    ) -> dict[tuple[str, int], str]:
+        """URLs of committed files in this store with these contents, confirmed;
+        with ``draft``, its lease is opened in the catalog's first trip (`_begin`).
 
         A candidate from the catalog is referenced only if its URL is a file of
         an artifact under this store's root by the layout, that artifact has a
@@ -698,9 +719,12 @@ class AsyncHandler(InProcess):
         else is copied instead.
         """
         keys = [k for k in dict.fromkeys(keys) if k[1] > 0]
-        if not keys:
+        if draft is not None:
+            found = await self._begin(draft, keys)
+        elif keys:
+            found = await self.catalog.find_objects(keys, self._objects_root)
+        else:
             return {}
-        found = await self.catalog.find_objects(keys, self.storage.root_url.rstrip("/") + "/")
         located = {key: self.storage.reference_owner(url) for key, url in found.items()}
         # Only bytes in the folder of a committed artifact: gc never removes those.
         owners = sorted({owner for _, owner in located.values() if owner})
@@ -735,11 +759,13 @@ class AsyncHandler(InProcess):
         return {key: url for (key, url), ok in zip(found.items(), checks, strict=True) if ok}
 
     async def _deduplicated(
-        self, items: list[tuple[Path, str]], progress: Any, dedup: bool
+        self, draft: _Draft, items: list[tuple[Path, str]], progress: Any, dedup: bool
     ) -> dict[int, FileRecord]:
-        """With ``dedup``, the files of ``items`` whose exact content is committed in
-        this store already, by index, as references to it; nothing is written."""
+        """Open the lease of ``draft``; with ``dedup``, the files of ``items`` whose
+        exact content is committed in this store already, by index, as references
+        to it (asked in the same trip to the catalog). Nothing is written."""
         if not dedup or not items:
+            await self._begin(draft)
             return {}
         sizes = [local.stat().st_size for local, _ in items]
         # A small file hashes faster than a question to the catalog; a large one
@@ -764,7 +790,7 @@ class AsyncHandler(InProcess):
             for i, result in zip(candidates, results, strict=True)
             if result is not None
         }
-        existing = await self._existing(list(expected.values()))
+        existing = await self._existing(list(expected.values()), draft)
         records: dict[int, FileRecord] = {}
         for i, key in expected.items():
             if key in existing:
@@ -866,23 +892,10 @@ class AsyncHandler(InProcess):
             nbytes=lambda: sum(local.stat().st_size for local, _ in items + log_items),
         )
         try:
-            # The lease opens while the catalog is asked for stored copies of the
-            # files (one trip to the catalog for both); nothing is written before
-            # the lease is open.
             try:
-                opened, found = await asyncio.gather(
-                    self._begin(draft),
-                    self._deduplicated(items + log_items, progress, dedup),
-                    return_exceptions=True,
-                )
-            except BaseException:  # cancelled, maybe once the lease was in the catalog
-                await self._discard(draft)
-                raise
-            if isinstance(opened, BaseException):
-                raise opened  # no lease: nothing to clean up
-            try:
-                if isinstance(found, BaseException):
-                    raise found
+                # The lease opens in the same trip to the catalog as the question for
+                # stored copies of the files; nothing is written before it is open.
+                found = await self._deduplicated(draft, items + log_items, progress, dedup)
                 n = len(items)
                 file_found = {i: record for i, record in found.items() if i < n}
                 log_found = {i - n: record for i, record in found.items() if i >= n}
@@ -892,7 +905,10 @@ class AsyncHandler(InProcess):
                 )
                 return await self._commit(draft, files, log_files)
             except BaseException as err:
-                await self._fail(draft, err)
+                # Cancelled, maybe once the lease was in the catalog; else, without a
+                # lease, there is nothing to clean up.
+                if draft.leased or not isinstance(err, Exception):
+                    await self._fail(draft, err)
                 raise
         finally:
             progress.close()

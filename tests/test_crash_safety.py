@@ -196,14 +196,18 @@ async def test_a_writer_cancelled_while_its_lease_opens_leaves_no_lease(
     ) as h:
         catalog = h.catalog
         opened = asyncio.Event()
-        real_open = catalog.open_lease
 
-        async def open_lease(*args: Any) -> None:
-            await real_open(*args)
-            opened.set()  # the lease is in the catalog; its answer never comes
-            await asyncio.Event().wait()
+        def hooked(real: Any) -> Any:
+            async def open_lease(*args: Any) -> Any:
+                await real(*args)
+                opened.set()  # the lease is in the catalog; its answer never comes
+                await asyncio.Event().wait()
 
-        monkeypatch.setattr(catalog, "open_lease", open_lease)
+            return open_lease
+
+        # An upload opens its lease with its dedup lookup (open_lease_finding).
+        for method in ("open_lease", "open_lease_finding"):
+            monkeypatch.setattr(catalog, method, hooked(getattr(catalog, method)))
 
         async def write() -> None:
             if writer == "upload":
@@ -246,16 +250,21 @@ async def test_closing_an_async_handler_waits_for_its_writes_in_flight(
     await h.count()  # the catalog is open
     opened = 0
     all_open = asyncio.Event()
-    real_open = catalog.open_lease
 
-    async def open_lease(*args: Any) -> None:
-        nonlocal opened
-        await real_open(*args)
-        opened += 1
-        if opened == len(sources):
-            all_open.set()
+    def hooked(real: Any) -> Any:
+        async def open_lease(*args: Any) -> Any:
+            nonlocal opened
+            found = await real(*args)
+            opened += 1
+            if opened == len(sources):
+                all_open.set()
+            return found
 
-    monkeypatch.setattr(catalog, "open_lease", open_lease)
+        return open_lease
+
+    # An upload opens its lease with its dedup lookup (open_lease_finding) if it has one.
+    for method in ("open_lease", "open_lease_finding"):
+        monkeypatch.setattr(catalog, method, hooked(getattr(catalog, method)))
     async with h:
         tasks = [asyncio.create_task(h.upload(source)) for source in sources]
         await all_open.wait()  # every upload is under way
@@ -464,14 +473,15 @@ async def test_a_close_interrupted_while_it_waits_for_a_write_closes_when_called
     )
     await h.count()  # the catalog is open
     opened, release = asyncio.Event(), asyncio.Event()
-    real_open = h.catalog.open_lease
+    real_open = h.catalog.open_lease_finding  # an upload opens its lease with its dedup lookup
 
-    async def open_lease(*args: Any) -> None:
-        await real_open(*args)
+    async def open_lease(*args: Any) -> Any:
+        found = await real_open(*args)
         opened.set()
         await release.wait()  # a store that does not answer yet
+        return found
 
-    monkeypatch.setattr(h.catalog, "open_lease", open_lease)
+    monkeypatch.setattr(h.catalog, "open_lease_finding", open_lease)
     upload = asyncio.create_task(h.upload(source))
     await opened.wait()
     closing = asyncio.create_task(h.close())

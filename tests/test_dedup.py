@@ -255,8 +255,8 @@ def racing(
         lookup = eio.AsyncHandler._existing
         fired: list[bool] = []
 
-        async def then_delete(self: eio.AsyncHandler, keys: Any) -> dict[Any, str]:
-            found = await lookup(self, keys)
+        async def then_delete(self: eio.AsyncHandler, *args: Any) -> dict[Any, str]:
+            found = await lookup(self, *args)
             if found and not fired:
                 fired.append(True)
                 await self.delete(owner.artifact_id, reason="meanwhile")

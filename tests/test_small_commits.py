@@ -70,8 +70,9 @@ def _files_under(folder: Path) -> list[Path]:
 @pytest.mark.parametrize(
     ("method", "error"),
     [
-        ("open_lease", eio.CatalogUnavailableError("the catalog is down (test)")),
-        ("find_objects", eio.CatalogError("the lookup failed (test)")),
+        # The steps of the one catalog job that opens the lease and asks for copies.
+        ("_open_lease", eio.CatalogUnavailableError("the catalog is down (test)")),
+        ("_find_objects", eio.CatalogError("the lookup failed (test)")),
     ],
     ids=["lease", "dedup-lookup"],
 )
@@ -87,7 +88,7 @@ def test_a_failure_before_the_first_byte_is_itself_and_writes_nothing(
     src.write_text("x")
     store = tmp_path / "store"
 
-    async def failing(self: SQLiteCatalog, *args: object) -> None:
+    def failing(self: SQLiteCatalog, *args: object) -> None:  # on the catalog's thread
         raise error
 
     with eio.Handler(storage=store, catalog=f"sqlite:///{tmp_path}/c.db") as h:

@@ -12,6 +12,7 @@ filter documents; every backend accepts and refuses the same ones
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -27,6 +28,7 @@ from elliptio._errors import (
     CatalogError,
     CommitError,
     CorruptRecordError,
+    ElliptioError,
 )
 
 __all__ = [
@@ -247,6 +249,29 @@ class Catalog(abc.ABC):
     @abc.abstractmethod
     async def open_lease(self, artifact_id: str, prefix: str, started: datetime) -> None:
         """Note that ``artifact_id`` is being written under ``prefix``."""
+
+    async def open_lease_finding(
+        self,
+        artifact_id: str,
+        prefix: str,
+        started: datetime,
+        keys: Sequence[tuple[str, int]],
+        url_prefix: str,
+    ) -> dict[tuple[str, int], str]:
+        """`open_lease` and `find_objects` (a commit's first step), in one trip where
+        the catalog can. On an error the lease is not open."""
+        found, opened = await asyncio.gather(
+            self.find_objects(keys, url_prefix),
+            self.open_lease(artifact_id, prefix, started),
+            return_exceptions=True,
+        )
+        if isinstance(opened, BaseException):
+            raise opened
+        if isinstance(found, BaseException):
+            with contextlib.suppress(ElliptioError):
+                await self.close_lease(artifact_id)
+            raise found
+        return found
 
     @abc.abstractmethod
     async def get_lease(self, artifact_id: str) -> Lease | None:

@@ -1172,11 +1172,38 @@ class SQLiteCatalog(Catalog):
 
     async def open_lease(self, artifact_id: str, prefix: str, started: dt.datetime) -> None:
         """Note that ``artifact_id`` is being written under ``prefix``."""
-        await self._run(
-            self._write,
+        await self._run(self._open_lease, (artifact_id, prefix, codec.date_text(started)))
+
+    def _open_lease(self, conn: sqlite3.Connection, lease: tuple[str, str, str]) -> None:
+        self._write(
+            conn,
             "INSERT INTO leases (artifact_id, prefix, started, state) VALUES (?, ?, ?, 'open')",
-            (artifact_id, prefix, codec.date_text(started)),
+            lease,
         )
+
+    async def open_lease_finding(
+        self,
+        artifact_id: str,
+        prefix: str,
+        started: dt.datetime,
+        keys: Sequence[tuple[str, int]],
+        url_prefix: str,
+    ) -> dict[tuple[str, int], str]:
+        """`open_lease` and `find_objects` in one job: the lease is the job's last
+        step, so it is not open if the job fails."""
+        lease = (artifact_id, prefix, codec.date_text(started))
+        return await self._run(self._lease_finding, lease, list(dict.fromkeys(keys)), url_prefix)
+
+    def _lease_finding(
+        self,
+        conn: sqlite3.Connection,
+        lease: tuple[str, str, str],
+        keys: list[tuple[str, int]],
+        url_prefix: str,
+    ) -> dict[tuple[str, int], str]:
+        found = self._find_objects(conn, keys, url_prefix)
+        self._open_lease(conn, lease)
+        return found
 
     async def get_lease(self, artifact_id: str) -> Lease | None:
         """The lease of ``artifact_id``, if any."""
