@@ -621,10 +621,12 @@ class AsyncHandler(InProcess):
         Raises:
             DedupSourceDeletedError: an owner was deleted; nothing stays committed.
         """
+        own = record.remote_root.rstrip("/") + "/"  # its own files have no owner to ask about
         owners = {
             owner
             for f in [*record.files, *record.logs]
-            if (owner := self.storage.reference_owner(f.url)[1]) not in (None, record.artifact_id)
+            if not f.url.startswith(own)
+            and (owner := self.storage.reference_owner(f.url)[1]) not in (None, record.artifact_id)
         }
         live_owners = {"artifact_id": {"$in": sorted(owners)}, "deleted": None}
         try:
