@@ -83,7 +83,7 @@ from ._names import VERSION_CEILING, format_aliases, parse_ref, validate_alias, 
 from ._new import NewArtifact
 from ._process import InProcess
 from ._protocol import remember_handler
-from ._provenance import current_username, git_info, git_info_known, process_info, readable
+from ._provenance import cached_git_info, current_username, git_info, process_info, readable
 from ._redact import has_credentials, is_secret_name, redact_url
 from ._runs import Run, RunScope, current_run
 from ._storage import Storage
@@ -550,7 +550,9 @@ class AsyncHandler(InProcess):
     ) -> Artifact:
         info = process_info()
         # git runs once per process; later commits read its cache without a thread hop.
-        git = git_info() if git_info_known() else await to_thread(git_info)
+        known, git = cached_git_info()
+        if not known:
+            git = await to_thread(git_info)
         version = await self.catalog.reserve_version(draft.name) if draft.name else None
         if version is not None and version > VERSION_CEILING:
             raise InvalidNameError(

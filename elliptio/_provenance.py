@@ -41,9 +41,9 @@ __all__ = [
     "MAX_USERNAME_LENGTH",
     "GitInfo",
     "ProcessInfo",
+    "cached_git_info",
     "current_username",
     "git_info",
-    "git_info_known",
     "mock_username",
     "process_info",
 ]
@@ -126,6 +126,7 @@ def mock_username(name: str) -> Iterator[str]:
         _mocked_username.reset(token)
 
 
+@functools.lru_cache(maxsize=8)  # the same OS user on every commit of a process
 def _sanitize_username(name: str) -> str:
     cleaned = "".join("_" if _is_unsafe_char(c) else c for c in name).strip()
     cleaned = cleaned[:MAX_USERNAME_LENGTH].strip()
@@ -487,13 +488,19 @@ def git_info(path: str | os.PathLike[str] | None = None) -> GitInfo | None:
         return _git_by_toplevel[toplevel]
 
 
-def git_info_known(path: str | os.PathLike[str] | None = None) -> bool:
-    """Whether `git_info` for ``path`` would answer from its cache, without running git."""
+def cached_git_info(path: str | os.PathLike[str] | None = None) -> tuple[bool, GitInfo | None]:
+    """``(True, git_info(path))`` if `git_info` answers from its cache (without
+    running git), else ``(False, None)``."""
     try:
         start = _start_directory(path)
     except (OSError, ValueError, TypeError):
-        return True
-    return start is None or start in _toplevel_by_path
+        return True, None
+    toplevel = _toplevel_by_path.get(start, "") if start is not None else None
+    if toplevel is None:
+        return True, None
+    if toplevel in _git_by_toplevel:  # set once computed, after _toplevel_by_path
+        return True, _git_by_toplevel[toplevel]
+    return False, None
 
 
 # --------------------------------------------------------------------------- fork
