@@ -20,6 +20,7 @@ import datetime as dt
 import functools
 import hashlib
 import itertools
+import json
 import logging
 import os
 import sqlite3
@@ -763,16 +764,19 @@ class SQLiteCatalog(Catalog):
     def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
         """Raise `CatalogError` if the file is a SQLite database of another program:
         elliptio makes its catalog in a new or empty file only, never beside another
-        program's tables (a path given by a slip would gain them)."""
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        program's tables (a path given by a slip would gain them).
+
+        One statement reads the version and the tables, so both come from one state
+        of the file: another process making the catalog commits its tables and its
+        version at once, between two statements."""
+        version, listed = conn.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT "
+            "json_group_array(name) FROM (SELECT name FROM sqlite_master "
+            "WHERE name NOT LIKE 'sqlite_%' ORDER BY 1))"
+        ).fetchone()
         if version != 0:
             return
-        names = [
-            row[0]
-            for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY 1"
-            )
-        ]
+        names: list[str] = json.loads(listed)
         if names:
             shown = ", ".join(repr(name) for name in names[:5])
             more = f" and {len(names) - 5} more" if len(names) > 5 else ""
