@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -41,6 +42,9 @@ def user_data_dir(appname: str = "elliptio") -> Path:
     xdg = os.environ.get("XDG_DATA_HOME", "").strip()
     base_path = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
     return base_path / appname
+
+
+_URL_FIELDS = frozenset({"storage_url", "catalog_url", "cache_dir", "reference_roots"})
 
 
 class Settings(BaseSettings):
@@ -94,6 +98,15 @@ class Settings(BaseSettings):
     # Folders on the store's filesystem whose files reference artifacts may name
     # and reads may open (see AsyncHandler.add_reference), as a JSON list.
     reference_roots: list[str] = Field(default_factory=list)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr() and str(): the URLs as `elliptio config` shows them, passwords and
+        # secret options masked (a handler's settings are printed in notebooks);
+        # the fields themselves keep what the handler connects with.
+        from ._redact import redact_options
+
+        for name, value in super().__repr_args__():
+            yield name, redact_options(value, name or "") if name in _URL_FIELDS else value
 
     @field_validator("file_mode", mode="before")
     @classmethod

@@ -261,6 +261,23 @@ def test_mongodb_url_password_never_surfaces(
     assert _leaks(texts, [password]) == []
 
 
+def test_the_settings_of_a_handler_show_no_url_secret(tmp_path: Path) -> None:
+    """eio.Settings and a handler's settings are public; printed in a notebook
+    (or logged by the caller) they showed the catalog URL's password and secret
+    options whole, while storage_options were left out of them."""
+    url = (
+        f"mongodb://andy:{MONGO_PASSWORD}@127.0.0.1:9/lake?tlsCertificateKeyFilePassword="
+        f"{MONGO_PASSWORD}2&authMechanismProperties=AWS_SESSION_TOKEN:{MONGO_TOKEN}"
+    )
+    storage = f"s3://{S3_BUCKET}/lake?X-Amz-Security-Token={MONGO_TOKEN}3"
+    settings = eio.Settings(catalog_url=url, storage_url=storage)
+    with eio.Handler(storage=tmp_path / "store", catalog=url) as h:
+        texts = [repr(settings), str(settings), repr(h.aio.settings), f"{h.aio.settings}"]
+    assert _leaks(texts) == []
+    assert "mongodb://andy:***@127.0.0.1:9/lake" in texts[0]
+    assert settings.catalog_url == url  # what the handler connects with, unchanged
+
+
 def test_config_masks_every_secret_setting(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
