@@ -617,3 +617,36 @@ async def test_versions_past_32_bits_are_still_handed_out_once(
     reserved = [await cat.reserve_version("ds") for _ in range(3)]
     assert reserved == [2**40 + 1, 2**40 + 2, 2**40 + 3]
     await cat.close()
+
+
+def test_a_record_over_the_document_limit_is_a_catalog_error(tmp_path: Path) -> None:
+    """A record over what one MongoDB document holds (16 MiB: an artifact of tens
+    of thousands of files) made PyMongo raise DocumentTooLarge, which is no
+    PyMongoError, so the commit ended in a raw driver exception. The collection
+    here refuses as PyMongo does, with a smaller limit so that 300 files reach it."""
+    import bson
+    from pymongo.errors import DocumentTooLarge
+
+    limit = 32 * 1024
+    collection = AsyncMongoMockClient()["elliptio"]["artifacts"]
+    insert_one = collection.insert_one
+
+    async def checked(doc: Any, *args: Any, **kwargs: Any) -> Any:
+        size = len(bson.encode(doc))
+        if size > limit:  # as pymongo.message._raise_document_too_large says it
+            raise DocumentTooLarge(
+                f"BSON document too large ({size} bytes) - the connected server "
+                f"supports BSON document sizes up to {limit} bytes."
+            )
+        return await insert_one(doc, *args, **kwargs)
+
+    collection.insert_one = checked
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(300):
+        (folder / f"part-{i:05d}.txt").write_text(str(i))
+    with eio.Handler(storage=tmp_path / "store", catalog=collection) as h:
+        with pytest.raises(eio.CatalogError, match="16 MiB") as err:
+            h.upload([folder])
+        assert "too large" in str(err.value)
+        assert h.find(query={}).empty

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from bson.errors import InvalidBSON
+from bson.errors import InvalidBSON, InvalidDocument
 from bson.int64 import Int64
 from bson.regex import Regex
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
@@ -710,6 +710,13 @@ class MongoCatalog(Catalog):
                 "9999 or text that is no UTF-8, inserted by someone with write access "
                 "to the catalog; find it with mongosh and remove it (`elliptio reindex` "
                 "restores a record from its sidecar)"
+            ) from None
+        except InvalidDocument as err:  # DocumentTooLarge is none either: a write's size
+            raise CatalogError(
+                f"MongoDB catalog {self._display} cannot take a document "
+                f"({self._reason(err)}): a record is one MongoDB document, at most 16 "
+                "MiB, which an artifact of tens of thousands of files exceeds; save "
+                "its files as several artifacts, or pack them into fewer files"
             ) from None
         except mongo_errors.ExecutionTimeout:
             raise QueryError(
