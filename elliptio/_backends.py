@@ -401,6 +401,10 @@ class Backend:
             self.fs.info(path)
         except FileNotFoundError:
             return False
+        except OSError as err:
+            if err.errno == errno.ENOENT:  # a library's own OSError subclass (smbclient's)
+                return False
+            raise
         return True
 
     async def exists(self, path: str) -> bool:
