@@ -770,7 +770,10 @@ class UrlTools:
             verb = "move" if moving else "copy"
             if self._offline(dst_backend):
                 raise self._offline_error(dst, f"{verb} to")
-            raise self._offline_error(src, verb if moving else "copy from")
+            if moving or recursive:
+                raise self._offline_error(src, verb if moving else "copy from")
+            self._copy_cached(src, dst, dst_backend, dst_path)
+            return
         if moving:
             self._refuse_store_or_root(src, src_backend, src_path, "move")
         self._refuse_in_store(dst, dst_backend, dst_path, "copy to")
@@ -880,6 +883,23 @@ class UrlTools:
         for _, target in pairs:  # each file written, also one copied into a folder
             self._forget(dst_backend, target)
         self._forget(dst_backend, dst_path, recursive=recursive)
+
+    def _copy_cached(self, src: str, dst: str, dst_backend: Backend, dst_path: str) -> None:
+        """Offline, copy one file of a store a network away from the cache, as
+        `cached_path` serves it (an artifact file verified, a plain URL as last
+        read), or raise `OfflineError` naming it; nothing is sent anywhere."""
+        cached = self.cached_path(src)
+        into = os.fspath(dst).endswith("/") or self._call(
+            dst_backend, "check", dst_path, dst_backend.fs.isdir, dst_path
+        )
+        target = dst_path.rstrip("/")
+        if into:
+            target = f"{target}/{_file_name(src)}"
+        self._refuse_in_store(dst, dst_backend, target, "copy to")
+        local, local_path = self._backend(str(cached))
+        self._stream(local, local_path, dst_backend, target)
+        log.info("copied %s from the cache to %s", self._redact(src), self._redact(dst))
+        self._forget(dst_backend, target)
 
     @staticmethod
     def _copy_within(fs: fsspec.AbstractFileSystem, pairs: list[tuple[str, str]]) -> None:

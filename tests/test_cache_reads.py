@@ -666,3 +666,47 @@ def test_a_cache_entry_removed_as_a_sync_read_finds_it_is_fetched_again(
         out = s3_handler.upload(data_files["train"])
     assert removals
     assert out.metadata.based_on == [art.artifact_id]
+
+
+def test_offline_cp_copies_what_cat_serves(
+    s3_handler: eio.Handler,
+    data_files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    moto: Any,
+) -> None:
+    """docs/cache.md: offline, cached copies stay readable. `elliptio cat` (and
+    eio.open) of a cached artifact file's URL served it, and `elliptio cp` of
+    its eio_url copied it, but `elliptio cp` / eio.cp of the same file's s3://
+    URL, or of a cached plain URL, raised OfflineError."""
+    from elliptio._cli import main
+
+    art = s3_handler.upload([data_files["test"], data_files["train"]])
+    art.files["test.txt"].read_bytes()  # cached; train.txt is not
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", s3_handler.storage.root_url)
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", s3_handler.aio.settings.resolved_catalog_url())
+    monkeypatch.setenv("ELLIPTIO_STORAGE_OPTIONS", json.dumps(s3_handler.storage.options))
+    monkeypatch.setenv("ELLIPTIO_CACHE_DIR", str(s3_handler.storage.cache.root))
+    plain = f"s3://{S3_BUCKET}/raw/table.csv"
+    with eio.write(plain) as path:
+        path.write_bytes(b"a,b\n1,2\n")
+    with eio.open(plain) as f:  # the plain URL, read once online through these settings
+        assert f.read() == b"a,b\n1,2\n"
+    monkeypatch.setenv("ELLIPTIO_OFFLINE", "1")
+    moto.reset_count()
+    out = tmp_path / "out"
+    out.mkdir()
+    eio.cp(art.files["test.txt"].url, str(out / "copy.txt"))
+    assert (out / "copy.txt").read_bytes() == data_files["test"].read_bytes()
+    eio.cp(plain, str(out) + "/")
+    assert (out / "table.csv").read_bytes() == b"a,b\n1,2\n"
+    capsys.readouterr()
+    assert main(["cp", art.files["test.txt"].url, str(out / "cli.txt")]) == 0
+    assert (out / "cli.txt").read_bytes() == data_files["test"].read_bytes()
+    with pytest.raises(eio.OfflineError, match=r"train\.txt.*ELLIPTIO_OFFLINE"):
+        eio.cp(art.files["train.txt"].url, str(out / "train.txt"))
+    with pytest.raises(eio.OfflineError, match="ELLIPTIO_OFFLINE"):
+        eio.mv(plain, str(out / "moved.csv"))
+    assert sorted(p.name for p in out.iterdir()) == ["cli.txt", "copy.txt", "table.csv"]
+    assert moto.requests == 0
