@@ -803,7 +803,9 @@ class UrlTools:
         )
         base = dst_path.rstrip("/")
         if into and not (recursive and os.fspath(src).endswith("/")):
-            base = f"{base}/{posixpath.basename(top)}"
+            # An HTTP filesystem's path is the whole URL: its query (a presigned
+            # URL's signature) is no part of the name.
+            base = f"{base}/{_file_name(top) if '://' in top else posixpath.basename(top)}"
         pairs = [(src_path, base)]
         folders: list[str] = []  # made at the target: empty ones too (mv is cp + rm)
         if recursive:

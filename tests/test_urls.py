@@ -1096,3 +1096,46 @@ def test_rm_of_a_url_that_names_nothing_is_url_not_found_on_every_store(
             tools.rm(f"{base}/missing.csv", recursive=recursive)
     tools.rm(f"{base}/kept.csv")
     assert not tools.exists(f"{base}/kept.csv")
+
+
+def test_a_presigned_url_copied_into_a_folder_keeps_its_signature_out_of_the_name(
+    tmp_path: Path,
+) -> None:
+    """docs/cache.md: a token or signature in a URL's query is used to read it and
+    written nowhere. cp (and `elliptio cp`) of a presigned URL into a folder named
+    the copy after the whole URL, query and all: 'a.csv?X-Amz-Signature=...',
+    a file name holding the signature (and a name no reader expects)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _send(self, head_only: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "8")
+            self.end_headers()
+            if not head_only:
+                self.wfile.write(b"a,b\n1,2\n")
+
+        def do_HEAD(self) -> None:
+            self._send(head_only=True)
+
+        def do_GET(self) -> None:
+            self._send(head_only=False)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tools = _tools(tmp_path)
+        url = f"http://127.0.0.1:{server.server_port}/a.csv?X-Amz-Signature=SIGNATURE123"
+        out = tmp_path / "out"
+        out.mkdir()
+        tools.cp(url, str(out) + "/")
+        assert [p.name for p in out.iterdir()] == ["a.csv"]
+        assert (out / "a.csv").read_bytes() == b"a,b\n1,2\n"
+        assert not [p for p in tmp_path.rglob("*") if "SIGNATURE123" in p.name]
+    finally:
+        server.shutdown()
+        server.server_close()
