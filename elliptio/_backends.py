@@ -558,13 +558,13 @@ class LocalBackend(Backend):
             return os.path.realpath(path) != os.path.normpath(path)
         return os.path.realpath(path) != os.path.normpath(os.path.join(real_root, rel))
 
-    def _makedirs(self, folder: str, checked: set[str] | None = None) -> None:
+    def _makedirs(self, folder: str) -> None:
         """Create ``folder``, never through a symbolic link planted in the store."""
         existing = folder
         while not os.path.lexists(existing) and existing != os.path.dirname(existing):
             existing = os.path.dirname(existing)
         if existing == folder or existing.startswith(self.root.rstrip("/") + "/"):
-            self._real(existing, "write into", checked)
+            self._real(existing, "write into")
         os.makedirs(folder, exist_ok=True)
 
     def _open_regular(self, path: str, action: str, checked: set[str] | None = None) -> int:
@@ -607,15 +607,18 @@ class LocalBackend(Backend):
             os.close(fd)
 
     def _write_sealed(self, path: str, data: memoryview, seal: Sequence[str] | None) -> HashResult:
-        # The folders checked for links on the way in are not looked at again when
-        # ``seal`` is sealed, and the new file is sealed through the fd it was made with.
-        checked: set[str] = set()
-        self._makedirs(os.path.dirname(path), checked)
+        # Sealing looks at each folder once for all of ``seal`` and this file, after
+        # its bytes are written: a link swapped in since the folder was made (for the
+        # sidecar's folder, or the artifact's) is refused, never sealed through. The
+        # new file is sealed through the fd it was made with.
+        self._makedirs(os.path.dirname(path))
         fd = self._create(path)
         try:
             result = copy_hashing(_reader(data), functools.partial(write_all, fd), None, len(data))
             if seal is not None:
+                checked: set[str] = set()
                 self._seal(seal, checked)
+                self._real(path, "seal", checked)
                 self._seal_fd(fd, path)
             return result
         finally:

@@ -484,6 +484,41 @@ def test_a_symlink_planted_in_the_store_is_never_read_or_sealed(
     assert outside.stat().st_mode == mode
 
 
+@pytest.mark.parametrize("planted", ["sidecar folder", "artifact folder"])
+def test_a_symlink_planted_while_a_commit_writes_its_sidecar_is_never_sealed_through(
+    local: eio.Handler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planted: str
+) -> None:
+    """A storage writer swaps a folder of the commit for a link to a folder outside
+    the store once elliptio made it: the commit is refused and nothing outside is
+    sealed (the folders are looked at after the sidecar's bytes are written)."""
+    from elliptio._backends import LocalBackend
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    create = LocalBackend._create
+
+    def swapped(self: LocalBackend, path: str) -> int:
+        if path.endswith(METADATA_RELPATH):
+            sidecar_folder = os.path.dirname(path)
+            if planted == "sidecar folder":
+                os.rmdir(sidecar_folder)
+                os.symlink(outside, sidecar_folder)
+            else:
+                folder = os.path.dirname(sidecar_folder)
+                os.rename(folder, outside / "moved")
+                os.symlink(outside / "moved", folder)
+        return create(self, path)
+
+    monkeypatch.setattr(LocalBackend, "_create", swapped)
+    with pytest.raises(eio.StorageError, match="symbolic link"):
+        _upload_good(local, tmp_path)
+    monkeypatch.undo()
+    assert local.count() == 0
+    written = [p for p in outside.rglob("*") if p.is_file()]
+    assert written  # the link was really followed by the write
+    assert all(p.stat().st_mode & stat.S_IWUSR for p in written)
+
+
 def test_gc_never_removes_through_a_symlink_planted_in_the_store(
     local: eio.Handler, tmp_path: Path
 ) -> None:
