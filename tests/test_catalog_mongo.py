@@ -650,3 +650,32 @@ def test_a_record_over_the_document_limit_is_a_catalog_error(tmp_path: Path) -> 
             h.upload([folder])
         assert "too large" in str(err.value)
         assert h.find(query={}).empty
+
+
+async def test_a_count_over_the_document_limit_is_a_query_error_saying_to_split_it() -> None:
+    """A filter too large for one MongoDB command (an $in of hundreds of thousands
+    of ids, 16 MiB) makes PyMongo refuse count()'s aggregate command with
+    DocumentTooLarge: that is the query's fault, a QueryError saying to split it (as
+    SQLite says of a filter too large for it), not the commit's advice to save files
+    as several artifacts. The collection here refuses as PyMongo does
+    (command_runner: "aggregate command document too large"), with a smaller limit."""
+    import bson
+    from pymongo.errors import DocumentTooLarge
+
+    limit = 32 * 1024
+    collection = AsyncMongoMockClient()["elliptio"]["artifacts"]
+    count_documents = collection.count_documents
+
+    async def checked(flt: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(bson.encode(flt)) > limit:  # as pymongo.message._raise_document_too_large
+            raise DocumentTooLarge("aggregate command document too large")
+        return await count_documents(flt, *args, **kwargs)
+
+    collection.count_documents = checked
+    cat = open_catalog(collection)
+    await cat.insert(record(1))
+    ids = [f"artifact_{uuid.UUID(int=i)}" for i in range(2000)]
+    with pytest.raises(eio.QueryError, match="split it into several queries"):
+        await cat.count({"artifact_id": {"$in": ids}})
+    assert await cat.count({"artifact_id": {"$in": ids[:10]}}) == 0
+    await cat.close()

@@ -131,6 +131,9 @@ _COLLECTION_CLASSES = frozenset(
 _SYNC_CLASSES = frozenset({"MongoClient", "Database", "Collection"})
 _BAD_DATABASE_CHARS = re.compile(r'[/\\. "$\x00]')
 _DUPLICATE_KEY = 11000
+# The commands of queries, as PyMongo names one too large ("find command document
+# too large"): the filter is at fault, not a record.
+_QUERY_COMMANDS = frozenset({"find", "aggregate", "count", "distinct"})
 _AUTH_CODES = frozenset({13, 18})
 # Clients a forked child inherited and replaced (see `MongoCatalog._forget_parent_client`).
 _PARENT_CLIENTS: list[Any] = []
@@ -712,6 +715,13 @@ class MongoCatalog(Catalog):
                 "restores a record from its sidecar)"
             ) from None
         except InvalidDocument as err:  # DocumentTooLarge is none either: a write's size
+            operation = str(err).partition(" command document too large")[0]
+            if operation in _QUERY_COMMANDS:  # a question, not a record, is too large
+                raise QueryError(
+                    f"the filter is too large for MongoDB catalog {self._display} (one "
+                    "command holds at most 16 MiB); split it into several queries with "
+                    "fewer $in values or $or entries"
+                ) from None
             raise CatalogError(
                 f"MongoDB catalog {self._display} cannot take a document "
                 f"({self._reason(err)}): a record is one MongoDB document, at most 16 "
