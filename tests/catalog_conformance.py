@@ -632,6 +632,36 @@ class CatalogConformance:
             await backend.catalog.insert({"username": "x"})
         assert await backend.catalog.count() == 0
 
+    @pytest.mark.parametrize(
+        ("packages", "needle"),
+        [
+            ({"$where": "1"}, r"\$where"),
+            ({"numpy\x00": "1"}, "NUL"),
+            ({1: "a"}, "not a string"),
+            ({"numpy": float("nan")}, "not finite"),
+            ({"numpy": 2**70}, "64 bits"),
+            ({"numpy": "\ud800"}, "Unicode"),
+            ({"numpy": dt.datetime(2020, 1, 1)}, "naive"),
+        ],
+        ids=["dollar-key", "nul-key", "int-key", "nan", "int-70-bits", "surrogate", "naive"],
+    )
+    async def test_unstorable_python_packages_are_refused(
+        self, backend: Backend, packages: dict[Any, Any], needle: str
+    ) -> None:
+        # python_packages is stored apart (once per environment) on every
+        # backend; it is checked as the rest of the record is, by each of them.
+        with pytest.raises(InvalidLabelsError, match=needle):
+            await backend.catalog.insert(record(1, python_packages=packages))
+        with pytest.raises(InvalidLabelsError, match=needle):
+            await backend.catalog.insert_many([record(2), record(3, python_packages=packages)])
+        assert await backend.catalog.count() == 0
+        # A refused list leaves nothing behind for the next records to reuse.
+        for n, equal in enumerate([{True: "a"}, {1.0: "a"}], start=4):
+            with pytest.raises(InvalidLabelsError, match="not a string"):
+                await backend.catalog.insert(record(n, python_packages=equal))
+        await backend.catalog.insert(record(7, python_packages={"1": "a"}))
+        assert (await backend.catalog.get("artifact_0007"))["python_packages"] == {"1": "a"}
+
     # -- finding ----------------------------------------------------------------
 
     @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

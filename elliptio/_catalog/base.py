@@ -509,7 +509,11 @@ def packages_environment(value: Any) -> tuple[Any, str, str]:
         with contextlib.suppress(TypeError):  # joins strings only
             "".join(value.values())
             return last[1]
-    text = codec.to_text({"python_packages": value})
+    # Checked as the rest of a record is: to_text alone would write an int key as
+    # text, a "$" or NUL key, an integer over 64 bits, and raise no TypeError
+    # for a NaN or a lone surrogate.
+    doc = {"python_packages": value}
+    text = codec.to_text(doc if codec.storable(value) else codec.encode(doc))
     environment = (
         codec.loads(text)["python_packages"],
         text,
