@@ -617,6 +617,8 @@ class CatalogConformance:
             ({"bad": {"$set": 1}}, r"\$set"),
             ({"bad": {1: 2}}, "not a string"),
             ({"bad": "\ud800"}, "Unicode"),
+            ({"bad": {"\udc80": 1}}, "Unicode"),
+            ({"bad": [{"k\ud800": "v"}]}, "Unicode"),
         ],
     )
     async def test_unstorable_values_are_refused(

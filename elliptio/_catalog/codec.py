@@ -209,6 +209,8 @@ def _encode(value: Any, where: str) -> Any:
                 raise TypeError(f"key {key!r} at {where or 'top'} starts with '$'; rename it")
             if "\x00" in key:
                 raise TypeError(f"key {key!r} at {where or 'top'} holds a NUL character")
+            if not _storable_str(key):
+                raise TypeError(f"key {key!r} at {where or 'top'} is not valid Unicode")
             out[key] = _encode(item, f"{where}.{key}" if where else key)
         return out
     raise TypeError(f"value at {where or 'top'} of type {type(value).__name__} cannot be stored")
