@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from elliptio._catalog import query
+from elliptio._catalog import codec, query
 from elliptio._catalog.sqlite import SCHEMA_VERSION, SQLiteCatalog, open_sqlite_catalog
 from elliptio._errors import (
     ArtifactExistsError,
@@ -954,6 +954,29 @@ async def test_python_packages_are_stored_once_per_environment(catalog: SQLiteCa
     # Replacing and deleting records leaves the others' packages alone.
     await catalog.delete("artifact_0002")
     assert await catalog.count({"python_packages.p0": "1.0"}) == 9
+
+
+async def test_python_packages_changed_while_a_record_is_encoded_are_not_reused(
+    catalog: SQLiteCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """insert_many encodes on the catalog's thread while the loop runs on: a list
+    another task changes in place meanwhile is stored either way, and the next
+    records are stored with their own list, not the text of the one before."""
+    packages = {"numpy": "1"}
+    to_text = codec.to_text
+
+    def changed_meanwhile(value: Any) -> str:
+        text = to_text(value)
+        if isinstance(value, dict) and "python_packages" in value:
+            packages["numpy"] = "2"  # another task, at this very moment
+        return text
+
+    monkeypatch.setattr(codec, "to_text", changed_meanwhile)
+    await catalog.insert(record(1, python_packages=packages))
+    monkeypatch.undo()
+    await catalog.insert(record(2, python_packages={"numpy": "2"}))
+    assert (await catalog.get("artifact_0002"))["python_packages"] == {"numpy": "2"}
+    assert await catalog.count({"python_packages.numpy": "2"}) == 1
 
 
 def _by_columns(docs: list[dict[str, Any]], fields: list[str]) -> dict[str, list[Any]]:

@@ -511,15 +511,18 @@ def packages_environment(value: Any) -> tuple[Any, str, str]:
             return last[1]
     # Checked as the rest of a record is: to_text alone would write an int key as
     # text, a "$" or NUL key, an integer over 64 bits, and raise no TypeError
-    # for a NaN or a lone surrogate.
-    doc = {"python_packages": value}
-    text = codec.to_text(doc if codec.storable(value) else codec.encode(doc))
+    # for a NaN or a lone surrogate. The text is made of the copy kept, so the
+    # two agree even when another task changes the caller's dict in place
+    # meanwhile (SQLite encodes on its thread).
+    kept = dict(value) if type(value) is dict else None
+    doc = {"python_packages": value if kept is None else kept}
+    text = codec.to_text(doc if codec.storable(doc["python_packages"]) else codec.encode(doc))
     environment = (
         codec.loads(text)["python_packages"],
         text,
         hashlib.sha256(text.encode()).hexdigest(),
     )
-    _LAST_ENVIRONMENT[0] = (dict(value) if type(value) is dict else None, environment)
+    _LAST_ENVIRONMENT[0] = (kept, environment)
     return environment
 
 
