@@ -127,9 +127,23 @@ def canonical_path(fs: Any, path: str) -> str:
     """``path`` without the spellings a remote filesystem reads alike or that
     name a folder above (leading, doubled and ``.`` segments, ``..``), with the
     filesystem's root marker: to tell whether it lies in the store."""
-    marker = getattr(fs, "root_marker", "") or ""
+    marker = getattr(fs, "root_marker", "") or _absolute_marker(fs.__class__)
     plain = posixpath.normpath("/" + path).lstrip("/")
     return marker + plain if plain != "." else marker
+
+
+@functools.cache
+def _absolute_marker(kind: type) -> str:
+    """``"/"`` for a filesystem without a root marker whose paths are absolute all
+    the same (SFTP, SMB, WebHDFS keep the host in their options: the path of
+    ``sftp://host/home/me`` is ``/home/me``), so that its leading ``/`` is kept."""
+    protocol = getattr(kind, "protocol", "")
+    protocol = protocol if isinstance(protocol, str) else protocol[0]
+    try:
+        path = getattr(kind, "_strip_protocol")(f"{protocol}://host/x")  # noqa: B009
+    except Exception:  # a filesystem's own parser: no answer is no marker
+        return ""
+    return "/" if isinstance(path, str) and path.startswith("/") else ""
 
 
 class Backend:

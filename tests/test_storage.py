@@ -515,3 +515,45 @@ def test_a_store_url_in_a_spelling_the_filesystem_reads_otherwise_is_named_up_fr
         eio.Handler(storage=spelled, catalog=catalog_url)
     assert repr(storage_url.replace(":///", "://")) in str(err.value).replace(":///", "://")
     assert "ELLIPTIO_STORAGE_URL" in str(err.value)
+
+
+class _AbsolutePathFS(fsspec.implementations.memory.MemoryFileSystem):
+    """A filesystem that, as SFTP, SMB and WebHDFS do, keeps the host in its
+    options and paths absolute ('sftp://host/home/me/lake' is '/home/me/lake')
+    with no root marker of its own; its bytes live in memory."""
+
+    protocol = "abspathfs"
+    root_marker = ""
+    store: dict[str, Any] = {}  # noqa: RUF012 (fsspec's own class attribute)
+    pseudo_dirs = [""]  # noqa: RUF012
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        from fsspec.utils import infer_storage_options
+
+        return str(infer_storage_options(path)["path"]).rstrip("/") or "/"
+
+
+def test_a_store_on_a_filesystem_with_absolute_paths_opens_and_takes_uploads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SFTP, SMB and WebHDFS a path is absolute ('/home/me/lake') while the
+    filesystem has no root marker: the store check of 6efb4a2 took the leading
+    '/' for a spelling of another path and refused 'sftp://host/home/me/lake',
+    telling the user to give 'sftp://home/me/lake' (the host dropped); before
+    it, every upload was refused as a file name to rename. The plain URL opens
+    and takes uploads; a '..' segment is still refused."""
+    import importlib
+
+    registry = importlib.import_module("fsspec.registry")._registry
+    monkeypatch.setitem(registry, "abspathfs", _AbsolutePathFS)
+    local = tmp_path / "a.txt"
+    local.write_bytes(b"abc")
+    catalog = f"sqlite:///{tmp_path / 'c.db'}"
+    with eio.Handler(storage="abspathfs://host/home/me/lake", catalog=catalog) as h:
+        art = h.upload(local, name="a")
+        assert art.file.url.startswith("abspathfs:///home/me/lake/")
+        assert h.find({"name": "a"}).shape[0] == 1
+        assert art.file.read_bytes() == b"abc"
+    with pytest.raises(eio.ConfigError, match="ELLIPTIO_STORAGE_URL"):
+        eio.Handler(storage="abspathfs://host/home/me/x/../lake", catalog=catalog)
