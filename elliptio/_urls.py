@@ -803,9 +803,7 @@ class UrlTools:
         )
         base = dst_path.rstrip("/")
         if into and not (recursive and os.fspath(src).endswith("/")):
-            # An HTTP filesystem's path is the whole URL: its query (a presigned
-            # URL's signature) is no part of the name.
-            base = f"{base}/{_file_name(top) if '://' in top else posixpath.basename(top)}"
+            base = f"{base}/{_copy_name(src, top)}"
         pairs = [(src_path, base)]
         folders: list[str] = []  # made at the target: empty ones too (mv is cp + rm)
         if recursive:
@@ -896,7 +894,7 @@ class UrlTools:
         )
         target = dst_path.rstrip("/")
         if into:
-            target = f"{target}/{_file_name(src)}"
+            target = f"{target}/{_copy_name(src, src)}"
         self._refuse_in_store(dst, dst_backend, target, "copy to")
         local, local_path = self._backend(str(cached))
         self._stream(local, local_path, dst_backend, target)
@@ -1447,6 +1445,25 @@ def prune_cache(older_than: datetime | timedelta | float) -> int:
 def clear_cache() -> int:
     """Empty the local cache; bytes freed."""
     return default_tools().clear_cache()
+
+
+def _copy_name(url: str, path: str) -> str:
+    """The name a copy of ``url`` (``path`` on its filesystem) takes in a folder.
+
+    Raises:
+        InvalidPathError: the URL's path names no file ('https://host/?id=3'):
+            the folder itself would be the target.
+    """
+    # An HTTP filesystem's path is the whole URL: its query (a presigned URL's
+    # signature) is no part of the name.
+    name = _file_name(path) if "://" in path else posixpath.basename(path.rstrip("/"))
+    if not name:
+        raise InvalidPathError(
+            f"cannot copy {redact_url(url)!r} into a folder: its URL names no file to "
+            "name the copy after; give the copy's file name in the target "
+            "(folder/name.ext)"
+        )
+    return name
 
 
 def _file_name(path: str) -> str:

@@ -1139,3 +1139,59 @@ def test_a_presigned_url_copied_into_a_folder_keeps_its_signature_out_of_the_nam
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_url_that_names_no_file_copied_into_a_folder_asks_for_a_name(
+    tmp_path: Path,
+) -> None:
+    """cp of an http(s) URL whose path names no file ('https://host/?id=3',
+    'https://host/') into a folder took the folder itself as the target and
+    raised PlantedFileError telling the user that someone with write access to
+    the store made their own folder and to remove it (online, and offline from
+    the cache). It is an InvalidPathError asking for the copy's file name, the
+    folder left as it was; a target file name copies it."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _send(self, head_only: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "8")
+            self.send_header("ETag", '"v1"')
+            self.end_headers()
+            if not head_only:
+                self.wfile.write(b"a,b\n1,2\n")
+
+        def do_HEAD(self) -> None:
+            self._send(head_only=True)
+
+        def do_GET(self) -> None:
+            self._send(head_only=False)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tools = _tools(tmp_path)
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "kept.txt").write_bytes(b"k")
+        for url in (
+            f"http://127.0.0.1:{server.server_port}/?id=3",
+            f"http://127.0.0.1:{server.server_port}/",
+        ):
+            for target in (str(out), str(out) + "/"):
+                with pytest.raises(eio.InvalidPathError, match="names no file"):
+                    tools.cp(url, target)
+            with tools.local_copy(url) as path:  # cached for the offline copy below
+                assert path.read_bytes() == b"a,b\n1,2\n"
+            with pytest.raises(eio.InvalidPathError, match="names no file"):
+                _tools(tmp_path, offline=True).cp(url, str(out) + "/")
+        assert sorted(p.name for p in out.iterdir()) == ["kept.txt"]
+        tools.cp(f"http://127.0.0.1:{server.server_port}/?id=3", str(out / "data.csv"))
+        assert (out / "data.csv").read_bytes() == b"a,b\n1,2\n"
+    finally:
+        server.shutdown()
+        server.server_close()
