@@ -976,7 +976,7 @@ class UrlTools:
         # One question answers both: a URL that names nothing is UrlNotFoundError on
         # every store (S3 deletes a missing key without a word), and a folder needs
         # recursive=True (S3 removed nothing and said nothing; local disk raised).
-        info = self._call(backend, "check", path, backend.fs.info, path)
+        info = self._call(backend, "check", path, _removable, backend.fs, path)
         if not recursive and info.get("type") == "directory":
             raise InvalidPathError(
                 f"cannot remove {redact_url(url)!r} without recursive=True (elliptio rm -r): "
@@ -1214,6 +1214,17 @@ def _missing(backend: Backend, path: str) -> UrlNotFoundError:
     return UrlNotFoundError(
         f"{shown!r} does not exist; check the path or URL (ls lists what a folder holds)"
     )
+
+
+def _removable(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any]:
+    """``fs.info(path)`` as `UrlTools.rm` asks it: a local symbolic link to
+    nothing, which info() follows and finds missing, is a link there to remove."""
+    try:
+        return fs.info(path)  # type: ignore[no-any-return]
+    except FileNotFoundError:
+        if isinstance(fs, LocalFileSystem) and os.path.islink(path):
+            return {"name": path, "type": "link"}
+        raise
 
 
 def _special_local(path: str) -> str | None:

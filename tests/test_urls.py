@@ -1195,3 +1195,19 @@ def test_a_url_that_names_no_file_copied_into_a_folder_asks_for_a_name(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_rm_removes_a_symbolic_link_to_nothing(tmp_path: Path) -> None:
+    """A symbolic link whose target is gone is there to be removed: rm (and
+    `elliptio rm`) of it removed it, until rm asked info() whether the URL names
+    anything, which follows the link and found nothing: UrlNotFoundError
+    saying to fix or remove the link, which rm itself then refused to do. A
+    missing name is still UrlNotFoundError."""
+    tools = _tools(tmp_path)
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "dangling").symlink_to(tmp_path / "gone.csv")
+    tools.rm(str(folder / "dangling"))
+    assert list(folder.iterdir()) == []
+    with pytest.raises(eio.UrlNotFoundError):
+        tools.rm(str(folder / "dangling"))
