@@ -778,7 +778,18 @@ class UrlTools:
             self._refuse_store_or_root(src, src_backend, src_path, "move")
         self._refuse_in_store(dst, dst_backend, dst_path, "copy to")
         src_fs, dst_fs = src_backend.fs, dst_backend.fs
-        if not recursive and self._call(src_backend, "check", src_path, src_fs.isdir, src_path):
+        try:
+            src_dir = not recursive and self._call(
+                src_backend, "check", src_path, src_fs.isdir, src_path
+            )
+        except StorageError as err:
+            if moving or recursive or err.__cause__ is None or not is_unreachable(err.__cause__):
+                raise
+            # The store cannot be reached: one file is copied as cat serves it, from
+            # the cache, or is the OfflineError naming it.
+            self._copy_cached(src, dst, dst_backend, dst_path)
+            return
+        if src_dir:
             raise InvalidPathError(
                 f"cannot copy {redact_url(src)!r} without recursive=True (elliptio cp -r): "
                 "it is a folder"

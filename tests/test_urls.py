@@ -1211,3 +1211,24 @@ def test_rm_removes_a_symbolic_link_to_nothing(tmp_path: Path) -> None:
     assert list(folder.iterdir()) == []
     with pytest.raises(eio.UrlNotFoundError):
         tools.rm(str(folder / "dangling"))
+
+
+def test_cp_of_a_cached_url_copies_it_when_the_server_is_down(tmp_path: Path, site: _Site) -> None:
+    """docs/cache.md: when the storage cannot be reached, cached copies stay
+    readable and the rest raises OfflineError naming the URL. cat and open
+    served a cached URL from the cache, and with ELLIPTIO_OFFLINE cp copied it
+    (038c252), but cp with the server down raised StorageError for it as for
+    an uncached one."""
+    tools = _tools(tmp_path)
+    assert tools.cached_path(f"{site.url}/a.txt").read_text() == "hello"
+    site.stop()
+    out = tmp_path / "out"
+    out.mkdir()
+    tools.cp(f"{site.url}/a.txt", str(out) + "/")
+    tools.cp(f"{site.url}/a.txt", str(out / "copy.txt"))
+    assert (out / "a.txt").read_text() == (out / "copy.txt").read_text() == "hello"
+    with pytest.raises(eio.OfflineError, match=r"never-read\.txt.*unreachable"):
+        tools.cp(f"{site.url}/never-read.txt", str(out) + "/")
+    with pytest.raises(eio.StorageError):  # a move removes the source: it needs the server
+        tools.mv(f"{site.url}/a.txt", str(out / "moved.txt"))
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "copy.txt"]
