@@ -107,12 +107,13 @@ def test_interrupting_an_upload_in_a_kernel_leaves_nothing_and_the_handler_works
             f"catalog={'sqlite:///' + str(tmp_path / 'catalog.db')!r})\n"
             # One file's copy takes a while, so the interrupt lands before the copy
             # is over and the record in (the artifact stayed then, as it should,
-            # and the test failed about 1 run in 20); the others copy at full speed.
+            # and the test failed about 1 run in 20; with half a second it still
+            # failed once in a full run under load); the others copy at full speed.
             "backend = h.aio.storage.backend\n"
             "real_put = backend._put_file\n"
             "def slow_put(local, *args):\n"
             "    if local.name == 'f7.bin':\n"
-            "        time.sleep(0.5)\n"
+            "        time.sleep(3)\n"
             "    return real_put(local, *args)\n"
             "backend._put_file = slow_put\n"
             "def tell():  # once the first file has landed, the copy is under way\n"
