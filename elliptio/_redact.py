@@ -107,9 +107,11 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
 # keys do; then up to the first "@"); a port (digits, then the path) is no password.
 # That scan stops at the next "://": run from every "://x:" to the end of a long
 # text, it took quadratic time.
-# The ":" may be written "%3A" (a "user:password" quoted whole, by quote_plus).
+# The ":" may be written "%3A" (a "user:password" quoted whole, by quote_plus);
+# the user name ends at the first of them (possessive: tried at every "%3A" of a
+# long text, the scan took quadratic time again).
 _USERINFO_PASSWORD = re.compile(
-    r"(?P<head>://[^/?#@:\s]*?(?::|%3[aA]))"
+    r"(?P<head>://(?:[^/?#@:%\s]|%(?!3[aA]))*+(?::|%3[aA]))"
     r"(?P<password>[^/?#\s]*|(?!\d*(?:[/?#]|$))(?:(?!://)[^?#\s@])*)@"
 )
 # A string that starts with a scheme: a setting or an argument that is one URL

@@ -509,3 +509,32 @@ def test_the_secrets_collected_are_those_the_redaction_masks() -> None:
 )
 def test_common_command_line_credentials_are_masked(argv: list[str], expected: list[str]) -> None:
     assert redact_argv(argv) == expected
+
+
+def test_a_long_text_of_quoted_colons_is_redacted_in_linear_time() -> None:
+    """The userinfo scan that takes a ":" written "%3A" (93d824f) tried every "%3A"
+    of a URL's host part as the end of a user name, each followed by a scan to the
+    end of the text: a 48 kB message took 44 s, in the web UI's error pages and
+    every log line. It ends at the first ":" or "%3A" again, masking the same."""
+    import signal
+    import threading
+
+    assert threading.current_thread() is threading.main_thread()
+
+    def too_slow(signum: int, frame: object) -> None:
+        raise TimeoutError("the userinfo scan did not finish in linear time")
+
+    text = "no page at /@ a://" + "%3A" * 100_000
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(20)  # the quadratic scan would take about a quarter of an hour here
+    try:
+        assert redact_url(text) == text  # no "@" after the quoted colons: no userinfo
+        assert redact_url(f"x mongodb://al%3Aice%3APW{'%3A' * 50_000}@h/db") == (
+            f"x mongodb://al%3A{MASK}@h/db"
+        )
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert redact_url("mongodb://andy%3ASECRET@h/db") == f"mongodb://andy%3A{MASK}@h/db"
+    assert redact_url("mongodb://dom%3Auser:pw@h/db") == f"mongodb://dom%3A{MASK}@h/db"
+    assert redact_url("mongodb://andy:pw%3Amore@h/db") == f"mongodb://andy:{MASK}@h/db"
