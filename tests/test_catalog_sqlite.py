@@ -830,14 +830,21 @@ def test_a_catalog_of_a_newer_schema_names_both_versions_and_the_upgrade_only(
     assert db.read_bytes() == before
 
 
+@pytest.mark.parametrize("user_version", [0, 1, 3, SCHEMA_VERSION])
 def test_a_sqlite_database_of_another_program_is_refused_untouched(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    user_version: int,
 ) -> None:
     """A SQLite file of the user's own (a table pandas' to_sql wrote) given as the
     catalog, by a slip of the path, was made a catalog by a mere `elliptio find`:
     elliptio's eleven tables added beside the user's, its schema version set and
     the file switched to WAL. It is refused with an error naming its tables, and
-    left as it was."""
+    left as it was. So is one whose program sets a schema version of its own
+    (PRAGMA user_version, as many do): it was switched to WAL and taken for an
+    elliptio catalog of that schema to upgrade, which failed with 'no such table:
+    old_artifacts' and advice to check that the file is writable."""
     import sqlite3
 
     import elliptio as eio
@@ -847,6 +854,7 @@ def test_a_sqlite_database_of_another_program_is_refused_untouched(
     conn = sqlite3.connect(db)
     conn.execute("CREATE TABLE measurements (a INTEGER)")
     conn.execute("INSERT INTO measurements VALUES (1)")
+    conn.execute(f"PRAGMA user_version={user_version}")
     conn.commit()
     conn.close()
     before = db.read_bytes()

@@ -764,25 +764,29 @@ class SQLiteCatalog(Catalog):
     def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
         """Raise `CatalogError` if the file is a SQLite database of another program:
         elliptio makes its catalog in a new or empty file only, never beside another
-        program's tables (a path given by a slip would gain them).
+        program's tables (a path given by a slip would gain them). A file of a schema
+        version elliptio wrote (another program may set one too) holds the
+        ``artifacts`` table with its ``artifact_id`` column, as every schema has.
 
         One statement reads the version and the tables, so both come from one state
         of the file: another process making the catalog commits its tables and its
         version at once, between two statements."""
-        version, listed = conn.execute(
+        version, listed, ours = conn.execute(
             "SELECT (SELECT user_version FROM pragma_user_version), (SELECT "
             "json_group_array(name) FROM (SELECT name FROM sqlite_master "
-            "WHERE name NOT LIKE 'sqlite_%' ORDER BY 1))"
+            "WHERE name NOT LIKE 'sqlite_%' ORDER BY 1)), EXISTS (SELECT 1 FROM "
+            "pragma_table_info('artifacts') WHERE name = 'artifact_id')"
         ).fetchone()
-        if version != 0:
-            return
+        if version > SCHEMA_VERSION or (version != 0 and ours):
+            return  # a newer release's (see `_refuse_newer`), or elliptio's
         names: list[str] = json.loads(listed)
-        if names:
+        if names or version != 0:
             shown = ", ".join(repr(name) for name in names[:5])
             more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+            holds = f"holds {shown}{more}" if names else f"is of version {version}"
             raise CatalogError(
                 f"SQLite catalog {self._display} is a database of another program (it "
-                f"holds {shown}{more} and no elliptio catalog); the file is left as it "
+                f"{holds} and no elliptio catalog); the file is left as it "
                 "was. elliptio makes its catalog in a new or empty file only: give the "
                 "path of the catalog, or of a file that does not exist yet"
             )
@@ -829,8 +833,8 @@ class SQLiteCatalog(Catalog):
             self._refuse_newer(conn)  # a newer release may have been first
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version != SCHEMA_VERSION:  # another process may have been first
+                self._refuse_foreign(conn)  # made meanwhile by another program
                 if version == 0:
-                    self._refuse_foreign(conn)  # made meanwhile by another program
                     for statement in _SCHEMA:
                         conn.execute(statement)
                 else:
