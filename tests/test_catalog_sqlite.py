@@ -1429,6 +1429,51 @@ def test_an_own_catalog_this_user_may_not_write_is_refused_untouched(
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -shm, no -wal made
 
 
+@pytest.mark.parametrize("left", ["catalog.db-shm", "catalog.db-wal"])
+def test_a_shm_or_wal_another_user_left_names_its_owner_not_a_chmod_this_user_cannot_run(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    left: str,
+) -> None:
+    """A colleague who read the group's catalog with the sqlite3 shell while it was
+    not group-writable left its -shm and an empty -wal, theirs, 0644 (SQLite does
+    not remove them after a read-only connection). Opening it was refused (65e7ff9)
+    with 'chmod u+w' of a file this user does not own, which fails: the error names
+    the owner, who (or an administrator) can change it."""
+    import elliptio as eio
+    from elliptio._cli import main
+
+    db = tmp_path / "catalog.db"
+    (tmp_path / "a.txt").write_text("a")
+    with eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}") as h:
+        h.upload(tmp_path / "a.txt")
+    (tmp_path / left).write_bytes(b"")  # left by the colleague
+    before = sorted(p.name for p in tmp_path.iterdir())
+    owner = (tmp_path / left).stat().st_uid
+    real_access = os.access
+    target = str(tmp_path / left)
+
+    def access(path: Any, mode: int, **kw: Any) -> bool:
+        if mode & os.W_OK and os.fspath(path) == target:
+            return False  # the colleague's, 0644; the catalog itself is group-writable
+        return real_access(path, mode, **kw)
+
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 1)  # this user is not its owner
+    monkeypatch.setattr(os, "access", access)
+    with pytest.raises(CatalogError, match=rf"{left} belongs to (user|the user of uid)") as err:
+        eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}").find()
+    assert "chmod u+w" not in str(err.value)
+    assert "chmod g+w" in str(err.value)
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{db}")
+    assert main(["find"]) == 1
+    shown = capsys.readouterr().err
+    assert f"{left} belongs to" in shown
+    assert "chmod u+w" not in shown
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing made
+
+
 async def test_the_exit_finalizer_closes_the_connection_after_the_running_call(
     tmp_path: Path,
 ) -> None:

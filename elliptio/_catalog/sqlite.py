@@ -347,6 +347,16 @@ def open_sqlite_catalog(url: str) -> SQLiteCatalog:
     raise ConfigError(f"catalog URL {url!r} is not a SQLite catalog URL; use {_ACCEPTED_URLS}")
 
 
+def _owner_name(uid: int) -> str:
+    """``user 'name'`` of ``uid``, or its number when it has no name here."""
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name!r}"
+    except (ImportError, KeyError):
+        return f"the user of uid {uid}"
+
+
 def _is_lock_error(err: sqlite3.Error) -> bool:
     text = str(err).lower()
     return isinstance(err, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
@@ -576,15 +586,33 @@ class SQLiteCatalog(Catalog):
                 "with find rights"
             )
         for path in (self._target, f"{self._target}-wal", f"{self._target}-shm"):
-            if os.path.exists(path) and not os.access(path, os.W_OK):
+            try:
+                owner = os.stat(path).st_uid
+            except OSError:
+                continue  # not there
+            if os.access(path, os.W_OK):
+                continue
+            if owner != os.geteuid():
+                # Left by another user's reader (the sqlite3 shell): only that
+                # user or an administrator may change or remove it.
+                who = _owner_name(owner)
                 raise CatalogError(
-                    f"SQLite catalog {self._display}: {path} is not writable by this user, "
-                    "so nothing is opened. An embedded catalog is opened only by users who "
-                    "may write the file, its -wal and -shm and its folder: SQLite would "
-                    "make its log and shared index beside it read-only, and every later "
-                    f"commit would fail. Give this user write rights on it (chmod u+w "
-                    f"{path!r}), or read a writable copy of the catalog"
+                    f"SQLite catalog {self._display}: {path} belongs to {who} and this "
+                    "user may not write it, so nothing is opened (SQLite keeps its log and "
+                    "shared index there: every commit would fail). Only the owner or an "
+                    f"administrator can change it: {who} can give this user write rights "
+                    f"on it (chmod g+w {path!r}, with both users in its group); a -shm, or "
+                    "an empty -wal, may instead be removed once no process has the catalog "
+                    "open"
                 )
+            raise CatalogError(
+                f"SQLite catalog {self._display}: {path} is not writable by this user, "
+                "so nothing is opened. An embedded catalog is opened only by users who "
+                "may write the file, its -wal and -shm and its folder: SQLite would "
+                "make its log and shared index beside it read-only, and every later "
+                f"commit would fail. Give this user write rights on it (chmod u+w "
+                f"{path!r}), or read a writable copy of the catalog"
+            )
 
     def _identity(self) -> tuple[int, int]:
         """``(st_dev, st_ino)`` of the database file ``sqlite3.connect`` just opened."""
