@@ -830,7 +830,7 @@ def test_a_catalog_of_a_newer_schema_names_both_versions_and_the_upgrade_only(
     assert db.read_bytes() == before
 
 
-@pytest.mark.parametrize("user_version", [0, 1, 3, SCHEMA_VERSION])
+@pytest.mark.parametrize("user_version", [0, 1, 3, SCHEMA_VERSION, SCHEMA_VERSION + 60])
 def test_a_sqlite_database_of_another_program_is_refused_untouched(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -844,7 +844,8 @@ def test_a_sqlite_database_of_another_program_is_refused_untouched(
     left as it was. So is one whose program sets a schema version of its own
     (PRAGMA user_version, as many do): it was switched to WAL and taken for an
     elliptio catalog of that schema to upgrade, which failed with 'no such table:
-    old_artifacts' and advice to check that the file is writable."""
+    old_artifacts' and advice to check that the file is writable; a higher one was
+    said to be a newer elliptio's catalog, to be read by upgrading elliptio."""
     import sqlite3
 
     import elliptio as eio

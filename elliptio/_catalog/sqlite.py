@@ -761,8 +761,9 @@ class SQLiteCatalog(Catalog):
             conn.execute("PRAGMA synchronous=NORMAL")
             # Pages of the indexes a write touches stay in memory between writes.
             conn.execute(f"PRAGMA cache_size={-_CACHE_KIB}")
-            self._refuse_newer(conn)  # before anything changes the file
+            # Before anything changes the file.
             self._refuse_foreign(conn)
+            self._refuse_newer(conn)
             if self._target != ":memory:" and not self._uri:
                 conn.execute("PRAGMA journal_mode=WAL")
                 # Reads from the OS page cache without a copy or a system call per
@@ -793,8 +794,9 @@ class SQLiteCatalog(Catalog):
         """Raise `CatalogError` if the file is a SQLite database of another program:
         elliptio makes its catalog in a new or empty file only, never beside another
         program's tables (a path given by a slip would gain them). A file of a schema
-        version elliptio wrote (another program may set one too) holds the
-        ``artifacts`` table with its ``artifact_id`` column, as every schema has.
+        version elliptio wrote (another program may set one too, higher ones as well)
+        holds the ``artifacts`` table with its ``artifact_id`` column, as every
+        schema has.
 
         One statement reads the version and the tables, so both come from one state
         of the file: another process making the catalog commits its tables and its
@@ -805,10 +807,13 @@ class SQLiteCatalog(Catalog):
             "WHERE name NOT LIKE 'sqlite_%' ORDER BY 1)), EXISTS (SELECT 1 FROM "
             "pragma_table_info('artifacts') WHERE name = 'artifact_id')"
         ).fetchone()
-        if version > SCHEMA_VERSION or (version != 0 and ours):
-            return  # a newer release's (see `_refuse_newer`), or elliptio's
         names: list[str] = json.loads(listed)
-        if names or version != 0:
+        if version > SCHEMA_VERSION:
+            # A newer release's (see `_refuse_newer`) keeps its ``artifacts`` table.
+            foreign = bool(names) and "artifacts" not in names
+        else:
+            foreign = bool(names) if version == 0 else not ours
+        if foreign:
             shown = ", ".join(repr(name) for name in names[:5])
             more = f" and {len(names) - 5} more" if len(names) > 5 else ""
             holds = f"holds {shown}{more}" if names else f"is of version {version}"
