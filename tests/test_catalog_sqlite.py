@@ -903,6 +903,41 @@ def test_a_damaged_catalog_file_says_how_to_rebuild_it_and_is_left_as_it_was(
     assert db.read_bytes() == before
 
 
+def test_a_catalog_restored_from_a_dump_is_not_called_another_programs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A catalog copied through a SQL dump (the sqlite3 shell's .dump, Python's
+    iterdump) has elliptio's tables and no schema version, which a dump does not
+    carry: it was refused as 'a database of another program ... and no elliptio
+    catalog'. The error says what it is and how to get a catalog back; the file is
+    left as it was."""
+    import sqlite3
+
+    import elliptio as eio
+    from elliptio._cli import main
+
+    src = tmp_path / "catalog.db"
+    (tmp_path / "a.txt").write_text("a")
+    with eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{src}") as h:
+        h.upload(tmp_path / "a.txt")
+    old = sqlite3.connect(src)
+    dump = "\n".join(old.iterdump())
+    old.close()
+    db = tmp_path / "restored.db"
+    new = sqlite3.connect(db)
+    new.executescript(dump)
+    new.close()
+    before = db.read_bytes()
+    with pytest.raises(CatalogError, match=r"restored\.db.*no schema version.*reindex") as err:
+        eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}").find()
+    assert "another program" not in str(err.value)
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{db}")
+    assert main(["find"]) == 1
+    assert "no schema version" in capsys.readouterr().err
+    assert db.read_bytes() == before
+
+
 async def test_many_documents_read_back_whole_or_projected(catalog: SQLiteCatalog) -> None:
     """Documents read in batches are those inserted, with their types, in order."""
     docs = [

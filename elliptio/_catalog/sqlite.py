@@ -813,6 +813,17 @@ class SQLiteCatalog(Catalog):
             foreign = bool(names) and "artifacts" not in names
         else:
             foreign = bool(names) if version == 0 else not ours
+        if version == 0 and ours:
+            # elliptio sets the version in the transaction that makes its tables.
+            raise CatalogError(
+                f"SQLite catalog {self._display} holds the tables of an elliptio catalog "
+                "but no schema version (a copy restored from the sqlite3 shell's .dump, "
+                "or Python's iterdump, loses it); the file is left as it was, since "
+                "which schema its tables are of is not known. Open the file the copy "
+                "was made from, or rebuild the catalog from the sidecars in storage "
+                "into a new file: elliptio reindex --catalog sqlite:///NEW.db (add "
+                "--aliases to set the aliases again)"
+            )
         if foreign:
             shown = ", ".join(repr(name) for name in names[:5])
             more = f" and {len(names) - 5} more" if len(names) > 5 else ""
