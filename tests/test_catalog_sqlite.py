@@ -1465,6 +1465,38 @@ def test_an_own_catalog_this_user_may_not_write_is_refused_untouched(
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -shm, no -wal made
 
 
+def test_an_unwritable_shm_beside_the_file_a_link_names_is_refused_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catalog given through a symbolic link (~/lake.db to the shared file) has
+    its -wal and -shm beside the file the link names, where SQLite makes them: an
+    unwritable -shm there was not looked for (65e7ff9 looked beside the link), and
+    every commit failed with 'attempt to write a readonly database'."""
+    import elliptio as eio
+
+    real = tmp_path / "shared" / "catalog.db"
+    real.parent.mkdir()
+    (tmp_path / "a.txt").write_text("a")
+    with eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{real}") as h:
+        h.upload(tmp_path / "a.txt")
+    link = tmp_path / "mine" / "lake.db"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    shm = tmp_path / "shared" / "catalog.db-shm"
+    shm.write_bytes(b"")  # left read-only by an earlier reader
+    real_access = os.access
+
+    def access(path: Any, mode: int, **kw: Any) -> bool:
+        if mode & os.W_OK and os.path.realpath(path) == os.path.realpath(shm):
+            return False  # this user may read it only (root may write anything)
+        return real_access(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    with pytest.raises(CatalogError, match=r"catalog\.db-shm.*not writable"):
+        eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{link}").find()
+    assert sorted(p.name for p in link.parent.iterdir()) == ["lake.db"]
+
+
 @pytest.mark.parametrize("left", ["catalog.db-shm", "catalog.db-wal"])
 def test_a_shm_or_wal_another_user_left_names_its_owner_not_a_chmod_this_user_cannot_run(
     tmp_path: Path,

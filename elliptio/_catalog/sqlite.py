@@ -585,7 +585,9 @@ class SQLiteCatalog(Catalog):
                 "through a group with write rights, or give readers a MongoDB catalog "
                 "with find rights"
             )
-        for path in (self._target, f"{self._target}-wal", f"{self._target}-shm"):
+        # SQLite keeps them beside the file a symbolic link names, not beside the link.
+        real = os.path.realpath(self._target)
+        for path in (self._target, f"{real}-wal", f"{real}-shm"):
             try:
                 owner = os.stat(path).st_uid
             except OSError:
