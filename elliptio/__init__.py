@@ -71,7 +71,7 @@ from ._urls import (
     write,
 )
 
-__version__ = "0.14.0"
+__version__ = "0.15.0"
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
