@@ -216,9 +216,15 @@ class UrlTools:
             if canonical == root or canonical.startswith(root + "/"):
                 return canonical
             return None
-        resolved, real_root = real(path), real(root)
-        if resolved == real_root or resolved.startswith(real_root.rstrip("/") + "/"):
-            return root + resolved[len(real_root) :]
+        real_root = real(root)
+        spots = [real(path)]
+        if os.path.islink(path):
+            # A link is where it lies, not only where it points: one in the store,
+            # reached through a link to the store, is the store's (rm takes the link).
+            spots.append(os.path.join(real(os.path.dirname(path)), os.path.basename(path)))
+        for resolved in spots:
+            if resolved == real_root or resolved.startswith(real_root.rstrip("/") + "/"):
+                return root + resolved[len(real_root) :]
         return None
 
     def _store_root(self) -> tuple[type, str]:

@@ -1213,6 +1213,31 @@ def test_rm_removes_a_symbolic_link_to_nothing(tmp_path: Path) -> None:
         tools.rm(str(folder / "dangling"))
 
 
+def test_rm_of_a_link_in_the_store_reached_through_a_link_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A symbolic link that lies in the store is the store's, whatever it points
+    at: reached through a link to the store ('~/lake/...' for the store's own
+    folder), the check resolved the whole path, the link too, to its target
+    outside the store, and rm removed the link from the store (since rm takes a
+    link to nothing, a dangling one too)."""
+    store = tmp_path / "store"
+    with eio.Handler(storage=store, catalog=f"sqlite:///{tmp_path}/c.db") as h:
+        src = tmp_path / "x.csv"
+        src.write_text("1\n")
+        h.upload(src)
+    monkeypatch.setenv("ELLIPTIO_STORAGE_URL", str(store))
+    monkeypatch.setenv("ELLIPTIO_CATALOG_URL", f"sqlite:///{tmp_path}/c.db")
+    (tmp_path / "outside.csv").write_text("2\n")
+    (store / "dangling").symlink_to(tmp_path / "gone.csv")
+    (store / "pointer").symlink_to(tmp_path / "outside.csv")
+    (tmp_path / "lake").symlink_to(store)
+    for name in ("dangling", "pointer"):
+        with pytest.raises(eio.InvalidPathError, match="lies in the elliptio store"):
+            eio.rm(str(tmp_path / "lake" / name))
+        assert (store / name).is_symlink()
+
+
 def test_cp_of_a_cached_url_copies_it_when_the_server_is_down(tmp_path: Path, site: _Site) -> None:
     """docs/cache.md: when the storage cannot be reached, cached copies stay
     readable and the rest raises OfflineError naming the URL. cat and open
