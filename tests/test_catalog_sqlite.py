@@ -1542,6 +1542,34 @@ def test_a_shm_or_wal_another_user_left_names_its_owner_not_a_chmod_this_user_ca
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing made
 
 
+def test_a_catalog_file_opens_where_the_os_has_no_user_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Windows ``os`` has no ``geteuid``: the owner check of a catalog file
+    (695c082, 0ae88ce) raised a raw AttributeError on every catalog file that
+    exists, so no catalog could be opened twice there. Without user ids the file
+    is taken as this user's: an unwritable one is still refused, as one's own."""
+    import elliptio as eio
+
+    db = tmp_path / "catalog.db"
+    (tmp_path / "a.txt").write_text("a")
+    with eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}") as h:
+        h.upload(tmp_path / "a.txt")
+    monkeypatch.delattr(os, "geteuid")
+    with eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}") as h:
+        assert len(h.find()) == 1
+    real_access = os.access
+
+    def access(path: Any, mode: int, **kw: Any) -> bool:
+        if mode & os.W_OK and os.fspath(path) == str(db):
+            return False  # a read-only file (root may write anything)
+        return real_access(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    with pytest.raises(CatalogError, match=r"catalog\.db is not writable by this user"):
+        eio.Handler(storage=str(tmp_path / "store"), catalog=f"sqlite:///{db}").find()
+
+
 async def test_the_exit_finalizer_closes_the_connection_after_the_running_call(
     tmp_path: Path,
 ) -> None:

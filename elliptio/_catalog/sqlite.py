@@ -347,6 +347,13 @@ def open_sqlite_catalog(url: str) -> SQLiteCatalog:
     raise ConfigError(f"catalog URL {url!r} is not a SQLite catalog URL; use {_ACCEPTED_URLS}")
 
 
+def _of_another_user(uid: int) -> bool:
+    """Whether a file owned by ``uid`` is another user's; never where the OS has
+    no user ids (Windows: ``os.geteuid`` is missing, ``st_uid`` is 0)."""
+    geteuid = getattr(os, "geteuid", None)
+    return geteuid is not None and uid != geteuid()
+
+
 def _owner_name(uid: int) -> str:
     """``user 'name'`` of ``uid``, or its number when it has no name here."""
     try:
@@ -576,7 +583,7 @@ class SQLiteCatalog(Catalog):
             st = os.stat(self._target)
         except OSError:
             return  # not there yet: made by this user
-        if st.st_uid != os.geteuid() and not os.access(self._target, os.W_OK):
+        if _of_another_user(st.st_uid) and not os.access(self._target, os.W_OK):
             raise CatalogError(
                 f"SQLite catalog {self._display} belongs to another user and this one may "
                 "not write it. An embedded catalog is opened only by users who may write "
@@ -594,7 +601,7 @@ class SQLiteCatalog(Catalog):
                 continue  # not there
             if os.access(path, os.W_OK):
                 continue
-            if owner != os.geteuid():
+            if _of_another_user(owner):
                 # Left by another user's reader (the sqlite3 shell): only that
                 # user or an administrator may change or remove it.
                 who = _owner_name(owner)
