@@ -78,6 +78,7 @@ def test_interrupting_an_upload_in_a_kernel_leaves_nothing_and_the_handler_works
     for i in range(200):
         (src / f"f{i}.bin").write_bytes(os.urandom(500_000))
     store = tmp_path / "store"
+    sent = tmp_path / "interrupt-sent"
     manager, client = start_new_kernel(kernel_name="python3")
     try:
 
@@ -93,6 +94,7 @@ def test_interrupting_an_upload_in_a_kernel_leaves_nothing_and_the_handler_works
                     seen.append(content["text"])
                     if interrupt_on is not None and interrupt_on in content["text"]:
                         manager.interrupt_kernel()
+                        sent.touch()
                 elif kind == "error":
                     seen.append(f"{content['ename']}: {content['evalue']}")
                 elif kind == "execute_result":
@@ -105,15 +107,19 @@ def test_interrupting_an_upload_in_a_kernel_leaves_nothing_and_the_handler_works
             "import elliptio as eio\n"
             f"h = eio.Handler(storage={str(store)!r}, "
             f"catalog={'sqlite:///' + str(tmp_path / 'catalog.db')!r})\n"
-            # One file's copy takes a while, so the interrupt lands before the copy
-            # is over and the record in (the artifact stayed then, as it should,
-            # and the test failed about 1 run in 20; with half a second it still
-            # failed once in a full run under load); the others copy at full speed.
+            # One file's copy waits until the interrupt is sent (and half a second
+            # more), so the interrupt lands before the copy is over and the record
+            # in: the artifact stayed then, as it should, and the test failed about
+            # 1 run in 20 with a fixed delay, and with 3 s in full runs under load,
+            # where the interrupt came late. The others copy at full speed.
             "backend = h.aio.storage.backend\n"
             "real_put = backend._put_file\n"
             "def slow_put(local, *args):\n"
             "    if local.name == 'f7.bin':\n"
-            "        time.sleep(3)\n"
+            "        deadline = time.monotonic() + 120\n"
+            f"        while not os.path.exists({str(sent)!r}) and time.monotonic() < deadline:\n"
+            "            time.sleep(0.01)\n"
+            "        time.sleep(0.5)\n"
             "    return real_put(local, *args)\n"
             "backend._put_file = slow_put\n"
             "def tell():  # once the first file has landed, the copy is under way\n"
