@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -1098,23 +1100,23 @@ def test_rm_of_a_url_that_names_nothing_is_url_not_found_on_every_store(
     assert not tools.exists(f"{base}/kept.csv")
 
 
-def test_a_presigned_url_copied_into_a_folder_keeps_its_signature_out_of_the_name(
-    tmp_path: Path,
-) -> None:
-    """docs/cache.md: a token or signature in a URL's query is used to read it and
-    written nowhere. cp (and `elliptio cp`) of a presigned URL into a folder named
-    the copy after the whole URL, query and all: 'a.csv?X-Amz-Signature=...',
-    a file name holding the signature (and a name no reader expects)."""
+_CSV = b"a,b\n1,2\n"
+
+
+@contextlib.contextmanager
+def _csv_server() -> Iterator[str]:
+    """A real HTTP server answering every path with `_CSV` (ETag "v1", so the
+    cache keeps it for offline reads); yields its base URL."""
     import http.server
-    import threading
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def _send(self, head_only: bool) -> None:
             self.send_response(200)
-            self.send_header("Content-Length", "8")
+            self.send_header("Content-Length", str(len(_CSV)))
+            self.send_header("ETag", '"v1"')
             self.end_headers()
             if not head_only:
-                self.wfile.write(b"a,b\n1,2\n")
+                self.wfile.write(_CSV)
 
         def do_HEAD(self) -> None:
             self._send(head_only=True)
@@ -1128,17 +1130,28 @@ def test_a_presigned_url_copied_into_a_folder_keeps_its_signature_out_of_the_nam
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_presigned_url_copied_into_a_folder_keeps_its_signature_out_of_the_name(
+    tmp_path: Path,
+) -> None:
+    """docs/cache.md: a token or signature in a URL's query is used to read it and
+    written nowhere. cp (and `elliptio cp`) of a presigned URL into a folder named
+    the copy after the whole URL, query and all: 'a.csv?X-Amz-Signature=...',
+    a file name holding the signature (and a name no reader expects)."""
+    with _csv_server() as base:
         tools = _tools(tmp_path)
-        url = f"http://127.0.0.1:{server.server_port}/a.csv?X-Amz-Signature=SIGNATURE123"
+        url = f"{base}/a.csv?X-Amz-Signature=SIGNATURE123"
         out = tmp_path / "out"
         out.mkdir()
         tools.cp(url, str(out) + "/")
         assert [p.name for p in out.iterdir()] == ["a.csv"]
-        assert (out / "a.csv").read_bytes() == b"a,b\n1,2\n"
+        assert (out / "a.csv").read_bytes() == _CSV
         assert not [p for p in tmp_path.rglob("*") if "SIGNATURE123" in p.name]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_url_that_names_no_file_copied_into_a_folder_asks_for_a_name(
@@ -1150,51 +1163,22 @@ def test_a_url_that_names_no_file_copied_into_a_folder_asks_for_a_name(
     the store made their own folder and to remove it (online, and offline from
     the cache). It is an InvalidPathError asking for the copy's file name, the
     folder left as it was; a target file name copies it."""
-    import http.server
-    import threading
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def _send(self, head_only: bool) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", "8")
-            self.send_header("ETag", '"v1"')
-            self.end_headers()
-            if not head_only:
-                self.wfile.write(b"a,b\n1,2\n")
-
-        def do_HEAD(self) -> None:
-            self._send(head_only=True)
-
-        def do_GET(self) -> None:
-            self._send(head_only=False)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with _csv_server() as base:
         tools = _tools(tmp_path)
         out = tmp_path / "out"
         out.mkdir()
         (out / "kept.txt").write_bytes(b"k")
-        for url in (
-            f"http://127.0.0.1:{server.server_port}/?id=3",
-            f"http://127.0.0.1:{server.server_port}/",
-        ):
+        for url in (f"{base}/?id=3", f"{base}/"):
             for target in (str(out), str(out) + "/"):
                 with pytest.raises(eio.InvalidPathError, match="names no file"):
                     tools.cp(url, target)
             with tools.local_copy(url) as path:  # cached for the offline copy below
-                assert path.read_bytes() == b"a,b\n1,2\n"
+                assert path.read_bytes() == _CSV
             with pytest.raises(eio.InvalidPathError, match="names no file"):
                 _tools(tmp_path, offline=True).cp(url, str(out) + "/")
         assert sorted(p.name for p in out.iterdir()) == ["kept.txt"]
-        tools.cp(f"http://127.0.0.1:{server.server_port}/?id=3", str(out / "data.csv"))
-        assert (out / "data.csv").read_bytes() == b"a,b\n1,2\n"
-    finally:
-        server.shutdown()
-        server.server_close()
+        tools.cp(f"{base}/?id=3", str(out / "data.csv"))
+        assert (out / "data.csv").read_bytes() == _CSV
 
 
 def test_rm_removes_a_symbolic_link_to_nothing(tmp_path: Path) -> None:
