@@ -9,7 +9,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -854,24 +854,21 @@ def test_a_folder_of_an_object_store_is_no_empty_file(
     assert tools.cache_size() == len(b"a,b\n1,2\n")
 
 
-def test_urls_told_apart_by_a_masked_parameter_are_two_files(tmp_path: Path) -> None:
-    """A URL's record was named by the URL with its secrets masked: two resources
-    told apart only by a parameter redaction masks (?key=a.csv, ?page_token=p2)
-    shared one record, and the second was served the first one's bytes without
-    a request (helper-75)."""
+@contextlib.contextmanager
+def _http_server(body: Callable[[str], bytes]) -> Iterator[str]:
+    """A real HTTP server answering every path with ``body(path)`` (its md5 as
+    ETag, so the cache keeps it for offline reads); yields its base URL."""
     import http.server
-    import threading
-    from urllib.parse import parse_qs, urlparse
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def _send(self, head_only: bool) -> None:
-            body = repr(parse_qs(urlparse(self.path).query)).encode()
+            data = body(self.path)
             self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("ETag", f'"{hashlib.md5(body).hexdigest()}"')
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("ETag", f'"{hashlib.md5(data).hexdigest()}"')
             self.end_headers()
             if not head_only:
-                self.wfile.write(body)
+                self.wfile.write(data)
 
         def do_HEAD(self) -> None:
             self._send(head_only=True)
@@ -885,14 +882,24 @@ def test_urls_told_apart_by_a_masked_parameter_are_two_files(tmp_path: Path) -> 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        tools = _tools(tmp_path, revalidate_seconds=3600)
-        base = f"http://127.0.0.1:{server.server_port}"
-        for query in ("key=a.csv", "key=b.csv", "page_token=p1", "page_token=p2"):
-            name, value = query.split("=")
-            assert _read(tools, f"{base}/x?{query}") == repr({name: [value]}).encode()
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_urls_told_apart_by_a_masked_parameter_are_two_files(tmp_path: Path) -> None:
+    """A URL's record was named by the URL with its secrets masked: two resources
+    told apart only by a parameter redaction masks (?key=a.csv, ?page_token=p2)
+    shared one record, and the second was served the first one's bytes without
+    a request (helper-75)."""
+    from urllib.parse import parse_qs, urlparse
+
+    with _http_server(lambda path: repr(parse_qs(urlparse(path).query)).encode()) as base:
+        tools = _tools(tmp_path, revalidate_seconds=3600)
+        for query in ("key=a.csv", "key=b.csv", "page_token=p1", "page_token=p2"):
+            name, value = query.split("=")
+            assert _read(tools, f"{base}/x?{query}") == repr({name: [value]}).encode()
 
 
 def test_reading_eio_urls_keeps_no_filesystem_per_call(
@@ -1103,39 +1110,6 @@ def test_rm_of_a_url_that_names_nothing_is_url_not_found_on_every_store(
 _CSV = b"a,b\n1,2\n"
 
 
-@contextlib.contextmanager
-def _csv_server() -> Iterator[str]:
-    """A real HTTP server answering every path with `_CSV` (ETag "v1", so the
-    cache keeps it for offline reads); yields its base URL."""
-    import http.server
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def _send(self, head_only: bool) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(_CSV)))
-            self.send_header("ETag", '"v1"')
-            self.end_headers()
-            if not head_only:
-                self.wfile.write(_CSV)
-
-        def do_HEAD(self) -> None:
-            self._send(head_only=True)
-
-        def do_GET(self) -> None:
-            self._send(head_only=False)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_a_presigned_url_copied_into_a_folder_keeps_its_signature_out_of_the_name(
     tmp_path: Path,
 ) -> None:
@@ -1143,7 +1117,7 @@ def test_a_presigned_url_copied_into_a_folder_keeps_its_signature_out_of_the_nam
     written nowhere. cp (and `elliptio cp`) of a presigned URL into a folder named
     the copy after the whole URL, query and all: 'a.csv?X-Amz-Signature=...',
     a file name holding the signature (and a name no reader expects)."""
-    with _csv_server() as base:
+    with _http_server(lambda _: _CSV) as base:
         tools = _tools(tmp_path)
         url = f"{base}/a.csv?X-Amz-Signature=SIGNATURE123"
         out = tmp_path / "out"
@@ -1163,7 +1137,7 @@ def test_a_url_that_names_no_file_copied_into_a_folder_asks_for_a_name(
     the store made their own folder and to remove it (online, and offline from
     the cache). It is an InvalidPathError asking for the copy's file name, the
     folder left as it was; a target file name copies it."""
-    with _csv_server() as base:
+    with _http_server(lambda _: _CSV) as base:
         tools = _tools(tmp_path)
         out = tmp_path / "out"
         out.mkdir()
