@@ -10,8 +10,10 @@ sync API works inside a running event loop too. The caller's context variables
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
+import time
 import warnings
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -25,6 +27,8 @@ T = TypeVar("T")
 # How long an interrupted call's clean-up runs before the caller is told it waits
 # (a store that stopped answering holds it for each request's network timeouts).
 CLEANUP_NOTICE_SECONDS = 1.0
+# How often a waiting sync call wakes, so that Ctrl-C is raised within it (see `_result`).
+WAKE_SECONDS = 0.1
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -84,7 +88,7 @@ def sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         if token is not None:
             _current.reset(token)
     try:
-        return future.result(timeout)
+        return _result(future, timeout)
     except BaseException:
         # Ctrl-C (or a timeout) here: the call's clean-up (aborting an upload,
         # closing its lease) runs once it is cancelled, and the caller returns only
@@ -100,6 +104,28 @@ def sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
             )
             finished.wait()
         raise
+
+
+def _result(future: concurrent.futures.Future[T], timeout: float | None) -> T:
+    """``future.result(timeout)``, waking every `WAKE_SECONDS` meanwhile.
+
+    Ctrl-C is a signal to the process, which the OS may hand to any of its
+    threads (an IO or storage thread of elliptio's): Python then runs its handler,
+    the KeyboardInterrupt, only once the main thread wakes, and a wait without
+    end woke only when the call was over, the upload committed.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait = WAKE_SECONDS
+        if deadline is not None:
+            wait = max(0.0, min(wait, deadline - time.monotonic()))
+        try:
+            return future.result(wait)
+        except TimeoutError:
+            if future.done():  # done meanwhile, or the call's own TimeoutError
+                return future.result()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
 
 
 async def _until_done(coro: Coroutine[Any, Any, T], finished: threading.Event) -> T:
