@@ -109,9 +109,10 @@ def test_interrupting_an_upload_in_a_kernel_leaves_nothing_and_the_handler_works
             f"catalog={'sqlite:///' + str(tmp_path / 'catalog.db')!r})\n"
             # One file's copy waits until the interrupt is sent (and half a second
             # more), so the interrupt lands before the copy is over and the record
-            # in: the artifact stayed then, as it should, and the test failed about
-            # 1 run in 20 with a fixed delay, and with 3 s in full runs under load,
-            # where the interrupt came late. The others copy at full speed.
+            # in (with a fixed delay it sometimes did not: the artifact stayed then,
+            # as it should). The others copy at full speed. Under load it still
+            # failed, 3 full runs in 6: the OS handed SIGINT to another thread, and
+            # the sync call's wait did not wake for it (fixed in 2ed4053).
             "backend = h.aio.storage.backend\n"
             "real_put = backend._put_file\n"
             "def slow_put(local, *args):\n"
